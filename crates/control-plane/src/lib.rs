@@ -1,1 +1,75 @@
-//! placeholder
+//! The control plane: the one place where Berth's state changes.
+//!
+//! Layering: protocol edges (`aws-api`) call the operations here; the operations read the
+//! published [`State`] or submit a change to the single writer; the writer commits to the
+//! `store` before anything is acknowledged or visible. Nothing here knows a wire format,
+//! and nothing here contains SQL.
+
+pub mod auth;
+pub mod ecs;
+pub mod error;
+mod paging;
+pub mod state;
+mod writer;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+
+use store::Store;
+
+pub use error::{Error, Result};
+pub use paging::Page;
+pub use state::State;
+pub use writer::Txn;
+
+/// How many changes may wait for the writer before callers are made to wait.
+const QUEUE_DEPTH: usize = 4096;
+
+/// The control plane of one Berth deployment.
+pub struct ControlPlane {
+    view: Arc<ArcSwap<State>>,
+    jobs: mpsc::Sender<writer::Job>,
+    pub credentials: auth::Credentials,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane").finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// Rebuilds the state from `store` and starts the writer thread, which runs until the
+    /// control plane is dropped and its queued changes are committed.
+    pub fn open(store: Arc<dyn Store>) -> Result<Self> {
+        let records = store.load().map_err(|e| Error::Internal(e.to_string()))?;
+        let count = records.len();
+        let state = State::from_records(records).map_err(|e| Error::Internal(e.to_string()))?;
+        tracing::info!(records = count, "state rebuilt from the store");
+        let view = Arc::new(ArcSwap::from_pointee(state));
+        let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
+        let writer_view = view.clone();
+        let writer_store = store.clone();
+        std::thread::Builder::new()
+            .name("berth-writer".into())
+            .spawn(move || writer::run(rx, writer_store, writer_view))
+            .map_err(|e| Error::Internal(format!("starting the writer thread: {e}")))?;
+        Ok(ControlPlane { view, jobs, credentials: auth::Credentials::new(store) })
+    }
+
+    /// The state as of the last durable commit.
+    pub fn view(&self) -> Arc<State> {
+        self.view.load_full()
+    }
+
+    /// Applies `f` atomically and durably; returns its result once committed.
+    pub async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Txn<'_>) -> Result<R> + Send + 'static,
+    {
+        writer::submit(&self.jobs, f).await
+    }
+}

@@ -1,1 +1,47 @@
-//! placeholder
+//! The durable store: opaque records in named tables, written in atomic, durable batches.
+//!
+//! The store knows nothing of ECS. The control plane serializes its resources into
+//! [`Record`]s and commits every change through [`Store::commit`]; on start it reads them
+//! all back with [`Store::load`] to rebuild its in-memory view. This crate is the only one
+//! that contains SQL; a PostgreSQL implementation fills the same trait.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// One stored value: `value` is the serialized resource, `(table, key)` its identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub table: String,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// One change in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mutation {
+    Put(Record),
+    Delete { table: String, key: String },
+}
+
+/// What went wrong, named by how the caller reacts.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The batch was not written; nothing of it is visible. Retrying may succeed.
+    #[error("the store could not complete the operation: {0}")]
+    Unavailable(String),
+    /// Stored data cannot be read back as written; an operator must look.
+    #[error("the store holds data it cannot read: {0}")]
+    Corrupt(String),
+}
+
+/// A durable, transactional home for records.
+pub trait Store: Send + Sync + 'static {
+    /// Every record, in `(table, key)` order.
+    fn load(&self) -> Result<Vec<Record>, StoreError>;
+    /// One record, read from durable storage (not from any cache).
+    fn get(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Applies all mutations atomically. Returns only once they are durable: after a
+    /// crash at any later moment, `load` returns them.
+    fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError>;
+}

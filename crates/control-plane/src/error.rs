@@ -1,0 +1,57 @@
+//! The control plane's error, named by how the caller reacts.
+
+use model::Invalid;
+
+/// Why an operation did not happen. Nothing was changed in any of these cases.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The caller's input is wrong; it must change the request.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The named thing does not exist (in the caller's account and region).
+    #[error("{message}")]
+    NotFound { kind: NotFoundKind, message: String },
+    /// The request conflicts with the current state, e.g. deleting a cluster still in use.
+    #[error("{message}")]
+    Conflict { kind: ConflictKind, message: String },
+    /// A limit on the number of things would be exceeded.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// Something failed inside Berth; the request may be retried. The detail is for logs.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What kind of thing was not found; each maps to its own AWS error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotFoundKind {
+    Cluster,
+    Resource,
+    Target,
+    TaskDefinition,
+}
+
+/// What kind of conflict; each maps to its own AWS error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    ClusterHasInstances,
+    ClusterHasServices,
+    ClusterHasTasks,
+    ClusterHasCapacityProviders,
+    ResourceInUse,
+    AttributeLimit,
+}
+
+impl Error {
+    pub fn cluster_not_found() -> Self {
+        Error::NotFound { kind: NotFoundKind::Cluster, message: "Cluster not found.".into() }
+    }
+    pub fn client(message: impl Into<String>) -> Self {
+        Error::Invalid(Invalid::Client(message.into()))
+    }
+    pub fn parameter(message: impl Into<String>) -> Self {
+        Error::Invalid(Invalid::Parameter(message.into()))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,146 @@
+//! The in-memory view of everything the control plane owns, and its mapping to records.
+//!
+//! `State` is built from persistent maps, so cloning it is cheap: the writer works on a
+//! clone and publishes it only after the store has made the changes durable. Readers
+//! therefore never see a write that could still be lost.
+
+use imbl::OrdMap;
+use serde::{Deserialize, Serialize};
+
+use model::ecs::settings::Principal;
+use model::ecs::shapes::SettingName;
+use model::ecs::{Attribute, Cluster, TaskDefinition};
+use model::ids::{ClusterName, Family};
+use model::Scope;
+use store::{Mutation, Record, StoreError};
+
+/// A stored account setting: the value one principal (or the account default) chose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSetting {
+    pub scope: Scope,
+    pub principal: Principal,
+    pub name: SettingName,
+    pub value: String,
+}
+
+/// A stored custom attribute together with the cluster it lives in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAttribute {
+    pub scope: Scope,
+    pub cluster: ClusterName,
+    pub attribute: Attribute,
+}
+
+pub type SettingKey = (Scope, Principal, SettingName);
+pub type AttributeKey = (Scope, ClusterName, String, String);
+
+/// Everything the control plane knows, as of the last durable commit.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    pub clusters: OrdMap<(Scope, ClusterName), Cluster>,
+    pub task_definitions: OrdMap<(Scope, Family, u32), TaskDefinition>,
+    pub settings: OrdMap<SettingKey, StoredSetting>,
+    pub attributes: OrdMap<AttributeKey, StoredAttribute>,
+}
+
+/// A reference to one stored resource, recorded when a write touches it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Touched {
+    Cluster(Scope, ClusterName),
+    TaskDefinition(Scope, Family, u32),
+    Setting(SettingKey),
+    Attribute(AttributeKey),
+}
+
+const CLUSTERS: &str = "ecs.clusters";
+const TASK_DEFINITIONS: &str = "ecs.task_definitions";
+const SETTINGS: &str = "ecs.account_settings";
+const ATTRIBUTES: &str = "ecs.attributes";
+
+fn scope_key(s: &Scope) -> String {
+    format!("{}/{}", s.account, s.region)
+}
+
+impl Touched {
+    fn table_and_key(&self) -> (&'static str, String) {
+        match self {
+            Touched::Cluster(s, n) => (CLUSTERS, format!("{}/{n}", scope_key(s))),
+            // Zero-padded so that keys sort by revision.
+            Touched::TaskDefinition(s, f, r) => (TASK_DEFINITIONS, format!("{}/{f}/{r:010}", scope_key(s))),
+            Touched::Setting((s, p, n)) => {
+                let who = match p {
+                    Principal::AccountDefault => "*".to_string(),
+                    Principal::Arn(a) => a.clone(),
+                };
+                (SETTINGS, format!("{}/{who}/{n}", scope_key(s)))
+            }
+            Touched::Attribute((s, c, t, n)) => (ATTRIBUTES, format!("{}/{c}/{t}/{n}", scope_key(s))),
+        }
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("domain types always serialize")
+}
+
+impl State {
+    /// The store mutation that makes `touched` durable as it now is in this state.
+    pub fn mutation(&self, touched: &Touched) -> Mutation {
+        let (table, key) = touched.table_and_key();
+        let value = match touched {
+            Touched::Cluster(s, n) => self.clusters.get(&(s.clone(), n.clone())).map(encode),
+            Touched::TaskDefinition(s, f, r) => self.task_definitions.get(&(s.clone(), f.clone(), *r)).map(encode),
+            Touched::Setting(k) => self.settings.get(k).map(encode),
+            Touched::Attribute(k) => self.attributes.get(k).map(encode),
+        };
+        match value {
+            Some(value) => Mutation::Put(Record { table: table.into(), key, value }),
+            None => Mutation::Delete { table: table.into(), key },
+        }
+    }
+
+    /// Rebuilds the state from every stored record. Records of tables this version does
+    /// not know are an error: they were written by a newer Berth.
+    pub fn from_records(records: Vec<Record>) -> Result<State, StoreError> {
+        fn decode<T: for<'de> Deserialize<'de>>(r: &Record) -> Result<T, StoreError> {
+            serde_json::from_slice(&r.value)
+                .map_err(|e| StoreError::Corrupt(format!("record {}/{}: {e}", r.table, r.key)))
+        }
+        let mut state = State::default();
+        for r in &records {
+            match r.table.as_str() {
+                CLUSTERS => {
+                    let c: Cluster = decode(r)?;
+                    state.clusters.insert((c.scope.clone(), c.name.clone()), c);
+                }
+                TASK_DEFINITIONS => {
+                    let t: TaskDefinition = decode(r)?;
+                    state.task_definitions.insert((t.scope.clone(), t.family.clone(), t.revision), t);
+                }
+                SETTINGS => {
+                    let s: StoredSetting = decode(r)?;
+                    state.settings.insert((s.scope.clone(), s.principal.clone(), s.name), s);
+                }
+                ATTRIBUTES => {
+                    let a: StoredAttribute = decode(r)?;
+                    let key = (a.scope.clone(), a.cluster.clone(), a.attribute.target_id.clone(), a.attribute.name.clone());
+                    state.attributes.insert(key, a);
+                }
+                t if t.starts_with("auth.") => {}
+                t => return Err(StoreError::Corrupt(format!("unknown table '{t}' (written by a newer Berth?)"))),
+            }
+        }
+        Ok(state)
+    }
+
+    pub fn cluster(&self, scope: &Scope, name: &ClusterName) -> Option<&Cluster> {
+        self.clusters.get(&(scope.clone(), name.clone()))
+    }
+
+    /// All revisions of one family, oldest first.
+    pub fn revisions<'a>(&'a self, scope: &Scope, family: &Family) -> impl DoubleEndedIterator<Item = &'a TaskDefinition> + 'a {
+        let lo = (scope.clone(), family.clone(), 0);
+        let hi = (scope.clone(), family.clone(), u32::MAX);
+        self.task_definitions.range(lo..=hi).map(|(_, t)| t)
+    }
+}

@@ -1,0 +1,112 @@
+//! The single writer: applies changes in batches and acknowledges them once durable.
+//!
+//! Every change is a closure run on the writer thread against a working copy of the state.
+//! The writer takes whatever closures are queued (up to [`MAX_BATCH`]), runs them one
+//! after another, commits all their changes to the store in one transaction (one fsync),
+//! then publishes the new state and answers each caller. This group commit is what lets
+//! many concurrent writers share the cost of durability.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot};
+
+use model::Timestamp;
+use store::Store;
+
+use crate::error::{Error, Result};
+use crate::state::{State, Touched};
+
+/// The most changes committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+
+/// A change in progress: the working state, what it touched, and the batch's clock.
+pub struct Txn<'a> {
+    pub state: &'a mut State,
+    touched: &'a mut Vec<Touched>,
+    pub now: Timestamp,
+}
+
+impl Txn<'_> {
+    /// Records that a resource was created, changed or removed in `state`.
+    pub fn touch(&mut self, t: Touched) {
+        self.touched.push(t);
+    }
+}
+
+type Deliver = Box<dyn FnOnce(Result<()>) + Send>;
+pub(crate) type Job = Box<dyn FnOnce(&mut Txn<'_>) -> (bool, Deliver) + Send>;
+
+/// Queues `f` for the writer and waits until its outcome is durable.
+pub(crate) async fn submit<R, F>(jobs: &mpsc::Sender<Job>, f: F) -> Result<R>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut Txn<'_>) -> Result<R> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move |txn| {
+        let result = f(txn);
+        let failed = result.is_err();
+        let deliver: Deliver = Box::new(move |commit| {
+            let _ = tx.send(result.and_then(|r| commit.map(|()| r)));
+        });
+        (failed, deliver)
+    });
+    jobs.send(job).await.map_err(|_| Error::Internal("the writer has stopped".into()))?;
+    rx.await.map_err(|_| Error::Internal("the writer dropped a change".into()))?
+}
+
+/// Runs the writer until every sender is gone. Meant for a dedicated thread: it blocks on
+/// the store.
+pub(crate) fn run(mut jobs: mpsc::Receiver<Job>, store: Arc<dyn Store>, view: Arc<ArcSwap<State>>) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut next: State = (**view.load()).clone();
+        let mut touched = Vec::new();
+        let mut replies = Vec::with_capacity(batch.len());
+        let now = Timestamp::now();
+        for job in batch {
+            // Each change is atomic: if it fails or panics, its partial edits are undone
+            // by going back to the checkpoint (cheap, the maps are persistent).
+            let checkpoint = (next.clone(), touched.len());
+            let mut txn = Txn { state: &mut next, touched: &mut touched, now };
+            match catch_unwind(AssertUnwindSafe(|| job(&mut txn))) {
+                Ok((failed, deliver)) => {
+                    if failed {
+                        next = checkpoint.0;
+                        touched.truncate(checkpoint.1);
+                    }
+                    replies.push(deliver);
+                }
+                Err(_) => {
+                    tracing::error!("a change panicked in the writer; it was rolled back");
+                    next = checkpoint.0;
+                    touched.truncate(checkpoint.1);
+                }
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        let mutations: Vec<_> = touched.iter().map(|t| next.mutation(t)).collect();
+        let outcome = match store.commit(&mutations) {
+            Ok(()) => {
+                view.store(Arc::new(next));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, changes = mutations.len(), "commit failed; the batch was not applied");
+                Err(Error::Internal(e.to_string()))
+            }
+        };
+        for deliver in replies {
+            deliver(outcome.clone());
+        }
+    }
+}
