@@ -147,6 +147,10 @@ def main():
         "use crate::shape::{Timestamp, Violation};",
         "",
     ]
+    ops = ", ".join(f'"{o}"' for o in sorted(model["operations"]))
+    lines.append("/// Every operation the service's model defines.")
+    lines.append(f"pub const OPERATIONS: &[&str] = &[{ops}];")
+    lines.append("")
     for name in sorted(shapes):
         s = shapes[name]
         if s.get("exception"):

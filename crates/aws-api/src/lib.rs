@@ -1,1 +1,160 @@
-//! placeholder
+//! Berth's AWS protocol edge. Every AWS API request arrives here: it is authenticated
+//! with SigV4, dispatched on its `X-Amz-Target`, decoded into the service's wire shapes,
+//! handed to the control plane in domain terms, and answered in AWS's wire format.
+//!
+//! Layering: this crate calls `control-plane`; the control plane never sees a wire shape,
+//! a header or a status code. Errors are rendered here and logged once, here.
+
+mod ecs;
+pub mod error;
+pub mod sigv4;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tracing::Instrument;
+
+use control_plane::ecs::Caller;
+use control_plane::ControlPlane;
+use model::{AccountId, Region, Scope};
+
+pub use error::ApiError;
+
+/// The largest request body accepted. Task definitions are limited to 64 KiB; this leaves
+/// room for any legitimate request and bounds what one request can make us buffer.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub control: Arc<ControlPlane>,
+}
+
+/// The router for `POST /` carrying AWS JSON 1.1 requests.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/", post(handle).fallback(unsupported_method))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(api)
+}
+
+async fn unsupported_method() -> ApiError {
+    ApiError::bad_request("UnknownOperationException", "AWS API requests are POST requests to / with an X-Amz-Target header.")
+}
+
+fn request_id() -> String {
+    let b: [u8; 16] = rand::thread_rng().gen();
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+async fn handle(State(api): State<Api>, method: Method, uri: Uri, headers: HeaderMap, body: axum::body::Body) -> Response {
+    let id = request_id();
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let span = tracing::info_span!("aws_request", request_id = %id, target = %target);
+    let mut response = async {
+        let result = process(&api, &method, &uri, &headers, body, &target).await;
+        match result {
+            Ok(r) => r,
+            Err(e) => {
+                if e.is_server_error() {
+                    tracing::error!(code = e.code, "request failed");
+                } else {
+                    tracing::info!(code = e.code, message = %e.message, "request refused");
+                }
+                e.into_response()
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "SerializationException",
+            format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+        )),
+        Err(_) => Err(ApiError::serialization("The request body could not be read.")),
+    }
+}
+
+async fn process(api: &Api, method: &Method, uri: &Uri, headers: &HeaderMap, body: axum::body::Body, target: &str) -> Result<Response, ApiError> {
+    let body = read_body(body).await?;
+    let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
+    let service = match prefix {
+        ecs::TARGET_PREFIX => "ecs",
+        "" => return Err(ApiError::bad_request("UnknownOperationException", "The request has no X-Amz-Target header naming an operation.")),
+        _ => return Err(ApiError::bad_request("UnknownOperationException", format!("Unknown service target '{prefix}'."))),
+    };
+    let caller = authenticate(api, method, uri, headers, &body, service)?;
+    match service {
+        "ecs" => ecs::dispatch(api, &caller, operation, &body).await,
+        _ => unreachable!("services are matched above"),
+    }
+}
+
+fn authenticate(api: &Api, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8], service: &str) -> Result<Caller, ApiError> {
+    let req = sigv4::SignedRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers,
+        body,
+    };
+    let parsed = sigv4::parse(&req)?;
+    if parsed.credential.service != service {
+        return Err(sigv4::AuthError::WrongService { expected: service.into() }.into());
+    }
+    let key = api
+        .control
+        .credentials
+        .lookup(&parsed.credential.access_key_id)?
+        .ok_or(sigv4::AuthError::UnknownKey)?;
+    parsed.verify(&req, &key.secret, OffsetDateTime::now_utc())?;
+    let region = Region::parse(&parsed.credential.region)
+        .map_err(|_| ApiError::bad_request("InvalidSignatureException", format!("'{}' is not a valid region in the credential scope.", parsed.credential.region)))?;
+    Ok(Caller { scope: Scope { account: AccountId::clone(&key.account), region } })
+}
+
+/// Decodes a request body into its input shape. Wrong types, unknown members and
+/// malformed JSON become a `SerializationException` naming the member at fault.
+pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            ApiError::serialization(format!("The request body is not valid JSON for this operation: {inner}"))
+        } else {
+            ApiError::serialization(format!("Invalid value at '{path}': {inner}"))
+        }
+    })
+}
+
+/// A 200 response carrying `value` as AWS JSON.
+pub(crate) fn ok<T: Serialize>(value: &T) -> Response {
+    let body = serde_json::to_vec(value).expect("response shapes always serialize");
+    let mut r = (http::StatusCode::OK, body).into_response();
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+    r
+}

@@ -1,0 +1,113 @@
+//! The AWS JSON error envelope: `{"__type": code, "message": ...}` with an HTTP status.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+
+use control_plane::error::{ConflictKind, NotFoundKind};
+use control_plane::Error;
+use model::Invalid;
+
+use crate::sigv4::AuthError;
+
+/// An error as the client will see it. Internal detail never goes into `message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::bad_request("InvalidParameterException", message)
+    }
+    pub fn serialization(message: impl Into<String>) -> Self {
+        Self::bad_request("SerializationException", message)
+    }
+    pub fn is_server_error(&self) -> bool {
+        self.status.is_server_error()
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        match e {
+            Invalid::Parameter(m) => ApiError::invalid_parameter(m),
+            Invalid::Client(m) => ApiError::bad_request("ClientException", m),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid(i) => i.into(),
+            Error::NotFound { kind, message } => {
+                let code = match kind {
+                    NotFoundKind::Cluster => "ClusterNotFoundException",
+                    NotFoundKind::Resource => "ResourceNotFoundException",
+                    NotFoundKind::Target => "TargetNotFoundException",
+                    // ECS reports a missing task definition as a ClientException.
+                    NotFoundKind::TaskDefinition => "ClientException",
+                };
+                ApiError::bad_request(code, message)
+            }
+            Error::Conflict { kind, message } => {
+                let code = match kind {
+                    ConflictKind::ClusterHasInstances => "ClusterContainsContainerInstancesException",
+                    ConflictKind::ClusterHasServices => "ClusterContainsServicesException",
+                    ConflictKind::ClusterHasTasks => "ClusterContainsTasksException",
+                    ConflictKind::ClusterHasCapacityProviders => "ClusterContainsCapacityProviderException",
+                    ConflictKind::ResourceInUse => "ResourceInUseException",
+                    ConflictKind::AttributeLimit => "AttributeLimitExceededException",
+                };
+                ApiError::bad_request(code, message)
+            }
+            Error::LimitExceeded(m) => ApiError::bad_request("LimitExceededException", m),
+            Error::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ServerException", "Berth failed to process the request; retry it. The server log has the detail.")
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing => Self::new(StatusCode::BAD_REQUEST, "MissingAuthenticationTokenException", "Missing Authentication Token"),
+            AuthError::Malformed(m) => Self::bad_request("IncompleteSignatureException", m),
+            AuthError::UnknownKey => Self::bad_request(
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid. Check the access key id (`berth env` prints a valid one).",
+            ),
+            AuthError::Mismatch => Self::bad_request(
+                "InvalidSignatureException",
+                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
+            ),
+            AuthError::Expired(m) => Self::bad_request("InvalidSignatureException", m),
+            AuthError::WrongService { expected } => {
+                Self::bad_request("InvalidSignatureException", format!("Credential should be scoped to correct service: '{expected}'."))
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "__type": self.code, "message": self.message }).to_string();
+        let mut r = (self.status, body).into_response();
+        let h = r.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+        if let Ok(v) = HeaderValue::from_str(self.code) {
+            h.insert("x-amzn-errortype", v);
+        }
+        r
+    }
+}
