@@ -1,1 +1,33 @@
-fn main() {}
+//! `berth`: the command line. Parses configuration, wires the parts together, and shuts
+//! them down cleanly. Everything with behaviour lives in the library crates.
+
+mod cli;
+mod datadir;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    cli::init_logging(&cli.global);
+    // Handlers decode whole task definitions; debug builds keep large frames, so workers
+    // get more stack than tokio's 2 MiB default.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(8 * 1024 * 1024)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -26,6 +26,10 @@ pub use writer::Txn;
 
 /// How many changes may wait for the writer before callers are made to wait.
 const QUEUE_DEPTH: usize = 4096;
+/// The writer's stack: headroom for persistent-map updates, which recurse through tree
+/// nodes and, in debug builds, keep whole nodes on the stack (they once overflowed 2 MiB
+/// when nodes held task definitions inline; values are now behind `Arc`).
+const WRITER_STACK_BYTES: usize = 16 * 1024 * 1024;
 
 /// The control plane of one Berth deployment.
 pub struct ControlPlane {
@@ -54,9 +58,14 @@ impl ControlPlane {
         let writer_store = store.clone();
         std::thread::Builder::new()
             .name("berth-writer".into())
+            .stack_size(WRITER_STACK_BYTES)
             .spawn(move || writer::run(rx, writer_store, writer_view))
             .map_err(|e| Error::Internal(format!("starting the writer thread: {e}")))?;
-        Ok(ControlPlane { view, jobs, credentials: auth::Credentials::new(store) })
+        Ok(ControlPlane {
+            view,
+            jobs,
+            credentials: auth::Credentials::new(store),
+        })
     }
 
     /// The state as of the last durable commit.

@@ -1,1 +1,279 @@
-//! placeholder
+//! The integration-test harness: each test starts its own `berth` process on a free
+//! loopback port with a fresh data dir, and talks to it with the official AWS SDK for
+//! Rust or the `aws` CLI, exactly as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_credential_types::Credentials;
+
+/// How long a server may take to come up before a test fails.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Credentials of one account on a running Berth.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub account: String,
+    pub id: String,
+    pub secret: String,
+}
+
+/// A running `berth up` process with its own data dir.
+#[derive(Debug)]
+pub struct Berth {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub endpoint: String,
+    pub key: Key,
+}
+
+impl Berth {
+    /// Starts `berth up` from the binary at `bin` (tests pass `env!("CARGO_BIN_EXE_berth")`).
+    pub async fn start(bin: &str) -> Berth {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test")
+            .tempdir()
+            .expect("temp dir");
+        let mut b = Berth {
+            bin: bin.into(),
+            dir,
+            child: None,
+            endpoint: String::new(),
+            key: Key {
+                account: String::new(),
+                id: String::new(),
+                secret: String::new(),
+            },
+        };
+        b.spawn().await;
+        b.key = b.env_key(None);
+        b
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    async fn spawn(&mut self) {
+        let endpoint_file = self.dir.path().join("endpoint");
+        let _ = std::fs::remove_file(&endpoint_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        let child = Command::new(&self.bin)
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.dir.path())
+            .env("BERTH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn berth");
+        self.child = Some(child);
+        let deadline = Instant::now() + START_DEADLINE;
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(url) = std::fs::read_to_string(&endpoint_file) {
+                if let Ok(r) = http
+                    .get(format!("{}/_berth/health", url.trim()))
+                    .send()
+                    .await
+                {
+                    if r.status().is_success() {
+                        self.endpoint = url.trim().to_string();
+                        return;
+                    }
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "berth exited during start with {status}; log in {}",
+                    self.dir.path().display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berth did not become healthy within {START_DEADLINE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs a `berth` subcommand against this data dir and returns its stdout.
+    pub fn command(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .output()
+            .expect("run berth");
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// The credentials `berth env` prints (for `account`, or the first account).
+    pub fn env_key(&self, account: Option<&str>) -> Key {
+        let mut args = vec!["env"];
+        if let Some(a) = account {
+            args.extend(["--account", a]);
+        }
+        let text = self.command(&args);
+        let get = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("berth env printed no {name}"))
+                .to_string()
+        };
+        let listed = self.command(&["account", "list"]);
+        let id = get("AWS_ACCESS_KEY_ID");
+        let account = listed
+            .lines()
+            .find(|l| l.contains(&id))
+            .and_then(|l| l.split('\t').next())
+            .expect("key's account listed")
+            .to_string();
+        Key {
+            account,
+            id,
+            secret: get("AWS_SECRET_ACCESS_KEY"),
+        }
+    }
+
+    /// Creates another account with `berth account create` while the server runs.
+    pub fn create_account(&self) -> Key {
+        let text = self.command(&["account", "create", "--name", "other"]);
+        let get = |p: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(p))
+                .expect("account create output")
+                .to_string()
+        };
+        Key {
+            account: get("account "),
+            id: get("access key id "),
+            secret: get("secret access key "),
+        }
+    }
+
+    /// Kills the server with SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        c.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// Starts the server again on the same data dir (at a new port).
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    /// An ECS client for the first account in `us-east-1`.
+    pub async fn ecs(&self) -> aws_sdk_ecs::Client {
+        self.ecs_as(&self.key, "us-east-1").await
+    }
+
+    /// An ECS client for any key and region.
+    pub async fn ecs_as(&self, key: &Key, region: &str) -> aws_sdk_ecs::Client {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new(region.to_string()))
+            .credentials_provider(Credentials::new(
+                &key.id,
+                &key.secret,
+                None,
+                None,
+                "testkit",
+            ))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await;
+        aws_sdk_ecs::Client::new(&conf)
+    }
+
+    /// Environment variables that point the `aws` CLI at this server.
+    pub fn cli_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL".into(), self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID".into(), self.key.id.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), self.key.secret.clone()),
+            ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
+            ("AWS_MAX_ATTEMPTS".into(), "1".into()),
+        ]
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        self.kill9();
+        // A failing test shows what the server said; a passing one stays quiet.
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last lines of the berth server log:");
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// Waits for `cond` to hold, polling, up to `timeout`. Tests wait for conditions, never
+/// for fixed times.
+pub async fn eventually<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The AWS error code of an SDK error, e.g. `ClusterNotFoundException`.
+pub fn error_code<E, R>(err: &aws_sdk_ecs::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match err {
+        aws_sdk_ecs::error::SdkError::ServiceError(e) => {
+            e.err().code().unwrap_or("<no code>").to_string()
+        }
+        other => format!(
+            "<not a service error: {}>",
+            aws_sdk_ecs::error::DisplayErrorContext(other)
+        ),
+    }
+}

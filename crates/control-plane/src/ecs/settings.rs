@@ -31,15 +31,20 @@ fn principal_of(caller: &Caller, given: Option<&str>) -> Result<Principal> {
     if arn_text == root {
         return Ok(Principal::AccountDefault);
     }
-    let arn = Arn::parse(arn_text).map_err(|_| Error::parameter(format!("principalArn '{arn_text}' is not a valid ARN.")))?;
-    let kind_ok = arn.resource.starts_with("user/") || arn.resource.starts_with("role/") || arn.resource == "root";
+    let arn = Arn::parse(arn_text)
+        .map_err(|_| Error::parameter(format!("principalArn '{arn_text}' is not a valid ARN.")))?;
+    let kind_ok = arn.resource.starts_with("user/")
+        || arn.resource.starts_with("role/")
+        || arn.resource == "root";
     if arn.service != "iam" || !kind_ok {
         return Err(Error::parameter(format!(
             "principalArn '{arn_text}' must be the ARN of an IAM user, role or root of your account."
         )));
     }
     if arn.account != caller.scope.account.as_str() {
-        return Err(Error::parameter(format!("principalArn '{arn_text}' belongs to another account.")));
+        return Err(Error::parameter(format!(
+            "principalArn '{arn_text}' belongs to another account."
+        )));
     }
     Ok(Principal::Arn(arn_text.to_string()))
 }
@@ -52,7 +57,13 @@ fn arn_of(account: &AccountId, p: &Principal) -> String {
 }
 
 impl ControlPlane {
-    pub async fn put_account_setting(&self, caller: &Caller, name: SettingName, value: String, principal: Option<String>) -> Result<Setting> {
+    pub async fn put_account_setting(
+        &self,
+        caller: &Caller,
+        name: SettingName,
+        value: String,
+        principal: Option<String>,
+    ) -> Result<Setting> {
         check_value(name, &value)?;
         let principal = principal_of(caller, principal.as_deref())?;
         if principal != Principal::AccountDefault && account_default_only(name) {
@@ -63,21 +74,41 @@ impl ControlPlane {
         let scope = caller.scope.clone();
         self.write(move |txn| {
             let key = (scope.clone(), principal.clone(), name);
-            let stored = StoredSetting { scope: scope.clone(), principal: principal.clone(), name, value: value.clone() };
+            let stored = StoredSetting {
+                scope: scope.clone(),
+                principal: principal.clone(),
+                name,
+                value: value.clone(),
+            };
             txn.state.settings.insert(key.clone(), stored);
             txn.touch(Touched::Setting(key));
-            Ok(Setting { name, value, principal_arn: arn_of(&scope.account, &principal), user_set: true })
+            Ok(Setting {
+                name,
+                value,
+                principal_arn: arn_of(&scope.account, &principal),
+                user_set: true,
+            })
         })
         .await
     }
 
-    pub async fn put_account_setting_default(&self, caller: &Caller, name: SettingName, value: String) -> Result<Setting> {
+    pub async fn put_account_setting_default(
+        &self,
+        caller: &Caller,
+        name: SettingName,
+        value: String,
+    ) -> Result<Setting> {
         self.put_account_setting(caller, name, value, None).await
     }
 
     /// Removes a principal's (or the account default's) setting; returns what was removed,
     /// or the value that applies if nothing was set.
-    pub async fn delete_account_setting(&self, caller: &Caller, name: SettingName, principal: Option<String>) -> Result<Setting> {
+    pub async fn delete_account_setting(
+        &self,
+        caller: &Caller,
+        name: SettingName,
+        principal: Option<String>,
+    ) -> Result<Setting> {
         let principal = principal_of(caller, principal.as_deref())?;
         let scope = caller.scope.clone();
         self.write(move |txn| {
@@ -86,9 +117,19 @@ impl ControlPlane {
             match txn.state.settings.remove(&key) {
                 Some(old) => {
                     txn.touch(Touched::Setting(key));
-                    Ok(Setting { name, value: old.value, principal_arn, user_set: true })
+                    Ok(Setting {
+                        name,
+                        value: old.value,
+                        principal_arn,
+                        user_set: true,
+                    })
                 }
-                None => Ok(Setting { name, value: aws_default(name).into(), principal_arn, user_set: false }),
+                None => Ok(Setting {
+                    name,
+                    value: aws_default(name).into(),
+                    principal_arn,
+                    user_set: false,
+                }),
             }
         })
         .await
@@ -109,7 +150,12 @@ impl ControlPlane {
         let principal = principal_of(caller, principal)?;
         let state = self.view();
         let scope = &caller.scope;
-        let lookup = |p: &Principal, n: SettingName| state.settings.get(&(scope.clone(), p.clone(), n)).map(|s| s.value.clone());
+        let lookup = |p: &Principal, n: SettingName| {
+            state
+                .settings
+                .get(&(scope.clone(), p.clone(), n))
+                .map(|s| s.value.clone())
+        };
         let names: Vec<SettingName> = match name {
             Some(n) => vec![n],
             None => SettingName::ALL.to_vec(),
@@ -118,10 +164,25 @@ impl ControlPlane {
         for n in names {
             let own = lookup(&principal, n);
             let setting = match (own, effective) {
-                (Some(v), _) => Some(Setting { name: n, value: v, principal_arn: arn_of(&scope.account, &principal), user_set: true }),
+                (Some(v), _) => Some(Setting {
+                    name: n,
+                    value: v,
+                    principal_arn: arn_of(&scope.account, &principal),
+                    user_set: true,
+                }),
                 (None, true) => Some(match lookup(&Principal::AccountDefault, n) {
-                    Some(v) => Setting { name: n, value: v, principal_arn: arn_of(&scope.account, &principal), user_set: true },
-                    None => Setting { name: n, value: aws_default(n).into(), principal_arn: arn_of(&scope.account, &principal), user_set: false },
+                    Some(v) => Setting {
+                        name: n,
+                        value: v,
+                        principal_arn: arn_of(&scope.account, &principal),
+                        user_set: true,
+                    },
+                    None => Setting {
+                        name: n,
+                        value: aws_default(n).into(),
+                        principal_arn: arn_of(&scope.account, &principal),
+                        user_set: false,
+                    },
                 }),
                 (None, false) => None,
             };

@@ -1,5 +1,7 @@
 //! Tags on any taggable ECS resource, addressed by ARN.
 
+use std::sync::Arc;
+
 use model::ecs::{ClusterStatus, TaskDefinitionRef};
 use model::ids::ClusterName;
 use model::tags::Tags;
@@ -17,13 +19,19 @@ enum Target {
 }
 
 fn resource_not_found(arn: &str) -> Error {
-    Error::NotFound { kind: NotFoundKind::Resource, message: format!("The specified resource {arn} could not be found.") }
+    Error::NotFound {
+        kind: NotFoundKind::Resource,
+        message: format!("The specified resource {arn} could not be found."),
+    }
 }
 
 fn locate(state: &State, scope: &Scope, arn_text: &str) -> Result<Target> {
-    let arn = Arn::parse(arn_text).map_err(|_| Error::parameter(format!("The ARN '{arn_text}' is not valid.")))?;
+    let arn = Arn::parse(arn_text)
+        .map_err(|_| Error::parameter(format!("The ARN '{arn_text}' is not valid.")))?;
     if arn.service != "ecs" {
-        return Err(Error::parameter(format!("The ARN '{arn_text}' is not an ECS resource ARN.")));
+        return Err(Error::parameter(format!(
+            "The ARN '{arn_text}' is not an ECS resource ARN."
+        )));
     }
     if !arn.is_in(scope) {
         return Err(resource_not_found(arn_text));
@@ -37,24 +45,42 @@ fn locate(state: &State, scope: &Scope, arn_text: &str) -> Result<Target> {
             }
         }
         Some(("task-definition", _)) => {
-            let r = TaskDefinitionRef::parse(arn_text, scope)?.map_err(|_| resource_not_found(arn_text))?;
+            let r = TaskDefinitionRef::parse(arn_text, scope)?
+                .map_err(|_| resource_not_found(arn_text))?;
             let rev = r.revision.ok_or_else(|| resource_not_found(arn_text))?;
-            if state.task_definitions.contains_key(&(scope.clone(), r.family.clone(), rev)) {
+            if state
+                .task_definitions
+                .contains_key(&(scope.clone(), r.family.clone(), rev))
+            {
                 Ok(Target::TaskDefinition(r.family, rev))
             } else {
                 Err(resource_not_found(arn_text))
             }
         }
-        Some((kind, _)) if ["service", "task", "container-instance", "capacity-provider", "task-set"].contains(&kind) => {
+        Some((kind, _))
+            if [
+                "service",
+                "task",
+                "container-instance",
+                "capacity-provider",
+                "task-set",
+            ]
+            .contains(&kind) =>
+        {
             Err(resource_not_found(arn_text))
         }
-        _ => Err(Error::parameter(format!("The ARN '{arn_text}' does not name a taggable ECS resource."))),
+        _ => Err(Error::parameter(format!(
+            "The ARN '{arn_text}' does not name a taggable ECS resource."
+        ))),
     }
 }
 
 fn tags_of(state: &State, scope: &Scope, t: &Target) -> Tags {
     match t {
-        Target::Cluster(n) => state.cluster(scope, n).map(|c| c.tags.clone()).unwrap_or_default(),
+        Target::Cluster(n) => state
+            .cluster(scope, n)
+            .map(|c| c.tags.clone())
+            .unwrap_or_default(),
         Target::TaskDefinition(f, r) => state
             .task_definitions
             .get(&(scope.clone(), f.clone(), *r))
@@ -67,13 +93,17 @@ fn set_tags(txn: &mut Txn<'_>, scope: &Scope, t: Target, tags: Tags) {
     match t {
         Target::Cluster(n) => {
             if let Some(c) = txn.state.clusters.get_mut(&(scope.clone(), n.clone())) {
-                c.tags = tags;
+                Arc::make_mut(c).tags = tags;
                 txn.touch(Touched::Cluster(scope.clone(), n));
             }
         }
         Target::TaskDefinition(f, r) => {
-            if let Some(td) = txn.state.task_definitions.get_mut(&(scope.clone(), f.clone(), r)) {
-                td.tags = tags;
+            if let Some(td) = txn
+                .state
+                .task_definitions
+                .get_mut(&(scope.clone(), f.clone(), r))
+            {
+                Arc::make_mut(td).tags = tags;
                 txn.touch(Touched::TaskDefinition(scope.clone(), f, r));
             }
         }
@@ -81,7 +111,12 @@ fn set_tags(txn: &mut Txn<'_>, scope: &Scope, t: Target, tags: Tags) {
 }
 
 impl ControlPlane {
-    pub async fn tag_resource(&self, caller: &Caller, arn: String, tags: Vec<(String, String)>) -> Result<()> {
+    pub async fn tag_resource(
+        &self,
+        caller: &Caller,
+        arn: String,
+        tags: Vec<(String, String)>,
+    ) -> Result<()> {
         // Checked before queueing so that a bad tag never costs a write.
         Tags::parse(tags.clone())?;
         let scope = caller.scope.clone();
@@ -95,7 +130,12 @@ impl ControlPlane {
         .await
     }
 
-    pub async fn untag_resource(&self, caller: &Caller, arn: String, keys: Vec<String>) -> Result<()> {
+    pub async fn untag_resource(
+        &self,
+        caller: &Caller,
+        arn: String,
+        keys: Vec<String>,
+    ) -> Result<()> {
         let scope = caller.scope.clone();
         self.write(move |txn| {
             let target = locate(txn.state, &scope, &arn)?;

@@ -1,6 +1,10 @@
 //! Task definitions: register, describe, list, deregister, delete.
 
-use model::ecs::shapes::{RegisterTaskDefinitionRequest, TaskDefinitionFamilyStatus, TaskDefinitionStatus};
+use std::sync::Arc;
+
+use model::ecs::shapes::{
+    RegisterTaskDefinitionRequest, TaskDefinitionFamilyStatus, TaskDefinitionStatus,
+};
 use model::ecs::{TaskDefinition, TaskDefinitionRef, TaskDefinitionSpec};
 use model::ids::Family;
 use model::tags::Tags;
@@ -29,8 +33,14 @@ pub fn resolve<'a>(state: &'a State, scope: &Scope, reference: &str) -> Result<&
         return Err(not_found(reference));
     };
     let found = match r.revision {
-        Some(rev) => state.task_definitions.get(&(scope.clone(), r.family.clone(), rev)),
-        None => state.revisions(scope, &r.family).rev().find(|t| t.status == TaskDefinitionStatus::Active),
+        Some(rev) => state
+            .task_definitions
+            .get(&(scope.clone(), r.family.clone(), rev))
+            .map(|t| &**t),
+        None => state
+            .revisions(scope, &r.family)
+            .rev()
+            .find(|t| t.status == TaskDefinitionStatus::Active),
     };
     found.ok_or_else(|| not_found(reference))
 }
@@ -41,7 +51,11 @@ fn sort_key(t: &TaskDefinition) -> String {
 
 impl ControlPlane {
     /// Validates and registers the next revision of a family.
-    pub async fn register_task_definition(&self, caller: &Caller, mut req: RegisterTaskDefinitionRequest) -> Result<TaskDefinition> {
+    pub async fn register_task_definition(
+        &self,
+        caller: &Caller,
+        mut req: RegisterTaskDefinitionRequest,
+    ) -> Result<TaskDefinition> {
         let tags = req
             .tags
             .take()
@@ -54,7 +68,11 @@ impl ControlPlane {
         let registered_by = caller.principal_arn();
         self.write(move |txn| {
             // Revisions are never reused, whatever the status of earlier ones.
-            let revision = txn.state.revisions(&scope, &family).next_back().map_or(1, |t| t.revision + 1);
+            let revision = txn
+                .state
+                .revisions(&scope, &family)
+                .next_back()
+                .map_or(1, |t| t.revision + 1);
             let td = TaskDefinition {
                 scope: scope.clone(),
                 family: family.clone(),
@@ -67,14 +85,21 @@ impl ControlPlane {
                 delete_requested_at: None,
                 tags,
             };
-            txn.state.task_definitions.insert((scope.clone(), family.clone(), revision), td.clone());
+            txn.state.task_definitions.insert(
+                (scope.clone(), family.clone(), revision),
+                Arc::new(td.clone()),
+            );
             txn.touch(Touched::TaskDefinition(scope, family, revision));
             Ok(td)
         })
         .await
     }
 
-    pub fn describe_task_definition(&self, caller: &Caller, reference: &str) -> Result<TaskDefinition> {
+    pub fn describe_task_definition(
+        &self,
+        caller: &Caller,
+        reference: &str,
+    ) -> Result<TaskDefinition> {
         resolve(&self.view(), &caller.scope, reference).cloned()
     }
 
@@ -93,7 +118,9 @@ impl ControlPlane {
         let mut items: Vec<(String, String)> = state
             .task_definitions
             .iter()
-            .filter(|((s, f, _), t)| *s == caller.scope && t.status == status && family.as_ref().is_none_or(|x| x == f))
+            .filter(|((s, f, _), t)| {
+                *s == caller.scope && t.status == status && family.as_ref().is_none_or(|x| x == f)
+            })
             .map(|(_, t)| (sort_key(t), t.arn().to_string()))
             .collect();
         if descending {
@@ -135,7 +162,11 @@ impl ControlPlane {
     }
 
     /// Marks one revision INACTIVE. The reference must name a revision.
-    pub async fn deregister_task_definition(&self, caller: &Caller, reference: String) -> Result<TaskDefinition> {
+    pub async fn deregister_task_definition(
+        &self,
+        caller: &Caller,
+        reference: String,
+    ) -> Result<TaskDefinition> {
         let scope = caller.scope.clone();
         let parsed = TaskDefinitionRef::parse(&reference, &scope)?;
         if matches!(&parsed, Ok(r) if r.revision.is_none()) {
@@ -148,8 +179,15 @@ impl ControlPlane {
             if td.status == TaskDefinitionStatus::Active {
                 td.status = TaskDefinitionStatus::Inactive;
                 td.deregistered_at = Some(txn.now);
-                txn.state.task_definitions.insert((scope.clone(), td.family.clone(), td.revision), td.clone());
-                txn.touch(Touched::TaskDefinition(scope, td.family.clone(), td.revision));
+                txn.state.task_definitions.insert(
+                    (scope.clone(), td.family.clone(), td.revision),
+                    Arc::new(td.clone()),
+                );
+                txn.touch(Touched::TaskDefinition(
+                    scope,
+                    td.family.clone(),
+                    td.revision,
+                ));
             }
             Ok(td)
         })
@@ -158,9 +196,15 @@ impl ControlPlane {
 
     /// Requests deletion of INACTIVE revisions; each becomes DELETE_IN_PROGRESS. Revisions
     /// that cannot be deleted are reported as failures and the others still proceed.
-    pub async fn delete_task_definitions(&self, caller: &Caller, refs: Vec<String>) -> Result<(Vec<TaskDefinition>, Vec<Failure>)> {
+    pub async fn delete_task_definitions(
+        &self,
+        caller: &Caller,
+        refs: Vec<String>,
+    ) -> Result<(Vec<TaskDefinition>, Vec<Failure>)> {
         if refs.is_empty() || refs.len() > MAX_DELETE {
-            return Err(Error::parameter(format!("Pass between 1 and {MAX_DELETE} task definitions to delete.")));
+            return Err(Error::parameter(format!(
+                "Pass between 1 and {MAX_DELETE} task definitions to delete."
+            )));
         }
         let scope = caller.scope.clone();
         self.write(move |txn| {
@@ -188,7 +232,7 @@ impl ControlPlane {
                     TaskDefinitionStatus::Inactive => {
                         td.status = TaskDefinitionStatus::DeleteInProgress;
                         td.delete_requested_at = Some(txn.now);
-                        txn.state.task_definitions.insert((scope.clone(), td.family.clone(), td.revision), td.clone());
+                        txn.state.task_definitions.insert((scope.clone(), td.family.clone(), td.revision), Arc::new(td.clone()));
                         txn.touch(Touched::TaskDefinition(scope.clone(), td.family.clone(), td.revision));
                     }
                     TaskDefinitionStatus::DeleteInProgress => {}

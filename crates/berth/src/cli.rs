@@ -1,0 +1,189 @@
+//! The commands and their flags. Every flag has an environment variable of the same
+//! meaning, named in `--help`.
+
+#![allow(clippy::print_stdout)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::datadir::DataDir;
+use crate::serve;
+
+/// Berth: Amazon ECS, ECR and Application Load Balancer on your own machines.
+///
+/// Start everything with `berth up`, then `eval "$(berth env)"` and use the `aws` and
+/// `docker` command lines as you would against AWS.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about, long_about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Log filter, in tracing's syntax (for example `info` or `berth=debug,info`).
+    #[arg(long, env = "BERTH_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    pub log_format: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything on this machine: the AWS endpoint and control plane (the registry,
+    /// load balancer and local agent join it as they are built).
+    Up(ServerArgs),
+    /// Run the control plane and its AWS endpoint alone.
+    Server(ServerArgs),
+    /// Print `export` lines that point the aws CLI and SDKs at this Berth:
+    /// use `eval "$(berth env)"`.
+    Env(EnvArgs),
+    /// Manage accounts (each owns its own resources, invisible to the others).
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Manage access keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DataDirArg {
+    /// Where Berth keeps its state: the database (with access keys, owner-only) and the
+    /// address it listens on.
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = "./berth-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// Address to listen on. Loopback by default: listening elsewhere exposes the API to
+    /// the network, so say so explicitly. Port 0 picks a free port.
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7447")]
+    pub listen: SocketAddr,
+    /// The most connections served at once; further clients wait to be accepted.
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// The region the printed environment selects.
+    #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Print the credentials of this account instead of the first one.
+    #[arg(long, env = "BERTH_ACCOUNT")]
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account with one access key and print them.
+    Create {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// A name to recognise the account by.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List accounts and their access key ids.
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create another access key for an account and print it.
+    Create {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The 12-digit account id.
+        #[arg(long)]
+        account: String,
+    },
+}
+
+pub fn init_logging(g: &Global) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&g.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if g.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) | Command::Server(args) => serve::run(args).await,
+        Command::Env(args) => env(args),
+        Command::Account(AccountCommand::Create { data, name }) => {
+            let dir = DataDir::open_existing(&data.data_dir)?;
+            let (account, key) = dir.credentials()?.create_account(&name)?;
+            println!(
+                "account {}\naccess key id {}\nsecret access key {}",
+                account.id, key.id, key.secret
+            );
+            Ok(())
+        }
+        Command::Account(AccountCommand::List { data }) => {
+            let dir = DataDir::open_existing(&data.data_dir)?;
+            for (account, keys) in dir.credentials()?.list()? {
+                let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+                println!("{}\t{}\t{}", account.id, account.name, ids.join(","));
+            }
+            Ok(())
+        }
+        Command::Key(KeyCommand::Create { data, account }) => {
+            let dir = DataDir::open_existing(&data.data_dir)?;
+            let account = model::AccountId::parse(&account)?;
+            let key = dir.credentials()?.create_key(&account)?;
+            println!("access key id {}\nsecret access key {}", key.id, key.secret);
+            Ok(())
+        }
+    }
+}
+
+fn env(args: EnvArgs) -> anyhow::Result<()> {
+    model::Region::parse(&args.region)?;
+    let dir = DataDir::open_existing(&args.data.data_dir)?;
+    let endpoint = dir
+        .endpoint()
+        .context("Berth has not been started with this data dir yet: run `berth up` first")?;
+    let creds = dir.credentials()?;
+    let key = match &args.account {
+        None => creds
+            .first_key()?
+            .context("the data dir has no access key; run `berth up` once to create one")?,
+        Some(id) => {
+            let accounts = creds.list()?;
+            let Some((_, keys)) = accounts.into_iter().find(|(a, _)| a.id.as_str() == id) else {
+                bail!("there is no account {id}; `berth account list` shows the accounts");
+            };
+            keys.into_iter()
+                .next()
+                .context("that account has no access key; create one with `berth key create`")?
+        }
+    };
+    println!("export AWS_ENDPOINT_URL={endpoint}");
+    println!("export AWS_ACCESS_KEY_ID={}", key.id);
+    println!("export AWS_SECRET_ACCESS_KEY={}", key.secret);
+    println!("export AWS_DEFAULT_REGION={}", args.region);
+    println!("export AWS_REGION={}", args.region);
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Serving: bind, accept connections within a bound, route, and shut down gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use control_plane::ControlPlane;
+
+use crate::cli::ServerArgs;
+use crate::datadir::DataDir;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let dir = DataDir::create(&args.data.data_dir)?;
+    let created = dir.credentials()?.bootstrap()?;
+    let control = Arc::new(ControlPlane::open(dir.store())?);
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}");
+    dir.write_endpoint(&url)?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "listening on a non-loopback address: the API is reachable from the network");
+    }
+    if let Some((account, key)) = created {
+        eprintln!(
+            "Created account {} with access key {}.\nPoint the aws CLI at Berth with:  eval \"$(berth env --data-dir {})\"",
+            account.id,
+            key.id,
+            args.data.data_dir.display()
+        );
+    }
+
+    let app = Router::new()
+        .route(
+            "/_berth/health",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    r#"{"status":"ok"}"#,
+                )
+            }),
+        )
+        .merge(aws_api::router(aws_api::Api {
+            control: control.clone(),
+        }));
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    tracing::info!(%url, data_dir = %args.data.data_dir.display(), "berth is serving");
+    serve(listener, app, args.max_connections, shutdown).await;
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
+/// Accepts connections until `shutdown`, at most `max` at once, then waits (bounded)
+/// for the open ones to finish their requests.
+async fn serve(listener: TcpListener, app: Router, max: usize, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(max));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("connections still open after the drain timeout; closing them"),
+    }
+}
+
+async fn signal_shutdown(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop berth with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+    }
+    token.cancel();
+}

@@ -1,0 +1,18 @@
+//! Integration tests: a real `berth` process per test, driven by the official AWS SDK for
+//! Rust, the `aws` CLI, or raw HTTP where a test must send what no SDK would.
+
+mod attributes;
+mod bad_input;
+mod clusters;
+mod durability;
+mod security;
+mod settings;
+mod tagging;
+mod task_definitions;
+
+use testkit::Berth;
+
+/// Starts a fresh server for one test.
+pub async fn berth() -> Berth {
+    Berth::start(env!("CARGO_BIN_EXE_berth")).await
+}

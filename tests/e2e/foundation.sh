@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The foundation walkthrough with the real `aws` CLI: start Berth from a clean data dir,
+# create a cluster, register a task definition, describe it; then kill -9 the server,
+# start it again, and check that everything is still there.
+#
+# Usage: tests/e2e/foundation.sh [path/to/berth]   (default: target/debug/berth)
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+berth="${1:-$here/../../target/debug/berth}"
+data="$(mktemp -d)"
+pid=""
+cleanup() {
+    [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true
+    rm -rf "$data"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "--- $*"; }
+
+start() {
+    rm -f "$data/endpoint"
+    "$berth" up --data-dir "$data" --listen 127.0.0.1:0 >>"$data/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 300); do
+        if [[ -s "$data/endpoint" ]] && curl -fsS "$(cat "$data/endpoint")/_berth/health" >/dev/null 2>&1; then
+            eval "$("$berth" env --data-dir "$data")"
+            export AWS_MAX_ATTEMPTS=1
+            return
+        fi
+        kill -0 "$pid" 2>/dev/null || { cat "$data/server.log"; fail "berth exited during start"; }
+        sleep 0.1
+    done
+    fail "berth did not become healthy"
+}
+
+step "berth up (first start creates the account and key)"
+start
+grep -q "Created account" "$data/server.log" || fail "first start did not announce the new account"
+[[ "$(stat -c %a "$data/berth.db")" == 600 ]] || fail "the database is not owner-only"
+[[ "$(stat -c %a "$data")" == 700 ]] || fail "the data dir is not owner-only"
+
+step "aws ecs create-cluster"
+arn="$(aws ecs create-cluster --cluster-name demo --query cluster.clusterArn --output text)"
+[[ "$arn" == arn:aws:ecs:us-east-1:*:cluster/demo ]] || fail "unexpected cluster ARN $arn"
+
+step "aws ecs register-task-definition --cli-input-json"
+rev="$(aws ecs register-task-definition --cli-input-json "file://$here/simplehttp.json" --query taskDefinition.revision --output text)"
+[[ "$rev" == 1 ]] || fail "expected revision 1, got $rev"
+
+step "aws ecs describe-task-definition"
+image="$(aws ecs describe-task-definition --task-definition simplehttp --query 'taskDefinition.containerDefinitions[0].image' --output text)"
+[[ "$image" == simplehttp:latest ]] || fail "unexpected image $image"
+tag="$(aws ecs describe-task-definition --task-definition simplehttp --include TAGS --query 'tags[0].value' --output text)"
+[[ "$tag" == simplehttp ]] || fail "tags not returned"
+
+step "errors come back in AWS's shape"
+if out="$(aws ecs describe-task-definition --task-definition missing 2>&1)"; then fail "describing a missing task definition succeeded"; fi
+grep -q "ClientException" <<<"$out" || fail "expected ClientException, got: $out"
+if out="$(AWS_SECRET_ACCESS_KEY=wrong aws ecs list-clusters 2>&1)"; then fail "a wrong secret was accepted"; fi
+grep -q "InvalidSignatureException" <<<"$out" || fail "expected InvalidSignatureException, got: $out"
+
+step "kill -9 and restart: everything acknowledged is still there"
+kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+start
+[[ "$(aws ecs list-clusters --query 'length(clusterArns)' --output text)" == 1 ]] || fail "cluster lost"
+[[ "$(aws ecs describe-task-definition --task-definition simplehttp:1 --query taskDefinition.status --output text)" == ACTIVE ]] || fail "task definition lost"
+rev="$(aws ecs register-task-definition --cli-input-json "file://$here/simplehttp.json" --query taskDefinition.revision --output text)"
+[[ "$rev" == 2 ]] || fail "revision numbering did not continue: $rev"
+
+step "SIGTERM stops berth cleanly"
+kill -TERM "$pid"
+wait "$pid" || fail "berth exited non-zero on SIGTERM"
+pid=""
+
+echo "e2e foundation: 1 passed, 0 failed"
