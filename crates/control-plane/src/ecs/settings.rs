@@ -65,6 +65,11 @@ impl ControlPlane {
         principal: Option<String>,
     ) -> Result<Setting> {
         check_value(name, &value)?;
+        if name == SettingName::GuardDutyActivate {
+            return Err(Error::parameter(
+                "guardDutyActivate is read-only: GuardDuty manages it. It can be listed but not set.",
+            ));
+        }
         let principal = principal_of(caller, principal.as_deref())?;
         if principal != Principal::AccountDefault && account_default_only(name) {
             return Err(Error::parameter(format!(
@@ -147,6 +152,11 @@ impl ControlPlane {
         effective: bool,
         page: &Page,
     ) -> Result<(Vec<Setting>, Option<String>)> {
+        if value.is_some() && name.is_none() {
+            return Err(Error::parameter(
+                "A value filter needs a setting name: pass name together with value.",
+            ));
+        }
         let principal = principal_of(caller, principal)?;
         let state = self.view();
         let scope = &caller.scope;

@@ -149,7 +149,15 @@ impl ControlPlane {
 
     pub fn list_tags_for_resource(&self, caller: &Caller, arn: &str) -> Result<Tags> {
         let state = self.view();
-        let target = locate(&state, &caller.scope, arn)?;
+        // ListTagsForResource has no ResourceNotFoundException in ECS's model; a missing
+        // resource other than a cluster is reported as an invalid parameter.
+        let target = locate(&state, &caller.scope, arn).map_err(|e| match e {
+            Error::NotFound {
+                kind: NotFoundKind::Resource,
+                message,
+            } => Error::parameter(message),
+            other => other,
+        })?;
         Ok(tags_of(&state, &caller.scope, &target))
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use model::ecs::shapes::{
     RegisterTaskDefinitionRequest, TaskDefinitionFamilyStatus, TaskDefinitionStatus,
 };
-use model::ecs::{TaskDefinition, TaskDefinitionRef, TaskDefinitionSpec};
+use model::ecs::{task_definition_arn, TaskDefinition, TaskDefinitionRef, TaskDefinitionSpec};
 use model::ids::Family;
 use model::tags::Tags;
 use model::Scope;
@@ -211,7 +211,12 @@ impl ControlPlane {
             let mut done = Vec::new();
             let mut failures = Vec::new();
             for r in refs {
-                let fail = |reason: &str| Failure { arn: r.clone(), reason: reason.into(), detail: None };
+                // Failures name the full ARN when the reference is well formed, as ECS does.
+                let arn = match TaskDefinitionRef::parse(&r, &scope) {
+                    Ok(Ok(TaskDefinitionRef { family, revision: Some(rev) })) => task_definition_arn(&scope, &family, rev).to_string(),
+                    _ => r.clone(),
+                };
+                let fail = |reason: &str| Failure { arn: arn.clone(), reason: reason.into(), detail: None };
                 match TaskDefinitionRef::parse(&r, &scope) {
                     Ok(Ok(parsed)) if parsed.revision.is_some() => {}
                     Ok(_) | Err(_) => {

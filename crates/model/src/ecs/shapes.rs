@@ -11,7 +11,85 @@ use serde::{Deserialize, Serialize};
 use crate::shape::{Timestamp, Violation};
 
 /// Every operation the service's model defines.
-pub const OPERATIONS: &[&str] = &["ContinueServiceDeployment", "CreateCapacityProvider", "CreateCluster", "CreateDaemon", "CreateExpressGatewayService", "CreateService", "CreateTaskSet", "DeleteAccountSetting", "DeleteAttributes", "DeleteCapacityProvider", "DeleteCluster", "DeleteDaemon", "DeleteDaemonTaskDefinition", "DeleteExpressGatewayService", "DeleteService", "DeleteTaskDefinitions", "DeleteTaskSet", "DeregisterContainerInstance", "DeregisterTaskDefinition", "DescribeCapacityProviders", "DescribeClusters", "DescribeContainerInstances", "DescribeDaemon", "DescribeDaemonDeployments", "DescribeDaemonRevisions", "DescribeDaemonTaskDefinition", "DescribeExpressGatewayService", "DescribeServiceDeployments", "DescribeServiceRevisions", "DescribeServices", "DescribeTaskDefinition", "DescribeTaskSets", "DescribeTasks", "DiscoverPollEndpoint", "ExecuteCommand", "GetTaskProtection", "ListAccountSettings", "ListAttributes", "ListClusters", "ListContainerInstances", "ListDaemonDeployments", "ListDaemonTaskDefinitions", "ListDaemons", "ListServiceDeployments", "ListServices", "ListServicesByNamespace", "ListTagsForResource", "ListTaskDefinitionFamilies", "ListTaskDefinitions", "ListTasks", "PutAccountSetting", "PutAccountSettingDefault", "PutAttributes", "PutClusterCapacityProviders", "RegisterContainerInstance", "RegisterDaemonTaskDefinition", "RegisterTaskDefinition", "RunTask", "StartTask", "StopServiceDeployment", "StopTask", "SubmitAttachmentStateChanges", "SubmitContainerStateChange", "SubmitTaskStateChange", "TagResource", "UntagResource", "UpdateCapacityProvider", "UpdateCluster", "UpdateClusterSettings", "UpdateContainerAgent", "UpdateContainerInstancesState", "UpdateDaemon", "UpdateExpressGatewayService", "UpdateService", "UpdateServicePrimaryTaskSet", "UpdateTaskProtection", "UpdateTaskSet"];
+pub const OPERATIONS: &[&str] = &[
+    "ContinueServiceDeployment",
+    "CreateCapacityProvider",
+    "CreateCluster",
+    "CreateDaemon",
+    "CreateExpressGatewayService",
+    "CreateService",
+    "CreateTaskSet",
+    "DeleteAccountSetting",
+    "DeleteAttributes",
+    "DeleteCapacityProvider",
+    "DeleteCluster",
+    "DeleteDaemon",
+    "DeleteDaemonTaskDefinition",
+    "DeleteExpressGatewayService",
+    "DeleteService",
+    "DeleteTaskDefinitions",
+    "DeleteTaskSet",
+    "DeregisterContainerInstance",
+    "DeregisterTaskDefinition",
+    "DescribeCapacityProviders",
+    "DescribeClusters",
+    "DescribeContainerInstances",
+    "DescribeDaemon",
+    "DescribeDaemonDeployments",
+    "DescribeDaemonRevisions",
+    "DescribeDaemonTaskDefinition",
+    "DescribeExpressGatewayService",
+    "DescribeServiceDeployments",
+    "DescribeServiceRevisions",
+    "DescribeServices",
+    "DescribeTaskDefinition",
+    "DescribeTaskSets",
+    "DescribeTasks",
+    "DiscoverPollEndpoint",
+    "ExecuteCommand",
+    "GetTaskProtection",
+    "ListAccountSettings",
+    "ListAttributes",
+    "ListClusters",
+    "ListContainerInstances",
+    "ListDaemonDeployments",
+    "ListDaemonTaskDefinitions",
+    "ListDaemons",
+    "ListServiceDeployments",
+    "ListServices",
+    "ListServicesByNamespace",
+    "ListTagsForResource",
+    "ListTaskDefinitionFamilies",
+    "ListTaskDefinitions",
+    "ListTasks",
+    "PutAccountSetting",
+    "PutAccountSettingDefault",
+    "PutAttributes",
+    "PutClusterCapacityProviders",
+    "RegisterContainerInstance",
+    "RegisterDaemonTaskDefinition",
+    "RegisterTaskDefinition",
+    "RunTask",
+    "StartTask",
+    "StopServiceDeployment",
+    "StopTask",
+    "SubmitAttachmentStateChanges",
+    "SubmitContainerStateChange",
+    "SubmitTaskStateChange",
+    "TagResource",
+    "UntagResource",
+    "UpdateCapacityProvider",
+    "UpdateCluster",
+    "UpdateClusterSettings",
+    "UpdateContainerAgent",
+    "UpdateContainerInstancesState",
+    "UpdateDaemon",
+    "UpdateExpressGatewayService",
+    "UpdateService",
+    "UpdateServicePrimaryTaskSet",
+    "UpdateTaskProtection",
+    "UpdateTaskSet",
+];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,7 +110,13 @@ pub enum AcceleratorManufacturer {
     Habana,
 }
 impl AcceleratorManufacturer {
-    pub const ALL: &'static [AcceleratorManufacturer] = &[AcceleratorManufacturer::AmazonWebServices, AcceleratorManufacturer::Amd, AcceleratorManufacturer::Nvidia, AcceleratorManufacturer::Xilinx, AcceleratorManufacturer::Habana];
+    pub const ALL: &'static [AcceleratorManufacturer] = &[
+        AcceleratorManufacturer::AmazonWebServices,
+        AcceleratorManufacturer::Amd,
+        AcceleratorManufacturer::Nvidia,
+        AcceleratorManufacturer::Xilinx,
+        AcceleratorManufacturer::Habana,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             AcceleratorManufacturer::AmazonWebServices => "amazon-web-services",
@@ -56,9 +140,22 @@ impl FromStr for AcceleratorManufacturer {
         }
     }
 }
-impl TryFrom<String> for AcceleratorManufacturer { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<AcceleratorManufacturer> for &'static str { fn from(v: AcceleratorManufacturer) -> Self { v.as_str() } }
-impl fmt::Display for AcceleratorManufacturer { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for AcceleratorManufacturer {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<AcceleratorManufacturer> for &'static str {
+    fn from(v: AcceleratorManufacturer) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for AcceleratorManufacturer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -77,7 +174,20 @@ pub enum AcceleratorName {
     T4g,
 }
 impl AcceleratorName {
-    pub const ALL: &'static [AcceleratorName] = &[AcceleratorName::A100, AcceleratorName::Inferentia, AcceleratorName::K520, AcceleratorName::K80, AcceleratorName::M60, AcceleratorName::RadeonProV520, AcceleratorName::T4, AcceleratorName::Vu9p, AcceleratorName::V100, AcceleratorName::A10g, AcceleratorName::H100, AcceleratorName::T4g];
+    pub const ALL: &'static [AcceleratorName] = &[
+        AcceleratorName::A100,
+        AcceleratorName::Inferentia,
+        AcceleratorName::K520,
+        AcceleratorName::K80,
+        AcceleratorName::M60,
+        AcceleratorName::RadeonProV520,
+        AcceleratorName::T4,
+        AcceleratorName::Vu9p,
+        AcceleratorName::V100,
+        AcceleratorName::A10g,
+        AcceleratorName::H100,
+        AcceleratorName::T4g,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             AcceleratorName::A100 => "a100",
@@ -115,9 +225,22 @@ impl FromStr for AcceleratorName {
         }
     }
 }
-impl TryFrom<String> for AcceleratorName { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<AcceleratorName> for &'static str { fn from(v: AcceleratorName) -> Self { v.as_str() } }
-impl fmt::Display for AcceleratorName { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for AcceleratorName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<AcceleratorName> for &'static str {
+    fn from(v: AcceleratorName) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for AcceleratorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,7 +259,11 @@ pub enum AcceleratorType {
     Inference,
 }
 impl AcceleratorType {
-    pub const ALL: &'static [AcceleratorType] = &[AcceleratorType::Gpu, AcceleratorType::Fpga, AcceleratorType::Inference];
+    pub const ALL: &'static [AcceleratorType] = &[
+        AcceleratorType::Gpu,
+        AcceleratorType::Fpga,
+        AcceleratorType::Inference,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             AcceleratorType::Gpu => "gpu",
@@ -152,13 +279,28 @@ impl FromStr for AcceleratorType {
             "gpu" => Ok(AcceleratorType::Gpu),
             "fpga" => Ok(AcceleratorType::Fpga),
             "inference" => Ok(AcceleratorType::Inference),
-            _ => Err(format!("invalid value '{s}' for AcceleratorType; valid values: gpu, fpga, inference")),
+            _ => Err(format!(
+                "invalid value '{s}' for AcceleratorType; valid values: gpu, fpga, inference"
+            )),
         }
     }
 }
-impl TryFrom<String> for AcceleratorType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<AcceleratorType> for &'static str { fn from(v: AcceleratorType) -> Self { v.as_str() } }
-impl fmt::Display for AcceleratorType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for AcceleratorType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<AcceleratorType> for &'static str {
+    fn from(v: AcceleratorType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for AcceleratorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -181,22 +323,49 @@ impl FromStr for AccessType {
         match s {
             "PUBLIC" => Ok(AccessType::Public),
             "PRIVATE" => Ok(AccessType::Private),
-            _ => Err(format!("invalid value '{s}' for AccessType; valid values: PUBLIC, PRIVATE")),
+            _ => Err(format!(
+                "invalid value '{s}' for AccessType; valid values: PUBLIC, PRIVATE"
+            )),
         }
     }
 }
-impl TryFrom<String> for AccessType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<AccessType> for &'static str { fn from(v: AccessType) -> Self { v.as_str() } }
-impl fmt::Display for AccessType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for AccessType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<AccessType> for &'static str {
+    fn from(v: AccessType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for AccessType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdvancedConfiguration {
-    #[serde(rename = "alternateTargetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alternateTargetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alternate_target_group_arn: Option<String>,
-    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "productionListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub production_listener_rule: Option<String>,
-    #[serde(rename = "testListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_listener_rule: Option<String>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
@@ -213,7 +382,14 @@ pub enum AgentUpdateStatus {
     Failed,
 }
 impl AgentUpdateStatus {
-    pub const ALL: &'static [AgentUpdateStatus] = &[AgentUpdateStatus::Pending, AgentUpdateStatus::Staging, AgentUpdateStatus::Staged, AgentUpdateStatus::Updating, AgentUpdateStatus::Updated, AgentUpdateStatus::Failed];
+    pub const ALL: &'static [AgentUpdateStatus] = &[
+        AgentUpdateStatus::Pending,
+        AgentUpdateStatus::Staging,
+        AgentUpdateStatus::Staged,
+        AgentUpdateStatus::Updating,
+        AgentUpdateStatus::Updated,
+        AgentUpdateStatus::Failed,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             AgentUpdateStatus::Pending => "PENDING",
@@ -239,9 +415,22 @@ impl FromStr for AgentUpdateStatus {
         }
     }
 }
-impl TryFrom<String> for AgentUpdateStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<AgentUpdateStatus> for &'static str { fn from(v: AgentUpdateStatus) -> Self { v.as_str() } }
-impl fmt::Display for AgentUpdateStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for AgentUpdateStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<AgentUpdateStatus> for &'static str {
+    fn from(v: AgentUpdateStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for AgentUpdateStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -251,7 +440,11 @@ pub enum ApplicationProtocol {
     Grpc,
 }
 impl ApplicationProtocol {
-    pub const ALL: &'static [ApplicationProtocol] = &[ApplicationProtocol::Http, ApplicationProtocol::Http2, ApplicationProtocol::Grpc];
+    pub const ALL: &'static [ApplicationProtocol] = &[
+        ApplicationProtocol::Http,
+        ApplicationProtocol::Http2,
+        ApplicationProtocol::Grpc,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ApplicationProtocol::Http => "http",
@@ -267,13 +460,28 @@ impl FromStr for ApplicationProtocol {
             "http" => Ok(ApplicationProtocol::Http),
             "http2" => Ok(ApplicationProtocol::Http2),
             "grpc" => Ok(ApplicationProtocol::Grpc),
-            _ => Err(format!("invalid value '{s}' for ApplicationProtocol; valid values: http, http2, grpc")),
+            _ => Err(format!(
+                "invalid value '{s}' for ApplicationProtocol; valid values: http, http2, grpc"
+            )),
         }
     }
 }
-impl TryFrom<String> for ApplicationProtocol { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ApplicationProtocol> for &'static str { fn from(v: ApplicationProtocol) -> Self { v.as_str() } }
-impl fmt::Display for ApplicationProtocol { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ApplicationProtocol {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ApplicationProtocol> for &'static str {
+    fn from(v: ApplicationProtocol) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ApplicationProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -296,13 +504,28 @@ impl FromStr for AssignPublicIp {
         match s {
             "ENABLED" => Ok(AssignPublicIp::Enabled),
             "DISABLED" => Ok(AssignPublicIp::Disabled),
-            _ => Err(format!("invalid value '{s}' for AssignPublicIp; valid values: ENABLED, DISABLED")),
+            _ => Err(format!(
+                "invalid value '{s}' for AssignPublicIp; valid values: ENABLED, DISABLED"
+            )),
         }
     }
 }
-impl TryFrom<String> for AssignPublicIp { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<AssignPublicIp> for &'static str { fn from(v: AssignPublicIp) -> Self { v.as_str() } }
-impl fmt::Display for AssignPublicIp { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for AssignPublicIp {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<AssignPublicIp> for &'static str {
+    fn from(v: AssignPublicIp) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for AssignPublicIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -320,7 +543,11 @@ pub struct Attachment {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentStateChange {
-    #[serde(rename = "attachmentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachmentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachment_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -329,8 +556,15 @@ impl AttachmentStateChange {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.attachment_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "attachmentArn"))); }
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
+        if self.attachment_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "attachmentArn",
+            )));
+        }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
     }
 }
 
@@ -341,7 +575,11 @@ pub struct Attribute {
     pub name: Option<String>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<TargetType>,
     #[serde(rename = "targetId", default, skip_serializing_if = "Option::is_none")]
     pub target_id: Option<String>,
@@ -350,7 +588,9 @@ impl Attribute {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "name"))); }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "name")));
+        }
     }
 }
 
@@ -361,7 +601,10 @@ pub enum AutoRepairActionsStatus {
     Disabled,
 }
 impl AutoRepairActionsStatus {
-    pub const ALL: &'static [AutoRepairActionsStatus] = &[AutoRepairActionsStatus::Enabled, AutoRepairActionsStatus::Disabled];
+    pub const ALL: &'static [AutoRepairActionsStatus] = &[
+        AutoRepairActionsStatus::Enabled,
+        AutoRepairActionsStatus::Disabled,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             AutoRepairActionsStatus::Enabled => "ENABLED",
@@ -375,57 +618,113 @@ impl FromStr for AutoRepairActionsStatus {
         match s {
             "ENABLED" => Ok(AutoRepairActionsStatus::Enabled),
             "DISABLED" => Ok(AutoRepairActionsStatus::Disabled),
-            _ => Err(format!("invalid value '{s}' for AutoRepairActionsStatus; valid values: ENABLED, DISABLED")),
+            _ => Err(format!(
+                "invalid value '{s}' for AutoRepairActionsStatus; valid values: ENABLED, DISABLED"
+            )),
         }
     }
 }
-impl TryFrom<String> for AutoRepairActionsStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<AutoRepairActionsStatus> for &'static str { fn from(v: AutoRepairActionsStatus) -> Self { v.as_str() } }
-impl fmt::Display for AutoRepairActionsStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for AutoRepairActionsStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<AutoRepairActionsStatus> for &'static str {
+    fn from(v: AutoRepairActionsStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for AutoRepairActionsStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoRepairConfiguration {
-    #[serde(rename = "actionsStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "actionsStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub actions_status: Option<AutoRepairActionsStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoScalingGroupProvider {
-    #[serde(rename = "autoScalingGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_arn: Option<String>,
-    #[serde(rename = "managedScaling", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedScaling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_scaling: Option<ManagedScaling>,
-    #[serde(rename = "managedTerminationProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedTerminationProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_termination_protection: Option<ManagedTerminationProtection>,
-    #[serde(rename = "managedDraining", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedDraining",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_draining: Option<ManagedDraining>,
 }
 impl AutoScalingGroupProvider {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.auto_scaling_group_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "autoScalingGroupArn"))); }
-        if let Some(x) = &self.managed_scaling { x.validate_at(&crate::shape::join(path, "managedScaling"), v); }
+        if self.auto_scaling_group_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "autoScalingGroupArn",
+            )));
+        }
+        if let Some(x) = &self.managed_scaling {
+            x.validate_at(&crate::shape::join(path, "managedScaling"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoScalingGroupProviderUpdate {
-    #[serde(rename = "managedScaling", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedScaling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_scaling: Option<ManagedScaling>,
-    #[serde(rename = "managedTerminationProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedTerminationProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_termination_protection: Option<ManagedTerminationProtection>,
-    #[serde(rename = "managedDraining", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedDraining",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_draining: Option<ManagedDraining>,
 }
 impl AutoScalingGroupProviderUpdate {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.managed_scaling { x.validate_at(&crate::shape::join(path, "managedScaling"), v); }
+        if let Some(x) = &self.managed_scaling {
+            x.validate_at(&crate::shape::join(path, "managedScaling"), v);
+        }
     }
 }
 
@@ -436,7 +735,10 @@ pub enum AvailabilityZoneRebalancing {
     Disabled,
 }
 impl AvailabilityZoneRebalancing {
-    pub const ALL: &'static [AvailabilityZoneRebalancing] = &[AvailabilityZoneRebalancing::Enabled, AvailabilityZoneRebalancing::Disabled];
+    pub const ALL: &'static [AvailabilityZoneRebalancing] = &[
+        AvailabilityZoneRebalancing::Enabled,
+        AvailabilityZoneRebalancing::Disabled,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             AvailabilityZoneRebalancing::Enabled => "ENABLED",
@@ -454,25 +756,48 @@ impl FromStr for AvailabilityZoneRebalancing {
         }
     }
 }
-impl TryFrom<String> for AvailabilityZoneRebalancing { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<AvailabilityZoneRebalancing> for &'static str { fn from(v: AvailabilityZoneRebalancing) -> Self { v.as_str() } }
-impl fmt::Display for AvailabilityZoneRebalancing { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for AvailabilityZoneRebalancing {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<AvailabilityZoneRebalancing> for &'static str {
+    fn from(v: AvailabilityZoneRebalancing) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for AvailabilityZoneRebalancing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsVpcConfiguration {
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
-    #[serde(rename = "assignPublicIp", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "assignPublicIp",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub assign_public_ip: Option<AssignPublicIp>,
 }
 impl AwsVpcConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.subnets.is_none() { v.push(Violation::missing(crate::shape::join(path, "subnets"))); }
+        if self.subnets.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "subnets")));
+        }
     }
 }
 
@@ -484,7 +809,11 @@ pub enum BareMetal {
     Excluded,
 }
 impl BareMetal {
-    pub const ALL: &'static [BareMetal] = &[BareMetal::Included, BareMetal::Required, BareMetal::Excluded];
+    pub const ALL: &'static [BareMetal] = &[
+        BareMetal::Included,
+        BareMetal::Required,
+        BareMetal::Excluded,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             BareMetal::Included => "included",
@@ -500,13 +829,28 @@ impl FromStr for BareMetal {
             "included" => Ok(BareMetal::Included),
             "required" => Ok(BareMetal::Required),
             "excluded" => Ok(BareMetal::Excluded),
-            _ => Err(format!("invalid value '{s}' for BareMetal; valid values: included, required, excluded")),
+            _ => Err(format!(
+                "invalid value '{s}' for BareMetal; valid values: included, required, excluded"
+            )),
         }
     }
 }
-impl TryFrom<String> for BareMetal { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<BareMetal> for &'static str { fn from(v: BareMetal) -> Self { v.as_str() } }
-impl fmt::Display for BareMetal { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for BareMetal {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<BareMetal> for &'static str {
+    fn from(v: BareMetal) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for BareMetal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -525,7 +869,11 @@ pub enum BurstablePerformance {
     Excluded,
 }
 impl BurstablePerformance {
-    pub const ALL: &'static [BurstablePerformance] = &[BurstablePerformance::Included, BurstablePerformance::Required, BurstablePerformance::Excluded];
+    pub const ALL: &'static [BurstablePerformance] = &[
+        BurstablePerformance::Included,
+        BurstablePerformance::Required,
+        BurstablePerformance::Excluded,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             BurstablePerformance::Included => "included",
@@ -545,9 +893,22 @@ impl FromStr for BurstablePerformance {
         }
     }
 }
-impl TryFrom<String> for BurstablePerformance { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<BurstablePerformance> for &'static str { fn from(v: BurstablePerformance) -> Self { v.as_str() } }
-impl fmt::Display for BurstablePerformance { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for BurstablePerformance {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<BurstablePerformance> for &'static str {
+    fn from(v: BurstablePerformance) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for BurstablePerformance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -570,20 +931,43 @@ impl FromStr for CPUArchitecture {
         match s {
             "X86_64" => Ok(CPUArchitecture::X8664),
             "ARM64" => Ok(CPUArchitecture::Arm64),
-            _ => Err(format!("invalid value '{s}' for CPUArchitecture; valid values: X86_64, ARM64")),
+            _ => Err(format!(
+                "invalid value '{s}' for CPUArchitecture; valid values: X86_64, ARM64"
+            )),
         }
     }
 }
-impl TryFrom<String> for CPUArchitecture { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<CPUArchitecture> for &'static str { fn from(v: CPUArchitecture) -> Self { v.as_str() } }
-impl fmt::Display for CPUArchitecture { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for CPUArchitecture {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<CPUArchitecture> for &'static str {
+    fn from(v: CPUArchitecture) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for CPUArchitecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryConfiguration {
-    #[serde(rename = "canaryPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "canaryPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub canary_percent: Option<f64>,
-    #[serde(rename = "canaryBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "canaryBakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub canary_bake_time_in_minutes: Option<i32>,
 }
 
@@ -595,7 +979,11 @@ pub enum CapacityOptionType {
     Reserved,
 }
 impl CapacityOptionType {
-    pub const ALL: &'static [CapacityOptionType] = &[CapacityOptionType::OnDemand, CapacityOptionType::Spot, CapacityOptionType::Reserved];
+    pub const ALL: &'static [CapacityOptionType] = &[
+        CapacityOptionType::OnDemand,
+        CapacityOptionType::Spot,
+        CapacityOptionType::Reserved,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             CapacityOptionType::OnDemand => "ON_DEMAND",
@@ -615,14 +1003,31 @@ impl FromStr for CapacityOptionType {
         }
     }
 }
-impl TryFrom<String> for CapacityOptionType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<CapacityOptionType> for &'static str { fn from(v: CapacityOptionType) -> Self { v.as_str() } }
-impl fmt::Display for CapacityOptionType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for CapacityOptionType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<CapacityOptionType> for &'static str {
+    fn from(v: CapacityOptionType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for CapacityOptionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapacityProvider {
-    #[serde(rename = "capacityProviderArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -630,13 +1035,29 @@ pub struct CapacityProvider {
     pub cluster: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<CapacityProviderStatus>,
-    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProvider>,
-    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedInstancesProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_instances_provider: Option<ManagedInstancesProvider>,
-    #[serde(rename = "updateStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "updateStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update_status: Option<CapacityProviderUpdateStatus>,
-    #[serde(rename = "updateStatusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "updateStatusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update_status_reason: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -647,9 +1068,23 @@ impl CapacityProvider {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.auto_scaling_group_provider { x.validate_at(&crate::shape::join(path, "autoScalingGroupProvider"), v); }
-        if let Some(x) = &self.managed_instances_provider { x.validate_at(&crate::shape::join(path, "managedInstancesProvider"), v); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if let Some(x) = &self.auto_scaling_group_provider {
+            x.validate_at(&crate::shape::join(path, "autoScalingGroupProvider"), v);
+        }
+        if let Some(x) = &self.managed_instances_provider {
+            x.validate_at(&crate::shape::join(path, "managedInstancesProvider"), v);
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
@@ -671,13 +1106,28 @@ impl FromStr for CapacityProviderField {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(CapacityProviderField::Tags),
-            _ => Err(format!("invalid value '{s}' for CapacityProviderField; valid values: TAGS")),
+            _ => Err(format!(
+                "invalid value '{s}' for CapacityProviderField; valid values: TAGS"
+            )),
         }
     }
 }
-impl TryFrom<String> for CapacityProviderField { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<CapacityProviderField> for &'static str { fn from(v: CapacityProviderField) -> Self { v.as_str() } }
-impl fmt::Display for CapacityProviderField { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for CapacityProviderField {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<CapacityProviderField> for &'static str {
+    fn from(v: CapacityProviderField) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for CapacityProviderField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -688,7 +1138,12 @@ pub enum CapacityProviderStatus {
     Inactive,
 }
 impl CapacityProviderStatus {
-    pub const ALL: &'static [CapacityProviderStatus] = &[CapacityProviderStatus::Provisioning, CapacityProviderStatus::Active, CapacityProviderStatus::Deprovisioning, CapacityProviderStatus::Inactive];
+    pub const ALL: &'static [CapacityProviderStatus] = &[
+        CapacityProviderStatus::Provisioning,
+        CapacityProviderStatus::Active,
+        CapacityProviderStatus::Deprovisioning,
+        CapacityProviderStatus::Inactive,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             CapacityProviderStatus::Provisioning => "PROVISIONING",
@@ -710,14 +1165,31 @@ impl FromStr for CapacityProviderStatus {
         }
     }
 }
-impl TryFrom<String> for CapacityProviderStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<CapacityProviderStatus> for &'static str { fn from(v: CapacityProviderStatus) -> Self { v.as_str() } }
-impl fmt::Display for CapacityProviderStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for CapacityProviderStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<CapacityProviderStatus> for &'static str {
+    fn from(v: CapacityProviderStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for CapacityProviderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapacityProviderStrategyItem {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<String>,
     #[serde(rename = "weight", default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
@@ -728,9 +1200,28 @@ impl CapacityProviderStrategyItem {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.capacity_provider.is_none() { v.push(Violation::missing(crate::shape::join(path, "capacityProvider"))); }
-        if let Some(x) = &self.weight { if (*x as f64) < 0.0 || (*x as f64) > 1000.0 { v.push(Violation::new(crate::shape::join(path, "weight"), "must be at least 0 and at most 1000")); } }
-        if let Some(x) = &self.base { if (*x as f64) < 0.0 || (*x as f64) > 100000.0 { v.push(Violation::new(crate::shape::join(path, "base"), "must be at least 0 and at most 100000")); } }
+        if self.capacity_provider.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "capacityProvider",
+            )));
+        }
+        if let Some(x) = &self.weight {
+            if (*x as f64) < 0.0 || (*x as f64) > 1000.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "weight"),
+                    "must be at least 0 and at most 1000",
+                ));
+            }
+        }
+        if let Some(x) = &self.base {
+            if (*x as f64) < 0.0 || (*x as f64) > 100000.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "base"),
+                    "must be at least 0 and at most 100000",
+                ));
+            }
+        }
     }
 }
 
@@ -743,7 +1234,12 @@ pub enum CapacityProviderType {
     FargateSpot,
 }
 impl CapacityProviderType {
-    pub const ALL: &'static [CapacityProviderType] = &[CapacityProviderType::Ec2Autoscaling, CapacityProviderType::ManagedInstances, CapacityProviderType::Fargate, CapacityProviderType::FargateSpot];
+    pub const ALL: &'static [CapacityProviderType] = &[
+        CapacityProviderType::Ec2Autoscaling,
+        CapacityProviderType::ManagedInstances,
+        CapacityProviderType::Fargate,
+        CapacityProviderType::FargateSpot,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             CapacityProviderType::Ec2Autoscaling => "EC2_AUTOSCALING",
@@ -765,9 +1261,22 @@ impl FromStr for CapacityProviderType {
         }
     }
 }
-impl TryFrom<String> for CapacityProviderType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<CapacityProviderType> for &'static str { fn from(v: CapacityProviderType) -> Self { v.as_str() } }
-impl fmt::Display for CapacityProviderType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for CapacityProviderType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<CapacityProviderType> for &'static str {
+    fn from(v: CapacityProviderType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for CapacityProviderType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -783,7 +1292,17 @@ pub enum CapacityProviderUpdateStatus {
     UpdateFailed,
 }
 impl CapacityProviderUpdateStatus {
-    pub const ALL: &'static [CapacityProviderUpdateStatus] = &[CapacityProviderUpdateStatus::CreateInProgress, CapacityProviderUpdateStatus::CreateComplete, CapacityProviderUpdateStatus::CreateFailed, CapacityProviderUpdateStatus::DeleteInProgress, CapacityProviderUpdateStatus::DeleteComplete, CapacityProviderUpdateStatus::DeleteFailed, CapacityProviderUpdateStatus::UpdateInProgress, CapacityProviderUpdateStatus::UpdateComplete, CapacityProviderUpdateStatus::UpdateFailed];
+    pub const ALL: &'static [CapacityProviderUpdateStatus] = &[
+        CapacityProviderUpdateStatus::CreateInProgress,
+        CapacityProviderUpdateStatus::CreateComplete,
+        CapacityProviderUpdateStatus::CreateFailed,
+        CapacityProviderUpdateStatus::DeleteInProgress,
+        CapacityProviderUpdateStatus::DeleteComplete,
+        CapacityProviderUpdateStatus::DeleteFailed,
+        CapacityProviderUpdateStatus::UpdateInProgress,
+        CapacityProviderUpdateStatus::UpdateComplete,
+        CapacityProviderUpdateStatus::UpdateFailed,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             CapacityProviderUpdateStatus::CreateInProgress => "CREATE_IN_PROGRESS",
@@ -815,9 +1334,22 @@ impl FromStr for CapacityProviderUpdateStatus {
         }
     }
 }
-impl TryFrom<String> for CapacityProviderUpdateStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<CapacityProviderUpdateStatus> for &'static str { fn from(v: CapacityProviderUpdateStatus) -> Self { v.as_str() } }
-impl fmt::Display for CapacityProviderUpdateStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for CapacityProviderUpdateStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<CapacityProviderUpdateStatus> for &'static str {
+    fn from(v: CapacityProviderUpdateStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for CapacityProviderUpdateStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -827,7 +1359,11 @@ pub enum CapacityReservationPreference {
     ReservationsExcluded,
 }
 impl CapacityReservationPreference {
-    pub const ALL: &'static [CapacityReservationPreference] = &[CapacityReservationPreference::ReservationsOnly, CapacityReservationPreference::ReservationsFirst, CapacityReservationPreference::ReservationsExcluded];
+    pub const ALL: &'static [CapacityReservationPreference] = &[
+        CapacityReservationPreference::ReservationsOnly,
+        CapacityReservationPreference::ReservationsFirst,
+        CapacityReservationPreference::ReservationsExcluded,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             CapacityReservationPreference::ReservationsOnly => "RESERVATIONS_ONLY",
@@ -847,70 +1383,172 @@ impl FromStr for CapacityReservationPreference {
         }
     }
 }
-impl TryFrom<String> for CapacityReservationPreference { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<CapacityReservationPreference> for &'static str { fn from(v: CapacityReservationPreference) -> Self { v.as_str() } }
-impl fmt::Display for CapacityReservationPreference { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for CapacityReservationPreference {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<CapacityReservationPreference> for &'static str {
+    fn from(v: CapacityReservationPreference) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for CapacityReservationPreference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapacityReservationRequest {
-    #[serde(rename = "reservationGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reservationGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reservation_group_arn: Option<String>,
-    #[serde(rename = "reservationPreference", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reservationPreference",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reservation_preference: Option<CapacityReservationPreference>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "clusterName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_name: Option<String>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<ClusterConfiguration>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "registeredContainerInstancesCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredContainerInstancesCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_container_instances_count: Option<i32>,
-    #[serde(rename = "runningTasksCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningTasksCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_tasks_count: Option<i32>,
-    #[serde(rename = "pendingTasksCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingTasksCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_tasks_count: Option<i32>,
-    #[serde(rename = "activeServicesCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "activeServicesCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub active_services_count: Option<i32>,
-    #[serde(rename = "statistics", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statistics",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub statistics: Option<Vec<KeyValuePair>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
-    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "defaultCapacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<Attachment>>,
-    #[serde(rename = "attachmentsStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachmentsStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments_status: Option<String>,
-    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaults>,
 }
 impl Cluster {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
-        if let Some(x) = &self.default_capacity_provider_strategy { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "defaultCapacityProviderStrategy"), i), v); } }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
+        if let Some(x) = &self.default_capacity_provider_strategy {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "defaultCapacityProviderStrategy"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfiguration {
-    #[serde(rename = "executeCommandConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executeCommandConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execute_command_configuration: Option<ExecuteCommandConfiguration>,
-    #[serde(rename = "managedStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedStorageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_storage_configuration: Option<ManagedStorageConfiguration>,
 }
 
@@ -924,7 +1562,13 @@ pub enum ClusterField {
     Tags,
 }
 impl ClusterField {
-    pub const ALL: &'static [ClusterField] = &[ClusterField::Attachments, ClusterField::Configurations, ClusterField::Settings, ClusterField::Statistics, ClusterField::Tags];
+    pub const ALL: &'static [ClusterField] = &[
+        ClusterField::Attachments,
+        ClusterField::Configurations,
+        ClusterField::Settings,
+        ClusterField::Statistics,
+        ClusterField::Tags,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ClusterField::Attachments => "ATTACHMENTS",
@@ -948,9 +1592,22 @@ impl FromStr for ClusterField {
         }
     }
 }
-impl TryFrom<String> for ClusterField { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ClusterField> for &'static str { fn from(v: ClusterField) -> Self { v.as_str() } }
-impl fmt::Display for ClusterField { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ClusterField {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ClusterField> for &'static str {
+    fn from(v: ClusterField) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ClusterField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -969,7 +1626,9 @@ impl ClusterServiceConnectDefaultsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.namespace.is_none() { v.push(Violation::missing(crate::shape::join(path, "namespace"))); }
+        if self.namespace.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "namespace")));
+        }
     }
 }
 
@@ -1000,13 +1659,28 @@ impl FromStr for ClusterSettingName {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "containerInsights" => Ok(ClusterSettingName::ContainerInsights),
-            _ => Err(format!("invalid value '{s}' for ClusterSettingName; valid values: containerInsights")),
+            _ => Err(format!(
+                "invalid value '{s}' for ClusterSettingName; valid values: containerInsights"
+            )),
         }
     }
 }
-impl TryFrom<String> for ClusterSettingName { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ClusterSettingName> for &'static str { fn from(v: ClusterSettingName) -> Self { v.as_str() } }
-impl fmt::Display for ClusterSettingName { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ClusterSettingName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ClusterSettingName> for &'static str {
+    fn from(v: ClusterSettingName) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ClusterSettingName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -1017,7 +1691,12 @@ pub enum Compatibility {
     ManagedInstances,
 }
 impl Compatibility {
-    pub const ALL: &'static [Compatibility] = &[Compatibility::Ec2, Compatibility::Fargate, Compatibility::External, Compatibility::ManagedInstances];
+    pub const ALL: &'static [Compatibility] = &[
+        Compatibility::Ec2,
+        Compatibility::Fargate,
+        Compatibility::External,
+        Compatibility::ManagedInstances,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Compatibility::Ec2 => "EC2",
@@ -1039,9 +1718,22 @@ impl FromStr for Compatibility {
         }
     }
 }
-impl TryFrom<String> for Compatibility { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<Compatibility> for &'static str { fn from(v: Compatibility) -> Self { v.as_str() } }
-impl fmt::Display for Compatibility { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for Compatibility {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<Compatibility> for &'static str {
+    fn from(v: Compatibility) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for Compatibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -1064,18 +1756,37 @@ impl FromStr for Connectivity {
         match s {
             "CONNECTED" => Ok(Connectivity::Connected),
             "DISCONNECTED" => Ok(Connectivity::Disconnected),
-            _ => Err(format!("invalid value '{s}' for Connectivity; valid values: CONNECTED, DISCONNECTED")),
+            _ => Err(format!(
+                "invalid value '{s}' for Connectivity; valid values: CONNECTED, DISCONNECTED"
+            )),
         }
     }
 }
-impl TryFrom<String> for Connectivity { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<Connectivity> for &'static str { fn from(v: Connectivity) -> Self { v.as_str() } }
-impl fmt::Display for Connectivity { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for Connectivity {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<Connectivity> for &'static str {
+    fn from(v: Connectivity) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for Connectivity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Container {
-    #[serde(rename = "containerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_arn: Option<String>,
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
@@ -1083,29 +1794,57 @@ pub struct Container {
     pub name: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
-    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status: Option<String>,
     #[serde(rename = "exitCode", default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bindings: Option<Vec<NetworkBinding>>,
-    #[serde(rename = "networkInterfaces", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkInterfaces",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_interfaces: Option<Vec<NetworkInterface>>,
-    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_status: Option<HealthStatus>,
-    #[serde(rename = "managedAgents", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedAgents",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_agents: Option<Vec<ManagedAgent>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<String>,
     #[serde(rename = "gpuIds", default, skip_serializing_if = "Option::is_none")]
     pub gpu_ids: Option<Vec<String>>,
@@ -1120,7 +1859,12 @@ pub enum ContainerCondition {
     Healthy,
 }
 impl ContainerCondition {
-    pub const ALL: &'static [ContainerCondition] = &[ContainerCondition::Start, ContainerCondition::Complete, ContainerCondition::Success, ContainerCondition::Healthy];
+    pub const ALL: &'static [ContainerCondition] = &[
+        ContainerCondition::Start,
+        ContainerCondition::Complete,
+        ContainerCondition::Success,
+        ContainerCondition::Healthy,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ContainerCondition::Start => "START",
@@ -1142,9 +1886,22 @@ impl FromStr for ContainerCondition {
         }
     }
 }
-impl TryFrom<String> for ContainerCondition { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ContainerCondition> for &'static str { fn from(v: ContainerCondition) -> Self { v.as_str() } }
-impl fmt::Display for ContainerCondition { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ContainerCondition {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ContainerCondition> for &'static str {
+    fn from(v: ContainerCondition) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ContainerCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1153,110 +1910,292 @@ pub struct ContainerDefinition {
     pub name: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "repositoryCredentials",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repository_credentials: Option<RepositoryCredentials>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<i32>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<i32>,
     #[serde(rename = "links", default, skip_serializing_if = "Option::is_none")]
     pub links: Option<Vec<String>>,
-    #[serde(rename = "portMappings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "portMappings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub port_mappings: Option<Vec<PortMapping>>,
     #[serde(rename = "essential", default, skip_serializing_if = "Option::is_none")]
     pub essential: Option<bool>,
-    #[serde(rename = "restartPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_policy: Option<ContainerRestartPolicy>,
-    #[serde(rename = "entryPoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "entryPoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entry_point: Option<Vec<String>>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
-    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environmentFiles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment_files: Option<Vec<EnvironmentFile>>,
-    #[serde(rename = "mountPoints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mountPoints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_points: Option<Vec<MountPoint>>,
-    #[serde(rename = "volumesFrom", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumesFrom",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volumes_from: Option<Vec<VolumeFrom>>,
-    #[serde(rename = "linuxParameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "linuxParameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub linux_parameters: Option<LinuxParameters>,
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
     #[serde(rename = "dependsOn", default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<ContainerDependency>>,
-    #[serde(rename = "startTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_timeout: Option<i32>,
-    #[serde(rename = "stopTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stopTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_timeout: Option<i32>,
-    #[serde(rename = "versionConsistency", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "versionConsistency",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_consistency: Option<VersionConsistency>,
     #[serde(rename = "hostname", default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(rename = "user", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(rename = "workingDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "workingDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_directory: Option<String>,
-    #[serde(rename = "disableNetworking", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "disableNetworking",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub disable_networking: Option<bool>,
-    #[serde(rename = "privileged", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privileged",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub privileged: Option<bool>,
-    #[serde(rename = "readonlyRootFilesystem", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "readonlyRootFilesystem",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readonly_root_filesystem: Option<bool>,
-    #[serde(rename = "dnsServers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dnsServers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dns_servers: Option<Vec<String>>,
-    #[serde(rename = "dnsSearchDomains", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dnsSearchDomains",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dns_search_domains: Option<Vec<String>>,
-    #[serde(rename = "extraHosts", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "extraHosts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub extra_hosts: Option<Vec<HostEntry>>,
-    #[serde(rename = "dockerSecurityOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerSecurityOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_security_options: Option<Vec<String>>,
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
-    #[serde(rename = "pseudoTerminal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pseudoTerminal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pseudo_terminal: Option<bool>,
-    #[serde(rename = "dockerLabels", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerLabels",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_labels: Option<BTreeMap<String, String>>,
     #[serde(rename = "ulimits", default, skip_serializing_if = "Option::is_none")]
     pub ulimits: Option<Vec<Ulimit>>,
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check: Option<HealthCheck>,
-    #[serde(rename = "systemControls", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "systemControls",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub system_controls: Option<Vec<SystemControl>>,
-    #[serde(rename = "resourceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_requirements: Option<Vec<ResourceRequirement>>,
-    #[serde(rename = "firelensConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "firelensConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub firelens_configuration: Option<FirelensConfiguration>,
-    #[serde(rename = "credentialSpecs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialSpecs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credential_specs: Option<Vec<String>>,
 }
 impl ContainerDefinition {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.repository_credentials { x.validate_at(&crate::shape::join(path, "repositoryCredentials"), v); }
-        if let Some(x) = &self.restart_policy { x.validate_at(&crate::shape::join(path, "restartPolicy"), v); }
-        if let Some(x) = &self.environment_files { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "environmentFiles"), i), v); } }
-        if let Some(x) = &self.linux_parameters { x.validate_at(&crate::shape::join(path, "linuxParameters"), v); }
-        if let Some(x) = &self.secrets { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "secrets"), i), v); } }
-        if let Some(x) = &self.depends_on { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "dependsOn"), i), v); } }
-        if let Some(x) = &self.extra_hosts { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "extraHosts"), i), v); } }
-        if let Some(x) = &self.ulimits { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "ulimits"), i), v); } }
-        if let Some(x) = &self.log_configuration { x.validate_at(&crate::shape::join(path, "logConfiguration"), v); }
-        if let Some(x) = &self.health_check { x.validate_at(&crate::shape::join(path, "healthCheck"), v); }
-        if let Some(x) = &self.resource_requirements { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "resourceRequirements"), i), v); } }
-        if let Some(x) = &self.firelens_configuration { x.validate_at(&crate::shape::join(path, "firelensConfiguration"), v); }
+        if let Some(x) = &self.repository_credentials {
+            x.validate_at(&crate::shape::join(path, "repositoryCredentials"), v);
+        }
+        if let Some(x) = &self.restart_policy {
+            x.validate_at(&crate::shape::join(path, "restartPolicy"), v);
+        }
+        if let Some(x) = &self.environment_files {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "environmentFiles"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.linux_parameters {
+            x.validate_at(&crate::shape::join(path, "linuxParameters"), v);
+        }
+        if let Some(x) = &self.secrets {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "secrets"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.depends_on {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "dependsOn"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.extra_hosts {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "extraHosts"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.ulimits {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "ulimits"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.log_configuration {
+            x.validate_at(&crate::shape::join(path, "logConfiguration"), v);
+        }
+        if let Some(x) = &self.health_check {
+            x.validate_at(&crate::shape::join(path, "healthCheck"), v);
+        }
+        if let Some(x) = &self.resource_requirements {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "resourceRequirements"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.firelens_configuration {
+            x.validate_at(&crate::shape::join(path, "firelensConfiguration"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerDependency {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     #[serde(rename = "condition", default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<ContainerCondition>,
@@ -1265,17 +2204,32 @@ impl ContainerDependency {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.container_name.is_none() { v.push(Violation::missing(crate::shape::join(path, "containerName"))); }
-        if self.condition.is_none() { v.push(Violation::missing(crate::shape::join(path, "condition"))); }
+        if self.container_name.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "containerName",
+            )));
+        }
+        if self.condition.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "condition")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerImage {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -1284,49 +2238,126 @@ pub struct ContainerImage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerInstance {
-    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<String>,
-    #[serde(rename = "ec2InstanceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ec2InstanceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_id: Option<String>,
-    #[serde(rename = "capacityProviderName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_name: Option<String>,
     #[serde(rename = "version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
-    #[serde(rename = "versionInfo", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "versionInfo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_info: Option<VersionInfo>,
-    #[serde(rename = "remainingResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "remainingResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub remaining_resources: Option<Vec<Resource>>,
-    #[serde(rename = "registeredResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_resources: Option<Vec<Resource>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "agentConnected", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "agentConnected",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_connected: Option<bool>,
-    #[serde(rename = "runningTasksCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningTasksCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_tasks_count: Option<i32>,
-    #[serde(rename = "pendingTasksCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingTasksCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_tasks_count: Option<i32>,
-    #[serde(rename = "agentUpdateStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "agentUpdateStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_update_status: Option<AgentUpdateStatus>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<Timestamp>,
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<Attachment>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_status: Option<ContainerInstanceHealthStatus>,
 }
 impl ContainerInstance {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.attributes { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v); } }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if let Some(x) = &self.attributes {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
@@ -1337,7 +2368,10 @@ pub enum ContainerInstanceField {
     ContainerInstanceHealth,
 }
 impl ContainerInstanceField {
-    pub const ALL: &'static [ContainerInstanceField] = &[ContainerInstanceField::Tags, ContainerInstanceField::ContainerInstanceHealth];
+    pub const ALL: &'static [ContainerInstanceField] = &[
+        ContainerInstanceField::Tags,
+        ContainerInstanceField::ContainerInstanceHealth,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ContainerInstanceField::Tags => "TAGS",
@@ -1355,14 +2389,31 @@ impl FromStr for ContainerInstanceField {
         }
     }
 }
-impl TryFrom<String> for ContainerInstanceField { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ContainerInstanceField> for &'static str { fn from(v: ContainerInstanceField) -> Self { v.as_str() } }
-impl fmt::Display for ContainerInstanceField { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ContainerInstanceField {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ContainerInstanceField> for &'static str {
+    fn from(v: ContainerInstanceField) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ContainerInstanceField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerInstanceHealthStatus {
-    #[serde(rename = "overallStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "overallStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub overall_status: Option<InstanceHealthCheckState>,
     #[serde(rename = "details", default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<InstanceHealthCheckResult>>,
@@ -1378,7 +2429,13 @@ pub enum ContainerInstanceStatus {
     RegistrationFailed,
 }
 impl ContainerInstanceStatus {
-    pub const ALL: &'static [ContainerInstanceStatus] = &[ContainerInstanceStatus::Active, ContainerInstanceStatus::Draining, ContainerInstanceStatus::Registering, ContainerInstanceStatus::Deregistering, ContainerInstanceStatus::RegistrationFailed];
+    pub const ALL: &'static [ContainerInstanceStatus] = &[
+        ContainerInstanceStatus::Active,
+        ContainerInstanceStatus::Draining,
+        ContainerInstanceStatus::Registering,
+        ContainerInstanceStatus::Deregistering,
+        ContainerInstanceStatus::RegistrationFailed,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ContainerInstanceStatus::Active => "ACTIVE",
@@ -1402,9 +2459,22 @@ impl FromStr for ContainerInstanceStatus {
         }
     }
 }
-impl TryFrom<String> for ContainerInstanceStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ContainerInstanceStatus> for &'static str { fn from(v: ContainerInstanceStatus) -> Self { v.as_str() } }
-impl fmt::Display for ContainerInstanceStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ContainerInstanceStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ContainerInstanceStatus> for &'static str {
+    fn from(v: ContainerInstanceStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ContainerInstanceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1413,25 +2483,59 @@ pub struct ContainerOverride {
     pub name: Option<String>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
-    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environmentFiles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment_files: Option<Vec<EnvironmentFile>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<i32>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<i32>,
-    #[serde(rename = "resourceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_requirements: Option<Vec<ResourceRequirement>>,
 }
 impl ContainerOverride {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.environment_files { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "environmentFiles"), i), v); } }
-        if let Some(x) = &self.resource_requirements { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "resourceRequirements"), i), v); } }
+        if let Some(x) = &self.environment_files {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "environmentFiles"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.resource_requirements {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "resourceRequirements"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -1440,31 +2544,53 @@ impl ContainerOverride {
 pub struct ContainerRestartPolicy {
     #[serde(rename = "enabled", default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    #[serde(rename = "ignoredExitCodes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ignoredExitCodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ignored_exit_codes: Option<Vec<i32>>,
-    #[serde(rename = "restartAttemptPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartAttemptPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_attempt_period: Option<i32>,
 }
 impl ContainerRestartPolicy {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.enabled.is_none() { v.push(Violation::missing(crate::shape::join(path, "enabled"))); }
+        if self.enabled.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "enabled")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerStateChange {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
     #[serde(rename = "exitCode", default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bindings: Option<Vec<NetworkBinding>>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -1475,7 +2601,11 @@ pub struct ContainerStateChange {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContinueServiceDeploymentRequest {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
     #[serde(rename = "hookId", default, skip_serializing_if = "Option::is_none")]
     pub hook_id: Option<String>,
@@ -1486,15 +2616,26 @@ impl ContinueServiceDeploymentRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.service_deployment_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "serviceDeploymentArn"))); }
-        if self.hook_id.is_none() { v.push(Violation::missing(crate::shape::join(path, "hookId"))); }
+        if self.service_deployment_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "serviceDeploymentArn",
+            )));
+        }
+        if self.hook_id.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "hookId")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContinueServiceDeploymentResponse {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
 }
 
@@ -1506,7 +2647,11 @@ pub enum CpuManufacturer {
     AmazonWebServices,
 }
 impl CpuManufacturer {
-    pub const ALL: &'static [CpuManufacturer] = &[CpuManufacturer::Intel, CpuManufacturer::Amd, CpuManufacturer::AmazonWebServices];
+    pub const ALL: &'static [CpuManufacturer] = &[
+        CpuManufacturer::Intel,
+        CpuManufacturer::Amd,
+        CpuManufacturer::AmazonWebServices,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             CpuManufacturer::Intel => "intel",
@@ -1526,9 +2671,22 @@ impl FromStr for CpuManufacturer {
         }
     }
 }
-impl TryFrom<String> for CpuManufacturer { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<CpuManufacturer> for &'static str { fn from(v: CpuManufacturer) -> Self { v.as_str() } }
-impl fmt::Display for CpuManufacturer { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for CpuManufacturer {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<CpuManufacturer> for &'static str {
+    fn from(v: CpuManufacturer) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for CpuManufacturer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1537,9 +2695,17 @@ pub struct CreateCapacityProviderRequest {
     pub name: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProvider>,
-    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedInstancesProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_instances_provider: Option<CreateManagedInstancesProviderConfiguration>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -1548,52 +2714,117 @@ impl CreateCapacityProviderRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "name"))); }
-        if let Some(x) = &self.auto_scaling_group_provider { x.validate_at(&crate::shape::join(path, "autoScalingGroupProvider"), v); }
-        if let Some(x) = &self.managed_instances_provider { x.validate_at(&crate::shape::join(path, "managedInstancesProvider"), v); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "name")));
+        }
+        if let Some(x) = &self.auto_scaling_group_provider {
+            x.validate_at(&crate::shape::join(path, "autoScalingGroupProvider"), v);
+        }
+        if let Some(x) = &self.managed_instances_provider {
+            x.validate_at(&crate::shape::join(path, "managedInstancesProvider"), v);
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCapacityProviderResponse {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<CapacityProvider>,
 }
 impl CreateCapacityProviderResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.capacity_provider { x.validate_at(&crate::shape::join(path, "capacityProvider"), v); }
+        if let Some(x) = &self.capacity_provider {
+            x.validate_at(&crate::shape::join(path, "capacityProvider"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClusterRequest {
-    #[serde(rename = "clusterName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_name: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<ClusterConfiguration>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
-    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "defaultCapacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaultsRequest>,
 }
 impl CreateClusterRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
-        if let Some(x) = &self.default_capacity_provider_strategy { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "defaultCapacityProviderStrategy"), i), v); } }
-        if let Some(x) = &self.service_connect_defaults { x.validate_at(&crate::shape::join(path, "serviceConnectDefaults"), v); }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
+        if let Some(x) = &self.default_capacity_provider_strategy {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "defaultCapacityProviderStrategy"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.service_connect_defaults {
+            x.validate_at(&crate::shape::join(path, "serviceConnectDefaults"), v);
+        }
     }
 }
 
@@ -1607,43 +2838,105 @@ impl CreateClusterResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.cluster { x.validate_at(&crate::shape::join(path, "cluster"), v); }
+        if let Some(x) = &self.cluster {
+            x.validate_at(&crate::shape::join(path, "cluster"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDaemonRequest {
-    #[serde(rename = "daemonName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_name: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
-    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arns: Option<Vec<String>>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<DaemonPropagateTags>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
 }
 impl CreateDaemonRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.daemon_name.is_none() { v.push(Violation::missing(crate::shape::join(path, "daemonName"))); }
-        if self.daemon_task_definition_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "daemonTaskDefinitionArn"))); }
-        if self.capacity_provider_arns.is_none() { v.push(Violation::missing(crate::shape::join(path, "capacityProviderArns"))); }
-        if let Some(x) = &self.deployment_configuration { x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if self.daemon_name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "daemonName")));
+        }
+        if self.daemon_task_definition_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "daemonTaskDefinitionArn",
+            )));
+        }
+        if self.capacity_provider_arns.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "capacityProviderArns",
+            )));
+        }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v);
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
@@ -1656,34 +2949,70 @@ pub struct CreateDaemonResponse {
     pub status: Option<DaemonStatus>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateExpressGatewayServiceRequest {
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_container: Option<ExpressGatewayContainer>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalingTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -1692,11 +3021,38 @@ impl CreateExpressGatewayServiceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.execution_role_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "executionRoleArn"))); }
-        if self.infrastructure_role_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "infrastructureRoleArn"))); }
-        if self.primary_container.is_none() { v.push(Violation::missing(crate::shape::join(path, "primaryContainer"))); }
-        if let Some(x) = &self.primary_container { x.validate_at(&crate::shape::join(path, "primaryContainer"), v); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if self.execution_role_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "executionRoleArn",
+            )));
+        }
+        if self.infrastructure_role_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "infrastructureRoleArn",
+            )));
+        }
+        if self.primary_container.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "primaryContainer",
+            )));
+        }
+        if let Some(x) = &self.primary_container {
+            x.validate_at(&crate::shape::join(path, "primaryContainer"), v);
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
@@ -1710,31 +3066,65 @@ impl CreateExpressGatewayServiceResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.service { x.validate_at(&crate::shape::join(path, "service"), v); }
+        if let Some(x) = &self.service {
+            x.validate_at(&crate::shape::join(path, "service"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateManagedInstancesProviderConfiguration {
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceLaunchTemplate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_launch_template: Option<InstanceLaunchTemplate>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateMITags>,
-    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureOptimization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
-    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoRepairConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 impl CreateManagedInstancesProviderConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.infrastructure_role_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "infrastructureRoleArn"))); }
-        if self.instance_launch_template.is_none() { v.push(Violation::missing(crate::shape::join(path, "instanceLaunchTemplate"))); }
-        if let Some(x) = &self.instance_launch_template { x.validate_at(&crate::shape::join(path, "instanceLaunchTemplate"), v); }
+        if self.infrastructure_role_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "infrastructureRoleArn",
+            )));
+        }
+        if self.instance_launch_template.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "instanceLaunchTemplate",
+            )));
+        }
+        if let Some(x) = &self.instance_launch_template {
+            x.validate_at(&crate::shape::join(path, "instanceLaunchTemplate"), v);
+        }
     }
 }
 
@@ -1743,70 +3133,215 @@ impl CreateManagedInstancesProviderConfiguration {
 pub struct CreateServiceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZoneRebalancing",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     #[serde(rename = "role", default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckGracePeriodSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_grace_period_seconds: Option<i32>,
-    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schedulingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduling_strategy: Option<SchedulingStrategy>,
-    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentController",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_controller: Option<DeploymentController>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
 }
 impl CreateServiceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.service_name.is_none() { v.push(Violation::missing(crate::shape::join(path, "serviceName"))); }
-        if let Some(x) = &self.capacity_provider_strategy { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v); } }
-        if let Some(x) = &self.deployment_configuration { x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v); }
-        if let Some(x) = &self.network_configuration { x.validate_at(&crate::shape::join(path, "networkConfiguration"), v); }
-        if let Some(x) = &self.deployment_controller { x.validate_at(&crate::shape::join(path, "deploymentController"), v); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
-        if let Some(x) = &self.service_connect_configuration { x.validate_at(&crate::shape::join(path, "serviceConnectConfiguration"), v); }
-        if let Some(x) = &self.volume_configurations { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumeConfigurations"), i), v); } }
-        if let Some(x) = &self.vpc_lattice_configurations { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "vpcLatticeConfigurations"), i), v); } }
+        if self.service_name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "serviceName")));
+        }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "capacityProviderStrategy"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v);
+        }
+        if let Some(x) = &self.network_configuration {
+            x.validate_at(&crate::shape::join(path, "networkConfiguration"), v);
+        }
+        if let Some(x) = &self.deployment_controller {
+            x.validate_at(&crate::shape::join(path, "deploymentController"), v);
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
+        if let Some(x) = &self.service_connect_configuration {
+            x.validate_at(&crate::shape::join(path, "serviceConnectConfiguration"), v);
+        }
+        if let Some(x) = &self.volume_configurations {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "volumeConfigurations"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.vpc_lattice_configurations {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "vpcLatticeConfigurations"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -1820,7 +3355,9 @@ impl CreateServiceResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.service { x.validate_at(&crate::shape::join(path, "service"), v); }
+        if let Some(x) = &self.service {
+            x.validate_at(&crate::shape::join(path, "service"), v);
+        }
     }
 }
 
@@ -1831,25 +3368,61 @@ pub struct CreateTaskSetRequest {
     pub service: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "externalId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "externalId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     #[serde(rename = "scale", default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -1858,12 +3431,44 @@ impl CreateTaskSetRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.service.is_none() { v.push(Violation::missing(crate::shape::join(path, "service"))); }
-        if self.cluster.is_none() { v.push(Violation::missing(crate::shape::join(path, "cluster"))); }
-        if self.task_definition.is_none() { v.push(Violation::missing(crate::shape::join(path, "taskDefinition"))); }
-        if let Some(x) = &self.network_configuration { x.validate_at(&crate::shape::join(path, "networkConfiguration"), v); }
-        if let Some(x) = &self.capacity_provider_strategy { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v); } }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if self.service.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "service")));
+        }
+        if self.cluster.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "cluster")));
+        }
+        if self.task_definition.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "taskDefinition",
+            )));
+        }
+        if let Some(x) = &self.network_configuration {
+            x.validate_at(&crate::shape::join(path, "networkConfiguration"), v);
+        }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "capacityProviderStrategy"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
@@ -1877,7 +3482,9 @@ impl CreateTaskSetResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.task_set { x.validate_at(&crate::shape::join(path, "taskSet"), v); }
+        if let Some(x) = &self.task_set {
+            x.validate_at(&crate::shape::join(path, "taskSet"), v);
+        }
     }
 }
 
@@ -1893,7 +3500,11 @@ pub struct CreatedAt {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonAlarmConfiguration {
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
     #[serde(rename = "enable", default, skip_serializing_if = "Option::is_none")]
     pub enable: Option<bool>,
@@ -1904,14 +3515,22 @@ pub struct DaemonAlarmConfiguration {
 pub struct DaemonCapacityProvider {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_count: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonCircuitBreaker {
-    #[serde(rename = "failureCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "failureCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failure_count: Option<i32>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentRollbackMonitorsStatus>,
@@ -1928,83 +3547,209 @@ pub struct DaemonContainerDefinition {
     pub image: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<i32>,
-    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "repositoryCredentials",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repository_credentials: Option<RepositoryCredentials>,
-    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check: Option<HealthCheck>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<i32>,
     #[serde(rename = "essential", default, skip_serializing_if = "Option::is_none")]
     pub essential: Option<bool>,
-    #[serde(rename = "entryPoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "entryPoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entry_point: Option<Vec<String>>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(rename = "workingDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "workingDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_directory: Option<String>,
-    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environmentFiles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment_files: Option<Vec<EnvironmentFile>>,
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
-    #[serde(rename = "readonlyRootFilesystem", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "readonlyRootFilesystem",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readonly_root_filesystem: Option<bool>,
-    #[serde(rename = "mountPoints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mountPoints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_points: Option<Vec<MountPoint>>,
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(rename = "firelensConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "firelensConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub firelens_configuration: Option<FirelensConfiguration>,
-    #[serde(rename = "privileged", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privileged",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub privileged: Option<bool>,
     #[serde(rename = "user", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(rename = "ulimits", default, skip_serializing_if = "Option::is_none")]
     pub ulimits: Option<Vec<Ulimit>>,
-    #[serde(rename = "linuxParameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "linuxParameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub linux_parameters: Option<DaemonLinuxParameters>,
     #[serde(rename = "dependsOn", default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<ContainerDependency>>,
-    #[serde(rename = "startTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_timeout: Option<i32>,
-    #[serde(rename = "stopTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stopTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_timeout: Option<i32>,
-    #[serde(rename = "systemControls", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "systemControls",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub system_controls: Option<Vec<SystemControl>>,
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
-    #[serde(rename = "pseudoTerminal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pseudoTerminal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pseudo_terminal: Option<bool>,
-    #[serde(rename = "restartPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_policy: Option<ContainerRestartPolicy>,
 }
 impl DaemonContainerDefinition {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.image.is_none() { v.push(Violation::missing(crate::shape::join(path, "image"))); }
-        if let Some(x) = &self.repository_credentials { x.validate_at(&crate::shape::join(path, "repositoryCredentials"), v); }
-        if let Some(x) = &self.health_check { x.validate_at(&crate::shape::join(path, "healthCheck"), v); }
-        if let Some(x) = &self.environment_files { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "environmentFiles"), i), v); } }
-        if let Some(x) = &self.secrets { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "secrets"), i), v); } }
-        if let Some(x) = &self.log_configuration { x.validate_at(&crate::shape::join(path, "logConfiguration"), v); }
-        if let Some(x) = &self.firelens_configuration { x.validate_at(&crate::shape::join(path, "firelensConfiguration"), v); }
-        if let Some(x) = &self.ulimits { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "ulimits"), i), v); } }
-        if let Some(x) = &self.linux_parameters { x.validate_at(&crate::shape::join(path, "linuxParameters"), v); }
-        if let Some(x) = &self.depends_on { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "dependsOn"), i), v); } }
-        if let Some(x) = &self.restart_policy { x.validate_at(&crate::shape::join(path, "restartPolicy"), v); }
+        if self.image.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "image")));
+        }
+        if let Some(x) = &self.repository_credentials {
+            x.validate_at(&crate::shape::join(path, "repositoryCredentials"), v);
+        }
+        if let Some(x) = &self.health_check {
+            x.validate_at(&crate::shape::join(path, "healthCheck"), v);
+        }
+        if let Some(x) = &self.environment_files {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "environmentFiles"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.secrets {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "secrets"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.log_configuration {
+            x.validate_at(&crate::shape::join(path, "logConfiguration"), v);
+        }
+        if let Some(x) = &self.firelens_configuration {
+            x.validate_at(&crate::shape::join(path, "firelensConfiguration"), v);
+        }
+        if let Some(x) = &self.ulimits {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "ulimits"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.linux_parameters {
+            x.validate_at(&crate::shape::join(path, "linuxParameters"), v);
+        }
+        if let Some(x) = &self.depends_on {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "dependsOn"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.restart_policy {
+            x.validate_at(&crate::shape::join(path, "restartPolicy"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonContainerImage {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -2013,25 +3758,53 @@ pub struct DaemonContainerImage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonDeployment {
-    #[serde(rename = "daemonDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployment_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "targetDaemonRevision", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetDaemonRevision",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_daemon_revision: Option<DaemonDeploymentRevisionDetail>,
-    #[serde(rename = "sourceDaemonRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceDaemonRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_daemon_revisions: Option<Vec<DaemonDeploymentRevisionDetail>>,
-    #[serde(rename = "circuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "circuitBreaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub circuit_breaker: Option<DaemonCircuitBreaker>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DaemonDeploymentAlarms>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<DaemonRollback>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -2039,14 +3812,20 @@ pub struct DaemonDeployment {
     pub started_at: Option<Timestamp>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Timestamp>,
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<Timestamp>,
 }
 impl DaemonDeployment {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.deployment_configuration { x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v); }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v);
+        }
     }
 }
 
@@ -2055,9 +3834,17 @@ impl DaemonDeployment {
 pub struct DaemonDeploymentAlarms {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentRollbackMonitorsStatus>,
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
-    #[serde(rename = "triggeredAlarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "triggeredAlarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub triggered_alarm_names: Option<Vec<String>>,
 }
 
@@ -2066,27 +3853,50 @@ pub struct DaemonDeploymentAlarms {
 pub struct DaemonDeploymentCapacityProvider {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "runningInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_instance_count: Option<i32>,
-    #[serde(rename = "drainingInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "drainingInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub draining_instance_count: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonDeploymentConfiguration {
-    #[serde(rename = "drainPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "drainPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub drain_percent: Option<f64>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DaemonAlarmConfiguration>,
-    #[serde(rename = "bakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "bakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bake_time_in_minutes: Option<i32>,
 }
 impl DaemonDeploymentConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.drain_percent { if (*x as f64) < 0.0 || (*x as f64) > 100.0 { v.push(Violation::new(crate::shape::join(path, "drainPercent"), "must be at least 0.0 and at most 100.0")); } }
+        if let Some(x) = &self.drain_percent {
+            if (*x as f64) < 0.0 || (*x as f64) > 100.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "drainPercent"),
+                    "must be at least 0.0 and at most 100.0",
+                ));
+            }
+        }
     }
 }
 
@@ -2095,11 +3905,23 @@ impl DaemonDeploymentConfiguration {
 pub struct DaemonDeploymentRevisionDetail {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<DaemonDeploymentCapacityProvider>>,
-    #[serde(rename = "totalRunningInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalRunningInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_running_instance_count: Option<i32>,
-    #[serde(rename = "totalDrainingInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalDrainingInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_draining_instance_count: Option<i32>,
 }
 
@@ -2112,7 +3934,12 @@ pub enum DaemonDeploymentRollbackMonitorsStatus {
     Disabled,
 }
 impl DaemonDeploymentRollbackMonitorsStatus {
-    pub const ALL: &'static [DaemonDeploymentRollbackMonitorsStatus] = &[DaemonDeploymentRollbackMonitorsStatus::Triggered, DaemonDeploymentRollbackMonitorsStatus::Monitoring, DaemonDeploymentRollbackMonitorsStatus::MonitoringComplete, DaemonDeploymentRollbackMonitorsStatus::Disabled];
+    pub const ALL: &'static [DaemonDeploymentRollbackMonitorsStatus] = &[
+        DaemonDeploymentRollbackMonitorsStatus::Triggered,
+        DaemonDeploymentRollbackMonitorsStatus::Monitoring,
+        DaemonDeploymentRollbackMonitorsStatus::MonitoringComplete,
+        DaemonDeploymentRollbackMonitorsStatus::Disabled,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DaemonDeploymentRollbackMonitorsStatus::Triggered => "TRIGGERED",
@@ -2134,9 +3961,22 @@ impl FromStr for DaemonDeploymentRollbackMonitorsStatus {
         }
     }
 }
-impl TryFrom<String> for DaemonDeploymentRollbackMonitorsStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DaemonDeploymentRollbackMonitorsStatus> for &'static str { fn from(v: DaemonDeploymentRollbackMonitorsStatus) -> Self { v.as_str() } }
-impl fmt::Display for DaemonDeploymentRollbackMonitorsStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DaemonDeploymentRollbackMonitorsStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DaemonDeploymentRollbackMonitorsStatus> for &'static str {
+    fn from(v: DaemonDeploymentRollbackMonitorsStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DaemonDeploymentRollbackMonitorsStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -2151,7 +3991,16 @@ pub enum DaemonDeploymentStatus {
     RollbackFailed,
 }
 impl DaemonDeploymentStatus {
-    pub const ALL: &'static [DaemonDeploymentStatus] = &[DaemonDeploymentStatus::Pending, DaemonDeploymentStatus::Successful, DaemonDeploymentStatus::Stopped, DaemonDeploymentStatus::StopRequested, DaemonDeploymentStatus::InProgress, DaemonDeploymentStatus::RollbackInProgress, DaemonDeploymentStatus::RollbackSuccessful, DaemonDeploymentStatus::RollbackFailed];
+    pub const ALL: &'static [DaemonDeploymentStatus] = &[
+        DaemonDeploymentStatus::Pending,
+        DaemonDeploymentStatus::Successful,
+        DaemonDeploymentStatus::Stopped,
+        DaemonDeploymentStatus::StopRequested,
+        DaemonDeploymentStatus::InProgress,
+        DaemonDeploymentStatus::RollbackInProgress,
+        DaemonDeploymentStatus::RollbackSuccessful,
+        DaemonDeploymentStatus::RollbackFailed,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DaemonDeploymentStatus::Pending => "PENDING",
@@ -2181,24 +4030,53 @@ impl FromStr for DaemonDeploymentStatus {
         }
     }
 }
-impl TryFrom<String> for DaemonDeploymentStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DaemonDeploymentStatus> for &'static str { fn from(v: DaemonDeploymentStatus) -> Self { v.as_str() } }
-impl fmt::Display for DaemonDeploymentStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DaemonDeploymentStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DaemonDeploymentStatus> for &'static str {
+    fn from(v: DaemonDeploymentStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DaemonDeploymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonDeploymentSummary {
-    #[serde(rename = "daemonDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployment_arn: Option<String>,
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "targetDaemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetDaemonRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_daemon_revision_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -2206,7 +4084,11 @@ pub struct DaemonDeploymentSummary {
     pub started_at: Option<Timestamp>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Timestamp>,
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<Timestamp>,
 }
 
@@ -2215,13 +4097,25 @@ pub struct DaemonDeploymentSummary {
 pub struct DaemonDetail {
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonStatus>,
-    #[serde(rename = "currentRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_revisions: Option<Vec<DaemonRevisionDetail>>,
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -2232,11 +4126,19 @@ pub struct DaemonDetail {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonLinuxParameters {
-    #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capabilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capabilities: Option<KernelCapabilities>,
     #[serde(rename = "devices", default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Device>>,
-    #[serde(rename = "initProcessEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "initProcessEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub init_process_enabled: Option<bool>,
     #[serde(rename = "tmpfs", default, skip_serializing_if = "Option::is_none")]
     pub tmpfs: Option<Vec<Tmpfs>>,
@@ -2245,8 +4147,19 @@ impl DaemonLinuxParameters {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.devices { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "devices"), i), v); } }
-        if let Some(x) = &self.tmpfs { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tmpfs"), i), v); } }
+        if let Some(x) = &self.devices {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "devices"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.tmpfs {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tmpfs"), i), v);
+            }
+        }
     }
 }
 
@@ -2257,7 +4170,8 @@ pub enum DaemonPropagateTags {
     None,
 }
 impl DaemonPropagateTags {
-    pub const ALL: &'static [DaemonPropagateTags] = &[DaemonPropagateTags::Daemon, DaemonPropagateTags::None];
+    pub const ALL: &'static [DaemonPropagateTags] =
+        &[DaemonPropagateTags::Daemon, DaemonPropagateTags::None];
     pub fn as_str(self) -> &'static str {
         match self {
             DaemonPropagateTags::Daemon => "DAEMON",
@@ -2271,34 +4185,77 @@ impl FromStr for DaemonPropagateTags {
         match s {
             "DAEMON" => Ok(DaemonPropagateTags::Daemon),
             "NONE" => Ok(DaemonPropagateTags::None),
-            _ => Err(format!("invalid value '{s}' for DaemonPropagateTags; valid values: DAEMON, NONE")),
+            _ => Err(format!(
+                "invalid value '{s}' for DaemonPropagateTags; valid values: DAEMON, NONE"
+            )),
         }
     }
 }
-impl TryFrom<String> for DaemonPropagateTags { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DaemonPropagateTags> for &'static str { fn from(v: DaemonPropagateTags) -> Self { v.as_str() } }
-impl fmt::Display for DaemonPropagateTags { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DaemonPropagateTags {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DaemonPropagateTags> for &'static str {
+    fn from(v: DaemonPropagateTags) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DaemonPropagateTags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonRevision {
-    #[serde(rename = "daemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_revision_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    #[serde(rename = "containerImages", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerImages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_images: Option<Vec<DaemonContainerImage>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<DaemonPropagateTags>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
 }
 
@@ -2307,9 +4264,17 @@ pub struct DaemonRevision {
 pub struct DaemonRevisionDetail {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<DaemonCapacityProvider>>,
-    #[serde(rename = "totalRunningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalRunningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_running_count: Option<i32>,
 }
 
@@ -2320,9 +4285,17 @@ pub struct DaemonRollback {
     pub reason: Option<String>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
-    #[serde(rename = "rollbackTargetDaemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rollbackTargetDaemonRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollback_target_daemon_revision_arn: Option<String>,
-    #[serde(rename = "rollbackCapacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rollbackCapacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollback_capacity_providers: Option<Vec<String>>,
 }
 
@@ -2333,7 +4306,8 @@ pub enum DaemonStatus {
     DeleteInProgress,
 }
 impl DaemonStatus {
-    pub const ALL: &'static [DaemonStatus] = &[DaemonStatus::Active, DaemonStatus::DeleteInProgress];
+    pub const ALL: &'static [DaemonStatus] =
+        &[DaemonStatus::Active, DaemonStatus::DeleteInProgress];
     pub fn as_str(self) -> &'static str {
         match self {
             DaemonStatus::Active => "ACTIVE",
@@ -2347,13 +4321,28 @@ impl FromStr for DaemonStatus {
         match s {
             "ACTIVE" => Ok(DaemonStatus::Active),
             "DELETE_IN_PROGRESS" => Ok(DaemonStatus::DeleteInProgress),
-            _ => Err(format!("invalid value '{s}' for DaemonStatus; valid values: ACTIVE, DELETE_IN_PROGRESS")),
+            _ => Err(format!(
+                "invalid value '{s}' for DaemonStatus; valid values: ACTIVE, DELETE_IN_PROGRESS"
+            )),
         }
     }
 }
-impl TryFrom<String> for DaemonStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DaemonStatus> for &'static str { fn from(v: DaemonStatus) -> Self { v.as_str() } }
-impl fmt::Display for DaemonStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DaemonStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DaemonStatus> for &'static str {
+    fn from(v: DaemonStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DaemonStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -2371,17 +4360,33 @@ pub struct DaemonSummary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonTaskDefinition {
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
     #[serde(rename = "revision", default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i32>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<DaemonContainerDefinition>>,
     #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<Vec<DaemonVolume>>,
@@ -2391,18 +4396,41 @@ pub struct DaemonTaskDefinition {
     pub memory: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonTaskDefinitionStatus>,
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<Timestamp>,
-    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteRequestedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_requested_at: Option<Timestamp>,
-    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_by: Option<String>,
 }
 impl DaemonTaskDefinition {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.container_definitions { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerDefinitions"), i), v); } }
+        if let Some(x) = &self.container_definitions {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "containerDefinitions"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -2412,7 +4440,8 @@ pub enum DaemonTaskDefinitionRevisionFilter {
     LastRegistered,
 }
 impl DaemonTaskDefinitionRevisionFilter {
-    pub const ALL: &'static [DaemonTaskDefinitionRevisionFilter] = &[DaemonTaskDefinitionRevisionFilter::LastRegistered];
+    pub const ALL: &'static [DaemonTaskDefinitionRevisionFilter] =
+        &[DaemonTaskDefinitionRevisionFilter::LastRegistered];
     pub fn as_str(self) -> &'static str {
         match self {
             DaemonTaskDefinitionRevisionFilter::LastRegistered => "LAST_REGISTERED",
@@ -2428,9 +4457,22 @@ impl FromStr for DaemonTaskDefinitionRevisionFilter {
         }
     }
 }
-impl TryFrom<String> for DaemonTaskDefinitionRevisionFilter { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DaemonTaskDefinitionRevisionFilter> for &'static str { fn from(v: DaemonTaskDefinitionRevisionFilter) -> Self { v.as_str() } }
-impl fmt::Display for DaemonTaskDefinitionRevisionFilter { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DaemonTaskDefinitionRevisionFilter {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DaemonTaskDefinitionRevisionFilter> for &'static str {
+    fn from(v: DaemonTaskDefinitionRevisionFilter) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DaemonTaskDefinitionRevisionFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -2440,7 +4482,11 @@ pub enum DaemonTaskDefinitionStatus {
     Deleted,
 }
 impl DaemonTaskDefinitionStatus {
-    pub const ALL: &'static [DaemonTaskDefinitionStatus] = &[DaemonTaskDefinitionStatus::Active, DaemonTaskDefinitionStatus::DeleteInProgress, DaemonTaskDefinitionStatus::Deleted];
+    pub const ALL: &'static [DaemonTaskDefinitionStatus] = &[
+        DaemonTaskDefinitionStatus::Active,
+        DaemonTaskDefinitionStatus::DeleteInProgress,
+        DaemonTaskDefinitionStatus::Deleted,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DaemonTaskDefinitionStatus::Active => "ACTIVE",
@@ -2460,9 +4506,22 @@ impl FromStr for DaemonTaskDefinitionStatus {
         }
     }
 }
-impl TryFrom<String> for DaemonTaskDefinitionStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DaemonTaskDefinitionStatus> for &'static str { fn from(v: DaemonTaskDefinitionStatus) -> Self { v.as_str() } }
-impl fmt::Display for DaemonTaskDefinitionStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DaemonTaskDefinitionStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DaemonTaskDefinitionStatus> for &'static str {
+    fn from(v: DaemonTaskDefinitionStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DaemonTaskDefinitionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -2472,7 +4531,11 @@ pub enum DaemonTaskDefinitionStatusFilter {
     All,
 }
 impl DaemonTaskDefinitionStatusFilter {
-    pub const ALL: &'static [DaemonTaskDefinitionStatusFilter] = &[DaemonTaskDefinitionStatusFilter::Active, DaemonTaskDefinitionStatusFilter::DeleteInProgress, DaemonTaskDefinitionStatusFilter::All];
+    pub const ALL: &'static [DaemonTaskDefinitionStatusFilter] = &[
+        DaemonTaskDefinitionStatusFilter::Active,
+        DaemonTaskDefinitionStatusFilter::DeleteInProgress,
+        DaemonTaskDefinitionStatusFilter::All,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DaemonTaskDefinitionStatusFilter::Active => "ACTIVE",
@@ -2492,20 +4555,45 @@ impl FromStr for DaemonTaskDefinitionStatusFilter {
         }
     }
 }
-impl TryFrom<String> for DaemonTaskDefinitionStatusFilter { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DaemonTaskDefinitionStatusFilter> for &'static str { fn from(v: DaemonTaskDefinitionStatusFilter) -> Self { v.as_str() } }
-impl fmt::Display for DaemonTaskDefinitionStatusFilter { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DaemonTaskDefinitionStatusFilter {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DaemonTaskDefinitionStatusFilter> for &'static str {
+    fn from(v: DaemonTaskDefinitionStatusFilter) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DaemonTaskDefinitionStatusFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonTaskDefinitionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<Timestamp>,
-    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_by: Option<String>,
-    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteRequestedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_requested_at: Option<Timestamp>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonTaskDefinitionStatus>,
@@ -2525,14 +4613,20 @@ pub struct DaemonVolume {
 pub struct DeleteAccountSettingRequest {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<SettingName>,
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
 }
 impl DeleteAccountSettingRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "name"))); }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "name")));
+        }
     }
 }
 
@@ -2548,36 +4642,64 @@ pub struct DeleteAccountSettingResponse {
 pub struct DeleteAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 impl DeleteAttributesRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.attributes.is_none() { v.push(Violation::missing(crate::shape::join(path, "attributes"))); }
-        if let Some(x) = &self.attributes { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v); } }
+        if self.attributes.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "attributes")));
+        }
+        if let Some(x) = &self.attributes {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteAttributesResponse {
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 impl DeleteAttributesResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.attributes { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v); } }
+        if let Some(x) = &self.attributes {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteCapacityProviderRequest {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
@@ -2586,21 +4708,32 @@ impl DeleteCapacityProviderRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.capacity_provider.is_none() { v.push(Violation::missing(crate::shape::join(path, "capacityProvider"))); }
+        if self.capacity_provider.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "capacityProvider",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteCapacityProviderResponse {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<CapacityProvider>,
 }
 impl DeleteCapacityProviderResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.capacity_provider { x.validate_at(&crate::shape::join(path, "capacityProvider"), v); }
+        if let Some(x) = &self.capacity_provider {
+            x.validate_at(&crate::shape::join(path, "capacityProvider"), v);
+        }
     }
 }
 
@@ -2614,7 +4747,9 @@ impl DeleteClusterRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.cluster.is_none() { v.push(Violation::missing(crate::shape::join(path, "cluster"))); }
+        if self.cluster.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "cluster")));
+        }
     }
 }
 
@@ -2628,7 +4763,9 @@ impl DeleteClusterResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.cluster { x.validate_at(&crate::shape::join(path, "cluster"), v); }
+        if let Some(x) = &self.cluster {
+            x.validate_at(&crate::shape::join(path, "cluster"), v);
+        }
     }
 }
 
@@ -2642,7 +4779,9 @@ impl DeleteDaemonRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.daemon_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "daemonArn"))); }
+        if self.daemon_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "daemonArn")));
+        }
     }
 }
 
@@ -2657,42 +4796,65 @@ pub struct DeleteDaemonResponse {
     pub created_at: Option<Timestamp>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteDaemonTaskDefinitionRequest {
-    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition: Option<String>,
 }
 impl DeleteDaemonTaskDefinitionRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.daemon_task_definition.is_none() { v.push(Violation::missing(crate::shape::join(path, "daemonTaskDefinition"))); }
+        if self.daemon_task_definition.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "daemonTaskDefinition",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteDaemonTaskDefinitionResponse {
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteExpressGatewayServiceRequest {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
 }
 impl DeleteExpressGatewayServiceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.service_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "serviceArn"))); }
+        if self.service_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "serviceArn")));
+        }
     }
 }
 
@@ -2706,7 +4868,9 @@ impl DeleteExpressGatewayServiceResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.service { x.validate_at(&crate::shape::join(path, "service"), v); }
+        if let Some(x) = &self.service {
+            x.validate_at(&crate::shape::join(path, "service"), v);
+        }
     }
 }
 
@@ -2724,7 +4888,9 @@ impl DeleteServiceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.service.is_none() { v.push(Violation::missing(crate::shape::join(path, "service"))); }
+        if self.service.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "service")));
+        }
     }
 }
 
@@ -2738,28 +4904,43 @@ impl DeleteServiceResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.service { x.validate_at(&crate::shape::join(path, "service"), v); }
+        if let Some(x) = &self.service {
+            x.validate_at(&crate::shape::join(path, "service"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteTaskDefinitionsRequest {
-    #[serde(rename = "taskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definitions: Option<Vec<String>>,
 }
 impl DeleteTaskDefinitionsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.task_definitions.is_none() { v.push(Violation::missing(crate::shape::join(path, "taskDefinitions"))); }
+        if self.task_definitions.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "taskDefinitions",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteTaskDefinitionsResponse {
-    #[serde(rename = "taskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definitions: Option<Vec<TaskDefinition>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -2768,7 +4949,14 @@ impl DeleteTaskDefinitionsResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.task_definitions { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "taskDefinitions"), i), v); } }
+        if let Some(x) = &self.task_definitions {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "taskDefinitions"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -2788,9 +4976,15 @@ impl DeleteTaskSetRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.cluster.is_none() { v.push(Violation::missing(crate::shape::join(path, "cluster"))); }
-        if self.service.is_none() { v.push(Violation::missing(crate::shape::join(path, "service"))); }
-        if self.task_set.is_none() { v.push(Violation::missing(crate::shape::join(path, "taskSet"))); }
+        if self.cluster.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "cluster")));
+        }
+        if self.service.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "service")));
+        }
+        if self.task_set.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "taskSet")));
+        }
     }
 }
 
@@ -2804,7 +4998,9 @@ impl DeleteTaskSetResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.task_set { x.validate_at(&crate::shape::join(path, "taskSet"), v); }
+        if let Some(x) = &self.task_set {
+            x.validate_at(&crate::shape::join(path, "taskSet"), v);
+        }
     }
 }
 
@@ -2815,61 +5011,170 @@ pub struct Deployment {
     pub id: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
-    #[serde(rename = "pendingCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_count: Option<i32>,
-    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_count: Option<i32>,
-    #[serde(rename = "failedTasks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "failedTasks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failed_tasks: Option<i32>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "rolloutState", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rolloutState",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollout_state: Option<DeploymentRolloutState>,
-    #[serde(rename = "rolloutStateReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rolloutStateReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollout_state_reason: Option<String>,
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(rename = "serviceConnectResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_resources: Option<Vec<ServiceConnectServiceResource>>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
 }
 impl Deployment {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.capacity_provider_strategy { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v); } }
-        if let Some(x) = &self.network_configuration { x.validate_at(&crate::shape::join(path, "networkConfiguration"), v); }
-        if let Some(x) = &self.service_connect_configuration { x.validate_at(&crate::shape::join(path, "serviceConnectConfiguration"), v); }
-        if let Some(x) = &self.volume_configurations { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumeConfigurations"), i), v); } }
-        if let Some(x) = &self.vpc_lattice_configurations { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "vpcLatticeConfigurations"), i), v); } }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "capacityProviderStrategy"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.network_configuration {
+            x.validate_at(&crate::shape::join(path, "networkConfiguration"), v);
+        }
+        if let Some(x) = &self.service_connect_configuration {
+            x.validate_at(&crate::shape::join(path, "serviceConnectConfiguration"), v);
+        }
+        if let Some(x) = &self.volume_configurations {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "volumeConfigurations"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.vpc_lattice_configurations {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "vpcLatticeConfigurations"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentAlarms {
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<bool>,
@@ -2880,9 +5185,15 @@ impl DeploymentAlarms {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.alarm_names.is_none() { v.push(Violation::missing(crate::shape::join(path, "alarmNames"))); }
-        if self.rollback.is_none() { v.push(Violation::missing(crate::shape::join(path, "rollback"))); }
-        if self.enable.is_none() { v.push(Violation::missing(crate::shape::join(path, "enable"))); }
+        if self.alarm_names.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "alarmNames")));
+        }
+        if self.rollback.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "rollback")));
+        }
+        if self.enable.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "enable")));
+        }
     }
 }
 
@@ -2898,40 +5209,83 @@ impl DeploymentCircuitBreaker {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.enable.is_none() { v.push(Violation::missing(crate::shape::join(path, "enable"))); }
-        if self.rollback.is_none() { v.push(Violation::missing(crate::shape::join(path, "rollback"))); }
+        if self.enable.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "enable")));
+        }
+        if self.rollback.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "rollback")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentConfiguration {
-    #[serde(rename = "deploymentCircuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentCircuitBreaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_circuit_breaker: Option<DeploymentCircuitBreaker>,
-    #[serde(rename = "maximumPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maximumPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub maximum_percent: Option<i32>,
-    #[serde(rename = "minimumHealthyPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minimumHealthyPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub minimum_healthy_percent: Option<i32>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DeploymentAlarms>,
     #[serde(rename = "strategy", default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<DeploymentStrategy>,
-    #[serde(rename = "bakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "bakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bake_time_in_minutes: Option<i32>,
-    #[serde(rename = "lifecycleHooks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleHooks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_hooks: Option<Vec<DeploymentLifecycleHook>>,
-    #[serde(rename = "linearConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "linearConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub linear_configuration: Option<LinearConfiguration>,
-    #[serde(rename = "canaryConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "canaryConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub canary_configuration: Option<CanaryConfiguration>,
 }
 impl DeploymentConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.deployment_circuit_breaker { x.validate_at(&crate::shape::join(path, "deploymentCircuitBreaker"), v); }
-        if let Some(x) = &self.alarms { x.validate_at(&crate::shape::join(path, "alarms"), v); }
-        if let Some(x) = &self.lifecycle_hooks { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "lifecycleHooks"), i), v); } }
+        if let Some(x) = &self.deployment_circuit_breaker {
+            x.validate_at(&crate::shape::join(path, "deploymentCircuitBreaker"), v);
+        }
+        if let Some(x) = &self.alarms {
+            x.validate_at(&crate::shape::join(path, "alarms"), v);
+        }
+        if let Some(x) = &self.lifecycle_hooks {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "lifecycleHooks"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -2945,7 +5299,9 @@ impl DeploymentController {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.type_.is_none() { v.push(Violation::missing(crate::shape::join(path, "type"))); }
+        if self.type_.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "type")));
+        }
     }
 }
 
@@ -2957,7 +5313,11 @@ pub enum DeploymentControllerType {
     External,
 }
 impl DeploymentControllerType {
-    pub const ALL: &'static [DeploymentControllerType] = &[DeploymentControllerType::Ecs, DeploymentControllerType::CodeDeploy, DeploymentControllerType::External];
+    pub const ALL: &'static [DeploymentControllerType] = &[
+        DeploymentControllerType::Ecs,
+        DeploymentControllerType::CodeDeploy,
+        DeploymentControllerType::External,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentControllerType::Ecs => "ECS",
@@ -2977,9 +5337,22 @@ impl FromStr for DeploymentControllerType {
         }
     }
 }
-impl TryFrom<String> for DeploymentControllerType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DeploymentControllerType> for &'static str { fn from(v: DeploymentControllerType) -> Self { v.as_str() } }
-impl fmt::Display for DeploymentControllerType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DeploymentControllerType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DeploymentControllerType> for &'static str {
+    fn from(v: DeploymentControllerType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DeploymentControllerType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -2991,24 +5364,46 @@ pub struct DeploymentEphemeralStorage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentLifecycleHook {
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<DeploymentLifecycleHookTargetType>,
-    #[serde(rename = "hookTargetArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hookTargetArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hook_target_arn: Option<String>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(rename = "lifecycleStages", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleStages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_stages: Option<Vec<DeploymentLifecycleHookStage>>,
-    #[serde(rename = "hookDetails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hookDetails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hook_details: Option<HookDetails>,
-    #[serde(rename = "timeoutConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_configuration: Option<DeploymentLifecycleHookTimeoutConfiguration>,
 }
 impl DeploymentLifecycleHook {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.timeout_configuration { x.validate_at(&crate::shape::join(path, "timeoutConfiguration"), v); }
+        if let Some(x) = &self.timeout_configuration {
+            x.validate_at(&crate::shape::join(path, "timeoutConfiguration"), v);
+        }
     }
 }
 
@@ -3019,7 +5414,10 @@ pub enum DeploymentLifecycleHookAction {
     Continue,
 }
 impl DeploymentLifecycleHookAction {
-    pub const ALL: &'static [DeploymentLifecycleHookAction] = &[DeploymentLifecycleHookAction::Rollback, DeploymentLifecycleHookAction::Continue];
+    pub const ALL: &'static [DeploymentLifecycleHookAction] = &[
+        DeploymentLifecycleHookAction::Rollback,
+        DeploymentLifecycleHookAction::Continue,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentLifecycleHookAction::Rollback => "ROLLBACK",
@@ -3037,16 +5435,33 @@ impl FromStr for DeploymentLifecycleHookAction {
         }
     }
 }
-impl TryFrom<String> for DeploymentLifecycleHookAction { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DeploymentLifecycleHookAction> for &'static str { fn from(v: DeploymentLifecycleHookAction) -> Self { v.as_str() } }
-impl fmt::Display for DeploymentLifecycleHookAction { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DeploymentLifecycleHookAction {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DeploymentLifecycleHookAction> for &'static str {
+    fn from(v: DeploymentLifecycleHookAction) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DeploymentLifecycleHookAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentLifecycleHookDetail {
     #[serde(rename = "hookId", default, skip_serializing_if = "Option::is_none")]
     pub hook_id: Option<String>,
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<DeploymentLifecycleHookTargetType>,
     #[serde(rename = "targetArn", default, skip_serializing_if = "Option::is_none")]
     pub target_arn: Option<String>,
@@ -3054,7 +5469,11 @@ pub struct DeploymentLifecycleHookDetail {
     pub status: Option<DeploymentLifecycleHookStatus>,
     #[serde(rename = "expiresAt", default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
-    #[serde(rename = "timeoutAction", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutAction",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_action: Option<DeploymentLifecycleHookAction>,
 }
 
@@ -3071,7 +5490,16 @@ pub enum DeploymentLifecycleHookStage {
     PostProductionTrafficShift,
 }
 impl DeploymentLifecycleHookStage {
-    pub const ALL: &'static [DeploymentLifecycleHookStage] = &[DeploymentLifecycleHookStage::ReconcileService, DeploymentLifecycleHookStage::PreScaleUp, DeploymentLifecycleHookStage::PostScaleUp, DeploymentLifecycleHookStage::TestTrafficShift, DeploymentLifecycleHookStage::PostTestTrafficShift, DeploymentLifecycleHookStage::PreProductionTrafficShift, DeploymentLifecycleHookStage::ProductionTrafficShift, DeploymentLifecycleHookStage::PostProductionTrafficShift];
+    pub const ALL: &'static [DeploymentLifecycleHookStage] = &[
+        DeploymentLifecycleHookStage::ReconcileService,
+        DeploymentLifecycleHookStage::PreScaleUp,
+        DeploymentLifecycleHookStage::PostScaleUp,
+        DeploymentLifecycleHookStage::TestTrafficShift,
+        DeploymentLifecycleHookStage::PostTestTrafficShift,
+        DeploymentLifecycleHookStage::PreProductionTrafficShift,
+        DeploymentLifecycleHookStage::ProductionTrafficShift,
+        DeploymentLifecycleHookStage::PostProductionTrafficShift,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentLifecycleHookStage::ReconcileService => "RECONCILE_SERVICE",
@@ -3079,9 +5507,13 @@ impl DeploymentLifecycleHookStage {
             DeploymentLifecycleHookStage::PostScaleUp => "POST_SCALE_UP",
             DeploymentLifecycleHookStage::TestTrafficShift => "TEST_TRAFFIC_SHIFT",
             DeploymentLifecycleHookStage::PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
-            DeploymentLifecycleHookStage::PreProductionTrafficShift => "PRE_PRODUCTION_TRAFFIC_SHIFT",
+            DeploymentLifecycleHookStage::PreProductionTrafficShift => {
+                "PRE_PRODUCTION_TRAFFIC_SHIFT"
+            }
             DeploymentLifecycleHookStage::ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
-            DeploymentLifecycleHookStage::PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
+            DeploymentLifecycleHookStage::PostProductionTrafficShift => {
+                "POST_PRODUCTION_TRAFFIC_SHIFT"
+            }
         }
     }
 }
@@ -3101,9 +5533,22 @@ impl FromStr for DeploymentLifecycleHookStage {
         }
     }
 }
-impl TryFrom<String> for DeploymentLifecycleHookStage { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DeploymentLifecycleHookStage> for &'static str { fn from(v: DeploymentLifecycleHookStage) -> Self { v.as_str() } }
-impl fmt::Display for DeploymentLifecycleHookStage { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DeploymentLifecycleHookStage {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DeploymentLifecycleHookStage> for &'static str {
+    fn from(v: DeploymentLifecycleHookStage) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DeploymentLifecycleHookStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -3115,7 +5560,13 @@ pub enum DeploymentLifecycleHookStatus {
     TimedOut,
 }
 impl DeploymentLifecycleHookStatus {
-    pub const ALL: &'static [DeploymentLifecycleHookStatus] = &[DeploymentLifecycleHookStatus::AwaitingAction, DeploymentLifecycleHookStatus::InProgress, DeploymentLifecycleHookStatus::Succeeded, DeploymentLifecycleHookStatus::Failed, DeploymentLifecycleHookStatus::TimedOut];
+    pub const ALL: &'static [DeploymentLifecycleHookStatus] = &[
+        DeploymentLifecycleHookStatus::AwaitingAction,
+        DeploymentLifecycleHookStatus::InProgress,
+        DeploymentLifecycleHookStatus::Succeeded,
+        DeploymentLifecycleHookStatus::Failed,
+        DeploymentLifecycleHookStatus::TimedOut,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentLifecycleHookStatus::AwaitingAction => "AWAITING_ACTION",
@@ -3139,9 +5590,22 @@ impl FromStr for DeploymentLifecycleHookStatus {
         }
     }
 }
-impl TryFrom<String> for DeploymentLifecycleHookStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DeploymentLifecycleHookStatus> for &'static str { fn from(v: DeploymentLifecycleHookStatus) -> Self { v.as_str() } }
-impl fmt::Display for DeploymentLifecycleHookStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DeploymentLifecycleHookStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DeploymentLifecycleHookStatus> for &'static str {
+    fn from(v: DeploymentLifecycleHookStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DeploymentLifecycleHookStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -3150,7 +5614,10 @@ pub enum DeploymentLifecycleHookTargetType {
     Pause,
 }
 impl DeploymentLifecycleHookTargetType {
-    pub const ALL: &'static [DeploymentLifecycleHookTargetType] = &[DeploymentLifecycleHookTargetType::AwsLambda, DeploymentLifecycleHookTargetType::Pause];
+    pub const ALL: &'static [DeploymentLifecycleHookTargetType] = &[
+        DeploymentLifecycleHookTargetType::AwsLambda,
+        DeploymentLifecycleHookTargetType::Pause,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentLifecycleHookTargetType::AwsLambda => "AWS_LAMBDA",
@@ -3168,14 +5635,31 @@ impl FromStr for DeploymentLifecycleHookTargetType {
         }
     }
 }
-impl TryFrom<String> for DeploymentLifecycleHookTargetType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DeploymentLifecycleHookTargetType> for &'static str { fn from(v: DeploymentLifecycleHookTargetType) -> Self { v.as_str() } }
-impl fmt::Display for DeploymentLifecycleHookTargetType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DeploymentLifecycleHookTargetType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DeploymentLifecycleHookTargetType> for &'static str {
+    fn from(v: DeploymentLifecycleHookTargetType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DeploymentLifecycleHookTargetType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentLifecycleHookTimeoutConfiguration {
-    #[serde(rename = "timeoutInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_in_minutes: Option<i32>,
     #[serde(rename = "action", default, skip_serializing_if = "Option::is_none")]
     pub action: Option<DeploymentLifecycleHookAction>,
@@ -3184,7 +5668,14 @@ impl DeploymentLifecycleHookTimeoutConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.timeout_in_minutes { if (*x as f64) < 1.0 || (*x as f64) > 20160.0 { v.push(Violation::new(crate::shape::join(path, "timeoutInMinutes"), "must be at least 1 and at most 20160")); } }
+        if let Some(x) = &self.timeout_in_minutes {
+            if (*x as f64) < 1.0 || (*x as f64) > 20160.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "timeoutInMinutes"),
+                    "must be at least 1 and at most 20160",
+                ));
+            }
+        }
     }
 }
 
@@ -3196,7 +5687,11 @@ pub enum DeploymentRolloutState {
     InProgress,
 }
 impl DeploymentRolloutState {
-    pub const ALL: &'static [DeploymentRolloutState] = &[DeploymentRolloutState::Completed, DeploymentRolloutState::Failed, DeploymentRolloutState::InProgress];
+    pub const ALL: &'static [DeploymentRolloutState] = &[
+        DeploymentRolloutState::Completed,
+        DeploymentRolloutState::Failed,
+        DeploymentRolloutState::InProgress,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentRolloutState::Completed => "COMPLETED",
@@ -3216,9 +5711,22 @@ impl FromStr for DeploymentRolloutState {
         }
     }
 }
-impl TryFrom<String> for DeploymentRolloutState { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DeploymentRolloutState> for &'static str { fn from(v: DeploymentRolloutState) -> Self { v.as_str() } }
-impl fmt::Display for DeploymentRolloutState { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DeploymentRolloutState {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DeploymentRolloutState> for &'static str {
+    fn from(v: DeploymentRolloutState) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DeploymentRolloutState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -3229,7 +5737,12 @@ pub enum DeploymentStrategy {
     Canary,
 }
 impl DeploymentStrategy {
-    pub const ALL: &'static [DeploymentStrategy] = &[DeploymentStrategy::Rolling, DeploymentStrategy::BlueGreen, DeploymentStrategy::Linear, DeploymentStrategy::Canary];
+    pub const ALL: &'static [DeploymentStrategy] = &[
+        DeploymentStrategy::Rolling,
+        DeploymentStrategy::BlueGreen,
+        DeploymentStrategy::Linear,
+        DeploymentStrategy::Canary,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentStrategy::Rolling => "ROLLING",
@@ -3251,16 +5764,33 @@ impl FromStr for DeploymentStrategy {
         }
     }
 }
-impl TryFrom<String> for DeploymentStrategy { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DeploymentStrategy> for &'static str { fn from(v: DeploymentStrategy) -> Self { v.as_str() } }
-impl fmt::Display for DeploymentStrategy { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DeploymentStrategy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DeploymentStrategy> for &'static str {
+    fn from(v: DeploymentStrategy) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DeploymentStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeregisterContainerInstanceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
     #[serde(rename = "force", default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
@@ -3269,62 +5799,96 @@ impl DeregisterContainerInstanceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.container_instance.is_none() { v.push(Violation::missing(crate::shape::join(path, "containerInstance"))); }
+        if self.container_instance.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "containerInstance",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeregisterContainerInstanceResponse {
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<ContainerInstance>,
 }
 impl DeregisterContainerInstanceResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.container_instance { x.validate_at(&crate::shape::join(path, "containerInstance"), v); }
+        if let Some(x) = &self.container_instance {
+            x.validate_at(&crate::shape::join(path, "containerInstance"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeregisterTaskDefinitionRequest {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
 }
 impl DeregisterTaskDefinitionRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.task_definition.is_none() { v.push(Violation::missing(crate::shape::join(path, "taskDefinition"))); }
+        if self.task_definition.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "taskDefinition",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeregisterTaskDefinitionResponse {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<TaskDefinition>,
 }
 impl DeregisterTaskDefinitionResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.task_definition { x.validate_at(&crate::shape::join(path, "taskDefinition"), v); }
+        if let Some(x) = &self.task_definition {
+            x.validate_at(&crate::shape::join(path, "taskDefinition"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeCapacityProvidersRequest {
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<CapacityProviderField>>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3333,7 +5897,11 @@ pub struct DescribeCapacityProvidersRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeCapacityProvidersResponse {
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<CapacityProvider>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -3344,7 +5912,14 @@ impl DescribeCapacityProvidersResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.capacity_providers { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviders"), i), v); } }
+        if let Some(x) = &self.capacity_providers {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "capacityProviders"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -3369,7 +5944,14 @@ impl DescribeClustersResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.clusters { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "clusters"), i), v); } }
+        if let Some(x) = &self.clusters {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "clusters"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -3378,7 +5960,11 @@ impl DescribeClustersResponse {
 pub struct DescribeContainerInstancesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<String>>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<ContainerInstanceField>>,
@@ -3387,14 +5973,23 @@ impl DescribeContainerInstancesRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.container_instances.is_none() { v.push(Violation::missing(crate::shape::join(path, "containerInstances"))); }
+        if self.container_instances.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "containerInstances",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeContainerInstancesResponse {
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<ContainerInstance>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -3403,21 +5998,37 @@ impl DescribeContainerInstancesResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.container_instances { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerInstances"), i), v); } }
+        if let Some(x) = &self.container_instances {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "containerInstances"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeDaemonDeploymentsRequest {
-    #[serde(rename = "daemonDeploymentArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeploymentArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployment_arns: Option<Vec<String>>,
 }
 impl DescribeDaemonDeploymentsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.daemon_deployment_arns.is_none() { v.push(Violation::missing(crate::shape::join(path, "daemonDeploymentArns"))); }
+        if self.daemon_deployment_arns.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "daemonDeploymentArns",
+            )));
+        }
     }
 }
 
@@ -3426,14 +6037,25 @@ impl DescribeDaemonDeploymentsRequest {
 pub struct DescribeDaemonDeploymentsResponse {
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
-    #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployments: Option<Vec<DaemonDeployment>>,
 }
 impl DescribeDaemonDeploymentsResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.daemon_deployments { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "daemonDeployments"), i), v); } }
+        if let Some(x) = &self.daemon_deployments {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "daemonDeployments"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -3447,7 +6069,9 @@ impl DescribeDaemonRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.daemon_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "daemonArn"))); }
+        if self.daemon_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "daemonArn")));
+        }
     }
 }
 
@@ -3461,21 +6085,34 @@ pub struct DescribeDaemonResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeDaemonRevisionsRequest {
-    #[serde(rename = "daemonRevisionArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonRevisionArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_revision_arns: Option<Vec<String>>,
 }
 impl DescribeDaemonRevisionsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.daemon_revision_arns.is_none() { v.push(Violation::missing(crate::shape::join(path, "daemonRevisionArns"))); }
+        if self.daemon_revision_arns.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "daemonRevisionArns",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeDaemonRevisionsResponse {
-    #[serde(rename = "daemonRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_revisions: Option<Vec<DaemonRevision>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -3484,35 +6121,54 @@ pub struct DescribeDaemonRevisionsResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeDaemonTaskDefinitionRequest {
-    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition: Option<String>,
 }
 impl DescribeDaemonTaskDefinitionRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.daemon_task_definition.is_none() { v.push(Violation::missing(crate::shape::join(path, "daemonTaskDefinition"))); }
+        if self.daemon_task_definition.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "daemonTaskDefinition",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeDaemonTaskDefinitionResponse {
-    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition: Option<DaemonTaskDefinition>,
 }
 impl DescribeDaemonTaskDefinitionResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.daemon_task_definition { x.validate_at(&crate::shape::join(path, "daemonTaskDefinition"), v); }
+        if let Some(x) = &self.daemon_task_definition {
+            x.validate_at(&crate::shape::join(path, "daemonTaskDefinition"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeExpressGatewayServiceRequest {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<ExpressGatewayServiceInclude>>,
@@ -3521,7 +6177,9 @@ impl DescribeExpressGatewayServiceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.service_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "serviceArn"))); }
+        if self.service_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "serviceArn")));
+        }
     }
 }
 
@@ -3535,28 +6193,43 @@ impl DescribeExpressGatewayServiceResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.service { x.validate_at(&crate::shape::join(path, "service"), v); }
+        if let Some(x) = &self.service {
+            x.validate_at(&crate::shape::join(path, "service"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeServiceDeploymentsRequest {
-    #[serde(rename = "serviceDeploymentArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arns: Option<Vec<String>>,
 }
 impl DescribeServiceDeploymentsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.service_deployment_arns.is_none() { v.push(Violation::missing(crate::shape::join(path, "serviceDeploymentArns"))); }
+        if self.service_deployment_arns.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "serviceDeploymentArns",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeServiceDeploymentsResponse {
-    #[serde(rename = "serviceDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployments: Option<Vec<ServiceDeployment>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -3565,28 +6238,48 @@ impl DescribeServiceDeploymentsResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.service_deployments { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "serviceDeployments"), i), v); } }
+        if let Some(x) = &self.service_deployments {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "serviceDeployments"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeServiceRevisionsRequest {
-    #[serde(rename = "serviceRevisionArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arns: Option<Vec<String>>,
 }
 impl DescribeServiceRevisionsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.service_revision_arns.is_none() { v.push(Violation::missing(crate::shape::join(path, "serviceRevisionArns"))); }
+        if self.service_revision_arns.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "serviceRevisionArns",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeServiceRevisionsResponse {
-    #[serde(rename = "serviceRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revisions: Option<Vec<ServiceRevision>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -3595,7 +6288,14 @@ impl DescribeServiceRevisionsResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.service_revisions { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "serviceRevisions"), i), v); } }
+        if let Some(x) = &self.service_revisions {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "serviceRevisions"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -3613,7 +6313,9 @@ impl DescribeServicesRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.services.is_none() { v.push(Violation::missing(crate::shape::join(path, "services"))); }
+        if self.services.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "services")));
+        }
     }
 }
 
@@ -3629,14 +6331,25 @@ impl DescribeServicesResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.services { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "services"), i), v); } }
+        if let Some(x) = &self.services {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "services"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeTaskDefinitionRequest {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<TaskDefinitionField>>,
@@ -3645,14 +6358,23 @@ impl DescribeTaskDefinitionRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.task_definition.is_none() { v.push(Violation::missing(crate::shape::join(path, "taskDefinition"))); }
+        if self.task_definition.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "taskDefinition",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeTaskDefinitionResponse {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<TaskDefinition>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -3661,8 +6383,20 @@ impl DescribeTaskDefinitionResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.task_definition { x.validate_at(&crate::shape::join(path, "taskDefinition"), v); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if let Some(x) = &self.task_definition {
+            x.validate_at(&crate::shape::join(path, "taskDefinition"), v);
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
@@ -3682,8 +6416,12 @@ impl DescribeTaskSetsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.cluster.is_none() { v.push(Violation::missing(crate::shape::join(path, "cluster"))); }
-        if self.service.is_none() { v.push(Violation::missing(crate::shape::join(path, "service"))); }
+        if self.cluster.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "cluster")));
+        }
+        if self.service.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "service")));
+        }
     }
 }
 
@@ -3699,7 +6437,14 @@ impl DescribeTaskSetsResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.task_sets { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "taskSets"), i), v); } }
+        if let Some(x) = &self.task_sets {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "taskSets"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -3717,7 +6462,9 @@ impl DescribeTasksRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.tasks.is_none() { v.push(Violation::missing(crate::shape::join(path, "tasks"))); }
+        if self.tasks.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "tasks")));
+        }
     }
 }
 
@@ -3733,7 +6480,11 @@ impl DescribeTasksResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.tasks { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tasks"), i), v); } }
+        if let Some(x) = &self.tasks {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tasks"), i), v);
+            }
+        }
     }
 }
 
@@ -3745,7 +6496,11 @@ pub enum DesiredStatus {
     Stopped,
 }
 impl DesiredStatus {
-    pub const ALL: &'static [DesiredStatus] = &[DesiredStatus::Running, DesiredStatus::Pending, DesiredStatus::Stopped];
+    pub const ALL: &'static [DesiredStatus] = &[
+        DesiredStatus::Running,
+        DesiredStatus::Pending,
+        DesiredStatus::Stopped,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DesiredStatus::Running => "RUNNING",
@@ -3761,29 +6516,54 @@ impl FromStr for DesiredStatus {
             "RUNNING" => Ok(DesiredStatus::Running),
             "PENDING" => Ok(DesiredStatus::Pending),
             "STOPPED" => Ok(DesiredStatus::Stopped),
-            _ => Err(format!("invalid value '{s}' for DesiredStatus; valid values: RUNNING, PENDING, STOPPED")),
+            _ => Err(format!(
+                "invalid value '{s}' for DesiredStatus; valid values: RUNNING, PENDING, STOPPED"
+            )),
         }
     }
 }
-impl TryFrom<String> for DesiredStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DesiredStatus> for &'static str { fn from(v: DesiredStatus) -> Self { v.as_str() } }
-impl fmt::Display for DesiredStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DesiredStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DesiredStatus> for &'static str {
+    fn from(v: DesiredStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DesiredStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Device {
     #[serde(rename = "hostPath", default, skip_serializing_if = "Option::is_none")]
     pub host_path: Option<String>,
-    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_path: Option<String>,
-    #[serde(rename = "permissions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "permissions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub permissions: Option<Vec<DeviceCgroupPermission>>,
 }
 impl Device {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.host_path.is_none() { v.push(Violation::missing(crate::shape::join(path, "hostPath"))); }
+        if self.host_path.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "hostPath")));
+        }
     }
 }
 
@@ -3795,7 +6575,11 @@ pub enum DeviceCgroupPermission {
     Mknod,
 }
 impl DeviceCgroupPermission {
-    pub const ALL: &'static [DeviceCgroupPermission] = &[DeviceCgroupPermission::Read, DeviceCgroupPermission::Write, DeviceCgroupPermission::Mknod];
+    pub const ALL: &'static [DeviceCgroupPermission] = &[
+        DeviceCgroupPermission::Read,
+        DeviceCgroupPermission::Write,
+        DeviceCgroupPermission::Mknod,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DeviceCgroupPermission::Read => "read",
@@ -3811,18 +6595,37 @@ impl FromStr for DeviceCgroupPermission {
             "read" => Ok(DeviceCgroupPermission::Read),
             "write" => Ok(DeviceCgroupPermission::Write),
             "mknod" => Ok(DeviceCgroupPermission::Mknod),
-            _ => Err(format!("invalid value '{s}' for DeviceCgroupPermission; valid values: read, write, mknod")),
+            _ => Err(format!(
+                "invalid value '{s}' for DeviceCgroupPermission; valid values: read, write, mknod"
+            )),
         }
     }
 }
-impl TryFrom<String> for DeviceCgroupPermission { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<DeviceCgroupPermission> for &'static str { fn from(v: DeviceCgroupPermission) -> Self { v.as_str() } }
-impl fmt::Display for DeviceCgroupPermission { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for DeviceCgroupPermission {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<DeviceCgroupPermission> for &'static str {
+    fn from(v: DeviceCgroupPermission) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for DeviceCgroupPermission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoverPollEndpointRequest {
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
@@ -3833,9 +6636,17 @@ pub struct DiscoverPollEndpointRequest {
 pub struct DiscoverPollEndpointResponse {
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    #[serde(rename = "telemetryEndpoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "telemetryEndpoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub telemetry_endpoint: Option<String>,
-    #[serde(rename = "serviceConnectEndpoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectEndpoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_endpoint: Option<String>,
 }
 
@@ -3844,11 +6655,19 @@ pub struct DiscoverPollEndpointResponse {
 pub struct DockerVolumeConfiguration {
     #[serde(rename = "scope", default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
-    #[serde(rename = "autoprovision", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoprovision",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub autoprovision: Option<bool>,
     #[serde(rename = "driver", default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
-    #[serde(rename = "driverOpts", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "driverOpts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub driver_opts: Option<BTreeMap<String, String>>,
     #[serde(rename = "labels", default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
@@ -3872,30 +6691,65 @@ impl FromStr for EBSResourceType {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "volume" => Ok(EBSResourceType::Volume),
-            _ => Err(format!("invalid value '{s}' for EBSResourceType; valid values: volume")),
+            _ => Err(format!(
+                "invalid value '{s}' for EBSResourceType; valid values: volume"
+            )),
         }
     }
 }
-impl TryFrom<String> for EBSResourceType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<EBSResourceType> for &'static str { fn from(v: EBSResourceType) -> Self { v.as_str() } }
-impl fmt::Display for EBSResourceType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for EBSResourceType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<EBSResourceType> for &'static str {
+    fn from(v: EBSResourceType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for EBSResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EBSTagSpecification {
-    #[serde(rename = "resourceType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_type: Option<EBSResourceType>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
 }
 impl EBSTagSpecification {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.resource_type.is_none() { v.push(Violation::missing(crate::shape::join(path, "resourceType"))); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if self.resource_type.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "resourceType")));
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
@@ -3904,17 +6758,37 @@ impl EBSTagSpecification {
 pub struct ECSExpressGatewayService {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ExpressGatewayServiceStatus>,
-    #[serde(rename = "currentDeployment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentDeployment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_deployment: Option<String>,
-    #[serde(rename = "activeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "activeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub active_configurations: Option<Vec<ExpressGatewayServiceConfiguration>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -3927,21 +6801,58 @@ impl ECSExpressGatewayService {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.active_configurations { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "activeConfigurations"), i), v); } }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if let Some(x) = &self.active_configurations {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "activeConfigurations"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ECSManagedResources {
-    #[serde(rename = "ingressPaths", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ingressPaths",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ingress_paths: Option<Vec<ManagedIngressPath>>,
-    #[serde(rename = "autoScaling", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScaling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling: Option<ManagedAutoScaling>,
-    #[serde(rename = "metricAlarms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "metricAlarms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metric_alarms: Option<Vec<ManagedMetricAlarm>>,
-    #[serde(rename = "serviceSecurityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceSecurityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_security_groups: Option<Vec<ManagedSecurityGroup>>,
     #[serde(rename = "logGroups", default, skip_serializing_if = "Option::is_none")]
     pub log_groups: Option<Vec<ManagedLogGroup>>,
@@ -3950,18 +6861,56 @@ impl ECSManagedResources {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.ingress_paths { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "ingressPaths"), i), v); } }
-        if let Some(x) = &self.auto_scaling { x.validate_at(&crate::shape::join(path, "autoScaling"), v); }
-        if let Some(x) = &self.metric_alarms { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "metricAlarms"), i), v); } }
-        if let Some(x) = &self.service_security_groups { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "serviceSecurityGroups"), i), v); } }
-        if let Some(x) = &self.log_groups { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "logGroups"), i), v); } }
+        if let Some(x) = &self.ingress_paths {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "ingressPaths"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.auto_scaling {
+            x.validate_at(&crate::shape::join(path, "autoScaling"), v);
+        }
+        if let Some(x) = &self.metric_alarms {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "metricAlarms"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.service_security_groups {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "serviceSecurityGroups"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.log_groups {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "logGroups"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EFSAuthorizationConfig {
-    #[serde(rename = "accessPointId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessPointId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_point_id: Option<String>,
     #[serde(rename = "iam", default, skip_serializing_if = "Option::is_none")]
     pub iam: Option<EFSAuthorizationConfigIAM>,
@@ -3974,7 +6923,10 @@ pub enum EFSAuthorizationConfigIAM {
     Disabled,
 }
 impl EFSAuthorizationConfigIAM {
-    pub const ALL: &'static [EFSAuthorizationConfigIAM] = &[EFSAuthorizationConfigIAM::Enabled, EFSAuthorizationConfigIAM::Disabled];
+    pub const ALL: &'static [EFSAuthorizationConfigIAM] = &[
+        EFSAuthorizationConfigIAM::Enabled,
+        EFSAuthorizationConfigIAM::Disabled,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             EFSAuthorizationConfigIAM::Enabled => "ENABLED",
@@ -3992,9 +6944,22 @@ impl FromStr for EFSAuthorizationConfigIAM {
         }
     }
 }
-impl TryFrom<String> for EFSAuthorizationConfigIAM { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<EFSAuthorizationConfigIAM> for &'static str { fn from(v: EFSAuthorizationConfigIAM) -> Self { v.as_str() } }
-impl fmt::Display for EFSAuthorizationConfigIAM { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for EFSAuthorizationConfigIAM {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<EFSAuthorizationConfigIAM> for &'static str {
+    fn from(v: EFSAuthorizationConfigIAM) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for EFSAuthorizationConfigIAM {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -4003,7 +6968,10 @@ pub enum EFSTransitEncryption {
     Disabled,
 }
 impl EFSTransitEncryption {
-    pub const ALL: &'static [EFSTransitEncryption] = &[EFSTransitEncryption::Enabled, EFSTransitEncryption::Disabled];
+    pub const ALL: &'static [EFSTransitEncryption] = &[
+        EFSTransitEncryption::Enabled,
+        EFSTransitEncryption::Disabled,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             EFSTransitEncryption::Enabled => "ENABLED",
@@ -4017,33 +6985,70 @@ impl FromStr for EFSTransitEncryption {
         match s {
             "ENABLED" => Ok(EFSTransitEncryption::Enabled),
             "DISABLED" => Ok(EFSTransitEncryption::Disabled),
-            _ => Err(format!("invalid value '{s}' for EFSTransitEncryption; valid values: ENABLED, DISABLED")),
+            _ => Err(format!(
+                "invalid value '{s}' for EFSTransitEncryption; valid values: ENABLED, DISABLED"
+            )),
         }
     }
 }
-impl TryFrom<String> for EFSTransitEncryption { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<EFSTransitEncryption> for &'static str { fn from(v: EFSTransitEncryption) -> Self { v.as_str() } }
-impl fmt::Display for EFSTransitEncryption { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for EFSTransitEncryption {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<EFSTransitEncryption> for &'static str {
+    fn from(v: EFSTransitEncryption) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for EFSTransitEncryption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EFSVolumeConfiguration {
-    #[serde(rename = "fileSystemId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fileSystemId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_system_id: Option<String>,
-    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rootDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_directory: Option<String>,
-    #[serde(rename = "transitEncryption", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "transitEncryption",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transit_encryption: Option<EFSTransitEncryption>,
-    #[serde(rename = "transitEncryptionPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "transitEncryptionPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transit_encryption_port: Option<i32>,
-    #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "authorizationConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub authorization_config: Option<EFSAuthorizationConfig>,
 }
 impl EFSVolumeConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.file_system_id.is_none() { v.push(Violation::missing(crate::shape::join(path, "fileSystemId"))); }
+        if self.file_system_id.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "fileSystemId")));
+        }
     }
 }
 
@@ -4059,8 +7064,12 @@ impl EnvironmentFile {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.value.is_none() { v.push(Violation::missing(crate::shape::join(path, "value"))); }
-        if self.type_.is_none() { v.push(Violation::missing(crate::shape::join(path, "type"))); }
+        if self.value.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "value")));
+        }
+        if self.type_.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "type")));
+        }
     }
 }
 
@@ -4082,13 +7091,28 @@ impl FromStr for EnvironmentFileType {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "s3" => Ok(EnvironmentFileType::S3),
-            _ => Err(format!("invalid value '{s}' for EnvironmentFileType; valid values: s3")),
+            _ => Err(format!(
+                "invalid value '{s}' for EnvironmentFileType; valid values: s3"
+            )),
         }
     }
 }
-impl TryFrom<String> for EnvironmentFileType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<EnvironmentFileType> for &'static str { fn from(v: EnvironmentFileType) -> Self { v.as_str() } }
-impl fmt::Display for EnvironmentFileType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for EnvironmentFileType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<EnvironmentFileType> for &'static str {
+    fn from(v: EnvironmentFileType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for EnvironmentFileType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -4100,7 +7124,9 @@ impl EphemeralStorage {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.size_in_gi_b.is_none() { v.push(Violation::missing(crate::shape::join(path, "sizeInGiB"))); }
+        if self.size_in_gi_b.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "sizeInGiB")));
+        }
     }
 }
 
@@ -4111,22 +7137,46 @@ pub struct ExecuteCommandConfiguration {
     pub kms_key_id: Option<String>,
     #[serde(rename = "logging", default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<ExecuteCommandLogging>,
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<ExecuteCommandLogConfiguration>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteCommandLogConfiguration {
-    #[serde(rename = "cloudWatchLogGroupName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cloudWatchLogGroupName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_watch_log_group_name: Option<String>,
-    #[serde(rename = "cloudWatchEncryptionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cloudWatchEncryptionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_watch_encryption_enabled: Option<bool>,
-    #[serde(rename = "s3BucketName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3BucketName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_bucket_name: Option<String>,
-    #[serde(rename = "s3EncryptionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3EncryptionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_encryption_enabled: Option<bool>,
-    #[serde(rename = "s3KeyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3KeyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_key_prefix: Option<String>,
 }
 
@@ -4138,7 +7188,11 @@ pub enum ExecuteCommandLogging {
     Override,
 }
 impl ExecuteCommandLogging {
-    pub const ALL: &'static [ExecuteCommandLogging] = &[ExecuteCommandLogging::None, ExecuteCommandLogging::Default, ExecuteCommandLogging::Override];
+    pub const ALL: &'static [ExecuteCommandLogging] = &[
+        ExecuteCommandLogging::None,
+        ExecuteCommandLogging::Default,
+        ExecuteCommandLogging::Override,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ExecuteCommandLogging::None => "NONE",
@@ -4158,9 +7212,22 @@ impl FromStr for ExecuteCommandLogging {
         }
     }
 }
-impl TryFrom<String> for ExecuteCommandLogging { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ExecuteCommandLogging> for &'static str { fn from(v: ExecuteCommandLogging) -> Self { v.as_str() } }
-impl fmt::Display for ExecuteCommandLogging { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ExecuteCommandLogging {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ExecuteCommandLogging> for &'static str {
+    fn from(v: ExecuteCommandLogging) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ExecuteCommandLogging {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -4171,7 +7238,11 @@ pub struct ExecuteCommandRequest {
     pub container: Option<String>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
     #[serde(rename = "task", default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
@@ -4180,22 +7251,44 @@ impl ExecuteCommandRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.command.is_none() { v.push(Violation::missing(crate::shape::join(path, "command"))); }
-        if self.interactive.is_none() { v.push(Violation::missing(crate::shape::join(path, "interactive"))); }
-        if self.task.is_none() { v.push(Violation::missing(crate::shape::join(path, "task"))); }
+        if self.command.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "command")));
+        }
+        if self.interactive.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "interactive")));
+        }
+        if self.task.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "task")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteCommandResponse {
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "containerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_arn: Option<String>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
     #[serde(rename = "session", default, skip_serializing_if = "Option::is_none")]
     pub session: Option<Session>,
@@ -4208,15 +7301,31 @@ pub struct ExecuteCommandResponse {
 pub struct ExpressGatewayContainer {
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
-    #[serde(rename = "awsLogsConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "awsLogsConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub aws_logs_configuration: Option<ExpressGatewayServiceAwsLogsConfiguration>,
-    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "repositoryCredentials",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repository_credentials: Option<ExpressGatewayRepositoryCredentials>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
@@ -4225,29 +7334,60 @@ impl ExpressGatewayContainer {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.image.is_none() { v.push(Violation::missing(crate::shape::join(path, "image"))); }
-        if let Some(x) = &self.aws_logs_configuration { x.validate_at(&crate::shape::join(path, "awsLogsConfiguration"), v); }
-        if let Some(x) = &self.secrets { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "secrets"), i), v); } }
+        if self.image.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "image")));
+        }
+        if let Some(x) = &self.aws_logs_configuration {
+            x.validate_at(&crate::shape::join(path, "awsLogsConfiguration"), v);
+        }
+        if let Some(x) = &self.secrets {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "secrets"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpressGatewayRepositoryCredentials {
-    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialsParameter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credentials_parameter: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpressGatewayScalingTarget {
-    #[serde(rename = "minTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_task_count: Option<i32>,
-    #[serde(rename = "maxTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_task_count: Option<i32>,
-    #[serde(rename = "autoScalingMetric", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingMetric",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_metric: Option<ExpressGatewayServiceScalingMetric>,
-    #[serde(rename = "autoScalingTargetValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingTargetValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_target_value: Option<i32>,
 }
 
@@ -4256,40 +7396,83 @@ pub struct ExpressGatewayScalingTarget {
 pub struct ExpressGatewayServiceAwsLogsConfiguration {
     #[serde(rename = "logGroup", default, skip_serializing_if = "Option::is_none")]
     pub log_group: Option<String>,
-    #[serde(rename = "logStreamPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logStreamPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_stream_prefix: Option<String>,
 }
 impl ExpressGatewayServiceAwsLogsConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.log_group.is_none() { v.push(Violation::missing(crate::shape::join(path, "logGroup"))); }
-        if self.log_stream_prefix.is_none() { v.push(Violation::missing(crate::shape::join(path, "logStreamPrefix"))); }
+        if self.log_group.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "logGroup")));
+        }
+        if self.log_stream_prefix.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "logStreamPrefix",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpressGatewayServiceConfiguration {
-    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_container: Option<ExpressGatewayContainer>,
-    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalingTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
-    #[serde(rename = "ingressPaths", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ingressPaths",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ingress_paths: Option<Vec<IngressPathSummary>>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -4298,8 +7481,17 @@ impl ExpressGatewayServiceConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.primary_container { x.validate_at(&crate::shape::join(path, "primaryContainer"), v); }
-        if let Some(x) = &self.ingress_paths { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "ingressPaths"), i), v); } }
+        if let Some(x) = &self.primary_container {
+            x.validate_at(&crate::shape::join(path, "primaryContainer"), v);
+        }
+        if let Some(x) = &self.ingress_paths {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "ingressPaths"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -4321,18 +7513,37 @@ impl FromStr for ExpressGatewayServiceInclude {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(ExpressGatewayServiceInclude::Tags),
-            _ => Err(format!("invalid value '{s}' for ExpressGatewayServiceInclude; valid values: TAGS")),
+            _ => Err(format!(
+                "invalid value '{s}' for ExpressGatewayServiceInclude; valid values: TAGS"
+            )),
         }
     }
 }
-impl TryFrom<String> for ExpressGatewayServiceInclude { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ExpressGatewayServiceInclude> for &'static str { fn from(v: ExpressGatewayServiceInclude) -> Self { v.as_str() } }
-impl fmt::Display for ExpressGatewayServiceInclude { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ExpressGatewayServiceInclude {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ExpressGatewayServiceInclude> for &'static str {
+    fn from(v: ExpressGatewayServiceInclude) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ExpressGatewayServiceInclude {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpressGatewayServiceNetworkConfiguration {
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
@@ -4346,7 +7557,11 @@ pub enum ExpressGatewayServiceScalingMetric {
     RequestCountPerTarget,
 }
 impl ExpressGatewayServiceScalingMetric {
-    pub const ALL: &'static [ExpressGatewayServiceScalingMetric] = &[ExpressGatewayServiceScalingMetric::AverageCpu, ExpressGatewayServiceScalingMetric::AverageMemory, ExpressGatewayServiceScalingMetric::RequestCountPerTarget];
+    pub const ALL: &'static [ExpressGatewayServiceScalingMetric] = &[
+        ExpressGatewayServiceScalingMetric::AverageCpu,
+        ExpressGatewayServiceScalingMetric::AverageMemory,
+        ExpressGatewayServiceScalingMetric::RequestCountPerTarget,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ExpressGatewayServiceScalingMetric::AverageCpu => "AVERAGE_CPU",
@@ -4366,16 +7581,37 @@ impl FromStr for ExpressGatewayServiceScalingMetric {
         }
     }
 }
-impl TryFrom<String> for ExpressGatewayServiceScalingMetric { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ExpressGatewayServiceScalingMetric> for &'static str { fn from(v: ExpressGatewayServiceScalingMetric) -> Self { v.as_str() } }
-impl fmt::Display for ExpressGatewayServiceScalingMetric { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ExpressGatewayServiceScalingMetric {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ExpressGatewayServiceScalingMetric> for &'static str {
+    fn from(v: ExpressGatewayServiceScalingMetric) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ExpressGatewayServiceScalingMetric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpressGatewayServiceStatus {
-    #[serde(rename = "statusCode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusCode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_code: Option<ExpressGatewayServiceStatusCode>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
 }
 
@@ -4387,7 +7623,11 @@ pub enum ExpressGatewayServiceStatusCode {
     Inactive,
 }
 impl ExpressGatewayServiceStatusCode {
-    pub const ALL: &'static [ExpressGatewayServiceStatusCode] = &[ExpressGatewayServiceStatusCode::Active, ExpressGatewayServiceStatusCode::Draining, ExpressGatewayServiceStatusCode::Inactive];
+    pub const ALL: &'static [ExpressGatewayServiceStatusCode] = &[
+        ExpressGatewayServiceStatusCode::Active,
+        ExpressGatewayServiceStatusCode::Draining,
+        ExpressGatewayServiceStatusCode::Inactive,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ExpressGatewayServiceStatusCode::Active => "ACTIVE",
@@ -4407,14 +7647,31 @@ impl FromStr for ExpressGatewayServiceStatusCode {
         }
     }
 }
-impl TryFrom<String> for ExpressGatewayServiceStatusCode { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ExpressGatewayServiceStatusCode> for &'static str { fn from(v: ExpressGatewayServiceStatusCode) -> Self { v.as_str() } }
-impl fmt::Display for ExpressGatewayServiceStatusCode { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ExpressGatewayServiceStatusCode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ExpressGatewayServiceStatusCode> for &'static str {
+    fn from(v: ExpressGatewayServiceStatusCode) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ExpressGatewayServiceStatusCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FSxWindowsFileServerAuthorizationConfig {
-    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialsParameter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credentials_parameter: Option<String>,
     #[serde(rename = "domain", default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -4423,29 +7680,62 @@ impl FSxWindowsFileServerAuthorizationConfig {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.credentials_parameter.is_none() { v.push(Violation::missing(crate::shape::join(path, "credentialsParameter"))); }
-        if self.domain.is_none() { v.push(Violation::missing(crate::shape::join(path, "domain"))); }
+        if self.credentials_parameter.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "credentialsParameter",
+            )));
+        }
+        if self.domain.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "domain")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FSxWindowsFileServerVolumeConfiguration {
-    #[serde(rename = "fileSystemId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fileSystemId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_system_id: Option<String>,
-    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rootDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_directory: Option<String>,
-    #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "authorizationConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub authorization_config: Option<FSxWindowsFileServerAuthorizationConfig>,
 }
 impl FSxWindowsFileServerVolumeConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.file_system_id.is_none() { v.push(Violation::missing(crate::shape::join(path, "fileSystemId"))); }
-        if self.root_directory.is_none() { v.push(Violation::missing(crate::shape::join(path, "rootDirectory"))); }
-        if self.authorization_config.is_none() { v.push(Violation::missing(crate::shape::join(path, "authorizationConfig"))); }
-        if let Some(x) = &self.authorization_config { x.validate_at(&crate::shape::join(path, "authorizationConfig"), v); }
+        if self.file_system_id.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "fileSystemId")));
+        }
+        if self.root_directory.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "rootDirectory",
+            )));
+        }
+        if self.authorization_config.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "authorizationConfig",
+            )));
+        }
+        if let Some(x) = &self.authorization_config {
+            x.validate_at(&crate::shape::join(path, "authorizationConfig"), v);
+        }
     }
 }
 
@@ -4472,7 +7762,9 @@ impl FirelensConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.type_.is_none() { v.push(Violation::missing(crate::shape::join(path, "type"))); }
+        if self.type_.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "type")));
+        }
     }
 }
 
@@ -4483,7 +7775,10 @@ pub enum FirelensConfigurationType {
     Fluentbit,
 }
 impl FirelensConfigurationType {
-    pub const ALL: &'static [FirelensConfigurationType] = &[FirelensConfigurationType::Fluentd, FirelensConfigurationType::Fluentbit];
+    pub const ALL: &'static [FirelensConfigurationType] = &[
+        FirelensConfigurationType::Fluentd,
+        FirelensConfigurationType::Fluentbit,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             FirelensConfigurationType::Fluentd => "fluentd",
@@ -4501,9 +7796,22 @@ impl FromStr for FirelensConfigurationType {
         }
     }
 }
-impl TryFrom<String> for FirelensConfigurationType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<FirelensConfigurationType> for &'static str { fn from(v: FirelensConfigurationType) -> Self { v.as_str() } }
-impl fmt::Display for FirelensConfigurationType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for FirelensConfigurationType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<FirelensConfigurationType> for &'static str {
+    fn from(v: FirelensConfigurationType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for FirelensConfigurationType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -4517,14 +7825,20 @@ impl GetTaskProtectionRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.cluster.is_none() { v.push(Violation::missing(crate::shape::join(path, "cluster"))); }
+        if self.cluster.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "cluster")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GetTaskProtectionResponse {
-    #[serde(rename = "protectedTasks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectedTasks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protected_tasks: Option<Vec<ProtectedTask>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -4541,14 +7855,20 @@ pub struct HealthCheck {
     pub timeout: Option<i32>,
     #[serde(rename = "retries", default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<i32>,
-    #[serde(rename = "startPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_period: Option<i32>,
 }
 impl HealthCheck {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.command.is_none() { v.push(Violation::missing(crate::shape::join(path, "command"))); }
+        if self.command.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "command")));
+        }
     }
 }
 
@@ -4560,7 +7880,11 @@ pub enum HealthStatus {
     Unknown,
 }
 impl HealthStatus {
-    pub const ALL: &'static [HealthStatus] = &[HealthStatus::Healthy, HealthStatus::Unhealthy, HealthStatus::Unknown];
+    pub const ALL: &'static [HealthStatus] = &[
+        HealthStatus::Healthy,
+        HealthStatus::Unhealthy,
+        HealthStatus::Unknown,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             HealthStatus::Healthy => "HEALTHY",
@@ -4576,18 +7900,32 @@ impl FromStr for HealthStatus {
             "HEALTHY" => Ok(HealthStatus::Healthy),
             "UNHEALTHY" => Ok(HealthStatus::Unhealthy),
             "UNKNOWN" => Ok(HealthStatus::Unknown),
-            _ => Err(format!("invalid value '{s}' for HealthStatus; valid values: HEALTHY, UNHEALTHY, UNKNOWN")),
+            _ => Err(format!(
+                "invalid value '{s}' for HealthStatus; valid values: HEALTHY, UNHEALTHY, UNKNOWN"
+            )),
         }
     }
 }
-impl TryFrom<String> for HealthStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<HealthStatus> for &'static str { fn from(v: HealthStatus) -> Self { v.as_str() } }
-impl fmt::Display for HealthStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for HealthStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<HealthStatus> for &'static str {
+    fn from(v: HealthStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HookDetails {
-}
+pub struct HookDetails {}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -4601,55 +7939,91 @@ impl HostEntry {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.hostname.is_none() { v.push(Violation::missing(crate::shape::join(path, "hostname"))); }
-        if self.ip_address.is_none() { v.push(Violation::missing(crate::shape::join(path, "ipAddress"))); }
+        if self.hostname.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "hostname")));
+        }
+        if self.ip_address.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "ipAddress")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostVolumeProperties {
-    #[serde(rename = "sourcePath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourcePath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceAccelerator {
-    #[serde(rename = "deviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_name: Option<String>,
-    #[serde(rename = "deviceType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_type: Option<String>,
 }
 impl InferenceAccelerator {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.device_name.is_none() { v.push(Violation::missing(crate::shape::join(path, "deviceName"))); }
-        if self.device_type.is_none() { v.push(Violation::missing(crate::shape::join(path, "deviceType"))); }
+        if self.device_name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "deviceName")));
+        }
+        if self.device_type.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "deviceType")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceAcceleratorOverride {
-    #[serde(rename = "deviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_name: Option<String>,
-    #[serde(rename = "deviceType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InfrastructureOptimization {
-    #[serde(rename = "scaleInAfter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scaleInAfter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scale_in_after: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngressPathSummary {
-    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_type: Option<AccessType>,
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -4658,8 +8032,12 @@ impl IngressPathSummary {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.access_type.is_none() { v.push(Violation::missing(crate::shape::join(path, "accessType"))); }
-        if self.endpoint.is_none() { v.push(Violation::missing(crate::shape::join(path, "endpoint"))); }
+        if self.access_type.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "accessType")));
+        }
+        if self.endpoint.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "endpoint")));
+        }
     }
 }
 
@@ -4670,7 +8048,8 @@ pub enum InstanceGeneration {
     Previous,
 }
 impl InstanceGeneration {
-    pub const ALL: &'static [InstanceGeneration] = &[InstanceGeneration::Current, InstanceGeneration::Previous];
+    pub const ALL: &'static [InstanceGeneration] =
+        &[InstanceGeneration::Current, InstanceGeneration::Previous];
     pub fn as_str(self) -> &'static str {
         match self {
             InstanceGeneration::Current => "current",
@@ -4684,13 +8063,28 @@ impl FromStr for InstanceGeneration {
         match s {
             "current" => Ok(InstanceGeneration::Current),
             "previous" => Ok(InstanceGeneration::Previous),
-            _ => Err(format!("invalid value '{s}' for InstanceGeneration; valid values: current, previous")),
+            _ => Err(format!(
+                "invalid value '{s}' for InstanceGeneration; valid values: current, previous"
+            )),
         }
     }
 }
-impl TryFrom<String> for InstanceGeneration { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<InstanceGeneration> for &'static str { fn from(v: InstanceGeneration) -> Self { v.as_str() } }
-impl fmt::Display for InstanceGeneration { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for InstanceGeneration {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<InstanceGeneration> for &'static str {
+    fn from(v: InstanceGeneration) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for InstanceGeneration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -4699,11 +8093,23 @@ pub struct InstanceHealthCheckResult {
     pub type_: Option<InstanceHealthCheckType>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<InstanceHealthCheckState>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "lastUpdated", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastUpdated",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_updated: Option<Timestamp>,
-    #[serde(rename = "lastStatusChange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatusChange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status_change: Option<Timestamp>,
 }
 
@@ -4716,7 +8122,12 @@ pub enum InstanceHealthCheckState {
     Initializing,
 }
 impl InstanceHealthCheckState {
-    pub const ALL: &'static [InstanceHealthCheckState] = &[InstanceHealthCheckState::Ok, InstanceHealthCheckState::Impaired, InstanceHealthCheckState::InsufficientData, InstanceHealthCheckState::Initializing];
+    pub const ALL: &'static [InstanceHealthCheckState] = &[
+        InstanceHealthCheckState::Ok,
+        InstanceHealthCheckState::Impaired,
+        InstanceHealthCheckState::InsufficientData,
+        InstanceHealthCheckState::Initializing,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             InstanceHealthCheckState::Ok => "OK",
@@ -4738,9 +8149,22 @@ impl FromStr for InstanceHealthCheckState {
         }
     }
 }
-impl TryFrom<String> for InstanceHealthCheckState { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<InstanceHealthCheckState> for &'static str { fn from(v: InstanceHealthCheckState) -> Self { v.as_str() } }
-impl fmt::Display for InstanceHealthCheckState { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for InstanceHealthCheckState {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<InstanceHealthCheckState> for &'static str {
+    fn from(v: InstanceHealthCheckState) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for InstanceHealthCheckState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -4750,7 +8174,11 @@ pub enum InstanceHealthCheckType {
     Daemon,
 }
 impl InstanceHealthCheckType {
-    pub const ALL: &'static [InstanceHealthCheckType] = &[InstanceHealthCheckType::ContainerRuntime, InstanceHealthCheckType::AcceleratedCompute, InstanceHealthCheckType::Daemon];
+    pub const ALL: &'static [InstanceHealthCheckType] = &[
+        InstanceHealthCheckType::ContainerRuntime,
+        InstanceHealthCheckType::AcceleratedCompute,
+        InstanceHealthCheckType::Daemon,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             InstanceHealthCheckType::ContainerRuntime => "CONTAINER_RUNTIME",
@@ -4770,71 +8198,174 @@ impl FromStr for InstanceHealthCheckType {
         }
     }
 }
-impl TryFrom<String> for InstanceHealthCheckType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<InstanceHealthCheckType> for &'static str { fn from(v: InstanceHealthCheckType) -> Self { v.as_str() } }
-impl fmt::Display for InstanceHealthCheckType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for InstanceHealthCheckType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<InstanceHealthCheckType> for &'static str {
+    fn from(v: InstanceHealthCheckType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for InstanceHealthCheckType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceLaunchTemplate {
-    #[serde(rename = "ec2InstanceProfileArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ec2InstanceProfileArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_profile_arn: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ManagedInstancesNetworkConfiguration>,
-    #[serde(rename = "storageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_configuration: Option<ManagedInstancesStorageConfiguration>,
-    #[serde(rename = "localStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage_configuration: Option<ManagedInstancesLocalStorageConfiguration>,
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<ManagedInstancesMonitoringOptions>,
-    #[serde(rename = "capacityOptionType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityOptionType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_option_type: Option<CapacityOptionType>,
-    #[serde(rename = "instanceMetadataTagsPropagation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceMetadataTagsPropagation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_metadata_tags_propagation: Option<bool>,
-    #[serde(rename = "instanceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_requirements: Option<InstanceRequirementsRequest>,
-    #[serde(rename = "fipsEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fipsEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fips_enabled: Option<bool>,
-    #[serde(rename = "capacityReservations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityReservations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_reservations: Option<CapacityReservationRequest>,
 }
 impl InstanceLaunchTemplate {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.ec2_instance_profile_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "ec2InstanceProfileArn"))); }
-        if self.network_configuration.is_none() { v.push(Violation::missing(crate::shape::join(path, "networkConfiguration"))); }
-        if let Some(x) = &self.storage_configuration { x.validate_at(&crate::shape::join(path, "storageConfiguration"), v); }
-        if let Some(x) = &self.instance_requirements { x.validate_at(&crate::shape::join(path, "instanceRequirements"), v); }
+        if self.ec2_instance_profile_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "ec2InstanceProfileArn",
+            )));
+        }
+        if self.network_configuration.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "networkConfiguration",
+            )));
+        }
+        if let Some(x) = &self.storage_configuration {
+            x.validate_at(&crate::shape::join(path, "storageConfiguration"), v);
+        }
+        if let Some(x) = &self.instance_requirements {
+            x.validate_at(&crate::shape::join(path, "instanceRequirements"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceLaunchTemplateUpdate {
-    #[serde(rename = "ec2InstanceProfileArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ec2InstanceProfileArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_profile_arn: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ManagedInstancesNetworkConfiguration>,
-    #[serde(rename = "storageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_configuration: Option<ManagedInstancesStorageConfiguration>,
-    #[serde(rename = "instanceMetadataTagsPropagation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceMetadataTagsPropagation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_metadata_tags_propagation: Option<bool>,
-    #[serde(rename = "localStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage_configuration: Option<ManagedInstancesLocalStorageConfiguration>,
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<ManagedInstancesMonitoringOptions>,
-    #[serde(rename = "instanceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_requirements: Option<InstanceRequirementsRequest>,
-    #[serde(rename = "capacityReservations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityReservations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_reservations: Option<CapacityReservationRequest>,
 }
 impl InstanceLaunchTemplateUpdate {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.storage_configuration { x.validate_at(&crate::shape::join(path, "storageConfiguration"), v); }
-        if let Some(x) = &self.instance_requirements { x.validate_at(&crate::shape::join(path, "instanceRequirements"), v); }
+        if let Some(x) = &self.storage_configuration {
+            x.validate_at(&crate::shape::join(path, "storageConfiguration"), v);
+        }
+        if let Some(x) = &self.instance_requirements {
+            x.validate_at(&crate::shape::join(path, "instanceRequirements"), v);
+        }
     }
 }
 
@@ -4845,61 +8376,191 @@ pub struct InstanceRequirementsRequest {
     pub v_cpu_count: Option<VCpuCountRangeRequest>,
     #[serde(rename = "memoryMiB", default, skip_serializing_if = "Option::is_none")]
     pub memory_mi_b: Option<MemoryMiBRequest>,
-    #[serde(rename = "cpuManufacturers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuManufacturers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_manufacturers: Option<Vec<CpuManufacturer>>,
-    #[serde(rename = "memoryGiBPerVCpu", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryGiBPerVCpu",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_gi_b_per_v_cpu: Option<MemoryGiBPerVCpuRequest>,
-    #[serde(rename = "excludedInstanceTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "excludedInstanceTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub excluded_instance_types: Option<Vec<String>>,
-    #[serde(rename = "instanceGenerations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceGenerations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_generations: Option<Vec<InstanceGeneration>>,
-    #[serde(rename = "spotMaxPricePercentageOverLowestPrice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "spotMaxPricePercentageOverLowestPrice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub spot_max_price_percentage_over_lowest_price: Option<i32>,
-    #[serde(rename = "onDemandMaxPricePercentageOverLowestPrice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "onDemandMaxPricePercentageOverLowestPrice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_demand_max_price_percentage_over_lowest_price: Option<i32>,
     #[serde(rename = "bareMetal", default, skip_serializing_if = "Option::is_none")]
     pub bare_metal: Option<BareMetal>,
-    #[serde(rename = "burstablePerformance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "burstablePerformance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub burstable_performance: Option<BurstablePerformance>,
-    #[serde(rename = "requireHibernateSupport", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requireHibernateSupport",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub require_hibernate_support: Option<bool>,
-    #[serde(rename = "networkInterfaceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkInterfaceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_interface_count: Option<NetworkInterfaceCountRequest>,
-    #[serde(rename = "localStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage: Option<LocalStorage>,
-    #[serde(rename = "localStorageTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorageTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage_types: Option<Vec<LocalStorageType>>,
-    #[serde(rename = "totalLocalStorageGB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalLocalStorageGB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_local_storage_gb: Option<TotalLocalStorageGBRequest>,
-    #[serde(rename = "baselineEbsBandwidthMbps", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "baselineEbsBandwidthMbps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub baseline_ebs_bandwidth_mbps: Option<BaselineEbsBandwidthMbpsRequest>,
-    #[serde(rename = "acceleratorTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_types: Option<Vec<AcceleratorType>>,
-    #[serde(rename = "acceleratorCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_count: Option<AcceleratorCountRequest>,
-    #[serde(rename = "acceleratorManufacturers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorManufacturers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_manufacturers: Option<Vec<AcceleratorManufacturer>>,
-    #[serde(rename = "acceleratorNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_names: Option<Vec<AcceleratorName>>,
-    #[serde(rename = "acceleratorTotalMemoryMiB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorTotalMemoryMiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_total_memory_mi_b: Option<AcceleratorTotalMemoryMiBRequest>,
-    #[serde(rename = "networkBandwidthGbps", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBandwidthGbps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bandwidth_gbps: Option<NetworkBandwidthGbpsRequest>,
-    #[serde(rename = "allowedInstanceTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "allowedInstanceTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub allowed_instance_types: Option<Vec<String>>,
-    #[serde(rename = "maxSpotPriceAsPercentageOfOptimalOnDemandPrice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxSpotPriceAsPercentageOfOptimalOnDemandPrice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_spot_price_as_percentage_of_optimal_on_demand_price: Option<i32>,
 }
 impl InstanceRequirementsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.v_cpu_count.is_none() { v.push(Violation::missing(crate::shape::join(path, "vCpuCount"))); }
-        if let Some(x) = &self.v_cpu_count { x.validate_at(&crate::shape::join(path, "vCpuCount"), v); }
-        if self.memory_mi_b.is_none() { v.push(Violation::missing(crate::shape::join(path, "memoryMiB"))); }
-        if let Some(x) = &self.memory_mi_b { x.validate_at(&crate::shape::join(path, "memoryMiB"), v); }
-        if let Some(x) = &self.excluded_instance_types { if !(0..=400).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "excludedInstanceTypes"), "must have between 0 and 400 items")); } for (i, item) in x.iter().enumerate() { if !(1..=30).contains(&item.chars().count()) { v.push(Violation::new(format!("{}[{}]", crate::shape::join(path, "excludedInstanceTypes"), i), "must have a length between 1 and 30 characters")); } } }
-        if let Some(x) = &self.allowed_instance_types { if !(0..=400).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "allowedInstanceTypes"), "must have between 0 and 400 items")); } for (i, item) in x.iter().enumerate() { if !(1..=30).contains(&item.chars().count()) { v.push(Violation::new(format!("{}[{}]", crate::shape::join(path, "allowedInstanceTypes"), i), "must have a length between 1 and 30 characters")); } } }
+        if self.v_cpu_count.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "vCpuCount")));
+        }
+        if let Some(x) = &self.v_cpu_count {
+            x.validate_at(&crate::shape::join(path, "vCpuCount"), v);
+        }
+        if self.memory_mi_b.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "memoryMiB")));
+        }
+        if let Some(x) = &self.memory_mi_b {
+            x.validate_at(&crate::shape::join(path, "memoryMiB"), v);
+        }
+        if let Some(x) = &self.excluded_instance_types {
+            if !(0..=400).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "excludedInstanceTypes"),
+                    "must have between 0 and 400 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                if !(1..=30).contains(&item.chars().count()) {
+                    v.push(Violation::new(
+                        format!(
+                            "{}[{}]",
+                            crate::shape::join(path, "excludedInstanceTypes"),
+                            i
+                        ),
+                        "must have a length between 1 and 30 characters",
+                    ));
+                }
+            }
+        }
+        if let Some(x) = &self.allowed_instance_types {
+            if !(0..=400).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "allowedInstanceTypes"),
+                    "must have between 0 and 400 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                if !(1..=30).contains(&item.chars().count()) {
+                    v.push(Violation::new(
+                        format!(
+                            "{}[{}]",
+                            crate::shape::join(path, "allowedInstanceTypes"),
+                            i
+                        ),
+                        "must have a length between 1 and 30 characters",
+                    ));
+                }
+            }
+        }
     }
 }
 
@@ -4927,13 +8588,28 @@ impl FromStr for IpcMode {
             "host" => Ok(IpcMode::Host),
             "task" => Ok(IpcMode::Task),
             "none" => Ok(IpcMode::None),
-            _ => Err(format!("invalid value '{s}' for IpcMode; valid values: host, task, none")),
+            _ => Err(format!(
+                "invalid value '{s}' for IpcMode; valid values: host, task, none"
+            )),
         }
     }
 }
-impl TryFrom<String> for IpcMode { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<IpcMode> for &'static str { fn from(v: IpcMode) -> Self { v.as_str() } }
-impl fmt::Display for IpcMode { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for IpcMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<IpcMode> for &'static str {
+    fn from(v: IpcMode) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for IpcMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -4962,7 +8638,12 @@ pub enum LaunchType {
     ManagedInstances,
 }
 impl LaunchType {
-    pub const ALL: &'static [LaunchType] = &[LaunchType::Ec2, LaunchType::Fargate, LaunchType::External, LaunchType::ManagedInstances];
+    pub const ALL: &'static [LaunchType] = &[
+        LaunchType::Ec2,
+        LaunchType::Fargate,
+        LaunchType::External,
+        LaunchType::ManagedInstances,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             LaunchType::Ec2 => "EC2",
@@ -4984,43 +8665,91 @@ impl FromStr for LaunchType {
         }
     }
 }
-impl TryFrom<String> for LaunchType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<LaunchType> for &'static str { fn from(v: LaunchType) -> Self { v.as_str() } }
-impl fmt::Display for LaunchType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for LaunchType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<LaunchType> for &'static str {
+    fn from(v: LaunchType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for LaunchType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinearConfiguration {
-    #[serde(rename = "stepPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stepPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub step_percent: Option<f64>,
-    #[serde(rename = "stepBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stepBakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub step_bake_time_in_minutes: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinuxParameters {
-    #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capabilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capabilities: Option<KernelCapabilities>,
     #[serde(rename = "devices", default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Device>>,
-    #[serde(rename = "initProcessEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "initProcessEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub init_process_enabled: Option<bool>,
-    #[serde(rename = "sharedMemorySize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sharedMemorySize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shared_memory_size: Option<i32>,
     #[serde(rename = "tmpfs", default, skip_serializing_if = "Option::is_none")]
     pub tmpfs: Option<Vec<Tmpfs>>,
     #[serde(rename = "maxSwap", default, skip_serializing_if = "Option::is_none")]
     pub max_swap: Option<i32>,
-    #[serde(rename = "swappiness", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "swappiness",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub swappiness: Option<i32>,
 }
 impl LinuxParameters {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.devices { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "devices"), i), v); } }
-        if let Some(x) = &self.tmpfs { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tmpfs"), i), v); } }
+        if let Some(x) = &self.devices {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "devices"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.tmpfs {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tmpfs"), i), v);
+            }
+        }
     }
 }
 
@@ -5031,13 +8760,25 @@ pub struct ListAccountSettingsRequest {
     pub name: Option<SettingName>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
-    #[serde(rename = "effectiveSettings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "effectiveSettings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub effective_settings: Option<bool>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -5055,29 +8796,51 @@ pub struct ListAccountSettingsResponse {
 pub struct ListAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<TargetType>,
-    #[serde(rename = "attributeName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributeName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attribute_name: Option<String>,
-    #[serde(rename = "attributeValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributeValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attribute_value: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 impl ListAttributesRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.target_type.is_none() { v.push(Violation::missing(crate::shape::join(path, "targetType"))); }
+        if self.target_type.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "targetType")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListAttributesResponse {
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5086,7 +8849,14 @@ impl ListAttributesResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.attributes { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v); } }
+        if let Some(x) = &self.attributes {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -5095,14 +8865,22 @@ impl ListAttributesResponse {
 pub struct ListClustersRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListClustersResponse {
-    #[serde(rename = "clusterArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5117,7 +8895,11 @@ pub struct ListContainerInstancesRequest {
     pub filter: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ContainerInstanceStatus>,
@@ -5126,7 +8908,11 @@ pub struct ListContainerInstancesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListContainerInstancesResponse {
-    #[serde(rename = "containerInstanceArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5141,7 +8927,11 @@ pub struct ListDaemonDeploymentsRequest {
     pub status: Option<Vec<DaemonDeploymentStatus>>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<CreatedAt>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5150,7 +8940,9 @@ impl ListDaemonDeploymentsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.daemon_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "daemonArn"))); }
+        if self.daemon_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "daemonArn")));
+        }
     }
 }
 
@@ -5159,14 +8951,22 @@ impl ListDaemonDeploymentsRequest {
 pub struct ListDaemonDeploymentsResponse {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployments: Option<Vec<DaemonDeploymentSummary>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListDaemonTaskDefinitionsRequest {
-    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "familyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub family_prefix: Option<String>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
@@ -5178,14 +8978,22 @@ pub struct ListDaemonTaskDefinitionsRequest {
     pub sort: Option<SortOrder>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListDaemonTaskDefinitionsResponse {
-    #[serde(rename = "daemonTaskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definitions: Option<Vec<DaemonTaskDefinitionSummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5194,11 +9002,23 @@ pub struct ListDaemonTaskDefinitionsResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListDaemonsRequest {
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arns: Option<Vec<String>>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5207,7 +9027,11 @@ pub struct ListDaemonsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListDaemonsResponse {
-    #[serde(rename = "daemonSummariesList", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonSummariesList",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_summaries_list: Option<Vec<DaemonSummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5226,21 +9050,31 @@ pub struct ListServiceDeploymentsRequest {
     pub created_at: Option<CreatedAt>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 impl ListServiceDeploymentsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.service.is_none() { v.push(Violation::missing(crate::shape::join(path, "service"))); }
+        if self.service.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "service")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListServiceDeploymentsResponse {
-    #[serde(rename = "serviceDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployments: Option<Vec<ServiceDeploymentBrief>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5253,21 +9087,31 @@ pub struct ListServicesByNamespaceRequest {
     pub namespace: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 impl ListServicesByNamespaceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.namespace.is_none() { v.push(Violation::missing(crate::shape::join(path, "namespace"))); }
+        if self.namespace.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "namespace")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListServicesByNamespaceResponse {
-    #[serde(rename = "serviceArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5280,20 +9124,40 @@ pub struct ListServicesRequest {
     pub cluster: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schedulingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduling_strategy: Option<SchedulingStrategy>,
-    #[serde(rename = "resourceManagementType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceManagementType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_management_type: Option<ResourceManagementType>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListServicesResponse {
-    #[serde(rename = "serviceArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5302,14 +9166,20 @@ pub struct ListServicesResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListTagsForResourceRequest {
-    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_arn: Option<String>,
 }
 impl ListTagsForResourceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.resource_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "resourceArn"))); }
+        if self.resource_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "resourceArn")));
+        }
     }
 }
 
@@ -5323,20 +9193,38 @@ impl ListTagsForResourceResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListTaskDefinitionFamiliesRequest {
-    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "familyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub family_prefix: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TaskDefinitionFamilyStatus>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -5352,7 +9240,11 @@ pub struct ListTaskDefinitionFamiliesResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListTaskDefinitionsRequest {
-    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "familyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub family_prefix: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TaskDefinitionStatus>,
@@ -5360,14 +9252,22 @@ pub struct ListTaskDefinitionsRequest {
     pub sort: Option<SortOrder>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListTaskDefinitionsResponse {
-    #[serde(rename = "taskDefinitionArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5378,23 +9278,47 @@ pub struct ListTaskDefinitionsResponse {
 pub struct ListTasksRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
-    #[serde(rename = "desiredStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_status: Option<DesiredStatus>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "daemonName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_name: Option<String>,
 }
 
@@ -5410,15 +9334,35 @@ pub struct ListTasksResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadBalancer {
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
-    #[serde(rename = "loadBalancerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_name: Option<String>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
-    #[serde(rename = "advancedConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "advancedConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub advanced_configuration: Option<AdvancedConfiguration>,
 }
 
@@ -5430,7 +9374,11 @@ pub enum LocalStorage {
     Excluded,
 }
 impl LocalStorage {
-    pub const ALL: &'static [LocalStorage] = &[LocalStorage::Included, LocalStorage::Required, LocalStorage::Excluded];
+    pub const ALL: &'static [LocalStorage] = &[
+        LocalStorage::Included,
+        LocalStorage::Required,
+        LocalStorage::Excluded,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             LocalStorage::Included => "included",
@@ -5446,13 +9394,28 @@ impl FromStr for LocalStorage {
             "included" => Ok(LocalStorage::Included),
             "required" => Ok(LocalStorage::Required),
             "excluded" => Ok(LocalStorage::Excluded),
-            _ => Err(format!("invalid value '{s}' for LocalStorage; valid values: included, required, excluded")),
+            _ => Err(format!(
+                "invalid value '{s}' for LocalStorage; valid values: included, required, excluded"
+            )),
         }
     }
 }
-impl TryFrom<String> for LocalStorage { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<LocalStorage> for &'static str { fn from(v: LocalStorage) -> Self { v.as_str() } }
-impl fmt::Display for LocalStorage { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for LocalStorage {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<LocalStorage> for &'static str {
+    fn from(v: LocalStorage) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for LocalStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -5475,13 +9438,28 @@ impl FromStr for LocalStorageType {
         match s {
             "hdd" => Ok(LocalStorageType::Hdd),
             "ssd" => Ok(LocalStorageType::Ssd),
-            _ => Err(format!("invalid value '{s}' for LocalStorageType; valid values: hdd, ssd")),
+            _ => Err(format!(
+                "invalid value '{s}' for LocalStorageType; valid values: hdd, ssd"
+            )),
         }
     }
 }
-impl TryFrom<String> for LocalStorageType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<LocalStorageType> for &'static str { fn from(v: LocalStorageType) -> Self { v.as_str() } }
-impl fmt::Display for LocalStorageType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for LocalStorageType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<LocalStorageType> for &'static str {
+    fn from(v: LocalStorageType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for LocalStorageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -5490,15 +9468,28 @@ pub struct LogConfiguration {
     pub log_driver: Option<LogDriver>,
     #[serde(rename = "options", default, skip_serializing_if = "Option::is_none")]
     pub options: Option<BTreeMap<String, String>>,
-    #[serde(rename = "secretOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "secretOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub secret_options: Option<Vec<Secret>>,
 }
 impl LogConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.log_driver.is_none() { v.push(Violation::missing(crate::shape::join(path, "logDriver"))); }
-        if let Some(x) = &self.secret_options { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "secretOptions"), i), v); } }
+        if self.log_driver.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "logDriver")));
+        }
+        if let Some(x) = &self.secret_options {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "secretOptions"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -5515,7 +9506,16 @@ pub enum LogDriver {
     Awsfirelens,
 }
 impl LogDriver {
-    pub const ALL: &'static [LogDriver] = &[LogDriver::JsonFile, LogDriver::Syslog, LogDriver::Journald, LogDriver::Gelf, LogDriver::Fluentd, LogDriver::Awslogs, LogDriver::Splunk, LogDriver::Awsfirelens];
+    pub const ALL: &'static [LogDriver] = &[
+        LogDriver::JsonFile,
+        LogDriver::Syslog,
+        LogDriver::Journald,
+        LogDriver::Gelf,
+        LogDriver::Fluentd,
+        LogDriver::Awslogs,
+        LogDriver::Splunk,
+        LogDriver::Awsfirelens,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             LogDriver::JsonFile => "json-file",
@@ -5545,20 +9545,41 @@ impl FromStr for LogDriver {
         }
     }
 }
-impl TryFrom<String> for LogDriver { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<LogDriver> for &'static str { fn from(v: LogDriver) -> Self { v.as_str() } }
-impl fmt::Display for LogDriver { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for LogDriver {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<LogDriver> for &'static str {
+    fn from(v: LogDriver) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for LogDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedAgent {
-    #[serde(rename = "lastStartedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStartedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_started_at: Option<Timestamp>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<ManagedAgentName>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status: Option<String>,
 }
 
@@ -5580,20 +9601,43 @@ impl FromStr for ManagedAgentName {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "ExecuteCommandAgent" => Ok(ManagedAgentName::ExecuteCommandAgent),
-            _ => Err(format!("invalid value '{s}' for ManagedAgentName; valid values: ExecuteCommandAgent")),
+            _ => Err(format!(
+                "invalid value '{s}' for ManagedAgentName; valid values: ExecuteCommandAgent"
+            )),
         }
     }
 }
-impl TryFrom<String> for ManagedAgentName { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ManagedAgentName> for &'static str { fn from(v: ManagedAgentName) -> Self { v.as_str() } }
-impl fmt::Display for ManagedAgentName { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ManagedAgentName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ManagedAgentName> for &'static str {
+    fn from(v: ManagedAgentName) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ManagedAgentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedAgentStateChange {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "managedAgentName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedAgentName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_agent_name: Option<ManagedAgentName>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -5604,9 +9648,21 @@ impl ManagedAgentStateChange {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.container_name.is_none() { v.push(Violation::missing(crate::shape::join(path, "containerName"))); }
-        if self.managed_agent_name.is_none() { v.push(Violation::missing(crate::shape::join(path, "managedAgentName"))); }
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
+        if self.container_name.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "containerName",
+            )));
+        }
+        if self.managed_agent_name.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "managedAgentName",
+            )));
+        }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
     }
 }
 
@@ -5617,13 +9673,25 @@ pub struct ManagedApplicationAutoScalingPolicy {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(rename = "policyType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "policyType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub policy_type: Option<String>,
-    #[serde(rename = "targetValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_value: Option<f64>,
     #[serde(rename = "metric", default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
@@ -5632,28 +9700,59 @@ impl ManagedApplicationAutoScalingPolicy {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
-        if self.updated_at.is_none() { v.push(Violation::missing(crate::shape::join(path, "updatedAt"))); }
-        if self.policy_type.is_none() { v.push(Violation::missing(crate::shape::join(path, "policyType"))); }
-        if self.target_value.is_none() { v.push(Violation::missing(crate::shape::join(path, "targetValue"))); }
-        if self.metric.is_none() { v.push(Violation::missing(crate::shape::join(path, "metric"))); }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
+        if self.updated_at.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "updatedAt")));
+        }
+        if self.policy_type.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "policyType")));
+        }
+        if self.target_value.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "targetValue")));
+        }
+        if self.metric.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "metric")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedAutoScaling {
-    #[serde(rename = "scalableTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalableTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scalable_target: Option<ManagedScalableTarget>,
-    #[serde(rename = "applicationAutoScalingPolicies", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "applicationAutoScalingPolicies",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub application_auto_scaling_policies: Option<Vec<ManagedApplicationAutoScalingPolicy>>,
 }
 impl ManagedAutoScaling {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.scalable_target { x.validate_at(&crate::shape::join(path, "scalableTarget"), v); }
-        if let Some(x) = &self.application_auto_scaling_policies { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "applicationAutoScalingPolicies"), i), v); } }
+        if let Some(x) = &self.scalable_target {
+            x.validate_at(&crate::shape::join(path, "scalableTarget"), v);
+        }
+        if let Some(x) = &self.application_auto_scaling_policies {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "applicationAutoScalingPolicies"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -5664,20 +9763,34 @@ pub struct ManagedCertificate {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(rename = "domainName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "domainName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub domain_name: Option<String>,
 }
 impl ManagedCertificate {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
-        if self.updated_at.is_none() { v.push(Violation::missing(crate::shape::join(path, "updatedAt"))); }
-        if self.domain_name.is_none() { v.push(Violation::missing(crate::shape::join(path, "domainName"))); }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
+        if self.updated_at.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "updatedAt")));
+        }
+        if self.domain_name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "domainName")));
+        }
     }
 }
 
@@ -5688,7 +9801,8 @@ pub enum ManagedDraining {
     Disabled,
 }
 impl ManagedDraining {
-    pub const ALL: &'static [ManagedDraining] = &[ManagedDraining::Enabled, ManagedDraining::Disabled];
+    pub const ALL: &'static [ManagedDraining] =
+        &[ManagedDraining::Enabled, ManagedDraining::Disabled];
     pub fn as_str(self) -> &'static str {
         match self {
             ManagedDraining::Enabled => "ENABLED",
@@ -5702,53 +9816,122 @@ impl FromStr for ManagedDraining {
         match s {
             "ENABLED" => Ok(ManagedDraining::Enabled),
             "DISABLED" => Ok(ManagedDraining::Disabled),
-            _ => Err(format!("invalid value '{s}' for ManagedDraining; valid values: ENABLED, DISABLED")),
+            _ => Err(format!(
+                "invalid value '{s}' for ManagedDraining; valid values: ENABLED, DISABLED"
+            )),
         }
     }
 }
-impl TryFrom<String> for ManagedDraining { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ManagedDraining> for &'static str { fn from(v: ManagedDraining) -> Self { v.as_str() } }
-impl fmt::Display for ManagedDraining { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ManagedDraining {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ManagedDraining> for &'static str {
+    fn from(v: ManagedDraining) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ManagedDraining {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedIngressPath {
-    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_type: Option<AccessType>,
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    #[serde(rename = "loadBalancer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer: Option<ManagedLoadBalancer>,
-    #[serde(rename = "loadBalancerSecurityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerSecurityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_security_groups: Option<Vec<ManagedSecurityGroup>>,
-    #[serde(rename = "certificate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "certificate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub certificate: Option<ManagedCertificate>,
     #[serde(rename = "listener", default, skip_serializing_if = "Option::is_none")]
     pub listener: Option<ManagedListener>,
     #[serde(rename = "rule", default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<ManagedListenerRule>,
-    #[serde(rename = "targetGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_groups: Option<Vec<ManagedTargetGroup>>,
 }
 impl ManagedIngressPath {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.access_type.is_none() { v.push(Violation::missing(crate::shape::join(path, "accessType"))); }
-        if self.endpoint.is_none() { v.push(Violation::missing(crate::shape::join(path, "endpoint"))); }
-        if let Some(x) = &self.load_balancer { x.validate_at(&crate::shape::join(path, "loadBalancer"), v); }
-        if let Some(x) = &self.load_balancer_security_groups { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "loadBalancerSecurityGroups"), i), v); } }
-        if let Some(x) = &self.certificate { x.validate_at(&crate::shape::join(path, "certificate"), v); }
-        if let Some(x) = &self.listener { x.validate_at(&crate::shape::join(path, "listener"), v); }
-        if let Some(x) = &self.rule { x.validate_at(&crate::shape::join(path, "rule"), v); }
-        if let Some(x) = &self.target_groups { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "targetGroups"), i), v); } }
+        if self.access_type.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "accessType")));
+        }
+        if self.endpoint.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "endpoint")));
+        }
+        if let Some(x) = &self.load_balancer {
+            x.validate_at(&crate::shape::join(path, "loadBalancer"), v);
+        }
+        if let Some(x) = &self.load_balancer_security_groups {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "loadBalancerSecurityGroups"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.certificate {
+            x.validate_at(&crate::shape::join(path, "certificate"), v);
+        }
+        if let Some(x) = &self.listener {
+            x.validate_at(&crate::shape::join(path, "listener"), v);
+        }
+        if let Some(x) = &self.rule {
+            x.validate_at(&crate::shape::join(path, "rule"), v);
+        }
+        if let Some(x) = &self.target_groups {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "targetGroups"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedInstancesLocalStorageConfiguration {
-    #[serde(rename = "useLocalStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "useLocalStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub use_local_storage: Option<bool>,
 }
 
@@ -5759,7 +9942,10 @@ pub enum ManagedInstancesMonitoringOptions {
     Detailed,
 }
 impl ManagedInstancesMonitoringOptions {
-    pub const ALL: &'static [ManagedInstancesMonitoringOptions] = &[ManagedInstancesMonitoringOptions::Basic, ManagedInstancesMonitoringOptions::Detailed];
+    pub const ALL: &'static [ManagedInstancesMonitoringOptions] = &[
+        ManagedInstancesMonitoringOptions::Basic,
+        ManagedInstancesMonitoringOptions::Detailed,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ManagedInstancesMonitoringOptions::Basic => "BASIC",
@@ -5777,52 +9963,102 @@ impl FromStr for ManagedInstancesMonitoringOptions {
         }
     }
 }
-impl TryFrom<String> for ManagedInstancesMonitoringOptions { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ManagedInstancesMonitoringOptions> for &'static str { fn from(v: ManagedInstancesMonitoringOptions) -> Self { v.as_str() } }
-impl fmt::Display for ManagedInstancesMonitoringOptions { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ManagedInstancesMonitoringOptions {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ManagedInstancesMonitoringOptions> for &'static str {
+    fn from(v: ManagedInstancesMonitoringOptions) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ManagedInstancesMonitoringOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedInstancesNetworkConfiguration {
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedInstancesProvider {
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceLaunchTemplate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_launch_template: Option<InstanceLaunchTemplate>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateMITags>,
-    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureOptimization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
-    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoRepairConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 impl ManagedInstancesProvider {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.instance_launch_template { x.validate_at(&crate::shape::join(path, "instanceLaunchTemplate"), v); }
+        if let Some(x) = &self.instance_launch_template {
+            x.validate_at(&crate::shape::join(path, "instanceLaunchTemplate"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedInstancesStorageConfiguration {
-    #[serde(rename = "storageSizeGiB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageSizeGiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_size_gi_b: Option<i32>,
 }
 impl ManagedInstancesStorageConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.storage_size_gi_b { if (*x as f64) < 1.0 { v.push(Violation::new(crate::shape::join(path, "storageSizeGiB"), "must be at least 1")); } }
+        if let Some(x) = &self.storage_size_gi_b {
+            if (*x as f64) < 1.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "storageSizeGiB"),
+                    "must be at least 1",
+                ));
+            }
+        }
     }
 }
 
@@ -5833,7 +10069,11 @@ pub struct ManagedListener {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
@@ -5842,8 +10082,12 @@ impl ManagedListener {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
-        if self.updated_at.is_none() { v.push(Violation::missing(crate::shape::join(path, "updatedAt"))); }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
+        if self.updated_at.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "updatedAt")));
+        }
     }
 }
 
@@ -5854,7 +10098,11 @@ pub struct ManagedListenerRule {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
@@ -5863,8 +10111,12 @@ impl ManagedListenerRule {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
-        if self.updated_at.is_none() { v.push(Violation::missing(crate::shape::join(path, "updatedAt"))); }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
+        if self.updated_at.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "updatedAt")));
+        }
     }
 }
 
@@ -5875,7 +10127,11 @@ pub struct ManagedLoadBalancer {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
@@ -5883,16 +10139,26 @@ pub struct ManagedLoadBalancer {
     pub scheme: Option<String>,
     #[serde(rename = "subnetIds", default, skip_serializing_if = "Option::is_none")]
     pub subnet_ids: Option<Vec<String>>,
-    #[serde(rename = "securityGroupIds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroupIds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_group_ids: Option<Vec<String>>,
 }
 impl ManagedLoadBalancer {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
-        if self.updated_at.is_none() { v.push(Violation::missing(crate::shape::join(path, "updatedAt"))); }
-        if self.scheme.is_none() { v.push(Violation::missing(crate::shape::join(path, "scheme"))); }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
+        if self.updated_at.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "updatedAt")));
+        }
+        if self.scheme.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "scheme")));
+        }
     }
 }
 
@@ -5903,20 +10169,34 @@ pub struct ManagedLogGroup {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logGroupName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_group_name: Option<String>,
 }
 impl ManagedLogGroup {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
-        if self.updated_at.is_none() { v.push(Violation::missing(crate::shape::join(path, "updatedAt"))); }
-        if self.log_group_name.is_none() { v.push(Violation::missing(crate::shape::join(path, "logGroupName"))); }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
+        if self.updated_at.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "updatedAt")));
+        }
+        if self.log_group_name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "logGroupName")));
+        }
     }
 }
 
@@ -5927,7 +10207,11 @@ pub struct ManagedMetricAlarm {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
@@ -5936,8 +10220,12 @@ impl ManagedMetricAlarm {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
-        if self.updated_at.is_none() { v.push(Violation::missing(crate::shape::join(path, "updatedAt"))); }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
+        if self.updated_at.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "updatedAt")));
+        }
     }
 }
 
@@ -5951,7 +10239,13 @@ pub enum ManagedResourceStatus {
     Failed,
 }
 impl ManagedResourceStatus {
-    pub const ALL: &'static [ManagedResourceStatus] = &[ManagedResourceStatus::Provisioning, ManagedResourceStatus::Active, ManagedResourceStatus::Deprovisioning, ManagedResourceStatus::Deleted, ManagedResourceStatus::Failed];
+    pub const ALL: &'static [ManagedResourceStatus] = &[
+        ManagedResourceStatus::Provisioning,
+        ManagedResourceStatus::Active,
+        ManagedResourceStatus::Deprovisioning,
+        ManagedResourceStatus::Deleted,
+        ManagedResourceStatus::Failed,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ManagedResourceStatus::Provisioning => "PROVISIONING",
@@ -5975,9 +10269,22 @@ impl FromStr for ManagedResourceStatus {
         }
     }
 }
-impl TryFrom<String> for ManagedResourceStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ManagedResourceStatus> for &'static str { fn from(v: ManagedResourceStatus) -> Self { v.as_str() } }
-impl fmt::Display for ManagedResourceStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ManagedResourceStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ManagedResourceStatus> for &'static str {
+    fn from(v: ManagedResourceStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ManagedResourceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -5986,23 +10293,43 @@ pub struct ManagedScalableTarget {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(rename = "minCapacity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_capacity: Option<i32>,
-    #[serde(rename = "maxCapacity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_capacity: Option<i32>,
 }
 impl ManagedScalableTarget {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
-        if self.updated_at.is_none() { v.push(Violation::missing(crate::shape::join(path, "updatedAt"))); }
-        if self.min_capacity.is_none() { v.push(Violation::missing(crate::shape::join(path, "minCapacity"))); }
-        if self.max_capacity.is_none() { v.push(Violation::missing(crate::shape::join(path, "maxCapacity"))); }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
+        if self.updated_at.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "updatedAt")));
+        }
+        if self.min_capacity.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "minCapacity")));
+        }
+        if self.max_capacity.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "maxCapacity")));
+        }
     }
 }
 
@@ -6011,23 +10338,67 @@ impl ManagedScalableTarget {
 pub struct ManagedScaling {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedScalingStatus>,
-    #[serde(rename = "targetCapacity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_capacity: Option<i32>,
-    #[serde(rename = "minimumScalingStepSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minimumScalingStepSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub minimum_scaling_step_size: Option<i32>,
-    #[serde(rename = "maximumScalingStepSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maximumScalingStepSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub maximum_scaling_step_size: Option<i32>,
-    #[serde(rename = "instanceWarmupPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceWarmupPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_warmup_period: Option<i32>,
 }
 impl ManagedScaling {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.target_capacity { if (*x as f64) < 1.0 || (*x as f64) > 100.0 { v.push(Violation::new(crate::shape::join(path, "targetCapacity"), "must be at least 1 and at most 100")); } }
-        if let Some(x) = &self.minimum_scaling_step_size { if (*x as f64) < 1.0 || (*x as f64) > 10000.0 { v.push(Violation::new(crate::shape::join(path, "minimumScalingStepSize"), "must be at least 1 and at most 10000")); } }
-        if let Some(x) = &self.maximum_scaling_step_size { if (*x as f64) < 1.0 || (*x as f64) > 10000.0 { v.push(Violation::new(crate::shape::join(path, "maximumScalingStepSize"), "must be at least 1 and at most 10000")); } }
-        if let Some(x) = &self.instance_warmup_period { if (*x as f64) < 0.0 || (*x as f64) > 10000.0 { v.push(Violation::new(crate::shape::join(path, "instanceWarmupPeriod"), "must be at least 0 and at most 10000")); } }
+        if let Some(x) = &self.target_capacity {
+            if (*x as f64) < 1.0 || (*x as f64) > 100.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "targetCapacity"),
+                    "must be at least 1 and at most 100",
+                ));
+            }
+        }
+        if let Some(x) = &self.minimum_scaling_step_size {
+            if (*x as f64) < 1.0 || (*x as f64) > 10000.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "minimumScalingStepSize"),
+                    "must be at least 1 and at most 10000",
+                ));
+            }
+        }
+        if let Some(x) = &self.maximum_scaling_step_size {
+            if (*x as f64) < 1.0 || (*x as f64) > 10000.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "maximumScalingStepSize"),
+                    "must be at least 1 and at most 10000",
+                ));
+            }
+        }
+        if let Some(x) = &self.instance_warmup_period {
+            if (*x as f64) < 0.0 || (*x as f64) > 10000.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "instanceWarmupPeriod"),
+                    "must be at least 0 and at most 10000",
+                ));
+            }
+        }
     }
 }
 
@@ -6038,7 +10409,10 @@ pub enum ManagedScalingStatus {
     Disabled,
 }
 impl ManagedScalingStatus {
-    pub const ALL: &'static [ManagedScalingStatus] = &[ManagedScalingStatus::Enabled, ManagedScalingStatus::Disabled];
+    pub const ALL: &'static [ManagedScalingStatus] = &[
+        ManagedScalingStatus::Enabled,
+        ManagedScalingStatus::Disabled,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ManagedScalingStatus::Enabled => "ENABLED",
@@ -6052,13 +10426,28 @@ impl FromStr for ManagedScalingStatus {
         match s {
             "ENABLED" => Ok(ManagedScalingStatus::Enabled),
             "DISABLED" => Ok(ManagedScalingStatus::Disabled),
-            _ => Err(format!("invalid value '{s}' for ManagedScalingStatus; valid values: ENABLED, DISABLED")),
+            _ => Err(format!(
+                "invalid value '{s}' for ManagedScalingStatus; valid values: ENABLED, DISABLED"
+            )),
         }
     }
 }
-impl TryFrom<String> for ManagedScalingStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ManagedScalingStatus> for &'static str { fn from(v: ManagedScalingStatus) -> Self { v.as_str() } }
-impl fmt::Display for ManagedScalingStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ManagedScalingStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ManagedScalingStatus> for &'static str {
+    fn from(v: ManagedScalingStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ManagedScalingStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -6067,7 +10456,11 @@ pub struct ManagedSecurityGroup {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
@@ -6076,8 +10469,12 @@ impl ManagedSecurityGroup {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
-        if self.updated_at.is_none() { v.push(Violation::missing(crate::shape::join(path, "updatedAt"))); }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
+        if self.updated_at.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "updatedAt")));
+        }
     }
 }
 
@@ -6086,7 +10483,11 @@ impl ManagedSecurityGroup {
 pub struct ManagedStorageConfiguration {
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(rename = "fargateEphemeralStorageKmsKeyId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorageKmsKeyId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage_kms_key_id: Option<String>,
 }
 
@@ -6097,13 +10498,25 @@ pub struct ManagedTargetGroup {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "healthCheckPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_port: Option<i32>,
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
@@ -6112,11 +10525,27 @@ impl ManagedTargetGroup {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
-        if self.updated_at.is_none() { v.push(Violation::missing(crate::shape::join(path, "updatedAt"))); }
-        if self.health_check_path.is_none() { v.push(Violation::missing(crate::shape::join(path, "healthCheckPath"))); }
-        if self.health_check_port.is_none() { v.push(Violation::missing(crate::shape::join(path, "healthCheckPort"))); }
-        if self.port.is_none() { v.push(Violation::missing(crate::shape::join(path, "port"))); }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
+        if self.updated_at.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "updatedAt")));
+        }
+        if self.health_check_path.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "healthCheckPath",
+            )));
+        }
+        if self.health_check_port.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "healthCheckPort",
+            )));
+        }
+        if self.port.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "port")));
+        }
     }
 }
 
@@ -6127,7 +10556,10 @@ pub enum ManagedTerminationProtection {
     Disabled,
 }
 impl ManagedTerminationProtection {
-    pub const ALL: &'static [ManagedTerminationProtection] = &[ManagedTerminationProtection::Enabled, ManagedTerminationProtection::Disabled];
+    pub const ALL: &'static [ManagedTerminationProtection] = &[
+        ManagedTerminationProtection::Enabled,
+        ManagedTerminationProtection::Disabled,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ManagedTerminationProtection::Enabled => "ENABLED",
@@ -6145,9 +10577,22 @@ impl FromStr for ManagedTerminationProtection {
         }
     }
 }
-impl TryFrom<String> for ManagedTerminationProtection { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ManagedTerminationProtection> for &'static str { fn from(v: ManagedTerminationProtection) -> Self { v.as_str() } }
-impl fmt::Display for ManagedTerminationProtection { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ManagedTerminationProtection {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ManagedTerminationProtection> for &'static str {
+    fn from(v: ManagedTerminationProtection) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ManagedTerminationProtection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -6170,16 +10615,26 @@ impl MemoryMiBRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.min.is_none() { v.push(Violation::missing(crate::shape::join(path, "min"))); }
+        if self.min.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "min")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountPoint {
-    #[serde(rename = "sourceVolume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceVolume",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_volume: Option<String>,
-    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_path: Option<String>,
     #[serde(rename = "readOnly", default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
@@ -6199,40 +10654,70 @@ pub struct NetworkBandwidthGbpsRequest {
 pub struct NetworkBinding {
     #[serde(rename = "bindIP", default, skip_serializing_if = "Option::is_none")]
     pub bind_ip: Option<String>,
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
     #[serde(rename = "hostPort", default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<i32>,
     #[serde(rename = "protocol", default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<TransportProtocol>,
-    #[serde(rename = "containerPortRange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPortRange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port_range: Option<String>,
-    #[serde(rename = "hostPortRange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostPortRange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_port_range: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfiguration {
-    #[serde(rename = "awsvpcConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "awsvpcConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub awsvpc_configuration: Option<AwsVpcConfiguration>,
 }
 impl NetworkConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.awsvpc_configuration { x.validate_at(&crate::shape::join(path, "awsvpcConfiguration"), v); }
+        if let Some(x) = &self.awsvpc_configuration {
+            x.validate_at(&crate::shape::join(path, "awsvpcConfiguration"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkInterface {
-    #[serde(rename = "attachmentId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachmentId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachment_id: Option<String>,
-    #[serde(rename = "privateIpv4Address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privateIpv4Address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub private_ipv4_address: Option<String>,
-    #[serde(rename = "ipv6Address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ipv6Address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ipv6_address: Option<String>,
 }
 
@@ -6254,7 +10739,12 @@ pub enum NetworkMode {
     None,
 }
 impl NetworkMode {
-    pub const ALL: &'static [NetworkMode] = &[NetworkMode::Bridge, NetworkMode::Host, NetworkMode::Awsvpc, NetworkMode::None];
+    pub const ALL: &'static [NetworkMode] = &[
+        NetworkMode::Bridge,
+        NetworkMode::Host,
+        NetworkMode::Awsvpc,
+        NetworkMode::None,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             NetworkMode::Bridge => "bridge",
@@ -6272,13 +10762,28 @@ impl FromStr for NetworkMode {
             "host" => Ok(NetworkMode::Host),
             "awsvpc" => Ok(NetworkMode::Awsvpc),
             "none" => Ok(NetworkMode::None),
-            _ => Err(format!("invalid value '{s}' for NetworkMode; valid values: bridge, host, awsvpc, none")),
+            _ => Err(format!(
+                "invalid value '{s}' for NetworkMode; valid values: bridge, host, awsvpc, none"
+            )),
         }
     }
 }
-impl TryFrom<String> for NetworkMode { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<NetworkMode> for &'static str { fn from(v: NetworkMode) -> Self { v.as_str() } }
-impl fmt::Display for NetworkMode { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for NetworkMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<NetworkMode> for &'static str {
+    fn from(v: NetworkMode) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -6295,7 +10800,18 @@ pub enum OSFamily {
     Linux,
 }
 impl OSFamily {
-    pub const ALL: &'static [OSFamily] = &[OSFamily::WindowsServer2019Full, OSFamily::WindowsServer2019Core, OSFamily::WindowsServer2016Full, OSFamily::WindowsServer2004Core, OSFamily::WindowsServer2022Core, OSFamily::WindowsServer2022Full, OSFamily::WindowsServer2025Core, OSFamily::WindowsServer2025Full, OSFamily::WindowsServer20h2Core, OSFamily::Linux];
+    pub const ALL: &'static [OSFamily] = &[
+        OSFamily::WindowsServer2019Full,
+        OSFamily::WindowsServer2019Core,
+        OSFamily::WindowsServer2016Full,
+        OSFamily::WindowsServer2004Core,
+        OSFamily::WindowsServer2022Core,
+        OSFamily::WindowsServer2022Full,
+        OSFamily::WindowsServer2025Core,
+        OSFamily::WindowsServer2025Full,
+        OSFamily::WindowsServer20h2Core,
+        OSFamily::Linux,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             OSFamily::WindowsServer2019Full => "WINDOWS_SERVER_2019_FULL",
@@ -6329,9 +10845,22 @@ impl FromStr for OSFamily {
         }
     }
 }
-impl TryFrom<String> for OSFamily { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<OSFamily> for &'static str { fn from(v: OSFamily) -> Self { v.as_str() } }
-impl fmt::Display for OSFamily { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for OSFamily {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<OSFamily> for &'static str {
+    fn from(v: OSFamily) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for OSFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -6354,20 +10883,39 @@ impl FromStr for PidMode {
         match s {
             "host" => Ok(PidMode::Host),
             "task" => Ok(PidMode::Task),
-            _ => Err(format!("invalid value '{s}' for PidMode; valid values: host, task")),
+            _ => Err(format!(
+                "invalid value '{s}' for PidMode; valid values: host, task"
+            )),
         }
     }
 }
-impl TryFrom<String> for PidMode { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<PidMode> for &'static str { fn from(v: PidMode) -> Self { v.as_str() } }
-impl fmt::Display for PidMode { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for PidMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<PidMode> for &'static str {
+    fn from(v: PidMode) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for PidMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlacementConstraint {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<PlacementConstraintType>,
-    #[serde(rename = "expression", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expression",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expression: Option<String>,
 }
 
@@ -6378,7 +10926,10 @@ pub enum PlacementConstraintType {
     MemberOf,
 }
 impl PlacementConstraintType {
-    pub const ALL: &'static [PlacementConstraintType] = &[PlacementConstraintType::DistinctInstance, PlacementConstraintType::MemberOf];
+    pub const ALL: &'static [PlacementConstraintType] = &[
+        PlacementConstraintType::DistinctInstance,
+        PlacementConstraintType::MemberOf,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             PlacementConstraintType::DistinctInstance => "distinctInstance",
@@ -6396,9 +10947,22 @@ impl FromStr for PlacementConstraintType {
         }
     }
 }
-impl TryFrom<String> for PlacementConstraintType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<PlacementConstraintType> for &'static str { fn from(v: PlacementConstraintType) -> Self { v.as_str() } }
-impl fmt::Display for PlacementConstraintType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for PlacementConstraintType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<PlacementConstraintType> for &'static str {
+    fn from(v: PlacementConstraintType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for PlacementConstraintType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -6417,7 +10981,11 @@ pub enum PlacementStrategyType {
     Binpack,
 }
 impl PlacementStrategyType {
-    pub const ALL: &'static [PlacementStrategyType] = &[PlacementStrategyType::Random, PlacementStrategyType::Spread, PlacementStrategyType::Binpack];
+    pub const ALL: &'static [PlacementStrategyType] = &[
+        PlacementStrategyType::Random,
+        PlacementStrategyType::Spread,
+        PlacementStrategyType::Binpack,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             PlacementStrategyType::Random => "random",
@@ -6437,9 +11005,22 @@ impl FromStr for PlacementStrategyType {
         }
     }
 }
-impl TryFrom<String> for PlacementStrategyType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<PlacementStrategyType> for &'static str { fn from(v: PlacementStrategyType) -> Self { v.as_str() } }
-impl fmt::Display for PlacementStrategyType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for PlacementStrategyType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<PlacementStrategyType> for &'static str {
+    fn from(v: PlacementStrategyType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for PlacementStrategyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -6453,8 +11034,12 @@ impl PlatformDevice {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.id.is_none() { v.push(Violation::missing(crate::shape::join(path, "id"))); }
-        if self.type_.is_none() { v.push(Violation::missing(crate::shape::join(path, "type"))); }
+        if self.id.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "id")));
+        }
+        if self.type_.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "type")));
+        }
     }
 }
 
@@ -6476,18 +11061,37 @@ impl FromStr for PlatformDeviceType {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "GPU" => Ok(PlatformDeviceType::Gpu),
-            _ => Err(format!("invalid value '{s}' for PlatformDeviceType; valid values: GPU")),
+            _ => Err(format!(
+                "invalid value '{s}' for PlatformDeviceType; valid values: GPU"
+            )),
         }
     }
 }
-impl TryFrom<String> for PlatformDeviceType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<PlatformDeviceType> for &'static str { fn from(v: PlatformDeviceType) -> Self { v.as_str() } }
-impl fmt::Display for PlatformDeviceType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for PlatformDeviceType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<PlatformDeviceType> for &'static str {
+    fn from(v: PlatformDeviceType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for PlatformDeviceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortMapping {
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
     #[serde(rename = "hostPort", default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<i32>,
@@ -6495,9 +11099,17 @@ pub struct PortMapping {
     pub protocol: Option<TransportProtocol>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "appProtocol", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "appProtocol",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub app_protocol: Option<ApplicationProtocol>,
-    #[serde(rename = "containerPortRange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPortRange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port_range: Option<String>,
 }
 
@@ -6508,7 +11120,8 @@ pub enum PropagateMITags {
     None,
 }
 impl PropagateMITags {
-    pub const ALL: &'static [PropagateMITags] = &[PropagateMITags::CapacityProvider, PropagateMITags::None];
+    pub const ALL: &'static [PropagateMITags] =
+        &[PropagateMITags::CapacityProvider, PropagateMITags::None];
     pub fn as_str(self) -> &'static str {
         match self {
             PropagateMITags::CapacityProvider => "CAPACITY_PROVIDER",
@@ -6522,13 +11135,28 @@ impl FromStr for PropagateMITags {
         match s {
             "CAPACITY_PROVIDER" => Ok(PropagateMITags::CapacityProvider),
             "NONE" => Ok(PropagateMITags::None),
-            _ => Err(format!("invalid value '{s}' for PropagateMITags; valid values: CAPACITY_PROVIDER, NONE")),
+            _ => Err(format!(
+                "invalid value '{s}' for PropagateMITags; valid values: CAPACITY_PROVIDER, NONE"
+            )),
         }
     }
 }
-impl TryFrom<String> for PropagateMITags { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<PropagateMITags> for &'static str { fn from(v: PropagateMITags) -> Self { v.as_str() } }
-impl fmt::Display for PropagateMITags { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for PropagateMITags {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<PropagateMITags> for &'static str {
+    fn from(v: PropagateMITags) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for PropagateMITags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -6538,7 +11166,11 @@ pub enum PropagateTags {
     None,
 }
 impl PropagateTags {
-    pub const ALL: &'static [PropagateTags] = &[PropagateTags::TaskDefinition, PropagateTags::Service, PropagateTags::None];
+    pub const ALL: &'static [PropagateTags] = &[
+        PropagateTags::TaskDefinition,
+        PropagateTags::Service,
+        PropagateTags::None,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             PropagateTags::TaskDefinition => "TASK_DEFINITION",
@@ -6558,18 +11190,39 @@ impl FromStr for PropagateTags {
         }
     }
 }
-impl TryFrom<String> for PropagateTags { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<PropagateTags> for &'static str { fn from(v: PropagateTags) -> Self { v.as_str() } }
-impl fmt::Display for PropagateTags { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for PropagateTags {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<PropagateTags> for &'static str {
+    fn from(v: PropagateTags) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for PropagateTags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProtectedTask {
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    #[serde(rename = "protectionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protection_enabled: Option<bool>,
-    #[serde(rename = "expirationDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expirationDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expiration_date: Option<Timestamp>,
 }
 
@@ -6578,16 +11231,29 @@ pub struct ProtectedTask {
 pub struct ProxyConfiguration {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<ProxyConfigurationType>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "properties", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "properties",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub properties: Option<Vec<KeyValuePair>>,
 }
 impl ProxyConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.container_name.is_none() { v.push(Violation::missing(crate::shape::join(path, "containerName"))); }
+        if self.container_name.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "containerName",
+            )));
+        }
     }
 }
 
@@ -6609,13 +11275,28 @@ impl FromStr for ProxyConfigurationType {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "APPMESH" => Ok(ProxyConfigurationType::Appmesh),
-            _ => Err(format!("invalid value '{s}' for ProxyConfigurationType; valid values: APPMESH")),
+            _ => Err(format!(
+                "invalid value '{s}' for ProxyConfigurationType; valid values: APPMESH"
+            )),
         }
     }
 }
-impl TryFrom<String> for ProxyConfigurationType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ProxyConfigurationType> for &'static str { fn from(v: ProxyConfigurationType) -> Self { v.as_str() } }
-impl fmt::Display for ProxyConfigurationType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ProxyConfigurationType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ProxyConfigurationType> for &'static str {
+    fn from(v: ProxyConfigurationType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ProxyConfigurationType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -6629,8 +11310,12 @@ impl PutAccountSettingDefaultRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "name"))); }
-        if self.value.is_none() { v.push(Violation::missing(crate::shape::join(path, "value"))); }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "name")));
+        }
+        if self.value.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "value")));
+        }
     }
 }
 
@@ -6648,15 +11333,23 @@ pub struct PutAccountSettingRequest {
     pub name: Option<SettingName>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
 }
 impl PutAccountSettingRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "name"))); }
-        if self.value.is_none() { v.push(Violation::missing(crate::shape::join(path, "value"))); }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "name")));
+        }
+        if self.value.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "value")));
+        }
     }
 }
 
@@ -6672,29 +11365,53 @@ pub struct PutAccountSettingResponse {
 pub struct PutAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 impl PutAttributesRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.attributes.is_none() { v.push(Violation::missing(crate::shape::join(path, "attributes"))); }
-        if let Some(x) = &self.attributes { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v); } }
+        if self.attributes.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "attributes")));
+        }
+        if let Some(x) = &self.attributes {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PutAttributesResponse {
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 impl PutAttributesResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.attributes { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v); } }
+        if let Some(x) = &self.attributes {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -6703,19 +11420,50 @@ impl PutAttributesResponse {
 pub struct PutClusterCapacityProvidersRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
-    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "defaultCapacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
 }
 impl PutClusterCapacityProvidersRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.cluster.is_none() { v.push(Violation::missing(crate::shape::join(path, "cluster"))); }
-        if self.capacity_providers.is_none() { v.push(Violation::missing(crate::shape::join(path, "capacityProviders"))); }
-        if self.default_capacity_provider_strategy.is_none() { v.push(Violation::missing(crate::shape::join(path, "defaultCapacityProviderStrategy"))); }
-        if let Some(x) = &self.default_capacity_provider_strategy { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "defaultCapacityProviderStrategy"), i), v); } }
+        if self.cluster.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "cluster")));
+        }
+        if self.capacity_providers.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "capacityProviders",
+            )));
+        }
+        if self.default_capacity_provider_strategy.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "defaultCapacityProviderStrategy",
+            )));
+        }
+        if let Some(x) = &self.default_capacity_provider_strategy {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "defaultCapacityProviderStrategy"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -6729,7 +11477,9 @@ impl PutClusterCapacityProvidersResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.cluster { x.validate_at(&crate::shape::join(path, "cluster"), v); }
+        if let Some(x) = &self.cluster {
+            x.validate_at(&crate::shape::join(path, "cluster"), v);
+        }
     }
 }
 
@@ -6738,19 +11488,47 @@ impl PutClusterCapacityProvidersResponse {
 pub struct RegisterContainerInstanceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "instanceIdentityDocument", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceIdentityDocument",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_identity_document: Option<String>,
-    #[serde(rename = "instanceIdentityDocumentSignature", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceIdentityDocumentSignature",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_identity_document_signature: Option<String>,
-    #[serde(rename = "totalResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_resources: Option<Vec<Resource>>,
-    #[serde(rename = "versionInfo", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "versionInfo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_info: Option<VersionInfo>,
-    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<String>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
-    #[serde(rename = "platformDevices", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformDevices",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_devices: Option<Vec<PlatformDevice>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -6759,23 +11537,53 @@ impl RegisterContainerInstanceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.attributes { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v); } }
-        if let Some(x) = &self.platform_devices { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "platformDevices"), i), v); } }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if let Some(x) = &self.attributes {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.platform_devices {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "platformDevices"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterContainerInstanceResponse {
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<ContainerInstance>,
 }
 impl RegisterContainerInstanceResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.container_instance { x.validate_at(&crate::shape::join(path, "containerInstance"), v); }
+        if let Some(x) = &self.container_instance {
+            x.validate_at(&crate::shape::join(path, "containerInstance"), v);
+        }
     }
 }
 
@@ -6784,11 +11592,23 @@ impl RegisterContainerInstanceResponse {
 pub struct RegisterDaemonTaskDefinitionRequest {
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<DaemonContainerDefinition>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -6803,17 +11623,49 @@ impl RegisterDaemonTaskDefinitionRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.family.is_none() { v.push(Violation::missing(crate::shape::join(path, "family"))); }
-        if self.container_definitions.is_none() { v.push(Violation::missing(crate::shape::join(path, "containerDefinitions"))); }
-        if let Some(x) = &self.container_definitions { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerDefinitions"), i), v); } }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if self.family.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "family")));
+        }
+        if self.container_definitions.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "containerDefinitions",
+            )));
+        }
+        if let Some(x) = &self.container_definitions {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "containerDefinitions"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterDaemonTaskDefinitionResponse {
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
 }
 
@@ -6822,19 +11674,43 @@ pub struct RegisterDaemonTaskDefinitionResponse {
 pub struct RegisterTaskDefinitionRequest {
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "networkMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_mode: Option<NetworkMode>,
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<ContainerDefinition>>,
     #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<Vec<Volume>>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<TaskDefinitionPlacementConstraint>>,
-    #[serde(rename = "requiresCompatibilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requiresCompatibilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requires_compatibilities: Option<Vec<Compatibility>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -6846,36 +11722,110 @@ pub struct RegisterTaskDefinitionRequest {
     pub pid_mode: Option<PidMode>,
     #[serde(rename = "ipcMode", default, skip_serializing_if = "Option::is_none")]
     pub ipc_mode: Option<IpcMode>,
-    #[serde(rename = "proxyConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "proxyConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub proxy_configuration: Option<ProxyConfiguration>,
-    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAccelerators",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
-    #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runtimePlatform",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runtime_platform: Option<RuntimePlatform>,
-    #[serde(rename = "enableFaultInjection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableFaultInjection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_fault_injection: Option<bool>,
 }
 impl RegisterTaskDefinitionRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.family.is_none() { v.push(Violation::missing(crate::shape::join(path, "family"))); }
-        if self.container_definitions.is_none() { v.push(Violation::missing(crate::shape::join(path, "containerDefinitions"))); }
-        if let Some(x) = &self.container_definitions { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerDefinitions"), i), v); } }
-        if let Some(x) = &self.volumes { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumes"), i), v); } }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
-        if let Some(x) = &self.proxy_configuration { x.validate_at(&crate::shape::join(path, "proxyConfiguration"), v); }
-        if let Some(x) = &self.inference_accelerators { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "inferenceAccelerators"), i), v); } }
-        if let Some(x) = &self.ephemeral_storage { x.validate_at(&crate::shape::join(path, "ephemeralStorage"), v); }
+        if self.family.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "family")));
+        }
+        if self.container_definitions.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "containerDefinitions",
+            )));
+        }
+        if let Some(x) = &self.container_definitions {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "containerDefinitions"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.volumes {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "volumes"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
+        if let Some(x) = &self.proxy_configuration {
+            x.validate_at(&crate::shape::join(path, "proxyConfiguration"), v);
+        }
+        if let Some(x) = &self.inference_accelerators {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "inferenceAccelerators"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.ephemeral_storage {
+            x.validate_at(&crate::shape::join(path, "ephemeralStorage"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterTaskDefinitionResponse {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<TaskDefinition>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -6884,29 +11834,54 @@ impl RegisterTaskDefinitionResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.task_definition { x.validate_at(&crate::shape::join(path, "taskDefinition"), v); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if let Some(x) = &self.task_definition {
+            x.validate_at(&crate::shape::join(path, "taskDefinition"), v);
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepositoryCredentials {
-    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialsParameter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credentials_parameter: Option<String>,
 }
 impl RepositoryCredentials {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.credentials_parameter.is_none() { v.push(Violation::missing(crate::shape::join(path, "credentialsParameter"))); }
+        if self.credentials_parameter.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "credentialsParameter",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResolvedConfiguration {
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<ServiceRevisionLoadBalancer>>,
 }
 
@@ -6917,13 +11892,25 @@ pub struct Resource {
     pub name: Option<String>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
-    #[serde(rename = "doubleValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "doubleValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub double_value: Option<f64>,
     #[serde(rename = "longValue", default, skip_serializing_if = "Option::is_none")]
     pub long_value: Option<i64>,
-    #[serde(rename = "integerValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "integerValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub integer_value: Option<i32>,
-    #[serde(rename = "stringSetValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stringSetValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub string_set_value: Option<Vec<String>>,
 }
 
@@ -6934,7 +11921,10 @@ pub enum ResourceManagementType {
     Ecs,
 }
 impl ResourceManagementType {
-    pub const ALL: &'static [ResourceManagementType] = &[ResourceManagementType::Customer, ResourceManagementType::Ecs];
+    pub const ALL: &'static [ResourceManagementType] = &[
+        ResourceManagementType::Customer,
+        ResourceManagementType::Ecs,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceManagementType::Customer => "CUSTOMER",
@@ -6948,13 +11938,28 @@ impl FromStr for ResourceManagementType {
         match s {
             "CUSTOMER" => Ok(ResourceManagementType::Customer),
             "ECS" => Ok(ResourceManagementType::Ecs),
-            _ => Err(format!("invalid value '{s}' for ResourceManagementType; valid values: CUSTOMER, ECS")),
+            _ => Err(format!(
+                "invalid value '{s}' for ResourceManagementType; valid values: CUSTOMER, ECS"
+            )),
         }
     }
 }
-impl TryFrom<String> for ResourceManagementType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ResourceManagementType> for &'static str { fn from(v: ResourceManagementType) -> Self { v.as_str() } }
-impl fmt::Display for ResourceManagementType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ResourceManagementType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ResourceManagementType> for &'static str {
+    fn from(v: ResourceManagementType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ResourceManagementType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -6968,8 +11973,12 @@ impl ResourceRequirement {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.value.is_none() { v.push(Violation::missing(crate::shape::join(path, "value"))); }
-        if self.type_.is_none() { v.push(Violation::missing(crate::shape::join(path, "type"))); }
+        if self.value.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "value")));
+        }
+        if self.type_.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "type")));
+        }
     }
 }
 
@@ -6980,7 +11989,8 @@ pub enum ResourceType {
     InferenceAccelerator,
 }
 impl ResourceType {
-    pub const ALL: &'static [ResourceType] = &[ResourceType::Gpu, ResourceType::InferenceAccelerator];
+    pub const ALL: &'static [ResourceType] =
+        &[ResourceType::Gpu, ResourceType::InferenceAccelerator];
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceType::Gpu => "GPU",
@@ -6994,13 +12004,28 @@ impl FromStr for ResourceType {
         match s {
             "GPU" => Ok(ResourceType::Gpu),
             "InferenceAccelerator" => Ok(ResourceType::InferenceAccelerator),
-            _ => Err(format!("invalid value '{s}' for ResourceType; valid values: GPU, InferenceAccelerator")),
+            _ => Err(format!(
+                "invalid value '{s}' for ResourceType; valid values: GPU, InferenceAccelerator"
+            )),
         }
     }
 }
-impl TryFrom<String> for ResourceType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ResourceType> for &'static str { fn from(v: ResourceType) -> Self { v.as_str() } }
-impl fmt::Display for ResourceType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ResourceType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ResourceType> for &'static str {
+    fn from(v: ResourceType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -7009,62 +12034,159 @@ pub struct Rollback {
     pub reason: Option<String>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
-    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunTaskRequest {
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     #[serde(rename = "count", default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i32>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(rename = "referenceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "referenceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reference_id: Option<String>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<TaskVolumeConfiguration>>,
 }
 impl RunTaskRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.capacity_provider_strategy { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v); } }
-        if let Some(x) = &self.network_configuration { x.validate_at(&crate::shape::join(path, "networkConfiguration"), v); }
-        if let Some(x) = &self.overrides { x.validate_at(&crate::shape::join(path, "overrides"), v); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
-        if self.task_definition.is_none() { v.push(Violation::missing(crate::shape::join(path, "taskDefinition"))); }
-        if let Some(x) = &self.volume_configurations { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumeConfigurations"), i), v); } }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "capacityProviderStrategy"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.network_configuration {
+            x.validate_at(&crate::shape::join(path, "networkConfiguration"), v);
+        }
+        if let Some(x) = &self.overrides {
+            x.validate_at(&crate::shape::join(path, "overrides"), v);
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
+        if self.task_definition.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "taskDefinition",
+            )));
+        }
+        if let Some(x) = &self.volume_configurations {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "volumeConfigurations"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -7080,36 +12202,69 @@ impl RunTaskResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.tasks { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tasks"), i), v); } }
+        if let Some(x) = &self.tasks {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tasks"), i), v);
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimePlatform {
-    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_architecture: Option<CPUArchitecture>,
-    #[serde(rename = "operatingSystemFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "operatingSystemFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub operating_system_family: Option<OSFamily>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3FilesVolumeConfiguration {
-    #[serde(rename = "fileSystemArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fileSystemArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_system_arn: Option<String>,
-    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rootDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_directory: Option<String>,
-    #[serde(rename = "transitEncryptionPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "transitEncryptionPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transit_encryption_port: Option<i32>,
-    #[serde(rename = "accessPointArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessPointArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_point_arn: Option<String>,
 }
 impl S3FilesVolumeConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.file_system_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "fileSystemArn"))); }
+        if self.file_system_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "fileSystemArn",
+            )));
+        }
     }
 }
 
@@ -7140,13 +12295,28 @@ impl FromStr for ScaleUnit {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "PERCENT" => Ok(ScaleUnit::Percent),
-            _ => Err(format!("invalid value '{s}' for ScaleUnit; valid values: PERCENT")),
+            _ => Err(format!(
+                "invalid value '{s}' for ScaleUnit; valid values: PERCENT"
+            )),
         }
     }
 }
-impl TryFrom<String> for ScaleUnit { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ScaleUnit> for &'static str { fn from(v: ScaleUnit) -> Self { v.as_str() } }
-impl fmt::Display for ScaleUnit { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ScaleUnit {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ScaleUnit> for &'static str {
+    fn from(v: ScaleUnit) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ScaleUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -7155,7 +12325,8 @@ pub enum SchedulingStrategy {
     Daemon,
 }
 impl SchedulingStrategy {
-    pub const ALL: &'static [SchedulingStrategy] = &[SchedulingStrategy::Replica, SchedulingStrategy::Daemon];
+    pub const ALL: &'static [SchedulingStrategy] =
+        &[SchedulingStrategy::Replica, SchedulingStrategy::Daemon];
     pub fn as_str(self) -> &'static str {
         match self {
             SchedulingStrategy::Replica => "REPLICA",
@@ -7169,13 +12340,28 @@ impl FromStr for SchedulingStrategy {
         match s {
             "REPLICA" => Ok(SchedulingStrategy::Replica),
             "DAEMON" => Ok(SchedulingStrategy::Daemon),
-            _ => Err(format!("invalid value '{s}' for SchedulingStrategy; valid values: REPLICA, DAEMON")),
+            _ => Err(format!(
+                "invalid value '{s}' for SchedulingStrategy; valid values: REPLICA, DAEMON"
+            )),
         }
     }
 }
-impl TryFrom<String> for SchedulingStrategy { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<SchedulingStrategy> for &'static str { fn from(v: SchedulingStrategy) -> Self { v.as_str() } }
-impl fmt::Display for SchedulingStrategy { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for SchedulingStrategy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<SchedulingStrategy> for &'static str {
+    fn from(v: SchedulingStrategy) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for SchedulingStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -7198,13 +12384,28 @@ impl FromStr for Scope {
         match s {
             "task" => Ok(Scope::Task),
             "shared" => Ok(Scope::Shared),
-            _ => Err(format!("invalid value '{s}' for Scope; valid values: task, shared")),
+            _ => Err(format!(
+                "invalid value '{s}' for Scope; valid values: task, shared"
+            )),
         }
     }
 }
-impl TryFrom<String> for Scope { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<Scope> for &'static str { fn from(v: Scope) -> Self { v.as_str() } }
-impl fmt::Display for Scope { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for Scope {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<Scope> for &'static str {
+    fn from(v: Scope) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -7218,47 +12419,111 @@ impl Secret {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "name"))); }
-        if self.value_from.is_none() { v.push(Violation::missing(crate::shape::join(path, "valueFrom"))); }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "name")));
+        }
+        if self.value_from.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "valueFrom")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
-    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_count: Option<i32>,
-    #[serde(rename = "pendingCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_count: Option<i32>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
     #[serde(rename = "taskSets", default, skip_serializing_if = "Option::is_none")]
     pub task_sets: Option<Vec<TaskSet>>,
-    #[serde(rename = "deployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployments: Option<Vec<Deployment>>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
@@ -7266,48 +12531,141 @@ pub struct Service {
     pub events: Option<Vec<ServiceEvent>>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    #[serde(rename = "currentServiceDeployment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentServiceDeployment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_service_deployment: Option<String>,
-    #[serde(rename = "currentServiceRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentServiceRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_service_revisions: Option<Vec<ServiceCurrentRevisionSummary>>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckGracePeriodSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_grace_period_seconds: Option<i32>,
-    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schedulingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduling_strategy: Option<SchedulingStrategy>,
-    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentController",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_controller: Option<DeploymentController>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "createdBy", default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
-    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZoneRebalancing",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
-    #[serde(rename = "resourceManagementType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceManagementType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_management_type: Option<ResourceManagementType>,
 }
 impl Service {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.capacity_provider_strategy { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v); } }
-        if let Some(x) = &self.deployment_configuration { x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v); }
-        if let Some(x) = &self.task_sets { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "taskSets"), i), v); } }
-        if let Some(x) = &self.deployments { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "deployments"), i), v); } }
-        if let Some(x) = &self.network_configuration { x.validate_at(&crate::shape::join(path, "networkConfiguration"), v); }
-        if let Some(x) = &self.deployment_controller { x.validate_at(&crate::shape::join(path, "deploymentController"), v); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "capacityProviderStrategy"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v);
+        }
+        if let Some(x) = &self.task_sets {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "taskSets"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.deployments {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "deployments"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.network_configuration {
+            x.validate_at(&crate::shape::join(path, "networkConfiguration"), v);
+        }
+        if let Some(x) = &self.deployment_controller {
+            x.validate_at(&crate::shape::join(path, "deploymentController"), v);
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
@@ -7316,14 +12674,20 @@ impl Service {
 pub struct ServiceConnectAccessLogConfiguration {
     #[serde(rename = "format", default, skip_serializing_if = "Option::is_none")]
     pub format: Option<ServiceConnectAccessLoggingFormat>,
-    #[serde(rename = "includeQueryParameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "includeQueryParameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub include_query_parameters: Option<ServiceConnectIncludeQueryParameters>,
 }
 impl ServiceConnectAccessLogConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.format.is_none() { v.push(Violation::missing(crate::shape::join(path, "format"))); }
+        if self.format.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "format")));
+        }
     }
 }
 
@@ -7334,7 +12698,10 @@ pub enum ServiceConnectAccessLoggingFormat {
     Json,
 }
 impl ServiceConnectAccessLoggingFormat {
-    pub const ALL: &'static [ServiceConnectAccessLoggingFormat] = &[ServiceConnectAccessLoggingFormat::Text, ServiceConnectAccessLoggingFormat::Json];
+    pub const ALL: &'static [ServiceConnectAccessLoggingFormat] = &[
+        ServiceConnectAccessLoggingFormat::Text,
+        ServiceConnectAccessLoggingFormat::Json,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceConnectAccessLoggingFormat::Text => "TEXT",
@@ -7352,9 +12719,22 @@ impl FromStr for ServiceConnectAccessLoggingFormat {
         }
     }
 }
-impl TryFrom<String> for ServiceConnectAccessLoggingFormat { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ServiceConnectAccessLoggingFormat> for &'static str { fn from(v: ServiceConnectAccessLoggingFormat) -> Self { v.as_str() } }
-impl fmt::Display for ServiceConnectAccessLoggingFormat { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ServiceConnectAccessLoggingFormat {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ServiceConnectAccessLoggingFormat> for &'static str {
+    fn from(v: ServiceConnectAccessLoggingFormat) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ServiceConnectAccessLoggingFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -7363,16 +12743,31 @@ pub struct ServiceConnectClientAlias {
     pub port: Option<i32>,
     #[serde(rename = "dnsName", default, skip_serializing_if = "Option::is_none")]
     pub dns_name: Option<String>,
-    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testTrafficRules",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_traffic_rules: Option<ServiceConnectTestTrafficRules>,
 }
 impl ServiceConnectClientAlias {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.port.is_none() { v.push(Violation::missing(crate::shape::join(path, "port"))); }
-        if let Some(x) = &self.port { if (*x as f64) < 0.0 || (*x as f64) > 65535.0 { v.push(Violation::new(crate::shape::join(path, "port"), "must be at least 0 and at most 65535")); } }
-        if let Some(x) = &self.test_traffic_rules { x.validate_at(&crate::shape::join(path, "testTrafficRules"), v); }
+        if self.port.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "port")));
+        }
+        if let Some(x) = &self.port {
+            if (*x as f64) < 0.0 || (*x as f64) > 65535.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "port"),
+                    "must be at least 0 and at most 65535",
+                ));
+            }
+        }
+        if let Some(x) = &self.test_traffic_rules {
+            x.validate_at(&crate::shape::join(path, "testTrafficRules"), v);
+        }
     }
 }
 
@@ -7385,19 +12780,40 @@ pub struct ServiceConnectConfiguration {
     pub namespace: Option<String>,
     #[serde(rename = "services", default, skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<ServiceConnectService>>,
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(rename = "accessLogConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessLogConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_log_configuration: Option<ServiceConnectAccessLogConfiguration>,
 }
 impl ServiceConnectConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.enabled.is_none() { v.push(Violation::missing(crate::shape::join(path, "enabled"))); }
-        if let Some(x) = &self.services { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "services"), i), v); } }
-        if let Some(x) = &self.log_configuration { x.validate_at(&crate::shape::join(path, "logConfiguration"), v); }
-        if let Some(x) = &self.access_log_configuration { x.validate_at(&crate::shape::join(path, "accessLogConfiguration"), v); }
+        if self.enabled.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "enabled")));
+        }
+        if let Some(x) = &self.services {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "services"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.log_configuration {
+            x.validate_at(&crate::shape::join(path, "logConfiguration"), v);
+        }
+        if let Some(x) = &self.access_log_configuration {
+            x.validate_at(&crate::shape::join(path, "accessLogConfiguration"), v);
+        }
     }
 }
 
@@ -7408,7 +12824,10 @@ pub enum ServiceConnectIncludeQueryParameters {
     Enabled,
 }
 impl ServiceConnectIncludeQueryParameters {
-    pub const ALL: &'static [ServiceConnectIncludeQueryParameters] = &[ServiceConnectIncludeQueryParameters::Disabled, ServiceConnectIncludeQueryParameters::Enabled];
+    pub const ALL: &'static [ServiceConnectIncludeQueryParameters] = &[
+        ServiceConnectIncludeQueryParameters::Disabled,
+        ServiceConnectIncludeQueryParameters::Enabled,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceConnectIncludeQueryParameters::Disabled => "DISABLED",
@@ -7426,20 +12845,45 @@ impl FromStr for ServiceConnectIncludeQueryParameters {
         }
     }
 }
-impl TryFrom<String> for ServiceConnectIncludeQueryParameters { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ServiceConnectIncludeQueryParameters> for &'static str { fn from(v: ServiceConnectIncludeQueryParameters) -> Self { v.as_str() } }
-impl fmt::Display for ServiceConnectIncludeQueryParameters { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ServiceConnectIncludeQueryParameters {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ServiceConnectIncludeQueryParameters> for &'static str {
+    fn from(v: ServiceConnectIncludeQueryParameters) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ServiceConnectIncludeQueryParameters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConnectService {
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
-    #[serde(rename = "discoveryName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "discoveryName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_name: Option<String>,
-    #[serde(rename = "clientAliases", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientAliases",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_aliases: Option<Vec<ServiceConnectClientAlias>>,
-    #[serde(rename = "ingressPortOverride", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ingressPortOverride",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ingress_port_override: Option<i32>,
     #[serde(rename = "timeout", default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<TimeoutConfiguration>,
@@ -7450,20 +12894,48 @@ impl ServiceConnectService {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.port_name.is_none() { v.push(Violation::missing(crate::shape::join(path, "portName"))); }
-        if let Some(x) = &self.client_aliases { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "clientAliases"), i), v); } }
-        if let Some(x) = &self.ingress_port_override { if (*x as f64) < 0.0 || (*x as f64) > 65535.0 { v.push(Violation::new(crate::shape::join(path, "ingressPortOverride"), "must be at least 0 and at most 65535")); } }
-        if let Some(x) = &self.timeout { x.validate_at(&crate::shape::join(path, "timeout"), v); }
-        if let Some(x) = &self.tls { x.validate_at(&crate::shape::join(path, "tls"), v); }
+        if self.port_name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "portName")));
+        }
+        if let Some(x) = &self.client_aliases {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "clientAliases"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.ingress_port_override {
+            if (*x as f64) < 0.0 || (*x as f64) > 65535.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "ingressPortOverride"),
+                    "must be at least 0 and at most 65535",
+                ));
+            }
+        }
+        if let Some(x) = &self.timeout {
+            x.validate_at(&crate::shape::join(path, "timeout"), v);
+        }
+        if let Some(x) = &self.tls {
+            x.validate_at(&crate::shape::join(path, "tls"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConnectServiceResource {
-    #[serde(rename = "discoveryName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "discoveryName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_name: Option<String>,
-    #[serde(rename = "discoveryArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "discoveryArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_arn: Option<String>,
 }
 
@@ -7477,7 +12949,9 @@ impl ServiceConnectTestTrafficHeaderMatchRules {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.exact.is_none() { v.push(Violation::missing(crate::shape::join(path, "exact"))); }
+        if self.exact.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "exact")));
+        }
     }
 }
 
@@ -7493,8 +12967,12 @@ impl ServiceConnectTestTrafficHeaderRules {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "name"))); }
-        if let Some(x) = &self.value { x.validate_at(&crate::shape::join(path, "value"), v); }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "name")));
+        }
+        if let Some(x) = &self.value {
+            x.validate_at(&crate::shape::join(path, "value"), v);
+        }
     }
 }
 
@@ -7508,22 +12986,34 @@ impl ServiceConnectTestTrafficRules {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.header.is_none() { v.push(Violation::missing(crate::shape::join(path, "header"))); }
-        if let Some(x) = &self.header { x.validate_at(&crate::shape::join(path, "header"), v); }
+        if self.header.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "header")));
+        }
+        if let Some(x) = &self.header {
+            x.validate_at(&crate::shape::join(path, "header"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConnectTlsCertificateAuthority {
-    #[serde(rename = "awsPcaAuthorityArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "awsPcaAuthorityArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub aws_pca_authority_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConnectTlsConfiguration {
-    #[serde(rename = "issuerCertificateAuthority", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "issuerCertificateAuthority",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub issuer_certificate_authority: Option<ServiceConnectTlsCertificateAuthority>,
     #[serde(rename = "kmsKey", default, skip_serializing_if = "Option::is_none")]
     pub kms_key: Option<String>,
@@ -7534,7 +13024,12 @@ impl ServiceConnectTlsConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.issuer_certificate_authority.is_none() { v.push(Violation::missing(crate::shape::join(path, "issuerCertificateAuthority"))); }
+        if self.issuer_certificate_authority.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "issuerCertificateAuthority",
+            )));
+        }
     }
 }
 
@@ -7543,50 +13038,106 @@ impl ServiceConnectTlsConfiguration {
 pub struct ServiceCurrentRevisionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "requestedTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestedTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_task_count: Option<i32>,
-    #[serde(rename = "runningTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_task_count: Option<i32>,
-    #[serde(rename = "pendingTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_task_count: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceDeployment {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<Timestamp>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Timestamp>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(rename = "sourceServiceRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceServiceRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_service_revisions: Option<Vec<ServiceRevisionSummary>>,
-    #[serde(rename = "targetServiceRevision", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetServiceRevision",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_service_revision: Option<ServiceRevisionSummary>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "lifecycleStage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleStage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_stage: Option<ServiceDeploymentLifecycleStage>,
-    #[serde(rename = "lifecycleHookDetails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleHookDetails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_hook_details: Option<Vec<DeploymentLifecycleHookDetail>>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Rollback>,
-    #[serde(rename = "deploymentCircuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentCircuitBreaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_circuit_breaker: Option<ServiceDeploymentCircuitBreaker>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<ServiceDeploymentAlarms>,
@@ -7595,7 +13146,9 @@ impl ServiceDeployment {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.deployment_configuration { x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v); }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v);
+        }
     }
 }
 
@@ -7604,32 +13157,64 @@ impl ServiceDeployment {
 pub struct ServiceDeploymentAlarms {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentRollbackMonitorsStatus>,
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
-    #[serde(rename = "triggeredAlarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "triggeredAlarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub triggered_alarm_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceDeploymentBrief {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<Timestamp>,
-    #[serde(rename = "targetServiceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetServiceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_service_revision_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
 }
 
@@ -7638,7 +13223,11 @@ pub struct ServiceDeploymentBrief {
 pub struct ServiceDeploymentCircuitBreaker {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentRollbackMonitorsStatus>,
-    #[serde(rename = "failureCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "failureCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failure_count: Option<i32>,
     #[serde(rename = "threshold", default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<i32>,
@@ -7659,7 +13248,18 @@ pub enum ServiceDeploymentLifecycleStage {
     CleanUp,
 }
 impl ServiceDeploymentLifecycleStage {
-    pub const ALL: &'static [ServiceDeploymentLifecycleStage] = &[ServiceDeploymentLifecycleStage::ReconcileService, ServiceDeploymentLifecycleStage::PreScaleUp, ServiceDeploymentLifecycleStage::ScaleUp, ServiceDeploymentLifecycleStage::PostScaleUp, ServiceDeploymentLifecycleStage::TestTrafficShift, ServiceDeploymentLifecycleStage::PostTestTrafficShift, ServiceDeploymentLifecycleStage::ProductionTrafficShift, ServiceDeploymentLifecycleStage::PostProductionTrafficShift, ServiceDeploymentLifecycleStage::BakeTime, ServiceDeploymentLifecycleStage::CleanUp];
+    pub const ALL: &'static [ServiceDeploymentLifecycleStage] = &[
+        ServiceDeploymentLifecycleStage::ReconcileService,
+        ServiceDeploymentLifecycleStage::PreScaleUp,
+        ServiceDeploymentLifecycleStage::ScaleUp,
+        ServiceDeploymentLifecycleStage::PostScaleUp,
+        ServiceDeploymentLifecycleStage::TestTrafficShift,
+        ServiceDeploymentLifecycleStage::PostTestTrafficShift,
+        ServiceDeploymentLifecycleStage::ProductionTrafficShift,
+        ServiceDeploymentLifecycleStage::PostProductionTrafficShift,
+        ServiceDeploymentLifecycleStage::BakeTime,
+        ServiceDeploymentLifecycleStage::CleanUp,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceDeploymentLifecycleStage::ReconcileService => "RECONCILE_SERVICE",
@@ -7669,7 +13269,9 @@ impl ServiceDeploymentLifecycleStage {
             ServiceDeploymentLifecycleStage::TestTrafficShift => "TEST_TRAFFIC_SHIFT",
             ServiceDeploymentLifecycleStage::PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
             ServiceDeploymentLifecycleStage::ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
-            ServiceDeploymentLifecycleStage::PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
+            ServiceDeploymentLifecycleStage::PostProductionTrafficShift => {
+                "POST_PRODUCTION_TRAFFIC_SHIFT"
+            }
             ServiceDeploymentLifecycleStage::BakeTime => "BAKE_TIME",
             ServiceDeploymentLifecycleStage::CleanUp => "CLEAN_UP",
         }
@@ -7693,9 +13295,22 @@ impl FromStr for ServiceDeploymentLifecycleStage {
         }
     }
 }
-impl TryFrom<String> for ServiceDeploymentLifecycleStage { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ServiceDeploymentLifecycleStage> for &'static str { fn from(v: ServiceDeploymentLifecycleStage) -> Self { v.as_str() } }
-impl fmt::Display for ServiceDeploymentLifecycleStage { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ServiceDeploymentLifecycleStage {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ServiceDeploymentLifecycleStage> for &'static str {
+    fn from(v: ServiceDeploymentLifecycleStage) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ServiceDeploymentLifecycleStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -7706,7 +13321,12 @@ pub enum ServiceDeploymentRollbackMonitorsStatus {
     Disabled,
 }
 impl ServiceDeploymentRollbackMonitorsStatus {
-    pub const ALL: &'static [ServiceDeploymentRollbackMonitorsStatus] = &[ServiceDeploymentRollbackMonitorsStatus::Triggered, ServiceDeploymentRollbackMonitorsStatus::Monitoring, ServiceDeploymentRollbackMonitorsStatus::MonitoringComplete, ServiceDeploymentRollbackMonitorsStatus::Disabled];
+    pub const ALL: &'static [ServiceDeploymentRollbackMonitorsStatus] = &[
+        ServiceDeploymentRollbackMonitorsStatus::Triggered,
+        ServiceDeploymentRollbackMonitorsStatus::Monitoring,
+        ServiceDeploymentRollbackMonitorsStatus::MonitoringComplete,
+        ServiceDeploymentRollbackMonitorsStatus::Disabled,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceDeploymentRollbackMonitorsStatus::Triggered => "TRIGGERED",
@@ -7728,9 +13348,22 @@ impl FromStr for ServiceDeploymentRollbackMonitorsStatus {
         }
     }
 }
-impl TryFrom<String> for ServiceDeploymentRollbackMonitorsStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ServiceDeploymentRollbackMonitorsStatus> for &'static str { fn from(v: ServiceDeploymentRollbackMonitorsStatus) -> Self { v.as_str() } }
-impl fmt::Display for ServiceDeploymentRollbackMonitorsStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ServiceDeploymentRollbackMonitorsStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ServiceDeploymentRollbackMonitorsStatus> for &'static str {
+    fn from(v: ServiceDeploymentRollbackMonitorsStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ServiceDeploymentRollbackMonitorsStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -7746,7 +13379,17 @@ pub enum ServiceDeploymentStatus {
     RollbackFailed,
 }
 impl ServiceDeploymentStatus {
-    pub const ALL: &'static [ServiceDeploymentStatus] = &[ServiceDeploymentStatus::Pending, ServiceDeploymentStatus::Successful, ServiceDeploymentStatus::Stopped, ServiceDeploymentStatus::StopRequested, ServiceDeploymentStatus::InProgress, ServiceDeploymentStatus::RollbackRequested, ServiceDeploymentStatus::RollbackInProgress, ServiceDeploymentStatus::RollbackSuccessful, ServiceDeploymentStatus::RollbackFailed];
+    pub const ALL: &'static [ServiceDeploymentStatus] = &[
+        ServiceDeploymentStatus::Pending,
+        ServiceDeploymentStatus::Successful,
+        ServiceDeploymentStatus::Stopped,
+        ServiceDeploymentStatus::StopRequested,
+        ServiceDeploymentStatus::InProgress,
+        ServiceDeploymentStatus::RollbackRequested,
+        ServiceDeploymentStatus::RollbackInProgress,
+        ServiceDeploymentStatus::RollbackSuccessful,
+        ServiceDeploymentStatus::RollbackFailed,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceDeploymentStatus::Pending => "PENDING",
@@ -7778,9 +13421,22 @@ impl FromStr for ServiceDeploymentStatus {
         }
     }
 }
-impl TryFrom<String> for ServiceDeploymentStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ServiceDeploymentStatus> for &'static str { fn from(v: ServiceDeploymentStatus) -> Self { v.as_str() } }
-impl fmt::Display for ServiceDeploymentStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ServiceDeploymentStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ServiceDeploymentStatus> for &'static str {
+    fn from(v: ServiceDeploymentStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ServiceDeploymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -7811,13 +13467,28 @@ impl FromStr for ServiceField {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(ServiceField::Tags),
-            _ => Err(format!("invalid value '{s}' for ServiceField; valid values: TAGS")),
+            _ => Err(format!(
+                "invalid value '{s}' for ServiceField; valid values: TAGS"
+            )),
         }
     }
 }
-impl TryFrom<String> for ServiceField { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<ServiceField> for &'static str { fn from(v: ServiceField) -> Self { v.as_str() } }
-impl fmt::Display for ServiceField { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for ServiceField {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<ServiceField> for &'static str {
+    fn from(v: ServiceField) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for ServiceField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -7826,110 +13497,278 @@ pub struct ServiceManagedEBSVolumeConfiguration {
     pub encrypted: Option<bool>,
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(rename = "volumeType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_type: Option<String>,
     #[serde(rename = "sizeInGiB", default, skip_serializing_if = "Option::is_none")]
     pub size_in_gi_b: Option<i32>,
-    #[serde(rename = "snapshotId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "snapshotId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub snapshot_id: Option<String>,
-    #[serde(rename = "volumeInitializationRate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeInitializationRate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_initialization_rate: Option<i32>,
     #[serde(rename = "iops", default, skip_serializing_if = "Option::is_none")]
     pub iops: Option<i32>,
-    #[serde(rename = "throughput", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "throughput",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub throughput: Option<i32>,
-    #[serde(rename = "tagSpecifications", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tagSpecifications",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tag_specifications: Option<Vec<EBSTagSpecification>>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(rename = "filesystemType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "filesystemType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub filesystem_type: Option<TaskFilesystemType>,
 }
 impl ServiceManagedEBSVolumeConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.tag_specifications { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tagSpecifications"), i), v); } }
-        if self.role_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "roleArn"))); }
+        if let Some(x) = &self.tag_specifications {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "tagSpecifications"), i),
+                    v,
+                );
+            }
+        }
+        if self.role_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "roleArn")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceRegistry {
-    #[serde(rename = "registryArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registryArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registry_arn: Option<String>,
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceRevision {
-    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "containerImages", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerImages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_images: Option<Vec<ContainerImage>>,
-    #[serde(rename = "guardDutyEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "guardDutyEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub guard_duty_enabled: Option<bool>,
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
-    #[serde(rename = "resolvedConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resolvedConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resolved_configuration: Option<ResolvedConfiguration>,
-    #[serde(rename = "ecsManagedResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ecsManagedResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ecs_managed_resources: Option<ECSManagedResources>,
 }
 impl ServiceRevision {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.capacity_provider_strategy { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v); } }
-        if let Some(x) = &self.network_configuration { x.validate_at(&crate::shape::join(path, "networkConfiguration"), v); }
-        if let Some(x) = &self.service_connect_configuration { x.validate_at(&crate::shape::join(path, "serviceConnectConfiguration"), v); }
-        if let Some(x) = &self.volume_configurations { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumeConfigurations"), i), v); } }
-        if let Some(x) = &self.vpc_lattice_configurations { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "vpcLatticeConfigurations"), i), v); } }
-        if let Some(x) = &self.ecs_managed_resources { x.validate_at(&crate::shape::join(path, "ecsManagedResources"), v); }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "capacityProviderStrategy"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.network_configuration {
+            x.validate_at(&crate::shape::join(path, "networkConfiguration"), v);
+        }
+        if let Some(x) = &self.service_connect_configuration {
+            x.validate_at(&crate::shape::join(path, "serviceConnectConfiguration"), v);
+        }
+        if let Some(x) = &self.volume_configurations {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "volumeConfigurations"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.vpc_lattice_configurations {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "vpcLatticeConfigurations"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.ecs_managed_resources {
+            x.validate_at(&crate::shape::join(path, "ecsManagedResources"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceRevisionLoadBalancer {
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
-    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "productionListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub production_listener_rule: Option<String>,
 }
 
@@ -7938,15 +13777,35 @@ pub struct ServiceRevisionLoadBalancer {
 pub struct ServiceRevisionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "requestedTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestedTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_task_count: Option<i32>,
-    #[serde(rename = "runningTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_task_count: Option<i32>,
-    #[serde(rename = "pendingTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_task_count: Option<i32>,
-    #[serde(rename = "requestedTestTrafficWeight", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestedTestTrafficWeight",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_test_traffic_weight: Option<f64>,
-    #[serde(rename = "requestedProductionTrafficWeight", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestedProductionTrafficWeight",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_production_traffic_weight: Option<f64>,
 }
 
@@ -7955,15 +13814,23 @@ pub struct ServiceRevisionSummary {
 pub struct ServiceVolumeConfiguration {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "managedEBSVolume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedEBSVolume",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_ebs_volume: Option<ServiceManagedEBSVolumeConfiguration>,
 }
 impl ServiceVolumeConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "name"))); }
-        if let Some(x) = &self.managed_ebs_volume { x.validate_at(&crate::shape::join(path, "managedEBSVolume"), v); }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "name")));
+        }
+        if let Some(x) = &self.managed_ebs_volume {
+            x.validate_at(&crate::shape::join(path, "managedEBSVolume"), v);
+        }
     }
 }
 
@@ -7974,7 +13841,11 @@ pub struct Session {
     pub session_id: Option<String>,
     #[serde(rename = "streamUrl", default, skip_serializing_if = "Option::is_none")]
     pub stream_url: Option<String>,
-    #[serde(rename = "tokenValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tokenValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token_value: Option<String>,
 }
 
@@ -7985,7 +13856,11 @@ pub struct Setting {
     pub name: Option<SettingName>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<SettingType>,
@@ -8007,7 +13882,19 @@ pub enum SettingName {
     FargateEventWindows,
 }
 impl SettingName {
-    pub const ALL: &'static [SettingName] = &[SettingName::ServiceLongArnFormat, SettingName::TaskLongArnFormat, SettingName::ContainerInstanceLongArnFormat, SettingName::AwsvpcTrunking, SettingName::ContainerInsights, SettingName::FargateFIPSMode, SettingName::TagResourceAuthorization, SettingName::FargateTaskRetirementWaitPeriod, SettingName::GuardDutyActivate, SettingName::DefaultLogDriverMode, SettingName::FargateEventWindows];
+    pub const ALL: &'static [SettingName] = &[
+        SettingName::ServiceLongArnFormat,
+        SettingName::TaskLongArnFormat,
+        SettingName::ContainerInstanceLongArnFormat,
+        SettingName::AwsvpcTrunking,
+        SettingName::ContainerInsights,
+        SettingName::FargateFIPSMode,
+        SettingName::TagResourceAuthorization,
+        SettingName::FargateTaskRetirementWaitPeriod,
+        SettingName::GuardDutyActivate,
+        SettingName::DefaultLogDriverMode,
+        SettingName::FargateEventWindows,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             SettingName::ServiceLongArnFormat => "serviceLongArnFormat",
@@ -8043,9 +13930,22 @@ impl FromStr for SettingName {
         }
     }
 }
-impl TryFrom<String> for SettingName { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<SettingName> for &'static str { fn from(v: SettingName) -> Self { v.as_str() } }
-impl fmt::Display for SettingName { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for SettingName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<SettingName> for &'static str {
+    fn from(v: SettingName) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for SettingName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -8068,13 +13968,28 @@ impl FromStr for SettingType {
         match s {
             "user" => Ok(SettingType::User),
             "aws_managed" => Ok(SettingType::AwsManaged),
-            _ => Err(format!("invalid value '{s}' for SettingType; valid values: user, aws_managed")),
+            _ => Err(format!(
+                "invalid value '{s}' for SettingType; valid values: user, aws_managed"
+            )),
         }
     }
 }
-impl TryFrom<String> for SettingType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<SettingType> for &'static str { fn from(v: SettingType) -> Self { v.as_str() } }
-impl fmt::Display for SettingType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for SettingType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<SettingType> for &'static str {
+    fn from(v: SettingType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for SettingType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -8097,13 +14012,28 @@ impl FromStr for SortOrder {
         match s {
             "ASC" => Ok(SortOrder::Asc),
             "DESC" => Ok(SortOrder::Desc),
-            _ => Err(format!("invalid value '{s}' for SortOrder; valid values: ASC, DESC")),
+            _ => Err(format!(
+                "invalid value '{s}' for SortOrder; valid values: ASC, DESC"
+            )),
         }
     }
 }
-impl TryFrom<String> for SortOrder { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<SortOrder> for &'static str { fn from(v: SortOrder) -> Self { v.as_str() } }
-impl fmt::Display for SortOrder { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for SortOrder {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<SortOrder> for &'static str {
+    fn from(v: SortOrder) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for SortOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -8112,7 +14042,8 @@ pub enum StabilityStatus {
     Stabilizing,
 }
 impl StabilityStatus {
-    pub const ALL: &'static [StabilityStatus] = &[StabilityStatus::SteadyState, StabilityStatus::Stabilizing];
+    pub const ALL: &'static [StabilityStatus] =
+        &[StabilityStatus::SteadyState, StabilityStatus::Stabilizing];
     pub fn as_str(self) -> &'static str {
         match self {
             StabilityStatus::SteadyState => "STEADY_STATE",
@@ -8126,54 +14057,136 @@ impl FromStr for StabilityStatus {
         match s {
             "STEADY_STATE" => Ok(StabilityStatus::SteadyState),
             "STABILIZING" => Ok(StabilityStatus::Stabilizing),
-            _ => Err(format!("invalid value '{s}' for StabilityStatus; valid values: STEADY_STATE, STABILIZING")),
+            _ => Err(format!(
+                "invalid value '{s}' for StabilityStatus; valid values: STEADY_STATE, STABILIZING"
+            )),
         }
     }
 }
-impl TryFrom<String> for StabilityStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<StabilityStatus> for &'static str { fn from(v: StabilityStatus) -> Self { v.as_str() } }
-impl fmt::Display for StabilityStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for StabilityStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<StabilityStatus> for &'static str {
+    fn from(v: StabilityStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for StabilityStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartTaskRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<String>>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(rename = "referenceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "referenceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reference_id: Option<String>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<TaskVolumeConfiguration>>,
 }
 impl StartTaskRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.container_instances.is_none() { v.push(Violation::missing(crate::shape::join(path, "containerInstances"))); }
-        if let Some(x) = &self.network_configuration { x.validate_at(&crate::shape::join(path, "networkConfiguration"), v); }
-        if let Some(x) = &self.overrides { x.validate_at(&crate::shape::join(path, "overrides"), v); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
-        if self.task_definition.is_none() { v.push(Violation::missing(crate::shape::join(path, "taskDefinition"))); }
-        if let Some(x) = &self.volume_configurations { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumeConfigurations"), i), v); } }
+        if self.container_instances.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "containerInstances",
+            )));
+        }
+        if let Some(x) = &self.network_configuration {
+            x.validate_at(&crate::shape::join(path, "networkConfiguration"), v);
+        }
+        if let Some(x) = &self.overrides {
+            x.validate_at(&crate::shape::join(path, "overrides"), v);
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
+        if self.task_definition.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "taskDefinition",
+            )));
+        }
+        if let Some(x) = &self.volume_configurations {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "volumeConfigurations"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -8189,14 +14202,22 @@ impl StartTaskResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.tasks { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tasks"), i), v); } }
+        if let Some(x) = &self.tasks {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tasks"), i), v);
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StopServiceDeploymentRequest {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
     #[serde(rename = "stopType", default, skip_serializing_if = "Option::is_none")]
     pub stop_type: Option<StopServiceDeploymentStopType>,
@@ -8205,14 +14226,23 @@ impl StopServiceDeploymentRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.service_deployment_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "serviceDeploymentArn"))); }
+        if self.service_deployment_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "serviceDeploymentArn",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StopServiceDeploymentResponse {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
 }
 
@@ -8223,7 +14253,10 @@ pub enum StopServiceDeploymentStopType {
     Rollback,
 }
 impl StopServiceDeploymentStopType {
-    pub const ALL: &'static [StopServiceDeploymentStopType] = &[StopServiceDeploymentStopType::Abort, StopServiceDeploymentStopType::Rollback];
+    pub const ALL: &'static [StopServiceDeploymentStopType] = &[
+        StopServiceDeploymentStopType::Abort,
+        StopServiceDeploymentStopType::Rollback,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             StopServiceDeploymentStopType::Abort => "ABORT",
@@ -8241,9 +14274,22 @@ impl FromStr for StopServiceDeploymentStopType {
         }
     }
 }
-impl TryFrom<String> for StopServiceDeploymentStopType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<StopServiceDeploymentStopType> for &'static str { fn from(v: StopServiceDeploymentStopType) -> Self { v.as_str() } }
-impl fmt::Display for StopServiceDeploymentStopType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for StopServiceDeploymentStopType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<StopServiceDeploymentStopType> for &'static str {
+    fn from(v: StopServiceDeploymentStopType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for StopServiceDeploymentStopType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -8259,7 +14305,9 @@ impl StopTaskRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.task.is_none() { v.push(Violation::missing(crate::shape::join(path, "task"))); }
+        if self.task.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "task")));
+        }
     }
 }
 
@@ -8273,7 +14321,9 @@ impl StopTaskResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.task { x.validate_at(&crate::shape::join(path, "task"), v); }
+        if let Some(x) = &self.task {
+            x.validate_at(&crate::shape::join(path, "task"), v);
+        }
     }
 }
 
@@ -8282,22 +14332,39 @@ impl StopTaskResponse {
 pub struct SubmitAttachmentStateChangesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<AttachmentStateChange>>,
 }
 impl SubmitAttachmentStateChangesRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.attachments.is_none() { v.push(Violation::missing(crate::shape::join(path, "attachments"))); }
-        if let Some(x) = &self.attachments { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attachments"), i), v); } }
+        if self.attachments.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "attachments")));
+        }
+        if let Some(x) = &self.attachments {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "attachments"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitAttachmentStateChangesResponse {
-    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acknowledgment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acknowledgment: Option<String>,
 }
 
@@ -8308,7 +14375,11 @@ pub struct SubmitContainerStateChangeRequest {
     pub cluster: Option<String>,
     #[serde(rename = "task", default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
@@ -8318,14 +14389,22 @@ pub struct SubmitContainerStateChangeRequest {
     pub exit_code: Option<i32>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bindings: Option<Vec<NetworkBinding>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitContainerStateChangeResponse {
-    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acknowledgment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acknowledgment: Option<String>,
 }
 
@@ -8340,32 +14419,74 @@ pub struct SubmitTaskStateChangeRequest {
     pub status: Option<String>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(rename = "containers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub containers: Option<Vec<ContainerStateChange>>,
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<AttachmentStateChange>>,
-    #[serde(rename = "managedAgents", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedAgents",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_agents: Option<Vec<ManagedAgentStateChange>>,
-    #[serde(rename = "pullStartedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStartedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_started_at: Option<Timestamp>,
-    #[serde(rename = "pullStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_stopped_at: Option<Timestamp>,
-    #[serde(rename = "executionStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_stopped_at: Option<Timestamp>,
 }
 impl SubmitTaskStateChangeRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.attachments { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attachments"), i), v); } }
-        if let Some(x) = &self.managed_agents { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "managedAgents"), i), v); } }
+        if let Some(x) = &self.attachments {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "attachments"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.managed_agents {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "managedAgents"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitTaskStateChangeResponse {
-    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acknowledgment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acknowledgment: Option<String>,
 }
 
@@ -8390,15 +14511,33 @@ impl Tag {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.key { if !(1..=128).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "key"), "must have a length between 1 and 128 characters")); } }
-        if let Some(x) = &self.value { if !(0..=256).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "value"), "must have a length between 0 and 256 characters")); } }
+        if let Some(x) = &self.key {
+            if !(1..=128).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "key"),
+                    "must have a length between 1 and 128 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.value {
+            if !(0..=256).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "value"),
+                    "must have a length between 0 and 256 characters",
+                ));
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TagResourceRequest {
-    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_arn: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -8407,16 +14546,29 @@ impl TagResourceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.resource_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "resourceArn"))); }
-        if self.tags.is_none() { v.push(Violation::missing(crate::shape::join(path, "tags"))); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if self.resource_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "resourceArn")));
+        }
+        if self.tags.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "tags")));
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TagResourceResponse {
-}
+pub struct TagResourceResponse {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -8436,66 +14588,161 @@ impl FromStr for TargetType {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "container-instance" => Ok(TargetType::ContainerInstance),
-            _ => Err(format!("invalid value '{s}' for TargetType; valid values: container-instance")),
+            _ => Err(format!(
+                "invalid value '{s}' for TargetType; valid values: container-instance"
+            )),
         }
     }
 }
-impl TryFrom<String> for TargetType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<TargetType> for &'static str { fn from(v: TargetType) -> Self { v.as_str() } }
-impl fmt::Display for TargetType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for TargetType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<TargetType> for &'static str {
+    fn from(v: TargetType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for TargetType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Task {
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<Attachment>>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
-    #[serde(rename = "availabilityZone", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZone",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone: Option<String>,
-    #[serde(rename = "capacityProviderName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_name: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "connectivity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "connectivity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connectivity: Option<Connectivity>,
-    #[serde(rename = "connectivityAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "connectivityAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connectivity_at: Option<Timestamp>,
-    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<String>,
-    #[serde(rename = "containers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub containers: Option<Vec<Container>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    #[serde(rename = "desiredStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_status: Option<String>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
-    #[serde(rename = "executionStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_stopped_at: Option<Timestamp>,
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_status: Option<HealthStatus>,
-    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAccelerators",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
-    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status: Option<String>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "pullStartedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStartedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_started_at: Option<Timestamp>,
-    #[serde(rename = "pullStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_stopped_at: Option<Timestamp>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
@@ -8505,49 +14752,121 @@ pub struct Task {
     pub stop_code: Option<TaskStopCode>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Timestamp>,
-    #[serde(rename = "stoppedReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stoppedReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stopped_reason: Option<String>,
-    #[serde(rename = "stoppingAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stoppingAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stopping_at: Option<Timestamp>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
     #[serde(rename = "version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<TaskEphemeralStorage>,
 }
 impl Task {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.attributes { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v); } }
-        if let Some(x) = &self.inference_accelerators { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "inferenceAccelerators"), i), v); } }
-        if let Some(x) = &self.overrides { x.validate_at(&crate::shape::join(path, "overrides"), v); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
-        if let Some(x) = &self.ephemeral_storage { x.validate_at(&crate::shape::join(path, "ephemeralStorage"), v); }
+        if let Some(x) = &self.attributes {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.inference_accelerators {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "inferenceAccelerators"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.overrides {
+            x.validate_at(&crate::shape::join(path, "overrides"), v);
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
+        if let Some(x) = &self.ephemeral_storage {
+            x.validate_at(&crate::shape::join(path, "ephemeralStorage"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskDefinition {
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<ContainerDefinition>>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "networkMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_mode: Option<NetworkMode>,
     #[serde(rename = "revision", default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i32>,
@@ -8555,51 +14874,143 @@ pub struct TaskDefinition {
     pub volumes: Option<Vec<Volume>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TaskDefinitionStatus>,
-    #[serde(rename = "requiresAttributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requiresAttributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requires_attributes: Option<Vec<Attribute>>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<TaskDefinitionPlacementConstraint>>,
-    #[serde(rename = "compatibilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "compatibilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub compatibilities: Option<Vec<Compatibility>>,
-    #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runtimePlatform",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runtime_platform: Option<RuntimePlatform>,
-    #[serde(rename = "requiresCompatibilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requiresCompatibilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requires_compatibilities: Option<Vec<Compatibility>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAccelerators",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
     #[serde(rename = "pidMode", default, skip_serializing_if = "Option::is_none")]
     pub pid_mode: Option<PidMode>,
     #[serde(rename = "ipcMode", default, skip_serializing_if = "Option::is_none")]
     pub ipc_mode: Option<IpcMode>,
-    #[serde(rename = "proxyConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "proxyConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub proxy_configuration: Option<ProxyConfiguration>,
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<Timestamp>,
-    #[serde(rename = "deregisteredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deregisteredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deregistered_at: Option<Timestamp>,
-    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteRequestedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_requested_at: Option<Timestamp>,
-    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_by: Option<String>,
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
-    #[serde(rename = "enableFaultInjection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableFaultInjection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_fault_injection: Option<bool>,
 }
 impl TaskDefinition {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.container_definitions { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerDefinitions"), i), v); } }
-        if let Some(x) = &self.volumes { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumes"), i), v); } }
-        if let Some(x) = &self.requires_attributes { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "requiresAttributes"), i), v); } }
-        if let Some(x) = &self.inference_accelerators { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "inferenceAccelerators"), i), v); } }
-        if let Some(x) = &self.proxy_configuration { x.validate_at(&crate::shape::join(path, "proxyConfiguration"), v); }
-        if let Some(x) = &self.ephemeral_storage { x.validate_at(&crate::shape::join(path, "ephemeralStorage"), v); }
+        if let Some(x) = &self.container_definitions {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "containerDefinitions"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.volumes {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "volumes"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.requires_attributes {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "requiresAttributes"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.inference_accelerators {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "inferenceAccelerators"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.proxy_configuration {
+            x.validate_at(&crate::shape::join(path, "proxyConfiguration"), v);
+        }
+        if let Some(x) = &self.ephemeral_storage {
+            x.validate_at(&crate::shape::join(path, "ephemeralStorage"), v);
+        }
     }
 }
 
@@ -8611,7 +15022,11 @@ pub enum TaskDefinitionFamilyStatus {
     All,
 }
 impl TaskDefinitionFamilyStatus {
-    pub const ALL: &'static [TaskDefinitionFamilyStatus] = &[TaskDefinitionFamilyStatus::Active, TaskDefinitionFamilyStatus::Inactive, TaskDefinitionFamilyStatus::All];
+    pub const ALL: &'static [TaskDefinitionFamilyStatus] = &[
+        TaskDefinitionFamilyStatus::Active,
+        TaskDefinitionFamilyStatus::Inactive,
+        TaskDefinitionFamilyStatus::All,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             TaskDefinitionFamilyStatus::Active => "ACTIVE",
@@ -8631,9 +15046,22 @@ impl FromStr for TaskDefinitionFamilyStatus {
         }
     }
 }
-impl TryFrom<String> for TaskDefinitionFamilyStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<TaskDefinitionFamilyStatus> for &'static str { fn from(v: TaskDefinitionFamilyStatus) -> Self { v.as_str() } }
-impl fmt::Display for TaskDefinitionFamilyStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for TaskDefinitionFamilyStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<TaskDefinitionFamilyStatus> for &'static str {
+    fn from(v: TaskDefinitionFamilyStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for TaskDefinitionFamilyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -8653,20 +15081,39 @@ impl FromStr for TaskDefinitionField {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(TaskDefinitionField::Tags),
-            _ => Err(format!("invalid value '{s}' for TaskDefinitionField; valid values: TAGS")),
+            _ => Err(format!(
+                "invalid value '{s}' for TaskDefinitionField; valid values: TAGS"
+            )),
         }
     }
 }
-impl TryFrom<String> for TaskDefinitionField { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<TaskDefinitionField> for &'static str { fn from(v: TaskDefinitionField) -> Self { v.as_str() } }
-impl fmt::Display for TaskDefinitionField { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for TaskDefinitionField {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<TaskDefinitionField> for &'static str {
+    fn from(v: TaskDefinitionField) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for TaskDefinitionField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskDefinitionPlacementConstraint {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<TaskDefinitionPlacementConstraintType>,
-    #[serde(rename = "expression", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expression",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expression: Option<String>,
 }
 
@@ -8676,7 +15123,8 @@ pub enum TaskDefinitionPlacementConstraintType {
     MemberOf,
 }
 impl TaskDefinitionPlacementConstraintType {
-    pub const ALL: &'static [TaskDefinitionPlacementConstraintType] = &[TaskDefinitionPlacementConstraintType::MemberOf];
+    pub const ALL: &'static [TaskDefinitionPlacementConstraintType] =
+        &[TaskDefinitionPlacementConstraintType::MemberOf];
     pub fn as_str(self) -> &'static str {
         match self {
             TaskDefinitionPlacementConstraintType::MemberOf => "memberOf",
@@ -8692,9 +15140,22 @@ impl FromStr for TaskDefinitionPlacementConstraintType {
         }
     }
 }
-impl TryFrom<String> for TaskDefinitionPlacementConstraintType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<TaskDefinitionPlacementConstraintType> for &'static str { fn from(v: TaskDefinitionPlacementConstraintType) -> Self { v.as_str() } }
-impl fmt::Display for TaskDefinitionPlacementConstraintType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for TaskDefinitionPlacementConstraintType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<TaskDefinitionPlacementConstraintType> for &'static str {
+    fn from(v: TaskDefinitionPlacementConstraintType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for TaskDefinitionPlacementConstraintType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -8704,7 +15165,11 @@ pub enum TaskDefinitionStatus {
     DeleteInProgress,
 }
 impl TaskDefinitionStatus {
-    pub const ALL: &'static [TaskDefinitionStatus] = &[TaskDefinitionStatus::Active, TaskDefinitionStatus::Inactive, TaskDefinitionStatus::DeleteInProgress];
+    pub const ALL: &'static [TaskDefinitionStatus] = &[
+        TaskDefinitionStatus::Active,
+        TaskDefinitionStatus::Inactive,
+        TaskDefinitionStatus::DeleteInProgress,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             TaskDefinitionStatus::Active => "ACTIVE",
@@ -8724,9 +15189,22 @@ impl FromStr for TaskDefinitionStatus {
         }
     }
 }
-impl TryFrom<String> for TaskDefinitionStatus { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<TaskDefinitionStatus> for &'static str { fn from(v: TaskDefinitionStatus) -> Self { v.as_str() } }
-impl fmt::Display for TaskDefinitionStatus { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for TaskDefinitionStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<TaskDefinitionStatus> for &'static str {
+    fn from(v: TaskDefinitionStatus) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for TaskDefinitionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -8755,13 +15233,28 @@ impl FromStr for TaskField {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(TaskField::Tags),
-            _ => Err(format!("invalid value '{s}' for TaskField; valid values: TAGS")),
+            _ => Err(format!(
+                "invalid value '{s}' for TaskField; valid values: TAGS"
+            )),
         }
     }
 }
-impl TryFrom<String> for TaskField { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<TaskField> for &'static str { fn from(v: TaskField) -> Self { v.as_str() } }
-impl fmt::Display for TaskField { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for TaskField {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<TaskField> for &'static str {
+    fn from(v: TaskField) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for TaskField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -8772,7 +15265,12 @@ pub enum TaskFilesystemType {
     Ntfs,
 }
 impl TaskFilesystemType {
-    pub const ALL: &'static [TaskFilesystemType] = &[TaskFilesystemType::Ext3, TaskFilesystemType::Ext4, TaskFilesystemType::Xfs, TaskFilesystemType::Ntfs];
+    pub const ALL: &'static [TaskFilesystemType] = &[
+        TaskFilesystemType::Ext3,
+        TaskFilesystemType::Ext4,
+        TaskFilesystemType::Xfs,
+        TaskFilesystemType::Ntfs,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             TaskFilesystemType::Ext3 => "ext3",
@@ -8790,13 +15288,28 @@ impl FromStr for TaskFilesystemType {
             "ext4" => Ok(TaskFilesystemType::Ext4),
             "xfs" => Ok(TaskFilesystemType::Xfs),
             "ntfs" => Ok(TaskFilesystemType::Ntfs),
-            _ => Err(format!("invalid value '{s}' for TaskFilesystemType; valid values: ext3, ext4, xfs, ntfs")),
+            _ => Err(format!(
+                "invalid value '{s}' for TaskFilesystemType; valid values: ext3, ext4, xfs, ntfs"
+            )),
         }
     }
 }
-impl TryFrom<String> for TaskFilesystemType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<TaskFilesystemType> for &'static str { fn from(v: TaskFilesystemType) -> Self { v.as_str() } }
-impl fmt::Display for TaskFilesystemType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for TaskFilesystemType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<TaskFilesystemType> for &'static str {
+    fn from(v: TaskFilesystemType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for TaskFilesystemType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -8805,75 +15318,152 @@ pub struct TaskManagedEBSVolumeConfiguration {
     pub encrypted: Option<bool>,
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(rename = "volumeType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_type: Option<String>,
     #[serde(rename = "sizeInGiB", default, skip_serializing_if = "Option::is_none")]
     pub size_in_gi_b: Option<i32>,
-    #[serde(rename = "snapshotId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "snapshotId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub snapshot_id: Option<String>,
-    #[serde(rename = "volumeInitializationRate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeInitializationRate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_initialization_rate: Option<i32>,
     #[serde(rename = "iops", default, skip_serializing_if = "Option::is_none")]
     pub iops: Option<i32>,
-    #[serde(rename = "throughput", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "throughput",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub throughput: Option<i32>,
-    #[serde(rename = "tagSpecifications", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tagSpecifications",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tag_specifications: Option<Vec<EBSTagSpecification>>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(rename = "terminationPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "terminationPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub termination_policy: Option<TaskManagedEBSVolumeTerminationPolicy>,
-    #[serde(rename = "filesystemType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "filesystemType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub filesystem_type: Option<TaskFilesystemType>,
 }
 impl TaskManagedEBSVolumeConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.tag_specifications { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tagSpecifications"), i), v); } }
-        if self.role_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "roleArn"))); }
-        if let Some(x) = &self.termination_policy { x.validate_at(&crate::shape::join(path, "terminationPolicy"), v); }
+        if let Some(x) = &self.tag_specifications {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "tagSpecifications"), i),
+                    v,
+                );
+            }
+        }
+        if self.role_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "roleArn")));
+        }
+        if let Some(x) = &self.termination_policy {
+            x.validate_at(&crate::shape::join(path, "terminationPolicy"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskManagedEBSVolumeTerminationPolicy {
-    #[serde(rename = "deleteOnTermination", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteOnTermination",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_on_termination: Option<bool>,
 }
 impl TaskManagedEBSVolumeTerminationPolicy {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.delete_on_termination.is_none() { v.push(Violation::missing(crate::shape::join(path, "deleteOnTermination"))); }
+        if self.delete_on_termination.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "deleteOnTermination",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskOverride {
-    #[serde(rename = "containerOverrides", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerOverrides",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_overrides: Option<Vec<ContainerOverride>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
-    #[serde(rename = "inferenceAcceleratorOverrides", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAcceleratorOverrides",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerator_overrides: Option<Vec<InferenceAcceleratorOverride>>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
 }
 impl TaskOverride {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.container_overrides { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerOverrides"), i), v); } }
-        if let Some(x) = &self.ephemeral_storage { x.validate_at(&crate::shape::join(path, "ephemeralStorage"), v); }
+        if let Some(x) = &self.container_overrides {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "containerOverrides"), i),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.ephemeral_storage {
+            x.validate_at(&crate::shape::join(path, "ephemeralStorage"), v);
+        }
     }
 }
 
@@ -8882,62 +15472,157 @@ impl TaskOverride {
 pub struct TaskSet {
     #[serde(rename = "id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(rename = "taskSetArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskSetArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_set_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
-    #[serde(rename = "externalId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "externalId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "computedDesiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "computedDesiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub computed_desired_count: Option<i32>,
-    #[serde(rename = "pendingCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_count: Option<i32>,
-    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_count: Option<i32>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     #[serde(rename = "scale", default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
-    #[serde(rename = "stabilityStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stabilityStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stability_status: Option<StabilityStatus>,
-    #[serde(rename = "stabilityStatusAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stabilityStatusAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stability_status_at: Option<Timestamp>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
 }
 impl TaskSet {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.capacity_provider_strategy { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v); } }
-        if let Some(x) = &self.network_configuration { x.validate_at(&crate::shape::join(path, "networkConfiguration"), v); }
-        if let Some(x) = &self.tags { if !(0..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v); } }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "capacityProviderStrategy"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.network_configuration {
+            x.validate_at(&crate::shape::join(path, "networkConfiguration"), v);
+        }
+        if let Some(x) = &self.tags {
+            if !(0..=50).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "tags"),
+                    "must have between 0 and 50 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
+            }
+        }
     }
 }
 
@@ -8959,13 +15644,28 @@ impl FromStr for TaskSetField {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(TaskSetField::Tags),
-            _ => Err(format!("invalid value '{s}' for TaskSetField; valid values: TAGS")),
+            _ => Err(format!(
+                "invalid value '{s}' for TaskSetField; valid values: TAGS"
+            )),
         }
     }
 }
-impl TryFrom<String> for TaskSetField { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<TaskSetField> for &'static str { fn from(v: TaskSetField) -> Self { v.as_str() } }
-impl fmt::Display for TaskSetField { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for TaskSetField {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<TaskSetField> for &'static str {
+    fn from(v: TaskSetField) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for TaskSetField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -8978,7 +15678,14 @@ pub enum TaskStopCode {
     TerminationNotice,
 }
 impl TaskStopCode {
-    pub const ALL: &'static [TaskStopCode] = &[TaskStopCode::TaskFailedToStart, TaskStopCode::EssentialContainerExited, TaskStopCode::UserInitiated, TaskStopCode::ServiceSchedulerInitiated, TaskStopCode::SpotInterruption, TaskStopCode::TerminationNotice];
+    pub const ALL: &'static [TaskStopCode] = &[
+        TaskStopCode::TaskFailedToStart,
+        TaskStopCode::EssentialContainerExited,
+        TaskStopCode::UserInitiated,
+        TaskStopCode::ServiceSchedulerInitiated,
+        TaskStopCode::SpotInterruption,
+        TaskStopCode::TerminationNotice,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             TaskStopCode::TaskFailedToStart => "TaskFailedToStart",
@@ -9004,60 +15711,118 @@ impl FromStr for TaskStopCode {
         }
     }
 }
-impl TryFrom<String> for TaskStopCode { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<TaskStopCode> for &'static str { fn from(v: TaskStopCode) -> Self { v.as_str() } }
-impl fmt::Display for TaskStopCode { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for TaskStopCode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<TaskStopCode> for &'static str {
+    fn from(v: TaskStopCode) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for TaskStopCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskVolumeConfiguration {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "managedEBSVolume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedEBSVolume",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_ebs_volume: Option<TaskManagedEBSVolumeConfiguration>,
 }
 impl TaskVolumeConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "name"))); }
-        if let Some(x) = &self.managed_ebs_volume { x.validate_at(&crate::shape::join(path, "managedEBSVolume"), v); }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "name")));
+        }
+        if let Some(x) = &self.managed_ebs_volume {
+            x.validate_at(&crate::shape::join(path, "managedEBSVolume"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutConfiguration {
-    #[serde(rename = "idleTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "idleTimeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idle_timeout_seconds: Option<i32>,
-    #[serde(rename = "perRequestTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "perRequestTimeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub per_request_timeout_seconds: Option<i32>,
 }
 impl TimeoutConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.idle_timeout_seconds { if (*x as f64) < 0.0 || (*x as f64) > 2147483647.0 { v.push(Violation::new(crate::shape::join(path, "idleTimeoutSeconds"), "must be at least 0 and at most 2147483647")); } }
-        if let Some(x) = &self.per_request_timeout_seconds { if (*x as f64) < 0.0 || (*x as f64) > 2147483647.0 { v.push(Violation::new(crate::shape::join(path, "perRequestTimeoutSeconds"), "must be at least 0 and at most 2147483647")); } }
+        if let Some(x) = &self.idle_timeout_seconds {
+            if (*x as f64) < 0.0 || (*x as f64) > 2147483647.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "idleTimeoutSeconds"),
+                    "must be at least 0 and at most 2147483647",
+                ));
+            }
+        }
+        if let Some(x) = &self.per_request_timeout_seconds {
+            if (*x as f64) < 0.0 || (*x as f64) > 2147483647.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "perRequestTimeoutSeconds"),
+                    "must be at least 0 and at most 2147483647",
+                ));
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tmpfs {
-    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_path: Option<String>,
     #[serde(rename = "size", default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i32>,
-    #[serde(rename = "mountOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mountOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_options: Option<Vec<String>>,
 }
 impl Tmpfs {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.container_path.is_none() { v.push(Violation::missing(crate::shape::join(path, "containerPath"))); }
-        if self.size.is_none() { v.push(Violation::missing(crate::shape::join(path, "size"))); }
+        if self.container_path.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "containerPath",
+            )));
+        }
+        if self.size.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "size")));
+        }
     }
 }
 
@@ -9091,13 +15856,28 @@ impl FromStr for TransportProtocol {
         match s {
             "tcp" => Ok(TransportProtocol::Tcp),
             "udp" => Ok(TransportProtocol::Udp),
-            _ => Err(format!("invalid value '{s}' for TransportProtocol; valid values: tcp, udp")),
+            _ => Err(format!(
+                "invalid value '{s}' for TransportProtocol; valid values: tcp, udp"
+            )),
         }
     }
 }
-impl TryFrom<String> for TransportProtocol { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<TransportProtocol> for &'static str { fn from(v: TransportProtocol) -> Self { v.as_str() } }
-impl fmt::Display for TransportProtocol { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for TransportProtocol {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<TransportProtocol> for &'static str {
+    fn from(v: TransportProtocol) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for TransportProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -9113,9 +15893,15 @@ impl Ulimit {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "name"))); }
-        if self.soft_limit.is_none() { v.push(Violation::missing(crate::shape::join(path, "softLimit"))); }
-        if self.hard_limit.is_none() { v.push(Violation::missing(crate::shape::join(path, "hardLimit"))); }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "name")));
+        }
+        if self.soft_limit.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "softLimit")));
+        }
+        if self.hard_limit.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "hardLimit")));
+        }
     }
 }
 
@@ -9139,7 +15925,23 @@ pub enum UlimitName {
     Stack,
 }
 impl UlimitName {
-    pub const ALL: &'static [UlimitName] = &[UlimitName::Core, UlimitName::Cpu, UlimitName::Data, UlimitName::Fsize, UlimitName::Locks, UlimitName::Memlock, UlimitName::Msgqueue, UlimitName::Nice, UlimitName::Nofile, UlimitName::Nproc, UlimitName::Rss, UlimitName::Rtprio, UlimitName::Rttime, UlimitName::Sigpending, UlimitName::Stack];
+    pub const ALL: &'static [UlimitName] = &[
+        UlimitName::Core,
+        UlimitName::Cpu,
+        UlimitName::Data,
+        UlimitName::Fsize,
+        UlimitName::Locks,
+        UlimitName::Memlock,
+        UlimitName::Msgqueue,
+        UlimitName::Nice,
+        UlimitName::Nofile,
+        UlimitName::Nproc,
+        UlimitName::Rss,
+        UlimitName::Rtprio,
+        UlimitName::Rttime,
+        UlimitName::Sigpending,
+        UlimitName::Stack,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             UlimitName::Core => "core",
@@ -9183,14 +15985,31 @@ impl FromStr for UlimitName {
         }
     }
 }
-impl TryFrom<String> for UlimitName { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<UlimitName> for &'static str { fn from(v: UlimitName) -> Self { v.as_str() } }
-impl fmt::Display for UlimitName { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for UlimitName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<UlimitName> for &'static str {
+    fn from(v: UlimitName) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for UlimitName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UntagResourceRequest {
-    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_arn: Option<String>,
     #[serde(rename = "tagKeys", default, skip_serializing_if = "Option::is_none")]
     pub tag_keys: Option<Vec<String>>,
@@ -9199,16 +16018,28 @@ impl UntagResourceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.resource_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "resourceArn"))); }
-        if self.tag_keys.is_none() { v.push(Violation::missing(crate::shape::join(path, "tagKeys"))); }
-        if let Some(x) = &self.tag_keys { for (i, item) in x.iter().enumerate() { if !(1..=128).contains(&item.chars().count()) { v.push(Violation::new(format!("{}[{}]", crate::shape::join(path, "tagKeys"), i), "must have a length between 1 and 128 characters")); } } }
+        if self.resource_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "resourceArn")));
+        }
+        if self.tag_keys.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "tagKeys")));
+        }
+        if let Some(x) = &self.tag_keys {
+            for (i, item) in x.iter().enumerate() {
+                if !(1..=128).contains(&item.chars().count()) {
+                    v.push(Violation::new(
+                        format!("{}[{}]", crate::shape::join(path, "tagKeys"), i),
+                        "must have a length between 1 and 128 characters",
+                    ));
+                }
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UntagResourceResponse {
-}
+pub struct UntagResourceResponse {}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -9217,32 +16048,52 @@ pub struct UpdateCapacityProviderRequest {
     pub name: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProviderUpdate>,
-    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedInstancesProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_instances_provider: Option<UpdateManagedInstancesProviderConfiguration>,
 }
 impl UpdateCapacityProviderRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "name"))); }
-        if let Some(x) = &self.auto_scaling_group_provider { x.validate_at(&crate::shape::join(path, "autoScalingGroupProvider"), v); }
-        if let Some(x) = &self.managed_instances_provider { x.validate_at(&crate::shape::join(path, "managedInstancesProvider"), v); }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "name")));
+        }
+        if let Some(x) = &self.auto_scaling_group_provider {
+            x.validate_at(&crate::shape::join(path, "autoScalingGroupProvider"), v);
+        }
+        if let Some(x) = &self.managed_instances_provider {
+            x.validate_at(&crate::shape::join(path, "managedInstancesProvider"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCapacityProviderResponse {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<CapacityProvider>,
 }
 impl UpdateCapacityProviderResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.capacity_provider { x.validate_at(&crate::shape::join(path, "capacityProvider"), v); }
+        if let Some(x) = &self.capacity_provider {
+            x.validate_at(&crate::shape::join(path, "capacityProvider"), v);
+        }
     }
 }
 
@@ -9253,17 +16104,29 @@ pub struct UpdateClusterRequest {
     pub cluster: Option<String>,
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<ClusterConfiguration>,
-    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaultsRequest>,
 }
 impl UpdateClusterRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.cluster.is_none() { v.push(Violation::missing(crate::shape::join(path, "cluster"))); }
-        if let Some(x) = &self.service_connect_defaults { x.validate_at(&crate::shape::join(path, "serviceConnectDefaults"), v); }
+        if self.cluster.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "cluster")));
+        }
+        if let Some(x) = &self.service_connect_defaults {
+            x.validate_at(&crate::shape::join(path, "serviceConnectDefaults"), v);
+        }
     }
 }
 
@@ -9277,7 +16140,9 @@ impl UpdateClusterResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.cluster { x.validate_at(&crate::shape::join(path, "cluster"), v); }
+        if let Some(x) = &self.cluster {
+            x.validate_at(&crate::shape::join(path, "cluster"), v);
+        }
     }
 }
 
@@ -9293,8 +16158,12 @@ impl UpdateClusterSettingsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.cluster.is_none() { v.push(Violation::missing(crate::shape::join(path, "cluster"))); }
-        if self.settings.is_none() { v.push(Violation::missing(crate::shape::join(path, "settings"))); }
+        if self.cluster.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "cluster")));
+        }
+        if self.settings.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "settings")));
+        }
     }
 }
 
@@ -9308,7 +16177,9 @@ impl UpdateClusterSettingsResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.cluster { x.validate_at(&crate::shape::join(path, "cluster"), v); }
+        if let Some(x) = &self.cluster {
+            x.validate_at(&crate::shape::join(path, "cluster"), v);
+        }
     }
 }
 
@@ -9317,28 +16188,43 @@ impl UpdateClusterSettingsResponse {
 pub struct UpdateContainerAgentRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
 }
 impl UpdateContainerAgentRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.container_instance.is_none() { v.push(Violation::missing(crate::shape::join(path, "containerInstance"))); }
+        if self.container_instance.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "containerInstance",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateContainerAgentResponse {
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<ContainerInstance>,
 }
 impl UpdateContainerAgentResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.container_instance { x.validate_at(&crate::shape::join(path, "containerInstance"), v); }
+        if let Some(x) = &self.container_instance {
+            x.validate_at(&crate::shape::join(path, "containerInstance"), v);
+        }
     }
 }
 
@@ -9347,7 +16233,11 @@ impl UpdateContainerAgentResponse {
 pub struct UpdateContainerInstancesStateRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<String>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ContainerInstanceStatus>,
@@ -9356,15 +16246,26 @@ impl UpdateContainerInstancesStateRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.container_instances.is_none() { v.push(Violation::missing(crate::shape::join(path, "containerInstances"))); }
-        if self.status.is_none() { v.push(Violation::missing(crate::shape::join(path, "status"))); }
+        if self.container_instances.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "containerInstances",
+            )));
+        }
+        if self.status.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "status")));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateContainerInstancesStateResponse {
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<ContainerInstance>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -9373,7 +16274,14 @@ impl UpdateContainerInstancesStateResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.container_instances { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerInstances"), i), v); } }
+        if let Some(x) = &self.container_instances {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!("{}[{}]", crate::shape::join(path, "containerInstances"), i),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -9382,27 +16290,65 @@ impl UpdateContainerInstancesStateResponse {
 pub struct UpdateDaemonRequest {
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
-    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arns: Option<Vec<String>>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<DaemonPropagateTags>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
 }
 impl UpdateDaemonRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.daemon_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "daemonArn"))); }
-        if self.daemon_task_definition_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "daemonTaskDefinitionArn"))); }
-        if self.capacity_provider_arns.is_none() { v.push(Violation::missing(crate::shape::join(path, "capacityProviderArns"))); }
-        if let Some(x) = &self.deployment_configuration { x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v); }
+        if self.daemon_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "daemonArn")));
+        }
+        if self.daemon_task_definition_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "daemonTaskDefinitionArn",
+            )));
+        }
+        if self.capacity_provider_arns.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "capacityProviderArns",
+            )));
+        }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v);
+        }
     }
 }
 
@@ -9417,38 +16363,74 @@ pub struct UpdateDaemonResponse {
     pub created_at: Option<Timestamp>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateExpressGatewayServiceRequest {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_container: Option<ExpressGatewayContainer>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalingTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
 }
 impl UpdateExpressGatewayServiceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.service_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "serviceArn"))); }
-        if let Some(x) = &self.primary_container { x.validate_at(&crate::shape::join(path, "primaryContainer"), v); }
+        if self.service_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "serviceArn")));
+        }
+        if let Some(x) = &self.primary_container {
+            x.validate_at(&crate::shape::join(path, "primaryContainer"), v);
+        }
     }
 }
 
@@ -9462,31 +16444,65 @@ impl UpdateExpressGatewayServiceResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.service { x.validate_at(&crate::shape::join(path, "service"), v); }
+        if let Some(x) = &self.service {
+            x.validate_at(&crate::shape::join(path, "service"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateManagedInstancesProviderConfiguration {
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceLaunchTemplate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_launch_template: Option<InstanceLaunchTemplateUpdate>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateMITags>,
-    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureOptimization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
-    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoRepairConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 impl UpdateManagedInstancesProviderConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.infrastructure_role_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "infrastructureRoleArn"))); }
-        if self.instance_launch_template.is_none() { v.push(Violation::missing(crate::shape::join(path, "instanceLaunchTemplate"))); }
-        if let Some(x) = &self.instance_launch_template { x.validate_at(&crate::shape::join(path, "instanceLaunchTemplate"), v); }
+        if self.infrastructure_role_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "infrastructureRoleArn",
+            )));
+        }
+        if self.instance_launch_template.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "instanceLaunchTemplate",
+            )));
+        }
+        if let Some(x) = &self.instance_launch_template {
+            x.validate_at(&crate::shape::join(path, "instanceLaunchTemplate"), v);
+        }
     }
 }
 
@@ -9497,16 +16513,29 @@ pub struct UpdateServicePrimaryTaskSetRequest {
     pub cluster: Option<String>,
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    #[serde(rename = "primaryTaskSet", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryTaskSet",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_task_set: Option<String>,
 }
 impl UpdateServicePrimaryTaskSetRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.cluster.is_none() { v.push(Violation::missing(crate::shape::join(path, "cluster"))); }
-        if self.service.is_none() { v.push(Violation::missing(crate::shape::join(path, "service"))); }
-        if self.primary_task_set.is_none() { v.push(Violation::missing(crate::shape::join(path, "primaryTaskSet"))); }
+        if self.cluster.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "cluster")));
+        }
+        if self.service.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "service")));
+        }
+        if self.primary_task_set.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "primaryTaskSet",
+            )));
+        }
     }
 }
 
@@ -9520,7 +16549,9 @@ impl UpdateServicePrimaryTaskSetResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.task_set { x.validate_at(&crate::shape::join(path, "taskSet"), v); }
+        if let Some(x) = &self.task_set {
+            x.validate_at(&crate::shape::join(path, "taskSet"), v);
+        }
     }
 }
 
@@ -9531,59 +16562,182 @@ pub struct UpdateServiceRequest {
     pub cluster: Option<String>,
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
-    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZoneRebalancing",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "forceNewDeployment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "forceNewDeployment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub force_new_deployment: Option<bool>,
-    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckGracePeriodSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_grace_period_seconds: Option<i32>,
-    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentController",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_controller: Option<DeploymentController>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
 }
 impl UpdateServiceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.service.is_none() { v.push(Violation::missing(crate::shape::join(path, "service"))); }
-        if let Some(x) = &self.capacity_provider_strategy { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v); } }
-        if let Some(x) = &self.deployment_configuration { x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v); }
-        if let Some(x) = &self.network_configuration { x.validate_at(&crate::shape::join(path, "networkConfiguration"), v); }
-        if let Some(x) = &self.deployment_controller { x.validate_at(&crate::shape::join(path, "deploymentController"), v); }
-        if let Some(x) = &self.service_connect_configuration { x.validate_at(&crate::shape::join(path, "serviceConnectConfiguration"), v); }
-        if let Some(x) = &self.volume_configurations { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumeConfigurations"), i), v); } }
-        if let Some(x) = &self.vpc_lattice_configurations { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "vpcLatticeConfigurations"), i), v); } }
+        if self.service.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "service")));
+        }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "capacityProviderStrategy"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v);
+        }
+        if let Some(x) = &self.network_configuration {
+            x.validate_at(&crate::shape::join(path, "networkConfiguration"), v);
+        }
+        if let Some(x) = &self.deployment_controller {
+            x.validate_at(&crate::shape::join(path, "deploymentController"), v);
+        }
+        if let Some(x) = &self.service_connect_configuration {
+            x.validate_at(&crate::shape::join(path, "serviceConnectConfiguration"), v);
+        }
+        if let Some(x) = &self.volume_configurations {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "volumeConfigurations"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
+        if let Some(x) = &self.vpc_lattice_configurations {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(
+                    &format!(
+                        "{}[{}]",
+                        crate::shape::join(path, "vpcLatticeConfigurations"),
+                        i
+                    ),
+                    v,
+                );
+            }
+        }
     }
 }
 
@@ -9597,7 +16751,9 @@ impl UpdateServiceResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.service { x.validate_at(&crate::shape::join(path, "service"), v); }
+        if let Some(x) = &self.service {
+            x.validate_at(&crate::shape::join(path, "service"), v);
+        }
     }
 }
 
@@ -9608,25 +16764,46 @@ pub struct UpdateTaskProtectionRequest {
     pub cluster: Option<String>,
     #[serde(rename = "tasks", default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<String>>,
-    #[serde(rename = "protectionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protection_enabled: Option<bool>,
-    #[serde(rename = "expiresInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expiresInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expires_in_minutes: Option<i32>,
 }
 impl UpdateTaskProtectionRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.cluster.is_none() { v.push(Violation::missing(crate::shape::join(path, "cluster"))); }
-        if self.tasks.is_none() { v.push(Violation::missing(crate::shape::join(path, "tasks"))); }
-        if self.protection_enabled.is_none() { v.push(Violation::missing(crate::shape::join(path, "protectionEnabled"))); }
+        if self.cluster.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "cluster")));
+        }
+        if self.tasks.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "tasks")));
+        }
+        if self.protection_enabled.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "protectionEnabled",
+            )));
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTaskProtectionResponse {
-    #[serde(rename = "protectedTasks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectedTasks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protected_tasks: Option<Vec<ProtectedTask>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -9648,10 +16825,18 @@ impl UpdateTaskSetRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.cluster.is_none() { v.push(Violation::missing(crate::shape::join(path, "cluster"))); }
-        if self.service.is_none() { v.push(Violation::missing(crate::shape::join(path, "service"))); }
-        if self.task_set.is_none() { v.push(Violation::missing(crate::shape::join(path, "taskSet"))); }
-        if self.scale.is_none() { v.push(Violation::missing(crate::shape::join(path, "scale"))); }
+        if self.cluster.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "cluster")));
+        }
+        if self.service.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "service")));
+        }
+        if self.task_set.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "taskSet")));
+        }
+        if self.scale.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "scale")));
+        }
     }
 }
 
@@ -9665,22 +16850,36 @@ impl UpdateTaskSetResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.task_set { x.validate_at(&crate::shape::join(path, "taskSet"), v); }
+        if let Some(x) = &self.task_set {
+            x.validate_at(&crate::shape::join(path, "taskSet"), v);
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatedExpressGatewayService {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ExpressGatewayServiceStatus>,
-    #[serde(rename = "targetConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_configuration: Option<ExpressGatewayServiceConfiguration>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -9691,7 +16890,9 @@ impl UpdatedExpressGatewayService {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.target_configuration { x.validate_at(&crate::shape::join(path, "targetConfiguration"), v); }
+        if let Some(x) = &self.target_configuration {
+            x.validate_at(&crate::shape::join(path, "targetConfiguration"), v);
+        }
     }
 }
 
@@ -9707,7 +16908,9 @@ impl VCpuCountRangeRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.min.is_none() { v.push(Violation::missing(crate::shape::join(path, "min"))); }
+        if self.min.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "min")));
+        }
     }
 }
 
@@ -9718,7 +16921,8 @@ pub enum VersionConsistency {
     Disabled,
 }
 impl VersionConsistency {
-    pub const ALL: &'static [VersionConsistency] = &[VersionConsistency::Enabled, VersionConsistency::Disabled];
+    pub const ALL: &'static [VersionConsistency] =
+        &[VersionConsistency::Enabled, VersionConsistency::Disabled];
     pub fn as_str(self) -> &'static str {
         match self {
             VersionConsistency::Enabled => "enabled",
@@ -9732,22 +16936,45 @@ impl FromStr for VersionConsistency {
         match s {
             "enabled" => Ok(VersionConsistency::Enabled),
             "disabled" => Ok(VersionConsistency::Disabled),
-            _ => Err(format!("invalid value '{s}' for VersionConsistency; valid values: enabled, disabled")),
+            _ => Err(format!(
+                "invalid value '{s}' for VersionConsistency; valid values: enabled, disabled"
+            )),
         }
     }
 }
-impl TryFrom<String> for VersionConsistency { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<VersionConsistency> for &'static str { fn from(v: VersionConsistency) -> Self { v.as_str() } }
-impl fmt::Display for VersionConsistency { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for VersionConsistency {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<VersionConsistency> for &'static str {
+    fn from(v: VersionConsistency) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for VersionConsistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VersionInfo {
-    #[serde(rename = "agentVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "agentVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_version: Option<String>,
     #[serde(rename = "agentHash", default, skip_serializing_if = "Option::is_none")]
     pub agent_hash: Option<String>,
-    #[serde(rename = "dockerVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_version: Option<String>,
 }
 
@@ -9758,31 +16985,65 @@ pub struct Volume {
     pub name: Option<String>,
     #[serde(rename = "host", default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostVolumeProperties>,
-    #[serde(rename = "dockerVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_volume_configuration: Option<DockerVolumeConfiguration>,
-    #[serde(rename = "efsVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "efsVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub efs_volume_configuration: Option<EFSVolumeConfiguration>,
-    #[serde(rename = "s3filesVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3filesVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3files_volume_configuration: Option<S3FilesVolumeConfiguration>,
-    #[serde(rename = "fsxWindowsFileServerVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
-    pub fsx_windows_file_server_volume_configuration: Option<FSxWindowsFileServerVolumeConfiguration>,
-    #[serde(rename = "configuredAtLaunch", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fsxWindowsFileServerVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fsx_windows_file_server_volume_configuration:
+        Option<FSxWindowsFileServerVolumeConfiguration>,
+    #[serde(
+        rename = "configuredAtLaunch",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configured_at_launch: Option<bool>,
 }
 impl Volume {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.efs_volume_configuration { x.validate_at(&crate::shape::join(path, "efsVolumeConfiguration"), v); }
-        if let Some(x) = &self.s3files_volume_configuration { x.validate_at(&crate::shape::join(path, "s3filesVolumeConfiguration"), v); }
-        if let Some(x) = &self.fsx_windows_file_server_volume_configuration { x.validate_at(&crate::shape::join(path, "fsxWindowsFileServerVolumeConfiguration"), v); }
+        if let Some(x) = &self.efs_volume_configuration {
+            x.validate_at(&crate::shape::join(path, "efsVolumeConfiguration"), v);
+        }
+        if let Some(x) = &self.s3files_volume_configuration {
+            x.validate_at(&crate::shape::join(path, "s3filesVolumeConfiguration"), v);
+        }
+        if let Some(x) = &self.fsx_windows_file_server_volume_configuration {
+            x.validate_at(
+                &crate::shape::join(path, "fsxWindowsFileServerVolumeConfiguration"),
+                v,
+            );
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeFrom {
-    #[serde(rename = "sourceContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_container: Option<String>,
     #[serde(rename = "readOnly", default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
@@ -9793,7 +17054,11 @@ pub struct VolumeFrom {
 pub struct VpcLatticeConfiguration {
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
@@ -9802,9 +17067,17 @@ impl VpcLatticeConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.role_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "roleArn"))); }
-        if self.target_group_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "targetGroupArn"))); }
-        if self.port_name.is_none() { v.push(Violation::missing(crate::shape::join(path, "portName"))); }
+        if self.role_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "roleArn")));
+        }
+        if self.target_group_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(
+                path,
+                "targetGroupArn",
+            )));
+        }
+        if self.port_name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "portName")));
+        }
     }
 }
-
