@@ -9,6 +9,7 @@ mod security;
 mod settings;
 mod tagging;
 mod task_definitions;
+mod wire_shapes;
 
 use testkit::Berth;
 
