@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the tests and benchmarks need beyond a fresh machine: the aws CLI and
+# moto_server (PyPI), and wrk (Debian). Idempotent: installs only what is missing.
+# Runs as root with no standard input.
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+
+# PyPI packages, each with a Python import that proves it is usable.
+py_missing=()
+"$PYTHON" -c 'import awscli' 2>/dev/null || py_missing+=(awscli)
+"$PYTHON" -c 'import moto.server, flask, flask_cors' 2>/dev/null || py_missing+=('moto[server]')
+if ((${#py_missing[@]})); then
+    echo "install-test-deps: pip install ${py_missing[*]}"
+    "$PYTHON" -m pip install --quiet "${py_missing[@]}"
+    # pyenv puts console scripts behind shims that exist only after a rehash.
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+fi
+
+# Debian packages, each with a command that proves it is installed.
+deb_missing=()
+command -v wrk >/dev/null 2>&1 || deb_missing+=(wrk)
+if ((${#deb_missing[@]})); then
+    echo "install-test-deps: apt-get install ${deb_missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq </dev/null
+    apt-get install -y -qq --no-install-recommends "${deb_missing[@]}" </dev/null
+fi
+
+for cmd in aws moto_server wrk; do
+    command -v "$cmd" >/dev/null 2>&1 || { echo "install-test-deps: $cmd is still missing" >&2; exit 1; }
+done
