@@ -46,6 +46,9 @@ TARGET_DIR = os.path.join(ROOT, "target", "bench")
 BERTH = os.path.join(TARGET_DIR, "release", "berth")
 OUT = os.path.join(ROOT, "bench", "out", "ecs-api.json")
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+# Rounds per (operation, target), interleaved; the medians are reported. One run on a
+# shared VM can be ruined by a neighbour (CPU steal), a median of several much less so.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 THREADS, CONNECTIONS = 2, 16
 REGION = "us-east-1"
 TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
@@ -167,12 +170,28 @@ def wrk_run(name, port, creds, op, payload, workdir):
     cmd = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency", "-s", script,
            f"http://127.0.0.1:{port}/"]
     log(f"{name} {op}: {' '.join(cmd)}")
+    before = cpu_times()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION + 60)
+    after = cpu_times()
     if r.returncode != 0:
         raise BenchError(f"wrk failed ({r.returncode}): {r.stderr}{r.stdout}")
     result = parse_wrk(r.stdout)
     result["wrk_output"] = r.stdout
+    total = sum(after) - sum(before)
+    result["steal_pct"] = 100.0 * (after[7] - before[7]) / total if total else 0.0
     return result
+
+
+def cpu_times():
+    """The machine's CPU time counters (user nice system idle iowait irq softirq steal)."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
 UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -253,21 +272,22 @@ def main():
         for name, (port, creds) in targets.items():
             call(name, port, creds, "CreateCluster", {"clusterName": "bench"})
 
-        results = {}
-        for op, payload in OPERATIONS:
-            for name, (port, creds) in targets.items():
-                r = wrk_run(name, port, creds, op, payload, workdir)
-                results.setdefault(op, {})[name] = r
-                log(f"{name} {op}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms, "
-                    f"non-2xx {r['non2xx']}, socket errors {r['socket_errors']}")
-                if name == "berth" and (r["non2xx"] or r["wrk_non2xx_or_3xx"] or r["socket_errors"]):
-                    raise BenchError(f"berth {op}: {r['non2xx']} non-2xx responses, "
-                                     f"{r['socket_errors']} socket errors; the run measured errors:\n{r['wrk_output']}")
+        runs = {}
+        for _ in range(ROUNDS):
+            for op, payload in OPERATIONS:
+                for name, (port, creds) in targets.items():
+                    r = wrk_run(name, port, creds, op, payload, workdir)
+                    runs.setdefault(op, {}).setdefault(name, []).append(r)
+                    log(f"{name} {op}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms, "
+                        f"non-2xx {r['non2xx']}, socket errors {r['socket_errors']}")
+                    if name == "berth" and (r["non2xx"] or r["wrk_non2xx_or_3xx"] or r["socket_errors"]):
+                        raise BenchError(f"berth {op}: {r['non2xx']} non-2xx responses, "
+                                         f"{r['socket_errors']} socket errors; the run measured errors:\n{r['wrk_output']}")
         # Each RegisterTaskDefinition 200 is a revision: their count must match what Berth kept.
         port, creds = targets["berth"]
         latest = json.loads(call("berth", port, creds, "DescribeTaskDefinition", {"taskDefinition": "bench"}))
         revision = latest["taskDefinition"]["revision"]
-        registered = results["RegisterTaskDefinition"]["berth"]["requests"]
+        registered = sum(r["requests"] for r in runs["RegisterTaskDefinition"]["berth"])
         if revision < registered:
             raise BenchError(f"berth answered {registered} registrations but its latest revision is {revision}")
     finally:
@@ -277,10 +297,20 @@ def main():
 
     print(f"\nECS API, wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION}s, {os.cpu_count()} CPUs shared by wrk and the server, "
           f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
-    print(f"{'operation':<24} {'target':<6} {'req/s':>10} {'p99 ms':>9} {'non-2xx':>8}")
+    print(f"{'operation':<24} {'target':<6} {'round':>5} {'req/s':>10} {'p99 ms':>9} {'steal %':>8}")
+    results = {}
+    for op, by_target in runs.items():
+        for name, rs in by_target.items():
+            for i, r in enumerate(rs):
+                print(f"{op:<24} {name:<6} {i + 1:>5} {r['rps']:>10.0f} {r['p99_ms']:>9.2f} {r['steal_pct']:>8.1f}")
+            results.setdefault(op, {})[name] = {"rps": median([r["rps"] for r in rs]),
+                                                "p99_ms": median([r["p99_ms"] for r in rs]),
+                                                "steal_pct": median([r["steal_pct"] for r in rs])}
+    print(f"\nMedians of {ROUNDS} rounds")
+    print(f"{'operation':<24} {'target':<6} {'req/s':>10} {'p99 ms':>9} {'steal %':>8}")
     for op, by_target in results.items():
         for name, r in by_target.items():
-            print(f"{op:<24} {name:<6} {r['rps']:>10.0f} {r['p99_ms']:>9.2f} {r['non2xx']:>8}")
+            print(f"{op:<24} {name:<6} {r['rps']:>10.0f} {r['p99_ms']:>9.2f} {r['steal_pct']:>8.1f}")
     ratios = {}
     print("\nBerth / moto")
     for op, by_target in results.items():
@@ -301,7 +331,7 @@ def main():
 
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
-        json.dump({"duration_s": DURATION, "threads": THREADS, "connections": CONNECTIONS, "cpus": os.cpu_count(),
+        json.dump({"duration_s": DURATION, "rounds": ROUNDS, "runs": runs, "threads": THREADS, "connections": CONNECTIONS, "cpus": os.cpu_count(),
                    "load_average": load,
                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "results": results, "ratios": ratios, "targets": checks}, f, indent=2)
