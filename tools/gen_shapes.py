@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates Rust data types for an AWS JSON service from its botocore model.
 
-Usage: python3 tools/gen_shapes.py ecs 2014-11-13 crates/model/src/ecs/shapes.rs
+Usage: python3 tools/gen_shapes.py ecs 2014-11-13 crates/model/src/ecs/shapes.rs && cargo fmt --all
 
 The botocore model is the exact, machine-readable statement of AWS's wire shapes, so
 the types are generated from it instead of being transcribed by hand. Only facts are

@@ -79,19 +79,11 @@ fn input<T: serde::de::DeserializeOwned + Validate>(body: &[u8]) -> Result<T, Ap
     match violations.as_slice() {
         [] => Ok(value),
         [one] => Err(ApiError::invalid_parameter(one.to_string())),
-        [first, rest @ ..] => Err(ApiError::invalid_parameter(format!(
-            "{first} (and {} more problems)",
-            rest.len()
-        ))),
+        [first, rest @ ..] => Err(ApiError::invalid_parameter(format!("{first} (and {} more problems)", rest.len()))),
     }
 }
 
-pub async fn dispatch(
-    api: &Api,
-    caller: &Caller,
-    operation: &str,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+pub async fn dispatch(api: &Api, caller: &Caller, operation: &str, body: &[u8]) -> Result<Response, ApiError> {
     let cp = &api.control;
     match operation {
         "CreateCluster" => {
@@ -105,31 +97,19 @@ pub async fn dispatch(
                         settings: r.settings.unwrap_or_default(),
                         configuration: r.configuration,
                         capacity_providers: r.capacity_providers.unwrap_or_default(),
-                        default_capacity_provider_strategy: r
-                            .default_capacity_provider_strategy
-                            .unwrap_or_default(),
-                        service_connect_namespace: r
-                            .service_connect_defaults
-                            .and_then(|d| d.namespace),
+                        default_capacity_provider_strategy: r.default_capacity_provider_strategy.unwrap_or_default(),
+                        service_connect_namespace: r.service_connect_defaults.and_then(|d| d.namespace),
                     },
                 )
                 .await?;
-            Ok(ok(&w::CreateClusterResponse {
-                cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)),
-            }))
+            Ok(ok(&w::CreateClusterResponse { cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)) }))
         }
         "DescribeClusters" => {
             let r: w::DescribeClustersRequest = input(body)?;
             let include = r.include.unwrap_or_default();
-            let (clusters, failures) =
-                cp.describe_clusters(caller, &r.clusters.unwrap_or_default())?;
+            let (clusters, failures) = cp.describe_clusters(caller, &r.clusters.unwrap_or_default())?;
             Ok(ok(&w::DescribeClustersResponse {
-                clusters: Some(
-                    clusters
-                        .iter()
-                        .map(|c| cluster_shape(c, &include))
-                        .collect(),
-                ),
+                clusters: Some(clusters.iter().map(|c| cluster_shape(c, &include)).collect()),
                 failures: Some(failures.into_iter().map(failure_shape).collect()),
             }))
         }
@@ -137,10 +117,7 @@ pub async fn dispatch(
             let r: w::ListClustersRequest = input(body)?;
             let page = Page::parse(r.max_results, r.next_token.as_deref(), PAGE_LIMIT)?;
             let (arns, next_token) = cp.list_clusters(caller, &page);
-            Ok(ok(&w::ListClustersResponse {
-                cluster_arns: Some(arns),
-                next_token,
-            }))
+            Ok(ok(&w::ListClustersResponse { cluster_arns: Some(arns), next_token }))
         }
         "UpdateCluster" => {
             let r: w::UpdateClusterRequest = input(body)?;
@@ -149,25 +126,15 @@ pub async fn dispatch(
                 configuration: r.configuration,
                 service_connect_namespace: r.service_connect_defaults.and_then(|d| d.namespace),
             };
-            let cluster = cp
-                .update_cluster(caller, r.cluster.unwrap_or_default(), update)
-                .await?;
-            Ok(ok(&w::UpdateClusterResponse {
-                cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)),
-            }))
+            let cluster = cp.update_cluster(caller, r.cluster.unwrap_or_default(), update).await?;
+            Ok(ok(&w::UpdateClusterResponse { cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)) }))
         }
         "UpdateClusterSettings" => {
             let r: w::UpdateClusterSettingsRequest = input(body)?;
             let cluster = cp
-                .update_cluster_settings(
-                    caller,
-                    r.cluster.unwrap_or_default(),
-                    r.settings.unwrap_or_default(),
-                )
+                .update_cluster_settings(caller, r.cluster.unwrap_or_default(), r.settings.unwrap_or_default())
                 .await?;
-            Ok(ok(&w::UpdateClusterSettingsResponse {
-                cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)),
-            }))
+            Ok(ok(&w::UpdateClusterSettingsResponse { cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)) }))
         }
         "PutClusterCapacityProviders" => {
             let r: w::PutClusterCapacityProvidersRequest = input(body)?;
@@ -185,12 +152,8 @@ pub async fn dispatch(
         }
         "DeleteCluster" => {
             let r: w::DeleteClusterRequest = input(body)?;
-            let cluster = cp
-                .delete_cluster(caller, r.cluster.unwrap_or_default())
-                .await?;
-            Ok(ok(&w::DeleteClusterResponse {
-                cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)),
-            }))
+            let cluster = cp.delete_cluster(caller, r.cluster.unwrap_or_default()).await?;
+            Ok(ok(&w::DeleteClusterResponse { cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)) }))
         }
         "RegisterTaskDefinition" => {
             let r: w::RegisterTaskDefinitionRequest = input(body)?;
@@ -202,14 +165,8 @@ pub async fn dispatch(
         }
         "DescribeTaskDefinition" => {
             let r: w::DescribeTaskDefinitionRequest = input(body)?;
-            let td = cp.describe_task_definition(
-                caller,
-                r.task_definition.as_deref().unwrap_or_default(),
-            )?;
-            let with_tags = r
-                .include
-                .unwrap_or_default()
-                .contains(&TaskDefinitionField::Tags);
+            let td = cp.describe_task_definition(caller, r.task_definition.as_deref().unwrap_or_default())?;
+            let with_tags = r.include.unwrap_or_default().contains(&TaskDefinitionField::Tags);
             Ok(ok(&w::DescribeTaskDefinitionResponse {
                 task_definition: Some(task_definition_shape(&td)),
                 tags: with_tags.then(|| tags_shape(&td.tags)),
@@ -222,10 +179,7 @@ pub async fn dispatch(
             let desc = r.sort == Some(w::SortOrder::Desc);
             let (arns, next_token) =
                 cp.list_task_definitions(caller, r.family_prefix.as_deref(), status, desc, &page)?;
-            Ok(ok(&w::ListTaskDefinitionsResponse {
-                task_definition_arns: Some(arns),
-                next_token,
-            }))
+            Ok(ok(&w::ListTaskDefinitionsResponse { task_definition_arns: Some(arns), next_token }))
         }
         "ListTaskDefinitionFamilies" => {
             let r: w::ListTaskDefinitionFamiliesRequest = input(body)?;
@@ -233,25 +187,16 @@ pub async fn dispatch(
             let status = r.status.unwrap_or(w::TaskDefinitionFamilyStatus::Active);
             let (families, next_token) =
                 cp.list_task_definition_families(caller, r.family_prefix.as_deref(), status, &page);
-            Ok(ok(&w::ListTaskDefinitionFamiliesResponse {
-                families: Some(families),
-                next_token,
-            }))
+            Ok(ok(&w::ListTaskDefinitionFamiliesResponse { families: Some(families), next_token }))
         }
         "DeregisterTaskDefinition" => {
             let r: w::DeregisterTaskDefinitionRequest = input(body)?;
-            let td = cp
-                .deregister_task_definition(caller, r.task_definition.unwrap_or_default())
-                .await?;
-            Ok(ok(&w::DeregisterTaskDefinitionResponse {
-                task_definition: Some(task_definition_shape(&td)),
-            }))
+            let td = cp.deregister_task_definition(caller, r.task_definition.unwrap_or_default()).await?;
+            Ok(ok(&w::DeregisterTaskDefinitionResponse { task_definition: Some(task_definition_shape(&td)) }))
         }
         "DeleteTaskDefinitions" => {
             let r: w::DeleteTaskDefinitionsRequest = input(body)?;
-            let (done, failures) = cp
-                .delete_task_definitions(caller, r.task_definitions.unwrap_or_default())
-                .await?;
+            let (done, failures) = cp.delete_task_definitions(caller, r.task_definitions.unwrap_or_default()).await?;
             Ok(ok(&w::DeleteTaskDefinitionsResponse {
                 task_definitions: Some(done.iter().map(task_definition_shape).collect()),
                 failures: Some(failures.into_iter().map(failure_shape).collect()),
@@ -259,67 +204,36 @@ pub async fn dispatch(
         }
         "TagResource" => {
             let r: w::TagResourceRequest = input(body)?;
-            cp.tag_resource(
-                caller,
-                r.resource_arn.unwrap_or_default(),
-                tag_pairs(r.tags),
-            )
-            .await?;
+            cp.tag_resource(caller, r.resource_arn.unwrap_or_default(), tag_pairs(r.tags)).await?;
             Ok(ok(&w::TagResourceResponse {}))
         }
         "UntagResource" => {
             let r: w::UntagResourceRequest = input(body)?;
-            cp.untag_resource(
-                caller,
-                r.resource_arn.unwrap_or_default(),
-                r.tag_keys.unwrap_or_default(),
-            )
-            .await?;
+            cp.untag_resource(caller, r.resource_arn.unwrap_or_default(), r.tag_keys.unwrap_or_default()).await?;
             Ok(ok(&w::UntagResourceResponse {}))
         }
         "ListTagsForResource" => {
             let r: w::ListTagsForResourceRequest = input(body)?;
-            let tags =
-                cp.list_tags_for_resource(caller, r.resource_arn.as_deref().unwrap_or_default())?;
-            Ok(ok(&w::ListTagsForResourceResponse {
-                tags: Some(tags_shape(&tags)),
-            }))
+            let tags = cp.list_tags_for_resource(caller, r.resource_arn.as_deref().unwrap_or_default())?;
+            Ok(ok(&w::ListTagsForResourceResponse { tags: Some(tags_shape(&tags)) }))
         }
         "PutAccountSetting" => {
             let r: w::PutAccountSettingRequest = input(body)?;
-            let name = r
-                .name
-                .ok_or_else(|| ApiError::invalid_parameter("name is required"))?;
-            let s = cp
-                .put_account_setting(caller, name, r.value.unwrap_or_default(), r.principal_arn)
-                .await?;
-            Ok(ok(&w::PutAccountSettingResponse {
-                setting: Some(setting_shape(s)),
-            }))
+            let name = r.name.ok_or_else(|| ApiError::invalid_parameter("name is required"))?;
+            let s = cp.put_account_setting(caller, name, r.value.unwrap_or_default(), r.principal_arn).await?;
+            Ok(ok(&w::PutAccountSettingResponse { setting: Some(setting_shape(s)) }))
         }
         "PutAccountSettingDefault" => {
             let r: w::PutAccountSettingDefaultRequest = input(body)?;
-            let name = r
-                .name
-                .ok_or_else(|| ApiError::invalid_parameter("name is required"))?;
-            let s = cp
-                .put_account_setting_default(caller, name, r.value.unwrap_or_default())
-                .await?;
-            Ok(ok(&w::PutAccountSettingDefaultResponse {
-                setting: Some(setting_shape(s)),
-            }))
+            let name = r.name.ok_or_else(|| ApiError::invalid_parameter("name is required"))?;
+            let s = cp.put_account_setting_default(caller, name, r.value.unwrap_or_default()).await?;
+            Ok(ok(&w::PutAccountSettingDefaultResponse { setting: Some(setting_shape(s)) }))
         }
         "DeleteAccountSetting" => {
             let r: w::DeleteAccountSettingRequest = input(body)?;
-            let name = r
-                .name
-                .ok_or_else(|| ApiError::invalid_parameter("name is required"))?;
-            let s = cp
-                .delete_account_setting(caller, name, r.principal_arn)
-                .await?;
-            Ok(ok(&w::DeleteAccountSettingResponse {
-                setting: Some(setting_shape(s)),
-            }))
+            let name = r.name.ok_or_else(|| ApiError::invalid_parameter("name is required"))?;
+            let s = cp.delete_account_setting(caller, name, r.principal_arn).await?;
+            Ok(ok(&w::DeleteAccountSettingResponse { setting: Some(setting_shape(s)) }))
         }
         "ListAccountSettings" => {
             let r: w::ListAccountSettingsRequest = input(body)?;
@@ -339,21 +253,13 @@ pub async fn dispatch(
         }
         "PutAttributes" => {
             let r: w::PutAttributesRequest = input(body)?;
-            let attrs = cp
-                .put_attributes(caller, r.cluster, attributes_in(r.attributes))
-                .await?;
-            Ok(ok(&w::PutAttributesResponse {
-                attributes: Some(attrs.into_iter().map(attribute_shape).collect()),
-            }))
+            let attrs = cp.put_attributes(caller, r.cluster, attributes_in(r.attributes)).await?;
+            Ok(ok(&w::PutAttributesResponse { attributes: Some(attrs.into_iter().map(attribute_shape).collect()) }))
         }
         "DeleteAttributes" => {
             let r: w::DeleteAttributesRequest = input(body)?;
-            let attrs = cp
-                .delete_attributes(caller, r.cluster, attributes_in(r.attributes))
-                .await?;
-            Ok(ok(&w::DeleteAttributesResponse {
-                attributes: Some(attrs.into_iter().map(attribute_shape).collect()),
-            }))
+            let attrs = cp.delete_attributes(caller, r.cluster, attributes_in(r.attributes)).await?;
+            Ok(ok(&w::DeleteAttributesResponse { attributes: Some(attrs.into_iter().map(attribute_shape).collect()) }))
         }
         "ListAttributes" => {
             let r: w::ListAttributesRequest = input(body)?;
@@ -376,37 +282,22 @@ pub async fn dispatch(
             "UnsupportedFeatureException",
             format!("Berth does not implement the ECS operation {op} yet."),
         )),
-        op => Err(ApiError::bad_request(
-            "UnknownOperationException",
-            format!("ECS has no operation named '{op}'."),
-        )),
+        op => Err(ApiError::bad_request("UnknownOperationException", format!("ECS has no operation named '{op}'."))),
     }
 }
 
 const ALL_CLUSTER_FIELDS: &[ClusterField] = ClusterField::ALL;
 
 fn tag_pairs(tags: Option<Vec<w::Tag>>) -> Vec<(String, String)> {
-    tags.unwrap_or_default()
-        .into_iter()
-        .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
-        .collect()
+    tags.unwrap_or_default().into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())).collect()
 }
 
 fn tags_shape(tags: &Tags) -> Vec<w::Tag> {
-    tags.iter()
-        .map(|(k, v)| w::Tag {
-            key: Some(k.into()),
-            value: Some(v.into()),
-        })
-        .collect()
+    tags.iter().map(|(k, v)| w::Tag { key: Some(k.into()), value: Some(v.into()) }).collect()
 }
 
 fn failure_shape(f: Failure) -> w::Failure {
-    w::Failure {
-        arn: Some(f.arn),
-        reason: Some(f.reason),
-        detail: f.detail,
-    }
+    w::Failure { arn: Some(f.arn), reason: Some(f.reason), detail: f.detail }
 }
 
 fn setting_shape(s: Setting) -> w::Setting {
@@ -414,11 +305,7 @@ fn setting_shape(s: Setting) -> w::Setting {
         name: Some(s.name),
         value: Some(s.value),
         principal_arn: Some(s.principal_arn),
-        type_: Some(if s.user_set {
-            w::SettingType::User
-        } else {
-            w::SettingType::AwsManaged
-        }),
+        type_: Some(if s.user_set { w::SettingType::User } else { w::SettingType::AwsManaged }),
     }
 }
 
@@ -429,10 +316,7 @@ fn attributes_in(attrs: Option<Vec<w::Attribute>>) -> Vec<model::ecs::Attribute>
         .map(|a| model::ecs::Attribute {
             name: a.name.unwrap_or_default(),
             value: a.value,
-            target_type: a
-                .target_type
-                .map_or("container-instance", |t| t.as_str())
-                .to_string(),
+            target_type: a.target_type.map_or("container-instance", |t| t.as_str()).to_string(),
             target_id: a.target_id.unwrap_or_default(),
         })
         .collect()
@@ -461,10 +345,7 @@ fn statistics() -> Vec<w::KeyValuePair> {
         "drainingFargateServiceCount",
     ]
     .into_iter()
-    .map(|n| w::KeyValuePair {
-        name: Some(n.into()),
-        value: Some("0".into()),
-    })
+    .map(|n| w::KeyValuePair { name: Some(n.into()), value: Some("0".into()) })
     .collect()
 }
 
@@ -478,31 +359,18 @@ fn cluster_shape(c: &Cluster, include: &[ClusterField]) -> w::Cluster {
         running_tasks_count: Some(0),
         pending_tasks_count: Some(0),
         active_services_count: Some(0),
-        statistics: Some(if has(ClusterField::Statistics) {
-            statistics()
-        } else {
-            Vec::new()
-        }),
-        tags: Some(if has(ClusterField::Tags) {
-            tags_shape(&c.tags)
-        } else {
-            Vec::new()
-        }),
+        statistics: Some(if has(ClusterField::Statistics) { statistics() } else { Vec::new() }),
+        tags: Some(if has(ClusterField::Tags) { tags_shape(&c.tags) } else { Vec::new() }),
         settings: has(ClusterField::Settings).then(|| c.settings.clone()),
-        configuration: if has(ClusterField::Configurations) {
-            c.configuration.clone()
-        } else {
-            None
-        },
+        configuration: if has(ClusterField::Configurations) { c.configuration.clone() } else { None },
         capacity_providers: Some(c.capacity_providers.clone()),
         default_capacity_provider_strategy: Some(c.default_capacity_provider_strategy.clone()),
         attachments: has(ClusterField::Attachments).then(Vec::new),
         attachments_status: None,
-        service_connect_defaults: c.service_connect_namespace.clone().map(|ns| {
-            w::ClusterServiceConnectDefaults {
-                namespace: Some(ns),
-            }
-        }),
+        service_connect_defaults: c
+            .service_connect_namespace
+            .clone()
+            .map(|ns| w::ClusterServiceConnectDefaults { namespace: Some(ns) }),
     }
 }
 
@@ -522,10 +390,7 @@ fn task_definition_shape(td: &TaskDefinition) -> w::TaskDefinition {
             td.spec
                 .requires_attributes
                 .iter()
-                .map(|n| w::Attribute {
-                    name: Some(n.clone()),
-                    ..Default::default()
-                })
+                .map(|n| w::Attribute { name: Some(n.clone()), ..Default::default() })
                 .collect(),
         ),
         placement_constraints: Some(d.placement_constraints.unwrap_or_default()),

@@ -19,11 +19,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -64,14 +60,10 @@ impl From<Error> for ApiError {
             }
             Error::Conflict { kind, message } => {
                 let code = match kind {
-                    ConflictKind::ClusterHasInstances => {
-                        "ClusterContainsContainerInstancesException"
-                    }
+                    ConflictKind::ClusterHasInstances => "ClusterContainsContainerInstancesException",
                     ConflictKind::ClusterHasServices => "ClusterContainsServicesException",
                     ConflictKind::ClusterHasTasks => "ClusterContainsTasksException",
-                    ConflictKind::ClusterHasCapacityProviders => {
-                        "ClusterContainsCapacityProviderException"
-                    }
+                    ConflictKind::ClusterHasCapacityProviders => "ClusterContainsCapacityProviderException",
                     ConflictKind::ResourceInUse => "ResourceInUseException",
                     ConflictKind::AttributeLimit => "AttributeLimitExceededException",
                 };
@@ -116,10 +108,7 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({ "__type": self.code, "message": self.message }).to_string();
         let mut r = (self.status, body).into_response();
         let h = r.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
         if let Ok(v) = HeaderValue::from_str(self.code) {
             h.insert("x-amzn-errortype", v);
         }

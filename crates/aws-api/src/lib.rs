@@ -57,14 +57,7 @@ async fn unsupported_method() -> ApiError {
 fn request_id() -> String {
     let b: [u8; 16] = rand::thread_rng().gen();
     let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 async fn handle(
@@ -75,11 +68,7 @@ async fn handle(
     body: axum::body::Body,
 ) -> Response {
     let id = request_id();
-    let target = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let span = tracing::info_span!("aws_request", request_id = %id, target = %target);
     let mut response = async {
         let result = process(&api, &method, &uri, &headers, body, &target).await;
@@ -113,9 +102,7 @@ async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
             "SerializationException",
             format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
         )),
-        Err(_) => Err(ApiError::serialization(
-            "The request body could not be read.",
-        )),
+        Err(_) => Err(ApiError::serialization("The request body could not be read.")),
     }
 }
 
@@ -168,50 +155,29 @@ fn authenticate(
     };
     let parsed = sigv4::parse(&req)?;
     if parsed.credential.service != service {
-        return Err(sigv4::AuthError::WrongService {
-            expected: service.into(),
-        }
-        .into());
+        return Err(sigv4::AuthError::WrongService { expected: service.into() }.into());
     }
-    let key = api
-        .control
-        .credentials
-        .lookup(&parsed.credential.access_key_id)?
-        .ok_or(sigv4::AuthError::UnknownKey)?;
+    let key = api.control.credentials.lookup(&parsed.credential.access_key_id)?.ok_or(sigv4::AuthError::UnknownKey)?;
     parsed.verify(&req, &key.secret, OffsetDateTime::now_utc())?;
     let region = Region::parse(&parsed.credential.region).map_err(|_| {
         ApiError::bad_request(
             "InvalidSignatureException",
-            format!(
-                "'{}' is not a valid region in the credential scope.",
-                parsed.credential.region
-            ),
+            format!("'{}' is not a valid region in the credential scope.", parsed.credential.region),
         )
     })?;
-    Ok(Caller {
-        scope: Scope {
-            account: AccountId::clone(&key.account),
-            region,
-        },
-    })
+    Ok(Caller { scope: Scope { account: AccountId::clone(&key.account), region } })
 }
 
 /// Decodes a request body into its input shape. Wrong types, unknown members and
 /// malformed JSON become a `SerializationException` naming the member at fault.
 pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        body
-    };
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path.is_empty() || path == "." {
-            ApiError::serialization(format!(
-                "The request body is not valid JSON for this operation: {inner}"
-            ))
+            ApiError::serialization(format!("The request body is not valid JSON for this operation: {inner}"))
         } else {
             ApiError::serialization(format!("Invalid value at '{path}': {inner}"))
         }
@@ -222,9 +188,6 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 pub(crate) fn ok<T: Serialize>(value: &T) -> Response {
     let body = serde_json::to_vec(value).expect("response shapes always serialize");
     let mut r = (http::StatusCode::OK, body).into_response();
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
     r
 }

@@ -21,11 +21,7 @@ pub const MAX_PRESIGN_SECONDS: i64 = 7 * 24 * 3600;
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
 /// Everything except the unreserved characters of RFC 3986 is percent-encoded.
-const STRICT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const STRICT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// The parts of a request that the signature covers.
 #[derive(Debug)]
@@ -92,11 +88,7 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| {
-                percent_decode_str(&s.replace('+', "%20"))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
+            let dec = |s: &str| percent_decode_str(&s.replace('+', "%20")).decode_utf8_lossy().into_owned();
             (dec(k), dec(v))
         })
         .collect()
@@ -105,9 +97,7 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
 /// Finds the signature parameters, from the Authorization header or the query.
 pub fn parse(req: &SignedRequest<'_>) -> Result<Parsed, AuthError> {
     if let Some(auth) = req.headers.get(http::header::AUTHORIZATION) {
-        let auth = auth
-            .to_str()
-            .map_err(|_| AuthError::Malformed("Authorization header is not ASCII".into()))?;
+        let auth = auth.to_str().map_err(|_| AuthError::Malformed("Authorization header is not ASCII".into()))?;
         let rest = auth
             .strip_prefix(ALGORITHM)
             .ok_or_else(|| AuthError::Malformed(format!("only {ALGORITHM} is supported")))?;
@@ -118,30 +108,13 @@ pub fn parse(req: &SignedRequest<'_>) -> Result<Parsed, AuthError> {
             }
         }
         let get = |k: &str| {
-            fields
-                .get(k)
-                .cloned()
-                .ok_or_else(|| AuthError::Malformed(format!("Authorization header lacks {k}")))
+            fields.get(k).cloned().ok_or_else(|| AuthError::Malformed(format!("Authorization header lacks {k}")))
         };
         let amz_date = match req.headers.get("x-amz-date") {
-            Some(v) => v
-                .to_str()
-                .map_err(|_| AuthError::Malformed("X-Amz-Date is not ASCII".into()))?
-                .to_string(),
-            None => {
-                return Err(AuthError::Malformed(
-                    "the request needs an X-Amz-Date header".into(),
-                ))
-            }
+            Some(v) => v.to_str().map_err(|_| AuthError::Malformed("X-Amz-Date is not ASCII".into()))?.to_string(),
+            None => return Err(AuthError::Malformed("the request needs an X-Amz-Date header".into())),
         };
-        return finish(
-            &get("Credential")?,
-            &get("SignedHeaders")?,
-            get("Signature")?,
-            amz_date,
-            false,
-            None,
-        );
+        return finish(&get("Credential")?, &get("SignedHeaders")?, get("Signature")?, amz_date, false, None);
     }
     let q = parse_query(req.query);
     let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
@@ -149,20 +122,13 @@ pub fn parse(req: &SignedRequest<'_>) -> Result<Parsed, AuthError> {
         return Err(AuthError::Missing);
     };
     if get("X-Amz-Algorithm").as_deref() != Some(ALGORITHM) {
-        return Err(AuthError::Malformed(format!(
-            "X-Amz-Algorithm must be {ALGORITHM}"
-        )));
+        return Err(AuthError::Malformed(format!("X-Amz-Algorithm must be {ALGORITHM}")));
     }
-    let need = |k: &str| {
-        get(k).ok_or_else(|| AuthError::Malformed(format!("the presigned URL lacks {k}")))
-    };
-    let expires: i64 = need("X-Amz-Expires")?
-        .parse()
-        .map_err(|_| AuthError::Malformed("X-Amz-Expires is not a number".into()))?;
+    let need = |k: &str| get(k).ok_or_else(|| AuthError::Malformed(format!("the presigned URL lacks {k}")));
+    let expires: i64 =
+        need("X-Amz-Expires")?.parse().map_err(|_| AuthError::Malformed("X-Amz-Expires is not a number".into()))?;
     if !(1..=MAX_PRESIGN_SECONDS).contains(&expires) {
-        return Err(AuthError::Malformed(format!(
-            "X-Amz-Expires must be between 1 and {MAX_PRESIGN_SECONDS}"
-        )));
+        return Err(AuthError::Malformed(format!("X-Amz-Expires must be between 1 and {MAX_PRESIGN_SECONDS}")));
     }
     finish(
         &need("X-Amz-Credential")?,
@@ -193,21 +159,12 @@ fn finish(
             "Credential should be scoped to the date of the request: '{date}' differs from '{amz_date}'"
         )));
     }
-    let signed_headers: Vec<String> = signed_headers
-        .split(';')
-        .map(|h| h.to_ascii_lowercase())
-        .collect();
+    let signed_headers: Vec<String> = signed_headers.split(';').map(|h| h.to_ascii_lowercase()).collect();
     if !signed_headers.iter().any(|h| h == "host") {
-        return Err(AuthError::Malformed(
-            "the host header must be signed".into(),
-        ));
+        return Err(AuthError::Malformed("the host header must be signed".into()));
     }
     Ok(Parsed {
-        credential: Credential {
-            access_key_id: key.into(),
-            region: region.into(),
-            service: service.into(),
-        },
+        credential: Credential { access_key_id: key.into(), region: region.into(), service: service.into() },
         date: date.into(),
         amz_date,
         signed_headers,
@@ -219,9 +176,7 @@ fn finish(
 
 fn parse_amz_date(s: &str) -> Option<OffsetDateTime> {
     let fmt = format_description!("[year][month][day]T[hour][minute][second]Z");
-    PrimitiveDateTime::parse(s, fmt)
-        .ok()
-        .map(|t| t.assume_utc())
+    PrimitiveDateTime::parse(s, fmt).ok().map(|t| t.assume_utc())
 }
 
 fn format_amz_date(t: OffsetDateTime) -> String {
@@ -231,15 +186,9 @@ fn format_amz_date(t: OffsetDateTime) -> String {
 
 impl Parsed {
     /// Checks the request's time against `now`, then the signature against `secret`.
-    pub fn verify(
-        &self,
-        req: &SignedRequest<'_>,
-        secret: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), AuthError> {
-        let when = parse_amz_date(&self.amz_date).ok_or_else(|| {
-            AuthError::Malformed(format!("'{}' is not a valid X-Amz-Date", self.amz_date))
-        })?;
+    pub fn verify(&self, req: &SignedRequest<'_>, secret: &str, now: OffsetDateTime) -> Result<(), AuthError> {
+        let when = parse_amz_date(&self.amz_date)
+            .ok_or_else(|| AuthError::Malformed(format!("'{}' is not a valid X-Amz-Date", self.amz_date)))?;
         let age = (now - when).whole_seconds();
         if let Some(expires) = self.expires {
             if age > expires {
@@ -273,21 +222,10 @@ impl Parsed {
         }
         let payload_hash = self.payload_hash(req)?;
         let canonical = self.canonical_request(req, &payload_hash)?;
-        let scope = format!(
-            "{}/{}/{}/aws4_request",
-            self.date, self.credential.region, self.credential.service
-        );
-        let to_sign = format!(
-            "{ALGORITHM}\n{}\n{scope}\n{}",
-            self.amz_date,
-            sha256_hex(canonical.as_bytes())
-        );
+        let scope = format!("{}/{}/{}/aws4_request", self.date, self.credential.region, self.credential.service);
+        let to_sign = format!("{ALGORITHM}\n{}\n{scope}\n{}", self.amz_date, sha256_hex(canonical.as_bytes()));
         let mut key = hmac(format!("AWS4{secret}").as_bytes(), self.date.as_bytes());
-        for part in [
-            self.credential.region.as_bytes(),
-            self.credential.service.as_bytes(),
-            b"aws4_request",
-        ] {
+        for part in [self.credential.region.as_bytes(), self.credential.service.as_bytes(), b"aws4_request"] {
             key = hmac(&key, part);
         }
         let expected = hex::encode(hmac(&key, to_sign.as_bytes()));
@@ -302,55 +240,33 @@ impl Parsed {
     /// payload is refused, because these APIs must never act on a body nobody signed.
     fn payload_hash(&self, req: &SignedRequest<'_>) -> Result<String, AuthError> {
         let actual = sha256_hex(req.body);
-        match req
-            .headers
-            .get("x-amz-content-sha256")
-            .and_then(|v| v.to_str().ok())
-        {
+        match req.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()) {
             None => Ok(actual),
             Some(claimed) if claimed.eq_ignore_ascii_case(&actual) => Ok(claimed.to_string()),
-            Some("UNSIGNED-PAYLOAD") => Err(AuthError::Malformed(
-                "UNSIGNED-PAYLOAD is not accepted here; sign the request body".into(),
-            )),
+            Some("UNSIGNED-PAYLOAD") => {
+                Err(AuthError::Malformed("UNSIGNED-PAYLOAD is not accepted here; sign the request body".into()))
+            }
             Some(_) => Err(AuthError::Malformed(
-                "The provided 'x-amz-content-sha256' header does not match what was computed."
-                    .into(),
+                "The provided 'x-amz-content-sha256' header does not match what was computed.".into(),
             )),
         }
     }
 
-    fn canonical_request(
-        &self,
-        req: &SignedRequest<'_>,
-        payload_hash: &str,
-    ) -> Result<String, AuthError> {
+    fn canonical_request(&self, req: &SignedRequest<'_>, payload_hash: &str) -> Result<String, AuthError> {
         // Non-S3 services sign the path with each segment encoded once more than it was
         // sent (the SDKs encode the already-encoded path).
         let uri = if req.path.is_empty() || req.path == "/" {
             "/".to_string()
         } else {
-            req.path
-                .split('/')
-                .map(|seg| utf8_percent_encode(seg, STRICT).to_string())
-                .collect::<Vec<_>>()
-                .join("/")
+            req.path.split('/').map(|seg| utf8_percent_encode(seg, STRICT).to_string()).collect::<Vec<_>>().join("/")
         };
         let mut query: Vec<(String, String)> = parse_query(req.query)
             .into_iter()
             .filter(|(k, _)| !(self.presigned && k == "X-Amz-Signature"))
-            .map(|(k, v)| {
-                (
-                    utf8_percent_encode(&k, STRICT).to_string(),
-                    utf8_percent_encode(&v, STRICT).to_string(),
-                )
-            })
+            .map(|(k, v)| (utf8_percent_encode(&k, STRICT).to_string(), utf8_percent_encode(&v, STRICT).to_string()))
             .collect();
         query.sort();
-        let query = query
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
+        let query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
         let mut headers = String::new();
         for name in &self.signed_headers {
             let values: Vec<String> = req
@@ -360,17 +276,11 @@ impl Parsed {
                 .map(|v| collapse_spaces(&String::from_utf8_lossy(v.as_bytes())))
                 .collect();
             if values.is_empty() {
-                return Err(AuthError::Malformed(format!(
-                    "the signed header '{name}' is not in the request"
-                )));
+                return Err(AuthError::Malformed(format!("the signed header '{name}' is not in the request")));
             }
             headers.push_str(&format!("{name}:{}\n", values.join(",")));
         }
-        Ok(format!(
-            "{}\n{uri}\n{query}\n{headers}\n{}\n{payload_hash}",
-            req.method,
-            self.signed_headers.join(";")
-        ))
+        Ok(format!("{}\n{uri}\n{query}\n{headers}\n{}\n{payload_hash}", req.method, self.signed_headers.join(";")))
     }
 }
 
@@ -399,19 +309,11 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        let req = SignedRequest {
-            method: "GET",
-            path: "/",
-            query: "",
-            headers: &headers,
-            body: b"",
-        };
+        let req = SignedRequest { method: "GET", path: "/", query: "", headers: &headers, body: b"" };
         let parsed = parse(&req).unwrap();
         assert_eq!(parsed.credential.access_key_id, "AKIDEXAMPLE");
         let now = parse_amz_date("20150830T123700Z").unwrap();
-        parsed
-            .verify(&req, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", now)
-            .unwrap();
+        parsed.verify(&req, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", now).unwrap();
         assert_eq!(parsed.verify(&req, "wrong", now), Err(AuthError::Mismatch));
         let late = parse_amz_date("20150830T130000Z").unwrap();
         assert!(matches!(
@@ -423,29 +325,15 @@ mod tests {
     #[test]
     fn missing_and_malformed() {
         let headers = HeaderMap::new();
-        let req = SignedRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &headers,
-            body: b"{}",
-        };
+        let req = SignedRequest { method: "POST", path: "/", query: "", headers: &headers, body: b"{}" };
         assert_eq!(parse(&req).unwrap_err(), AuthError::Missing);
         let mut headers = HeaderMap::new();
         headers.insert(
             "authorization",
-            "AWS4-HMAC-SHA256 Credential=AK/2015/x, SignedHeaders=host, Signature=00"
-                .parse()
-                .unwrap(),
+            "AWS4-HMAC-SHA256 Credential=AK/2015/x, SignedHeaders=host, Signature=00".parse().unwrap(),
         );
         headers.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
-        let req = SignedRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &headers,
-            body: b"{}",
-        };
+        let req = SignedRequest { method: "POST", path: "/", query: "", headers: &headers, body: b"{}" };
         assert!(matches!(parse(&req), Err(AuthError::Malformed(_))));
     }
 }

@@ -116,11 +116,9 @@ pub enum KeyCommand {
 }
 
 pub fn init_logging(g: &Global) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&g.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&g.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if g.log_format == "json" {
         builder.json().init();
     } else {
@@ -135,10 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Account(AccountCommand::Create { data, name }) => {
             let dir = DataDir::open_existing(&data.data_dir)?;
             let (account, key) = dir.credentials()?.create_account(&name)?;
-            println!(
-                "account {}\naccess key id {}\nsecret access key {}",
-                account.id, key.id, key.secret
-            );
+            println!("account {}\naccess key id {}\nsecret access key {}", account.id, key.id, key.secret);
             Ok(())
         }
         Command::Account(AccountCommand::List { data }) => {
@@ -162,22 +157,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 fn env(args: EnvArgs) -> anyhow::Result<()> {
     model::Region::parse(&args.region)?;
     let dir = DataDir::open_existing(&args.data.data_dir)?;
-    let endpoint = dir
-        .endpoint()
-        .context("Berth has not been started with this data dir yet: run `berth up` first")?;
+    let endpoint = dir.endpoint().context("Berth has not been started with this data dir yet: run `berth up` first")?;
     let creds = dir.credentials()?;
     let key = match &args.account {
-        None => creds
-            .first_key()?
-            .context("the data dir has no access key; run `berth up` once to create one")?,
+        None => creds.first_key()?.context("the data dir has no access key; run `berth up` once to create one")?,
         Some(id) => {
             let accounts = creds.list()?;
             let Some((_, keys)) = accounts.into_iter().find(|(a, _)| a.id.as_str() == id) else {
                 bail!("there is no account {id}; `berth account list` shows the accounts");
             };
-            keys.into_iter()
-                .next()
-                .context("that account has no access key; create one with `berth key create`")?
+            keys.into_iter().next().context("that account has no access key; create one with `berth key create`")?
         }
     };
     println!("export AWS_ENDPOINT_URL={endpoint}");

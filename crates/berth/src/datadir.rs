@@ -23,8 +23,7 @@ pub struct DataDir {
 impl DataDir {
     /// Creates the data dir if needed (owner-only: it holds secret keys) and opens its store.
     pub fn create(path: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(path)
-            .with_context(|| format!("creating the data dir {}", path.display()))?;
+        std::fs::create_dir_all(path).with_context(|| format!("creating the data dir {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting the data dir {} to its owner", path.display()))?;
         Self::open(path)
@@ -45,10 +44,7 @@ impl DataDir {
     fn open(path: &Path) -> anyhow::Result<Self> {
         let store = SqliteStore::open(&path.join(DATABASE))
             .with_context(|| format!("opening the store in {}", path.display()))?;
-        Ok(DataDir {
-            path: path.to_path_buf(),
-            store: Arc::new(store),
-        })
+        Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store) })
     }
 
     pub fn store(&self) -> Arc<dyn Store> {

@@ -12,17 +12,14 @@ fn main() -> std::process::ExitCode {
     cli::init_logging(&cli.global);
     // Handlers decode whole task definitions; debug builds keep large frames, so workers
     // get more stack than tokio's 2 MiB default.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .thread_stack_size(8 * 1024 * 1024)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("berth: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().thread_stack_size(8 * 1024 * 1024).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("berth: cannot start the async runtime: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -26,9 +26,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let created = dir.credentials()?.bootstrap()?;
     let control = Arc::new(ControlPlane::open(dir.store())?);
 
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
     dir.write_endpoint(&url)?;
@@ -47,16 +45,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let app = Router::new()
         .route(
             "/_berth/health",
-            get(|| async {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    r#"{"status":"ok"}"#,
-                )
-            }),
+            get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#) }),
         )
-        .merge(aws_api::router(aws_api::Api {
-            control: control.clone(),
-        }));
+        .merge(aws_api::router(aws_api::Api { control: control.clone() }));
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
@@ -91,9 +82,7 @@ async fn serve(listener: TcpListener, app: Router, max: usize, shutdown: Cancell
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -111,10 +100,7 @@ async fn serve(listener: TcpListener, app: Router, max: usize, shutdown: Cancell
 
 async fn signal_shutdown(token: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers; stop berth with SIGKILL");
         return;
     };

@@ -41,10 +41,7 @@ pub struct AccessKey {
 impl std::fmt::Debug for AccessKey {
     // The secret never reaches a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessKey")
-            .field("id", &self.id)
-            .field("account", &self.account)
-            .finish_non_exhaustive()
+        f.debug_struct("AccessKey").field("id", &self.id).field("account", &self.account).finish_non_exhaustive()
     }
 }
 
@@ -62,9 +59,7 @@ fn put<T: Serialize>(table: &str, key: &str, v: &T) -> Mutation {
 
 fn random_from(alphabet: &[u8], n: usize) -> String {
     let mut rng = rand::thread_rng();
-    (0..n)
-        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
-        .collect()
+    (0..n).map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char).collect()
 }
 
 /// The accounts and keys in one store.
@@ -81,82 +76,47 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Credentials {
-            store,
-            cache: RwLock::new(HashMap::new()),
-        }
+        Credentials { store, cache: RwLock::new(HashMap::new()) }
     }
 
     /// The key with this id, if any account has it.
     pub fn lookup(&self, key_id: &str) -> Result<Option<AccessKey>> {
-        if let Some(k) = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key_id)
-        {
+        if let Some(k) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(key_id) {
             return Ok(Some(k.clone()));
         }
         // Ids are short, fixed-alphabet strings; anything else cannot be a key of ours and
         // is not worth a store read.
-        if key_id.is_empty()
-            || key_id.len() > 128
-            || !key_id.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
+        if key_id.is_empty() || key_id.len() > 128 || !key_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Ok(None);
         }
         let Some(bytes) = self.store.get(KEYS, key_id).map_err(internal)? else {
             return Ok(None);
         };
         let key: AccessKey = serde_json::from_slice(&bytes).map_err(internal)?;
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key_id.to_string(), key.clone());
+        self.cache.write().unwrap_or_else(|p| p.into_inner()).insert(key_id.to_string(), key.clone());
         Ok(Some(key))
     }
 
     /// Creates an account with one access key.
     pub fn create_account(&self, name: &str) -> Result<(Account, AccessKey)> {
-        let id = AccountId::parse(&format!(
-            "{}{}",
-            rand::thread_rng().gen_range(1..=9),
-            random_from(b"0123456789", 11)
-        ))?;
-        let account = Account {
-            id: id.clone(),
-            name: name.to_string(),
-            created_at: Timestamp::now(),
-        };
+        let id =
+            AccountId::parse(&format!("{}{}", rand::thread_rng().gen_range(1..=9), random_from(b"0123456789", 11)))?;
+        let account = Account { id: id.clone(), name: name.to_string(), created_at: Timestamp::now() };
         let key = new_key(&id);
-        self.store
-            .commit(&[
-                put(ACCOUNTS, id.as_str(), &account),
-                put(KEYS, &key.id, &key),
-            ])
-            .map_err(internal)?;
+        self.store.commit(&[put(ACCOUNTS, id.as_str(), &account), put(KEYS, &key.id, &key)]).map_err(internal)?;
         Ok((account, key))
     }
 
     /// Adds an access key to an existing account.
     pub fn create_key(&self, account: &AccountId) -> Result<AccessKey> {
-        if self
-            .store
-            .get(ACCOUNTS, account.as_str())
-            .map_err(internal)?
-            .is_none()
-        {
+        if self.store.get(ACCOUNTS, account.as_str()).map_err(internal)?.is_none() {
             return Err(Error::NotFound {
                 kind: crate::error::NotFoundKind::Resource,
-                message: format!(
-                    "There is no account {account}; `berth account list` shows the accounts."
-                ),
+                message: format!("There is no account {account}; `berth account list` shows the accounts."),
             });
         }
         let key = new_key(account);
-        self.store
-            .commit(&[put(KEYS, &key.id, &key)])
-            .map_err(internal)?;
+        self.store.commit(&[put(KEYS, &key.id, &key)]).map_err(internal)?;
         Ok(key)
     }
 
@@ -165,10 +125,7 @@ impl Credentials {
         let records = self.store.load().map_err(internal)?;
         let mut accounts: Vec<(Account, Vec<AccessKey>)> = Vec::new();
         for r in records.iter().filter(|r| r.table == ACCOUNTS) {
-            accounts.push((
-                serde_json::from_slice(&r.value).map_err(internal)?,
-                Vec::new(),
-            ));
+            accounts.push((serde_json::from_slice(&r.value).map_err(internal)?, Vec::new()));
         }
         for r in records.iter().filter(|r| r.table == KEYS) {
             let k: AccessKey = serde_json::from_slice(&r.value).map_err(internal)?;
@@ -185,9 +142,7 @@ impl Credentials {
             return Ok(None);
         }
         let (account, key) = self.create_account("default")?;
-        self.store
-            .commit(&[put(META, FIRST_KEY, &key.id)])
-            .map_err(internal)?;
+        self.store.commit(&[put(META, FIRST_KEY, &key.id)]).map_err(internal)?;
         Ok(Some((account, key)))
     }
 
@@ -205,14 +160,8 @@ impl Credentials {
 /// secret.
 fn new_key(account: &AccountId) -> AccessKey {
     AccessKey {
-        id: format!(
-            "AKIA{}",
-            random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
-        ),
-        secret: random_from(
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-            40,
-        ),
+        id: format!("AKIA{}", random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)),
+        secret: random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40),
         account: account.clone(),
         created_at: Timestamp::now(),
     }

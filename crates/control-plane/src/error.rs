@@ -44,10 +44,7 @@ pub enum ConflictKind {
 
 impl Error {
     pub fn cluster_not_found() -> Self {
-        Error::NotFound {
-            kind: NotFoundKind::Cluster,
-            message: "Cluster not found.".into(),
-        }
+        Error::NotFound { kind: NotFoundKind::Cluster, message: "Cluster not found.".into() }
     }
     pub fn client(message: impl Into<String>) -> Self {
         Error::Invalid(Invalid::Client(message.into()))

@@ -61,11 +61,7 @@ impl ControlPlane {
             .stack_size(WRITER_STACK_BYTES)
             .spawn(move || writer::run(rx, writer_store, writer_view))
             .map_err(|e| Error::Internal(format!("starting the writer thread: {e}")))?;
-        Ok(ControlPlane {
-            view,
-            jobs,
-            credentials: auth::Credentials::new(store),
-        })
+        Ok(ControlPlane { view, jobs, credentials: auth::Credentials::new(store) })
     }
 
     /// The state as of the last durable commit.

@@ -20,11 +20,7 @@ impl Page {
         let max = match max_results {
             None => limit,
             Some(m) if (1..=limit).contains(&m) => m,
-            Some(m) => {
-                return Err(Error::parameter(format!(
-                    "maxResults must be between 1 and {limit}; got {m}."
-                )))
-            }
+            Some(m) => return Err(Error::parameter(format!("maxResults must be between 1 and {limit}; got {m}."))),
         };
         let after = match token {
             None => None,
@@ -37,28 +33,17 @@ impl Page {
                 Some(text.strip_prefix(TOKEN_PREFIX).ok_or_else(bad)?.to_string())
             }
         };
-        Ok(Page {
-            max: max as usize,
-            after,
-        })
+        Ok(Page { max: max as usize, after })
     }
 
     /// Takes one page from `items`, which come ordered by key (descending if `desc`).
-    pub fn take<T>(
-        &self,
-        items: impl Iterator<Item = (String, T)>,
-        desc: bool,
-    ) -> (Vec<T>, Option<String>) {
+    pub fn take<T>(&self, items: impl Iterator<Item = (String, T)>, desc: bool) -> (Vec<T>, Option<String>) {
         let mut out = Vec::new();
         let mut last = None;
         let mut more = false;
         for (key, item) in items {
             if let Some(after) = &self.after {
-                let past = if desc {
-                    key.as_str() < after.as_str()
-                } else {
-                    key.as_str() > after.as_str()
-                };
+                let past = if desc { key.as_str() < after.as_str() } else { key.as_str() > after.as_str() };
                 if !past {
                     continue;
                 }
@@ -70,11 +55,7 @@ impl Page {
             last = Some(key);
             out.push(item);
         }
-        let token = if more {
-            last.map(|k| URL_SAFE_NO_PAD.encode(format!("{TOKEN_PREFIX}{k}")))
-        } else {
-            None
-        };
+        let token = if more { last.map(|k| URL_SAFE_NO_PAD.encode(format!("{TOKEN_PREFIX}{k}"))) } else { None };
         (out, token)
     }
 }

@@ -71,9 +71,7 @@ impl Touched {
         match self {
             Touched::Cluster(s, n) => (CLUSTERS, format!("{}/{n}", scope_key(s))),
             // Zero-padded so that keys sort by revision.
-            Touched::TaskDefinition(s, f, r) => {
-                (TASK_DEFINITIONS, format!("{}/{f}/{r:010}", scope_key(s)))
-            }
+            Touched::TaskDefinition(s, f, r) => (TASK_DEFINITIONS, format!("{}/{f}/{r:010}", scope_key(s))),
             Touched::Setting((s, p, n)) => {
                 let who = match p {
                     Principal::AccountDefault => "*".to_string(),
@@ -81,9 +79,7 @@ impl Touched {
                 };
                 (SETTINGS, format!("{}/{who}/{n}", scope_key(s)))
             }
-            Touched::Attribute((s, c, t, n)) => {
-                (ATTRIBUTES, format!("{}/{c}/{t}/{n}", scope_key(s)))
-            }
+            Touched::Attribute((s, c, t, n)) => (ATTRIBUTES, format!("{}/{c}/{t}/{n}", scope_key(s))),
         }
     }
 }
@@ -97,27 +93,16 @@ impl State {
     pub fn mutation(&self, touched: &Touched) -> Mutation {
         let (table, key) = touched.table_and_key();
         let value = match touched {
-            Touched::Cluster(s, n) => self
-                .clusters
-                .get(&(s.clone(), n.clone()))
-                .map(|c| encode(c.as_ref())),
-            Touched::TaskDefinition(s, f, r) => self
-                .task_definitions
-                .get(&(s.clone(), f.clone(), *r))
-                .map(|t| encode(t.as_ref())),
+            Touched::Cluster(s, n) => self.clusters.get(&(s.clone(), n.clone())).map(|c| encode(c.as_ref())),
+            Touched::TaskDefinition(s, f, r) => {
+                self.task_definitions.get(&(s.clone(), f.clone(), *r)).map(|t| encode(t.as_ref()))
+            }
             Touched::Setting(k) => self.settings.get(k).map(encode),
             Touched::Attribute(k) => self.attributes.get(k).map(encode),
         };
         match value {
-            Some(value) => Mutation::Put(Record {
-                table: table.into(),
-                key,
-                value,
-            }),
-            None => Mutation::Delete {
-                table: table.into(),
-                key,
-            },
+            Some(value) => Mutation::Put(Record { table: table.into(), key, value }),
+            None => Mutation::Delete { table: table.into(), key },
         }
     }
 
@@ -133,47 +118,31 @@ impl State {
             match r.table.as_str() {
                 CLUSTERS => {
                     let c: Cluster = decode(r)?;
-                    state
-                        .clusters
-                        .insert((c.scope.clone(), c.name.clone()), Arc::new(c));
+                    state.clusters.insert((c.scope.clone(), c.name.clone()), Arc::new(c));
                 }
                 TASK_DEFINITIONS => {
                     let t: TaskDefinition = decode(r)?;
-                    state
-                        .task_definitions
-                        .insert((t.scope.clone(), t.family.clone(), t.revision), Arc::new(t));
+                    state.task_definitions.insert((t.scope.clone(), t.family.clone(), t.revision), Arc::new(t));
                 }
                 SETTINGS => {
                     let s: StoredSetting = decode(r)?;
-                    state
-                        .settings
-                        .insert((s.scope.clone(), s.principal.clone(), s.name), s);
+                    state.settings.insert((s.scope.clone(), s.principal.clone(), s.name), s);
                 }
                 ATTRIBUTES => {
                     let a: StoredAttribute = decode(r)?;
-                    let key = (
-                        a.scope.clone(),
-                        a.cluster.clone(),
-                        a.attribute.target_id.clone(),
-                        a.attribute.name.clone(),
-                    );
+                    let key =
+                        (a.scope.clone(), a.cluster.clone(), a.attribute.target_id.clone(), a.attribute.name.clone());
                     state.attributes.insert(key, a);
                 }
                 t if t.starts_with("auth.") => {}
-                t => {
-                    return Err(StoreError::Corrupt(format!(
-                        "unknown table '{t}' (written by a newer Berth?)"
-                    )))
-                }
+                t => return Err(StoreError::Corrupt(format!("unknown table '{t}' (written by a newer Berth?)"))),
             }
         }
         Ok(state)
     }
 
     pub fn cluster(&self, scope: &Scope, name: &ClusterName) -> Option<&Cluster> {
-        self.clusters
-            .get(&(scope.clone(), name.clone()))
-            .map(|c| &**c)
+        self.clusters.get(&(scope.clone(), name.clone())).map(|c| &**c)
     }
 
     /// All revisions of one family, oldest first.

@@ -53,11 +53,8 @@ where
         });
         (failed, deliver)
     });
-    jobs.send(job)
-        .await
-        .map_err(|_| Error::Internal("the writer has stopped".into()))?;
-    rx.await
-        .map_err(|_| Error::Internal("the writer dropped a change".into()))?
+    jobs.send(job).await.map_err(|_| Error::Internal("the writer has stopped".into()))?;
+    rx.await.map_err(|_| Error::Internal("the writer dropped a change".into()))?
 }
 
 /// Runs the writer until every sender is gone. Meant for a dedicated thread: it blocks on
@@ -79,11 +76,7 @@ pub(crate) fn run(mut jobs: mpsc::Receiver<Job>, store: Arc<dyn Store>, view: Ar
             // Each change is atomic: if it fails or panics, its partial edits are undone
             // by going back to the checkpoint (cheap, the maps are persistent).
             let checkpoint = (next.clone(), touched.len());
-            let mut txn = Txn {
-                state: &mut next,
-                touched: &mut touched,
-                now,
-            };
+            let mut txn = Txn { state: &mut next, touched: &mut touched, now };
             match catch_unwind(AssertUnwindSafe(|| job(&mut txn))) {
                 Ok((failed, deliver)) => {
                     if failed {

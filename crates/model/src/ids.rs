@@ -15,9 +15,7 @@ impl AccountId {
         if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
             Ok(AccountId(s.to_string()))
         } else {
-            Err(Invalid::Parameter(format!(
-                "'{s}' is not a 12-digit account id"
-            )))
+            Err(Invalid::Parameter(format!("'{s}' is not a 12-digit account id")))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -37,18 +35,12 @@ impl Region {
         let parts: Vec<&str> = s.split('-').collect();
         let ok = s.len() <= 32
             && parts.len() >= 3
-            && parts[..parts.len() - 1]
-                .iter()
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-            && parts
-                .last()
-                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+            && parts.last().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         if ok {
             Ok(Region(s.to_string()))
         } else {
-            Err(Invalid::Parameter(format!(
-                "'{s}' is not a valid region name"
-            )))
+            Err(Invalid::Parameter(format!("'{s}' is not a valid region name")))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -103,10 +95,7 @@ impl Scope {
 /// `true` for names of 1..=255 letters, digits, hyphens and underscores, the rule ECS
 /// applies to cluster names, task definition families and container names.
 pub fn is_ecs_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 255
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A cluster name: up to 255 letters, numbers, hyphens and underscores.
@@ -144,8 +133,7 @@ impl Family {
             Ok(Family(s.to_string()))
         } else {
             Err(Invalid::Client(
-                "Family must be 1 to 255 characters: letters, numbers, hyphens and underscores."
-                    .into(),
+                "Family must be 1 to 255 characters: letters, numbers, hyphens and underscores.".into(),
             ))
         }
     }
@@ -168,21 +156,8 @@ impl Arn {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let bad = || Invalid::Parameter(format!("'{s}' is not a valid ARN"));
         let mut it = s.splitn(6, ':');
-        let (
-            Some("arn"),
-            Some(partition),
-            Some(service),
-            Some(region),
-            Some(account),
-            Some(resource),
-        ) = (
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-        )
+        let (Some("arn"), Some(partition), Some(service), Some(region), Some(account), Some(resource)) =
+            (it.next(), it.next(), it.next(), it.next(), it.next(), it.next())
         else {
             return Err(bad());
         };
@@ -211,11 +186,7 @@ impl Arn {
 
 impl fmt::Display for Arn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "arn:{}:{}:{}:{}:{}",
-            self.partition, self.service, self.region, self.account, self.resource
-        )
+        write!(f, "arn:{}:{}:{}:{}:{}", self.partition, self.service, self.region, self.account, self.resource)
     }
 }
 
@@ -233,12 +204,7 @@ mod tests {
 
     #[test]
     fn regions() {
-        for ok in [
-            "us-east-1",
-            "eu-central-1",
-            "us-gov-west-1",
-            "ap-southeast-2",
-        ] {
+        for ok in ["us-east-1", "eu-central-1", "us-gov-west-1", "ap-southeast-2"] {
             assert!(Region::parse(ok).is_ok(), "{ok}");
         }
         for bad in ["", "us", "us-east", "US-EAST-1", "us-east-1/../x", "us--1"] {

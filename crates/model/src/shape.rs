@@ -45,16 +45,10 @@ pub struct Violation {
 
 impl Violation {
     pub fn new(path: impl Into<String>, problem: &str) -> Self {
-        Violation {
-            path: path.into(),
-            problem: problem.to_string(),
-        }
+        Violation { path: path.into(), problem: problem.to_string() }
     }
     pub fn missing(path: impl Into<String>) -> Self {
-        Violation {
-            path: path.into(),
-            problem: "is required but was not given".to_string(),
-        }
+        Violation { path: path.into(), problem: "is required but was not given".to_string() }
     }
 }
 

@@ -21,10 +21,7 @@ impl Tags {
     }
 
     /// Adds or overwrites tags, enforcing the limits on the result.
-    pub fn merge(
-        &mut self,
-        pairs: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<(), Invalid> {
+    pub fn merge(&mut self, pairs: impl IntoIterator<Item = (String, String)>) -> Result<(), Invalid> {
         let mut next = self.0.clone();
         for (k, v) in pairs {
             check_key(&k)?;
@@ -64,9 +61,7 @@ fn allowed(c: char) -> bool {
 fn check_key(k: &str) -> Result<(), Invalid> {
     let n = k.chars().count();
     if !(1..=128).contains(&n) {
-        return Err(Invalid::Parameter(
-            "Tag keys must be 1 to 128 characters long.".into(),
-        ));
+        return Err(Invalid::Parameter("Tag keys must be 1 to 128 characters long.".into()));
     }
     if !k.chars().all(allowed) {
         return Err(Invalid::Parameter(format!(
@@ -74,18 +69,14 @@ fn check_key(k: &str) -> Result<(), Invalid> {
         )));
     }
     if k.to_ascii_lowercase().starts_with("aws:") {
-        return Err(Invalid::Parameter(format!(
-            "Tag key '{k}' uses the reserved prefix 'aws:'."
-        )));
+        return Err(Invalid::Parameter(format!("Tag key '{k}' uses the reserved prefix 'aws:'.")));
     }
     Ok(())
 }
 
 fn check_value(k: &str, v: &str) -> Result<(), Invalid> {
     if v.chars().count() > 256 {
-        return Err(Invalid::Parameter(format!(
-            "The value of tag '{k}' is longer than 256 characters."
-        )));
+        return Err(Invalid::Parameter(format!("The value of tag '{k}' is longer than 256 characters.")));
     }
     if !v.chars().all(allowed) {
         return Err(Invalid::Parameter(format!(
@@ -118,10 +109,7 @@ mod tests {
     fn merge_overwrites_and_failed_merge_changes_nothing() {
         let mut tags = Tags::parse([t("a", "1")]).unwrap();
         tags.merge([t("a", "2"), t("b", "3")]).unwrap();
-        assert_eq!(
-            tags.iter().collect::<Vec<_>>(),
-            vec![("a", "2"), ("b", "3")]
-        );
+        assert_eq!(tags.iter().collect::<Vec<_>>(), vec![("a", "2"), ("b", "3")]);
         assert!(tags.merge([t("c", "4"), t("aws:d", "5")]).is_err());
         assert_eq!(tags.iter().count(), 2);
     }

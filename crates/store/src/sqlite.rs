@@ -19,9 +19,7 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.path)
-            .finish()
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
     }
 }
 
@@ -40,9 +38,7 @@ impl SqliteStore {
                 .create_new(true)
                 .mode(0o600)
                 .open(path)
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("creating {}: {e}", path.display()))
-                })?;
+                .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", path.display())))?;
         }
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| StoreError::Unavailable(format!("restricting {}: {e}", path.display())))?;
@@ -58,10 +54,7 @@ impl SqliteStore {
         )
         .map_err(unavailable)?;
         migrate(&conn)?;
-        Ok(SqliteStore {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-        })
+        Ok(SqliteStore { path: path.to_path_buf(), conn: Mutex::new(conn) })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -83,11 +76,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     )
     .map_err(unavailable)?;
     let version: Option<i64> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE name = 'schema_version'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT value FROM meta WHERE name = 'schema_version'", [], |r| r.get(0))
         .optional()
         .map_err(unavailable)?;
     match version {
@@ -108,30 +97,18 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 impl Store for SqliteStore {
     fn load(&self) -> Result<Vec<Record>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT tbl, key, value FROM records ORDER BY tbl, key")
-            .map_err(unavailable)?;
+        let mut stmt = conn.prepare("SELECT tbl, key, value FROM records ORDER BY tbl, key").map_err(unavailable)?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok(Record {
-                    table: r.get(0)?,
-                    key: r.get(1)?,
-                    value: r.get(2)?,
-                })
-            })
+            .query_map([], |r| Ok(Record { table: r.get(0)?, key: r.get(1)?, value: r.get(2)? }))
             .map_err(unavailable)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
     }
 
     fn get(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let conn = self.conn();
-        conn.query_row(
-            "SELECT value FROM records WHERE tbl = ?1 AND key = ?2",
-            params![table, key],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(unavailable)
+        conn.query_row("SELECT value FROM records WHERE tbl = ?1 AND key = ?2", params![table, key], |r| r.get(0))
+            .optional()
+            .map_err(unavailable)
     }
 
     fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError> {
@@ -139,24 +116,16 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
         {
             let mut put = tx
                 .prepare_cached("INSERT INTO records (tbl, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value")
                 .map_err(unavailable)?;
-            let mut del = tx
-                .prepare_cached("DELETE FROM records WHERE tbl = ?1 AND key = ?2")
-                .map_err(unavailable)?;
+            let mut del = tx.prepare_cached("DELETE FROM records WHERE tbl = ?1 AND key = ?2").map_err(unavailable)?;
             for m in batch {
                 match m {
-                    Mutation::Put(r) => put
-                        .execute(params![r.table, r.key, r.value])
-                        .map_err(unavailable)?,
-                    Mutation::Delete { table, key } => {
-                        del.execute(params![table, key]).map_err(unavailable)?
-                    }
+                    Mutation::Put(r) => put.execute(params![r.table, r.key, r.value]).map_err(unavailable)?,
+                    Mutation::Delete { table, key } => del.execute(params![table, key]).map_err(unavailable)?,
                 };
             }
         }
@@ -169,11 +138,7 @@ mod tests {
     use super::*;
 
     fn put(t: &str, k: &str, v: &str) -> Mutation {
-        Mutation::Put(Record {
-            table: t.into(),
-            key: k.into(),
-            value: v.as_bytes().to_vec(),
-        })
+        Mutation::Put(Record { table: t.into(), key: k.into(), value: v.as_bytes().to_vec() })
     }
 
     #[test]
@@ -182,23 +147,12 @@ mod tests {
         let path = dir.path().join("berth.db");
         {
             let s = SqliteStore::open(&path).unwrap();
-            s.commit(&[put("a", "1", "x"), put("a", "2", "y"), put("b", "1", "z")])
-                .unwrap();
-            s.commit(&[
-                put("a", "1", "x2"),
-                Mutation::Delete {
-                    table: "a".into(),
-                    key: "2".into(),
-                },
-            ])
-            .unwrap();
+            s.commit(&[put("a", "1", "x"), put("a", "2", "y"), put("b", "1", "z")]).unwrap();
+            s.commit(&[put("a", "1", "x2"), Mutation::Delete { table: "a".into(), key: "2".into() }]).unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
         let all = s.load().unwrap();
-        let flat: Vec<_> = all
-            .iter()
-            .map(|r| (r.table.as_str(), r.key.as_str(), r.value.as_slice()))
-            .collect();
+        let flat: Vec<_> = all.iter().map(|r| (r.table.as_str(), r.key.as_str(), r.value.as_slice())).collect();
         assert_eq!(flat, vec![("a", "1", &b"x2"[..]), ("b", "1", &b"z"[..])]);
         assert_eq!(s.get("b", "1").unwrap().as_deref(), Some(&b"z"[..]));
         assert_eq!(s.get("b", "2").unwrap(), None);
@@ -219,16 +173,8 @@ mod tests {
         let path = dir.path().join("berth.db");
         {
             let s = SqliteStore::open(&path).unwrap();
-            s.conn()
-                .execute(
-                    "UPDATE meta SET value = 99 WHERE name = 'schema_version'",
-                    [],
-                )
-                .unwrap();
+            s.conn().execute("UPDATE meta SET value = 99 WHERE name = 'schema_version'", []).unwrap();
         }
-        assert!(matches!(
-            SqliteStore::open(&path),
-            Err(StoreError::Corrupt(_))
-        ));
+        assert!(matches!(SqliteStore::open(&path), Err(StoreError::Corrupt(_))));
     }
 }

@@ -32,20 +32,13 @@ pub struct Berth {
 impl Berth {
     /// Starts `berth up` from the binary at `bin` (tests pass `env!("CARGO_BIN_EXE_berth")`).
     pub async fn start(bin: &str) -> Berth {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-test")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("berth-test").tempdir().expect("temp dir");
         let mut b = Berth {
             bin: bin.into(),
             dir,
             child: None,
             endpoint: String::new(),
-            key: Key {
-                account: String::new(),
-                id: String::new(),
-                secret: String::new(),
-            },
+            key: Key { account: String::new(), id: String::new(), secret: String::new() },
         };
         b.spawn().await;
         b.key = b.env_key(None);
@@ -77,48 +70,26 @@ impl Berth {
         let http = reqwest::Client::new();
         loop {
             if let Ok(url) = std::fs::read_to_string(&endpoint_file) {
-                if let Ok(r) = http
-                    .get(format!("{}/_berth/health", url.trim()))
-                    .send()
-                    .await
-                {
+                if let Ok(r) = http.get(format!("{}/_berth/health", url.trim())).send().await {
                     if r.status().is_success() {
                         self.endpoint = url.trim().to_string();
                         return;
                     }
                 }
             }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "berth exited during start with {status}; log in {}",
-                    self.dir.path().display()
-                );
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("berth exited during start with {status}; log in {}", self.dir.path().display());
             }
-            assert!(
-                Instant::now() < deadline,
-                "berth did not become healthy within {START_DEADLINE:?}"
-            );
+            assert!(Instant::now() < deadline, "berth did not become healthy within {START_DEADLINE:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Runs a `berth` subcommand against this data dir and returns its stdout.
     pub fn command(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .arg("--data-dir")
-            .arg(self.dir.path())
-            .output()
-            .expect("run berth");
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out =
+            Command::new(&self.bin).args(args).arg("--data-dir").arg(self.dir.path()).output().expect("run berth");
+        assert!(out.status.success(), "berth {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).expect("utf-8")
     }
 
@@ -143,27 +114,14 @@ impl Berth {
             .and_then(|l| l.split('\t').next())
             .expect("key's account listed")
             .to_string();
-        Key {
-            account,
-            id,
-            secret: get("AWS_SECRET_ACCESS_KEY"),
-        }
+        Key { account, id, secret: get("AWS_SECRET_ACCESS_KEY") }
     }
 
     /// Creates another account with `berth account create` while the server runs.
     pub fn create_account(&self) -> Key {
         let text = self.command(&["account", "create", "--name", "other"]);
-        let get = |p: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(p))
-                .expect("account create output")
-                .to_string()
-        };
-        Key {
-            account: get("account "),
-            id: get("access key id "),
-            secret: get("secret access key "),
-        }
+        let get = |p: &str| text.lines().find_map(|l| l.strip_prefix(p)).expect("account create output").to_string();
+        Key { account: get("account "), id: get("access key id "), secret: get("secret access key ") }
     }
 
     /// Kills the server with SIGKILL: no chance to flush or clean up.
@@ -179,9 +137,7 @@ impl Berth {
         let Some(mut c) = self.child.take() else {
             return false;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
         c.wait().map(|s| s.success()).unwrap_or(false)
     }
 
@@ -201,13 +157,7 @@ impl Berth {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .region(aws_config::Region::new(region.to_string()))
-            .credentials_provider(Credentials::new(
-                &key.id,
-                &key.secret,
-                None,
-                None,
-                "testkit",
-            ))
+            .credentials_provider(Credentials::new(&key.id, &key.secret, None, None, "testkit"))
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .load()
             .await;
@@ -231,8 +181,7 @@ impl Drop for Berth {
         self.kill9();
         // A failing test shows what the server said; a passing one stays quiet.
         if std::thread::panicking() {
-            let log =
-                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!("--- last lines of the berth server log:");
             for line in tail.into_iter().rev() {
@@ -268,12 +217,7 @@ where
     R: std::fmt::Debug,
 {
     match err {
-        aws_sdk_ecs::error::SdkError::ServiceError(e) => {
-            e.err().code().unwrap_or("<no code>").to_string()
-        }
-        other => format!(
-            "<not a service error: {}>",
-            aws_sdk_ecs::error::DisplayErrorContext(other)
-        ),
+        aws_sdk_ecs::error::SdkError::ServiceError(e) => e.err().code().unwrap_or("<no code>").to_string(),
+        other => format!("<not a service error: {}>", aws_sdk_ecs::error::DisplayErrorContext(other)),
     }
 }

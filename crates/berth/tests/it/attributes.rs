@@ -18,29 +18,18 @@ fn attr(name: &str, value: Option<&str>, target: &str) -> Attribute {
 }
 
 fn instance_arn(account: &str) -> String {
-    format!(
-        "arn:aws:ecs:us-east-1:{account}:container-instance/demo/0123456789abcdef0123456789abcdef"
-    )
+    format!("arn:aws:ecs:us-east-1:{account}:container-instance/demo/0123456789abcdef0123456789abcdef")
 }
 
 #[tokio::test]
 async fn unknown_targets_and_clusters() {
     let b = berth().await;
     let ecs = b.ecs().await;
-    ecs.create_cluster()
-        .cluster_name("demo")
-        .send()
-        .await
-        .unwrap();
+    ecs.create_cluster().cluster_name("demo").send().await.unwrap();
     let target = instance_arn(&b.key.account);
 
-    let err = ecs
-        .put_attributes()
-        .cluster("demo")
-        .attributes(attr("stack", Some("prod"), &target))
-        .send()
-        .await
-        .unwrap_err();
+    let err =
+        ecs.put_attributes().cluster("demo").attributes(attr("stack", Some("prod"), &target)).send().await.unwrap_err();
     assert_eq!(error_code(&err), "TargetNotFoundException");
     let err = ecs
         .put_attributes()
@@ -50,13 +39,8 @@ async fn unknown_targets_and_clusters() {
         .await
         .unwrap_err();
     assert_eq!(error_code(&err), "TargetNotFoundException");
-    let err = ecs
-        .delete_attributes()
-        .cluster("demo")
-        .attributes(attr("stack", None, &target))
-        .send()
-        .await
-        .unwrap_err();
+    let err =
+        ecs.delete_attributes().cluster("demo").attributes(attr("stack", None, &target)).send().await.unwrap_err();
     assert_eq!(error_code(&err), "TargetNotFoundException");
 
     for cluster in [Some("nope"), None] {
@@ -78,13 +62,7 @@ async fn unknown_targets_and_clusters() {
         assert_eq!(error_code(&err), "ClusterNotFoundException", "{cluster:?}");
     }
 
-    let l = ecs
-        .list_attributes()
-        .cluster("demo")
-        .target_type(TargetType::ContainerInstance)
-        .send()
-        .await
-        .unwrap();
+    let l = ecs.list_attributes().cluster("demo").target_type(TargetType::ContainerInstance).send().await.unwrap();
     assert!(l.attributes().is_empty());
 }
 
@@ -92,11 +70,7 @@ async fn unknown_targets_and_clusters() {
 async fn invalid_attributes_are_refused() {
     let b = berth().await;
     let ecs = b.ecs().await;
-    ecs.create_cluster()
-        .cluster_name("demo")
-        .send()
-        .await
-        .unwrap();
+    ecs.create_cluster().cluster_name("demo").send().await.unwrap();
     let target = instance_arn(&b.key.account);
 
     for (name, value) in [
@@ -107,38 +81,14 @@ async fn invalid_attributes_are_refused() {
         ("ok", Some("bad!value")),
         ("ok", Some(&*"v".repeat(129))),
     ] {
-        let err = ecs
-            .put_attributes()
-            .cluster("demo")
-            .attributes(attr(name, value, &target))
-            .send()
-            .await
-            .unwrap_err();
-        assert_eq!(
-            error_code(&err),
-            "InvalidParameterException",
-            "{name:?}={value:?}"
-        );
+        let err = ecs.put_attributes().cluster("demo").attributes(attr(name, value, &target)).send().await.unwrap_err();
+        assert_eq!(error_code(&err), "InvalidParameterException", "{name:?}={value:?}");
     }
 
-    let eleven: Vec<Attribute> = (0..11)
-        .map(|i| attr(&format!("a{i}"), Some("v"), &target))
-        .collect();
-    let err = ecs
-        .put_attributes()
-        .cluster("demo")
-        .set_attributes(Some(eleven.clone()))
-        .send()
-        .await
-        .unwrap_err();
+    let eleven: Vec<Attribute> = (0..11).map(|i| attr(&format!("a{i}"), Some("v"), &target)).collect();
+    let err = ecs.put_attributes().cluster("demo").set_attributes(Some(eleven.clone())).send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
-    let err = ecs
-        .delete_attributes()
-        .cluster("demo")
-        .set_attributes(Some(eleven))
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.delete_attributes().cluster("demo").set_attributes(Some(eleven)).send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
 }
 
@@ -146,21 +96,11 @@ async fn invalid_attributes_are_refused() {
 async fn list_attributes() {
     let b = berth().await;
     let ecs = b.ecs().await;
-    ecs.create_cluster()
-        .cluster_name("demo")
-        .send()
-        .await
-        .unwrap();
+    ecs.create_cluster().cluster_name("demo").send().await.unwrap();
     let cluster_arn = format!("arn:aws:ecs:us-east-1:{}:cluster/demo", b.key.account);
 
     for cluster in ["demo", cluster_arn.as_str()] {
-        let l = ecs
-            .list_attributes()
-            .cluster(cluster)
-            .target_type(TargetType::ContainerInstance)
-            .send()
-            .await
-            .unwrap();
+        let l = ecs.list_attributes().cluster(cluster).target_type(TargetType::ContainerInstance).send().await.unwrap();
         assert!(l.attributes().is_empty());
         assert!(l.next_token().is_none());
     }
@@ -185,13 +125,8 @@ async fn list_attributes() {
         .unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
 
-    let err = ecs
-        .list_attributes()
-        .cluster("nope")
-        .target_type(TargetType::ContainerInstance)
-        .send()
-        .await
-        .unwrap_err();
+    let err =
+        ecs.list_attributes().cluster("nope").target_type(TargetType::ContainerInstance).send().await.unwrap_err();
     assert_eq!(error_code(&err), "ClusterNotFoundException");
     let err = ecs
         .list_attributes()
@@ -210,20 +145,11 @@ async fn list_attributes() {
 async fn attribute_values_may_not_start_or_end_with_a_space() {
     let b = berth().await;
     let ecs = b.ecs().await;
-    ecs.create_cluster()
-        .cluster_name("demo")
-        .send()
-        .await
-        .unwrap();
+    ecs.create_cluster().cluster_name("demo").send().await.unwrap();
     let target = instance_arn(&b.key.account);
     // A value with an inner space is fine (the target is what is missing).
-    let err = ecs
-        .put_attributes()
-        .cluster("demo")
-        .attributes(attr("stack", Some("a b"), &target))
-        .send()
-        .await
-        .unwrap_err();
+    let err =
+        ecs.put_attributes().cluster("demo").attributes(attr("stack", Some("a b"), &target)).send().await.unwrap_err();
     assert_eq!(error_code(&err), "TargetNotFoundException");
     for value in [" lead", "trail ", " "] {
         let err = ecs

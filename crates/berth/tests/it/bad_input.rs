@@ -37,19 +37,11 @@ pub fn sigv4_headers(
         .build()
         .expect("signing params")
         .into();
-    let request = SignableRequest::new(
-        method,
-        url,
-        headers.iter().copied(),
-        SignableBody::Bytes(body),
-    )
-    .expect("signable request");
+    let request = SignableRequest::new(method, url, headers.iter().copied(), SignableBody::Bytes(body))
+        .expect("signable request");
     let (instructions, _signature) = sign(request, &params).expect("sign").into_parts();
     let (signed, _query) = instructions.into_parts();
-    signed
-        .into_iter()
-        .map(|h| (h.name().to_string(), h.value().to_string()))
-        .collect()
+    signed.into_iter().map(|h| (h.name().to_string(), h.value().to_string())).collect()
 }
 
 /// A `POST {endpoint}/` calling the ECS operation `operation` with `body` as AWS JSON 1.1,
@@ -64,17 +56,10 @@ pub fn signed_ecs_request(
     let body = body.into();
     let url = format!("{}/", endpoint.trim_end_matches('/'));
     let target = format!("{ECS_TARGET_PREFIX}.{operation}");
-    let headers = [
-        ("content-type", "application/x-amz-json-1.1"),
-        ("x-amz-target", target.as_str()),
-    ];
+    let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", target.as_str())];
     let auth = sigv4_headers("POST", &url, key, "us-east-1", "ecs", &headers, &body);
     let mut req = http.post(&url);
-    for (name, value) in headers
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .chain(auth)
-    {
+    for (name, value) in headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).chain(auth) {
         req = req.header(name, value);
     }
     req.body(body)
@@ -84,18 +69,11 @@ pub fn signed_ecs_request(
 /// checking that the body is JSON with string `__type` and `message` members.
 async fn call(b: &Berth, operation: &str, body: impl Into<Vec<u8>>) -> (u16, serde_json::Value) {
     let http = reqwest::Client::new();
-    let r = signed_ecs_request(&http, &b.endpoint, &b.key, operation, body)
-        .send()
-        .await
-        .expect("send");
+    let r = signed_ecs_request(&http, &b.endpoint, &b.key, operation, body).send().await.expect("send");
     let status = r.status().as_u16();
     let bytes = r.bytes().await.expect("body");
-    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "{operation}: response is not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
+    let json: serde_json::Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{operation}: response is not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
     (status, json)
 }
 
@@ -103,18 +81,9 @@ async fn call(b: &Berth, operation: &str, body: impl Into<Vec<u8>>) -> (u16, ser
 /// (status, `__type`, `message`).
 async fn refused(b: &Berth, operation: &str, body: impl Into<Vec<u8>>) -> (u16, String, String) {
     let (status, json) = call(b, operation, body).await;
-    assert!(
-        status >= 400,
-        "{operation}: expected an error, got {status}: {json}"
-    );
-    let code = json["__type"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{operation}: no __type in {json}"))
-        .to_string();
-    let message = json["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{operation}: no message in {json}"))
-        .to_string();
+    assert!(status >= 400, "{operation}: expected an error, got {status}: {json}");
+    let code = json["__type"].as_str().unwrap_or_else(|| panic!("{operation}: no __type in {json}")).to_string();
+    let message = json["message"].as_str().unwrap_or_else(|| panic!("{operation}: no message in {json}")).to_string();
     (status, code, message)
 }
 
@@ -129,87 +98,31 @@ fn oversized_body() -> Vec<u8> {
 fn bad_requests() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
     let deep = format!(r#"{{"clusterName": {}"#, "[".repeat(100_000)).into_bytes();
     vec![
-        (
-            "CreateCluster",
-            br#"{"clusterName": "#.to_vec(),
-            400,
-            "SerializationException",
-        ),
-        (
-            "CreateCluster",
-            b"not json at all".to_vec(),
-            400,
-            "SerializationException",
-        ),
-        (
-            "CreateCluster",
-            b"[1, 2, 3]".to_vec(),
-            400,
-            "SerializationException",
-        ),
-        (
-            "CreateCluster",
-            vec![0xff, 0xfe, 0x7b, 0x7d],
-            400,
-            "SerializationException",
-        ),
+        ("CreateCluster", br#"{"clusterName": "#.to_vec(), 400, "SerializationException"),
+        ("CreateCluster", b"not json at all".to_vec(), 400, "SerializationException"),
+        ("CreateCluster", b"[1, 2, 3]".to_vec(), 400, "SerializationException"),
+        ("CreateCluster", vec![0xff, 0xfe, 0x7b, 0x7d], 400, "SerializationException"),
         ("CreateCluster", deep, 400, "SerializationException"),
-        (
-            "CreateCluster",
-            br#"{"clusterName": 5}"#.to_vec(),
-            400,
-            "SerializationException",
-        ),
-        (
-            "CreateCluster",
-            br#"{"clusterName": "x", "bogus": 1}"#.to_vec(),
-            400,
-            "SerializationException",
-        ),
-        (
-            "CreateCluster",
-            oversized_body(),
-            413,
-            "SerializationException",
-        ),
+        ("CreateCluster", br#"{"clusterName": 5}"#.to_vec(), 400, "SerializationException"),
+        ("CreateCluster", br#"{"clusterName": "x", "bogus": 1}"#.to_vec(), 400, "SerializationException"),
+        ("CreateCluster", oversized_body(), 413, "SerializationException"),
         (
             "CreateCluster",
             format!(r#"{{"clusterName": "{}"}}"#, "x".repeat(100_000)).into_bytes(),
             400,
             "InvalidParameterException",
         ),
-        (
-            "FrobnicateClusters",
-            b"{}".to_vec(),
-            400,
-            "UnknownOperationException",
-        ),
-        (
-            "CreateService",
-            br#"{"serviceName": "web"}"#.to_vec(),
-            400,
-            "UnsupportedFeatureException",
-        ),
+        ("FrobnicateClusters", b"{}".to_vec(), 400, "UnknownOperationException"),
+        ("CreateService", br#"{"serviceName": "web"}"#.to_vec(), 400, "UnsupportedFeatureException"),
     ]
 }
 
 #[tokio::test]
 async fn malformed_json_is_a_serialization_exception() {
     let b = berth().await;
-    for body in [
-        &br#"{"clusterName": "#[..],
-        b"not json at all",
-        b"{,}",
-        b"[1, 2, 3]",
-        &[0xff, 0xfe, 0x7b, 0x7d],
-    ] {
+    for body in [&br#"{"clusterName": "#[..], b"not json at all", b"{,}", b"[1, 2, 3]", &[0xff, 0xfe, 0x7b, 0x7d]] {
         let (status, code, _) = refused(&b, "CreateCluster", body.to_vec()).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (400, "SerializationException"),
-            "{}",
-            String::from_utf8_lossy(body)
-        );
+        assert_eq!((status, code.as_str()), (400, "SerializationException"), "{}", String::from_utf8_lossy(body));
     }
     // Nesting deeper than any parser should follow is refused, not a crash.
     let deep = format!(r#"{{"clusterName": {}"#, "[".repeat(100_000));
@@ -243,30 +156,18 @@ async fn wrong_member_type_names_the_member() {
 #[tokio::test]
 async fn unknown_member_is_a_serialization_exception() {
     let b = berth().await;
-    let (status, code, message) =
-        refused(&b, "CreateCluster", r#"{"clusterName": "x", "bogus": 1}"#).await;
+    let (status, code, message) = refused(&b, "CreateCluster", r#"{"clusterName": "x", "bogus": 1}"#).await;
     assert_eq!((status, code.as_str()), (400, "SerializationException"));
     assert!(message.contains("bogus"), "{message}");
 
-    let td = r#"{"family": "f", "containerDefinitions": [{"name": "a", "image": "i", "memory": 64, "imaginary": true}]}"#;
+    let td =
+        r#"{"family": "f", "containerDefinitions": [{"name": "a", "image": "i", "memory": 64, "imaginary": true}]}"#;
     let (_, code, message) = refused(&b, "RegisterTaskDefinition", td).await;
     assert_eq!(code, "SerializationException");
     assert!(message.contains("imaginary"), "{message}");
     let ecs = b.ecs().await;
-    assert!(ecs
-        .list_clusters()
-        .send()
-        .await
-        .unwrap()
-        .cluster_arns()
-        .is_empty());
-    assert!(ecs
-        .list_task_definitions()
-        .send()
-        .await
-        .unwrap()
-        .task_definition_arns()
-        .is_empty());
+    assert!(ecs.list_clusters().send().await.unwrap().cluster_arns().is_empty());
+    assert!(ecs.list_task_definitions().send().await.unwrap().task_definition_arns().is_empty());
 }
 
 #[tokio::test]
@@ -275,33 +176,16 @@ async fn body_over_one_mebibyte_is_refused() {
     let (status, code, message) = refused(&b, "CreateCluster", oversized_body()).await;
     assert_eq!(status, 413);
     assert!(!code.is_empty() && !message.is_empty());
-    assert!(b
-        .ecs()
-        .await
-        .list_clusters()
-        .send()
-        .await
-        .unwrap()
-        .cluster_arns()
-        .is_empty());
+    assert!(b.ecs().await.list_clusters().send().await.unwrap().cluster_arns().is_empty());
 }
 
 #[tokio::test]
 async fn huge_cluster_name_is_an_invalid_parameter() {
     let b = berth().await;
     let name = "x".repeat(100_000);
-    let (status, code, message) = refused(
-        &b,
-        "CreateCluster",
-        format!(r#"{{"clusterName": "{name}"}}"#),
-    )
-    .await;
+    let (status, code, message) = refused(&b, "CreateCluster", format!(r#"{{"clusterName": "{name}"}}"#)).await;
     assert_eq!((status, code.as_str()), (400, "InvalidParameterException"));
-    assert!(
-        message.len() < 10_000,
-        "the message does not echo the whole input ({} bytes)",
-        message.len()
-    );
+    assert!(message.len() < 10_000, "the message does not echo the whole input ({} bytes)", message.len());
     let (_, code, _) = refused(&b, "DeleteCluster", format!(r#"{{"cluster": "{name}"}}"#)).await;
     assert_eq!(code, "InvalidParameterException");
 }
@@ -312,10 +196,7 @@ async fn unknown_and_unimplemented_operations() {
     let (status, code, _) = refused(&b, "FrobnicateClusters", "{}").await;
     assert_eq!((status, code.as_str()), (400, "UnknownOperationException"));
     let (status, code, message) = refused(&b, "CreateService", r#"{"serviceName": "web"}"#).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (400, "UnsupportedFeatureException")
-    );
+    assert_eq!((status, code.as_str()), (400, "UnsupportedFeatureException"));
     assert!(message.contains("CreateService"), "{message}");
 }
 
@@ -323,16 +204,8 @@ async fn unknown_and_unimplemented_operations() {
 async fn error_responses_are_aws_json() {
     let b = berth().await;
     let http = reqwest::Client::new();
-    let r = signed_ecs_request(
-        &http,
-        &b.endpoint,
-        &b.key,
-        "CreateCluster",
-        r#"{"clusterName": 5}"#,
-    )
-    .send()
-    .await
-    .unwrap();
+    let r =
+        signed_ecs_request(&http, &b.endpoint, &b.key, "CreateCluster", r#"{"clusterName": 5}"#).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(r.headers()["content-type"], "application/x-amz-json-1.1");
     assert!(r.headers().contains_key("x-amzn-requestid"));
@@ -345,12 +218,7 @@ async fn error_responses_are_aws_json() {
 async fn nothing_changes_and_the_server_stays_healthy() {
     let b = berth().await;
     let ecs = b.ecs().await;
-    let keep = ecs
-        .create_cluster()
-        .cluster_name("keep")
-        .send()
-        .await
-        .unwrap();
+    let keep = ecs.create_cluster().cluster_name("keep").send().await.unwrap();
     let keep_arn = keep.cluster().unwrap().cluster_arn().unwrap().to_string();
 
     for (op, body, status, code) in bad_requests() {
@@ -363,30 +231,13 @@ async fn nothing_changes_and_the_server_stays_healthy() {
     assert_eq!(status, 200, "{json}");
     assert_eq!(json["clusterArns"], serde_json::json!([keep_arn]));
 
-    let d = ecs
-        .describe_clusters()
-        .clusters("keep")
-        .clusters("x")
-        .send()
-        .await
-        .unwrap();
+    let d = ecs.describe_clusters().clusters("keep").clusters("x").send().await.unwrap();
     assert_eq!(d.clusters().len(), 1);
     assert_eq!(d.clusters()[0].status(), Some("ACTIVE"));
     assert_eq!(d.failures().len(), 1);
-    assert_eq!(
-        ecs.list_clusters().send().await.unwrap().cluster_arns(),
-        [keep_arn]
-    );
-    assert!(ecs
-        .list_task_definitions()
-        .send()
-        .await
-        .unwrap()
-        .task_definition_arns()
-        .is_empty());
+    assert_eq!(ecs.list_clusters().send().await.unwrap().cluster_arns(), [keep_arn]);
+    assert!(ecs.list_task_definitions().send().await.unwrap().task_definition_arns().is_empty());
 
-    let health = reqwest::get(format!("{}/_berth/health", b.endpoint))
-        .await
-        .unwrap();
+    let health = reqwest::get(format!("{}/_berth/health", b.endpoint)).await.unwrap();
     assert!(health.status().is_success());
 }

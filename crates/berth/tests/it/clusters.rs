@@ -2,8 +2,8 @@
 //! UpdateClusterSettings, PutClusterCapacityProviders, DeleteCluster.
 
 use aws_sdk_ecs::types::{
-    CapacityProviderStrategyItem, ClusterConfiguration, ClusterField, ClusterSetting,
-    ClusterSettingName, ExecuteCommandConfiguration, ExecuteCommandLogging, Tag,
+    CapacityProviderStrategyItem, ClusterConfiguration, ClusterField, ClusterSetting, ClusterSettingName,
+    ExecuteCommandConfiguration, ExecuteCommandLogging, Tag,
 };
 use testkit::error_code;
 
@@ -23,18 +23,10 @@ async fn create_describe_list_delete() {
     let c = created.cluster().unwrap();
     assert_eq!(c.cluster_name(), Some("demo"));
     assert_eq!(c.status(), Some("ACTIVE"));
-    assert_eq!(
-        c.cluster_arn(),
-        Some(format!("arn:aws:ecs:us-east-1:{}:cluster/demo", b.key.account).as_str())
-    );
+    assert_eq!(c.cluster_arn(), Some(format!("arn:aws:ecs:us-east-1:{}:cluster/demo", b.key.account).as_str()));
 
     // Idempotent on an existing name: same cluster, no error.
-    let again = ecs
-        .create_cluster()
-        .cluster_name("demo")
-        .send()
-        .await
-        .unwrap();
+    let again = ecs.create_cluster().cluster_name("demo").send().await.unwrap();
     assert_eq!(again.cluster().unwrap().cluster_arn(), c.cluster_arn());
 
     let d = ecs
@@ -50,63 +42,28 @@ async fn create_describe_list_delete() {
         .unwrap();
     assert_eq!(d.clusters().len(), 2);
     assert_eq!(d.clusters()[0].tags()[0].key(), Some("team"));
-    assert!(d.clusters()[0]
-        .statistics()
-        .iter()
-        .any(|s| s.name() == Some("runningEC2TasksCount")));
-    assert_eq!(
-        d.clusters()[0].settings()[0].name(),
-        Some(&ClusterSettingName::ContainerInsights)
-    );
+    assert!(d.clusters()[0].statistics().iter().any(|s| s.name() == Some("runningEC2TasksCount")));
+    assert_eq!(d.clusters()[0].settings()[0].name(), Some(&ClusterSettingName::ContainerInsights));
     assert_eq!(d.failures().len(), 1);
     assert_eq!(d.failures()[0].reason(), Some("MISSING"));
     assert!(d.failures()[0].arn().unwrap().ends_with(":cluster/missing"));
 
     // Without include, tags are not returned.
-    let plain = ecs
-        .describe_clusters()
-        .clusters("demo")
-        .send()
-        .await
-        .unwrap();
+    let plain = ecs.describe_clusters().clusters("demo").send().await.unwrap();
     assert!(plain.clusters()[0].tags().is_empty());
 
     let listed = ecs.list_clusters().send().await.unwrap();
-    assert_eq!(
-        listed.cluster_arns(),
-        [c.cluster_arn().unwrap().to_string()]
-    );
+    assert_eq!(listed.cluster_arns(), [c.cluster_arn().unwrap().to_string()]);
 
     let deleted = ecs.delete_cluster().cluster("demo").send().await.unwrap();
     assert_eq!(deleted.cluster().unwrap().status(), Some("INACTIVE"));
-    assert!(ecs
-        .list_clusters()
-        .send()
-        .await
-        .unwrap()
-        .cluster_arns()
-        .is_empty());
-    let d = ecs
-        .describe_clusters()
-        .clusters("demo")
-        .send()
-        .await
-        .unwrap();
+    assert!(ecs.list_clusters().send().await.unwrap().cluster_arns().is_empty());
+    let d = ecs.describe_clusters().clusters("demo").send().await.unwrap();
     assert_eq!(d.clusters()[0].status(), Some("INACTIVE"));
-    let err = ecs
-        .delete_cluster()
-        .cluster("demo")
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.delete_cluster().cluster("demo").send().await.unwrap_err();
     assert_eq!(error_code(&err), "ClusterNotFoundException");
     // Creating it again brings it back ACTIVE.
-    let back = ecs
-        .create_cluster()
-        .cluster_name("demo")
-        .send()
-        .await
-        .unwrap();
+    let back = ecs.create_cluster().cluster_name("demo").send().await.unwrap();
     assert_eq!(back.cluster().unwrap().status(), Some("ACTIVE"));
 }
 
@@ -128,22 +85,12 @@ async fn list_clusters_paginates() {
     let b = berth().await;
     let ecs = b.ecs().await;
     for i in 0..7 {
-        ecs.create_cluster()
-            .cluster_name(format!("c{i}"))
-            .send()
-            .await
-            .unwrap();
+        ecs.create_cluster().cluster_name(format!("c{i}")).send().await.unwrap();
     }
     let mut all = Vec::new();
     let mut token = None;
     loop {
-        let page = ecs
-            .list_clusters()
-            .max_results(3)
-            .set_next_token(token)
-            .send()
-            .await
-            .unwrap();
+        let page = ecs.list_clusters().max_results(3).set_next_token(token).send().await.unwrap();
         assert!(page.cluster_arns().len() <= 3);
         all.extend(page.cluster_arns().iter().cloned());
         token = page.next_token().map(str::to_string);
@@ -152,19 +99,9 @@ async fn list_clusters_paginates() {
         }
     }
     assert_eq!(all.len(), 7);
-    let err = ecs
-        .list_clusters()
-        .max_results(101)
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.list_clusters().max_results(101).send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
-    let err = ecs
-        .list_clusters()
-        .next_token("garbage")
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.list_clusters().next_token("garbage").send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
 }
 
@@ -172,84 +109,35 @@ async fn list_clusters_paginates() {
 async fn updates_settings_configuration_and_capacity_providers() {
     let b = berth().await;
     let ecs = b.ecs().await;
-    ecs.create_cluster()
-        .cluster_name("demo")
-        .send()
-        .await
-        .unwrap();
+    ecs.create_cluster().cluster_name("demo").send().await.unwrap();
 
-    let s = ClusterSetting::builder()
-        .name(ClusterSettingName::ContainerInsights)
-        .value("enhanced")
-        .build();
-    let u = ecs
-        .update_cluster_settings()
-        .cluster("demo")
-        .settings(s)
-        .send()
-        .await
-        .unwrap();
+    let s = ClusterSetting::builder().name(ClusterSettingName::ContainerInsights).value("enhanced").build();
+    let u = ecs.update_cluster_settings().cluster("demo").settings(s).send().await.unwrap();
     assert_eq!(u.cluster().unwrap().settings()[0].value(), Some("enhanced"));
-    let bad = ClusterSetting::builder()
-        .name(ClusterSettingName::ContainerInsights)
-        .value("sometimes")
-        .build();
-    let err = ecs
-        .update_cluster_settings()
-        .cluster("demo")
-        .settings(bad)
-        .send()
-        .await
-        .unwrap_err();
+    let bad = ClusterSetting::builder().name(ClusterSettingName::ContainerInsights).value("sometimes").build();
+    let err = ecs.update_cluster_settings().cluster("demo").settings(bad).send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
 
     let conf = ClusterConfiguration::builder()
         .execute_command_configuration(
-            ExecuteCommandConfiguration::builder()
-                .logging(ExecuteCommandLogging::Default)
-                .build(),
+            ExecuteCommandConfiguration::builder().logging(ExecuteCommandLogging::Default).build(),
         )
         .build();
-    let u = ecs
-        .update_cluster()
-        .cluster("demo")
-        .configuration(conf)
-        .send()
-        .await
-        .unwrap();
+    let u = ecs.update_cluster().cluster("demo").configuration(conf).send().await.unwrap();
     assert_eq!(
-        u.cluster()
-            .unwrap()
-            .configuration()
-            .unwrap()
-            .execute_command_configuration()
-            .unwrap()
-            .logging(),
+        u.cluster().unwrap().configuration().unwrap().execute_command_configuration().unwrap().logging(),
         Some(&ExecuteCommandLogging::Default)
     );
     let overridden = ClusterConfiguration::builder()
         .execute_command_configuration(
-            ExecuteCommandConfiguration::builder()
-                .logging(ExecuteCommandLogging::Override)
-                .build(),
+            ExecuteCommandConfiguration::builder().logging(ExecuteCommandLogging::Override).build(),
         )
         .build();
-    let err = ecs
-        .update_cluster()
-        .cluster("demo")
-        .configuration(overridden)
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.update_cluster().cluster("demo").configuration(overridden).send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
 
     let item = |name: &str, weight: i32, base: i32| {
-        CapacityProviderStrategyItem::builder()
-            .capacity_provider(name)
-            .weight(weight)
-            .base(base)
-            .build()
-            .unwrap()
+        CapacityProviderStrategyItem::builder().capacity_provider(name).weight(weight).base(base).build().unwrap()
     };
     let u = ecs
         .put_cluster_capacity_providers()
@@ -269,10 +157,7 @@ async fn updates_settings_configuration_and_capacity_providers() {
     // providers must exist.
     for (providers, strategy) in [
         (vec!["FARGATE"], vec![item("FARGATE_SPOT", 1, 0)]),
-        (
-            vec!["FARGATE", "FARGATE_SPOT"],
-            vec![item("FARGATE", 1, 1), item("FARGATE_SPOT", 1, 2)],
-        ),
+        (vec!["FARGATE", "FARGATE_SPOT"], vec![item("FARGATE", 1, 1), item("FARGATE_SPOT", 1, 2)]),
         (vec!["my-asg-provider"], vec![]),
     ] {
         let err = ecs
@@ -286,23 +171,10 @@ async fn updates_settings_configuration_and_capacity_providers() {
         assert_eq!(error_code(&err), "InvalidParameterException");
     }
     // The failed requests changed nothing.
-    let d = ecs
-        .describe_clusters()
-        .clusters("demo")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        d.clusters()[0].capacity_providers(),
-        ["FARGATE", "FARGATE_SPOT"]
-    );
+    let d = ecs.describe_clusters().clusters("demo").send().await.unwrap();
+    assert_eq!(d.clusters()[0].capacity_providers(), ["FARGATE", "FARGATE_SPOT"]);
 
-    let err = ecs
-        .update_cluster()
-        .cluster("nope")
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.update_cluster().cluster("nope").send().await.unwrap_err();
     assert_eq!(error_code(&err), "ClusterNotFoundException");
 }
 
@@ -311,25 +183,10 @@ async fn invalid_cluster_names_are_refused() {
     let b = berth().await;
     let ecs = b.ecs().await;
     for name in ["has space", "x".repeat(256).as_str(), "semi;colon", ""] {
-        let err = ecs
-            .create_cluster()
-            .cluster_name(name)
-            .send()
-            .await
-            .unwrap_err();
-        assert_eq!(
-            error_code(&err),
-            "InvalidParameterException",
-            "name {name:?}"
-        );
+        let err = ecs.create_cluster().cluster_name(name).send().await.unwrap_err();
+        assert_eq!(error_code(&err), "InvalidParameterException", "name {name:?}");
     }
-    assert!(ecs
-        .list_clusters()
-        .send()
-        .await
-        .unwrap()
-        .cluster_arns()
-        .is_empty());
+    assert!(ecs.list_clusters().send().await.unwrap().cluster_arns().is_empty());
 }
 
 #[tokio::test]
@@ -337,64 +194,20 @@ async fn regions_and_accounts_are_separate() {
     let b = berth().await;
     let east = b.ecs().await;
     let west = b.ecs_as(&b.key, "us-west-2").await;
-    east.create_cluster()
-        .cluster_name("demo")
-        .send()
-        .await
-        .unwrap();
-    assert!(west
-        .list_clusters()
-        .send()
-        .await
-        .unwrap()
-        .cluster_arns()
-        .is_empty());
-    let w = west
-        .create_cluster()
-        .cluster_name("demo")
-        .send()
-        .await
-        .unwrap();
-    assert!(w
-        .cluster()
-        .unwrap()
-        .cluster_arn()
-        .unwrap()
-        .starts_with("arn:aws:ecs:us-west-2:"));
+    east.create_cluster().cluster_name("demo").send().await.unwrap();
+    assert!(west.list_clusters().send().await.unwrap().cluster_arns().is_empty());
+    let w = west.create_cluster().cluster_name("demo").send().await.unwrap();
+    assert!(w.cluster().unwrap().cluster_arn().unwrap().starts_with("arn:aws:ecs:us-west-2:"));
 
     let other = b.create_account();
     let theirs = b.ecs_as(&other, "us-east-1").await;
-    assert!(theirs
-        .list_clusters()
-        .send()
-        .await
-        .unwrap()
-        .cluster_arns()
-        .is_empty());
+    assert!(theirs.list_clusters().send().await.unwrap().cluster_arns().is_empty());
     // Naming our cluster by its ARN does not reach it from the other account.
     let arn = format!("arn:aws:ecs:us-east-1:{}:cluster/demo", b.key.account);
-    let d = theirs
-        .describe_clusters()
-        .clusters(&arn)
-        .send()
-        .await
-        .unwrap();
+    let d = theirs.describe_clusters().clusters(&arn).send().await.unwrap();
     assert!(d.clusters().is_empty());
     assert_eq!(d.failures()[0].reason(), Some("MISSING"));
-    let err = theirs
-        .delete_cluster()
-        .cluster(&arn)
-        .send()
-        .await
-        .unwrap_err();
+    let err = theirs.delete_cluster().cluster(&arn).send().await.unwrap_err();
     assert_eq!(error_code(&err), "ClusterNotFoundException");
-    assert_eq!(
-        east.list_clusters()
-            .send()
-            .await
-            .unwrap()
-            .cluster_arns()
-            .len(),
-        1
-    );
+    assert_eq!(east.list_clusters().send().await.unwrap().cluster_arns().len(), 1);
 }

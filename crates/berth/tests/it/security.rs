@@ -4,9 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-};
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use testkit::{error_code, Berth, Key};
@@ -27,8 +25,7 @@ struct Signing<'a> {
 /// the headers to send.
 fn sign_request(endpoint: &str, body: &[u8], s: &Signing<'_>) -> (String, Vec<(String, String)>) {
     let url = format!("{endpoint}/");
-    let identity: Identity =
-        Credentials::new(&s.key.id, &s.key.secret, None, None, "security").into();
+    let identity: Identity = Credentials::new(&s.key.id, &s.key.secret, None, None, "security").into();
     let mut settings = SigningSettings::default();
     settings.signature_location = s.location;
     settings.expires_in = Some(Duration::from_secs(300));
@@ -41,35 +38,16 @@ fn sign_request(endpoint: &str, body: &[u8], s: &Signing<'_>) -> (String, Vec<(S
         .build()
         .unwrap()
         .into();
-    let headers = [
-        ("content-type", "application/x-amz-json-1.1"),
-        ("x-amz-target", TARGET),
-    ];
-    let request = SignableRequest::new(
-        "POST",
-        &url,
-        headers.iter().copied(),
-        SignableBody::Bytes(body),
-    )
-    .unwrap();
+    let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", TARGET)];
+    let request = SignableRequest::new("POST", &url, headers.iter().copied(), SignableBody::Bytes(body)).unwrap();
     let (instructions, _) = sign(request, &params).unwrap().into_parts();
     let (signed_headers, query) = instructions.into_parts();
-    let mut all: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    all.extend(
-        signed_headers
-            .into_iter()
-            .map(|h| (h.name().to_string(), h.value().to_string())),
-    );
+    let mut all: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    all.extend(signed_headers.into_iter().map(|h| (h.name().to_string(), h.value().to_string())));
     let url = if query.is_empty() {
         url
     } else {
-        let q: Vec<String> = query
-            .into_iter()
-            .map(|(k, v)| format!("{k}={}", percent_encode(&v)))
-            .collect();
+        let q: Vec<String> = query.into_iter().map(|(k, v)| format!("{k}={}", percent_encode(&v))).collect();
         format!("{url}?{}", q.join("&"))
     };
     (url, all)
@@ -78,9 +56,7 @@ fn sign_request(endpoint: &str, body: &[u8], s: &Signing<'_>) -> (String, Vec<(S
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -99,12 +75,7 @@ async fn send(url: &str, headers: &[(String, String)], body: &[u8]) -> (u16, Str
 }
 
 fn signing(key: &Key) -> Signing<'_> {
-    Signing {
-        key,
-        time: SystemTime::now(),
-        service: "ecs",
-        location: SignatureLocation::Headers,
-    }
+    Signing { key, time: SystemTime::now(), service: "ecs", location: SignatureLocation::Headers }
 }
 
 #[tokio::test]
@@ -123,39 +94,17 @@ async fn no_signature_is_refused() {
         ("content-type".into(), "application/x-amz-json-1.1".into()),
     ];
     let (status, code) = send(&format!("{}/", b.endpoint), &headers, b"{}").await;
-    assert_eq!(
-        (status, code.as_str()),
-        (400, "MissingAuthenticationTokenException")
-    );
+    assert_eq!((status, code.as_str()), (400, "MissingAuthenticationTokenException"));
 }
 
 #[tokio::test]
 async fn unknown_key_and_wrong_secret_are_refused() {
     let b = berth().await;
-    let unknown = Key {
-        account: String::new(),
-        id: "AKIAAAAAAAAAAAAAAAAA".into(),
-        secret: b.key.secret.clone(),
-    };
-    let err = b
-        .ecs_as(&unknown, "us-east-1")
-        .await
-        .list_clusters()
-        .send()
-        .await
-        .unwrap_err();
+    let unknown = Key { account: String::new(), id: "AKIAAAAAAAAAAAAAAAAA".into(), secret: b.key.secret.clone() };
+    let err = b.ecs_as(&unknown, "us-east-1").await.list_clusters().send().await.unwrap_err();
     assert_eq!(error_code(&err), "UnrecognizedClientException");
-    let wrong = Key {
-        secret: "x".repeat(40),
-        ..b.key.clone()
-    };
-    let err = b
-        .ecs_as(&wrong, "us-east-1")
-        .await
-        .list_clusters()
-        .send()
-        .await
-        .unwrap_err();
+    let wrong = Key { secret: "x".repeat(40), ..b.key.clone() };
+    let err = b.ecs_as(&wrong, "us-east-1").await.list_clusters().send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidSignatureException");
 }
 
@@ -184,31 +133,17 @@ async fn a_tampered_body_is_refused_and_changes_nothing() {
             .into();
         let hs = [
             ("content-type", "application/x-amz-json-1.1"),
-            (
-                "x-amz-target",
-                "AmazonEC2ContainerServiceV20141113.CreateCluster",
-            ),
+            ("x-amz-target", "AmazonEC2ContainerServiceV20141113.CreateCluster"),
         ];
-        let req = SignableRequest::new("POST", &u, hs.iter().copied(), SignableBody::Bytes(body))
-            .unwrap();
+        let req = SignableRequest::new("POST", &u, hs.iter().copied(), SignableBody::Bytes(body)).unwrap();
         let (ins, _) = sign(req, &params).unwrap().into_parts();
         let (signed, _) = ins.into_parts();
-        let mut all: Vec<(String, String)> = hs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        all.extend(
-            signed
-                .into_iter()
-                .map(|h| (h.name().to_string(), h.value().to_string())),
-        );
+        let mut all: Vec<(String, String)> = hs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        all.extend(signed.into_iter().map(|h| (h.name().to_string(), h.value().to_string())));
         (u, all)
     };
     let tampered = br#"{"clusterName":"evil"}"#;
-    assert_eq!(
-        send(&url, &headers, tampered).await,
-        (400, "InvalidSignatureException".to_string())
-    );
+    assert_eq!(send(&url, &headers, tampered).await, (400, "InvalidSignatureException".to_string()));
     // A claimed payload hash that does not match the body is refused too.
     let mut claimed = headers.clone();
     claimed.push(("x-amz-content-sha256".into(), "0".repeat(64)));
@@ -216,15 +151,7 @@ async fn a_tampered_body_is_refused_and_changes_nothing() {
     assert_eq!(status, 400);
     // The untouched request goes through, and only it took effect.
     assert_eq!(send(&url, &headers, body).await.0, 200);
-    let names: Vec<String> = b
-        .ecs()
-        .await
-        .list_clusters()
-        .send()
-        .await
-        .unwrap()
-        .cluster_arns()
-        .to_vec();
+    let names: Vec<String> = b.ecs().await.list_clusters().send().await.unwrap().cluster_arns().to_vec();
     assert_eq!(names.len(), 1);
     assert!(names[0].ends_with("/good"));
 }
@@ -238,10 +165,7 @@ async fn stale_and_future_timestamps_are_refused() {
         } else {
             SystemTime::now() + Duration::from_secs(offset as u64)
         };
-        let s = Signing {
-            time,
-            ..signing(&b.key)
-        };
+        let s = Signing { time, ..signing(&b.key) };
         let (url, headers) = sign_request(&b.endpoint, b"{}", &s);
         assert_eq!(
             send(&url, &headers, b"{}").await,
@@ -250,10 +174,7 @@ async fn stale_and_future_timestamps_are_refused() {
         );
     }
     // Ten minutes off is within AWS's 15-minute tolerance.
-    let s = Signing {
-        time: SystemTime::now() - Duration::from_secs(600),
-        ..signing(&b.key)
-    };
+    let s = Signing { time: SystemTime::now() - Duration::from_secs(600), ..signing(&b.key) };
     let (url, headers) = sign_request(&b.endpoint, b"{}", &s);
     assert_eq!(send(&url, &headers, b"{}").await.0, 200);
 }
@@ -261,81 +182,37 @@ async fn stale_and_future_timestamps_are_refused() {
 #[tokio::test]
 async fn presigned_query_strings_are_verified() {
     let b = berth().await;
-    let s = Signing {
-        location: SignatureLocation::QueryParams,
-        ..signing(&b.key)
-    };
+    let s = Signing { location: SignatureLocation::QueryParams, ..signing(&b.key) };
     let (url, headers) = sign_request(&b.endpoint, b"{}", &s);
     assert!(url.contains("X-Amz-Signature="), "{url}");
     assert_eq!(send(&url, &headers, b"{}").await.0, 200);
     let tampered = url.replace("X-Amz-Signature=", "X-Amz-Signature=0");
     assert_eq!(send(&tampered, &headers, b"{}").await.0, 400);
     // Expired: signed an hour ago, valid for five minutes.
-    let old = Signing {
-        time: SystemTime::now() - Duration::from_secs(3600),
-        ..s
-    };
+    let old = Signing { time: SystemTime::now() - Duration::from_secs(3600), ..s };
     let (url, headers) = sign_request(&b.endpoint, b"{}", &old);
-    assert_eq!(
-        send(&url, &headers, b"{}").await,
-        (400, "InvalidSignatureException".to_string())
-    );
+    assert_eq!(send(&url, &headers, b"{}").await, (400, "InvalidSignatureException".to_string()));
 }
 
 #[tokio::test]
 async fn a_signature_for_another_service_is_refused() {
     let b = berth().await;
-    let s = Signing {
-        service: "s3",
-        ..signing(&b.key)
-    };
+    let s = Signing { service: "s3", ..signing(&b.key) };
     let (url, headers) = sign_request(&b.endpoint, b"{}", &s);
-    assert_eq!(
-        send(&url, &headers, b"{}").await,
-        (400, "InvalidSignatureException".to_string())
-    );
+    assert_eq!(send(&url, &headers, b"{}").await, (400, "InvalidSignatureException".to_string()));
 }
 
 #[tokio::test]
 async fn new_keys_work_at_once_and_see_only_their_account() {
     let b: Berth = berth().await;
-    b.ecs()
-        .await
-        .create_cluster()
-        .cluster_name("mine")
-        .send()
-        .await
-        .unwrap();
+    b.ecs().await.create_cluster().cluster_name("mine").send().await.unwrap();
     let other = b.create_account();
     let theirs = b.ecs_as(&other, "us-east-1").await;
-    assert!(theirs
-        .list_clusters()
-        .send()
-        .await
-        .unwrap()
-        .cluster_arns()
-        .is_empty());
+    assert!(theirs.list_clusters().send().await.unwrap().cluster_arns().is_empty());
     // A second key of the first account sees the first account's resources.
     let text = b.command(&["key", "create", "--account", &b.key.account]);
-    let get = |p: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(p))
-            .unwrap()
-            .to_string()
-    };
-    let second = Key {
-        account: b.key.account.clone(),
-        id: get("access key id "),
-        secret: get("secret access key "),
-    };
+    let get = |p: &str| text.lines().find_map(|l| l.strip_prefix(p)).unwrap().to_string();
+    let second = Key { account: b.key.account.clone(), id: get("access key id "), secret: get("secret access key ") };
     let mine = b.ecs_as(&second, "us-east-1").await;
-    assert_eq!(
-        mine.list_clusters()
-            .send()
-            .await
-            .unwrap()
-            .cluster_arns()
-            .len(),
-        1
-    );
+    assert_eq!(mine.list_clusters().send().await.unwrap().cluster_arns().len(), 1);
 }

@@ -13,57 +13,26 @@ fn tag(k: &str, v: &str) -> Tag {
 
 /// The resource's tags as (key, value) pairs, in the order the server returns them.
 async fn tags_of(ecs: &Client, arn: &str) -> Vec<(String, String)> {
-    let r = ecs
-        .list_tags_for_resource()
-        .resource_arn(arn)
-        .send()
-        .await
-        .unwrap();
+    let r = ecs.list_tags_for_resource().resource_arn(arn).send().await.unwrap();
     r.tags()
         .iter()
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_string(),
-                t.value().unwrap_or_default().to_string(),
-            )
-        })
+        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
         .collect()
 }
 
 fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-    p.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 async fn cluster(ecs: &Client, name: &str) -> String {
-    let c = ecs
-        .create_cluster()
-        .cluster_name(name)
-        .send()
-        .await
-        .unwrap();
+    let c = ecs.create_cluster().cluster_name(name).send().await.unwrap();
     c.cluster().unwrap().cluster_arn().unwrap().to_string()
 }
 
 async fn task_definition(ecs: &Client, family: &str) -> String {
-    let c = ContainerDefinition::builder()
-        .name("app")
-        .image("nginx")
-        .memory(64)
-        .build();
-    let r = ecs
-        .register_task_definition()
-        .family(family)
-        .container_definitions(c)
-        .send()
-        .await
-        .unwrap();
-    r.task_definition()
-        .unwrap()
-        .task_definition_arn()
-        .unwrap()
-        .to_string()
+    let c = ContainerDefinition::builder().name("app").image("nginx").memory(64).build();
+    let r = ecs.register_task_definition().family(family).container_definitions(c).send().await.unwrap();
+    r.task_definition().unwrap().task_definition_arn().unwrap().to_string()
 }
 
 #[tokio::test]
@@ -73,53 +42,24 @@ async fn tag_list_untag_a_cluster() {
     let arn = cluster(&ecs, "demo").await;
     assert!(tags_of(&ecs, &arn).await.is_empty());
 
-    ecs.tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("team", "web"))
-        .tags(tag("env", "dev"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        tags_of(&ecs, &arn).await,
-        pairs(&[("team", "web"), ("env", "dev")])
-    );
+    ecs.tag_resource().resource_arn(&arn).tags(tag("team", "web")).tags(tag("env", "dev")).send().await.unwrap();
+    assert_eq!(tags_of(&ecs, &arn).await, pairs(&[("team", "web"), ("env", "dev")]));
 
     // Tagging an existing key overwrites its value and keeps the others.
-    ecs.tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("env", "prod"))
-        .tags(tag("cost", "42"))
-        .send()
-        .await
-        .unwrap();
+    ecs.tag_resource().resource_arn(&arn).tags(tag("env", "prod")).tags(tag("cost", "42")).send().await.unwrap();
     let mut got = tags_of(&ecs, &arn).await;
     got.sort();
-    assert_eq!(
-        got,
-        pairs(&[("cost", "42"), ("env", "prod"), ("team", "web")])
-    );
+    assert_eq!(got, pairs(&[("cost", "42"), ("env", "prod"), ("team", "web")]));
 
     // Untagging removes the keys named; unknown keys are ignored.
-    ecs.untag_resource()
-        .resource_arn(&arn)
-        .tag_keys("team")
-        .tag_keys("nonexistent")
-        .send()
-        .await
-        .unwrap();
+    ecs.untag_resource().resource_arn(&arn).tag_keys("team").tag_keys("nonexistent").send().await.unwrap();
     let mut got = tags_of(&ecs, &arn).await;
     got.sort();
     assert_eq!(got, pairs(&[("cost", "42"), ("env", "prod")]));
 
     // The tags are the cluster's: DescribeClusters with TAGS shows the same.
-    let d = ecs
-        .describe_clusters()
-        .clusters("demo")
-        .include(aws_sdk_ecs::types::ClusterField::Tags)
-        .send()
-        .await
-        .unwrap();
+    let d =
+        ecs.describe_clusters().clusters("demo").include(aws_sdk_ecs::types::ClusterField::Tags).send().await.unwrap();
     assert_eq!(d.clusters()[0].tags().len(), 2);
 }
 
@@ -130,18 +70,8 @@ async fn tag_list_untag_a_task_definition() {
     let arn = task_definition(&ecs, "web").await;
     let other = task_definition(&ecs, "web").await;
 
-    ecs.tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("owner", "alice"))
-        .send()
-        .await
-        .unwrap();
-    ecs.tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("owner", "bob"))
-        .send()
-        .await
-        .unwrap();
+    ecs.tag_resource().resource_arn(&arn).tags(tag("owner", "alice")).send().await.unwrap();
+    ecs.tag_resource().resource_arn(&arn).tags(tag("owner", "bob")).send().await.unwrap();
     assert_eq!(tags_of(&ecs, &arn).await, pairs(&[("owner", "bob")]));
     // Tags belong to one revision.
     assert!(tags_of(&ecs, &other).await.is_empty());
@@ -155,50 +85,20 @@ async fn tag_list_untag_a_task_definition() {
         .unwrap();
     assert_eq!(d.tags()[0].value(), Some("bob"));
 
-    ecs.untag_resource()
-        .resource_arn(&arn)
-        .tag_keys("owner")
-        .send()
-        .await
-        .unwrap();
+    ecs.untag_resource().resource_arn(&arn).tag_keys("owner").send().await.unwrap();
     assert!(tags_of(&ecs, &arn).await.is_empty());
 
     // An INACTIVE revision can still be tagged.
-    ecs.deregister_task_definition()
-        .task_definition(&arn)
-        .send()
-        .await
-        .unwrap();
-    ecs.tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("state", "retired"))
-        .send()
-        .await
-        .unwrap();
+    ecs.deregister_task_definition().task_definition(&arn).send().await.unwrap();
+    ecs.tag_resource().resource_arn(&arn).tags(tag("state", "retired")).send().await.unwrap();
     assert_eq!(tags_of(&ecs, &arn).await, pairs(&[("state", "retired")]));
 
     let missing = arn.replace(":1", ":9");
-    let err = ecs
-        .tag_resource()
-        .resource_arn(&missing)
-        .tags(tag("a", "b"))
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.tag_resource().resource_arn(&missing).tags(tag("a", "b")).send().await.unwrap_err();
     assert_eq!(error_code(&err), "ResourceNotFoundException");
-    let err = ecs
-        .untag_resource()
-        .resource_arn(&missing)
-        .tag_keys("a")
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.untag_resource().resource_arn(&missing).tag_keys("a").send().await.unwrap_err();
     assert_eq!(error_code(&err), "ResourceNotFoundException");
-    ecs.list_tags_for_resource()
-        .resource_arn(&missing)
-        .send()
-        .await
-        .unwrap_err();
+    ecs.list_tags_for_resource().resource_arn(&missing).send().await.unwrap_err();
 }
 
 #[tokio::test]
@@ -209,40 +109,19 @@ async fn at_most_fifty_tags() {
 
     // 51 in one request.
     let many: Vec<Tag> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
-    let err = ecs
-        .tag_resource()
-        .resource_arn(&arn)
-        .set_tags(Some(many))
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.tag_resource().resource_arn(&arn).set_tags(Some(many)).send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
     assert!(tags_of(&ecs, &arn).await.is_empty());
 
     // 50 is fine, in two requests.
     let first: Vec<Tag> = (0..45).map(|i| tag(&format!("k{i}"), "v")).collect();
-    ecs.tag_resource()
-        .resource_arn(&arn)
-        .set_tags(Some(first))
-        .send()
-        .await
-        .unwrap();
+    ecs.tag_resource().resource_arn(&arn).set_tags(Some(first)).send().await.unwrap();
     let more: Vec<Tag> = (45..50).map(|i| tag(&format!("k{i}"), "v")).collect();
-    ecs.tag_resource()
-        .resource_arn(&arn)
-        .set_tags(Some(more))
-        .send()
-        .await
-        .unwrap();
+    ecs.tag_resource().resource_arn(&arn).set_tags(Some(more)).send().await.unwrap();
     assert_eq!(tags_of(&ecs, &arn).await.len(), 50);
 
     // Overwriting keeps the count at 50 and is allowed.
-    ecs.tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("k0", "changed"))
-        .send()
-        .await
-        .unwrap();
+    ecs.tag_resource().resource_arn(&arn).tags(tag("k0", "changed")).send().await.unwrap();
 
     // The 51st is refused, and the refused request (which also overwrites k1) changes nothing.
     let err = ecs
@@ -266,43 +145,16 @@ async fn invalid_tags_are_refused() {
     let b = berth().await;
     let ecs = b.ecs().await;
     let arn = cluster(&ecs, "demo").await;
-    ecs.tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("keep", "me"))
-        .send()
-        .await
-        .unwrap();
-    for (k, v) in [
-        ("aws:x", "1"),
-        ("AWS:created", "1"),
-        ("", "1"),
-        (&*"k".repeat(129), "1"),
-        ("ok", &*"v".repeat(257)),
-    ] {
-        let err = ecs
-            .tag_resource()
-            .resource_arn(&arn)
-            .tags(tag(k, v))
-            .tags(tag("new", "1"))
-            .send()
-            .await
-            .unwrap_err();
-        assert_eq!(
-            error_code(&err),
-            "InvalidParameterException",
-            "tag {k:?}={v:?}"
-        );
+    ecs.tag_resource().resource_arn(&arn).tags(tag("keep", "me")).send().await.unwrap();
+    for (k, v) in [("aws:x", "1"), ("AWS:created", "1"), ("", "1"), (&*"k".repeat(129), "1"), ("ok", &*"v".repeat(257))]
+    {
+        let err = ecs.tag_resource().resource_arn(&arn).tags(tag(k, v)).tags(tag("new", "1")).send().await.unwrap_err();
+        assert_eq!(error_code(&err), "InvalidParameterException", "tag {k:?}={v:?}");
     }
     assert_eq!(tags_of(&ecs, &arn).await, pairs(&[("keep", "me")]));
 
     // Creating a cluster with an aws: tag is refused the same way.
-    let err = ecs
-        .create_cluster()
-        .cluster_name("other")
-        .tags(tag("aws:x", "1"))
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.create_cluster().cluster_name("other").tags(tag("aws:x", "1")).send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
 }
 
@@ -311,57 +163,23 @@ async fn unknown_and_malformed_arns() {
     let b = berth().await;
     let ecs = b.ecs().await;
     let missing = format!("arn:aws:ecs:us-east-1:{}:cluster/nope", b.key.account);
-    let err = ecs
-        .tag_resource()
-        .resource_arn(&missing)
-        .tags(tag("a", "b"))
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.tag_resource().resource_arn(&missing).tags(tag("a", "b")).send().await.unwrap_err();
     assert_eq!(error_code(&err), "ClusterNotFoundException");
-    let err = ecs
-        .list_tags_for_resource()
-        .resource_arn(&missing)
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.list_tags_for_resource().resource_arn(&missing).send().await.unwrap_err();
     assert_eq!(error_code(&err), "ClusterNotFoundException");
-    let err = ecs
-        .untag_resource()
-        .resource_arn(&missing)
-        .tag_keys("a")
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.untag_resource().resource_arn(&missing).tag_keys("a").send().await.unwrap_err();
     assert_eq!(error_code(&err), "ClusterNotFoundException");
 
     // A deleted (INACTIVE) cluster is not taggable either.
     let arn = cluster(&ecs, "gone").await;
     ecs.delete_cluster().cluster("gone").send().await.unwrap();
-    let err = ecs
-        .tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("a", "b"))
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.tag_resource().resource_arn(&arn).tags(tag("a", "b")).send().await.unwrap_err();
     assert_eq!(error_code(&err), "ClusterNotFoundException");
 
     for bad in ["not-an-arn", "arn:aws:ecs", "demo", "arn:aws:s3:::bucket"] {
-        let err = ecs
-            .list_tags_for_resource()
-            .resource_arn(bad)
-            .send()
-            .await
-            .unwrap_err();
+        let err = ecs.list_tags_for_resource().resource_arn(bad).send().await.unwrap_err();
         assert_eq!(error_code(&err), "InvalidParameterException", "{bad}");
-        let err = ecs
-            .tag_resource()
-            .resource_arn(bad)
-            .tags(tag("a", "b"))
-            .send()
-            .await
-            .unwrap_err();
+        let err = ecs.tag_resource().resource_arn(bad).tags(tag("a", "b")).send().await.unwrap_err();
         assert_eq!(error_code(&err), "InvalidParameterException", "{bad}");
     }
 }
@@ -372,57 +190,24 @@ async fn another_accounts_resources_are_not_reachable() {
     let ecs = b.ecs().await;
     let arn = cluster(&ecs, "demo").await;
     let td = task_definition(&ecs, "web").await;
-    ecs.tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("team", "web"))
-        .send()
-        .await
-        .unwrap();
+    ecs.tag_resource().resource_arn(&arn).tags(tag("team", "web")).send().await.unwrap();
 
     let other = b.create_account();
     let theirs = b.ecs_as(&other, "us-east-1").await;
     for target in [&arn, &td] {
         // Not found from their side (the code for ListTagsForResource is pinned down in
         // `list_tags_for_resource_answers_with_its_own_errors`).
-        theirs
-            .list_tags_for_resource()
-            .resource_arn(target)
-            .send()
-            .await
-            .unwrap_err();
-        let err = theirs
-            .tag_resource()
-            .resource_arn(target)
-            .tags(tag("team", "evil"))
-            .send()
-            .await
-            .unwrap_err();
+        theirs.list_tags_for_resource().resource_arn(target).send().await.unwrap_err();
+        let err = theirs.tag_resource().resource_arn(target).tags(tag("team", "evil")).send().await.unwrap_err();
         let code = error_code(&err);
-        assert!(
-            ["ResourceNotFoundException", "ClusterNotFoundException"].contains(&code.as_str()),
-            "{target}: {code}"
-        );
-        let err = theirs
-            .untag_resource()
-            .resource_arn(target)
-            .tag_keys("team")
-            .send()
-            .await
-            .unwrap_err();
+        assert!(["ResourceNotFoundException", "ClusterNotFoundException"].contains(&code.as_str()), "{target}: {code}");
+        let err = theirs.untag_resource().resource_arn(target).tag_keys("team").send().await.unwrap_err();
         let code = error_code(&err);
-        assert!(
-            ["ResourceNotFoundException", "ClusterNotFoundException"].contains(&code.as_str()),
-            "{target}: {code}"
-        );
+        assert!(["ResourceNotFoundException", "ClusterNotFoundException"].contains(&code.as_str()), "{target}: {code}");
     }
     // Nor is the same ARN in another region of the same account.
     let west = b.ecs_as(&b.key, "us-west-2").await;
-    west.tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("team", "west"))
-        .send()
-        .await
-        .unwrap_err();
+    west.tag_resource().resource_arn(&arn).tags(tag("team", "west")).send().await.unwrap_err();
 
     assert_eq!(tags_of(&ecs, &arn).await, pairs(&[("team", "web")]));
     assert!(tags_of(&ecs, &td).await.is_empty());
@@ -442,16 +227,8 @@ async fn list_tags_for_resource_answers_with_its_own_errors() {
     let missing_revision = td.replace(":1", ":9");
     let service = format!("arn:aws:ecs:us-east-1:{}:service/demo/web", b.key.account);
     for (client, arn) in [(&ecs, &missing_revision), (&ecs, &service), (&theirs, &td)] {
-        let err = client
-            .list_tags_for_resource()
-            .resource_arn(arn)
-            .send()
-            .await
-            .unwrap_err();
+        let err = client.list_tags_for_resource().resource_arn(arn).send().await.unwrap_err();
         let code = error_code(&err);
-        assert!(
-            ["ClientException", "InvalidParameterException"].contains(&code.as_str()),
-            "{arn}: {code}"
-        );
+        assert!(["ClientException", "InvalidParameterException"].contains(&code.as_str()), "{arn}: {code}");
     }
 }

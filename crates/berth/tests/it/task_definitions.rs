@@ -4,12 +4,10 @@
 use std::collections::HashMap;
 
 use aws_sdk_ecs::types::{
-    Compatibility, ContainerCondition, ContainerDefinition, ContainerDependency,
-    ContainerRestartPolicy, HealthCheck, HostEntry, HostVolumeProperties, KernelCapabilities,
-    KeyValuePair, LinuxParameters, LogConfiguration, LogDriver, MountPoint, NetworkMode,
-    PortMapping, Secret, SortOrder, SystemControl, Tag, TaskDefinitionFamilyStatus,
-    TaskDefinitionField, TaskDefinitionStatus, Tmpfs, TransportProtocol, Ulimit, UlimitName,
-    Volume, VolumeFrom,
+    Compatibility, ContainerCondition, ContainerDefinition, ContainerDependency, ContainerRestartPolicy, HealthCheck,
+    HostEntry, HostVolumeProperties, KernelCapabilities, KeyValuePair, LinuxParameters, LogConfiguration, LogDriver,
+    MountPoint, NetworkMode, PortMapping, Secret, SortOrder, SystemControl, Tag, TaskDefinitionFamilyStatus,
+    TaskDefinitionField, TaskDefinitionStatus, Tmpfs, TransportProtocol, Ulimit, UlimitName, Volume, VolumeFrom,
 };
 use aws_sdk_ecs::Client;
 use testkit::error_code;
@@ -18,27 +16,13 @@ use crate::berth;
 
 /// A minimal valid container: a name, an image and a hard memory limit.
 fn container(name: &str) -> ContainerDefinition {
-    ContainerDefinition::builder()
-        .name(name)
-        .image("nginx:latest")
-        .memory(128)
-        .build()
+    ContainerDefinition::builder().name(name).image("nginx:latest").memory(128).build()
 }
 
 /// Registers a one-container bridge task definition in `family` and returns its ARN.
 async fn register(ecs: &Client, family: &str) -> String {
-    let r = ecs
-        .register_task_definition()
-        .family(family)
-        .container_definitions(container("app"))
-        .send()
-        .await
-        .unwrap();
-    r.task_definition()
-        .unwrap()
-        .task_definition_arn()
-        .unwrap()
-        .to_string()
+    let r = ecs.register_task_definition().family(family).container_definitions(container("app")).send().await.unwrap();
+    r.task_definition().unwrap().task_definition_arn().unwrap().to_string()
 }
 
 fn td_arn(account: &str, family: &str, revision: i32) -> String {
@@ -66,10 +50,7 @@ async fn list_all(
             .send()
             .await
             .unwrap();
-        assert!(
-            page.task_definition_arns().len() <= max as usize,
-            "page larger than maxResults {max}"
-        );
+        assert!(page.task_definition_arns().len() <= max as usize, "page larger than maxResults {max}");
         all.extend(page.task_definition_arns().iter().cloned());
         token = page.next_token().map(str::to_string);
         if token.is_none() {
@@ -78,11 +59,7 @@ async fn list_all(
     }
 }
 
-async fn families(
-    ecs: &Client,
-    prefix: Option<&str>,
-    status: Option<TaskDefinitionFamilyStatus>,
-) -> Vec<String> {
+async fn families(ecs: &Client, prefix: Option<&str>, status: Option<TaskDefinitionFamilyStatus>) -> Vec<String> {
     let r = ecs
         .list_task_definition_families()
         .set_family_prefix(prefix.map(str::to_string))
@@ -104,11 +81,7 @@ async fn revisions_increment_per_family() {
     assert_eq!(register(&ecs, "web").await, td_arn(acct, "web", 3));
 
     // A revision number is never reused, even after the latest one is deregistered.
-    ecs.deregister_task_definition()
-        .task_definition("web:3")
-        .send()
-        .await
-        .unwrap();
+    ecs.deregister_task_definition().task_definition("web:3").send().await.unwrap();
     assert_eq!(register(&ecs, "web").await, td_arn(acct, "web", 4));
 }
 
@@ -120,19 +93,8 @@ async fn register_returns_defaults_and_metadata() {
         .name("web")
         .image("nginx:latest")
         .memory(256)
-        .port_mappings(
-            PortMapping::builder()
-                .container_port(80)
-                .host_port(8080)
-                .build(),
-        )
-        .health_check(
-            HealthCheck::builder()
-                .command("CMD-SHELL")
-                .command("curl -f http://localhost/")
-                .build()
-                .unwrap(),
-        )
+        .port_mappings(PortMapping::builder().container_port(80).host_port(8080).build())
+        .health_check(HealthCheck::builder().command("CMD-SHELL").command("curl -f http://localhost/").build().unwrap())
         .build();
     let r = ecs
         .register_task_definition()
@@ -148,14 +110,8 @@ async fn register_returns_defaults_and_metadata() {
     assert_eq!(td.revision(), 1);
     assert_eq!(td.status(), Some(&TaskDefinitionStatus::Active));
     assert_eq!(td.network_mode(), Some(&NetworkMode::Bridge));
-    assert_eq!(
-        td.compatibilities(),
-        [Compatibility::Ec2, Compatibility::External]
-    );
-    assert_eq!(
-        td.registered_by(),
-        Some(format!("arn:aws:iam::{}:root", b.key.account).as_str())
-    );
+    assert_eq!(td.compatibilities(), [Compatibility::Ec2, Compatibility::External]);
+    assert_eq!(td.registered_by(), Some(format!("arn:aws:iam::{}:root", b.key.account).as_str()));
     assert!(td.registered_at().is_some());
     assert!(td.deregistered_at().is_none());
 
@@ -164,21 +120,11 @@ async fn register_returns_defaults_and_metadata() {
     assert_eq!(c.essential(), Some(true));
     let pm = &c.port_mappings()[0];
     assert_eq!(pm.protocol(), Some(&TransportProtocol::Tcp));
-    assert_eq!(
-        (pm.container_port(), pm.host_port()),
-        (Some(80), Some(8080))
-    );
+    assert_eq!((pm.container_port(), pm.host_port()), (Some(80), Some(8080)));
     let hc = c.health_check().unwrap();
-    assert_eq!(
-        (hc.interval(), hc.timeout(), hc.retries()),
-        (Some(30), Some(5), Some(3))
-    );
+    assert_eq!((hc.interval(), hc.timeout(), hc.retries()), (Some(30), Some(5), Some(3)));
 
-    let tags: Vec<_> = r
-        .tags()
-        .iter()
-        .map(|t| (t.key().unwrap(), t.value().unwrap()))
-        .collect();
+    let tags: Vec<_> = r.tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
     assert_eq!(tags, [("team", "web"), ("env", "prod")]);
 }
 
@@ -207,39 +153,19 @@ async fn fargate_task_size_is_normalized() {
     assert_eq!(td.memory(), Some("512"));
     assert_eq!(td.network_mode(), Some(&NetworkMode::Awsvpc));
     assert_eq!(td.requires_compatibilities(), [Compatibility::Fargate]);
-    assert_eq!(
-        td.compatibilities(),
-        [Compatibility::Ec2, Compatibility::Fargate]
-    );
+    assert_eq!(td.compatibilities(), [Compatibility::Ec2, Compatibility::Fargate]);
     // In awsvpc mode the host port is the container port.
-    assert_eq!(
-        td.container_definitions()[0].port_mappings()[0].host_port(),
-        Some(8080)
-    );
+    assert_eq!(td.container_definitions()[0].port_mappings()[0].host_port(), Some(8080));
     // The normalized values are what is stored.
-    let d = ecs
-        .describe_task_definition()
-        .task_definition("fg")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            d.task_definition().unwrap().cpu(),
-            d.task_definition().unwrap().memory()
-        ),
-        (Some("256"), Some("512"))
-    );
+    let d = ecs.describe_task_definition().task_definition("fg").send().await.unwrap();
+    assert_eq!((d.task_definition().unwrap().cpu(), d.task_definition().unwrap().memory()), (Some("256"), Some("512")));
 }
 
 #[tokio::test]
 async fn invalid_task_definitions_are_refused() {
     let b = berth().await;
     let ecs = b.ecs().await;
-    let no_memory = ContainerDefinition::builder()
-        .name("a")
-        .image("nginx")
-        .build();
+    let no_memory = ContainerDefinition::builder().name("a").image("nginx").build();
     let depends_on_ghost = ContainerDefinition::builder()
         .name("a")
         .image("nginx")
@@ -256,20 +182,13 @@ async fn invalid_task_definitions_are_refused() {
         .name("a")
         .image("nginx")
         .memory(64)
-        .port_mappings(
-            PortMapping::builder()
-                .container_port(80)
-                .host_port(81)
-                .build(),
-        )
+        .port_mappings(PortMapping::builder().container_port(80).host_port(81).build())
         .build();
 
     let cases = vec![
         (
             "container without memory on EC2",
-            ecs.register_task_definition()
-                .family("f")
-                .container_definitions(no_memory),
+            ecs.register_task_definition().family("f").container_definitions(no_memory),
         ),
         (
             "duplicate container names",
@@ -280,9 +199,7 @@ async fn invalid_task_definitions_are_refused() {
         ),
         (
             "dependsOn an unknown container",
-            ecs.register_task_definition()
-                .family("f")
-                .container_definitions(depends_on_ghost),
+            ecs.register_task_definition().family("f").container_definitions(depends_on_ghost),
         ),
         (
             "Fargate with 256 CPU and 4096 MiB",
@@ -316,9 +233,7 @@ async fn invalid_task_definitions_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
-    let many: Vec<Tag> = (0..51)
-        .map(|i| Tag::builder().key(format!("k{i}")).value("v").build())
-        .collect();
+    let many: Vec<Tag> = (0..51).map(|i| Tag::builder().key(format!("k{i}")).value("v").build()).collect();
     let err = ecs
         .register_task_definition()
         .family("f")
@@ -331,9 +246,7 @@ async fn invalid_task_definitions_are_refused() {
 
     // None of the refused requests registered anything.
     assert!(list_all(&ecs, None, None, None, 100).await.is_empty());
-    assert!(families(&ecs, None, Some(TaskDefinitionFamilyStatus::All))
-        .await
-        .is_empty());
+    assert!(families(&ecs, None, Some(TaskDefinitionFamilyStatus::All)).await.is_empty());
 }
 
 #[tokio::test]
@@ -348,86 +261,36 @@ async fn describe_by_family_revision_and_arn() {
         .send()
         .await
         .unwrap();
-    let arn1 = r1
-        .task_definition()
-        .unwrap()
-        .task_definition_arn()
-        .unwrap()
-        .to_string();
-    ecs.register_task_definition()
-        .family("web")
-        .container_definitions(container("v2"))
-        .send()
-        .await
-        .unwrap();
+    let arn1 = r1.task_definition().unwrap().task_definition_arn().unwrap().to_string();
+    ecs.register_task_definition().family("web").container_definitions(container("v2")).send().await.unwrap();
 
     // A bare family names the latest ACTIVE revision.
-    let d = ecs
-        .describe_task_definition()
-        .task_definition("web")
-        .send()
-        .await
-        .unwrap();
+    let d = ecs.describe_task_definition().task_definition("web").send().await.unwrap();
     let td = d.task_definition().unwrap();
     assert_eq!(td.revision(), 2);
     assert_eq!(td.container_definitions()[0].name(), Some("v2"));
 
-    let d = ecs
-        .describe_task_definition()
-        .task_definition("web:1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        d.task_definition().unwrap().container_definitions()[0].name(),
-        Some("v1")
-    );
+    let d = ecs.describe_task_definition().task_definition("web:1").send().await.unwrap();
+    assert_eq!(d.task_definition().unwrap().container_definitions()[0].name(), Some("v1"));
     assert!(d.tags().is_empty(), "tags are only returned when asked for");
 
-    let d = ecs
-        .describe_task_definition()
-        .task_definition(&arn1)
-        .include(TaskDefinitionField::Tags)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        d.task_definition().unwrap().task_definition_arn(),
-        Some(arn1.as_str())
-    );
+    let d =
+        ecs.describe_task_definition().task_definition(&arn1).include(TaskDefinitionField::Tags).send().await.unwrap();
+    assert_eq!(d.task_definition().unwrap().task_definition_arn(), Some(arn1.as_str()));
     assert_eq!(d.tags().len(), 1);
-    assert_eq!(
-        (d.tags()[0].key(), d.tags()[0].value()),
-        (Some("rev"), Some("1"))
-    );
+    assert_eq!((d.tags()[0].key(), d.tags()[0].value()), (Some("rev"), Some("1")));
 
     for missing in ["nope", "web:3", "nope:1", &td_arn(&b.key.account, "web", 9)] {
-        let err = ecs
-            .describe_task_definition()
-            .task_definition(missing)
-            .send()
-            .await
-            .unwrap_err();
+        let err = ecs.describe_task_definition().task_definition(missing).send().await.unwrap_err();
         assert_eq!(error_code(&err), "ClientException", "{missing}");
     }
 
     // Another account cannot describe it by ARN.
     let other = b.create_account();
     let theirs = b.ecs_as(&other, "us-east-1").await;
-    let err = theirs
-        .describe_task_definition()
-        .task_definition(&arn1)
-        .send()
-        .await
-        .unwrap_err();
+    let err = theirs.describe_task_definition().task_definition(&arn1).send().await.unwrap_err();
     assert_eq!(error_code(&err), "ClientException");
-    assert!(theirs
-        .list_task_definitions()
-        .send()
-        .await
-        .unwrap()
-        .task_definition_arns()
-        .is_empty());
+    assert!(theirs.list_task_definitions().send().await.unwrap().task_definition_arns().is_empty());
 }
 
 #[tokio::test]
@@ -440,55 +303,24 @@ async fn list_task_definitions_filters_and_sorts() {
     }
     register(&ecs, "web-api").await;
     register(&ecs, "db").await;
-    ecs.deregister_task_definition()
-        .task_definition("web:2")
-        .send()
-        .await
-        .unwrap();
+    ecs.deregister_task_definition().task_definition("web:2").send().await.unwrap();
 
     // ACTIVE is the default status; the order is family, then revision.
     let all = list_all(&ecs, None, None, None, 100).await;
     assert_eq!(
         all,
-        [
-            td_arn(acct, "db", 1),
-            td_arn(acct, "web", 1),
-            td_arn(acct, "web", 3),
-            td_arn(acct, "web-api", 1)
-        ]
+        [td_arn(acct, "db", 1), td_arn(acct, "web", 1), td_arn(acct, "web", 3), td_arn(acct, "web-api", 1)]
     );
 
     // familyPrefix matches the whole family name, not a prefix of it.
     let web = list_all(&ecs, Some("web"), None, None, 100).await;
     assert_eq!(web, [td_arn(acct, "web", 1), td_arn(acct, "web", 3)]);
-    let web = list_all(
-        &ecs,
-        Some("web"),
-        Some(TaskDefinitionStatus::Active),
-        Some(SortOrder::Desc),
-        100,
-    )
-    .await;
+    let web = list_all(&ecs, Some("web"), Some(TaskDefinitionStatus::Active), Some(SortOrder::Desc), 100).await;
     assert_eq!(web, [td_arn(acct, "web", 3), td_arn(acct, "web", 1)]);
-    let inactive = list_all(
-        &ecs,
-        Some("web"),
-        Some(TaskDefinitionStatus::Inactive),
-        None,
-        100,
-    )
-    .await;
+    let inactive = list_all(&ecs, Some("web"), Some(TaskDefinitionStatus::Inactive), None, 100).await;
     assert_eq!(inactive, [td_arn(acct, "web", 2)]);
     assert!(list_all(&ecs, Some("we"), None, None, 100).await.is_empty());
-    assert!(list_all(
-        &ecs,
-        Some("db"),
-        Some(TaskDefinitionStatus::Inactive),
-        None,
-        100
-    )
-    .await
-    .is_empty());
+    assert!(list_all(&ecs, Some("db"), Some(TaskDefinitionStatus::Inactive), None, 100).await.is_empty());
 }
 
 #[tokio::test]
@@ -516,27 +348,11 @@ async fn list_task_definitions_paginates() {
         assert_eq!(desc, reversed, "DESC with maxResults {max}");
     }
     let web_desc = list_all(&ecs, Some("web"), None, Some(SortOrder::Desc), 4).await;
-    assert_eq!(
-        web_desc,
-        (1..=11)
-            .rev()
-            .map(|r| td_arn(acct, "web", r))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(web_desc, (1..=11).rev().map(|r| td_arn(acct, "web", r)).collect::<Vec<_>>());
 
-    let err = ecs
-        .list_task_definitions()
-        .max_results(101)
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.list_task_definitions().max_results(101).send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
-    let err = ecs
-        .list_task_definitions()
-        .next_token("garbage")
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.list_task_definitions().next_token("garbage").send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
 }
 
@@ -549,41 +365,17 @@ async fn list_task_definition_families_by_prefix_and_status() {
     register(&ecs, "web-api").await;
     register(&ecs, "db").await;
     // web keeps one ACTIVE revision; web-api has none left.
-    ecs.deregister_task_definition()
-        .task_definition("web:1")
-        .send()
-        .await
-        .unwrap();
-    ecs.deregister_task_definition()
-        .task_definition("web-api:1")
-        .send()
-        .await
-        .unwrap();
+    ecs.deregister_task_definition().task_definition("web:1").send().await.unwrap();
+    ecs.deregister_task_definition().task_definition("web-api:1").send().await.unwrap();
 
     assert_eq!(families(&ecs, None, None).await, ["db", "web"]);
-    assert_eq!(
-        families(&ecs, None, Some(TaskDefinitionFamilyStatus::Active)).await,
-        ["db", "web"]
-    );
-    assert_eq!(
-        families(&ecs, None, Some(TaskDefinitionFamilyStatus::Inactive)).await,
-        ["web-api"]
-    );
-    assert_eq!(
-        families(&ecs, None, Some(TaskDefinitionFamilyStatus::All)).await,
-        ["db", "web", "web-api"]
-    );
+    assert_eq!(families(&ecs, None, Some(TaskDefinitionFamilyStatus::Active)).await, ["db", "web"]);
+    assert_eq!(families(&ecs, None, Some(TaskDefinitionFamilyStatus::Inactive)).await, ["web-api"]);
+    assert_eq!(families(&ecs, None, Some(TaskDefinitionFamilyStatus::All)).await, ["db", "web", "web-api"]);
     // Here familyPrefix really is a prefix.
-    assert_eq!(
-        families(&ecs, Some("we"), Some(TaskDefinitionFamilyStatus::All)).await,
-        ["web", "web-api"]
-    );
+    assert_eq!(families(&ecs, Some("we"), Some(TaskDefinitionFamilyStatus::All)).await, ["web", "web-api"]);
     assert_eq!(families(&ecs, Some("web"), None).await, ["web"]);
-    assert!(
-        families(&ecs, Some("x"), Some(TaskDefinitionFamilyStatus::All))
-            .await
-            .is_empty()
-    );
+    assert!(families(&ecs, Some("x"), Some(TaskDefinitionFamilyStatus::All)).await.is_empty());
 
     let page = ecs
         .list_task_definition_families()
@@ -612,64 +404,27 @@ async fn deregister_marks_inactive_and_describe_falls_back() {
     register(&ecs, "web").await;
     let arn2 = register(&ecs, "web").await;
 
-    let err = ecs
-        .deregister_task_definition()
-        .task_definition("web")
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.deregister_task_definition().task_definition("web").send().await.unwrap_err();
     assert_eq!(error_code(&err), "ClientException");
 
-    let r = ecs
-        .deregister_task_definition()
-        .task_definition(&arn2)
-        .send()
-        .await
-        .unwrap();
+    let r = ecs.deregister_task_definition().task_definition(&arn2).send().await.unwrap();
     let td = r.task_definition().unwrap();
     assert_eq!(td.status(), Some(&TaskDefinitionStatus::Inactive));
     assert!(td.deregistered_at().is_some());
 
     // The family now names the previous ACTIVE revision; the INACTIVE one stays describable.
-    let d = ecs
-        .describe_task_definition()
-        .task_definition("web")
-        .send()
-        .await
-        .unwrap();
+    let d = ecs.describe_task_definition().task_definition("web").send().await.unwrap();
     assert_eq!(d.task_definition().unwrap().revision(), 1);
-    let d = ecs
-        .describe_task_definition()
-        .task_definition("web:2")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        d.task_definition().unwrap().status(),
-        Some(&TaskDefinitionStatus::Inactive)
-    );
+    let d = ecs.describe_task_definition().task_definition("web:2").send().await.unwrap();
+    assert_eq!(d.task_definition().unwrap().status(), Some(&TaskDefinitionStatus::Inactive));
     assert!(d.task_definition().unwrap().deregistered_at().is_some());
 
     // With no ACTIVE revision left, the bare family names nothing.
-    ecs.deregister_task_definition()
-        .task_definition("web:1")
-        .send()
-        .await
-        .unwrap();
-    let err = ecs
-        .describe_task_definition()
-        .task_definition("web")
-        .send()
-        .await
-        .unwrap_err();
+    ecs.deregister_task_definition().task_definition("web:1").send().await.unwrap();
+    let err = ecs.describe_task_definition().task_definition("web").send().await.unwrap_err();
     assert_eq!(error_code(&err), "ClientException");
 
-    let err = ecs
-        .deregister_task_definition()
-        .task_definition("web:7")
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.deregister_task_definition().task_definition("web:7").send().await.unwrap_err();
     assert_eq!(error_code(&err), "ClientException");
 }
 
@@ -679,75 +434,27 @@ async fn delete_task_definitions() {
     let ecs = b.ecs().await;
     let arn1 = register(&ecs, "web").await;
     let arn2 = register(&ecs, "web").await;
-    ecs.deregister_task_definition()
-        .task_definition(&arn1)
-        .send()
-        .await
-        .unwrap();
+    ecs.deregister_task_definition().task_definition(&arn1).send().await.unwrap();
 
-    let r = ecs
-        .delete_task_definitions()
-        .task_definitions(&arn1)
-        .task_definitions("web:2")
-        .send()
-        .await
-        .unwrap();
+    let r = ecs.delete_task_definitions().task_definitions(&arn1).task_definitions("web:2").send().await.unwrap();
     assert_eq!(r.task_definitions().len(), 1);
     let deleted = &r.task_definitions()[0];
     assert_eq!(deleted.task_definition_arn(), Some(arn1.as_str()));
-    assert_eq!(
-        deleted.status(),
-        Some(&TaskDefinitionStatus::DeleteInProgress)
-    );
+    assert_eq!(deleted.status(), Some(&TaskDefinitionStatus::DeleteInProgress));
     assert!(deleted.delete_requested_at().is_some());
-    assert_eq!(
-        r.failures().len(),
-        1,
-        "the ACTIVE revision cannot be deleted"
-    );
+    assert_eq!(r.failures().len(), 1, "the ACTIVE revision cannot be deleted");
     // Failures name the full ARN of a well-formed reference.
     assert_eq!(r.failures()[0].arn(), Some(arn2.as_str()));
     assert!(r.failures()[0].reason().is_some());
 
     // The ACTIVE revision is untouched; the deleted one is no longer listed as INACTIVE.
-    let d = ecs
-        .describe_task_definition()
-        .task_definition(&arn2)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        d.task_definition().unwrap().status(),
-        Some(&TaskDefinitionStatus::Active)
-    );
-    assert!(list_all(
-        &ecs,
-        Some("web"),
-        Some(TaskDefinitionStatus::Inactive),
-        None,
-        100
-    )
-    .await
-    .is_empty());
-    assert_eq!(
-        list_all(
-            &ecs,
-            Some("web"),
-            Some(TaskDefinitionStatus::DeleteInProgress),
-            None,
-            100
-        )
-        .await,
-        [arn1]
-    );
+    let d = ecs.describe_task_definition().task_definition(&arn2).send().await.unwrap();
+    assert_eq!(d.task_definition().unwrap().status(), Some(&TaskDefinitionStatus::Active));
+    assert!(list_all(&ecs, Some("web"), Some(TaskDefinitionStatus::Inactive), None, 100).await.is_empty());
+    assert_eq!(list_all(&ecs, Some("web"), Some(TaskDefinitionStatus::DeleteInProgress), None, 100).await, [arn1]);
 
     let eleven: Vec<String> = (1..=11).map(|r| format!("web:{r}")).collect();
-    let err = ecs
-        .delete_task_definitions()
-        .set_task_definitions(Some(eleven))
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.delete_task_definitions().set_task_definitions(Some(eleven)).send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidParameterException");
 }
 
@@ -757,19 +464,15 @@ async fn large_task_definition_round_trips() {
     let b = berth().await;
     let ecs = b.ecs().await;
     let kv = |n: &str, v: &str| KeyValuePair::builder().name(n).value(v).build();
-    let labels: HashMap<String, String> =
-        [("com.example.team", "web"), ("com.example.tier", "front")]
+    let labels: HashMap<String, String> = [("com.example.team", "web"), ("com.example.tier", "front")]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    let log_options: HashMap<String, String> =
+        [("awslogs-group", "/ecs/web"), ("awslogs-region", "us-east-1"), ("awslogs-stream-prefix", "web")]
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-    let log_options: HashMap<String, String> = [
-        ("awslogs-group", "/ecs/web"),
-        ("awslogs-region", "us-east-1"),
-        ("awslogs-stream-prefix", "web"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.into(), v.into()))
-    .collect();
     let web = ContainerDefinition::builder()
         .name("web")
         .image("public.ecr.aws/nginx/nginx:1.27")
@@ -787,11 +490,7 @@ async fn large_task_definition_round_trips() {
                 .build(),
         )
         .port_mappings(
-            PortMapping::builder()
-                .container_port(53)
-                .host_port(5353)
-                .protocol(TransportProtocol::Udp)
-                .build(),
+            PortMapping::builder().container_port(53).host_port(5353).protocol(TransportProtocol::Udp).build(),
         )
         .entry_point("/docker-entrypoint.sh")
         .command("nginx")
@@ -800,35 +499,16 @@ async fn large_task_definition_round_trips() {
         .environment(kv("MODE", "production"))
         .environment(kv("URL", "http://example.com/?a=1&b=2"))
         .mount_points(
-            MountPoint::builder()
-                .source_volume("data")
-                .container_path("/var/lib/data")
-                .read_only(true)
-                .build(),
+            MountPoint::builder().source_volume("data").container_path("/var/lib/data").read_only(true).build(),
         )
-        .volumes_from(
-            VolumeFrom::builder()
-                .source_container("sidecar")
-                .read_only(false)
-                .build(),
-        )
+        .volumes_from(VolumeFrom::builder().source_container("sidecar").read_only(false).build())
         .linux_parameters(
             LinuxParameters::builder()
-                .capabilities(
-                    KernelCapabilities::builder()
-                        .add("NET_ADMIN")
-                        .drop("MKNOD")
-                        .build(),
-                )
+                .capabilities(KernelCapabilities::builder().add("NET_ADMIN").drop("MKNOD").build())
                 .init_process_enabled(true)
                 .shared_memory_size(64)
                 .tmpfs(
-                    Tmpfs::builder()
-                        .container_path("/tmp/scratch")
-                        .size(32)
-                        .mount_options("noexec")
-                        .build()
-                        .unwrap(),
+                    Tmpfs::builder().container_path("/tmp/scratch").size(32).mount_options("noexec").build().unwrap(),
                 )
                 .build(),
         )
@@ -856,26 +536,13 @@ async fn large_task_definition_round_trips() {
         .readonly_root_filesystem(true)
         .dns_servers("10.0.0.2")
         .dns_search_domains("example.internal")
-        .extra_hosts(
-            HostEntry::builder()
-                .hostname("db.local")
-                .ip_address("10.0.0.5")
-                .build()
-                .unwrap(),
-        )
+        .extra_hosts(HostEntry::builder().hostname("db.local").ip_address("10.0.0.5").build().unwrap())
         .docker_security_options("no-new-privileges")
         .interactive(false)
         .pseudo_terminal(false)
         .docker_labels("com.example.team", "web")
         .docker_labels("com.example.tier", "front")
-        .ulimits(
-            Ulimit::builder()
-                .name(UlimitName::Nofile)
-                .soft_limit(1024)
-                .hard_limit(4096)
-                .build()
-                .unwrap(),
-        )
+        .ulimits(Ulimit::builder().name(UlimitName::Nofile).soft_limit(1024).hard_limit(4096).build().unwrap())
         .log_configuration(
             LogConfiguration::builder()
                 .log_driver(LogDriver::Awslogs)
@@ -894,12 +561,7 @@ async fn large_task_definition_round_trips() {
                 .build()
                 .unwrap(),
         )
-        .system_controls(
-            SystemControl::builder()
-                .namespace("net.core.somaxconn")
-                .value("1024")
-                .build(),
-        )
+        .system_controls(SystemControl::builder().namespace("net.core.somaxconn").value("1024").build())
         .restart_policy(
             ContainerRestartPolicy::builder()
                 .enabled(true)
@@ -917,14 +579,8 @@ async fn large_task_definition_round_trips() {
         .command("sleep")
         .command("infinity")
         .build();
-    let volume = Volume::builder()
-        .name("data")
-        .host(
-            HostVolumeProperties::builder()
-                .source_path("/srv/data")
-                .build(),
-        )
-        .build();
+    let volume =
+        Volume::builder().name("data").host(HostVolumeProperties::builder().source_path("/srv/data").build()).build();
     let r = ecs
         .register_task_definition()
         .family("big")
@@ -938,28 +594,13 @@ async fn large_task_definition_round_trips() {
         .unwrap();
     assert_eq!(r.task_definition().unwrap().revision(), 1);
 
-    let d = ecs
-        .describe_task_definition()
-        .task_definition("big:1")
-        .send()
-        .await
-        .unwrap();
+    let d = ecs.describe_task_definition().task_definition("big:1").send().await.unwrap();
     let td = d.task_definition().unwrap();
-    assert_eq!(
-        td.task_role_arn(),
-        Some("arn:aws:iam::123456789012:role/web-task")
-    );
-    assert_eq!(
-        td.execution_role_arn(),
-        Some("arn:aws:iam::123456789012:role/web-exec")
-    );
+    assert_eq!(td.task_role_arn(), Some("arn:aws:iam::123456789012:role/web-task"));
+    assert_eq!(td.execution_role_arn(), Some("arn:aws:iam::123456789012:role/web-exec"));
     assert_eq!(td.volumes(), [volume]);
     assert_eq!(td.container_definitions().len(), 2);
-    let got = td
-        .container_definitions()
-        .iter()
-        .find(|c| c.name() == Some("web"))
-        .expect("web container");
+    let got = td.container_definitions().iter().find(|c| c.name() == Some("web")).expect("web container");
 
     macro_rules! same {
         ($($member:ident),* $(,)?) => {$(
@@ -1005,15 +646,8 @@ async fn large_task_definition_round_trips() {
         restart_policy,
     );
     assert_eq!(got.docker_labels(), Some(&labels));
-    assert_eq!(
-        got.log_configuration().unwrap().options(),
-        Some(&log_options)
-    );
-    let side = td
-        .container_definitions()
-        .iter()
-        .find(|c| c.name() == Some("sidecar"))
-        .expect("sidecar container");
+    assert_eq!(got.log_configuration().unwrap().options(), Some(&log_options));
+    let side = td.container_definitions().iter().find(|c| c.name() == Some("sidecar")).expect("sidecar container");
     assert_eq!(side.essential(), Some(false));
     assert_eq!(side.command(), ["sleep", "infinity"]);
 }

@@ -11,36 +11,21 @@ use crate::berth;
 /// the (random) account id replaced by a fixed one.
 async fn call(b: &Berth, operation: &str, body: Value) -> Value {
     let http = reqwest::Client::new();
-    let resp = signed_ecs_request(&http, &b.endpoint, &b.key, operation, body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let resp = signed_ecs_request(&http, &b.endpoint, &b.key, operation, body.to_string()).send().await.unwrap();
     assert_eq!(resp.headers()["content-type"], "application/x-amz-json-1.1");
     assert!(resp.headers().contains_key("x-amzn-requestid"));
-    let text = resp
-        .text()
-        .await
-        .unwrap()
-        .replace(&b.key.account, "123456789012");
+    let text = resp.text().await.unwrap().replace(&b.key.account, "123456789012");
     serde_json::from_str(&text).unwrap()
 }
 
 #[tokio::test]
 async fn cluster_responses() {
     let b = berth().await;
-    let created = call(
-        &b,
-        "CreateCluster",
-        json!({"clusterName": "demo", "tags": [{"key": "team", "value": "web"}]}),
-    )
-    .await;
+    let created =
+        call(&b, "CreateCluster", json!({"clusterName": "demo", "tags": [{"key": "team", "value": "web"}]})).await;
     insta::assert_json_snapshot!("create_cluster", created);
-    let described = call(
-        &b,
-        "DescribeClusters",
-        json!({"clusters": ["demo", "missing"], "include": ["SETTINGS", "TAGS"]}),
-    )
-    .await;
+    let described =
+        call(&b, "DescribeClusters", json!({"clusters": ["demo", "missing"], "include": ["SETTINGS", "TAGS"]})).await;
     insta::assert_json_snapshot!("describe_clusters", described);
 }
 
@@ -61,11 +46,6 @@ async fn task_definition_responses() {
     });
     let registered = call(&b, "RegisterTaskDefinition", body).await;
     insta::assert_json_snapshot!("register_task_definition", registered, {".taskDefinition.registeredAt" => "[timestamp]"});
-    let error = call(
-        &b,
-        "DescribeTaskDefinition",
-        json!({"taskDefinition": "missing"}),
-    )
-    .await;
+    let error = call(&b, "DescribeTaskDefinition", json!({"taskDefinition": "missing"})).await;
     insta::assert_json_snapshot!("describe_task_definition_missing", error);
 }

@@ -23,17 +23,12 @@ fn target_exists(_state: &State, _target: &str) -> bool {
 
 fn check(attrs: &[Attribute]) -> Result<()> {
     if attrs.is_empty() || attrs.len() > MAX_PER_REQUEST {
-        return Err(Error::parameter(format!(
-            "Pass between 1 and {MAX_PER_REQUEST} attributes."
-        )));
+        return Err(Error::parameter(format!("Pass between 1 and {MAX_PER_REQUEST} attributes.")));
     }
     for a in attrs {
         Attribute::check(&a.name, a.value.as_deref())?;
         if a.target_id.is_empty() {
-            return Err(Error::parameter(format!(
-                "Attribute '{}' needs a targetId.",
-                a.name
-            )));
+            return Err(Error::parameter(format!("Attribute '{}' needs a targetId.", a.name)));
         }
         if a.target_type != CONTAINER_INSTANCE {
             return Err(Error::parameter(format!(
@@ -45,6 +40,12 @@ fn check(attrs: &[Attribute]) -> Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Put,
+    Delete,
+}
+
 impl ControlPlane {
     pub async fn put_attributes(
         &self,
@@ -52,12 +53,29 @@ impl ControlPlane {
         cluster: Option<String>,
         attrs: Vec<Attribute>,
     ) -> Result<Vec<Attribute>> {
+        self.change_attributes(caller, cluster, attrs, Change::Put).await
+    }
+
+    pub async fn delete_attributes(
+        &self,
+        caller: &Caller,
+        cluster: Option<String>,
+        attrs: Vec<Attribute>,
+    ) -> Result<Vec<Attribute>> {
+        self.change_attributes(caller, cluster, attrs, Change::Delete).await
+    }
+
+    async fn change_attributes(
+        &self,
+        caller: &Caller,
+        cluster: Option<String>,
+        attrs: Vec<Attribute>,
+        change: Change,
+    ) -> Result<Vec<Attribute>> {
         check(&attrs)?;
         let scope = caller.scope.clone();
         self.write(move |txn| {
-            let name = active_cluster(txn.state, &scope, cluster.as_deref())?
-                .name
-                .clone();
+            let name = active_cluster(txn.state, &scope, cluster.as_deref())?.name.clone();
             for a in &attrs {
                 if !target_exists(txn.state, &a.target_id) {
                     return Err(Error::NotFound {
@@ -65,21 +83,14 @@ impl ControlPlane {
                         message: format!("Could not find {}.", a.target_id),
                     });
                 }
-                let key = (
-                    scope.clone(),
-                    name.clone(),
-                    a.target_id.clone(),
-                    a.name.clone(),
-                );
-                txn.state.attributes.insert(
-                    key.clone(),
-                    StoredAttribute {
-                        scope: scope.clone(),
-                        cluster: name.clone(),
-                        attribute: a.clone(),
-                    },
-                );
-                txn.touch(Touched::Attribute(key));
+                let key = (scope.clone(), name.clone(), a.target_id.clone(), a.name.clone());
+                txn.touch(Touched::Attribute(key.clone()));
+                if change == Change::Delete {
+                    txn.state.attributes.remove(&key);
+                    continue;
+                }
+                let stored = StoredAttribute { scope: scope.clone(), cluster: name.clone(), attribute: a.clone() };
+                txn.state.attributes.insert(key, stored);
                 let on_target = txn
                     .state
                     .attributes
@@ -89,45 +100,9 @@ impl ControlPlane {
                 if on_target > MAX_PER_RESOURCE {
                     return Err(Error::Conflict {
                         kind: ConflictKind::AttributeLimit,
-                        message: format!(
-                            "{} would carry more than {MAX_PER_RESOURCE} custom attributes.",
-                            a.target_id
-                        ),
+                        message: format!("{} would carry more than {MAX_PER_RESOURCE} custom attributes.", a.target_id),
                     });
                 }
-            }
-            Ok(attrs)
-        })
-        .await
-    }
-
-    pub async fn delete_attributes(
-        &self,
-        caller: &Caller,
-        cluster: Option<String>,
-        attrs: Vec<Attribute>,
-    ) -> Result<Vec<Attribute>> {
-        check(&attrs)?;
-        let scope = caller.scope.clone();
-        self.write(move |txn| {
-            let name = active_cluster(txn.state, &scope, cluster.as_deref())?
-                .name
-                .clone();
-            for a in &attrs {
-                if !target_exists(txn.state, &a.target_id) {
-                    return Err(Error::NotFound {
-                        kind: NotFoundKind::Target,
-                        message: format!("Could not find {}.", a.target_id),
-                    });
-                }
-                let key = (
-                    scope.clone(),
-                    name.clone(),
-                    a.target_id.clone(),
-                    a.name.clone(),
-                );
-                txn.state.attributes.remove(&key);
-                txn.touch(Touched::Attribute(key));
             }
             Ok(attrs)
         })
@@ -147,9 +122,7 @@ impl ControlPlane {
             return Err(Error::parameter("targetType must be container-instance."));
         }
         if value.is_some() && name.is_none() {
-            return Err(Error::parameter(
-                "attributeValue can only be given together with attributeName.",
-            ));
+            return Err(Error::parameter("attributeValue can only be given together with attributeName."));
         }
         let state = self.view();
         let cluster = active_cluster(&state, &caller.scope, cluster)?.name.clone();

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use model::ecs::shapes::{
-    CapacityProviderStrategyItem, ClusterConfiguration, ClusterSetting, ClusterSettingName,
-    ExecuteCommandLogging,
+    CapacityProviderStrategyItem, ClusterConfiguration, ClusterSetting, ClusterSettingName, ExecuteCommandLogging,
 };
 use model::ecs::{cluster_arn, Cluster, ClusterRef, ClusterStatus};
 use model::ids::ClusterName;
@@ -42,11 +41,7 @@ pub struct ClusterUpdate {
 }
 
 /// Resolves a cluster reference to an ACTIVE cluster of the caller.
-pub fn active_cluster<'a>(
-    state: &'a State,
-    scope: &Scope,
-    cluster: Option<&str>,
-) -> Result<&'a Cluster> {
+pub fn active_cluster<'a>(state: &'a State, scope: &Scope, cluster: Option<&str>) -> Result<&'a Cluster> {
     let Ok(ClusterRef(name)) = ClusterRef::parse(cluster, scope)? else {
         return Err(Error::cluster_not_found());
     };
@@ -104,10 +99,7 @@ fn check_configuration(c: &ClusterConfiguration) -> Result<()> {
 }
 
 /// Checks a capacity provider list and a default strategy that must draw from it.
-fn check_capacity_providers(
-    providers: &[String],
-    strategy: &[CapacityProviderStrategyItem],
-) -> Result<()> {
+fn check_capacity_providers(providers: &[String], strategy: &[CapacityProviderStrategyItem]) -> Result<()> {
     for (i, p) in providers.iter().enumerate() {
         if !BUILTIN_CAPACITY_PROVIDERS.contains(&p.as_str()) {
             return Err(Error::parameter(format!(
@@ -115,9 +107,7 @@ fn check_capacity_providers(
             )));
         }
         if providers[..i].contains(p) {
-            return Err(Error::parameter(format!(
-                "The capacity provider '{p}' is listed more than once."
-            )));
+            return Err(Error::parameter(format!("The capacity provider '{p}' is listed more than once.")));
         }
     }
     if strategy.len() > MAX_STRATEGY_ITEMS {
@@ -133,22 +123,15 @@ fn check_capacity_providers(
                 "The capacity provider strategy names '{name}', which is not associated with the cluster. Add it to the cluster's capacity providers first."
             )));
         }
-        if strategy[..i]
-            .iter()
-            .any(|o| o.capacity_provider.as_deref() == Some(name))
-        {
-            return Err(Error::parameter(format!(
-                "The capacity provider strategy names '{name}' more than once."
-            )));
+        if strategy[..i].iter().any(|o| o.capacity_provider.as_deref() == Some(name)) {
+            return Err(Error::parameter(format!("The capacity provider strategy names '{name}' more than once.")));
         }
         if item.base.unwrap_or(0) > 0 {
             with_base += 1;
         }
     }
     if with_base > 1 {
-        return Err(Error::parameter(
-            "Only one capacity provider in a strategy may have a base defined.",
-        ));
+        return Err(Error::parameter("Only one capacity provider in a strategy may have a base defined."));
     }
     if !strategy.is_empty() && strategy.iter().all(|i| i.weight.unwrap_or(0) == 0) {
         return Err(Error::parameter(
@@ -166,9 +149,7 @@ fn modify_cluster(
 ) -> Result<Cluster> {
     let mut c = active_cluster(txn.state, scope, cluster)?.clone();
     f(&mut c)?;
-    txn.state
-        .clusters
-        .insert((scope.clone(), c.name.clone()), Arc::new(c.clone()));
+    txn.state.clusters.insert((scope.clone(), c.name.clone()), Arc::new(c.clone()));
     txn.touch(Touched::Cluster(scope.clone(), c.name.clone()));
     Ok(c)
 }
@@ -185,10 +166,7 @@ impl ControlPlane {
         if let Some(c) = &req.configuration {
             check_configuration(c)?;
         }
-        check_capacity_providers(
-            &req.capacity_providers,
-            &req.default_capacity_provider_strategy,
-        )?;
+        check_capacity_providers(&req.capacity_providers, &req.default_capacity_provider_strategy)?;
         let scope = caller.scope.clone();
         self.write(move |txn| {
             if let Some(existing) = txn.state.cluster(&scope, &name) {
@@ -212,9 +190,7 @@ impl ControlPlane {
                 default_capacity_provider_strategy: req.default_capacity_provider_strategy,
                 service_connect_namespace: req.service_connect_namespace,
             };
-            txn.state
-                .clusters
-                .insert((scope.clone(), name.clone()), Arc::new(cluster.clone()));
+            txn.state.clusters.insert((scope.clone(), name.clone()), Arc::new(cluster.clone()));
             txn.touch(Touched::Cluster(scope, name));
             Ok(cluster)
         })
@@ -223,15 +199,9 @@ impl ControlPlane {
 
     /// Describes clusters by name or ARN; none given means `default`. Missing ones are
     /// reported as failures with reason `MISSING`, as ECS does.
-    pub fn describe_clusters(
-        &self,
-        caller: &Caller,
-        refs: &[String],
-    ) -> Result<(Vec<Cluster>, Vec<Failure>)> {
+    pub fn describe_clusters(&self, caller: &Caller, refs: &[String]) -> Result<(Vec<Cluster>, Vec<Failure>)> {
         if refs.len() > 100 {
-            return Err(Error::parameter(
-                "At most 100 clusters can be described in one request.",
-            ));
+            return Err(Error::parameter("At most 100 clusters can be described in one request."));
         }
         let state = self.view();
         let default = [ClusterName::DEFAULT.to_string()];
@@ -239,11 +209,7 @@ impl ControlPlane {
         let mut found = Vec::new();
         let mut failures = Vec::new();
         for r in refs {
-            let missing = |arn: String| Failure {
-                arn,
-                reason: "MISSING".into(),
-                detail: None,
-            };
+            let missing = |arn: String| Failure { arn, reason: "MISSING".into(), detail: None };
             match ClusterRef::parse(Some(r), &caller.scope)? {
                 Ok(ClusterRef(name)) => match state.cluster(&caller.scope, &name) {
                     Some(c) => found.push(c.clone()),
@@ -266,12 +232,7 @@ impl ControlPlane {
         page.take(items, false)
     }
 
-    pub async fn update_cluster(
-        &self,
-        caller: &Caller,
-        cluster: String,
-        update: ClusterUpdate,
-    ) -> Result<Cluster> {
+    pub async fn update_cluster(&self, caller: &Caller, cluster: String, update: ClusterUpdate) -> Result<Cluster> {
         if let Some(s) = &update.settings {
             check_settings(s)?;
         }
@@ -302,15 +263,7 @@ impl ControlPlane {
         cluster: String,
         settings: Vec<ClusterSetting>,
     ) -> Result<Cluster> {
-        self.update_cluster(
-            caller,
-            cluster,
-            ClusterUpdate {
-                settings: Some(settings),
-                ..Default::default()
-            },
-        )
-        .await
+        self.update_cluster(caller, cluster, ClusterUpdate { settings: Some(settings), ..Default::default() }).await
     }
 
     /// Replaces a cluster's capacity providers and its default strategy.

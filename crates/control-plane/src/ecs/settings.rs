@@ -31,20 +31,16 @@ fn principal_of(caller: &Caller, given: Option<&str>) -> Result<Principal> {
     if arn_text == root {
         return Ok(Principal::AccountDefault);
     }
-    let arn = Arn::parse(arn_text)
-        .map_err(|_| Error::parameter(format!("principalArn '{arn_text}' is not a valid ARN.")))?;
-    let kind_ok = arn.resource.starts_with("user/")
-        || arn.resource.starts_with("role/")
-        || arn.resource == "root";
+    let arn =
+        Arn::parse(arn_text).map_err(|_| Error::parameter(format!("principalArn '{arn_text}' is not a valid ARN.")))?;
+    let kind_ok = arn.resource.starts_with("user/") || arn.resource.starts_with("role/") || arn.resource == "root";
     if arn.service != "iam" || !kind_ok {
         return Err(Error::parameter(format!(
             "principalArn '{arn_text}' must be the ARN of an IAM user, role or root of your account."
         )));
     }
     if arn.account != caller.scope.account.as_str() {
-        return Err(Error::parameter(format!(
-            "principalArn '{arn_text}' belongs to another account."
-        )));
+        return Err(Error::parameter(format!("principalArn '{arn_text}' belongs to another account.")));
     }
     Ok(Principal::Arn(arn_text.to_string()))
 }
@@ -79,20 +75,11 @@ impl ControlPlane {
         let scope = caller.scope.clone();
         self.write(move |txn| {
             let key = (scope.clone(), principal.clone(), name);
-            let stored = StoredSetting {
-                scope: scope.clone(),
-                principal: principal.clone(),
-                name,
-                value: value.clone(),
-            };
+            let stored =
+                StoredSetting { scope: scope.clone(), principal: principal.clone(), name, value: value.clone() };
             txn.state.settings.insert(key.clone(), stored);
             txn.touch(Touched::Setting(key));
-            Ok(Setting {
-                name,
-                value,
-                principal_arn: arn_of(&scope.account, &principal),
-                user_set: true,
-            })
+            Ok(Setting { name, value, principal_arn: arn_of(&scope.account, &principal), user_set: true })
         })
         .await
     }
@@ -122,19 +109,9 @@ impl ControlPlane {
             match txn.state.settings.remove(&key) {
                 Some(old) => {
                     txn.touch(Touched::Setting(key));
-                    Ok(Setting {
-                        name,
-                        value: old.value,
-                        principal_arn,
-                        user_set: true,
-                    })
+                    Ok(Setting { name, value: old.value, principal_arn, user_set: true })
                 }
-                None => Ok(Setting {
-                    name,
-                    value: aws_default(name).into(),
-                    principal_arn,
-                    user_set: false,
-                }),
+                None => Ok(Setting { name, value: aws_default(name).into(), principal_arn, user_set: false }),
             }
         })
         .await
@@ -153,19 +130,13 @@ impl ControlPlane {
         page: &Page,
     ) -> Result<(Vec<Setting>, Option<String>)> {
         if value.is_some() && name.is_none() {
-            return Err(Error::parameter(
-                "A value filter needs a setting name: pass name together with value.",
-            ));
+            return Err(Error::parameter("A value filter needs a setting name: pass name together with value."));
         }
         let principal = principal_of(caller, principal)?;
         let state = self.view();
         let scope = &caller.scope;
-        let lookup = |p: &Principal, n: SettingName| {
-            state
-                .settings
-                .get(&(scope.clone(), p.clone(), n))
-                .map(|s| s.value.clone())
-        };
+        let lookup =
+            |p: &Principal, n: SettingName| state.settings.get(&(scope.clone(), p.clone(), n)).map(|s| s.value.clone());
         let names: Vec<SettingName> = match name {
             Some(n) => vec![n],
             None => SettingName::ALL.to_vec(),
@@ -181,12 +152,9 @@ impl ControlPlane {
                     user_set: true,
                 }),
                 (None, true) => Some(match lookup(&Principal::AccountDefault, n) {
-                    Some(v) => Setting {
-                        name: n,
-                        value: v,
-                        principal_arn: arn_of(&scope.account, &principal),
-                        user_set: true,
-                    },
+                    Some(v) => {
+                        Setting { name: n, value: v, principal_arn: arn_of(&scope.account, &principal), user_set: true }
+                    }
                     None => Setting {
                         name: n,
                         value: aws_default(n).into(),

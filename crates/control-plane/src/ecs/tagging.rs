@@ -26,12 +26,9 @@ fn resource_not_found(arn: &str) -> Error {
 }
 
 fn locate(state: &State, scope: &Scope, arn_text: &str) -> Result<Target> {
-    let arn = Arn::parse(arn_text)
-        .map_err(|_| Error::parameter(format!("The ARN '{arn_text}' is not valid.")))?;
+    let arn = Arn::parse(arn_text).map_err(|_| Error::parameter(format!("The ARN '{arn_text}' is not valid.")))?;
     if arn.service != "ecs" {
-        return Err(Error::parameter(format!(
-            "The ARN '{arn_text}' is not an ECS resource ARN."
-        )));
+        return Err(Error::parameter(format!("The ARN '{arn_text}' is not an ECS resource ARN.")));
     }
     if !arn.is_in(scope) {
         return Err(resource_not_found(arn_text));
@@ -45,47 +42,29 @@ fn locate(state: &State, scope: &Scope, arn_text: &str) -> Result<Target> {
             }
         }
         Some(("task-definition", _)) => {
-            let r = TaskDefinitionRef::parse(arn_text, scope)?
-                .map_err(|_| resource_not_found(arn_text))?;
+            let r = TaskDefinitionRef::parse(arn_text, scope)?.map_err(|_| resource_not_found(arn_text))?;
             let rev = r.revision.ok_or_else(|| resource_not_found(arn_text))?;
-            if state
-                .task_definitions
-                .contains_key(&(scope.clone(), r.family.clone(), rev))
-            {
+            if state.task_definitions.contains_key(&(scope.clone(), r.family.clone(), rev)) {
                 Ok(Target::TaskDefinition(r.family, rev))
             } else {
                 Err(resource_not_found(arn_text))
             }
         }
         Some((kind, _))
-            if [
-                "service",
-                "task",
-                "container-instance",
-                "capacity-provider",
-                "task-set",
-            ]
-            .contains(&kind) =>
+            if ["service", "task", "container-instance", "capacity-provider", "task-set"].contains(&kind) =>
         {
             Err(resource_not_found(arn_text))
         }
-        _ => Err(Error::parameter(format!(
-            "The ARN '{arn_text}' does not name a taggable ECS resource."
-        ))),
+        _ => Err(Error::parameter(format!("The ARN '{arn_text}' does not name a taggable ECS resource."))),
     }
 }
 
 fn tags_of(state: &State, scope: &Scope, t: &Target) -> Tags {
     match t {
-        Target::Cluster(n) => state
-            .cluster(scope, n)
-            .map(|c| c.tags.clone())
-            .unwrap_or_default(),
-        Target::TaskDefinition(f, r) => state
-            .task_definitions
-            .get(&(scope.clone(), f.clone(), *r))
-            .map(|t| t.tags.clone())
-            .unwrap_or_default(),
+        Target::Cluster(n) => state.cluster(scope, n).map(|c| c.tags.clone()).unwrap_or_default(),
+        Target::TaskDefinition(f, r) => {
+            state.task_definitions.get(&(scope.clone(), f.clone(), *r)).map(|t| t.tags.clone()).unwrap_or_default()
+        }
     }
 }
 
@@ -98,11 +77,7 @@ fn set_tags(txn: &mut Txn<'_>, scope: &Scope, t: Target, tags: Tags) {
             }
         }
         Target::TaskDefinition(f, r) => {
-            if let Some(td) = txn
-                .state
-                .task_definitions
-                .get_mut(&(scope.clone(), f.clone(), r))
-            {
+            if let Some(td) = txn.state.task_definitions.get_mut(&(scope.clone(), f.clone(), r)) {
                 Arc::make_mut(td).tags = tags;
                 txn.touch(Touched::TaskDefinition(scope.clone(), f, r));
             }
@@ -111,12 +86,7 @@ fn set_tags(txn: &mut Txn<'_>, scope: &Scope, t: Target, tags: Tags) {
 }
 
 impl ControlPlane {
-    pub async fn tag_resource(
-        &self,
-        caller: &Caller,
-        arn: String,
-        tags: Vec<(String, String)>,
-    ) -> Result<()> {
+    pub async fn tag_resource(&self, caller: &Caller, arn: String, tags: Vec<(String, String)>) -> Result<()> {
         // Checked before queueing so that a bad tag never costs a write.
         Tags::parse(tags.clone())?;
         let scope = caller.scope.clone();
@@ -130,12 +100,7 @@ impl ControlPlane {
         .await
     }
 
-    pub async fn untag_resource(
-        &self,
-        caller: &Caller,
-        arn: String,
-        keys: Vec<String>,
-    ) -> Result<()> {
+    pub async fn untag_resource(&self, caller: &Caller, arn: String, keys: Vec<String>) -> Result<()> {
         let scope = caller.scope.clone();
         self.write(move |txn| {
             let target = locate(txn.state, &scope, &arn)?;
@@ -152,10 +117,7 @@ impl ControlPlane {
         // ListTagsForResource has no ResourceNotFoundException in ECS's model; a missing
         // resource other than a cluster is reported as an invalid parameter.
         let target = locate(&state, &caller.scope, arn).map_err(|e| match e {
-            Error::NotFound {
-                kind: NotFoundKind::Resource,
-                message,
-            } => Error::parameter(message),
+            Error::NotFound { kind: NotFoundKind::Resource, message } => Error::parameter(message),
             other => other,
         })?;
         Ok(tags_of(&state, &caller.scope, &target))

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use model::ecs::shapes::{
-    RegisterTaskDefinitionRequest, TaskDefinitionFamilyStatus, TaskDefinitionStatus,
-};
+use model::ecs::shapes::{RegisterTaskDefinitionRequest, TaskDefinitionFamilyStatus, TaskDefinitionStatus};
 use model::ecs::{task_definition_arn, TaskDefinition, TaskDefinitionRef, TaskDefinitionSpec};
 use model::ids::Family;
 use model::tags::Tags;
@@ -22,7 +20,9 @@ fn not_found(what: &str) -> Error {
     // ECS answers a missing task definition with this ClientException.
     Error::NotFound {
         kind: NotFoundKind::TaskDefinition,
-        message: format!("Unable to describe task definition '{what}'. Check the family and revision with list-task-definitions."),
+        message: format!(
+            "Unable to describe task definition '{what}'. Check the family and revision with list-task-definitions."
+        ),
     }
 }
 
@@ -33,14 +33,8 @@ pub fn resolve<'a>(state: &'a State, scope: &Scope, reference: &str) -> Result<&
         return Err(not_found(reference));
     };
     let found = match r.revision {
-        Some(rev) => state
-            .task_definitions
-            .get(&(scope.clone(), r.family.clone(), rev))
-            .map(|t| &**t),
-        None => state
-            .revisions(scope, &r.family)
-            .rev()
-            .find(|t| t.status == TaskDefinitionStatus::Active),
+        Some(rev) => state.task_definitions.get(&(scope.clone(), r.family.clone(), rev)).map(|t| &**t),
+        None => state.revisions(scope, &r.family).rev().find(|t| t.status == TaskDefinitionStatus::Active),
     };
     found.ok_or_else(|| not_found(reference))
 }
@@ -68,11 +62,7 @@ impl ControlPlane {
         let registered_by = caller.principal_arn();
         self.write(move |txn| {
             // Revisions are never reused, whatever the status of earlier ones.
-            let revision = txn
-                .state
-                .revisions(&scope, &family)
-                .next_back()
-                .map_or(1, |t| t.revision + 1);
+            let revision = txn.state.revisions(&scope, &family).next_back().map_or(1, |t| t.revision + 1);
             let td = TaskDefinition {
                 scope: scope.clone(),
                 family: family.clone(),
@@ -85,21 +75,14 @@ impl ControlPlane {
                 delete_requested_at: None,
                 tags,
             };
-            txn.state.task_definitions.insert(
-                (scope.clone(), family.clone(), revision),
-                Arc::new(td.clone()),
-            );
+            txn.state.task_definitions.insert((scope.clone(), family.clone(), revision), Arc::new(td.clone()));
             txn.touch(Touched::TaskDefinition(scope, family, revision));
             Ok(td)
         })
         .await
     }
 
-    pub fn describe_task_definition(
-        &self,
-        caller: &Caller,
-        reference: &str,
-    ) -> Result<TaskDefinition> {
+    pub fn describe_task_definition(&self, caller: &Caller, reference: &str) -> Result<TaskDefinition> {
         resolve(&self.view(), &caller.scope, reference).cloned()
     }
 
@@ -118,9 +101,7 @@ impl ControlPlane {
         let mut items: Vec<(String, String)> = state
             .task_definitions
             .iter()
-            .filter(|((s, f, _), t)| {
-                *s == caller.scope && t.status == status && family.as_ref().is_none_or(|x| x == f)
-            })
+            .filter(|((s, f, _), t)| *s == caller.scope && t.status == status && family.as_ref().is_none_or(|x| x == f))
             .map(|(_, t)| (sort_key(t), t.arn().to_string()))
             .collect();
         if descending {
@@ -162,11 +143,7 @@ impl ControlPlane {
     }
 
     /// Marks one revision INACTIVE. The reference must name a revision.
-    pub async fn deregister_task_definition(
-        &self,
-        caller: &Caller,
-        reference: String,
-    ) -> Result<TaskDefinition> {
+    pub async fn deregister_task_definition(&self, caller: &Caller, reference: String) -> Result<TaskDefinition> {
         let scope = caller.scope.clone();
         let parsed = TaskDefinitionRef::parse(&reference, &scope)?;
         if matches!(&parsed, Ok(r) if r.revision.is_none()) {
@@ -179,15 +156,10 @@ impl ControlPlane {
             if td.status == TaskDefinitionStatus::Active {
                 td.status = TaskDefinitionStatus::Inactive;
                 td.deregistered_at = Some(txn.now);
-                txn.state.task_definitions.insert(
-                    (scope.clone(), td.family.clone(), td.revision),
-                    Arc::new(td.clone()),
-                );
-                txn.touch(Touched::TaskDefinition(
-                    scope,
-                    td.family.clone(),
-                    td.revision,
-                ));
+                txn.state
+                    .task_definitions
+                    .insert((scope.clone(), td.family.clone(), td.revision), Arc::new(td.clone()));
+                txn.touch(Touched::TaskDefinition(scope, td.family.clone(), td.revision));
             }
             Ok(td)
         })
@@ -202,9 +174,7 @@ impl ControlPlane {
         refs: Vec<String>,
     ) -> Result<(Vec<TaskDefinition>, Vec<Failure>)> {
         if refs.is_empty() || refs.len() > MAX_DELETE {
-            return Err(Error::parameter(format!(
-                "Pass between 1 and {MAX_DELETE} task definitions to delete."
-            )));
+            return Err(Error::parameter(format!("Pass between 1 and {MAX_DELETE} task definitions to delete.")));
         }
         let scope = caller.scope.clone();
         self.write(move |txn| {
@@ -213,7 +183,9 @@ impl ControlPlane {
             for r in refs {
                 // Failures name the full ARN when the reference is well formed, as ECS does.
                 let arn = match TaskDefinitionRef::parse(&r, &scope) {
-                    Ok(Ok(TaskDefinitionRef { family, revision: Some(rev) })) => task_definition_arn(&scope, &family, rev).to_string(),
+                    Ok(Ok(TaskDefinitionRef { family, revision: Some(rev) })) => {
+                        task_definition_arn(&scope, &family, rev).to_string()
+                    }
                     _ => r.clone(),
                 };
                 let fail = |reason: &str| Failure { arn: arn.clone(), reason: reason.into(), detail: None };
@@ -231,13 +203,17 @@ impl ControlPlane {
                 let mut td = td.clone();
                 match td.status {
                     TaskDefinitionStatus::Active => {
-                        failures.push(fail("The specified task definition is still in ACTIVE status. Deregister it first."));
+                        failures.push(fail(
+                            "The specified task definition is still in ACTIVE status. Deregister it first.",
+                        ));
                         continue;
                     }
                     TaskDefinitionStatus::Inactive => {
                         td.status = TaskDefinitionStatus::DeleteInProgress;
                         td.delete_requested_at = Some(txn.now);
-                        txn.state.task_definitions.insert((scope.clone(), td.family.clone(), td.revision), Arc::new(td.clone()));
+                        txn.state
+                            .task_definitions
+                            .insert((scope.clone(), td.family.clone(), td.revision), Arc::new(td.clone()));
                         txn.touch(Touched::TaskDefinition(scope.clone(), td.family.clone(), td.revision));
                     }
                     TaskDefinitionStatus::DeleteInProgress => {}

@@ -166,9 +166,7 @@ impl Attribute {
     pub fn check(name: &str, value: Option<&str>) -> Result<(), Invalid> {
         let name_ok = !name.is_empty()
             && name.len() <= 128
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_/\\.".contains(&b));
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_/\\.".contains(&b));
         if !name_ok {
             return Err(Invalid::Parameter(format!(
                 "Attribute name '{name}' is not valid: use up to 128 letters, numbers, hyphens, underscores, slashes, back slashes or periods."
@@ -179,8 +177,7 @@ impl Attribute {
                 && v.len() <= 128
                 && !v.starts_with(' ')
                 && !v.ends_with(' ')
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_/\\.@: ".contains(&b));
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_/\\.@: ".contains(&b));
             if !ok {
                 return Err(Invalid::Parameter(format!(
                     "Value of attribute '{name}' is not valid: use up to 128 letters, numbers, hyphens, underscores, periods, at signs, slashes, back slashes, colons or spaces."
@@ -197,10 +194,7 @@ mod tests {
     use crate::{AccountId, Region};
 
     fn scope() -> Scope {
-        Scope {
-            account: AccountId::parse("123456789012").unwrap(),
-            region: Region::parse("us-east-1").unwrap(),
-        }
+        Scope { account: AccountId::parse("123456789012").unwrap(), region: Region::parse("us-east-1").unwrap() }
     }
 
     #[test]
@@ -210,19 +204,12 @@ mod tests {
         assert_eq!((r.family.as_str(), r.revision), ("web", None));
         let r = TaskDefinitionRef::parse("web:3", &s).unwrap().unwrap();
         assert_eq!(r.revision, Some(3));
-        let r = TaskDefinitionRef::parse(
-            "arn:aws:ecs:us-east-1:123456789012:task-definition/web:7",
-            &s,
-        )
-        .unwrap()
-        .unwrap();
+        let r =
+            TaskDefinitionRef::parse("arn:aws:ecs:us-east-1:123456789012:task-definition/web:7", &s).unwrap().unwrap();
         assert_eq!((r.family.as_str(), r.revision), ("web", Some(7)));
-        assert!(TaskDefinitionRef::parse(
-            "arn:aws:ecs:us-west-2:123456789012:task-definition/web:7",
-            &s
-        )
-        .unwrap()
-        .is_err());
+        assert!(TaskDefinitionRef::parse("arn:aws:ecs:us-west-2:123456789012:task-definition/web:7", &s)
+            .unwrap()
+            .is_err());
         for bad in [
             "web:0",
             "web:x",
@@ -237,23 +224,12 @@ mod tests {
     #[test]
     fn cluster_refs() {
         let s = scope();
+        assert_eq!(ClusterRef::parse(None, &s).unwrap().unwrap().0.as_str(), "default");
         assert_eq!(
-            ClusterRef::parse(None, &s).unwrap().unwrap().0.as_str(),
-            "default"
-        );
-        assert_eq!(
-            ClusterRef::parse(Some("arn:aws:ecs:us-east-1:123456789012:cluster/demo"), &s)
-                .unwrap()
-                .unwrap()
-                .0
-                .as_str(),
+            ClusterRef::parse(Some("arn:aws:ecs:us-east-1:123456789012:cluster/demo"), &s).unwrap().unwrap().0.as_str(),
             "demo"
         );
-        assert!(
-            ClusterRef::parse(Some("arn:aws:ecs:us-east-1:999999999999:cluster/demo"), &s)
-                .unwrap()
-                .is_err()
-        );
+        assert!(ClusterRef::parse(Some("arn:aws:ecs:us-east-1:999999999999:cluster/demo"), &s).unwrap().is_err());
         assert!(ClusterRef::parse(Some("bad name"), &s).is_err());
     }
 }

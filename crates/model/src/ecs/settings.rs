@@ -20,8 +20,7 @@ pub fn aws_default(name: SettingName) -> &'static str {
         TagResourceAuthorization => "on",
         FargateTaskRetirementWaitPeriod => "7",
         DefaultLogDriverMode => "non-blocking",
-        AwsvpcTrunking | ContainerInsights | FargateFIPSMode | GuardDutyActivate
-        | FargateEventWindows => "disabled",
+        AwsvpcTrunking | ContainerInsights | FargateFIPSMode | GuardDutyActivate | FargateEventWindows => "disabled",
     }
 }
 
@@ -49,8 +48,6 @@ pub fn check_value(name: SettingName, value: &str) -> Result<(), Invalid> {
 pub fn account_default_only(name: SettingName) -> bool {
     matches!(
         name,
-        SettingName::FargateFIPSMode
-            | SettingName::FargateTaskRetirementWaitPeriod
-            | SettingName::GuardDutyActivate
+        SettingName::FargateFIPSMode | SettingName::FargateTaskRetirementWaitPeriod | SettingName::GuardDutyActivate
     )
 }

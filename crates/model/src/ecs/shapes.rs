@@ -259,11 +259,8 @@ pub enum AcceleratorType {
     Inference,
 }
 impl AcceleratorType {
-    pub const ALL: &'static [AcceleratorType] = &[
-        AcceleratorType::Gpu,
-        AcceleratorType::Fpga,
-        AcceleratorType::Inference,
-    ];
+    pub const ALL: &'static [AcceleratorType] =
+        &[AcceleratorType::Gpu, AcceleratorType::Fpga, AcceleratorType::Inference];
     pub fn as_str(self) -> &'static str {
         match self {
             AcceleratorType::Gpu => "gpu",
@@ -279,9 +276,7 @@ impl FromStr for AcceleratorType {
             "gpu" => Ok(AcceleratorType::Gpu),
             "fpga" => Ok(AcceleratorType::Fpga),
             "inference" => Ok(AcceleratorType::Inference),
-            _ => Err(format!(
-                "invalid value '{s}' for AcceleratorType; valid values: gpu, fpga, inference"
-            )),
+            _ => Err(format!("invalid value '{s}' for AcceleratorType; valid values: gpu, fpga, inference")),
         }
     }
 }
@@ -323,9 +318,7 @@ impl FromStr for AccessType {
         match s {
             "PUBLIC" => Ok(AccessType::Public),
             "PRIVATE" => Ok(AccessType::Private),
-            _ => Err(format!(
-                "invalid value '{s}' for AccessType; valid values: PUBLIC, PRIVATE"
-            )),
+            _ => Err(format!("invalid value '{s}' for AccessType; valid values: PUBLIC, PRIVATE")),
         }
     }
 }
@@ -349,23 +342,11 @@ impl fmt::Display for AccessType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdvancedConfiguration {
-    #[serde(
-        rename = "alternateTargetGroupArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "alternateTargetGroupArn", default, skip_serializing_if = "Option::is_none")]
     pub alternate_target_group_arn: Option<String>,
-    #[serde(
-        rename = "productionListenerRule",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
     pub production_listener_rule: Option<String>,
-    #[serde(
-        rename = "testListenerRule",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "testListenerRule", default, skip_serializing_if = "Option::is_none")]
     pub test_listener_rule: Option<String>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
@@ -440,11 +421,8 @@ pub enum ApplicationProtocol {
     Grpc,
 }
 impl ApplicationProtocol {
-    pub const ALL: &'static [ApplicationProtocol] = &[
-        ApplicationProtocol::Http,
-        ApplicationProtocol::Http2,
-        ApplicationProtocol::Grpc,
-    ];
+    pub const ALL: &'static [ApplicationProtocol] =
+        &[ApplicationProtocol::Http, ApplicationProtocol::Http2, ApplicationProtocol::Grpc];
     pub fn as_str(self) -> &'static str {
         match self {
             ApplicationProtocol::Http => "http",
@@ -460,9 +438,7 @@ impl FromStr for ApplicationProtocol {
             "http" => Ok(ApplicationProtocol::Http),
             "http2" => Ok(ApplicationProtocol::Http2),
             "grpc" => Ok(ApplicationProtocol::Grpc),
-            _ => Err(format!(
-                "invalid value '{s}' for ApplicationProtocol; valid values: http, http2, grpc"
-            )),
+            _ => Err(format!("invalid value '{s}' for ApplicationProtocol; valid values: http, http2, grpc")),
         }
     }
 }
@@ -504,9 +480,7 @@ impl FromStr for AssignPublicIp {
         match s {
             "ENABLED" => Ok(AssignPublicIp::Enabled),
             "DISABLED" => Ok(AssignPublicIp::Disabled),
-            _ => Err(format!(
-                "invalid value '{s}' for AssignPublicIp; valid values: ENABLED, DISABLED"
-            )),
+            _ => Err(format!("invalid value '{s}' for AssignPublicIp; valid values: ENABLED, DISABLED")),
         }
     }
 }
@@ -543,11 +517,7 @@ pub struct Attachment {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentStateChange {
-    #[serde(
-        rename = "attachmentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attachmentArn", default, skip_serializing_if = "Option::is_none")]
     pub attachment_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -557,10 +527,7 @@ impl AttachmentStateChange {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.attachment_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "attachmentArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "attachmentArn")));
         }
         if self.status.is_none() {
             v.push(Violation::missing(crate::shape::join(path, "status")));
@@ -575,11 +542,7 @@ pub struct Attribute {
     pub name: Option<String>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(
-        rename = "targetType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<TargetType>,
     #[serde(rename = "targetId", default, skip_serializing_if = "Option::is_none")]
     pub target_id: Option<String>,
@@ -601,10 +564,8 @@ pub enum AutoRepairActionsStatus {
     Disabled,
 }
 impl AutoRepairActionsStatus {
-    pub const ALL: &'static [AutoRepairActionsStatus] = &[
-        AutoRepairActionsStatus::Enabled,
-        AutoRepairActionsStatus::Disabled,
-    ];
+    pub const ALL: &'static [AutoRepairActionsStatus] =
+        &[AutoRepairActionsStatus::Enabled, AutoRepairActionsStatus::Disabled];
     pub fn as_str(self) -> &'static str {
         match self {
             AutoRepairActionsStatus::Enabled => "ENABLED",
@@ -618,9 +579,7 @@ impl FromStr for AutoRepairActionsStatus {
         match s {
             "ENABLED" => Ok(AutoRepairActionsStatus::Enabled),
             "DISABLED" => Ok(AutoRepairActionsStatus::Disabled),
-            _ => Err(format!(
-                "invalid value '{s}' for AutoRepairActionsStatus; valid values: ENABLED, DISABLED"
-            )),
+            _ => Err(format!("invalid value '{s}' for AutoRepairActionsStatus; valid values: ENABLED, DISABLED")),
         }
     }
 }
@@ -644,40 +603,20 @@ impl fmt::Display for AutoRepairActionsStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoRepairConfiguration {
-    #[serde(
-        rename = "actionsStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "actionsStatus", default, skip_serializing_if = "Option::is_none")]
     pub actions_status: Option<AutoRepairActionsStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoScalingGroupProvider {
-    #[serde(
-        rename = "autoScalingGroupArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoScalingGroupArn", default, skip_serializing_if = "Option::is_none")]
     pub auto_scaling_group_arn: Option<String>,
-    #[serde(
-        rename = "managedScaling",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedScaling", default, skip_serializing_if = "Option::is_none")]
     pub managed_scaling: Option<ManagedScaling>,
-    #[serde(
-        rename = "managedTerminationProtection",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedTerminationProtection", default, skip_serializing_if = "Option::is_none")]
     pub managed_termination_protection: Option<ManagedTerminationProtection>,
-    #[serde(
-        rename = "managedDraining",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedDraining", default, skip_serializing_if = "Option::is_none")]
     pub managed_draining: Option<ManagedDraining>,
 }
 impl AutoScalingGroupProvider {
@@ -685,10 +624,7 @@ impl AutoScalingGroupProvider {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.auto_scaling_group_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "autoScalingGroupArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "autoScalingGroupArn")));
         }
         if let Some(x) = &self.managed_scaling {
             x.validate_at(&crate::shape::join(path, "managedScaling"), v);
@@ -699,23 +635,11 @@ impl AutoScalingGroupProvider {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoScalingGroupProviderUpdate {
-    #[serde(
-        rename = "managedScaling",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedScaling", default, skip_serializing_if = "Option::is_none")]
     pub managed_scaling: Option<ManagedScaling>,
-    #[serde(
-        rename = "managedTerminationProtection",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedTerminationProtection", default, skip_serializing_if = "Option::is_none")]
     pub managed_termination_protection: Option<ManagedTerminationProtection>,
-    #[serde(
-        rename = "managedDraining",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedDraining", default, skip_serializing_if = "Option::is_none")]
     pub managed_draining: Option<ManagedDraining>,
 }
 impl AutoScalingGroupProviderUpdate {
@@ -735,10 +659,8 @@ pub enum AvailabilityZoneRebalancing {
     Disabled,
 }
 impl AvailabilityZoneRebalancing {
-    pub const ALL: &'static [AvailabilityZoneRebalancing] = &[
-        AvailabilityZoneRebalancing::Enabled,
-        AvailabilityZoneRebalancing::Disabled,
-    ];
+    pub const ALL: &'static [AvailabilityZoneRebalancing] =
+        &[AvailabilityZoneRebalancing::Enabled, AvailabilityZoneRebalancing::Disabled];
     pub fn as_str(self) -> &'static str {
         match self {
             AvailabilityZoneRebalancing::Enabled => "ENABLED",
@@ -778,17 +700,9 @@ impl fmt::Display for AvailabilityZoneRebalancing {
 pub struct AwsVpcConfiguration {
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
-    #[serde(
-        rename = "securityGroups",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
     pub security_groups: Option<Vec<String>>,
-    #[serde(
-        rename = "assignPublicIp",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "assignPublicIp", default, skip_serializing_if = "Option::is_none")]
     pub assign_public_ip: Option<AssignPublicIp>,
 }
 impl AwsVpcConfiguration {
@@ -809,11 +723,7 @@ pub enum BareMetal {
     Excluded,
 }
 impl BareMetal {
-    pub const ALL: &'static [BareMetal] = &[
-        BareMetal::Included,
-        BareMetal::Required,
-        BareMetal::Excluded,
-    ];
+    pub const ALL: &'static [BareMetal] = &[BareMetal::Included, BareMetal::Required, BareMetal::Excluded];
     pub fn as_str(self) -> &'static str {
         match self {
             BareMetal::Included => "included",
@@ -829,9 +739,7 @@ impl FromStr for BareMetal {
             "included" => Ok(BareMetal::Included),
             "required" => Ok(BareMetal::Required),
             "excluded" => Ok(BareMetal::Excluded),
-            _ => Err(format!(
-                "invalid value '{s}' for BareMetal; valid values: included, required, excluded"
-            )),
+            _ => Err(format!("invalid value '{s}' for BareMetal; valid values: included, required, excluded")),
         }
     }
 }
@@ -869,11 +777,8 @@ pub enum BurstablePerformance {
     Excluded,
 }
 impl BurstablePerformance {
-    pub const ALL: &'static [BurstablePerformance] = &[
-        BurstablePerformance::Included,
-        BurstablePerformance::Required,
-        BurstablePerformance::Excluded,
-    ];
+    pub const ALL: &'static [BurstablePerformance] =
+        &[BurstablePerformance::Included, BurstablePerformance::Required, BurstablePerformance::Excluded];
     pub fn as_str(self) -> &'static str {
         match self {
             BurstablePerformance::Included => "included",
@@ -889,7 +794,9 @@ impl FromStr for BurstablePerformance {
             "included" => Ok(BurstablePerformance::Included),
             "required" => Ok(BurstablePerformance::Required),
             "excluded" => Ok(BurstablePerformance::Excluded),
-            _ => Err(format!("invalid value '{s}' for BurstablePerformance; valid values: included, required, excluded")),
+            _ => {
+                Err(format!("invalid value '{s}' for BurstablePerformance; valid values: included, required, excluded"))
+            }
         }
     }
 }
@@ -931,9 +838,7 @@ impl FromStr for CPUArchitecture {
         match s {
             "X86_64" => Ok(CPUArchitecture::X8664),
             "ARM64" => Ok(CPUArchitecture::Arm64),
-            _ => Err(format!(
-                "invalid value '{s}' for CPUArchitecture; valid values: X86_64, ARM64"
-            )),
+            _ => Err(format!("invalid value '{s}' for CPUArchitecture; valid values: X86_64, ARM64")),
         }
     }
 }
@@ -957,17 +862,9 @@ impl fmt::Display for CPUArchitecture {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryConfiguration {
-    #[serde(
-        rename = "canaryPercent",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "canaryPercent", default, skip_serializing_if = "Option::is_none")]
     pub canary_percent: Option<f64>,
-    #[serde(
-        rename = "canaryBakeTimeInMinutes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "canaryBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
     pub canary_bake_time_in_minutes: Option<i32>,
 }
 
@@ -979,11 +876,8 @@ pub enum CapacityOptionType {
     Reserved,
 }
 impl CapacityOptionType {
-    pub const ALL: &'static [CapacityOptionType] = &[
-        CapacityOptionType::OnDemand,
-        CapacityOptionType::Spot,
-        CapacityOptionType::Reserved,
-    ];
+    pub const ALL: &'static [CapacityOptionType] =
+        &[CapacityOptionType::OnDemand, CapacityOptionType::Spot, CapacityOptionType::Reserved];
     pub fn as_str(self) -> &'static str {
         match self {
             CapacityOptionType::OnDemand => "ON_DEMAND",
@@ -1023,11 +917,7 @@ impl fmt::Display for CapacityOptionType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapacityProvider {
-    #[serde(
-        rename = "capacityProviderArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderArn", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -1035,29 +925,13 @@ pub struct CapacityProvider {
     pub cluster: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<CapacityProviderStatus>,
-    #[serde(
-        rename = "autoScalingGroupProvider",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProvider>,
-    #[serde(
-        rename = "managedInstancesProvider",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
     pub managed_instances_provider: Option<ManagedInstancesProvider>,
-    #[serde(
-        rename = "updateStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "updateStatus", default, skip_serializing_if = "Option::is_none")]
     pub update_status: Option<CapacityProviderUpdateStatus>,
-    #[serde(
-        rename = "updateStatusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "updateStatusReason", default, skip_serializing_if = "Option::is_none")]
     pub update_status_reason: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -1076,10 +950,7 @@ impl CapacityProvider {
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -1106,9 +977,7 @@ impl FromStr for CapacityProviderField {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(CapacityProviderField::Tags),
-            _ => Err(format!(
-                "invalid value '{s}' for CapacityProviderField; valid values: TAGS"
-            )),
+            _ => Err(format!("invalid value '{s}' for CapacityProviderField; valid values: TAGS")),
         }
     }
 }
@@ -1185,11 +1054,7 @@ impl fmt::Display for CapacityProviderStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapacityProviderStrategyItem {
-    #[serde(
-        rename = "capacityProvider",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider: Option<String>,
     #[serde(rename = "weight", default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
@@ -1201,25 +1066,16 @@ impl CapacityProviderStrategyItem {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.capacity_provider.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "capacityProvider",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "capacityProvider")));
         }
         if let Some(x) = &self.weight {
             if (*x as f64) < 0.0 || (*x as f64) > 1000.0 {
-                v.push(Violation::new(
-                    crate::shape::join(path, "weight"),
-                    "must be at least 0 and at most 1000",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "weight"), "must be at least 0 and at most 1000"));
             }
         }
         if let Some(x) = &self.base {
             if (*x as f64) < 0.0 || (*x as f64) > 100000.0 {
-                v.push(Violation::new(
-                    crate::shape::join(path, "base"),
-                    "must be at least 0 and at most 100000",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "base"), "must be at least 0 and at most 100000"));
             }
         }
     }
@@ -1403,106 +1259,46 @@ impl fmt::Display for CapacityReservationPreference {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapacityReservationRequest {
-    #[serde(
-        rename = "reservationGroupArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "reservationGroupArn", default, skip_serializing_if = "Option::is_none")]
     pub reservation_group_arn: Option<String>,
-    #[serde(
-        rename = "reservationPreference",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "reservationPreference", default, skip_serializing_if = "Option::is_none")]
     pub reservation_preference: Option<CapacityReservationPreference>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
-    #[serde(
-        rename = "clusterName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterName", default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
-    #[serde(
-        rename = "configuration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
     pub configuration: Option<ClusterConfiguration>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "registeredContainerInstancesCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "registeredContainerInstancesCount", default, skip_serializing_if = "Option::is_none")]
     pub registered_container_instances_count: Option<i32>,
-    #[serde(
-        rename = "runningTasksCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runningTasksCount", default, skip_serializing_if = "Option::is_none")]
     pub running_tasks_count: Option<i32>,
-    #[serde(
-        rename = "pendingTasksCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pendingTasksCount", default, skip_serializing_if = "Option::is_none")]
     pub pending_tasks_count: Option<i32>,
-    #[serde(
-        rename = "activeServicesCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "activeServicesCount", default, skip_serializing_if = "Option::is_none")]
     pub active_services_count: Option<i32>,
-    #[serde(
-        rename = "statistics",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statistics", default, skip_serializing_if = "Option::is_none")]
     pub statistics: Option<Vec<KeyValuePair>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    #[serde(
-        rename = "capacityProviders",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
     pub capacity_providers: Option<Vec<String>>,
-    #[serde(
-        rename = "defaultCapacityProviderStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(
-        rename = "attachments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<Attachment>>,
-    #[serde(
-        rename = "attachmentsStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attachmentsStatus", default, skip_serializing_if = "Option::is_none")]
     pub attachments_status: Option<String>,
-    #[serde(
-        rename = "serviceConnectDefaults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaults>,
 }
 impl Cluster {
@@ -1511,10 +1307,7 @@ impl Cluster {
         let _ = (&path, &v);
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -1522,14 +1315,7 @@ impl Cluster {
         }
         if let Some(x) = &self.default_capacity_provider_strategy {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "defaultCapacityProviderStrategy"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "defaultCapacityProviderStrategy"), i), v);
             }
         }
     }
@@ -1538,17 +1324,9 @@ impl Cluster {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfiguration {
-    #[serde(
-        rename = "executeCommandConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "executeCommandConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub execute_command_configuration: Option<ExecuteCommandConfiguration>,
-    #[serde(
-        rename = "managedStorageConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub managed_storage_configuration: Option<ManagedStorageConfiguration>,
 }
 
@@ -1659,9 +1437,7 @@ impl FromStr for ClusterSettingName {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "containerInsights" => Ok(ClusterSettingName::ContainerInsights),
-            _ => Err(format!(
-                "invalid value '{s}' for ClusterSettingName; valid values: containerInsights"
-            )),
+            _ => Err(format!("invalid value '{s}' for ClusterSettingName; valid values: containerInsights")),
         }
     }
 }
@@ -1691,12 +1467,8 @@ pub enum Compatibility {
     ManagedInstances,
 }
 impl Compatibility {
-    pub const ALL: &'static [Compatibility] = &[
-        Compatibility::Ec2,
-        Compatibility::Fargate,
-        Compatibility::External,
-        Compatibility::ManagedInstances,
-    ];
+    pub const ALL: &'static [Compatibility] =
+        &[Compatibility::Ec2, Compatibility::Fargate, Compatibility::External, Compatibility::ManagedInstances];
     pub fn as_str(self) -> &'static str {
         match self {
             Compatibility::Ec2 => "EC2",
@@ -1714,7 +1486,9 @@ impl FromStr for Compatibility {
             "FARGATE" => Ok(Compatibility::Fargate),
             "EXTERNAL" => Ok(Compatibility::External),
             "MANAGED_INSTANCES" => Ok(Compatibility::ManagedInstances),
-            _ => Err(format!("invalid value '{s}' for Compatibility; valid values: EC2, FARGATE, EXTERNAL, MANAGED_INSTANCES")),
+            _ => Err(format!(
+                "invalid value '{s}' for Compatibility; valid values: EC2, FARGATE, EXTERNAL, MANAGED_INSTANCES"
+            )),
         }
     }
 }
@@ -1756,9 +1530,7 @@ impl FromStr for Connectivity {
         match s {
             "CONNECTED" => Ok(Connectivity::Connected),
             "DISCONNECTED" => Ok(Connectivity::Disconnected),
-            _ => Err(format!(
-                "invalid value '{s}' for Connectivity; valid values: CONNECTED, DISCONNECTED"
-            )),
+            _ => Err(format!("invalid value '{s}' for Connectivity; valid values: CONNECTED, DISCONNECTED")),
         }
     }
 }
@@ -1782,11 +1554,7 @@ impl fmt::Display for Connectivity {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Container {
-    #[serde(
-        rename = "containerArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerArn", default, skip_serializing_if = "Option::is_none")]
     pub container_arn: Option<String>,
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
@@ -1794,57 +1562,29 @@ pub struct Container {
     pub name: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(
-        rename = "imageDigest",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
-    #[serde(
-        rename = "lastStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
     pub last_status: Option<String>,
     #[serde(rename = "exitCode", default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(
-        rename = "networkBindings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
     pub network_bindings: Option<Vec<NetworkBinding>>,
-    #[serde(
-        rename = "networkInterfaces",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkInterfaces", default, skip_serializing_if = "Option::is_none")]
     pub network_interfaces: Option<Vec<NetworkInterface>>,
-    #[serde(
-        rename = "healthStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
     pub health_status: Option<HealthStatus>,
-    #[serde(
-        rename = "managedAgents",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedAgents", default, skip_serializing_if = "Option::is_none")]
     pub managed_agents: Option<Vec<ManagedAgent>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(
-        rename = "memoryReservation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
     pub memory_reservation: Option<String>,
     #[serde(rename = "gpuIds", default, skip_serializing_if = "Option::is_none")]
     pub gpu_ids: Option<Vec<String>>,
@@ -1882,7 +1622,9 @@ impl FromStr for ContainerCondition {
             "COMPLETE" => Ok(ContainerCondition::Complete),
             "SUCCESS" => Ok(ContainerCondition::Success),
             "HEALTHY" => Ok(ContainerCondition::Healthy),
-            _ => Err(format!("invalid value '{s}' for ContainerCondition; valid values: START, COMPLETE, SUCCESS, HEALTHY")),
+            _ => Err(format!(
+                "invalid value '{s}' for ContainerCondition; valid values: START, COMPLETE, SUCCESS, HEALTHY"
+            )),
         }
     }
 }
@@ -1910,205 +1652,85 @@ pub struct ContainerDefinition {
     pub name: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(
-        rename = "repositoryCredentials",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
     pub repository_credentials: Option<RepositoryCredentials>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<i32>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(
-        rename = "memoryReservation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
     pub memory_reservation: Option<i32>,
     #[serde(rename = "links", default, skip_serializing_if = "Option::is_none")]
     pub links: Option<Vec<String>>,
-    #[serde(
-        rename = "portMappings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "portMappings", default, skip_serializing_if = "Option::is_none")]
     pub port_mappings: Option<Vec<PortMapping>>,
     #[serde(rename = "essential", default, skip_serializing_if = "Option::is_none")]
     pub essential: Option<bool>,
-    #[serde(
-        rename = "restartPolicy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "restartPolicy", default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<ContainerRestartPolicy>,
-    #[serde(
-        rename = "entryPoint",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "entryPoint", default, skip_serializing_if = "Option::is_none")]
     pub entry_point: Option<Vec<String>>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(
-        rename = "environment",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Vec<KeyValuePair>>,
-    #[serde(
-        rename = "environmentFiles",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
     pub environment_files: Option<Vec<EnvironmentFile>>,
-    #[serde(
-        rename = "mountPoints",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "mountPoints", default, skip_serializing_if = "Option::is_none")]
     pub mount_points: Option<Vec<MountPoint>>,
-    #[serde(
-        rename = "volumesFrom",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "volumesFrom", default, skip_serializing_if = "Option::is_none")]
     pub volumes_from: Option<Vec<VolumeFrom>>,
-    #[serde(
-        rename = "linuxParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "linuxParameters", default, skip_serializing_if = "Option::is_none")]
     pub linux_parameters: Option<LinuxParameters>,
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
     #[serde(rename = "dependsOn", default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<ContainerDependency>>,
-    #[serde(
-        rename = "startTimeout",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "startTimeout", default, skip_serializing_if = "Option::is_none")]
     pub start_timeout: Option<i32>,
-    #[serde(
-        rename = "stopTimeout",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "stopTimeout", default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<i32>,
-    #[serde(
-        rename = "versionConsistency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "versionConsistency", default, skip_serializing_if = "Option::is_none")]
     pub version_consistency: Option<VersionConsistency>,
     #[serde(rename = "hostname", default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(rename = "user", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(
-        rename = "workingDirectory",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "workingDirectory", default, skip_serializing_if = "Option::is_none")]
     pub working_directory: Option<String>,
-    #[serde(
-        rename = "disableNetworking",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "disableNetworking", default, skip_serializing_if = "Option::is_none")]
     pub disable_networking: Option<bool>,
-    #[serde(
-        rename = "privileged",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "privileged", default, skip_serializing_if = "Option::is_none")]
     pub privileged: Option<bool>,
-    #[serde(
-        rename = "readonlyRootFilesystem",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "readonlyRootFilesystem", default, skip_serializing_if = "Option::is_none")]
     pub readonly_root_filesystem: Option<bool>,
-    #[serde(
-        rename = "dnsServers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "dnsServers", default, skip_serializing_if = "Option::is_none")]
     pub dns_servers: Option<Vec<String>>,
-    #[serde(
-        rename = "dnsSearchDomains",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "dnsSearchDomains", default, skip_serializing_if = "Option::is_none")]
     pub dns_search_domains: Option<Vec<String>>,
-    #[serde(
-        rename = "extraHosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "extraHosts", default, skip_serializing_if = "Option::is_none")]
     pub extra_hosts: Option<Vec<HostEntry>>,
-    #[serde(
-        rename = "dockerSecurityOptions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "dockerSecurityOptions", default, skip_serializing_if = "Option::is_none")]
     pub docker_security_options: Option<Vec<String>>,
-    #[serde(
-        rename = "interactive",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
     pub interactive: Option<bool>,
-    #[serde(
-        rename = "pseudoTerminal",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pseudoTerminal", default, skip_serializing_if = "Option::is_none")]
     pub pseudo_terminal: Option<bool>,
-    #[serde(
-        rename = "dockerLabels",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "dockerLabels", default, skip_serializing_if = "Option::is_none")]
     pub docker_labels: Option<BTreeMap<String, String>>,
     #[serde(rename = "ulimits", default, skip_serializing_if = "Option::is_none")]
     pub ulimits: Option<Vec<Ulimit>>,
-    #[serde(
-        rename = "logConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(
-        rename = "healthCheck",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
-    #[serde(
-        rename = "systemControls",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "systemControls", default, skip_serializing_if = "Option::is_none")]
     pub system_controls: Option<Vec<SystemControl>>,
-    #[serde(
-        rename = "resourceRequirements",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "resourceRequirements", default, skip_serializing_if = "Option::is_none")]
     pub resource_requirements: Option<Vec<ResourceRequirement>>,
-    #[serde(
-        rename = "firelensConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "firelensConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub firelens_configuration: Option<FirelensConfiguration>,
-    #[serde(
-        rename = "credentialSpecs",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "credentialSpecs", default, skip_serializing_if = "Option::is_none")]
     pub credential_specs: Option<Vec<String>>,
 }
 impl ContainerDefinition {
@@ -2123,10 +1745,7 @@ impl ContainerDefinition {
         }
         if let Some(x) = &self.environment_files {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "environmentFiles"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "environmentFiles"), i), v);
             }
         }
         if let Some(x) = &self.linux_parameters {
@@ -2134,34 +1753,22 @@ impl ContainerDefinition {
         }
         if let Some(x) = &self.secrets {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "secrets"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "secrets"), i), v);
             }
         }
         if let Some(x) = &self.depends_on {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "dependsOn"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "dependsOn"), i), v);
             }
         }
         if let Some(x) = &self.extra_hosts {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "extraHosts"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "extraHosts"), i), v);
             }
         }
         if let Some(x) = &self.ulimits {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "ulimits"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "ulimits"), i), v);
             }
         }
         if let Some(x) = &self.log_configuration {
@@ -2172,14 +1779,7 @@ impl ContainerDefinition {
         }
         if let Some(x) = &self.resource_requirements {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "resourceRequirements"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "resourceRequirements"), i), v);
             }
         }
         if let Some(x) = &self.firelens_configuration {
@@ -2191,11 +1791,7 @@ impl ContainerDefinition {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerDependency {
-    #[serde(
-        rename = "containerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
     #[serde(rename = "condition", default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<ContainerCondition>,
@@ -2205,10 +1801,7 @@ impl ContainerDependency {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.container_name.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "containerName",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "containerName")));
         }
         if self.condition.is_none() {
             v.push(Violation::missing(crate::shape::join(path, "condition")));
@@ -2219,17 +1812,9 @@ impl ContainerDependency {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerImage {
-    #[serde(
-        rename = "containerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
-    #[serde(
-        rename = "imageDigest",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -2238,101 +1823,41 @@ pub struct ContainerImage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerInstance {
-    #[serde(
-        rename = "containerInstanceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
     pub container_instance_arn: Option<String>,
-    #[serde(
-        rename = "ec2InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ec2InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub ec2_instance_id: Option<String>,
-    #[serde(
-        rename = "capacityProviderName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderName", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_name: Option<String>,
     #[serde(rename = "version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
-    #[serde(
-        rename = "versionInfo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "versionInfo", default, skip_serializing_if = "Option::is_none")]
     pub version_info: Option<VersionInfo>,
-    #[serde(
-        rename = "remainingResources",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "remainingResources", default, skip_serializing_if = "Option::is_none")]
     pub remaining_resources: Option<Vec<Resource>>,
-    #[serde(
-        rename = "registeredResources",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "registeredResources", default, skip_serializing_if = "Option::is_none")]
     pub registered_resources: Option<Vec<Resource>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
-    #[serde(
-        rename = "agentConnected",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "agentConnected", default, skip_serializing_if = "Option::is_none")]
     pub agent_connected: Option<bool>,
-    #[serde(
-        rename = "runningTasksCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runningTasksCount", default, skip_serializing_if = "Option::is_none")]
     pub running_tasks_count: Option<i32>,
-    #[serde(
-        rename = "pendingTasksCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pendingTasksCount", default, skip_serializing_if = "Option::is_none")]
     pub pending_tasks_count: Option<i32>,
-    #[serde(
-        rename = "agentUpdateStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "agentUpdateStatus", default, skip_serializing_if = "Option::is_none")]
     pub agent_update_status: Option<AgentUpdateStatus>,
-    #[serde(
-        rename = "attributes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Vec<Attribute>>,
-    #[serde(
-        rename = "registeredAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
     pub registered_at: Option<Timestamp>,
-    #[serde(
-        rename = "attachments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<Attachment>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(
-        rename = "healthStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
     pub health_status: Option<ContainerInstanceHealthStatus>,
 }
 impl ContainerInstance {
@@ -2341,18 +1866,12 @@ impl ContainerInstance {
         let _ = (&path, &v);
         if let Some(x) = &self.attributes {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v);
             }
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -2368,10 +1887,8 @@ pub enum ContainerInstanceField {
     ContainerInstanceHealth,
 }
 impl ContainerInstanceField {
-    pub const ALL: &'static [ContainerInstanceField] = &[
-        ContainerInstanceField::Tags,
-        ContainerInstanceField::ContainerInstanceHealth,
-    ];
+    pub const ALL: &'static [ContainerInstanceField] =
+        &[ContainerInstanceField::Tags, ContainerInstanceField::ContainerInstanceHealth];
     pub fn as_str(self) -> &'static str {
         match self {
             ContainerInstanceField::Tags => "TAGS",
@@ -2385,7 +1902,9 @@ impl FromStr for ContainerInstanceField {
         match s {
             "TAGS" => Ok(ContainerInstanceField::Tags),
             "CONTAINER_INSTANCE_HEALTH" => Ok(ContainerInstanceField::ContainerInstanceHealth),
-            _ => Err(format!("invalid value '{s}' for ContainerInstanceField; valid values: TAGS, CONTAINER_INSTANCE_HEALTH")),
+            _ => Err(format!(
+                "invalid value '{s}' for ContainerInstanceField; valid values: TAGS, CONTAINER_INSTANCE_HEALTH"
+            )),
         }
     }
 }
@@ -2409,11 +1928,7 @@ impl fmt::Display for ContainerInstanceField {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerInstanceHealthStatus {
-    #[serde(
-        rename = "overallStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "overallStatus", default, skip_serializing_if = "Option::is_none")]
     pub overall_status: Option<InstanceHealthCheckState>,
     #[serde(rename = "details", default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<InstanceHealthCheckResult>>,
@@ -2483,33 +1998,17 @@ pub struct ContainerOverride {
     pub name: Option<String>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(
-        rename = "environment",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Vec<KeyValuePair>>,
-    #[serde(
-        rename = "environmentFiles",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
     pub environment_files: Option<Vec<EnvironmentFile>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<i32>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(
-        rename = "memoryReservation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
     pub memory_reservation: Option<i32>,
-    #[serde(
-        rename = "resourceRequirements",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "resourceRequirements", default, skip_serializing_if = "Option::is_none")]
     pub resource_requirements: Option<Vec<ResourceRequirement>>,
 }
 impl ContainerOverride {
@@ -2518,22 +2017,12 @@ impl ContainerOverride {
         let _ = (&path, &v);
         if let Some(x) = &self.environment_files {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "environmentFiles"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "environmentFiles"), i), v);
             }
         }
         if let Some(x) = &self.resource_requirements {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "resourceRequirements"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "resourceRequirements"), i), v);
             }
         }
     }
@@ -2544,17 +2033,9 @@ impl ContainerOverride {
 pub struct ContainerRestartPolicy {
     #[serde(rename = "enabled", default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    #[serde(
-        rename = "ignoredExitCodes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ignoredExitCodes", default, skip_serializing_if = "Option::is_none")]
     pub ignored_exit_codes: Option<Vec<i32>>,
-    #[serde(
-        rename = "restartAttemptPeriod",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "restartAttemptPeriod", default, skip_serializing_if = "Option::is_none")]
     pub restart_attempt_period: Option<i32>,
 }
 impl ContainerRestartPolicy {
@@ -2570,27 +2051,15 @@ impl ContainerRestartPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerStateChange {
-    #[serde(
-        rename = "containerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
-    #[serde(
-        rename = "imageDigest",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
     #[serde(rename = "exitCode", default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    #[serde(
-        rename = "networkBindings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
     pub network_bindings: Option<Vec<NetworkBinding>>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -2601,11 +2070,7 @@ pub struct ContainerStateChange {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContinueServiceDeploymentRequest {
-    #[serde(
-        rename = "serviceDeploymentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub service_deployment_arn: Option<String>,
     #[serde(rename = "hookId", default, skip_serializing_if = "Option::is_none")]
     pub hook_id: Option<String>,
@@ -2617,10 +2082,7 @@ impl ContinueServiceDeploymentRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.service_deployment_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "serviceDeploymentArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "serviceDeploymentArn")));
         }
         if self.hook_id.is_none() {
             v.push(Violation::missing(crate::shape::join(path, "hookId")));
@@ -2631,11 +2093,7 @@ impl ContinueServiceDeploymentRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContinueServiceDeploymentResponse {
-    #[serde(
-        rename = "serviceDeploymentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub service_deployment_arn: Option<String>,
 }
 
@@ -2647,11 +2105,8 @@ pub enum CpuManufacturer {
     AmazonWebServices,
 }
 impl CpuManufacturer {
-    pub const ALL: &'static [CpuManufacturer] = &[
-        CpuManufacturer::Intel,
-        CpuManufacturer::Amd,
-        CpuManufacturer::AmazonWebServices,
-    ];
+    pub const ALL: &'static [CpuManufacturer] =
+        &[CpuManufacturer::Intel, CpuManufacturer::Amd, CpuManufacturer::AmazonWebServices];
     pub fn as_str(self) -> &'static str {
         match self {
             CpuManufacturer::Intel => "intel",
@@ -2695,17 +2150,9 @@ pub struct CreateCapacityProviderRequest {
     pub name: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "autoScalingGroupProvider",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProvider>,
-    #[serde(
-        rename = "managedInstancesProvider",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
     pub managed_instances_provider: Option<CreateManagedInstancesProviderConfiguration>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -2725,10 +2172,7 @@ impl CreateCapacityProviderRequest {
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -2740,11 +2184,7 @@ impl CreateCapacityProviderRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCapacityProviderResponse {
-    #[serde(
-        rename = "capacityProvider",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider: Option<CapacityProvider>,
 }
 impl CreateCapacityProviderResponse {
@@ -2760,39 +2200,19 @@ impl CreateCapacityProviderResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClusterRequest {
-    #[serde(
-        rename = "clusterName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterName", default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    #[serde(
-        rename = "configuration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
     pub configuration: Option<ClusterConfiguration>,
-    #[serde(
-        rename = "capacityProviders",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
     pub capacity_providers: Option<Vec<String>>,
-    #[serde(
-        rename = "defaultCapacityProviderStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(
-        rename = "serviceConnectDefaults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaultsRequest>,
 }
 impl CreateClusterRequest {
@@ -2801,10 +2221,7 @@ impl CreateClusterRequest {
         let _ = (&path, &v);
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -2812,14 +2229,7 @@ impl CreateClusterRequest {
         }
         if let Some(x) = &self.default_capacity_provider_strategy {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "defaultCapacityProviderStrategy"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "defaultCapacityProviderStrategy"), i), v);
             }
         }
         if let Some(x) = &self.service_connect_defaults {
@@ -2847,61 +2257,25 @@ impl CreateClusterResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDaemonRequest {
-    #[serde(
-        rename = "daemonName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonName", default, skip_serializing_if = "Option::is_none")]
     pub daemon_name: Option<String>,
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
-    #[serde(
-        rename = "daemonTaskDefinitionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_task_definition_arn: Option<String>,
-    #[serde(
-        rename = "capacityProviderArns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_arns: Option<Vec<String>>,
-    #[serde(
-        rename = "deploymentConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(
-        rename = "propagateTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<DaemonPropagateTags>,
-    #[serde(
-        rename = "enableECSManagedTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(
-        rename = "enableExecuteCommand",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
     pub enable_execute_command: Option<bool>,
-    #[serde(
-        rename = "clientToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
 }
 impl CreateDaemonRequest {
@@ -2912,26 +2286,17 @@ impl CreateDaemonRequest {
             v.push(Violation::missing(crate::shape::join(path, "daemonName")));
         }
         if self.daemon_task_definition_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "daemonTaskDefinitionArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "daemonTaskDefinitionArn")));
         }
         if self.capacity_provider_arns.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "capacityProviderArns",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "capacityProviderArns")));
         }
         if let Some(x) = &self.deployment_configuration {
             x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v);
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -2949,70 +2314,34 @@ pub struct CreateDaemonResponse {
     pub status: Option<DaemonStatus>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    #[serde(
-        rename = "deploymentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub deployment_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateExpressGatewayServiceRequest {
-    #[serde(
-        rename = "executionRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
-    #[serde(
-        rename = "infrastructureRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(
-        rename = "serviceName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "healthCheckPath",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
     pub health_check_path: Option<String>,
-    #[serde(
-        rename = "primaryContainer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
     pub primary_container: Option<ExpressGatewayContainer>,
-    #[serde(
-        rename = "taskRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub task_role_arn: Option<String>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(
-        rename = "scalingTarget",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -3022,32 +2351,20 @@ impl CreateExpressGatewayServiceRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.execution_role_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "executionRoleArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "executionRoleArn")));
         }
         if self.infrastructure_role_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "infrastructureRoleArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "infrastructureRoleArn")));
         }
         if self.primary_container.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "primaryContainer",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "primaryContainer")));
         }
         if let Some(x) = &self.primary_container {
             x.validate_at(&crate::shape::join(path, "primaryContainer"), v);
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -3075,35 +2392,15 @@ impl CreateExpressGatewayServiceResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateManagedInstancesProviderConfiguration {
-    #[serde(
-        rename = "infrastructureRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(
-        rename = "instanceLaunchTemplate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
     pub instance_launch_template: Option<InstanceLaunchTemplate>,
-    #[serde(
-        rename = "propagateTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<PropagateMITags>,
-    #[serde(
-        rename = "infrastructureOptimization",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
-    #[serde(
-        rename = "autoRepairConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 impl CreateManagedInstancesProviderConfiguration {
@@ -3111,16 +2408,10 @@ impl CreateManagedInstancesProviderConfiguration {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.infrastructure_role_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "infrastructureRoleArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "infrastructureRoleArn")));
         }
         if self.instance_launch_template.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "instanceLaunchTemplate",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "instanceLaunchTemplate")));
         }
         if let Some(x) = &self.instance_launch_template {
             x.validate_at(&crate::shape::join(path, "instanceLaunchTemplate"), v);
@@ -3133,147 +2424,55 @@ impl CreateManagedInstancesProviderConfiguration {
 pub struct CreateServiceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "serviceName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
-    #[serde(
-        rename = "availabilityZoneRebalancing",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
     pub availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
-    #[serde(
-        rename = "loadBalancers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(
-        rename = "serviceRegistries",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(
-        rename = "desiredCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
     pub desired_count: Option<i32>,
-    #[serde(
-        rename = "clientToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
-    #[serde(
-        rename = "launchType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
     pub launch_type: Option<LaunchType>,
-    #[serde(
-        rename = "capacityProviderStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(
-        rename = "platformVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
     #[serde(rename = "role", default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    #[serde(
-        rename = "deploymentConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub deployment_configuration: Option<DeploymentConfiguration>,
-    #[serde(
-        rename = "placementConstraints",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(
-        rename = "placementStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(
-        rename = "healthCheckGracePeriodSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
     pub health_check_grace_period_seconds: Option<i32>,
-    #[serde(
-        rename = "schedulingStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
     pub scheduling_strategy: Option<SchedulingStrategy>,
-    #[serde(
-        rename = "deploymentController",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
     pub deployment_controller: Option<DeploymentController>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(
-        rename = "enableECSManagedTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(
-        rename = "propagateTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(
-        rename = "enableExecuteCommand",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
     pub enable_execute_command: Option<bool>,
-    #[serde(
-        rename = "serviceConnectConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(
-        rename = "volumeConfigurations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(
-        rename = "vpcLatticeConfigurations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
 }
 impl CreateServiceRequest {
@@ -3285,14 +2484,7 @@ impl CreateServiceRequest {
         }
         if let Some(x) = &self.capacity_provider_strategy {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "capacityProviderStrategy"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v);
             }
         }
         if let Some(x) = &self.deployment_configuration {
@@ -3306,10 +2498,7 @@ impl CreateServiceRequest {
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -3320,26 +2509,12 @@ impl CreateServiceRequest {
         }
         if let Some(x) = &self.volume_configurations {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "volumeConfigurations"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumeConfigurations"), i), v);
             }
         }
         if let Some(x) = &self.vpc_lattice_configurations {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "vpcLatticeConfigurations"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "vpcLatticeConfigurations"), i), v);
             }
         }
     }
@@ -3368,61 +2543,25 @@ pub struct CreateTaskSetRequest {
     pub service: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "externalId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "externalId", default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(
-        rename = "loadBalancers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(
-        rename = "serviceRegistries",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(
-        rename = "launchType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
     pub launch_type: Option<LaunchType>,
-    #[serde(
-        rename = "capacityProviderStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(
-        rename = "platformVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
     #[serde(rename = "scale", default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
-    #[serde(
-        rename = "clientToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -3438,32 +2577,19 @@ impl CreateTaskSetRequest {
             v.push(Violation::missing(crate::shape::join(path, "cluster")));
         }
         if self.task_definition.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "taskDefinition",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "taskDefinition")));
         }
         if let Some(x) = &self.network_configuration {
             x.validate_at(&crate::shape::join(path, "networkConfiguration"), v);
         }
         if let Some(x) = &self.capacity_provider_strategy {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "capacityProviderStrategy"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v);
             }
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -3500,11 +2626,7 @@ pub struct CreatedAt {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonAlarmConfiguration {
-    #[serde(
-        rename = "alarmNames",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
     pub alarm_names: Option<Vec<String>>,
     #[serde(rename = "enable", default, skip_serializing_if = "Option::is_none")]
     pub enable: Option<bool>,
@@ -3515,22 +2637,14 @@ pub struct DaemonAlarmConfiguration {
 pub struct DaemonCapacityProvider {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(
-        rename = "runningCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
     pub running_count: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonCircuitBreaker {
-    #[serde(
-        rename = "failureCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "failureCount", default, skip_serializing_if = "Option::is_none")]
     pub failure_count: Option<i32>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentRollbackMonitorsStatus>,
@@ -3547,133 +2661,57 @@ pub struct DaemonContainerDefinition {
     pub image: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(
-        rename = "memoryReservation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
     pub memory_reservation: Option<i32>,
-    #[serde(
-        rename = "repositoryCredentials",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
     pub repository_credentials: Option<RepositoryCredentials>,
-    #[serde(
-        rename = "healthCheck",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<i32>,
     #[serde(rename = "essential", default, skip_serializing_if = "Option::is_none")]
     pub essential: Option<bool>,
-    #[serde(
-        rename = "entryPoint",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "entryPoint", default, skip_serializing_if = "Option::is_none")]
     pub entry_point: Option<Vec<String>>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(
-        rename = "workingDirectory",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "workingDirectory", default, skip_serializing_if = "Option::is_none")]
     pub working_directory: Option<String>,
-    #[serde(
-        rename = "environmentFiles",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
     pub environment_files: Option<Vec<EnvironmentFile>>,
-    #[serde(
-        rename = "environment",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Vec<KeyValuePair>>,
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
-    #[serde(
-        rename = "readonlyRootFilesystem",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "readonlyRootFilesystem", default, skip_serializing_if = "Option::is_none")]
     pub readonly_root_filesystem: Option<bool>,
-    #[serde(
-        rename = "mountPoints",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "mountPoints", default, skip_serializing_if = "Option::is_none")]
     pub mount_points: Option<Vec<MountPoint>>,
-    #[serde(
-        rename = "logConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(
-        rename = "firelensConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "firelensConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub firelens_configuration: Option<FirelensConfiguration>,
-    #[serde(
-        rename = "privileged",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "privileged", default, skip_serializing_if = "Option::is_none")]
     pub privileged: Option<bool>,
     #[serde(rename = "user", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(rename = "ulimits", default, skip_serializing_if = "Option::is_none")]
     pub ulimits: Option<Vec<Ulimit>>,
-    #[serde(
-        rename = "linuxParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "linuxParameters", default, skip_serializing_if = "Option::is_none")]
     pub linux_parameters: Option<DaemonLinuxParameters>,
     #[serde(rename = "dependsOn", default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<ContainerDependency>>,
-    #[serde(
-        rename = "startTimeout",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "startTimeout", default, skip_serializing_if = "Option::is_none")]
     pub start_timeout: Option<i32>,
-    #[serde(
-        rename = "stopTimeout",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "stopTimeout", default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<i32>,
-    #[serde(
-        rename = "systemControls",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "systemControls", default, skip_serializing_if = "Option::is_none")]
     pub system_controls: Option<Vec<SystemControl>>,
-    #[serde(
-        rename = "interactive",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
     pub interactive: Option<bool>,
-    #[serde(
-        rename = "pseudoTerminal",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pseudoTerminal", default, skip_serializing_if = "Option::is_none")]
     pub pseudo_terminal: Option<bool>,
-    #[serde(
-        rename = "restartPolicy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "restartPolicy", default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<ContainerRestartPolicy>,
 }
 impl DaemonContainerDefinition {
@@ -3691,18 +2729,12 @@ impl DaemonContainerDefinition {
         }
         if let Some(x) = &self.environment_files {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "environmentFiles"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "environmentFiles"), i), v);
             }
         }
         if let Some(x) = &self.secrets {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "secrets"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "secrets"), i), v);
             }
         }
         if let Some(x) = &self.log_configuration {
@@ -3713,10 +2745,7 @@ impl DaemonContainerDefinition {
         }
         if let Some(x) = &self.ulimits {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "ulimits"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "ulimits"), i), v);
             }
         }
         if let Some(x) = &self.linux_parameters {
@@ -3724,10 +2753,7 @@ impl DaemonContainerDefinition {
         }
         if let Some(x) = &self.depends_on {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "dependsOn"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "dependsOn"), i), v);
             }
         }
         if let Some(x) = &self.restart_policy {
@@ -3739,17 +2765,9 @@ impl DaemonContainerDefinition {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonContainerImage {
-    #[serde(
-        rename = "containerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
-    #[serde(
-        rename = "imageDigest",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -3758,53 +2776,25 @@ pub struct DaemonContainerImage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonDeployment {
-    #[serde(
-        rename = "daemonDeploymentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonDeploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_deployment_arn: Option<String>,
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
-    #[serde(
-        rename = "targetDaemonRevision",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetDaemonRevision", default, skip_serializing_if = "Option::is_none")]
     pub target_daemon_revision: Option<DaemonDeploymentRevisionDetail>,
-    #[serde(
-        rename = "sourceDaemonRevisions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "sourceDaemonRevisions", default, skip_serializing_if = "Option::is_none")]
     pub source_daemon_revisions: Option<Vec<DaemonDeploymentRevisionDetail>>,
-    #[serde(
-        rename = "circuitBreaker",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "circuitBreaker", default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<DaemonCircuitBreaker>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DaemonDeploymentAlarms>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<DaemonRollback>,
-    #[serde(
-        rename = "deploymentConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -3812,11 +2802,7 @@ pub struct DaemonDeployment {
     pub started_at: Option<Timestamp>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Timestamp>,
-    #[serde(
-        rename = "finishedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
 }
 impl DaemonDeployment {
@@ -3834,17 +2820,9 @@ impl DaemonDeployment {
 pub struct DaemonDeploymentAlarms {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentRollbackMonitorsStatus>,
-    #[serde(
-        rename = "alarmNames",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
     pub alarm_names: Option<Vec<String>>,
-    #[serde(
-        rename = "triggeredAlarmNames",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "triggeredAlarmNames", default, skip_serializing_if = "Option::is_none")]
     pub triggered_alarm_names: Option<Vec<String>>,
 }
 
@@ -3853,36 +2831,20 @@ pub struct DaemonDeploymentAlarms {
 pub struct DaemonDeploymentCapacityProvider {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(
-        rename = "runningInstanceCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runningInstanceCount", default, skip_serializing_if = "Option::is_none")]
     pub running_instance_count: Option<i32>,
-    #[serde(
-        rename = "drainingInstanceCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "drainingInstanceCount", default, skip_serializing_if = "Option::is_none")]
     pub draining_instance_count: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonDeploymentConfiguration {
-    #[serde(
-        rename = "drainPercent",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "drainPercent", default, skip_serializing_if = "Option::is_none")]
     pub drain_percent: Option<f64>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DaemonAlarmConfiguration>,
-    #[serde(
-        rename = "bakeTimeInMinutes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "bakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
     pub bake_time_in_minutes: Option<i32>,
 }
 impl DaemonDeploymentConfiguration {
@@ -3905,23 +2867,11 @@ impl DaemonDeploymentConfiguration {
 pub struct DaemonDeploymentRevisionDetail {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(
-        rename = "capacityProviders",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
     pub capacity_providers: Option<Vec<DaemonDeploymentCapacityProvider>>,
-    #[serde(
-        rename = "totalRunningInstanceCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "totalRunningInstanceCount", default, skip_serializing_if = "Option::is_none")]
     pub total_running_instance_count: Option<i32>,
-    #[serde(
-        rename = "totalDrainingInstanceCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "totalDrainingInstanceCount", default, skip_serializing_if = "Option::is_none")]
     pub total_draining_instance_count: Option<i32>,
 }
 
@@ -4050,33 +3000,17 @@ impl fmt::Display for DaemonDeploymentStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonDeploymentSummary {
-    #[serde(
-        rename = "daemonDeploymentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonDeploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_deployment_arn: Option<String>,
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
-    #[serde(
-        rename = "targetDaemonRevisionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetDaemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
     pub target_daemon_revision_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -4084,11 +3018,7 @@ pub struct DaemonDeploymentSummary {
     pub started_at: Option<Timestamp>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Timestamp>,
-    #[serde(
-        rename = "finishedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
 }
 
@@ -4097,25 +3027,13 @@ pub struct DaemonDeploymentSummary {
 pub struct DaemonDetail {
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonStatus>,
-    #[serde(
-        rename = "currentRevisions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "currentRevisions", default, skip_serializing_if = "Option::is_none")]
     pub current_revisions: Option<Vec<DaemonRevisionDetail>>,
-    #[serde(
-        rename = "deploymentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub deployment_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -4126,19 +3044,11 @@ pub struct DaemonDetail {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonLinuxParameters {
-    #[serde(
-        rename = "capabilities",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<KernelCapabilities>,
     #[serde(rename = "devices", default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Device>>,
-    #[serde(
-        rename = "initProcessEnabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "initProcessEnabled", default, skip_serializing_if = "Option::is_none")]
     pub init_process_enabled: Option<bool>,
     #[serde(rename = "tmpfs", default, skip_serializing_if = "Option::is_none")]
     pub tmpfs: Option<Vec<Tmpfs>>,
@@ -4149,10 +3059,7 @@ impl DaemonLinuxParameters {
         let _ = (&path, &v);
         if let Some(x) = &self.devices {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "devices"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "devices"), i), v);
             }
         }
         if let Some(x) = &self.tmpfs {
@@ -4170,8 +3077,7 @@ pub enum DaemonPropagateTags {
     None,
 }
 impl DaemonPropagateTags {
-    pub const ALL: &'static [DaemonPropagateTags] =
-        &[DaemonPropagateTags::Daemon, DaemonPropagateTags::None];
+    pub const ALL: &'static [DaemonPropagateTags] = &[DaemonPropagateTags::Daemon, DaemonPropagateTags::None];
     pub fn as_str(self) -> &'static str {
         match self {
             DaemonPropagateTags::Daemon => "DAEMON",
@@ -4185,9 +3091,7 @@ impl FromStr for DaemonPropagateTags {
         match s {
             "DAEMON" => Ok(DaemonPropagateTags::Daemon),
             "NONE" => Ok(DaemonPropagateTags::None),
-            _ => Err(format!(
-                "invalid value '{s}' for DaemonPropagateTags; valid values: DAEMON, NONE"
-            )),
+            _ => Err(format!("invalid value '{s}' for DaemonPropagateTags; valid values: DAEMON, NONE")),
         }
     }
 }
@@ -4211,51 +3115,23 @@ impl fmt::Display for DaemonPropagateTags {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonRevision {
-    #[serde(
-        rename = "daemonRevisionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_revision_arn: Option<String>,
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(
-        rename = "daemonTaskDefinitionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_task_definition_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    #[serde(
-        rename = "containerImages",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerImages", default, skip_serializing_if = "Option::is_none")]
     pub container_images: Option<Vec<DaemonContainerImage>>,
-    #[serde(
-        rename = "propagateTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<DaemonPropagateTags>,
-    #[serde(
-        rename = "enableECSManagedTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(
-        rename = "enableExecuteCommand",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
     pub enable_execute_command: Option<bool>,
 }
 
@@ -4264,17 +3140,9 @@ pub struct DaemonRevision {
 pub struct DaemonRevisionDetail {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(
-        rename = "capacityProviders",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
     pub capacity_providers: Option<Vec<DaemonCapacityProvider>>,
-    #[serde(
-        rename = "totalRunningCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "totalRunningCount", default, skip_serializing_if = "Option::is_none")]
     pub total_running_count: Option<i32>,
 }
 
@@ -4285,17 +3153,9 @@ pub struct DaemonRollback {
     pub reason: Option<String>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
-    #[serde(
-        rename = "rollbackTargetDaemonRevisionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "rollbackTargetDaemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
     pub rollback_target_daemon_revision_arn: Option<String>,
-    #[serde(
-        rename = "rollbackCapacityProviders",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "rollbackCapacityProviders", default, skip_serializing_if = "Option::is_none")]
     pub rollback_capacity_providers: Option<Vec<String>>,
 }
 
@@ -4306,8 +3166,7 @@ pub enum DaemonStatus {
     DeleteInProgress,
 }
 impl DaemonStatus {
-    pub const ALL: &'static [DaemonStatus] =
-        &[DaemonStatus::Active, DaemonStatus::DeleteInProgress];
+    pub const ALL: &'static [DaemonStatus] = &[DaemonStatus::Active, DaemonStatus::DeleteInProgress];
     pub fn as_str(self) -> &'static str {
         match self {
             DaemonStatus::Active => "ACTIVE",
@@ -4321,9 +3180,7 @@ impl FromStr for DaemonStatus {
         match s {
             "ACTIVE" => Ok(DaemonStatus::Active),
             "DELETE_IN_PROGRESS" => Ok(DaemonStatus::DeleteInProgress),
-            _ => Err(format!(
-                "invalid value '{s}' for DaemonStatus; valid values: ACTIVE, DELETE_IN_PROGRESS"
-            )),
+            _ => Err(format!("invalid value '{s}' for DaemonStatus; valid values: ACTIVE, DELETE_IN_PROGRESS")),
         }
     }
 }
@@ -4360,33 +3217,17 @@ pub struct DaemonSummary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonTaskDefinition {
-    #[serde(
-        rename = "daemonTaskDefinitionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_task_definition_arn: Option<String>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
     #[serde(rename = "revision", default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i32>,
-    #[serde(
-        rename = "taskRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub task_role_arn: Option<String>,
-    #[serde(
-        rename = "executionRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
-    #[serde(
-        rename = "containerDefinitions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
     pub container_definitions: Option<Vec<DaemonContainerDefinition>>,
     #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<Vec<DaemonVolume>>,
@@ -4396,23 +3237,11 @@ pub struct DaemonTaskDefinition {
     pub memory: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonTaskDefinitionStatus>,
-    #[serde(
-        rename = "registeredAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
     pub registered_at: Option<Timestamp>,
-    #[serde(
-        rename = "deleteRequestedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
     pub delete_requested_at: Option<Timestamp>,
-    #[serde(
-        rename = "registeredBy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
     pub registered_by: Option<String>,
 }
 impl DaemonTaskDefinition {
@@ -4421,14 +3250,7 @@ impl DaemonTaskDefinition {
         let _ = (&path, &v);
         if let Some(x) = &self.container_definitions {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "containerDefinitions"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerDefinitions"), i), v);
             }
         }
     }
@@ -4453,7 +3275,9 @@ impl FromStr for DaemonTaskDefinitionRevisionFilter {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "LAST_REGISTERED" => Ok(DaemonTaskDefinitionRevisionFilter::LastRegistered),
-            _ => Err(format!("invalid value '{s}' for DaemonTaskDefinitionRevisionFilter; valid values: LAST_REGISTERED")),
+            _ => Err(format!(
+                "invalid value '{s}' for DaemonTaskDefinitionRevisionFilter; valid values: LAST_REGISTERED"
+            )),
         }
     }
 }
@@ -4502,7 +3326,9 @@ impl FromStr for DaemonTaskDefinitionStatus {
             "ACTIVE" => Ok(DaemonTaskDefinitionStatus::Active),
             "DELETE_IN_PROGRESS" => Ok(DaemonTaskDefinitionStatus::DeleteInProgress),
             "DELETED" => Ok(DaemonTaskDefinitionStatus::Deleted),
-            _ => Err(format!("invalid value '{s}' for DaemonTaskDefinitionStatus; valid values: ACTIVE, DELETE_IN_PROGRESS, DELETED")),
+            _ => Err(format!(
+                "invalid value '{s}' for DaemonTaskDefinitionStatus; valid values: ACTIVE, DELETE_IN_PROGRESS, DELETED"
+            )),
         }
     }
 }
@@ -4577,23 +3403,11 @@ impl fmt::Display for DaemonTaskDefinitionStatusFilter {
 pub struct DaemonTaskDefinitionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(
-        rename = "registeredAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
     pub registered_at: Option<Timestamp>,
-    #[serde(
-        rename = "registeredBy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
     pub registered_by: Option<String>,
-    #[serde(
-        rename = "deleteRequestedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
     pub delete_requested_at: Option<Timestamp>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonTaskDefinitionStatus>,
@@ -4613,11 +3427,7 @@ pub struct DaemonVolume {
 pub struct DeleteAccountSettingRequest {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<SettingName>,
-    #[serde(
-        rename = "principalArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
     pub principal_arn: Option<String>,
 }
 impl DeleteAccountSettingRequest {
@@ -4642,11 +3452,7 @@ pub struct DeleteAccountSettingResponse {
 pub struct DeleteAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "attributes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Vec<Attribute>>,
 }
 impl DeleteAttributesRequest {
@@ -4658,10 +3464,7 @@ impl DeleteAttributesRequest {
         }
         if let Some(x) = &self.attributes {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v);
             }
         }
     }
@@ -4670,11 +3473,7 @@ impl DeleteAttributesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteAttributesResponse {
-    #[serde(
-        rename = "attributes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Vec<Attribute>>,
 }
 impl DeleteAttributesResponse {
@@ -4683,10 +3482,7 @@ impl DeleteAttributesResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.attributes {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v);
             }
         }
     }
@@ -4695,11 +3491,7 @@ impl DeleteAttributesResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteCapacityProviderRequest {
-    #[serde(
-        rename = "capacityProvider",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
@@ -4709,10 +3501,7 @@ impl DeleteCapacityProviderRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.capacity_provider.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "capacityProvider",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "capacityProvider")));
         }
     }
 }
@@ -4720,11 +3509,7 @@ impl DeleteCapacityProviderRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteCapacityProviderResponse {
-    #[serde(
-        rename = "capacityProvider",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider: Option<CapacityProvider>,
 }
 impl DeleteCapacityProviderResponse {
@@ -4796,22 +3581,14 @@ pub struct DeleteDaemonResponse {
     pub created_at: Option<Timestamp>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(
-        rename = "deploymentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub deployment_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteDaemonTaskDefinitionRequest {
-    #[serde(
-        rename = "daemonTaskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub daemon_task_definition: Option<String>,
 }
 impl DeleteDaemonTaskDefinitionRequest {
@@ -4819,10 +3596,7 @@ impl DeleteDaemonTaskDefinitionRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.daemon_task_definition.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "daemonTaskDefinition",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "daemonTaskDefinition")));
         }
     }
 }
@@ -4830,22 +3604,14 @@ impl DeleteDaemonTaskDefinitionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteDaemonTaskDefinitionResponse {
-    #[serde(
-        rename = "daemonTaskDefinitionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_task_definition_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteExpressGatewayServiceRequest {
-    #[serde(
-        rename = "serviceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
     pub service_arn: Option<String>,
 }
 impl DeleteExpressGatewayServiceRequest {
@@ -4913,11 +3679,7 @@ impl DeleteServiceResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteTaskDefinitionsRequest {
-    #[serde(
-        rename = "taskDefinitions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinitions", default, skip_serializing_if = "Option::is_none")]
     pub task_definitions: Option<Vec<String>>,
 }
 impl DeleteTaskDefinitionsRequest {
@@ -4925,10 +3687,7 @@ impl DeleteTaskDefinitionsRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.task_definitions.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "taskDefinitions",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "taskDefinitions")));
         }
     }
 }
@@ -4936,11 +3695,7 @@ impl DeleteTaskDefinitionsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteTaskDefinitionsResponse {
-    #[serde(
-        rename = "taskDefinitions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinitions", default, skip_serializing_if = "Option::is_none")]
     pub task_definitions: Option<Vec<TaskDefinition>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -4951,10 +3706,7 @@ impl DeleteTaskDefinitionsResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.task_definitions {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "taskDefinitions"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "taskDefinitions"), i), v);
             }
         }
     }
@@ -5011,111 +3763,43 @@ pub struct Deployment {
     pub id: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
-    #[serde(
-        rename = "desiredCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
     pub desired_count: Option<i32>,
-    #[serde(
-        rename = "pendingCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pendingCount", default, skip_serializing_if = "Option::is_none")]
     pub pending_count: Option<i32>,
-    #[serde(
-        rename = "runningCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
     pub running_count: Option<i32>,
-    #[serde(
-        rename = "failedTasks",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "failedTasks", default, skip_serializing_if = "Option::is_none")]
     pub failed_tasks: Option<i32>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(
-        rename = "capacityProviderStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(
-        rename = "launchType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
     pub launch_type: Option<LaunchType>,
-    #[serde(
-        rename = "platformVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
-    #[serde(
-        rename = "platformFamily",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
     pub platform_family: Option<String>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(
-        rename = "rolloutState",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "rolloutState", default, skip_serializing_if = "Option::is_none")]
     pub rollout_state: Option<DeploymentRolloutState>,
-    #[serde(
-        rename = "rolloutStateReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "rolloutStateReason", default, skip_serializing_if = "Option::is_none")]
     pub rollout_state_reason: Option<String>,
-    #[serde(
-        rename = "serviceConnectConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(
-        rename = "serviceConnectResources",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceConnectResources", default, skip_serializing_if = "Option::is_none")]
     pub service_connect_resources: Option<Vec<ServiceConnectServiceResource>>,
-    #[serde(
-        rename = "volumeConfigurations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(
-        rename = "fargateEphemeralStorage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
-    #[serde(
-        rename = "vpcLatticeConfigurations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
 }
 impl Deployment {
@@ -5124,14 +3808,7 @@ impl Deployment {
         let _ = (&path, &v);
         if let Some(x) = &self.capacity_provider_strategy {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "capacityProviderStrategy"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v);
             }
         }
         if let Some(x) = &self.network_configuration {
@@ -5142,26 +3819,12 @@ impl Deployment {
         }
         if let Some(x) = &self.volume_configurations {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "volumeConfigurations"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumeConfigurations"), i), v);
             }
         }
         if let Some(x) = &self.vpc_lattice_configurations {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "vpcLatticeConfigurations"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "vpcLatticeConfigurations"), i), v);
             }
         }
     }
@@ -5170,11 +3833,7 @@ impl Deployment {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentAlarms {
-    #[serde(
-        rename = "alarmNames",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
     pub alarm_names: Option<Vec<String>>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<bool>,
@@ -5221,51 +3880,23 @@ impl DeploymentCircuitBreaker {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentConfiguration {
-    #[serde(
-        rename = "deploymentCircuitBreaker",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentCircuitBreaker", default, skip_serializing_if = "Option::is_none")]
     pub deployment_circuit_breaker: Option<DeploymentCircuitBreaker>,
-    #[serde(
-        rename = "maximumPercent",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maximumPercent", default, skip_serializing_if = "Option::is_none")]
     pub maximum_percent: Option<i32>,
-    #[serde(
-        rename = "minimumHealthyPercent",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "minimumHealthyPercent", default, skip_serializing_if = "Option::is_none")]
     pub minimum_healthy_percent: Option<i32>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DeploymentAlarms>,
     #[serde(rename = "strategy", default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<DeploymentStrategy>,
-    #[serde(
-        rename = "bakeTimeInMinutes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "bakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
     pub bake_time_in_minutes: Option<i32>,
-    #[serde(
-        rename = "lifecycleHooks",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "lifecycleHooks", default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_hooks: Option<Vec<DeploymentLifecycleHook>>,
-    #[serde(
-        rename = "linearConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "linearConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub linear_configuration: Option<LinearConfiguration>,
-    #[serde(
-        rename = "canaryConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "canaryConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub canary_configuration: Option<CanaryConfiguration>,
 }
 impl DeploymentConfiguration {
@@ -5280,10 +3911,7 @@ impl DeploymentConfiguration {
         }
         if let Some(x) = &self.lifecycle_hooks {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "lifecycleHooks"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "lifecycleHooks"), i), v);
             }
         }
     }
@@ -5313,11 +3941,8 @@ pub enum DeploymentControllerType {
     External,
 }
 impl DeploymentControllerType {
-    pub const ALL: &'static [DeploymentControllerType] = &[
-        DeploymentControllerType::Ecs,
-        DeploymentControllerType::CodeDeploy,
-        DeploymentControllerType::External,
-    ];
+    pub const ALL: &'static [DeploymentControllerType] =
+        &[DeploymentControllerType::Ecs, DeploymentControllerType::CodeDeploy, DeploymentControllerType::External];
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentControllerType::Ecs => "ECS",
@@ -5333,7 +3958,9 @@ impl FromStr for DeploymentControllerType {
             "ECS" => Ok(DeploymentControllerType::Ecs),
             "CODE_DEPLOY" => Ok(DeploymentControllerType::CodeDeploy),
             "EXTERNAL" => Ok(DeploymentControllerType::External),
-            _ => Err(format!("invalid value '{s}' for DeploymentControllerType; valid values: ECS, CODE_DEPLOY, EXTERNAL")),
+            _ => Err(format!(
+                "invalid value '{s}' for DeploymentControllerType; valid values: ECS, CODE_DEPLOY, EXTERNAL"
+            )),
         }
     }
 }
@@ -5364,37 +3991,17 @@ pub struct DeploymentEphemeralStorage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentLifecycleHook {
-    #[serde(
-        rename = "targetType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<DeploymentLifecycleHookTargetType>,
-    #[serde(
-        rename = "hookTargetArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "hookTargetArn", default, skip_serializing_if = "Option::is_none")]
     pub hook_target_arn: Option<String>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(
-        rename = "lifecycleStages",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "lifecycleStages", default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_stages: Option<Vec<DeploymentLifecycleHookStage>>,
-    #[serde(
-        rename = "hookDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "hookDetails", default, skip_serializing_if = "Option::is_none")]
     pub hook_details: Option<HookDetails>,
-    #[serde(
-        rename = "timeoutConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "timeoutConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub timeout_configuration: Option<DeploymentLifecycleHookTimeoutConfiguration>,
 }
 impl DeploymentLifecycleHook {
@@ -5414,10 +4021,8 @@ pub enum DeploymentLifecycleHookAction {
     Continue,
 }
 impl DeploymentLifecycleHookAction {
-    pub const ALL: &'static [DeploymentLifecycleHookAction] = &[
-        DeploymentLifecycleHookAction::Rollback,
-        DeploymentLifecycleHookAction::Continue,
-    ];
+    pub const ALL: &'static [DeploymentLifecycleHookAction] =
+        &[DeploymentLifecycleHookAction::Rollback, DeploymentLifecycleHookAction::Continue];
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentLifecycleHookAction::Rollback => "ROLLBACK",
@@ -5431,7 +4036,9 @@ impl FromStr for DeploymentLifecycleHookAction {
         match s {
             "ROLLBACK" => Ok(DeploymentLifecycleHookAction::Rollback),
             "CONTINUE" => Ok(DeploymentLifecycleHookAction::Continue),
-            _ => Err(format!("invalid value '{s}' for DeploymentLifecycleHookAction; valid values: ROLLBACK, CONTINUE")),
+            _ => {
+                Err(format!("invalid value '{s}' for DeploymentLifecycleHookAction; valid values: ROLLBACK, CONTINUE"))
+            }
         }
     }
 }
@@ -5457,11 +4064,7 @@ impl fmt::Display for DeploymentLifecycleHookAction {
 pub struct DeploymentLifecycleHookDetail {
     #[serde(rename = "hookId", default, skip_serializing_if = "Option::is_none")]
     pub hook_id: Option<String>,
-    #[serde(
-        rename = "targetType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<DeploymentLifecycleHookTargetType>,
     #[serde(rename = "targetArn", default, skip_serializing_if = "Option::is_none")]
     pub target_arn: Option<String>,
@@ -5469,11 +4072,7 @@ pub struct DeploymentLifecycleHookDetail {
     pub status: Option<DeploymentLifecycleHookStatus>,
     #[serde(rename = "expiresAt", default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
-    #[serde(
-        rename = "timeoutAction",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "timeoutAction", default, skip_serializing_if = "Option::is_none")]
     pub timeout_action: Option<DeploymentLifecycleHookAction>,
 }
 
@@ -5507,13 +4106,9 @@ impl DeploymentLifecycleHookStage {
             DeploymentLifecycleHookStage::PostScaleUp => "POST_SCALE_UP",
             DeploymentLifecycleHookStage::TestTrafficShift => "TEST_TRAFFIC_SHIFT",
             DeploymentLifecycleHookStage::PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
-            DeploymentLifecycleHookStage::PreProductionTrafficShift => {
-                "PRE_PRODUCTION_TRAFFIC_SHIFT"
-            }
+            DeploymentLifecycleHookStage::PreProductionTrafficShift => "PRE_PRODUCTION_TRAFFIC_SHIFT",
             DeploymentLifecycleHookStage::ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
-            DeploymentLifecycleHookStage::PostProductionTrafficShift => {
-                "POST_PRODUCTION_TRAFFIC_SHIFT"
-            }
+            DeploymentLifecycleHookStage::PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
         }
     }
 }
@@ -5614,10 +4209,8 @@ pub enum DeploymentLifecycleHookTargetType {
     Pause,
 }
 impl DeploymentLifecycleHookTargetType {
-    pub const ALL: &'static [DeploymentLifecycleHookTargetType] = &[
-        DeploymentLifecycleHookTargetType::AwsLambda,
-        DeploymentLifecycleHookTargetType::Pause,
-    ];
+    pub const ALL: &'static [DeploymentLifecycleHookTargetType] =
+        &[DeploymentLifecycleHookTargetType::AwsLambda, DeploymentLifecycleHookTargetType::Pause];
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentLifecycleHookTargetType::AwsLambda => "AWS_LAMBDA",
@@ -5631,7 +4224,9 @@ impl FromStr for DeploymentLifecycleHookTargetType {
         match s {
             "AWS_LAMBDA" => Ok(DeploymentLifecycleHookTargetType::AwsLambda),
             "PAUSE" => Ok(DeploymentLifecycleHookTargetType::Pause),
-            _ => Err(format!("invalid value '{s}' for DeploymentLifecycleHookTargetType; valid values: AWS_LAMBDA, PAUSE")),
+            _ => Err(format!(
+                "invalid value '{s}' for DeploymentLifecycleHookTargetType; valid values: AWS_LAMBDA, PAUSE"
+            )),
         }
     }
 }
@@ -5655,11 +4250,7 @@ impl fmt::Display for DeploymentLifecycleHookTargetType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentLifecycleHookTimeoutConfiguration {
-    #[serde(
-        rename = "timeoutInMinutes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "timeoutInMinutes", default, skip_serializing_if = "Option::is_none")]
     pub timeout_in_minutes: Option<i32>,
     #[serde(rename = "action", default, skip_serializing_if = "Option::is_none")]
     pub action: Option<DeploymentLifecycleHookAction>,
@@ -5687,11 +4278,8 @@ pub enum DeploymentRolloutState {
     InProgress,
 }
 impl DeploymentRolloutState {
-    pub const ALL: &'static [DeploymentRolloutState] = &[
-        DeploymentRolloutState::Completed,
-        DeploymentRolloutState::Failed,
-        DeploymentRolloutState::InProgress,
-    ];
+    pub const ALL: &'static [DeploymentRolloutState] =
+        &[DeploymentRolloutState::Completed, DeploymentRolloutState::Failed, DeploymentRolloutState::InProgress];
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentRolloutState::Completed => "COMPLETED",
@@ -5707,7 +4295,9 @@ impl FromStr for DeploymentRolloutState {
             "COMPLETED" => Ok(DeploymentRolloutState::Completed),
             "FAILED" => Ok(DeploymentRolloutState::Failed),
             "IN_PROGRESS" => Ok(DeploymentRolloutState::InProgress),
-            _ => Err(format!("invalid value '{s}' for DeploymentRolloutState; valid values: COMPLETED, FAILED, IN_PROGRESS")),
+            _ => Err(format!(
+                "invalid value '{s}' for DeploymentRolloutState; valid values: COMPLETED, FAILED, IN_PROGRESS"
+            )),
         }
     }
 }
@@ -5760,7 +4350,9 @@ impl FromStr for DeploymentStrategy {
             "BLUE_GREEN" => Ok(DeploymentStrategy::BlueGreen),
             "LINEAR" => Ok(DeploymentStrategy::Linear),
             "CANARY" => Ok(DeploymentStrategy::Canary),
-            _ => Err(format!("invalid value '{s}' for DeploymentStrategy; valid values: ROLLING, BLUE_GREEN, LINEAR, CANARY")),
+            _ => Err(format!(
+                "invalid value '{s}' for DeploymentStrategy; valid values: ROLLING, BLUE_GREEN, LINEAR, CANARY"
+            )),
         }
     }
 }
@@ -5786,11 +4378,7 @@ impl fmt::Display for DeploymentStrategy {
 pub struct DeregisterContainerInstanceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "containerInstance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
     pub container_instance: Option<String>,
     #[serde(rename = "force", default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
@@ -5800,10 +4388,7 @@ impl DeregisterContainerInstanceRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.container_instance.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "containerInstance",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "containerInstance")));
         }
     }
 }
@@ -5811,11 +4396,7 @@ impl DeregisterContainerInstanceRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeregisterContainerInstanceResponse {
-    #[serde(
-        rename = "containerInstance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
     pub container_instance: Option<ContainerInstance>,
 }
 impl DeregisterContainerInstanceResponse {
@@ -5831,11 +4412,7 @@ impl DeregisterContainerInstanceResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeregisterTaskDefinitionRequest {
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
 }
 impl DeregisterTaskDefinitionRequest {
@@ -5843,10 +4420,7 @@ impl DeregisterTaskDefinitionRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.task_definition.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "taskDefinition",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "taskDefinition")));
         }
     }
 }
@@ -5854,11 +4428,7 @@ impl DeregisterTaskDefinitionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeregisterTaskDefinitionResponse {
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<TaskDefinition>,
 }
 impl DeregisterTaskDefinitionResponse {
@@ -5874,21 +4444,13 @@ impl DeregisterTaskDefinitionResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeCapacityProvidersRequest {
-    #[serde(
-        rename = "capacityProviders",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
     pub capacity_providers: Option<Vec<String>>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<CapacityProviderField>>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5897,11 +4459,7 @@ pub struct DescribeCapacityProvidersRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeCapacityProvidersResponse {
-    #[serde(
-        rename = "capacityProviders",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
     pub capacity_providers: Option<Vec<CapacityProvider>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -5914,10 +4472,7 @@ impl DescribeCapacityProvidersResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.capacity_providers {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "capacityProviders"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviders"), i), v);
             }
         }
     }
@@ -5946,10 +4501,7 @@ impl DescribeClustersResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.clusters {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "clusters"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "clusters"), i), v);
             }
         }
     }
@@ -5960,11 +4512,7 @@ impl DescribeClustersResponse {
 pub struct DescribeContainerInstancesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "containerInstances",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
     pub container_instances: Option<Vec<String>>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<ContainerInstanceField>>,
@@ -5974,10 +4522,7 @@ impl DescribeContainerInstancesRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.container_instances.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "containerInstances",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "containerInstances")));
         }
     }
 }
@@ -5985,11 +4530,7 @@ impl DescribeContainerInstancesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeContainerInstancesResponse {
-    #[serde(
-        rename = "containerInstances",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
     pub container_instances: Option<Vec<ContainerInstance>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -6000,10 +4541,7 @@ impl DescribeContainerInstancesResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.container_instances {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "containerInstances"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerInstances"), i), v);
             }
         }
     }
@@ -6012,11 +4550,7 @@ impl DescribeContainerInstancesResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeDaemonDeploymentsRequest {
-    #[serde(
-        rename = "daemonDeploymentArns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonDeploymentArns", default, skip_serializing_if = "Option::is_none")]
     pub daemon_deployment_arns: Option<Vec<String>>,
 }
 impl DescribeDaemonDeploymentsRequest {
@@ -6024,10 +4558,7 @@ impl DescribeDaemonDeploymentsRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.daemon_deployment_arns.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "daemonDeploymentArns",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "daemonDeploymentArns")));
         }
     }
 }
@@ -6037,11 +4568,7 @@ impl DescribeDaemonDeploymentsRequest {
 pub struct DescribeDaemonDeploymentsResponse {
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
-    #[serde(
-        rename = "daemonDeployments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
     pub daemon_deployments: Option<Vec<DaemonDeployment>>,
 }
 impl DescribeDaemonDeploymentsResponse {
@@ -6050,10 +4577,7 @@ impl DescribeDaemonDeploymentsResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.daemon_deployments {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "daemonDeployments"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "daemonDeployments"), i), v);
             }
         }
     }
@@ -6085,11 +4609,7 @@ pub struct DescribeDaemonResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeDaemonRevisionsRequest {
-    #[serde(
-        rename = "daemonRevisionArns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonRevisionArns", default, skip_serializing_if = "Option::is_none")]
     pub daemon_revision_arns: Option<Vec<String>>,
 }
 impl DescribeDaemonRevisionsRequest {
@@ -6097,10 +4617,7 @@ impl DescribeDaemonRevisionsRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.daemon_revision_arns.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "daemonRevisionArns",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "daemonRevisionArns")));
         }
     }
 }
@@ -6108,11 +4625,7 @@ impl DescribeDaemonRevisionsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeDaemonRevisionsResponse {
-    #[serde(
-        rename = "daemonRevisions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonRevisions", default, skip_serializing_if = "Option::is_none")]
     pub daemon_revisions: Option<Vec<DaemonRevision>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -6121,11 +4634,7 @@ pub struct DescribeDaemonRevisionsResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeDaemonTaskDefinitionRequest {
-    #[serde(
-        rename = "daemonTaskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub daemon_task_definition: Option<String>,
 }
 impl DescribeDaemonTaskDefinitionRequest {
@@ -6133,10 +4642,7 @@ impl DescribeDaemonTaskDefinitionRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.daemon_task_definition.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "daemonTaskDefinition",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "daemonTaskDefinition")));
         }
     }
 }
@@ -6144,11 +4650,7 @@ impl DescribeDaemonTaskDefinitionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeDaemonTaskDefinitionResponse {
-    #[serde(
-        rename = "daemonTaskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub daemon_task_definition: Option<DaemonTaskDefinition>,
 }
 impl DescribeDaemonTaskDefinitionResponse {
@@ -6164,11 +4666,7 @@ impl DescribeDaemonTaskDefinitionResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeExpressGatewayServiceRequest {
-    #[serde(
-        rename = "serviceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
     pub service_arn: Option<String>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<ExpressGatewayServiceInclude>>,
@@ -6202,11 +4700,7 @@ impl DescribeExpressGatewayServiceResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeServiceDeploymentsRequest {
-    #[serde(
-        rename = "serviceDeploymentArns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceDeploymentArns", default, skip_serializing_if = "Option::is_none")]
     pub service_deployment_arns: Option<Vec<String>>,
 }
 impl DescribeServiceDeploymentsRequest {
@@ -6214,10 +4708,7 @@ impl DescribeServiceDeploymentsRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.service_deployment_arns.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "serviceDeploymentArns",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "serviceDeploymentArns")));
         }
     }
 }
@@ -6225,11 +4716,7 @@ impl DescribeServiceDeploymentsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeServiceDeploymentsResponse {
-    #[serde(
-        rename = "serviceDeployments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceDeployments", default, skip_serializing_if = "Option::is_none")]
     pub service_deployments: Option<Vec<ServiceDeployment>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -6240,10 +4727,7 @@ impl DescribeServiceDeploymentsResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.service_deployments {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "serviceDeployments"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "serviceDeployments"), i), v);
             }
         }
     }
@@ -6252,11 +4736,7 @@ impl DescribeServiceDeploymentsResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeServiceRevisionsRequest {
-    #[serde(
-        rename = "serviceRevisionArns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceRevisionArns", default, skip_serializing_if = "Option::is_none")]
     pub service_revision_arns: Option<Vec<String>>,
 }
 impl DescribeServiceRevisionsRequest {
@@ -6264,10 +4744,7 @@ impl DescribeServiceRevisionsRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.service_revision_arns.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "serviceRevisionArns",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "serviceRevisionArns")));
         }
     }
 }
@@ -6275,11 +4752,7 @@ impl DescribeServiceRevisionsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeServiceRevisionsResponse {
-    #[serde(
-        rename = "serviceRevisions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceRevisions", default, skip_serializing_if = "Option::is_none")]
     pub service_revisions: Option<Vec<ServiceRevision>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -6290,10 +4763,7 @@ impl DescribeServiceRevisionsResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.service_revisions {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "serviceRevisions"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "serviceRevisions"), i), v);
             }
         }
     }
@@ -6333,10 +4803,7 @@ impl DescribeServicesResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.services {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "services"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "services"), i), v);
             }
         }
     }
@@ -6345,11 +4812,7 @@ impl DescribeServicesResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeTaskDefinitionRequest {
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<TaskDefinitionField>>,
@@ -6359,10 +4822,7 @@ impl DescribeTaskDefinitionRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.task_definition.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "taskDefinition",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "taskDefinition")));
         }
     }
 }
@@ -6370,11 +4830,7 @@ impl DescribeTaskDefinitionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeTaskDefinitionResponse {
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<TaskDefinition>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -6388,10 +4844,7 @@ impl DescribeTaskDefinitionResponse {
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -6439,10 +4892,7 @@ impl DescribeTaskSetsResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.task_sets {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "taskSets"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "taskSets"), i), v);
             }
         }
     }
@@ -6496,11 +4946,7 @@ pub enum DesiredStatus {
     Stopped,
 }
 impl DesiredStatus {
-    pub const ALL: &'static [DesiredStatus] = &[
-        DesiredStatus::Running,
-        DesiredStatus::Pending,
-        DesiredStatus::Stopped,
-    ];
+    pub const ALL: &'static [DesiredStatus] = &[DesiredStatus::Running, DesiredStatus::Pending, DesiredStatus::Stopped];
     pub fn as_str(self) -> &'static str {
         match self {
             DesiredStatus::Running => "RUNNING",
@@ -6516,9 +4962,7 @@ impl FromStr for DesiredStatus {
             "RUNNING" => Ok(DesiredStatus::Running),
             "PENDING" => Ok(DesiredStatus::Pending),
             "STOPPED" => Ok(DesiredStatus::Stopped),
-            _ => Err(format!(
-                "invalid value '{s}' for DesiredStatus; valid values: RUNNING, PENDING, STOPPED"
-            )),
+            _ => Err(format!("invalid value '{s}' for DesiredStatus; valid values: RUNNING, PENDING, STOPPED")),
         }
     }
 }
@@ -6544,17 +4988,9 @@ impl fmt::Display for DesiredStatus {
 pub struct Device {
     #[serde(rename = "hostPath", default, skip_serializing_if = "Option::is_none")]
     pub host_path: Option<String>,
-    #[serde(
-        rename = "containerPath",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
     pub container_path: Option<String>,
-    #[serde(
-        rename = "permissions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "permissions", default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Vec<DeviceCgroupPermission>>,
 }
 impl Device {
@@ -6575,11 +5011,8 @@ pub enum DeviceCgroupPermission {
     Mknod,
 }
 impl DeviceCgroupPermission {
-    pub const ALL: &'static [DeviceCgroupPermission] = &[
-        DeviceCgroupPermission::Read,
-        DeviceCgroupPermission::Write,
-        DeviceCgroupPermission::Mknod,
-    ];
+    pub const ALL: &'static [DeviceCgroupPermission] =
+        &[DeviceCgroupPermission::Read, DeviceCgroupPermission::Write, DeviceCgroupPermission::Mknod];
     pub fn as_str(self) -> &'static str {
         match self {
             DeviceCgroupPermission::Read => "read",
@@ -6595,9 +5028,7 @@ impl FromStr for DeviceCgroupPermission {
             "read" => Ok(DeviceCgroupPermission::Read),
             "write" => Ok(DeviceCgroupPermission::Write),
             "mknod" => Ok(DeviceCgroupPermission::Mknod),
-            _ => Err(format!(
-                "invalid value '{s}' for DeviceCgroupPermission; valid values: read, write, mknod"
-            )),
+            _ => Err(format!("invalid value '{s}' for DeviceCgroupPermission; valid values: read, write, mknod")),
         }
     }
 }
@@ -6621,11 +5052,7 @@ impl fmt::Display for DeviceCgroupPermission {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoverPollEndpointRequest {
-    #[serde(
-        rename = "containerInstance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
     pub container_instance: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
@@ -6636,17 +5063,9 @@ pub struct DiscoverPollEndpointRequest {
 pub struct DiscoverPollEndpointResponse {
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    #[serde(
-        rename = "telemetryEndpoint",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "telemetryEndpoint", default, skip_serializing_if = "Option::is_none")]
     pub telemetry_endpoint: Option<String>,
-    #[serde(
-        rename = "serviceConnectEndpoint",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceConnectEndpoint", default, skip_serializing_if = "Option::is_none")]
     pub service_connect_endpoint: Option<String>,
 }
 
@@ -6655,19 +5074,11 @@ pub struct DiscoverPollEndpointResponse {
 pub struct DockerVolumeConfiguration {
     #[serde(rename = "scope", default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
-    #[serde(
-        rename = "autoprovision",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoprovision", default, skip_serializing_if = "Option::is_none")]
     pub autoprovision: Option<bool>,
     #[serde(rename = "driver", default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
-    #[serde(
-        rename = "driverOpts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "driverOpts", default, skip_serializing_if = "Option::is_none")]
     pub driver_opts: Option<BTreeMap<String, String>>,
     #[serde(rename = "labels", default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
@@ -6691,9 +5102,7 @@ impl FromStr for EBSResourceType {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "volume" => Ok(EBSResourceType::Volume),
-            _ => Err(format!(
-                "invalid value '{s}' for EBSResourceType; valid values: volume"
-            )),
+            _ => Err(format!("invalid value '{s}' for EBSResourceType; valid values: volume")),
         }
     }
 }
@@ -6717,19 +5126,11 @@ impl fmt::Display for EBSResourceType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EBSTagSpecification {
-    #[serde(
-        rename = "resourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "resourceType", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<EBSResourceType>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(
-        rename = "propagateTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<PropagateTags>,
 }
 impl EBSTagSpecification {
@@ -6741,10 +5142,7 @@ impl EBSTagSpecification {
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -6758,37 +5156,17 @@ impl EBSTagSpecification {
 pub struct ECSExpressGatewayService {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "serviceName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
-    #[serde(
-        rename = "serviceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
     pub service_arn: Option<String>,
-    #[serde(
-        rename = "infrastructureRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub infrastructure_role_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ExpressGatewayServiceStatus>,
-    #[serde(
-        rename = "currentDeployment",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "currentDeployment", default, skip_serializing_if = "Option::is_none")]
     pub current_deployment: Option<String>,
-    #[serde(
-        rename = "activeConfigurations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "activeConfigurations", default, skip_serializing_if = "Option::is_none")]
     pub active_configurations: Option<Vec<ExpressGatewayServiceConfiguration>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -6803,22 +5181,12 @@ impl ECSExpressGatewayService {
         let _ = (&path, &v);
         if let Some(x) = &self.active_configurations {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "activeConfigurations"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "activeConfigurations"), i), v);
             }
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -6830,29 +5198,13 @@ impl ECSExpressGatewayService {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ECSManagedResources {
-    #[serde(
-        rename = "ingressPaths",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ingressPaths", default, skip_serializing_if = "Option::is_none")]
     pub ingress_paths: Option<Vec<ManagedIngressPath>>,
-    #[serde(
-        rename = "autoScaling",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoScaling", default, skip_serializing_if = "Option::is_none")]
     pub auto_scaling: Option<ManagedAutoScaling>,
-    #[serde(
-        rename = "metricAlarms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "metricAlarms", default, skip_serializing_if = "Option::is_none")]
     pub metric_alarms: Option<Vec<ManagedMetricAlarm>>,
-    #[serde(
-        rename = "serviceSecurityGroups",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceSecurityGroups", default, skip_serializing_if = "Option::is_none")]
     pub service_security_groups: Option<Vec<ManagedSecurityGroup>>,
     #[serde(rename = "logGroups", default, skip_serializing_if = "Option::is_none")]
     pub log_groups: Option<Vec<ManagedLogGroup>>,
@@ -6863,10 +5215,7 @@ impl ECSManagedResources {
         let _ = (&path, &v);
         if let Some(x) = &self.ingress_paths {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "ingressPaths"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "ingressPaths"), i), v);
             }
         }
         if let Some(x) = &self.auto_scaling {
@@ -6874,30 +5223,17 @@ impl ECSManagedResources {
         }
         if let Some(x) = &self.metric_alarms {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "metricAlarms"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "metricAlarms"), i), v);
             }
         }
         if let Some(x) = &self.service_security_groups {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "serviceSecurityGroups"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "serviceSecurityGroups"), i), v);
             }
         }
         if let Some(x) = &self.log_groups {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "logGroups"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "logGroups"), i), v);
             }
         }
     }
@@ -6906,11 +5242,7 @@ impl ECSManagedResources {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EFSAuthorizationConfig {
-    #[serde(
-        rename = "accessPointId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "accessPointId", default, skip_serializing_if = "Option::is_none")]
     pub access_point_id: Option<String>,
     #[serde(rename = "iam", default, skip_serializing_if = "Option::is_none")]
     pub iam: Option<EFSAuthorizationConfigIAM>,
@@ -6923,10 +5255,8 @@ pub enum EFSAuthorizationConfigIAM {
     Disabled,
 }
 impl EFSAuthorizationConfigIAM {
-    pub const ALL: &'static [EFSAuthorizationConfigIAM] = &[
-        EFSAuthorizationConfigIAM::Enabled,
-        EFSAuthorizationConfigIAM::Disabled,
-    ];
+    pub const ALL: &'static [EFSAuthorizationConfigIAM] =
+        &[EFSAuthorizationConfigIAM::Enabled, EFSAuthorizationConfigIAM::Disabled];
     pub fn as_str(self) -> &'static str {
         match self {
             EFSAuthorizationConfigIAM::Enabled => "ENABLED",
@@ -6968,10 +5298,7 @@ pub enum EFSTransitEncryption {
     Disabled,
 }
 impl EFSTransitEncryption {
-    pub const ALL: &'static [EFSTransitEncryption] = &[
-        EFSTransitEncryption::Enabled,
-        EFSTransitEncryption::Disabled,
-    ];
+    pub const ALL: &'static [EFSTransitEncryption] = &[EFSTransitEncryption::Enabled, EFSTransitEncryption::Disabled];
     pub fn as_str(self) -> &'static str {
         match self {
             EFSTransitEncryption::Enabled => "ENABLED",
@@ -6985,9 +5312,7 @@ impl FromStr for EFSTransitEncryption {
         match s {
             "ENABLED" => Ok(EFSTransitEncryption::Enabled),
             "DISABLED" => Ok(EFSTransitEncryption::Disabled),
-            _ => Err(format!(
-                "invalid value '{s}' for EFSTransitEncryption; valid values: ENABLED, DISABLED"
-            )),
+            _ => Err(format!("invalid value '{s}' for EFSTransitEncryption; valid values: ENABLED, DISABLED")),
         }
     }
 }
@@ -7011,35 +5336,15 @@ impl fmt::Display for EFSTransitEncryption {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EFSVolumeConfiguration {
-    #[serde(
-        rename = "fileSystemId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "fileSystemId", default, skip_serializing_if = "Option::is_none")]
     pub file_system_id: Option<String>,
-    #[serde(
-        rename = "rootDirectory",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
     pub root_directory: Option<String>,
-    #[serde(
-        rename = "transitEncryption",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "transitEncryption", default, skip_serializing_if = "Option::is_none")]
     pub transit_encryption: Option<EFSTransitEncryption>,
-    #[serde(
-        rename = "transitEncryptionPort",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "transitEncryptionPort", default, skip_serializing_if = "Option::is_none")]
     pub transit_encryption_port: Option<i32>,
-    #[serde(
-        rename = "authorizationConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
     pub authorization_config: Option<EFSAuthorizationConfig>,
 }
 impl EFSVolumeConfiguration {
@@ -7091,9 +5396,7 @@ impl FromStr for EnvironmentFileType {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "s3" => Ok(EnvironmentFileType::S3),
-            _ => Err(format!(
-                "invalid value '{s}' for EnvironmentFileType; valid values: s3"
-            )),
+            _ => Err(format!("invalid value '{s}' for EnvironmentFileType; valid values: s3")),
         }
     }
 }
@@ -7137,46 +5440,22 @@ pub struct ExecuteCommandConfiguration {
     pub kms_key_id: Option<String>,
     #[serde(rename = "logging", default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<ExecuteCommandLogging>,
-    #[serde(
-        rename = "logConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub log_configuration: Option<ExecuteCommandLogConfiguration>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteCommandLogConfiguration {
-    #[serde(
-        rename = "cloudWatchLogGroupName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "cloudWatchLogGroupName", default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch_log_group_name: Option<String>,
-    #[serde(
-        rename = "cloudWatchEncryptionEnabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "cloudWatchEncryptionEnabled", default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch_encryption_enabled: Option<bool>,
-    #[serde(
-        rename = "s3BucketName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "s3BucketName", default, skip_serializing_if = "Option::is_none")]
     pub s3_bucket_name: Option<String>,
-    #[serde(
-        rename = "s3EncryptionEnabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "s3EncryptionEnabled", default, skip_serializing_if = "Option::is_none")]
     pub s3_encryption_enabled: Option<bool>,
-    #[serde(
-        rename = "s3KeyPrefix",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "s3KeyPrefix", default, skip_serializing_if = "Option::is_none")]
     pub s3_key_prefix: Option<String>,
 }
 
@@ -7188,11 +5467,8 @@ pub enum ExecuteCommandLogging {
     Override,
 }
 impl ExecuteCommandLogging {
-    pub const ALL: &'static [ExecuteCommandLogging] = &[
-        ExecuteCommandLogging::None,
-        ExecuteCommandLogging::Default,
-        ExecuteCommandLogging::Override,
-    ];
+    pub const ALL: &'static [ExecuteCommandLogging] =
+        &[ExecuteCommandLogging::None, ExecuteCommandLogging::Default, ExecuteCommandLogging::Override];
     pub fn as_str(self) -> &'static str {
         match self {
             ExecuteCommandLogging::None => "NONE",
@@ -7238,11 +5514,7 @@ pub struct ExecuteCommandRequest {
     pub container: Option<String>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
-    #[serde(
-        rename = "interactive",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
     pub interactive: Option<bool>,
     #[serde(rename = "task", default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
@@ -7266,29 +5538,13 @@ impl ExecuteCommandRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteCommandResponse {
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
-    #[serde(
-        rename = "containerArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerArn", default, skip_serializing_if = "Option::is_none")]
     pub container_arn: Option<String>,
-    #[serde(
-        rename = "containerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
-    #[serde(
-        rename = "interactive",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
     pub interactive: Option<bool>,
     #[serde(rename = "session", default, skip_serializing_if = "Option::is_none")]
     pub session: Option<Session>,
@@ -7301,31 +5557,15 @@ pub struct ExecuteCommandResponse {
 pub struct ExpressGatewayContainer {
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(
-        rename = "containerPort",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
     pub container_port: Option<i32>,
-    #[serde(
-        rename = "awsLogsConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "awsLogsConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub aws_logs_configuration: Option<ExpressGatewayServiceAwsLogsConfiguration>,
-    #[serde(
-        rename = "repositoryCredentials",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
     pub repository_credentials: Option<ExpressGatewayRepositoryCredentials>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(
-        rename = "environment",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Vec<KeyValuePair>>,
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
@@ -7342,10 +5582,7 @@ impl ExpressGatewayContainer {
         }
         if let Some(x) = &self.secrets {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "secrets"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "secrets"), i), v);
             }
         }
     }
@@ -7354,40 +5591,20 @@ impl ExpressGatewayContainer {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpressGatewayRepositoryCredentials {
-    #[serde(
-        rename = "credentialsParameter",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
     pub credentials_parameter: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpressGatewayScalingTarget {
-    #[serde(
-        rename = "minTaskCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "minTaskCount", default, skip_serializing_if = "Option::is_none")]
     pub min_task_count: Option<i32>,
-    #[serde(
-        rename = "maxTaskCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxTaskCount", default, skip_serializing_if = "Option::is_none")]
     pub max_task_count: Option<i32>,
-    #[serde(
-        rename = "autoScalingMetric",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoScalingMetric", default, skip_serializing_if = "Option::is_none")]
     pub auto_scaling_metric: Option<ExpressGatewayServiceScalingMetric>,
-    #[serde(
-        rename = "autoScalingTargetValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoScalingTargetValue", default, skip_serializing_if = "Option::is_none")]
     pub auto_scaling_target_value: Option<i32>,
 }
 
@@ -7396,11 +5613,7 @@ pub struct ExpressGatewayScalingTarget {
 pub struct ExpressGatewayServiceAwsLogsConfiguration {
     #[serde(rename = "logGroup", default, skip_serializing_if = "Option::is_none")]
     pub log_group: Option<String>,
-    #[serde(
-        rename = "logStreamPrefix",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "logStreamPrefix", default, skip_serializing_if = "Option::is_none")]
     pub log_stream_prefix: Option<String>,
 }
 impl ExpressGatewayServiceAwsLogsConfiguration {
@@ -7411,10 +5624,7 @@ impl ExpressGatewayServiceAwsLogsConfiguration {
             v.push(Violation::missing(crate::shape::join(path, "logGroup")));
         }
         if self.log_stream_prefix.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "logStreamPrefix",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "logStreamPrefix")));
         }
     }
 }
@@ -7422,57 +5632,25 @@ impl ExpressGatewayServiceAwsLogsConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpressGatewayServiceConfiguration {
-    #[serde(
-        rename = "serviceRevisionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
     pub service_revision_arn: Option<String>,
-    #[serde(
-        rename = "executionRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
-    #[serde(
-        rename = "taskRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub task_role_arn: Option<String>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
-    #[serde(
-        rename = "healthCheckPath",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
     pub health_check_path: Option<String>,
-    #[serde(
-        rename = "primaryContainer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
     pub primary_container: Option<ExpressGatewayContainer>,
-    #[serde(
-        rename = "scalingTarget",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
-    #[serde(
-        rename = "ingressPaths",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ingressPaths", default, skip_serializing_if = "Option::is_none")]
     pub ingress_paths: Option<Vec<IngressPathSummary>>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -7486,10 +5664,7 @@ impl ExpressGatewayServiceConfiguration {
         }
         if let Some(x) = &self.ingress_paths {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "ingressPaths"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "ingressPaths"), i), v);
             }
         }
     }
@@ -7513,9 +5688,7 @@ impl FromStr for ExpressGatewayServiceInclude {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(ExpressGatewayServiceInclude::Tags),
-            _ => Err(format!(
-                "invalid value '{s}' for ExpressGatewayServiceInclude; valid values: TAGS"
-            )),
+            _ => Err(format!("invalid value '{s}' for ExpressGatewayServiceInclude; valid values: TAGS")),
         }
     }
 }
@@ -7539,11 +5712,7 @@ impl fmt::Display for ExpressGatewayServiceInclude {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpressGatewayServiceNetworkConfiguration {
-    #[serde(
-        rename = "securityGroups",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
     pub security_groups: Option<Vec<String>>,
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
@@ -7601,17 +5770,9 @@ impl fmt::Display for ExpressGatewayServiceScalingMetric {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpressGatewayServiceStatus {
-    #[serde(
-        rename = "statusCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusCode", default, skip_serializing_if = "Option::is_none")]
     pub status_code: Option<ExpressGatewayServiceStatusCode>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
 }
 
@@ -7643,7 +5804,9 @@ impl FromStr for ExpressGatewayServiceStatusCode {
             "ACTIVE" => Ok(ExpressGatewayServiceStatusCode::Active),
             "DRAINING" => Ok(ExpressGatewayServiceStatusCode::Draining),
             "INACTIVE" => Ok(ExpressGatewayServiceStatusCode::Inactive),
-            _ => Err(format!("invalid value '{s}' for ExpressGatewayServiceStatusCode; valid values: ACTIVE, DRAINING, INACTIVE")),
+            _ => Err(format!(
+                "invalid value '{s}' for ExpressGatewayServiceStatusCode; valid values: ACTIVE, DRAINING, INACTIVE"
+            )),
         }
     }
 }
@@ -7667,11 +5830,7 @@ impl fmt::Display for ExpressGatewayServiceStatusCode {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FSxWindowsFileServerAuthorizationConfig {
-    #[serde(
-        rename = "credentialsParameter",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
     pub credentials_parameter: Option<String>,
     #[serde(rename = "domain", default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -7681,10 +5840,7 @@ impl FSxWindowsFileServerAuthorizationConfig {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.credentials_parameter.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "credentialsParameter",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "credentialsParameter")));
         }
         if self.domain.is_none() {
             v.push(Violation::missing(crate::shape::join(path, "domain")));
@@ -7695,23 +5851,11 @@ impl FSxWindowsFileServerAuthorizationConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FSxWindowsFileServerVolumeConfiguration {
-    #[serde(
-        rename = "fileSystemId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "fileSystemId", default, skip_serializing_if = "Option::is_none")]
     pub file_system_id: Option<String>,
-    #[serde(
-        rename = "rootDirectory",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
     pub root_directory: Option<String>,
-    #[serde(
-        rename = "authorizationConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
     pub authorization_config: Option<FSxWindowsFileServerAuthorizationConfig>,
 }
 impl FSxWindowsFileServerVolumeConfiguration {
@@ -7722,16 +5866,10 @@ impl FSxWindowsFileServerVolumeConfiguration {
             v.push(Violation::missing(crate::shape::join(path, "fileSystemId")));
         }
         if self.root_directory.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "rootDirectory",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "rootDirectory")));
         }
         if self.authorization_config.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "authorizationConfig",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "authorizationConfig")));
         }
         if let Some(x) = &self.authorization_config {
             x.validate_at(&crate::shape::join(path, "authorizationConfig"), v);
@@ -7775,10 +5913,8 @@ pub enum FirelensConfigurationType {
     Fluentbit,
 }
 impl FirelensConfigurationType {
-    pub const ALL: &'static [FirelensConfigurationType] = &[
-        FirelensConfigurationType::Fluentd,
-        FirelensConfigurationType::Fluentbit,
-    ];
+    pub const ALL: &'static [FirelensConfigurationType] =
+        &[FirelensConfigurationType::Fluentd, FirelensConfigurationType::Fluentbit];
     pub fn as_str(self) -> &'static str {
         match self {
             FirelensConfigurationType::Fluentd => "fluentd",
@@ -7834,11 +5970,7 @@ impl GetTaskProtectionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GetTaskProtectionResponse {
-    #[serde(
-        rename = "protectedTasks",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "protectedTasks", default, skip_serializing_if = "Option::is_none")]
     pub protected_tasks: Option<Vec<ProtectedTask>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -7855,11 +5987,7 @@ pub struct HealthCheck {
     pub timeout: Option<i32>,
     #[serde(rename = "retries", default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<i32>,
-    #[serde(
-        rename = "startPeriod",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "startPeriod", default, skip_serializing_if = "Option::is_none")]
     pub start_period: Option<i32>,
 }
 impl HealthCheck {
@@ -7880,11 +6008,7 @@ pub enum HealthStatus {
     Unknown,
 }
 impl HealthStatus {
-    pub const ALL: &'static [HealthStatus] = &[
-        HealthStatus::Healthy,
-        HealthStatus::Unhealthy,
-        HealthStatus::Unknown,
-    ];
+    pub const ALL: &'static [HealthStatus] = &[HealthStatus::Healthy, HealthStatus::Unhealthy, HealthStatus::Unknown];
     pub fn as_str(self) -> &'static str {
         match self {
             HealthStatus::Healthy => "HEALTHY",
@@ -7900,9 +6024,7 @@ impl FromStr for HealthStatus {
             "HEALTHY" => Ok(HealthStatus::Healthy),
             "UNHEALTHY" => Ok(HealthStatus::Unhealthy),
             "UNKNOWN" => Ok(HealthStatus::Unknown),
-            _ => Err(format!(
-                "invalid value '{s}' for HealthStatus; valid values: HEALTHY, UNHEALTHY, UNKNOWN"
-            )),
+            _ => Err(format!("invalid value '{s}' for HealthStatus; valid values: HEALTHY, UNHEALTHY, UNKNOWN")),
         }
     }
 }
@@ -7951,28 +6073,16 @@ impl HostEntry {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostVolumeProperties {
-    #[serde(
-        rename = "sourcePath",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "sourcePath", default, skip_serializing_if = "Option::is_none")]
     pub source_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceAccelerator {
-    #[serde(
-        rename = "deviceName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deviceName", default, skip_serializing_if = "Option::is_none")]
     pub device_name: Option<String>,
-    #[serde(
-        rename = "deviceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deviceType", default, skip_serializing_if = "Option::is_none")]
     pub device_type: Option<String>,
 }
 impl InferenceAccelerator {
@@ -7991,39 +6101,23 @@ impl InferenceAccelerator {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceAcceleratorOverride {
-    #[serde(
-        rename = "deviceName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deviceName", default, skip_serializing_if = "Option::is_none")]
     pub device_name: Option<String>,
-    #[serde(
-        rename = "deviceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deviceType", default, skip_serializing_if = "Option::is_none")]
     pub device_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InfrastructureOptimization {
-    #[serde(
-        rename = "scaleInAfter",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "scaleInAfter", default, skip_serializing_if = "Option::is_none")]
     pub scale_in_after: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngressPathSummary {
-    #[serde(
-        rename = "accessType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
     pub access_type: Option<AccessType>,
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -8048,8 +6142,7 @@ pub enum InstanceGeneration {
     Previous,
 }
 impl InstanceGeneration {
-    pub const ALL: &'static [InstanceGeneration] =
-        &[InstanceGeneration::Current, InstanceGeneration::Previous];
+    pub const ALL: &'static [InstanceGeneration] = &[InstanceGeneration::Current, InstanceGeneration::Previous];
     pub fn as_str(self) -> &'static str {
         match self {
             InstanceGeneration::Current => "current",
@@ -8063,9 +6156,7 @@ impl FromStr for InstanceGeneration {
         match s {
             "current" => Ok(InstanceGeneration::Current),
             "previous" => Ok(InstanceGeneration::Previous),
-            _ => Err(format!(
-                "invalid value '{s}' for InstanceGeneration; valid values: current, previous"
-            )),
+            _ => Err(format!("invalid value '{s}' for InstanceGeneration; valid values: current, previous")),
         }
     }
 }
@@ -8093,23 +6184,11 @@ pub struct InstanceHealthCheckResult {
     pub type_: Option<InstanceHealthCheckType>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<InstanceHealthCheckState>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
-    #[serde(
-        rename = "lastUpdated",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "lastUpdated", default, skip_serializing_if = "Option::is_none")]
     pub last_updated: Option<Timestamp>,
-    #[serde(
-        rename = "lastStatusChange",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "lastStatusChange", default, skip_serializing_if = "Option::is_none")]
     pub last_status_change: Option<Timestamp>,
 }
 
@@ -8218,65 +6297,25 @@ impl fmt::Display for InstanceHealthCheckType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceLaunchTemplate {
-    #[serde(
-        rename = "ec2InstanceProfileArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ec2InstanceProfileArn", default, skip_serializing_if = "Option::is_none")]
     pub ec2_instance_profile_arn: Option<String>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<ManagedInstancesNetworkConfiguration>,
-    #[serde(
-        rename = "storageConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "storageConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub storage_configuration: Option<ManagedInstancesStorageConfiguration>,
-    #[serde(
-        rename = "localStorageConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "localStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub local_storage_configuration: Option<ManagedInstancesLocalStorageConfiguration>,
-    #[serde(
-        rename = "monitoring",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<ManagedInstancesMonitoringOptions>,
-    #[serde(
-        rename = "capacityOptionType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityOptionType", default, skip_serializing_if = "Option::is_none")]
     pub capacity_option_type: Option<CapacityOptionType>,
-    #[serde(
-        rename = "instanceMetadataTagsPropagation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "instanceMetadataTagsPropagation", default, skip_serializing_if = "Option::is_none")]
     pub instance_metadata_tags_propagation: Option<bool>,
-    #[serde(
-        rename = "instanceRequirements",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "instanceRequirements", default, skip_serializing_if = "Option::is_none")]
     pub instance_requirements: Option<InstanceRequirementsRequest>,
-    #[serde(
-        rename = "fipsEnabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "fipsEnabled", default, skip_serializing_if = "Option::is_none")]
     pub fips_enabled: Option<bool>,
-    #[serde(
-        rename = "capacityReservations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityReservations", default, skip_serializing_if = "Option::is_none")]
     pub capacity_reservations: Option<CapacityReservationRequest>,
 }
 impl InstanceLaunchTemplate {
@@ -8284,16 +6323,10 @@ impl InstanceLaunchTemplate {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.ec2_instance_profile_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "ec2InstanceProfileArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "ec2InstanceProfileArn")));
         }
         if self.network_configuration.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "networkConfiguration",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "networkConfiguration")));
         }
         if let Some(x) = &self.storage_configuration {
             x.validate_at(&crate::shape::join(path, "storageConfiguration"), v);
@@ -8307,53 +6340,21 @@ impl InstanceLaunchTemplate {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceLaunchTemplateUpdate {
-    #[serde(
-        rename = "ec2InstanceProfileArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ec2InstanceProfileArn", default, skip_serializing_if = "Option::is_none")]
     pub ec2_instance_profile_arn: Option<String>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<ManagedInstancesNetworkConfiguration>,
-    #[serde(
-        rename = "storageConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "storageConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub storage_configuration: Option<ManagedInstancesStorageConfiguration>,
-    #[serde(
-        rename = "instanceMetadataTagsPropagation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "instanceMetadataTagsPropagation", default, skip_serializing_if = "Option::is_none")]
     pub instance_metadata_tags_propagation: Option<bool>,
-    #[serde(
-        rename = "localStorageConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "localStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub local_storage_configuration: Option<ManagedInstancesLocalStorageConfiguration>,
-    #[serde(
-        rename = "monitoring",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<ManagedInstancesMonitoringOptions>,
-    #[serde(
-        rename = "instanceRequirements",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "instanceRequirements", default, skip_serializing_if = "Option::is_none")]
     pub instance_requirements: Option<InstanceRequirementsRequest>,
-    #[serde(
-        rename = "capacityReservations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityReservations", default, skip_serializing_if = "Option::is_none")]
     pub capacity_reservations: Option<CapacityReservationRequest>,
 }
 impl InstanceLaunchTemplateUpdate {
@@ -8376,127 +6377,47 @@ pub struct InstanceRequirementsRequest {
     pub v_cpu_count: Option<VCpuCountRangeRequest>,
     #[serde(rename = "memoryMiB", default, skip_serializing_if = "Option::is_none")]
     pub memory_mi_b: Option<MemoryMiBRequest>,
-    #[serde(
-        rename = "cpuManufacturers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "cpuManufacturers", default, skip_serializing_if = "Option::is_none")]
     pub cpu_manufacturers: Option<Vec<CpuManufacturer>>,
-    #[serde(
-        rename = "memoryGiBPerVCpu",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "memoryGiBPerVCpu", default, skip_serializing_if = "Option::is_none")]
     pub memory_gi_b_per_v_cpu: Option<MemoryGiBPerVCpuRequest>,
-    #[serde(
-        rename = "excludedInstanceTypes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "excludedInstanceTypes", default, skip_serializing_if = "Option::is_none")]
     pub excluded_instance_types: Option<Vec<String>>,
-    #[serde(
-        rename = "instanceGenerations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "instanceGenerations", default, skip_serializing_if = "Option::is_none")]
     pub instance_generations: Option<Vec<InstanceGeneration>>,
-    #[serde(
-        rename = "spotMaxPricePercentageOverLowestPrice",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "spotMaxPricePercentageOverLowestPrice", default, skip_serializing_if = "Option::is_none")]
     pub spot_max_price_percentage_over_lowest_price: Option<i32>,
-    #[serde(
-        rename = "onDemandMaxPricePercentageOverLowestPrice",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "onDemandMaxPricePercentageOverLowestPrice", default, skip_serializing_if = "Option::is_none")]
     pub on_demand_max_price_percentage_over_lowest_price: Option<i32>,
     #[serde(rename = "bareMetal", default, skip_serializing_if = "Option::is_none")]
     pub bare_metal: Option<BareMetal>,
-    #[serde(
-        rename = "burstablePerformance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "burstablePerformance", default, skip_serializing_if = "Option::is_none")]
     pub burstable_performance: Option<BurstablePerformance>,
-    #[serde(
-        rename = "requireHibernateSupport",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "requireHibernateSupport", default, skip_serializing_if = "Option::is_none")]
     pub require_hibernate_support: Option<bool>,
-    #[serde(
-        rename = "networkInterfaceCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkInterfaceCount", default, skip_serializing_if = "Option::is_none")]
     pub network_interface_count: Option<NetworkInterfaceCountRequest>,
-    #[serde(
-        rename = "localStorage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "localStorage", default, skip_serializing_if = "Option::is_none")]
     pub local_storage: Option<LocalStorage>,
-    #[serde(
-        rename = "localStorageTypes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "localStorageTypes", default, skip_serializing_if = "Option::is_none")]
     pub local_storage_types: Option<Vec<LocalStorageType>>,
-    #[serde(
-        rename = "totalLocalStorageGB",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "totalLocalStorageGB", default, skip_serializing_if = "Option::is_none")]
     pub total_local_storage_gb: Option<TotalLocalStorageGBRequest>,
-    #[serde(
-        rename = "baselineEbsBandwidthMbps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "baselineEbsBandwidthMbps", default, skip_serializing_if = "Option::is_none")]
     pub baseline_ebs_bandwidth_mbps: Option<BaselineEbsBandwidthMbpsRequest>,
-    #[serde(
-        rename = "acceleratorTypes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "acceleratorTypes", default, skip_serializing_if = "Option::is_none")]
     pub accelerator_types: Option<Vec<AcceleratorType>>,
-    #[serde(
-        rename = "acceleratorCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "acceleratorCount", default, skip_serializing_if = "Option::is_none")]
     pub accelerator_count: Option<AcceleratorCountRequest>,
-    #[serde(
-        rename = "acceleratorManufacturers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "acceleratorManufacturers", default, skip_serializing_if = "Option::is_none")]
     pub accelerator_manufacturers: Option<Vec<AcceleratorManufacturer>>,
-    #[serde(
-        rename = "acceleratorNames",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "acceleratorNames", default, skip_serializing_if = "Option::is_none")]
     pub accelerator_names: Option<Vec<AcceleratorName>>,
-    #[serde(
-        rename = "acceleratorTotalMemoryMiB",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "acceleratorTotalMemoryMiB", default, skip_serializing_if = "Option::is_none")]
     pub accelerator_total_memory_mi_b: Option<AcceleratorTotalMemoryMiBRequest>,
-    #[serde(
-        rename = "networkBandwidthGbps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkBandwidthGbps", default, skip_serializing_if = "Option::is_none")]
     pub network_bandwidth_gbps: Option<NetworkBandwidthGbpsRequest>,
-    #[serde(
-        rename = "allowedInstanceTypes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "allowedInstanceTypes", default, skip_serializing_if = "Option::is_none")]
     pub allowed_instance_types: Option<Vec<String>>,
     #[serde(
         rename = "maxSpotPriceAsPercentageOfOptimalOnDemandPrice",
@@ -8531,11 +6452,7 @@ impl InstanceRequirementsRequest {
             for (i, item) in x.iter().enumerate() {
                 if !(1..=30).contains(&item.chars().count()) {
                     v.push(Violation::new(
-                        format!(
-                            "{}[{}]",
-                            crate::shape::join(path, "excludedInstanceTypes"),
-                            i
-                        ),
+                        format!("{}[{}]", crate::shape::join(path, "excludedInstanceTypes"), i),
                         "must have a length between 1 and 30 characters",
                     ));
                 }
@@ -8551,11 +6468,7 @@ impl InstanceRequirementsRequest {
             for (i, item) in x.iter().enumerate() {
                 if !(1..=30).contains(&item.chars().count()) {
                     v.push(Violation::new(
-                        format!(
-                            "{}[{}]",
-                            crate::shape::join(path, "allowedInstanceTypes"),
-                            i
-                        ),
+                        format!("{}[{}]", crate::shape::join(path, "allowedInstanceTypes"), i),
                         "must have a length between 1 and 30 characters",
                     ));
                 }
@@ -8588,9 +6501,7 @@ impl FromStr for IpcMode {
             "host" => Ok(IpcMode::Host),
             "task" => Ok(IpcMode::Task),
             "none" => Ok(IpcMode::None),
-            _ => Err(format!(
-                "invalid value '{s}' for IpcMode; valid values: host, task, none"
-            )),
+            _ => Err(format!("invalid value '{s}' for IpcMode; valid values: host, task, none")),
         }
     }
 }
@@ -8638,12 +6549,8 @@ pub enum LaunchType {
     ManagedInstances,
 }
 impl LaunchType {
-    pub const ALL: &'static [LaunchType] = &[
-        LaunchType::Ec2,
-        LaunchType::Fargate,
-        LaunchType::External,
-        LaunchType::ManagedInstances,
-    ];
+    pub const ALL: &'static [LaunchType] =
+        &[LaunchType::Ec2, LaunchType::Fargate, LaunchType::External, LaunchType::ManagedInstances];
     pub fn as_str(self) -> &'static str {
         match self {
             LaunchType::Ec2 => "EC2",
@@ -8661,7 +6568,9 @@ impl FromStr for LaunchType {
             "FARGATE" => Ok(LaunchType::Fargate),
             "EXTERNAL" => Ok(LaunchType::External),
             "MANAGED_INSTANCES" => Ok(LaunchType::ManagedInstances),
-            _ => Err(format!("invalid value '{s}' for LaunchType; valid values: EC2, FARGATE, EXTERNAL, MANAGED_INSTANCES")),
+            _ => Err(format!(
+                "invalid value '{s}' for LaunchType; valid values: EC2, FARGATE, EXTERNAL, MANAGED_INSTANCES"
+            )),
         }
     }
 }
@@ -8685,52 +6594,28 @@ impl fmt::Display for LaunchType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinearConfiguration {
-    #[serde(
-        rename = "stepPercent",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "stepPercent", default, skip_serializing_if = "Option::is_none")]
     pub step_percent: Option<f64>,
-    #[serde(
-        rename = "stepBakeTimeInMinutes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "stepBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
     pub step_bake_time_in_minutes: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinuxParameters {
-    #[serde(
-        rename = "capabilities",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<KernelCapabilities>,
     #[serde(rename = "devices", default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Device>>,
-    #[serde(
-        rename = "initProcessEnabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "initProcessEnabled", default, skip_serializing_if = "Option::is_none")]
     pub init_process_enabled: Option<bool>,
-    #[serde(
-        rename = "sharedMemorySize",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "sharedMemorySize", default, skip_serializing_if = "Option::is_none")]
     pub shared_memory_size: Option<i32>,
     #[serde(rename = "tmpfs", default, skip_serializing_if = "Option::is_none")]
     pub tmpfs: Option<Vec<Tmpfs>>,
     #[serde(rename = "maxSwap", default, skip_serializing_if = "Option::is_none")]
     pub max_swap: Option<i32>,
-    #[serde(
-        rename = "swappiness",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "swappiness", default, skip_serializing_if = "Option::is_none")]
     pub swappiness: Option<i32>,
 }
 impl LinuxParameters {
@@ -8739,10 +6624,7 @@ impl LinuxParameters {
         let _ = (&path, &v);
         if let Some(x) = &self.devices {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "devices"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "devices"), i), v);
             }
         }
         if let Some(x) = &self.tmpfs {
@@ -8760,25 +6642,13 @@ pub struct ListAccountSettingsRequest {
     pub name: Option<SettingName>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(
-        rename = "principalArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
     pub principal_arn: Option<String>,
-    #[serde(
-        rename = "effectiveSettings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "effectiveSettings", default, skip_serializing_if = "Option::is_none")]
     pub effective_settings: Option<bool>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
@@ -8796,31 +6666,15 @@ pub struct ListAccountSettingsResponse {
 pub struct ListAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "targetType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<TargetType>,
-    #[serde(
-        rename = "attributeName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attributeName", default, skip_serializing_if = "Option::is_none")]
     pub attribute_name: Option<String>,
-    #[serde(
-        rename = "attributeValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attributeValue", default, skip_serializing_if = "Option::is_none")]
     pub attribute_value: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 impl ListAttributesRequest {
@@ -8836,11 +6690,7 @@ impl ListAttributesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListAttributesResponse {
-    #[serde(
-        rename = "attributes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Vec<Attribute>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -8851,10 +6701,7 @@ impl ListAttributesResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.attributes {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v);
             }
         }
     }
@@ -8865,22 +6712,14 @@ impl ListAttributesResponse {
 pub struct ListClustersRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListClustersResponse {
-    #[serde(
-        rename = "clusterArns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArns", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -8895,11 +6734,7 @@ pub struct ListContainerInstancesRequest {
     pub filter: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ContainerInstanceStatus>,
@@ -8908,11 +6743,7 @@ pub struct ListContainerInstancesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListContainerInstancesResponse {
-    #[serde(
-        rename = "containerInstanceArns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstanceArns", default, skip_serializing_if = "Option::is_none")]
     pub container_instance_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -8927,11 +6758,7 @@ pub struct ListDaemonDeploymentsRequest {
     pub status: Option<Vec<DaemonDeploymentStatus>>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<CreatedAt>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -8951,22 +6778,14 @@ impl ListDaemonDeploymentsRequest {
 pub struct ListDaemonDeploymentsResponse {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "daemonDeployments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
     pub daemon_deployments: Option<Vec<DaemonDeploymentSummary>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListDaemonTaskDefinitionsRequest {
-    #[serde(
-        rename = "familyPrefix",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
     pub family_prefix: Option<String>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
@@ -8978,22 +6797,14 @@ pub struct ListDaemonTaskDefinitionsRequest {
     pub sort: Option<SortOrder>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListDaemonTaskDefinitionsResponse {
-    #[serde(
-        rename = "daemonTaskDefinitions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonTaskDefinitions", default, skip_serializing_if = "Option::is_none")]
     pub daemon_task_definitions: Option<Vec<DaemonTaskDefinitionSummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -9002,23 +6813,11 @@ pub struct ListDaemonTaskDefinitionsResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListDaemonsRequest {
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
-    #[serde(
-        rename = "capacityProviderArns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_arns: Option<Vec<String>>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -9027,11 +6826,7 @@ pub struct ListDaemonsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListDaemonsResponse {
-    #[serde(
-        rename = "daemonSummariesList",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonSummariesList", default, skip_serializing_if = "Option::is_none")]
     pub daemon_summaries_list: Option<Vec<DaemonSummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -9050,11 +6845,7 @@ pub struct ListServiceDeploymentsRequest {
     pub created_at: Option<CreatedAt>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 impl ListServiceDeploymentsRequest {
@@ -9070,11 +6861,7 @@ impl ListServiceDeploymentsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListServiceDeploymentsResponse {
-    #[serde(
-        rename = "serviceDeployments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceDeployments", default, skip_serializing_if = "Option::is_none")]
     pub service_deployments: Option<Vec<ServiceDeploymentBrief>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -9087,11 +6874,7 @@ pub struct ListServicesByNamespaceRequest {
     pub namespace: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 impl ListServicesByNamespaceRequest {
@@ -9107,11 +6890,7 @@ impl ListServicesByNamespaceRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListServicesByNamespaceResponse {
-    #[serde(
-        rename = "serviceArns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceArns", default, skip_serializing_if = "Option::is_none")]
     pub service_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -9124,40 +6903,20 @@ pub struct ListServicesRequest {
     pub cluster: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
-    #[serde(
-        rename = "launchType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
     pub launch_type: Option<LaunchType>,
-    #[serde(
-        rename = "schedulingStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
     pub scheduling_strategy: Option<SchedulingStrategy>,
-    #[serde(
-        rename = "resourceManagementType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "resourceManagementType", default, skip_serializing_if = "Option::is_none")]
     pub resource_management_type: Option<ResourceManagementType>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListServicesResponse {
-    #[serde(
-        rename = "serviceArns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceArns", default, skip_serializing_if = "Option::is_none")]
     pub service_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -9166,11 +6925,7 @@ pub struct ListServicesResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListTagsForResourceRequest {
-    #[serde(
-        rename = "resourceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
     pub resource_arn: Option<String>,
 }
 impl ListTagsForResourceRequest {
@@ -9195,10 +6950,7 @@ impl ListTagsForResourceResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -9210,21 +6962,13 @@ impl ListTagsForResourceResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListTaskDefinitionFamiliesRequest {
-    #[serde(
-        rename = "familyPrefix",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
     pub family_prefix: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TaskDefinitionFamilyStatus>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
@@ -9240,11 +6984,7 @@ pub struct ListTaskDefinitionFamiliesResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListTaskDefinitionsRequest {
-    #[serde(
-        rename = "familyPrefix",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
     pub family_prefix: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TaskDefinitionStatus>,
@@ -9252,22 +6992,14 @@ pub struct ListTaskDefinitionsRequest {
     pub sort: Option<SortOrder>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListTaskDefinitionsResponse {
-    #[serde(
-        rename = "taskDefinitionArns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinitionArns", default, skip_serializing_if = "Option::is_none")]
     pub task_definition_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -9278,47 +7010,23 @@ pub struct ListTaskDefinitionsResponse {
 pub struct ListTasksRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "containerInstance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
     pub container_instance: Option<String>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "maxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
-    #[serde(
-        rename = "serviceName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
-    #[serde(
-        rename = "desiredStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "desiredStatus", default, skip_serializing_if = "Option::is_none")]
     pub desired_status: Option<DesiredStatus>,
-    #[serde(
-        rename = "launchType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
     pub launch_type: Option<LaunchType>,
-    #[serde(
-        rename = "daemonName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonName", default, skip_serializing_if = "Option::is_none")]
     pub daemon_name: Option<String>,
 }
 
@@ -9334,35 +7042,15 @@ pub struct ListTasksResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadBalancer {
-    #[serde(
-        rename = "targetGroupArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
     pub target_group_arn: Option<String>,
-    #[serde(
-        rename = "loadBalancerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "loadBalancerName", default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_name: Option<String>,
-    #[serde(
-        rename = "containerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
-    #[serde(
-        rename = "containerPort",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
     pub container_port: Option<i32>,
-    #[serde(
-        rename = "advancedConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "advancedConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub advanced_configuration: Option<AdvancedConfiguration>,
 }
 
@@ -9374,11 +7062,7 @@ pub enum LocalStorage {
     Excluded,
 }
 impl LocalStorage {
-    pub const ALL: &'static [LocalStorage] = &[
-        LocalStorage::Included,
-        LocalStorage::Required,
-        LocalStorage::Excluded,
-    ];
+    pub const ALL: &'static [LocalStorage] = &[LocalStorage::Included, LocalStorage::Required, LocalStorage::Excluded];
     pub fn as_str(self) -> &'static str {
         match self {
             LocalStorage::Included => "included",
@@ -9394,9 +7078,7 @@ impl FromStr for LocalStorage {
             "included" => Ok(LocalStorage::Included),
             "required" => Ok(LocalStorage::Required),
             "excluded" => Ok(LocalStorage::Excluded),
-            _ => Err(format!(
-                "invalid value '{s}' for LocalStorage; valid values: included, required, excluded"
-            )),
+            _ => Err(format!("invalid value '{s}' for LocalStorage; valid values: included, required, excluded")),
         }
     }
 }
@@ -9438,9 +7120,7 @@ impl FromStr for LocalStorageType {
         match s {
             "hdd" => Ok(LocalStorageType::Hdd),
             "ssd" => Ok(LocalStorageType::Ssd),
-            _ => Err(format!(
-                "invalid value '{s}' for LocalStorageType; valid values: hdd, ssd"
-            )),
+            _ => Err(format!("invalid value '{s}' for LocalStorageType; valid values: hdd, ssd")),
         }
     }
 }
@@ -9468,11 +7148,7 @@ pub struct LogConfiguration {
     pub log_driver: Option<LogDriver>,
     #[serde(rename = "options", default, skip_serializing_if = "Option::is_none")]
     pub options: Option<BTreeMap<String, String>>,
-    #[serde(
-        rename = "secretOptions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "secretOptions", default, skip_serializing_if = "Option::is_none")]
     pub secret_options: Option<Vec<Secret>>,
 }
 impl LogConfiguration {
@@ -9484,10 +7160,7 @@ impl LogConfiguration {
         }
         if let Some(x) = &self.secret_options {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "secretOptions"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "secretOptions"), i), v);
             }
         }
     }
@@ -9565,21 +7238,13 @@ impl fmt::Display for LogDriver {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedAgent {
-    #[serde(
-        rename = "lastStartedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "lastStartedAt", default, skip_serializing_if = "Option::is_none")]
     pub last_started_at: Option<Timestamp>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<ManagedAgentName>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(
-        rename = "lastStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
     pub last_status: Option<String>,
 }
 
@@ -9601,9 +7266,7 @@ impl FromStr for ManagedAgentName {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "ExecuteCommandAgent" => Ok(ManagedAgentName::ExecuteCommandAgent),
-            _ => Err(format!(
-                "invalid value '{s}' for ManagedAgentName; valid values: ExecuteCommandAgent"
-            )),
+            _ => Err(format!("invalid value '{s}' for ManagedAgentName; valid values: ExecuteCommandAgent")),
         }
     }
 }
@@ -9627,17 +7290,9 @@ impl fmt::Display for ManagedAgentName {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedAgentStateChange {
-    #[serde(
-        rename = "containerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
-    #[serde(
-        rename = "managedAgentName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedAgentName", default, skip_serializing_if = "Option::is_none")]
     pub managed_agent_name: Option<ManagedAgentName>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -9649,16 +7304,10 @@ impl ManagedAgentStateChange {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.container_name.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "containerName",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "containerName")));
         }
         if self.managed_agent_name.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "managedAgentName",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "managedAgentName")));
         }
         if self.status.is_none() {
             v.push(Violation::missing(crate::shape::join(path, "status")));
@@ -9673,25 +7322,13 @@ pub struct ManagedApplicationAutoScalingPolicy {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(
-        rename = "policyType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "policyType", default, skip_serializing_if = "Option::is_none")]
     pub policy_type: Option<String>,
-    #[serde(
-        rename = "targetValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetValue", default, skip_serializing_if = "Option::is_none")]
     pub target_value: Option<f64>,
     #[serde(rename = "metric", default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
@@ -9721,17 +7358,9 @@ impl ManagedApplicationAutoScalingPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedAutoScaling {
-    #[serde(
-        rename = "scalableTarget",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "scalableTarget", default, skip_serializing_if = "Option::is_none")]
     pub scalable_target: Option<ManagedScalableTarget>,
-    #[serde(
-        rename = "applicationAutoScalingPolicies",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "applicationAutoScalingPolicies", default, skip_serializing_if = "Option::is_none")]
     pub application_auto_scaling_policies: Option<Vec<ManagedApplicationAutoScalingPolicy>>,
 }
 impl ManagedAutoScaling {
@@ -9743,14 +7372,7 @@ impl ManagedAutoScaling {
         }
         if let Some(x) = &self.application_auto_scaling_policies {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "applicationAutoScalingPolicies"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "applicationAutoScalingPolicies"), i), v);
             }
         }
     }
@@ -9763,19 +7385,11 @@ pub struct ManagedCertificate {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(
-        rename = "domainName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "domainName", default, skip_serializing_if = "Option::is_none")]
     pub domain_name: Option<String>,
 }
 impl ManagedCertificate {
@@ -9801,8 +7415,7 @@ pub enum ManagedDraining {
     Disabled,
 }
 impl ManagedDraining {
-    pub const ALL: &'static [ManagedDraining] =
-        &[ManagedDraining::Enabled, ManagedDraining::Disabled];
+    pub const ALL: &'static [ManagedDraining] = &[ManagedDraining::Enabled, ManagedDraining::Disabled];
     pub fn as_str(self) -> &'static str {
         match self {
             ManagedDraining::Enabled => "ENABLED",
@@ -9816,9 +7429,7 @@ impl FromStr for ManagedDraining {
         match s {
             "ENABLED" => Ok(ManagedDraining::Enabled),
             "DISABLED" => Ok(ManagedDraining::Disabled),
-            _ => Err(format!(
-                "invalid value '{s}' for ManagedDraining; valid values: ENABLED, DISABLED"
-            )),
+            _ => Err(format!("invalid value '{s}' for ManagedDraining; valid values: ENABLED, DISABLED")),
         }
     }
 }
@@ -9842,41 +7453,21 @@ impl fmt::Display for ManagedDraining {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedIngressPath {
-    #[serde(
-        rename = "accessType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
     pub access_type: Option<AccessType>,
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    #[serde(
-        rename = "loadBalancer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "loadBalancer", default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<ManagedLoadBalancer>,
-    #[serde(
-        rename = "loadBalancerSecurityGroups",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "loadBalancerSecurityGroups", default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_security_groups: Option<Vec<ManagedSecurityGroup>>,
-    #[serde(
-        rename = "certificate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "certificate", default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<ManagedCertificate>,
     #[serde(rename = "listener", default, skip_serializing_if = "Option::is_none")]
     pub listener: Option<ManagedListener>,
     #[serde(rename = "rule", default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<ManagedListenerRule>,
-    #[serde(
-        rename = "targetGroups",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetGroups", default, skip_serializing_if = "Option::is_none")]
     pub target_groups: Option<Vec<ManagedTargetGroup>>,
 }
 impl ManagedIngressPath {
@@ -9894,14 +7485,7 @@ impl ManagedIngressPath {
         }
         if let Some(x) = &self.load_balancer_security_groups {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "loadBalancerSecurityGroups"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "loadBalancerSecurityGroups"), i), v);
             }
         }
         if let Some(x) = &self.certificate {
@@ -9915,10 +7499,7 @@ impl ManagedIngressPath {
         }
         if let Some(x) = &self.target_groups {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "targetGroups"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "targetGroups"), i), v);
             }
         }
     }
@@ -9927,11 +7508,7 @@ impl ManagedIngressPath {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedInstancesLocalStorageConfiguration {
-    #[serde(
-        rename = "useLocalStorage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "useLocalStorage", default, skip_serializing_if = "Option::is_none")]
     pub use_local_storage: Option<bool>,
 }
 
@@ -9942,10 +7519,8 @@ pub enum ManagedInstancesMonitoringOptions {
     Detailed,
 }
 impl ManagedInstancesMonitoringOptions {
-    pub const ALL: &'static [ManagedInstancesMonitoringOptions] = &[
-        ManagedInstancesMonitoringOptions::Basic,
-        ManagedInstancesMonitoringOptions::Detailed,
-    ];
+    pub const ALL: &'static [ManagedInstancesMonitoringOptions] =
+        &[ManagedInstancesMonitoringOptions::Basic, ManagedInstancesMonitoringOptions::Detailed];
     pub fn as_str(self) -> &'static str {
         match self {
             ManagedInstancesMonitoringOptions::Basic => "BASIC",
@@ -9959,7 +7534,9 @@ impl FromStr for ManagedInstancesMonitoringOptions {
         match s {
             "BASIC" => Ok(ManagedInstancesMonitoringOptions::Basic),
             "DETAILED" => Ok(ManagedInstancesMonitoringOptions::Detailed),
-            _ => Err(format!("invalid value '{s}' for ManagedInstancesMonitoringOptions; valid values: BASIC, DETAILED")),
+            _ => {
+                Err(format!("invalid value '{s}' for ManagedInstancesMonitoringOptions; valid values: BASIC, DETAILED"))
+            }
         }
     }
 }
@@ -9985,46 +7562,22 @@ impl fmt::Display for ManagedInstancesMonitoringOptions {
 pub struct ManagedInstancesNetworkConfiguration {
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
-    #[serde(
-        rename = "securityGroups",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
     pub security_groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedInstancesProvider {
-    #[serde(
-        rename = "infrastructureRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(
-        rename = "instanceLaunchTemplate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
     pub instance_launch_template: Option<InstanceLaunchTemplate>,
-    #[serde(
-        rename = "propagateTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<PropagateMITags>,
-    #[serde(
-        rename = "infrastructureOptimization",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
-    #[serde(
-        rename = "autoRepairConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 impl ManagedInstancesProvider {
@@ -10040,11 +7593,7 @@ impl ManagedInstancesProvider {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedInstancesStorageConfiguration {
-    #[serde(
-        rename = "storageSizeGiB",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "storageSizeGiB", default, skip_serializing_if = "Option::is_none")]
     pub storage_size_gi_b: Option<i32>,
 }
 impl ManagedInstancesStorageConfiguration {
@@ -10053,10 +7602,7 @@ impl ManagedInstancesStorageConfiguration {
         let _ = (&path, &v);
         if let Some(x) = &self.storage_size_gi_b {
             if (*x as f64) < 1.0 {
-                v.push(Violation::new(
-                    crate::shape::join(path, "storageSizeGiB"),
-                    "must be at least 1",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "storageSizeGiB"), "must be at least 1"));
             }
         }
     }
@@ -10069,11 +7615,7 @@ pub struct ManagedListener {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
@@ -10098,11 +7640,7 @@ pub struct ManagedListenerRule {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
@@ -10127,11 +7665,7 @@ pub struct ManagedLoadBalancer {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
@@ -10139,11 +7673,7 @@ pub struct ManagedLoadBalancer {
     pub scheme: Option<String>,
     #[serde(rename = "subnetIds", default, skip_serializing_if = "Option::is_none")]
     pub subnet_ids: Option<Vec<String>>,
-    #[serde(
-        rename = "securityGroupIds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "securityGroupIds", default, skip_serializing_if = "Option::is_none")]
     pub security_group_ids: Option<Vec<String>>,
 }
 impl ManagedLoadBalancer {
@@ -10169,19 +7699,11 @@ pub struct ManagedLogGroup {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(
-        rename = "logGroupName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
     pub log_group_name: Option<String>,
 }
 impl ManagedLogGroup {
@@ -10207,11 +7729,7 @@ pub struct ManagedMetricAlarm {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
@@ -10293,25 +7811,13 @@ pub struct ManagedScalableTarget {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(
-        rename = "minCapacity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "minCapacity", default, skip_serializing_if = "Option::is_none")]
     pub min_capacity: Option<i32>,
-    #[serde(
-        rename = "maxCapacity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maxCapacity", default, skip_serializing_if = "Option::is_none")]
     pub max_capacity: Option<i32>,
 }
 impl ManagedScalableTarget {
@@ -10338,29 +7844,13 @@ impl ManagedScalableTarget {
 pub struct ManagedScaling {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedScalingStatus>,
-    #[serde(
-        rename = "targetCapacity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetCapacity", default, skip_serializing_if = "Option::is_none")]
     pub target_capacity: Option<i32>,
-    #[serde(
-        rename = "minimumScalingStepSize",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "minimumScalingStepSize", default, skip_serializing_if = "Option::is_none")]
     pub minimum_scaling_step_size: Option<i32>,
-    #[serde(
-        rename = "maximumScalingStepSize",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "maximumScalingStepSize", default, skip_serializing_if = "Option::is_none")]
     pub maximum_scaling_step_size: Option<i32>,
-    #[serde(
-        rename = "instanceWarmupPeriod",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "instanceWarmupPeriod", default, skip_serializing_if = "Option::is_none")]
     pub instance_warmup_period: Option<i32>,
 }
 impl ManagedScaling {
@@ -10409,10 +7899,7 @@ pub enum ManagedScalingStatus {
     Disabled,
 }
 impl ManagedScalingStatus {
-    pub const ALL: &'static [ManagedScalingStatus] = &[
-        ManagedScalingStatus::Enabled,
-        ManagedScalingStatus::Disabled,
-    ];
+    pub const ALL: &'static [ManagedScalingStatus] = &[ManagedScalingStatus::Enabled, ManagedScalingStatus::Disabled];
     pub fn as_str(self) -> &'static str {
         match self {
             ManagedScalingStatus::Enabled => "ENABLED",
@@ -10426,9 +7913,7 @@ impl FromStr for ManagedScalingStatus {
         match s {
             "ENABLED" => Ok(ManagedScalingStatus::Enabled),
             "DISABLED" => Ok(ManagedScalingStatus::Disabled),
-            _ => Err(format!(
-                "invalid value '{s}' for ManagedScalingStatus; valid values: ENABLED, DISABLED"
-            )),
+            _ => Err(format!("invalid value '{s}' for ManagedScalingStatus; valid values: ENABLED, DISABLED")),
         }
     }
 }
@@ -10456,11 +7941,7 @@ pub struct ManagedSecurityGroup {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
@@ -10483,11 +7964,7 @@ impl ManagedSecurityGroup {
 pub struct ManagedStorageConfiguration {
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(
-        rename = "fargateEphemeralStorageKmsKeyId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "fargateEphemeralStorageKmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub fargate_ephemeral_storage_kms_key_id: Option<String>,
 }
 
@@ -10498,25 +7975,13 @@ pub struct ManagedTargetGroup {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(
-        rename = "healthCheckPath",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
     pub health_check_path: Option<String>,
-    #[serde(
-        rename = "healthCheckPort",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthCheckPort", default, skip_serializing_if = "Option::is_none")]
     pub health_check_port: Option<i32>,
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
@@ -10532,16 +7997,10 @@ impl ManagedTargetGroup {
             v.push(Violation::missing(crate::shape::join(path, "updatedAt")));
         }
         if self.health_check_path.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "healthCheckPath",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "healthCheckPath")));
         }
         if self.health_check_port.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "healthCheckPort",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "healthCheckPort")));
         }
         if self.port.is_none() {
             v.push(Violation::missing(crate::shape::join(path, "port")));
@@ -10556,10 +8015,8 @@ pub enum ManagedTerminationProtection {
     Disabled,
 }
 impl ManagedTerminationProtection {
-    pub const ALL: &'static [ManagedTerminationProtection] = &[
-        ManagedTerminationProtection::Enabled,
-        ManagedTerminationProtection::Disabled,
-    ];
+    pub const ALL: &'static [ManagedTerminationProtection] =
+        &[ManagedTerminationProtection::Enabled, ManagedTerminationProtection::Disabled];
     pub fn as_str(self) -> &'static str {
         match self {
             ManagedTerminationProtection::Enabled => "ENABLED",
@@ -10624,17 +8081,9 @@ impl MemoryMiBRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountPoint {
-    #[serde(
-        rename = "sourceVolume",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "sourceVolume", default, skip_serializing_if = "Option::is_none")]
     pub source_volume: Option<String>,
-    #[serde(
-        rename = "containerPath",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
     pub container_path: Option<String>,
     #[serde(rename = "readOnly", default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
@@ -10654,38 +8103,22 @@ pub struct NetworkBandwidthGbpsRequest {
 pub struct NetworkBinding {
     #[serde(rename = "bindIP", default, skip_serializing_if = "Option::is_none")]
     pub bind_ip: Option<String>,
-    #[serde(
-        rename = "containerPort",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
     pub container_port: Option<i32>,
     #[serde(rename = "hostPort", default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<i32>,
     #[serde(rename = "protocol", default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<TransportProtocol>,
-    #[serde(
-        rename = "containerPortRange",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerPortRange", default, skip_serializing_if = "Option::is_none")]
     pub container_port_range: Option<String>,
-    #[serde(
-        rename = "hostPortRange",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "hostPortRange", default, skip_serializing_if = "Option::is_none")]
     pub host_port_range: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfiguration {
-    #[serde(
-        rename = "awsvpcConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "awsvpcConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub awsvpc_configuration: Option<AwsVpcConfiguration>,
 }
 impl NetworkConfiguration {
@@ -10701,23 +8134,11 @@ impl NetworkConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkInterface {
-    #[serde(
-        rename = "attachmentId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attachmentId", default, skip_serializing_if = "Option::is_none")]
     pub attachment_id: Option<String>,
-    #[serde(
-        rename = "privateIpv4Address",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "privateIpv4Address", default, skip_serializing_if = "Option::is_none")]
     pub private_ipv4_address: Option<String>,
-    #[serde(
-        rename = "ipv6Address",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ipv6Address", default, skip_serializing_if = "Option::is_none")]
     pub ipv6_address: Option<String>,
 }
 
@@ -10739,12 +8160,8 @@ pub enum NetworkMode {
     None,
 }
 impl NetworkMode {
-    pub const ALL: &'static [NetworkMode] = &[
-        NetworkMode::Bridge,
-        NetworkMode::Host,
-        NetworkMode::Awsvpc,
-        NetworkMode::None,
-    ];
+    pub const ALL: &'static [NetworkMode] =
+        &[NetworkMode::Bridge, NetworkMode::Host, NetworkMode::Awsvpc, NetworkMode::None];
     pub fn as_str(self) -> &'static str {
         match self {
             NetworkMode::Bridge => "bridge",
@@ -10762,9 +8179,7 @@ impl FromStr for NetworkMode {
             "host" => Ok(NetworkMode::Host),
             "awsvpc" => Ok(NetworkMode::Awsvpc),
             "none" => Ok(NetworkMode::None),
-            _ => Err(format!(
-                "invalid value '{s}' for NetworkMode; valid values: bridge, host, awsvpc, none"
-            )),
+            _ => Err(format!("invalid value '{s}' for NetworkMode; valid values: bridge, host, awsvpc, none")),
         }
     }
 }
@@ -10883,9 +8298,7 @@ impl FromStr for PidMode {
         match s {
             "host" => Ok(PidMode::Host),
             "task" => Ok(PidMode::Task),
-            _ => Err(format!(
-                "invalid value '{s}' for PidMode; valid values: host, task"
-            )),
+            _ => Err(format!("invalid value '{s}' for PidMode; valid values: host, task")),
         }
     }
 }
@@ -10911,11 +8324,7 @@ impl fmt::Display for PidMode {
 pub struct PlacementConstraint {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<PlacementConstraintType>,
-    #[serde(
-        rename = "expression",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "expression", default, skip_serializing_if = "Option::is_none")]
     pub expression: Option<String>,
 }
 
@@ -10926,10 +8335,8 @@ pub enum PlacementConstraintType {
     MemberOf,
 }
 impl PlacementConstraintType {
-    pub const ALL: &'static [PlacementConstraintType] = &[
-        PlacementConstraintType::DistinctInstance,
-        PlacementConstraintType::MemberOf,
-    ];
+    pub const ALL: &'static [PlacementConstraintType] =
+        &[PlacementConstraintType::DistinctInstance, PlacementConstraintType::MemberOf];
     pub fn as_str(self) -> &'static str {
         match self {
             PlacementConstraintType::DistinctInstance => "distinctInstance",
@@ -10943,7 +8350,9 @@ impl FromStr for PlacementConstraintType {
         match s {
             "distinctInstance" => Ok(PlacementConstraintType::DistinctInstance),
             "memberOf" => Ok(PlacementConstraintType::MemberOf),
-            _ => Err(format!("invalid value '{s}' for PlacementConstraintType; valid values: distinctInstance, memberOf")),
+            _ => Err(format!(
+                "invalid value '{s}' for PlacementConstraintType; valid values: distinctInstance, memberOf"
+            )),
         }
     }
 }
@@ -10981,11 +8390,8 @@ pub enum PlacementStrategyType {
     Binpack,
 }
 impl PlacementStrategyType {
-    pub const ALL: &'static [PlacementStrategyType] = &[
-        PlacementStrategyType::Random,
-        PlacementStrategyType::Spread,
-        PlacementStrategyType::Binpack,
-    ];
+    pub const ALL: &'static [PlacementStrategyType] =
+        &[PlacementStrategyType::Random, PlacementStrategyType::Spread, PlacementStrategyType::Binpack];
     pub fn as_str(self) -> &'static str {
         match self {
             PlacementStrategyType::Random => "random",
@@ -11061,9 +8467,7 @@ impl FromStr for PlatformDeviceType {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "GPU" => Ok(PlatformDeviceType::Gpu),
-            _ => Err(format!(
-                "invalid value '{s}' for PlatformDeviceType; valid values: GPU"
-            )),
+            _ => Err(format!("invalid value '{s}' for PlatformDeviceType; valid values: GPU")),
         }
     }
 }
@@ -11087,11 +8491,7 @@ impl fmt::Display for PlatformDeviceType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortMapping {
-    #[serde(
-        rename = "containerPort",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
     pub container_port: Option<i32>,
     #[serde(rename = "hostPort", default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<i32>,
@@ -11099,17 +8499,9 @@ pub struct PortMapping {
     pub protocol: Option<TransportProtocol>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "appProtocol",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "appProtocol", default, skip_serializing_if = "Option::is_none")]
     pub app_protocol: Option<ApplicationProtocol>,
-    #[serde(
-        rename = "containerPortRange",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerPortRange", default, skip_serializing_if = "Option::is_none")]
     pub container_port_range: Option<String>,
 }
 
@@ -11120,8 +8512,7 @@ pub enum PropagateMITags {
     None,
 }
 impl PropagateMITags {
-    pub const ALL: &'static [PropagateMITags] =
-        &[PropagateMITags::CapacityProvider, PropagateMITags::None];
+    pub const ALL: &'static [PropagateMITags] = &[PropagateMITags::CapacityProvider, PropagateMITags::None];
     pub fn as_str(self) -> &'static str {
         match self {
             PropagateMITags::CapacityProvider => "CAPACITY_PROVIDER",
@@ -11135,9 +8526,7 @@ impl FromStr for PropagateMITags {
         match s {
             "CAPACITY_PROVIDER" => Ok(PropagateMITags::CapacityProvider),
             "NONE" => Ok(PropagateMITags::None),
-            _ => Err(format!(
-                "invalid value '{s}' for PropagateMITags; valid values: CAPACITY_PROVIDER, NONE"
-            )),
+            _ => Err(format!("invalid value '{s}' for PropagateMITags; valid values: CAPACITY_PROVIDER, NONE")),
         }
     }
 }
@@ -11166,11 +8555,8 @@ pub enum PropagateTags {
     None,
 }
 impl PropagateTags {
-    pub const ALL: &'static [PropagateTags] = &[
-        PropagateTags::TaskDefinition,
-        PropagateTags::Service,
-        PropagateTags::None,
-    ];
+    pub const ALL: &'static [PropagateTags] =
+        &[PropagateTags::TaskDefinition, PropagateTags::Service, PropagateTags::None];
     pub fn as_str(self) -> &'static str {
         match self {
             PropagateTags::TaskDefinition => "TASK_DEFINITION",
@@ -11212,17 +8598,9 @@ impl fmt::Display for PropagateTags {
 pub struct ProtectedTask {
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    #[serde(
-        rename = "protectionEnabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "protectionEnabled", default, skip_serializing_if = "Option::is_none")]
     pub protection_enabled: Option<bool>,
-    #[serde(
-        rename = "expirationDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "expirationDate", default, skip_serializing_if = "Option::is_none")]
     pub expiration_date: Option<Timestamp>,
 }
 
@@ -11231,17 +8609,9 @@ pub struct ProtectedTask {
 pub struct ProxyConfiguration {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<ProxyConfigurationType>,
-    #[serde(
-        rename = "containerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
-    #[serde(
-        rename = "properties",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "properties", default, skip_serializing_if = "Option::is_none")]
     pub properties: Option<Vec<KeyValuePair>>,
 }
 impl ProxyConfiguration {
@@ -11249,10 +8619,7 @@ impl ProxyConfiguration {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.container_name.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "containerName",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "containerName")));
         }
     }
 }
@@ -11275,9 +8642,7 @@ impl FromStr for ProxyConfigurationType {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "APPMESH" => Ok(ProxyConfigurationType::Appmesh),
-            _ => Err(format!(
-                "invalid value '{s}' for ProxyConfigurationType; valid values: APPMESH"
-            )),
+            _ => Err(format!("invalid value '{s}' for ProxyConfigurationType; valid values: APPMESH")),
         }
     }
 }
@@ -11333,11 +8698,7 @@ pub struct PutAccountSettingRequest {
     pub name: Option<SettingName>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(
-        rename = "principalArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
     pub principal_arn: Option<String>,
 }
 impl PutAccountSettingRequest {
@@ -11365,11 +8726,7 @@ pub struct PutAccountSettingResponse {
 pub struct PutAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "attributes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Vec<Attribute>>,
 }
 impl PutAttributesRequest {
@@ -11381,10 +8738,7 @@ impl PutAttributesRequest {
         }
         if let Some(x) = &self.attributes {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v);
             }
         }
     }
@@ -11393,11 +8747,7 @@ impl PutAttributesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PutAttributesResponse {
-    #[serde(
-        rename = "attributes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Vec<Attribute>>,
 }
 impl PutAttributesResponse {
@@ -11406,10 +8756,7 @@ impl PutAttributesResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.attributes {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v);
             }
         }
     }
@@ -11420,17 +8767,9 @@ impl PutAttributesResponse {
 pub struct PutClusterCapacityProvidersRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "capacityProviders",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
     pub capacity_providers: Option<Vec<String>>,
-    #[serde(
-        rename = "defaultCapacityProviderStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
 }
 impl PutClusterCapacityProvidersRequest {
@@ -11441,27 +8780,14 @@ impl PutClusterCapacityProvidersRequest {
             v.push(Violation::missing(crate::shape::join(path, "cluster")));
         }
         if self.capacity_providers.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "capacityProviders",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "capacityProviders")));
         }
         if self.default_capacity_provider_strategy.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "defaultCapacityProviderStrategy",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "defaultCapacityProviderStrategy")));
         }
         if let Some(x) = &self.default_capacity_provider_strategy {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "defaultCapacityProviderStrategy"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "defaultCapacityProviderStrategy"), i), v);
             }
         }
     }
@@ -11488,47 +8814,19 @@ impl PutClusterCapacityProvidersResponse {
 pub struct RegisterContainerInstanceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "instanceIdentityDocument",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "instanceIdentityDocument", default, skip_serializing_if = "Option::is_none")]
     pub instance_identity_document: Option<String>,
-    #[serde(
-        rename = "instanceIdentityDocumentSignature",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "instanceIdentityDocumentSignature", default, skip_serializing_if = "Option::is_none")]
     pub instance_identity_document_signature: Option<String>,
-    #[serde(
-        rename = "totalResources",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "totalResources", default, skip_serializing_if = "Option::is_none")]
     pub total_resources: Option<Vec<Resource>>,
-    #[serde(
-        rename = "versionInfo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "versionInfo", default, skip_serializing_if = "Option::is_none")]
     pub version_info: Option<VersionInfo>,
-    #[serde(
-        rename = "containerInstanceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
     pub container_instance_arn: Option<String>,
-    #[serde(
-        rename = "attributes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Vec<Attribute>>,
-    #[serde(
-        rename = "platformDevices",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformDevices", default, skip_serializing_if = "Option::is_none")]
     pub platform_devices: Option<Vec<PlatformDevice>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -11539,26 +8837,17 @@ impl RegisterContainerInstanceRequest {
         let _ = (&path, &v);
         if let Some(x) = &self.attributes {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v);
             }
         }
         if let Some(x) = &self.platform_devices {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "platformDevices"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "platformDevices"), i), v);
             }
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -11570,11 +8859,7 @@ impl RegisterContainerInstanceRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterContainerInstanceResponse {
-    #[serde(
-        rename = "containerInstance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
     pub container_instance: Option<ContainerInstance>,
 }
 impl RegisterContainerInstanceResponse {
@@ -11592,23 +8877,11 @@ impl RegisterContainerInstanceResponse {
 pub struct RegisterDaemonTaskDefinitionRequest {
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(
-        rename = "taskRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub task_role_arn: Option<String>,
-    #[serde(
-        rename = "executionRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
-    #[serde(
-        rename = "containerDefinitions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
     pub container_definitions: Option<Vec<DaemonContainerDefinition>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -11627,29 +8900,16 @@ impl RegisterDaemonTaskDefinitionRequest {
             v.push(Violation::missing(crate::shape::join(path, "family")));
         }
         if self.container_definitions.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "containerDefinitions",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "containerDefinitions")));
         }
         if let Some(x) = &self.container_definitions {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "containerDefinitions"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerDefinitions"), i), v);
             }
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -11661,11 +8921,7 @@ impl RegisterDaemonTaskDefinitionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterDaemonTaskDefinitionResponse {
-    #[serde(
-        rename = "daemonTaskDefinitionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_task_definition_arn: Option<String>,
 }
 
@@ -11674,43 +8930,19 @@ pub struct RegisterDaemonTaskDefinitionResponse {
 pub struct RegisterTaskDefinitionRequest {
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(
-        rename = "taskRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub task_role_arn: Option<String>,
-    #[serde(
-        rename = "executionRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
-    #[serde(
-        rename = "networkMode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkMode", default, skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<NetworkMode>,
-    #[serde(
-        rename = "containerDefinitions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
     pub container_definitions: Option<Vec<ContainerDefinition>>,
     #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<Vec<Volume>>,
-    #[serde(
-        rename = "placementConstraints",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
     pub placement_constraints: Option<Vec<TaskDefinitionPlacementConstraint>>,
-    #[serde(
-        rename = "requiresCompatibilities",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "requiresCompatibilities", default, skip_serializing_if = "Option::is_none")]
     pub requires_compatibilities: Option<Vec<Compatibility>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -11722,35 +8954,15 @@ pub struct RegisterTaskDefinitionRequest {
     pub pid_mode: Option<PidMode>,
     #[serde(rename = "ipcMode", default, skip_serializing_if = "Option::is_none")]
     pub ipc_mode: Option<IpcMode>,
-    #[serde(
-        rename = "proxyConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "proxyConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub proxy_configuration: Option<ProxyConfiguration>,
-    #[serde(
-        rename = "inferenceAccelerators",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
-    #[serde(
-        rename = "ephemeralStorage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage: Option<EphemeralStorage>,
-    #[serde(
-        rename = "runtimePlatform",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
     pub runtime_platform: Option<RuntimePlatform>,
-    #[serde(
-        rename = "enableFaultInjection",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableFaultInjection", default, skip_serializing_if = "Option::is_none")]
     pub enable_fault_injection: Option<bool>,
 }
 impl RegisterTaskDefinitionRequest {
@@ -11761,37 +8973,21 @@ impl RegisterTaskDefinitionRequest {
             v.push(Violation::missing(crate::shape::join(path, "family")));
         }
         if self.container_definitions.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "containerDefinitions",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "containerDefinitions")));
         }
         if let Some(x) = &self.container_definitions {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "containerDefinitions"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerDefinitions"), i), v);
             }
         }
         if let Some(x) = &self.volumes {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "volumes"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumes"), i), v);
             }
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -11802,14 +8998,7 @@ impl RegisterTaskDefinitionRequest {
         }
         if let Some(x) = &self.inference_accelerators {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "inferenceAccelerators"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "inferenceAccelerators"), i), v);
             }
         }
         if let Some(x) = &self.ephemeral_storage {
@@ -11821,11 +9010,7 @@ impl RegisterTaskDefinitionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterTaskDefinitionResponse {
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<TaskDefinition>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -11839,10 +9024,7 @@ impl RegisterTaskDefinitionResponse {
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -11854,11 +9036,7 @@ impl RegisterTaskDefinitionResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepositoryCredentials {
-    #[serde(
-        rename = "credentialsParameter",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
     pub credentials_parameter: Option<String>,
 }
 impl RepositoryCredentials {
@@ -11866,10 +9044,7 @@ impl RepositoryCredentials {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.credentials_parameter.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "credentialsParameter",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "credentialsParameter")));
         }
     }
 }
@@ -11877,11 +9052,7 @@ impl RepositoryCredentials {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResolvedConfiguration {
-    #[serde(
-        rename = "loadBalancers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
     pub load_balancers: Option<Vec<ServiceRevisionLoadBalancer>>,
 }
 
@@ -11892,25 +9063,13 @@ pub struct Resource {
     pub name: Option<String>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
-    #[serde(
-        rename = "doubleValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "doubleValue", default, skip_serializing_if = "Option::is_none")]
     pub double_value: Option<f64>,
     #[serde(rename = "longValue", default, skip_serializing_if = "Option::is_none")]
     pub long_value: Option<i64>,
-    #[serde(
-        rename = "integerValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "integerValue", default, skip_serializing_if = "Option::is_none")]
     pub integer_value: Option<i32>,
-    #[serde(
-        rename = "stringSetValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "stringSetValue", default, skip_serializing_if = "Option::is_none")]
     pub string_set_value: Option<Vec<String>>,
 }
 
@@ -11921,10 +9080,7 @@ pub enum ResourceManagementType {
     Ecs,
 }
 impl ResourceManagementType {
-    pub const ALL: &'static [ResourceManagementType] = &[
-        ResourceManagementType::Customer,
-        ResourceManagementType::Ecs,
-    ];
+    pub const ALL: &'static [ResourceManagementType] = &[ResourceManagementType::Customer, ResourceManagementType::Ecs];
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceManagementType::Customer => "CUSTOMER",
@@ -11938,9 +9094,7 @@ impl FromStr for ResourceManagementType {
         match s {
             "CUSTOMER" => Ok(ResourceManagementType::Customer),
             "ECS" => Ok(ResourceManagementType::Ecs),
-            _ => Err(format!(
-                "invalid value '{s}' for ResourceManagementType; valid values: CUSTOMER, ECS"
-            )),
+            _ => Err(format!("invalid value '{s}' for ResourceManagementType; valid values: CUSTOMER, ECS")),
         }
     }
 }
@@ -11989,8 +9143,7 @@ pub enum ResourceType {
     InferenceAccelerator,
 }
 impl ResourceType {
-    pub const ALL: &'static [ResourceType] =
-        &[ResourceType::Gpu, ResourceType::InferenceAccelerator];
+    pub const ALL: &'static [ResourceType] = &[ResourceType::Gpu, ResourceType::InferenceAccelerator];
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceType::Gpu => "GPU",
@@ -12004,9 +9157,7 @@ impl FromStr for ResourceType {
         match s {
             "GPU" => Ok(ResourceType::Gpu),
             "InferenceAccelerator" => Ok(ResourceType::InferenceAccelerator),
-            _ => Err(format!(
-                "invalid value '{s}' for ResourceType; valid values: GPU, InferenceAccelerator"
-            )),
+            _ => Err(format!("invalid value '{s}' for ResourceType; valid values: GPU, InferenceAccelerator")),
         }
     }
 }
@@ -12034,106 +9185,50 @@ pub struct Rollback {
     pub reason: Option<String>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
-    #[serde(
-        rename = "serviceRevisionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
     pub service_revision_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunTaskRequest {
-    #[serde(
-        rename = "capacityProviderStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     #[serde(rename = "count", default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i32>,
-    #[serde(
-        rename = "enableECSManagedTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(
-        rename = "enableExecuteCommand",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
     pub enable_execute_command: Option<bool>,
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(
-        rename = "launchType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
     pub launch_type: Option<LaunchType>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<NetworkConfiguration>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
-    #[serde(
-        rename = "placementConstraints",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(
-        rename = "placementStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(
-        rename = "platformVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
-    #[serde(
-        rename = "propagateTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(
-        rename = "referenceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "referenceId", default, skip_serializing_if = "Option::is_none")]
     pub reference_id: Option<String>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
-    #[serde(
-        rename = "clientToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
-    #[serde(
-        rename = "volumeConfigurations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
     pub volume_configurations: Option<Vec<TaskVolumeConfiguration>>,
 }
 impl RunTaskRequest {
@@ -12142,14 +9237,7 @@ impl RunTaskRequest {
         let _ = (&path, &v);
         if let Some(x) = &self.capacity_provider_strategy {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "capacityProviderStrategy"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v);
             }
         }
         if let Some(x) = &self.network_configuration {
@@ -12160,31 +9248,18 @@ impl RunTaskRequest {
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
             }
         }
         if self.task_definition.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "taskDefinition",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "taskDefinition")));
         }
         if let Some(x) = &self.volume_configurations {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "volumeConfigurations"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumeConfigurations"), i), v);
             }
         }
     }
@@ -12213,46 +9288,22 @@ impl RunTaskResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimePlatform {
-    #[serde(
-        rename = "cpuArchitecture",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
     pub cpu_architecture: Option<CPUArchitecture>,
-    #[serde(
-        rename = "operatingSystemFamily",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "operatingSystemFamily", default, skip_serializing_if = "Option::is_none")]
     pub operating_system_family: Option<OSFamily>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3FilesVolumeConfiguration {
-    #[serde(
-        rename = "fileSystemArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "fileSystemArn", default, skip_serializing_if = "Option::is_none")]
     pub file_system_arn: Option<String>,
-    #[serde(
-        rename = "rootDirectory",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
     pub root_directory: Option<String>,
-    #[serde(
-        rename = "transitEncryptionPort",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "transitEncryptionPort", default, skip_serializing_if = "Option::is_none")]
     pub transit_encryption_port: Option<i32>,
-    #[serde(
-        rename = "accessPointArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "accessPointArn", default, skip_serializing_if = "Option::is_none")]
     pub access_point_arn: Option<String>,
 }
 impl S3FilesVolumeConfiguration {
@@ -12260,10 +9311,7 @@ impl S3FilesVolumeConfiguration {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.file_system_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "fileSystemArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "fileSystemArn")));
         }
     }
 }
@@ -12295,9 +9343,7 @@ impl FromStr for ScaleUnit {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "PERCENT" => Ok(ScaleUnit::Percent),
-            _ => Err(format!(
-                "invalid value '{s}' for ScaleUnit; valid values: PERCENT"
-            )),
+            _ => Err(format!("invalid value '{s}' for ScaleUnit; valid values: PERCENT")),
         }
     }
 }
@@ -12325,8 +9371,7 @@ pub enum SchedulingStrategy {
     Daemon,
 }
 impl SchedulingStrategy {
-    pub const ALL: &'static [SchedulingStrategy] =
-        &[SchedulingStrategy::Replica, SchedulingStrategy::Daemon];
+    pub const ALL: &'static [SchedulingStrategy] = &[SchedulingStrategy::Replica, SchedulingStrategy::Daemon];
     pub fn as_str(self) -> &'static str {
         match self {
             SchedulingStrategy::Replica => "REPLICA",
@@ -12340,9 +9385,7 @@ impl FromStr for SchedulingStrategy {
         match s {
             "REPLICA" => Ok(SchedulingStrategy::Replica),
             "DAEMON" => Ok(SchedulingStrategy::Daemon),
-            _ => Err(format!(
-                "invalid value '{s}' for SchedulingStrategy; valid values: REPLICA, DAEMON"
-            )),
+            _ => Err(format!("invalid value '{s}' for SchedulingStrategy; valid values: REPLICA, DAEMON")),
         }
     }
 }
@@ -12384,9 +9427,7 @@ impl FromStr for Scope {
         match s {
             "task" => Ok(Scope::Task),
             "shared" => Ok(Scope::Shared),
-            _ => Err(format!(
-                "invalid value '{s}' for Scope; valid values: task, shared"
-            )),
+            _ => Err(format!("invalid value '{s}' for Scope; valid values: task, shared")),
         }
     }
 }
@@ -12431,99 +9472,39 @@ impl Secret {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
-    #[serde(
-        rename = "serviceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
     pub service_arn: Option<String>,
-    #[serde(
-        rename = "serviceName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
-    #[serde(
-        rename = "loadBalancers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(
-        rename = "serviceRegistries",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "desiredCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
     pub desired_count: Option<i32>,
-    #[serde(
-        rename = "runningCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
     pub running_count: Option<i32>,
-    #[serde(
-        rename = "pendingCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pendingCount", default, skip_serializing_if = "Option::is_none")]
     pub pending_count: Option<i32>,
-    #[serde(
-        rename = "launchType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
     pub launch_type: Option<LaunchType>,
-    #[serde(
-        rename = "capacityProviderStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(
-        rename = "platformVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
-    #[serde(
-        rename = "platformFamily",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
     pub platform_family: Option<String>,
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
-    #[serde(
-        rename = "deploymentConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub deployment_configuration: Option<DeploymentConfiguration>,
     #[serde(rename = "taskSets", default, skip_serializing_if = "Option::is_none")]
     pub task_sets: Option<Vec<TaskSet>>,
-    #[serde(
-        rename = "deployments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deployments", default, skip_serializing_if = "Option::is_none")]
     pub deployments: Option<Vec<Deployment>>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
@@ -12531,87 +9512,35 @@ pub struct Service {
     pub events: Option<Vec<ServiceEvent>>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    #[serde(
-        rename = "currentServiceDeployment",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "currentServiceDeployment", default, skip_serializing_if = "Option::is_none")]
     pub current_service_deployment: Option<String>,
-    #[serde(
-        rename = "currentServiceRevisions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "currentServiceRevisions", default, skip_serializing_if = "Option::is_none")]
     pub current_service_revisions: Option<Vec<ServiceCurrentRevisionSummary>>,
-    #[serde(
-        rename = "placementConstraints",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(
-        rename = "placementStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(
-        rename = "healthCheckGracePeriodSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
     pub health_check_grace_period_seconds: Option<i32>,
-    #[serde(
-        rename = "schedulingStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
     pub scheduling_strategy: Option<SchedulingStrategy>,
-    #[serde(
-        rename = "deploymentController",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
     pub deployment_controller: Option<DeploymentController>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "createdBy", default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
-    #[serde(
-        rename = "enableECSManagedTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(
-        rename = "propagateTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(
-        rename = "enableExecuteCommand",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
     pub enable_execute_command: Option<bool>,
-    #[serde(
-        rename = "availabilityZoneRebalancing",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
     pub availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
-    #[serde(
-        rename = "resourceManagementType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "resourceManagementType", default, skip_serializing_if = "Option::is_none")]
     pub resource_management_type: Option<ResourceManagementType>,
 }
 impl Service {
@@ -12620,14 +9549,7 @@ impl Service {
         let _ = (&path, &v);
         if let Some(x) = &self.capacity_provider_strategy {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "capacityProviderStrategy"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v);
             }
         }
         if let Some(x) = &self.deployment_configuration {
@@ -12635,18 +9557,12 @@ impl Service {
         }
         if let Some(x) = &self.task_sets {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "taskSets"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "taskSets"), i), v);
             }
         }
         if let Some(x) = &self.deployments {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "deployments"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "deployments"), i), v);
             }
         }
         if let Some(x) = &self.network_configuration {
@@ -12657,10 +9573,7 @@ impl Service {
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -12674,11 +9587,7 @@ impl Service {
 pub struct ServiceConnectAccessLogConfiguration {
     #[serde(rename = "format", default, skip_serializing_if = "Option::is_none")]
     pub format: Option<ServiceConnectAccessLoggingFormat>,
-    #[serde(
-        rename = "includeQueryParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "includeQueryParameters", default, skip_serializing_if = "Option::is_none")]
     pub include_query_parameters: Option<ServiceConnectIncludeQueryParameters>,
 }
 impl ServiceConnectAccessLogConfiguration {
@@ -12698,10 +9607,8 @@ pub enum ServiceConnectAccessLoggingFormat {
     Json,
 }
 impl ServiceConnectAccessLoggingFormat {
-    pub const ALL: &'static [ServiceConnectAccessLoggingFormat] = &[
-        ServiceConnectAccessLoggingFormat::Text,
-        ServiceConnectAccessLoggingFormat::Json,
-    ];
+    pub const ALL: &'static [ServiceConnectAccessLoggingFormat] =
+        &[ServiceConnectAccessLoggingFormat::Text, ServiceConnectAccessLoggingFormat::Json];
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceConnectAccessLoggingFormat::Text => "TEXT",
@@ -12743,11 +9650,7 @@ pub struct ServiceConnectClientAlias {
     pub port: Option<i32>,
     #[serde(rename = "dnsName", default, skip_serializing_if = "Option::is_none")]
     pub dns_name: Option<String>,
-    #[serde(
-        rename = "testTrafficRules",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
     pub test_traffic_rules: Option<ServiceConnectTestTrafficRules>,
 }
 impl ServiceConnectClientAlias {
@@ -12759,10 +9662,7 @@ impl ServiceConnectClientAlias {
         }
         if let Some(x) = &self.port {
             if (*x as f64) < 0.0 || (*x as f64) > 65535.0 {
-                v.push(Violation::new(
-                    crate::shape::join(path, "port"),
-                    "must be at least 0 and at most 65535",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "port"), "must be at least 0 and at most 65535"));
             }
         }
         if let Some(x) = &self.test_traffic_rules {
@@ -12780,17 +9680,9 @@ pub struct ServiceConnectConfiguration {
     pub namespace: Option<String>,
     #[serde(rename = "services", default, skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<ServiceConnectService>>,
-    #[serde(
-        rename = "logConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(
-        rename = "accessLogConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "accessLogConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub access_log_configuration: Option<ServiceConnectAccessLogConfiguration>,
 }
 impl ServiceConnectConfiguration {
@@ -12802,10 +9694,7 @@ impl ServiceConnectConfiguration {
         }
         if let Some(x) = &self.services {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "services"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "services"), i), v);
             }
         }
         if let Some(x) = &self.log_configuration {
@@ -12824,10 +9713,8 @@ pub enum ServiceConnectIncludeQueryParameters {
     Enabled,
 }
 impl ServiceConnectIncludeQueryParameters {
-    pub const ALL: &'static [ServiceConnectIncludeQueryParameters] = &[
-        ServiceConnectIncludeQueryParameters::Disabled,
-        ServiceConnectIncludeQueryParameters::Enabled,
-    ];
+    pub const ALL: &'static [ServiceConnectIncludeQueryParameters] =
+        &[ServiceConnectIncludeQueryParameters::Disabled, ServiceConnectIncludeQueryParameters::Enabled];
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceConnectIncludeQueryParameters::Disabled => "DISABLED",
@@ -12841,7 +9728,9 @@ impl FromStr for ServiceConnectIncludeQueryParameters {
         match s {
             "DISABLED" => Ok(ServiceConnectIncludeQueryParameters::Disabled),
             "ENABLED" => Ok(ServiceConnectIncludeQueryParameters::Enabled),
-            _ => Err(format!("invalid value '{s}' for ServiceConnectIncludeQueryParameters; valid values: DISABLED, ENABLED")),
+            _ => Err(format!(
+                "invalid value '{s}' for ServiceConnectIncludeQueryParameters; valid values: DISABLED, ENABLED"
+            )),
         }
     }
 }
@@ -12867,23 +9756,11 @@ impl fmt::Display for ServiceConnectIncludeQueryParameters {
 pub struct ServiceConnectService {
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
-    #[serde(
-        rename = "discoveryName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "discoveryName", default, skip_serializing_if = "Option::is_none")]
     pub discovery_name: Option<String>,
-    #[serde(
-        rename = "clientAliases",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clientAliases", default, skip_serializing_if = "Option::is_none")]
     pub client_aliases: Option<Vec<ServiceConnectClientAlias>>,
-    #[serde(
-        rename = "ingressPortOverride",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ingressPortOverride", default, skip_serializing_if = "Option::is_none")]
     pub ingress_port_override: Option<i32>,
     #[serde(rename = "timeout", default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<TimeoutConfiguration>,
@@ -12899,10 +9776,7 @@ impl ServiceConnectService {
         }
         if let Some(x) = &self.client_aliases {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "clientAliases"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "clientAliases"), i), v);
             }
         }
         if let Some(x) = &self.ingress_port_override {
@@ -12925,17 +9799,9 @@ impl ServiceConnectService {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConnectServiceResource {
-    #[serde(
-        rename = "discoveryName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "discoveryName", default, skip_serializing_if = "Option::is_none")]
     pub discovery_name: Option<String>,
-    #[serde(
-        rename = "discoveryArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "discoveryArn", default, skip_serializing_if = "Option::is_none")]
     pub discovery_arn: Option<String>,
 }
 
@@ -12998,22 +9864,14 @@ impl ServiceConnectTestTrafficRules {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConnectTlsCertificateAuthority {
-    #[serde(
-        rename = "awsPcaAuthorityArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "awsPcaAuthorityArn", default, skip_serializing_if = "Option::is_none")]
     pub aws_pca_authority_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConnectTlsConfiguration {
-    #[serde(
-        rename = "issuerCertificateAuthority",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "issuerCertificateAuthority", default, skip_serializing_if = "Option::is_none")]
     pub issuer_certificate_authority: Option<ServiceConnectTlsCertificateAuthority>,
     #[serde(rename = "kmsKey", default, skip_serializing_if = "Option::is_none")]
     pub kms_key: Option<String>,
@@ -13025,10 +9883,7 @@ impl ServiceConnectTlsConfiguration {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.issuer_certificate_authority.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "issuerCertificateAuthority",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "issuerCertificateAuthority")));
         }
     }
 }
@@ -13038,106 +9893,50 @@ impl ServiceConnectTlsConfiguration {
 pub struct ServiceCurrentRevisionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(
-        rename = "requestedTaskCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "requestedTaskCount", default, skip_serializing_if = "Option::is_none")]
     pub requested_task_count: Option<i32>,
-    #[serde(
-        rename = "runningTaskCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runningTaskCount", default, skip_serializing_if = "Option::is_none")]
     pub running_task_count: Option<i32>,
-    #[serde(
-        rename = "pendingTaskCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pendingTaskCount", default, skip_serializing_if = "Option::is_none")]
     pub pending_task_count: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceDeployment {
-    #[serde(
-        rename = "serviceDeploymentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub service_deployment_arn: Option<String>,
-    #[serde(
-        rename = "serviceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
     pub service_arn: Option<String>,
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
-    #[serde(
-        rename = "finishedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Timestamp>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(
-        rename = "sourceServiceRevisions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "sourceServiceRevisions", default, skip_serializing_if = "Option::is_none")]
     pub source_service_revisions: Option<Vec<ServiceRevisionSummary>>,
-    #[serde(
-        rename = "targetServiceRevision",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetServiceRevision", default, skip_serializing_if = "Option::is_none")]
     pub target_service_revision: Option<ServiceRevisionSummary>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
-    #[serde(
-        rename = "lifecycleStage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "lifecycleStage", default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_stage: Option<ServiceDeploymentLifecycleStage>,
-    #[serde(
-        rename = "lifecycleHookDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "lifecycleHookDetails", default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_hook_details: Option<Vec<DeploymentLifecycleHookDetail>>,
-    #[serde(
-        rename = "deploymentConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub deployment_configuration: Option<DeploymentConfiguration>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Rollback>,
-    #[serde(
-        rename = "deploymentCircuitBreaker",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentCircuitBreaker", default, skip_serializing_if = "Option::is_none")]
     pub deployment_circuit_breaker: Option<ServiceDeploymentCircuitBreaker>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<ServiceDeploymentAlarms>,
@@ -13157,64 +9956,32 @@ impl ServiceDeployment {
 pub struct ServiceDeploymentAlarms {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentRollbackMonitorsStatus>,
-    #[serde(
-        rename = "alarmNames",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
     pub alarm_names: Option<Vec<String>>,
-    #[serde(
-        rename = "triggeredAlarmNames",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "triggeredAlarmNames", default, skip_serializing_if = "Option::is_none")]
     pub triggered_alarm_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceDeploymentBrief {
-    #[serde(
-        rename = "serviceDeploymentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub service_deployment_arn: Option<String>,
-    #[serde(
-        rename = "serviceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
     pub service_arn: Option<String>,
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    #[serde(
-        rename = "finishedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
-    #[serde(
-        rename = "targetServiceRevisionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetServiceRevisionArn", default, skip_serializing_if = "Option::is_none")]
     pub target_service_revision_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentStatus>,
-    #[serde(
-        rename = "statusReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
 }
 
@@ -13223,11 +9990,7 @@ pub struct ServiceDeploymentBrief {
 pub struct ServiceDeploymentCircuitBreaker {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentRollbackMonitorsStatus>,
-    #[serde(
-        rename = "failureCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "failureCount", default, skip_serializing_if = "Option::is_none")]
     pub failure_count: Option<i32>,
     #[serde(rename = "threshold", default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<i32>,
@@ -13269,9 +10032,7 @@ impl ServiceDeploymentLifecycleStage {
             ServiceDeploymentLifecycleStage::TestTrafficShift => "TEST_TRAFFIC_SHIFT",
             ServiceDeploymentLifecycleStage::PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
             ServiceDeploymentLifecycleStage::ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
-            ServiceDeploymentLifecycleStage::PostProductionTrafficShift => {
-                "POST_PRODUCTION_TRAFFIC_SHIFT"
-            }
+            ServiceDeploymentLifecycleStage::PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
             ServiceDeploymentLifecycleStage::BakeTime => "BAKE_TIME",
             ServiceDeploymentLifecycleStage::CleanUp => "CLEAN_UP",
         }
@@ -13467,9 +10228,7 @@ impl FromStr for ServiceField {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(ServiceField::Tags),
-            _ => Err(format!(
-                "invalid value '{s}' for ServiceField; valid values: TAGS"
-            )),
+            _ => Err(format!("invalid value '{s}' for ServiceField; valid values: TAGS")),
         }
     }
 }
@@ -13497,47 +10256,23 @@ pub struct ServiceManagedEBSVolumeConfiguration {
     pub encrypted: Option<bool>,
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(
-        rename = "volumeType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "volumeType", default, skip_serializing_if = "Option::is_none")]
     pub volume_type: Option<String>,
     #[serde(rename = "sizeInGiB", default, skip_serializing_if = "Option::is_none")]
     pub size_in_gi_b: Option<i32>,
-    #[serde(
-        rename = "snapshotId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "snapshotId", default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
-    #[serde(
-        rename = "volumeInitializationRate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "volumeInitializationRate", default, skip_serializing_if = "Option::is_none")]
     pub volume_initialization_rate: Option<i32>,
     #[serde(rename = "iops", default, skip_serializing_if = "Option::is_none")]
     pub iops: Option<i32>,
-    #[serde(
-        rename = "throughput",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "throughput", default, skip_serializing_if = "Option::is_none")]
     pub throughput: Option<i32>,
-    #[serde(
-        rename = "tagSpecifications",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "tagSpecifications", default, skip_serializing_if = "Option::is_none")]
     pub tag_specifications: Option<Vec<EBSTagSpecification>>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(
-        rename = "filesystemType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "filesystemType", default, skip_serializing_if = "Option::is_none")]
     pub filesystem_type: Option<TaskFilesystemType>,
 }
 impl ServiceManagedEBSVolumeConfiguration {
@@ -13546,10 +10281,7 @@ impl ServiceManagedEBSVolumeConfiguration {
         let _ = (&path, &v);
         if let Some(x) = &self.tag_specifications {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "tagSpecifications"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tagSpecifications"), i), v);
             }
         }
         if self.role_arn.is_none() {
@@ -13561,146 +10293,58 @@ impl ServiceManagedEBSVolumeConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceRegistry {
-    #[serde(
-        rename = "registryArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "registryArn", default, skip_serializing_if = "Option::is_none")]
     pub registry_arn: Option<String>,
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
-    #[serde(
-        rename = "containerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
-    #[serde(
-        rename = "containerPort",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
     pub container_port: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceRevision {
-    #[serde(
-        rename = "serviceRevisionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
     pub service_revision_arn: Option<String>,
-    #[serde(
-        rename = "serviceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
     pub service_arn: Option<String>,
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
-    #[serde(
-        rename = "capacityProviderStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(
-        rename = "launchType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
     pub launch_type: Option<LaunchType>,
-    #[serde(
-        rename = "platformVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
-    #[serde(
-        rename = "platformFamily",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
     pub platform_family: Option<String>,
-    #[serde(
-        rename = "loadBalancers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(
-        rename = "serviceRegistries",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(
-        rename = "containerImages",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerImages", default, skip_serializing_if = "Option::is_none")]
     pub container_images: Option<Vec<ContainerImage>>,
-    #[serde(
-        rename = "guardDutyEnabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "guardDutyEnabled", default, skip_serializing_if = "Option::is_none")]
     pub guard_duty_enabled: Option<bool>,
-    #[serde(
-        rename = "serviceConnectConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(
-        rename = "volumeConfigurations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(
-        rename = "fargateEphemeralStorage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    #[serde(
-        rename = "vpcLatticeConfigurations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
-    #[serde(
-        rename = "resolvedConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "resolvedConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub resolved_configuration: Option<ResolvedConfiguration>,
-    #[serde(
-        rename = "ecsManagedResources",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ecsManagedResources", default, skip_serializing_if = "Option::is_none")]
     pub ecs_managed_resources: Option<ECSManagedResources>,
 }
 impl ServiceRevision {
@@ -13709,14 +10353,7 @@ impl ServiceRevision {
         let _ = (&path, &v);
         if let Some(x) = &self.capacity_provider_strategy {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "capacityProviderStrategy"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v);
             }
         }
         if let Some(x) = &self.network_configuration {
@@ -13727,26 +10364,12 @@ impl ServiceRevision {
         }
         if let Some(x) = &self.volume_configurations {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "volumeConfigurations"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumeConfigurations"), i), v);
             }
         }
         if let Some(x) = &self.vpc_lattice_configurations {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "vpcLatticeConfigurations"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "vpcLatticeConfigurations"), i), v);
             }
         }
         if let Some(x) = &self.ecs_managed_resources {
@@ -13758,17 +10381,9 @@ impl ServiceRevision {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceRevisionLoadBalancer {
-    #[serde(
-        rename = "targetGroupArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
     pub target_group_arn: Option<String>,
-    #[serde(
-        rename = "productionListenerRule",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
     pub production_listener_rule: Option<String>,
 }
 
@@ -13777,35 +10392,15 @@ pub struct ServiceRevisionLoadBalancer {
 pub struct ServiceRevisionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(
-        rename = "requestedTaskCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "requestedTaskCount", default, skip_serializing_if = "Option::is_none")]
     pub requested_task_count: Option<i32>,
-    #[serde(
-        rename = "runningTaskCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runningTaskCount", default, skip_serializing_if = "Option::is_none")]
     pub running_task_count: Option<i32>,
-    #[serde(
-        rename = "pendingTaskCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pendingTaskCount", default, skip_serializing_if = "Option::is_none")]
     pub pending_task_count: Option<i32>,
-    #[serde(
-        rename = "requestedTestTrafficWeight",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "requestedTestTrafficWeight", default, skip_serializing_if = "Option::is_none")]
     pub requested_test_traffic_weight: Option<f64>,
-    #[serde(
-        rename = "requestedProductionTrafficWeight",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "requestedProductionTrafficWeight", default, skip_serializing_if = "Option::is_none")]
     pub requested_production_traffic_weight: Option<f64>,
 }
 
@@ -13814,11 +10409,7 @@ pub struct ServiceRevisionSummary {
 pub struct ServiceVolumeConfiguration {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "managedEBSVolume",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedEBSVolume", default, skip_serializing_if = "Option::is_none")]
     pub managed_ebs_volume: Option<ServiceManagedEBSVolumeConfiguration>,
 }
 impl ServiceVolumeConfiguration {
@@ -13841,11 +10432,7 @@ pub struct Session {
     pub session_id: Option<String>,
     #[serde(rename = "streamUrl", default, skip_serializing_if = "Option::is_none")]
     pub stream_url: Option<String>,
-    #[serde(
-        rename = "tokenValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "tokenValue", default, skip_serializing_if = "Option::is_none")]
     pub token_value: Option<String>,
 }
 
@@ -13856,11 +10443,7 @@ pub struct Setting {
     pub name: Option<SettingName>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(
-        rename = "principalArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
     pub principal_arn: Option<String>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<SettingType>,
@@ -13968,9 +10551,7 @@ impl FromStr for SettingType {
         match s {
             "user" => Ok(SettingType::User),
             "aws_managed" => Ok(SettingType::AwsManaged),
-            _ => Err(format!(
-                "invalid value '{s}' for SettingType; valid values: user, aws_managed"
-            )),
+            _ => Err(format!("invalid value '{s}' for SettingType; valid values: user, aws_managed")),
         }
     }
 }
@@ -14012,9 +10593,7 @@ impl FromStr for SortOrder {
         match s {
             "ASC" => Ok(SortOrder::Asc),
             "DESC" => Ok(SortOrder::Desc),
-            _ => Err(format!(
-                "invalid value '{s}' for SortOrder; valid values: ASC, DESC"
-            )),
+            _ => Err(format!("invalid value '{s}' for SortOrder; valid values: ASC, DESC")),
         }
     }
 }
@@ -14042,8 +10621,7 @@ pub enum StabilityStatus {
     Stabilizing,
 }
 impl StabilityStatus {
-    pub const ALL: &'static [StabilityStatus] =
-        &[StabilityStatus::SteadyState, StabilityStatus::Stabilizing];
+    pub const ALL: &'static [StabilityStatus] = &[StabilityStatus::SteadyState, StabilityStatus::Stabilizing];
     pub fn as_str(self) -> &'static str {
         match self {
             StabilityStatus::SteadyState => "STEADY_STATE",
@@ -14057,9 +10635,7 @@ impl FromStr for StabilityStatus {
         match s {
             "STEADY_STATE" => Ok(StabilityStatus::SteadyState),
             "STABILIZING" => Ok(StabilityStatus::Stabilizing),
-            _ => Err(format!(
-                "invalid value '{s}' for StabilityStatus; valid values: STEADY_STATE, STABILIZING"
-            )),
+            _ => Err(format!("invalid value '{s}' for StabilityStatus; valid values: STEADY_STATE, STABILIZING")),
         }
     }
 }
@@ -14085,61 +10661,29 @@ impl fmt::Display for StabilityStatus {
 pub struct StartTaskRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "containerInstances",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
     pub container_instances: Option<Vec<String>>,
-    #[serde(
-        rename = "enableECSManagedTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(
-        rename = "enableExecuteCommand",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
     pub enable_execute_command: Option<bool>,
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<NetworkConfiguration>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
-    #[serde(
-        rename = "propagateTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(
-        rename = "referenceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "referenceId", default, skip_serializing_if = "Option::is_none")]
     pub reference_id: Option<String>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
-    #[serde(
-        rename = "volumeConfigurations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
     pub volume_configurations: Option<Vec<TaskVolumeConfiguration>>,
 }
 impl StartTaskRequest {
@@ -14147,10 +10691,7 @@ impl StartTaskRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.container_instances.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "containerInstances",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "containerInstances")));
         }
         if let Some(x) = &self.network_configuration {
             x.validate_at(&crate::shape::join(path, "networkConfiguration"), v);
@@ -14160,31 +10701,18 @@ impl StartTaskRequest {
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
             }
         }
         if self.task_definition.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "taskDefinition",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "taskDefinition")));
         }
         if let Some(x) = &self.volume_configurations {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "volumeConfigurations"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumeConfigurations"), i), v);
             }
         }
     }
@@ -14213,11 +10741,7 @@ impl StartTaskResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StopServiceDeploymentRequest {
-    #[serde(
-        rename = "serviceDeploymentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub service_deployment_arn: Option<String>,
     #[serde(rename = "stopType", default, skip_serializing_if = "Option::is_none")]
     pub stop_type: Option<StopServiceDeploymentStopType>,
@@ -14227,10 +10751,7 @@ impl StopServiceDeploymentRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.service_deployment_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "serviceDeploymentArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "serviceDeploymentArn")));
         }
     }
 }
@@ -14238,11 +10759,7 @@ impl StopServiceDeploymentRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StopServiceDeploymentResponse {
-    #[serde(
-        rename = "serviceDeploymentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub service_deployment_arn: Option<String>,
 }
 
@@ -14253,10 +10770,8 @@ pub enum StopServiceDeploymentStopType {
     Rollback,
 }
 impl StopServiceDeploymentStopType {
-    pub const ALL: &'static [StopServiceDeploymentStopType] = &[
-        StopServiceDeploymentStopType::Abort,
-        StopServiceDeploymentStopType::Rollback,
-    ];
+    pub const ALL: &'static [StopServiceDeploymentStopType] =
+        &[StopServiceDeploymentStopType::Abort, StopServiceDeploymentStopType::Rollback];
     pub fn as_str(self) -> &'static str {
         match self {
             StopServiceDeploymentStopType::Abort => "ABORT",
@@ -14332,11 +10847,7 @@ impl StopTaskResponse {
 pub struct SubmitAttachmentStateChangesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "attachments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<AttachmentStateChange>>,
 }
 impl SubmitAttachmentStateChangesRequest {
@@ -14348,10 +10859,7 @@ impl SubmitAttachmentStateChangesRequest {
         }
         if let Some(x) = &self.attachments {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "attachments"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attachments"), i), v);
             }
         }
     }
@@ -14360,11 +10868,7 @@ impl SubmitAttachmentStateChangesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitAttachmentStateChangesResponse {
-    #[serde(
-        rename = "acknowledgment",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
     pub acknowledgment: Option<String>,
 }
 
@@ -14375,11 +10879,7 @@ pub struct SubmitContainerStateChangeRequest {
     pub cluster: Option<String>,
     #[serde(rename = "task", default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
-    #[serde(
-        rename = "containerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
@@ -14389,22 +10889,14 @@ pub struct SubmitContainerStateChangeRequest {
     pub exit_code: Option<i32>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(
-        rename = "networkBindings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
     pub network_bindings: Option<Vec<NetworkBinding>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitContainerStateChangeResponse {
-    #[serde(
-        rename = "acknowledgment",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
     pub acknowledgment: Option<String>,
 }
 
@@ -14419,41 +10911,17 @@ pub struct SubmitTaskStateChangeRequest {
     pub status: Option<String>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(
-        rename = "containers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containers", default, skip_serializing_if = "Option::is_none")]
     pub containers: Option<Vec<ContainerStateChange>>,
-    #[serde(
-        rename = "attachments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<AttachmentStateChange>>,
-    #[serde(
-        rename = "managedAgents",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedAgents", default, skip_serializing_if = "Option::is_none")]
     pub managed_agents: Option<Vec<ManagedAgentStateChange>>,
-    #[serde(
-        rename = "pullStartedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pullStartedAt", default, skip_serializing_if = "Option::is_none")]
     pub pull_started_at: Option<Timestamp>,
-    #[serde(
-        rename = "pullStoppedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pullStoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub pull_stopped_at: Option<Timestamp>,
-    #[serde(
-        rename = "executionStoppedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "executionStoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub execution_stopped_at: Option<Timestamp>,
 }
 impl SubmitTaskStateChangeRequest {
@@ -14462,18 +10930,12 @@ impl SubmitTaskStateChangeRequest {
         let _ = (&path, &v);
         if let Some(x) = &self.attachments {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "attachments"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attachments"), i), v);
             }
         }
         if let Some(x) = &self.managed_agents {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "managedAgents"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "managedAgents"), i), v);
             }
         }
     }
@@ -14482,11 +10944,7 @@ impl SubmitTaskStateChangeRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitTaskStateChangeResponse {
-    #[serde(
-        rename = "acknowledgment",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
     pub acknowledgment: Option<String>,
 }
 
@@ -14533,11 +10991,7 @@ impl Tag {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TagResourceRequest {
-    #[serde(
-        rename = "resourceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
     pub resource_arn: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -14554,10 +11008,7 @@ impl TagResourceRequest {
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -14588,9 +11039,7 @@ impl FromStr for TargetType {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "container-instance" => Ok(TargetType::ContainerInstance),
-            _ => Err(format!(
-                "invalid value '{s}' for TargetType; valid values: container-instance"
-            )),
+            _ => Err(format!("invalid value '{s}' for TargetType; valid values: container-instance")),
         }
     }
 }
@@ -14614,135 +11063,55 @@ impl fmt::Display for TargetType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Task {
-    #[serde(
-        rename = "attachments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<Attachment>>,
-    #[serde(
-        rename = "attributes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Vec<Attribute>>,
-    #[serde(
-        rename = "availabilityZone",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "availabilityZone", default, skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
-    #[serde(
-        rename = "capacityProviderName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderName", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_name: Option<String>,
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
-    #[serde(
-        rename = "connectivity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "connectivity", default, skip_serializing_if = "Option::is_none")]
     pub connectivity: Option<Connectivity>,
-    #[serde(
-        rename = "connectivityAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "connectivityAt", default, skip_serializing_if = "Option::is_none")]
     pub connectivity_at: Option<Timestamp>,
-    #[serde(
-        rename = "containerInstanceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
     pub container_instance_arn: Option<String>,
-    #[serde(
-        rename = "containers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containers", default, skip_serializing_if = "Option::is_none")]
     pub containers: Option<Vec<Container>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    #[serde(
-        rename = "desiredStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "desiredStatus", default, skip_serializing_if = "Option::is_none")]
     pub desired_status: Option<String>,
-    #[serde(
-        rename = "enableExecuteCommand",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
     pub enable_execute_command: Option<bool>,
-    #[serde(
-        rename = "executionStoppedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "executionStoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub execution_stopped_at: Option<Timestamp>,
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(
-        rename = "healthStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
     pub health_status: Option<HealthStatus>,
-    #[serde(
-        rename = "inferenceAccelerators",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
-    #[serde(
-        rename = "lastStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
     pub last_status: Option<String>,
-    #[serde(
-        rename = "launchType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
     pub launch_type: Option<LaunchType>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
-    #[serde(
-        rename = "platformVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
-    #[serde(
-        rename = "platformFamily",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
     pub platform_family: Option<String>,
-    #[serde(
-        rename = "pullStartedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pullStartedAt", default, skip_serializing_if = "Option::is_none")]
     pub pull_started_at: Option<Timestamp>,
-    #[serde(
-        rename = "pullStoppedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pullStoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub pull_stopped_at: Option<Timestamp>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
@@ -14752,41 +11121,21 @@ pub struct Task {
     pub stop_code: Option<TaskStopCode>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Timestamp>,
-    #[serde(
-        rename = "stoppedReason",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "stoppedReason", default, skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
-    #[serde(
-        rename = "stoppingAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "stoppingAt", default, skip_serializing_if = "Option::is_none")]
     pub stopping_at: Option<Timestamp>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    #[serde(
-        rename = "taskDefinitionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
     pub task_definition_arn: Option<String>,
     #[serde(rename = "version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
-    #[serde(
-        rename = "ephemeralStorage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage: Option<EphemeralStorage>,
-    #[serde(
-        rename = "fargateEphemeralStorage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
     pub fargate_ephemeral_storage: Option<TaskEphemeralStorage>,
 }
 impl Task {
@@ -14795,22 +11144,12 @@ impl Task {
         let _ = (&path, &v);
         if let Some(x) = &self.attributes {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "attributes"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "attributes"), i), v);
             }
         }
         if let Some(x) = &self.inference_accelerators {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "inferenceAccelerators"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "inferenceAccelerators"), i), v);
             }
         }
         if let Some(x) = &self.overrides {
@@ -14818,10 +11157,7 @@ impl Task {
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -14836,37 +11172,17 @@ impl Task {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskDefinition {
-    #[serde(
-        rename = "taskDefinitionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
     pub task_definition_arn: Option<String>,
-    #[serde(
-        rename = "containerDefinitions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
     pub container_definitions: Option<Vec<ContainerDefinition>>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(
-        rename = "taskRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub task_role_arn: Option<String>,
-    #[serde(
-        rename = "executionRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
-    #[serde(
-        rename = "networkMode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkMode", default, skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<NetworkMode>,
     #[serde(rename = "revision", default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i32>,
@@ -14874,91 +11190,39 @@ pub struct TaskDefinition {
     pub volumes: Option<Vec<Volume>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TaskDefinitionStatus>,
-    #[serde(
-        rename = "requiresAttributes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "requiresAttributes", default, skip_serializing_if = "Option::is_none")]
     pub requires_attributes: Option<Vec<Attribute>>,
-    #[serde(
-        rename = "placementConstraints",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
     pub placement_constraints: Option<Vec<TaskDefinitionPlacementConstraint>>,
-    #[serde(
-        rename = "compatibilities",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "compatibilities", default, skip_serializing_if = "Option::is_none")]
     pub compatibilities: Option<Vec<Compatibility>>,
-    #[serde(
-        rename = "runtimePlatform",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
     pub runtime_platform: Option<RuntimePlatform>,
-    #[serde(
-        rename = "requiresCompatibilities",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "requiresCompatibilities", default, skip_serializing_if = "Option::is_none")]
     pub requires_compatibilities: Option<Vec<Compatibility>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(
-        rename = "inferenceAccelerators",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
     #[serde(rename = "pidMode", default, skip_serializing_if = "Option::is_none")]
     pub pid_mode: Option<PidMode>,
     #[serde(rename = "ipcMode", default, skip_serializing_if = "Option::is_none")]
     pub ipc_mode: Option<IpcMode>,
-    #[serde(
-        rename = "proxyConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "proxyConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub proxy_configuration: Option<ProxyConfiguration>,
-    #[serde(
-        rename = "registeredAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
     pub registered_at: Option<Timestamp>,
-    #[serde(
-        rename = "deregisteredAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deregisteredAt", default, skip_serializing_if = "Option::is_none")]
     pub deregistered_at: Option<Timestamp>,
-    #[serde(
-        rename = "deleteRequestedAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
     pub delete_requested_at: Option<Timestamp>,
-    #[serde(
-        rename = "registeredBy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
     pub registered_by: Option<String>,
-    #[serde(
-        rename = "ephemeralStorage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage: Option<EphemeralStorage>,
-    #[serde(
-        rename = "enableFaultInjection",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableFaultInjection", default, skip_serializing_if = "Option::is_none")]
     pub enable_fault_injection: Option<bool>,
 }
 impl TaskDefinition {
@@ -14967,42 +11231,22 @@ impl TaskDefinition {
         let _ = (&path, &v);
         if let Some(x) = &self.container_definitions {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "containerDefinitions"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerDefinitions"), i), v);
             }
         }
         if let Some(x) = &self.volumes {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "volumes"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumes"), i), v);
             }
         }
         if let Some(x) = &self.requires_attributes {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "requiresAttributes"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "requiresAttributes"), i), v);
             }
         }
         if let Some(x) = &self.inference_accelerators {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "inferenceAccelerators"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "inferenceAccelerators"), i), v);
             }
         }
         if let Some(x) = &self.proxy_configuration {
@@ -15022,11 +11266,8 @@ pub enum TaskDefinitionFamilyStatus {
     All,
 }
 impl TaskDefinitionFamilyStatus {
-    pub const ALL: &'static [TaskDefinitionFamilyStatus] = &[
-        TaskDefinitionFamilyStatus::Active,
-        TaskDefinitionFamilyStatus::Inactive,
-        TaskDefinitionFamilyStatus::All,
-    ];
+    pub const ALL: &'static [TaskDefinitionFamilyStatus] =
+        &[TaskDefinitionFamilyStatus::Active, TaskDefinitionFamilyStatus::Inactive, TaskDefinitionFamilyStatus::All];
     pub fn as_str(self) -> &'static str {
         match self {
             TaskDefinitionFamilyStatus::Active => "ACTIVE",
@@ -15042,7 +11283,9 @@ impl FromStr for TaskDefinitionFamilyStatus {
             "ACTIVE" => Ok(TaskDefinitionFamilyStatus::Active),
             "INACTIVE" => Ok(TaskDefinitionFamilyStatus::Inactive),
             "ALL" => Ok(TaskDefinitionFamilyStatus::All),
-            _ => Err(format!("invalid value '{s}' for TaskDefinitionFamilyStatus; valid values: ACTIVE, INACTIVE, ALL")),
+            _ => {
+                Err(format!("invalid value '{s}' for TaskDefinitionFamilyStatus; valid values: ACTIVE, INACTIVE, ALL"))
+            }
         }
     }
 }
@@ -15081,9 +11324,7 @@ impl FromStr for TaskDefinitionField {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(TaskDefinitionField::Tags),
-            _ => Err(format!(
-                "invalid value '{s}' for TaskDefinitionField; valid values: TAGS"
-            )),
+            _ => Err(format!("invalid value '{s}' for TaskDefinitionField; valid values: TAGS")),
         }
     }
 }
@@ -15109,11 +11350,7 @@ impl fmt::Display for TaskDefinitionField {
 pub struct TaskDefinitionPlacementConstraint {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<TaskDefinitionPlacementConstraintType>,
-    #[serde(
-        rename = "expression",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "expression", default, skip_serializing_if = "Option::is_none")]
     pub expression: Option<String>,
 }
 
@@ -15165,11 +11402,8 @@ pub enum TaskDefinitionStatus {
     DeleteInProgress,
 }
 impl TaskDefinitionStatus {
-    pub const ALL: &'static [TaskDefinitionStatus] = &[
-        TaskDefinitionStatus::Active,
-        TaskDefinitionStatus::Inactive,
-        TaskDefinitionStatus::DeleteInProgress,
-    ];
+    pub const ALL: &'static [TaskDefinitionStatus] =
+        &[TaskDefinitionStatus::Active, TaskDefinitionStatus::Inactive, TaskDefinitionStatus::DeleteInProgress];
     pub fn as_str(self) -> &'static str {
         match self {
             TaskDefinitionStatus::Active => "ACTIVE",
@@ -15185,7 +11419,9 @@ impl FromStr for TaskDefinitionStatus {
             "ACTIVE" => Ok(TaskDefinitionStatus::Active),
             "INACTIVE" => Ok(TaskDefinitionStatus::Inactive),
             "DELETE_IN_PROGRESS" => Ok(TaskDefinitionStatus::DeleteInProgress),
-            _ => Err(format!("invalid value '{s}' for TaskDefinitionStatus; valid values: ACTIVE, INACTIVE, DELETE_IN_PROGRESS")),
+            _ => Err(format!(
+                "invalid value '{s}' for TaskDefinitionStatus; valid values: ACTIVE, INACTIVE, DELETE_IN_PROGRESS"
+            )),
         }
     }
 }
@@ -15233,9 +11469,7 @@ impl FromStr for TaskField {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(TaskField::Tags),
-            _ => Err(format!(
-                "invalid value '{s}' for TaskField; valid values: TAGS"
-            )),
+            _ => Err(format!("invalid value '{s}' for TaskField; valid values: TAGS")),
         }
     }
 }
@@ -15265,12 +11499,8 @@ pub enum TaskFilesystemType {
     Ntfs,
 }
 impl TaskFilesystemType {
-    pub const ALL: &'static [TaskFilesystemType] = &[
-        TaskFilesystemType::Ext3,
-        TaskFilesystemType::Ext4,
-        TaskFilesystemType::Xfs,
-        TaskFilesystemType::Ntfs,
-    ];
+    pub const ALL: &'static [TaskFilesystemType] =
+        &[TaskFilesystemType::Ext3, TaskFilesystemType::Ext4, TaskFilesystemType::Xfs, TaskFilesystemType::Ntfs];
     pub fn as_str(self) -> &'static str {
         match self {
             TaskFilesystemType::Ext3 => "ext3",
@@ -15288,9 +11518,7 @@ impl FromStr for TaskFilesystemType {
             "ext4" => Ok(TaskFilesystemType::Ext4),
             "xfs" => Ok(TaskFilesystemType::Xfs),
             "ntfs" => Ok(TaskFilesystemType::Ntfs),
-            _ => Err(format!(
-                "invalid value '{s}' for TaskFilesystemType; valid values: ext3, ext4, xfs, ntfs"
-            )),
+            _ => Err(format!("invalid value '{s}' for TaskFilesystemType; valid values: ext3, ext4, xfs, ntfs")),
         }
     }
 }
@@ -15318,53 +11546,25 @@ pub struct TaskManagedEBSVolumeConfiguration {
     pub encrypted: Option<bool>,
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(
-        rename = "volumeType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "volumeType", default, skip_serializing_if = "Option::is_none")]
     pub volume_type: Option<String>,
     #[serde(rename = "sizeInGiB", default, skip_serializing_if = "Option::is_none")]
     pub size_in_gi_b: Option<i32>,
-    #[serde(
-        rename = "snapshotId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "snapshotId", default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
-    #[serde(
-        rename = "volumeInitializationRate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "volumeInitializationRate", default, skip_serializing_if = "Option::is_none")]
     pub volume_initialization_rate: Option<i32>,
     #[serde(rename = "iops", default, skip_serializing_if = "Option::is_none")]
     pub iops: Option<i32>,
-    #[serde(
-        rename = "throughput",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "throughput", default, skip_serializing_if = "Option::is_none")]
     pub throughput: Option<i32>,
-    #[serde(
-        rename = "tagSpecifications",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "tagSpecifications", default, skip_serializing_if = "Option::is_none")]
     pub tag_specifications: Option<Vec<EBSTagSpecification>>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(
-        rename = "terminationPolicy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "terminationPolicy", default, skip_serializing_if = "Option::is_none")]
     pub termination_policy: Option<TaskManagedEBSVolumeTerminationPolicy>,
-    #[serde(
-        rename = "filesystemType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "filesystemType", default, skip_serializing_if = "Option::is_none")]
     pub filesystem_type: Option<TaskFilesystemType>,
 }
 impl TaskManagedEBSVolumeConfiguration {
@@ -15373,10 +11573,7 @@ impl TaskManagedEBSVolumeConfiguration {
         let _ = (&path, &v);
         if let Some(x) = &self.tag_specifications {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "tagSpecifications"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tagSpecifications"), i), v);
             }
         }
         if self.role_arn.is_none() {
@@ -15391,11 +11588,7 @@ impl TaskManagedEBSVolumeConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskManagedEBSVolumeTerminationPolicy {
-    #[serde(
-        rename = "deleteOnTermination",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deleteOnTermination", default, skip_serializing_if = "Option::is_none")]
     pub delete_on_termination: Option<bool>,
 }
 impl TaskManagedEBSVolumeTerminationPolicy {
@@ -15403,10 +11596,7 @@ impl TaskManagedEBSVolumeTerminationPolicy {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.delete_on_termination.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "deleteOnTermination",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "deleteOnTermination")));
         }
     }
 }
@@ -15414,39 +11604,19 @@ impl TaskManagedEBSVolumeTerminationPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskOverride {
-    #[serde(
-        rename = "containerOverrides",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerOverrides", default, skip_serializing_if = "Option::is_none")]
     pub container_overrides: Option<Vec<ContainerOverride>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
-    #[serde(
-        rename = "inferenceAcceleratorOverrides",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "inferenceAcceleratorOverrides", default, skip_serializing_if = "Option::is_none")]
     pub inference_accelerator_overrides: Option<Vec<InferenceAcceleratorOverride>>,
-    #[serde(
-        rename = "executionRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(
-        rename = "taskRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub task_role_arn: Option<String>,
-    #[serde(
-        rename = "ephemeralStorage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage: Option<EphemeralStorage>,
 }
 impl TaskOverride {
@@ -15455,10 +11625,7 @@ impl TaskOverride {
         let _ = (&path, &v);
         if let Some(x) = &self.container_overrides {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "containerOverrides"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerOverrides"), i), v);
             }
         }
         if let Some(x) = &self.ephemeral_storage {
@@ -15472,125 +11639,53 @@ impl TaskOverride {
 pub struct TaskSet {
     #[serde(rename = "id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(
-        rename = "taskSetArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskSetArn", default, skip_serializing_if = "Option::is_none")]
     pub task_set_arn: Option<String>,
-    #[serde(
-        rename = "serviceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
     pub service_arn: Option<String>,
-    #[serde(
-        rename = "clusterArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
-    #[serde(
-        rename = "externalId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "externalId", default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
-    #[serde(
-        rename = "computedDesiredCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "computedDesiredCount", default, skip_serializing_if = "Option::is_none")]
     pub computed_desired_count: Option<i32>,
-    #[serde(
-        rename = "pendingCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pendingCount", default, skip_serializing_if = "Option::is_none")]
     pub pending_count: Option<i32>,
-    #[serde(
-        rename = "runningCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
     pub running_count: Option<i32>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(
-        rename = "launchType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
     pub launch_type: Option<LaunchType>,
-    #[serde(
-        rename = "capacityProviderStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(
-        rename = "platformVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
-    #[serde(
-        rename = "platformFamily",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
     pub platform_family: Option<String>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(
-        rename = "loadBalancers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(
-        rename = "serviceRegistries",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     #[serde(rename = "scale", default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
-    #[serde(
-        rename = "stabilityStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "stabilityStatus", default, skip_serializing_if = "Option::is_none")]
     pub stability_status: Option<StabilityStatus>,
-    #[serde(
-        rename = "stabilityStatusAt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "stabilityStatusAt", default, skip_serializing_if = "Option::is_none")]
     pub stability_status_at: Option<Timestamp>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(
-        rename = "fargateEphemeralStorage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
 }
 impl TaskSet {
@@ -15599,14 +11694,7 @@ impl TaskSet {
         let _ = (&path, &v);
         if let Some(x) = &self.capacity_provider_strategy {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "capacityProviderStrategy"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v);
             }
         }
         if let Some(x) = &self.network_configuration {
@@ -15614,10 +11702,7 @@ impl TaskSet {
         }
         if let Some(x) = &self.tags {
             if !(0..=50).contains(&x.len()) {
-                v.push(Violation::new(
-                    crate::shape::join(path, "tags"),
-                    "must have between 0 and 50 items",
-                ));
+                v.push(Violation::new(crate::shape::join(path, "tags"), "must have between 0 and 50 items"));
             }
             for (i, item) in x.iter().enumerate() {
                 item.validate_at(&format!("{}[{}]", crate::shape::join(path, "tags"), i), v);
@@ -15644,9 +11729,7 @@ impl FromStr for TaskSetField {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(TaskSetField::Tags),
-            _ => Err(format!(
-                "invalid value '{s}' for TaskSetField; valid values: TAGS"
-            )),
+            _ => Err(format!("invalid value '{s}' for TaskSetField; valid values: TAGS")),
         }
     }
 }
@@ -15733,11 +11816,7 @@ impl fmt::Display for TaskStopCode {
 pub struct TaskVolumeConfiguration {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "managedEBSVolume",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedEBSVolume", default, skip_serializing_if = "Option::is_none")]
     pub managed_ebs_volume: Option<TaskManagedEBSVolumeConfiguration>,
 }
 impl TaskVolumeConfiguration {
@@ -15756,17 +11835,9 @@ impl TaskVolumeConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutConfiguration {
-    #[serde(
-        rename = "idleTimeoutSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "idleTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_seconds: Option<i32>,
-    #[serde(
-        rename = "perRequestTimeoutSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "perRequestTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
     pub per_request_timeout_seconds: Option<i32>,
 }
 impl TimeoutConfiguration {
@@ -15795,19 +11866,11 @@ impl TimeoutConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tmpfs {
-    #[serde(
-        rename = "containerPath",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
     pub container_path: Option<String>,
     #[serde(rename = "size", default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i32>,
-    #[serde(
-        rename = "mountOptions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "mountOptions", default, skip_serializing_if = "Option::is_none")]
     pub mount_options: Option<Vec<String>>,
 }
 impl Tmpfs {
@@ -15815,10 +11878,7 @@ impl Tmpfs {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.container_path.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "containerPath",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "containerPath")));
         }
         if self.size.is_none() {
             v.push(Violation::missing(crate::shape::join(path, "size")));
@@ -15856,9 +11916,7 @@ impl FromStr for TransportProtocol {
         match s {
             "tcp" => Ok(TransportProtocol::Tcp),
             "udp" => Ok(TransportProtocol::Udp),
-            _ => Err(format!(
-                "invalid value '{s}' for TransportProtocol; valid values: tcp, udp"
-            )),
+            _ => Err(format!("invalid value '{s}' for TransportProtocol; valid values: tcp, udp")),
         }
     }
 }
@@ -16005,11 +12063,7 @@ impl fmt::Display for UlimitName {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UntagResourceRequest {
-    #[serde(
-        rename = "resourceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
     pub resource_arn: Option<String>,
     #[serde(rename = "tagKeys", default, skip_serializing_if = "Option::is_none")]
     pub tag_keys: Option<Vec<String>>,
@@ -16048,17 +12102,9 @@ pub struct UpdateCapacityProviderRequest {
     pub name: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "autoScalingGroupProvider",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProviderUpdate>,
-    #[serde(
-        rename = "managedInstancesProvider",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
     pub managed_instances_provider: Option<UpdateManagedInstancesProviderConfiguration>,
 }
 impl UpdateCapacityProviderRequest {
@@ -16080,11 +12126,7 @@ impl UpdateCapacityProviderRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCapacityProviderResponse {
-    #[serde(
-        rename = "capacityProvider",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider: Option<CapacityProvider>,
 }
 impl UpdateCapacityProviderResponse {
@@ -16104,17 +12146,9 @@ pub struct UpdateClusterRequest {
     pub cluster: Option<String>,
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    #[serde(
-        rename = "configuration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
     pub configuration: Option<ClusterConfiguration>,
-    #[serde(
-        rename = "serviceConnectDefaults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaultsRequest>,
 }
 impl UpdateClusterRequest {
@@ -16188,11 +12222,7 @@ impl UpdateClusterSettingsResponse {
 pub struct UpdateContainerAgentRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "containerInstance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
     pub container_instance: Option<String>,
 }
 impl UpdateContainerAgentRequest {
@@ -16200,10 +12230,7 @@ impl UpdateContainerAgentRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.container_instance.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "containerInstance",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "containerInstance")));
         }
     }
 }
@@ -16211,11 +12238,7 @@ impl UpdateContainerAgentRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateContainerAgentResponse {
-    #[serde(
-        rename = "containerInstance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
     pub container_instance: Option<ContainerInstance>,
 }
 impl UpdateContainerAgentResponse {
@@ -16233,11 +12256,7 @@ impl UpdateContainerAgentResponse {
 pub struct UpdateContainerInstancesStateRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "containerInstances",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
     pub container_instances: Option<Vec<String>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ContainerInstanceStatus>,
@@ -16247,10 +12266,7 @@ impl UpdateContainerInstancesStateRequest {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.container_instances.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "containerInstances",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "containerInstances")));
         }
         if self.status.is_none() {
             v.push(Violation::missing(crate::shape::join(path, "status")));
@@ -16261,11 +12277,7 @@ impl UpdateContainerInstancesStateRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateContainerInstancesStateResponse {
-    #[serde(
-        rename = "containerInstances",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
     pub container_instances: Option<Vec<ContainerInstance>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -16276,10 +12288,7 @@ impl UpdateContainerInstancesStateResponse {
         let _ = (&path, &v);
         if let Some(x) = &self.container_instances {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!("{}[{}]", crate::shape::join(path, "containerInstances"), i),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "containerInstances"), i), v);
             }
         }
     }
@@ -16290,41 +12299,17 @@ impl UpdateContainerInstancesStateResponse {
 pub struct UpdateDaemonRequest {
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(
-        rename = "daemonTaskDefinitionArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_task_definition_arn: Option<String>,
-    #[serde(
-        rename = "capacityProviderArns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_arns: Option<Vec<String>>,
-    #[serde(
-        rename = "deploymentConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
-    #[serde(
-        rename = "propagateTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<DaemonPropagateTags>,
-    #[serde(
-        rename = "enableECSManagedTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(
-        rename = "enableExecuteCommand",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
     pub enable_execute_command: Option<bool>,
 }
 impl UpdateDaemonRequest {
@@ -16335,16 +12320,10 @@ impl UpdateDaemonRequest {
             v.push(Violation::missing(crate::shape::join(path, "daemonArn")));
         }
         if self.daemon_task_definition_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "daemonTaskDefinitionArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "daemonTaskDefinitionArn")));
         }
         if self.capacity_provider_arns.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "capacityProviderArns",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "capacityProviderArns")));
         }
         if let Some(x) = &self.deployment_configuration {
             x.validate_at(&crate::shape::join(path, "deploymentConfiguration"), v);
@@ -16363,62 +12342,30 @@ pub struct UpdateDaemonResponse {
     pub created_at: Option<Timestamp>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(
-        rename = "deploymentArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub deployment_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateExpressGatewayServiceRequest {
-    #[serde(
-        rename = "serviceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
     pub service_arn: Option<String>,
-    #[serde(
-        rename = "executionRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
-    #[serde(
-        rename = "healthCheckPath",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
     pub health_check_path: Option<String>,
-    #[serde(
-        rename = "primaryContainer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
     pub primary_container: Option<ExpressGatewayContainer>,
-    #[serde(
-        rename = "taskRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub task_role_arn: Option<String>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(
-        rename = "scalingTarget",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
 }
 impl UpdateExpressGatewayServiceRequest {
@@ -16453,35 +12400,15 @@ impl UpdateExpressGatewayServiceResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateManagedInstancesProviderConfiguration {
-    #[serde(
-        rename = "infrastructureRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(
-        rename = "instanceLaunchTemplate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
     pub instance_launch_template: Option<InstanceLaunchTemplateUpdate>,
-    #[serde(
-        rename = "propagateTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<PropagateMITags>,
-    #[serde(
-        rename = "infrastructureOptimization",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
-    #[serde(
-        rename = "autoRepairConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 impl UpdateManagedInstancesProviderConfiguration {
@@ -16489,16 +12416,10 @@ impl UpdateManagedInstancesProviderConfiguration {
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
         if self.infrastructure_role_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "infrastructureRoleArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "infrastructureRoleArn")));
         }
         if self.instance_launch_template.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "instanceLaunchTemplate",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "instanceLaunchTemplate")));
         }
         if let Some(x) = &self.instance_launch_template {
             x.validate_at(&crate::shape::join(path, "instanceLaunchTemplate"), v);
@@ -16513,11 +12434,7 @@ pub struct UpdateServicePrimaryTaskSetRequest {
     pub cluster: Option<String>,
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    #[serde(
-        rename = "primaryTaskSet",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "primaryTaskSet", default, skip_serializing_if = "Option::is_none")]
     pub primary_task_set: Option<String>,
 }
 impl UpdateServicePrimaryTaskSetRequest {
@@ -16531,10 +12448,7 @@ impl UpdateServicePrimaryTaskSetRequest {
             v.push(Violation::missing(crate::shape::join(path, "service")));
         }
         if self.primary_task_set.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "primaryTaskSet",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "primaryTaskSet")));
         }
     }
 }
@@ -16562,125 +12476,45 @@ pub struct UpdateServiceRequest {
     pub cluster: Option<String>,
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    #[serde(
-        rename = "desiredCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
     pub desired_count: Option<i32>,
-    #[serde(
-        rename = "taskDefinition",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
-    #[serde(
-        rename = "capacityProviderStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(
-        rename = "deploymentConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub deployment_configuration: Option<DeploymentConfiguration>,
-    #[serde(
-        rename = "availabilityZoneRebalancing",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
     pub availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
-    #[serde(
-        rename = "networkConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(
-        rename = "placementConstraints",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(
-        rename = "placementStrategy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(
-        rename = "platformVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
-    #[serde(
-        rename = "forceNewDeployment",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "forceNewDeployment", default, skip_serializing_if = "Option::is_none")]
     pub force_new_deployment: Option<bool>,
-    #[serde(
-        rename = "healthCheckGracePeriodSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
     pub health_check_grace_period_seconds: Option<i32>,
-    #[serde(
-        rename = "deploymentController",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
     pub deployment_controller: Option<DeploymentController>,
-    #[serde(
-        rename = "enableExecuteCommand",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
     pub enable_execute_command: Option<bool>,
-    #[serde(
-        rename = "enableECSManagedTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(
-        rename = "loadBalancers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(
-        rename = "propagateTags",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(
-        rename = "serviceRegistries",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(
-        rename = "serviceConnectConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(
-        rename = "volumeConfigurations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(
-        rename = "vpcLatticeConfigurations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
 }
 impl UpdateServiceRequest {
@@ -16692,14 +12526,7 @@ impl UpdateServiceRequest {
         }
         if let Some(x) = &self.capacity_provider_strategy {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "capacityProviderStrategy"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "capacityProviderStrategy"), i), v);
             }
         }
         if let Some(x) = &self.deployment_configuration {
@@ -16716,26 +12543,12 @@ impl UpdateServiceRequest {
         }
         if let Some(x) = &self.volume_configurations {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "volumeConfigurations"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "volumeConfigurations"), i), v);
             }
         }
         if let Some(x) = &self.vpc_lattice_configurations {
             for (i, item) in x.iter().enumerate() {
-                item.validate_at(
-                    &format!(
-                        "{}[{}]",
-                        crate::shape::join(path, "vpcLatticeConfigurations"),
-                        i
-                    ),
-                    v,
-                );
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "vpcLatticeConfigurations"), i), v);
             }
         }
     }
@@ -16764,17 +12577,9 @@ pub struct UpdateTaskProtectionRequest {
     pub cluster: Option<String>,
     #[serde(rename = "tasks", default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<String>>,
-    #[serde(
-        rename = "protectionEnabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "protectionEnabled", default, skip_serializing_if = "Option::is_none")]
     pub protection_enabled: Option<bool>,
-    #[serde(
-        rename = "expiresInMinutes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "expiresInMinutes", default, skip_serializing_if = "Option::is_none")]
     pub expires_in_minutes: Option<i32>,
 }
 impl UpdateTaskProtectionRequest {
@@ -16788,10 +12593,7 @@ impl UpdateTaskProtectionRequest {
             v.push(Violation::missing(crate::shape::join(path, "tasks")));
         }
         if self.protection_enabled.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "protectionEnabled",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "protectionEnabled")));
         }
     }
 }
@@ -16799,11 +12601,7 @@ impl UpdateTaskProtectionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTaskProtectionResponse {
-    #[serde(
-        rename = "protectedTasks",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "protectedTasks", default, skip_serializing_if = "Option::is_none")]
     pub protected_tasks: Option<Vec<ProtectedTask>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -16859,27 +12657,15 @@ impl UpdateTaskSetResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatedExpressGatewayService {
-    #[serde(
-        rename = "serviceArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
     pub service_arn: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(
-        rename = "serviceName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ExpressGatewayServiceStatus>,
-    #[serde(
-        rename = "targetConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub target_configuration: Option<ExpressGatewayServiceConfiguration>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -16921,8 +12707,7 @@ pub enum VersionConsistency {
     Disabled,
 }
 impl VersionConsistency {
-    pub const ALL: &'static [VersionConsistency] =
-        &[VersionConsistency::Enabled, VersionConsistency::Disabled];
+    pub const ALL: &'static [VersionConsistency] = &[VersionConsistency::Enabled, VersionConsistency::Disabled];
     pub fn as_str(self) -> &'static str {
         match self {
             VersionConsistency::Enabled => "enabled",
@@ -16936,9 +12721,7 @@ impl FromStr for VersionConsistency {
         match s {
             "enabled" => Ok(VersionConsistency::Enabled),
             "disabled" => Ok(VersionConsistency::Disabled),
-            _ => Err(format!(
-                "invalid value '{s}' for VersionConsistency; valid values: enabled, disabled"
-            )),
+            _ => Err(format!("invalid value '{s}' for VersionConsistency; valid values: enabled, disabled")),
         }
     }
 }
@@ -16962,19 +12745,11 @@ impl fmt::Display for VersionConsistency {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VersionInfo {
-    #[serde(
-        rename = "agentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "agentVersion", default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
     #[serde(rename = "agentHash", default, skip_serializing_if = "Option::is_none")]
     pub agent_hash: Option<String>,
-    #[serde(
-        rename = "dockerVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "dockerVersion", default, skip_serializing_if = "Option::is_none")]
     pub docker_version: Option<String>,
 }
 
@@ -16985,36 +12760,15 @@ pub struct Volume {
     pub name: Option<String>,
     #[serde(rename = "host", default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostVolumeProperties>,
-    #[serde(
-        rename = "dockerVolumeConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "dockerVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub docker_volume_configuration: Option<DockerVolumeConfiguration>,
-    #[serde(
-        rename = "efsVolumeConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "efsVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub efs_volume_configuration: Option<EFSVolumeConfiguration>,
-    #[serde(
-        rename = "s3filesVolumeConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "s3filesVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub s3files_volume_configuration: Option<S3FilesVolumeConfiguration>,
-    #[serde(
-        rename = "fsxWindowsFileServerVolumeConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fsx_windows_file_server_volume_configuration:
-        Option<FSxWindowsFileServerVolumeConfiguration>,
-    #[serde(
-        rename = "configuredAtLaunch",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "fsxWindowsFileServerVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub fsx_windows_file_server_volume_configuration: Option<FSxWindowsFileServerVolumeConfiguration>,
+    #[serde(rename = "configuredAtLaunch", default, skip_serializing_if = "Option::is_none")]
     pub configured_at_launch: Option<bool>,
 }
 impl Volume {
@@ -17028,10 +12782,7 @@ impl Volume {
             x.validate_at(&crate::shape::join(path, "s3filesVolumeConfiguration"), v);
         }
         if let Some(x) = &self.fsx_windows_file_server_volume_configuration {
-            x.validate_at(
-                &crate::shape::join(path, "fsxWindowsFileServerVolumeConfiguration"),
-                v,
-            );
+            x.validate_at(&crate::shape::join(path, "fsxWindowsFileServerVolumeConfiguration"), v);
         }
     }
 }
@@ -17039,11 +12790,7 @@ impl Volume {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeFrom {
-    #[serde(
-        rename = "sourceContainer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "sourceContainer", default, skip_serializing_if = "Option::is_none")]
     pub source_container: Option<String>,
     #[serde(rename = "readOnly", default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
@@ -17054,11 +12801,7 @@ pub struct VolumeFrom {
 pub struct VpcLatticeConfiguration {
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(
-        rename = "targetGroupArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
     pub target_group_arn: Option<String>,
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
@@ -17071,10 +12814,7 @@ impl VpcLatticeConfiguration {
             v.push(Violation::missing(crate::shape::join(path, "roleArn")));
         }
         if self.target_group_arn.is_none() {
-            v.push(Violation::missing(crate::shape::join(
-                path,
-                "targetGroupArn",
-            )));
+            v.push(Violation::missing(crate::shape::join(path, "targetGroupArn")));
         }
         if self.port_name.is_none() {
             v.push(Violation::missing(crate::shape::join(path, "portName")));

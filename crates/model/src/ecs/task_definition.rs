@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::shapes::{
-    Compatibility, ContainerDefinition, HealthCheck, NetworkMode, PortMapping,
-    RegisterTaskDefinitionRequest, TransportProtocol,
+    Compatibility, ContainerDefinition, HealthCheck, NetworkMode, PortMapping, RegisterTaskDefinitionRequest,
+    TransportProtocol,
 };
 use crate::ids::{is_ecs_name, Family};
 use crate::{Invalid, Violation};
@@ -44,9 +44,7 @@ impl TaskDefinitionSpec {
         }
         let family = Family::parse(doc.family.as_deref().unwrap_or_default())?;
         doc.tags = None;
-        let size = serde_json::to_vec(&doc)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(usize::MAX);
         if size > MAX_DOCUMENT_BYTES {
             return Err(Invalid::Client(format!(
                 "The task definition is {size} bytes; the largest ECS accepts is {MAX_DOCUMENT_BYTES} bytes."
@@ -63,9 +61,7 @@ impl TaskDefinitionSpec {
 
         let containers = doc.container_definitions.get_or_insert_with(Vec::new);
         if containers.is_empty() {
-            return Err(Invalid::Client(
-                "Container definitions must contain at least one container.".into(),
-            ));
+            return Err(Invalid::Client("Container definitions must contain at least one container.".into()));
         }
         if containers.len() > MAX_CONTAINERS {
             return Err(Invalid::Client(format!(
@@ -78,19 +74,11 @@ impl TaskDefinitionSpec {
         let names = check_container_names(containers)?;
         let mut host_ports = BTreeSet::new();
         for c in containers.iter_mut() {
-            check_container(
-                c,
-                &names,
-                &volume_names,
-                network_mode,
-                task_memory.is_some(),
-            )?;
+            check_container(c, &names, &volume_names, network_mode, task_memory.is_some())?;
             fill_container_defaults(c, network_mode);
             for pm in c.port_mappings.iter().flatten() {
                 let host = pm.host_port.unwrap_or(0);
-                if host != 0
-                    && !host_ports.insert((host, pm.protocol.unwrap_or(TransportProtocol::Tcp)))
-                {
+                if host != 0 && !host_ports.insert((host, pm.protocol.unwrap_or(TransportProtocol::Tcp))) {
                     return Err(Invalid::Client(format!(
                         "Host port {host} is mapped more than once in this task definition."
                     )));
@@ -99,9 +87,7 @@ impl TaskDefinitionSpec {
         }
         check_dependency_cycles(containers)?;
         if !containers.iter().any(|c| c.essential != Some(false)) {
-            return Err(Invalid::Client(
-                "At least one container of a task definition must be essential.".into(),
-            ));
+            return Err(Invalid::Client("At least one container of a task definition must be essential.".into()));
         }
         check_task_size(containers, task_cpu, task_memory)?;
 
@@ -124,14 +110,7 @@ impl TaskDefinitionSpec {
             compatibilities.push(Compatibility::Fargate);
         }
         let requires_attributes = required_attributes(&doc);
-        Ok((
-            family,
-            TaskDefinitionSpec {
-                doc,
-                compatibilities,
-                requires_attributes,
-            },
-        ))
+        Ok((family, TaskDefinitionSpec { doc, compatibilities, requires_attributes }))
     }
 
     pub fn network_mode(&self) -> NetworkMode {
@@ -139,10 +118,7 @@ impl TaskDefinitionSpec {
     }
 
     pub fn containers(&self) -> &[ContainerDefinition] {
-        self.doc
-            .container_definitions
-            .as_deref()
-            .unwrap_or_default()
+        self.doc.container_definitions.as_deref().unwrap_or_default()
     }
 }
 
@@ -157,7 +133,9 @@ fn describe(v: &Violation, count: usize) -> String {
 /// Task CPU may be given in units ("1024") or vCPUs ("1 vCPU", "0.5 vcpu"); ECS stores units.
 fn normalize_cpu(s: &str) -> Result<String, Invalid> {
     let bad = || {
-        Invalid::Client(format!("Invalid 'cpu' setting for task: '{s}'. Use CPU units such as '1024' or vCPUs such as '1 vCPU'."))
+        Invalid::Client(format!(
+            "Invalid 'cpu' setting for task: '{s}'. Use CPU units such as '1024' or vCPUs such as '1 vCPU'."
+        ))
     };
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
@@ -198,9 +176,7 @@ fn normalize_memory(s: &str) -> Result<String, Invalid> {
     Ok(mib.to_string())
 }
 
-fn check_volumes(
-    volumes: &Option<Vec<super::shapes::Volume>>,
-) -> Result<BTreeSet<String>, Invalid> {
+fn check_volumes(volumes: &Option<Vec<super::shapes::Volume>>) -> Result<BTreeSet<String>, Invalid> {
     let mut names = BTreeSet::new();
     for v in volumes.iter().flatten() {
         let name = v.name.clone().unwrap_or_default();
@@ -210,9 +186,7 @@ fn check_volumes(
             )));
         }
         if !names.insert(name.clone()) {
-            return Err(Invalid::Client(format!(
-                "Duplicate volume name '{name}' in the task definition."
-            )));
+            return Err(Invalid::Client(format!("Duplicate volume name '{name}' in the task definition.")));
         }
         if let Some(path) = v.host.as_ref().and_then(|h| h.source_path.as_deref()) {
             if !path.starts_with('/') {
@@ -230,9 +204,7 @@ fn check_container_names(containers: &[ContainerDefinition]) -> Result<BTreeSet<
     for c in containers {
         let name = c.name.as_deref().unwrap_or_default();
         if name.is_empty() {
-            return Err(Invalid::Client(
-                "Container.name should not be null or empty.".into(),
-            ));
+            return Err(Invalid::Client("Container.name should not be null or empty.".into()));
         }
         if !is_ecs_name(name) {
             return Err(Invalid::Client(format!(
@@ -240,9 +212,7 @@ fn check_container_names(containers: &[ContainerDefinition]) -> Result<BTreeSet<
             )));
         }
         if !names.insert(name.to_string()) {
-            return Err(Invalid::Client(format!(
-                "Duplicate container name '{name}' in the task definition."
-            )));
+            return Err(Invalid::Client(format!("Duplicate container name '{name}' in the task definition.")));
         }
     }
     Ok(names)
@@ -251,9 +221,7 @@ fn check_container_names(containers: &[ContainerDefinition]) -> Result<BTreeSet<
 fn is_valid_image(image: &str) -> bool {
     !image.is_empty()
         && image.len() <= 255
-        && image
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_:./#@".contains(&b))
+        && image.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_:./#@".contains(&b))
 }
 
 fn check_container(
@@ -266,9 +234,7 @@ fn check_container(
     let name = c.name.as_deref().unwrap_or_default();
     let image = c.image.as_deref().unwrap_or_default();
     if image.is_empty() {
-        return Err(Invalid::Client(format!(
-            "Container.image should not be null or empty (container '{name}')."
-        )));
+        return Err(Invalid::Client(format!("Container.image should not be null or empty (container '{name}').")));
     }
     if !is_valid_image(image) {
         return Err(Invalid::Client(format!(
@@ -300,9 +266,7 @@ fn check_container(
         )));
     }
     if c.cpu.is_some_and(|cpu| cpu < 0) {
-        return Err(Invalid::Client(format!(
-            "Invalid 'cpu' setting for container '{name}': it must not be negative."
-        )));
+        return Err(Invalid::Client(format!("Invalid 'cpu' setting for container '{name}': it must not be negative.")));
     }
     for pm in c.port_mappings.iter().flatten() {
         check_port_mapping(name, pm, mode)?;
@@ -323,9 +287,7 @@ fn check_container(
     for dep in c.depends_on.iter().flatten() {
         let target = dep.container_name.as_deref().unwrap_or_default();
         if target == name {
-            return Err(Invalid::Client(format!(
-                "Container '{name}' cannot depend on itself."
-            )));
+            return Err(Invalid::Client(format!("Container '{name}' cannot depend on itself.")));
         }
         if !names.contains(target) {
             return Err(Invalid::Client(format!(
@@ -398,9 +360,7 @@ fn check_port_mapping(name: &str, pm: &PortMapping, mode: NetworkMode) -> Result
     }
     if let Some(h) = pm.host_port {
         if !(0..=65535).contains(&h) {
-            return Err(Invalid::Client(format!(
-                "Invalid hostPort {h} for container '{name}': ports are 0 to 65535."
-            )));
+            return Err(Invalid::Client(format!("Invalid hostPort {h} for container '{name}': ports are 0 to 65535.")));
         }
         if matches!(mode, NetworkMode::Awsvpc | NetworkMode::Host) && Some(h) != pm.container_port {
             return Err(Invalid::Client(format!(
@@ -420,9 +380,7 @@ fn parse_port_range(s: &str) -> Option<(i32, i32)> {
 fn check_health_check(name: &str, hc: &HealthCheck) -> Result<(), Invalid> {
     let command = hc.command.as_deref().unwrap_or_default();
     if command.is_empty() {
-        return Err(Invalid::Client(format!(
-            "The health check of container '{name}' needs a command."
-        )));
+        return Err(Invalid::Client(format!("The health check of container '{name}' needs a command.")));
     }
     let bounds = [
         ("interval", hc.interval, 5, 300),
@@ -473,12 +431,7 @@ fn check_dependency_cycles(containers: &[ContainerDefinition]) -> Result<(), Inv
     let edges: BTreeMap<&str, Vec<&str>> = containers
         .iter()
         .map(|c| {
-            let deps = c
-                .depends_on
-                .iter()
-                .flatten()
-                .filter_map(|d| d.container_name.as_deref())
-                .collect();
+            let deps = c.depends_on.iter().flatten().filter_map(|d| d.container_name.as_deref()).collect();
             (c.name.as_deref().unwrap_or_default(), deps)
         })
         .collect();
@@ -513,16 +466,9 @@ fn check_dependency_cycles(containers: &[ContainerDefinition]) -> Result<(), Inv
     Ok(())
 }
 
-fn check_task_size(
-    containers: &[ContainerDefinition],
-    cpu: Option<i64>,
-    memory: Option<i64>,
-) -> Result<(), Invalid> {
+fn check_task_size(containers: &[ContainerDefinition], cpu: Option<i64>, memory: Option<i64>) -> Result<(), Invalid> {
     if let Some(task_cpu) = cpu {
-        let sum: i64 = containers
-            .iter()
-            .map(|c| i64::from(c.cpu.unwrap_or(0)))
-            .sum();
+        let sum: i64 = containers.iter().map(|c| i64::from(c.cpu.unwrap_or(0))).sum();
         if sum > task_cpu {
             return Err(Invalid::Client(format!(
                 "The containers ask for {sum} CPU units in total, more than the task's cpu of {task_cpu}."
@@ -531,11 +477,7 @@ fn check_task_size(
     }
     if let Some(task_mem) = memory {
         for c in containers {
-            let own = c
-                .memory
-                .or(c.memory_reservation)
-                .map(i64::from)
-                .unwrap_or(0);
+            let own = c.memory.or(c.memory_reservation).map(i64::from).unwrap_or(0);
             if own > task_mem {
                 return Err(Invalid::Client(format!(
                     "Container '{}' asks for {own} MiB, more than the task's memory of {task_mem} MiB.",
@@ -543,10 +485,7 @@ fn check_task_size(
                 )));
             }
         }
-        let reserved: i64 = containers
-            .iter()
-            .map(|c| i64::from(c.memory_reservation.or(c.memory).unwrap_or(0)))
-            .sum();
+        let reserved: i64 = containers.iter().map(|c| i64::from(c.memory_reservation.or(c.memory).unwrap_or(0))).sum();
         if reserved > task_mem {
             return Err(Invalid::Client(format!(
                 "The containers reserve {reserved} MiB in total, more than the task's memory of {task_mem} MiB."
@@ -558,12 +497,7 @@ fn check_task_size(
 
 /// The task sizes Fargate offers: for each CPU value, the memory values (MiB) allowed.
 pub fn fargate_memory_options(cpu: i64) -> Option<Vec<i64>> {
-    let gib = |from: i64, to: i64, step: i64| {
-        (from..=to)
-            .step_by(step as usize)
-            .map(|g| g * 1024)
-            .collect()
-    };
+    let gib = |from: i64, to: i64, step: i64| (from..=to).step_by(step as usize).map(|g| g * 1024).collect();
     Some(match cpu {
         256 => vec![512, 1024, 2048],
         512 => gib(1, 4, 1),
@@ -583,14 +517,10 @@ fn check_fargate(
     memory: Option<i64>,
 ) -> Result<(), Invalid> {
     if mode != NetworkMode::Awsvpc {
-        return Err(Invalid::Client(
-            "Fargate only supports network mode 'awsvpc'.".into(),
-        ));
+        return Err(Invalid::Client("Fargate only supports network mode 'awsvpc'.".into()));
     }
     let (Some(cpu), Some(memory)) = (cpu, memory) else {
-        return Err(Invalid::Client(
-            "Fargate requires that 'cpu' and 'memory' be defined at the task level.".into(),
-        ));
+        return Err(Invalid::Client("Fargate requires that 'cpu' and 'memory' be defined at the task level.".into()));
     };
     if !fargate_memory_options(cpu).is_some_and(|opts| opts.contains(&memory)) {
         return Err(Invalid::Client(format!(
@@ -599,28 +529,13 @@ fn check_fargate(
     }
     let containers = doc.container_definitions.as_deref().unwrap_or_default();
     if containers.iter().any(|c| c.privileged == Some(true)) {
-        return Err(Invalid::Client(
-            "Fargate does not support privileged containers.".into(),
-        ));
+        return Err(Invalid::Client("Fargate does not support privileged containers.".into()));
     }
-    if doc
-        .volumes
-        .iter()
-        .flatten()
-        .any(|v| v.host.as_ref().is_some_and(|h| h.source_path.is_some()))
-    {
-        return Err(Invalid::Client(
-            "Fargate does not support host volumes with a sourcePath.".into(),
-        ));
+    if doc.volumes.iter().flatten().any(|v| v.host.as_ref().is_some_and(|h| h.source_path.is_some())) {
+        return Err(Invalid::Client("Fargate does not support host volumes with a sourcePath.".into()));
     }
-    if doc
-        .placement_constraints
-        .as_ref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(Invalid::Client(
-            "Fargate does not support task placement constraints.".into(),
-        ));
+    if doc.placement_constraints.as_ref().is_some_and(|p| !p.is_empty()) {
+        return Err(Invalid::Client("Fargate does not support task placement constraints.".into()));
     }
     if doc.ipc_mode.is_some() {
         return Err(Invalid::Client("Fargate does not support ipcMode.".into()));
@@ -647,9 +562,7 @@ fn required_attributes(doc: &RegisterTaskDefinitionRequest) -> Vec<String> {
             out.insert("ecs.capability.container-ordering".to_string());
         }
         if let Some(driver) = c.log_configuration.as_ref().and_then(|l| l.log_driver) {
-            out.insert(format!(
-                "com.amazonaws.ecs.capability.logging-driver.{driver}"
-            ));
+            out.insert(format!("com.amazonaws.ecs.capability.logging-driver.{driver}"));
         }
         if c.memory_reservation.is_some() {
             out.insert("com.amazonaws.ecs.capability.docker-remote-api.1.21".to_string());
@@ -678,15 +591,9 @@ mod tests {
         assert_eq!(family.as_str(), "web");
         let c = &spec.containers()[0];
         assert_eq!((c.cpu, c.essential), (Some(0), Some(true)));
-        assert_eq!(
-            c.port_mappings.as_ref().unwrap()[0].protocol,
-            Some(TransportProtocol::Tcp)
-        );
+        assert_eq!(c.port_mappings.as_ref().unwrap()[0].protocol, Some(TransportProtocol::Tcp));
         assert_eq!(spec.network_mode(), NetworkMode::Bridge);
-        assert_eq!(
-            spec.compatibilities,
-            vec![Compatibility::Ec2, Compatibility::External]
-        );
+        assert_eq!(spec.compatibilities, vec![Compatibility::Ec2, Compatibility::External]);
     }
 
     #[test]
@@ -697,21 +604,12 @@ mod tests {
         v["memory"] = json!("0.5GB");
         v["requiresCompatibilities"] = json!(["FARGATE"]);
         let (_, spec) = parse(v.clone()).unwrap();
-        assert_eq!(
-            (spec.doc.cpu.as_deref(), spec.doc.memory.as_deref()),
-            (Some("256"), Some("512"))
-        );
+        assert_eq!((spec.doc.cpu.as_deref(), spec.doc.memory.as_deref()), (Some("256"), Some("512")));
         assert!(spec.compatibilities.contains(&Compatibility::Fargate));
-        assert_eq!(
-            spec.containers()[0].port_mappings.as_ref().unwrap()[0].host_port,
-            Some(8080)
-        );
+        assert_eq!(spec.containers()[0].port_mappings.as_ref().unwrap()[0].host_port, Some(8080));
         v["memory"] = json!("4096");
         let err = parse(v).unwrap_err().to_string();
-        assert!(
-            err.contains("No Fargate configuration exists for given values: 256 CPU, 4096 memory"),
-            "{err}"
-        );
+        assert!(err.contains("No Fargate configuration exists for given values: 256 CPU, 4096 memory"), "{err}");
     }
 
     #[test]
@@ -721,14 +619,8 @@ mod tests {
                 json!({"family": "bad name", "containerDefinitions": [{"name": "a", "image": "i", "memory": 64}]}),
                 "Family",
             ),
-            (
-                json!({"family": "f", "containerDefinitions": []}),
-                "at least one container",
-            ),
-            (
-                json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i"}]}),
-                "memoryReservation",
-            ),
+            (json!({"family": "f", "containerDefinitions": []}), "at least one container"),
+            (json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i"}]}), "memoryReservation"),
             (
                 json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i", "memory": 64}, {"name": "a", "image": "i", "memory": 64}]}),
                 "Duplicate container name",
@@ -745,10 +637,7 @@ mod tests {
                 json!({"family": "f", "networkMode": "awsvpc", "containerDefinitions": [{"name": "a", "image": "i", "memory": 64, "portMappings": [{"containerPort": 80, "hostPort": 81}]}]}),
                 "must match",
             ),
-            (
-                json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i", "memory": 4}]}),
-                "minimum",
-            ),
+            (json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i", "memory": 4}]}), "minimum"),
             (
                 json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i", "memory": 64, "memoryReservation": 128}]}),
                 "memoryReservation",
@@ -757,10 +646,7 @@ mod tests {
                 json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i", "memory": 64, "essential": false}]}),
                 "essential",
             ),
-            (
-                json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "", "memory": 64}]}),
-                "image",
-            ),
+            (json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "", "memory": 64}]}), "image"),
             (
                 json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i", "memory": 64, "mountPoints": [{"sourceVolume": "v", "containerPath": "/d"}]}]}),
                 "source volume 'v'",
@@ -799,9 +685,6 @@ mod tests {
         let err = parse(json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i", "memory": 64, "healthCheck": {}}]}))
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("containerDefinitions[0].healthCheck.command is required"),
-            "{err}"
-        );
+        assert!(err.contains("containerDefinitions[0].healthCheck.command is required"), "{err}");
     }
 }
