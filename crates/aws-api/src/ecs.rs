@@ -22,14 +22,14 @@ const PAGE_LIMIT: i32 = 100;
 const SETTINGS_PAGE_LIMIT: i32 = 10;
 
 /// Implemented by every input shape: the model's own rules (required members, bounds).
-trait Validate {
+pub(crate) trait Validate {
     fn violations(&self) -> Vec<Violation>;
 }
 
 macro_rules! validate_with_model {
     ($($t:ty),* $(,)?) => {$(
         impl Validate for $t {
-            fn violations(&self) -> Vec<Violation> {
+            fn violations(&self) -> Vec<model::Violation> {
                 let mut v = Vec::new();
                 self.validate_at("", &mut v);
                 v
@@ -40,10 +40,12 @@ macro_rules! validate_with_model {
 macro_rules! no_model_rules {
     ($($t:ty),* $(,)?) => {$(
         impl Validate for $t {
-            fn violations(&self) -> Vec<Violation> { Vec::new() }
+            fn violations(&self) -> Vec<model::Violation> { Vec::new() }
         }
     )*};
 }
+pub(crate) use {no_model_rules, validate_with_model};
+
 validate_with_model!(
     w::CreateClusterRequest,
     w::UpdateClusterRequest,
@@ -73,7 +75,7 @@ no_model_rules!(
 );
 
 /// Decodes an input shape and applies the model's rules to it.
-fn input<T: serde::de::DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn input<T: serde::de::DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError> {
     let value: T = decode(body)?;
     let violations = value.violations();
     match violations.as_slice() {
@@ -83,8 +85,17 @@ fn input<T: serde::de::DeserializeOwned + Validate>(body: &[u8]) -> Result<T, Ap
     }
 }
 
-pub async fn dispatch(api: &Api, caller: &Caller, operation: &str, body: &[u8]) -> Result<Response, ApiError> {
+pub async fn dispatch(
+    api: &Api,
+    caller: &Caller,
+    operation: &str,
+    body: &[u8],
+    endpoint: &str,
+) -> Result<Response, ApiError> {
     let cp = &api.control;
+    if let Some(r) = crate::ecs_tasks::dispatch(cp, caller, operation, body, endpoint).await {
+        return r;
+    }
     match operation {
         "CreateCluster" => {
             let r: w::CreateClusterRequest = input(body)?;
@@ -288,15 +299,15 @@ pub async fn dispatch(api: &Api, caller: &Caller, operation: &str, body: &[u8]) 
 
 const ALL_CLUSTER_FIELDS: &[ClusterField] = ClusterField::ALL;
 
-fn tag_pairs(tags: Option<Vec<w::Tag>>) -> Vec<(String, String)> {
+pub(crate) fn tag_pairs(tags: Option<Vec<w::Tag>>) -> Vec<(String, String)> {
     tags.unwrap_or_default().into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())).collect()
 }
 
-fn tags_shape(tags: &Tags) -> Vec<w::Tag> {
+pub(crate) fn tags_shape(tags: &Tags) -> Vec<w::Tag> {
     tags.iter().map(|(k, v)| w::Tag { key: Some(k.into()), value: Some(v.into()) }).collect()
 }
 
-fn failure_shape(f: Failure) -> w::Failure {
+pub(crate) fn failure_shape(f: Failure) -> w::Failure {
     w::Failure { arn: Some(f.arn), reason: Some(f.reason), detail: f.detail }
 }
 

@@ -70,6 +70,7 @@ impl From<Error> for ApiError {
                 ApiError::bad_request(code, message)
             }
             Error::LimitExceeded(m) => ApiError::bad_request("LimitExceededException", m),
+            Error::Unsupported(m) => ApiError::bad_request("UnsupportedFeatureException", m),
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 ApiError::new(

@@ -5,7 +5,9 @@
 //! Layering: this crate calls `control-plane`; the control plane never sees a wire shape,
 //! a header or a status code. Errors are rendered here and logged once, here.
 
+mod agent_channel;
 mod ecs;
+mod ecs_tasks;
 pub mod error;
 pub mod sigv4;
 
@@ -43,6 +45,7 @@ pub struct Api {
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/", post(handle).fallback(unsupported_method))
+        .route(agent_protocol::CONNECT_PATH, axum::routing::get(agent_channel::connect))
         .layer(DefaultBodyLimit::disable())
         .with_state(api)
 }
@@ -133,12 +136,15 @@ async fn process(
     };
     let caller = authenticate(api, method, uri, headers, &body, service)?;
     match service {
-        "ecs" => ecs::dispatch(api, &caller, operation, &body).await,
+        "ecs" => {
+            let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+            ecs::dispatch(api, &caller, operation, &body, &format!("http://{host}")).await
+        }
         _ => unreachable!("services are matched above"),
     }
 }
 
-fn authenticate(
+pub(crate) fn authenticate(
     api: &Api,
     method: &Method,
     uri: &Uri,

@@ -42,6 +42,10 @@ pub enum Command {
     Up(ServerArgs),
     /// Run the control plane and its AWS endpoint alone.
     Server(ServerArgs),
+    /// Run an agent: register this host's Docker engine as a container instance of
+    /// `ECS_CLUSTER` and run the tasks placed on it. Reads the ECS agent's settings from
+    /// the environment and from the config file (the environment wins).
+    Agent(AgentArgs),
     /// Print `export` lines that point the aws CLI and SDKs at this Berth:
     /// use `eval "$(berth env)"`.
     Env(EnvArgs),
@@ -72,6 +76,20 @@ pub struct ServerArgs {
     /// The most connections served at once; further clients wait to be accepted.
     #[arg(long, env = "BERTH_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// With `up`: do not run the local agent (this host's Docker engine is then not a
+    /// container instance). Ignored by `server`, which never runs one.
+    #[arg(long, env = "BERTH_NO_AGENT")]
+    pub no_agent: bool,
+    /// Seconds without a heartbeat after which an agent is shown `agentConnected: false`.
+    #[arg(long, env = "BERTH_AGENT_TIMEOUT", default_value_t = 30)]
+    pub agent_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The ECS agent config file (KEY=VALUE lines: ECS_CLUSTER, ECS_BACKEND_HOST, ...).
+    #[arg(long, env = "ECS_CONFIG_FILE", default_value = "/etc/ecs/ecs.config")]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -128,7 +146,9 @@ pub fn init_logging(g: &Global) {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up(args) | Command::Server(args) => serve::run(args).await,
+        Command::Up(args) => serve::run(args, true).await,
+        Command::Server(args) => serve::run(args, false).await,
+        Command::Agent(args) => agent(args).await,
         Command::Env(args) => env(args),
         Command::Account(AccountCommand::Create { data, name }) => {
             let dir = DataDir::open_existing(&data.data_dir)?;
@@ -152,6 +172,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let vars: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let config = agent::config::AgentConfig::load(&vars, Some(&args.config))?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(serve::signal_shutdown(shutdown.clone()));
+    agent::session::run(config, shutdown).await
 }
 
 fn env(args: EnvArgs) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+
 use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -21,10 +22,11 @@ use crate::datadir::DataDir;
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let dir = DataDir::create(&args.data.data_dir)?;
     let created = dir.credentials()?.bootstrap()?;
-    let control = Arc::new(ControlPlane::open(dir.store())?);
+    let config = control_plane::Config { agent_timeout: Duration::from_secs(args.agent_timeout) };
+    let control = Arc::new(ControlPlane::open_with(dir.store(), config)?);
 
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -52,7 +54,35 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
     tracing::info!(%url, data_dir = %args.data.data_dir.display(), "berth is serving");
-    serve(listener, app, args.max_connections, shutdown).await;
+    let server = tokio::spawn(serve(listener, app, args.max_connections, shutdown.clone()));
+    if with_agent && !args.no_agent {
+        let key = dir.credentials()?.first_key()?.context("the data dir has no access key")?;
+        let vars: std::collections::BTreeMap<String, String> = [
+            ("ECS_BACKEND_HOST", url.clone()),
+            ("AWS_ACCESS_KEY_ID", key.id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", key.secret.clone()),
+            ("ECS_DATADIR", args.data.data_dir.join("agent").display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(std::env::vars().filter(|(k, _)| k.starts_with("ECS_") && k != "ECS_BACKEND_HOST" && k != "ECS_DATADIR"))
+        .collect();
+        // The local agent is a convenience: if Docker is not there, the API still serves.
+        match agent::config::AgentConfig::load(&vars, None) {
+            Ok(config) => {
+                let token = shutdown.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = agent::session::run(config, token).await {
+                        tracing::error!(error = %format!("{e:#}"), "the local agent stopped; this host runs no tasks");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "the local agent is misconfigured; this host runs no tasks")
+            }
+        }
+    }
+    let _ = server.await;
     tracing::info!("berth stopped");
     Ok(())
 }
@@ -98,7 +128,7 @@ async fn serve(listener: TcpListener, app: Router, max: usize, shutdown: Cancell
     }
 }
 
-async fn signal_shutdown(token: CancellationToken) {
+pub async fn signal_shutdown(token: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers; stop berth with SIGKILL");

@@ -17,6 +17,9 @@ pub enum Error {
     /// A limit on the number of things would be exceeded.
     #[error("{0}")]
     LimitExceeded(String),
+    /// The request asks for something this version of Berth does not do yet.
+    #[error("{0}")]
+    Unsupported(String),
     /// Something failed inside Berth; the request may be retried. The detail is for logs.
     #[error("internal error: {0}")]
     Internal(String),

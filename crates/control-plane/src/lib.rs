@@ -5,6 +5,7 @@
 //! `store` before anything is acknowledged or visible. Nothing here knows a wire format,
 //! and nothing here contains SQL.
 
+pub mod agents;
 pub mod auth;
 pub mod ecs;
 pub mod error;
@@ -31,11 +32,26 @@ const QUEUE_DEPTH: usize = 4096;
 /// when nodes held task definitions inline; values are now behind `Arc`).
 const WRITER_STACK_BYTES: usize = 16 * 1024 * 1024;
 
+/// Settings of the control plane.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// An agent not heard from for this long is shown `agentConnected: false`.
+    pub agent_timeout: std::time::Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // Three missed heartbeats.
+        Config { agent_timeout: std::time::Duration::from_secs(3 * agent_protocol::HEARTBEAT_SECONDS) }
+    }
+}
+
 /// The control plane of one Berth deployment.
 pub struct ControlPlane {
     view: Arc<ArcSwap<State>>,
     jobs: mpsc::Sender<writer::Job>,
     pub credentials: auth::Credentials,
+    pub agents: Arc<agents::Agents>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -48,6 +64,10 @@ impl ControlPlane {
     /// Rebuilds the state from `store` and starts the writer thread, which runs until the
     /// control plane is dropped and its queued changes are committed.
     pub fn open(store: Arc<dyn Store>) -> Result<Self> {
+        Self::open_with(store, Config::default())
+    }
+
+    pub fn open_with(store: Arc<dyn Store>, config: Config) -> Result<Self> {
         let records = store.load().map_err(|e| Error::Internal(e.to_string()))?;
         let count = records.len();
         let state = State::from_records(records).map_err(|e| Error::Internal(e.to_string()))?;
@@ -61,7 +81,12 @@ impl ControlPlane {
             .stack_size(WRITER_STACK_BYTES)
             .spawn(move || writer::run(rx, writer_store, writer_view))
             .map_err(|e| Error::Internal(format!("starting the writer thread: {e}")))?;
-        Ok(ControlPlane { view, jobs, credentials: auth::Credentials::new(store) })
+        Ok(ControlPlane {
+            view,
+            jobs,
+            credentials: auth::Credentials::new(store),
+            agents: Arc::new(agents::Agents::new(config.agent_timeout)),
+        })
     }
 
     /// The state as of the last durable commit.

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use model::ecs::settings::Principal;
 use model::ecs::shapes::SettingName;
+use model::ecs::task::{ContainerInstance, Task};
 use model::ecs::{Attribute, Cluster, TaskDefinition};
 use model::ids::{ClusterName, Family};
 use model::Scope;
@@ -44,6 +45,8 @@ pub type AttributeKey = (Scope, ClusterName, String, String);
 pub struct State {
     pub clusters: OrdMap<(Scope, ClusterName), Arc<Cluster>>,
     pub task_definitions: OrdMap<(Scope, Family, u32), Arc<TaskDefinition>>,
+    pub instances: OrdMap<(Scope, ClusterName, String), Arc<ContainerInstance>>,
+    pub tasks: OrdMap<(Scope, ClusterName, String), Arc<Task>>,
     pub settings: OrdMap<SettingKey, StoredSetting>,
     pub attributes: OrdMap<AttributeKey, StoredAttribute>,
 }
@@ -53,6 +56,8 @@ pub struct State {
 pub enum Touched {
     Cluster(Scope, ClusterName),
     TaskDefinition(Scope, Family, u32),
+    Instance(Scope, ClusterName, String),
+    Task(Scope, ClusterName, String),
     Setting(SettingKey),
     Attribute(AttributeKey),
 }
@@ -60,6 +65,8 @@ pub enum Touched {
 const CLUSTERS: &str = "ecs.clusters";
 const TASK_DEFINITIONS: &str = "ecs.task_definitions";
 const SETTINGS: &str = "ecs.account_settings";
+const INSTANCES: &str = "ecs.container_instances";
+const TASKS: &str = "ecs.tasks";
 const ATTRIBUTES: &str = "ecs.attributes";
 
 fn scope_key(s: &Scope) -> String {
@@ -72,6 +79,8 @@ impl Touched {
             Touched::Cluster(s, n) => (CLUSTERS, format!("{}/{n}", scope_key(s))),
             // Zero-padded so that keys sort by revision.
             Touched::TaskDefinition(s, f, r) => (TASK_DEFINITIONS, format!("{}/{f}/{r:010}", scope_key(s))),
+            Touched::Instance(s, c, id) => (INSTANCES, format!("{}/{c}/{id}", scope_key(s))),
+            Touched::Task(s, c, id) => (TASKS, format!("{}/{c}/{id}", scope_key(s))),
             Touched::Setting((s, p, n)) => {
                 let who = match p {
                     Principal::AccountDefault => "*".to_string(),
@@ -97,6 +106,10 @@ impl State {
             Touched::TaskDefinition(s, f, r) => {
                 self.task_definitions.get(&(s.clone(), f.clone(), *r)).map(|t| encode(t.as_ref()))
             }
+            Touched::Instance(s, c, id) => {
+                self.instances.get(&(s.clone(), c.clone(), id.clone())).map(|i| encode(i.as_ref()))
+            }
+            Touched::Task(s, c, id) => self.tasks.get(&(s.clone(), c.clone(), id.clone())).map(|t| encode(t.as_ref())),
             Touched::Setting(k) => self.settings.get(k).map(encode),
             Touched::Attribute(k) => self.attributes.get(k).map(encode),
         };
@@ -123,6 +136,14 @@ impl State {
                 TASK_DEFINITIONS => {
                     let t: TaskDefinition = decode(r)?;
                     state.task_definitions.insert((t.scope.clone(), t.family.clone(), t.revision), Arc::new(t));
+                }
+                INSTANCES => {
+                    let i: ContainerInstance = decode(r)?;
+                    state.instances.insert((i.scope.clone(), i.cluster.clone(), i.id.clone()), Arc::new(i));
+                }
+                TASKS => {
+                    let t: Task = decode(r)?;
+                    state.tasks.insert((t.scope.clone(), t.cluster.clone(), t.id.clone()), Arc::new(t));
                 }
                 SETTINGS => {
                     let s: StoredSetting = decode(r)?;
@@ -154,5 +175,29 @@ impl State {
         let lo = (scope.clone(), family.clone(), 0);
         let hi = (scope.clone(), family.clone(), u32::MAX);
         self.task_definitions.range(lo..=hi).map(|(_, t)| &**t)
+    }
+}
+
+impl State {
+    /// The container instances of one cluster.
+    pub fn cluster_instances<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &ClusterName,
+    ) -> impl Iterator<Item = &'a Arc<ContainerInstance>> + 'a {
+        let lo = (scope.clone(), cluster.clone(), String::new());
+        let (s, c) = (scope.clone(), cluster.clone());
+        self.instances.range(lo..).take_while(move |((ks, kc, _), _)| *ks == s && *kc == c).map(|(_, i)| i)
+    }
+
+    /// The tasks of one cluster.
+    pub fn cluster_tasks<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &ClusterName,
+    ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
+        let lo = (scope.clone(), cluster.clone(), String::new());
+        let (s, c) = (scope.clone(), cluster.clone());
+        self.tasks.range(lo..).take_while(move |((ks, kc, _), _)| *ks == s && *kc == c).map(|(_, t)| t)
     }
 }

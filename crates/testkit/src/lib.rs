@@ -2,6 +2,8 @@
 //! loopback port with a fresh data dir, and talks to it with the official AWS SDK for
 //! Rust or the `aws` CLI, exactly as a user would.
 
+pub mod images;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,18 +26,35 @@ pub struct Key {
 pub struct Berth {
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// Extra arguments of `berth up` and environment of the process.
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     pub endpoint: String,
     pub key: Key,
 }
 
 impl Berth {
-    /// Starts `berth up` from the binary at `bin` (tests pass `env!("CARGO_BIN_EXE_berth")`).
+    /// Starts `berth up --no-agent` from the binary at `bin` (tests pass
+    /// `env!("CARGO_BIN_EXE_berth")`): the API alone, with no container instance.
     pub async fn start(bin: &str) -> Berth {
+        Self::launch(bin, vec!["--no-agent".into()], Vec::new()).await
+    }
+
+    /// Starts `berth up` with its local agent, which registers this machine's Docker
+    /// engine into cluster `default` (or `ECS_CLUSTER` from `env`).
+    pub async fn start_with_agent(bin: &str, env: &[(&str, &str)]) -> Berth {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::launch(bin, Vec::new(), env).await
+    }
+
+    async fn launch(bin: &str, args: Vec<String>, env: Vec<(String, String)>) -> Berth {
         let dir = tempfile::Builder::new().prefix("berth-test").tempdir().expect("temp dir");
         let mut b = Berth {
             bin: bin.into(),
             dir,
+            args,
+            env,
             child: None,
             endpoint: String::new(),
             key: Key { account: String::new(), id: String::new(), secret: String::new() },
@@ -60,7 +79,9 @@ impl Berth {
         let child = Command::new(&self.bin)
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.dir.path())
+            .args(&self.args)
             .env("BERTH_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -15,10 +15,10 @@ pub const MAX_PER_RESOURCE: usize = 10;
 /// The only kind of target ECS attributes attach to.
 pub const CONTAINER_INSTANCE: &str = "container-instance";
 
-/// Whether `target` names a container instance of the cluster. Container instances are
-/// introduced by the agent; until one registers there is nothing to attach to.
-fn target_exists(_state: &State, _target: &str) -> bool {
-    false
+/// Whether `target` (ARN or id) names a live container instance of the cluster.
+fn target_exists(state: &State, scope: &model::Scope, cluster: &model::ids::ClusterName, target: &str) -> bool {
+    super::instances::find_instance(state, scope, cluster, target)
+        .is_some_and(|i| i.status != model::ecs::task::InstanceStatus::Inactive)
 }
 
 fn check(attrs: &[Attribute]) -> Result<()> {
@@ -77,7 +77,7 @@ impl ControlPlane {
         self.write(move |txn| {
             let name = active_cluster(txn.state, &scope, cluster.as_deref())?.name.clone();
             for a in &attrs {
-                if !target_exists(txn.state, &a.target_id) {
+                if !target_exists(txn.state, &scope, &name, &a.target_id) {
                     return Err(Error::NotFound {
                         kind: NotFoundKind::Target,
                         message: format!("Could not find {}.", a.target_id),

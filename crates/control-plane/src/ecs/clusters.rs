@@ -11,7 +11,7 @@ use model::tags::Tags;
 use model::Scope;
 
 use super::{Caller, Failure};
-use crate::error::{Error, Result};
+use crate::error::{ConflictKind, Error, Result};
 use crate::state::{State, Touched};
 use crate::{ControlPlane, Page, Txn};
 
@@ -141,6 +141,24 @@ fn check_capacity_providers(providers: &[String], strategy: &[CapacityProviderSt
     Ok(())
 }
 
+/// A new ACTIVE cluster with ECS's default settings.
+pub(crate) fn fresh_cluster(scope: &Scope, name: ClusterName, tags: Tags) -> Cluster {
+    Cluster {
+        scope: scope.clone(),
+        name,
+        status: ClusterStatus::Active,
+        tags,
+        settings: vec![ClusterSetting {
+            name: Some(ClusterSettingName::ContainerInsights),
+            value: Some("disabled".into()),
+        }],
+        configuration: None,
+        capacity_providers: Vec::new(),
+        default_capacity_provider_strategy: Vec::new(),
+        service_connect_namespace: None,
+    }
+}
+
 fn modify_cluster(
     txn: &mut Txn<'_>,
     scope: &Scope,
@@ -174,22 +192,12 @@ impl ControlPlane {
                     return Ok(existing.clone());
                 }
             }
-            let mut settings = vec![ClusterSetting {
-                name: Some(ClusterSettingName::ContainerInsights),
-                value: Some("disabled".into()),
-            }];
-            merge_settings(&mut settings, &req.settings);
-            let cluster = Cluster {
-                scope: scope.clone(),
-                name: name.clone(),
-                status: ClusterStatus::Active,
-                tags,
-                settings,
-                configuration: req.configuration,
-                capacity_providers: req.capacity_providers,
-                default_capacity_provider_strategy: req.default_capacity_provider_strategy,
-                service_connect_namespace: req.service_connect_namespace,
-            };
+            let mut cluster = fresh_cluster(&scope, name.clone(), tags);
+            merge_settings(&mut cluster.settings, &req.settings);
+            cluster.configuration = req.configuration;
+            cluster.capacity_providers = req.capacity_providers;
+            cluster.default_capacity_provider_strategy = req.default_capacity_provider_strategy;
+            cluster.service_connect_namespace = req.service_connect_namespace;
             txn.state.clusters.insert((scope.clone(), name.clone()), Arc::new(cluster.clone()));
             txn.touch(Touched::Cluster(scope, name));
             Ok(cluster)
@@ -286,12 +294,24 @@ impl ControlPlane {
         .await
     }
 
-    /// Marks a cluster INACTIVE. Container instances, services and tasks do not exist yet
-    /// in this version, so nothing can hold a cluster open; when they do, this refuses
-    /// with ECS's `ClusterContains*` errors.
+    /// Marks a cluster INACTIVE, refusing while instances or tasks still use it.
     pub async fn delete_cluster(&self, caller: &Caller, cluster: String) -> Result<Cluster> {
         let scope = caller.scope.clone();
         self.write(move |txn| {
+            let name = active_cluster(txn.state, &scope, Some(&cluster))?.name.clone();
+            let state = &*txn.state;
+            if state.cluster_instances(&scope, &name).any(|i| i.status != model::ecs::task::InstanceStatus::Inactive) {
+                return Err(Error::Conflict {
+                    kind: ConflictKind::ClusterHasInstances,
+                    message: "The cluster cannot be deleted while container instances are active or draining. Deregister them first.".into(),
+                });
+            }
+            if state.cluster_tasks(&scope, &name).any(|t| t.holds_resources()) {
+                return Err(Error::Conflict {
+                    kind: ConflictKind::ClusterHasTasks,
+                    message: "The cluster cannot be deleted while it has active tasks. Stop them first.".into(),
+                });
+            }
             modify_cluster(txn, &scope, Some(&cluster), |c| {
                 c.status = ClusterStatus::Inactive;
                 Ok(())

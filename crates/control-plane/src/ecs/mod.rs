@@ -2,9 +2,11 @@
 
 pub mod attributes;
 pub mod clusters;
+pub mod instances;
 pub mod settings;
 pub mod tagging;
 pub mod task_definitions;
+pub mod tasks;
 
 use model::{AccountId, Scope};
 

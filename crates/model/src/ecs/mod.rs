@@ -2,6 +2,7 @@
 
 pub mod settings;
 pub mod shapes;
+pub mod task;
 pub mod task_definition;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,598 @@
+//! The Docker Engine edge: the only module that knows the Engine API (through `bollard`).
+//!
+//! It turns an ECS container definition into a Docker create request ([`create_body`], a
+//! pure function), and Docker's answers into the few facts the runner needs
+//! ([`Observed`], [`Event`]). Errors carry Docker's own message, because ECS shows it to
+//! the user after a prefix such as `CannotPullContainerError: `.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, DeviceMapping, HealthConfig, HealthStatusEnum, HostConfig,
+    HostConfigLogConfig, PortBinding, ResourcesUlimits, VolumeCreateOptions,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
+};
+use futures_util::{Stream, StreamExt};
+use model::ecs::shapes::{ContainerDefinition, NetworkMode, TransportProtocol};
+
+/// Label keys the ECS agent puts on every container, and ours for the owning instance.
+pub mod labels {
+    pub const CLUSTER: &str = "com.amazonaws.ecs.cluster";
+    pub const TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
+    pub const CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
+    pub const FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
+    pub const REVISION: &str = "com.amazonaws.ecs.task-definition-version";
+    pub const INSTANCE: &str = "berth.container-instance";
+}
+
+/// Every call but `stop` (which waits for the container) and the streams is bounded by
+/// this, so that a hung engine turns into an error rather than a hung task.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// A pull may legitimately take long; the runner's desired state can still cancel it.
+const PULL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// A failed Engine call, by how the runner reacts to it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DockerError {
+    /// The object (container, image, volume) does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Anything else; the message is Docker's, fit to show after an ECS error prefix.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl DockerError {
+    fn from_bollard(e: bollard::errors::Error) -> Self {
+        use bollard::errors::Error as E;
+        match e {
+            E::DockerResponseServerError { status_code: 404, message } => DockerError::NotFound(message),
+            E::DockerResponseServerError { message, .. } => DockerError::Failed(message),
+            E::DockerStreamError { error } => DockerError::Failed(error),
+            other => DockerError::Failed(other.to_string()),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, DockerError>;
+
+async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = std::result::Result<T, bollard::errors::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r.map_err(DockerError::from_bollard),
+        Err(_) => Err(DockerError::Failed(format!("{what}: the Docker engine did not answer within {limit:?}"))),
+    }
+}
+
+/// A handle on the local Docker engine; cheap to clone.
+#[derive(Clone)]
+pub struct Docker {
+    client: bollard::Docker,
+}
+
+/// A container as `docker inspect` shows it, reduced to what the runner reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub id: String,
+    pub name: String,
+    pub state: RunState,
+    pub exit_code: Option<i32>,
+    pub oom_killed: bool,
+    /// Docker's error for a container that could not run (`State.Error`).
+    pub error: Option<String>,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: Option<SystemTime>,
+    /// `None` when the container has no health check.
+    pub health: Option<Health>,
+    /// Published ports: (container port, protocol, host port), IPv4 bindings only.
+    pub ports: Vec<(i32, TransportProtocol, i32)>,
+    /// The image id (`sha256:...`) the container runs.
+    pub image_id: String,
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Created and never started.
+    Created,
+    Running,
+    /// Not running after having been started (exited or dead).
+    Exited,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// A container event; the runner only uses it as a cue to inspect the container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    /// `start`, `die`, `oom`, `health_status: healthy`, `destroy`, ...
+    pub action: String,
+}
+
+/// A container found by its labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub id: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// A Docker volume the task needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub driver: Option<String>,
+    pub driver_opts: HashMap<String, String>,
+    pub labels: HashMap<String, String>,
+}
+
+impl Docker {
+    /// Connects over the local socket (`DOCKER_HOST` if set) and negotiates the API version,
+    /// so an older engine (20.10 speaks 1.41) gets requests it understands.
+    pub async fn connect() -> anyhow::Result<Docker> {
+        let client = bollard::Docker::connect_with_local_defaults()?
+            // Our own per-call bounds apply; this one only has to outlast `docker stop`.
+            .with_timeout(Duration::from_secs(3600));
+        let client = tokio::time::timeout(CALL_TIMEOUT, client.negotiate_version())
+            .await
+            .map_err(|_| anyhow::anyhow!("the Docker engine did not answer within {CALL_TIMEOUT:?}"))??;
+        Ok(Docker { client })
+    }
+
+    /// CPU count and total memory in bytes.
+    pub async fn resources(&self) -> Result<(i64, i64)> {
+        let info = bounded(CALL_TIMEOUT, "info", self.client.info()).await?;
+        Ok((info.ncpu.unwrap_or(0), info.mem_total.unwrap_or(0)))
+    }
+
+    /// Pulls `image` (without a tag, `latest`, as `docker pull` does).
+    pub async fn pull(&self, image: &str) -> Result<()> {
+        let options = CreateImageOptions { from_image: Some(with_default_tag(image)), ..Default::default() };
+        let mut stream = self.client.create_image(Some(options), None, None);
+        let drain = async {
+            while let Some(item) = stream.next().await {
+                let info = item?;
+                if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                    return Err(bollard::errors::Error::DockerStreamError { error: e });
+                }
+            }
+            Ok(())
+        };
+        bounded(PULL_TIMEOUT, "pull", drain).await
+    }
+
+    /// The digest ECS reports for a local image: its registry digest when it came from a
+    /// registry, else its image id. `NotFound` when the image is not present.
+    pub async fn image_digest(&self, image: &str) -> Result<String> {
+        let inspect = bounded(CALL_TIMEOUT, "image inspect", self.client.inspect_image(image)).await?;
+        let repo_digest =
+            inspect.repo_digests.unwrap_or_default().into_iter().find_map(|d| d.split_once('@').map(|(_, h)| h.into()));
+        Ok(repo_digest.or(inspect.id).unwrap_or_default())
+    }
+
+    /// Creates the volume unless one of that name exists (Docker answers with the existing
+    /// one when driver and options agree).
+    pub async fn ensure_volume(&self, v: &VolumeSpec) -> Result<()> {
+        let options = VolumeCreateOptions {
+            name: Some(v.name.clone()),
+            driver: v.driver.clone(),
+            driver_opts: Some(v.driver_opts.clone()),
+            labels: Some(v.labels.clone()),
+            ..Default::default()
+        };
+        bounded(CALL_TIMEOUT, "volume create", self.client.create_volume(options)).await.map(|_| ())
+    }
+
+    pub async fn volume_exists(&self, name: &str) -> Result<bool> {
+        match bounded(CALL_TIMEOUT, "volume inspect", self.client.inspect_volume(name)).await {
+            Ok(_) => Ok(true),
+            Err(DockerError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Names of volumes carrying all these labels.
+    pub async fn volumes_with_labels(&self, wanted: &[(&str, &str)]) -> Result<Vec<String>> {
+        let options = ListVolumesOptions { filters: Some(label_filters(wanted)) };
+        let list = bounded(CALL_TIMEOUT, "volume list", self.client.list_volumes(Some(options))).await?;
+        Ok(list.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect())
+    }
+
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        let options = RemoveVolumeOptions { force: false };
+        bounded(CALL_TIMEOUT, "volume remove", self.client.remove_volume(name, Some(options))).await
+    }
+
+    /// Creates a container and returns its id.
+    pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        let options = CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
+        let created = bounded(CALL_TIMEOUT, "create", self.client.create_container(Some(options), body)).await?;
+        Ok(created.id)
+    }
+
+    pub async fn start(&self, id: &str, limit: Duration) -> Result<()> {
+        bounded(
+            limit,
+            "start",
+            self.client.start_container(id, None::<bollard::query_parameters::StartContainerOptions>),
+        )
+        .await
+    }
+
+    /// `docker stop`: the container's stop signal (SIGTERM), then SIGKILL after `grace`.
+    /// Returns once the container has stopped.
+    pub async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
+        let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptions { t: Some(t), signal: None };
+        let limit = grace + CALL_TIMEOUT;
+        bounded(limit, "stop", self.client.stop_container(id, Some(options))).await
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptions { force: true, v: true, link: false };
+        bounded(CALL_TIMEOUT, "remove", self.client.remove_container(id, Some(options))).await
+    }
+
+    pub async fn inspect(&self, id: &str) -> Result<Observed> {
+        let options = InspectContainerOptions { size: false };
+        let c = bounded(CALL_TIMEOUT, "inspect", self.client.inspect_container(id, Some(options))).await?;
+        let state = c.state.unwrap_or_default();
+        let started_at = state.started_at.as_deref().and_then(parse_time);
+        let run_state = match state.status {
+            Some(ContainerStateStatusEnum::RUNNING)
+            | Some(ContainerStateStatusEnum::PAUSED)
+            | Some(ContainerStateStatusEnum::RESTARTING) => RunState::Running,
+            Some(ContainerStateStatusEnum::CREATED) => RunState::Created,
+            // `exited`, `dead`, `removing`: it ran, or tried to, and is not running now.
+            _ => RunState::Exited,
+        };
+        let health = state.health.and_then(|h| match h.status {
+            Some(HealthStatusEnum::HEALTHY) => Some(Health::Healthy),
+            Some(HealthStatusEnum::UNHEALTHY) => Some(Health::Unhealthy),
+            Some(HealthStatusEnum::STARTING) => Some(Health::Starting),
+            _ => None,
+        });
+        let mut ports = Vec::new();
+        for (key, bindings) in c.network_settings.and_then(|n| n.ports).unwrap_or_default() {
+            let Some((port, proto)) = key.split_once('/') else { continue };
+            let (Ok(port), protocol) =
+                (port.parse::<i32>(), if proto == "udp" { TransportProtocol::Udp } else { TransportProtocol::Tcp })
+            else {
+                continue;
+            };
+            for b in bindings.unwrap_or_default() {
+                let ipv4 = b.host_ip.as_deref().is_none_or(|ip| !ip.contains(':'));
+                if let (true, Some(Ok(host))) = (ipv4, b.host_port.as_deref().map(str::parse::<i32>)) {
+                    if !ports.contains(&(port, protocol, host)) {
+                        ports.push((port, protocol, host));
+                    }
+                }
+            }
+        }
+        ports.sort_by_key(|(p, proto, h)| (*p, proto.as_str(), *h));
+        Ok(Observed {
+            id: c.id.unwrap_or_default(),
+            name: c.name.unwrap_or_default().trim_start_matches('/').to_string(),
+            state: run_state,
+            exit_code: state.exit_code.map(|c| c as i32),
+            oom_killed: state.oom_killed.unwrap_or(false),
+            error: state.error.filter(|e| !e.is_empty()),
+            started_at,
+            finished_at: state.finished_at.as_deref().and_then(parse_time),
+            health,
+            ports,
+            image_id: c.image.unwrap_or_default(),
+            labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
+        })
+    }
+
+    /// All containers (running or not) carrying all these labels.
+    pub async fn containers_with_labels(&self, wanted: &[(&str, &str)]) -> Result<Vec<Found>> {
+        let options = ListContainersOptions { all: true, filters: Some(label_filters(wanted)), ..Default::default() };
+        let list = bounded(CALL_TIMEOUT, "list", self.client.list_containers(Some(options))).await?;
+        Ok(list
+            .into_iter()
+            .map(|c| Found { id: c.id.unwrap_or_default(), labels: c.labels.unwrap_or_default() })
+            .collect())
+    }
+
+    /// Container events since `since` (the engine replays what it still holds) and from
+    /// then on, for containers carrying all these labels. The stream ends or fails when the
+    /// connection to the engine does.
+    pub fn events(
+        &self,
+        wanted: &[(&str, &str)],
+        since: SystemTime,
+    ) -> impl Stream<Item = Result<Event>> + Send + 'static {
+        let mut filters = label_filters(wanted);
+        filters.insert("type".into(), vec!["container".into()]);
+        let since = since.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let options = EventsOptions {
+            filters: Some(filters),
+            since: Some(format!("{}.{:09}", since.as_secs(), since.subsec_nanos())),
+            until: None,
+        };
+        self.client.events(Some(options)).map(|item| {
+            let m = item.map_err(DockerError::from_bollard)?;
+            Ok(Event { id: m.actor.and_then(|a| a.id).unwrap_or_default(), action: m.action.unwrap_or_default() })
+        })
+    }
+}
+
+fn label_filters(wanted: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), wanted.iter().map(|(k, v)| format!("{k}={v}")).collect())])
+}
+
+/// `repo` → `repo:latest`; a reference with a tag or digest stays as it is. Without a tag,
+/// the Engine's pull endpoint would fetch every tag of the repository.
+fn with_default_tag(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') || last.contains(':') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// Docker's RFC 3339 timestamps; its zero time (year 1) means "never".
+fn parse_time(s: &str) -> Option<SystemTime> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    if t.year() <= 1 {
+        return None;
+    }
+    Some(SystemTime::from(t))
+}
+
+/// Everything about one container that comes from outside its definition.
+#[derive(Debug, Clone)]
+pub struct CreateSpec<'a> {
+    /// The definition with the task's overrides already applied.
+    pub def: &'a ContainerDefinition,
+    pub network_mode: NetworkMode,
+    pub labels: HashMap<String, String>,
+    /// `source:containerPath[:ro]`, the source being a host path or a volume name.
+    pub binds: Vec<String>,
+    /// `dockerName:alias`.
+    pub links: Vec<String>,
+    /// `dockerName[:ro]`.
+    pub volumes_from: Vec<String>,
+    pub stop_timeout: Duration,
+}
+
+const MIB: i64 = 1024 * 1024;
+/// The least CPU shares the kernel accepts; the ECS agent raises 0 and 1 to it.
+const MIN_CPU_SHARES: i64 = 2;
+
+/// The Docker create request for an ECS container, as the ECS agent builds it.
+pub fn create_body(spec: &CreateSpec<'_>) -> ContainerCreateBody {
+    let d = spec.def;
+    let bridge = spec.network_mode == NetworkMode::Bridge;
+    let mut exposed: HashMap<String, HashMap<(), ()>> = HashMap::new();
+    let mut published: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    if spec.network_mode != NetworkMode::None {
+        for pm in d.port_mappings.iter().flatten() {
+            let proto = pm.protocol.unwrap_or(TransportProtocol::Tcp).as_str();
+            let ports: Vec<i32> = match (pm.container_port, pm.container_port_range.as_deref()) {
+                (Some(p), _) => vec![p],
+                (None, Some(range)) => port_range(range),
+                (None, None) => vec![],
+            };
+            for p in ports {
+                let key = format!("{p}/{proto}");
+                exposed.insert(key.clone(), HashMap::new());
+                if bridge {
+                    // No host port (or 0) lets Docker choose one from its ephemeral range.
+                    let host = pm.host_port.filter(|h| *h > 0 && pm.container_port.is_some());
+                    let binding =
+                        PortBinding { host_ip: None, host_port: Some(host.map(|h| h.to_string()).unwrap_or_default()) };
+                    published.insert(key, Some(vec![binding]));
+                }
+            }
+        }
+    }
+    let lp = d.linux_parameters.as_ref();
+    let memory = d.memory.map(|m| i64::from(m) * MIB);
+    let memory_swap = lp.and_then(|l| l.max_swap).and_then(|swap| memory.map(|m| m + i64::from(swap) * MIB));
+    let healthcheck = d.health_check.as_ref().map(|h| {
+        let secs = |s: Option<i32>, default: i64| s.map(i64::from).unwrap_or(default) * 1_000_000_000;
+        HealthConfig {
+            test: h.command.clone(),
+            interval: Some(secs(h.interval, 30)),
+            timeout: Some(secs(h.timeout, 5)),
+            retries: Some(h.retries.map(i64::from).unwrap_or(3)),
+            start_period: Some(secs(h.start_period, 0)),
+            start_interval: None,
+        }
+    });
+    let host_config = HostConfig {
+        network_mode: Some(spec.network_mode.as_str().to_string()),
+        port_bindings: (!published.is_empty()).then_some(published),
+        cpu_shares: Some(d.cpu.map(i64::from).unwrap_or(0).max(MIN_CPU_SHARES)),
+        memory,
+        memory_reservation: d.memory_reservation.map(|m| i64::from(m) * MIB),
+        memory_swap,
+        memory_swappiness: lp.and_then(|l| l.swappiness).map(i64::from),
+        ulimits: d.ulimits.as_ref().map(|us| {
+            us.iter()
+                .map(|u| ResourcesUlimits {
+                    name: u.name.map(|n| n.as_str().to_string()),
+                    soft: u.soft_limit.map(i64::from),
+                    hard: u.hard_limit.map(i64::from),
+                })
+                .collect()
+        }),
+        binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+        volumes_from: (!spec.volumes_from.is_empty()).then(|| spec.volumes_from.clone()),
+        links: (!spec.links.is_empty()).then(|| spec.links.clone()),
+        privileged: d.privileged,
+        readonly_rootfs: d.readonly_root_filesystem,
+        init: lp.and_then(|l| l.init_process_enabled),
+        cap_add: lp.and_then(|l| l.capabilities.as_ref()).and_then(|c| c.add.clone()),
+        cap_drop: lp.and_then(|l| l.capabilities.as_ref()).and_then(|c| c.drop.clone()),
+        devices: lp.and_then(|l| l.devices.as_ref()).map(|ds| {
+            ds.iter()
+                .map(|dev| DeviceMapping {
+                    path_on_host: dev.host_path.clone(),
+                    path_in_container: dev.container_path.clone().or_else(|| dev.host_path.clone()),
+                    cgroup_permissions: Some(match &dev.permissions {
+                        Some(ps) => ps.iter().map(|p| &p.as_str()[..1]).collect(),
+                        None => "rwm".into(),
+                    }),
+                })
+                .collect()
+        }),
+        shm_size: lp.and_then(|l| l.shared_memory_size).map(|m| i64::from(m) * MIB),
+        tmpfs: lp.and_then(|l| l.tmpfs.as_ref()).map(|ts| {
+            ts.iter()
+                .map(|t| {
+                    let mut opts = vec![format!("size={}m", t.size.unwrap_or(0))];
+                    opts.extend(t.mount_options.iter().flatten().cloned());
+                    (t.container_path.clone().unwrap_or_default(), opts.join(","))
+                })
+                .collect()
+        }),
+        sysctls: d.system_controls.as_ref().filter(|s| !s.is_empty()).map(|s| {
+            s.iter().map(|c| (c.namespace.clone().unwrap_or_default(), c.value.clone().unwrap_or_default())).collect()
+        }),
+        dns: d.dns_servers.clone(),
+        dns_search: d.dns_search_domains.clone(),
+        extra_hosts: d.extra_hosts.as_ref().map(|hs| {
+            hs.iter()
+                .map(|h| format!("{}:{}", h.hostname.as_deref().unwrap_or(""), h.ip_address.as_deref().unwrap_or("")))
+                .collect()
+        }),
+        security_opt: d.docker_security_options.clone(),
+        log_config: d.log_configuration.as_ref().and_then(|l| {
+            l.log_driver.map(|driver| HostConfigLogConfig {
+                typ: Some(driver.as_str().to_string()),
+                config: l.options.as_ref().map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            })
+        }),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: d.image.clone(),
+        entrypoint: d.entry_point.clone(),
+        cmd: d.command.clone(),
+        env: d.environment.as_ref().map(|env| {
+            env.iter()
+                .map(|kv| format!("{}={}", kv.name.as_deref().unwrap_or(""), kv.value.as_deref().unwrap_or("")))
+                .collect()
+        }),
+        working_dir: d.working_directory.clone(),
+        user: d.user.clone(),
+        hostname: d.hostname.clone(),
+        labels: Some(spec.labels.clone()),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        healthcheck,
+        stop_timeout: Some(spec.stop_timeout.as_secs() as i64),
+        network_disabled: d.disable_networking,
+        open_stdin: d.interactive,
+        tty: d.pseudo_terminal,
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+/// `"8000-8002"` → `[8000, 8001, 8002]`; anything else → nothing.
+pub fn port_range(range: &str) -> Vec<i32> {
+    let Some((a, b)) = range.split_once('-') else {
+        return range.trim().parse().map(|p| vec![p]).unwrap_or_default();
+    };
+    match (a.trim().parse::<i32>(), b.trim().parse::<i32>()) {
+        (Ok(a), Ok(b)) if a <= b && b - a < 10_000 => (a..=b).collect(),
+        _ => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::ecs::shapes::{HealthCheck, KeyValuePair, PortMapping};
+
+    fn spec(def: &ContainerDefinition, mode: NetworkMode) -> ContainerCreateBody {
+        create_body(&CreateSpec {
+            def,
+            network_mode: mode,
+            labels: HashMap::new(),
+            binds: vec![],
+            links: vec![],
+            volumes_from: vec![],
+            stop_timeout: Duration::from_secs(30),
+        })
+    }
+
+    #[test]
+    fn maps_ports_resources_and_health_check() {
+        let def = ContainerDefinition {
+            image: Some("img".into()),
+            cpu: Some(0),
+            memory: Some(8),
+            memory_reservation: Some(4),
+            environment: Some(vec![KeyValuePair { name: Some("A".into()), value: Some("1".into()) }]),
+            port_mappings: Some(vec![
+                PortMapping { container_port: Some(80), host_port: Some(0), ..Default::default() },
+                PortMapping {
+                    container_port: Some(53),
+                    host_port: Some(5353),
+                    protocol: Some(TransportProtocol::Udp),
+                    ..Default::default()
+                },
+            ]),
+            health_check: Some(HealthCheck {
+                command: Some(vec!["CMD".into(), "/check".into()]),
+                interval: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let body = spec(&def, NetworkMode::Bridge);
+        let host = body.host_config.as_ref().unwrap();
+        assert_eq!(host.cpu_shares, Some(2), "cpu 0 becomes the kernel's minimum of 2 shares");
+        assert_eq!((host.memory, host.memory_reservation), (Some(8 * MIB), Some(4 * MIB)));
+        let ports = host.port_bindings.as_ref().unwrap();
+        assert_eq!(ports["80/tcp"].as_ref().unwrap()[0].host_port.as_deref(), Some(""));
+        assert_eq!(ports["53/udp"].as_ref().unwrap()[0].host_port.as_deref(), Some("5353"));
+        assert_eq!(body.env, Some(vec!["A=1".to_string()]));
+        let hc = body.healthcheck.unwrap();
+        assert_eq!((hc.interval, hc.timeout, hc.retries), (Some(1_000_000_000), Some(5_000_000_000), Some(3)));
+
+        let host_mode = spec(&def, NetworkMode::Host);
+        assert!(host_mode.host_config.unwrap().port_bindings.is_none());
+        assert!(host_mode.exposed_ports.unwrap().contains_key("80/tcp"));
+        assert!(spec(&def, NetworkMode::None).exposed_ports.is_none());
+    }
+
+    #[test]
+    fn image_references_get_latest_only_without_tag_or_digest() {
+        assert_eq!(with_default_tag("busybox"), "busybox:latest");
+        assert_eq!(with_default_tag("localhost:5000/app"), "localhost:5000/app:latest");
+        assert_eq!(with_default_tag("localhost:5000/app:v1"), "localhost:5000/app:v1");
+        assert_eq!(with_default_tag("app@sha256:abc"), "app@sha256:abc");
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(port_range("8000-8002"), vec![8000, 8001, 8002]);
+        assert_eq!(port_range("9"), vec![9]);
+        assert!(port_range("9-1").is_empty());
+    }
+
+    #[test]
+    fn docker_zero_time_is_never() {
+        assert_eq!(parse_time("0001-01-01T00:00:00Z"), None);
+        assert!(parse_time("2024-05-01T10:00:00.123456789Z").is_some());
+    }
+}

@@ -1,0 +1,12 @@
+//! The Berth agent: the program on each container instance. It registers the instance
+//! with the control plane, keeps a channel open on which it receives the desired state of
+//! its tasks, runs those tasks as Docker containers, and reports what really happens.
+//!
+//! Layering: `session` talks to the control plane and owns the set of tasks; `runner`
+//! drives one task towards its desired state through `docker`; `config` reads the ECS
+//! agent's settings. Only `docker` knows the Docker Engine API.
+
+pub mod config;
+pub mod docker;
+pub mod runner;
+pub mod session;

@@ -1,0 +1,418 @@
+//! The agent's life: register the container instance, hold the channel to the control
+//! plane open (reconnecting with backoff), keep one runner per task in line with the
+//! desired state it receives, and send every state report back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use agent_protocol::{
+    DesiredStatus, TaskAssignment, TaskReport, TaskStatus, ToAgent, ToServer, CONNECT_PATH, HEARTBEAT_SECONDS,
+    INSTANCE_PARAM,
+};
+
+use crate::config::AgentConfig;
+use crate::runner::{Runner, RunnerConfig};
+
+/// The version this agent reports in `versionInfo`.
+pub const AGENT_VERSION: &str = concat!("berth-", env!("CARGO_PKG_VERSION"));
+/// The longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Capabilities this agent offers, named as the ECS agent names them, so that task
+/// definitions needing them can be placed here.
+const CAPABILITIES: &[&str] = &[
+    "com.amazonaws.ecs.capability.logging-driver.json-file",
+    "com.amazonaws.ecs.capability.logging-driver.none",
+    "com.amazonaws.ecs.capability.task-iam-role",
+    "ecs.capability.container-health-check",
+    "ecs.capability.container-ordering",
+    "ecs.capability.docker-plugin.local",
+];
+
+/// One task the agent is running: where to send its desired state.
+struct Running {
+    desired: watch::Sender<TaskAssignment>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// The state file in `ECS_DATADIR`: which instance this host registered as.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    container_instance_arn: Option<String>,
+    instance_id: Option<String>,
+}
+
+fn load_saved(config: &AgentConfig) -> Saved {
+    std::fs::read(config.data_dir.join("agent.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save(config: &AgentConfig, saved: &Saved) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating ECS_DATADIR {}", config.data_dir.display()))?;
+    let tmp = config.data_dir.join("agent.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(saved)?)?;
+    std::fs::rename(&tmp, config.data_dir.join("agent.json"))?;
+    Ok(())
+}
+
+fn random_hex(n: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..n).map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0')).collect()
+}
+
+/// Runs the agent until `shutdown`. Running containers are left running on shutdown: a
+/// restarted agent adopts them.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    for k in &config.unknown {
+        tracing::warn!(setting = %k, "unknown ECS agent setting; it is ignored");
+    }
+    let mut saved = load_saved(&config);
+    let instance_id =
+        config.instance_id.clone().or(saved.instance_id.clone()).unwrap_or_else(|| format!("i-{}", random_hex(17)));
+    let runner = Arc::new(
+        Runner::connect(RunnerConfig {
+            instance_arn: String::new(),
+            cluster_arn: String::new(),
+            pull_behavior: config.pull_behavior,
+            stop_timeout: config.stop_timeout,
+            start_timeout: config.start_timeout,
+        })
+        .await
+        .context("connecting to the Docker engine")?,
+    );
+    let (cpu, memory) = runner.engine_resources().await.context("reading the Docker engine's resources")?;
+    let ecs = ecs_client(&config).await;
+    let arn = register(&ecs, &config, &instance_id, saved.container_instance_arn.clone(), cpu, memory).await?;
+    saved.container_instance_arn = Some(arn.clone());
+    saved.instance_id = Some(instance_id);
+    save(&config, &saved)?;
+    tracing::info!(container_instance = %arn, cluster = %config.cluster, "registered");
+
+    let cluster_arn = arn
+        .replace(":container-instance/", ":cluster/")
+        .rsplit_once('/')
+        .map(|(c, _)| c.to_string())
+        .unwrap_or_default();
+    let runner = Arc::new(
+        Runner::connect(RunnerConfig {
+            instance_arn: arn.clone(),
+            cluster_arn,
+            pull_behavior: config.pull_behavior,
+            stop_timeout: config.stop_timeout,
+            start_timeout: config.start_timeout,
+        })
+        .await?,
+    );
+    let mut session = Session { config: &config, arn, runner, tasks: HashMap::new(), last_reports: HashMap::new() };
+    session.serve(shutdown).await
+}
+
+async fn ecs_client(config: &AgentConfig) -> aws_sdk_ecs::Client {
+    let creds = aws_credential_types::Credentials::new(
+        &config.access_key_id,
+        &config.secret_access_key,
+        None,
+        None,
+        "berth-agent",
+    );
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&config.backend)
+        .region(aws_config::Region::new(config.region.clone()))
+        .credentials_provider(creds)
+        .load()
+        .await;
+    aws_sdk_ecs::Client::new(&conf)
+}
+
+async fn register(
+    ecs: &aws_sdk_ecs::Client,
+    config: &AgentConfig,
+    instance_id: &str,
+    previous: Option<String>,
+    cpu: i64,
+    memory: i64,
+) -> anyhow::Result<String> {
+    use aws_sdk_ecs::types::{Attribute, Resource, VersionInfo};
+    let int = |name: &str, v: i64| Resource::builder().name(name).r#type("INTEGER").integer_value(v as i32).build();
+    let ports = |name: &str, p: &[u16]| {
+        Resource::builder()
+            .name(name)
+            .r#type("STRINGSET")
+            .set_string_set_value(Some(p.iter().map(u16::to_string).collect()))
+            .build()
+    };
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let mut attributes = vec![
+        Attribute::builder().name("ecs.os-type").value("linux").build()?,
+        Attribute::builder().name("ecs.os-family").value("LINUX").build()?,
+        Attribute::builder().name("ecs.cpu-architecture").value(arch).build()?,
+        Attribute::builder().name("ecs.availability-zone").value(&config.availability_zone).build()?,
+        Attribute::builder().name("ecs.instance-type").value(&config.instance_type).build()?,
+    ];
+    for cap in CAPABILITIES {
+        attributes.push(Attribute::builder().name(*cap).build()?);
+    }
+    // The Docker remote API versions this engine speaks, as the ECS agent advertises them.
+    for minor in 17..=41 {
+        attributes.push(
+            Attribute::builder().name(format!("com.amazonaws.ecs.capability.docker-remote-api.1.{minor}")).build()?,
+        );
+    }
+    for (k, v) in &config.instance_attributes {
+        attributes.push(Attribute::builder().name(k).value(v).build()?);
+    }
+    let identity = serde_json::json!({
+        "instanceId": instance_id,
+        "availabilityZone": config.availability_zone,
+        "instanceType": config.instance_type,
+        "region": config.region,
+    });
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let result = ecs
+            .register_container_instance()
+            .cluster(&config.cluster)
+            .instance_identity_document(identity.to_string())
+            .set_container_instance_arn(previous.clone())
+            .total_resources(int("CPU", cpu))
+            .total_resources(int("MEMORY", (memory - config.reserved_memory_mib).max(0)))
+            .total_resources(ports("PORTS", &config.reserved_ports_tcp))
+            .total_resources(ports("PORTS_UDP", &config.reserved_ports_udp))
+            .version_info(
+                VersionInfo::builder()
+                    .agent_version(AGENT_VERSION)
+                    .agent_hash(env!("CARGO_PKG_VERSION"))
+                    .docker_version("20.10")
+                    .build(),
+            )
+            .set_attributes(Some(attributes.clone()))
+            .send()
+            .await;
+        match result {
+            Ok(r) => {
+                return r
+                    .container_instance()
+                    .and_then(|i| i.container_instance_arn())
+                    .map(str::to_string)
+                    .context("RegisterContainerInstance returned no ARN")
+            }
+            Err(e) => {
+                let text = aws_sdk_ecs::error::DisplayErrorContext(&e).to_string();
+                // Errors the server names are the user's to fix; retrying will not help.
+                if matches!(&e, aws_sdk_ecs::error::SdkError::ServiceError(_)) {
+                    anyhow::bail!("RegisterContainerInstance failed: {text}");
+                }
+                tracing::warn!(error = %text, "cannot reach the control plane yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+struct Session<'a> {
+    config: &'a AgentConfig,
+    arn: String,
+    runner: Arc<Runner>,
+    tasks: HashMap<String, Running>,
+    /// The newest report of each task, resent after a reconnect so that nothing reported
+    /// while disconnected is lost.
+    last_reports: HashMap<String, TaskReport>,
+}
+
+impl Session<'_> {
+    async fn serve(&mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let (report_tx, mut report_rx) = mpsc::unbounded_channel::<TaskReport>();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let conn = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                c = self.connect() => c,
+            };
+            let mut ws = match conn {
+                Ok(ws) => {
+                    backoff = Duration::from_millis(100);
+                    tracing::info!("channel to the control plane open");
+                    ws
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "cannot open the channel to the control plane");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            for report in self.last_reports.values() {
+                let text = serde_json::to_string(&ToServer::TaskState(report.clone()))?;
+                if ws.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+            let interval = Duration::from_secs(HEARTBEAT_SECONDS);
+            let mut heartbeat = tokio::time::interval(interval);
+            let mut last_heard = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        let _ = ws.close(None).await;
+                        return Ok(());
+                    }
+                    report = report_rx.recv() => {
+                        let Some(report) = report else { continue };
+                        let text = serde_json::to_string(&ToServer::TaskState(report.clone()))?;
+                        self.remember(report);
+                        if ws.send(Message::Text(text.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    frame = ws.next() => {
+                        let Some(Ok(frame)) = frame else { break };
+                        last_heard = tokio::time::Instant::now();
+                        let Message::Text(text) = frame else { continue };
+                        match serde_json::from_str::<ToAgent>(&text) {
+                            Ok(ToAgent::Tasks { seq, full, tasks }) => {
+                                self.reconcile(tasks, full, &report_tx);
+                                let ack = serde_json::to_string(&ToServer::Ack { seq })?;
+                                if ws.send(Message::Text(ack.into())).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(ToAgent::Heartbeat) => {}
+                            Err(e) => tracing::warn!(error = %e, "unreadable message from the control plane"),
+                        }
+                    }
+                    _ = heartbeat.tick() => {
+                        if last_heard.elapsed() > 3 * interval {
+                            tracing::warn!("control plane silent for three heartbeats; reconnecting");
+                            break;
+                        }
+                        let text = serde_json::to_string(&ToServer::Heartbeat)?;
+                        if ws.send(Message::Text(text.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            tracing::warn!("channel to the control plane closed; reconnecting");
+        }
+    }
+
+    fn remember(&mut self, report: TaskReport) {
+        self.last_reports.insert(report.task_arn.clone(), report);
+        // Forget what the control plane already has for good: stopped tasks whose runner
+        // is done. Keeping the newest few hundred bounds the memory of a long-lived agent.
+        if self.last_reports.len() > 512 {
+            let done: Vec<String> = self
+                .last_reports
+                .iter()
+                .filter(|(arn, r)| r.last_status == TaskStatus::Stopped && !self.tasks.contains_key(*arn))
+                .map(|(arn, _)| arn.clone())
+                .collect();
+            for arn in done {
+                self.last_reports.remove(&arn);
+            }
+        }
+    }
+
+    /// Brings the running set in line with the desired state received.
+    fn reconcile(&mut self, assignments: Vec<TaskAssignment>, full: bool, reports: &mpsc::UnboundedSender<TaskReport>) {
+        self.tasks.retain(|_, r| !r.handle.is_finished());
+        if full {
+            // Tasks the control plane no longer lists must not keep running.
+            let listed: Vec<&str> = assignments.iter().map(|a| a.task_arn.as_str()).collect();
+            for (arn, r) in &self.tasks {
+                if !listed.contains(&arn.as_str()) {
+                    let mut stop = r.desired.borrow().clone();
+                    stop.desired_status = DesiredStatus::Stopped;
+                    stop.stop_reason.get_or_insert_with(|| "Task is no longer known to the control plane".into());
+                    let _ = r.desired.send(stop);
+                }
+            }
+        }
+        for a in assignments {
+            match self.tasks.get(&a.task_arn) {
+                Some(r) => {
+                    let _ = r.desired.send(a);
+                }
+                None => {
+                    // A task that is already stopped and not running here needs nothing.
+                    if a.desired_status == DesiredStatus::Stopped
+                        && self.last_reports.get(&a.task_arn).is_some_and(|r| r.last_status == TaskStatus::Stopped)
+                    {
+                        continue;
+                    }
+                    let arn = a.task_arn.clone();
+                    let (tx, rx) = watch::channel(a);
+                    let runner = self.runner.clone();
+                    let reports = reports.clone();
+                    let handle = tokio::spawn(async move { runner.run_task(rx, reports).await });
+                    self.tasks.insert(arn, Running { desired: tx, handle });
+                }
+            }
+        }
+    }
+
+    /// Opens the WebSocket, signed with SigV4 like an API call.
+    async fn connect(
+        &self,
+    ) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>>
+    {
+        let query = format!(
+            "{INSTANCE_PARAM}={}",
+            percent_encoding::utf8_percent_encode(&self.arn, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let http_url = format!("{}{CONNECT_PATH}?{query}", self.config.backend);
+        let ws_url = http_url.replacen("http", "ws", 1);
+        let signed = sign_get(&http_url, self.config)?;
+        let mut request = ws_url.as_str().into_client_request()?;
+        for (k, v) in signed {
+            request.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes())?, http::HeaderValue::from_str(&v)?);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.context("opening the agent channel")?;
+        Ok(ws)
+    }
+}
+
+/// SigV4 headers for a GET of `url` (service `ecs`).
+fn sign_get(url: &str, config: &AgentConfig) -> anyhow::Result<Vec<(String, String)>> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    let identity: aws_smithy_runtime_api::client::identity::Identity = aws_credential_types::Credentials::new(
+        &config.access_key_id,
+        &config.secret_access_key,
+        None,
+        None,
+        "berth-agent",
+    )
+    .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&config.region)
+        .name("ecs")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()?
+        .into();
+    let request = SignableRequest::new("GET", url, std::iter::empty(), SignableBody::Bytes(b""))?;
+    let (instructions, _) = sign(request, &params)?.into_parts();
+    let (headers, _) = instructions.into_parts();
+    Ok(headers.into_iter().map(|h| (h.name().to_string(), h.value().to_string())).collect())
+}

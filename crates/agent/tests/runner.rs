@@ -1,0 +1,600 @@
+//! The task runner against the real Docker engine, with the `simplehttp` test image.
+//!
+//! Each test runs tasks under its own container-instance ARN (so tests never see each
+//! other's containers), waits for reports with deadlines, and removes what it created.
+//! Definitions are written as ECS JSON and given to the runner unvalidated, so that health
+//! checks can use one-second intervals that ECS's registration rules would refuse.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::docker::labels;
+use agent::runner::{PullBehavior, Runner, RunnerConfig, ESSENTIAL_EXITED_REASON, OOM_REASON};
+use agent_protocol::{
+    ContainerReport, ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskAssignment, TaskReport, TaskStatus,
+};
+use model::ecs::shapes::{RegisterTaskDefinitionRequest, TaskOverride};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn hex() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// One test's slice of the engine: a container-instance ARN of its own, cleaned up on drop.
+struct Instance {
+    arn: String,
+}
+
+impl Instance {
+    fn new() -> Instance {
+        Instance { arn: format!("arn:aws:ecs:us-east-1:123456789012:container-instance/test/{}", hex()) }
+    }
+
+    fn config(&self, pull: PullBehavior) -> RunnerConfig {
+        RunnerConfig {
+            pull_behavior: pull,
+            stop_timeout: Duration::from_secs(5),
+            ..RunnerConfig::new(&self.arn, "arn:aws:ecs:us-east-1:123456789012:cluster/test")
+        }
+    }
+
+    async fn runner(&self, pull: PullBehavior) -> Arc<Runner> {
+        Arc::new(Runner::connect(self.config(pull)).await.expect("connect to Docker"))
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        testkit::images::remove_containers_with_label(labels::INSTANCE, &self.arn);
+    }
+}
+
+/// A task definition from ECS JSON: `family`, then container definitions.
+fn assignment(family: &str, extra: Value, containers: Vec<Value>) -> TaskAssignment {
+    let mut def = json!({ "family": family, "containerDefinitions": containers });
+    if let (Some(d), Some(e)) = (def.as_object_mut(), extra.as_object()) {
+        d.extend(e.clone());
+    }
+    let definition: RegisterTaskDefinitionRequest = serde_json::from_value(def).expect("definition JSON");
+    TaskAssignment {
+        task_arn: format!("arn:aws:ecs:us-east-1:123456789012:task/test/{}", hex()),
+        cluster_arn: "arn:aws:ecs:us-east-1:123456789012:cluster/test".into(),
+        family: family.into(),
+        revision: 1,
+        desired_status: DesiredStatus::Running,
+        stop_reason: None,
+        definition,
+        overrides: None,
+    }
+}
+
+/// A container of the test image running `simplehttp <args>`.
+fn container(name: &str, args: &[&str]) -> Value {
+    json!({ "name": name, "image": testkit::images::simplehttp_image(), "command": args, "essential": true })
+}
+
+fn with(mut c: Value, extra: Value) -> Value {
+    if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    c
+}
+
+/// A task being run by `run_task` in the background, and every report it sent.
+struct Running {
+    desired: watch::Sender<TaskAssignment>,
+    reports: mpsc::UnboundedReceiver<TaskReport>,
+    handle: tokio::task::JoinHandle<()>,
+    seen: Vec<TaskReport>,
+}
+
+impl Running {
+    fn start(runner: &Arc<Runner>, a: TaskAssignment) -> Running {
+        let (desired, rx) = watch::channel(a);
+        let (tx, reports) = mpsc::unbounded_channel();
+        let runner = runner.clone();
+        let handle = tokio::spawn(async move { runner.run_task(rx, tx).await });
+        Running { desired, reports, handle, seen: vec![] }
+    }
+
+    fn arn(&self) -> String {
+        self.desired.borrow().task_arn.clone()
+    }
+
+    /// Waits for a report that satisfies `cond`, failing the test after [`DEADLINE`].
+    async fn until(&mut self, what: &str, cond: impl Fn(&TaskReport) -> bool) -> TaskReport {
+        if let Some(r) = self.seen.iter().find(|r| cond(r)) {
+            return r.clone();
+        }
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.reports.recv()).await {
+                Ok(Some(r)) => {
+                    let hit = cond(&r);
+                    self.seen.push(r.clone());
+                    if hit {
+                        return r;
+                    }
+                }
+                Ok(None) => panic!("the runner ended before: {what}; reports: {:#?}", self.seen),
+                Err(_) => panic!("timed out waiting for: {what}; reports: {:#?}", self.seen),
+            }
+        }
+    }
+
+    async fn stopped(&mut self) -> TaskReport {
+        let r = self.until("STOPPED", |r| r.last_status == TaskStatus::Stopped).await;
+        tokio::time::timeout(DEADLINE, &mut self.handle).await.expect("run_task returns after STOPPED").unwrap();
+        self.check_history();
+        r
+    }
+
+    fn stop(&self, reason: &str) {
+        self.desired.send_modify(|a| {
+            a.desired_status = DesiredStatus::Stopped;
+            a.stop_reason = Some(reason.into());
+        });
+    }
+
+    /// Invariants of every report sequence: no report twice in a row, status never goes
+    /// back, and a STOPPED report is the last one.
+    fn check_history(&self) {
+        for pair in self.seen.windows(2) {
+            assert_ne!(pair[0], pair[1], "the same report twice in a row");
+            assert!(pair[0].last_status <= pair[1].last_status, "status went back: {:?}", self.seen);
+        }
+    }
+}
+
+fn ctr<'a>(r: &'a TaskReport, name: &str) -> &'a ContainerReport {
+    r.containers.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no container {name} in {r:#?}"))
+}
+
+/// GET `url`, retrying while the server in a just-started container is not listening yet
+/// (Docker's port proxy accepts the connection and then drops it).
+async fn get(url: &str) -> (u16, String) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match reqwest::get(url).await {
+            Ok(res) => return (res.status().as_u16(), res.text().await.unwrap_or_default()),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+    }
+}
+
+fn docker_inspect(id: &str, format: &str) -> String {
+    let out = std::process::Command::new("docker").args(["inspect", "-f", format, id]).output().expect("docker");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn task_container_count(arn: &str) -> usize {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label={}={arn}", labels::TASK_ARN)])
+        .output()
+        .expect("docker");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test]
+async fn serves_on_a_dynamic_host_port_and_stops_on_request() {
+    let instance = Instance::new();
+    // `default` pull behaviour: the pull fails (no registry here) and the cached image is used.
+    let runner = instance.runner(PullBehavior::Default).await;
+    let web = with(
+        container("web", &["serve"]),
+        json!({
+            "portMappings": [{ "containerPort": 8080 }],
+            "environment": [{ "name": "GREETING", "value": "from-definition" }],
+            "dockerLabels": { "team": "berth" },
+        }),
+    );
+    let mut a = assignment("web", json!({}), vec![web]);
+    a.overrides = Some(
+        serde_json::from_value::<TaskOverride>(json!({
+            "containerOverrides": [{ "name": "web", "environment": [{ "name": "GREETING", "value": "overridden" }] }]
+        }))
+        .unwrap(),
+    );
+    let mut task = Running::start(&runner, a);
+
+    let pending = task.until("PENDING", |r| r.last_status == TaskStatus::Pending).await;
+    assert_eq!(ctr(&pending, "web").last_status, ContainerStatus::Pending);
+    let running = task.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    let web = ctr(&running, "web");
+    assert_eq!(web.last_status, ContainerStatus::Running);
+    assert!(running.pull_started_at.is_some() && running.pull_stopped_at.is_some() && running.started_at.is_some());
+    assert!(web.image_digest.as_deref().is_some_and(|d| d.starts_with("sha256:")), "{web:?}");
+    let binding = &web.network_bindings[0];
+    assert_eq!((binding.bind_ip.as_deref(), binding.container_port), (Some("0.0.0.0"), Some(8080)));
+    let port = binding.host_port.expect("host port");
+    assert!(port > 0);
+
+    let (_, body) = get(&format!("http://127.0.0.1:{port}/")).await;
+    assert!(body.contains("greeting=overridden"), "{body}");
+    let id = web.runtime_id.clone().expect("runtime id");
+    let name = docker_inspect(&id, "{{.Name}}");
+    assert!(name.starts_with("/ecs-web-1-web-"), "{name}");
+    let label = |k: &str| docker_inspect(&id, &format!("{{{{index .Config.Labels \"{k}\"}}}}"));
+    assert_eq!(label(labels::TASK_ARN), task.arn());
+    assert_eq!(label(labels::INSTANCE), instance.arn);
+    assert_eq!(label(labels::CONTAINER_NAME), "web");
+    assert_eq!(label("team"), "berth");
+
+    task.stop("Scaling down");
+    task.until("STOPPING", |r| r.last_status == TaskStatus::Stopping).await;
+    let stopped = task.stopped().await;
+    assert_eq!(stopped.stop_code, Some(StopCode::UserInitiated));
+    assert_eq!(stopped.stopped_reason.as_deref(), Some("Scaling down"));
+    assert!(stopped.execution_stopped_at.is_some());
+    let web = ctr(&stopped, "web");
+    assert_eq!((web.last_status, web.exit_code), (ContainerStatus::Stopped, Some(0)), "SIGTERM ends simplehttp with 0");
+    // ECS keeps a stopped task's containers until cleanup.
+    assert_eq!(task_container_count(&task.arn()), 1);
+    runner.remove_task_containers(&task.arn()).await.unwrap();
+    assert_eq!(task_container_count(&task.arn()), 0);
+}
+
+#[tokio::test]
+async fn stop_timeout_ends_in_sigkill_for_a_container_that_ignores_sigterm() {
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let a = assignment(
+        "stops",
+        json!({}),
+        vec![
+            with(container("stubborn", &["sleep", "--ignore-sigterm"]), json!({ "stopTimeout": 1 })),
+            container("polite", &["sleep"]),
+        ],
+    );
+    let mut task = Running::start(&runner, a);
+    task.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    let asked = Instant::now();
+    task.stop("test");
+    let stopped = task.stopped().await;
+    assert!(asked.elapsed() >= Duration::from_secs(1), "the grace period was not given");
+    assert_eq!(ctr(&stopped, "polite").exit_code, Some(0));
+    assert_eq!(ctr(&stopped, "stubborn").exit_code, Some(137), "SIGKILL after stopTimeout");
+}
+
+#[tokio::test]
+async fn an_essential_container_exit_stops_the_others() {
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let a = assignment(
+        "exits",
+        json!({}),
+        vec![
+            container("job", &["exit", "3", "--after-ms", "1500"]),
+            with(container("helper", &["exit", "0"]), json!({ "essential": false })),
+            with(container("side", &["sleep"]), json!({ "essential": false })),
+        ],
+    );
+    let mut task = Running::start(&runner, a);
+    // A non-essential container's exit leaves the task running.
+    task.until("helper exited while the task runs", |r| {
+        r.last_status == TaskStatus::Running && ctr(r, "helper").exit_code == Some(0)
+    })
+    .await;
+    let stopped = task.stopped().await;
+    assert_eq!(stopped.stop_code, Some(StopCode::EssentialContainerExited));
+    assert_eq!(stopped.stopped_reason.as_deref(), Some(ESSENTIAL_EXITED_REASON));
+    assert_eq!(ctr(&stopped, "job").exit_code, Some(3));
+    assert_eq!(ctr(&stopped, "side").exit_code, Some(0), "stopped by the runner with SIGTERM");
+    assert!(task.seen.iter().any(|r| r.last_status == TaskStatus::Stopping));
+}
+
+#[tokio::test]
+async fn pull_failures_stop_the_task_as_failed_to_start() {
+    let instance = Instance::new();
+    // `always`: the image is cached, but the pull fails, and that is final.
+    let always = instance.runner(PullBehavior::Always).await;
+    let mut a = Running::start(&always, assignment("pulls", json!({}), vec![container("app", &["sleep"])]));
+    // `default`: the pull fails and there is no cached image to fall back to.
+    let default = instance.runner(PullBehavior::Default).await;
+    let missing = json!({ "name": "app", "image": format!("berth-test/missing:{}", hex()), "essential": true });
+    let mut b = Running::start(&default, assignment("pulls", json!({}), vec![missing]));
+    for task in [&mut a, &mut b] {
+        let stopped = task.stopped().await;
+        assert_eq!(stopped.stop_code, Some(StopCode::TaskFailedToStart));
+        let reason = stopped.stopped_reason.clone().unwrap_or_default();
+        assert!(reason.starts_with("CannotPullContainerError:"), "{reason}");
+        let app = ctr(&stopped, "app");
+        assert!(app.reason.as_deref().unwrap_or_default().starts_with("CannotPullContainerError:"), "{app:?}");
+        assert_eq!((app.last_status, app.runtime_id.as_deref()), (ContainerStatus::Stopped, None));
+        assert!(stopped.pull_started_at.is_some() && stopped.pull_stopped_at.is_some());
+        assert_eq!(task_container_count(&task.arn()), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_container_over_its_memory_limit_is_reported_out_of_memory() {
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let hog = with(container("hog", &["oom"]), json!({ "memory": 8, "linuxParameters": { "maxSwap": 0 } }));
+    let mut task = Running::start(&runner, assignment("oom", json!({}), vec![hog]));
+    let stopped = task.stopped().await;
+    let hog = ctr(&stopped, "hog");
+    assert_eq!(hog.reason.as_deref(), Some(OOM_REASON));
+    assert_eq!(hog.exit_code, Some(137));
+    assert_eq!(stopped.stop_code, Some(StopCode::EssentialContainerExited));
+}
+
+#[tokio::test]
+async fn depends_on_orders_start_by_success_start_and_health() {
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let health = json!({ "command": ["CMD", "/simplehttp", "check"], "interval": 1, "timeout": 2, "retries": 2 });
+    let a = assignment(
+        "deps",
+        json!({}),
+        vec![
+            with(container("init", &["exit", "0", "--after-ms", "300"]), json!({ "essential": false })),
+            with(container("db", &["serve"]), json!({ "healthCheck": health })),
+            with(
+                container("app", &["sleep"]),
+                json!({ "dependsOn": [
+                    { "containerName": "init", "condition": "SUCCESS" },
+                    { "containerName": "db", "condition": "HEALTHY" },
+                ]}),
+            ),
+            with(
+                container("proxy", &["sleep"]),
+                json!({ "dependsOn": [{ "containerName": "db", "condition": "START" }] }),
+            ),
+        ],
+    );
+    let mut task = Running::start(&runner, a);
+    let running = task.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    assert_eq!(ctr(&running, "app").last_status, ContainerStatus::Running);
+    for r in &task.seen {
+        if ctr(r, "app").last_status != ContainerStatus::Pending {
+            assert_eq!(ctr(r, "init").exit_code, Some(0), "app ran before init succeeded: {r:#?}");
+            assert_eq!(ctr(r, "db").health_status, HealthStatus::Healthy, "app ran before db was healthy: {r:#?}");
+        }
+        if ctr(r, "proxy").last_status != ContainerStatus::Pending {
+            assert_ne!(ctr(r, "db").last_status, ContainerStatus::Pending, "proxy ran before db started: {r:#?}");
+        }
+        if r.last_status == TaskStatus::Pending {
+            assert!(r.containers.iter().any(|c| c.last_status == ContainerStatus::Pending));
+        }
+    }
+    // The engine's own clock agrees: app started after init finished.
+    let at = |name: &str, field: &str| {
+        let text = docker_inspect(ctr(&running, name).runtime_id.as_deref().unwrap(), field);
+        time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    let (init_done, app_started) = (at("init", "{{.State.FinishedAt}}"), at("app", "{{.State.StartedAt}}"));
+    assert!(app_started > init_done, "app started {app_started}, init finished {init_done}");
+    assert_eq!(running.health_status, HealthStatus::Healthy, "db is the only essential container with a check");
+
+    task.stop("test");
+    let stopped = task.stopped().await;
+    assert_eq!(stopped.stop_code, Some(StopCode::UserInitiated));
+    // Stop order is the reverse of dependencies: app and proxy stop before db.
+    let db_stopped = task.seen.iter().position(|r| ctr(r, "db").last_status == ContainerStatus::Stopped).unwrap();
+    for dependent in ["app", "proxy"] {
+        let s = task.seen.iter().position(|r| ctr(r, dependent).last_status == ContainerStatus::Stopped).unwrap();
+        assert!(s <= db_stopped, "{dependent} stopped after db");
+    }
+}
+
+#[tokio::test]
+async fn an_unmet_success_dependency_fails_the_task() {
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let a = assignment(
+        "unmet",
+        json!({}),
+        vec![
+            with(container("init", &["exit", "1"]), json!({ "essential": false })),
+            with(
+                container("app", &["sleep"]),
+                json!({ "dependsOn": [{ "containerName": "init", "condition": "SUCCESS" }] }),
+            ),
+        ],
+    );
+    let mut task = Running::start(&runner, a);
+    let stopped = task.stopped().await;
+    assert_eq!(stopped.stop_code, Some(StopCode::TaskFailedToStart));
+    let reason = stopped.stopped_reason.clone().unwrap_or_default();
+    assert!(reason.contains("SUCCESS") && reason.contains("exited with code 1"), "{reason}");
+    let app = ctr(&stopped, "app");
+    assert_eq!((app.last_status, app.runtime_id.as_deref()), (ContainerStatus::Stopped, None), "app never created");
+    assert_eq!(ctr(&stopped, "init").exit_code, Some(1));
+}
+
+#[tokio::test]
+async fn health_checks_are_reported_per_container_and_for_the_task() {
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let good = json!({ "command": ["CMD", "/simplehttp", "check"], "interval": 1, "retries": 2 });
+    let bad = json!({ "command": ["CMD", "/simplehttp", "exit", "1"], "interval": 1, "retries": 1 });
+    let healthy =
+        assignment("healthy", json!({}), vec![with(container("web", &["serve"]), json!({ "healthCheck": good }))]);
+    let sick = assignment(
+        "sick",
+        json!({}),
+        vec![
+            with(container("web", &["serve"]), json!({ "healthCheck": good })),
+            with(container("worker", &["sleep"]), json!({ "healthCheck": bad })),
+            // Without a health check, a container does not count towards the task's health.
+            container("plain", &["sleep"]),
+        ],
+    );
+    let mut a = Running::start(&runner, healthy);
+    let mut b = Running::start(&runner, sick);
+    let r = a.until("task HEALTHY", |r| r.health_status == HealthStatus::Healthy).await;
+    assert_eq!(ctr(&r, "web").health_status, HealthStatus::Healthy);
+    let r = b
+        .until("worker UNHEALTHY and web HEALTHY", |r| {
+            ctr(r, "worker").health_status == HealthStatus::Unhealthy
+                && ctr(r, "web").health_status == HealthStatus::Healthy
+        })
+        .await;
+    assert_eq!(r.health_status, HealthStatus::Unhealthy);
+    assert_eq!(ctr(&r, "plain").health_status, HealthStatus::Unknown);
+    assert!(b.seen.iter().all(|r| r.health_status != HealthStatus::Healthy), "never healthy with worker unhealthy");
+    a.stop("test");
+    b.stop("test");
+    a.stopped().await;
+    b.stopped().await;
+}
+
+#[tokio::test]
+async fn a_restarted_agent_adopts_its_containers() {
+    let instance = Instance::new();
+    let a = assignment(
+        "adopt",
+        json!({}),
+        vec![with(container("web", &["serve"]), json!({ "portMappings": [{ "containerPort": 8080 }] }))],
+    );
+    let arn = a.task_arn.clone();
+
+    let first = instance.runner(PullBehavior::PreferCached).await;
+    let mut task = Running::start(&first, a.clone());
+    let running = task.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    let id = ctr(&running, "web").runtime_id.clone().unwrap();
+    // The agent dies: its task loop ends without stopping anything.
+    task.handle.abort();
+    drop(first);
+
+    let second = instance.runner(PullBehavior::PreferCached).await;
+    assert_eq!(second.discover().await.unwrap(), vec![arn.clone()]);
+    let mut task = Running::start(&second, a.clone());
+    let adopted = task.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    let web = ctr(&adopted, "web");
+    assert_eq!(web.runtime_id.as_deref(), Some(id.as_str()), "the same container");
+    assert_eq!(web.network_bindings, ctr(&running, "web").network_bindings);
+    assert_eq!(adopted.started_at, running.started_at, "the task keeps its real start time");
+    assert_eq!(task_container_count(&arn), 1, "no duplicate container");
+    assert!(task.seen.iter().all(|r| r.last_status != TaskStatus::Pending), "an adopted running task is not PENDING");
+    task.handle.abort();
+    drop(second);
+
+    // While no agent runs, the container exits; the next agent reports the exit as it was.
+    let out = std::process::Command::new("docker").args(["stop", "-t", "5", &id]).output().unwrap();
+    assert!(out.status.success());
+    let third = instance.runner(PullBehavior::PreferCached).await;
+    let mut task = Running::start(&third, a);
+    let stopped = task.stopped().await;
+    let web = ctr(&stopped, "web");
+    assert_eq!((web.runtime_id.as_deref(), web.exit_code), (Some(id.as_str()), Some(0)));
+    assert_eq!(stopped.stop_code, Some(StopCode::EssentialContainerExited));
+    assert_eq!(task_container_count(&arn), 1);
+}
+
+#[tokio::test]
+async fn volumes_are_shared_mounted_and_cleaned_up() {
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let host_dir = tempfile::tempdir().unwrap();
+    let mounts = |ro: bool| {
+        json!([
+            { "sourceVolume": "scratch", "containerPath": "/data", "readOnly": ro },
+            { "sourceVolume": "host", "containerPath": "/host" },
+        ])
+    };
+    let a = assignment(
+        "volumes",
+        json!({ "volumes": [
+            { "name": "scratch" },
+            { "name": "host", "host": { "sourcePath": host_dir.path().to_str().unwrap() } },
+        ]}),
+        vec![
+            with(
+                container("writer", &["touch", "/data/hello"]),
+                json!({ "essential": false, "mountPoints": mounts(false) }),
+            ),
+            with(
+                container("host-writer", &["touch", "/host/from-container"]),
+                json!({ "essential": false, "mountPoints": mounts(false) }),
+            ),
+            with(
+                container("reader", &["serve"]),
+                json!({
+                    "mountPoints": mounts(true),
+                    "portMappings": [{ "containerPort": 8080 }],
+                    "dependsOn": [{ "containerName": "writer", "condition": "SUCCESS" }],
+                }),
+            ),
+        ],
+    );
+    let mut task = Running::start(&runner, a);
+    let running = task.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    let port = ctr(&running, "reader").network_bindings[0].host_port.unwrap();
+    assert_eq!(get(&format!("http://127.0.0.1:{port}/file/data/hello")).await, (200, "touched\n".to_string()));
+    task.until("host-writer done", |r| ctr(r, "host-writer").exit_code == Some(0)).await;
+    assert!(host_dir.path().join("from-container").exists(), "the host bind mount is writable");
+    task.stop("test");
+    task.stopped().await;
+
+    let volume_filter = format!("label={}={}", labels::TASK_ARN, task.arn());
+    let volumes = || {
+        let out = std::process::Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &volume_filter])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(volumes(), 1, "the task's scratch volume");
+    runner.remove_task_containers(&task.arn()).await.unwrap();
+    assert_eq!((task_container_count(&task.arn()), volumes()), (0, 0));
+}
+
+#[tokio::test]
+async fn the_restart_policy_restarts_unless_the_exit_code_is_ignored() {
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    // restartAttemptPeriod 0 (ECS's minimum is 60) lets a container that ran briefly restart.
+    let policy = json!({ "enabled": true, "ignoredExitCodes": [0], "restartAttemptPeriod": 0 });
+    let flaky = with(container("flaky", &["exit", "3", "--after-ms", "300"]), json!({ "restartPolicy": policy }));
+    let done = with(container("done", &["exit", "0", "--after-ms", "300"]), json!({ "restartPolicy": policy }));
+    let mut restarting = Running::start(&runner, assignment("restarts", json!({}), vec![flaky]));
+    let mut finishing = Running::start(&runner, assignment("restarts", json!({}), vec![done]));
+
+    let running = restarting.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    let id = ctr(&running, "flaky").runtime_id.clone().unwrap();
+    let first_start = docker_inspect(&id, "{{.State.StartedAt}}");
+    let deadline = Instant::now() + DEADLINE;
+    // Docker's start time of the same container moves on: it was started again in place.
+    while docker_inspect(&id, "{{.State.StartedAt}}") == first_start {
+        assert!(Instant::now() < deadline, "flaky was not restarted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(restarting
+        .seen
+        .iter()
+        .all(|r| r.last_status == TaskStatus::Pending || r.last_status == TaskStatus::Running));
+
+    let stopped = finishing.stopped().await;
+    assert_eq!(stopped.stop_code, Some(StopCode::EssentialContainerExited), "exit code 0 is ignored: no restart");
+    assert_eq!(ctr(&stopped, "done").exit_code, Some(0));
+
+    restarting.stop("test");
+    let stopped = restarting.stopped().await;
+    assert_eq!(stopped.stop_code, Some(StopCode::UserInitiated));
+    assert_eq!(ctr(&stopped, "flaky").runtime_id.as_deref(), Some(id.as_str()));
+    assert_eq!(task_container_count(&restarting.arn()), 1);
+}
+
+#[tokio::test]
+async fn a_task_stopped_before_it_starts_never_creates_containers() {
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let mut a = assignment("early", json!({}), vec![container("app", &["sleep"])]);
+    a.desired_status = DesiredStatus::Stopped;
+    a.stop_reason = Some("changed my mind".into());
+    let mut task = Running::start(&runner, a);
+    let stopped = task.stopped().await;
+    assert_eq!(task.seen.len(), 1, "straight to STOPPED: {:#?}", task.seen);
+    assert_eq!(stopped.stop_code, Some(StopCode::UserInitiated));
+    assert_eq!(stopped.stopped_reason.as_deref(), Some("changed my mind"));
+    assert_eq!(ctr(&stopped, "app").last_status, ContainerStatus::Stopped);
+    assert_eq!(task_container_count(&task.arn()), 0);
+}

@@ -1,0 +1,91 @@
+//! Connected agents: one channel per container instance, on which desired state is pushed.
+//!
+//! Connections are runtime state, not stored: after a control-plane restart every agent
+//! reconnects and receives its full task set again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use agent_protocol::{TaskAssignment, ToAgent};
+
+/// One agent's live connection.
+#[derive(Debug)]
+struct Link {
+    connection: u64,
+    tx: mpsc::UnboundedSender<ToAgent>,
+    seq: u64,
+    last_seen: Instant,
+}
+
+/// The registry of connected agents, keyed by container instance ARN.
+#[derive(Debug)]
+pub struct Agents {
+    links: Mutex<HashMap<String, Link>>,
+    next_connection: Mutex<u64>,
+    /// An agent not heard from for this long is shown `agentConnected: false`.
+    pub timeout: Duration,
+}
+
+impl Agents {
+    pub fn new(timeout: Duration) -> Self {
+        Agents { links: Mutex::new(HashMap::new()), next_connection: Mutex::new(0), timeout }
+    }
+
+    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link>> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new connection for `instance`, replacing any older one. The caller then
+    /// sends the full task set with [`Agents::send_full`]; pushes made in between arrive
+    /// first and are included in the full set, so nothing is lost.
+    pub fn attach(&self, instance: &str) -> (u64, mpsc::UnboundedReceiver<ToAgent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let connection = {
+            let mut n = self.next_connection.lock().unwrap_or_else(|p| p.into_inner());
+            *n += 1;
+            *n
+        };
+        self.links().insert(instance.to_string(), Link { connection, tx, seq: 0, last_seen: Instant::now() });
+        (connection, rx)
+    }
+
+    /// Sends the complete desired task set on a connection.
+    pub fn send_full(&self, instance: &str, connection: u64, tasks: Vec<TaskAssignment>) {
+        if let Some(l) = self.links().get_mut(instance).filter(|l| l.connection == connection) {
+            l.seq += 1;
+            let _ = l.tx.send(ToAgent::Tasks { seq: l.seq, full: true, tasks });
+        }
+    }
+
+    /// Forgets a connection, unless a newer one has replaced it.
+    pub fn detach(&self, instance: &str, connection: u64) {
+        let mut links = self.links();
+        if links.get(instance).is_some_and(|l| l.connection == connection) {
+            links.remove(instance);
+        }
+    }
+
+    /// Notes that the agent was heard from.
+    pub fn seen(&self, instance: &str, connection: u64) {
+        if let Some(l) = self.links().get_mut(instance).filter(|l| l.connection == connection) {
+            l.last_seen = Instant::now();
+        }
+    }
+
+    /// Whether the instance's agent is connected and was heard from within the timeout.
+    pub fn connected(&self, instance: &str) -> bool {
+        self.links().get(instance).is_some_and(|l| l.last_seen.elapsed() <= self.timeout && !l.tx.is_closed())
+    }
+
+    /// Pushes changed assignments to the instance's agent, if it is connected. An agent
+    /// that is not connected receives them in the full set when it reconnects.
+    pub fn push(&self, instance: &str, tasks: Vec<TaskAssignment>) {
+        if let Some(l) = self.links().get_mut(instance) {
+            l.seq += 1;
+            let _ = l.tx.send(ToAgent::Tasks { seq: l.seq, full: false, tasks });
+        }
+    }
+}

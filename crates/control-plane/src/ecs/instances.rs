@@ -1,0 +1,308 @@
+//! Container instances: registration by agents, description with remaining resources,
+//! draining, deregistration.
+
+use std::sync::Arc;
+
+use model::ecs::task::{ContainerInstance, InstanceStatus, Resources};
+use model::ecs::ClusterStatus;
+use model::ids::ClusterName;
+use model::tags::Tags;
+use model::{Arn, Scope};
+use rand::Rng;
+
+use super::clusters::active_cluster;
+use super::{Caller, Failure};
+use crate::agents::Agents;
+use crate::error::{Error, NotFoundKind, Result};
+use crate::state::{State, Touched};
+use crate::{ControlPlane, Page, Txn};
+
+/// What `RegisterContainerInstance` says about a host.
+#[derive(Debug, Clone, Default)]
+pub struct NewInstance {
+    pub cluster: Option<String>,
+    pub ec2_instance_id: Option<String>,
+    pub resources: Resources,
+    pub attributes: Vec<(String, Option<String>)>,
+    pub agent_version: String,
+    pub agent_hash: String,
+    pub docker_version: String,
+    /// Set when an agent re-registers the instance it registered before.
+    pub existing_arn: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// An instance with what is left of its resources after its tasks.
+#[derive(Debug, Clone)]
+pub struct InstanceView {
+    pub instance: Arc<ContainerInstance>,
+    pub remaining: Resources,
+    pub running_tasks: u32,
+    pub pending_tasks: u32,
+    pub agent_connected: bool,
+    /// Custom attributes set with PutAttributes, after the instance's own.
+    pub custom_attributes: Vec<(String, Option<String>)>,
+}
+
+fn random_hex(n: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..n).map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0')).collect()
+}
+
+/// Resolves an instance reference (ARN or id) within a cluster.
+pub fn find_instance<'a>(
+    state: &'a State,
+    scope: &Scope,
+    cluster: &ClusterName,
+    r: &str,
+) -> Option<&'a Arc<ContainerInstance>> {
+    let id = if r.starts_with("arn:") {
+        let arn = Arn::parse(r).ok()?;
+        if !arn.is_in(scope) {
+            return None;
+        }
+        let rest = arn.resource.strip_prefix("container-instance/")?;
+        // Both `container-instance/<cluster>/<id>` and the old `container-instance/<id>`.
+        rest.rsplit('/').next()?.to_string()
+    } else {
+        r.to_string()
+    };
+    state.instances.get(&(scope.clone(), cluster.clone(), id))
+}
+
+/// Computes remaining resources and counts for an instance from the tasks on it.
+pub(crate) fn view_of(agents: &Agents, state: &State, i: &Arc<ContainerInstance>) -> InstanceView {
+    let mut remaining = i.registered.clone();
+    let (mut running, mut pending) = (0, 0);
+    let arn = i.arn().to_string();
+    for t in state.cluster_tasks(&i.scope, &i.cluster) {
+        if t.container_instance.as_deref() != Some(i.id.as_str()) || !t.holds_resources() {
+            continue;
+        }
+        remaining.cpu -= t.reserved.cpu;
+        remaining.memory -= t.reserved.memory;
+        remaining.ports_tcp.extend(&t.reserved.ports_tcp);
+        remaining.ports_udp.extend(&t.reserved.ports_udp);
+        match t.last_status {
+            model::ecs::task::TaskStatus::Running => running += 1,
+            _ => pending += 1,
+        }
+    }
+    let custom_attributes = state
+        .attributes
+        .values()
+        .filter(|a| {
+            a.scope == i.scope
+                && a.cluster == i.cluster
+                && (a.attribute.target_id == arn || a.attribute.target_id == i.id)
+        })
+        .map(|a| (a.attribute.name.clone(), a.attribute.value.clone()))
+        .collect();
+    InstanceView {
+        instance: i.clone(),
+        remaining,
+        running_tasks: running,
+        pending_tasks: pending,
+        agent_connected: agents.connected(&arn),
+        custom_attributes,
+    }
+}
+
+impl ControlPlane {
+    pub(crate) fn instance_view(&self, state: &State, i: &Arc<ContainerInstance>) -> InstanceView {
+        view_of(&self.agents, state, i)
+    }
+
+    /// Registers a host into a cluster (creating `default` on first use, as ECS does),
+    /// or updates the instance an agent registered before.
+    pub async fn register_container_instance(&self, caller: &Caller, req: NewInstance) -> Result<ContainerInstance> {
+        let tags = Tags::parse(req.tags.clone())?;
+        for (name, value) in &req.attributes {
+            model::ecs::Attribute::check(name, value.as_deref())?;
+        }
+        if req.resources.cpu <= 0 || req.resources.memory <= 0 {
+            return Err(Error::parameter("totalResources must include positive CPU and MEMORY values."));
+        }
+        let scope = caller.scope.clone();
+        self.write(move |txn| {
+            let cluster = match req.cluster.as_deref() {
+                None | Some(ClusterName::DEFAULT) => ensure_default_cluster(txn, &scope),
+                Some(c) => active_cluster(txn.state, &scope, Some(c))?.name.clone(),
+            };
+            let existing = req
+                .existing_arn
+                .as_deref()
+                .and_then(|arn| find_instance(txn.state, &scope, &cluster, arn))
+                .map(|i| i.as_ref().clone());
+            let id = existing.as_ref().map(|i| i.id.clone()).unwrap_or_else(|| random_hex(32));
+            let ec2_instance_id = req
+                .ec2_instance_id
+                .clone()
+                .or_else(|| existing.as_ref().map(|i| i.ec2_instance_id.clone()))
+                .unwrap_or_else(|| format!("i-{}", random_hex(17)));
+            let instance = ContainerInstance {
+                scope: scope.clone(),
+                cluster: cluster.clone(),
+                id: id.clone(),
+                ec2_instance_id,
+                status: match existing.as_ref().map(|i| i.status) {
+                    Some(InstanceStatus::Draining) => InstanceStatus::Draining,
+                    _ => InstanceStatus::Active,
+                },
+                registered: req.resources,
+                attributes: req.attributes,
+                agent_version: req.agent_version,
+                agent_hash: req.agent_hash,
+                docker_version: req.docker_version,
+                registered_at: existing.as_ref().map_or(txn.now, |i| i.registered_at),
+                tags: if tags.is_empty() { existing.map(|i| i.tags).unwrap_or_default() } else { tags },
+            };
+            txn.state.instances.insert((scope.clone(), cluster.clone(), id.clone()), Arc::new(instance.clone()));
+            txn.touch(Touched::Instance(scope, cluster, id));
+            Ok(instance)
+        })
+        .await
+    }
+
+    pub fn describe_container_instances(
+        &self,
+        caller: &Caller,
+        cluster: Option<&str>,
+        refs: &[String],
+    ) -> Result<(Vec<InstanceView>, Vec<Failure>)> {
+        if refs.is_empty() || refs.len() > 100 {
+            return Err(Error::parameter("Pass between 1 and 100 container instances."));
+        }
+        let state = self.view();
+        let cluster = active_cluster(&state, &caller.scope, cluster)?.name.clone();
+        let mut found = Vec::new();
+        let mut failures = Vec::new();
+        for r in refs {
+            match find_instance(&state, &caller.scope, &cluster, r) {
+                Some(i) => found.push(self.instance_view(&state, i)),
+                None => failures.push(Failure { arn: r.clone(), reason: "MISSING".into(), detail: None }),
+            }
+        }
+        Ok((found, failures))
+    }
+
+    /// Instance ARNs of a cluster, filtered by status and by a cluster query expression.
+    pub fn list_container_instances(
+        &self,
+        caller: &Caller,
+        cluster: Option<&str>,
+        status: Option<InstanceStatus>,
+        filter: Option<&str>,
+        page: &Page,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let expr = filter
+            .map(scheduler::parse_expression)
+            .transpose()
+            .map_err(|e| Error::parameter(format!("The filter is not a valid cluster query: {e}")))?;
+        let state = self.view();
+        let cluster = active_cluster(&state, &caller.scope, cluster)?.name.clone();
+        let mut items = Vec::new();
+        for i in state.cluster_instances(&caller.scope, &cluster) {
+            let visible = match status {
+                Some(s) => i.status == s,
+                None => i.status != InstanceStatus::Inactive,
+            };
+            if !visible {
+                continue;
+            }
+            if let Some(expr) = &expr {
+                let view = self.instance_view(&state, i);
+                if !scheduler::eval(expr, &crate::ecs::tasks::placement_instance(&state, &view)) {
+                    continue;
+                }
+            }
+            items.push((i.id.clone(), i.arn().to_string()));
+        }
+        Ok(page.take(items.into_iter(), false))
+    }
+
+    /// Sets instances ACTIVE or DRAINING; a DRAINING instance receives no new tasks.
+    pub async fn update_container_instances_state(
+        &self,
+        caller: &Caller,
+        cluster: Option<String>,
+        refs: Vec<String>,
+        status: InstanceStatus,
+    ) -> Result<(Vec<ContainerInstance>, Vec<Failure>)> {
+        if refs.is_empty() || refs.len() > 10 {
+            return Err(Error::parameter("Pass between 1 and 10 container instances."));
+        }
+        if status == InstanceStatus::Inactive {
+            return Err(Error::parameter("status must be ACTIVE or DRAINING."));
+        }
+        let scope = caller.scope.clone();
+        self.write(move |txn| {
+            let cluster = active_cluster(txn.state, &scope, cluster.as_deref())?.name.clone();
+            let mut done = Vec::new();
+            let mut failures = Vec::new();
+            for r in refs {
+                let Some(i) =
+                    find_instance(txn.state, &scope, &cluster, &r).filter(|i| i.status != InstanceStatus::Inactive)
+                else {
+                    failures.push(Failure { arn: r, reason: "MISSING".into(), detail: None });
+                    continue;
+                };
+                let mut i = i.as_ref().clone();
+                i.status = status;
+                txn.state.instances.insert((scope.clone(), cluster.clone(), i.id.clone()), Arc::new(i.clone()));
+                txn.touch(Touched::Instance(scope.clone(), cluster.clone(), i.id.clone()));
+                done.push(i);
+            }
+            Ok((done, failures))
+        })
+        .await
+    }
+
+    /// Deregisters an instance. With tasks still on it, only with `force`; the tasks are
+    /// left as they are (ECS leaves them running, orphaned).
+    pub async fn deregister_container_instance(
+        &self,
+        caller: &Caller,
+        cluster: Option<String>,
+        r: String,
+        force: bool,
+    ) -> Result<ContainerInstance> {
+        let scope = caller.scope.clone();
+        self.write(move |txn| {
+            let cluster = active_cluster(txn.state, &scope, cluster.as_deref())?.name.clone();
+            let Some(i) = find_instance(txn.state, &scope, &cluster, &r).filter(|i| i.status != InstanceStatus::Inactive) else {
+                return Err(Error::NotFound {
+                    kind: NotFoundKind::Resource,
+                    message: format!("The container instance {r} does not exist in cluster {cluster}."),
+                });
+            };
+            let busy = txn
+                .state
+                .cluster_tasks(&scope, &cluster)
+                .any(|t| t.container_instance.as_deref() == Some(i.id.as_str()) && t.holds_resources());
+            if busy && !force {
+                return Err(Error::parameter(
+                    "Found running tasks on the instance. Stop them first, or deregister with --force to leave them running unmanaged.",
+                ));
+            }
+            let mut i = i.as_ref().clone();
+            i.status = InstanceStatus::Inactive;
+            txn.state.instances.insert((scope.clone(), cluster.clone(), i.id.clone()), Arc::new(i.clone()));
+            txn.touch(Touched::Instance(scope.clone(), cluster, i.id.clone()));
+            Ok(i)
+        })
+        .await
+    }
+}
+
+/// The `default` cluster, created if it does not exist or was deleted.
+pub(crate) fn ensure_default_cluster(txn: &mut Txn<'_>, scope: &Scope) -> ClusterName {
+    let name = ClusterName::default_cluster();
+    let active = txn.state.cluster(scope, &name).is_some_and(|c| c.status == ClusterStatus::Active);
+    if !active {
+        let cluster = super::clusters::fresh_cluster(scope, name.clone(), Tags::default());
+        txn.state.clusters.insert((scope.clone(), name.clone()), Arc::new(cluster));
+        txn.touch(Touched::Cluster(scope.clone(), name.clone()));
+    }
+    name
+}

@@ -1,0 +1,224 @@
+//! `simplehttp`: the one program inside the agent tests' Docker image (`FROM scratch`).
+//!
+//! Every behaviour a test needs from a container is a mode chosen by arguments, so one
+//! small static binary stands in for web servers, batch jobs, misbehaving processes and
+//! health checks:
+//!
+//! ```text
+//! simplehttp serve [--port 8080]            HTTP: / names host and $GREETING; /health; /env/NAME; /file/PATH
+//! simplehttp exit <code> [--after-ms N]     exit with <code>, optionally after N ms
+//! simplehttp sleep [--ignore-sigterm]       run until stopped
+//! simplehttp oom                            allocate and touch memory until the kernel kills it
+//! simplehttp check [--port 8080]            exit 0 if GET http://127.0.0.1:port/health answers 200, else 1
+//! simplehttp touch <path>                   create a file (and its parent directories), exit 0
+//! simplehttp wait-file <path>               exit 0 once <path> exists
+//! ```
+//!
+//! On SIGTERM it exits with code 0 (a graceful shutdown), unless `--ignore-sigterm` is given;
+//! a process killed by Docker's SIGKILL therefore shows 137 and a stopped one 0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const USAGE: &str = "usage: simplehttp serve [--port N] | exit <code> [--after-ms N] | sleep [--ignore-sigterm] | oom \
+                     | check [--port N] | touch <path> | wait-file <path>";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let ignore_sigterm = args.iter().any(|a| a == "--ignore-sigterm");
+    signals::on_sigterm(if ignore_sigterm { signals::Action::Ignore } else { signals::Action::Exit0 });
+    let mode = args.first().map(String::as_str).unwrap_or("");
+    let rest = &args[args.len().min(1)..];
+    match mode {
+        "serve" => serve(port(rest)),
+        "exit" => {
+            let Some(code) = rest.first().and_then(|c| c.parse::<u8>().ok()) else {
+                return usage();
+            };
+            if let Some(ms) = flag(rest, "--after-ms").and_then(|v| v.parse().ok()) {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            ExitCode::from(code)
+        }
+        "sleep" => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+        "oom" => oom(),
+        "check" => check(port(rest)),
+        "touch" => match rest.first() {
+            Some(path) => touch(path),
+            None => usage(),
+        },
+        "wait-file" => match rest.first() {
+            Some(path) => {
+                // Polling is fine here: this is the test program, not the agent.
+                while !std::path::Path::new(path).exists() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                ExitCode::SUCCESS
+            }
+            None => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("{USAGE}");
+    ExitCode::from(2)
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+fn port(args: &[String]) -> u16 {
+    flag(args, "--port").and_then(|p| p.parse().ok()).unwrap_or(8080)
+}
+
+fn serve(port: u16) -> ExitCode {
+    let listener = match TcpListener::bind(("0.0.0.0", port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("simplehttp: cannot listen on port {port}: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    println!("simplehttp: serving on port {port}");
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || {
+            let _ = answer(stream);
+        });
+    }
+    ExitCode::SUCCESS
+}
+
+/// Answers one HTTP/1.x request and closes the connection.
+fn answer(stream: TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Drain the headers so the client sees a clean close.
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = route(path);
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+fn route(path: &str) -> (&'static str, String) {
+    const OK: &str = "200 OK";
+    const NOT_FOUND: &str = "404 Not Found";
+    if path == "/" {
+        let greeting = std::env::var("GREETING").unwrap_or_default();
+        return (OK, format!("hello from {} greeting={greeting}\n", hostname()));
+    }
+    if path == "/health" {
+        return (OK, "ok\n".into());
+    }
+    if let Some(name) = path.strip_prefix("/env/") {
+        return match std::env::var(name) {
+            Ok(v) => (OK, v),
+            Err(_) => (NOT_FOUND, format!("no variable {name}\n")),
+        };
+    }
+    if let Some(file) = path.strip_prefix("/file/") {
+        return match std::fs::read_to_string(format!("/{file}")) {
+            Ok(v) => (OK, v),
+            Err(e) => (NOT_FOUND, format!("{e}\n")),
+        };
+    }
+    (NOT_FOUND, "not found\n".into())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+fn check(port: u16) -> ExitCode {
+    let healthy = || -> std::io::Result<bool> {
+        let addr = ([127, 0, 0, 1], port).into();
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
+    };
+    match healthy() {
+        Ok(true) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn touch(path: &str) -> ExitCode {
+    let path = std::path::Path::new(path);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::write(path, b"touched\n") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("simplehttp: cannot write {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Grows by touched megabytes until the memory cgroup's OOM killer ends the process.
+fn oom() -> ExitCode {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        // Writing every byte makes the pages resident, so they count against the limit.
+        hoard.push(vec![1u8; 1 << 20]);
+        if hoard.len().is_multiple_of(64) {
+            println!("simplehttp: holding {} MiB", hoard.len());
+        }
+    }
+}
+
+/// The two libc calls std lacks; see the note in Cargo.toml for why this crate allows them.
+#[allow(unsafe_code)]
+mod signals {
+    const SIGTERM: i32 = 15;
+    const SIG_IGN: usize = 1;
+
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+        fn _exit(code: i32) -> !;
+    }
+
+    pub enum Action {
+        Ignore,
+        Exit0,
+    }
+
+    extern "C" fn exit0(_: i32) {
+        // SAFETY: _exit is async-signal-safe; nothing else runs in the handler.
+        unsafe { _exit(0) }
+    }
+
+    pub fn on_sigterm(action: Action) {
+        let handler = match action {
+            Action::Ignore => SIG_IGN,
+            Action::Exit0 => exit0 as extern "C" fn(i32) as usize,
+        };
+        // SAFETY: installs a handler that only calls an async-signal-safe function.
+        unsafe {
+            signal(SIGTERM, handler);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Docker images that tests build for themselves, since nothing can be pulled from the
+//! internet here: `berth-test/simplehttp:latest` holds the static `simplehttp` binary of
+//! the `testimage` crate in a `FROM scratch` image.
+//!
+//! Many test processes (nextest runs one per test) ask for the image at once, so the build
+//! runs under a file lock, and is skipped while the image's `berth.source-hash` label
+//! matches a hash of the crate's sources.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{bail, Context};
+use sha2::{Digest, Sha256};
+
+/// The tag of the test image.
+pub const SIMPLEHTTP_IMAGE: &str = "berth-test/simplehttp:latest";
+const HASH_LABEL: &str = "berth.source-hash";
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+const DOCKERFILE: &str = "FROM scratch\nCOPY simplehttp /simplehttp\nENTRYPOINT [\"/simplehttp\"]\n";
+
+/// Makes sure `berth-test/simplehttp:latest` exists and is built from the current sources,
+/// and returns its name. Panics (failing the test) when it cannot be built.
+pub fn simplehttp_image() -> &'static str {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        if let Err(e) = ensure_simplehttp() {
+            panic!("cannot build the test image {SIMPLEHTTP_IMAGE}: {e:#}");
+        }
+    });
+    SIMPLEHTTP_IMAGE
+}
+
+/// Force-removes every container carrying the label `key=value`, with its anonymous
+/// volumes, and then every volume with that label. Cleanup after a test; errors are ignored
+/// because a test must not fail for what it leaves behind.
+pub fn remove_containers_with_label(key: &str, value: &str) {
+    let filter = format!("label={key}={value}");
+    let ids = docker_lines(&["ps", "-aq", "--filter", &filter]);
+    if !ids.is_empty() {
+        let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).stdout(Stdio::null()).status();
+    }
+    let volumes = docker_lines(&["volume", "ls", "-q", "--filter", &filter]);
+    if !volumes.is_empty() {
+        let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).stdout(Stdio::null()).status();
+    }
+}
+
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn ensure_simplehttp() -> anyhow::Result<()> {
+    let root = workspace_root();
+    let hash = source_hash(&root.join("crates/testimage"))?;
+    if image_hash().as_deref() == Some(hash.as_str()) {
+        return Ok(());
+    }
+    let dir = root.join("target/testimage");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let lock = File::create(dir.join("image.lock")).context("creating the lock file")?;
+    lock.lock().context("locking the image build")?;
+    // Another process may have built it while this one waited for the lock.
+    if image_hash().as_deref() == Some(hash.as_str()) {
+        return Ok(());
+    }
+    build_binary(&root, &dir)?;
+    build_image(&dir, &hash)
+}
+
+/// A hash over the testimage crate's manifest and sources, and the Dockerfile.
+fn source_hash(crate_dir: &Path) -> anyhow::Result<String> {
+    let mut files = vec![crate_dir.join("Cargo.toml")];
+    let mut pending = vec![crate_dir.join("src")];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut h = Sha256::new();
+    h.update(DOCKERFILE);
+    for f in files {
+        h.update(f.strip_prefix(crate_dir).unwrap_or(&f).to_string_lossy().as_bytes());
+        h.update(std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn image_hash() -> Option<String> {
+    let format = format!("{{{{ index .Config.Labels \"{HASH_LABEL}\" }}}}");
+    let out = Command::new("docker").args(["image", "inspect", "-f", &format, SIMPLEHTTP_IMAGE]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Builds `simplehttp` as a static glibc binary, in its own target dir so that its
+/// RUSTFLAGS do not invalidate the workspace's build cache.
+fn build_binary(root: &Path, dir: &Path) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--release", "-p", "testimage", "--target", TARGET])
+        .env("CARGO_TARGET_DIR", dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .context("running cargo")?;
+    if !out.status.success() {
+        bail!("cargo build of testimage failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn build_image(dir: &Path, hash: &str) -> anyhow::Result<()> {
+    let context = dir.join("image-context");
+    let _ = std::fs::remove_dir_all(&context);
+    std::fs::create_dir_all(&context)?;
+    std::fs::copy(dir.join(TARGET).join("release/simplehttp"), context.join("simplehttp"))
+        .context("copying the simplehttp binary")?;
+    std::fs::write(context.join("Dockerfile"), DOCKERFILE)?;
+    let out = Command::new("docker")
+        .args(["build", "-q", "--label", &format!("{HASH_LABEL}={hash}"), "-t", SIMPLEHTTP_IMAGE])
+        .arg(&context)
+        .output()
+        .context("running docker build")?;
+    if !out.status.success() {
+        bail!("docker build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
