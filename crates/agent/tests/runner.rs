@@ -113,6 +113,7 @@ impl Running {
         loop {
             match tokio::time::timeout_at(deadline, self.reports.recv()).await {
                 Ok(Some(r)) => {
+                    eprintln!("{:?} {:?} {:?}", std::time::SystemTime::now(), r.last_status, r.containers.iter().map(|c| (c.name.clone(), c.last_status, c.exit_code)).collect::<Vec<_>>());
                     let hit = cond(&r);
                     self.seen.push(r.clone());
                     if hit {
@@ -386,6 +387,7 @@ async fn depends_on_orders_start_by_success_start_and_health() {
 
 #[tokio::test]
 async fn an_unmet_success_dependency_fails_the_task() {
+    eprintln!("{:?} begin", std::time::SystemTime::now());
     let instance = Instance::new();
     let runner = instance.runner(PullBehavior::PreferCached).await;
     let a = assignment(

@@ -54,7 +54,8 @@ pub async fn dispatch(
                         r.force.unwrap_or(false),
                     )
                     .await?;
-                let view = cp.describe_container_instances(caller, Some(i.cluster.as_str()), std::slice::from_ref(&i.id))?.0;
+                let view =
+                    cp.describe_container_instances(caller, Some(i.cluster.as_str()), std::slice::from_ref(&i.id))?.0;
                 Ok(ok(&w::DeregisterContainerInstanceResponse { container_instance: view.first().map(instance_shape) }))
             }
             .await

@@ -145,6 +145,15 @@ impl Berth {
         Key { account: get("account "), id: get("access key id "), secret: get("secret access key ") }
     }
 
+    /// Starts a `berth agent` process that registers into `cluster` with extra settings
+    /// `env` (for example `BERTH_AVAILABILITY_ZONE`). Several agents can share the machine's
+    /// Docker engine; each is its own container instance.
+    pub fn spawn_agent(&self, cluster: &str, env: &[(&str, &str)]) -> Agent {
+        let dir = tempfile::Builder::new().prefix("berth-agent").tempdir().expect("temp dir");
+        let child = agent_process(self, dir.path(), cluster, env);
+        Agent { child: Some(child), dir }
+    }
+
     /// Kills the server with SIGKILL: no chance to flush or clean up.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -194,6 +203,62 @@ impl Berth {
             ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
             ("AWS_MAX_ATTEMPTS".into(), "1".into()),
         ]
+    }
+}
+
+/// A `berth agent` process started by a test.
+#[derive(Debug)]
+pub struct Agent {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Kills the agent with SIGKILL; its containers keep running.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the agent again with the same data dir and settings as before.
+    pub fn restart(&mut self, berth: &Berth, cluster: &str, env: &[(&str, &str)]) {
+        self.kill9();
+        self.child = Some(agent_process(berth, self.dir.path(), cluster, env));
+    }
+}
+
+/// Starts `berth agent` for `berth`'s first account, keeping its state in `dir`.
+fn agent_process(berth: &Berth, dir: &Path, cluster: &str, env: &[(&str, &str)]) -> Child {
+    let log = std::fs::OpenOptions::new().append(true).create(true).open(dir.join("agent.log")).expect("log file");
+    Command::new(&berth.bin)
+        .args(["agent", "--config"])
+        .arg(dir.join("ecs.config"))
+        .env("ECS_CLUSTER", cluster)
+        .env("ECS_BACKEND_HOST", &berth.endpoint)
+        .env("AWS_ACCESS_KEY_ID", &berth.key.id)
+        .env("AWS_SECRET_ACCESS_KEY", &berth.key.secret)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("ECS_DATADIR", dir)
+        .env("BERTH_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn berth agent")
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default();
+            eprintln!(
+                "--- agent log:\n{}",
+                log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod security;
 mod settings;
 mod tagging;
 mod task_definitions;
+mod tasks;
 mod wire_shapes;
 
 use testkit::Berth;

@@ -419,7 +419,8 @@ impl ControlPlane {
                     }
                 };
                 let mut tasks = Vec::new();
-                let creation = Creation { scope: &scope, cluster: &cluster, td: &td, req: &req, tags: &tags, now: txn.now };
+                let creation =
+                    Creation { scope: &scope, cluster: &cluster, td: &td, req: &req, tags: &tags, now: txn.now };
                 for idx in placements {
                     let instance_id = candidates[idx].id.clone();
                     let t = new_task(&creation, &instance_id, reserved.clone(), &mut rng);

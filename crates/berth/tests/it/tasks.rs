@@ -1,0 +1,251 @@
+//! Tasks on real Docker through `berth up`'s agent and extra `berth agent` processes
+//! sharing the machine's engine: run, stop, failures, placement across instances, and
+//! restarts of the control plane and of an agent.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::types::{
+    ContainerDefinition, PlacementConstraint, PlacementConstraintType, PlacementStrategy, PlacementStrategyType,
+    PortMapping, Task,
+};
+use aws_sdk_ecs::Client;
+use testkit::images::{remove_containers_with_label, simplehttp_image};
+use testkit::Berth;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Removes every container the test's cluster created, whatever happens in the test.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        remove_containers_with_label("com.amazonaws.ecs.cluster", &self.0);
+    }
+}
+
+async fn berth_with_agent() -> (Berth, Cleanup) {
+    let image = simplehttp_image();
+    assert!(!image.is_empty());
+    let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
+    let cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/default", b.key.account));
+    (b, cleanup)
+}
+
+/// Waits until `n` instances of `cluster` have a connected agent; returns their ARNs.
+async fn wait_instances(ecs: &Client, cluster: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(l) = ecs.list_container_instances().cluster(cluster).send().await {
+            let arns = l.container_instance_arns().to_vec();
+            if arns.len() >= n {
+                let d = ecs
+                    .describe_container_instances()
+                    .cluster(cluster)
+                    .set_container_instances(Some(arns.clone()))
+                    .send()
+                    .await;
+                if d.is_ok_and(|d| d.container_instances().iter().filter(|i| i.agent_connected()).count() >= n) {
+                    return arns;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "{n} connected instances did not appear in {cluster}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn register(ecs: &Client, family: &str, command: &[&str], image: &str) {
+    ecs.register_task_definition()
+        .family(family)
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("web")
+                .image(image)
+                .memory(32)
+                .set_command(Some(command.iter().map(|s| s.to_string()).collect()))
+                .port_mappings(PortMapping::builder().container_port(8080).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn wait_status(ecs: &Client, cluster: &str, task: &str, status: &str) -> Task {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last = None;
+    loop {
+        if let Ok(d) = ecs.describe_tasks().cluster(cluster).tasks(task).send().await {
+            last = d.tasks().first().cloned();
+            if let Some(t) = last.as_ref().filter(|t| t.last_status() == Some(status)) {
+                return t.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "task {task} did not reach {status}; last seen: {last:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn run_curl_and_stop() {
+    let (b, _c) = berth_with_agent().await;
+    let ecs = b.ecs().await;
+    wait_instances(&ecs, "default", 1).await;
+    register(&ecs, "web", &["serve", "--port", "8080"], simplehttp_image()).await;
+    let r = ecs.run_task().task_definition("web").started_by("test").send().await.unwrap();
+    assert!(r.failures().is_empty(), "{:?}", r.failures());
+    let arn = r.tasks()[0].task_arn().unwrap().to_string();
+    assert_eq!(r.tasks()[0].desired_status(), Some("RUNNING"));
+    let t = wait_status(&ecs, "default", &arn, "RUNNING").await;
+    let c = &t.containers()[0];
+    assert!(c.runtime_id().is_some());
+    let port = c.network_bindings()[0].host_port().unwrap();
+    assert!(port > 0, "a dynamic host port was chosen");
+    let body = reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap().text().await.unwrap();
+    assert!(body.contains("hello"), "{body}");
+    assert!(t.started_at().is_some() && t.pull_started_at().is_some());
+    let listed = ecs.list_tasks().started_by("test").send().await.unwrap();
+    assert_eq!(listed.task_arns(), std::slice::from_ref(&arn));
+
+    let stopped = ecs.stop_task().task(&arn).reason("done").send().await.unwrap();
+    assert_eq!(stopped.task().unwrap().desired_status(), Some("STOPPED"));
+    let t = wait_status(&ecs, "default", &arn, "STOPPED").await;
+    assert_eq!(t.stop_code().map(|c| c.as_str()), Some("UserInitiated"));
+    assert_eq!(t.stopped_reason(), Some("done"));
+    assert!(t.stopped_at().is_some());
+    assert!(t.containers()[0].exit_code().is_some());
+    // The instance's resources are free again.
+    let err = ecs.delete_cluster().cluster("default").send().await.unwrap_err();
+    assert_eq!(testkit::error_code(&err), "ClusterContainsContainerInstancesException");
+}
+
+#[tokio::test]
+async fn failures_are_reported_as_ecs_does() {
+    let (b, _c) = berth_with_agent().await;
+    let ecs = b.ecs().await;
+    wait_instances(&ecs, "default", 1).await;
+    register(&ecs, "exits", &["exit", "3"], simplehttp_image()).await;
+    register(&ecs, "missing", &["serve"], "berth-test/does-not-exist:1").await;
+    let exits =
+        ecs.run_task().task_definition("exits").send().await.unwrap().tasks()[0].task_arn().unwrap().to_string();
+    let missing =
+        ecs.run_task().task_definition("missing").send().await.unwrap().tasks()[0].task_arn().unwrap().to_string();
+
+    let t = wait_status(&ecs, "default", &exits, "STOPPED").await;
+    assert_eq!(t.stop_code().map(|c| c.as_str()), Some("EssentialContainerExited"));
+    assert_eq!(t.containers()[0].exit_code(), Some(3));
+    assert_eq!(t.desired_status(), Some("STOPPED"));
+
+    let t = wait_status(&ecs, "default", &missing, "STOPPED").await;
+    assert_eq!(t.stop_code().map(|c| c.as_str()), Some("TaskFailedToStart"));
+    let reason = t.stopped_reason().unwrap_or_default();
+    assert!(reason.starts_with("CannotPullContainerError"), "{reason}");
+}
+
+#[tokio::test]
+async fn tasks_survive_a_control_plane_kill_9() {
+    let (mut b, _c) = berth_with_agent().await;
+    let ecs = b.ecs().await;
+    wait_instances(&ecs, "default", 1).await;
+    register(&ecs, "web", &["serve", "--port", "8080"], simplehttp_image()).await;
+    let arn = ecs.run_task().task_definition("web").send().await.unwrap().tasks()[0].task_arn().unwrap().to_string();
+    let before = wait_status(&ecs, "default", &arn, "RUNNING").await;
+
+    b.kill9();
+    b.restart().await;
+    let ecs = b.ecs().await;
+    // The embedded agent comes back with the server, finds its container and reports it.
+    wait_instances(&ecs, "default", 1).await;
+    let after = wait_status(&ecs, "default", &arn, "RUNNING").await;
+    assert_eq!(
+        after.containers()[0].runtime_id(),
+        before.containers()[0].runtime_id(),
+        "the container was adopted, not replaced"
+    );
+    ecs.stop_task().task(&arn).send().await.unwrap();
+    wait_status(&ecs, "default", &arn, "STOPPED").await;
+}
+
+#[tokio::test]
+async fn placement_across_agents_on_one_engine() {
+    let (b, _c) = berth_with_agent().await;
+    let ecs = b.ecs().await;
+    ecs.create_cluster().cluster_name("demo").send().await.unwrap();
+    let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/demo", b.key.account));
+    let _a = b.spawn_agent("demo", &[("BERTH_AVAILABILITY_ZONE", "us-east-1a"), ("BERTH_INSTANCE_TYPE", "t3.small")]);
+    let _b2 = b.spawn_agent("demo", &[("BERTH_AVAILABILITY_ZONE", "us-east-1b"), ("BERTH_INSTANCE_TYPE", "t3.small")]);
+    let _m = b.spawn_agent("demo", &[("BERTH_AVAILABILITY_ZONE", "us-east-1c"), ("BERTH_INSTANCE_TYPE", "m5.large")]);
+    wait_instances(&ecs, "demo", 3).await;
+    register(&ecs, "sleeper", &["sleep"], simplehttp_image()).await;
+
+    let t3 = PlacementConstraint::builder()
+        .r#type(PlacementConstraintType::MemberOf)
+        .expression("attribute:ecs.instance-type =~ t3.*")
+        .build();
+    let spread = PlacementStrategy::builder()
+        .r#type(PlacementStrategyType::Spread)
+        .field("attribute:ecs.availability-zone")
+        .build();
+    let r = ecs
+        .run_task()
+        .cluster("demo")
+        .task_definition("sleeper")
+        .count(2)
+        .placement_constraints(t3)
+        .placement_strategy(spread)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.tasks().len(), 2, "{:?}", r.failures());
+    let zones: std::collections::BTreeSet<_> =
+        r.tasks().iter().map(|t| t.availability_zone().unwrap_or_default().to_string()).collect();
+    assert_eq!(
+        zones,
+        ["us-east-1a".to_string(), "us-east-1b".to_string()].into_iter().collect(),
+        "spread over the two t3 zones"
+    );
+
+    let distinct = PlacementConstraint::builder().r#type(PlacementConstraintType::DistinctInstance).build();
+    let r = ecs
+        .run_task()
+        .cluster("demo")
+        .task_definition("sleeper")
+        .count(3)
+        .group("g")
+        .placement_constraints(distinct)
+        .send()
+        .await
+        .unwrap();
+    let instances: std::collections::BTreeSet<_> =
+        r.tasks().iter().map(|t| t.container_instance_arn().unwrap().to_string()).collect();
+    assert_eq!(instances.len(), 3, "distinctInstance puts each task on its own instance");
+
+    for t in ecs.list_tasks().cluster("demo").send().await.unwrap().task_arns() {
+        ecs.stop_task().cluster("demo").task(t).send().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_agent_restart_keeps_its_containers() {
+    let (b, _c) = berth_with_agent().await;
+    let ecs = b.ecs().await;
+    ecs.create_cluster().cluster_name("solo").send().await.unwrap();
+    let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/solo", b.key.account));
+    let env = [("BERTH_INSTANCE_TYPE", "t3.small")];
+    let mut agent = b.spawn_agent("solo", &env);
+    let instances = wait_instances(&ecs, "solo", 1).await;
+    register(&ecs, "sleeper", &["sleep"], simplehttp_image()).await;
+    let arn = ecs.run_task().cluster("solo").task_definition("sleeper").send().await.unwrap().tasks()[0]
+        .task_arn()
+        .unwrap()
+        .to_string();
+    let before = wait_status(&ecs, "solo", &arn, "RUNNING").await;
+
+    agent.kill9();
+    agent.restart(&b, "solo", &env);
+    let again = wait_instances(&ecs, "solo", 1).await;
+    assert_eq!(again, instances, "the agent re-registered as the same instance");
+    ecs.stop_task().cluster("solo").task(&arn).send().await.unwrap();
+    let after = wait_status(&ecs, "solo", &arn, "STOPPED").await;
+    assert_eq!(after.containers()[0].runtime_id(), before.containers()[0].runtime_id());
+}
