@@ -18,5 +18,6 @@ echo "=== cargo nextest (unit and integration tests)"
 # The integration tests mostly wait on servers, so more of them than cores run at once.
 cargo nextest run --workspace --test-threads 6 --no-fail-fast
 
-echo "=== end-to-end: the foundation walkthrough with the aws CLI"
+echo "=== end-to-end: the walkthroughs with the aws CLI"
 tests/e2e/foundation.sh target/debug/berth
+tests/e2e/tasks.sh target/debug/berth

@@ -113,7 +113,6 @@ impl Running {
         loop {
             match tokio::time::timeout_at(deadline, self.reports.recv()).await {
                 Ok(Some(r)) => {
-                    eprintln!("{:?} {:?} {:?}", std::time::SystemTime::now(), r.last_status, r.containers.iter().map(|c| (c.name.clone(), c.last_status, c.exit_code)).collect::<Vec<_>>());
                     let hit = cond(&r);
                     self.seen.push(r.clone());
                     if hit {
@@ -387,7 +386,6 @@ async fn depends_on_orders_start_by_success_start_and_health() {
 
 #[tokio::test]
 async fn an_unmet_success_dependency_fails_the_task() {
-    eprintln!("{:?} begin", std::time::SystemTime::now());
     let instance = Instance::new();
     let runner = instance.runner(PullBehavior::PreferCached).await;
     let a = assignment(
@@ -599,4 +597,103 @@ async fn a_task_stopped_before_it_starts_never_creates_containers() {
     assert_eq!(stopped.stopped_reason.as_deref(), Some("changed my mind"));
     assert_eq!(ctr(&stopped, "app").last_status, ContainerStatus::Stopped);
     assert_eq!(task_container_count(&task.arn()), 0);
+}
+
+#[tokio::test]
+async fn create_start_and_engine_failures_end_as_stopped() {
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let bad_mount = with(
+        container("app", &["sleep"]),
+        json!({ "mountPoints": [{ "sourceVolume": "v", "containerPath": "relative" }] }),
+    );
+    let mut create =
+        Running::start(&runner, assignment("fails", json!({ "volumes": [{ "name": "v" }] }), vec![bad_mount]));
+    let no_binary = with(container("app", &[]), json!({ "entryPoint": ["/no-such-binary"] }));
+    let mut start = Running::start(&runner, assignment("fails", json!({}), vec![no_binary]));
+    let mut removed = Running::start(&runner, assignment("fails", json!({}), vec![container("app", &["sleep"])]));
+
+    for (task, prefix) in [(&mut create, "CannotCreateContainerError:"), (&mut start, "CannotStartContainerError:")] {
+        let stopped = task.stopped().await;
+        assert_eq!(stopped.stop_code, Some(StopCode::TaskFailedToStart));
+        assert!(stopped.stopped_reason.as_deref().unwrap_or_default().starts_with(prefix), "{stopped:#?}");
+        assert!(ctr(&stopped, "app").reason.as_deref().unwrap_or_default().starts_with(prefix), "{stopped:#?}");
+    }
+
+    // Someone removes the container behind the agent's back: the task ends, it does not hang.
+    let running = removed.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    let id = ctr(&running, "app").runtime_id.clone().unwrap();
+    let out = std::process::Command::new("docker").args(["rm", "-f", &id]).output().unwrap();
+    assert!(out.status.success());
+    let stopped = removed.stopped().await;
+    assert_eq!(stopped.stop_code, Some(StopCode::EssentialContainerExited));
+    assert!(
+        ctr(&stopped, "app").reason.as_deref().unwrap_or_default().starts_with("DockerStateError:"),
+        "{stopped:#?}"
+    );
+}
+
+#[tokio::test]
+async fn container_settings_reach_docker_in_every_network_mode() {
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let tuned = with(
+        container("tuned", &["sleep"]),
+        json!({
+            "cpu": 256, "memory": 64, "memoryReservation": 32,
+            "ulimits": [{ "name": "nofile", "softLimit": 1024, "hardLimit": 2048 }],
+            "readonlyRootFilesystem": true,
+            "linuxParameters": { "initProcessEnabled": true, "capabilities": { "add": ["NET_ADMIN"], "drop": ["MKNOD"] } },
+            "extraHosts": [{ "hostname": "db.local", "ipAddress": "127.0.0.2" }],
+            "dnsServers": ["127.0.0.1"],
+            "hostname": "tuned-host", "user": "1000", "workingDirectory": "/tmp",
+            "logConfiguration": { "logDriver": "json-file", "options": { "max-size": "1m" } },
+            "stopTimeout": 7,
+        }),
+    );
+    let linked = with(container("linked", &["sleep"]), json!({ "links": ["tuned:alias"] }));
+    let mut bridge = Running::start(&runner, assignment("settings", json!({}), vec![tuned, linked]));
+    let port = 20000 + rand::random::<u16>() % 10000;
+    let host_web = with(
+        container("web", &["serve", "--port", &port.to_string()]),
+        json!({ "portMappings": [{ "containerPort": port }] }),
+    );
+    let mut host = Running::start(&runner, assignment("settings", json!({ "networkMode": "host" }), vec![host_web]));
+    let none_web = with(container("web", &["serve"]), json!({ "portMappings": [{ "containerPort": 8080 }] }));
+    let mut none = Running::start(&runner, assignment("settings", json!({ "networkMode": "none" }), vec![none_web]));
+
+    let r = bridge.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    let inspect = |id: &str| -> Value { serde_json::from_str(&docker_inspect(id, "{{json .}}")).unwrap() };
+    let c = inspect(ctr(&r, "tuned").runtime_id.as_deref().unwrap());
+    let h = &c["HostConfig"];
+    assert_eq!((h["CpuShares"].as_i64(), h["Memory"].as_i64()), (Some(256), Some(64 << 20)));
+    assert_eq!(h["MemoryReservation"].as_i64(), Some(32 << 20));
+    assert_eq!(h["Ulimits"], json!([{ "Name": "nofile", "Soft": 1024, "Hard": 2048 }]));
+    assert_eq!((h["ReadonlyRootfs"].as_bool(), h["Init"].as_bool()), (Some(true), Some(true)));
+    assert_eq!((h["CapAdd"].clone(), h["CapDrop"].clone()), (json!(["NET_ADMIN"]), json!(["MKNOD"])));
+    assert_eq!((h["ExtraHosts"].clone(), h["Dns"].clone()), (json!(["db.local:127.0.0.2"]), json!(["127.0.0.1"])));
+    // The daemon adds its own default log options; ours must be among them.
+    assert_eq!(
+        (h["LogConfig"]["Type"].as_str(), h["LogConfig"]["Config"]["max-size"].as_str()),
+        (Some("json-file"), Some("1m"))
+    );
+    assert_eq!(h["NetworkMode"], "bridge");
+    let config = &c["Config"];
+    assert_eq!((config["Hostname"].as_str(), config["User"].as_str()), (Some("tuned-host"), Some("1000")));
+    assert_eq!((config["WorkingDir"].as_str(), config["StopTimeout"].as_i64()), (Some("/tmp"), Some(7)));
+    let links = inspect(ctr(&r, "linked").runtime_id.as_deref().unwrap())["HostConfig"]["Links"].clone();
+    assert!(links[0].as_str().unwrap_or_default().ends_with("/alias"), "{links}");
+
+    let r = host.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    let b = &ctr(&r, "web").network_bindings;
+    assert_eq!((b.len(), b[0].host_port, b[0].container_port), (1, Some(i32::from(port)), Some(i32::from(port))));
+    assert_eq!(get(&format!("http://127.0.0.1:{port}/health")).await.0, 200);
+
+    let r = none.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    assert!(ctr(&r, "web").network_bindings.is_empty());
+
+    for task in [&mut bridge, &mut host, &mut none] {
+        task.stop("test");
+        task.stopped().await;
+    }
 }

@@ -25,11 +25,15 @@
 //!   instances. A connected instance's first failing check names it; the order is agent,
 //!   CPU, memory, ports, then attributes and constraints (`ATTRIBUTE`).
 //!
-//! Cost: setting up is one pass over the instances (constraints are evaluated once per
-//! instance per call); each task is then one pass over the candidates, comparing a small
-//! key, with no sorting. Only constraints that look at tasks (`distinctInstance`,
-//! `task:group`, `runningTasksCount`) are evaluated again, and only on the instance that
-//! just took a task, because no other instance changed.
+//! Cost: one pass over the instances per call (resources, ports, the group's task count,
+//! spread attribute values), then one pass over the remaining candidates per task,
+//! comparing a small key with no sorting. Required attributes and constraints are
+//! evaluated lazily, only for a candidate that would otherwise win, and remembered for the
+//! call; only constraints that look at tasks (`distinctInstance`, `task:group`,
+//! `runningTasksCount`) are evaluated again, and only on the instance that just took a
+//! task, because no other instance changed. Nothing survives between calls: the snapshot
+//! is the only state, which keeps the function pure but makes each call cost a pass over
+//! every instance's attributes and task groups (see `scheduler-bench`).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -245,7 +249,7 @@ impl<'a> Board<'a> {
             let ports_free = candidate
                 && task.static_ports_tcp.iter().all(|p| !instance.used_ports_tcp.contains(p))
                 && task.static_ports_udp.iter().all(|p| !instance.used_ports_udp.contains(p));
-            let counted = group_tasks > 0 && !instance.draining;
+            let counted = group_tasks > 0;
             if ports_free || counted {
                 spread.look_up(instance, i);
             }
