@@ -87,8 +87,8 @@ pub const ESSENTIAL_EXITED_REASON: &str = "Essential container in task exited";
 
 /// How often every container is inspected even without events, to repair a missed event.
 const RESYNC_EVERY: Duration = Duration::from_secs(15);
-/// Consecutive failed Engine calls after which a task is given up as STOPPED.
-const MAX_DOCKER_FAILURES: u32 = 5;
+/// How long the Engine may keep failing before a task is given up as STOPPED.
+const DOCKER_GIVE_UP: Duration = Duration::from_secs(30);
 
 impl Runner {
     /// Connects to the local Docker engine (negotiating the API version).
@@ -268,7 +268,8 @@ struct TaskRun<'r> {
     execution_stopped_at: Option<Timestamp>,
     ops: FuturesUnordered<BoxFuture<'static, Done>>,
     events: Option<BoxStream<'static, Result<docker::Event, DockerError>>>,
-    docker_failures: u32,
+    /// Since when Engine calls have been failing, and how many times in a row.
+    docker_trouble: Option<(Instant, u32)>,
     /// When to resubscribe to events and resync after an Engine failure.
     retry_at: Option<Instant>,
     reports: mpsc::UnboundedSender<TaskReport>,
@@ -332,7 +333,7 @@ impl<'r> TaskRun<'r> {
             execution_stopped_at: None,
             ops: FuturesUnordered::new(),
             events: None,
-            docker_failures: 0,
+            docker_trouble: None,
             retry_at: None,
             reports,
             last_report: None,
@@ -473,7 +474,7 @@ impl<'r> TaskRun<'r> {
     }
 
     async fn on_event(&mut self, e: docker::Event) {
-        self.docker_failures = 0;
+        self.docker_trouble = None;
         let Some(i) = self.ctrs.iter().position(|c| c.id.as_deref() == Some(e.id.as_str())) else {
             return;
         };
@@ -576,7 +577,7 @@ impl<'r> TaskRun<'r> {
         let Some(id) = self.ctrs[i].id.clone() else { return };
         match self.docker.inspect(&id).await {
             Ok(o) => {
-                self.docker_failures = 0;
+                self.docker_trouble = None;
                 self.observe(i, o);
             }
             Err(DockerError::NotFound(_)) => {
@@ -594,6 +595,10 @@ impl<'r> TaskRun<'r> {
         for i in 0..self.ctrs.len() {
             if self.ctrs[i].phase != Phase::Stopped {
                 self.refresh(i).await;
+                // One failure is enough to know; the retry comes with backoff.
+                if self.retry_at.is_some() {
+                    return;
+                }
             }
         }
     }
@@ -689,16 +694,18 @@ impl<'r> TaskRun<'r> {
         self.stopped_reason = reason;
     }
 
-    /// An Engine call failed: retry with backoff, and after several failures in a row,
-    /// give the task up as STOPPED rather than leave it hanging.
+    /// An Engine call failed: resubscribe and resync with backoff, and when the Engine has
+    /// failed for [`DOCKER_GIVE_UP`], give the task up as STOPPED rather than leave it hanging.
     fn docker_trouble(&mut self, why: &str) {
-        self.docker_failures += 1;
-        if self.docker_failures >= MAX_DOCKER_FAILURES {
+        let now = Instant::now();
+        let (since, count) = self.docker_trouble.unwrap_or((now, 0));
+        self.docker_trouble = Some((since, count + 1));
+        if now.duration_since(since) >= DOCKER_GIVE_UP {
             self.docker_failed(why);
             return;
         }
-        let backoff = Duration::from_millis(250 << self.docker_failures.min(6));
-        self.retry_at.get_or_insert(Instant::now() + backoff);
+        let backoff = Duration::from_millis(250 << count.min(4));
+        self.retry_at.get_or_insert(now + backoff);
     }
 
     fn docker_failed(&mut self, why: &str) {
@@ -869,18 +876,11 @@ impl<'r> TaskRun<'r> {
     fn readiness(&self, i: usize) -> Readiness {
         let me = &self.ctrs[i].name;
         for dep in &self.ctrs[i].deps {
-            let d = &self.ctrs[dep.on];
-            let stopped = d.phase == Phase::Stopped;
-            let met = match dep.cond {
-                Cond::Created => d.id.is_some() && d.pending != Some(Pending::Create),
-                Cond::Start => d.ever_started,
-                Cond::Complete => stopped && d.ever_started,
-                Cond::Success => stopped && d.exit_code == Some(0),
-                Cond::Healthy => d.ever_healthy,
-            };
-            if met {
+            if self.met(*dep) {
                 continue;
             }
+            let d = &self.ctrs[dep.on];
+            let stopped = d.phase == Phase::Stopped;
             let cond = dep.cond.name();
             let never = |why: String| {
                 Readiness::Never(format!(
@@ -907,6 +907,18 @@ impl<'r> TaskRun<'r> {
         Readiness::Ready
     }
 
+    fn met(&self, dep: Dep) -> bool {
+        let d = &self.ctrs[dep.on];
+        let stopped = d.phase == Phase::Stopped;
+        match dep.cond {
+            Cond::Created => d.id.is_some() && d.pending != Some(Pending::Create),
+            Cond::Start => d.ever_started,
+            Cond::Complete => stopped && d.ever_started,
+            Cond::Success => stopped && d.exit_code == Some(0),
+            Cond::Healthy => d.ever_healthy,
+        }
+    }
+
     /// The earliest moment at which a dependency wait times out.
     fn next_dependency_deadline(&self) -> Option<Instant> {
         if self.stopping {
@@ -916,7 +928,7 @@ impl<'r> TaskRun<'r> {
             .iter()
             .filter(|c| c.pending.is_none() && matches!(c.phase, Phase::Waiting | Phase::Created))
             .flat_map(|c| c.deps.iter())
-            .filter(|d| matches!(d.cond, Cond::Complete | Cond::Success | Cond::Healthy))
+            .filter(|d| matches!(d.cond, Cond::Complete | Cond::Success | Cond::Healthy) && !self.met(**d))
             .filter_map(|d| self.ctrs[d.on].started.map(|s| s + self.start_timeout(d.on)))
             .min()
     }

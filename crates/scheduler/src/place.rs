@@ -249,7 +249,7 @@ impl<'a> Board<'a> {
             let ports_free = candidate
                 && task.static_ports_tcp.iter().all(|p| !instance.used_ports_tcp.contains(p))
                 && task.static_ports_udp.iter().all(|p| !instance.used_ports_udp.contains(p));
-            let counted = group_tasks > 0;
+            let counted = group_tasks > 0 && !instance.draining;
             if ports_free || counted {
                 spread.look_up(instance, i);
             }
