@@ -97,10 +97,6 @@ impl Runner {
         Ok(Runner { docker, config, pulled: Arc::default() })
     }
 
-    pub fn config(&self) -> &RunnerConfig {
-        &self.config
-    }
-
     /// Drives one task to its desired state and keeps it there until it is STOPPED,
     /// sending a full report on every change. Returns after sending the STOPPED report.
     pub async fn run_task(

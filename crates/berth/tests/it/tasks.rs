@@ -242,10 +242,61 @@ async fn an_agent_restart_keeps_its_containers() {
     let before = wait_status(&ecs, "solo", &arn, "RUNNING").await;
 
     agent.kill9();
+    // Its channel closes with the process: the instance shows as disconnected.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let d =
+            ecs.describe_container_instances().cluster("solo").container_instances(&instances[0]).send().await.unwrap();
+        if !d.container_instances()[0].agent_connected() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "agentConnected stayed true after the agent died");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = wait_status(&ecs, "solo", &arn, "RUNNING").await;
+    assert_eq!(
+        t.containers()[0].runtime_id(),
+        before.containers()[0].runtime_id(),
+        "the task is left as it is meanwhile"
+    );
     agent.restart(&b, "solo", &env);
     let again = wait_instances(&ecs, "solo", 1).await;
     assert_eq!(again, instances, "the agent re-registered as the same instance");
     ecs.stop_task().cluster("solo").task(&arn).send().await.unwrap();
     let after = wait_status(&ecs, "solo", &arn, "STOPPED").await;
     assert_eq!(after.containers()[0].runtime_id(), before.containers()[0].runtime_id());
+}
+
+#[tokio::test]
+async fn start_task_resource_failures_and_submitted_state() {
+    let (b, _c) = berth_with_agent().await;
+    let ecs = b.ecs().await;
+    let instances = wait_instances(&ecs, "default", 1).await;
+    register(&ecs, "sleeper", &["sleep"], simplehttp_image()).await;
+
+    // StartTask places on the named instance.
+    let r = ecs.start_task().task_definition("sleeper").container_instances(&instances[0]).send().await.unwrap();
+    let arn = r.tasks()[0].task_arn().unwrap().to_string();
+    assert_eq!(r.tasks()[0].container_instance_arn(), Some(instances[0].as_str()));
+    wait_status(&ecs, "default", &arn, "RUNNING").await;
+
+    // A task larger than the instance fails to place with ECS's reason.
+    ecs.register_task_definition()
+        .family("huge")
+        .container_definitions(
+            ContainerDefinition::builder().name("c").image(simplehttp_image()).memory(100_000_000).build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = ecs.run_task().task_definition("huge").send().await.unwrap();
+    assert!(r.tasks().is_empty());
+    assert_eq!(r.failures()[0].reason(), Some("RESOURCE:MEMORY"));
+
+    // A state change submitted through the API stops the task, and its agent stops the
+    // container.
+    ecs.submit_task_state_change().task(&arn).status("STOPPED").reason("stopped from outside").send().await.unwrap();
+    let t = wait_status(&ecs, "default", &arn, "STOPPED").await;
+    assert_eq!(t.stopped_reason(), Some("stopped from outside"));
+    assert_eq!(t.desired_status(), Some("STOPPED"));
 }
