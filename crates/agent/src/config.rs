@@ -155,10 +155,16 @@ impl AgentConfig {
             "prefer-cached" => PullBehavior::PreferCached,
             other => bail!("ECS_IMAGE_PULL_BEHAVIOR must be default, always, once or prefer-cached; got '{other}'"),
         };
-        let stop_timeout =
-            get("ECS_CONTAINER_STOP_TIMEOUT").map(parse_duration).transpose()?.unwrap_or(Duration::from_secs(30));
-        let start_timeout =
-            get("ECS_CONTAINER_START_TIMEOUT").map(parse_duration).transpose()?.unwrap_or(Duration::from_secs(180));
+        let stop_timeout = get("ECS_CONTAINER_STOP_TIMEOUT")
+            .map(parse_duration)
+            .transpose()
+            .context("ECS_CONTAINER_STOP_TIMEOUT")?
+            .unwrap_or(Duration::from_secs(30));
+        let start_timeout = get("ECS_CONTAINER_START_TIMEOUT")
+            .map(parse_duration)
+            .transpose()
+            .context("ECS_CONTAINER_START_TIMEOUT")?
+            .unwrap_or(Duration::from_secs(180));
         let instance_attributes = match get("ECS_INSTANCE_ATTRIBUTES") {
             None => BTreeMap::new(),
             Some(v) => serde_json::from_str(v)

@@ -95,7 +95,6 @@ pub struct Observed {
     pub ports: Vec<(i32, TransportProtocol, i32)>,
     /// The image id (`sha256:...`) the container runs.
     pub image_id: String,
-    pub labels: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,7 +293,6 @@ impl Docker {
             health,
             ports,
             image_id: c.image.unwrap_or_default(),
-            labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
         })
     }
 

@@ -697,3 +697,28 @@ async fn container_settings_reach_docker_in_every_network_mode() {
         task.stopped().await;
     }
 }
+
+#[tokio::test]
+async fn a_dependency_that_misses_its_start_timeout_fails_the_task() {
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let never_healthy = json!({ "command": ["CMD", "/simplehttp", "exit", "1"], "interval": 1, "retries": 10 });
+    let a = assignment(
+        "timeout",
+        json!({}),
+        vec![
+            with(container("db", &["sleep"]), json!({ "healthCheck": never_healthy, "startTimeout": 1 })),
+            with(
+                container("app", &["sleep"]),
+                json!({ "dependsOn": [{ "containerName": "db", "condition": "HEALTHY" }] }),
+            ),
+        ],
+    );
+    let mut task = Running::start(&runner, a);
+    let stopped = task.stopped().await;
+    assert_eq!(stopped.stop_code, Some(StopCode::TaskFailedToStart));
+    let reason = stopped.stopped_reason.clone().unwrap_or_default();
+    assert!(reason.contains("HEALTHY") && reason.contains("start timeout of 1s"), "{reason}");
+    assert_eq!(ctr(&stopped, "app").runtime_id, None);
+    assert_eq!(ctr(&stopped, "db").exit_code, Some(0), "db was stopped with SIGTERM");
+}

@@ -1,0 +1,413 @@
+#!/usr/bin/env python3
+"""Task start latency: Berth's RunTask to RUNNING against `docker run -d`, same image, same run.
+
+What it measures. `berth up` serves the API and runs a local agent that registers this
+machine's Docker engine as a container instance of cluster "default". A task definition
+"bench" has one container "c": the test image (berth-test/simplehttp, built by
+`cargo run -p testkit --bin test-image`), memory 32, command ["sleep"], no port mappings,
+so that it runs what `docker run -d IMAGE sleep` runs. Then, alternately:
+
+  berth   t0; RunTask; DescribeTasks of that task every BENCH_POLL_MS (default 5) until
+          lastStatus is RUNNING; the sample is the time from t0 to that answer. The task is
+          then stopped, waited for until STOPPED and its container removed, all untimed.
+  docker  t0; `docker run -d --label ... IMAGE sleep` as a subprocess, which returns once
+          the container has started; the sample is its run time. `docker rm -f`, untimed.
+
+One warm-up of each is not counted; then BENCH_SAMPLES (default 20) of each, interleaved,
+so that both see the same machine at the same time. Reports median, p90 and min of both,
+the ratio of the medians Berth/docker against the target (<= 1.25), and the CPU steal
+measured from /proc/stat over the counted samples (a neighbour on a shared VM skews both).
+
+Why these choices:
+  * ECS_IMAGE_PULL_BEHAVIOR=prefer-cached: no registry is reachable here, and the agent's
+    `default` behaviour (like the ECS agent's) first tries a pull and falls back to the
+    cached image only after the pull fails, which would measure a failing network call.
+    `docker run` likewise does not pull an image that is present.
+  * The comparison is end to end on both sides: `docker run` includes the CLI's own start
+    (a fresh process each time), Berth includes the API call, the durable commit of the
+    task, the push to the agent, the Engine calls, the agent's report, its durable commit,
+    and the DescribeTasks that sees RUNNING. Polling adds on average half a poll interval
+    plus one DescribeTasks round trip to each Berth sample.
+  * Berth's container differs from the docker one only in what ECS adds: its labels and
+    the 32 MiB memory limit of the definition. The docker one carries one label too, so
+    that the cleanup finds it if the run is interrupted.
+  * Breakdown of each Berth sample from what DescribeTasks reports (epoch seconds with
+    millisecond precision; client and server share this machine's clock):
+        ack        t0 to the RunTask answer (placement and the durable commit)
+        dispatch   createdAt to pullStartedAt (push to the agent, the agent's task set-up)
+        images     pullStartedAt to pullStoppedAt (image checks; no pull under prefer-cached)
+        engine     pullStoppedAt to startedAt (Docker's create and start; startedAt is
+                   Docker's own start time of the container)
+        report     startedAt to the answer that showed RUNNING (the agent's inspect and
+                   report, its commit, the polling)
+    plus createdAt to startedAt as a whole.
+
+The Berth log (BERTH_LOG=debug for more) is kept in bench/out/task-start-berth.log.
+Results go to bench/out/task-start.json. A miss of the target is reported, not an exit
+failure; the exit status is non-zero only when something does not work (Berth does not
+start, its agent does not connect, a task fails to run, docker fails).
+"""
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import botocore.session
+from botocore.config import Config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET_DIR = os.path.join(ROOT, "target", "bench")
+BERTH = os.path.join(TARGET_DIR, "release", "berth")
+OUT = os.path.join(ROOT, "bench", "out", "task-start.json")
+LOG_OUT = os.path.join(ROOT, "bench", "out", "task-start-berth.log")
+SAMPLES = int(os.environ.get("BENCH_SAMPLES", "20"))
+POLL = float(os.environ.get("BENCH_POLL_MS", "5")) / 1000
+TARGET_RATIO = 1.25
+CLUSTER = "default"
+FAMILY = "bench"
+# Labels the docker-run containers of this benchmark, for the cleanup.
+DOCKER_LABEL = "berth-bench=task-start"
+# A task that is not RUNNING within this long counts as failed to run.
+RUN_TIMEOUT = 60.0
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what, check, proc, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with status {proc.returncode} before answering")
+        try:
+            if check():
+                return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.1)
+    raise BenchError(f"{what} did not answer within {timeout:.0f} s")
+
+
+def http_status(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def cpu_times():
+    """The machine's CPU time counters (user nice system idle iowait irq softirq steal)."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def steal_pct(before, after):
+    total = sum(after) - sum(before)
+    return 100.0 * (after[7] - before[7]) / total if total else 0.0
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def percentile(xs, p):
+    """Nearest-rank percentile."""
+    xs = sorted(xs)
+    return xs[max(0, math.ceil(p / 100 * len(xs)) - 1)]
+
+
+def summary(xs):
+    return {"median_ms": median(xs), "p90_ms": percentile(xs, 90), "min_ms": min(xs), "max_ms": max(xs)}
+
+
+def start(cmd, logpath, env):
+    logf = open(logpath, "wb")
+    # Own process group, so stopping it also stops anything it spawned.
+    return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, env=env)
+
+
+def stop(proc):
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def docker(*args, check=True):
+    r = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+    if check and r.returncode != 0:
+        raise BenchError(f"docker {' '.join(args)} exited with {r.returncode}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def remove_labelled(label):
+    """Force-removes every container carrying `label` (key=value); returns how many."""
+    ids = docker("ps", "-aq", "--filter", f"label={label}", check=False).split()
+    if ids:
+        docker("rm", "-f", "-v", *ids, check=False)
+    return len(ids)
+
+
+def ecs_client(data_dir, port):
+    out = subprocess.run([BERTH, "env", "--data-dir", data_dir], check=True, capture_output=True, text=True).stdout
+    env = dict(re.findall(r"^export (\w+)=(.*)$", out, re.M))
+    env = {k: v.strip("'\"") for k, v in env.items()}
+    return botocore.session.get_session().create_client(
+        "ecs",
+        endpoint_url=env.get("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}"),
+        region_name=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        # An error is an error: no retries with backoff hidden inside a sample.
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30),
+    )
+
+
+def wait_for_agent(ecs, proc, timeout=60.0):
+    """Waits until the local agent registered and its channel is connected; returns the instance ARN."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"berth exited with status {proc.returncode} while waiting for its agent")
+        arns = ecs.list_container_instances(cluster=CLUSTER).get("containerInstanceArns", [])
+        if arns:
+            ci = ecs.describe_container_instances(cluster=CLUSTER, containerInstances=arns[:1])["containerInstances"]
+            if ci and ci[0].get("agentConnected"):
+                return arns[0]
+        time.sleep(0.2)
+    raise BenchError(f"berth's local agent did not register and connect within {timeout:.0f} s "
+                     "(is Docker running? see the berth log)")
+
+
+def epoch(v):
+    """A timestamp from botocore (datetime) as epoch seconds."""
+    return v.timestamp() if v is not None else None
+
+
+def why_not_running(t):
+    reasons = [f"{c.get('name')}: {c['reason']}" for c in t.get("containers", []) if c.get("reason")]
+    return (f"task {t['taskArn']} is {t.get('lastStatus')} (desired {t.get('desiredStatus')}), "
+            f"stopCode {t.get('stopCode')}, stoppedReason {t.get('stoppedReason')!r}"
+            + (f", containers: {'; '.join(reasons)}" if reasons else ""))
+
+
+def berth_sample(ecs, cluster_arn):
+    """One RunTask to RUNNING, in ms, with its breakdown; then stops and removes the task, untimed."""
+    w0 = time.time()
+    t0 = time.monotonic()
+    r = ecs.run_task(cluster=CLUSTER, taskDefinition=FAMILY, count=1)
+    t_ack = time.monotonic()
+    if r.get("failures") or not r.get("tasks"):
+        raise BenchError(f"RunTask placed no task: {r.get('failures')}")
+    arn = r["tasks"][0]["taskArn"]
+    polls = 0
+    while True:
+        d = ecs.describe_tasks(cluster=CLUSTER, tasks=[arn])
+        polls += 1
+        if not d.get("tasks"):
+            raise BenchError(f"DescribeTasks does not find {arn}: {d.get('failures')}")
+        t = d["tasks"][0]
+        if t.get("lastStatus") == "RUNNING":
+            t1 = time.monotonic()
+            w1 = time.time()
+            break
+        if t.get("desiredStatus") == "STOPPED" or t.get("lastStatus") in ("STOPPING", "DEPROVISIONING", "STOPPED"):
+            raise BenchError(f"a task failed to run: {why_not_running(t)}")
+        if time.monotonic() - t0 > RUN_TIMEOUT:
+            raise BenchError(f"a task was not RUNNING within {RUN_TIMEOUT:.0f} s: {why_not_running(t)}")
+        time.sleep(POLL)
+    sample = {"ms": (t1 - t0) * 1000, "polls": polls, "task": arn, **breakdown(t, w0, w1, t_ack - t0)}
+
+    ecs.stop_task(cluster=CLUSTER, task=arn, reason="bench")
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        t = ecs.describe_tasks(cluster=CLUSTER, tasks=[arn])["tasks"][0]
+        if t.get("lastStatus") == "STOPPED":
+            break
+        if time.monotonic() > deadline:
+            raise BenchError(f"a task was not STOPPED within {RUN_TIMEOUT:.0f} s of StopTask: {why_not_running(t)}")
+        time.sleep(0.02)
+    remove_labelled(f"com.amazonaws.ecs.cluster={cluster_arn}")
+    return sample
+
+
+def breakdown(t, w0, w1, ack_s):
+    created, pull0, pull1, started = (epoch(t.get(k)) for k in ("createdAt", "pullStartedAt", "pullStoppedAt",
+                                                                "startedAt"))
+
+    def span(a, b):
+        return (b - a) * 1000 if a is not None and b is not None else None
+
+    return {
+        "ack_ms": ack_s * 1000,
+        "dispatch_ms": span(created, pull0),
+        "images_ms": span(pull0, pull1),
+        "engine_ms": span(pull1, started),
+        "report_ms": span(started, w1),
+        "created_to_started_ms": span(created, started),
+        "client_to_created_ms": span(w0, created),
+    }
+
+
+def docker_sample(image):
+    t0 = time.monotonic()
+    r = subprocess.run(["docker", "run", "-d", "--label", DOCKER_LABEL, image, "sleep"],
+                       capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    t1 = time.monotonic()
+    if r.returncode != 0:
+        raise BenchError(f"docker run exited with {r.returncode}: {r.stderr.strip()}")
+    docker("rm", "-f", r.stdout.strip())
+    return {"ms": (t1 - t0) * 1000}
+
+
+def main():
+    # Other work on the machine skews both sides: say how busy it was.
+    load = os.getloadavg()
+    subprocess.run(["bash", os.path.join(ROOT, "scripts", "install-test-deps.sh")], check=True)
+    log("building berth (release)")
+    subprocess.run(["cargo", "build", "--release", "-p", "berth"], cwd=ROOT, check=True,
+                   env={**os.environ, "CARGO_TARGET_DIR": TARGET_DIR})
+    log("building the test image")
+    image = subprocess.run(["cargo", "run", "-q", "-p", "testkit", "--bin", "test-image"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.strip()
+    if not image:
+        raise BenchError("the test-image binary printed no image name")
+    docker_version = docker("version", "--format", "{{.Server.Version}}").strip()
+
+    workdir = tempfile.mkdtemp(prefix="berth-bench-")
+    berth = None
+    cluster_arn = None
+    berth_log = os.path.join(workdir, "berth.log")
+    try:
+        port = free_port()
+        data_dir = os.path.join(workdir, "data")
+        env = {**os.environ, "ECS_IMAGE_PULL_BEHAVIOR": "prefer-cached"}
+        berth = start([BERTH, "up", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"], berth_log, env)
+        wait_until("berth", lambda: http_status(f"http://127.0.0.1:{port}/_berth/health") == 200, berth)
+        ecs = ecs_client(data_dir, port)
+        instance = wait_for_agent(ecs, berth)
+        log(f"agent connected: {instance}")
+        cluster_arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+        ecs.register_task_definition(family=FAMILY, containerDefinitions=[{
+            "name": "c", "image": image, "memory": 32, "command": ["sleep"],
+        }])
+
+        log("warm-up: one of each, not counted")
+        berth_sample(ecs, cluster_arn)
+        docker_sample(image)
+
+        berth_runs, docker_runs = [], []
+        before = cpu_times()
+        for i in range(SAMPLES):
+            b = berth_sample(ecs, cluster_arn)
+            berth_runs.append(b)
+            d = docker_sample(image)
+            docker_runs.append(d)
+            log(f"{i + 1:>2}/{SAMPLES}: berth {b['ms']:7.1f} ms ({b['polls']} polls), docker {d['ms']:7.1f} ms")
+        after = cpu_times()
+        steal = steal_pct(before, after)
+    except BaseException:
+        if os.path.exists(berth_log):
+            with open(berth_log, errors="replace") as f:
+                tail = f.readlines()[-20:]
+            log("last lines of the berth log:\n" + "".join(tail))
+        raise
+    finally:
+        stop(berth)
+        if cluster_arn:
+            remove_labelled(f"com.amazonaws.ecs.cluster={cluster_arn}")
+        remove_labelled(DOCKER_LABEL)
+        if os.path.exists(berth_log):
+            os.makedirs(os.path.dirname(LOG_OUT), exist_ok=True)
+            shutil.copyfile(berth_log, LOG_OUT)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    b = summary([r["ms"] for r in berth_runs])
+    d = summary([r["ms"] for r in docker_runs])
+    ratio = b["median_ms"] / d["median_ms"]
+    parts = ["ack_ms", "dispatch_ms", "images_ms", "engine_ms", "report_ms", "created_to_started_ms"]
+    parts_median = {}
+    for p in parts:
+        xs = [r[p] for r in berth_runs if r[p] is not None]
+        parts_median[p] = median(xs) if xs else None
+
+    print(f"\nTask start, {SAMPLES} samples each interleaved (+1 warm-up each), image {image}, "
+          f"Docker {docker_version}, {os.cpu_count()} CPUs, load average before "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, CPU steal during the samples {steal:.1f} %\n")
+    print(f"{'':<34} {'median ms':>10} {'p90 ms':>8} {'min ms':>8} {'max ms':>8}")
+    print(f"{'berth  RunTask -> RUNNING':<34} {b['median_ms']:>10.1f} {b['p90_ms']:>8.1f} {b['min_ms']:>8.1f} "
+          f"{b['max_ms']:>8.1f}")
+    print(f"{'docker run -d':<34} {d['median_ms']:>10.1f} {d['p90_ms']:>8.1f} {d['min_ms']:>8.1f} {d['max_ms']:>8.1f}")
+    print(f"\nBerth / docker (medians): {ratio:.2f}")
+
+    labels = {
+        "ack_ms": "RunTask answered (t0 -> ack)",
+        "dispatch_ms": "createdAt -> pullStartedAt",
+        "images_ms": "pullStartedAt -> pullStoppedAt",
+        "engine_ms": "pullStoppedAt -> startedAt",
+        "report_ms": "startedAt -> RUNNING seen",
+        "created_to_started_ms": "createdAt -> startedAt",
+    }
+    print(f"\nWhere Berth's time goes (medians over the samples; timestamps have ms precision, "
+          f"poll every {POLL * 1000:.0f} ms)")
+    for p in parts:
+        v = parts_median[p]
+        print(f"  {labels[p]:<34} {'-' if v is None else f'{v:8.1f} ms'}")
+
+    print("\nTargets")
+    ok = ratio <= TARGET_RATIO
+    label = f"Berth RunTask->RUNNING median <= {TARGET_RATIO}x docker run -d ({ratio:.2f}x)"
+    print(f"  {'PASS' if ok else 'MISS'}  {label}")
+
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, "w") as f:
+        json.dump({"samples": SAMPLES, "poll_ms": POLL * 1000, "image": image, "docker_version": docker_version,
+                   "cpus": os.cpu_count(), "load_average": load, "steal_pct": steal,
+                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "berth": b, "docker": d, "ratio": ratio, "berth_breakdown_median": parts_median,
+                   "runs": {"berth": berth_runs, "docker": docker_runs},
+                   "targets": [{"target": label, "pass": ok}]}, f, indent=2)
+    print(f"\nwrote {os.path.relpath(OUT, ROOT)} (Berth's log: {os.path.relpath(LOG_OUT, ROOT)})")
+
+
+if __name__ == "__main__":
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally block stops the server and cleans up.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit(1))
+    try:
+        main()
+    except BenchError as e:
+        log(f"FAILED: {e}")
+        sys.exit(1)
+    except subprocess.CalledProcessError as e:
+        log(f"FAILED: {' '.join(map(str, e.cmd))} exited with {e.returncode}")
+        sys.exit(1)
