@@ -11,7 +11,7 @@ berth="${1:-$here/../../target/debug/berth}"
 data="$(mktemp -d)"
 pid=""
 cleanup() {
-    [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true
+    if [[ -n "$pid" ]]; then kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
     rm -rf "$data"
 }
 trap cleanup EXIT
@@ -64,7 +64,7 @@ grep -q "InvalidSignatureException" <<<"$out" || fail "expected InvalidSignature
 step "kill -9 and restart: everything acknowledged is still there"
 kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 start
-[[ "$(aws ecs list-clusters --query 'length(clusterArns)' --output text)" == 1 ]] || fail "cluster lost"
+[[ "$(aws ecs describe-clusters --clusters demo --query 'clusters[0].status' --output text)" == ACTIVE ]] || fail "cluster lost"
 [[ "$(aws ecs describe-task-definition --task-definition simplehttp:1 --query taskDefinition.status --output text)" == ACTIVE ]] || fail "task definition lost"
 rev="$(aws ecs register-task-definition --cli-input-json "file://$here/simplehttp.json" --query taskDefinition.revision --output text)"
 [[ "$rev" == 2 ]] || fail "revision numbering did not continue: $rev"
