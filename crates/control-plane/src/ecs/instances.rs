@@ -1,6 +1,7 @@
 //! Container instances: registration by agents, description with remaining resources,
 //! draining, deregistration.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use model::ecs::task::{ContainerInstance, InstanceStatus, Resources};
@@ -42,6 +43,8 @@ pub struct InstanceView {
     pub agent_connected: bool,
     /// Custom attributes set with PutAttributes, after the instance's own.
     pub custom_attributes: Vec<(String, Option<String>)>,
+    /// The `group` of every task holding resources on the instance.
+    pub task_groups: Vec<String>,
 }
 
 fn random_hex(n: usize) -> String {
@@ -70,49 +73,56 @@ pub fn find_instance<'a>(
     state.instances.get(&(scope.clone(), cluster.clone(), id))
 }
 
-/// Computes remaining resources and counts for an instance from the tasks on it.
-pub(crate) fn view_of(agents: &Agents, state: &State, i: &Arc<ContainerInstance>) -> InstanceView {
-    let mut remaining = i.registered.clone();
-    let (mut running, mut pending) = (0, 0);
-    let arn = i.arn().to_string();
-    for t in state.cluster_tasks(&i.scope, &i.cluster) {
-        if t.container_instance.as_deref() != Some(i.id.as_str()) || !t.holds_resources() {
-            continue;
-        }
-        remaining.cpu -= t.reserved.cpu;
-        remaining.memory -= t.reserved.memory;
-        remaining.ports_tcp.extend(&t.reserved.ports_tcp);
-        remaining.ports_udp.extend(&t.reserved.ports_udp);
-        match t.last_status {
-            model::ecs::task::TaskStatus::Running => running += 1,
-            _ => pending += 1,
-        }
-    }
-    let custom_attributes = state
-        .attributes
-        .values()
-        .filter(|a| {
-            a.scope == i.scope
-                && a.cluster == i.cluster
-                && (a.attribute.target_id == arn || a.attribute.target_id == i.id)
+/// The views of every instance of a cluster, computed in one pass over its tasks and
+/// attributes, so that placement costs O(instances + tasks) and not their product.
+pub(crate) fn cluster_views(
+    agents: &Agents,
+    state: &State,
+    scope: &Scope,
+    cluster: &ClusterName,
+) -> HashMap<String, InstanceView> {
+    let mut views: HashMap<String, InstanceView> = state
+        .cluster_instances(scope, cluster)
+        .map(|i| {
+            let view = InstanceView {
+                instance: i.clone(),
+                remaining: i.registered.clone(),
+                running_tasks: 0,
+                pending_tasks: 0,
+                agent_connected: agents.connected(&i.arn().to_string()),
+                custom_attributes: Vec::new(),
+                task_groups: Vec::new(),
+            };
+            (i.id.clone(), view)
         })
-        .map(|a| (a.attribute.name.clone(), a.attribute.value.clone()))
         .collect();
-    InstanceView {
-        instance: i.clone(),
-        remaining,
-        running_tasks: running,
-        pending_tasks: pending,
-        agent_connected: agents.connected(&arn),
-        custom_attributes,
+    for t in state.cluster_tasks(scope, cluster).filter(|t| t.holds_resources()) {
+        let Some(v) = t.container_instance.as_ref().and_then(|id| views.get_mut(id)) else { continue };
+        v.remaining.cpu -= t.reserved.cpu;
+        v.remaining.memory -= t.reserved.memory;
+        v.remaining.ports_tcp.extend(&t.reserved.ports_tcp);
+        v.remaining.ports_udp.extend(&t.reserved.ports_udp);
+        v.task_groups.push(t.group.clone());
+        match t.last_status {
+            model::ecs::task::TaskStatus::Running => v.running_tasks += 1,
+            _ => v.pending_tasks += 1,
+        }
     }
+    let lo = (scope.clone(), cluster.clone(), String::new(), String::new());
+    for ((s, c, target, _), a) in state.attributes.range(lo..) {
+        if s != scope || c != cluster {
+            break;
+        }
+        // Attributes name their target by ARN or by id.
+        let id = target.rsplit('/').next().unwrap_or(target);
+        if let Some(v) = views.get_mut(id) {
+            v.custom_attributes.push((a.attribute.name.clone(), a.attribute.value.clone()));
+        }
+    }
+    views
 }
 
 impl ControlPlane {
-    pub(crate) fn instance_view(&self, state: &State, i: &Arc<ContainerInstance>) -> InstanceView {
-        view_of(&self.agents, state, i)
-    }
-
     /// Registers a host into a cluster (creating `default` on first use, as ECS does),
     /// or updates the instance an agent registered before.
     pub async fn register_container_instance(&self, caller: &Caller, req: NewInstance) -> Result<ContainerInstance> {
@@ -175,11 +185,12 @@ impl ControlPlane {
         }
         let state = self.view();
         let cluster = active_cluster(&state, &caller.scope, cluster)?.name.clone();
+        let views = cluster_views(&self.agents, &state, &caller.scope, &cluster);
         let mut found = Vec::new();
         let mut failures = Vec::new();
         for r in refs {
-            match find_instance(&state, &caller.scope, &cluster, r) {
-                Some(i) => found.push(self.instance_view(&state, i)),
+            match find_instance(&state, &caller.scope, &cluster, r).and_then(|i| views.get(&i.id)) {
+                Some(v) => found.push(v.clone()),
                 None => failures.push(Failure { arn: r.clone(), reason: "MISSING".into(), detail: None }),
             }
         }
@@ -201,6 +212,7 @@ impl ControlPlane {
             .map_err(|e| Error::parameter(format!("The filter is not a valid cluster query: {e}")))?;
         let state = self.view();
         let cluster = active_cluster(&state, &caller.scope, cluster)?.name.clone();
+        let views = cluster_views(&self.agents, &state, &caller.scope, &cluster);
         let mut items = Vec::new();
         for i in state.cluster_instances(&caller.scope, &cluster) {
             let visible = match status {
@@ -210,9 +222,8 @@ impl ControlPlane {
             if !visible {
                 continue;
             }
-            if let Some(expr) = &expr {
-                let view = self.instance_view(&state, i);
-                if !scheduler::eval(expr, &crate::ecs::tasks::placement_instance(&state, &view)) {
+            if let (Some(expr), Some(view)) = (&expr, views.get(&i.id)) {
+                if !scheduler::eval(expr, &crate::ecs::tasks::placement_instance(view)) {
                     continue;
                 }
             }

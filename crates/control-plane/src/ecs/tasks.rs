@@ -17,10 +17,9 @@ use model::tags::Tags;
 use model::{Arn, Scope};
 
 use super::clusters::active_cluster;
-use super::instances::{find_instance, InstanceView};
+use super::instances::{cluster_views, find_instance, InstanceView};
 use super::task_definitions::resolve;
 use super::{Caller, Failure};
-use crate::agents::Agents;
 use crate::error::{Error, Result};
 use crate::state::{State, Touched};
 use crate::{ControlPlane, Page, Txn};
@@ -79,15 +78,10 @@ fn uuid(rng: &mut impl Rng) -> String {
 }
 
 /// An instance as the scheduler sees it.
-pub(crate) fn placement_instance(state: &State, v: &InstanceView) -> scheduler::Instance {
+pub(crate) fn placement_instance(v: &InstanceView) -> scheduler::Instance {
     let i = &v.instance;
     let mut attributes: BTreeMap<String, Option<String>> = i.attributes.iter().cloned().collect();
     attributes.extend(v.custom_attributes.iter().cloned());
-    let task_groups = state
-        .cluster_tasks(&i.scope, &i.cluster)
-        .filter(|t| t.container_instance.as_deref() == Some(i.id.as_str()) && t.holds_resources())
-        .map(|t| t.group.clone())
-        .collect();
     scheduler::Instance {
         arn: i.arn().to_string(),
         ec2_instance_id: i.ec2_instance_id.clone(),
@@ -101,7 +95,7 @@ pub(crate) fn placement_instance(state: &State, v: &InstanceView) -> scheduler::
         agent_version: i.agent_version.clone(),
         registered_at: i.registered_at.epoch_seconds(),
         draining: i.status != InstanceStatus::Active,
-        task_groups,
+        task_groups: v.task_groups.clone(),
     }
 }
 
@@ -288,10 +282,6 @@ pub(crate) fn assignment(state: &State, t: &Task) -> Option<TaskAssignment> {
     })
 }
 
-fn instance_view(agents: &Agents, state: &State, i: &Arc<model::ecs::task::ContainerInstance>) -> InstanceView {
-    super::instances::view_of(agents, state, i)
-}
-
 fn insert_task(txn: &mut Txn<'_>, t: Task) {
     let key = (t.scope.clone(), t.cluster.clone(), t.id.clone());
     txn.state.tasks.insert(key.clone(), Arc::new(t));
@@ -379,10 +369,9 @@ impl ControlPlane {
                 if candidates.is_empty() {
                     return Err(Error::parameter("No Container Instances were found in your cluster."));
                 }
-                let mut instances: Vec<scheduler::Instance> = candidates
-                    .iter()
-                    .map(|i| placement_instance(txn.state, &instance_view(&agents, txn.state, i)))
-                    .collect();
+                let views = cluster_views(&agents, txn.state, &scope, &cluster);
+                let mut instances: Vec<scheduler::Instance> =
+                    candidates.iter().filter_map(|i| views.get(&i.id)).map(placement_instance).collect();
                 let needs = scheduler::TaskNeeds {
                     cpu: reserved.cpu,
                     memory: reserved.memory,
