@@ -16,7 +16,8 @@ so that it runs what `docker run -d IMAGE sleep` runs. Then, alternately:
 One warm-up of each is not counted; then BENCH_SAMPLES (default 20) of each, interleaved,
 so that both see the same machine at the same time. Reports median, p90 and min of both,
 the ratio of the medians Berth/docker against the target (<= 1.25), and the CPU steal
-measured from /proc/stat over the counted samples (a neighbour on a shared VM skews both).
+and busy time measured from /proc/stat over the counted samples (a neighbour on a shared
+VM, or other work on this one, skews both).
 
 Why these choices:
   * ECS_IMAGE_PULL_BEHAVIOR=prefer-cached: no registry is reachable here, and the agent's
@@ -26,8 +27,8 @@ Why these choices:
   * The comparison is end to end on both sides: `docker run` includes the CLI's own start
     (a fresh process each time), Berth includes the API call, the durable commit of the
     task, the push to the agent, the Engine calls, the agent's report, its durable commit,
-    and the DescribeTasks that sees RUNNING. Polling adds on average half a poll interval
-    plus one DescribeTasks round trip to each Berth sample.
+    and the DescribeTasks that sees RUNNING. Polling adds to each Berth sample about half a
+    polling period on average (the sleep plus one DescribeTasks round trip).
   * Berth's container differs from the docker one only in what ECS adds: its labels and
     the 32 MiB memory limit of the definition. The docker one carries one label too, so
     that the cleanup finds it if the run is interrupted.
@@ -126,6 +127,13 @@ def cpu_times():
 def steal_pct(before, after):
     total = sum(after) - sum(before)
     return 100.0 * (after[7] - before[7]) / total if total else 0.0
+
+
+def busy_pct(before, after):
+    """CPU time not idle (nor waiting for I/O), this benchmark's own work included."""
+    total = sum(after) - sum(before)
+    idle = (after[3] - before[3]) + (after[4] - before[4])
+    return 100.0 * (total - idle) / total if total else 0.0
 
 
 def median(xs):
@@ -310,7 +318,8 @@ def main():
     try:
         port = free_port()
         data_dir = os.path.join(workdir, "data")
-        env = {**os.environ, "ECS_IMAGE_PULL_BEHAVIOR": "prefer-cached"}
+        # NO_COLOR: the log goes to a file, which is kept; no terminal colour codes in it.
+        env = {"NO_COLOR": "1", **os.environ, "ECS_IMAGE_PULL_BEHAVIOR": "prefer-cached"}
         berth = start([BERTH, "up", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"], berth_log, env)
         wait_until("berth", lambda: http_status(f"http://127.0.0.1:{port}/_berth/health") == 200, berth)
         ecs = ecs_client(data_dir, port)
@@ -335,6 +344,7 @@ def main():
             log(f"{i + 1:>2}/{SAMPLES}: berth {b['ms']:7.1f} ms ({b['polls']} polls), docker {d['ms']:7.1f} ms")
         after = cpu_times()
         steal = steal_pct(before, after)
+        busy = busy_pct(before, after)
     except BaseException:
         if os.path.exists(berth_log):
             with open(berth_log, errors="replace") as f:
@@ -362,7 +372,8 @@ def main():
 
     print(f"\nTask start, {SAMPLES} samples each interleaved (+1 warm-up each), image {image}, "
           f"Docker {docker_version}, {os.cpu_count()} CPUs, load average before "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, CPU steal during the samples {steal:.1f} %\n")
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
+          f"During the samples: CPU steal {steal:.1f} %, CPU busy {busy:.0f} % (all processes, this benchmark's included)\n")
     print(f"{'':<34} {'median ms':>10} {'p90 ms':>8} {'min ms':>8} {'max ms':>8}")
     print(f"{'berth  RunTask -> RUNNING':<34} {b['median_ms']:>10.1f} {b['p90_ms']:>8.1f} {b['min_ms']:>8.1f} "
           f"{b['max_ms']:>8.1f}")
@@ -370,18 +381,18 @@ def main():
     print(f"\nBerth / docker (medians): {ratio:.2f}")
 
     labels = {
-        "ack_ms": "RunTask answered (t0 -> ack)",
-        "dispatch_ms": "createdAt -> pullStartedAt",
-        "images_ms": "pullStartedAt -> pullStoppedAt",
-        "engine_ms": "pullStoppedAt -> startedAt",
-        "report_ms": "startedAt -> RUNNING seen",
-        "created_to_started_ms": "createdAt -> startedAt",
+        "ack_ms": "ack       t0 -> RunTask answer",
+        "dispatch_ms": "dispatch  createdAt -> pullStartedAt",
+        "images_ms": "images    pullStartedAt -> pullStoppedAt",
+        "engine_ms": "engine    pullStoppedAt -> startedAt",
+        "report_ms": "report    startedAt -> RUNNING seen",
+        "created_to_started_ms": "          createdAt -> startedAt",
     }
     print(f"\nWhere Berth's time goes (medians over the samples; timestamps have ms precision, "
           f"poll every {POLL * 1000:.0f} ms)")
     for p in parts:
         v = parts_median[p]
-        print(f"  {labels[p]:<34} {'-' if v is None else f'{v:8.1f} ms'}")
+        print(f"  {labels[p]:<42} {'-' if v is None else f'{v:8.1f} ms'}")
 
     print("\nTargets")
     ok = ratio <= TARGET_RATIO
@@ -391,7 +402,7 @@ def main():
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         json.dump({"samples": SAMPLES, "poll_ms": POLL * 1000, "image": image, "docker_version": docker_version,
-                   "cpus": os.cpu_count(), "load_average": load, "steal_pct": steal,
+                   "cpus": os.cpu_count(), "load_average": load, "steal_pct": steal, "busy_pct": busy,
                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "berth": b, "docker": d, "ratio": ratio, "berth_breakdown_median": parts_median,
                    "runs": {"berth": berth_runs, "docker": docker_runs},

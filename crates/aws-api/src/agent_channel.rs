@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, Uri};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use agent_protocol::{ToAgent, ToServer, HEARTBEAT_SECONDS, INSTANCE_PARAM};
 use control_plane::ecs::Caller;
@@ -53,11 +54,21 @@ async fn session(
     caller: Caller,
     instance: String,
     connection: u64,
+    rx: tokio::sync::mpsc::UnboundedReceiver<ToAgent>,
+    socket: WebSocket,
+) {
+    let span = tracing::info_span!("agent", instance = %instance);
+    run_session(api, caller, instance, connection, rx, socket).instrument(span).await
+}
+
+async fn run_session(
+    api: Api,
+    caller: Caller,
+    instance: String,
+    connection: u64,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<ToAgent>,
     mut socket: WebSocket,
 ) {
-    let span = tracing::info_span!("agent", instance = %instance);
-    let _enter = span.enter();
     tracing::info!("agent connected");
     let interval = Duration::from_secs(HEARTBEAT_SECONDS);
     let mut heartbeat = tokio::time::interval(interval);
