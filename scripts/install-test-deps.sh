@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need beyond a fresh machine: the aws CLI and
-# moto_server (PyPI), and wrk (Debian). Idempotent: installs only what is missing.
+# moto_server (PyPI), and wrk and skopeo (Debian). Idempotent: installs only what is missing.
 # Runs as root with no standard input.
 set -euo pipefail
 
@@ -20,6 +20,7 @@ fi
 # Debian packages, each with a command that proves it is installed.
 deb_missing=()
 command -v wrk >/dev/null 2>&1 || deb_missing+=(wrk)
+command -v skopeo >/dev/null 2>&1 || deb_missing+=(skopeo)
 if ((${#deb_missing[@]})); then
     echo "install-test-deps: apt-get install ${deb_missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -27,6 +28,6 @@ if ((${#deb_missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${deb_missing[@]}" </dev/null
 fi
 
-for cmd in aws moto_server wrk; do
+for cmd in aws moto_server wrk skopeo; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "install-test-deps: $cmd is still missing" >&2; exit 1; }
 done

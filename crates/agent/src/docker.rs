@@ -367,6 +367,8 @@ pub struct CreateSpec<'a> {
     /// `dockerName[:ro]`.
     pub volumes_from: Vec<String>,
     pub stop_timeout: Duration,
+    /// Where Docker picks dynamic host ports (`ECS_DYNAMIC_HOST_PORT_RANGE`).
+    pub dynamic_port_range: Option<(u16, u16)>,
 }
 
 const MIB: i64 = 1024 * 1024;
@@ -391,10 +393,13 @@ pub fn create_body(spec: &CreateSpec<'_>) -> ContainerCreateBody {
                 let key = format!("{p}/{proto}");
                 exposed.insert(key.clone(), HashMap::new());
                 if bridge {
-                    // No host port (or 0) lets Docker choose one from its ephemeral range.
+                    // No host port (or 0) lets Docker choose one: from the configured range
+                    // (Docker accepts `start-end` and picks a free port in it), else from
+                    // its ephemeral range.
                     let host = pm.host_port.filter(|h| *h > 0 && pm.container_port.is_some());
+                    let dynamic = spec.dynamic_port_range.map(|(a, b)| format!("{a}-{b}")).unwrap_or_default();
                     let binding =
-                        PortBinding { host_ip: None, host_port: Some(host.map(|h| h.to_string()).unwrap_or_default()) };
+                        PortBinding { host_ip: None, host_port: Some(host.map_or(dynamic, |h| h.to_string())) };
                     published.insert(key, Some(vec![binding]));
                 }
             }
@@ -529,6 +534,7 @@ mod tests {
             links: vec![],
             volumes_from: vec![],
             stop_timeout: Duration::from_secs(30),
+            dynamic_port_range: None,
         })
     }
 

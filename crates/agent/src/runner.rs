@@ -57,6 +57,9 @@ pub struct RunnerConfig {
     /// `ECS_CONTAINER_START_TIMEOUT`: how long a `docker start` may take, and how long a
     /// dependency without its own `startTimeout` may take to reach its condition.
     pub start_timeout: Duration,
+    /// `ECS_DYNAMIC_HOST_PORT_RANGE`: where Docker picks host ports for port mappings
+    /// without one; `None` leaves it to Docker's ephemeral range.
+    pub dynamic_port_range: Option<(u16, u16)>,
 }
 
 impl RunnerConfig {
@@ -68,6 +71,7 @@ impl RunnerConfig {
             pull_behavior: PullBehavior::Default,
             stop_timeout: Duration::from_secs(30),
             start_timeout: Duration::from_secs(180),
+            dynamic_port_range: None,
         }
     }
 }
@@ -827,6 +831,7 @@ impl<'r> TaskRun<'r> {
             links,
             volumes_from,
             stop_timeout: self.stop_timeout(i),
+            dynamic_port_range: self.config.dynamic_port_range,
         });
         let (docker, name) = (self.docker.clone(), c.docker_name.clone());
         self.ctrs[i].pending = Some(Pending::Create);

@@ -88,6 +88,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             pull_behavior: config.pull_behavior,
             stop_timeout: config.stop_timeout,
             start_timeout: config.start_timeout,
+            dynamic_port_range: config.dynamic_port_range,
         })
         .await
         .context("connecting to the Docker engine")?,
@@ -112,6 +113,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             pull_behavior: config.pull_behavior,
             stop_timeout: config.stop_timeout,
             start_timeout: config.start_timeout,
+            dynamic_port_range: config.dynamic_port_range,
         })
         .await?,
     );

@@ -300,3 +300,24 @@ async fn start_task_resource_failures_and_submitted_state() {
     assert_eq!(t.stopped_reason(), Some("stopped from outside"));
     assert_eq!(t.desired_status(), Some("STOPPED"));
 }
+
+#[tokio::test]
+async fn dynamic_host_ports_come_from_the_configured_range() {
+    let (b, _c) = berth_with_agent().await;
+    let ecs = b.ecs().await;
+    ecs.create_cluster().cluster_name("ranged").send().await.unwrap();
+    let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/ranged", b.key.account));
+    let _agent = b.spawn_agent("ranged", &[("ECS_DYNAMIC_HOST_PORT_RANGE", "41000-41099")]);
+    wait_instances(&ecs, "ranged", 1).await;
+    register(&ecs, "web", &["serve", "--port", "8080"], simplehttp_image()).await;
+    let arn = ecs.run_task().cluster("ranged").task_definition("web").send().await.unwrap().tasks()[0]
+        .task_arn()
+        .unwrap()
+        .to_string();
+    let t = wait_status(&ecs, "ranged", &arn, "RUNNING").await;
+    let port = t.containers()[0].network_bindings()[0].host_port().unwrap();
+    assert!((41000..=41099).contains(&port), "host port {port} is outside ECS_DYNAMIC_HOST_PORT_RANGE");
+    let body = reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap().text().await.unwrap();
+    assert!(body.contains("hello"));
+    ecs.stop_task().cluster("ranged").task(&arn).send().await.unwrap();
+}

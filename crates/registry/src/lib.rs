@@ -1,0 +1,110 @@
+//! Berth's OCI registry core: the `/v2/` distribution API over a content-addressed blob
+//! store and per-repository metadata.
+//!
+//! Layering: [`http`] parses requests and renders responses and errors; it calls
+//! [`storage`] (bytes on disk) and [`meta`] (what each repository holds), never the other
+//! way round. [`digest`], [`names`] and [`manifest`] are pure. Authentication and the
+//! reactions to a push (scanning, image records) are not decided here: the embedding binary
+//! supplies them as an [`Authorize`] and an [`OnPush`].
+//!
+//! Invariants:
+//! - A blob is visible only after its digest is verified and it is durably written
+//!   ([`storage`]); an interrupted upload leaves nothing visible.
+//! - A repository sees only blobs and manifests linked to it; repositories are keyed by
+//!   [`Namespace`], so one account's repositories are invisible to another's requests.
+//! - No path is built from client input other than a checked digest or a parsed UUID.
+
+pub mod digest;
+mod error;
+pub mod http;
+pub mod manifest;
+pub mod meta;
+pub mod names;
+pub mod storage;
+
+use std::future::Future;
+
+pub use digest::{Algorithm, Digest};
+pub use error::ApiError;
+pub use meta::{LocalMeta, ManifestRecord, Meta, MetaError};
+pub use names::{Namespace, Reference, RepoName, Repository, Tag};
+pub use storage::BlobStore;
+
+/// Everything the registry's routes need.
+pub struct Registry<M, A, H> {
+    pub store: BlobStore,
+    pub meta: M,
+    pub auth: A,
+    pub hooks: H,
+    /// The realm in `WWW-Authenticate` challenges, e.g. the registry's host.
+    pub realm: String,
+}
+
+/// What a request wants to do, for authorization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Pull,
+    Push,
+    Delete,
+}
+
+/// The access a request asks for: an action on a repository (none for `GET /v2/`).
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    pub repository: Option<&'a RepoName>,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// No or bad credentials: 401 with a challenge. `challenge` is the whole
+    /// `WWW-Authenticate` value; `None` means `Basic realm="<Registry::realm>"`.
+    #[error("authentication required")]
+    Unauthorized { challenge: Option<String> },
+    /// Valid credentials without the right to this access: 403.
+    #[error("{0}")]
+    Denied(String),
+}
+
+/// Maps a request (its head; the body is never read) to the namespace it acts in.
+pub trait Authorize: Send + Sync + 'static {
+    fn authorize(
+        &self,
+        request: &::http::request::Parts,
+        access: Access<'_>,
+    ) -> impl Future<Output = Result<Namespace, AuthError>> + Send;
+}
+
+/// Lets every request in, acting in one fixed namespace. For tests and local use only.
+#[derive(Debug, Clone)]
+pub struct AllowAll(pub Namespace);
+
+impl Authorize for AllowAll {
+    async fn authorize(&self, _: &::http::request::Parts, _: Access<'_>) -> Result<Namespace, AuthError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// A manifest was stored (and `tag`, if any, now points at it).
+#[derive(Debug, Clone)]
+pub struct PushEvent {
+    pub repository: Repository,
+    pub tag: Option<Tag>,
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// Called after each successful manifest PUT, before the response is sent; a slow reaction
+/// (a scan) should be spawned rather than awaited.
+pub trait OnPush: Send + Sync + 'static {
+    fn on_push(&self, event: PushEvent) -> impl Future<Output = ()> + Send;
+}
+
+/// No reaction to pushes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+
+impl OnPush for NoHooks {
+    async fn on_push(&self, _: PushEvent) {}
+}
