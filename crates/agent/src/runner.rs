@@ -101,6 +101,13 @@ impl Runner {
         Ok(Runner { docker, config, pulled: Arc::default() })
     }
 
+    /// Names the container instance this runner's containers belong to, once the control
+    /// plane has assigned it (registration needs the engine's resources first).
+    pub fn set_instance(&mut self, instance_arn: String, cluster_arn: String) {
+        self.config.instance_arn = instance_arn;
+        self.config.cluster_arn = cluster_arn;
+    }
+
     /// Drives one task to its desired state and keeps it there until it is STOPPED,
     /// sending a full report on every change. Returns after sending the STOPPED report.
     pub async fn run_task(

@@ -81,18 +81,18 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     let mut saved = load_saved(&config);
     let instance_id =
         config.instance_id.clone().or(saved.instance_id.clone()).unwrap_or_else(|| format!("i-{}", random_hex(17)));
-    let runner = Arc::new(
-        Runner::connect(RunnerConfig {
-            instance_arn: String::new(),
-            cluster_arn: String::new(),
-            pull_behavior: config.pull_behavior,
-            stop_timeout: config.stop_timeout,
-            start_timeout: config.start_timeout,
-            dynamic_port_range: config.dynamic_port_range,
-        })
-        .await
-        .context("connecting to the Docker engine")?,
-    );
+    // The instance ARN is only known after registration, which needs the engine's
+    // resources; the runner learns it before it runs anything.
+    let mut runner = Runner::connect(RunnerConfig {
+        instance_arn: String::new(),
+        cluster_arn: String::new(),
+        pull_behavior: config.pull_behavior,
+        stop_timeout: config.stop_timeout,
+        start_timeout: config.start_timeout,
+        dynamic_port_range: config.dynamic_port_range,
+    })
+    .await
+    .context("connecting to the Docker engine")?;
     let (cpu, memory) = runner.engine_resources().await.context("reading the Docker engine's resources")?;
     let ecs = ecs_client(&config).await;
     let arn = register(&ecs, &config, &instance_id, saved.container_instance_arn.clone(), cpu, memory).await?;
@@ -106,17 +106,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         .rsplit_once('/')
         .map(|(c, _)| c.to_string())
         .unwrap_or_default();
-    let runner = Arc::new(
-        Runner::connect(RunnerConfig {
-            instance_arn: arn.clone(),
-            cluster_arn,
-            pull_behavior: config.pull_behavior,
-            stop_timeout: config.stop_timeout,
-            start_timeout: config.start_timeout,
-            dynamic_port_range: config.dynamic_port_range,
-        })
-        .await?,
-    );
+    runner.set_instance(arn.clone(), cluster_arn);
+    let runner = Arc::new(runner);
     let mut session = Session { config: &config, arn, runner, tasks: HashMap::new(), last_reports: HashMap::new() };
     session.serve(shutdown).await
 }
