@@ -370,8 +370,10 @@ impl ControlPlane {
                     return Err(Error::parameter("No Container Instances were found in your cluster."));
                 }
                 let views = cluster_views(&agents, txn.state, &scope, &cluster);
-                let mut instances: Vec<scheduler::Instance> =
-                    candidates.iter().filter_map(|i| views.get(&i.id)).map(placement_instance).collect();
+                // Plans name instances by index, so `candidates` and `instances` stay aligned.
+                let candidates: Vec<_> = candidates.into_iter().filter(|i| views.contains_key(&i.id)).collect();
+                let instances: Vec<scheduler::Instance> =
+                    candidates.iter().map(|i| placement_instance(&views[&i.id])).collect();
                 let needs = scheduler::TaskNeeds {
                     cpu: reserved.cpu,
                     memory: reserved.memory,
@@ -416,7 +418,6 @@ impl ControlPlane {
                     insert_task(txn, t.clone());
                     tasks.push(t);
                 }
-                instances.clear();
                 let failures = failures
                     .into_iter()
                     .map(|f| Failure { arn: f.arn, reason: f.reason, detail: None })
