@@ -321,3 +321,45 @@ async fn dynamic_host_ports_come_from_the_configured_range() {
     assert!(body.contains("hello"));
     ecs.stop_task().cluster("ranged").task(&arn).send().await.unwrap();
 }
+
+#[tokio::test]
+async fn binpack_fills_the_instance_with_least_memory_left() {
+    let (b, _c) = berth_with_agent().await;
+    let ecs = b.ecs().await;
+    ecs.create_cluster().cluster_name("packed").send().await.unwrap();
+    let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/packed", b.key.account));
+    // Same engine, different reservations: the third instance has the least memory left.
+    let _a = b.spawn_agent("packed", &[("ECS_RESERVED_MEMORY", "0")]);
+    let _b2 = b.spawn_agent("packed", &[("ECS_RESERVED_MEMORY", "1000")]);
+    let _c3 = b.spawn_agent("packed", &[("ECS_RESERVED_MEMORY", "2000")]);
+    let arns = wait_instances(&ecs, "packed", 3).await;
+    let d =
+        ecs.describe_container_instances().cluster("packed").set_container_instances(Some(arns)).send().await.unwrap();
+    let memory = |i: &aws_sdk_ecs::types::ContainerInstance| {
+        i.remaining_resources()
+            .iter()
+            .find(|r| r.name() == Some("MEMORY"))
+            .map(|r| r.integer_value())
+            .unwrap_or_default()
+    };
+    let smallest =
+        d.container_instances().iter().min_by_key(|i| memory(i)).unwrap().container_instance_arn().unwrap().to_string();
+    register(&ecs, "sleeper", &["sleep"], simplehttp_image()).await;
+    let binpack = PlacementStrategy::builder().r#type(PlacementStrategyType::Binpack).field("memory").build();
+    let r = ecs
+        .run_task()
+        .cluster("packed")
+        .task_definition("sleeper")
+        .count(3)
+        .placement_strategy(binpack)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.tasks().len(), 3, "{:?}", r.failures());
+    for t in r.tasks() {
+        assert_eq!(t.container_instance_arn(), Some(smallest.as_str()), "binpack keeps filling the fullest instance");
+    }
+    for t in r.tasks() {
+        ecs.stop_task().cluster("packed").task(t.task_arn().unwrap()).send().await.unwrap();
+    }
+}
