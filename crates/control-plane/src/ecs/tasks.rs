@@ -282,6 +282,14 @@ pub(crate) fn assignment(state: &State, t: &Task) -> Option<TaskAssignment> {
     })
 }
 
+/// A copy of the task named by `task` in the cluster, to change and store back.
+fn task_to_change(state: &State, scope: &Scope, cluster: Option<&str>, task: &str) -> Result<Task> {
+    let cluster = active_cluster(state, scope, cluster)?.name.clone();
+    let t = find_task(state, scope, &cluster, task)
+        .ok_or_else(|| Error::parameter("The referenced task was not found."))?;
+    Ok(t.as_ref().clone())
+}
+
 fn insert_task(txn: &mut Txn<'_>, t: Task) {
     let key = (t.scope.clone(), t.cluster.clone(), t.id.clone());
     txn.state.tasks.insert(key.clone(), Arc::new(t));
@@ -457,10 +465,7 @@ impl ControlPlane {
         let scope = caller.scope.clone();
         let t = self
             .write(move |txn| {
-                let cluster = active_cluster(txn.state, &scope, cluster.as_deref())?.name.clone();
-                let t = find_task(txn.state, &scope, &cluster, &task)
-                    .ok_or_else(|| Error::parameter("The referenced task was not found."))?;
-                let mut t = t.as_ref().clone();
+                let mut t = task_to_change(txn.state, &scope, cluster.as_deref(), &task)?;
                 if t.desired_status == DesiredStatus::Stopped {
                     return Ok(t);
                 }
@@ -577,10 +582,7 @@ impl ControlPlane {
         let scope = caller.scope.clone();
         let t = self
             .write(move |txn| {
-                let cluster = active_cluster(txn.state, &scope, cluster.as_deref())?.name.clone();
-                let t = find_task(txn.state, &scope, &cluster, &task)
-                    .ok_or_else(|| Error::parameter("The referenced task was not found."))?;
-                let mut t = t.as_ref().clone();
+                let mut t = task_to_change(txn.state, &scope, cluster.as_deref(), &task)?;
                 let report = TaskReport {
                     task_arn: t.arn().to_string(),
                     last_status: change.status.unwrap_or(t.last_status),
