@@ -55,6 +55,7 @@ impl From<Error> for ApiError {
                     NotFoundKind::Target => "TargetNotFoundException",
                     // ECS reports a missing task definition as a ClientException.
                     NotFoundKind::TaskDefinition => "ClientException",
+                    NotFoundKind::Repository => "RepositoryNotFoundException",
                 };
                 ApiError::bad_request(code, message)
             }
@@ -66,6 +67,8 @@ impl From<Error> for ApiError {
                     ConflictKind::ClusterHasCapacityProviders => "ClusterContainsCapacityProviderException",
                     ConflictKind::ResourceInUse => "ResourceInUseException",
                     ConflictKind::AttributeLimit => "AttributeLimitExceededException",
+                    ConflictKind::RepositoryExists => "RepositoryAlreadyExistsException",
+                    ConflictKind::RepositoryNotEmpty => "RepositoryNotEmptyException",
                 };
                 ApiError::bad_request(code, message)
             }

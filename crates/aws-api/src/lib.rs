@@ -6,6 +6,7 @@
 //! a header or a status code. Errors are rendered here and logged once, here.
 
 mod agent_channel;
+mod ecr;
 mod ecs;
 mod ecs_tasks;
 pub mod error;
@@ -121,6 +122,7 @@ async fn process(
     let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
     let service = match prefix {
         ecs::TARGET_PREFIX => "ecs",
+        ecr::TARGET_PREFIX => "ecr",
         "" => {
             return Err(ApiError::bad_request(
                 "UnknownOperationException",
@@ -135,11 +137,12 @@ async fn process(
         }
     };
     let caller = authenticate(api, method, uri, headers, &body, service)?;
+    // Repository URIs, the registry's proxy endpoint and DiscoverPollEndpoint name the
+    // address the client reached us on.
+    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
     match service {
-        "ecs" => {
-            let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-            ecs::dispatch(api, &caller, operation, &body, &format!("http://{host}")).await
-        }
+        "ecs" => ecs::dispatch(api, &caller, operation, &body, &format!("http://{host}")).await,
+        "ecr" => ecr::dispatch(&api.control, &caller, operation, &body, host).await,
         _ => unreachable!("services are matched above"),
     }
 }

@@ -20,6 +20,26 @@ const ACCOUNTS: &str = "auth.accounts";
 const KEYS: &str = "auth.access_keys";
 const META: &str = "auth.meta";
 const FIRST_KEY: &str = "first_access_key";
+const TOKEN_SECRET: &str = "registry_token_secret";
+
+/// How long a registry token (`GetAuthorizationToken`) is valid, as in ECR.
+pub const TOKEN_LIFETIME_SECONDS: i64 = 12 * 3600;
+
+/// What a valid registry token proves: the account (and region) it was issued to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    pub account: AccountId,
+    pub region: String,
+    pub expires_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TokenClaims {
+    a: String,
+    r: String,
+    e: i64,
+    n: String,
+}
 
 /// An account: the owner of resources. Nothing is shared between accounts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +86,7 @@ fn random_from(alphabet: &[u8], n: usize) -> String {
 pub struct Credentials {
     store: Arc<dyn Store>,
     cache: RwLock<HashMap<String, AccessKey>>,
+    token_secret: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -76,7 +97,7 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Credentials { store, cache: RwLock::new(HashMap::new()) }
+        Credentials { store, cache: RwLock::new(HashMap::new()), token_secret: std::sync::OnceLock::new() }
     }
 
     /// The key with this id, if any account has it.
@@ -146,6 +167,69 @@ impl Credentials {
         Ok(Some((account, key)))
     }
 
+    /// The secret registry tokens are signed with, created once per deployment and kept
+    /// in the store, so tokens stay valid across restarts and cannot be forged without it.
+    fn token_secret(&self) -> Result<&[u8]> {
+        if let Some(s) = self.token_secret.get() {
+            return Ok(s);
+        }
+        let secret = match self.store.get(META, TOKEN_SECRET).map_err(internal)? {
+            Some(bytes) => serde_json::from_slice::<String>(&bytes)
+                .map_err(internal)
+                .and_then(|h| hex::decode(h).map_err(internal))?,
+            None => {
+                let bytes: [u8; 32] = rand::thread_rng().gen();
+                self.store.commit(&[put(META, TOKEN_SECRET, &hex::encode(bytes))]).map_err(internal)?;
+                bytes.to_vec()
+            }
+        };
+        Ok(self.token_secret.get_or_init(|| secret))
+    }
+
+    fn sign(&self, payload: &str) -> Result<String> {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(self.token_secret()?).map_err(internal)?;
+        mac.update(payload.as_bytes());
+        Ok(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// A registry token for `account` in `region`, valid for 12 hours from `now`
+    /// (seconds since the epoch): a signed claim, `<payload>.<hmac>`.
+    pub fn registry_token(&self, account: &AccountId, region: &str, now: i64) -> Result<(String, i64)> {
+        use base64::Engine;
+        let expires_at = now + TOKEN_LIFETIME_SECONDS;
+        let claims = TokenClaims {
+            a: account.to_string(),
+            r: region.to_string(),
+            e: expires_at,
+            n: random_from(b"0123456789abcdef", 16),
+        };
+        let payload =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).map_err(internal)?);
+        let signature = self.sign(&payload)?;
+        Ok((format!("{payload}.{signature}"), expires_at))
+    }
+
+    /// Checks a registry token's signature and expiry; `None` for any token that is not
+    /// one of ours, was altered, or has expired.
+    pub fn verify_registry_token(&self, token: &str, now: i64) -> Result<Option<TokenGrant>> {
+        use base64::Engine;
+        let Some((payload, signature)) = token.split_once('.') else { return Ok(None) };
+        let expected = self.sign(payload)?;
+        let same = expected.len() == signature.len()
+            && expected.bytes().zip(signature.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        if !same {
+            return Ok(None);
+        }
+        let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else { return Ok(None) };
+        let Ok(claims) = serde_json::from_slice::<TokenClaims>(&bytes) else { return Ok(None) };
+        if claims.e <= now {
+            return Ok(None);
+        }
+        let Ok(account) = AccountId::parse(&claims.a) else { return Ok(None) };
+        Ok(Some(TokenGrant { account, region: claims.r, expires_at: claims.e }))
+    }
+
     /// The key created on first start, which `berth env` hands out.
     pub fn first_key(&self) -> Result<Option<AccessKey>> {
         let Some(bytes) = self.store.get(META, FIRST_KEY).map_err(internal)? else {
@@ -164,5 +248,45 @@ fn new_key(account: &AccountId) -> AccessKey {
         secret: random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40),
         account: account.clone(),
         created_at: Timestamp::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credentials() -> (tempfile::TempDir, Credentials) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        (dir, Credentials::new(store))
+    }
+
+    #[test]
+    fn registry_tokens_verify_until_they_expire_and_cannot_be_altered() {
+        let (_dir, c) = credentials();
+        let account = AccountId::parse("123456789012").unwrap();
+        let (token, expires) = c.registry_token(&account, "us-east-1", 1_000).unwrap();
+        assert_eq!(expires, 1_000 + TOKEN_LIFETIME_SECONDS);
+        let grant = c.verify_registry_token(&token, 2_000).unwrap().unwrap();
+        assert_eq!((grant.account, grant.region.as_str()), (account.clone(), "us-east-1"));
+        assert_eq!(c.verify_registry_token(&token, expires).unwrap(), None, "expired");
+        let (payload, sig) = token.split_once('.').unwrap();
+        let mut forged = payload.to_string();
+        forged.replace_range(0..1, if payload.starts_with('A') { "B" } else { "A" });
+        assert_eq!(c.verify_registry_token(&format!("{forged}.{sig}"), 2_000).unwrap(), None);
+        assert_eq!(c.verify_registry_token("garbage", 2_000).unwrap(), None);
+    }
+
+    #[test]
+    fn the_signing_secret_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let account = AccountId::parse("123456789012").unwrap();
+        let token = {
+            let c = Credentials::new(Arc::new(store::SqliteStore::open(&path).unwrap()));
+            c.registry_token(&account, "us-east-1", 0).unwrap().0
+        };
+        let c = Credentials::new(Arc::new(store::SqliteStore::open(&path).unwrap()));
+        assert!(c.verify_registry_token(&token, 1).unwrap().is_some());
     }
 }

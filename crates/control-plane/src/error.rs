@@ -32,6 +32,7 @@ pub enum NotFoundKind {
     Resource,
     Target,
     TaskDefinition,
+    Repository,
 }
 
 /// What kind of conflict; each maps to its own AWS error code.
@@ -43,6 +44,8 @@ pub enum ConflictKind {
     ClusterHasCapacityProviders,
     ResourceInUse,
     AttributeLimit,
+    RepositoryExists,
+    RepositoryNotEmpty,
 }
 
 impl Error {

@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod ecr;
 pub mod ecs;
 pub mod error;
 mod paging;

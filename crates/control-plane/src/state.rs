@@ -9,6 +9,7 @@ use std::sync::Arc;
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
+use model::ecr::{Repository, RepositoryName};
 use model::ecs::settings::Principal;
 use model::ecs::shapes::SettingName;
 use model::ecs::task::{ContainerInstance, Task};
@@ -47,6 +48,7 @@ pub struct State {
     pub task_definitions: OrdMap<(Scope, Family, u32), Arc<TaskDefinition>>,
     pub instances: OrdMap<(Scope, ClusterName, String), Arc<ContainerInstance>>,
     pub tasks: OrdMap<(Scope, ClusterName, String), Arc<Task>>,
+    pub repositories: OrdMap<(Scope, RepositoryName), Arc<Repository>>,
     pub settings: OrdMap<SettingKey, StoredSetting>,
     pub attributes: OrdMap<AttributeKey, StoredAttribute>,
 }
@@ -58,6 +60,7 @@ pub enum Touched {
     TaskDefinition(Scope, Family, u32),
     Instance(Scope, ClusterName, String),
     Task(Scope, ClusterName, String),
+    Repository(Scope, RepositoryName),
     Setting(SettingKey),
     Attribute(AttributeKey),
 }
@@ -67,6 +70,7 @@ const TASK_DEFINITIONS: &str = "ecs.task_definitions";
 const SETTINGS: &str = "ecs.account_settings";
 const INSTANCES: &str = "ecs.container_instances";
 const TASKS: &str = "ecs.tasks";
+const REPOSITORIES: &str = "ecr.repositories";
 const ATTRIBUTES: &str = "ecs.attributes";
 
 fn scope_key(s: &Scope) -> String {
@@ -81,6 +85,7 @@ impl Touched {
             Touched::TaskDefinition(s, f, r) => (TASK_DEFINITIONS, format!("{}/{f}/{r:010}", scope_key(s))),
             Touched::Instance(s, c, id) => (INSTANCES, format!("{}/{c}/{id}", scope_key(s))),
             Touched::Task(s, c, id) => (TASKS, format!("{}/{c}/{id}", scope_key(s))),
+            Touched::Repository(s, n) => (REPOSITORIES, format!("{}/{n}", scope_key(s))),
             Touched::Setting((s, p, n)) => {
                 let who = match p {
                     Principal::AccountDefault => "*".to_string(),
@@ -110,6 +115,7 @@ impl State {
                 self.instances.get(&(s.clone(), c.clone(), id.clone())).map(|i| encode(i.as_ref()))
             }
             Touched::Task(s, c, id) => self.tasks.get(&(s.clone(), c.clone(), id.clone())).map(|t| encode(t.as_ref())),
+            Touched::Repository(s, n) => self.repositories.get(&(s.clone(), n.clone())).map(|r| encode(r.as_ref())),
             Touched::Setting(k) => self.settings.get(k).map(encode),
             Touched::Attribute(k) => self.attributes.get(k).map(encode),
         };
@@ -144,6 +150,10 @@ impl State {
                 TASKS => {
                     let t: Task = decode(r)?;
                     state.tasks.insert((t.scope.clone(), t.cluster.clone(), t.id.clone()), Arc::new(t));
+                }
+                REPOSITORIES => {
+                    let r: Repository = decode(r)?;
+                    state.repositories.insert((r.scope.clone(), r.name.clone()), Arc::new(r));
                 }
                 SETTINGS => {
                     let s: StoredSetting = decode(r)?;

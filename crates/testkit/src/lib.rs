@@ -184,14 +184,27 @@ impl Berth {
 
     /// An ECS client for any key and region.
     pub async fn ecs_as(&self, key: &Key, region: &str) -> aws_sdk_ecs::Client {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        aws_sdk_ecs::Client::new(&self.sdk_config(key, region).await)
+    }
+
+    /// An ECR client for the first account in `us-east-1`.
+    pub async fn ecr(&self) -> aws_sdk_ecr::Client {
+        self.ecr_as(&self.key, "us-east-1").await
+    }
+
+    /// An ECR client for any key and region.
+    pub async fn ecr_as(&self, key: &Key, region: &str) -> aws_sdk_ecr::Client {
+        aws_sdk_ecr::Client::new(&self.sdk_config(key, region).await)
+    }
+
+    async fn sdk_config(&self, key: &Key, region: &str) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .region(aws_config::Region::new(region.to_string()))
             .credentials_provider(Credentials::new(&key.id, &key.secret, None, None, "testkit"))
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .load()
-            .await;
-        aws_sdk_ecs::Client::new(&conf)
+            .await
     }
 
     /// Environment variables that point the `aws` CLI at this server.

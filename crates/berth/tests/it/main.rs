@@ -5,6 +5,7 @@ mod attributes;
 mod bad_input;
 mod clusters;
 mod durability;
+mod ecr;
 mod instances;
 mod security;
 mod settings;

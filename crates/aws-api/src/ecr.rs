@@ -1,0 +1,113 @@
+//! The ECR API (`AmazonEC2ContainerRegistry_V20150921.*`): repositories and registry
+//! tokens. Image operations arrive with the registry wiring.
+
+use axum::response::Response;
+
+use control_plane::ecr::{check_registry_id, NewRepository};
+use control_plane::ecs::Caller;
+use control_plane::{ControlPlane, Page};
+use model::ecr::shapes as w;
+use model::ecr::Repository;
+
+use crate::ecs::{input, Validate};
+use crate::{ok, ApiError};
+
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921";
+
+crate::ecs::validate_with_model!(
+    w::CreateRepositoryRequest,
+    w::DescribeRepositoriesRequest,
+    w::DeleteRepositoryRequest,
+    w::GetAuthorizationTokenRequest,
+);
+
+/// `host` is the `Host` the client called; the registry answers on the same address, so
+/// repository URIs and the proxy endpoint name it.
+pub async fn dispatch(
+    cp: &ControlPlane,
+    caller: &Caller,
+    operation: &str,
+    body: &[u8],
+    host: &str,
+) -> Result<Response, ApiError> {
+    match operation {
+        "CreateRepository" => {
+            let r: w::CreateRepositoryRequest = input(body)?;
+            check_registry_id(caller, r.registry_id.as_deref())?;
+            let req = NewRepository {
+                name: r.repository_name.unwrap_or_default(),
+                tags: r
+                    .tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+                    .collect(),
+                tag_mutability: r.image_tag_mutability,
+                scan_on_push: r.image_scanning_configuration.and_then(|c| c.scan_on_push).unwrap_or(false),
+                encryption: r.encryption_configuration,
+            };
+            let repo = cp.create_repository(caller, req).await?;
+            Ok(ok(&w::CreateRepositoryResponse { repository: Some(repository_shape(&repo, host)) }))
+        }
+        "DescribeRepositories" => {
+            let r: w::DescribeRepositoriesRequest = input(body)?;
+            check_registry_id(caller, r.registry_id.as_deref())?;
+            let names = r.repository_names.unwrap_or_default();
+            if !names.is_empty() && (r.max_results.is_some() || r.next_token.is_some()) {
+                return Err(ApiError::invalid_parameter(
+                    "repositoryNames cannot be combined with maxResults or nextToken.",
+                ));
+            }
+            let page = Page::parse(r.max_results, r.next_token.as_deref(), 1000)?;
+            let (repos, next_token) = cp.describe_repositories(caller, &names, &page)?;
+            Ok(ok(&w::DescribeRepositoriesResponse {
+                repositories: Some(repos.iter().map(|r| repository_shape(r, host)).collect()),
+                next_token,
+            }))
+        }
+        "DeleteRepository" => {
+            let r: w::DeleteRepositoryRequest = input(body)?;
+            check_registry_id(caller, r.registry_id.as_deref())?;
+            let repo =
+                cp.delete_repository(caller, r.repository_name.unwrap_or_default(), r.force.unwrap_or(false)).await?;
+            Ok(ok(&w::DeleteRepositoryResponse { repository: Some(repository_shape(&repo, host)) }))
+        }
+        "GetAuthorizationToken" => {
+            let r: w::GetAuthorizationTokenRequest = input(body)?;
+            for id in r.registry_ids.iter().flatten() {
+                check_registry_id(caller, Some(id))?;
+            }
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let (token, expires_at) =
+                cp.credentials.registry_token(&caller.scope.account, caller.scope.region.as_str(), now)?;
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{token}"));
+            Ok(ok(&w::GetAuthorizationTokenResponse {
+                authorization_data: Some(vec![w::AuthorizationData {
+                    authorization_token: Some(encoded),
+                    expires_at: Some(model::Timestamp::from_epoch_seconds(expires_at as f64)),
+                    proxy_endpoint: Some(format!("http://{host}")),
+                }]),
+            }))
+        }
+        op if w::OPERATIONS.contains(&op) => Err(ApiError::bad_request(
+            "UnsupportedFeatureException",
+            format!("Berth does not implement the ECR operation {op} yet."),
+        )),
+        op => Err(ApiError::bad_request("UnknownOperationException", format!("ECR has no operation named '{op}'."))),
+    }
+}
+
+fn repository_shape(r: &Repository, host: &str) -> w::Repository {
+    w::Repository {
+        repository_arn: Some(r.arn().to_string()),
+        registry_id: Some(r.scope.account.to_string()),
+        repository_name: Some(r.name.to_string()),
+        repository_uri: Some(format!("{host}/{}", r.name)),
+        created_at: Some(r.created_at),
+        image_tag_mutability: Some(r.tag_mutability),
+        image_tag_mutability_exclusion_filters: None,
+        image_scanning_configuration: Some(w::ImageScanningConfiguration { scan_on_push: Some(r.scan_on_push) }),
+        encryption_configuration: Some(r.encryption.clone()),
+    }
+}
