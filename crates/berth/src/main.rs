@@ -3,6 +3,7 @@
 
 mod cli;
 mod datadir;
+mod registry;
 mod serve;
 
 use clap::Parser;

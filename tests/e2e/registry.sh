@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The ECR walkthrough with the real `aws` and `docker` CLIs: create a repository with scan
+# on push, `aws ecr get-login-password | docker login`, tag, push, remove, pull back; a
+# push to a repository that does not exist is denied; without credentials nothing is
+# served.
+#
+# Usage: tests/e2e/registry.sh [path/to/berth]   (default: target/debug/berth)
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$here/../.."
+berth="${1:-$root/target/debug/berth}"
+data="$(mktemp -d)"
+pid=""
+host=""
+cleanup() {
+    if [[ -n "$pid" ]]; then kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    if [[ -n "$host" ]]; then
+        docker logout "$host" >/dev/null 2>&1 || true
+        docker images --format '{{.Repository}}:{{.Tag}}' | grep "^$host/" | xargs -r docker rmi >/dev/null 2>&1 || true
+    fi
+    rm -rf "$data"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "--- $*"; }
+
+image="$(cargo run -q -p testkit --bin test-image)"
+
+step "berth up"
+"$berth" up --no-agent --data-dir "$data" --listen 127.0.0.1:0 >>"$data/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do
+    [[ -s "$data/endpoint" ]] && curl -fsS "$(cat "$data/endpoint")/_berth/health" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+eval "$("$berth" env --data-dir "$data")"
+export AWS_MAX_ATTEMPTS=1
+host="${AWS_ENDPOINT_URL#http://}"
+
+step "aws ecr create-repository --image-scanning-configuration scanOnPush=true"
+uri="$(aws ecr create-repository --repository-name ecr-simplehttp --image-scanning-configuration scanOnPush=true --query repository.repositoryUri --output text)"
+[[ "$uri" == "$host/ecr-simplehttp" ]] || fail "unexpected repositoryUri $uri"
+
+step "aws ecr get-login-password | docker login"
+aws ecr get-login-password | docker login --username AWS --password-stdin "$host" >/dev/null || fail "docker login refused the token"
+
+step "docker tag, push, rmi, pull"
+docker tag "$image" "$uri:1.0"
+docker tag "$image" "$uri:latest"
+docker push -q "$uri:1.0" >/dev/null || fail "push of 1.0 failed"
+docker push -q "$uri:latest" >/dev/null || fail "push of latest failed"
+docker rmi "$uri:1.0" >/dev/null
+docker pull -q "$uri:1.0" >/dev/null || fail "pull failed"
+
+step "a repository that does not exist is denied"
+docker tag "$image" "$host/nope:1"
+if out="$(docker push "$host/nope:1" 2>&1)"; then fail "push to a missing repository succeeded"; fi
+grep -q "does not exist" <<<"$out" || fail "unexpected error: $out"
+
+step "without credentials nothing is served"
+docker logout "$host" >/dev/null
+docker rmi "$uri:1.0" >/dev/null
+if docker pull -q "$uri:1.0" >/dev/null 2>&1; then fail "an anonymous pull succeeded"; fi
+
+echo "e2e registry: 1 passed, 0 failed"
