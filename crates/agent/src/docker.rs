@@ -157,9 +157,15 @@ impl Docker {
     }
 
     /// Pulls `image` (without a tag, `latest`, as `docker pull` does).
-    pub async fn pull(&self, image: &str) -> Result<()> {
+    /// Pulls `image`, with registry credentials `(user, password)` when given.
+    pub async fn pull(&self, image: &str, credentials: Option<(String, String)>) -> Result<()> {
         let options = CreateImageOptions { from_image: Some(with_default_tag(image)), ..Default::default() };
-        let mut stream = self.client.create_image(Some(options), None, None);
+        let credentials = credentials.map(|(username, password)| bollard::auth::DockerCredentials {
+            username: Some(username),
+            password: Some(password),
+            ..Default::default()
+        });
+        let mut stream = self.client.create_image(Some(options), None, credentials);
         let drain = async {
             while let Some(item) = stream.next().await {
                 let info = item?;

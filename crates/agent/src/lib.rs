@@ -8,5 +8,6 @@
 
 pub mod config;
 pub mod docker;
+pub mod registry_login;
 pub mod runner;
 pub mod session;

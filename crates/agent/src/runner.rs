@@ -60,6 +60,8 @@ pub struct RunnerConfig {
     /// `ECS_DYNAMIC_HOST_PORT_RANGE`: where Docker picks host ports for port mappings
     /// without one; `None` leaves it to Docker's ephemeral range.
     pub dynamic_port_range: Option<(u16, u16)>,
+    /// Credentials for images of Berth's own registry; `None` pulls without credentials.
+    pub registry_login: Option<std::sync::Arc<crate::registry_login::RegistryLogin>>,
 }
 
 impl RunnerConfig {
@@ -72,6 +74,7 @@ impl RunnerConfig {
             stop_timeout: Duration::from_secs(30),
             start_timeout: Duration::from_secs(180),
             dynamic_port_range: None,
+            registry_login: None,
         }
     }
 }
@@ -468,9 +471,12 @@ impl<'r> TaskRun<'r> {
         let docker = self.docker.clone();
         let behavior = self.config.pull_behavior;
         let pulled = self.pulled.clone();
+        let login = self.config.registry_login.clone();
         let volumes: Vec<VolumeSource> = self.volumes.values().cloned().collect();
-        self.ops
-            .push(async move { Done::Prepared(prepare(&docker, behavior, &pulled, &images, &volumes).await) }.boxed());
+        self.ops.push(
+            async move { Done::Prepared(prepare(&docker, behavior, &pulled, login.as_deref(), &images, &volumes).await) }
+                .boxed(),
+        );
     }
 
     fn on_assignment(&mut self, a: TaskAssignment) {
@@ -1030,6 +1036,7 @@ async fn prepare(
     docker: &Docker,
     behavior: PullBehavior,
     pulled: &Mutex<HashSet<String>>,
+    login: Option<&crate::registry_login::RegistryLogin>,
     images: &[String],
     volumes: &[VolumeSource],
 ) -> Result<HashMap<String, String>, String> {
@@ -1048,7 +1055,11 @@ async fn prepare(
             PullBehavior::PreferCached => !cached,
         };
         if must_pull {
-            match docker.pull(image).await {
+            let credentials = match login {
+                Some(l) => l.credentials_for(image).await.map_err(|e| pull_error(&e))?,
+                None => None,
+            };
+            match docker.pull(image, credentials).await {
                 Ok(()) => {
                     if let Ok(mut p) = pulled.lock() {
                         p.insert(image.clone());

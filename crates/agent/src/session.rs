@@ -90,6 +90,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         stop_timeout: config.stop_timeout,
         start_timeout: config.start_timeout,
         dynamic_port_range: config.dynamic_port_range,
+        registry_login: Some(Arc::new(registry_login(&config).await)),
     })
     .await
     .context("connecting to the Docker engine")?;
@@ -112,7 +113,14 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     session.serve(shutdown).await
 }
 
-async fn ecs_client(config: &AgentConfig) -> aws_sdk_ecs::Client {
+/// Credentials for Berth's registry, which answers on the control plane's own address.
+async fn registry_login(config: &AgentConfig) -> crate::registry_login::RegistryLogin {
+    let host = config.backend.trim_start_matches("http://").trim_start_matches("https://").to_string();
+    let ecr = aws_sdk_ecr::Client::new(&sdk_config(config).await);
+    crate::registry_login::RegistryLogin::new(host, ecr)
+}
+
+async fn sdk_config(config: &AgentConfig) -> aws_config::SdkConfig {
     let creds = aws_credential_types::Credentials::new(
         &config.access_key_id,
         &config.secret_access_key,
@@ -120,13 +128,16 @@ async fn ecs_client(config: &AgentConfig) -> aws_sdk_ecs::Client {
         None,
         "berth-agent",
     );
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(&config.backend)
         .region(aws_config::Region::new(config.region.clone()))
         .credentials_provider(creds)
         .load()
-        .await;
-    aws_sdk_ecs::Client::new(&conf)
+        .await
+}
+
+async fn ecs_client(config: &AgentConfig) -> aws_sdk_ecs::Client {
+    aws_sdk_ecs::Client::new(&sdk_config(config).await)
 }
 
 async fn register(

@@ -363,3 +363,47 @@ async fn binpack_fills_the_instance_with_least_memory_left() {
         ecs.stop_task().cluster("packed").task(t.task_arn().unwrap()).send().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn tasks_run_images_from_berths_registry_without_a_docker_login() {
+    let (b, _c) = berth_with_agent().await;
+    let ecs = b.ecs().await;
+    let ecr = b.ecr().await;
+    wait_instances(&ecs, "default", 1).await;
+    let uri = ecr
+        .create_repository()
+        .repository_name("web")
+        .send()
+        .await
+        .unwrap()
+        .repository()
+        .unwrap()
+        .repository_uri()
+        .unwrap()
+        .to_string();
+    // Push with skopeo and explicit credentials: the machine's Docker login state is untouched.
+    let token = ecr.get_authorization_token().send().await.unwrap().authorization_data()[0]
+        .authorization_token()
+        .unwrap()
+        .to_string();
+    use base64::Engine;
+    let creds = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(token).unwrap()).unwrap();
+    let status = std::process::Command::new("skopeo")
+        .args(["copy", "-q", "--dest-tls-verify=false", "--dest-creds", &creds])
+        .arg(format!("docker-daemon:{}", simplehttp_image()))
+        .arg(format!("docker://{uri}:1.0"))
+        .status()
+        .expect("run skopeo (scripts/install-test-deps.sh installs it)");
+    assert!(status.success(), "skopeo push failed");
+
+    let image = format!("{uri}:1.0");
+    register(&ecs, "from-ecr", &["serve", "--port", "8080"], &image).await;
+    let arn =
+        ecs.run_task().task_definition("from-ecr").send().await.unwrap().tasks()[0].task_arn().unwrap().to_string();
+    let t = wait_status(&ecs, "default", &arn, "RUNNING").await;
+    assert!(t.containers()[0].image_digest().is_some_and(|d| d.starts_with("sha256:")));
+    ecs.stop_task().task(&arn).send().await.unwrap();
+    wait_status(&ecs, "default", &arn, "STOPPED").await;
+    testkit::images::remove_containers_with_label("com.amazonaws.ecs.task-arn", &arn);
+    let _ = std::process::Command::new("docker").args(["rmi", &image]).output();
+}
