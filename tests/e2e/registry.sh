@@ -53,6 +53,15 @@ docker push -q "$uri:latest" >/dev/null || fail "push of latest failed"
 docker rmi "$uri:1.0" >/dev/null
 docker pull -q "$uri:1.0" >/dev/null || fail "pull failed"
 
+step "aws ecr describe-images / list-images"
+tags="$(aws ecr describe-images --repository-name ecr-simplehttp --image-ids imageTag=1.0 --query 'imageDetails[0].imageTags' --output text | tr '\t' '\n' | sort | tr '\n' ' ')"
+[[ "$tags" == "1.0 latest " ]] || fail "expected tags 1.0 and latest on one image, got '$tags'"
+size="$(aws ecr describe-images --repository-name ecr-simplehttp --query 'imageDetails[0].imageSizeInBytes' --output text)"
+[[ "$size" -gt 1000 ]] || fail "implausible image size $size"
+[[ "$(aws ecr list-images --repository-name ecr-simplehttp --query 'length(imageIds)' --output text)" == 2 ]] || fail "list-images"
+if out="$(aws ecr describe-images --repository-name ecr-simplehttp --image-ids imageTag=nope 2>&1)"; then fail "a missing tag was found"; fi
+grep -q ImageNotFoundException <<<"$out" || fail "expected ImageNotFoundException: $out"
+
 step "a repository that does not exist is denied"
 docker tag "$image" "$host/nope:1"
 if out="$(docker push "$host/nope:1" 2>&1)"; then fail "push to a missing repository succeeded"; fi
@@ -62,5 +71,10 @@ step "without credentials nothing is served"
 docker logout "$host" >/dev/null
 docker rmi "$uri:1.0" >/dev/null
 if docker pull -q "$uri:1.0" >/dev/null 2>&1; then fail "an anonymous pull succeeded"; fi
+
+step "delete-repository refuses a repository with images unless --force"
+if out="$(aws ecr delete-repository --repository-name ecr-simplehttp 2>&1)"; then fail "deleted a repository with images"; fi
+grep -q RepositoryNotEmptyException <<<"$out" || fail "expected RepositoryNotEmptyException: $out"
+aws ecr delete-repository --repository-name ecr-simplehttp --force >/dev/null
 
 echo "e2e registry: 1 passed, 0 failed"

@@ -3,11 +3,11 @@
 
 use axum::response::Response;
 
-use control_plane::ecr::{check_registry_id, NewRepository};
+use control_plane::ecr::{check_registry_id, ImageId, NewRepository};
 use control_plane::ecs::Caller;
 use control_plane::{ControlPlane, Page};
 use model::ecr::shapes as w;
-use model::ecr::Repository;
+use model::ecr::{Image, Repository};
 
 use crate::ecs::{input, Validate};
 use crate::{ok, ApiError};
@@ -19,6 +19,8 @@ crate::ecs::validate_with_model!(
     w::DescribeRepositoriesRequest,
     w::DeleteRepositoryRequest,
     w::GetAuthorizationTokenRequest,
+    w::DescribeImagesRequest,
+    w::ListImagesRequest,
 );
 
 /// `host` is the `Host` the client called; the registry answers on the same address, so
@@ -90,11 +92,79 @@ pub async fn dispatch(
                 }]),
             }))
         }
+        "DescribeImages" => {
+            let r: w::DescribeImagesRequest = input(body)?;
+            check_registry_id(caller, r.registry_id.as_deref())?;
+            let ids: Vec<ImageId> = r
+                .image_ids
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| match (i.image_digest, i.image_tag) {
+                    (Some(d), _) => Ok(ImageId::Digest(d)),
+                    (None, Some(t)) => Ok(ImageId::Tag(t)),
+                    (None, None) => {
+                        Err(ApiError::invalid_parameter("Each imageId needs an imageDigest or an imageTag."))
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            let page = Page::parse(r.max_results, r.next_token.as_deref(), 1000)?;
+            let (images, next_token) =
+                cp.describe_images(caller, r.repository_name.as_deref().unwrap_or_default(), &ids, &page)?;
+            let tagged = r.filter.and_then(|f| f.tag_status);
+            let details = images
+                .iter()
+                .filter(|i| match tagged {
+                    Some(w::TagStatus::Tagged) => !i.tags.is_empty(),
+                    Some(w::TagStatus::Untagged) => i.tags.is_empty(),
+                    _ => true,
+                })
+                .map(image_detail)
+                .collect();
+            Ok(ok(&w::DescribeImagesResponse { image_details: Some(details), next_token }))
+        }
+        "ListImages" => {
+            let r: w::ListImagesRequest = input(body)?;
+            check_registry_id(caller, r.registry_id.as_deref())?;
+            let page = Page::parse(r.max_results, r.next_token.as_deref(), 1000)?;
+            let (images, next_token) =
+                cp.describe_images(caller, r.repository_name.as_deref().unwrap_or_default(), &[], &page)?;
+            let tagged = r.filter.and_then(|f| f.tag_status);
+            let mut ids = Vec::new();
+            for i in &images {
+                // One identifier per tag, and one without a tag for an untagged image.
+                if i.tags.is_empty() {
+                    if tagged != Some(w::TagStatus::Tagged) {
+                        ids.push(w::ImageIdentifier { image_digest: Some(i.digest.clone()), image_tag: None });
+                    }
+                } else if tagged != Some(w::TagStatus::Untagged) {
+                    for t in &i.tags {
+                        ids.push(w::ImageIdentifier {
+                            image_digest: Some(i.digest.clone()),
+                            image_tag: Some(t.clone()),
+                        });
+                    }
+                }
+            }
+            Ok(ok(&w::ListImagesResponse { image_ids: Some(ids), next_token }))
+        }
         op if w::OPERATIONS.contains(&op) => Err(ApiError::bad_request(
             "UnsupportedFeatureException",
             format!("Berth does not implement the ECR operation {op} yet."),
         )),
         op => Err(ApiError::bad_request("UnknownOperationException", format!("ECR has no operation named '{op}'."))),
+    }
+}
+
+fn image_detail(i: &Image) -> w::ImageDetail {
+    w::ImageDetail {
+        registry_id: Some(i.scope.account.to_string()),
+        repository_name: Some(i.repository.to_string()),
+        image_digest: Some(i.digest.clone()),
+        image_tags: (!i.tags.is_empty()).then(|| i.tags.clone()),
+        image_size_in_bytes: Some(i.size),
+        image_pushed_at: Some(i.pushed_at),
+        image_manifest_media_type: Some(i.media_type.clone()),
+        ..Default::default()
     }
 }
 

@@ -56,6 +56,7 @@ impl From<Error> for ApiError {
                     // ECS reports a missing task definition as a ClientException.
                     NotFoundKind::TaskDefinition => "ClientException",
                     NotFoundKind::Repository => "RepositoryNotFoundException",
+                    NotFoundKind::Image => "ImageNotFoundException",
                 };
                 ApiError::bad_request(code, message)
             }

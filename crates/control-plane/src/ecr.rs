@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use model::ecr::shapes::{EncryptionConfiguration, EncryptionType, ImageTagMutability};
-use model::ecr::{Repository, RepositoryName};
+use model::ecr::{Image, Repository, RepositoryName};
 use model::tags::Tags;
 
 use crate::ecs::Caller;
@@ -109,17 +109,153 @@ impl ControlPlane {
         Ok(page.take(items, false))
     }
 
-    /// Deletes a repository. It holds no images in this version, so `force` changes
-    /// nothing yet; with images, deleting without `force` will refuse.
-    pub async fn delete_repository(&self, caller: &Caller, name: String, _force: bool) -> Result<Repository> {
+    /// Deletes a repository; one that holds images only with `force`, which deletes them
+    /// too.
+    pub async fn delete_repository(&self, caller: &Caller, name: String, force: bool) -> Result<Repository> {
         let repo = RepositoryName::parse(&name)?;
         let caller = caller.clone();
         self.write(move |txn| {
             let key = (caller.scope.clone(), repo.clone());
+            let images: Vec<String> = images_of(txn.state, &caller.scope, &repo).map(|i| i.digest.clone()).collect();
+            if !images.is_empty() && !force {
+                return Err(Error::Conflict {
+                    kind: ConflictKind::RepositoryNotEmpty,
+                    message: format!(
+                        "The repository with name '{name}' in registry with id '{}' cannot be deleted because it still contains images. Delete them first or pass --force.",
+                        caller.scope.account
+                    ),
+                });
+            }
+            for digest in images {
+                txn.state.images.remove(&(caller.scope.clone(), repo.clone(), digest.clone()));
+                txn.touch(Touched::Image(caller.scope.clone(), repo.clone(), digest));
+            }
             let r = txn.state.repositories.remove(&key).ok_or_else(|| not_found(&caller, &name))?;
             txn.touch(Touched::Repository(caller.scope.clone(), repo));
             Ok(r.as_ref().clone())
         })
         .await
     }
+}
+
+/// What the registry reports after a manifest is stored.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub scope: model::Scope,
+    pub repository: String,
+    pub digest: String,
+    pub tag: Option<String>,
+    pub size: i64,
+    pub media_type: String,
+}
+
+/// Which images `DescribeImages` asks about: by digest or by tag.
+#[derive(Debug, Clone)]
+pub enum ImageId {
+    Digest(String),
+    Tag(String),
+}
+
+impl ControlPlane {
+    /// Records a pushed image. A tag moves: the image it pointed at before loses it.
+    pub async fn record_push(&self, p: Pushed) -> Result<Image> {
+        let repo = RepositoryName::parse(&p.repository)?;
+        self.write(move |txn| {
+            if !txn.state.repositories.contains_key(&(p.scope.clone(), repo.clone())) {
+                return Err(Error::NotFound {
+                    kind: NotFoundKind::Repository,
+                    message: format!("repository {repo} does not exist"),
+                });
+            }
+            if let Some(tag) = &p.tag {
+                let holders: Vec<Arc<Image>> = images_of(txn.state, &p.scope, &repo)
+                    .filter(|i| i.digest != p.digest && i.tags.contains(tag))
+                    .cloned()
+                    .collect();
+                for old in holders {
+                    let mut old = old.as_ref().clone();
+                    old.tags.retain(|t| t != tag);
+                    let key = (p.scope.clone(), repo.clone(), old.digest.clone());
+                    txn.touch(Touched::Image(key.0.clone(), key.1.clone(), key.2.clone()));
+                    txn.state.images.insert(key, Arc::new(old));
+                }
+            }
+            let key = (p.scope.clone(), repo.clone(), p.digest.clone());
+            let mut image = match txn.state.images.get(&key) {
+                Some(i) => i.as_ref().clone(),
+                None => Image {
+                    scope: p.scope.clone(),
+                    repository: repo.clone(),
+                    digest: p.digest.clone(),
+                    tags: Vec::new(),
+                    size: p.size,
+                    media_type: p.media_type.clone(),
+                    pushed_at: txn.now,
+                },
+            };
+            if let Some(tag) = p.tag {
+                if !image.tags.contains(&tag) {
+                    image.tags.push(tag);
+                }
+            }
+            txn.touch(Touched::Image(key.0.clone(), key.1.clone(), key.2.clone()));
+            txn.state.images.insert(key, Arc::new(image.clone()));
+            Ok(image)
+        })
+        .await
+    }
+
+    /// Images of a repository, all or those named; a named image that is missing is an
+    /// `ImageNotFoundException`, as in ECR.
+    pub fn describe_images(
+        &self,
+        caller: &Caller,
+        repository: &str,
+        ids: &[ImageId],
+        page: &Page,
+    ) -> Result<(Vec<Image>, Option<String>)> {
+        let state = self.view();
+        let repo = RepositoryName::parse(repository)?;
+        if !state.repositories.contains_key(&(caller.scope.clone(), repo.clone())) {
+            return Err(not_found(caller, repository));
+        }
+        if ids.is_empty() {
+            let items = images_of(&state, &caller.scope, &repo).map(|i| (i.digest.clone(), i.as_ref().clone()));
+            return Ok(page.take(items, false));
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            let found = images_of(&state, &caller.scope, &repo).find(|i| match id {
+                ImageId::Digest(d) => &i.digest == d,
+                ImageId::Tag(t) => i.tags.contains(t),
+            });
+            match found {
+                Some(i) => out.push(i.as_ref().clone()),
+                None => {
+                    let what = match id {
+                        ImageId::Digest(d) => format!("imageDigest={d}"),
+                        ImageId::Tag(t) => format!("imageTag={t}"),
+                    };
+                    return Err(Error::NotFound {
+                        kind: NotFoundKind::Image,
+                        message: format!(
+                            "The image with imageId {{{what}}} does not exist within the repository with name '{repository}' in the registry with id '{}'",
+                            caller.scope.account
+                        ),
+                    });
+                }
+            }
+        }
+        Ok((out, None))
+    }
+}
+
+fn images_of<'a>(
+    state: &'a crate::State,
+    scope: &model::Scope,
+    repo: &RepositoryName,
+) -> impl Iterator<Item = &'a Arc<Image>> + 'a {
+    let lo = (scope.clone(), repo.clone(), String::new());
+    let (s, r) = (scope.clone(), repo.clone());
+    state.images.range(lo..).take_while(move |((ks, kr, _), _)| *ks == s && *kr == r).map(|(_, i)| i)
 }

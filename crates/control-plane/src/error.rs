@@ -33,6 +33,7 @@ pub enum NotFoundKind {
     Target,
     TaskDefinition,
     Repository,
+    Image,
 }
 
 /// What kind of conflict; each maps to its own AWS error code.

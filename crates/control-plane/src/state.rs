@@ -9,7 +9,7 @@ use std::sync::Arc;
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
-use model::ecr::{Repository, RepositoryName};
+use model::ecr::{Image, Repository, RepositoryName};
 use model::ecs::settings::Principal;
 use model::ecs::shapes::SettingName;
 use model::ecs::task::{ContainerInstance, Task};
@@ -49,6 +49,7 @@ pub struct State {
     pub instances: OrdMap<(Scope, ClusterName, String), Arc<ContainerInstance>>,
     pub tasks: OrdMap<(Scope, ClusterName, String), Arc<Task>>,
     pub repositories: OrdMap<(Scope, RepositoryName), Arc<Repository>>,
+    pub images: OrdMap<(Scope, RepositoryName, String), Arc<Image>>,
     pub settings: OrdMap<SettingKey, StoredSetting>,
     pub attributes: OrdMap<AttributeKey, StoredAttribute>,
 }
@@ -61,6 +62,7 @@ pub enum Touched {
     Instance(Scope, ClusterName, String),
     Task(Scope, ClusterName, String),
     Repository(Scope, RepositoryName),
+    Image(Scope, RepositoryName, String),
     Setting(SettingKey),
     Attribute(AttributeKey),
 }
@@ -71,6 +73,7 @@ const SETTINGS: &str = "ecs.account_settings";
 const INSTANCES: &str = "ecs.container_instances";
 const TASKS: &str = "ecs.tasks";
 const REPOSITORIES: &str = "ecr.repositories";
+const IMAGES: &str = "ecr.images";
 const ATTRIBUTES: &str = "ecs.attributes";
 
 fn scope_key(s: &Scope) -> String {
@@ -86,6 +89,7 @@ impl Touched {
             Touched::Instance(s, c, id) => (INSTANCES, format!("{}/{c}/{id}", scope_key(s))),
             Touched::Task(s, c, id) => (TASKS, format!("{}/{c}/{id}", scope_key(s))),
             Touched::Repository(s, n) => (REPOSITORIES, format!("{}/{n}", scope_key(s))),
+            Touched::Image(s, n, d) => (IMAGES, format!("{}/{n}@{d}", scope_key(s))),
             Touched::Setting((s, p, n)) => {
                 let who = match p {
                     Principal::AccountDefault => "*".to_string(),
@@ -116,6 +120,7 @@ impl State {
             }
             Touched::Task(s, c, id) => self.tasks.get(&(s.clone(), c.clone(), id.clone())).map(|t| encode(t.as_ref())),
             Touched::Repository(s, n) => self.repositories.get(&(s.clone(), n.clone())).map(|r| encode(r.as_ref())),
+            Touched::Image(s, n, d) => self.images.get(&(s.clone(), n.clone(), d.clone())).map(|i| encode(i.as_ref())),
             Touched::Setting(k) => self.settings.get(k).map(encode),
             Touched::Attribute(k) => self.attributes.get(k).map(encode),
         };
@@ -150,6 +155,10 @@ impl State {
                 TASKS => {
                     let t: Task = decode(r)?;
                     state.tasks.insert((t.scope.clone(), t.cluster.clone(), t.id.clone()), Arc::new(t));
+                }
+                IMAGES => {
+                    let i: Image = decode(r)?;
+                    state.images.insert((i.scope.clone(), i.repository.clone(), i.digest.clone()), Arc::new(i));
                 }
                 REPOSITORIES => {
                     let r: Repository = decode(r)?;

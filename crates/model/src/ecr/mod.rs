@@ -107,3 +107,17 @@ mod tests {
         }
     }
 }
+
+/// An image in a repository: one manifest, with the tags that currently point at it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    pub scope: Scope,
+    pub repository: RepositoryName,
+    /// The manifest's digest, `sha256:...`.
+    pub digest: String,
+    pub tags: Vec<String>,
+    /// The compressed size of its layers and config, as ECR reports `imageSizeInBytes`.
+    pub size: i64,
+    pub media_type: String,
+    pub pushed_at: Timestamp,
+}
