@@ -55,16 +55,13 @@ pub enum NameError {
 
 pub const MAX_REPO_NAME_LEN: usize = 256;
 
-static REPO_RE: LazyLock<Regex> = LazyLock::new(|| {
-    let component = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*";
-    Regex::new(&format!(r"^{component}(?:/{component})*$")).expect("valid regex")
-});
 static TAG_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$").expect("valid regex"));
 
 impl RepoName {
     pub fn parse(s: &str) -> Result<RepoName, NameError> {
-        if s.len() > MAX_REPO_NAME_LEN || !REPO_RE.is_match(s) {
+        // The grammar lives in `model`, shared with ECR's stricter repository names.
+        if s.len() > MAX_REPO_NAME_LEN || !model::ecr::is_oci_repository_name(s) {
             return Err(NameError::Repository);
         }
         Ok(RepoName(s.to_owned()))

@@ -15,9 +15,15 @@ use crate::{Arn, Invalid, Timestamp};
 #[serde(try_from = "String", into = "String")]
 pub struct RepositoryName(String);
 
+/// Whether `s` follows the OCI distribution spec's repository-name grammar (at most 256
+/// characters). ECR's rule is this grammar with at least 2 characters.
+pub fn is_oci_repository_name(s: &str) -> bool {
+    s.len() <= 256 && s.split('/').all(valid_component)
+}
+
 impl RepositoryName {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
-        if (2..=256).contains(&s.len()) && s.split('/').all(valid_component) {
+        if s.len() >= 2 && is_oci_repository_name(s) {
             Ok(RepositoryName(s.to_string()))
         } else {
             Err(Invalid::Parameter(format!(
