@@ -57,34 +57,45 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     tracing::info!(%url, data_dir = %args.data.data_dir.display(), "berth is serving");
     let server = tokio::spawn(serve(listener, app, args.max_connections, shutdown.clone()));
     if with_agent && !args.no_agent {
-        let key = dir.credentials()?.first_key()?.context("the data dir has no access key")?;
-        let vars: std::collections::BTreeMap<String, String> = [
-            ("ECS_BACKEND_HOST", url.clone()),
-            ("AWS_ACCESS_KEY_ID", key.id.clone()),
-            ("AWS_SECRET_ACCESS_KEY", key.secret.clone()),
-            ("ECS_DATADIR", args.data.data_dir.join("agent").display().to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .chain(std::env::vars().filter(|(k, _)| k.starts_with("ECS_") && k != "ECS_BACKEND_HOST" && k != "ECS_DATADIR"))
-        .collect();
-        // The local agent is a convenience: if Docker is not there, the API still serves.
-        match agent::config::AgentConfig::load(&vars, None) {
-            Ok(config) => {
-                let token = shutdown.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = agent::session::run(config, token).await {
-                        tracing::error!(error = %format!("{e:#}"), "the local agent stopped; this host runs no tasks");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "the local agent is misconfigured; this host runs no tasks")
-            }
-        }
+        spawn_local_agent(&dir, &url, &args.data.data_dir, shutdown.clone())?;
     }
     let _ = server.await;
     tracing::info!("berth stopped");
+    Ok(())
+}
+
+/// Starts the agent of `berth up`, which registers this host's Docker engine. It is a
+/// convenience: if Docker is not there, the API still serves and the log says why.
+fn spawn_local_agent(
+    dir: &DataDir,
+    url: &str,
+    data_dir: &std::path::Path,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let key = dir.credentials()?.first_key()?.context("the data dir has no access key")?;
+    let vars: std::collections::BTreeMap<String, String> = [
+        ("ECS_BACKEND_HOST", url.to_string()),
+        ("AWS_ACCESS_KEY_ID", key.id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", key.secret.clone()),
+        ("ECS_DATADIR", data_dir.join("agent").display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    // The user's other ECS agent settings (ECS_CLUSTER, ECS_RESERVED_MEMORY, ...) apply.
+    .chain(std::env::vars().filter(|(k, _)| k.starts_with("ECS_") && k != "ECS_BACKEND_HOST" && k != "ECS_DATADIR"))
+    .collect();
+    match agent::config::AgentConfig::load(&vars, None) {
+        Ok(config) => {
+            tokio::spawn(async move {
+                if let Err(e) = agent::session::run(config, shutdown).await {
+                    tracing::error!(error = %format!("{e:#}"), "the local agent stopped; this host runs no tasks");
+                }
+            });
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the local agent is misconfigured; this host runs no tasks")
+        }
+    }
     Ok(())
 }
 
