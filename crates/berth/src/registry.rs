@@ -53,33 +53,10 @@ impl Authorize for TokenAuth {
 /// `ListImages` read them, durably and per account.
 pub struct RecordPush {
     control: Arc<ControlPlane>,
-    /// Read-only access to stored manifests, to compute the image's size.
-    store: BlobStore,
-}
-
-impl RecordPush {
-    /// ECR's `imageSizeInBytes`: the sizes of the config and layers the manifest lists
-    /// (for an index, its own size: its images are recorded as they are pushed).
-    async fn image_size(&self, event: &PushEvent) -> i64 {
-        use tokio::io::AsyncReadExt;
-        let Ok(Some((mut file, _))) = self.store.open_blob(&event.digest).await else { return event.size as i64 };
-        let mut bytes = Vec::new();
-        if file.read_to_end(&mut bytes).await.is_err() {
-            return event.size as i64;
-        }
-        let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return event.size as i64 };
-        let sizes =
-            manifest["layers"].as_array().map(|layers| layers.iter().filter_map(|l| l["size"].as_i64()).sum::<i64>());
-        match sizes {
-            Some(layers) => layers + manifest["config"]["size"].as_i64().unwrap_or(0),
-            None => event.size as i64,
-        }
-    }
 }
 
 impl OnPush for RecordPush {
     async fn on_push(&self, event: PushEvent) {
-        let size = self.image_size(&event).await;
         let ns = &event.repository.namespace;
         let (Ok(account), Ok(region)) = (model::AccountId::parse(&ns.account), Region::parse(&ns.region)) else {
             tracing::error!(account = %ns.account, "a push in a namespace that is not an account; not recorded");
@@ -90,7 +67,7 @@ impl OnPush for RecordPush {
             repository: event.repository.name.as_str().to_string(),
             digest: event.digest.to_string(),
             tag: event.tag.as_ref().map(|t| t.as_str().to_string()),
-            size,
+            size: i64::try_from(event.image_size).unwrap_or(i64::MAX),
             media_type: event.media_type.clone(),
         };
         if let Err(e) = self.control.record_push(pushed).await {
@@ -104,7 +81,7 @@ pub fn router(control: Arc<ControlPlane>, dir: &std::path::Path, realm: String) 
     std::fs::create_dir_all(dir)?;
     let store = BlobStore::open(dir.to_path_buf())?;
     let meta = LocalMeta::open(&dir.join("meta.log"))?;
-    let hooks = RecordPush { control: control.clone(), store: BlobStore::open(dir.to_path_buf())? };
+    let hooks = RecordPush { control: control.clone() };
     let registry = Registry { store, meta, auth: TokenAuth { control }, hooks, realm };
     Ok(registry::http::router(Arc::new(registry)))
 }

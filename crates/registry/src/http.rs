@@ -263,6 +263,7 @@ impl<M: Meta, A: Authorize, H: OnPush> Cx<'_, M, A, H> {
             }
         }
         self.reg.store.put_bytes(&digest, bytes).await?;
+        let image_size = parsed.image_size;
         let record = parsed.record;
         let (media_type, size, subject) = (record.media_type.clone(), record.size, record.subject.clone());
         self.reg.meta.put_manifest(&repo, record, tag.as_ref()).await?;
@@ -271,7 +272,7 @@ impl<M: Meta, A: Authorize, H: OnPush> Cx<'_, M, A, H> {
         if let Some(s) = subject {
             headers.push((OCI_SUBJECT, s.to_string()));
         }
-        self.reg.hooks.on_push(PushEvent { repository: repo, tag, digest, media_type, size }).await;
+        self.reg.hooks.on_push(PushEvent { repository: repo, tag, digest, media_type, size, image_size }).await;
         respond(StatusCode::CREATED, headers, Body::empty())
     }
 

@@ -92,7 +92,10 @@ pub struct PushEvent {
     pub tag: Option<Tag>,
     pub digest: Digest,
     pub media_type: String,
+    /// The manifest's own size.
     pub size: u64,
+    /// The config and layers the manifest declares (ECR's `imageSizeInBytes`).
+    pub image_size: u64,
 }
 
 /// Called after each successful manifest PUT, before the response is sent; a slow reaction

@@ -20,6 +20,9 @@ pub struct Parsed {
     pub blobs: Vec<Digest>,
     /// Manifests that must be in the repository (the entries of an index).
     pub manifests: Vec<Digest>,
+    /// What the image occupies, as ECR reports `imageSizeInBytes`: the config and layer
+    /// sizes the manifest declares; for an index, its own size.
+    pub image_size: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,8 @@ struct Raw {
 struct Descriptor {
     media_type: Option<String>,
     digest: Digest,
+    #[serde(default)]
+    size: u64,
     #[serde(default)]
     urls: Vec<String>,
 }
@@ -81,6 +86,10 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8], digest: Digest) -> Result
         _ => return Err(invalid("unsupported manifest media type")),
     };
     let references = [&blobs[..], &manifests[..]].concat();
+    let image_size = match (&raw.config, &raw.layers) {
+        (Some(config), Some(layers)) => config.size + layers.iter().map(|l| l.size).sum::<u64>(),
+        _ => bytes.len() as u64,
+    };
     Ok(Parsed {
         record: ManifestRecord {
             digest,
@@ -93,6 +102,7 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8], digest: Digest) -> Result
         },
         blobs,
         manifests,
+        image_size,
     })
 }
 
@@ -125,6 +135,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.blobs, vec![d("c"), d("l")]);
+        assert_eq!(p.image_size, 3, "config and every layer, foreign ones included");
         assert_eq!(p.record.artifact_type.as_deref(), Some("application/vnd.docker.container.image.v1+json"));
     }
 
