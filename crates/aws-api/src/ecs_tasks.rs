@@ -170,7 +170,10 @@ pub async fn dispatch(
                 };
                 let (tasks, failures) = cp.run_task(caller, req).await?;
                 Ok(ok(&w::RunTaskResponse {
-                    tasks: Some(tasks.iter().map(|t| task_shape(cp, t, true)).collect()),
+                    tasks: Some({
+                        let view = cp.view();
+                        tasks.iter().map(|t| task_shape(&view, t, true)).collect()
+                    }),
                     failures: Some(failures.into_iter().map(failure_shape).collect()),
                 }))
             }
@@ -192,7 +195,10 @@ pub async fn dispatch(
                 };
                 let (tasks, failures) = cp.run_task(caller, req).await?;
                 Ok(ok(&w::StartTaskResponse {
-                    tasks: Some(tasks.iter().map(|t| task_shape(cp, t, true)).collect()),
+                    tasks: Some({
+                        let view = cp.view();
+                        tasks.iter().map(|t| task_shape(&view, t, true)).collect()
+                    }),
                     failures: Some(failures.into_iter().map(failure_shape).collect()),
                 }))
             }
@@ -202,7 +208,7 @@ pub async fn dispatch(
             async {
                 let r: w::StopTaskRequest = input(body)?;
                 let t = cp.stop_task(caller, r.cluster, r.task.unwrap_or_default(), r.reason).await?;
-                Ok(ok(&w::StopTaskResponse { task: Some(task_shape(cp, &t, true)) }))
+                Ok(ok(&w::StopTaskResponse { task: Some(task_shape(&cp.view(), &t, true)) }))
             }
             .await
         }
@@ -211,7 +217,10 @@ pub async fn dispatch(
             let with_tags = r.include.unwrap_or_default().contains(&w::TaskField::Tags);
             let (found, failures) = cp.describe_tasks(caller, r.cluster.as_deref(), &r.tasks.unwrap_or_default())?;
             Ok(ok(&w::DescribeTasksResponse {
-                tasks: Some(found.iter().map(|t| task_shape(cp, t, with_tags)).collect()),
+                tasks: Some({
+                    let view = cp.view();
+                    found.iter().map(|t| task_shape(&view, t, with_tags)).collect()
+                }),
                 failures: Some(failures.into_iter().map(failure_shape).collect()),
             }))
         })(),
@@ -433,9 +442,8 @@ fn instance_shape(v: &InstanceView) -> w::ContainerInstance {
     }
 }
 
-fn task_shape(cp: &ControlPlane, t: &Task, with_tags: bool) -> w::Task {
+fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task {
     let arn = t.arn().to_string();
-    let view = cp.view();
     let instance = t
         .container_instance
         .as_ref()
@@ -505,7 +513,7 @@ fn task_shape(cp: &ControlPlane, t: &Task, with_tags: bool) -> w::Task {
         stopping_at: t.stopping_at,
         tags: Some(if with_tags { tags_shape(&t.tags) } else { tags_shape(&Tags::default()) }),
         task_arn: Some(arn),
-        task_definition_arn: Some(ControlPlane::task_definition_arn_of(t)),
+        task_definition_arn: Some(model::ecs::task_definition_arn(&t.scope, &t.family, t.revision).to_string()),
         version: Some(t.version),
         ..Default::default()
     }

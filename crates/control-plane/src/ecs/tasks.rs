@@ -11,7 +11,7 @@ use model::ecs::shapes::{NetworkMode, TaskOverride};
 use model::ecs::task::{
     ContainerStatus, DesiredStatus, HealthStatus, InstanceStatus, Resources, StopCode, Task, TaskContainer, TaskStatus,
 };
-use model::ecs::{task_definition_arn, TaskDefinition, TaskDefinitionStatus};
+use model::ecs::{TaskDefinition, TaskDefinitionStatus};
 use model::ids::ClusterName;
 use model::tags::Tags;
 use model::{Arn, Scope};
@@ -667,11 +667,6 @@ impl ControlPlane {
             .filter(|t| t.container_instance.as_deref() == Some(id) && t.last_status != TaskStatus::Stopped)
             .filter_map(|t| assignment(&state, t))
             .collect()
-    }
-
-    /// The ARN of the task definition a task runs.
-    pub fn task_definition_arn_of(t: &Task) -> String {
-        task_definition_arn(&t.scope, &t.family, t.revision).to_string()
     }
 }
 
