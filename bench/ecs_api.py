@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,9 +40,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET_DIR = os.path.join(ROOT, "target", "bench")
-BERTH = os.path.join(TARGET_DIR, "release", "berth")
+from common import BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, median, start, stop, check, ROOT, TARGET_DIR, BERTH
+
 OUT = os.path.join(ROOT, "bench", "out", "ecs-api.json")
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 # Rounds per (operation, target), interleaved; the medians are reported. One run on a
@@ -83,42 +81,6 @@ function done(summary, latency, requests)
   io.write(string.format("LUA_NON2XX %d\\n", n))
 end
 """
-
-
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(what, check, proc, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{what} exited with status {proc.returncode} before answering")
-        try:
-            if check():
-                return
-        except (OSError, urllib.error.URLError):
-            pass
-        time.sleep(0.1)
-    raise BenchError(f"{what} did not answer within {timeout:.0f} s")
-
-
-def http_status(url):
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
 
 
 def sign(op, body, port, creds):
@@ -177,21 +139,8 @@ def wrk_run(name, port, creds, op, payload, workdir):
         raise BenchError(f"wrk failed ({r.returncode}): {r.stderr}{r.stdout}")
     result = parse_wrk(r.stdout)
     result["wrk_output"] = r.stdout
-    total = sum(after) - sum(before)
-    result["steal_pct"] = 100.0 * (after[7] - before[7]) / total if total else 0.0
+    result["steal_pct"] = steal_pct(before, after)
     return result
-
-
-def cpu_times():
-    """The machine's CPU time counters (user nice system idle iowait irq softirq steal)."""
-    with open("/proc/stat") as f:
-        return [int(x) for x in f.readline().split()[1:9]]
-
-
-def median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
 UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -217,33 +166,10 @@ def parse_wrk(out):
     }
 
 
-def start(cmd, logpath):
-    logf = open(logpath, "wb")
-    # Own process group, so stopping it also stops anything it spawned.
-    return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-
-
-def stop(proc):
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def berth_credentials(data_dir):
     out = subprocess.run([BERTH, "env", "--data-dir", data_dir], check=True, capture_output=True, text=True).stdout
     env = dict(re.findall(r"^export (\w+)=(.*)$", out, re.M))
     return Credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-
-
-def check(label, ok):
-    print(f"  {'PASS' if ok else 'MISS'}  {label}")
-    return {"target": label, "pass": ok}
 
 
 def main():
