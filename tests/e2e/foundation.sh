@@ -9,34 +9,16 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 berth="${1:-$here/../../target/debug/berth}"
 data="$(mktemp -d)"
-pid=""
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 cleanup() {
-    if [[ -n "$pid" ]]; then kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    berth_kill
     rm -rf "$data"
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-step() { echo "--- $*"; }
-
-start() {
-    rm -f "$data/endpoint"
-    "$berth" up --data-dir "$data" --listen 127.0.0.1:0 >>"$data/server.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 300); do
-        if [[ -s "$data/endpoint" ]] && curl -fsS "$(cat "$data/endpoint")/_berth/health" >/dev/null 2>&1; then
-            eval "$("$berth" env --data-dir "$data")"
-            export AWS_MAX_ATTEMPTS=1
-            return
-        fi
-        kill -0 "$pid" 2>/dev/null || { cat "$data/server.log"; fail "berth exited during start"; }
-        sleep 0.1
-    done
-    fail "berth did not become healthy"
-}
-
 step "berth up (first start creates the account and key)"
-start
+berth_start
 grep -q "Created account" "$data/server.log" || fail "first start did not announce the new account"
 [[ "$(stat -c %a "$data/berth.db")" == 600 ]] || fail "the database is not owner-only"
 [[ "$(stat -c %a "$data")" == 700 ]] || fail "the data dir is not owner-only"
@@ -62,8 +44,8 @@ if out="$(AWS_SECRET_ACCESS_KEY=wrong aws ecs list-clusters 2>&1)"; then fail "a
 grep -q "InvalidSignatureException" <<<"$out" || fail "expected InvalidSignatureException, got: $out"
 
 step "kill -9 and restart: everything acknowledged is still there"
-kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-start
+berth_kill
+berth_start
 [[ "$(aws ecs describe-clusters --clusters demo --query 'clusters[0].status' --output text)" == ACTIVE ]] || fail "cluster lost"
 [[ "$(aws ecs describe-task-definition --task-definition simplehttp:1 --query taskDefinition.status --output text)" == ACTIVE ]] || fail "task definition lost"
 rev="$(aws ecs register-task-definition --cli-input-json "file://$here/simplehttp.json" --query taskDefinition.revision --output text)"

@@ -11,10 +11,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
 berth="${1:-$root/target/debug/berth}"
 data="$(mktemp -d)"
-pid=""
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 host=""
 cleanup() {
-    if [[ -n "$pid" ]]; then kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    berth_kill
     if [[ -n "$host" ]]; then
         docker logout "$host" >/dev/null 2>&1 || true
         docker images --format '{{.Repository}}:{{.Tag}}' | grep "^$host/" | xargs -r docker rmi >/dev/null 2>&1 || true
@@ -22,20 +23,11 @@ cleanup() {
     rm -rf "$data"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-step() { echo "--- $*"; }
 
 image="$(cargo run -q -p testkit --bin test-image)"
 
 step "berth up"
-"$berth" up --no-agent --data-dir "$data" --listen 127.0.0.1:0 >>"$data/server.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 300); do
-    [[ -s "$data/endpoint" ]] && curl -fsS "$(cat "$data/endpoint")/_berth/health" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-eval "$("$berth" env --data-dir "$data")"
-export AWS_MAX_ATTEMPTS=1
+berth_start --no-agent
 host="${AWS_ENDPOINT_URL#http://}"
 
 step "aws ecr create-repository --image-scanning-configuration scanOnPush=true"

@@ -11,9 +11,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
 berth="${1:-$root/target/debug/berth}"
 data="$(mktemp -d)"
-pid=""
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 cleanup() {
-    if [[ -n "$pid" ]]; then kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    berth_kill
     # The containers of this run carry its cluster's ARN, which names its fresh account.
     if [[ -n "${cluster_arn:-}" ]]; then
         docker ps -aq --filter "label=com.amazonaws.ecs.cluster=$cluster_arn" | xargs -r docker rm -f >/dev/null
@@ -21,21 +22,12 @@ cleanup() {
     rm -rf "$data"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; [[ -f "$data/server.log" ]] && tail -20 "$data/server.log" >&2; exit 1; }
-step() { echo "--- $*"; }
 
 step "build the test image"
 image="$(cargo run -q -p testkit --bin test-image)"
 
 step "berth up (with its local agent)"
-"$berth" up --data-dir "$data" --listen 127.0.0.1:0 >>"$data/server.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 300); do
-    [[ -s "$data/endpoint" ]] && curl -fsS "$(cat "$data/endpoint")/_berth/health" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-eval "$("$berth" env --data-dir "$data")"
-export AWS_MAX_ATTEMPTS=1
+berth_start
 
 step "aws ecs list-container-instances (the agent registers)"
 for _ in $(seq 1 100); do
