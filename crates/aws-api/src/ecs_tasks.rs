@@ -167,6 +167,8 @@ pub async fn dispatch(
                     tags: tag_pairs(r.tags),
                     launch_type: r.launch_type.map(|l| l.as_str().to_string()),
                     instances: None,
+                    managed_tags: r.enable_ecs_managed_tags.unwrap_or(false),
+                    propagate_task_definition_tags: r.propagate_tags == Some(w::PropagateTags::TaskDefinition),
                 };
                 let (tasks, failures) = cp.run_task(caller, req).await?;
                 Ok(ok(&w::RunTaskResponse {
@@ -191,6 +193,8 @@ pub async fn dispatch(
                     overrides: r.overrides,
                     tags: tag_pairs(r.tags),
                     instances: Some(r.container_instances.unwrap_or_default()),
+                    managed_tags: r.enable_ecs_managed_tags.unwrap_or(false),
+                    propagate_task_definition_tags: r.propagate_tags == Some(w::PropagateTags::TaskDefinition),
                     ..Default::default()
                 };
                 let (tasks, failures) = cp.run_task(caller, req).await?;

@@ -41,6 +41,16 @@ impl Tags {
         Ok(())
     }
 
+    /// Adds a tag that AWS itself sets (`aws:` prefix, e.g. `aws:ecs:clusterName`), which
+    /// users may not set; it does not count against the user's limit.
+    pub fn insert_managed(&mut self, key: &str, value: &str) {
+        debug_assert!(key.starts_with("aws:"));
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => self.0.push((key.to_string(), value.to_string())),
+        }
+    }
+
     pub fn remove(&mut self, keys: &[String]) {
         self.0.retain(|(k, _)| !keys.contains(k));
     }

@@ -280,6 +280,37 @@ async fn start_task_resource_failures_and_submitted_state() {
     assert_eq!(r.tasks()[0].container_instance_arn(), Some(instances[0].as_str()));
     wait_status(&ecs, "default", &arn, "RUNNING").await;
 
+    // Managed tags and the task definition's tags, when asked for, and only then.
+    let td_arn = format!("arn:aws:ecs:us-east-1:{}:task-definition/sleeper:1", b.key.account);
+    ecs.tag_resource()
+        .resource_arn(&td_arn)
+        .tags(aws_sdk_ecs::types::Tag::builder().key("team").value("web").build())
+        .send()
+        .await
+        .unwrap();
+    let tagged = ecs
+        .run_task()
+        .task_definition("sleeper")
+        .enable_ecs_managed_tags(true)
+        .propagate_tags(aws_sdk_ecs::types::PropagateTags::TaskDefinition)
+        .tags(aws_sdk_ecs::types::Tag::builder().key("run").value("1").build())
+        .send()
+        .await
+        .unwrap();
+    let tagged_arn = tagged.tasks()[0].task_arn().unwrap().to_string();
+    let d = ecs.describe_tasks().tasks(&tagged_arn).include(aws_sdk_ecs::types::TaskField::Tags).send().await.unwrap();
+    let mut tags: Vec<(String, String)> =
+        d.tasks()[0].tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [("aws:ecs:clusterName", "default"), ("run", "1"), ("team", "web")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+    let plain = ecs.describe_tasks().tasks(&arn).include(aws_sdk_ecs::types::TaskField::Tags).send().await.unwrap();
+    assert!(plain.tasks()[0].tags().is_empty(), "no tags unless asked for");
+    ecs.stop_task().task(&tagged_arn).send().await.unwrap();
+
     // A task larger than the instance fails to place with ECS's reason.
     ecs.register_task_definition()
         .family("huge")

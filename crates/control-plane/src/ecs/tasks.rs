@@ -44,6 +44,10 @@ pub struct TaskRequest {
     pub launch_type: Option<String>,
     /// StartTask: the instances to start on, one task each.
     pub instances: Option<Vec<String>>,
+    /// `enableECSManagedTags`: tag tasks with `aws:ecs:clusterName`.
+    pub managed_tags: bool,
+    /// `propagateTags` = TASK_DEFINITION: tasks also get the task definition's tags.
+    pub propagate_task_definition_tags: bool,
 }
 
 /// A state change submitted through the API rather than the agent channel.
@@ -350,6 +354,16 @@ impl ControlPlane {
                     ));
                 }
                 check_overrides(&td, req.overrides.as_ref())?;
+                let mut tags = tags;
+                if req.propagate_task_definition_tags {
+                    // The request's own tags win over propagated ones with the same key.
+                    let mut merged = td.tags.clone();
+                    merged.merge(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())))?;
+                    tags = merged;
+                }
+                if req.managed_tags {
+                    tags.insert_managed("aws:ecs:clusterName", cluster.as_str());
+                }
                 let reserved = reservation(&td, req.overrides.as_ref());
                 let candidates: Vec<Arc<model::ecs::task::ContainerInstance>> = match &req.instances {
                     None => txn
