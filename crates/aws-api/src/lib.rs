@@ -6,7 +6,7 @@
 //! a header or a status code. Errors are rendered here and logged once, here.
 
 mod agent_channel;
-mod ecr;
+pub mod ecr;
 mod ecs;
 mod ecs_tasks;
 pub mod error;
@@ -37,18 +37,29 @@ pub use error::ApiError;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// What the handlers share.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Api {
     pub control: Arc<ControlPlane>,
+    /// The image registry behind `/v2/`, which the ECR API reads and writes too.
+    pub registry: Arc<ecr::registry::EcrRegistry>,
 }
 
-/// The router for `POST /` carrying AWS JSON 1.1 requests.
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+/// The router for `POST /` carrying AWS JSON 1.1 requests, the agent channel, and the
+/// registry's `/v2/`.
 pub fn router(api: Api) -> Router {
+    let registry = registry::http::router(api.registry.clone());
     Router::new()
         .route("/", post(handle).fallback(unsupported_method))
         .route(agent_protocol::CONNECT_PATH, axum::routing::get(agent_channel::connect))
         .layer(DefaultBodyLimit::disable())
         .with_state(api)
+        .merge(registry)
 }
 
 async fn unsupported_method() -> ApiError {
@@ -142,7 +153,7 @@ async fn process(
     let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
     match service {
         "ecs" => ecs::dispatch(api, &caller, operation, &body, &format!("http://{host}")).await,
-        "ecr" => ecr::dispatch(&api.control, &caller, operation, &body, host).await,
+        "ecr" => ecr::dispatch(api, &caller, operation, &body, host).await,
         _ => unreachable!("services are matched above"),
     }
 }

@@ -3,7 +3,6 @@
 
 mod cli;
 mod datadir;
-mod registry;
 mod serve;
 
 use clap::Parser;

@@ -49,8 +49,14 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
             "/_berth/health",
             get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#) }),
         )
-        .merge(aws_api::router(aws_api::Api { control: control.clone() }))
-        .merge(crate::registry::router(control.clone(), &args.data.data_dir.join("registry"), addr.to_string())?);
+        .merge(aws_api::router(aws_api::Api {
+            control: control.clone(),
+            registry: aws_api::ecr::registry::open(
+                control.clone(),
+                &args.data.data_dir.join("registry"),
+                addr.to_string(),
+            )?,
+        }));
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));

@@ -76,12 +76,14 @@ impl OnPush for RecordPush {
     }
 }
 
-/// The registry's router, storing blobs and metadata under `dir`.
-pub fn router(control: Arc<ControlPlane>, dir: &std::path::Path, realm: String) -> anyhow::Result<axum::Router> {
+/// The registry as Berth wires it: ECR tokens, and pushes recorded in the control plane.
+pub type EcrRegistry = Registry<LocalMeta, TokenAuth, RecordPush>;
+
+/// Opens the registry that stores blobs and metadata under `dir`.
+pub fn open(control: Arc<ControlPlane>, dir: &std::path::Path, realm: String) -> std::io::Result<Arc<EcrRegistry>> {
     std::fs::create_dir_all(dir)?;
     let store = BlobStore::open(dir.to_path_buf())?;
     let meta = LocalMeta::open(&dir.join("meta.log"))?;
     let hooks = RecordPush { control: control.clone() };
-    let registry = Registry { store, meta, auth: TokenAuth { control }, hooks, realm };
-    Ok(registry::http::router(Arc::new(registry)))
+    Ok(Arc::new(Registry { store, meta, auth: TokenAuth { control }, hooks, realm }))
 }

@@ -1,5 +1,12 @@
-//! The ECR API (`AmazonEC2ContainerRegistry_V20150921.*`): repositories and registry
-//! tokens. Image operations arrive with the registry wiring.
+//! The ECR API (`AmazonEC2ContainerRegistry_V20150921.*`) and the wiring of the image
+//! registry (`registry`). Operations are grouped by resource: repositories, tokens and
+//! image listings here; the others in the submodules, each of which answers `None` for an
+//! operation that is not its own.
+
+mod images;
+mod policies;
+pub mod registry;
+mod scans;
 
 use axum::response::Response;
 
@@ -26,12 +33,13 @@ crate::ecs::validate_with_model!(
 /// `host` is the `Host` the client called; the registry answers on the same address, so
 /// repository URIs and the proxy endpoint name it.
 pub async fn dispatch(
-    cp: &ControlPlane,
+    api: &crate::Api,
     caller: &Caller,
     operation: &str,
     body: &[u8],
     host: &str,
 ) -> Result<Response, ApiError> {
+    let cp: &ControlPlane = &api.control;
     match operation {
         "CreateRepository" => {
             let r: w::CreateRepositoryRequest = input(body)?;
@@ -147,6 +155,23 @@ pub async fn dispatch(
             }
             Ok(ok(&w::ListImagesResponse { image_ids: Some(ids), next_token }))
         }
+        op => {
+            if let Some(r) = images::dispatch(api, caller, op, body, host).await {
+                return r;
+            }
+            if let Some(r) = scans::dispatch(api, caller, op, body).await {
+                return r;
+            }
+            if let Some(r) = policies::dispatch(api, caller, op, body).await {
+                return r;
+            }
+            unknown(op)
+        }
+    }
+}
+
+fn unknown(operation: &str) -> Result<Response, ApiError> {
+    match operation {
         op if w::OPERATIONS.contains(&op) => Err(ApiError::bad_request(
             "UnsupportedFeatureException",
             format!("Berth does not implement the ECR operation {op} yet."),
