@@ -57,6 +57,8 @@ impl From<Error> for ApiError {
                     NotFoundKind::TaskDefinition => "ClientException",
                     NotFoundKind::Repository => "RepositoryNotFoundException",
                     NotFoundKind::Image => "ImageNotFoundException",
+                    NotFoundKind::LifecyclePolicy => "LifecyclePolicyNotFoundException",
+                    NotFoundKind::LifecyclePolicyPreview => "LifecyclePolicyPreviewNotFoundException",
                 };
                 ApiError::bad_request(code, message)
             }
@@ -70,6 +72,7 @@ impl From<Error> for ApiError {
                     ConflictKind::AttributeLimit => "AttributeLimitExceededException",
                     ConflictKind::RepositoryExists => "RepositoryAlreadyExistsException",
                     ConflictKind::RepositoryNotEmpty => "RepositoryNotEmptyException",
+                    ConflictKind::LifecyclePolicyPreviewInProgress => "LifecyclePolicyPreviewInProgressException",
                 };
                 ApiError::bad_request(code, message)
             }

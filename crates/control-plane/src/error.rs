@@ -34,6 +34,8 @@ pub enum NotFoundKind {
     TaskDefinition,
     Repository,
     Image,
+    LifecyclePolicy,
+    LifecyclePolicyPreview,
 }
 
 /// What kind of conflict; each maps to its own AWS error code.
@@ -47,6 +49,7 @@ pub enum ConflictKind {
     AttributeLimit,
     RepositoryExists,
     RepositoryNotEmpty,
+    LifecyclePolicyPreviewInProgress,
 }
 
 impl Error {

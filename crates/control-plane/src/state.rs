@@ -18,6 +18,8 @@ use model::ids::{ClusterName, Family};
 use model::Scope;
 use store::{Mutation, Record, StoreError};
 
+use crate::ecr::lifecycle::{LifecyclePreview, StoredLifecyclePolicy};
+
 /// A stored account setting: the value one principal (or the account default) chose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSetting {
@@ -50,6 +52,8 @@ pub struct State {
     pub tasks: OrdMap<(Scope, ClusterName, String), Arc<Task>>,
     pub repositories: OrdMap<(Scope, RepositoryName), Arc<Repository>>,
     pub images: OrdMap<(Scope, RepositoryName, String), Arc<Image>>,
+    pub lifecycle_policies: OrdMap<(Scope, RepositoryName), Arc<StoredLifecyclePolicy>>,
+    pub lifecycle_previews: OrdMap<(Scope, RepositoryName), Arc<LifecyclePreview>>,
     pub settings: OrdMap<SettingKey, StoredSetting>,
     pub attributes: OrdMap<AttributeKey, StoredAttribute>,
 }
@@ -63,6 +67,8 @@ pub enum Touched {
     Task(Scope, ClusterName, String),
     Repository(Scope, RepositoryName),
     Image(Scope, RepositoryName, String),
+    LifecyclePolicy(Scope, RepositoryName),
+    LifecyclePreview(Scope, RepositoryName),
     Setting(SettingKey),
     Attribute(AttributeKey),
 }
@@ -74,6 +80,8 @@ const INSTANCES: &str = "ecs.container_instances";
 const TASKS: &str = "ecs.tasks";
 const REPOSITORIES: &str = "ecr.repositories";
 const IMAGES: &str = "ecr.images";
+const LIFECYCLE_POLICIES: &str = "ecr.lifecycle_policies";
+const LIFECYCLE_PREVIEWS: &str = "ecr.lifecycle_previews";
 const ATTRIBUTES: &str = "ecs.attributes";
 
 fn scope_key(s: &Scope) -> String {
@@ -90,6 +98,8 @@ impl Touched {
             Touched::Task(s, c, id) => (TASKS, format!("{}/{c}/{id}", scope_key(s))),
             Touched::Repository(s, n) => (REPOSITORIES, format!("{}/{n}", scope_key(s))),
             Touched::Image(s, n, d) => (IMAGES, format!("{}/{n}@{d}", scope_key(s))),
+            Touched::LifecyclePolicy(s, n) => (LIFECYCLE_POLICIES, format!("{}/{n}", scope_key(s))),
+            Touched::LifecyclePreview(s, n) => (LIFECYCLE_PREVIEWS, format!("{}/{n}", scope_key(s))),
             Touched::Setting((s, p, n)) => {
                 let who = match p {
                     Principal::AccountDefault => "*".to_string(),
@@ -121,6 +131,12 @@ impl State {
             Touched::Task(s, c, id) => self.tasks.get(&(s.clone(), c.clone(), id.clone())).map(|t| encode(t.as_ref())),
             Touched::Repository(s, n) => self.repositories.get(&(s.clone(), n.clone())).map(|r| encode(r.as_ref())),
             Touched::Image(s, n, d) => self.images.get(&(s.clone(), n.clone(), d.clone())).map(|i| encode(i.as_ref())),
+            Touched::LifecyclePolicy(s, n) => {
+                self.lifecycle_policies.get(&(s.clone(), n.clone())).map(|p| encode(p.as_ref()))
+            }
+            Touched::LifecyclePreview(s, n) => {
+                self.lifecycle_previews.get(&(s.clone(), n.clone())).map(|p| encode(p.as_ref()))
+            }
             Touched::Setting(k) => self.settings.get(k).map(encode),
             Touched::Attribute(k) => self.attributes.get(k).map(encode),
         };
@@ -159,6 +175,14 @@ impl State {
                 IMAGES => {
                     let i: Image = decode(r)?;
                     state.images.insert((i.scope.clone(), i.repository.clone(), i.digest.clone()), Arc::new(i));
+                }
+                LIFECYCLE_POLICIES => {
+                    let p: StoredLifecyclePolicy = decode(r)?;
+                    state.lifecycle_policies.insert((p.scope.clone(), p.repository.clone()), Arc::new(p));
+                }
+                LIFECYCLE_PREVIEWS => {
+                    let p = decode::<LifecyclePreview>(r)?.after_restart();
+                    state.lifecycle_previews.insert((p.scope.clone(), p.repository.clone()), Arc::new(p));
                 }
                 REPOSITORIES => {
                     let r: Repository = decode(r)?;

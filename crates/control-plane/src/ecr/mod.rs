@@ -1,6 +1,8 @@
 //! The ECR repositories of an account. Images arrive with the registry (`registry` crate),
 //! which is wired in by a later change; until then a repository never holds images.
 
+pub mod lifecycle;
+
 use std::sync::Arc;
 
 use model::ecr::shapes::{EncryptionConfiguration, EncryptionType, ImageTagMutability};
@@ -131,6 +133,7 @@ impl ControlPlane {
                 txn.touch(Touched::Image(caller.scope.clone(), repo.clone(), digest));
             }
             let r = txn.state.repositories.remove(&key).ok_or_else(|| not_found(&caller, &name))?;
+            lifecycle::forget_repository(txn, &caller.scope, &repo);
             txn.touch(Touched::Repository(caller.scope.clone(), repo));
             Ok(r.as_ref().clone())
         })

@@ -1,5 +1,6 @@
 //! ECR resources as the control plane keeps them.
 
+pub mod lifecycle;
 pub mod shapes;
 
 use serde::{Deserialize, Serialize};

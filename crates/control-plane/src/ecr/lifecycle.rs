@@ -1,0 +1,404 @@
+//! The lifecycle policies of ECR repositories: the stored policy (with when it last ran),
+//! the preview of a policy, and [`expiring`], the one computation of what a policy expires
+//! at an instant. Previews and enforcement both call it, so what a preview shows is by
+//! construction what enforcement deletes from the same images.
+//!
+//! Deleting the images is not done here: `aws-api` deletes them from the registry and the
+//! image records together. This module plans the deletion and confirms it inside the
+//! writer ([`ControlPlane::confirm_lifecycle_expiry`]) against the latest committed state,
+//! so an image a concurrent push changed is left for the next run.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use model::ecr::lifecycle::{evaluate, Candidate, LifecyclePolicy, PolicyError};
+use model::ecr::{Image, RepositoryName};
+use model::{Scope, Timestamp};
+
+use crate::ecs::Caller;
+use crate::error::{ConflictKind, Error, NotFoundKind, Result};
+use crate::state::Touched;
+use crate::{ControlPlane, State, Txn};
+
+/// How long a completed preview's results are kept. ECR does not say; after this the
+/// preview reads as `EXPIRED` without results, and a new one can be started.
+pub const PREVIEW_RETENTION_SECONDS: f64 = 24.0 * 60.0 * 60.0;
+
+/// A repository's lifecycle policy as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredLifecyclePolicy {
+    pub scope: Scope,
+    pub repository: RepositoryName,
+    pub policy: LifecyclePolicy,
+    /// When enforcement last evaluated this policy; `None` until it first runs.
+    pub last_evaluated_at: Option<Timestamp>,
+}
+
+/// An image a policy expires, as a preview lists it and enforcement deletes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Expiring {
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub pushed_at: Timestamp,
+    /// The `rulePriority` of the one rule that expires the image.
+    pub rule_priority: u32,
+}
+
+/// Where a preview is, as stored. `EXPIRED` is not stored: it is a completed preview read
+/// after [`PREVIEW_RETENTION_SECONDS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredPreviewStatus {
+    InProgress,
+    Complete,
+    Failed,
+}
+
+/// Where a preview is, as a reader sees it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreviewStatus {
+    InProgress,
+    Complete,
+    Expired,
+    Failed,
+}
+
+/// The latest lifecycle policy preview of a repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LifecyclePreview {
+    pub scope: Scope,
+    pub repository: RepositoryName,
+    /// The policy previewed: the one given to `StartLifecyclePolicyPreview`, or the
+    /// repository's own.
+    pub policy: LifecyclePolicy,
+    pub status: StoredPreviewStatus,
+    pub started_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    /// The images the policy expires, oldest first; empty until complete.
+    pub results: Vec<Expiring>,
+    /// Why the preview failed, for the log and the user.
+    pub failure: Option<String>,
+}
+
+impl LifecyclePreview {
+    /// The status a reader sees at `now`.
+    pub fn status_at(&self, now: Timestamp) -> PreviewStatus {
+        match (self.status, self.completed_at) {
+            (StoredPreviewStatus::InProgress, _) => PreviewStatus::InProgress,
+            (StoredPreviewStatus::Failed, _) => PreviewStatus::Failed,
+            (StoredPreviewStatus::Complete, Some(done))
+                if now.epoch_seconds() - done.epoch_seconds() > PREVIEW_RETENTION_SECONDS =>
+            {
+                PreviewStatus::Expired
+            }
+            (StoredPreviewStatus::Complete, _) => PreviewStatus::Complete,
+        }
+    }
+
+    /// A preview found in progress when the state is loaded was cut off by a restart: it
+    /// is reported as failed, so that a waiter stops and a new preview can be started.
+    pub(crate) fn after_restart(mut self) -> Self {
+        if self.status == StoredPreviewStatus::InProgress {
+            self.status = StoredPreviewStatus::Failed;
+            self.failure = Some("Berth restarted before the preview completed; start it again.".into());
+        }
+        self
+    }
+}
+
+/// What a lifecycle policy expires in `repo` at `now`, oldest first. The single
+/// computation behind previews and enforcement.
+pub fn expiring(
+    state: &State,
+    scope: &Scope,
+    repo: &RepositoryName,
+    policy: &LifecyclePolicy,
+    now: Timestamp,
+) -> Vec<Expiring> {
+    let images: Vec<&Arc<Image>> = repository_images(state, scope, repo).collect();
+    let candidates: Vec<Candidate<'_>> =
+        images.iter().map(|i| Candidate { digest: &i.digest, tags: &i.tags, pushed_at: i.pushed_at }).collect();
+    evaluate(policy, &candidates, now)
+        .into_iter()
+        .map(|e| Expiring {
+            digest: e.image.digest.to_string(),
+            tags: e.image.tags.to_vec(),
+            pushed_at: e.image.pushed_at,
+            rule_priority: e.rule.get(),
+        })
+        .collect()
+}
+
+fn repository_images<'a>(
+    state: &'a State,
+    scope: &Scope,
+    repo: &RepositoryName,
+) -> impl Iterator<Item = &'a Arc<Image>> + 'a {
+    let lo = (scope.clone(), repo.clone(), String::new());
+    let (s, r) = (scope.clone(), repo.clone());
+    state.images.range(lo..).take_while(move |((ks, kr, _), _)| *ks == s && *kr == r).map(|(_, i)| i)
+}
+
+/// Forgets the lifecycle policy and preview of a repository that is being deleted.
+pub(crate) fn forget_repository(txn: &mut Txn<'_>, scope: &Scope, repo: &RepositoryName) {
+    let key = (scope.clone(), repo.clone());
+    if txn.state.lifecycle_policies.remove(&key).is_some() {
+        txn.touch(Touched::LifecyclePolicy(key.0.clone(), key.1.clone()));
+    }
+    if txn.state.lifecycle_previews.remove(&key).is_some() {
+        txn.touch(Touched::LifecyclePreview(key.0, key.1));
+    }
+}
+
+fn parse_policy(text: &str) -> Result<LifecyclePolicy> {
+    LifecyclePolicy::parse(text).map_err(|e| match e {
+        PolicyError::Invalid(m) => Error::parameter(m),
+        PolicyError::Unsupported(m) => Error::Unsupported(m),
+    })
+}
+
+fn repository_not_found(scope: &Scope, repo: &RepositoryName) -> Error {
+    Error::NotFound {
+        kind: NotFoundKind::Repository,
+        message: format!(
+            "The repository with name '{repo}' does not exist in the registry with id '{}'",
+            scope.account
+        ),
+    }
+}
+
+fn policy_not_found(scope: &Scope, repo: &RepositoryName) -> Error {
+    Error::NotFound {
+        kind: NotFoundKind::LifecyclePolicy,
+        message: format!(
+            "Lifecycle policy does not exist for the repository with name '{repo}' in the registry with id '{}'. Set one with PutLifecyclePolicy.",
+            scope.account
+        ),
+    }
+}
+
+/// The caller's repository, checked to exist in `state`.
+fn existing(state: &State, caller: &Caller, name: &str) -> Result<(Scope, RepositoryName)> {
+    let repo = RepositoryName::parse(name)?;
+    let scope = caller.scope.clone();
+    if !state.repositories.contains_key(&(scope.clone(), repo.clone())) {
+        return Err(repository_not_found(&scope, &repo));
+    }
+    Ok((scope, repo))
+}
+
+impl ControlPlane {
+    /// `PutLifecyclePolicy`: sets or replaces the policy. A new policy has not run yet.
+    pub async fn put_lifecycle_policy(&self, caller: &Caller, name: &str, text: &str) -> Result<StoredLifecyclePolicy> {
+        let repo = RepositoryName::parse(name)?;
+        let policy = parse_policy(text)?;
+        let caller = caller.clone();
+        self.write(move |txn| {
+            let (scope, repo) = existing(txn.state, &caller, repo.as_str())?;
+            let stored = StoredLifecyclePolicy { scope, repository: repo, policy, last_evaluated_at: None };
+            let key = (stored.scope.clone(), stored.repository.clone());
+            txn.state.lifecycle_policies.insert(key.clone(), Arc::new(stored.clone()));
+            txn.touch(Touched::LifecyclePolicy(key.0, key.1));
+            Ok(stored)
+        })
+        .await
+    }
+
+    /// `GetLifecyclePolicy`.
+    pub fn lifecycle_policy(&self, caller: &Caller, name: &str) -> Result<StoredLifecyclePolicy> {
+        let state = self.view();
+        let (scope, repo) = existing(&state, caller, name)?;
+        let key = (scope, repo);
+        state.lifecycle_policies.get(&key).map(|p| p.as_ref().clone()).ok_or_else(|| policy_not_found(&key.0, &key.1))
+    }
+
+    /// `DeleteLifecyclePolicy`: removes the policy and answers what it was.
+    pub async fn delete_lifecycle_policy(&self, caller: &Caller, name: &str) -> Result<StoredLifecyclePolicy> {
+        let (caller, name) = (caller.clone(), name.to_string());
+        self.write(move |txn| {
+            let key = existing(txn.state, &caller, &name)?;
+            let removed = txn.state.lifecycle_policies.remove(&key).ok_or_else(|| policy_not_found(&key.0, &key.1))?;
+            txn.touch(Touched::LifecyclePolicy(key.0, key.1));
+            Ok(removed.as_ref().clone())
+        })
+        .await
+    }
+
+    /// `StartLifecyclePolicyPreview`: records a preview in progress of `text`, or of the
+    /// repository's policy when no text is given. [`Self::complete_lifecycle_preview`]
+    /// computes it. One preview per repository runs at a time.
+    pub async fn start_lifecycle_preview(
+        &self,
+        caller: &Caller,
+        name: &str,
+        text: Option<&str>,
+    ) -> Result<LifecyclePreview> {
+        let given = text.map(parse_policy).transpose()?;
+        let (caller, name) = (caller.clone(), name.to_string());
+        self.write(move |txn| {
+            let key = existing(txn.state, &caller, &name)?;
+            if let Some(p) = txn.state.lifecycle_previews.get(&key) {
+                if p.status == StoredPreviewStatus::InProgress {
+                    return Err(Error::Conflict {
+                        kind: ConflictKind::LifecyclePolicyPreviewInProgress,
+                        message: format!(
+                            "A lifecycle policy preview of the repository with name '{}' is already in progress; wait for it with GetLifecyclePolicyPreview and try again.",
+                            key.1
+                        ),
+                    });
+                }
+            }
+            let policy = match given {
+                Some(p) => p,
+                None => match txn.state.lifecycle_policies.get(&key) {
+                    Some(stored) => stored.policy.clone(),
+                    None => return Err(policy_not_found(&key.0, &key.1)),
+                },
+            };
+            let preview = LifecyclePreview {
+                scope: key.0.clone(),
+                repository: key.1.clone(),
+                policy,
+                status: StoredPreviewStatus::InProgress,
+                started_at: txn.now,
+                completed_at: None,
+                results: Vec::new(),
+                failure: None,
+            };
+            txn.state.lifecycle_previews.insert(key.clone(), Arc::new(preview.clone()));
+            txn.touch(Touched::LifecyclePreview(key.0, key.1));
+            Ok(preview)
+        })
+        .await
+    }
+
+    /// Computes the preview in progress of a repository against the images as they are
+    /// when the writer runs it. A preview that is no longer in progress is left alone.
+    pub async fn complete_lifecycle_preview(&self, scope: Scope, repo: RepositoryName) -> Result<()> {
+        self.write(move |txn| {
+            let key = (scope, repo);
+            let Some(preview) = txn.state.lifecycle_previews.get(&key) else { return Ok(()) };
+            if preview.status != StoredPreviewStatus::InProgress {
+                return Ok(());
+            }
+            let mut preview = preview.as_ref().clone();
+            preview.results = expiring(txn.state, &key.0, &key.1, &preview.policy, txn.now);
+            preview.status = StoredPreviewStatus::Complete;
+            preview.completed_at = Some(txn.now);
+            txn.state.lifecycle_previews.insert(key.clone(), Arc::new(preview));
+            txn.touch(Touched::LifecyclePreview(key.0, key.1));
+            Ok(())
+        })
+        .await
+    }
+
+    /// Marks the preview in progress of a repository as failed, with the reason.
+    pub async fn fail_lifecycle_preview(&self, scope: Scope, repo: RepositoryName, reason: String) -> Result<()> {
+        self.write(move |txn| {
+            let key = (scope, repo);
+            let Some(preview) = txn.state.lifecycle_previews.get(&key) else { return Ok(()) };
+            if preview.status != StoredPreviewStatus::InProgress {
+                return Ok(());
+            }
+            let mut preview = preview.as_ref().clone();
+            preview.status = StoredPreviewStatus::Failed;
+            preview.completed_at = Some(txn.now);
+            preview.failure = Some(reason);
+            txn.state.lifecycle_previews.insert(key.clone(), Arc::new(preview));
+            txn.touch(Touched::LifecyclePreview(key.0, key.1));
+            Ok(())
+        })
+        .await
+    }
+
+    /// `GetLifecyclePolicyPreview`: the repository's latest preview.
+    pub fn lifecycle_preview(&self, caller: &Caller, name: &str) -> Result<LifecyclePreview> {
+        let state = self.view();
+        let key = existing(&state, caller, name)?;
+        state.lifecycle_previews.get(&key).map(|p| p.as_ref().clone()).ok_or_else(|| Error::NotFound {
+            kind: NotFoundKind::LifecyclePolicyPreview,
+            message: format!(
+                "There is no lifecycle policy preview for the repository with name '{}' in the registry with id '{}'. Start one with StartLifecyclePolicyPreview.",
+                key.1, key.0.account
+            ),
+        })
+    }
+
+    /// The repositories with a lifecycle policy, in `scope` or everywhere.
+    pub fn lifecycle_repositories(&self, scope: Option<&Scope>) -> Vec<(Scope, RepositoryName)> {
+        self.view().lifecycle_policies.keys().filter(|(s, _)| scope.is_none_or(|want| want == s)).cloned().collect()
+    }
+
+    /// What the repository's policy expires now, from the published state; `None` when
+    /// the repository has no policy (any more).
+    pub fn lifecycle_plan(&self, scope: &Scope, repo: &RepositoryName, now: Timestamp) -> Option<Vec<Expiring>> {
+        let state = self.view();
+        let stored = state.lifecycle_policies.get(&(scope.clone(), repo.clone()))?;
+        Some(expiring(&state, scope, repo, &stored.policy, now))
+    }
+
+    /// Confirms a plan inside the writer, against the latest committed state: evaluates
+    /// the policy again and keeps the planned images that still expire with the same
+    /// tags. An image a push changed since the plan (a new tag, a tag moved away) drops
+    /// out and is reconsidered on the next run. Records the run as `lastEvaluatedAt`.
+    pub async fn confirm_lifecycle_expiry(
+        &self,
+        scope: Scope,
+        repo: RepositoryName,
+        planned: Vec<Expiring>,
+    ) -> Result<Vec<Expiring>> {
+        self.write(move |txn| {
+            let key = (scope, repo);
+            let Some(stored) = txn.state.lifecycle_policies.get(&key) else { return Ok(Vec::new()) };
+            let mut stored = stored.as_ref().clone();
+            let now_expiring = expiring(txn.state, &key.0, &key.1, &stored.policy, txn.now);
+            let confirmed: Vec<Expiring> = planned
+                .into_iter()
+                .filter(|p| now_expiring.iter().any(|n| n.digest == p.digest && n.tags == p.tags))
+                .collect();
+            stored.last_evaluated_at = Some(txn.now);
+            txn.state.lifecycle_policies.insert(key.clone(), Arc::new(stored));
+            txn.touch(Touched::LifecyclePolicy(key.0, key.1));
+            Ok(confirmed)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{AccountId, Region};
+
+    fn scope() -> Scope {
+        Scope { account: AccountId::parse("123456789012").unwrap(), region: Region::parse("us-east-1").unwrap() }
+    }
+
+    fn preview(status: StoredPreviewStatus, completed_at: Option<f64>) -> LifecyclePreview {
+        let text = r#"{"rules": [{"rulePriority": 1, "description": "keep one untagged image", "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]}"#;
+        LifecyclePreview {
+            scope: scope(),
+            repository: RepositoryName::parse("app").unwrap(),
+            policy: LifecyclePolicy::parse(text).unwrap(),
+            status,
+            started_at: Timestamp::from_epoch_seconds(1000.0),
+            completed_at: completed_at.map(Timestamp::from_epoch_seconds),
+            results: Vec::new(),
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn preview_status_as_read() {
+        let at = |s| Timestamp::from_epoch_seconds(s);
+        let done = preview(StoredPreviewStatus::Complete, Some(2000.0));
+        assert_eq!(done.status_at(at(2000.0 + PREVIEW_RETENTION_SECONDS)), PreviewStatus::Complete);
+        assert_eq!(done.status_at(at(2001.0 + PREVIEW_RETENTION_SECONDS)), PreviewStatus::Expired);
+        assert_eq!(preview(StoredPreviewStatus::InProgress, None).status_at(at(1e9)), PreviewStatus::InProgress);
+        assert_eq!(preview(StoredPreviewStatus::Failed, Some(2000.0)).status_at(at(1e9)), PreviewStatus::Failed);
+        let restarted = preview(StoredPreviewStatus::InProgress, None).after_restart();
+        assert_eq!(restarted.status, StoredPreviewStatus::Failed);
+        assert!(restarted.failure.is_some());
+        assert_eq!(done.clone().after_restart(), done);
+    }
+}
