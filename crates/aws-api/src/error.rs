@@ -57,6 +57,8 @@ impl From<Error> for ApiError {
                     NotFoundKind::TaskDefinition => "ClientException",
                     NotFoundKind::Repository => "RepositoryNotFoundException",
                     NotFoundKind::Image => "ImageNotFoundException",
+                    NotFoundKind::RepositoryPolicy => "RepositoryPolicyNotFoundException",
+                    NotFoundKind::RegistryPolicy => "RegistryPolicyNotFoundException",
                     NotFoundKind::LifecyclePolicy => "LifecyclePolicyNotFoundException",
                     NotFoundKind::LifecyclePolicyPreview => "LifecyclePolicyPreviewNotFoundException",
                 };
@@ -76,6 +78,7 @@ impl From<Error> for ApiError {
                 };
                 ApiError::bad_request(code, message)
             }
+            Error::Denied(m) => ApiError::bad_request("AccessDeniedException", m),
             Error::LimitExceeded(m) => ApiError::bad_request("LimitExceededException", m),
             Error::Unsupported(m) => ApiError::bad_request("UnsupportedFeatureException", m),
             Error::Internal(detail) => {

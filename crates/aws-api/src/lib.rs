@@ -42,7 +42,38 @@ pub struct Api {
     pub control: Arc<ControlPlane>,
     /// The image registry behind `/v2/`, which the ECR API reads and writes too.
     pub registry: Arc<ecr::registry::EcrRegistry>,
+    /// How clients reach this server, for the addresses handed out to them.
+    pub public: PublicAddress,
 }
+
+/// How clients reach this server: whether it serves TLS, and the `host[:port]` that the
+/// addresses handed out to clients (repository URIs, the registry's proxy endpoint and
+/// token realm, DiscoverPollEndpoint) name instead of the request's `Host`, for hosts that
+/// reach Berth under another name (`--advertise-host`).
+#[derive(Debug, Clone, Default)]
+pub struct PublicAddress {
+    pub tls: bool,
+    pub advertise_host: Option<String>,
+}
+
+impl PublicAddress {
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The `host[:port]` to hand out to the client of a request with `headers`.
+    pub fn host<'a>(&'a self, headers: &'a HeaderMap) -> &'a str {
+        match &self.advertise_host {
+            Some(h) => h,
+            None => headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"),
+        }
+    }
+}
+
 
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,6 +88,7 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/", post(handle).fallback(unsupported_method))
         .route(agent_protocol::CONNECT_PATH, axum::routing::get(agent_channel::connect))
+        .route(ecr::registry::TOKEN_PATH, axum::routing::get(ecr::registry::token))
         .layer(DefaultBodyLimit::disable())
         .with_state(api)
         .merge(registry)
@@ -149,10 +181,11 @@ async fn process(
     };
     let caller = authenticate(api, method, uri, headers, &body, service)?;
     // Repository URIs, the registry's proxy endpoint and DiscoverPollEndpoint name the
-    // address the client reached us on.
-    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    // address the client reached us on, or the advertised one.
+    let host = api.public.host(headers);
     match service {
-        "ecs" => ecs::dispatch(api, &caller, operation, &body, &format!("http://{host}")).await,
+        "ecs" => ecs::dispatch(api, &caller, operation, &body, &format!("{}://{host}", api.public.scheme())).await,
+
         "ecr" => ecr::dispatch(api, &caller, operation, &body, host).await,
         _ => unreachable!("services are matched above"),
     }

@@ -83,6 +83,65 @@ pub struct ServerArgs {
     /// Seconds without a heartbeat after which an agent is shown `agentConnected: false`.
     #[arg(long, env = "BERTH_AGENT_TIMEOUT", default_value_t = 30)]
     pub agent_timeout: u64,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// The `host[:port]` other hosts reach Berth at. Repository URIs, the registry's proxy
+    /// endpoint and token realm, and the local agent's registry login name it instead of
+    /// the address a request arrived on. Docker pulls from a non-loopback host over plain
+    /// HTTP only if the daemon lists it in `insecure-registries`; serve TLS instead.
+    #[arg(long, env = "BERTH_ADVERTISE_HOST", value_parser = parse_advertise_host)]
+    pub advertise_host: Option<String>,
+}
+
+/// Serving HTTPS. Clients must trust the certificate: the aws CLI through
+/// `AWS_CA_BUNDLE` (which `berth env` prints), Docker through
+/// `/etc/docker/certs.d/<host:port>/ca.crt`.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM, leaf first). Needs --tls-key.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate(s) clients need to trust --tls-cert, which `berth env` prints as
+    /// AWS_CA_BUNDLE. Defaults to --tls-cert itself, which is right for a self-signed one.
+    #[arg(long, env = "BERTH_TLS_CA", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// `host[:port]`: a DNS name or IP address as it appears in an image name, with no
+/// scheme or path.
+fn parse_advertise_host(s: &str) -> Result<String, String> {
+    let bad = || {
+        format!("'{s}' is not host[:port]: give a DNS name or IP address and optionally a port, e.g. berth.internal:7447, without http:// or a path")
+    };
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.starts_with('[') => (h, Some(p)),
+        _ => (s, None),
+    };
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err(bad());
+    }
+    let valid_host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(ipv6) => ipv6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.len() <= 253
+                && host.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        }
+    };
+    if valid_host {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(bad())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +262,10 @@ fn env(args: EnvArgs) -> anyhow::Result<()> {
         }
     };
     println!("export AWS_ENDPOINT_URL={endpoint}");
+    // A certificate of its own (self-signed or a private CA) must be trusted explicitly.
+    if let Some(ca) = dir.ca_bundle()? {
+        println!("export AWS_CA_BUNDLE={}", ca.display());
+    }
     println!("export AWS_ACCESS_KEY_ID={}", key.id);
     println!("export AWS_SECRET_ACCESS_KEY={}", key.secret);
     println!("export AWS_DEFAULT_REGION={}", args.region);

@@ -13,6 +13,8 @@ use store::{SqliteStore, Store};
 const DATABASE: &str = "berth.db";
 /// Written on start with the URL the server answers on, read by `berth env`.
 const ENDPOINT: &str = "endpoint";
+/// Written on start when Berth serves TLS: the path of the CA bundle clients need.
+const CA_BUNDLE: &str = "ca-bundle";
 
 #[derive(Debug)]
 pub struct DataDir {
@@ -61,6 +63,34 @@ impl DataDir {
         std::fs::write(&tmp, url).context("writing the endpoint file")?;
         std::fs::rename(&tmp, self.path.join(ENDPOINT)).context("writing the endpoint file")?;
         Ok(())
+    }
+
+    /// Records (or, with `None`, forgets) the CA bundle that `berth env` hands out.
+    pub fn write_ca_bundle(&self, path: Option<&Path>) -> anyhow::Result<()> {
+        let file = self.path.join(CA_BUNDLE);
+        match path {
+            Some(p) => {
+                let tmp = self.path.join(format!("{CA_BUNDLE}.tmp"));
+                std::fs::write(&tmp, p.as_os_str().as_encoded_bytes()).context("writing the ca-bundle file")?;
+                std::fs::rename(&tmp, &file).context("writing the ca-bundle file")?;
+            }
+            None => match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).context("removing the ca-bundle file");
+                }
+                _ => {}
+            },
+        }
+        Ok(())
+    }
+
+    /// The CA bundle of a Berth serving TLS.
+    pub fn ca_bundle(&self) -> anyhow::Result<Option<PathBuf>> {
+        match std::fs::read_to_string(self.path.join(CA_BUNDLE)) {
+            Ok(text) => Ok(Some(PathBuf::from(text.trim_end_matches('\n')))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).context("reading the ca-bundle file"),
+        }
     }
 
     pub fn endpoint(&self) -> anyhow::Result<String> {

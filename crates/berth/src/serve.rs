@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use control_plane::ControlPlane;
@@ -21,6 +22,8 @@ use crate::datadir::DataDir;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let dir = DataDir::create(&args.data.data_dir)?;
@@ -28,9 +31,19 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let config = control_plane::Config { agent_timeout: Duration::from_secs(args.agent_timeout) };
     let control = Arc::new(ControlPlane::open_with(dir.store(), config)?);
 
+    let tls = match (&args.tls.tls_cert, &args.tls.tls_key) {
+        (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
+        _ => None,
+    };
+    let public = aws_api::PublicAddress { tls: tls.is_some(), advertise_host: args.advertise_host.clone() };
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let url = format!("http://{addr}");
+    let url = format!("{}://{addr}", public.scheme());
+    // The CA bundle is recorded before the endpoint, so that whoever sees an https
+    // endpoint (`berth env`) also finds what to trust it with.
+    let ca = args.tls.tls_ca.as_ref().or(args.tls.tls_cert.as_ref()).filter(|_| tls.is_some());
+    let ca = ca.map(std::path::absolute).transpose().context("resolving the CA bundle's path")?;
+    dir.write_ca_bundle(ca.as_deref())?;
     dir.write_endpoint(&url)?;
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "listening on a non-loopback address: the API is reachable from the network");
@@ -55,15 +68,30 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
                 control.clone(),
                 &args.data.data_dir.join("registry"),
                 addr.to_string(),
+                public.clone(),
             )?,
-        }));
+            public: public.clone(),
+        }))
+        .layer(axum::middleware::map_request(host_from_authority));
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
     tracing::info!(%url, data_dir = %args.data.data_dir.display(), "berth is serving");
-    let server = tokio::spawn(serve(listener, app, args.max_connections, shutdown.clone()));
+    let server = tokio::spawn(serve(listener, tls, app, args.max_connections, shutdown.clone()));
     if with_agent && !args.no_agent {
-        spawn_local_agent(&dir, &url, &args.data.data_dir, shutdown.clone())?;
+        if public.tls {
+            // The agent's channel is a plain WebSocket client; it cannot reach a TLS
+            // listener yet.
+            tracing::warn!("the local agent does not run with --tls-cert yet; this host runs no tasks (start `berth agent` hosts against a plain-HTTP Berth)");
+        } else {
+            // With an advertised host the agent goes by that name too, so the images it
+            // pulls (named after it) get the registry credentials it fetches.
+            let agent_url = match &public.advertise_host {
+                Some(host) => format!("http://{host}"),
+                None => url.clone(),
+            };
+            spawn_local_agent(&dir, &agent_url, &args.data.data_dir, shutdown.clone())?;
+        }
     }
     let _ = server.await;
     tracing::info!("berth stopped");
@@ -105,9 +133,49 @@ fn spawn_local_agent(
     Ok(())
 }
 
+/// HTTP/2 carries the host in the `:authority` pseudo-header, which hyper puts into the
+/// URI; SigV4 signs it as `host` and the registry's addresses name it, so it is made the
+/// `Host` header as in HTTP/1.1.
+async fn host_from_authority(mut request: axum::extract::Request) -> axum::extract::Request {
+    if !request.headers().contains_key(axum::http::header::HOST) {
+        let authority = request.uri().authority().map(|a| a.as_str().to_string());
+        if let Some(value) = authority.and_then(|a| axum::http::HeaderValue::from_str(&a).ok()) {
+            request.headers_mut().insert(axum::http::header::HOST, value);
+        }
+    }
+    request
+}
+
+/// Reads the certificate chain and private key of `--tls-cert`/`--tls-key` (PEM).
+fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading the TLS certificate chain {} (PEM)", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the TLS private key {} (PEM: PKCS#8, PKCS#1 or SEC1)", key.display()))?;
+    // The provider is named rather than taken from the process default, which is
+    // ambiguous when dependencies enable more than one.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("configuring TLS")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the TLS certificate and key do not belong together")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Accepts connections until `shutdown`, at most `max` at once, then waits (bounded)
-/// for the open ones to finish their requests.
-async fn serve(listener: TcpListener, app: Router, max: usize, shutdown: CancellationToken) {
+/// for the open ones to finish their requests. With `tls`, each connection's handshake
+/// runs in its own task, so a slow client never holds up the accept loop.
+async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, max: usize, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(max));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -130,10 +198,30 @@ async fn serve(listener: TcpListener, app: Router, max: usize, shutdown: Cancell
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
+        let Some(tls) = tls.clone() else {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                drop(permit);
+            });
+            continue;
+        };
+        let (builder, watcher, shutdown) = (builder.clone(), graceful.watcher(), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let handshake = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)) => r,
+            };
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);

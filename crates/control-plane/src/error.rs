@@ -14,6 +14,10 @@ pub enum Error {
     /// The request conflicts with the current state, e.g. deleting a cluster still in use.
     #[error("{message}")]
     Conflict { kind: ConflictKind, message: String },
+    /// The caller is authenticated but not allowed this action on another account's
+    /// resource (ECR: no repository policy grants it).
+    #[error("{0}")]
+    Denied(String),
     /// A limit on the number of things would be exceeded.
     #[error("{0}")]
     LimitExceeded(String),
@@ -34,6 +38,8 @@ pub enum NotFoundKind {
     TaskDefinition,
     Repository,
     Image,
+    RepositoryPolicy,
+    RegistryPolicy,
     LifecyclePolicy,
     LifecyclePolicyPreview,
 }

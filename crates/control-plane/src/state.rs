@@ -10,6 +10,8 @@ use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 use model::ecr::{Image, Repository, RepositoryName};
+
+use crate::ecr::policies::{StoredRegistryPolicy, StoredRepositoryPolicy};
 use model::ecs::settings::Principal;
 use model::ecs::shapes::SettingName;
 use model::ecs::task::{ContainerInstance, Task};
@@ -52,6 +54,8 @@ pub struct State {
     pub tasks: OrdMap<(Scope, ClusterName, String), Arc<Task>>,
     pub repositories: OrdMap<(Scope, RepositoryName), Arc<Repository>>,
     pub images: OrdMap<(Scope, RepositoryName, String), Arc<Image>>,
+    pub repository_policies: OrdMap<(Scope, RepositoryName), Arc<StoredRepositoryPolicy>>,
+    pub registry_policies: OrdMap<Scope, Arc<StoredRegistryPolicy>>,
     pub lifecycle_policies: OrdMap<(Scope, RepositoryName), Arc<StoredLifecyclePolicy>>,
     pub lifecycle_previews: OrdMap<(Scope, RepositoryName), Arc<LifecyclePreview>>,
     pub settings: OrdMap<SettingKey, StoredSetting>,
@@ -67,6 +71,8 @@ pub enum Touched {
     Task(Scope, ClusterName, String),
     Repository(Scope, RepositoryName),
     Image(Scope, RepositoryName, String),
+    RepositoryPolicy(Scope, RepositoryName),
+    RegistryPolicy(Scope),
     LifecyclePolicy(Scope, RepositoryName),
     LifecyclePreview(Scope, RepositoryName),
     Setting(SettingKey),
@@ -80,6 +86,8 @@ const INSTANCES: &str = "ecs.container_instances";
 const TASKS: &str = "ecs.tasks";
 const REPOSITORIES: &str = "ecr.repositories";
 const IMAGES: &str = "ecr.images";
+const REPOSITORY_POLICIES: &str = "ecr.repository_policies";
+const REGISTRY_POLICIES: &str = "ecr.registry_policies";
 const LIFECYCLE_POLICIES: &str = "ecr.lifecycle_policies";
 const LIFECYCLE_PREVIEWS: &str = "ecr.lifecycle_previews";
 const ATTRIBUTES: &str = "ecs.attributes";
@@ -98,6 +106,8 @@ impl Touched {
             Touched::Task(s, c, id) => (TASKS, format!("{}/{c}/{id}", scope_key(s))),
             Touched::Repository(s, n) => (REPOSITORIES, format!("{}/{n}", scope_key(s))),
             Touched::Image(s, n, d) => (IMAGES, format!("{}/{n}@{d}", scope_key(s))),
+            Touched::RepositoryPolicy(s, n) => (REPOSITORY_POLICIES, format!("{}/{n}", scope_key(s))),
+            Touched::RegistryPolicy(s) => (REGISTRY_POLICIES, scope_key(s)),
             Touched::LifecyclePolicy(s, n) => (LIFECYCLE_POLICIES, format!("{}/{n}", scope_key(s))),
             Touched::LifecyclePreview(s, n) => (LIFECYCLE_PREVIEWS, format!("{}/{n}", scope_key(s))),
             Touched::Setting((s, p, n)) => {
@@ -131,6 +141,10 @@ impl State {
             Touched::Task(s, c, id) => self.tasks.get(&(s.clone(), c.clone(), id.clone())).map(|t| encode(t.as_ref())),
             Touched::Repository(s, n) => self.repositories.get(&(s.clone(), n.clone())).map(|r| encode(r.as_ref())),
             Touched::Image(s, n, d) => self.images.get(&(s.clone(), n.clone(), d.clone())).map(|i| encode(i.as_ref())),
+            Touched::RepositoryPolicy(s, n) => {
+                self.repository_policies.get(&(s.clone(), n.clone())).map(|p| encode(p.as_ref()))
+            }
+            Touched::RegistryPolicy(s) => self.registry_policies.get(s).map(|p| encode(p.as_ref())),
             Touched::LifecyclePolicy(s, n) => {
                 self.lifecycle_policies.get(&(s.clone(), n.clone())).map(|p| encode(p.as_ref()))
             }
@@ -183,6 +197,14 @@ impl State {
                 LIFECYCLE_PREVIEWS => {
                     let p = decode::<LifecyclePreview>(r)?.after_restart();
                     state.lifecycle_previews.insert((p.scope.clone(), p.repository.clone()), Arc::new(p));
+                }
+                REPOSITORY_POLICIES => {
+                    let p: StoredRepositoryPolicy = decode(r)?;
+                    state.repository_policies.insert((p.scope.clone(), p.repository.clone()), Arc::new(p));
+                }
+                REGISTRY_POLICIES => {
+                    let p: StoredRegistryPolicy = decode(r)?;
+                    state.registry_policies.insert(p.scope.clone(), Arc::new(p));
                 }
                 REPOSITORIES => {
                     let r: Repository = decode(r)?;

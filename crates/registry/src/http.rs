@@ -144,15 +144,20 @@ struct Cx<'a, M, A, H> {
 }
 
 impl<M: Meta, A: Authorize, H: OnPush> Cx<'_, M, A, H> {
-    async fn authorize(&self, repository: Option<&RepoName>, action: Action) -> Result<crate::Namespace> {
+    async fn authorize(&self, repository: Option<&RepoName>, action: Action) -> Result<crate::Grant> {
         self.reg.auth.authorize(self.parts, Access { repository, action }).await.map_err(|e| match e {
-            AuthError::Unauthorized { challenge } => {
-                let challenge = challenge.unwrap_or_else(|| format!("Basic realm=\"{}\"", self.reg.realm));
-                let err = ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required");
-                match HeaderValue::try_from(challenge) {
-                    Ok(v) => err.with_header(http::header::WWW_AUTHENTICATE, v),
-                    Err(e) => ApiError::internal(e),
+            AuthError::Unauthorized { mut challenges } => {
+                if challenges.is_empty() {
+                    challenges.push(format!("Basic realm=\"{}\"", self.reg.realm));
                 }
+                let mut err = ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required");
+                for challenge in challenges {
+                    match HeaderValue::try_from(challenge) {
+                        Ok(v) => err = err.with_header(http::header::WWW_AUTHENTICATE, v),
+                        Err(e) => return ApiError::internal(e),
+                    }
+                }
+                err
             }
             AuthError::Denied(m) => ApiError::new(StatusCode::FORBIDDEN, "DENIED", m),
         })
@@ -161,8 +166,8 @@ impl<M: Meta, A: Authorize, H: OnPush> Cx<'_, M, A, H> {
     /// Validates the name, then authorizes: an invalid name is refused before anything else.
     async fn repo(&self, name: &str, action: Action) -> Result<Repository> {
         let name = RepoName::parse(name).map_err(|_| ApiError::name_invalid())?;
-        let namespace = self.authorize(Some(&name), action).await?;
-        Ok(Repository { namespace, name })
+        let grant = self.authorize(Some(&name), action).await?;
+        Ok(Repository { namespace: grant.namespace, name: grant.repository.unwrap_or(name) })
     }
 
     fn query(&self) -> Result<HashMap<String, String>> {
@@ -367,10 +372,10 @@ impl<M: Meta, A: Authorize, H: OnPush> Cx<'_, M, A, H> {
         let (Ok(digest), Ok(from)) = (Digest::parse(mount), RepoName::parse(from)) else {
             return Ok(None);
         };
-        let Ok(namespace) = self.authorize(Some(&from), Action::Pull).await else {
+        let Ok(grant) = self.authorize(Some(&from), Action::Pull).await else {
             return Ok(None);
         };
-        let source = Repository { namespace, name: from };
+        let source = Repository { namespace: grant.namespace, name: grant.repository.unwrap_or(from) };
         if !self.reg.meta.blob_linked(&source, &digest).await? || self.reg.store.size(&digest).await?.is_none() {
             return Ok(None);
         }

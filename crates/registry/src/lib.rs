@@ -57,22 +57,34 @@ pub struct Access<'a> {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
-    /// No or bad credentials: 401 with a challenge. `challenge` is the whole
-    /// `WWW-Authenticate` value; `None` means `Basic realm="<Registry::realm>"`.
+    /// No or bad credentials: 401 with challenges. Each of `challenges` is one whole
+    /// `WWW-Authenticate` value (sent as separate headers, since clients parse one
+    /// challenge per header); none means `Basic realm="<Registry::realm>"`.
     #[error("authentication required")]
-    Unauthorized { challenge: Option<String> },
+    Unauthorized { challenges: Vec<String> },
     /// Valid credentials without the right to this access: 403.
     #[error("{0}")]
     Denied(String),
 }
 
-/// Maps a request (its head; the body is never read) to the namespace it acts in.
+/// Where an authorized request acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub namespace: Namespace,
+    /// The repository within `namespace` that the request acts on, when it named one. It
+    /// may differ from the name in the URL: an authorizer can map a path onto another
+    /// namespace's repository (Berth maps `<account>/<name>` to `<name>` of that account).
+    pub repository: Option<RepoName>,
+}
+
+/// Maps a request (its head; the body is never read) to the namespace and repository it
+/// acts on.
 pub trait Authorize: Send + Sync + 'static {
     fn authorize(
         &self,
         request: &::http::request::Parts,
         access: Access<'_>,
-    ) -> impl Future<Output = Result<Namespace, AuthError>> + Send;
+    ) -> impl Future<Output = Result<Grant, AuthError>> + Send;
 }
 
 /// Lets every request in, acting in one fixed namespace. For tests and local use only.
@@ -80,8 +92,8 @@ pub trait Authorize: Send + Sync + 'static {
 pub struct AllowAll(pub Namespace);
 
 impl Authorize for AllowAll {
-    async fn authorize(&self, _: &::http::request::Parts, _: Access<'_>) -> Result<Namespace, AuthError> {
-        Ok(self.0.clone())
+    async fn authorize(&self, _: &::http::request::Parts, access: Access<'_>) -> Result<Grant, AuthError> {
+        Ok(Grant { namespace: self.0.clone(), repository: access.repository.cloned() })
     }
 }
 

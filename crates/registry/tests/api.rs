@@ -465,8 +465,8 @@ async fn unauthorized_gets_challenge_and_spec_body() {
             &self,
             _: &http::request::Parts,
             _: registry::Access<'_>,
-        ) -> Result<Namespace, registry::AuthError> {
-            Err(registry::AuthError::Unauthorized { challenge: None })
+        ) -> Result<registry::Grant, registry::AuthError> {
+            Err(registry::AuthError::Unauthorized { challenges: Vec::new() })
         }
     }
     let dir = tempfile::tempdir().unwrap();

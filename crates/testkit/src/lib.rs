@@ -41,6 +41,14 @@ impl Berth {
         Self::launch(bin, vec!["--no-agent".into()], Vec::new()).await
     }
 
+    /// Starts `berth up --no-agent` with further flags of `berth up`, e.g. `--tls-cert`.
+    /// An HTTPS server counts as started once it accepts connections (the harness does
+    /// not know its certificate).
+    pub async fn start_with_args(bin: &str, args: &[&str]) -> Berth {
+        let args = std::iter::once("--no-agent").chain(args.iter().copied()).map(String::from).collect();
+        Self::launch(bin, args, Vec::new()).await
+    }
+
     /// Starts `berth up` with its local agent, which registers this machine's Docker
     /// engine into cluster `default` (or `ECS_CLUSTER` from `env`).
     pub async fn start_with_agent(bin: &str, env: &[(&str, &str)]) -> Berth {
@@ -91,11 +99,16 @@ impl Berth {
         let http = reqwest::Client::new();
         loop {
             if let Ok(url) = std::fs::read_to_string(&endpoint_file) {
-                if let Ok(r) = http.get(format!("{}/_berth/health", url.trim())).send().await {
-                    if r.status().is_success() {
-                        self.endpoint = url.trim().to_string();
-                        return;
+                let url = url.trim();
+                let healthy = match url.strip_prefix("https://") {
+                    Some(addr) => tokio::net::TcpStream::connect(addr).await.is_ok(),
+                    None => {
+                        http.get(format!("{url}/_berth/health")).send().await.is_ok_and(|r| r.status().is_success())
                     }
+                };
+                if healthy {
+                    self.endpoint = url.to_string();
+                    return;
                 }
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

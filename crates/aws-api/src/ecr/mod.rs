@@ -84,21 +84,24 @@ pub async fn dispatch(
         }
         "GetAuthorizationToken" => {
             let r: w::GetAuthorizationTokenRequest = input(body)?;
-            for id in r.registry_ids.iter().flatten() {
-                check_registry_id(caller, Some(id))?;
+            // Other accounts' registries are accepted: one host serves them all, the
+            // token is always the caller's own, and each registry request is checked
+            // against the repository's policy. One entry per registry asked for.
+            let ids = r.registry_ids.unwrap_or_default();
+            for id in &ids {
+                control_plane::ecr::policies::registry_scope(caller, Some(id))?;
             }
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let (token, expires_at) =
                 cp.credentials.registry_token(&caller.scope.account, caller.scope.region.as_str(), now)?;
             use base64::Engine;
             let encoded = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{token}"));
-            Ok(ok(&w::GetAuthorizationTokenResponse {
-                authorization_data: Some(vec![w::AuthorizationData {
-                    authorization_token: Some(encoded),
-                    expires_at: Some(model::Timestamp::from_epoch_seconds(expires_at as f64)),
-                    proxy_endpoint: Some(format!("http://{host}")),
-                }]),
-            }))
+            let data = w::AuthorizationData {
+                authorization_token: Some(encoded),
+                expires_at: Some(model::Timestamp::from_epoch_seconds(expires_at as f64)),
+                proxy_endpoint: Some(format!("{}://{host}", api.public.scheme())),
+            };
+            Ok(ok(&w::GetAuthorizationTokenResponse { authorization_data: Some(vec![data; ids.len().max(1)]) }))
         }
         "DescribeImages" => {
             let r: w::DescribeImagesRequest = input(body)?;

@@ -2,6 +2,7 @@
 //! which is wired in by a later change; until then a repository never holds images.
 
 pub mod lifecycle;
+pub mod policies;
 
 use std::sync::Arc;
 
@@ -133,6 +134,10 @@ impl ControlPlane {
                 txn.touch(Touched::Image(caller.scope.clone(), repo.clone(), digest));
             }
             let r = txn.state.repositories.remove(&key).ok_or_else(|| not_found(&caller, &name))?;
+            // A repository created again later under this name starts without a policy.
+            if txn.state.repository_policies.remove(&key).is_some() {
+                txn.touch(Touched::RepositoryPolicy(caller.scope.clone(), repo.clone()));
+            }
             lifecycle::forget_repository(txn, &caller.scope, &repo);
             txn.touch(Touched::Repository(caller.scope.clone(), repo));
             Ok(r.as_ref().clone())

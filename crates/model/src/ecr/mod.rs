@@ -1,6 +1,7 @@
 //! ECR resources as the control plane keeps them.
 
 pub mod lifecycle;
+pub mod policy;
 pub mod shapes;
 
 use serde::{Deserialize, Serialize};
