@@ -74,7 +74,6 @@ impl PublicAddress {
     }
 }
 
-
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Api").finish_non_exhaustive()
@@ -185,7 +184,6 @@ async fn process(
     let host = api.public.host(headers);
     match service {
         "ecs" => ecs::dispatch(api, &caller, operation, &body, &format!("{}://{host}", api.public.scheme())).await,
-
         "ecr" => ecr::dispatch(api, &caller, operation, &body, host).await,
         _ => unreachable!("services are matched above"),
     }
