@@ -105,7 +105,9 @@ pub async fn dispatch(
         }
         "DescribeImages" => {
             let r: w::DescribeImagesRequest = input(body)?;
-            check_registry_id(caller, r.registry_id.as_deref())?;
+            let repository = r.repository_name.as_deref().unwrap_or_default();
+            let caller =
+                &cp.caller_for_repository(caller, r.registry_id.as_deref(), repository, &["DescribeImages"])?;
             let ids: Vec<ImageId> = r
                 .image_ids
                 .unwrap_or_default()
@@ -135,7 +137,8 @@ pub async fn dispatch(
         }
         "ListImages" => {
             let r: w::ListImagesRequest = input(body)?;
-            check_registry_id(caller, r.registry_id.as_deref())?;
+            let repository = r.repository_name.as_deref().unwrap_or_default();
+            let caller = &cp.caller_for_repository(caller, r.registry_id.as_deref(), repository, &["ListImages"])?;
             let page = Page::parse(r.max_results, r.next_token.as_deref(), 1000)?;
             let (images, next_token) =
                 cp.describe_images(caller, r.repository_name.as_deref().unwrap_or_default(), &[], &page)?;

@@ -127,12 +127,19 @@ async fn ecr_policies_open_a_repository_to_another_account_for_docker() {
     // The other account logs in to the same host with its own token, but the repository is
     // closed to it: no pull, no push, and no API access under the owner's registry id.
     let docker = Docker::new();
+    // Docker takes the Bearer challenge: a wrong password is refused by the token endpoint.
+    let out = docker.run(&["login", "--username", "AWS", "--password-stdin", &host], Some("wrong"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the token endpoint takes Basic credentials"), "{err}");
     docker.login(&host, &password(&other).await);
     let err = docker.fails(&["pull", "-q", &cross_ref]);
     assert!(err.contains("denied") || err.contains("not authorized"), "{err}");
     let err = other.get_repository_policy().registry_id(a).repository_name("shared/app").send().await.unwrap_err();
     assert_eq!(code(&err), "AccessDeniedException");
     assert!(message(&err).contains("ecr:GetRepositoryPolicy"), "{}", message(&err));
+    let err = other.describe_images().registry_id(a).repository_name("shared/app").send().await.unwrap_err();
+    assert_eq!(code(&err), "AccessDeniedException");
 
     // Pull granted: pulls work, pushes still do not.
     let pull = policy(
@@ -163,6 +170,10 @@ async fn ecr_policies_open_a_repository_to_another_account_for_docker() {
         .filter_map(|i| i.image_tag().map(str::to_string))
         .collect();
     assert!(tags.contains(&"2".to_string()), "{tags:?}");
+    let theirs = other.list_images().registry_id(a).repository_name("shared/app").send().await.unwrap();
+    assert_eq!(theirs.image_ids().len(), tags.len());
+    let described = other.describe_images().registry_id(a).repository_name("shared/app").send().await.unwrap();
+    assert!(described.image_details().iter().all(|d| d.registry_id() == Some(a.as_str())));
     // The other account has no repository of that name itself.
     assert!(other.describe_repositories().send().await.unwrap().repositories().is_empty());
 

@@ -104,6 +104,20 @@ impl ControlPlane {
         Ok(scope)
     }
 
+    /// The caller to act as on `repository` of the registry `registry_id` names: the
+    /// caller itself for its own registry, otherwise the owning account (in the caller's
+    /// region) once the repository's policy allows `actions`. ECR operations that accept
+    /// another account's `registryId` run their usual code as this caller.
+    pub fn caller_for_repository(
+        &self,
+        caller: &Caller,
+        registry_id: Option<&str>,
+        repository: &str,
+        actions: &[&str],
+    ) -> Result<Caller> {
+        Ok(Caller { scope: self.repository_scope_for(caller, registry_id, repository, actions)? })
+    }
+
     pub async fn set_repository_policy(
         &self,
         caller: &Caller,
