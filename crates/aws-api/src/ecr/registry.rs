@@ -91,6 +91,14 @@ impl TokenAuth {
         let owner = Scope { account, region };
         control_plane::ecr::policies::check_repository_access(&state, &grant.account, &owner, &name, actions)
             .map_err(|e| AuthError::Denied(e.to_string()))?;
+        // The owner passes the policy check even for a repository it never created, which
+        // must not take images either.
+        if !state.repositories.contains_key(&(owner.clone(), name.clone())) {
+            return Err(AuthError::Denied(format!(
+                "The repository with name '{name}' does not exist in the registry with id '{}'. Create it with `aws ecr create-repository --repository-name {name}`.",
+                owner.account
+            )));
+        }
         Ok((owner, name))
     }
 

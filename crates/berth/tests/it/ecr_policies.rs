@@ -174,6 +174,12 @@ async fn ecr_policies_open_a_repository_to_another_account_for_docker() {
     assert_eq!(theirs.image_ids().len(), tags.len());
     let described = other.describe_images().registry_id(a).repository_name("shared/app").send().await.unwrap();
     assert!(described.image_details().iter().all(|d| d.registry_id() == Some(a.as_str())));
+    // Naming its own account id in the path gives no way around creating a repository.
+    let own_missing = format!("{host}/{}/not-created:1", other_key.account);
+    docker.ok(&["tag", image, &own_missing]);
+    let err = docker.fails(&["push", "-q", &own_missing]);
+    assert!(err.contains("does not exist"), "{err}");
+    docker.ok(&["rmi", &own_missing]);
     // The other account has no repository of that name itself.
     assert!(other.describe_repositories().send().await.unwrap().repositories().is_empty());
 
