@@ -1,5 +1,5 @@
-//! Policies and metadata of repositories and the registry: lifecycle policies and their
-//! preview, repository policies, resource tags, `DescribeRegistry`.
+//! Policies and metadata of repositories and the registry: repository and registry
+//! policies, resource tags, `DescribeRegistry`. (Lifecycle policies live in `lifecycle`.)
 //!
 //! Repository policies are enforced where other accounts reach a repository: the
 //! registry's `/v2/` (`registry::TokenAuth`) and ECR operations with another account's
