@@ -138,15 +138,25 @@ async fn handle(
     response
 }
 
-async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
+/// ECR's layer parts (up to 20 MiB, base64 in JSON) and image manifests (up to 4 MiB,
+/// escaped in JSON) need more room than any other request.
+fn body_limit(target: &str) -> usize {
+    match target.strip_prefix(ecr::TARGET_PREFIX).and_then(|op| op.strip_prefix('.')) {
+        Some("UploadLayerPart") => 28 * 1024 * 1024,
+        Some("PutImage") => 10 * 1024 * 1024,
+        _ => MAX_BODY_BYTES,
+    }
+}
+
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
-    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    let limited = http_body_util::Limited::new(body, limit);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
             http::StatusCode::PAYLOAD_TOO_LARGE,
             "SerializationException",
-            format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+            format!("The request body is larger than {limit} bytes."),
         )),
         Err(_) => Err(ApiError::serialization("The request body could not be read.")),
     }
@@ -160,7 +170,7 @@ async fn process(
     body: axum::body::Body,
     target: &str,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body).await?;
+    let body = read_body(body, body_limit(target)).await?;
     let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
     let service = match prefix {
         ecs::TARGET_PREFIX => "ecs",

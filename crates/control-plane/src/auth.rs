@@ -41,6 +41,26 @@ struct TokenClaims {
     n: String,
 }
 
+/// How long a layer download URL (`GetDownloadUrlForLayer`) is valid. AWS does not say
+/// how long its pre-signed layer URLs live; clients fetch them at once, so an hour is
+/// ample and keeps a leaked URL's use short.
+pub const LAYER_URL_LIFETIME_SECONDS: i64 = 3600;
+
+/// The claims of a layer download URL: one blob of one repository, until `e`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LayerClaims {
+    a: String,
+    r: String,
+    p: String,
+    d: String,
+    e: i64,
+}
+
+/// Prefixed to what a layer URL's signature covers, so that no signature of one kind of
+/// token can ever pass for the other (a layer URL must not work as a registry login).
+const LAYER_URL_DOMAIN: &str = "berth-layer-url\n";
+
 /// An account: the owner of resources. Nothing is shared between accounts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {
@@ -216,14 +236,62 @@ impl Credentials {
         use base64::Engine;
         let Some((payload, signature)) = token.split_once('.') else { return Ok(None) };
         let expected = self.sign(payload)?;
-        let same = expected.len() == signature.len()
-            && expected.bytes().zip(signature.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-        if !same {
+        if !constant_time_eq(&expected, signature) {
             return Ok(None);
         }
         let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else { return Ok(None) };
         let Ok(claims) = serde_json::from_slice::<TokenClaims>(&bytes) else { return Ok(None) };
         if claims.e <= now {
+            return Ok(None);
+        }
+        let Ok(account) = AccountId::parse(&claims.a) else { return Ok(None) };
+        Ok(Some(TokenGrant { account, region: claims.r, expires_at: claims.e }))
+    }
+
+    /// A credential for downloading blob `digest` of `repository` (in `account` and
+    /// `region`) without other credentials, valid for [`LAYER_URL_LIFETIME_SECONDS`] from
+    /// `now`: `<payload>.<hmac>`, URL-safe.
+    pub fn layer_url_token(
+        &self,
+        account: &AccountId,
+        region: &str,
+        repository: &str,
+        digest: &str,
+        now: i64,
+    ) -> Result<(String, i64)> {
+        use base64::Engine;
+        let expires_at = now + LAYER_URL_LIFETIME_SECONDS;
+        let claims = LayerClaims {
+            a: account.to_string(),
+            r: region.to_string(),
+            p: repository.to_string(),
+            d: digest.to_string(),
+            e: expires_at,
+        };
+        let payload =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).map_err(internal)?);
+        let signature = self.sign(&format!("{LAYER_URL_DOMAIN}{payload}"))?;
+        Ok((format!("{payload}.{signature}"), expires_at))
+    }
+
+    /// Checks a layer URL credential for downloading `digest` of `repository`; `None`
+    /// unless it is one of ours, unaltered, unexpired and issued for exactly that blob.
+    pub fn verify_layer_url_token(
+        &self,
+        token: &str,
+        repository: &str,
+        digest: &str,
+        now: i64,
+    ) -> Result<Option<TokenGrant>> {
+        use base64::Engine;
+        let Some((payload, signature)) = token.split_once('.') else { return Ok(None) };
+        let expected = self.sign(&format!("{LAYER_URL_DOMAIN}{payload}"))?;
+        if !constant_time_eq(&expected, signature) {
+            return Ok(None);
+        }
+        let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else { return Ok(None) };
+        let Ok(claims) = serde_json::from_slice::<LayerClaims>(&bytes) else { return Ok(None) };
+        if claims.e <= now || claims.p != repository || claims.d != digest {
             return Ok(None);
         }
         let Ok(account) = AccountId::parse(&claims.a) else { return Ok(None) };
@@ -238,6 +306,12 @@ impl Credentials {
         let id: String = serde_json::from_slice(&bytes).map_err(internal)?;
         self.lookup(&id)
     }
+}
+
+/// Compares without an early exit, so the time taken says nothing about where a forged
+/// signature first differs.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A key in AWS's format: `AKIA` + 16 upper-case base-32 characters, and a 40-character
@@ -275,6 +349,22 @@ mod tests {
         forged.replace_range(0..1, if payload.starts_with('A') { "B" } else { "A" });
         assert_eq!(c.verify_registry_token(&format!("{forged}.{sig}"), 2_000).unwrap(), None);
         assert_eq!(c.verify_registry_token("garbage", 2_000).unwrap(), None);
+    }
+
+    #[test]
+    fn layer_urls_open_one_blob_until_they_expire_and_are_no_registry_login() {
+        let (_dir, c) = credentials();
+        let account = AccountId::parse("123456789012").unwrap();
+        let (token, expires) = c.layer_url_token(&account, "us-east-1", "app", "sha256:ab", 1_000).unwrap();
+        assert_eq!(expires, 1_000 + LAYER_URL_LIFETIME_SECONDS);
+        let grant = c.verify_layer_url_token(&token, "app", "sha256:ab", 1_001).unwrap().unwrap();
+        assert_eq!((grant.account, grant.region.as_str()), (account, "us-east-1"));
+        assert_eq!(c.verify_layer_url_token(&token, "app", "sha256:cd", 1_001).unwrap(), None, "another blob");
+        assert_eq!(c.verify_layer_url_token(&token, "other", "sha256:ab", 1_001).unwrap(), None, "another repo");
+        assert_eq!(c.verify_layer_url_token(&token, "app", "sha256:ab", expires).unwrap(), None, "expired");
+        assert_eq!(c.verify_registry_token(&token, 1_001).unwrap(), None, "not a docker login");
+        let (login, _) = c.registry_token(&AccountId::parse("123456789012").unwrap(), "us-east-1", 1_000).unwrap();
+        assert_eq!(c.verify_layer_url_token(&login, "app", "sha256:ab", 1_001).unwrap(), None);
     }
 
     #[test]

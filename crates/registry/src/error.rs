@@ -111,6 +111,8 @@ impl From<MetaError> for ApiError {
         match e {
             MetaError::NameUnknown => ApiError::name_unknown(),
             MetaError::Denied(m) => ApiError::new(StatusCode::FORBIDDEN, "DENIED", m),
+            // Docker shows this code as "tag invalid: <message>".
+            MetaError::TagImmutable(m) => ApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", m),
             MetaError::Internal(m) => ApiError::internal(m),
         }
     }

@@ -18,13 +18,13 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::digest::{Algorithm, Digest};
+use crate::digest::Digest;
 use crate::error::{range_value, ApiError};
-use crate::manifest::{self, MAX_MANIFEST_BYTES, OCI_INDEX};
+use crate::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::meta::{ManifestRecord, Meta};
 use crate::names::{Reference, RepoName, Repository};
 use crate::storage::UploadId;
-use crate::{Access, Action, AuthError, Authorize, OnPush, PushEvent, Registry};
+use crate::{Access, Action, AuthError, Authorize, OnPush, PullEvent, PutManifestError, Registry};
 
 const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
@@ -220,6 +220,9 @@ impl<M: Meta, A: Authorize, H: OnPush> Cx<'_, M, A, H> {
         let repo = self.repo(name, Action::Pull).await?;
         let record = self.resolve(&repo, reference).await?.ok_or_else(ApiError::manifest_unknown)?;
         let bytes = self.reg.store.read(&record.digest).await?.ok_or_else(ApiError::manifest_unknown)?;
+        if self.parts.method == Method::GET {
+            self.reg.hooks.on_pull(PullEvent { repository: repo, digest: record.digest.clone() }).await;
+        }
         let headers = vec![
             (CONTENT_TYPE, record.media_type.clone()),
             (CONTENT_LENGTH, bytes.len().to_string()),
@@ -246,38 +249,30 @@ impl<M: Meta, A: Authorize, H: OnPush> Cx<'_, M, A, H> {
             return Err(too_large());
         }
         let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES).await.map_err(|_| too_large())?;
-        let (digest, tag) = match reference {
-            Reference::Digest(d) => {
-                if Digest::of(d.algorithm(), &bytes) != d {
-                    return Err(ApiError::digest_invalid("manifest does not match the digest in the URL"));
-                }
-                (d, None)
-            }
-            Reference::Tag(t) => (Digest::of(Algorithm::Sha256, &bytes), Some(t)),
+        let (expected, tag) = match reference {
+            Reference::Digest(d) => (Some(d), None),
+            Reference::Tag(t) => (None, Some(t)),
         };
-        let parsed = manifest::parse(self.header(CONTENT_TYPE), &bytes, digest.clone())
-            .map_err(|e| ApiError::manifest_invalid(e.0))?;
-        for blob in &parsed.blobs {
-            if !self.reg.meta.blob_linked(&repo, blob).await? {
-                return Err(manifest_blob_unknown(blob));
-            }
-        }
-        for m in &parsed.manifests {
-            if self.reg.meta.manifest(&repo, m).await?.is_none() {
-                return Err(manifest_blob_unknown(m));
-            }
-        }
-        self.reg.store.put_bytes(&digest, bytes).await?;
-        let image_size = parsed.image_size;
-        let record = parsed.record;
-        let (media_type, size, subject) = (record.media_type.clone(), record.size, record.subject.clone());
-        self.reg.meta.put_manifest(&repo, record, tag.as_ref()).await?;
+        let record =
+            self.reg.put_manifest(repo, tag, expected.as_ref(), self.header(CONTENT_TYPE), bytes).await.map_err(
+                |e| match e {
+                    PutManifestError::DigestMismatch(_) => {
+                        ApiError::digest_invalid("manifest does not match the digest in the URL")
+                    }
+                    PutManifestError::Invalid(m) => ApiError::manifest_invalid(m),
+                    PutManifestError::BlobsUnknown(d) | PutManifestError::ManifestsUnknown(d) => {
+                        manifest_blob_unknown(d.first())
+                    }
+                    PutManifestError::Meta(e) => e.into(),
+                    PutManifestError::Storage(e) => e.into(),
+                },
+            )?;
+        let digest = record.digest;
         let mut headers =
             vec![(LOCATION, format!("/v2/{name}/manifests/{digest}")), (DOCKER_CONTENT_DIGEST, digest.to_string())];
-        if let Some(s) = subject {
+        if let Some(s) = record.subject {
             headers.push((OCI_SUBJECT, s.to_string()));
         }
-        self.reg.hooks.on_push(PushEvent { repository: repo, tag, digest, media_type, size, image_size }).await;
         respond(StatusCode::CREATED, headers, Body::empty())
     }
 
@@ -473,7 +468,7 @@ impl<M: Meta, A: Authorize, H: OnPush> Cx<'_, M, A, H> {
     }
 }
 
-fn manifest_blob_unknown(digest: &Digest) -> ApiError {
+fn manifest_blob_unknown(digest: Option<&Digest>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN", "manifest references an unknown blob or manifest")
         .with_detail(serde_json::json!({ "digest": digest }))
 }
@@ -482,8 +477,9 @@ fn parse_digest(s: &str) -> Result<Digest> {
     Digest::parse(s).map_err(|e| ApiError::digest_invalid(e.to_string()))
 }
 
-/// The key an upload session is owned by: its repository in its namespace.
-fn owner_key(repo: &Repository) -> String {
+/// The key an upload session is owned by: its repository in its namespace. Public so that
+/// an embedder's own upload API (ECR's layer uploads) binds sessions the same way.
+pub fn owner_key(repo: &Repository) -> String {
     serde_json::to_string(repo).expect("a repository serialises")
 }
 

@@ -24,11 +24,13 @@ pub mod storage;
 
 use std::future::Future;
 
+use bytes::Bytes;
+
 pub use digest::{Algorithm, Digest};
 pub use error::ApiError;
 pub use meta::{LocalMeta, ManifestRecord, Meta, MetaError};
 pub use names::{Namespace, Reference, RepoName, Repository, Tag};
-pub use storage::BlobStore;
+pub use storage::{BlobStore, StorageError, UploadId};
 
 /// Everything the registry's routes need.
 pub struct Registry<M, A, H> {
@@ -110,10 +112,23 @@ pub struct PushEvent {
     pub image_size: u64,
 }
 
-/// Called after each successful manifest PUT, before the response is sent; a slow reaction
-/// (a scan) should be spawned rather than awaited.
+/// A manifest was read with GET: an image (or an index) was pulled.
+#[derive(Debug, Clone)]
+pub struct PullEvent {
+    pub repository: Repository,
+    pub digest: Digest,
+}
+
+/// The registry's reactions: called after each successful manifest PUT (`on_push`) and
+/// manifest GET (`on_pull`; a HEAD only checks and is no pull), before the response is
+/// sent. A slow reaction (a scan) should be spawned rather than awaited, and one on every
+/// pull must stay cheap.
 pub trait OnPush: Send + Sync + 'static {
     fn on_push(&self, event: PushEvent) -> impl Future<Output = ()> + Send;
+
+    fn on_pull(&self, _event: PullEvent) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// No reaction to pushes.
@@ -122,4 +137,82 @@ pub struct NoHooks;
 
 impl OnPush for NoHooks {
     async fn on_push(&self, _: PushEvent) {}
+}
+
+/// Why [`Registry::put_manifest`] stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PutManifestError {
+    /// The manifest's content does not have the digest the caller named.
+    #[error("manifest does not match the digest {0}")]
+    DigestMismatch(Digest),
+    /// Not a manifest this registry accepts (syntax, schema, media type).
+    #[error("{0}")]
+    Invalid(String),
+    /// Config or layer blobs that the repository does not hold; push them first.
+    #[error("the manifest references blobs the repository does not hold")]
+    BlobsUnknown(Vec<Digest>),
+    /// Manifests an index lists that the repository does not hold; push them first.
+    #[error("the index references manifests the repository does not hold")]
+    ManifestsUnknown(Vec<Digest>),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl<M: Meta, A, H: OnPush> Registry<M, A, H> {
+    /// Stores a manifest in `repo` and points `tag` at it, as one push: the manifest must
+    /// parse and everything it references must already be in the repository; then the
+    /// push hook runs. Shared by the `/v2/` API and embedders' own push APIs (ECR's
+    /// `PutImage`), so both accept exactly the same manifests.
+    ///
+    /// The manifest is stored under its digest in `expected`'s algorithm (SHA-256 if none
+    /// is given), which must then equal `expected`. `content_type` may be absent, in which
+    /// case the manifest's own `mediaType` decides.
+    pub async fn put_manifest(
+        &self,
+        repo: Repository,
+        tag: Option<Tag>,
+        expected: Option<&Digest>,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<ManifestRecord, PutManifestError> {
+        let digest = Digest::of(expected.map_or(Algorithm::Sha256, |d| d.algorithm()), &bytes);
+        if let Some(e) = expected.filter(|e| **e != digest) {
+            return Err(PutManifestError::DigestMismatch(e.clone()));
+        }
+        let parsed =
+            manifest::parse(content_type, &bytes, digest.clone()).map_err(|e| PutManifestError::Invalid(e.0))?;
+        let mut blobs = Vec::new();
+        for blob in &parsed.blobs {
+            if !self.meta.blob_linked(&repo, blob).await? {
+                blobs.push(blob.clone());
+            }
+        }
+        if !blobs.is_empty() {
+            return Err(PutManifestError::BlobsUnknown(blobs));
+        }
+        let mut manifests = Vec::new();
+        for m in &parsed.manifests {
+            if self.meta.manifest(&repo, m).await?.is_none() {
+                manifests.push(m.clone());
+            }
+        }
+        if !manifests.is_empty() {
+            return Err(PutManifestError::ManifestsUnknown(manifests));
+        }
+        self.store.put_bytes(&digest, bytes).await?;
+        let record = parsed.record;
+        self.meta.put_manifest(&repo, record.clone(), tag.as_ref()).await?;
+        let event = PushEvent {
+            repository: repo,
+            tag,
+            digest,
+            media_type: record.media_type.clone(),
+            size: record.size,
+            image_size: parsed.image_size,
+        };
+        self.hooks.on_push(event).await;
+        Ok(record)
+    }
 }

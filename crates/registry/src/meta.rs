@@ -39,9 +39,13 @@ pub enum MetaError {
     /// created first says so here).
     #[error("repository unknown")]
     NameUnknown,
-    /// The change is not allowed, e.g. overwriting an immutable tag.
+    /// The change is not allowed.
     #[error("{0}")]
     Denied(String),
+    /// The tag exists, points at another manifest, and may not be moved; the message says
+    /// so in the registry's words. Push under a new tag instead.
+    #[error("{0}")]
+    TagImmutable(String),
     #[error("metadata: {0}")]
     Internal(String),
 }

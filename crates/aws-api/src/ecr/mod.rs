@@ -14,7 +14,7 @@ use control_plane::ecr::{check_registry_id, ImageId, NewRepository};
 use control_plane::ecs::Caller;
 use control_plane::{ControlPlane, Page};
 use model::ecr::shapes as w;
-use model::ecr::{Image, Repository};
+use model::ecr::{Image, Repository, TagMutability};
 
 use crate::ecs::{input, Validate};
 use crate::{ok, ApiError};
@@ -28,6 +28,16 @@ crate::ecs::validate_with_model!(
     w::GetAuthorizationTokenRequest,
     w::DescribeImagesRequest,
     w::ListImagesRequest,
+    w::BatchGetImageRequest,
+    w::BatchDeleteImageRequest,
+    w::PutImageRequest,
+    w::BatchCheckLayerAvailabilityRequest,
+    w::InitiateLayerUploadRequest,
+    w::UploadLayerPartRequest,
+    w::CompleteLayerUploadRequest,
+    w::GetDownloadUrlForLayerRequest,
+    w::PutImageTagMutabilityRequest,
+    w::PutImageScanningConfigurationRequest,
 );
 
 /// `host` is the `Host` the client called; the registry answers on the same address, so
@@ -46,13 +56,8 @@ pub async fn dispatch(
             check_registry_id(caller, r.registry_id.as_deref())?;
             let req = NewRepository {
                 name: r.repository_name.unwrap_or_default(),
-                tags: r
-                    .tags
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
-                    .collect(),
-                tag_mutability: r.image_tag_mutability,
+                tags: ecr_tags(r.tags.unwrap_or_default())?,
+                tag_mutability: tag_mutability(r.image_tag_mutability, r.image_tag_mutability_exclusion_filters)?,
                 scan_on_push: r.image_scanning_configuration.and_then(|c| c.scan_on_push).unwrap_or(false),
                 encryption: r.encryption_configuration,
             };
@@ -195,8 +200,45 @@ fn image_detail(i: &Image) -> w::ImageDetail {
         image_size_in_bytes: Some(i.size),
         image_pushed_at: Some(i.pushed_at),
         image_manifest_media_type: Some(i.media_type.clone()),
+        last_recorded_pull_time: i.last_recorded_pull_time,
         ..Default::default()
     }
+}
+
+/// Tags as ECR checks them: too many is `TooManyTagsException`, a bad key or value
+/// `InvalidTagParameterException` (not ECS's `InvalidParameterException`).
+pub(crate) fn ecr_tags(tags: Vec<w::Tag>) -> Result<model::tags::Tags, ApiError> {
+    let pairs: Vec<(String, String)> =
+        tags.into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())).collect();
+    let keys: std::collections::BTreeSet<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    if keys.len() > model::tags::MAX_TAGS {
+        return Err(ApiError::bad_request(
+            "TooManyTagsException",
+            format!("A repository can have at most {} tags; {} were given.", model::tags::MAX_TAGS, keys.len()),
+        ));
+    }
+    model::tags::Tags::parse(pairs).map_err(|e| ApiError::bad_request("InvalidTagParameterException", e.to_string()))
+}
+
+/// A tag mutability setting with its exclusion filters (`MUTABLE` when absent).
+pub(crate) fn tag_mutability(
+    setting: Option<w::ImageTagMutability>,
+    filters: Option<Vec<w::ImageTagMutabilityExclusionFilter>>,
+) -> Result<TagMutability, ApiError> {
+    let filters = filters.unwrap_or_default().into_iter().map(|f| f.filter.unwrap_or_default()).collect();
+    Ok(TagMutability::parse(setting.unwrap_or(w::ImageTagMutability::Mutable), filters)?)
+}
+
+fn exclusion_filters(r: &Repository) -> Option<Vec<w::ImageTagMutabilityExclusionFilter>> {
+    (!r.tag_mutability_exclusions.is_empty()).then(|| {
+        r.tag_mutability_exclusions
+            .iter()
+            .map(|f| w::ImageTagMutabilityExclusionFilter {
+                filter_type: Some(w::ImageTagMutabilityExclusionFilterType::Wildcard),
+                filter: Some(f.as_str().to_string()),
+            })
+            .collect()
+    })
 }
 
 fn repository_shape(r: &Repository, host: &str) -> w::Repository {
@@ -207,7 +249,7 @@ fn repository_shape(r: &Repository, host: &str) -> w::Repository {
         repository_uri: Some(format!("{host}/{}", r.name)),
         created_at: Some(r.created_at),
         image_tag_mutability: Some(r.tag_mutability),
-        image_tag_mutability_exclusion_filters: None,
+        image_tag_mutability_exclusion_filters: exclusion_filters(r),
         image_scanning_configuration: Some(w::ImageScanningConfiguration { scan_on_push: Some(r.scan_on_push) }),
         encryption_configuration: Some(r.encryption.clone()),
     }

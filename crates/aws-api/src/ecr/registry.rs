@@ -1,16 +1,25 @@
 //! Wires the image registry into the endpoint: ECR tokens authenticate `docker login`,
-//! pushes and pulls, and only repositories created with the ECR API accept images.
+//! pushes and pulls, and only repositories created with the ECR API accept images; tag
+//! immutability applies to pushes ([`EcrMeta`]); pushes and pulls are recorded in the
+//! control plane ([`RecordPush`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use registry::{
-    Access, Action, AuthError, Authorize, BlobStore, Grant, LocalMeta, Namespace, OnPush, PushEvent, Registry,
+    Access, Action, AuthError, Authorize, BlobStore, Digest, Grant, LocalMeta, ManifestRecord, Meta, MetaError,
+    Namespace, OnPush, PullEvent, PushEvent, Registry, Repository, Tag,
 };
 
 use control_plane::ControlPlane;
 use model::ecr::RepositoryName;
 use model::{Region, Scope};
+
+/// The query parameter of a layer download URL (`GetDownloadUrlForLayer`) that carries
+/// its signed credential.
+pub const LAYER_URL_CREDENTIAL: &str = "X-Berth-Credential";
 
 /// Where the registry's token endpoint (Docker's Bearer token flow) answers.
 pub const TOKEN_PATH: &str = "/_berth/registry/token";
@@ -25,6 +34,28 @@ pub struct TokenAuth {
 }
 
 impl TokenAuth {
+    /// The grant of a layer download URL: valid only for a GET or HEAD of exactly the blob
+    /// and repository it was issued for, so it opens nothing else.
+    fn layer_url_grant(
+        &self,
+        parts: &http::request::Parts,
+        access: Access<'_>,
+        credential: &str,
+    ) -> Option<control_plane::auth::TokenGrant> {
+        if !(parts.method == http::Method::GET || parts.method == http::Method::HEAD) || access.action != Action::Pull {
+            return None;
+        }
+        let rest = parts.uri.path().strip_prefix("/v2/")?;
+        let rest = percent_encoding::percent_decode_str(rest).decode_utf8().ok()?;
+        let registry::http::Route::Blob { name, digest } = registry::http::parse_route(&rest)? else {
+            return None;
+        };
+        if access.repository.map(|r| r.as_str()) != Some(name.as_str()) {
+            return None;
+        }
+        self.control.credentials.verify_layer_url_token(credential, &name, &digest, unix_now()?).ok().flatten()
+    }
+
     /// The grant of the request's credentials: Basic `AWS:<token>`, or a Bearer token
     /// from the token endpoint (which is the same signed token, so it expires with it).
     fn grant(&self, parts: &http::request::Parts) -> Option<control_plane::auth::TokenGrant> {
@@ -152,10 +183,28 @@ pub async fn token(
     api.registry.auth.issue_token(&parts)
 }
 
+fn unix_now() -> Option<i64> {
+    Some(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
+}
+
+/// The value of query parameter `name`, if the request has it.
+fn query_param<'a>(parts: &'a http::request::Parts, name: &str) -> Option<&'a str> {
+    parts.uri.query()?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
 impl Authorize for TokenAuth {
     async fn authorize(&self, parts: &http::request::Parts, access: Access<'_>) -> Result<Grant, AuthError> {
-        let grant =
-            self.grant(parts).ok_or_else(|| AuthError::Unauthorized { challenges: self.challenges(parts, access) })?;
+        let grant = match query_param(parts, LAYER_URL_CREDENTIAL) {
+            Some(credential) => self.layer_url_grant(parts, access, credential).ok_or_else(|| {
+                AuthError::Denied(
+                    "This layer download URL has expired or is not valid for this request; call GetDownloadUrlForLayer again."
+                        .into(),
+                )
+            })?,
+            None => self
+                .grant(parts)
+                .ok_or_else(|| AuthError::Unauthorized { challenges: self.challenges(parts, access) })?,
+        };
         let Some(repo) = access.repository else {
             return Ok(Grant {
                 namespace: Namespace { account: grant.account.to_string(), region: grant.region },
@@ -178,17 +227,134 @@ impl Authorize for TokenAuth {
     }
 }
 
-fn unix_now() -> Option<i64> {
-    Some(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
+/// The registry's metadata with ECR's rule on top: a push may not move an immutable tag
+/// (`imageTagMutability` and its exclusion filters, read from the control plane). The
+/// same manifest pushed again under its tag changes nothing and is allowed.
+pub struct EcrMeta {
+    inner: LocalMeta,
+    control: Arc<ControlPlane>,
+    /// Serialises tagged manifest writes, so that two pushes racing for one immutable tag
+    /// cannot both find it free.
+    tag_writes: tokio::sync::Mutex<()>,
 }
 
+impl EcrMeta {
+    fn tag_is_immutable(&self, repo: &Repository, tag: &Tag) -> bool {
+        let (Some(scope), Ok(name)) = (scope_of(&repo.namespace), RepositoryName::parse(repo.name.as_str())) else {
+            return false;
+        };
+        self.control.view().repositories.get(&(scope, name)).is_some_and(|r| r.tag_is_immutable(tag.as_str()))
+    }
+}
+
+/// Garbage collection marks and sweeps the metadata underneath.
+impl AsRef<LocalMeta> for EcrMeta {
+    fn as_ref(&self) -> &LocalMeta {
+        &self.inner
+    }
+}
+
+impl Meta for EcrMeta {
+    async fn link_blob(&self, repo: &Repository, digest: &Digest) -> Result<(), MetaError> {
+        self.inner.link_blob(repo, digest).await
+    }
+    async fn blob_linked(&self, repo: &Repository, digest: &Digest) -> Result<bool, MetaError> {
+        self.inner.blob_linked(repo, digest).await
+    }
+    async fn unlink_blob(&self, repo: &Repository, digest: &Digest) -> Result<bool, MetaError> {
+        self.inner.unlink_blob(repo, digest).await
+    }
+    async fn put_manifest(
+        &self,
+        repo: &Repository,
+        manifest: ManifestRecord,
+        tag: Option<&Tag>,
+    ) -> Result<(), MetaError> {
+        let Some(tag) = tag else {
+            return self.inner.put_manifest(repo, manifest, None).await;
+        };
+        let _serial = self.tag_writes.lock().await;
+        let current = self.inner.resolve_tag(repo, tag).await?;
+        if current.is_some_and(|d| d != manifest.digest) && self.tag_is_immutable(repo, tag) {
+            return Err(MetaError::TagImmutable(format!(
+                "The image tag '{}' already exists in the '{}' repository and cannot be overwritten because the tag is immutable.",
+                tag.as_str(),
+                repo.name.as_str()
+            )));
+        }
+        self.inner.put_manifest(repo, manifest, Some(tag)).await
+    }
+    async fn manifest(&self, repo: &Repository, digest: &Digest) -> Result<Option<ManifestRecord>, MetaError> {
+        self.inner.manifest(repo, digest).await
+    }
+    async fn resolve_tag(&self, repo: &Repository, tag: &Tag) -> Result<Option<Digest>, MetaError> {
+        self.inner.resolve_tag(repo, tag).await
+    }
+    async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<bool, MetaError> {
+        self.inner.delete_manifest(repo, digest).await
+    }
+    async fn delete_tag(&self, repo: &Repository, tag: &Tag) -> Result<bool, MetaError> {
+        self.inner.delete_tag(repo, tag).await
+    }
+    async fn tags(&self, repo: &Repository) -> Result<Option<Vec<Tag>>, MetaError> {
+        self.inner.tags(repo).await
+    }
+    async fn referrers(&self, repo: &Repository, digest: &Digest) -> Result<Vec<ManifestRecord>, MetaError> {
+        self.inner.referrers(repo, digest).await
+    }
+}
+
+/// The account and region a registry namespace stands for.
+pub(crate) fn scope_of(ns: &Namespace) -> Option<Scope> {
+    Some(Scope { account: model::AccountId::parse(&ns.account).ok()?, region: Region::parse(&ns.region).ok()? })
+}
+
+/// A pull of an image is recorded at most once per this interval. ECR itself refreshes
+/// `lastRecordedPullTime` only about daily; a minute keeps the time close to the truth
+/// while a busy image (every task start pulls it) costs one durable write a minute, not
+/// one per pull.
+const PULL_RECORD_INTERVAL: Duration = Duration::from_secs(60);
+/// Past this many remembered pulls, those older than the interval are forgotten.
+const PULL_MEMORY: usize = 10_000;
+
 /// Records every pushed image in the control plane, where `DescribeImages` and
-/// `ListImages` read them, durably and per account.
+/// `ListImages` read them, durably and per account; and the time of pulls
+/// (`lastRecordedPullTime`).
 pub struct RecordPush {
     control: Arc<ControlPlane>,
+    /// When a pull of each image was last recorded.
+    pulls: Mutex<HashMap<(Namespace, String, Digest), Instant>>,
+}
+
+impl RecordPush {
+    /// Whether a pull of this image should be recorded now; if so, it counts as recorded.
+    fn due(&self, key: (Namespace, String, Digest)) -> bool {
+        let now = Instant::now();
+        let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
+        if pulls.get(&key).is_some_and(|t| now.duration_since(*t) < PULL_RECORD_INTERVAL) {
+            return false;
+        }
+        if pulls.len() >= PULL_MEMORY {
+            pulls.retain(|_, t| now.duration_since(*t) < PULL_RECORD_INTERVAL);
+        }
+        pulls.insert(key, now);
+        true
+    }
 }
 
 impl OnPush for RecordPush {
+    async fn on_pull(&self, event: PullEvent) {
+        let repository = event.repository.name.as_str().to_string();
+        let key = (event.repository.namespace.clone(), repository.clone(), event.digest.clone());
+        let Some(scope) = scope_of(&event.repository.namespace) else { return };
+        if !self.due(key) {
+            return;
+        }
+        if let Err(e) = self.control.record_pull(scope, &repository, event.digest.to_string()).await {
+            tracing::warn!(error = %e, %repository, "recording a pull failed");
+        }
+    }
+
     async fn on_push(&self, event: PushEvent) {
         let ns = &event.repository.namespace;
         let (Ok(account), Ok(region)) = (model::AccountId::parse(&ns.account), Region::parse(&ns.region)) else {
@@ -209,8 +375,9 @@ impl OnPush for RecordPush {
     }
 }
 
-/// The registry as Berth wires it: ECR tokens, and pushes recorded in the control plane.
-pub type EcrRegistry = Registry<LocalMeta, TokenAuth, RecordPush>;
+/// The registry as Berth wires it: ECR tokens, ECR's tag immutability, and pushes and
+/// pulls recorded in the control plane.
+pub type EcrRegistry = Registry<EcrMeta, TokenAuth, RecordPush>;
 
 /// Opens the registry that stores blobs and metadata under `dir`.
 pub fn open(
@@ -221,7 +388,11 @@ pub fn open(
 ) -> std::io::Result<Arc<EcrRegistry>> {
     std::fs::create_dir_all(dir)?;
     let store = BlobStore::open(dir.to_path_buf())?;
-    let meta = LocalMeta::open(&dir.join("meta.log"))?;
-    let hooks = RecordPush { control: control.clone() };
+    let meta = EcrMeta {
+        inner: LocalMeta::open(&dir.join("meta.log"))?,
+        control: control.clone(),
+        tag_writes: tokio::sync::Mutex::new(()),
+    };
+    let hooks = RecordPush { control: control.clone(), pulls: Mutex::new(HashMap::new()) };
     Ok(Arc::new(Registry { store, meta, auth: TokenAuth { control, public }, hooks, realm }))
 }

@@ -6,6 +6,7 @@ mod bad_input;
 mod clusters;
 mod durability;
 mod ecr;
+mod ecr_images;
 mod ecr_policies;
 mod instances;
 mod security;

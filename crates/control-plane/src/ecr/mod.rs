@@ -1,13 +1,14 @@
 //! The ECR repositories of an account. Images arrive with the registry (`registry` crate),
 //! which is wired in by a later change; until then a repository never holds images.
 
+pub mod images;
 pub mod lifecycle;
 pub mod policies;
 
 use std::sync::Arc;
 
-use model::ecr::shapes::{EncryptionConfiguration, EncryptionType, ImageTagMutability};
-use model::ecr::{Image, Repository, RepositoryName};
+use model::ecr::shapes::{EncryptionConfiguration, EncryptionType};
+use model::ecr::{Image, Repository, RepositoryName, TagMutability};
 use model::tags::Tags;
 
 use crate::ecs::Caller;
@@ -16,16 +17,16 @@ use crate::state::Touched;
 use crate::{ControlPlane, Page};
 
 /// What `CreateRepository` asks for.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewRepository {
     pub name: String,
-    pub tags: Vec<(String, String)>,
-    pub tag_mutability: Option<ImageTagMutability>,
+    pub tags: Tags,
+    pub tag_mutability: TagMutability,
     pub scan_on_push: bool,
     pub encryption: Option<EncryptionConfiguration>,
 }
 
-fn not_found(caller: &Caller, name: &str) -> Error {
+pub(crate) fn not_found(caller: &Caller, name: &str) -> Error {
     Error::NotFound {
         kind: NotFoundKind::Repository,
         message: format!(
@@ -49,7 +50,7 @@ pub fn check_registry_id(caller: &Caller, registry_id: Option<&str>) -> Result<(
 impl ControlPlane {
     pub async fn create_repository(&self, caller: &Caller, req: NewRepository) -> Result<Repository> {
         let name = RepositoryName::parse(&req.name)?;
-        let tags = Tags::parse(req.tags)?;
+        let tags = req.tags;
         let encryption = req
             .encryption
             .unwrap_or(EncryptionConfiguration { encryption_type: Some(EncryptionType::Aes256), kms_key: None });
@@ -72,7 +73,8 @@ impl ControlPlane {
                 scope: caller.scope.clone(),
                 name: name.clone(),
                 created_at: txn.now,
-                tag_mutability: req.tag_mutability.unwrap_or(ImageTagMutability::Mutable),
+                tag_mutability: req.tag_mutability.setting,
+                tag_mutability_exclusions: req.tag_mutability.exclusions,
                 scan_on_push: req.scan_on_push,
                 encryption,
                 tags,
@@ -199,6 +201,7 @@ impl ControlPlane {
                     size: p.size,
                     media_type: p.media_type.clone(),
                     pushed_at: txn.now,
+                    last_recorded_pull_time: None,
                 },
             };
             if let Some(tag) = p.tag {
@@ -258,7 +261,8 @@ impl ControlPlane {
     }
 }
 
-fn images_of<'a>(
+/// The images of one repository, in digest order.
+pub fn images_of<'a>(
     state: &'a crate::State,
     scope: &model::Scope,
     repo: &RepositoryName,

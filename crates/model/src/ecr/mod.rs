@@ -90,6 +90,10 @@ pub struct Repository {
     pub name: RepositoryName,
     pub created_at: Timestamp,
     pub tag_mutability: shapes::ImageTagMutability,
+    /// The tags exempt from `tag_mutability` (only with the `*_WITH_EXCLUSION` settings,
+    /// which [`TagMutability::parse`] guarantees).
+    #[serde(default)]
+    pub tag_mutability_exclusions: Vec<TagWildcard>,
     pub scan_on_push: bool,
     pub encryption: shapes::EncryptionConfiguration,
     pub tags: Tags,
@@ -98,6 +102,117 @@ pub struct Repository {
 impl Repository {
     pub fn arn(&self) -> Arn {
         self.scope.arn("ecr", &format!("repository/{}", self.name))
+    }
+
+    /// Whether a push may not move `tag` once it exists: immutable repositories protect
+    /// every tag except their exclusions, mutable ones only their exclusions.
+    pub fn tag_is_immutable(&self, tag: &str) -> bool {
+        let excluded = self.tag_mutability_exclusions.iter().any(|w| w.matches(tag));
+        match self.tag_mutability {
+            shapes::ImageTagMutability::Mutable => false,
+            shapes::ImageTagMutability::Immutable => true,
+            shapes::ImageTagMutability::ImmutableWithExclusion => !excluded,
+            shapes::ImageTagMutability::MutableWithExclusion => excluded,
+        }
+    }
+}
+
+/// At most this many exclusion filters per repository, as in ECR.
+pub const MAX_TAG_MUTABILITY_EXCLUSIONS: usize = 5;
+
+/// A repository's tag mutability setting together with its exclusions, checked together:
+/// the `*_WITH_EXCLUSION` settings need 1 to 5 filters and the others take none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagMutability {
+    pub setting: shapes::ImageTagMutability,
+    pub exclusions: Vec<TagWildcard>,
+}
+
+impl TagMutability {
+    pub fn parse(setting: shapes::ImageTagMutability, filters: Vec<String>) -> Result<Self, Invalid> {
+        use shapes::ImageTagMutability as M;
+        let with_exclusion = matches!(setting, M::ImmutableWithExclusion | M::MutableWithExclusion);
+        if with_exclusion && filters.is_empty() {
+            return Err(Invalid::Parameter(format!(
+                "imageTagMutability {} needs imageTagMutabilityExclusionFilters: give 1 to {MAX_TAG_MUTABILITY_EXCLUSIONS} WILDCARD filters naming the tags it exempts.",
+                setting.as_str()
+            )));
+        }
+        if !with_exclusion && !filters.is_empty() {
+            return Err(Invalid::Parameter(format!(
+                "imageTagMutabilityExclusionFilters can only be given with imageTagMutability IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION, not {}.",
+                setting.as_str()
+            )));
+        }
+        if filters.len() > MAX_TAG_MUTABILITY_EXCLUSIONS {
+            return Err(Invalid::Parameter(format!(
+                "At most {MAX_TAG_MUTABILITY_EXCLUSIONS} imageTagMutabilityExclusionFilters may be given; {} were.",
+                filters.len()
+            )));
+        }
+        let exclusions = filters.iter().map(|f| TagWildcard::parse(f)).collect::<Result<_, _>>()?;
+        Ok(TagMutability { setting, exclusions })
+    }
+}
+
+/// A tag pattern of ECR's `WILDCARD` exclusion filters: 1 to 128 letters, digits and
+/// `._-`, where `*` stands for any run of characters (`dev-*`, `*-rc*`, `latest`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TagWildcard(String);
+
+impl TagWildcard {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let ok = (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._*-".contains(&b));
+        if ok {
+            Ok(TagWildcard(s.to_string()))
+        } else {
+            Err(Invalid::Parameter(format!(
+                "Invalid parameter at 'imageTagMutabilityExclusionFilters.filter' failed to satisfy constraint: '{s}' must be 1 to 128 letters, digits and . _ - characters, with * as the wildcard."
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `tag` matches, `*` standing for any (possibly empty) run of characters.
+    pub fn matches(&self, tag: &str) -> bool {
+        let (p, t) = (self.0.as_bytes(), tag.as_bytes());
+        // Greedy matching that backtracks only to the last `*`: linear in practice, and
+        // the pattern's length is bounded anyway.
+        let (mut pi, mut ti) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while ti < t.len() {
+            if pi < p.len() && p[pi] == b'*' {
+                star = Some((pi, ti));
+                pi += 1;
+            } else if pi < p.len() && p[pi] == t[ti] {
+                pi += 1;
+                ti += 1;
+            } else if let Some((sp, st)) = star {
+                pi = sp + 1;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            } else {
+                return false;
+            }
+        }
+        p[pi..].iter().all(|&c| c == b'*')
+    }
+}
+
+impl TryFrom<String> for TagWildcard {
+    type Error = Invalid;
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        TagWildcard::parse(&s)
+    }
+}
+
+impl From<TagWildcard> for String {
+    fn from(v: TagWildcard) -> String {
+        v.0
     }
 }
 
@@ -114,6 +229,54 @@ mod tests {
             assert!(RepositoryName::parse(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn tag_wildcards() {
+        let w = |p: &str| TagWildcard::parse(p).unwrap();
+        assert!(w("latest").matches("latest"));
+        assert!(!w("latest").matches("latest2"));
+        assert!(w("dev-*").matches("dev-"));
+        assert!(w("dev-*").matches("dev-feature.1"));
+        assert!(!w("dev-*").matches("prod-dev-1"));
+        assert!(w("*-rc*").matches("1.0-rc2"));
+        assert!(w("a*b*c").matches("aXbYbZc"));
+        assert!(!w("a*b*c").matches("aXbYbZ"));
+        assert!(w("*").matches("anything"));
+        for bad in ["", "a b", "tag/x", "ä", &"a".repeat(129)] {
+            assert!(TagWildcard::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tag_mutability_needs_filters_exactly_with_exclusions() {
+        use shapes::ImageTagMutability as M;
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(TagMutability::parse(M::Immutable, f(&[])).is_ok());
+        assert!(TagMutability::parse(M::Immutable, f(&["dev-*"])).is_err());
+        assert!(TagMutability::parse(M::ImmutableWithExclusion, f(&[])).is_err());
+        assert!(TagMutability::parse(M::MutableWithExclusion, f(&["a", "b", "c", "d", "e", "f"])).is_err());
+        let t = TagMutability::parse(M::ImmutableWithExclusion, f(&["dev-*", "latest"])).unwrap();
+        let repo = |t: &TagMutability| Repository {
+            scope: Scope {
+                account: crate::AccountId::parse("123456789012").unwrap(),
+                region: crate::Region::parse("us-east-1").unwrap(),
+            },
+            name: RepositoryName::parse("app").unwrap(),
+            created_at: Timestamp::now(),
+            tag_mutability: t.setting,
+            tag_mutability_exclusions: t.exclusions.clone(),
+            scan_on_push: false,
+            encryption: Default::default(),
+            tags: Default::default(),
+        };
+        let r = repo(&t);
+        assert!(r.tag_is_immutable("1.0"));
+        assert!(!r.tag_is_immutable("latest"));
+        assert!(!r.tag_is_immutable("dev-x"));
+        let r = repo(&TagMutability::parse(M::MutableWithExclusion, f(&["release-*"])).unwrap());
+        assert!(r.tag_is_immutable("release-1"));
+        assert!(!r.tag_is_immutable("latest"));
+    }
 }
 
 /// An image in a repository: one manifest, with the tags that currently point at it.
@@ -128,4 +291,9 @@ pub struct Image {
     pub size: i64,
     pub media_type: String,
     pub pushed_at: Timestamp,
+    /// When a pull of this image was last recorded (a manifest GET or `BatchGetImage`);
+    /// recorded at most about once a minute per image, so it may trail the last pull by
+    /// that much.
+    #[serde(default)]
+    pub last_recorded_pull_time: Option<Timestamp>,
 }
