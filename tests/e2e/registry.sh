@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The ECR walkthrough with the real `aws` and `docker` CLIs: create a repository with scan
-# on push, `aws ecr get-login-password | docker login`, tag, push, remove, pull back; a
+# on push, `aws ecr get-login-password | docker login`, tag, push, remove, pull back; scan
+# findings against the OSV test fixture (`berth vulndb import`); a
 # push to a repository that does not exist is denied; without credentials nothing is
 # served.
 #
@@ -53,6 +54,32 @@ size="$(aws ecr describe-images --repository-name ecr-simplehttp --query 'imageD
 [[ "$(aws ecr list-images --repository-name ecr-simplehttp --query 'length(imageIds)' --output text)" == 2 ]] || fail "list-images"
 if out="$(aws ecr describe-images --repository-name ecr-simplehttp --image-ids imageTag=nope 2>&1)"; then fail "a missing tag was found"; fi
 grep -q ImageNotFoundException <<<"$out" || fail "expected ImageNotFoundException: $out"
+
+step "scan on push: berth vulndb import, aws ecr wait image-scan-complete, describe-image-scan-findings"
+"$berth" vulndb import "$root/crates/berth/tests/fixtures/osv" --data-dir "$data" >/dev/null || fail "vulndb import"
+# The scan starts just after the push returns; poll until it is there and done. The
+# image-scan-complete waiter accepts only COMPLETE (FAILED fails it), so the FROM scratch
+# simplehttp image, which is UNSUPPORTED_IMAGE, is polled instead of waited for.
+scan_status() {
+    local s=""
+    for _ in $(seq 1 150); do
+        s="$(aws ecr describe-image-scan-findings --repository-name ecr-simplehttp --image-id "imageTag=$1" --query imageScanStatus.status --output text 2>/dev/null || true)"
+        [[ -n "$s" && "$s" != IN_PROGRESS ]] && break
+        sleep 0.2
+    done
+    echo "$s"
+}
+[[ "$(scan_status 1.0)" == UNSUPPORTED_IMAGE ]] || fail "simplehttp (FROM scratch) should be UNSUPPORTED_IMAGE"
+rootfs="$data/rootfs"
+mkdir -p "$rootfs/etc" "$rootfs/var/lib/dpkg"
+printf 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n' >"$rootfs/etc/os-release"
+printf 'Package: libssl3\nStatus: install ok installed\nSource: openssl\nVersion: 3.0.11-1~deb12u2\n' >"$rootfs/var/lib/dpkg/status"
+tar -C "$rootfs" -c . | docker import - "$uri:debian" >/dev/null
+docker push -q "$uri:debian" >/dev/null || fail "push of the Debian root fs failed"
+scan_status debian >/dev/null
+aws ecr wait image-scan-complete --repository-name ecr-simplehttp --image-id imageTag=debian || fail "image-scan-complete"
+finding="$(aws ecr describe-image-scan-findings --repository-name ecr-simplehttp --image-id imageTag=debian --query 'imageScanFindings.findings[0].[name,severity,attributes[?key==`package_version`].value|[0]]' --output text)"
+[[ "$finding" == $'CVE-2024-99101\tCRITICAL\t3.0.11-1~deb12u2' ]] || fail "unexpected finding '$finding'"
 
 step "a repository that does not exist is denied"
 docker tag "$image" "$host/nope:1"

@@ -59,6 +59,7 @@ impl From<Error> for ApiError {
                     NotFoundKind::Image => "ImageNotFoundException",
                     NotFoundKind::RepositoryPolicy => "RepositoryPolicyNotFoundException",
                     NotFoundKind::RegistryPolicy => "RegistryPolicyNotFoundException",
+                    NotFoundKind::Scan => "ScanNotFoundException",
                     NotFoundKind::LifecyclePolicy => "LifecyclePolicyNotFoundException",
                     NotFoundKind::LifecyclePolicyPreview => "LifecyclePolicyPreviewNotFoundException",
                 };

@@ -55,6 +55,9 @@ pub enum Command {
     /// Manage access keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The offline vulnerability database that ECR image scans match packages against.
+    #[command(subcommand)]
+    Vulndb(VulndbCommand),
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +195,27 @@ pub enum KeyCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum VulndbCommand {
+    /// Import OSV advisories (https://ossf.github.io/osv-schema/) for Debian, Ubuntu and
+    /// Alpine packages: a JSON file holding one record or an array of records, a directory
+    /// of such files, or a zip of them (as OSV publishes each ecosystem's `all.zip`).
+    /// Records merge by id into what was imported before. Safe while the server runs: the
+    /// next scan uses the new database.
+    Import(VulndbImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VulndbImportArgs {
+    /// The file, directory or zip to import.
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// Replace the whole database with these records instead of merging them in.
+    #[arg(long)]
+    pub replace: bool,
+}
+
 pub fn init_logging(g: &Global) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(&g.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -235,6 +259,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("access key id {}\nsecret access key {}", key.id, key.secret);
             Ok(())
         }
+        Command::Vulndb(VulndbCommand::Import(args)) => crate::vulndb::import(args),
     }
 }
 

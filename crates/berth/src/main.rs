@@ -4,6 +4,7 @@
 mod cli;
 mod datadir;
 mod serve;
+mod vulndb;
 
 use clap::Parser;
 

@@ -69,6 +69,7 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
                 &args.data.data_dir.join("registry"),
                 addr.to_string(),
                 public.clone(),
+                crate::vulndb::dir(&args.data.data_dir),
             )?,
             public: public.clone(),
         }))

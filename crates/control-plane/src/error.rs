@@ -42,6 +42,8 @@ pub enum NotFoundKind {
     RegistryPolicy,
     LifecyclePolicy,
     LifecyclePolicyPreview,
+    /// An image that was never scanned (ECR's `ScanNotFoundException`).
+    Scan,
 }
 
 /// What kind of conflict; each maps to its own AWS error code.

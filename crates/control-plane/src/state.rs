@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use model::ecr::{Image, Repository, RepositoryName};
 
 use crate::ecr::policies::{StoredRegistryPolicy, StoredRepositoryPolicy};
+use crate::ecr::scans::ImageScan;
 use model::ecs::settings::Principal;
 use model::ecs::shapes::SettingName;
 use model::ecs::task::{ContainerInstance, Task};
@@ -54,6 +55,8 @@ pub struct State {
     pub tasks: OrdMap<(Scope, ClusterName, String), Arc<Task>>,
     pub repositories: OrdMap<(Scope, RepositoryName), Arc<Repository>>,
     pub images: OrdMap<(Scope, RepositoryName, String), Arc<Image>>,
+    /// The latest scan of each image, keyed like `images`.
+    pub image_scans: OrdMap<(Scope, RepositoryName, String), Arc<ImageScan>>,
     pub repository_policies: OrdMap<(Scope, RepositoryName), Arc<StoredRepositoryPolicy>>,
     pub registry_policies: OrdMap<Scope, Arc<StoredRegistryPolicy>>,
     pub lifecycle_policies: OrdMap<(Scope, RepositoryName), Arc<StoredLifecyclePolicy>>,
@@ -71,6 +74,7 @@ pub enum Touched {
     Task(Scope, ClusterName, String),
     Repository(Scope, RepositoryName),
     Image(Scope, RepositoryName, String),
+    ImageScan(Scope, RepositoryName, String),
     RepositoryPolicy(Scope, RepositoryName),
     RegistryPolicy(Scope),
     LifecyclePolicy(Scope, RepositoryName),
@@ -86,6 +90,7 @@ const INSTANCES: &str = "ecs.container_instances";
 const TASKS: &str = "ecs.tasks";
 const REPOSITORIES: &str = "ecr.repositories";
 const IMAGES: &str = "ecr.images";
+const IMAGE_SCANS: &str = "ecr.image_scans";
 const REPOSITORY_POLICIES: &str = "ecr.repository_policies";
 const REGISTRY_POLICIES: &str = "ecr.registry_policies";
 const LIFECYCLE_POLICIES: &str = "ecr.lifecycle_policies";
@@ -106,6 +111,7 @@ impl Touched {
             Touched::Task(s, c, id) => (TASKS, format!("{}/{c}/{id}", scope_key(s))),
             Touched::Repository(s, n) => (REPOSITORIES, format!("{}/{n}", scope_key(s))),
             Touched::Image(s, n, d) => (IMAGES, format!("{}/{n}@{d}", scope_key(s))),
+            Touched::ImageScan(s, n, d) => (IMAGE_SCANS, format!("{}/{n}@{d}", scope_key(s))),
             Touched::RepositoryPolicy(s, n) => (REPOSITORY_POLICIES, format!("{}/{n}", scope_key(s))),
             Touched::RegistryPolicy(s) => (REGISTRY_POLICIES, scope_key(s)),
             Touched::LifecyclePolicy(s, n) => (LIFECYCLE_POLICIES, format!("{}/{n}", scope_key(s))),
@@ -141,6 +147,9 @@ impl State {
             Touched::Task(s, c, id) => self.tasks.get(&(s.clone(), c.clone(), id.clone())).map(|t| encode(t.as_ref())),
             Touched::Repository(s, n) => self.repositories.get(&(s.clone(), n.clone())).map(|r| encode(r.as_ref())),
             Touched::Image(s, n, d) => self.images.get(&(s.clone(), n.clone(), d.clone())).map(|i| encode(i.as_ref())),
+            Touched::ImageScan(s, n, d) => {
+                self.image_scans.get(&(s.clone(), n.clone(), d.clone())).map(|i| encode(i.as_ref()))
+            }
             Touched::RepositoryPolicy(s, n) => {
                 self.repository_policies.get(&(s.clone(), n.clone())).map(|p| encode(p.as_ref()))
             }
@@ -189,6 +198,10 @@ impl State {
                 IMAGES => {
                     let i: Image = decode(r)?;
                     state.images.insert((i.scope.clone(), i.repository.clone(), i.digest.clone()), Arc::new(i));
+                }
+                IMAGE_SCANS => {
+                    let s: ImageScan = decode(r)?;
+                    state.image_scans.insert((s.scope.clone(), s.repository.clone(), s.digest.clone()), Arc::new(s));
                 }
                 LIFECYCLE_POLICIES => {
                     let p: StoredLifecyclePolicy = decode(r)?;

@@ -370,7 +370,9 @@ async fn upload_layer_part(api: &Api, caller: &Caller, body: &[u8]) -> Result<Re
         .decode(r.layer_part_blob.unwrap_or_default())
         .map_err(|_| ApiError::invalid_parameter("Invalid parameter at 'layerPartBlob': it must be base64."))?;
     let (first, last) = (r.part_first_byte.unwrap_or_default(), r.part_last_byte.unwrap_or_default());
-    let declared = u64::try_from(last - first + 1).unwrap_or(0);
+    // Checked: both bounds come from the client.
+    let declared =
+        last.checked_sub(first).and_then(|n| n.checked_add(1)).and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
     let invalid_part = |message: String| ApiError::bad_request("InvalidLayerPartException", message);
     if blob.is_empty() || declared != blob.len() as u64 {
         return Err(invalid_part(format!(

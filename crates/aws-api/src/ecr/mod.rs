@@ -136,7 +136,7 @@ pub async fn dispatch(
                     Some(w::TagStatus::Untagged) => i.tags.is_empty(),
                     _ => true,
                 })
-                .map(image_detail)
+                .map(|i| image_detail(cp, i))
                 .collect();
             Ok(ok(&w::DescribeImagesResponse { image_details: Some(details), next_token }))
         }
@@ -191,7 +191,8 @@ fn unknown(operation: &str) -> Result<Response, ApiError> {
     }
 }
 
-fn image_detail(i: &Image) -> w::ImageDetail {
+fn image_detail(cp: &ControlPlane, i: &Image) -> w::ImageDetail {
+    let (scan_status, scan_summary) = cp.scan_of(i).map(|s| scans::image_summary(&s)).unzip();
     w::ImageDetail {
         registry_id: Some(i.scope.account.to_string()),
         repository_name: Some(i.repository.to_string()),
@@ -201,6 +202,8 @@ fn image_detail(i: &Image) -> w::ImageDetail {
         image_pushed_at: Some(i.pushed_at),
         image_manifest_media_type: Some(i.media_type.clone()),
         last_recorded_pull_time: i.last_recorded_pull_time,
+        image_scan_status: scan_status,
+        image_scan_findings_summary: scan_summary.flatten(),
         ..Default::default()
     }
 }

@@ -324,6 +324,8 @@ pub struct RecordPush {
     control: Arc<ControlPlane>,
     /// When a pull of each image was last recorded.
     pulls: Mutex<HashMap<(Namespace, String, Digest), Instant>>,
+    /// Scans pushed images of repositories with scan on push; `StartImageScan` uses it too.
+    pub scanner: super::scans::Scanner,
 }
 
 impl RecordPush {
@@ -369,8 +371,11 @@ impl OnPush for RecordPush {
             size: i64::try_from(event.image_size).unwrap_or(i64::MAX),
             media_type: event.media_type.clone(),
         };
-        if let Err(e) = self.control.record_push(pushed).await {
-            tracing::error!(error = %e, repository = %event.repository.name.as_str(), "recording a pushed image failed");
+        match self.control.record_push(pushed).await {
+            Ok(image) => self.scanner.scan_on_push(&image),
+            Err(e) => {
+                tracing::error!(error = %e, repository = %event.repository.name.as_str(), "recording a pushed image failed")
+            }
         }
     }
 }
@@ -379,12 +384,15 @@ impl OnPush for RecordPush {
 /// pulls recorded in the control plane.
 pub type EcrRegistry = Registry<EcrMeta, TokenAuth, RecordPush>;
 
-/// Opens the registry that stores blobs and metadata under `dir`.
+/// Opens the registry that stores blobs and metadata under `dir`; its scans read the
+/// vulnerability database in `vulndb` (see `scanner::db`). Scans that a stop interrupted
+/// start again.
 pub fn open(
     control: Arc<ControlPlane>,
     dir: &std::path::Path,
     realm: String,
     public: crate::PublicAddress,
+    vulndb: std::path::PathBuf,
 ) -> std::io::Result<Arc<EcrRegistry>> {
     std::fs::create_dir_all(dir)?;
     let store = BlobStore::open(dir.to_path_buf())?;
@@ -393,6 +401,11 @@ pub fn open(
         control: control.clone(),
         tag_writes: tokio::sync::Mutex::new(()),
     };
-    let hooks = RecordPush { control: control.clone(), pulls: Mutex::new(HashMap::new()) };
-    Ok(Arc::new(Registry { store, meta, auth: TokenAuth { control, public }, hooks, realm }))
+    let registry = Arc::new_cyclic(|me| {
+        let scanner = super::scans::Scanner::new(control.clone(), me.clone(), vulndb);
+        let hooks = RecordPush { control: control.clone(), pulls: Mutex::new(HashMap::new()), scanner };
+        Registry { store, meta, auth: TokenAuth { control, public }, hooks, realm }
+    });
+    registry.hooks.scanner.resume_interrupted();
+    Ok(registry)
 }

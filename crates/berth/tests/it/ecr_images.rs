@@ -324,6 +324,8 @@ async fn ecr_images_layer_upload_rules_and_errors() {
     assert_eq!(code(&err), "InvalidLayerPartException");
     let err = part(id.clone(), 3, 9, b"def".to_vec()).await.unwrap_err();
     assert_eq!(code(&err), "InvalidLayerPartException");
+    let err = part(id.clone(), 0, i64::MAX, b"def".to_vec()).await.unwrap_err();
+    assert_eq!(code(&err), "InvalidLayerPartException");
     // Every part but the last must hold 5 MiB.
     part(id.clone(), 3, 5, b"def".to_vec()).await.unwrap();
     let err = complete(id.clone(), sha256(b"abcdef")).await.unwrap_err();

@@ -8,6 +8,7 @@ mod durability;
 mod ecr;
 mod ecr_images;
 mod ecr_policies;
+mod ecr_scan;
 mod instances;
 mod security;
 mod settings;

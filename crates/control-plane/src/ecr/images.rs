@@ -156,6 +156,7 @@ impl ControlPlane {
                     Deletion::Image { digest, .. } => {
                         let key = (scope.clone(), repo.clone(), digest.clone());
                         if txn.state.images.remove(&key).is_some() {
+                            super::scans::forget_image(txn, &key.0, &key.1, &key.2);
                             txn.touch(Touched::Image(key.0, key.1, key.2));
                         }
                     }

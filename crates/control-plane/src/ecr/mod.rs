@@ -4,6 +4,7 @@
 pub mod images;
 pub mod lifecycle;
 pub mod policies;
+pub mod scans;
 
 use std::sync::Arc;
 
@@ -133,6 +134,7 @@ impl ControlPlane {
             }
             for digest in images {
                 txn.state.images.remove(&(caller.scope.clone(), repo.clone(), digest.clone()));
+                scans::forget_image(txn, &caller.scope, &repo, &digest);
                 txn.touch(Touched::Image(caller.scope.clone(), repo.clone(), digest));
             }
             let r = txn.state.repositories.remove(&key).ok_or_else(|| not_found(&caller, &name))?;
