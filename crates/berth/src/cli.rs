@@ -86,6 +86,11 @@ pub struct ServerArgs {
     /// Seconds without a heartbeat after which an agent is shown `agentConnected: false`.
     #[arg(long, env = "BERTH_AGENT_TIMEOUT", default_value_t = 30)]
     pub agent_timeout: u64,
+    /// Seconds between the registry's garbage collections, which delete blobs no image
+    /// references any more (deleted images' layers, pushes abandoned before their manifest)
+    /// once they are an hour old, and upload sessions idle for a day.
+    #[arg(long, env = "BERTH_REGISTRY_GC_INTERVAL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub registry_gc_interval: u64,
     #[command(flatten)]
     pub tls: TlsArgs,
     /// The `host[:port]` other hosts reach Berth at. Repository URIs, the registry's proxy

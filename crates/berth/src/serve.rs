@@ -57,6 +57,13 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         );
     }
 
+    let registry = aws_api::ecr::registry::open(
+        control.clone(),
+        &args.data.data_dir.join("registry"),
+        addr.to_string(),
+        public.clone(),
+        crate::vulndb::dir(&args.data.data_dir),
+    )?;
     let app = Router::new()
         .route(
             "/_berth/health",
@@ -64,13 +71,7 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         )
         .merge(aws_api::router(aws_api::Api {
             control: control.clone(),
-            registry: aws_api::ecr::registry::open(
-                control.clone(),
-                &args.data.data_dir.join("registry"),
-                addr.to_string(),
-                public.clone(),
-                crate::vulndb::dir(&args.data.data_dir),
-            )?,
+            registry: registry.clone(),
             public: public.clone(),
         }))
         .layer(axum::middleware::map_request(host_from_authority));
@@ -79,6 +80,12 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     tokio::spawn(signal_shutdown(shutdown.clone()));
     tracing::info!(%url, data_dir = %args.data.data_dir.display(), "berth is serving");
     let server = tokio::spawn(serve(listener, tls, app, args.max_connections, shutdown.clone()));
+    let gc = aws_api::ecr::gc::run_schedule(
+        registry,
+        Duration::from_secs(args.registry_gc_interval),
+        shutdown.clone().cancelled_owned(),
+    );
+    tokio::spawn(gc);
     if with_agent && !args.no_agent {
         if public.tls {
             // The agent's channel is a plain WebSocket client; it cannot reach a TLS

@@ -16,7 +16,6 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::digest::Digest;
 use crate::error::{range_value, ApiError};
@@ -294,7 +293,7 @@ impl<M: Meta, A: Authorize, H: OnPush> Cx<'_, M, A, H> {
         if !self.reg.meta.blob_linked(&repo, &digest).await? {
             return Err(ApiError::blob_unknown());
         }
-        let (mut file, size) = self.reg.store.open_blob(&digest).await?.ok_or_else(ApiError::blob_unknown)?;
+        let size = self.reg.store.size(&digest).await?.ok_or_else(ApiError::blob_unknown)?;
         let mut headers = vec![
             (CONTENT_TYPE, "application/octet-stream".to_owned()),
             (DOCKER_CONTENT_DIGEST, digest.to_string()),
@@ -315,8 +314,7 @@ impl<M: Meta, A: Authorize, H: OnPush> Cx<'_, M, A, H> {
         if self.parts.method == Method::HEAD {
             return respond(status, headers, Body::empty());
         }
-        file.seek(std::io::SeekFrom::Start(start)).await.map_err(ApiError::internal)?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 1 << 16);
+        let stream = self.reg.store.stream_blob(&digest, start, len).await?.ok_or_else(ApiError::blob_unknown)?;
         respond(status, headers, Body::from_stream(stream))
     }
 
@@ -371,7 +369,8 @@ impl<M: Meta, A: Authorize, H: OnPush> Cx<'_, M, A, H> {
             return Ok(None);
         };
         let source = Repository { namespace: grant.namespace, name: grant.repository.unwrap_or(from) };
-        if !self.reg.meta.blob_linked(&source, &digest).await? || self.reg.store.size(&digest).await?.is_none() {
+        let _reachable = self.reg.store.collection_lock().read().await;
+        if !self.reg.meta.blob_linked(&source, &digest).await? || !self.reg.store.touch(&digest).await? {
             return Ok(None);
         }
         self.reg.meta.link_blob(repo, &digest).await?;

@@ -16,6 +16,7 @@
 
 pub mod digest;
 mod error;
+pub mod gc;
 pub mod http;
 pub mod manifest;
 pub mod meta;
@@ -183,6 +184,9 @@ impl<M: Meta, A, H: OnPush> Registry<M, A, H> {
         }
         let parsed =
             manifest::parse(content_type, &bytes, digest.clone()).map_err(|e| PutManifestError::Invalid(e.0))?;
+        // Held shared until the manifest is recorded: garbage collection cannot take a blob
+        // this manifest references between the check below and the record.
+        let _reachable = self.store.collection_lock().read().await;
         let mut blobs = Vec::new();
         for blob in &parsed.blobs {
             if !self.meta.blob_linked(&repo, blob).await? {
@@ -203,6 +207,10 @@ impl<M: Meta, A, H: OnPush> Registry<M, A, H> {
         }
         self.store.put_bytes(&digest, bytes).await?;
         let record = parsed.record;
+        // Pushes record manifests and run their hooks one at a time, so that the hooks see
+        // tags move in the order the metadata moved them: two pushes racing for one tag
+        // leave it on the same image in both.
+        let _order = self.store.publication_order().lock().await;
         self.meta.put_manifest(&repo, record.clone(), tag.as_ref()).await?;
         let event = PushEvent {
             repository: repo,

@@ -180,6 +180,31 @@ impl LocalMeta {
     }
 }
 
+impl LocalMeta {
+    /// Every digest some repository's manifests make live: the manifests themselves and
+    /// what they reference. Garbage collection keeps these.
+    pub fn referenced_blobs(&self) -> std::collections::HashSet<Digest> {
+        self.read(|repos| {
+            repos
+                .values()
+                .flat_map(|r| r.manifests.values())
+                .flat_map(|m| std::iter::once(&m.digest).chain(&m.references))
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Removes the blob's link from every repository; returns how many links there were.
+    pub async fn unlink_everywhere(&self, digest: &Digest) -> Result<usize, MetaError> {
+        let holders: Vec<Repository> =
+            self.read(|repos| repos.iter().filter(|(_, r)| r.blobs.contains(digest)).map(|(k, _)| k.clone()).collect());
+        for repo in &holders {
+            self.write(Op::UnlinkBlob(repo.clone(), digest.clone())).await?;
+        }
+        Ok(holders.len())
+    }
+}
+
 impl Inner {
     fn apply(&mut self, op: Op) {
         match op {

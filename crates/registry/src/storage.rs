@@ -22,10 +22,10 @@ use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use tokio::io::AsyncWriteExt;
 
 use crate::digest::{Algorithm, Digest, Hasher};
 
@@ -72,6 +72,11 @@ pub struct BlobStore {
     /// Sessions touched since start. A session's mutex serialises its writes; a session
     /// found on disk after a restart is loaded (and its hash state rebuilt) lazily.
     sessions: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<Slot>>>>,
+    /// Held shared while content is published or a blob is made reachable (a link, a
+    /// manifest), and exclusively by garbage collection while it deletes ([`crate::gc`]).
+    collection: tokio::sync::RwLock<()>,
+    /// See [`Self::publication_order`].
+    publication: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for BlobStore {
@@ -104,11 +109,22 @@ impl BlobStore {
             std::fs::create_dir_all(root.join("blobs").join(alg.name()))?;
         }
         std::fs::create_dir_all(root.join("uploads"))?;
-        Ok(BlobStore { root, sessions: Mutex::new(HashMap::new()) })
+        Ok(BlobStore {
+            root,
+            sessions: Mutex::new(HashMap::new()),
+            collection: tokio::sync::RwLock::new(()),
+            publication: tokio::sync::Mutex::new(()),
+        })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The lock that keeps garbage collection from deleting a blob while it is being made
+    /// reachable: hold it shared from checking that a blob exists until it is linked.
+    pub fn collection_lock(&self) -> &tokio::sync::RwLock<()> {
+        &self.collection
     }
 
     /// The size of a stored blob, or `None` if it is not stored.
@@ -141,12 +157,17 @@ impl BlobStore {
         }
     }
 
-    /// Stores `bytes` as a blob if they have digest `expected` (used for manifests).
+    /// Stores `bytes` as a blob if they have digest `expected` (used for manifests). The
+    /// caller holds [`Self::collection_lock`] shared until it has recorded the blob (a
+    /// tokio `RwLock` must not be taken shared twice by one task: a waiting writer would
+    /// deadlock it), so it is not taken here.
     pub async fn put_bytes(&self, expected: &Digest, bytes: Bytes) -> Result<(), StorageError> {
         if Digest::of(expected.algorithm(), &bytes) != *expected {
             return Err(StorageError::DigestMismatch);
         }
-        if self.size(expected).await?.is_some() {
+        // Already stored: renewed, so that a collection does not take it for garbage before
+        // the caller has recorded it.
+        if self.touch(expected).await? {
             return Ok(());
         }
         let dir = self.root.join("uploads").join(UploadId(uuid::Uuid::new_v4()).to_string());
@@ -187,6 +208,13 @@ impl BlobStore {
     /// `len`, when given, is the chunk's declared length: a chunk of another length is
     /// discarded. Without them the body is streamed as it comes; if it fails midway, the
     /// bytes received so far stay in the session, which the client can query and resume.
+    ///
+    /// The body's small frames are gathered into [`WRITE_BATCH`] buffers, and each buffer is
+    /// written and hashed on a blocking thread while the next one is received: one thread
+    /// hop per MiB instead of one per frame, and the network never waits for the disk
+    /// unless the disk falls a whole buffer behind. Writeback of what was written is started
+    /// as the upload goes ([`start_writeback`]), so the fsync that completes it finds little
+    /// left to flush.
     pub async fn append<S, E>(
         &self,
         id: UploadId,
@@ -206,41 +234,130 @@ impl BlobStore {
         if start.is_some_and(|s| s != before) {
             return Err(StorageError::RangeInvalid { offset: before });
         }
-        let mut file = tokio::fs::OpenOptions::new().append(true).open(self.upload_dir(id).join("data")).await?;
+        let path = self.upload_dir(id).join("data");
+        let file = blocking(move || Ok(std::fs::OpenOptions::new().append(true).open(path)?)).await?;
+        let mut writer = Some(Writer {
+            file,
+            hasher: session.hasher.take(),
+            offset: before,
+            unsynced: 0,
+            flushing: Default::default(),
+        });
+        let mut pending: Option<tokio::task::JoinHandle<(Writer, io::Result<()>)>> = None;
+        let mut buf = bytes::BytesMut::new();
         let mut failure = None;
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    failure = Some(StorageError::Body(e.to_string()));
-                    break;
+        loop {
+            let next = body.next().await;
+            let done = match next {
+                Some(Ok(chunk)) => {
+                    buf.extend_from_slice(&chunk);
+                    false
                 }
+                Some(Err(e)) => {
+                    failure = Some(StorageError::Body(e.to_string()));
+                    true
+                }
+                None => true,
             };
-            if let Err(e) = file.write_all(&chunk).await {
-                // How much of the chunk reached the file is unknown: re-read the length.
-                session.hasher = None;
-                failure = Some(e.into());
+            if buf.len() < WRITE_BATCH && !done {
+                continue;
+            }
+            // Hand the gathered bytes to the disk once the previous buffer is written.
+            let mut w = match pending.take() {
+                Some(job) => match finish_write(job).await {
+                    Ok(w) => w,
+                    Err((w, e)) => {
+                        writer = Some(w);
+                        failure = Some(e);
+                        break;
+                    }
+                },
+                None => writer.take().expect("the writer is either idle or pending"),
+            };
+            if !buf.is_empty() {
+                let data = buf.split().freeze();
+                pending = Some(tokio::task::spawn_blocking(move || {
+                    let r = w.write(&data);
+                    (w, r)
+                }));
+            } else {
+                writer = Some(w);
+            }
+            if done {
                 break;
             }
-            if let Some(h) = &mut session.hasher {
-                h.update(&chunk);
-            }
-            session.offset += chunk.len() as u64;
         }
-        file.flush().await?;
+        if let Some(job) = pending.take() {
+            match finish_write(job).await {
+                Ok(w) => writer = Some(w),
+                Err((w, e)) => {
+                    writer = Some(w);
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        let Writer { file, hasher, offset, .. } = writer.expect("every write job hands the writer back");
+        session.hasher = hasher;
+        session.offset = offset;
         if session.hasher.is_none() {
-            session.offset = file.metadata().await?.len();
+            // A write failed partway: how much reached the file is only known from the file.
+            let f = file.try_clone()?;
+            session.offset = blocking(move || Ok(f.metadata()?.len())).await?;
         }
         if let Some(e) = failure {
             return Err(e);
         }
         if len.is_some_and(|l| l != session.offset - before) {
-            file.set_len(before).await?;
+            blocking(move || Ok(file.set_len(before)?)).await?;
             session.offset = before;
             session.hasher = None;
             return Err(StorageError::LengthMismatch);
         }
         Ok(session.offset)
+    }
+
+    /// Streams `len` bytes of a blob from `start`, or `None` if it is not stored. A blocking
+    /// thread reads ahead in [`READ_BATCH`] pieces, a few pieces ahead of the network, so a
+    /// pull costs one thread hop per piece rather than one per 64 KiB read.
+    pub async fn stream_blob(
+        &self,
+        digest: &Digest,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<impl Stream<Item = io::Result<Bytes>> + Send + 'static>, StorageError> {
+        use std::io::Seek;
+        let path = self.blob_path(digest);
+        let file = blocking(move || match std::fs::File::open(path) {
+            Ok(mut f) => {
+                f.seek(io::SeekFrom::Start(start))?;
+                Ok(Some(f))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+        .await?;
+        let Some(mut file) = file else { return Ok(None) };
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(READ_BATCH as u64) as usize;
+                // read_to_end fills the buffer without zeroing it first.
+                let mut piece = Vec::with_capacity(n);
+                let result = match (&mut file).take(n as u64).read_to_end(&mut piece) {
+                    Ok(got) if got == n => Ok(Bytes::from(piece)),
+                    Ok(_) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than its size")),
+                    Err(e) => Err(e),
+                };
+                let failed = result.is_err();
+                // A closed channel means the client went away: stop reading.
+                if tx.blocking_send(result).is_err() || failed {
+                    return;
+                }
+                left -= n as u64;
+            }
+        });
+        Ok(Some(tokio_stream_from(rx)))
     }
 
     /// Completes a session: verifies the digest, makes the blob durable and visible, and
@@ -261,6 +378,7 @@ impl BlobStore {
         };
         let dir = self.upload_dir(id);
         let result = if actual == *digest {
+            let _publishing = self.collection.read().await;
             let target = self.blob_path(digest);
             blocking(move || publish(&data, &target)).await.map(|()| size)
         } else {
@@ -281,6 +399,117 @@ impl BlobStore {
         self.lock_sessions().remove(&id);
         tokio::fs::remove_dir_all(self.upload_dir(id)).await?;
         Ok(())
+    }
+
+    /// Serialises the recording of manifests with the reactions to them, so that whatever
+    /// mirrors the metadata (the push hook) sees changes in the order they were made. Kept
+    /// here, with the other locks of content publication, because every registry has
+    /// exactly one store.
+    pub fn publication_order(&self) -> &tokio::sync::Mutex<()> {
+        &self.publication
+    }
+
+    /// Renews a stored blob's modification time, which garbage collection's grace period
+    /// counts from; returns whether the blob is stored. Call it while holding
+    /// [`Self::collection_lock`] shared, before making an existing blob reachable again.
+    pub async fn touch(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let path = self.blob_path(digest);
+        blocking(move || match std::fs::File::options().append(true).open(path) {
+            Ok(f) => Ok(f.set_modified(SystemTime::now()).map(|()| true)?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        })
+        .await
+    }
+
+    /// Every stored blob, and those not modified since `cutoff`.
+    pub(crate) async fn blobs_older_than(&self, cutoff: SystemTime) -> Result<StoredBlobs, StorageError> {
+        let root = self.root.join("blobs");
+        blocking(move || {
+            let mut out = StoredBlobs::default();
+            for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+                for prefix in read_dir_or_empty(&root.join(alg.name()))? {
+                    for entry in read_dir_or_empty(&prefix.path())? {
+                        let name = entry.file_name();
+                        // Anything that is not a blob's name is not ours to judge.
+                        let Ok(digest) = Digest::parse(&format!("{}:{}", alg.name(), name.to_string_lossy())) else {
+                            continue;
+                        };
+                        out.seen += 1;
+                        if entry.metadata()?.modified()? < cutoff {
+                            out.old.push(digest);
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Deletes a blob unless it was modified since `cutoff`; returns its size if deleted.
+    /// The caller holds [`Self::collection_lock`] exclusively.
+    pub(crate) async fn remove_blob_if_older(
+        &self,
+        digest: &Digest,
+        cutoff: SystemTime,
+    ) -> Result<Option<u64>, StorageError> {
+        let path = self.blob_path(digest);
+        blocking(move || {
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            if meta.modified()? >= cutoff {
+                return Ok(None);
+            }
+            std::fs::remove_file(&path)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(Some(meta.len()))
+        })
+        .await
+    }
+
+    /// Deletes upload sessions that received nothing since `cutoff` and are not in use now.
+    pub(crate) async fn remove_abandoned_uploads(&self, cutoff: SystemTime) -> Result<usize, StorageError> {
+        let dir = self.root.join("uploads");
+        let stale: Vec<UploadId> = blocking(move || {
+            let mut out = Vec::new();
+            for entry in read_dir_or_empty(&dir)? {
+                let Some(id) = entry.file_name().to_str().and_then(UploadId::parse) else { continue };
+                let data = entry.path().join("data");
+                let modified = match std::fs::metadata(&data).and_then(|m| m.modified()) {
+                    Ok(t) => t,
+                    // A session whose start was cut off before its data file existed.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => entry.metadata()?.modified()?,
+                    Err(e) => return Err(e.into()),
+                };
+                if modified < cutoff {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        let mut removed = 0;
+        for id in stale {
+            let slot = self.slot(id);
+            // A session someone is writing to right now is not abandoned.
+            let Ok(mut slot) = slot.try_lock() else { continue };
+            let path = self.upload_dir(id);
+            match tokio::fs::remove_dir_all(&path).await {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            *slot = Slot::Gone;
+            self.lock_sessions().remove(&id);
+            tracing::info!(upload = %id, "garbage collection removed an abandoned upload");
+        }
+        Ok(removed)
     }
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
@@ -334,6 +563,98 @@ impl BlobStore {
             _ => Err(StorageError::UploadUnknown),
         }
     }
+}
+
+/// What [`BlobStore::blobs_older_than`] found.
+#[derive(Debug, Default)]
+pub(crate) struct StoredBlobs {
+    pub seen: usize,
+    pub old: Vec<Digest>,
+}
+
+fn read_dir_or_empty(dir: &Path) -> io::Result<Vec<std::fs::DirEntry>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// How many bytes an upload gathers before writing them in one blocking call.
+const WRITE_BATCH: usize = 1 << 20;
+/// How many bytes an upload writes between the flushes it starts in the background.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+/// How many bytes a download reads per blocking call, and how many such pieces it keeps
+/// ready ahead of the network.
+const READ_BATCH: usize = 1 << 20;
+const READ_AHEAD: usize = 4;
+
+/// An upload's data file, with the hash of and the count of everything written so far.
+struct Writer {
+    file: std::fs::File,
+    /// `None` once a write failed partway (the content on disk is then unknown).
+    hasher: Option<Hasher>,
+    offset: u64,
+    /// Bytes written since writeback was last started.
+    unsynced: u64,
+    /// Whether a background flush of this file is running.
+    flushing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Writer {
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        if let Err(e) = self.file.write_all(data) {
+            self.hasher = None;
+            return Err(e);
+        }
+        if let Some(h) = &mut self.hasher {
+            h.update(data);
+        }
+        self.offset += data.len() as u64;
+        self.unsynced += data.len() as u64;
+        if self.unsynced >= WRITEBACK_EVERY {
+            start_writeback(&self.file, &self.flushing);
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+}
+
+async fn finish_write(
+    job: tokio::task::JoinHandle<(Writer, io::Result<()>)>,
+) -> Result<Writer, (Writer, StorageError)> {
+    match job.await {
+        Ok((w, Ok(()))) => Ok(w),
+        Ok((w, Err(e))) => Err((w, e.into())),
+        // A write job only panics on a bug; the runtime reports it, and the writer is lost
+        // with it, so the session must be reloaded from disk.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Starts flushing what `file` holds to disk on another thread, without waiting, so that the
+/// fsync which makes the blob durable has little left to do. Only a head start: at most one
+/// such flush runs per upload, and its errors are ignored because that fsync reports them.
+fn start_writeback(file: &std::fs::File, busy: &Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    if busy.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let (Ok(file), busy) = (file.try_clone(), busy.clone()) else {
+        busy.store(false, Ordering::Release);
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = file.sync_data();
+        busy.store(false, Ordering::Release);
+    });
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 async fn blocking<T: Send + 'static>(

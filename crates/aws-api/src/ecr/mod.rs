@@ -3,6 +3,7 @@
 //! image listings here; the others in the submodules, each of which answers `None` for an
 //! operation that is not its own.
 
+pub mod gc;
 mod images;
 mod policies;
 pub mod registry;

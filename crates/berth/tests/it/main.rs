@@ -10,6 +10,7 @@ mod ecr_images;
 mod ecr_policies;
 mod ecr_scan;
 mod instances;
+mod registry_faults;
 mod security;
 mod settings;
 mod tagging;
