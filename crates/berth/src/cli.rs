@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -55,6 +56,9 @@ pub enum Command {
     /// Manage access keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// ECR extensions of Berth.
+    #[command(subcommand)]
+    Ecr(EcrCommand),
     /// The offline vulnerability database that ECR image scans match packages against.
     #[command(subcommand)]
     Vulndb(VulndbCommand),
@@ -86,6 +90,11 @@ pub struct ServerArgs {
     /// Seconds without a heartbeat after which an agent is shown `agentConnected: false`.
     #[arg(long, env = "BERTH_AGENT_TIMEOUT", default_value_t = 30)]
     pub agent_timeout: u64,
+    /// How often the lifecycle policies of ECR repositories are enforced (also once at
+    /// start): seconds, or a whole number with s, m, h or d. ECR expires images within 24
+    /// hours; `berth ecr run-lifecycle` enforces the policies at once.
+    #[arg(long, env = "BERTH_LIFECYCLE_INTERVAL", default_value = "1h", value_parser = crate::lifecycle::parse_interval)]
+    pub lifecycle_interval: Duration,
     /// Seconds between the registry's garbage collections, which delete blobs no image
     /// references any more (deleted images' layers, pushes abandoned before their manifest)
     /// once they are an hour old, and upload sessions idle for a day.
@@ -221,6 +230,38 @@ pub struct VulndbImportArgs {
     pub replace: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum EcrCommand {
+    /// Enforce the ECR lifecycle policies now instead of at the next scheduled run, and
+    /// print the images expired.
+    ///
+    /// Sends Berth's extension of the ECR API, the operation
+    /// `AmazonEC2ContainerRegistry_V20150921.BerthRunLifecyclePolicy` (body
+    /// `{"repositoryName": "..."}`, or `{}` for all repositories), to the running server,
+    /// SigV4-signed for service `ecr` with the account's access key. It deletes exactly
+    /// what a lifecycle policy preview of the same images lists.
+    RunLifecycle(RunLifecycleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunLifecycleArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// Only this repository, which must have a lifecycle policy; without it, every
+    /// repository of the account and region that has one.
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// The account whose repositories to run (default: the first account).
+    #[arg(long, env = "BERTH_ACCOUNT")]
+    pub account: Option<String>,
+    /// The region whose repositories to run.
+    #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Print the server's answer as JSON instead of one line per expired image.
+    #[arg(long)]
+    pub json: bool,
+}
+
 pub fn init_logging(g: &Global) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(&g.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -243,6 +284,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => serve::run(args, false).await,
         Command::Agent(args) => agent(args).await,
         Command::Env(args) => env(args),
+        Command::Ecr(EcrCommand::RunLifecycle(args)) => crate::lifecycle::run_lifecycle(args).await,
         Command::Account(AccountCommand::Create { data, name }) => {
             let dir = DataDir::open_existing(&data.data_dir)?;
             let (account, key) = dir.credentials()?.create_account(&name)?;
@@ -280,17 +322,7 @@ fn env(args: EnvArgs) -> anyhow::Result<()> {
     model::Region::parse(&args.region)?;
     let dir = DataDir::open_existing(&args.data.data_dir)?;
     let endpoint = dir.endpoint().context("Berth has not been started with this data dir yet: run `berth up` first")?;
-    let creds = dir.credentials()?;
-    let key = match &args.account {
-        None => creds.first_key()?.context("the data dir has no access key; run `berth up` once to create one")?,
-        Some(id) => {
-            let accounts = creds.list()?;
-            let Some((_, keys)) = accounts.into_iter().find(|(a, _)| a.id.as_str() == id) else {
-                bail!("there is no account {id}; `berth account list` shows the accounts");
-            };
-            keys.into_iter().next().context("that account has no access key; create one with `berth key create`")?
-        }
-    };
+    let key = account_key(&dir, args.account.as_deref())?;
     println!("export AWS_ENDPOINT_URL={endpoint}");
     // A certificate of its own (self-signed or a private CA) must be trusted explicitly.
     if let Some(ca) = dir.ca_bundle()? {
@@ -301,4 +333,19 @@ fn env(args: EnvArgs) -> anyhow::Result<()> {
     println!("export AWS_DEFAULT_REGION={}", args.region);
     println!("export AWS_REGION={}", args.region);
     Ok(())
+}
+
+/// The first access key of `account`, or of the first account.
+pub fn account_key(dir: &DataDir, account: Option<&str>) -> anyhow::Result<control_plane::auth::AccessKey> {
+    let creds = dir.credentials()?;
+    match account {
+        None => creds.first_key()?.context("the data dir has no access key; run `berth up` once to create one"),
+        Some(id) => {
+            let accounts = creds.list()?;
+            let Some((_, keys)) = accounts.into_iter().find(|(a, _)| a.id.as_str() == id) else {
+                bail!("there is no account {id}; `berth account list` shows the accounts");
+            };
+            keys.into_iter().next().context("that account has no access key; create one with `berth key create`")
+        }
+    }
 }

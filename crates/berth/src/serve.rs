@@ -64,22 +64,23 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         public.clone(),
         crate::vulndb::dir(&args.data.data_dir),
     )?;
+    let api = aws_api::Api { control: control.clone(), registry: registry.clone(), public: public.clone() };
     let app = Router::new()
         .route(
             "/_berth/health",
             get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#) }),
         )
-        .merge(aws_api::router(aws_api::Api {
-            control: control.clone(),
-            registry: registry.clone(),
-            public: public.clone(),
-        }))
+        .merge(aws_api::router(api.clone()))
         .layer(axum::middleware::map_request(host_from_authority));
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
     tracing::info!(%url, data_dir = %args.data.data_dir.display(), "berth is serving");
     let server = tokio::spawn(serve(listener, tls, app, args.max_connections, shutdown.clone()));
+    // Lifecycle policies are enforced at start and then every interval, until shutdown.
+    let lifecycle =
+        aws_api::ecr::lifecycle::run_schedule(api.clone(), args.lifecycle_interval, shutdown.clone().cancelled_owned());
+    tokio::spawn(lifecycle);
     let gc = aws_api::ecr::gc::run_schedule(
         registry,
         Duration::from_secs(args.registry_gc_interval),

@@ -5,6 +5,7 @@
 
 pub mod gc;
 mod images;
+pub mod lifecycle;
 mod policies;
 pub mod registry;
 mod scans;
@@ -172,6 +173,9 @@ pub async fn dispatch(
                 return r;
             }
             if let Some(r) = scans::dispatch(api, caller, op, body).await {
+                return r;
+            }
+            if let Some(r) = lifecycle::dispatch(api, caller, op, body).await {
                 return r;
             }
             if let Some(r) = policies::dispatch(api, caller, op, body).await {

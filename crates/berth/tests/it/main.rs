@@ -7,6 +7,7 @@ mod clusters;
 mod durability;
 mod ecr;
 mod ecr_images;
+mod ecr_lifecycle;
 mod ecr_policies;
 mod ecr_scan;
 mod instances;

@@ -4,9 +4,8 @@
 //! construction what enforcement deletes from the same images.
 //!
 //! Deleting the images is not done here: `aws-api` deletes them from the registry and the
-//! image records together. This module plans the deletion and confirms it inside the
-//! writer ([`ControlPlane::confirm_lifecycle_expiry`]) against the latest committed state,
-//! so an image a concurrent push changed is left for the next run.
+//! image records together, right after [`ControlPlane::evaluate_lifecycle_policy`] has
+//! evaluated the policy inside the writer against the latest committed state.
 
 use std::sync::Arc;
 
@@ -329,37 +328,21 @@ impl ControlPlane {
         self.view().lifecycle_policies.keys().filter(|(s, _)| scope.is_none_or(|want| want == s)).cloned().collect()
     }
 
-    /// What the repository's policy expires now, from the published state; `None` when
-    /// the repository has no policy (any more).
-    pub fn lifecycle_plan(&self, scope: &Scope, repo: &RepositoryName, now: Timestamp) -> Option<Vec<Expiring>> {
-        let state = self.view();
-        let stored = state.lifecycle_policies.get(&(scope.clone(), repo.clone()))?;
-        Some(expiring(&state, scope, repo, &stored.policy, now))
-    }
-
-    /// Confirms a plan inside the writer, against the latest committed state: evaluates
-    /// the policy again and keeps the planned images that still expire with the same
-    /// tags. An image a push changed since the plan (a new tag, a tag moved away) drops
-    /// out and is reconsidered on the next run. Records the run as `lastEvaluatedAt`.
-    pub async fn confirm_lifecycle_expiry(
-        &self,
-        scope: Scope,
-        repo: RepositoryName,
-        planned: Vec<Expiring>,
-    ) -> Result<Vec<Expiring>> {
+    /// Evaluates the repository's policy inside the writer, against the latest committed
+    /// state, records the run as `lastEvaluatedAt`, and answers what the policy expires
+    /// now; `None` when the repository has no policy (any more). The caller deletes the
+    /// images right after, naming tagged images by their tags, so that an image a push
+    /// tags meanwhile keeps that tag and stays.
+    pub async fn evaluate_lifecycle_policy(&self, scope: Scope, repo: RepositoryName) -> Result<Option<Vec<Expiring>>> {
         self.write(move |txn| {
             let key = (scope, repo);
-            let Some(stored) = txn.state.lifecycle_policies.get(&key) else { return Ok(Vec::new()) };
+            let Some(stored) = txn.state.lifecycle_policies.get(&key) else { return Ok(None) };
             let mut stored = stored.as_ref().clone();
-            let now_expiring = expiring(txn.state, &key.0, &key.1, &stored.policy, txn.now);
-            let confirmed: Vec<Expiring> = planned
-                .into_iter()
-                .filter(|p| now_expiring.iter().any(|n| n.digest == p.digest && n.tags == p.tags))
-                .collect();
+            let expiring = expiring(txn.state, &key.0, &key.1, &stored.policy, txn.now);
             stored.last_evaluated_at = Some(txn.now);
             txn.state.lifecycle_policies.insert(key.clone(), Arc::new(stored));
             txn.touch(Touched::LifecyclePolicy(key.0, key.1));
-            Ok(confirmed)
+            Ok(Some(expiring))
         })
         .await
     }
