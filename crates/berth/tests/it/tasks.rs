@@ -338,7 +338,9 @@ async fn dynamic_host_ports_come_from_the_configured_range() {
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("ranged").send().await.unwrap();
     let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/ranged", b.key.account));
-    let _agent = b.spawn_agent("ranged", &[("ECS_DYNAMIC_HOST_PORT_RANGE", "41000-41099")]);
+    // Below the kernel's ephemeral range (32768-60999), where client sockets of the tests
+    // running beside this one cannot already hold the port Docker picks.
+    let _agent = b.spawn_agent("ranged", &[("ECS_DYNAMIC_HOST_PORT_RANGE", "30100-30199")]);
     wait_instances(&ecs, "ranged", 1).await;
     register(&ecs, "web", &["serve", "--port", "8080"], simplehttp_image()).await;
     let arn = ecs.run_task().cluster("ranged").task_definition("web").send().await.unwrap().tasks()[0]
@@ -347,7 +349,7 @@ async fn dynamic_host_ports_come_from_the_configured_range() {
         .to_string();
     let t = wait_status(&ecs, "ranged", &arn, "RUNNING").await;
     let port = t.containers()[0].network_bindings()[0].host_port().unwrap();
-    assert!((41000..=41099).contains(&port), "host port {port} is outside ECS_DYNAMIC_HOST_PORT_RANGE");
+    assert!((30100..=30199).contains(&port), "host port {port} is outside ECS_DYNAMIC_HOST_PORT_RANGE");
     let body = reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap().text().await.unwrap();
     assert!(body.contains("hello"));
     ecs.stop_task().cluster("ranged").task(&arn).send().await.unwrap();
