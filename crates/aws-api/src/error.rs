@@ -82,6 +82,7 @@ impl From<Error> for ApiError {
             Error::Denied(m) => ApiError::bad_request("AccessDeniedException", m),
             Error::LimitExceeded(m) => ApiError::bad_request("LimitExceededException", m),
             Error::Unsupported(m) => ApiError::bad_request("UnsupportedFeatureException", m),
+            Error::Elb(e) => ApiError::bad_request(e.fault.code(), e.message),
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 ApiError::new(

@@ -6,10 +6,13 @@
 //! a header or a status code. Errors are rendered here and logged once, here.
 
 mod agent_channel;
+mod ec2;
 pub mod ecr;
 mod ecs;
 mod ecs_tasks;
+mod elbv2;
 pub mod error;
+mod query;
 pub mod sigv4;
 
 use std::sync::Arc;
@@ -96,7 +99,7 @@ pub fn router(api: Api) -> Router {
 async fn unsupported_method() -> ApiError {
     ApiError::bad_request(
         "UnknownOperationException",
-        "AWS API requests are POST requests to / with an X-Amz-Target header.",
+        "AWS API requests are POST requests to / with an X-Amz-Target header, or a form-encoded Action.",
     )
 }
 
@@ -116,6 +119,14 @@ async fn handle(
     let id = request_id();
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let span = tracing::info_span!("aws_request", request_id = %id, target = %target);
+    // The query protocol (ELBv2, EC2) has no X-Amz-Target: a form names the action.
+    if target.is_empty() && query::is_form(&headers) {
+        let mut response = query::handle(&api, &id, &method, &uri, &headers, body).instrument(span).await;
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-amzn-requestid", v);
+        }
+        return response;
+    }
     let mut response = async {
         let result = process(&api, &method, &uri, &headers, body, &target).await;
         match result {

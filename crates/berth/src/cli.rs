@@ -108,6 +108,18 @@ pub struct ServerArgs {
     /// HTTP only if the daemon lists it in `insecure-registries`; serve TLS instead.
     #[arg(long, env = "BERTH_ADVERTISE_HOST", value_parser = parse_advertise_host)]
     pub advertise_host: Option<String>,
+    /// The availability zones of every region, as the letters after the region name
+    /// (a,b,c makes us-east-1a, us-east-1b, us-east-1c): the default VPC has a subnet in
+    /// each, and a load balancer needs two. Agents name their zone with
+    /// BERTH_AVAILABILITY_ZONE (default: the region and `a`).
+    #[arg(long, env = "BERTH_AVAILABILITY_ZONES", value_delimiter = ',', default_value = "a,b,c", value_parser = parse_zone_suffix)]
+    pub availability_zones: Vec<String>,
+    /// The addresses given to load balancers, one each, which is also the load balancer's
+    /// DNSName: a block of 127.0.0.0/8 needs no set-up on Linux (all of it reaches this
+    /// host's loopback interface) and lets several load balancers listen on the same port.
+    /// Listening on ports below 1024 needs root or CAP_NET_BIND_SERVICE.
+    #[arg(long, env = "BERTH_LB_ADDRESS_POOL", default_value = "127.100.0.0/16", value_parser = control_plane::ec2::Ipv4Block::parse)]
+    pub lb_address_pool: control_plane::ec2::Ipv4Block,
 }
 
 /// Serving HTTPS. Clients must trust the certificate: the aws CLI through
@@ -125,6 +137,15 @@ pub struct TlsArgs {
     /// AWS_CA_BUNDLE. Defaults to --tls-cert itself, which is right for a self-signed one.
     #[arg(long, env = "BERTH_TLS_CA", requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
+}
+
+/// A zone letter: `a`, `b`, ... (one to three lower-case letters).
+fn parse_zone_suffix(s: &str) -> Result<String, String> {
+    if (1..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("'{s}' is not a zone letter such as a or b (the region name is put in front of it)"))
+    }
 }
 
 /// `host[:port]`: a DNS name or IP address as it appears in an image name, with no

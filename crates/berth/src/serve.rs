@@ -76,6 +76,9 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
     tracing::info!(%url, data_dir = %args.data.data_dir.display(), "berth is serving");
+    // The load balancers serve what the store holds before the API answers: after a
+    // restart, traffic flows again as soon as the process is back.
+    start_load_balancers(&control, &args, shutdown.clone()).await;
     let server = tokio::spawn(serve(listener, tls, app, args.max_connections, shutdown.clone()));
     // Lifecycle policies are enforced at start and then every interval, until shutdown.
     let lifecycle =
@@ -105,6 +108,33 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let _ = server.await;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// How often the data plane is brought in line with the control plane even without an
+/// ELBv2 change: instance targets resolve through container instances, which change by
+/// other means, and listeners that could not bind are retried.
+const LB_RESYNC: Duration = Duration::from_secs(5);
+
+/// Starts the load balancer data plane with the stored configuration, then applies every
+/// ELBv2 change as it is committed.
+async fn start_load_balancers(control: &Arc<ControlPlane>, args: &ServerArgs, shutdown: CancellationToken) {
+    control.elb.configure(control_plane::ec2::NetworkConfig {
+        zone_suffixes: args.availability_zones.clone(),
+        lb_pool: args.lb_address_pool,
+    });
+    let dataplane = lb::DataPlane::new(control.elb.board.clone(), shutdown.clone());
+    dataplane.apply(&control.elb_snapshot()).await;
+    let control = control.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = control.elb.changed.notified() => {}
+                _ = tokio::time::sleep(LB_RESYNC) => {}
+            }
+            dataplane.apply(&control.elb_snapshot()).await;
+        }
+    });
 }
 
 /// Starts the agent of `berth up`, which registers this host's Docker engine. It is a

@@ -24,6 +24,9 @@ pub enum Error {
     /// The request asks for something this version of Berth does not do yet.
     #[error("{0}")]
     Unsupported(String),
+    /// An ELBv2 request was refused; the fault names the AWS error code.
+    #[error(transparent)]
+    Elb(#[from] elb::ElbError),
     /// Something failed inside Berth; the request may be retried. The detail is for logs.
     #[error("internal error: {0}")]
     Internal(String),

@@ -7,8 +7,10 @@
 
 pub mod agents;
 pub mod auth;
+pub mod ec2;
 pub mod ecr;
 pub mod ecs;
+pub mod elb;
 pub mod error;
 mod paging;
 pub mod state;
@@ -53,6 +55,9 @@ pub struct ControlPlane {
     jobs: mpsc::Sender<writer::Job>,
     pub credentials: auth::Credentials,
     pub agents: Arc<agents::Agents>,
+    /// The ELBv2 operations' run-time companions: network settings, the target health
+    /// board, the data plane's wake-up.
+    pub elb: elb::ElbRuntime,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -87,6 +92,7 @@ impl ControlPlane {
             jobs,
             credentials: auth::Credentials::new(store),
             agents: Arc::new(agents::Agents::new(config.agent_timeout)),
+            elb: elb::ElbRuntime::default(),
         })
     }
 

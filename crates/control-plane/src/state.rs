@@ -63,6 +63,7 @@ pub struct State {
     pub lifecycle_previews: OrdMap<(Scope, RepositoryName), Arc<LifecyclePreview>>,
     pub settings: OrdMap<SettingKey, StoredSetting>,
     pub attributes: OrdMap<AttributeKey, StoredAttribute>,
+    pub elb: crate::elb::ElbState,
 }
 
 /// A reference to one stored resource, recorded when a write touches it.
@@ -81,6 +82,7 @@ pub enum Touched {
     LifecyclePreview(Scope, RepositoryName),
     Setting(SettingKey),
     Attribute(AttributeKey),
+    Elb(crate::elb::ElbKey),
 }
 
 const CLUSTERS: &str = "ecs.clusters";
@@ -124,6 +126,7 @@ impl Touched {
                 (SETTINGS, format!("{}/{who}/{n}", scope_key(s)))
             }
             Touched::Attribute((s, c, t, n)) => (ATTRIBUTES, format!("{}/{c}/{t}/{n}", scope_key(s))),
+            Touched::Elb(_) => unreachable!("ELBv2 records are keyed by the elb module"),
         }
     }
 }
@@ -135,6 +138,9 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 impl State {
     /// The store mutation that makes `touched` durable as it now is in this state.
     pub fn mutation(&self, touched: &Touched) -> Mutation {
+        if let Touched::Elb(k) = touched {
+            return self.elb.mutation(k);
+        }
         let (table, key) = touched.table_and_key();
         let value = match touched {
             Touched::Cluster(s, n) => self.clusters.get(&(s.clone(), n.clone())).map(|c| encode(c.as_ref())),
@@ -162,6 +168,7 @@ impl State {
             }
             Touched::Setting(k) => self.settings.get(k).map(encode),
             Touched::Attribute(k) => self.attributes.get(k).map(encode),
+            Touched::Elb(_) => unreachable!("handled above"),
         };
         match value {
             Some(value) => Mutation::Put(Record { table: table.into(), key, value }),
@@ -234,6 +241,7 @@ impl State {
                     state.attributes.insert(key, a);
                 }
                 t if t.starts_with("auth.") => {}
+                t if t.starts_with("elb.") && state.elb.load(r)? => {}
                 t => return Err(StoreError::Corrupt(format!("unknown table '{t}' (written by a newer Berth?)"))),
             }
         }

@@ -1,0 +1,253 @@
+//! The ELBv2 resources of every account: load balancers, target groups and their targets,
+//! listeners and rules, kept durably like every other resource; and the seam to the data
+//! plane, which reads a [`elb::snapshot::Snapshot`] of them and publishes target health on
+//! the [`ElbRuntime`]'s board.
+//!
+//! For the ECS service controller: [`ControlPlane::register_targets`],
+//! [`ControlPlane::deregister_targets`] and [`ControlPlane::describe_target_health`] are
+//! the same operations the API serves, callable with the service's scope.
+
+mod dataplane;
+mod listeners;
+mod load_balancers;
+mod tags;
+mod target_groups;
+
+use std::sync::{Arc, RwLock};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use imbl::OrdMap;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use elb::health::Board;
+use elb::resources::{Listener, LoadBalancer, Rule, TargetGroup};
+use elb::{ElbError, Fault};
+use model::Scope;
+use store::{Mutation, Record, StoreError};
+
+use crate::ec2::{Network, NetworkConfig};
+use crate::error::{Error, Result};
+
+pub use listeners::{NewListener, NewRule, RuleChange, RuleView};
+pub use load_balancers::NewLoadBalancer;
+pub use target_groups::{NewTargetGroup, TargetHealthDescription, TargetSpec, UsedTargetGroup};
+
+/// Load balancers one account may have in a region (ALB's default quota).
+pub const MAX_LOAD_BALANCERS: usize = 50;
+pub const MAX_TARGET_GROUPS: usize = 3000;
+pub const MAX_LISTENERS: usize = 50;
+/// Rules per listener, the default rule not counted.
+pub const MAX_RULES: usize = 100;
+pub const MAX_TARGETS: usize = 1000;
+/// The largest `PageSize` of ELBv2's Describe operations.
+pub const MAX_PAGE_SIZE: i32 = 400;
+
+/// Every ELBv2 resource, keyed by scope and id.
+#[derive(Debug, Clone, Default)]
+pub struct ElbState {
+    pub load_balancers: OrdMap<(Scope, String), Arc<LoadBalancer>>,
+    pub target_groups: OrdMap<(Scope, String), Arc<TargetGroup>>,
+    pub listeners: OrdMap<(Scope, String), Arc<Listener>>,
+    pub rules: OrdMap<(Scope, String), Arc<Rule>>,
+}
+
+/// One stored ELBv2 resource.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ElbKey {
+    LoadBalancer(Scope, String),
+    TargetGroup(Scope, String),
+    Listener(Scope, String),
+    Rule(Scope, String),
+}
+
+const LOAD_BALANCERS: &str = "elb.load_balancers";
+const TARGET_GROUPS: &str = "elb.target_groups";
+const LISTENERS: &str = "elb.listeners";
+const RULES: &str = "elb.rules";
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("domain types always serialize")
+}
+
+impl ElbState {
+    /// The store mutation that makes `key` durable as it now is.
+    pub(crate) fn mutation(&self, key: &ElbKey) -> Mutation {
+        let (table, scope, id, value) = match key {
+            ElbKey::LoadBalancer(s, id) => {
+                (LOAD_BALANCERS, s, id, self.load_balancers.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())))
+            }
+            ElbKey::TargetGroup(s, id) => {
+                (TARGET_GROUPS, s, id, self.target_groups.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())))
+            }
+            ElbKey::Listener(s, id) => {
+                (LISTENERS, s, id, self.listeners.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())))
+            }
+            ElbKey::Rule(s, id) => (RULES, s, id, self.rules.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref()))),
+        };
+        let key = format!("{}/{}/{id}", scope.account, scope.region);
+        match value {
+            Some(value) => Mutation::Put(Record { table: table.into(), key, value }),
+            None => Mutation::Delete { table: table.into(), key },
+        }
+    }
+
+    /// Loads one record of an `elb.` table; `false` for a table this module does not own.
+    pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<bool, StoreError> {
+        fn decode<T: for<'de> Deserialize<'de>>(r: &Record) -> std::result::Result<T, StoreError> {
+            serde_json::from_slice(&r.value)
+                .map_err(|e| StoreError::Corrupt(format!("record {}/{}: {e}", r.table, r.key)))
+        }
+        match r.table.as_str() {
+            LOAD_BALANCERS => {
+                let v: LoadBalancer = decode(r)?;
+                self.load_balancers.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+            }
+            TARGET_GROUPS => {
+                let v: TargetGroup = decode(r)?;
+                self.target_groups.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+            }
+            LISTENERS => {
+                let v: Listener = decode(r)?;
+                self.listeners.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+            }
+            RULES => {
+                let v: Rule = decode(r)?;
+                self.rules.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    pub fn scoped_load_balancers<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a Arc<LoadBalancer>> + 'a {
+        self.load_balancers.iter().filter(move |((s, _), _)| s == scope).map(|(_, v)| v)
+    }
+    pub fn scoped_target_groups<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a Arc<TargetGroup>> + 'a {
+        self.target_groups.iter().filter(move |((s, _), _)| s == scope).map(|(_, v)| v)
+    }
+    /// The listeners of one load balancer, by port.
+    pub fn lb_listeners(&self, scope: &Scope, lb_id: &str) -> Vec<Arc<Listener>> {
+        let mut out: Vec<_> = self
+            .listeners
+            .iter()
+            .filter(|((s, _), l)| s == scope && l.lb_id == lb_id)
+            .map(|(_, l)| l.clone())
+            .collect();
+        out.sort_by_key(|l| l.port);
+        out
+    }
+    /// The rules of one listener (the default rule excluded), by priority.
+    pub fn listener_rules(&self, scope: &Scope, listener_id: &str) -> Vec<Arc<Rule>> {
+        let mut out: Vec<_> = self
+            .rules
+            .iter()
+            .filter(|((s, _), r)| s == scope && r.listener_id == listener_id)
+            .map(|(_, r)| r.clone())
+            .collect();
+        out.sort_by_key(|r| r.priority);
+        out
+    }
+    /// The load balancers whose listeners or rules forward to target group `tg_arn`.
+    pub fn lbs_using(&self, scope: &Scope, tg_arn: &str) -> Vec<String> {
+        let mut lbs: Vec<String> = Vec::new();
+        let mut add = |arn: String| {
+            if !lbs.contains(&arn) {
+                lbs.push(arn);
+            }
+        };
+        for ((s, _), l) in &self.listeners {
+            if s == scope && l.default_actions.iter().any(|a| a.target_groups().contains(&tg_arn)) {
+                add(l.lb_arn());
+            }
+        }
+        for ((s, _), r) in &self.rules {
+            if s == scope && r.actions.iter().any(|a| a.target_groups().contains(&tg_arn)) {
+                add(elb::names::load_balancer_arn(s, &r.lb_name, &r.lb_id));
+            }
+        }
+        lbs
+    }
+}
+
+/// What the ELBv2 operations share at run time besides the state: the deployment's
+/// network settings, the board the data plane publishes target health on, and the signal
+/// that wakes the data plane after a change.
+#[derive(Debug, Default)]
+pub struct ElbRuntime {
+    network: RwLock<NetworkConfig>,
+    pub board: Arc<Board>,
+    pub changed: Arc<tokio::sync::Notify>,
+}
+
+impl ElbRuntime {
+    /// Sets the zones and the load balancer address pool; called once at start, before
+    /// requests are served.
+    pub fn configure(&self, config: NetworkConfig) {
+        *self.network.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+    pub fn network_config(&self) -> NetworkConfig {
+        self.network.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn network(&self, scope: &Scope) -> Network {
+        Network::of(scope, &self.network_config())
+    }
+}
+
+/// 16 lower-case hex digits, the shape of ELBv2's resource ids.
+pub(crate) fn new_id() -> String {
+    let b: [u8; 8] = rand::thread_rng().gen();
+    hex::encode(b)
+}
+
+pub(crate) fn fail<T>(fault: Fault, message: impl Into<String>) -> Result<T> {
+    Err(Error::Elb(ElbError::new(fault, message)))
+}
+
+/// Checks `PageSize` (1..=400, absent means 400) and decodes `Marker`: the key after
+/// which the page starts.
+pub(crate) struct Paging {
+    size: usize,
+    after: Option<String>,
+}
+
+impl Paging {
+    pub fn parse(page_size: Option<i32>, marker: Option<&str>) -> Result<Paging> {
+        let size = match page_size {
+            None => MAX_PAGE_SIZE,
+            Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            Some(n) => return fail(Fault::Validation, format!("PageSize {n} is not between 1 and {MAX_PAGE_SIZE}.")),
+        } as usize;
+        let after = match marker {
+            None => None,
+            Some(m) => {
+                let bad = || {
+                    Error::Elb(ElbError::validation(
+                        "The Marker is not valid; pass the NextMarker of a previous response unchanged.",
+                    ))
+                };
+                let bytes = URL_SAFE_NO_PAD.decode(m).map_err(|_| bad())?;
+                Some(String::from_utf8(bytes).map_err(|_| bad())?)
+            }
+        };
+        Ok(Paging { size, after })
+    }
+
+    /// One page of `items`, which come sorted by key, and the marker of the next page.
+    pub fn take<T>(&self, items: impl Iterator<Item = (String, T)>) -> (Vec<T>, Option<String>) {
+        let mut out = Vec::new();
+        let mut last = None;
+        for (key, item) in items {
+            if self.after.as_ref().is_some_and(|a| key.as_str() <= a.as_str()) {
+                continue;
+            }
+            if out.len() == self.size {
+                return (out, last.map(|k: String| URL_SAFE_NO_PAD.encode(k)));
+            }
+            last = Some(key);
+            out.push(item);
+        }
+        (out, None)
+    }
+}

@@ -1,0 +1,685 @@
+//! Serving one listener: accept connections (each in its own task, so a slow client
+//! holds up nobody), evaluate the rules for each request, and forward, redirect or
+//! answer it; errors become ALB's 502, 503 and 504.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use elb::actions::{ActionKind, Forward, RedirectSource};
+use elb::attributes::{LbAttributes, XffMode};
+use elb::health::TargetKey;
+use elb::snapshot::RulePlan;
+
+use crate::group::{Group, InflightGuard};
+
+pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+pub(crate) type HttpClient = Client<HttpConnector, ProxyBody>;
+
+/// The largest request head (request line and headers) accepted; larger ones get 431,
+/// as from ALB.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// hyper's read buffer: a little more than the limit, which [`oversized`] applies exactly.
+const MAX_BUF_BYTES: usize = MAX_HEAD_BYTES + 16 * 1024;
+/// Connections one listener serves at once.
+const MAX_CONNECTIONS: usize = 16 * 1024;
+/// How long a target may take to accept a connection (ALB's is 10 s): then 504.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const STICKY_COOKIE: &str = "AWSALB";
+const STICKY_CORS_COOKIE: &str = "AWSALBCORS";
+const GROUP_COOKIE: &str = "AWSALBTG";
+const GROUP_CORS_COOKIE: &str = "AWSALBTGCORS";
+
+/// What one listener serves now; replaced whole when the configuration changes.
+#[derive(Debug)]
+pub(crate) struct ListenerConfig {
+    pub port: u16,
+    pub attributes: LbAttributes,
+    pub rules: Vec<RulePlan>,
+    /// The target groups its rules forward to.
+    pub groups: HashMap<String, Arc<Group>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ListenerCtx {
+    pub config: ArcSwap<ListenerConfig>,
+    pub cancel: CancellationToken,
+}
+
+pub(crate) fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(usize::MAX)
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
+
+/// Accepts connections until the listener is cancelled.
+pub(crate) async fn serve(listener: TcpListener, ctx: Arc<ListenerCtx>, client: HttpClient) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (ctx, client) = (ctx.clone(), client.clone());
+        tokio::spawn(async move {
+            connection(stream, peer, ctx, client).await;
+            drop(permit);
+        });
+    }
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
+/// A client connection that notes when bytes last moved, for the idle timeout.
+struct Tracked {
+    inner: TcpStream,
+    last: Arc<AtomicU64>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.last.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.last.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Serves one client connection: HTTP/1.1 with keep-alive, closed after the load
+/// balancer's idle timeout with no request in flight and no bytes moving.
+async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, client: HttpClient) {
+    let last = Arc::new(AtomicU64::new(now_ms()));
+    let busy = Arc::new(AtomicUsize::new(0));
+    let idle = ctx.config.load().attributes.idle_timeout();
+    let io = TokioIo::new(Tracked { inner: stream, last: last.clone() });
+    let service = {
+        let (ctx, busy) = (ctx.clone(), busy.clone());
+        service_fn(move |req| {
+            let (ctx, client, busy) = (ctx.clone(), client.clone(), busy.clone());
+            async move {
+                busy.fetch_add(1, Ordering::Relaxed);
+                let r = handle(req, peer, &ctx, &client).await;
+                busy.fetch_sub(1, Ordering::Relaxed);
+                Ok::<_, Infallible>(r)
+            }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle)
+        .max_buf_size(MAX_BUF_BYTES)
+        .keep_alive(true)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                }
+                return;
+            }
+            _ = tick.tick(), if !closing => {
+                let quiet = Duration::from_millis(now_ms().saturating_sub(last.load(Ordering::Relaxed)));
+                if busy.load(Ordering::Relaxed) == 0 && quiet >= idle {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            _ = ctx.cancel.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// The request facts conditions look at.
+struct Facts<'a> {
+    host: &'a str,
+    path: &'a str,
+    method: &'a str,
+    query: Vec<(String, String)>,
+    headers: &'a HeaderMap,
+    ip: IpAddr,
+}
+
+impl elb::conditions::Request for Facts<'_> {
+    fn host(&self) -> &str {
+        self.host
+    }
+    fn path(&self) -> &str {
+        self.path
+    }
+    fn method(&self) -> &str {
+        self.method
+    }
+    fn query(&self) -> &[(String, String)] {
+        &self.query
+    }
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect()
+    }
+    fn source_ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
+fn decode_query(q: &str) -> Vec<(String, String)> {
+    let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (dec(k), dec(v)),
+            None => (dec(p), String::new()),
+        })
+        .collect()
+}
+
+fn client_ip(peer: SocketAddr) -> IpAddr {
+    match peer.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// ALB's limits on a request: 16 KiB for the request line and for one header, 64 KiB for
+/// all headers.
+const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// The status for a request over ALB's size limits, if it is.
+fn oversized(req: &Request<Incoming>) -> Option<StatusCode> {
+    if req.uri().to_string().len() > MAX_LINE_BYTES {
+        return Some(StatusCode::URI_TOO_LONG);
+    }
+    let mut total = 0;
+    for (name, value) in req.headers() {
+        let size = name.as_str().len() + value.len() + 4;
+        if size > MAX_LINE_BYTES {
+            return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
+        total += size;
+    }
+    (total > MAX_HEAD_BYTES).then_some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    ctx: &ListenerCtx,
+    client: &HttpClient,
+) -> Response<ProxyBody> {
+    // hyper bounds what it buffers (MAX_BUF_BYTES) only roughly; the limits are ALB's.
+    if let Some(status) = oversized(&req) {
+        return lb_error(status);
+    }
+    let config = ctx.config.load_full();
+    let host_header = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let path = req.uri().path().to_string();
+    let raw_query = req.uri().query().unwrap_or("").to_string();
+    let rule = {
+        let facts = Facts {
+            host: &host_header,
+            path: &path,
+            method: req.method().as_str(),
+            query: decode_query(&raw_query),
+            headers: req.headers(),
+            ip: client_ip(peer),
+        };
+        config.rules.iter().find(|r| r.conditions.iter().all(|c| c.matches(&facts)))
+    };
+    let Some(rule) = rule else {
+        return lb_error(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    match &rule.action {
+        ActionKind::FixedResponse(f) => {
+            let status =
+                f.status_code.parse::<u16>().ok().and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::OK);
+            let body = f.message_body.clone().unwrap_or_default();
+            let mut r = Response::new(full(body));
+            *r.status_mut() = status;
+            if let Some(ct) = f.content_type.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+                r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            r.headers_mut().insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
+            r
+        }
+        ActionKind::Redirect(redirect) => {
+            let host = host_without_port(&host_header);
+            let src = RedirectSource { protocol: "http", host, port: config.port, path: &path, query: &raw_query };
+            let location = redirect.location(&src);
+            let mut r = Response::new(empty());
+            *r.status_mut() = StatusCode::from_u16(redirect.status()).unwrap_or(StatusCode::FOUND);
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r.headers_mut().insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
+            r
+        }
+        ActionKind::Forward(forward) => forward_request(req, peer, &config, forward, client).await,
+    }
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h)
+}
+
+/// Reads cookie `name` from the request's `Cookie` headers.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A short fingerprint of a target group, so that a cookie made for one group is not
+/// taken for another's.
+fn group_tag(arn: &str) -> String {
+    // FNV-1a: stable across processes and versions, unlike the std hasher.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in arn.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}")
+}
+
+fn encode_sticky(arn: &str, key: &TargetKey) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{}|{}", group_tag(arn), key.port, key.id))
+}
+
+fn decode_sticky(arn: &str, value: &str) -> Option<TargetKey> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(value).ok()?).ok()?;
+    let mut parts = text.splitn(3, '|');
+    let (tag, port, id) = (parts.next()?, parts.next()?, parts.next()?);
+    if tag != group_tag(arn) {
+        return None;
+    }
+    Some(TargetKey { id: id.to_string(), port: port.parse().ok()? })
+}
+
+fn expires(d: Duration) -> String {
+    let at = time::OffsetDateTime::now_utc() + d;
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    at.format(&f).unwrap_or_default()
+}
+
+/// Chooses among a forward action's target groups: the one the client is stuck to, else
+/// by weight.
+fn choose_group<'a>(forward: &'a Forward, headers: &HeaderMap) -> Option<(&'a str, bool)> {
+    if let [only] = forward.groups.as_slice() {
+        return Some((&only.arn, false));
+    }
+    if forward.stickiness_seconds.is_some() {
+        if let Some(v) = cookie(headers, GROUP_COOKIE).or_else(|| cookie(headers, GROUP_CORS_COOKIE)) {
+            if let Some(g) = forward.groups.iter().find(|g| g.weight > 0 && group_tag(&g.arn) == v) {
+                return Some((&g.arn, false));
+            }
+        }
+    }
+    let total: u32 = forward.groups.iter().map(|g| g.weight).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut r = rand::thread_rng().gen_range(0..total);
+    for g in &forward.groups {
+        if r < g.weight {
+            return Some((&g.arn, forward.stickiness_seconds.is_some()));
+        }
+        r -= g.weight;
+    }
+    None
+}
+
+async fn forward_request(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    config: &ListenerConfig,
+    forward: &Forward,
+    client: &HttpClient,
+) -> Response<ProxyBody> {
+    let Some((arn, new_group_cookie)) = choose_group(forward, req.headers()) else {
+        return lb_error(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    let Some(group) = config.groups.get(arn) else {
+        return lb_error(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    let plan = group.plan.load_full();
+    let sticky_for = plan.attributes.lb_cookie();
+    let sticky_key = sticky_for.and_then(|_| {
+        cookie(req.headers(), STICKY_COOKIE)
+            .or_else(|| cookie(req.headers(), STICKY_CORS_COOKIE))
+            .and_then(|v| decode_sticky(arn, v))
+    });
+    let Some(mut target) = group.pick(sticky_key.as_ref(), None) else {
+        return lb_error(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    let (parts, body) = req.into_parts();
+    // A request without a body can be sent again to another target when the first
+    // refuses the connection: nothing of it reached the target.
+    let replayable = body.is_end_stream();
+    let mut body = Some(body);
+    let headers = forwarded_headers(&parts.headers, peer, config);
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let idle = config.attributes.idle_timeout();
+    let eject_for = Duration::from_secs(plan.health_check.interval_seconds.into());
+    let mut attempts = 0;
+    let (response, guard) = loop {
+        attempts += 1;
+        let Some(addr) = target.addr else { return lb_error(StatusCode::SERVICE_UNAVAILABLE) };
+        let mut out = Request::new(match body.take() {
+            Some(b) if !replayable => b.boxed_unsync(),
+            _ => empty(),
+        });
+        *out.method_mut() = parts.method.clone();
+        *out.headers_mut() = headers.clone();
+        match format!("http://{addr}{path}").parse() {
+            Ok(uri) => *out.uri_mut() = uri,
+            Err(_) => return lb_error(StatusCode::BAD_REQUEST),
+        }
+        let guard = target.begin();
+        match tokio::time::timeout(idle, client.request(out)).await {
+            Ok(Ok(r)) => break (r, guard),
+            Ok(Err(e)) if e.is_connect() => {
+                drop(guard);
+                tracing::info!(target = %addr, error = %e, "target refused or failed the connection");
+                target.eject(eject_for);
+                let timed_out = std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("timed out"));
+                if timed_out {
+                    return lb_error(StatusCode::GATEWAY_TIMEOUT);
+                }
+                if replayable && attempts < 2 {
+                    if let Some(next) = group.pick(None, Some(&target)) {
+                        target = next;
+                        continue;
+                    }
+                }
+                return lb_error(StatusCode::BAD_GATEWAY);
+            }
+            Ok(Err(e)) => {
+                tracing::info!(target = %addr, error = %e, "target failed the request");
+                return lb_error(StatusCode::BAD_GATEWAY);
+            }
+            Err(_) => {
+                tracing::info!(target = %addr, "target did not answer within the idle timeout");
+                return lb_error(StatusCode::GATEWAY_TIMEOUT);
+            }
+        }
+    };
+    let (mut rparts, rbody) = response.into_parts();
+    strip_hop_by_hop(&mut rparts.headers);
+    if let Some(d) = sticky_for {
+        let value = encode_sticky(arn, &target.key);
+        let when = expires(d);
+        for (name, extra) in [(STICKY_COOKIE, ""), (STICKY_CORS_COOKIE, "; SameSite=None; Secure")] {
+            if let Ok(v) = HeaderValue::from_str(&format!("{name}={value}; Expires={when}; Path=/{extra}")) {
+                rparts.headers.append(header::SET_COOKIE, v);
+            }
+        }
+    }
+    if let (true, Some(secs)) = (new_group_cookie, forward.stickiness_seconds) {
+        let when = expires(Duration::from_secs(secs.into()));
+        let tag = group_tag(arn);
+        for (name, extra) in [(GROUP_COOKIE, ""), (GROUP_CORS_COOKIE, "; SameSite=None; Secure")] {
+            if let Ok(v) = HeaderValue::from_str(&format!("{name}={tag}; Expires={when}; Path=/{extra}")) {
+                rparts.headers.append(header::SET_COOKIE, v);
+            }
+        }
+    }
+    Response::from_parts(rparts, Guarded { inner: rbody, _guard: guard }.boxed_unsync())
+}
+
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in HOP_BY_HOP.iter().chain(listed.iter()) {
+        h.remove(n);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+}
+
+/// The request's headers as a target receives them from ALB: hop-by-hop headers gone,
+/// `X-Forwarded-For`/`-Proto`/`-Port` and `X-Amzn-Trace-Id` set.
+fn forwarded_headers(incoming: &HeaderMap, peer: SocketAddr, config: &ListenerConfig) -> HeaderMap {
+    let mut h = incoming.clone();
+    strip_hop_by_hop(&mut h);
+    let ip = client_ip(peer);
+    let client = if config.attributes.xff_client_port() {
+        match ip {
+            IpAddr::V4(v4) => format!("{v4}:{}", peer.port()),
+            IpAddr::V6(v6) => format!("[{v6}]:{}", peer.port()),
+        }
+    } else {
+        ip.to_string()
+    };
+    match config.attributes.xff_mode() {
+        XffMode::Append => {
+            let prior: Vec<&str> = incoming.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+            let value = if prior.is_empty() { client } else { format!("{}, {client}", prior.join(", ")) };
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert("x-forwarded-for", v);
+            }
+        }
+        XffMode::Preserve => {}
+        XffMode::Remove => {
+            h.remove("x-forwarded-for");
+        }
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    h.insert("x-forwarded-port", HeaderValue::from(config.port));
+    let trace = incoming.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()).filter(|v| v.contains("Root=1-"));
+    let value = match trace {
+        // A valid trace from the client is kept; ALB adds its own segment as Self.
+        Some(t) => format!("Self={};{t}", trace_id()),
+        None => format!("Root={}", trace_id()),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert("x-amzn-trace-id", v);
+    }
+    h
+}
+
+/// `1-<epoch seconds, 8 hex digits>-<24 hex digits>`, the X-Ray trace id format.
+fn trace_id() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let random: [u8; 12] = rand::thread_rng().gen();
+    let mut hex = String::with_capacity(24);
+    for b in random {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    format!("1-{secs:08x}-{hex}")
+}
+
+fn full(s: String) -> ProxyBody {
+    Full::new(Bytes::from(s)).map_err(|never| match never {}).boxed_unsync()
+}
+
+fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A response made by the load balancer itself, with ALB's plain HTML page.
+pub(crate) fn lb_error(status: StatusCode) -> Response<ProxyBody> {
+    let text = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let page = format!("<html>\r\n<head><title>{text}</title></head>\r\n<body>\r\n<center><h1>{text}</h1></center>\r\n</body>\r\n</html>\r\n");
+    let mut r = Response::new(full(page));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r.headers_mut().insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
+    r
+}
+
+/// A target's response body that keeps the request in flight until it is fully sent,
+/// so draining and least-outstanding-requests count it.
+struct Guarded {
+    inner: Incoming,
+    _guard: InflightGuard,
+}
+
+impl Body for Guarded {
+    type Data = Bytes;
+    type Error = hyper::Error;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sticky_cookies_round_trip_per_group() {
+        let key = TargetKey { id: "10.0.0.1".into(), port: 8080 };
+        let v = encode_sticky("arn:a", &key);
+        assert_eq!(decode_sticky("arn:a", &v), Some(key));
+        assert_eq!(decode_sticky("arn:b", &v), None);
+        assert_eq!(decode_sticky("arn:a", "garbage"), None);
+    }
+
+    #[test]
+    fn trace_ids_have_the_xray_shape() {
+        let t = trace_id();
+        let parts: Vec<&str> = t.split('-').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0], "1");
+        assert_eq!(parts[1].len(), 8);
+        assert_eq!(parts[2].len(), 24);
+    }
+
+    #[test]
+    fn cookies_and_hosts() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; AWSALB=xyz; b=2"));
+        assert_eq!(cookie(&h, "AWSALB"), Some("xyz"));
+        assert_eq!(cookie(&h, "AWSALBCORS"), None);
+        assert_eq!(host_without_port("example.com:8080"), "example.com");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+        assert_eq!(
+            decode_query("a=1&b=x+y&c"),
+            vec![("a".into(), "1".into()), ("b".into(), "x y".into()), ("c".into(), String::new())]
+        );
+    }
+}
