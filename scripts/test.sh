@@ -22,3 +22,5 @@ echo "=== end-to-end: the walkthroughs with the aws CLI"
 tests/e2e/foundation.sh target/debug/berth
 tests/e2e/tasks.sh target/debug/berth
 tests/e2e/registry.sh target/debug/berth
+tests/e2e/elb.sh target/debug/berth
+tests/e2e/services.sh target/debug/berth

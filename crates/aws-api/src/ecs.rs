@@ -3,7 +3,7 @@
 
 use axum::response::Response;
 
-use control_plane::ecs::clusters::{ClusterUpdate, NewCluster};
+use control_plane::ecs::clusters::{cluster_counts, ClusterCounts, ClusterUpdate, NewCluster};
 use control_plane::ecs::settings::Setting;
 use control_plane::ecs::{Caller, Failure};
 use control_plane::Page;
@@ -96,6 +96,9 @@ pub async fn dispatch(
     if let Some(r) = crate::ecs_tasks::dispatch(cp, caller, operation, body, endpoint).await {
         return r;
     }
+    if let Some(r) = crate::ecs_services::dispatch(cp, caller, operation, body).await {
+        return r;
+    }
     match operation {
         "CreateCluster" => {
             let r: w::CreateClusterRequest = input(body)?;
@@ -113,14 +116,14 @@ pub async fn dispatch(
                     },
                 )
                 .await?;
-            Ok(ok(&w::CreateClusterResponse { cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)) }))
+            Ok(ok(&w::CreateClusterResponse { cluster: Some(cluster_shape(cp, &cluster, ALL_CLUSTER_FIELDS)) }))
         }
         "DescribeClusters" => {
             let r: w::DescribeClustersRequest = input(body)?;
             let include = r.include.unwrap_or_default();
             let (clusters, failures) = cp.describe_clusters(caller, &r.clusters.unwrap_or_default())?;
             Ok(ok(&w::DescribeClustersResponse {
-                clusters: Some(clusters.iter().map(|c| cluster_shape(c, &include)).collect()),
+                clusters: Some(clusters.iter().map(|c| cluster_shape(cp, c, &include)).collect()),
                 failures: Some(failures.into_iter().map(failure_shape).collect()),
             }))
         }
@@ -138,14 +141,14 @@ pub async fn dispatch(
                 service_connect_namespace: r.service_connect_defaults.and_then(|d| d.namespace),
             };
             let cluster = cp.update_cluster(caller, r.cluster.unwrap_or_default(), update).await?;
-            Ok(ok(&w::UpdateClusterResponse { cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)) }))
+            Ok(ok(&w::UpdateClusterResponse { cluster: Some(cluster_shape(cp, &cluster, ALL_CLUSTER_FIELDS)) }))
         }
         "UpdateClusterSettings" => {
             let r: w::UpdateClusterSettingsRequest = input(body)?;
             let cluster = cp
                 .update_cluster_settings(caller, r.cluster.unwrap_or_default(), r.settings.unwrap_or_default())
                 .await?;
-            Ok(ok(&w::UpdateClusterSettingsResponse { cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)) }))
+            Ok(ok(&w::UpdateClusterSettingsResponse { cluster: Some(cluster_shape(cp, &cluster, ALL_CLUSTER_FIELDS)) }))
         }
         "PutClusterCapacityProviders" => {
             let r: w::PutClusterCapacityProvidersRequest = input(body)?;
@@ -158,13 +161,13 @@ pub async fn dispatch(
                 )
                 .await?;
             Ok(ok(&w::PutClusterCapacityProvidersResponse {
-                cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)),
+                cluster: Some(cluster_shape(cp, &cluster, ALL_CLUSTER_FIELDS)),
             }))
         }
         "DeleteCluster" => {
             let r: w::DeleteClusterRequest = input(body)?;
             let cluster = cp.delete_cluster(caller, r.cluster.unwrap_or_default()).await?;
-            Ok(ok(&w::DeleteClusterResponse { cluster: Some(cluster_shape(&cluster, ALL_CLUSTER_FIELDS)) }))
+            Ok(ok(&w::DeleteClusterResponse { cluster: Some(cluster_shape(cp, &cluster, ALL_CLUSTER_FIELDS)) }))
         }
         "RegisterTaskDefinition" => {
             let r: w::RegisterTaskDefinitionRequest = input(body)?;
@@ -342,35 +345,36 @@ fn attribute_shape(a: model::ecs::Attribute) -> w::Attribute {
     }
 }
 
-/// The statistics ECS reports for a cluster. Tasks and services arrive with later
-/// issues; until then every count is zero, which is the truth.
-fn statistics() -> Vec<w::KeyValuePair> {
+/// The statistics ECS reports for a cluster. Every task and service runs on EC2 (Fargate
+/// is not built yet), so the Fargate counts are zero, which is the truth.
+fn statistics(n: &ClusterCounts) -> Vec<w::KeyValuePair> {
     [
-        "runningEC2TasksCount",
-        "runningFargateTasksCount",
-        "pendingEC2TasksCount",
-        "pendingFargateTasksCount",
-        "activeEC2ServiceCount",
-        "activeFargateServiceCount",
-        "drainingEC2ServiceCount",
-        "drainingFargateServiceCount",
+        ("runningEC2TasksCount", n.running_tasks),
+        ("runningFargateTasksCount", 0),
+        ("pendingEC2TasksCount", n.pending_tasks),
+        ("pendingFargateTasksCount", 0),
+        ("activeEC2ServiceCount", n.active_services),
+        ("activeFargateServiceCount", 0),
+        ("drainingEC2ServiceCount", n.draining_services),
+        ("drainingFargateServiceCount", 0),
     ]
     .into_iter()
-    .map(|n| w::KeyValuePair { name: Some(n.into()), value: Some("0".into()) })
+    .map(|(k, v)| w::KeyValuePair { name: Some(k.into()), value: Some(v.to_string()) })
     .collect()
 }
 
-fn cluster_shape(c: &Cluster, include: &[ClusterField]) -> w::Cluster {
+fn cluster_shape(cp: &control_plane::ControlPlane, c: &Cluster, include: &[ClusterField]) -> w::Cluster {
     let has = |f: ClusterField| include.contains(&f);
+    let n = cluster_counts(&cp.view(), c);
     w::Cluster {
         cluster_arn: Some(c.arn().to_string()),
         cluster_name: Some(c.name.to_string()),
         status: Some(c.status.as_str().into()),
-        registered_container_instances_count: Some(0),
-        running_tasks_count: Some(0),
-        pending_tasks_count: Some(0),
-        active_services_count: Some(0),
-        statistics: Some(if has(ClusterField::Statistics) { statistics() } else { Vec::new() }),
+        registered_container_instances_count: Some(n.registered_instances as i32),
+        running_tasks_count: Some(n.running_tasks as i32),
+        pending_tasks_count: Some(n.pending_tasks as i32),
+        active_services_count: Some(n.active_services as i32),
+        statistics: Some(if has(ClusterField::Statistics) { statistics(&n) } else { Vec::new() }),
         tags: Some(if has(ClusterField::Tags) { tags_shape(&c.tags) } else { Vec::new() }),
         settings: has(ClusterField::Settings).then(|| c.settings.clone()),
         configuration: if has(ClusterField::Configurations) { c.configuration.clone() } else { None },

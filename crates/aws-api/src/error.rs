@@ -55,6 +55,7 @@ impl From<Error> for ApiError {
                     NotFoundKind::Target => "TargetNotFoundException",
                     // ECS reports a missing task definition as a ClientException.
                     NotFoundKind::TaskDefinition => "ClientException",
+                    NotFoundKind::Service => "ServiceNotFoundException",
                     NotFoundKind::Repository => "RepositoryNotFoundException",
                     NotFoundKind::Image => "ImageNotFoundException",
                     NotFoundKind::RepositoryPolicy => "RepositoryPolicyNotFoundException",
@@ -72,6 +73,7 @@ impl From<Error> for ApiError {
                     ConflictKind::ClusterHasTasks => "ClusterContainsTasksException",
                     ConflictKind::ClusterHasCapacityProviders => "ClusterContainsCapacityProviderException",
                     ConflictKind::ResourceInUse => "ResourceInUseException",
+                    ConflictKind::ServiceNotActive => "ServiceNotActiveException",
                     ConflictKind::AttributeLimit => "AttributeLimitExceededException",
                     ConflictKind::RepositoryExists => "RepositoryAlreadyExistsException",
                     ConflictKind::RepositoryNotEmpty => "RepositoryNotEmptyException",

@@ -9,6 +9,7 @@ mod agent_channel;
 mod ec2;
 pub mod ecr;
 mod ecs;
+mod ecs_services;
 mod ecs_tasks;
 mod elbv2;
 pub mod error;

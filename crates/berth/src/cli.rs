@@ -90,6 +90,10 @@ pub struct ServerArgs {
     /// Seconds without a heartbeat after which an agent is shown `agentConnected: false`.
     #[arg(long, env = "BERTH_AGENT_TIMEOUT", default_value_t = 30)]
     pub agent_timeout: u64,
+    /// Seconds an instance's agent may stay disconnected before the service scheduler
+    /// replaces the instance's service tasks elsewhere (ECS itself waits forever).
+    #[arg(long, env = "BERTH_LOST_INSTANCE_GRACE", default_value_t = 300)]
+    pub lost_instance_grace: u64,
     /// How often the lifecycle policies of ECR repositories are enforced (also once at
     /// start): seconds, or a whole number with s, m, h or d. ECR expires images within 24
     /// hours; `berth ecr run-lifecycle` enforces the policies at once.

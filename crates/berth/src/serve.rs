@@ -28,7 +28,10 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let dir = DataDir::create(&args.data.data_dir)?;
     let created = dir.credentials()?.bootstrap()?;
-    let config = control_plane::Config { agent_timeout: Duration::from_secs(args.agent_timeout) };
+    let config = control_plane::Config {
+        agent_timeout: Duration::from_secs(args.agent_timeout),
+        lost_instance_grace: Duration::from_secs(args.lost_instance_grace),
+    };
     let control = Arc::new(ControlPlane::open_with(dir.store(), config)?);
 
     let tls = match (&args.tls.tls_cert, &args.tls.tls_key) {
@@ -80,6 +83,8 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     // restart, traffic flows again as soon as the process is back.
     start_load_balancers(&control, &args, shutdown.clone()).await;
     let server = tokio::spawn(serve(listener, tls, app, args.max_connections, shutdown.clone()));
+    // The service controller keeps every service at its desired state until shutdown.
+    tokio::spawn(control.clone().run_service_controller(shutdown.clone().cancelled_owned()));
     // Lifecycle policies are enforced at start and then every interval, until shutdown.
     let lifecycle =
         aws_api::ecr::lifecycle::run_schedule(api.clone(), args.lifecycle_interval, shutdown.clone().cancelled_owned());

@@ -39,6 +39,7 @@ pub enum NotFoundKind {
     Resource,
     Target,
     TaskDefinition,
+    Service,
     Repository,
     Image,
     RepositoryPolicy,
@@ -57,6 +58,8 @@ pub enum ConflictKind {
     ClusterHasTasks,
     ClusterHasCapacityProviders,
     ResourceInUse,
+    /// The service is DRAINING or INACTIVE (ECS's `ServiceNotActiveException`).
+    ServiceNotActive,
     AttributeLimit,
     RepositoryExists,
     RepositoryNotEmpty,

@@ -40,12 +40,18 @@ const WRITER_STACK_BYTES: usize = 16 * 1024 * 1024;
 pub struct Config {
     /// An agent not heard from for this long is shown `agentConnected: false`.
     pub agent_timeout: std::time::Duration,
+    /// The service tasks of an instance whose agent has been disconnected for this long
+    /// are replaced elsewhere (ECS waits forever).
+    pub lost_instance_grace: std::time::Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
         // Three missed heartbeats.
-        Config { agent_timeout: std::time::Duration::from_secs(3 * agent_protocol::HEARTBEAT_SECONDS) }
+        Config {
+            agent_timeout: std::time::Duration::from_secs(3 * agent_protocol::HEARTBEAT_SECONDS),
+            lost_instance_grace: std::time::Duration::from_secs(300),
+        }
     }
 }
 
@@ -58,6 +64,10 @@ pub struct ControlPlane {
     /// The ELBv2 operations' run-time companions: network settings, the target health
     /// board, the data plane's wake-up.
     pub elb: elb::ElbRuntime,
+    /// Wakes the service controller when something it reacts to changed (a task's
+    /// state, an instance, a service); it also runs on a timer.
+    services_wake: Arc<tokio::sync::Notify>,
+    lost_instance_grace: std::time::Duration,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -92,6 +102,8 @@ impl ControlPlane {
             jobs,
             credentials: auth::Credentials::new(store),
             agents: Arc::new(agents::Agents::new(config.agent_timeout)),
+            services_wake: Arc::new(tokio::sync::Notify::new()),
+            lost_instance_grace: config.lost_instance_grace,
             elb: elb::ElbRuntime::default(),
         })
     }

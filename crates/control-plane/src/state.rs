@@ -13,6 +13,7 @@ use model::ecr::{Image, Repository, RepositoryName};
 
 use crate::ecr::policies::{StoredRegistryPolicy, StoredRepositoryPolicy};
 use crate::ecr::scans::ImageScan;
+use model::ecs::service::{Service, ServiceName};
 use model::ecs::settings::Principal;
 use model::ecs::shapes::SettingName;
 use model::ecs::task::{ContainerInstance, Task};
@@ -53,6 +54,7 @@ pub struct State {
     pub task_definitions: OrdMap<(Scope, Family, u32), Arc<TaskDefinition>>,
     pub instances: OrdMap<(Scope, ClusterName, String), Arc<ContainerInstance>>,
     pub tasks: OrdMap<(Scope, ClusterName, String), Arc<Task>>,
+    pub services: OrdMap<(Scope, ClusterName, ServiceName), Arc<Service>>,
     pub repositories: OrdMap<(Scope, RepositoryName), Arc<Repository>>,
     pub images: OrdMap<(Scope, RepositoryName, String), Arc<Image>>,
     /// The latest scan of each image, keyed like `images`.
@@ -73,6 +75,7 @@ pub enum Touched {
     TaskDefinition(Scope, Family, u32),
     Instance(Scope, ClusterName, String),
     Task(Scope, ClusterName, String),
+    Service(Scope, ClusterName, ServiceName),
     Repository(Scope, RepositoryName),
     Image(Scope, RepositoryName, String),
     ImageScan(Scope, RepositoryName, String),
@@ -90,6 +93,7 @@ const TASK_DEFINITIONS: &str = "ecs.task_definitions";
 const SETTINGS: &str = "ecs.account_settings";
 const INSTANCES: &str = "ecs.container_instances";
 const TASKS: &str = "ecs.tasks";
+const SERVICES: &str = "ecs.services";
 const REPOSITORIES: &str = "ecr.repositories";
 const IMAGES: &str = "ecr.images";
 const IMAGE_SCANS: &str = "ecr.image_scans";
@@ -111,6 +115,7 @@ impl Touched {
             Touched::TaskDefinition(s, f, r) => (TASK_DEFINITIONS, format!("{}/{f}/{r:010}", scope_key(s))),
             Touched::Instance(s, c, id) => (INSTANCES, format!("{}/{c}/{id}", scope_key(s))),
             Touched::Task(s, c, id) => (TASKS, format!("{}/{c}/{id}", scope_key(s))),
+            Touched::Service(s, c, n) => (SERVICES, format!("{}/{c}/{n}", scope_key(s))),
             Touched::Repository(s, n) => (REPOSITORIES, format!("{}/{n}", scope_key(s))),
             Touched::Image(s, n, d) => (IMAGES, format!("{}/{n}@{d}", scope_key(s))),
             Touched::ImageScan(s, n, d) => (IMAGE_SCANS, format!("{}/{n}@{d}", scope_key(s))),
@@ -151,6 +156,9 @@ impl State {
                 self.instances.get(&(s.clone(), c.clone(), id.clone())).map(|i| encode(i.as_ref()))
             }
             Touched::Task(s, c, id) => self.tasks.get(&(s.clone(), c.clone(), id.clone())).map(|t| encode(t.as_ref())),
+            Touched::Service(s, c, n) => {
+                self.services.get(&(s.clone(), c.clone(), n.clone())).map(|v| encode(v.as_ref()))
+            }
             Touched::Repository(s, n) => self.repositories.get(&(s.clone(), n.clone())).map(|r| encode(r.as_ref())),
             Touched::Image(s, n, d) => self.images.get(&(s.clone(), n.clone(), d.clone())).map(|i| encode(i.as_ref())),
             Touched::ImageScan(s, n, d) => {
@@ -201,6 +209,10 @@ impl State {
                 TASKS => {
                     let t: Task = decode(r)?;
                     state.tasks.insert((t.scope.clone(), t.cluster.clone(), t.id.clone()), Arc::new(t));
+                }
+                SERVICES => {
+                    let v: Service = decode(r)?;
+                    state.services.insert((v.scope.clone(), v.cluster.clone(), v.name.clone()), Arc::new(v));
                 }
                 IMAGES => {
                     let i: Image = decode(r)?;
@@ -274,6 +286,21 @@ impl State {
         let lo = (scope.clone(), cluster.clone(), String::new());
         let (s, c) = (scope.clone(), cluster.clone());
         self.instances.range(lo..).take_while(move |((ks, kc, _), _)| *ks == s && *kc == c).map(|(_, i)| i)
+    }
+
+    /// The services of one cluster, in name order (INACTIVE ones included).
+    pub fn cluster_services<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &ClusterName,
+    ) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
+        let (s, c) = (scope.clone(), cluster.clone());
+        // "-" is the smallest valid name: names are made of [-0-9A-Z_a-z] only.
+        let lo = ServiceName::parse("-").expect("a valid name");
+        self.services
+            .range((scope.clone(), cluster.clone(), lo)..)
+            .take_while(move |((ks, kc, _), _)| *ks == s && *kc == c)
+            .map(|(_, v)| v)
     }
 
     /// The tasks of one cluster.

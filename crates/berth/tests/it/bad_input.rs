@@ -113,7 +113,8 @@ fn bad_requests() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
             "InvalidParameterException",
         ),
         ("FrobnicateClusters", b"{}".to_vec(), 400, "UnknownOperationException"),
-        ("CreateService", br#"{"serviceName": "web"}"#.to_vec(), 400, "UnsupportedFeatureException"),
+        ("CreateTaskSet", br#"{"service": "web"}"#.to_vec(), 400, "UnsupportedFeatureException"),
+        ("CreateService", br#"{"serviceName": "web"}"#.to_vec(), 400, "InvalidParameterException"),
     ]
 }
 
@@ -195,9 +196,9 @@ async fn unknown_and_unimplemented_operations() {
     let b = berth().await;
     let (status, code, _) = refused(&b, "FrobnicateClusters", "{}").await;
     assert_eq!((status, code.as_str()), (400, "UnknownOperationException"));
-    let (status, code, message) = refused(&b, "CreateService", r#"{"serviceName": "web"}"#).await;
+    let (status, code, message) = refused(&b, "CreateTaskSet", r#"{"service": "web"}"#).await;
     assert_eq!((status, code.as_str()), (400, "UnsupportedFeatureException"));
-    assert!(message.contains("CreateService"), "{message}");
+    assert!(message.contains("CreateTaskSet"), "{message}");
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ mod elb;
 mod instances;
 mod registry_faults;
 mod security;
+mod services;
 mod settings;
 mod tagging;
 mod task_definitions;

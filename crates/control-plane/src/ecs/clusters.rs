@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use model::ecs::service::ServiceStatus;
 use model::ecs::shapes::{
     CapacityProviderStrategyItem, ClusterConfiguration, ClusterSetting, ClusterSettingName, ExecuteCommandLogging,
 };
+use model::ecs::task::{InstanceStatus, TaskStatus};
 use model::ecs::{cluster_arn, Cluster, ClusterRef, ClusterStatus};
 use model::ids::ClusterName;
 use model::tags::Tags;
@@ -38,6 +40,38 @@ pub struct ClusterUpdate {
     pub settings: Option<Vec<ClusterSetting>>,
     pub configuration: Option<ClusterConfiguration>,
     pub service_connect_namespace: Option<String>,
+}
+
+/// What a cluster holds, as ECS counts it in DescribeClusters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterCounts {
+    pub registered_instances: u32,
+    pub running_tasks: u32,
+    pub pending_tasks: u32,
+    pub active_services: u32,
+    pub draining_services: u32,
+}
+
+/// Counts the instances, tasks and services of a cluster.
+pub fn cluster_counts(state: &State, c: &Cluster) -> ClusterCounts {
+    let registered_instances =
+        state.cluster_instances(&c.scope, &c.name).filter(|i| i.status != InstanceStatus::Inactive).count() as u32;
+    let mut n = ClusterCounts { registered_instances, ..Default::default() };
+    for t in state.cluster_tasks(&c.scope, &c.name) {
+        match t.last_status {
+            TaskStatus::Running => n.running_tasks += 1,
+            s if s < TaskStatus::Running => n.pending_tasks += 1,
+            _ => {}
+        }
+    }
+    for s in state.cluster_services(&c.scope, &c.name) {
+        match s.status {
+            ServiceStatus::Active => n.active_services += 1,
+            ServiceStatus::Draining => n.draining_services += 1,
+            ServiceStatus::Inactive => {}
+        }
+    }
+    n
 }
 
 /// Resolves a cluster reference to an ACTIVE cluster of the caller.
@@ -300,7 +334,13 @@ impl ControlPlane {
         self.write(move |txn| {
             let name = active_cluster(txn.state, &scope, Some(&cluster))?.name.clone();
             let state = &*txn.state;
-            if state.cluster_instances(&scope, &name).any(|i| i.status != model::ecs::task::InstanceStatus::Inactive) {
+            if state.cluster_services(&scope, &name).any(|s| s.status != ServiceStatus::Inactive) {
+                return Err(Error::Conflict {
+                    kind: ConflictKind::ClusterHasServices,
+                    message: "The Cluster cannot be deleted while Services are active.".into(),
+                });
+            }
+            if state.cluster_instances(&scope, &name).any(|i| i.status != InstanceStatus::Inactive) {
                 return Err(Error::Conflict {
                     kind: ConflictKind::ClusterHasInstances,
                     message: "The cluster cannot be deleted while container instances are active or draining. Deregister them first.".into(),

@@ -172,6 +172,7 @@ impl ControlPlane {
             Ok(instance)
         })
         .await
+        .inspect(|_| self.wake_services())
     }
 
     pub fn describe_container_instances(
@@ -267,6 +268,8 @@ impl ControlPlane {
             Ok((done, failures))
         })
         .await
+        // Service tasks leave a DRAINING instance; DAEMON services follow instance states.
+        .inspect(|_| self.wake_services())
     }
 
     /// Deregisters an instance. With tasks still on it, only with `force`; the tasks are
@@ -303,6 +306,7 @@ impl ControlPlane {
             Ok(i)
         })
         .await
+        .inspect(|_| self.wake_services())
     }
 }
 

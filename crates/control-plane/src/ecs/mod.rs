@@ -3,6 +3,7 @@
 pub mod attributes;
 pub mod clusters;
 pub mod instances;
+pub mod services;
 pub mod settings;
 pub mod tagging;
 pub mod task_definitions;

@@ -72,11 +72,11 @@ pub struct TaskFilter {
     pub launch_type: Option<String>,
 }
 
-fn random_hex(n: usize, rng: &mut impl Rng) -> String {
+pub(crate) fn random_hex(n: usize, rng: &mut impl Rng) -> String {
     (0..n).map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0')).collect()
 }
 
-fn uuid(rng: &mut impl Rng) -> String {
+pub(crate) fn uuid(rng: &mut impl Rng) -> String {
     let h = random_hex(32, rng);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
@@ -105,7 +105,7 @@ pub(crate) fn placement_instance(v: &InstanceView) -> scheduler::Instance {
 
 /// What one task of `td` with `overrides` reserves on an instance, as ECS counts it: the
 /// task-level size if set, else the containers' cpu and memory (or memoryReservation).
-fn reservation(td: &TaskDefinition, overrides: Option<&TaskOverride>) -> Resources {
+pub(crate) fn reservation(td: &TaskDefinition, overrides: Option<&TaskOverride>) -> Resources {
     let doc = &td.spec.doc;
     let over = |name: &str| {
         overrides
@@ -183,16 +183,16 @@ fn check_started_by(s: &str) -> Result<()> {
 }
 
 /// What every task created by one RunTask or StartTask call shares.
-struct Creation<'a> {
-    scope: &'a Scope,
-    cluster: &'a ClusterName,
-    td: &'a TaskDefinition,
-    req: &'a TaskRequest,
-    tags: &'a Tags,
-    now: model::Timestamp,
+pub(crate) struct Creation<'a> {
+    pub scope: &'a Scope,
+    pub cluster: &'a ClusterName,
+    pub td: &'a TaskDefinition,
+    pub req: &'a TaskRequest,
+    pub tags: &'a Tags,
+    pub now: model::Timestamp,
 }
 
-fn new_task(c: &Creation<'_>, instance: &str, reserved: Resources, rng: &mut impl Rng) -> Task {
+pub(crate) fn new_task(c: &Creation<'_>, instance: &str, reserved: Resources, rng: &mut impl Rng) -> Task {
     let Creation { scope, cluster, td, req, tags, now } = *c;
     let over = |name: &str| {
         req.overrides
@@ -452,7 +452,7 @@ impl ControlPlane {
     }
 
     /// Sends the current assignment of each task to its instance's agent.
-    fn push_tasks(&self, tasks: &[Task]) {
+    pub(crate) fn push_tasks(&self, tasks: &[Task]) {
         let state = self.view();
         let mut by_instance: BTreeMap<String, Vec<TaskAssignment>> = BTreeMap::new();
         for t in tasks {
@@ -495,6 +495,8 @@ impl ControlPlane {
             })
             .await?;
         self.push_tasks(std::slice::from_ref(&t));
+        // A stopped service task is replaced.
+        self.wake_services();
         Ok(t)
     }
 
@@ -580,7 +582,10 @@ impl ControlPlane {
             }
             Ok(())
         })
-        .await
+        .await?;
+        // The service controller reacts at once to tasks that start, turn healthy or stop.
+        self.wake_services();
+        Ok(())
     }
 
     /// `SubmitTaskStateChange` / `SubmitContainerStateChange` from a client of the caller's
@@ -635,6 +640,7 @@ impl ControlPlane {
         if t.desired_status == DesiredStatus::Stopped {
             self.push_tasks(std::slice::from_ref(&t));
         }
+        self.wake_services();
         Ok(())
     }
 
@@ -663,11 +669,14 @@ impl ControlPlane {
         }
         let (connection, rx) = self.agents.attach(instance_arn);
         self.agents.send_full(instance_arn, connection, self.assignments_for(&caller.scope, instance_arn));
+        // A connected instance can take service tasks (and DAEMON services want one).
+        self.wake_services();
         Ok((connection, rx))
     }
 
     /// The tasks an agent should know about: everything placed on its instance that has
-    /// not been reported STOPPED.
+    /// not been reported STOPPED, and tasks recorded STOPPED without their agent's word
+    /// (a lost instance's service tasks) whose containers may still run there.
     pub fn assignments_for(&self, scope: &Scope, instance_arn: &str) -> Vec<TaskAssignment> {
         let state = self.view();
         let Ok(arn) = Arn::parse(instance_arn) else { return Vec::new() };
@@ -678,10 +687,18 @@ impl ControlPlane {
         let Ok(cluster) = ClusterName::parse(cluster) else { return Vec::new() };
         state
             .cluster_tasks(scope, &cluster)
-            .filter(|t| t.container_instance.as_deref() == Some(id) && t.last_status != TaskStatus::Stopped)
+            .filter(|t| {
+                t.container_instance.as_deref() == Some(id) && (t.last_status != TaskStatus::Stopped || may_run(t))
+            })
             .filter_map(|t| assignment(&state, t))
             .collect()
     }
+}
+
+/// Whether a STOPPED task may still have a running container: one was created and was
+/// never reported stopped.
+fn may_run(t: &Task) -> bool {
+    t.containers.iter().any(|c| c.runtime_id.is_some() && c.last_status != ContainerStatus::Stopped)
 }
 
 /// Merges an agent's report into the task; returns whether anything changed. Status

@@ -1,5 +1,6 @@
 //! ECS resources as the control plane keeps them.
 
+pub mod service;
 pub mod settings;
 pub mod shapes;
 pub mod task;

@@ -1,0 +1,904 @@
+//! The service controller: compares every service with its tasks and acts, so that each
+//! service converges to its desired state and stays there.
+//!
+//! A pass is idempotent: it reads the state, decides, and records its decisions (new
+//! tasks, tasks to stop, deployment and event changes) as one change of the writer, so
+//! they are durable and no two passes can act on the same facts. After a `kill -9` the
+//! next pass simply continues from what was committed. Each pass first runs on a copy of
+//! the published state; only services for which that dry run would change something are
+//! reconciled again inside the writer, so an idle controller never writes.
+//!
+//! The rules, per service:
+//!
+//! - Tasks belong to the deployment named by their `startedBy`. A task is *live* until it
+//!   is reported STOPPED (unless its instance is lost), *active* while it is live and
+//!   its desired status is RUNNING, and *healthy* when active, RUNNING and, if it has
+//!   container health checks, HEALTHY.
+//! - Live tasks never exceed `maximumPercent` of the desired count; healthy tasks are
+//!   stopped only while `minimumHealthyPercent` of it stays healthy. Unhealthy and
+//!   pending tasks that must go are stopped at once.
+//! - Tasks of older deployments, tasks on DRAINING instances and excess tasks are
+//!   replaced (REPLICA) or removed (DAEMON) within those limits.
+//! - Ended tasks are accounted once: failures count toward the circuit breaker of their
+//!   deployment, and tasks that never reached RUNNING space out further launches (ECS's
+//!   service throttle logic).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use model::ecs::service::{
+    events, throttle_seconds, DeploymentStatus, RolloutState, Service, ServiceStatus, THROTTLE_AFTER_FAILURES,
+};
+use model::ecs::shapes::{
+    PropagateTags, SchedulingStrategy, ServiceDeploymentStatus, TaskDefinitionPlacementConstraintType,
+};
+use model::ecs::task::{
+    container_instance_arn, ContainerInstance, DesiredStatus, HealthStatus, InstanceStatus, StopCode, Task, TaskStatus,
+};
+use model::ecs::TaskDefinition;
+use model::tags::Tags;
+use model::Timestamp;
+
+use super::ServiceKey;
+use crate::agents::Agents;
+use crate::ecs::instances::{cluster_views, InstanceView};
+use crate::ecs::tasks::{new_task, placement_instance, reservation, Creation, TaskRequest};
+use crate::state::{State, Touched};
+use crate::ControlPlane;
+
+/// How often the controller looks at every service even when nothing woke it: throttled
+/// launches, health-check grace periods and lost instances are time-based.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Where the controller's decisions go during one pass.
+pub(crate) struct Pass<'a> {
+    pub state: &'a mut State,
+    pub touched: Vec<Touched>,
+    /// Tasks created or told to stop, to push to their agents after the commit.
+    pub changed: Vec<Task>,
+    pub now: Timestamp,
+    agents: &'a Agents,
+    /// Container instance ARNs whose agent has been gone longer than the grace.
+    lost: &'a HashSet<String>,
+    grace_seconds: u64,
+    rng: StdRng,
+}
+
+impl<'a> Pass<'a> {
+    pub(crate) fn new(
+        state: &'a mut State,
+        now: Timestamp,
+        agents: &'a Agents,
+        lost: &'a HashSet<String>,
+        grace: Duration,
+        seed: u64,
+    ) -> Self {
+        Pass {
+            state,
+            touched: Vec::new(),
+            changed: Vec::new(),
+            now,
+            agents,
+            lost,
+            grace_seconds: grace.as_secs(),
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    fn put_task(&mut self, t: &Task) {
+        let key = (t.scope.clone(), t.cluster.clone(), t.id.clone());
+        self.state.tasks.insert(key.clone(), Arc::new(t.clone()));
+        self.touched.push(Touched::Task(key.0, key.1, key.2));
+    }
+
+    fn event_id(&mut self) -> String {
+        crate::ecs::tasks::uuid(&mut self.rng)
+    }
+
+    /// Tells a task to stop on behalf of the service scheduler.
+    fn stop(&mut self, t: &mut Task, reason: &str) {
+        t.desired_status = DesiredStatus::Stopped;
+        t.stop_code.get_or_insert(StopCode::ServiceSchedulerInitiated);
+        t.stopped_reason.get_or_insert_with(|| reason.to_string());
+        t.stopping_at.get_or_insert(self.now);
+        t.version += 1;
+        self.put_task(t);
+        self.changed.push(t.clone());
+    }
+}
+
+/// One task of the service, with what the controller needs to know about it.
+struct Member {
+    task: Task,
+    /// Index into the service's live deployments; `None` for a deployment it no longer has.
+    deployment: Option<usize>,
+    /// Whether its task definition has an essential container with a health check.
+    checked: bool,
+    /// Its instance is DRAINING.
+    draining: bool,
+    /// Its instance is lost, deregistered or gone: the task is written off.
+    written_off: bool,
+    instance: Option<String>,
+}
+
+impl Member {
+    fn live(&self) -> bool {
+        self.task.last_status != TaskStatus::Stopped && !self.written_off
+    }
+    fn active(&self) -> bool {
+        self.live() && self.task.desired_status == DesiredStatus::Running
+    }
+    fn healthy(&self) -> bool {
+        self.active()
+            && self.task.last_status == TaskStatus::Running
+            && (!self.checked || self.task.health_status == HealthStatus::Healthy)
+    }
+    fn pending(&self) -> bool {
+        self.active() && self.task.last_status < TaskStatus::Running
+    }
+}
+
+fn has_health_checks(td: &TaskDefinition) -> bool {
+    td.spec.containers().iter().any(|c| c.essential.unwrap_or(true) && c.health_check.is_some())
+}
+
+fn instance_of<'s>(state: &'s State, t: &Task) -> Option<&'s Arc<ContainerInstance>> {
+    let id = t.container_instance.as_ref()?;
+    state.instances.get(&(t.scope.clone(), t.cluster.clone(), id.clone()))
+}
+
+/// The service's tasks (by group, started by one of its deployments) as members.
+fn members(pass: &Pass<'_>, svc: &Service) -> Vec<Member> {
+    let group = svc.task_group();
+    let mut checked: HashMap<(String, u32), bool> = HashMap::new();
+    pass.state
+        .cluster_tasks(&svc.scope, &svc.cluster)
+        .filter(|t| t.group == group && t.started_by.as_deref().is_some_and(|s| s.starts_with("ecs-svc/")))
+        .map(|t| {
+            let instance = instance_of(pass.state, t);
+            let written_off = match instance {
+                None => true,
+                Some(i) => i.status == InstanceStatus::Inactive || pass.lost.contains(&i.arn().to_string()),
+            };
+            let key = (t.family.to_string(), t.revision);
+            let checked = *checked.entry(key).or_insert_with(|| {
+                pass.state
+                    .task_definitions
+                    .get(&(t.scope.clone(), t.family.clone(), t.revision))
+                    .is_some_and(|td| has_health_checks(td))
+            });
+            Member {
+                deployment: svc.deployments.iter().position(|d| Some(d.id.as_str()) == t.started_by.as_deref()),
+                checked,
+                draining: instance.is_some_and(|i| i.status == InstanceStatus::Draining),
+                written_off,
+                instance: t.container_instance.clone(),
+                task: t.as_ref().clone(),
+            }
+        })
+        .collect()
+}
+
+/// Reconciles one service; afterwards the service and its tasks in `pass.state` are as
+/// the controller wants them.
+pub(crate) fn reconcile(pass: &mut Pass<'_>, key: &ServiceKey) {
+    let Some(orig) = pass.state.services.get(key).cloned() else { return };
+    if orig.status == ServiceStatus::Inactive || orig.deployments.is_empty() {
+        return;
+    }
+    let mut svc = orig.as_ref().clone();
+    let mut tasks = members(pass, &svc);
+
+    account_ended_tasks(pass, &mut svc, &tasks);
+    write_off_lost_tasks(pass, &mut svc, &mut tasks);
+    replace_unhealthy_tasks(pass, &mut svc, &mut tasks);
+
+    if svc.status == ServiceStatus::Draining {
+        // DeleteService: every task goes, with no regard for the deployment limits.
+        let ids = stop_all(pass, &mut svc, &mut tasks, "Service is being deleted");
+        if !ids.is_empty() {
+            let id = pass.event_id();
+            svc.record(id, pass.now, events::stopped(&svc.name, &ids));
+        }
+        if !tasks.iter().any(Member::live) {
+            svc.status = ServiceStatus::Inactive;
+            let live = std::mem::take(&mut svc.deployments);
+            for d in live {
+                svc.retire(d, pass.now);
+            }
+        }
+    } else {
+        circuit_breaker(pass, &mut svc, &mut tasks);
+        match svc.settings.scheduling_strategy {
+            SchedulingStrategy::Replica => replica(pass, &mut svc, &mut tasks),
+            SchedulingStrategy::Daemon => daemon(pass, &mut svc, &mut tasks),
+        }
+        bookkeeping(pass, &mut svc, &tasks);
+    }
+
+    if svc != *orig {
+        pass.state.services.insert(key.clone(), Arc::new(svc));
+        pass.touched.push(Touched::Service(key.0.clone(), key.1.clone(), key.2.clone()));
+    }
+}
+
+/// Accounts each ended task the scheduler started exactly once.
+fn account_ended_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member]) {
+    let tracked: Vec<String> = svc.tracked.iter().cloned().collect();
+    for id in tracked {
+        let Some(m) = tasks.iter().find(|m| m.task.id == id) else {
+            svc.tracked.remove(&id);
+            continue;
+        };
+        let t = &m.task;
+        if t.last_status != TaskStatus::Stopped {
+            // One task that starts is enough to end the throttle.
+            if t.started_at.is_some() && svc.throttle.consecutive_failures > 0 {
+                svc.throttle = Default::default();
+            }
+            continue;
+        }
+        svc.tracked.remove(&id);
+        let by_request = matches!(t.stop_code, Some(StopCode::UserInitiated | StopCode::ServiceSchedulerInitiated));
+        if by_request {
+            continue;
+        }
+        if let Some(d) = svc
+            .deployments
+            .iter_mut()
+            .chain(svc.history.iter_mut())
+            .find(|d| Some(d.id.as_str()) == t.started_by.as_deref())
+        {
+            d.failed_tasks += 1;
+            d.updated_at = pass.now;
+        }
+        if t.started_at.is_some() {
+            svc.throttle = Default::default();
+            continue;
+        }
+        // Never reached RUNNING: space out the next launches.
+        let n = svc.throttle.consecutive_failures + 1;
+        svc.throttle.consecutive_failures = n;
+        let wait = throttle_seconds(n);
+        svc.throttle.next_launch_at =
+            (wait > 0.0).then(|| Timestamp::from_epoch_seconds(pass.now.epoch_seconds() + wait));
+        if n >= THROTTLE_AFTER_FAILURES {
+            let id = pass.event_id();
+            svc.record_problem(id, pass.now, events::throttled(&svc.name));
+        }
+    }
+}
+
+/// Writes off the tasks of instances that are lost or deregistered, so that they are
+/// replaced; their agents stop them if they ever come back.
+fn write_off_lost_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Member]) {
+    let mut by_instance: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, m) in tasks.iter().enumerate() {
+        let desired = m.task.desired_status == DesiredStatus::Running && m.task.last_status != TaskStatus::Stopped;
+        if m.written_off && desired {
+            by_instance.entry(m.instance.clone().unwrap_or_default()).or_default().push(i);
+        }
+    }
+    for (instance, idx) in by_instance {
+        let arn = container_instance_arn(&svc.scope, &svc.cluster, &instance).to_string();
+        let lost = pass.lost.contains(&arn);
+        let reason = if lost {
+            format!(
+                "Container instance {instance} was not heard from for more than {} seconds; the service replaced the task",
+                pass.grace_seconds
+            )
+        } else {
+            format!("Container instance {instance} was deregistered; the service replaced the task")
+        };
+        let mut ids = Vec::new();
+        for i in idx {
+            pass.stop(&mut tasks[i].task, &reason);
+            // Recorded STOPPED: nothing will report on it any more, and a service whose
+            // replacement runs is steady. A returning agent is not sent the task (its
+            // full set lists no STOPPED task), so it stops the container.
+            let t = &mut tasks[i].task;
+            t.last_status = TaskStatus::Stopped;
+            t.stopped_at.get_or_insert(pass.now);
+            pass.put_task(t);
+            svc.tracked.remove(&tasks[i].task.id);
+            ids.push(tasks[i].task.id.clone());
+        }
+        let message = if lost {
+            events::instance_lost(&svc.name, &instance, pass.grace_seconds, &ids)
+        } else {
+            events::stopped(&svc.name, &ids)
+        };
+        let id = pass.event_id();
+        svc.record(id, pass.now, message);
+    }
+}
+
+/// Replaces tasks whose container health checks fail once the grace period is over.
+fn replace_unhealthy_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Member]) {
+    let grace = f64::from(svc.settings.health_check_grace_period_seconds.unwrap_or(0).max(0));
+    for m in tasks.iter_mut() {
+        let started = m.task.started_at.map_or(pass.now.epoch_seconds(), |s| s.epoch_seconds());
+        let unhealthy = m.active()
+            && m.checked
+            && m.task.last_status == TaskStatus::Running
+            && m.task.health_status == HealthStatus::Unhealthy
+            && pass.now.epoch_seconds() - started >= grace;
+        if !unhealthy {
+            continue;
+        }
+        pass.stop(&mut m.task, "Task failed container health checks");
+        svc.tracked.remove(&m.task.id);
+        if let Some(d) = m.deployment.and_then(|i| svc.deployments.get_mut(i)) {
+            d.failed_tasks += 1;
+            d.updated_at = pass.now;
+        }
+        let id = pass.event_id();
+        svc.record(id, pass.now, events::health_check_failed(&svc.name, &m.task.id));
+    }
+}
+
+fn stop_all(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Member], reason: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for m in tasks.iter_mut().filter(|m| m.active()) {
+        pass.stop(&mut m.task, reason);
+        svc.tracked.remove(&m.task.id);
+        ids.push(m.task.id.clone());
+    }
+    ids
+}
+
+/// Fails the primary deployment once enough of its tasks failed, and rolls back to the
+/// last completed deployment if asked to.
+fn circuit_breaker(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Member]) {
+    let cb = svc.settings.deployment_config.circuit_breaker;
+    let Some(primary) = svc.deployments.first() else { return };
+    if !cb.enable
+        || primary.rollout_state != RolloutState::InProgress
+        || primary.failed_tasks < primary.circuit_breaker_threshold()
+    {
+        return;
+    }
+    let now = pass.now;
+    let failed_id = primary.id.clone();
+    {
+        let p = &mut svc.deployments[0];
+        p.rollout_state = RolloutState::Failed;
+        p.rollout_state_reason = "ECS deployment circuit breaker: tasks failed to start.".into();
+        p.updated_at = now;
+    }
+    let id = pass.event_id();
+    svc.record(id, now, events::deployment_failed(&svc.name, &failed_id));
+    // The most recent COMPLETED deployment, live (still running tasks) or finished.
+    let live = svc.deployments.iter().skip(1).position(|d| d.rollout_state == RolloutState::Completed).map(|i| i + 1);
+    let target = match (cb.rollback, live) {
+        (false, _) => None,
+        (true, Some(i)) => Some(svc.deployments.remove(i)),
+        (true, None) => {
+            svc.history.iter().position(|d| d.rollout_state == RolloutState::Completed).map(|i| svc.history.remove(i))
+        }
+    };
+    let Some(mut target) = target else {
+        let p = &mut svc.deployments[0];
+        p.deployment_status =
+            if cb.rollback { ServiceDeploymentStatus::RollbackFailed } else { ServiceDeploymentStatus::Stopped };
+        p.status_reason = Some(p.rollout_state_reason.clone());
+        p.finished_at = Some(now);
+        return;
+    };
+    let reason = format!("ECS deployment circuit breaker: rolling back to deploymentId {}.", target.id);
+    {
+        let p = &mut svc.deployments[0];
+        p.status = DeploymentStatus::Active;
+        p.deployment_status = ServiceDeploymentStatus::RollbackInProgress;
+        p.status_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
+        p.rollback = Some(model::ecs::service::Rollback {
+            reason: reason.clone(),
+            started_at: now,
+            revision_id: target.revision.id.clone(),
+        });
+    }
+    target.status = DeploymentStatus::Primary;
+    target.rollout_state = RolloutState::InProgress;
+    target.rollout_state_reason = reason;
+    target.desired_count = svc.desired_count;
+    target.failed_tasks = 0;
+    target.updated_at = now;
+    target.finished_at = None;
+    let target_id = target.id.clone();
+    svc.deployments.insert(0, target);
+    svc.throttle = Default::default();
+    let id = pass.event_id();
+    svc.record(id, now, events::rolling_back(&svc.name, &target_id));
+    // Deployment indexes moved: renumber the members.
+    for m in tasks.iter_mut() {
+        m.deployment = svc.deployments.iter().position(|d| Some(d.id.as_str()) == m.task.started_by.as_deref());
+    }
+}
+
+/// Whether the primary deployment may launch tasks now.
+fn may_launch(pass: &Pass<'_>, svc: &Service) -> bool {
+    let failed = svc.deployments.first().is_none_or(|p| p.rollout_state == RolloutState::Failed);
+    let throttled = svc.throttle.next_launch_at.is_some_and(|t| t.epoch_seconds() > pass.now.epoch_seconds());
+    !failed && !throttled
+}
+
+/// REPLICA: keep `desiredCount` tasks of the primary deployment on ACTIVE instances.
+fn replica(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Member]) {
+    let desired = svc.desired_count;
+    if let Some(p) = svc.deployments.first_mut() {
+        if p.desired_count != desired {
+            p.desired_count = desired;
+            p.updated_at = pass.now;
+        }
+    }
+    let bounds = svc.settings.deployment_config.bounds(desired);
+    let keep: Vec<usize> = (0..tasks.len())
+        .filter(|&i| tasks[i].active() && tasks[i].deployment == Some(0) && !tasks[i].draining)
+        .collect();
+    let excess = keep.len().saturating_sub(desired as usize);
+    let excess_set: HashSet<usize> = scale_in_order(pass, svc, tasks, &keep).into_iter().take(excess).collect();
+    let kept = keep.len() - excess;
+
+    let outgoing: Vec<usize> = (0..tasks.len())
+        .filter(|&i| {
+            let m = &tasks[i];
+            m.active() && (m.deployment != Some(0) || m.draining || excess_set.contains(&i))
+        })
+        .collect();
+    let stopped = stop_outgoing(pass, svc, tasks, &outgoing, bounds.lower);
+
+    let live = tasks.iter().filter(|m| m.live()).count();
+    let need = (desired as usize).saturating_sub(kept);
+    let room = (bounds.upper as usize).saturating_sub(live);
+    let mut started = 0;
+    if need > 0 && room > 0 && may_launch(pass, svc) {
+        started = launch(pass, svc, need.min(room), None);
+    }
+    let in_transit = tasks.iter().any(|m| m.pending() || (m.live() && !m.active()));
+    if need > 0 && room == 0 && stopped == 0 && started == 0 && !in_transit && !outgoing.is_empty() {
+        let id = pass.event_id();
+        svc.record_problem(id, pass.now, events::stuck(&svc.name));
+    }
+}
+
+/// DAEMON: one task of the primary deployment on every ACTIVE instance that satisfies
+/// the placement constraints, and none elsewhere.
+fn daemon(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Member]) {
+    let Some(td) = primary_task_definition(pass.state, svc) else { return };
+    let eligible = eligible_instances(pass, svc, &td);
+    let desired = eligible.len() as u32;
+    if svc.desired_count != desired {
+        svc.desired_count = desired;
+    }
+    if let Some(p) = svc.deployments.first_mut() {
+        if p.desired_count != desired {
+            p.desired_count = desired;
+            p.updated_at = pass.now;
+        }
+    }
+    let bounds = svc.settings.deployment_config.bounds(desired);
+    // The oldest primary task on each eligible instance stays; every other active task goes.
+    let mut covered: HashSet<String> = HashSet::new();
+    let mut order: Vec<usize> = (0..tasks.len()).filter(|&i| tasks[i].active()).collect();
+    order.sort_by(|&a, &b| {
+        tasks[a].task.created_at.epoch_seconds().total_cmp(&tasks[b].task.created_at.epoch_seconds())
+    });
+    let mut outgoing = Vec::new();
+    for i in order {
+        let m = &tasks[i];
+        let instance = m.instance.clone().unwrap_or_default();
+        if m.deployment == Some(0) && eligible.contains(&instance) && covered.insert(instance) {
+            continue;
+        }
+        outgoing.push(i);
+    }
+    stop_outgoing(pass, svc, tasks, &outgoing, bounds.lower);
+
+    let live = tasks.iter().filter(|m| m.live()).count();
+    let mut room = (bounds.upper as usize).saturating_sub(live);
+    if !may_launch(pass, svc) {
+        return;
+    }
+    for instance in &eligible {
+        if room == 0 {
+            break;
+        }
+        // Wait until an outgoing task on the instance has stopped: it may hold the
+        // resources and ports the new one needs.
+        let busy = tasks.iter().any(|m| m.live() && m.instance.as_deref() == Some(instance.as_str()));
+        if covered.contains(instance) || busy {
+            continue;
+        }
+        room -= launch(pass, svc, 1, Some(instance));
+    }
+}
+
+/// Stops outgoing tasks: those that are not healthy at once, healthy ones while more than
+/// `lower` healthy tasks remain. Returns how many were stopped.
+fn stop_outgoing(
+    pass: &mut Pass<'_>,
+    svc: &mut Service,
+    tasks: &mut [Member],
+    outgoing: &[usize],
+    lower: u32,
+) -> usize {
+    let healthy = tasks.iter().filter(|m| m.healthy()).count();
+    let mut budget = healthy.saturating_sub(lower as usize);
+    // Unhealthy first, then older deployments first (they sit later in the list).
+    let mut order = outgoing.to_vec();
+    order.sort_by_key(|&i| (tasks[i].healthy(), std::cmp::Reverse(tasks[i].deployment.unwrap_or(usize::MAX))));
+    let mut ids = Vec::new();
+    for i in order {
+        if tasks[i].healthy() {
+            if budget == 0 {
+                continue;
+            }
+            budget -= 1;
+        }
+        let reason = if tasks[i].draining {
+            "Container instance is draining; the service replaced the task"
+        } else if tasks[i].deployment == Some(0) {
+            "Scaling activity initiated by (deployment) the service scheduler"
+        } else {
+            "Scaling activity initiated by (deployment) a newer deployment of the service"
+        };
+        pass.stop(&mut tasks[i].task, reason);
+        svc.tracked.remove(&tasks[i].task.id);
+        ids.push(tasks[i].task.id.clone());
+    }
+    if !ids.is_empty() {
+        let id = pass.event_id();
+        svc.record(id, pass.now, events::stopped(&svc.name, &ids));
+    }
+    ids.len()
+}
+
+/// The order in which kept tasks are removed when there are too many: tasks not yet
+/// healthy first, then as the service's first placement strategy would rebalance (spread:
+/// from the fullest zone or instance; binpack: from the emptiest instance; random).
+fn scale_in_order(pass: &mut Pass<'_>, svc: &Service, tasks: &[Member], keep: &[usize]) -> Vec<usize> {
+    if keep.len() <= svc.desired_count as usize {
+        return Vec::new();
+    }
+    let strategies = strategies(svc);
+    let views = cluster_views(pass.agents, pass.state, &svc.scope, &svc.cluster);
+    let mut left: Vec<usize> = keep.to_vec();
+    let mut out = Vec::new();
+    while !left.is_empty() {
+        let count_by = |f: &dyn Fn(&Member) -> Option<String>, left: &[usize], m: &Member| {
+            let v = f(m);
+            left.iter().filter(|&&j| f(&tasks[j]) == v).count() as i64
+        };
+        let mut best: Option<(usize, (bool, i64, i64, u64))> = None;
+        for (pos, &i) in left.iter().enumerate() {
+            let m = &tasks[i];
+            let (k1, k2) = match strategies.first() {
+                Some(scheduler::Strategy::Binpack(field)) => {
+                    let v = m.instance.as_ref().and_then(|id| views.get(id));
+                    let rem = v.map_or(0, |v| match field {
+                        scheduler::BinpackField::Cpu => v.remaining.cpu,
+                        scheduler::BinpackField::Memory => v.remaining.memory,
+                    });
+                    (rem, 0)
+                }
+                Some(scheduler::Strategy::Random) => (0, 0),
+                Some(scheduler::Strategy::Spread(scheduler::SpreadField::Attribute(a))) => {
+                    let attr = |m: &Member| -> Option<String> {
+                        let v = m.instance.as_ref().and_then(|id| views.get(id))?;
+                        placement_instance(v).attributes.get(a.as_str()).cloned().flatten()
+                    };
+                    (count_by(&attr, &left, m), count_by(&|m: &Member| m.instance.clone(), &left, m))
+                }
+                Some(scheduler::Strategy::Spread(scheduler::SpreadField::InstanceId)) | None => {
+                    (count_by(&|m: &Member| m.instance.clone(), &left, m), 0)
+                }
+            };
+            let key = (!m.healthy(), k1, k2, pass.rng.gen::<u64>());
+            if best.as_ref().is_none_or(|(_, b)| key > *b) {
+                best = Some((pos, key));
+            }
+        }
+        let Some((pos, _)) = best else { break };
+        out.push(left.remove(pos));
+    }
+    out
+}
+
+/// The service's placement strategies, or ECS's default for services: spread over
+/// availability zones, then over instances.
+fn strategies(svc: &Service) -> Vec<scheduler::Strategy> {
+    let given: Vec<scheduler::Strategy> = svc
+        .settings
+        .placement_strategy
+        .iter()
+        .filter_map(|s| {
+            scheduler::parse_strategy(s.type_.map(|t| t.as_str()).unwrap_or_default(), s.field.as_deref()).ok()
+        })
+        .collect();
+    if given.is_empty() && svc.settings.scheduling_strategy == SchedulingStrategy::Replica {
+        let mut d = scheduler::Strategy::service_default();
+        d.push(scheduler::Strategy::Spread(scheduler::SpreadField::InstanceId));
+        return d;
+    }
+    given
+}
+
+/// The service's constraints and its task definition's `memberOf` constraints.
+fn constraints(svc: &Service, td: &TaskDefinition) -> Vec<scheduler::Constraint> {
+    let from_service = svc.settings.placement_constraints.iter().filter_map(|c| {
+        scheduler::parse_constraint(c.type_.map(|t| t.as_str()).unwrap_or_default(), c.expression.as_deref()).ok()
+    });
+    let from_td = td
+        .spec
+        .doc
+        .placement_constraints
+        .iter()
+        .flatten()
+        .filter(|c| c.type_ == Some(TaskDefinitionPlacementConstraintType::MemberOf))
+        .filter_map(|c| scheduler::parse_constraint("memberOf", c.expression.as_deref()).ok());
+    from_service.chain(from_td).collect()
+}
+
+fn primary_task_definition(state: &State, svc: &Service) -> Option<Arc<TaskDefinition>> {
+    let r = &svc.deployments.first()?.revision;
+    state.task_definitions.get(&(svc.scope.clone(), r.family.clone(), r.revision)).cloned()
+}
+
+/// Instance ids (in the cluster) that a DAEMON service runs on: ACTIVE, not lost, with
+/// the attributes the task definition requires and satisfying every `memberOf`.
+fn eligible_instances(pass: &Pass<'_>, svc: &Service, td: &TaskDefinition) -> Vec<String> {
+    let constraints = constraints(svc, td);
+    let views = cluster_views(pass.agents, pass.state, &svc.scope, &svc.cluster);
+    let mut out: Vec<String> = views
+        .values()
+        .filter(|v| v.instance.status == InstanceStatus::Active && !pass.lost.contains(&v.instance.arn().to_string()))
+        .filter(|v| {
+            let i = placement_instance(v);
+            td.spec.requires_attributes.iter().all(|a| i.attributes.contains_key(a))
+                && constraints.iter().all(|c| match c {
+                    scheduler::Constraint::MemberOf(e) => scheduler::eval(e, &i),
+                    scheduler::Constraint::DistinctInstance => true,
+                })
+        })
+        .map(|v| v.instance.id.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Places and creates up to `count` tasks of the primary deployment (on `only` if given);
+/// records the event; returns how many started.
+fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&str>) -> usize {
+    let Some(td) = primary_task_definition(pass.state, svc) else { return 0 };
+    let Some(primary) = svc.deployments.first() else { return 0 };
+    let deployment_id = primary.id.clone();
+    let views = cluster_views(pass.agents, pass.state, &svc.scope, &svc.cluster);
+    let mut candidates: Vec<&InstanceView> = views
+        .values()
+        .filter(|v| v.instance.status != InstanceStatus::Inactive)
+        .filter(|v| only.is_none_or(|id| v.instance.id == id))
+        .collect();
+    // Placement breaks remaining ties by snapshot order; keep it stable.
+    candidates.sort_by(|a, b| a.instance.id.cmp(&b.instance.id));
+    let instances: Vec<scheduler::Instance> = candidates.iter().map(|v| placement_instance(v)).collect();
+    let reserved = reservation(&td, None);
+    let group = svc.task_group();
+    let needs = scheduler::TaskNeeds {
+        cpu: reserved.cpu,
+        memory: reserved.memory,
+        static_ports_tcp: reserved.ports_tcp.clone(),
+        static_ports_udp: reserved.ports_udp.clone(),
+        group: group.clone(),
+        required_attributes: td.spec.requires_attributes.clone(),
+    };
+    let (constraints, strategies) =
+        if only.is_some() { (Vec::new(), Vec::new()) } else { (constraints(svc, &td), strategies(svc)) };
+    let plan = scheduler::place(&instances, &needs, count, &constraints, &strategies, &mut pass.rng);
+    let mut tags = match svc.settings.propagate_tags {
+        Some(PropagateTags::Service) => svc.tags.clone(),
+        Some(PropagateTags::TaskDefinition) => td.tags.clone(),
+        _ => Tags::default(),
+    };
+    if svc.settings.enable_ecs_managed_tags {
+        tags.insert_managed("aws:ecs:clusterName", svc.cluster.as_str());
+        tags.insert_managed("aws:ecs:serviceName", svc.name.as_str());
+    }
+    let req = TaskRequest { group: Some(group), started_by: Some(deployment_id), ..Default::default() };
+    let creation =
+        Creation { scope: &svc.scope, cluster: &svc.cluster, td: &td, req: &req, tags: &tags, now: pass.now };
+    let mut ids = Vec::new();
+    for idx in &plan.placements {
+        let instance_id = candidates[*idx].instance.id.clone();
+        let t = new_task(&creation, &instance_id, reserved.clone(), &mut pass.rng);
+        pass.put_task(&t);
+        pass.changed.push(t.clone());
+        ids.push(t.id.clone());
+    }
+    for id in &ids {
+        svc.tracked.insert(id.clone());
+    }
+    if !ids.is_empty() {
+        let id = pass.event_id();
+        svc.record(id, pass.now, events::started(&svc.name, &ids));
+        // A placement problem is resolved once tasks place again.
+        svc.last_problem = None;
+    }
+    if ids.len() < count {
+        let closest = plan.failures.first().map(|f| {
+            let id = f.arn.rsplit('/').next().unwrap_or(&f.arn).to_string();
+            (id, f.reason.clone())
+        });
+        let message = events::unable_to_place(&svc.name, closest.as_ref().map(|(i, r)| (i.as_str(), r.as_str())));
+        let id = pass.event_id();
+        svc.record_problem(id, pass.now, message);
+    }
+    ids.len()
+}
+
+/// Deployment counts, retirement of drained deployments, completion, and steady state.
+fn bookkeeping(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member]) {
+    let now = pass.now;
+    // Older deployments keep what they still run; once empty they are finished.
+    let mut i = 1;
+    while i < svc.deployments.len() {
+        let id = svc.deployments[i].id.clone();
+        let mine = |m: &&Member| m.task.started_by.as_deref() == Some(id.as_str());
+        let active = tasks.iter().filter(mine).filter(|m| m.active()).count() as u32;
+        let live = tasks.iter().filter(mine).filter(|m| m.live()).count();
+        let d = &mut svc.deployments[i];
+        if d.status != DeploymentStatus::Active {
+            d.status = DeploymentStatus::Active;
+        }
+        if d.desired_count != active {
+            d.desired_count = active;
+            d.updated_at = now;
+        }
+        if live == 0 {
+            let d = svc.deployments.remove(i);
+            svc.retire(d, now);
+        } else {
+            i += 1;
+        }
+    }
+    let desired = svc.desired_count as usize;
+    let primary_healthy = tasks.iter().filter(|m| m.deployment == Some(0) && m.healthy() && !m.draining).count();
+    let live = tasks.iter().filter(|m| m.live()).count();
+    let settled = primary_healthy == desired && live == desired && svc.deployments.len() == 1;
+    let Some(p) = svc.deployments.first_mut() else { return };
+    if p.rollout_state == RolloutState::InProgress && settled {
+        p.rollout_state = RolloutState::Completed;
+        p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
+        if p.deployment_status == ServiceDeploymentStatus::InProgress {
+            p.deployment_status = ServiceDeploymentStatus::Successful;
+        }
+        p.finished_at = Some(now);
+        p.updated_at = now;
+        let (dep_id, revision) = (p.id.clone(), p.revision.id.clone());
+        // A circuit-breaker rollback to this revision has succeeded.
+        for d in svc.history.iter_mut().chain(svc.deployments.iter_mut()) {
+            let rolled_back_here = d.rollback.as_ref().is_some_and(|r| r.revision_id == revision);
+            if rolled_back_here && d.deployment_status == ServiceDeploymentStatus::RollbackInProgress {
+                d.deployment_status = ServiceDeploymentStatus::RollbackSuccessful;
+                d.finished_at = Some(now);
+            }
+        }
+        let id = pass.event_id();
+        svc.record(id, now, events::deployment_completed(&svc.name, &dep_id));
+    }
+    let steady = settled
+        && svc.deployments.first().is_some_and(|p| p.rollout_state == RolloutState::Completed)
+        && tasks.iter().filter(|m| m.active()).all(Member::healthy);
+    if !steady {
+        svc.steady_reported_at = None;
+        return;
+    }
+    let due = svc
+        .steady_reported_at
+        .is_none_or(|at| now.epoch_seconds() - at.epoch_seconds() >= model::ecs::service::REPEAT_PROBLEM_AFTER_SECONDS);
+    if due {
+        svc.steady_reported_at = Some(now);
+        let id = pass.event_id();
+        svc.record(id, now, events::steady(&svc.name));
+    }
+}
+
+/// Remembers since when each instance's agent has been disconnected, to tell a brief
+/// disconnection from a lost instance. In memory only: after a restart every agent gets
+/// a fresh grace period to reconnect.
+#[derive(Debug, Default)]
+pub(crate) struct LostInstances {
+    since: HashMap<String, Instant>,
+}
+
+impl LostInstances {
+    /// The ARNs of instances whose agent has been away longer than `grace`.
+    pub(crate) fn update(&mut self, state: &State, agents: &Agents, grace: Duration) -> HashSet<String> {
+        let now = Instant::now();
+        let mut seen = HashSet::new();
+        let mut lost = HashSet::new();
+        for i in state.instances.values().filter(|i| i.status != InstanceStatus::Inactive) {
+            let arn = i.arn().to_string();
+            if agents.connected(&arn) {
+                continue;
+            }
+            let since = *self.since.entry(arn.clone()).or_insert(now);
+            if now.duration_since(since) > grace {
+                lost.insert(arn.clone());
+            }
+            seen.insert(arn);
+        }
+        self.since.retain(|arn, _| seen.contains(arn));
+        lost
+    }
+}
+
+impl ControlPlane {
+    /// Wakes the service controller.
+    pub(crate) fn wake_services(&self) {
+        self.services_wake.notify_one();
+    }
+
+    /// Runs the service controller until `shutdown` completes: a pass whenever something
+    /// it reacts to changes, and at least every second.
+    pub async fn run_service_controller(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut lost = LostInstances::default();
+        loop {
+            if let Err(e) = self.services_pass(&mut lost).await {
+                tracing::warn!(error = %e, "service controller pass failed; retrying");
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.services_wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    /// One pass over every service.
+    pub(crate) async fn services_pass(&self, lost: &mut LostInstances) -> crate::Result<()> {
+        let view = self.view();
+        let lost = Arc::new(lost.update(&view, &self.agents, self.lost_instance_grace));
+        let grace = self.lost_instance_grace;
+        let keys: Vec<ServiceKey> =
+            view.services.iter().filter(|(_, s)| s.status != ServiceStatus::Inactive).map(|(k, _)| k.clone()).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // The dry run: which services would change?
+        let mut scratch = (*view).clone();
+        let seed: u64 = rand::thread_rng().gen();
+        let mut work = Vec::new();
+        for k in keys {
+            let mut pass = Pass::new(&mut scratch, Timestamp::now(), &self.agents, &lost, grace, seed);
+            reconcile(&mut pass, &k);
+            if !pass.touched.is_empty() {
+                work.push(k);
+            }
+        }
+        if work.is_empty() {
+            return Ok(());
+        }
+        let agents = self.agents.clone();
+        let seed: u64 = rand::thread_rng().gen();
+        let changed = self
+            .write(move |txn| {
+                let mut pass = Pass::new(txn.state, txn.now, &agents, &lost, grace, seed);
+                for k in &work {
+                    reconcile(&mut pass, k);
+                }
+                let Pass { touched, changed, .. } = pass;
+                for t in touched {
+                    txn.touch(t);
+                }
+                Ok(changed)
+            })
+            .await?;
+        self.push_tasks(&changed);
+        Ok(())
+    }
+}
