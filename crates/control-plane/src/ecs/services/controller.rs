@@ -902,3 +902,186 @@ impl ControlPlane {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The controller against the real writer and store, with simulated agents: at every
+    //! step of a rolling deployment the limits hold, and the deployment completes.
+
+    use super::*;
+    use crate::ecs::instances::NewInstance;
+    use crate::ecs::Caller;
+    use agent_protocol::TaskReport;
+    use model::ecs::shapes::{self as w, ContainerDefinition, RegisterTaskDefinitionRequest};
+    use model::ecs::task::Resources;
+    use model::{AccountId, Region, Scope};
+    use rand::seq::SliceRandom;
+
+    struct World {
+        cp: Arc<ControlPlane>,
+        caller: Caller,
+        _links: Vec<tokio::sync::mpsc::UnboundedReceiver<agent_protocol::ToAgent>>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn world(instances: usize) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let cp = Arc::new(ControlPlane::open(store).unwrap());
+        let scope =
+            Scope { account: AccountId::parse("123456789012").unwrap(), region: Region::parse("us-east-1").unwrap() };
+        let caller = Caller { scope };
+        let mut links = Vec::new();
+        for i in 0..instances {
+            let zone = format!("us-east-1{}", ["a", "b", "c"][i % 3]);
+            let inst = cp
+                .register_container_instance(
+                    &caller,
+                    NewInstance {
+                        resources: Resources { cpu: 4096, memory: 8192, ..Default::default() },
+                        attributes: vec![("ecs.availability-zone".into(), Some(zone))],
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            links.push(cp.agents.attach(&inst.arn().to_string()).1);
+        }
+        for command in ["one", "two"] {
+            let td = RegisterTaskDefinitionRequest {
+                family: Some("web".into()),
+                container_definitions: Some(vec![ContainerDefinition {
+                    name: Some("web".into()),
+                    image: Some("simplehttp".into()),
+                    memory: Some(32),
+                    command: Some(vec![command.into()]),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            };
+            cp.register_task_definition(&caller, td).await.unwrap();
+        }
+        World { cp, caller, _links: links, _dir: dir }
+    }
+
+    fn tasks_of(w: &World) -> Vec<Task> {
+        let view = w.cp.view();
+        view.tasks.values().filter(|t| t.group == "service:web").map(|t| t.as_ref().clone()).collect()
+    }
+
+    fn report(t: &Task, status: TaskStatus, now: Timestamp) -> TaskReport {
+        TaskReport {
+            task_arn: t.arn().to_string(),
+            last_status: status,
+            containers: vec![],
+            health_status: HealthStatus::Unknown,
+            stop_code: None,
+            stopped_reason: None,
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: (status >= TaskStatus::Running).then_some(now),
+            execution_stopped_at: None,
+        }
+    }
+
+    /// The agents do some of what they were told: start pending tasks, stop stopping ones.
+    async fn agents_act(w: &World, rng: &mut StdRng) {
+        let mut todo: Vec<(Task, TaskStatus)> = tasks_of(w)
+            .into_iter()
+            .filter_map(|t| match (t.desired_status, t.last_status) {
+                (DesiredStatus::Running, s) if s < TaskStatus::Running => Some((t, TaskStatus::Running)),
+                (DesiredStatus::Stopped, s) if s < TaskStatus::Stopped => Some((t, TaskStatus::Stopped)),
+                _ => None,
+            })
+            .collect();
+        todo.shuffle(rng);
+        let n = todo.len().div_ceil(2);
+        for (t, status) in todo.into_iter().take(n) {
+            let instance = container_instance_arn(&t.scope, &t.cluster, t.container_instance.as_deref().unwrap());
+            w.cp.report_task_state(&w.caller.scope, &instance.to_string(), report(&t, status, Timestamp::now()))
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn pass(w: &World, lost: &mut LostInstances) {
+        w.cp.services_pass(lost).await.unwrap();
+    }
+
+    fn service(w: &World) -> Arc<Service> {
+        w.cp.view().services.values().next().unwrap().clone()
+    }
+
+    fn steady(s: &Service) -> bool {
+        s.deployments.len() == 1 && s.deployments[0].rollout_state == RolloutState::Completed
+    }
+
+    #[tokio::test]
+    async fn a_rolling_deployment_stays_within_its_limits_at_every_step() {
+        for seed in 0..4u64 {
+            let w = world(3).await;
+            let mut lost = LostInstances::default();
+            let mut rng = StdRng::seed_from_u64(seed);
+            let config = w::DeploymentConfiguration {
+                minimum_healthy_percent: Some(50),
+                maximum_percent: Some(150),
+                ..Default::default()
+            };
+            let req = w::CreateServiceRequest {
+                service_name: Some("web".into()),
+                task_definition: Some("web:1".into()),
+                desired_count: Some(6),
+                deployment_configuration: Some(config),
+                ..Default::default()
+            };
+            w.cp.create_service(&w.caller, req).await.unwrap();
+            for _ in 0..50 {
+                pass(&w, &mut lost).await;
+                if steady(&service(&w)) {
+                    break;
+                }
+                agents_act(&w, &mut rng).await;
+            }
+            assert!(steady(&service(&w)), "seed {seed}: the first deployment completed");
+            let zones: BTreeMap<String, usize> = tasks_of(&w).iter().fold(BTreeMap::new(), |mut m, t| {
+                *m.entry(t.container_instance.clone().unwrap()).or_default() += 1;
+                m
+            });
+            assert_eq!(zones.values().copied().collect::<Vec<_>>(), vec![2, 2, 2], "seed {seed}: spread evenly");
+
+            let update = w::UpdateServiceRequest {
+                service: Some("web".into()),
+                task_definition: Some("web:2".into()),
+                ..Default::default()
+            };
+            w.cp.update_service(&w.caller, update).await.unwrap();
+            let mut steps = 0;
+            loop {
+                pass(&w, &mut lost).await;
+                let tasks = tasks_of(&w);
+                let healthy = tasks
+                    .iter()
+                    .filter(|t| t.desired_status == DesiredStatus::Running && t.last_status == TaskStatus::Running)
+                    .count();
+                let live = tasks.iter().filter(|t| t.last_status != TaskStatus::Stopped).count();
+                assert!(healthy >= 3, "seed {seed} step {steps}: {healthy} healthy, below 50% of 6");
+                assert!(live <= 9, "seed {seed} step {steps}: {live} live, above 150% of 6");
+                let s = service(&w);
+                if steady(&s) && s.deployments[0].revision.revision == 2 {
+                    let running: Vec<_> = tasks.iter().filter(|t| t.last_status == TaskStatus::Running).collect();
+                    assert_eq!(running.len(), 6);
+                    assert!(running.iter().all(|t| t.revision == 2));
+                    assert!(s.events.iter().any(|e| e.message.ends_with("has reached a steady state.")));
+                    break;
+                }
+                steps += 1;
+                assert!(steps < 200, "seed {seed}: the deployment did not complete");
+                agents_act(&w, &mut rng).await;
+            }
+            // Nothing left to do: a further pass does not even write.
+            let before = w.cp.view();
+            pass(&w, &mut lost).await;
+            assert!(Arc::ptr_eq(&before, &w.cp.view()), "seed {seed}: an idle pass wrote");
+        }
+    }
+}
