@@ -359,6 +359,19 @@ async fn a_replica_service_converges_and_replaces_a_killed_container() {
     let s = wait_steady(&ecs, "default", "web").await;
     assert_eq!(s.deployments()[0].failed_tasks(), 1, "the killed task counts as failed");
 
+    // forceNewDeployment: the same revision, a new deployment with new tasks.
+    let before: BTreeSet<String> = service_tasks(&ecs, "default", "web", "RUNNING").await.iter().map(task_id).collect();
+    let forced = ecs.update_service().service("web").force_new_deployment(true).send().await.unwrap().service.unwrap();
+    let new_dep = forced.deployments()[0].id().unwrap().to_string();
+    assert_ne!(new_dep, dep);
+    eventually("the forced deployment to complete", || async {
+        let s = describe(&ecs, "default", "web").await;
+        is_steady(&s) && s.deployments()[0].id() == Some(new_dep.as_str())
+    })
+    .await;
+    let after = service_tasks(&ecs, "default", "web", "RUNNING").await;
+    assert!(after.iter().all(|t| !before.contains(&task_id(t)) && t.started_by() == Some(new_dep.as_str())));
+
     // Scale in: the service stops tasks and says so.
     ecs.update_service().service("web").desired_count(1).send().await.unwrap();
     eventually("scale in to 1", || async { is_steady(&describe(&ecs, "default", "web").await) }).await;
@@ -751,5 +764,70 @@ async fn a_deployment_continues_after_a_control_plane_kill_9() {
         String::from_utf8_lossy(&out.stdout).lines().count() == 4
     })
     .await;
+    ecs.delete_service().service("web").force(true).send().await.unwrap();
+}
+
+async fn register_checked(ecs: &Client, family: &str, check_port: &str) {
+    let check = aws_sdk_ecs::types::HealthCheck::builder()
+        .set_command(Some(["CMD", "/simplehttp", "check", "--port", check_port].map(String::from).to_vec()))
+        .interval(5)
+        .timeout(2)
+        .retries(1)
+        .build()
+        .unwrap();
+    ecs.register_task_definition()
+        .family(family)
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("web")
+                .image(simplehttp_image())
+                .memory(16)
+                .set_command(Some(["serve", "--port", "8080"].map(String::from).to_vec()))
+                .health_check(check)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn container_health_checks_gate_deployments_and_failing_tasks_are_replaced() {
+    let (b, _c) = berth_with_agent(&[]).await;
+    let ecs = b.ecs().await;
+    wait_instances(&ecs, "default", 1).await;
+    register_checked(&ecs, "checked", "8080").await;
+    register_checked(&ecs, "checked", "9999").await;
+    ecs.create_service()
+        .service_name("web")
+        .task_definition("checked:1")
+        .desired_count(2)
+        .deployment_configuration(deployment(100, 200, Some(true)))
+        .send()
+        .await
+        .unwrap();
+    wait_steady(&ecs, "default", "web").await;
+    let tasks = service_tasks(&ecs, "default", "web", "RUNNING").await;
+    assert!(
+        tasks.iter().all(|t| t.health_status() == Some(&aws_sdk_ecs::types::HealthStatus::Healthy)),
+        "steady means HEALTHY"
+    );
+
+    // Revision 2 fails its health check: its tasks run but never count as healthy, are
+    // replaced, and the circuit breaker rolls back; the healthy tasks stay throughout.
+    ecs.update_service().service("web").task_definition("checked:2").send().await.unwrap();
+    eventually("the rollback to revision 1", || async {
+        let s = describe(&ecs, "default", "web").await;
+        let events = messages(&s);
+        is_steady(&s)
+            && s.task_definition().is_some_and(|t| t.ends_with("checked:1"))
+            && events.iter().any(|m| m.contains("rolling back to deployment"))
+    })
+    .await;
+    let s = describe(&ecs, "default", "web").await;
+    assert!(messages(&s).iter().any(|m| m.contains("failed container health checks.")), "{:?}", messages(&s));
+    let running = service_tasks(&ecs, "default", "web", "RUNNING").await;
+    assert_eq!(running.len(), 2);
+    assert!(running.iter().all(|t| t.task_definition_arn().unwrap().ends_with("checked:1")));
     ecs.delete_service().service("web").force(true).send().await.unwrap();
 }
