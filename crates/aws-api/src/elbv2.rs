@@ -36,9 +36,6 @@ const UNBUILT: &[&str] = &[
     "ModifyTrustStore",
     "RemoveListenerCertificates",
     "RemoveTrustStoreRevocations",
-    "SetIpAddressType",
-    "SetSecurityGroups",
-    "SetSubnets",
 ];
 
 /// The ALB hosted zone id of us-east-1, reported for every load balancer: Berth's DNS
@@ -104,6 +101,32 @@ pub(crate) async fn dispatch(
         "DeleteLoadBalancer" => {
             cp.delete_load_balancer(caller, p.required("LoadBalancerArn")?).await?;
             Ok(ok(&|_| {}))
+        }
+        "SetSubnets" => {
+            let mut subnets = p.list("Subnets")?;
+            for m in p.structs("SubnetMappings")? {
+                subnets.push(m.required("SubnetId")?);
+            }
+            let lb = cp.set_subnets(caller, p.required("LoadBalancerArn")?, subnets, p.string("IpAddressType")).await?;
+            Ok(ok(&|x| {
+                zones_xml(x, &lb);
+                x.text("IpAddressType", &lb.ip_address_type);
+            }))
+        }
+        "SetSecurityGroups" => {
+            let lb = cp.set_security_groups(caller, p.required("LoadBalancerArn")?, p.list("SecurityGroups")?).await?;
+            Ok(ok(&|x| {
+                x.list("SecurityGroupIds", "member", &lb.security_groups, |x, sg| {
+                    x.out_text(sg);
+                });
+            }))
+        }
+        "SetIpAddressType" => {
+            let lb =
+                cp.set_ip_address_type(caller, p.required("LoadBalancerArn")?, p.required("IpAddressType")?).await?;
+            Ok(ok(&|x| {
+                x.text("IpAddressType", &lb.ip_address_type);
+            }))
         }
         "DescribeLoadBalancerAttributes" => {
             let a = cp.describe_load_balancer_attributes(caller, &p.required("LoadBalancerArn")?)?;
@@ -524,14 +547,18 @@ fn lb_xml(x: &mut Xml, lb: &LoadBalancer) {
         .elem("State", |x| {
             x.text("Code", "active");
         })
-        .text("Type", "application")
-        .list("AvailabilityZones", "member", &lb.zones, |x, z| {
-            x.text("ZoneName", &z.zone).text("SubnetId", &z.subnet_id).elem("LoadBalancerAddresses", |_| {});
-        })
-        .list("SecurityGroups", "member", &lb.security_groups, |x, sg| {
-            x.out_text(sg);
-        })
-        .text("IpAddressType", &lb.ip_address_type);
+        .text("Type", "application");
+    zones_xml(x, lb);
+    x.list("SecurityGroups", "member", &lb.security_groups, |x, sg| {
+        x.out_text(sg);
+    })
+    .text("IpAddressType", &lb.ip_address_type);
+}
+
+fn zones_xml(x: &mut Xml, lb: &LoadBalancer) {
+    x.list("AvailabilityZones", "member", &lb.zones, |x, z| {
+        x.text("ZoneName", &z.zone).text("SubnetId", &z.subnet_id).elem("LoadBalancerAddresses", |_| {});
+    });
 }
 
 fn tg_xml(x: &mut Xml, tg: &TargetGroup, lbs: &Vec<String>) {

@@ -224,7 +224,9 @@ struct Facts<'a> {
     host: &'a str,
     path: &'a str,
     method: &'a str,
-    query: Vec<(String, String)>,
+    /// Decoded only if a query-string condition asks.
+    raw_query: &'a str,
+    query: std::cell::OnceCell<Vec<(String, String)>>,
     headers: &'a HeaderMap,
     ip: IpAddr,
 }
@@ -240,7 +242,7 @@ impl elb::conditions::Request for Facts<'_> {
         self.method
     }
     fn query(&self) -> &[(String, String)] {
-        &self.query
+        self.query.get_or_init(|| decode_query(self.raw_query))
     }
     fn header_values(&self, name: &str) -> Vec<&str> {
         self.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect()
@@ -313,7 +315,8 @@ async fn handle(
             host: &host_header,
             path: &path,
             method: req.method().as_str(),
-            query: decode_query(&raw_query),
+            raw_query: &raw_query,
+            query: std::cell::OnceCell::new(),
             headers: req.headers(),
             ip: client_ip(peer),
         };
@@ -599,9 +602,11 @@ fn forwarded_headers(incoming: &HeaderMap, peer: SocketAddr, config: &ListenerCo
 fn trace_id() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let random: [u8; 12] = rand::thread_rng().gen();
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(24);
     for b in random {
-        hex.push_str(&format!("{b:02x}"));
+        hex.push(DIGITS[usize::from(b >> 4)] as char);
+        hex.push(DIGITS[usize::from(b & 15)] as char);
     }
     format!("1-{secs:08x}-{hex}")
 }

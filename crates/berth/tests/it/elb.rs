@@ -818,6 +818,24 @@ async fn refusals_carry_elbv2_error_codes() {
         .unwrap_err();
     assert_eq!(error_code(&e), "InvalidTarget");
 
+    // SetSubnets moves it to other zones; only the default security group exists.
+    let moved =
+        elb.set_subnets().load_balancer_arn(&lb.arn).subnets(&subnets[1]).subnets(&subnets[2]).send().await.unwrap();
+    let zones: Vec<&str> = moved.availability_zones().iter().map(|z| z.zone_name().unwrap()).collect();
+    assert_eq!(zones, ["us-east-1b", "us-east-1c"]);
+    let e = elb.set_subnets().load_balancer_arn(&lb.arn).subnets(&subnets[1]).send().await.unwrap_err();
+    assert_eq!(error_code(&e), "InvalidConfigurationRequest");
+    let e = elb.set_security_groups().load_balancer_arn(&lb.arn).security_groups("sg-nope").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "InvalidSecurityGroup");
+    let e = elb
+        .set_ip_address_type()
+        .load_balancer_arn(&lb.arn)
+        .ip_address_type(aws_sdk_elasticloadbalancingv2::types::IpAddressType::Dualstack)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "InvalidConfigurationRequest");
+
     // Tags, and deletion protection.
     elb.add_tags()
         .resource_arns(&lb.arn)

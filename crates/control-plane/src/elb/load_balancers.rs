@@ -12,6 +12,8 @@ use elb::Fault;
 use model::tags::Tags;
 use model::Scope;
 
+use crate::ec2::Network;
+
 use super::{fail, new_id, ElbKey, Paging, MAX_LOAD_BALANCERS};
 use crate::ecs::Caller;
 use crate::error::Result;
@@ -49,6 +51,60 @@ pub(crate) fn find_lb(state: &State, scope: &Scope, arn: &str) -> Result<Arc<Loa
         .ok_or_else(|| lb_not_found(arn))
 }
 
+/// The zones of `subnets`: each must exist, in a zone of its own, at least two.
+fn zones_of(network: &Network, subnets: &[String]) -> Result<Vec<ZoneSubnet>> {
+    let mut zones: Vec<ZoneSubnet> = Vec::new();
+    for id in subnets {
+        let Some(subnet) = network.subnet(id) else {
+            return fail(Fault::SubnetNotFound, format!("The subnet ID '{id}' is not valid"));
+        };
+        if zones.iter().any(|z| z.zone == subnet.zone.name) {
+            return fail(
+                Fault::InvalidConfigurationRequest,
+                format!(
+                    "A load balancer cannot be attached to multiple subnets in the same Availability Zone ({}).",
+                    subnet.zone.name
+                ),
+            );
+        }
+        zones.push(ZoneSubnet { zone: subnet.zone.name.clone(), subnet_id: id.clone() });
+    }
+    if zones.len() < 2 {
+        return fail(
+            Fault::InvalidConfigurationRequest,
+            "At least two subnets in two different Availability Zones must be specified (`aws ec2 describe-subnets` lists them).",
+        );
+    }
+    zones.sort_by(|a, b| a.zone.cmp(&b.zone));
+    Ok(zones)
+}
+
+/// Security groups given by a request: the VPC's default group is the only one.
+fn security_groups_of(network: &Network, groups: Vec<String>) -> Result<Vec<String>> {
+    if groups.is_empty() {
+        return fail(Fault::Validation, "Give at least one security group.");
+    }
+    for sg in &groups {
+        if *sg != network.security_group_id {
+            return fail(
+                Fault::InvalidSecurityGroup,
+                format!("Security group '{sg}' does not exist in VPC '{}'", network.vpc_id),
+            );
+        }
+    }
+    Ok(groups)
+}
+
+fn check_ip_address_type(t: Option<&str>) -> Result<()> {
+    match t {
+        None | Some("ipv4") => Ok(()),
+        Some(t) => fail(
+            Fault::InvalidConfigurationRequest,
+            format!("IP address type '{t}' is not supported by Berth; use ipv4."),
+        ),
+    }
+}
+
 impl ControlPlane {
     pub async fn create_load_balancer(&self, caller: &Caller, req: NewLoadBalancer) -> Result<LoadBalancer> {
         let name = LbName::parse(&req.name)?;
@@ -62,52 +118,14 @@ impl ControlPlane {
             }
             Some(t) => return fail(Fault::Validation, format!("'{t}' is not a load balancer type.")),
         }
-        match req.ip_address_type.as_deref() {
-            None | Some("ipv4") => {}
-            Some(t) => {
-                return fail(
-                    Fault::InvalidConfigurationRequest,
-                    format!("IP address type '{t}' is not supported by Berth; use ipv4."),
-                )
-            }
-        }
+        check_ip_address_type(req.ip_address_type.as_deref())?;
         let scheme = req.scheme.as_deref().map(Scheme::parse).transpose()?.unwrap_or(Scheme::InternetFacing);
         let network = self.elb.network(&caller.scope);
-        let mut zones: Vec<ZoneSubnet> = Vec::new();
-        for id in &req.subnets {
-            let Some(subnet) = network.subnet(id) else {
-                return fail(Fault::SubnetNotFound, format!("The subnet ID '{id}' is not valid"));
-            };
-            if zones.iter().any(|z| z.zone == subnet.zone.name) {
-                return fail(
-                    Fault::InvalidConfigurationRequest,
-                    format!(
-                        "A load balancer cannot be attached to multiple subnets in the same Availability Zone ({}).",
-                        subnet.zone.name
-                    ),
-                );
-            }
-            zones.push(ZoneSubnet { zone: subnet.zone.name.clone(), subnet_id: id.clone() });
-        }
-        if zones.len() < 2 {
-            return fail(
-                Fault::InvalidConfigurationRequest,
-                "At least two subnets in two different Availability Zones must be specified (`aws ec2 describe-subnets` lists them).",
-            );
-        }
-        zones.sort_by(|a, b| a.zone.cmp(&b.zone));
+        let zones = zones_of(&network, &req.subnets)?;
         let security_groups = if req.security_groups.is_empty() {
             vec![network.security_group_id.clone()]
         } else {
-            for sg in &req.security_groups {
-                if *sg != network.security_group_id {
-                    return fail(
-                        Fault::InvalidSecurityGroup,
-                        format!("Security group '{sg}' does not exist in VPC '{}'", network.vpc_id),
-                    );
-                }
-            }
-            req.security_groups.clone()
+            security_groups_of(&network, req.security_groups.clone())?
         };
         let mut tags = Tags::default();
         merge_tags(&mut tags, req.tags)?;
@@ -258,5 +276,50 @@ impl ControlPlane {
             .await?;
         self.elb.changed.notify_one();
         Ok(attrs)
+    }
+}
+
+impl ControlPlane {
+    /// Moves a load balancer to other subnets (SetSubnets). Its address stays.
+    pub async fn set_subnets(
+        &self,
+        caller: &Caller,
+        arn: String,
+        subnets: Vec<String>,
+        ip_address_type: Option<String>,
+    ) -> Result<LoadBalancer> {
+        check_ip_address_type(ip_address_type.as_deref())?;
+        let zones = zones_of(&self.elb.network(&caller.scope), &subnets)?;
+        self.change_lb(caller, arn, move |lb| lb.zones = zones).await
+    }
+
+    /// Replaces a load balancer's security groups (SetSecurityGroups).
+    pub async fn set_security_groups(&self, caller: &Caller, arn: String, groups: Vec<String>) -> Result<LoadBalancer> {
+        let groups = security_groups_of(&self.elb.network(&caller.scope), groups)?;
+        self.change_lb(caller, arn, move |lb| lb.security_groups = groups).await
+    }
+
+    /// SetIpAddressType: Berth's load balancers are IPv4 only.
+    pub async fn set_ip_address_type(&self, caller: &Caller, arn: String, t: String) -> Result<LoadBalancer> {
+        check_ip_address_type(Some(&t))?;
+        self.change_lb(caller, arn, |_| {}).await
+    }
+
+    async fn change_lb(
+        &self,
+        caller: &Caller,
+        arn: String,
+        change: impl FnOnce(&mut LoadBalancer) + Send + 'static,
+    ) -> Result<LoadBalancer> {
+        let scope = caller.scope.clone();
+        self.write(move |txn| {
+            let lb = find_lb(txn.state, &scope, &arn)?;
+            let mut next = lb.as_ref().clone();
+            change(&mut next);
+            txn.state.elb.load_balancers.insert((scope.clone(), next.id.clone()), Arc::new(next.clone()));
+            txn.touch(Touched::Elb(ElbKey::LoadBalancer(scope, next.id.clone())));
+            Ok(next)
+        })
+        .await
     }
 }

@@ -251,3 +251,24 @@ impl Paging {
         (out, None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_page_through_in_key_order() {
+        let items = || (1..=5).map(|i| (format!("k{i}"), i));
+        let first = Paging::parse(Some(2), None).unwrap();
+        let (page, next) = first.take(items());
+        assert_eq!(page, vec![1, 2]);
+        let second = Paging::parse(Some(2), next.as_deref()).unwrap();
+        let (page, next) = second.take(items());
+        assert_eq!(page, vec![3, 4]);
+        let (page, next) = Paging::parse(Some(2), next.as_deref()).unwrap().take(items());
+        assert_eq!((page, next), (vec![5], None));
+        assert!(Paging::parse(Some(0), None).is_err());
+        assert!(Paging::parse(Some(401), None).is_err());
+        assert!(Paging::parse(None, Some("!!")).is_err());
+    }
+}

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Load balancer throughput and latency: Berth's Application Load Balancer against HAProxy
+(Debian's haproxy), side by side in the same run, both driven by wrk.
+
+What it measures. Two backends (`simplehttp serve`, the test program of crates/testimage,
+run directly on this machine) answer `GET /`. In front of them, each configured the same
+way (round robin over both backends, HTTP health checks of /health every 5 s, keep-alive
+to clients, X-Forwarded-For added):
+  berth    `berth up --no-agent`, a load balancer made with the ELBv2 API (botocore), a
+           target group of the two backends (target type ip) and an HTTP listener;
+  haproxy  `haproxy -f CONFIG` with one frontend and one backend section.
+BENCH_ROUNDS rounds (default 3); in each, for each target (the order alternating from
+round to round), `wrk -t2 -cBENCH_CONNECTIONS -dBENCH_SECONDS --latency` against `/`.
+Reported: the medians of requests/s and of the 99th percentile latency, and the ratios
+Berth/HAProxy. Then the replacement scenario: under the same wrk load through Berth, a
+third backend is registered, and once it is healthy the first two are deregistered; wrk's
+non-2xx responses and socket errors are the failed requests (target 0). The rolling
+deployment of an ECS service behind the load balancer comes with the services
+integration; this scenario is the load balancer's part of it (registration, health,
+draining).
+
+Targets: throughput >= 1.0x HAProxy's, p99 <= 1.2x HAProxy's, 0 failed requests while the
+targets are replaced. A miss is reported, not an exit failure.
+
+Why these choices:
+  * simplehttp answers every request on a new connection and closes it (thread per
+    connection), so both load balancers open a connection to a backend per request; the
+    backends cost the same behind either.
+  * Everything shares this machine's cores (wrk, the load balancer, the backends), as it
+    would on a one-host deployment; CPU steal and busy time are printed per run because a
+    neighbour on a shared VM skews the numbers.
+  * Berth's listener is on its own loopback address (127.201.0.0/24 here) like any
+    Berth load balancer; HAProxy listens on 127.0.0.1. Both on unprivileged ports.
+
+Server logs go to bench/out/elb-*.log, results to bench/out/elb.json.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import botocore.session
+from botocore.config import Config
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, busy_pct, median, start, stop, check, ROOT, TARGET_DIR, BERTH  # noqa: E402
+
+OUT = os.path.join(ROOT, "bench", "out")
+SIMPLEHTTP = os.path.join(TARGET_DIR, "release", "simplehttp")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+POOL = "127.201.0.0/24"
+
+
+def ensure_tools():
+    missing = [p for p in ("haproxy", "wrk") if shutil.which(p) is None]
+    if missing:
+        log(f"installing {' '.join(missing)} from apt")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdin=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env,
+                       stdin=subprocess.DEVNULL)
+    for p in ("haproxy", "wrk"):
+        if shutil.which(p) is None:
+            raise BenchError(f"{p} is still missing after apt-get install")
+    log("building berth and simplehttp (release)")
+    subprocess.run(["cargo", "build", "--release", "-p", "berth", "-p", "testimage"], cwd=ROOT, check=True,
+                   env={**os.environ, "CARGO_TARGET_DIR": TARGET_DIR})
+
+
+def backend(port, name):
+    proc = start([SIMPLEHTTP, "serve", "--port", str(port)], os.path.join(OUT, f"elb-backend-{name}.log"))
+    wait_until(f"backend {name}", lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, proc)
+    return proc
+
+
+def elbv2_client(data_dir):
+    env = subprocess.run([BERTH, "env", "--data-dir", data_dir], check=True, capture_output=True, text=True).stdout
+    vals = dict(re.findall(r"export (\w+)=(\S+)", env))
+    session = botocore.session.get_session()
+    cfg = Config(retries={"max_attempts": 1})
+    kw = dict(endpoint_url=vals["AWS_ENDPOINT_URL"], region_name="us-east-1",
+              aws_access_key_id=vals["AWS_ACCESS_KEY_ID"], aws_secret_access_key=vals["AWS_SECRET_ACCESS_KEY"], config=cfg)
+    return session.create_client("elbv2", **kw), session.create_client("ec2", **kw)
+
+
+def berth_lb(data_dir, ports, lb_port):
+    api_port = free_port()
+    proc = start([BERTH, "up", "--no-agent", "--data-dir", data_dir, "--listen", f"127.0.0.1:{api_port}",
+                  "--lb-address-pool", POOL], os.path.join(OUT, "elb-berth.log"),
+                 env={**os.environ, "BERTH_LOG": "warn"})
+    wait_until("berth", lambda: http_status(f"http://127.0.0.1:{api_port}/_berth/health") == 200, proc)
+    elb, ec2 = elbv2_client(data_dir)
+    subnets = ec2.describe_subnets()["Subnets"]
+    vpc = subnets[0]["VpcId"]
+    lb = elb.create_load_balancer(Name="bench", Subnets=[s["SubnetId"] for s in subnets[:2]])["LoadBalancers"][0]
+    tg = elb.create_target_group(Name="bench", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip",
+                                 HealthCheckPath="/health", HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
+                                 HealthyThresholdCount=2)["TargetGroups"][0]["TargetGroupArn"]
+    elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": "127.0.0.1", "Port": p} for p in ports])
+    elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=lb_port,
+                        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+    wait_healthy(elb, tg, ports)
+    url = f"http://{lb['DNSName']}:{lb_port}/"
+    wait_until("berth's load balancer", lambda: http_status(url) == 200, proc)
+    return proc, url, elb, tg
+
+
+def wait_healthy(elb, tg, ports, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        h = elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+        healthy = {d["Target"]["Port"] for d in h if d["TargetHealth"]["State"] == "healthy"}
+        if set(ports) <= healthy:
+            return
+        time.sleep(0.2)
+    raise BenchError(f"targets {ports} did not become healthy")
+
+
+def haproxy(ports, port, workdir):
+    cfg = os.path.join(workdir, "haproxy.cfg")
+    servers = "\n".join(f"    server b{i} 127.0.0.1:{p} check inter 5s" for i, p in enumerate(ports))
+    with open(cfg, "w") as f:
+        f.write(f"""global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 10s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    option forwardfor
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+backend be
+    balance roundrobin
+    option httpchk GET /health
+{servers}
+""")
+    proc = start(["haproxy", "-db", "-f", cfg], os.path.join(OUT, "elb-haproxy.log"))
+    url = f"http://127.0.0.1:{port}/"
+    wait_until("haproxy", lambda: http_status(url) == 200, proc)
+    return proc, url
+
+
+def wrk(url, seconds=SECONDS):
+    before = cpu_times()
+    out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url],
+                         check=True, capture_output=True, text=True).stdout
+    after = cpu_times()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = to_ms(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1))
+    non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    errors = 0
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors = sum(int(g) for g in m.groups())
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rps": rps, "p99_ms": p99, "non2xx": non2xx, "socket_errors": errors, "requests": total,
+            "steal_pct": round(steal_pct(before, after), 1), "busy_pct": round(busy_pct(before, after), 1)}
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+
+def replacement(elb, tg, url, old_ports):
+    """wrk through Berth while a new target is registered and the old ones deregistered."""
+    new_port = free_port()
+    proc = backend(new_port, "new")
+    result = {}
+
+    def load():
+        result.update(wrk(url, seconds=max(SECONDS, 12)))
+
+    t = threading.Thread(target=load)
+    t.start()
+    time.sleep(1)
+    elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": "127.0.0.1", "Port": new_port}])
+    wait_healthy(elb, tg, [new_port])
+    elb.deregister_targets(TargetGroupArn=tg, Targets=[{"Id": "127.0.0.1", "Port": p} for p in old_ports])
+    t.join()
+    return proc, result
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    ensure_tools()
+    workdir = tempfile.mkdtemp(prefix="berth-elb-bench-")
+    procs = []
+    try:
+        ports = [free_port(), free_port()]
+        procs += [backend(p, f"b{i}") for i, p in enumerate(ports)]
+        bproc, burl, elb, tg = berth_lb(os.path.join(workdir, "berth"), ports, free_port())
+        procs.append(bproc)
+        hproc, hurl = haproxy(ports, free_port(), workdir)
+        procs.append(hproc)
+        log(f"berth at {burl}, haproxy at {hurl}")
+        for url in (burl, hurl):  # warm-up: pools, page cache
+            wrk(url, seconds=2)
+        runs = {"berth": [], "haproxy": []}
+        for r in range(ROUNDS):
+            order = [("berth", burl), ("haproxy", hurl)]
+            if r % 2:
+                order.reverse()
+            for name, url in order:
+                res = wrk(url)
+                runs[name].append(res)
+                log(f"round {r + 1} {name}: {res['rps']:.0f} req/s, p99 {res['p99_ms']:.2f} ms, "
+                    f"non-2xx {res['non2xx']}, socket errors {res['socket_errors']}, steal {res['steal_pct']}%")
+        summary = {n: {"rps": median([x["rps"] for x in v]), "p99_ms": median([x["p99_ms"] for x in v])} for n, v in runs.items()}
+        rps_ratio = summary["berth"]["rps"] / summary["haproxy"]["rps"]
+        p99_ratio = summary["berth"]["p99_ms"] / summary["haproxy"]["p99_ms"]
+        nproc, repl = replacement(elb, tg, burl, ports)
+        procs.append(nproc)
+        failed = repl["non2xx"] + repl["socket_errors"]
+        print(f"load balancer, wrk -t2 -c{CONNECTIONS} -d{SECONDS}s, median of {ROUNDS} rounds, 2 backends")
+        print(f"  {'':10} {'req/s':>10} {'p99 ms':>9}")
+        for n in ("berth", "haproxy"):
+            print(f"  {n:10} {summary[n]['rps']:>10.0f} {summary[n]['p99_ms']:>9.2f}")
+        print(f"  ratio berth/haproxy: throughput {rps_ratio:.2f}x, p99 {p99_ratio:.2f}x")
+        print(f"  targets replaced under load: {repl['requests']} requests, {failed} failed")
+        results = [check("throughput >= 1.0x HAProxy", rps_ratio >= 1.0),
+                   check("p99 <= 1.2x HAProxy", p99_ratio <= 1.2),
+                   check("0 failed requests while targets are replaced", failed == 0)]
+        with open(os.path.join(OUT, "elb.json"), "w") as f:
+            json.dump({"runs": runs, "summary": summary, "rps_ratio": rps_ratio, "p99_ratio": p99_ratio,
+                       "replacement": repl, "checks": results}, f, indent=2)
+    finally:
+        for p in procs:
+            stop(p)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BenchError as e:
+        log(f"error: {e}")
+        sys.exit(1)
