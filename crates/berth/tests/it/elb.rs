@@ -444,9 +444,13 @@ async fn rules_route_redirect_and_answer() {
         .send()
         .await
         .unwrap();
-    let v: serde_json::Value =
-        c.get(format!("{base}/api/x")).header("host", "tea.example.com").send().await.unwrap().json().await.unwrap();
-    assert_eq!(v["name"], "api");
+    // The data plane applies a committed change asynchronously: wait for it.
+    let api_first = eventually(Duration::from_secs(10), || async {
+        let r = c.get(format!("{base}/api/x")).header("host", "tea.example.com").send().await.unwrap();
+        r.json::<serde_json::Value>().await.is_ok_and(|v| v["name"] == "api")
+    })
+    .await;
+    assert!(api_first, "after SetRulePriorities the api rule answers /api/ before the teapot");
     let rules = elb.describe_rules().listener_arn(&lb.listener).send().await.unwrap();
     let prios: Vec<&str> = rules.rules().iter().map(|r| r.priority().unwrap()).collect();
     assert_eq!(prios, ["1", "5", "20", "default"]);
