@@ -235,6 +235,9 @@ def main():
     sums = median([d["starts_sum_ms"] for d in deploys])
     longest = median([d["starts_max_ms"] for d in deploys])
     ratio = median([d["ms"] / d["starts_sum_ms"] for d in deploys])
+    # The agent starts the containers concurrently, so each start is slower than alone and
+    # their sum overstates the work; the longest one is the bound a parallel start has.
+    ratio_longest = median([d["ms"] / d["starts_max_ms"] for d in deploys])
     rep = summary([r["ms"] for r in replaces])
     own = median([r["own_start_ms"] for r in replaces])
     overhead = summary([r["overhead_ms"] for r in replaces])
@@ -255,6 +258,7 @@ def main():
           f"{overhead['p90_ms']:>8.0f} {overhead['min_ms']:>8.0f} {overhead['max_ms']:>8.0f}")
     print(f"{'  kill -> replacement seen RUNNING (polling)':<52} {seen:>10.0f}")
     print(f"\nDeployment / sum of container starts (median of the rounds): {ratio:.2f}")
+    print(f"Deployment / longest single container start (median of the rounds): {ratio_longest:.2f}")
 
     print("\nTargets")
     targets = [
@@ -268,7 +272,7 @@ def main():
                    "docker_version": docker_version, "cpus": os.cpu_count(), "load_average": load,
                    "steal_pct": steal, "busy_pct": busy, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "deployment": dep, "starts_sum_median_ms": sums, "starts_longest_median_ms": longest,
-                   "deployment_ratio": ratio, "replacement": rep, "replacement_own_start_median_ms": own,
+                   "deployment_ratio": ratio, "deployment_ratio_longest": ratio_longest, "replacement": rep, "replacement_own_start_median_ms": own,
                    "replacement_overhead": overhead, "replacement_seen_median_ms": seen,
                    "runs": {"deployments": deploys, "replacements": replaces}, "targets": targets}, f, indent=2)
     print(f"\nwrote {os.path.relpath(OUT, ROOT)} (Berth's log: {os.path.relpath(LOG_OUT, ROOT)})")
