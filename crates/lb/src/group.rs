@@ -20,6 +20,8 @@ use elb::snapshot::TgPlan;
 pub(crate) struct Target {
     pub key: TargetKey,
     pub addr: Option<SocketAddr>,
+    /// `addr` as a URI authority, made once rather than for every request.
+    pub authority: Option<http::uri::Authority>,
     inflight: AtomicUsize,
     healthy: AtomicBool,
     health: Mutex<Health>,
@@ -40,6 +42,7 @@ impl Target {
     fn new(key: TargetKey, addr: Option<SocketAddr>) -> Self {
         Target {
             key,
+            authority: addr.and_then(|a| a.to_string().parse().ok()),
             addr,
             inflight: AtomicUsize::new(0),
             healthy: AtomicBool::new(false),

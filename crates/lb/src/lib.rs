@@ -10,6 +10,7 @@
 //! its health checks find. It never reads or writes the control plane's state.
 
 mod check;
+mod connect;
 mod group;
 mod proxy;
 

@@ -23,7 +23,6 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rand::Rng;
@@ -37,10 +36,11 @@ use elb::attributes::{LbAttributes, XffMode};
 use elb::health::TargetKey;
 use elb::snapshot::RulePlan;
 
+use crate::connect::Connector;
 use crate::group::{Group, InflightGuard};
 
 pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
-pub(crate) type HttpClient = Client<HttpConnector, ProxyBody>;
+pub(crate) type HttpClient = Client<Connector, ProxyBody>;
 
 /// The largest request head (request line and headers) accepted; larger ones get 431,
 /// as from ALB.
@@ -73,15 +73,11 @@ pub(crate) struct ListenerCtx {
 }
 
 pub(crate) fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(usize::MAX)
         .pool_timer(TokioTimer::new())
-        .build(connector)
+        .build(Connector)
 }
 
 /// Accepts connections until the listener is cancelled.
@@ -463,7 +459,7 @@ async fn forward_request(
     let replayable = body.is_end_stream();
     let mut body = Some(body);
     let headers = forwarded_headers(&parts.headers, peer, config);
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     let idle = config.attributes.idle_timeout();
     let eject_for = Duration::from_secs(plan.health_check.interval_seconds.into());
     let mut attempts = 0;
@@ -476,7 +472,12 @@ async fn forward_request(
         });
         *out.method_mut() = parts.method.clone();
         *out.headers_mut() = headers.clone();
-        match format!("http://{addr}{path}").parse() {
+        let uri = http::Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(target.authority.clone().unwrap_or_else(|| http::uri::Authority::from_static("invalid")))
+            .path_and_query(path.clone())
+            .build();
+        match uri {
             Ok(uri) => *out.uri_mut() = uri,
             Err(_) => return lb_error(StatusCode::BAD_REQUEST),
         }
