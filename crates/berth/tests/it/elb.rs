@@ -428,6 +428,13 @@ async fn rules_route_redirect_and_answer() {
 
     let c = http();
     let base = format!("http://{}", lb.dns);
+    // The rules were committed one after another; the data plane applies them
+    // asynchronously, so wait until the last one serves.
+    let applied = eventually(Duration::from_secs(10), || async {
+        c.get(format!("{base}/a/b?old=yes")).send().await.unwrap().status() == 301
+    })
+    .await;
+    assert!(applied, "the redirect rule never served");
     assert_eq!(get_json(&c, &format!("{base}/api/users")).await["name"], "api");
     assert_eq!(get_json(&c, &format!("{base}/other")).await["name"], "web");
     let r = c.get(format!("{base}/x")).header("host", "tea.example.com").send().await.unwrap();
@@ -525,8 +532,13 @@ async fn deregistration_drains_in_flight_requests() {
         Some(&("draining".to_string(), Some("Target.DeregistrationInProgress".to_string()))),
         "{s:?}"
     );
-    // No new requests go to a draining target.
-    assert_eq!(c.get(format!("http://{}/", lb.dns)).send().await.unwrap().status(), 503);
+    // No new requests go to a draining target (once the data plane has applied the
+    // deregistration, which it does asynchronously).
+    let refused = eventually(Duration::from_secs(2), || async {
+        c.get(format!("http://{}/", lb.dns)).send().await.unwrap().status() == 503
+    })
+    .await;
+    assert!(refused, "a draining target still takes new requests");
     assert_eq!(in_flight.await.unwrap().unwrap(), 200, "the in-flight request finished");
     let done = eventually(Duration::from_secs(5), || async { states(&elb, &lb.tg).await.is_empty() }).await;
     assert!(done, "draining ends with the last request: {:?}", states(&elb, &lb.tg).await);
