@@ -986,3 +986,46 @@ async fn malformed_query_requests_get_xml_errors() {
     let e = Client::new(&conf.build()).describe_load_balancers().send().await.unwrap_err();
     assert_eq!(error_code(&e), "SignatureDoesNotMatch");
 }
+
+#[tokio::test]
+async fn slow_clients_and_slow_targets_hold_up_no_one_else() {
+    use tokio::io::AsyncWriteExt;
+    let b = server().await;
+    let elb = elbv2(&b).await;
+    let lb = load_balancer(&b, &elb, "slow").await;
+    let backend = Backend::start("b").await;
+    elb.register_targets().target_group_arn(&lb.tg).targets(backend.target()).send().await.unwrap();
+    wait_state(&elb, &lb.tg, backend.port, "healthy").await;
+    let c = http();
+    let ok = eventually(Duration::from_secs(5), || async {
+        c.get(format!("http://{}/", lb.dns)).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(ok);
+
+    // Clients that send half a request head and stop, and requests a target takes long
+    // to answer.
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect((lb.dns.as_str(), 80)).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: slow\r\nX-Partial: ").await.unwrap();
+        stalled.push(s);
+    }
+    let slow: Vec<_> = (0..20)
+        .map(|_| {
+            let (c, url) = (c.clone(), format!("http://{}/slow?ms=3000", lb.dns));
+            tokio::spawn(async move { c.get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let v = get_json(&c, &format!("http://{}/fast", lb.dns)).await;
+        assert_eq!(v["path"], "/fast");
+        assert!(started.elapsed() < Duration::from_secs(1), "a quick request waited {:?}", started.elapsed());
+    }
+    for s in slow {
+        assert_eq!(s.await.unwrap().unwrap(), 200);
+    }
+    drop(stalled);
+}
