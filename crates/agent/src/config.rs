@@ -113,8 +113,11 @@ impl AgentConfig {
         }
         all.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         let get = |k: &str| all.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        // After `eval "$(berth env)"` the endpoint is in AWS_ENDPOINT_URL, so that
+        // `ECS_CLUSTER=demo berth agent` needs nothing else; ECS_BACKEND_HOST wins.
         let backend = get("ECS_BACKEND_HOST")
-            .context("ECS_BACKEND_HOST is not set: set it to Berth's endpoint, e.g. http://127.0.0.1:7447 (`berth env` prints it as AWS_ENDPOINT_URL)")?
+            .or(get("AWS_ENDPOINT_URL"))
+            .context("ECS_BACKEND_HOST is not set: set it to Berth's endpoint, e.g. http://127.0.0.1:7447 (`berth env` prints it as AWS_ENDPOINT_URL, which is used when ECS_BACKEND_HOST is not set)")?
             .trim_end_matches('/')
             .to_string();
         let access_key_id =

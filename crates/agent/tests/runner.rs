@@ -173,6 +173,19 @@ fn docker_inspect(id: &str, format: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Waits until the container has printed `line` on its standard output.
+async fn wait_for_output(id: &str, line: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let out = std::process::Command::new("docker").args(["logs", id]).output().expect("docker");
+        if String::from_utf8_lossy(&out.stdout).lines().any(|l| l == line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "container {id} never printed {line:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn task_container_count(arn: &str) -> usize {
     let out = std::process::Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("label={}={arn}", labels::TASK_ARN)])
@@ -253,7 +266,12 @@ async fn stop_timeout_ends_in_sigkill_for_a_container_that_ignores_sigterm() {
         ],
     );
     let mut task = Running::start(&runner, a);
-    task.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    let running = task.until("RUNNING", |r| r.last_status == TaskStatus::Running).await;
+    // Both processes must have their SIGTERM disposition in place before the stop, or the
+    // polite one (PID 1 of its container) would ignore the signal and be killed too.
+    for name in ["stubborn", "polite"] {
+        wait_for_output(ctr(&running, name).runtime_id.as_deref().unwrap(), "sleeping").await;
+    }
     let asked = Instant::now();
     task.stop("test");
     let stopped = task.stopped().await;

@@ -5,9 +5,10 @@
 //! health checks:
 //!
 //! ```text
-//! simplehttp serve [--port 8080]            HTTP: / names host and $GREETING; /health; /env/NAME; /file/PATH
+//! simplehttp serve [--port 8080]            HTTP: / names host and $GREETING; /health; /env/NAME; /file/PATH;
+//!                                           /slow/MS answers as / after MS milliseconds
 //! simplehttp exit <code> [--after-ms N]     exit with <code>, optionally after N ms
-//! simplehttp sleep [--ignore-sigterm]       run until stopped
+//! simplehttp sleep [--ignore-sigterm]       print "sleeping" (signal handling is set up), run until stopped
 //! simplehttp oom                            allocate and touch memory until the kernel kills it
 //! simplehttp check [--port 8080]            exit 0 if GET http://127.0.0.1:port/health answers 200, else 1
 //! simplehttp touch <path>                   create a file (and its parent directories), exit 0
@@ -42,9 +43,16 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
-        "sleep" => loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        },
+        "sleep" => {
+            // Tests wait for this line before they stop the container: a SIGTERM that
+            // arrives before the handler exists is ignored, as PID 1 ignores every signal
+            // it has no handler for.
+            println!("sleeping");
+            let _ = std::io::stdout().flush();
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         "oom" => oom(),
         "check" => check(port(rest)),
         "touch" => match rest.first() {
@@ -128,6 +136,11 @@ fn route(path: &str) -> (&'static str, String) {
     }
     if path == "/health" {
         return (OK, "ok\n".into());
+    }
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|ms| ms.parse().ok()) {
+        // A request that takes a while: in flight when a load balancer drains the task.
+        std::thread::sleep(Duration::from_millis(ms));
+        return route("/");
     }
     if let Some(name) = path.strip_prefix("/env/") {
         return match std::env::var(name) {

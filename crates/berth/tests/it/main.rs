@@ -15,6 +15,7 @@ mod elb;
 mod instances;
 mod registry_faults;
 mod security;
+mod service_lb;
 mod services;
 mod settings;
 mod tagging;

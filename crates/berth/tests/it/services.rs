@@ -15,10 +15,10 @@ use aws_sdk_ecs::Client;
 use testkit::images::{remove_containers_with_label, simplehttp_image};
 use testkit::{error_code, Berth};
 
-const DEADLINE: Duration = Duration::from_secs(90);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(90);
 
 /// Removes every container the test's cluster created, whatever happens in the test.
-struct Cleanup(String);
+pub(crate) struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -26,7 +26,7 @@ impl Drop for Cleanup {
     }
 }
 
-fn cleanup(b: &Berth, cluster: &str) -> Cleanup {
+pub(crate) fn cleanup(b: &Berth, cluster: &str) -> Cleanup {
     Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/{cluster}", b.key.account))
 }
 
@@ -38,7 +38,7 @@ async fn berth_with_agent(env: &[(&str, &str)]) -> (Berth, Cleanup) {
 }
 
 /// Waits until `n` instances of `cluster` have a connected agent; returns their ARNs.
-async fn wait_instances(ecs: &Client, cluster: &str, n: usize) -> Vec<String> {
+pub(crate) async fn wait_instances(ecs: &Client, cluster: &str, n: usize) -> Vec<String> {
     let deadline = Instant::now() + DEADLINE;
     loop {
         if let Ok(l) = ecs.list_container_instances().cluster(cluster).send().await {
@@ -93,13 +93,13 @@ fn deployment(min: i32, max: i32, breaker: Option<bool>) -> DeploymentConfigurat
     b.build()
 }
 
-async fn describe(ecs: &Client, cluster: &str, name: &str) -> Service {
+pub(crate) async fn describe(ecs: &Client, cluster: &str, name: &str) -> Service {
     let d = ecs.describe_services().cluster(cluster).services(name).send().await.unwrap();
     d.services().first().cloned().unwrap_or_else(|| panic!("service {name} not found: {:?}", d.failures()))
 }
 
 /// The service's tasks with the given desired status, described.
-async fn service_tasks(ecs: &Client, cluster: &str, name: &str, desired: &str) -> Vec<Task> {
+pub(crate) async fn service_tasks(ecs: &Client, cluster: &str, name: &str, desired: &str) -> Vec<Task> {
     let status = aws_sdk_ecs::types::DesiredStatus::from(desired);
     let mut arns = Vec::new();
     let mut token = None;
@@ -127,7 +127,7 @@ async fn service_tasks(ecs: &Client, cluster: &str, name: &str, desired: &str) -
     out
 }
 
-fn is_steady(s: &Service) -> bool {
+pub(crate) fn is_steady(s: &Service) -> bool {
     s.deployments().len() == 1
         && s.running_count() == s.desired_count()
         && s.pending_count() == 0
@@ -135,7 +135,7 @@ fn is_steady(s: &Service) -> bool {
 }
 
 /// Waits until the service is steady and says so in its events.
-async fn wait_steady(ecs: &Client, cluster: &str, name: &str) -> Service {
+pub(crate) async fn wait_steady(ecs: &Client, cluster: &str, name: &str) -> Service {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let s = describe(ecs, cluster, name).await;
@@ -149,11 +149,11 @@ async fn wait_steady(ecs: &Client, cluster: &str, name: &str) -> Service {
     }
 }
 
-fn messages(s: &Service) -> Vec<String> {
+pub(crate) fn messages(s: &Service) -> Vec<String> {
     s.events().iter().filter_map(|e| e.message().map(str::to_string)).collect()
 }
 
-async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
     while !cond().await {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
@@ -161,7 +161,7 @@ async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     }
 }
 
-fn task_id(t: &Task) -> String {
+pub(crate) fn task_id(t: &Task) -> String {
     t.task_arn().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string()
 }
 

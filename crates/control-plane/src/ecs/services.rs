@@ -3,6 +3,7 @@
 //! [`controller`]; the operations here only record what the user asked for and wake it.
 
 pub(crate) mod controller;
+pub(crate) mod targets;
 
 use std::sync::Arc;
 
@@ -289,6 +290,34 @@ fn check_load_balancers(lbs: &[LoadBalancer], td: &TaskDefinition) -> Result<()>
     Ok(())
 }
 
+/// The target groups of a revision exist in the caller's account and region, a load
+/// balancer routes to them, and they take the kind of target the task definition's network
+/// mode makes (`ip` for awsvpc, `instance` otherwise), as ECS checks at CreateService.
+fn check_target_groups(state: &State, scope: &Scope, r: &Revision, td: &TaskDefinition) -> Result<()> {
+    let awsvpc = td.spec.network_mode() == NetworkMode::Awsvpc;
+    for arn in r.load_balancers.iter().filter_map(|lb| lb.target_group_arn.as_deref()) {
+        let Some(tg) = targets::target_group(state, scope, arn) else {
+            return Err(Error::parameter(format!("The target group with targetGroupArn {arn} does not exist.")));
+        };
+        if state.elb.lbs_using(scope, arn).is_empty() {
+            return Err(Error::parameter(format!(
+                "The target group with targetGroupArn {arn} does not have an associated load balancer."
+            )));
+        }
+        let (kind, fits) = match tg.target_type {
+            elb::resources::TargetType::Instance => ("instance", !awsvpc),
+            elb::resources::TargetType::Ip => ("ip", awsvpc),
+        };
+        if !fits {
+            return Err(Error::parameter(format!(
+                "The provided target group {arn} has target type {kind}, which is incompatible with the {} network mode specified in the task definition.",
+                td.spec.network_mode().as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Where tasks run: a launch type, or a capacity provider strategy of the cluster.
 fn launch_target(
     cluster: &Cluster,
@@ -463,6 +492,7 @@ impl ControlPlane {
                 };
                 check_revision_features(&revision)?;
                 check_task_definition(&td, &revision)?;
+                check_target_groups(txn.state, &scope, &revision, &td)?;
                 let deployment = new_deployment(revision, desired, &config, Vec::new(), txn.now, &mut rng);
                 let svc = Service {
                     scope: scope.clone(),
@@ -494,6 +524,7 @@ impl ControlPlane {
                     throttle: Default::default(),
                     steady_reported_at: None,
                     last_problem: None,
+                    targets: Default::default(),
                 };
                 let svc = put(txn, svc);
                 Ok(view_of(txn.state, &svc))
@@ -606,6 +637,9 @@ impl ControlPlane {
                 // may have been deregistered since and still runs.
                 if r.task_definition.is_some() || !rev.same_config(&current) {
                     check_task_definition(&td, &rev)?;
+                }
+                if r.load_balancers.is_some() || r.task_definition.is_some() {
+                    check_target_groups(txn.state, &scope, &rev, &td)?;
                 }
                 if svc.settings.role_arn.is_some() && rev.load_balancers.is_empty() {
                     return Err(Error::parameter("A role can only be given for a service that uses a load balancer."));

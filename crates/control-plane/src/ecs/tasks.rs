@@ -279,7 +279,13 @@ pub(crate) fn assignment(state: &State, t: &Task) -> Option<TaskAssignment> {
         cluster_arn: model::ecs::cluster_arn(&t.scope, &t.cluster).to_string(),
         family: t.family.to_string(),
         revision: t.revision,
-        desired_status: t.desired_status,
+        // A task the service scheduler is draining from its load balancer (DEACTIVATING)
+        // keeps running until the drain is over; only then is the agent told to stop it.
+        desired_status: if t.last_status == TaskStatus::Deactivating {
+            DesiredStatus::Running
+        } else {
+            t.desired_status
+        },
         stop_reason: t.stopped_reason.clone(),
         definition: td.spec.doc.clone(),
         overrides: t.overrides.clone(),

@@ -425,6 +425,20 @@ pub struct Service {
     pub steady_reported_at: Option<Timestamp>,
     /// The last problem event, so that a repeating problem is said once every six hours.
     pub last_problem: Option<(String, Timestamp)>,
+    /// The targets the scheduler registered for the service's tasks and has not
+    /// deregistered yet: only these does it ever deregister, so targets registered by
+    /// hand in the same target groups are left alone.
+    #[serde(default)]
+    pub targets: BTreeSet<ServiceTarget>,
+}
+
+/// A target registered on behalf of a service: a target group and the target in it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceTarget {
+    pub target_group_arn: String,
+    /// An EC2 instance id (target type `instance`) or an IPv4 address (`ip`).
+    pub id: String,
+    pub port: u16,
 }
 
 impl Service {
@@ -526,6 +540,28 @@ pub mod events {
 
     pub fn stuck(s: &ServiceName) -> String {
         format!("(service {s}) was unable to stop or start tasks during a deployment because of the service deployment configuration. Update the minimumHealthyPercent or maximumPercent value and try again.")
+    }
+
+    pub fn registered_targets(s: &ServiceName, n: usize, target_group: &str) -> String {
+        format!("(service {s}) registered {n} targets in (target-group {target_group})")
+    }
+
+    pub fn deregistered_targets(s: &ServiceName, n: usize, target_group: &str) -> String {
+        format!("(service {s}) deregistered {n} targets in (target-group {target_group})")
+    }
+
+    pub fn draining(s: &ServiceName, n: usize) -> String {
+        format!("(service {s}) has begun draining connections on {n} tasks.")
+    }
+
+    /// A target the load balancer found unhealthy (`instance` with its port, or an IP).
+    pub fn target_unhealthy(s: &ServiceName, target: &str, port: u16, target_group: &str, reason: &str) -> String {
+        let at = if target.starts_with("i-") {
+            format!("(instance {target}) (port {port})")
+        } else {
+            format!("(ip {target}) (port {port})")
+        };
+        format!("(service {s}) {at} is unhealthy in (target-group {target_group}) due to (reason {reason}).")
     }
 
     pub fn health_check_failed(s: &ServiceName, task: &str) -> String {
@@ -673,6 +709,7 @@ mod tests {
             throttle: Throttle::default(),
             steady_reported_at: None,
             last_problem: None,
+            targets: Default::default(),
         };
         for i in 0..150 {
             s.record(i.to_string(), Timestamp::from_epoch_seconds(f64::from(i)), format!("m{i}"));

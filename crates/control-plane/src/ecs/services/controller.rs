@@ -22,6 +22,8 @@
 //! - Ended tasks are accounted once: failures count toward the circuit breaker of their
 //!   deployment, and tasks that never reached RUNNING space out further launches (ECS's
 //!   service throttle logic).
+//! - Behind a load balancer (see [`super::targets`]), a task is healthy only when its
+//!   targets are, is registered when it runs and drained before it is stopped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -43,6 +45,7 @@ use model::ecs::TaskDefinition;
 use model::tags::Tags;
 use model::Timestamp;
 
+use super::targets::{self, Health, LbHealth, TaskTarget};
 use super::ServiceKey;
 use crate::agents::Agents;
 use crate::ecs::instances::{cluster_views, InstanceView};
@@ -65,6 +68,8 @@ pub(crate) struct Pass<'a> {
     /// Container instance ARNs whose agent has been gone longer than the grace.
     lost: &'a HashSet<String>,
     grace_seconds: u64,
+    /// Target health as the load balancer's data plane reported it when the pass began.
+    health: &'a Health,
     rng: StdRng,
 }
 
@@ -75,6 +80,7 @@ impl<'a> Pass<'a> {
         agents: &'a Agents,
         lost: &'a HashSet<String>,
         grace: Duration,
+        health: &'a Health,
         seed: u64,
     ) -> Self {
         Pass {
@@ -85,6 +91,7 @@ impl<'a> Pass<'a> {
             agents,
             lost,
             grace_seconds: grace.as_secs(),
+            health,
             rng: StdRng::seed_from_u64(seed),
         }
     }
@@ -109,6 +116,24 @@ impl<'a> Pass<'a> {
         self.put_task(t);
         self.changed.push(t.clone());
     }
+
+    /// Stops a task of the service: a task registered with a load balancer is deregistered
+    /// and drained first (DEACTIVATING; its agent keeps it running meanwhile), any other
+    /// is told to stop at once.
+    fn stop_member(&mut self, m: &mut Member, reason: &str) {
+        if m.task.last_status != TaskStatus::Running || m.targets.is_empty() {
+            self.stop(&mut m.task, reason);
+            return;
+        }
+        let t = &mut m.task;
+        t.desired_status = DesiredStatus::Stopped;
+        t.last_status = TaskStatus::Deactivating;
+        t.stop_code.get_or_insert(StopCode::ServiceSchedulerInitiated);
+        t.stopped_reason.get_or_insert_with(|| reason.to_string());
+        t.stopping_at.get_or_insert(self.now);
+        t.version += 1;
+        self.put_task(t);
+    }
 }
 
 /// One task of the service, with what the controller needs to know about it.
@@ -123,6 +148,11 @@ struct Member {
     /// Its instance is lost, deregistered or gone: the task is written off.
     written_off: bool,
     instance: Option<String>,
+    /// Its deployment runs behind load balancers.
+    behind_lb: bool,
+    /// The targets it is in its deployment's target groups (once it has a port binding).
+    targets: Vec<TaskTarget>,
+    lb: LbHealth,
 }
 
 impl Member {
@@ -136,6 +166,11 @@ impl Member {
         self.active()
             && self.task.last_status == TaskStatus::Running
             && (!self.checked || self.task.health_status == HealthStatus::Healthy)
+            && (!self.behind_lb || self.lb == LbHealth::Healthy)
+    }
+    /// Told to stop and waiting for the load balancer to drain it.
+    fn deactivating(&self) -> bool {
+        self.live() && self.task.last_status == TaskStatus::Deactivating
     }
     fn pending(&self) -> bool {
         self.active() && self.task.last_status < TaskStatus::Running
@@ -171,7 +206,26 @@ fn members(pass: &Pass<'_>, svc: &Service) -> Vec<Member> {
                     .get(&(t.scope.clone(), t.family.clone(), t.revision))
                     .is_some_and(|td| has_health_checks(td))
             });
+            // The load balancers of the revision the task runs (its own deployment's, even
+            // when that deployment has finished).
+            let lbs = svc
+                .deployments
+                .iter()
+                .chain(&svc.history)
+                .find(|d| Some(d.id.as_str()) == t.started_by.as_deref())
+                .or(svc.deployments.first())
+                .map(|d| d.revision.load_balancers.as_slice())
+                .unwrap_or_default();
+            let targets = targets::targets_of(pass.state, t, lbs, instance.map(|i| i.ec2_instance_id.as_str()));
+            let lb = if lbs.is_empty() {
+                LbHealth::Healthy
+            } else {
+                targets::lb_health(pass.state, pass.health, &svc.scope, &targets)
+            };
             Member {
+                behind_lb: !lbs.is_empty(),
+                targets,
+                lb,
                 deployment: svc.deployments.iter().position(|d| Some(d.id.as_str()) == t.started_by.as_deref()),
                 checked,
                 draining: instance.is_some_and(|i| i.status == InstanceStatus::Draining),
@@ -195,6 +249,7 @@ pub(crate) fn reconcile(pass: &mut Pass<'_>, key: &ServiceKey) {
 
     account_ended_tasks(pass, &mut svc, &tasks);
     write_off_lost_tasks(pass, &mut svc, &mut tasks);
+    finish_draining(pass, &mut tasks);
     replace_unhealthy_tasks(pass, &mut svc, &mut tasks);
 
     if svc.status == ServiceStatus::Draining {
@@ -219,6 +274,7 @@ pub(crate) fn reconcile(pass: &mut Pass<'_>, key: &ServiceKey) {
         }
         bookkeeping(pass, &mut svc, &tasks);
     }
+    sync_targets(pass, &mut svc, &tasks);
 
     if svc != *orig {
         pass.state.services.insert(key.clone(), Arc::new(svc));
@@ -317,34 +373,74 @@ fn write_off_lost_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Mem
     }
 }
 
-/// Replaces tasks whose container health checks fail once the grace period is over.
+/// Replaces tasks whose container health checks fail, or that a target group reports
+/// unhealthy, once the grace period is over.
 fn replace_unhealthy_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Member]) {
     let grace = f64::from(svc.settings.health_check_grace_period_seconds.unwrap_or(0).max(0));
     for m in tasks.iter_mut() {
         let started = m.task.started_at.map_or(pass.now.epoch_seconds(), |s| s.epoch_seconds());
-        let unhealthy = m.active()
-            && m.checked
-            && m.task.last_status == TaskStatus::Running
-            && m.task.health_status == HealthStatus::Unhealthy
-            && pass.now.epoch_seconds() - started >= grace;
-        if !unhealthy {
+        let running = m.active() && m.task.last_status == TaskStatus::Running;
+        if !running || pass.now.epoch_seconds() - started < grace {
             continue;
         }
-        pass.stop(&mut m.task, "Task failed container health checks");
+        let (reason, message) = if m.checked && m.task.health_status == HealthStatus::Unhealthy {
+            ("Task failed container health checks".to_string(), events::health_check_failed(&svc.name, &m.task.id))
+        } else if let LbHealth::Unhealthy { target, reason } = &m.lb {
+            (
+                format!("Task failed ELB health checks in (target-group {})", target.tg_arn),
+                events::target_unhealthy(&svc.name, &target.key.id, target.key.port, &target.tg_arn, reason),
+            )
+        } else {
+            continue;
+        };
+        pass.stop_member(m, &reason);
         svc.tracked.remove(&m.task.id);
         if let Some(d) = m.deployment.and_then(|i| svc.deployments.get_mut(i)) {
             d.failed_tasks += 1;
             d.updated_at = pass.now;
         }
         let id = pass.event_id();
-        svc.record(id, pass.now, events::health_check_failed(&svc.name, &m.task.id));
+        svc.record(id, pass.now, message);
+    }
+}
+
+/// Tells the agents to stop deactivating tasks that the load balancer has drained.
+fn finish_draining(pass: &mut Pass<'_>, tasks: &mut [Member]) {
+    let now = pass.now.epoch_seconds();
+    for m in tasks.iter_mut().filter(|m| m.deactivating()) {
+        if !targets::drained(pass.state, pass.health, &m.task, &m.targets, now) {
+            continue;
+        }
+        m.task.last_status = TaskStatus::Stopping;
+        m.task.version += 1;
+        pass.put_task(&m.task);
+        pass.changed.push(m.task.clone());
+    }
+}
+
+/// Registers the targets of running tasks and deregisters those of tasks that stop or
+/// drain, in the same change as the decisions of the pass.
+fn sync_targets(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member]) {
+    let wanted: std::collections::BTreeSet<TaskTarget> = tasks
+        .iter()
+        .filter(|m| m.active() && m.task.last_status == TaskStatus::Running)
+        .flat_map(|m| m.targets.iter().cloned())
+        .collect();
+    if wanted.is_empty() && svc.targets.is_empty() {
+        return;
+    }
+    let (touched, messages) = targets::sync(pass.state, svc, &wanted);
+    pass.touched.extend(touched);
+    for message in messages {
+        let id = pass.event_id();
+        svc.record(id, pass.now, message);
     }
 }
 
 fn stop_all(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Member], reason: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for m in tasks.iter_mut().filter(|m| m.active()) {
-        pass.stop(&mut m.task, reason);
+        pass.stop_member(m, reason);
         svc.tracked.remove(&m.task.id);
         ids.push(m.task.id.clone());
     }
@@ -546,13 +642,18 @@ fn stop_outgoing(
         } else {
             "Scaling activity initiated by (deployment) a newer deployment of the service"
         };
-        pass.stop(&mut tasks[i].task, reason);
+        pass.stop_member(&mut tasks[i], reason);
         svc.tracked.remove(&tasks[i].task.id);
         ids.push(tasks[i].task.id.clone());
     }
     if !ids.is_empty() {
+        let draining = ids.iter().filter(|id| tasks.iter().any(|m| &m.task.id == *id && m.deactivating())).count();
         let id = pass.event_id();
         svc.record(id, pass.now, events::stopped(&svc.name, &ids));
+        if draining > 0 {
+            let id = pass.event_id();
+            svc.record(id, pass.now, events::draining(&svc.name, draining));
+        }
     }
     ids.len()
 }
@@ -863,6 +964,7 @@ impl ControlPlane {
     pub(crate) async fn services_pass(&self, lost: &mut LostInstances) -> crate::Result<()> {
         let view = self.view();
         let lost = Arc::new(lost.update(&view, &self.agents, self.lost_instance_grace));
+        let health = Arc::new(targets::read_board(&self.elb.board));
         let grace = self.lost_instance_grace;
         let keys: Vec<ServiceKey> =
             view.services.iter().filter(|(_, s)| s.status != ServiceStatus::Inactive).map(|(k, _)| k.clone()).collect();
@@ -874,7 +976,7 @@ impl ControlPlane {
         let seed: u64 = rand::thread_rng().gen();
         let mut work = Vec::new();
         for k in keys {
-            let mut pass = Pass::new(&mut scratch, Timestamp::now(), &self.agents, &lost, grace, seed);
+            let mut pass = Pass::new(&mut scratch, Timestamp::now(), &self.agents, &lost, grace, &health, seed);
             reconcile(&mut pass, &k);
             if !pass.touched.is_empty() {
                 work.push(k);
@@ -885,19 +987,23 @@ impl ControlPlane {
         }
         let agents = self.agents.clone();
         let seed: u64 = rand::thread_rng().gen();
-        let changed = self
+        let (changed, targets_changed) = self
             .write(move |txn| {
-                let mut pass = Pass::new(txn.state, txn.now, &agents, &lost, grace, seed);
+                let mut pass = Pass::new(txn.state, txn.now, &agents, &lost, grace, &health, seed);
                 for k in &work {
                     reconcile(&mut pass, k);
                 }
                 let Pass { touched, changed, .. } = pass;
+                let targets_changed = touched.iter().any(|t| matches!(t, Touched::Elb(_)));
                 for t in touched {
                     txn.touch(t);
                 }
-                Ok(changed)
+                Ok((changed, targets_changed))
             })
             .await?;
+        if targets_changed {
+            self.elb.changed.notify_one();
+        }
         self.push_tasks(&changed);
         Ok(())
     }
