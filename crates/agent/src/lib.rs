@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod docker;
+pub mod pause;
 pub mod registry_login;
 pub mod runner;
 pub mod session;
