@@ -68,6 +68,7 @@ fn assignment(family: &str, extra: Value, containers: Vec<Value>) -> TaskAssignm
         stop_reason: None,
         definition,
         overrides: None,
+        network: None,
     }
 }
 
