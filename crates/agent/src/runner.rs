@@ -10,6 +10,11 @@
 //! status, and sends a report if anything changed. Everything it does is idempotent: a
 //! restarted agent runs the same machine over existing containers and adopts them.
 //!
+//! An `awsvpc` task has one more container, internal and never reported: its pause
+//! container, which holds the task's address. Every other container depends on it (START)
+//! and joins its network namespace, so it starts first and stops last; it is removed before
+//! the task reports STOPPED, which frees the address.
+//!
 //! Only `docker` talks to the Engine; this module never builds a Docker request itself.
 
 use std::collections::{HashMap, HashSet};
@@ -308,9 +313,8 @@ struct TaskRun<'r> {
     pulled: Arc<Mutex<HashSet<String>>>,
     assignment: TaskAssignment,
     network_mode: NetworkMode,
-    /// An awsvpc task's network, checked; the pause container is then the last of `ctrs`.
-    network: Option<TaskNetwork>,
-    pause_image: Option<PauseImage>,
+    /// An awsvpc task's network; its pause container is then the last of `ctrs`.
+    awsvpc: Option<Awsvpc>,
     awsvpc_setup: Arc<tokio::sync::Mutex<()>>,
     /// The pause container is gone (or never existed): the task's address is free.
     pause_removed: bool,
@@ -357,12 +361,14 @@ impl<'r> TaskRun<'r> {
             .collect();
         // An awsvpc task whose network and pause image are in order gets its pause
         // container; otherwise `unsupported` fails the task before anything runs.
-        let network = match (network_mode, &assignment.network) {
-            (NetworkMode::Awsvpc, Some(n)) => awsvpc::check(n).ok(),
+        let awsvpc = match (network_mode, &assignment.network) {
+            (NetworkMode::Awsvpc, Some(n)) => awsvpc::check(n)
+                .ok()
+                .zip(crate::pause::pause_image().ok())
+                .map(|(network, image)| Awsvpc { network, image }),
             _ => None,
         };
-        let pause_image = network.as_ref().and_then(|_| crate::pause::pause_image().ok());
-        if let (Some(_), Some(image)) = (&network, &pause_image) {
+        if let Some(Awsvpc { image, .. }) = &awsvpc {
             let pause = ctrs.len();
             for c in &mut ctrs {
                 c.deps.push(Dep { on: pause, cond: Cond::Start });
@@ -384,9 +390,9 @@ impl<'r> TaskRun<'r> {
             config: &runner.config,
             pulled: runner.pulled.clone(),
             volumes: task_volumes(&assignment, &runner.config),
-            pause_removed: network.is_none(),
-            network: network.filter(|_| pause_image.is_some()),
-            pause_image,
+            // Without a pause container there is nothing to remove before STOPPED.
+            pause_removed: !ctrs.iter().any(|c| c.internal),
+            awsvpc,
             awsvpc_setup: runner.awsvpc_setup.clone(),
             network_mode,
             assignment,
@@ -523,8 +529,8 @@ impl<'r> TaskRun<'r> {
             .into_iter()
             .collect();
         // The network and the pause image are needed while the pause container is to be made.
-        let network = match (&self.network, &self.pause_image) {
-            (Some(n), Some(image)) if self.ctrs.iter().any(|c| c.internal && c.phase == Phase::Waiting) => {
+        let network = match &self.awsvpc {
+            Some(Awsvpc { network: n, image }) if self.ctrs.iter().any(|c| c.internal && c.phase == Phase::Waiting) => {
                 Some(NetworkSetup {
                     lock: self.awsvpc_setup.clone(),
                     image: image.clone(),
@@ -961,7 +967,7 @@ impl<'r> TaskRun<'r> {
     }
 
     fn create_pause(&mut self, i: usize) {
-        let (Some(n), Some(image)) = (&self.network, &self.pause_image) else { return };
+        let Some(Awsvpc { network: n, image }) = &self.awsvpc else { return };
         let spec = PauseSpec {
             image: image.reference.clone(),
             network: n.attachment.docker_network.clone(),
@@ -1236,6 +1242,13 @@ async fn prepare(
         }
     }
     Ok(digests)
+}
+
+/// An awsvpc task's checked network attachment and the pause image for this machine.
+#[derive(Debug, Clone)]
+struct Awsvpc {
+    network: TaskNetwork,
+    image: PauseImage,
 }
 
 /// What an awsvpc task needs before its pause container can be created.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use agent::awsvpc::PAUSE_CONTAINER_NAME;
 use agent::docker::labels;
-use agent::runner::{PullBehavior, Runner, RunnerConfig, ESSENTIAL_EXITED_REASON, OOM_REASON};
+use agent::runner::{PullBehavior, Runner, RunnerConfig, ESSENTIAL_EXITED_REASON, OOM_REASON, PAUSE_EXITED_REASON};
 use agent_protocol::{
     AwsvpcNetwork, ContainerReport, ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskAssignment, TaskReport,
     TaskStatus,
@@ -905,8 +905,13 @@ async fn a_restarted_agent_adopts_an_awsvpc_task_and_its_pause_container() {
     }
     let (status, _) = get(&format!("http://{}:8080/health", subnet.ip(9))).await;
     assert_eq!(status, 200);
-    task.stop("test");
-    task.stopped().await;
+
+    // The task's network namespace is gone with its pause container: the task stops.
+    let out = std::process::Command::new("docker").args(["kill", &pause[0]]).output().unwrap();
+    assert!(out.status.success());
+    let stopped = task.stopped().await;
+    assert_eq!(stopped.stop_code, Some(StopCode::EssentialContainerExited));
+    assert_eq!(stopped.stopped_reason.as_deref(), Some(PAUSE_EXITED_REASON));
     assert!(pause_containers(&arn).is_empty());
 }
 
@@ -954,16 +959,34 @@ async fn a_conflicting_docker_network_fails_the_task_with_what_to_do() {
     n.docker_network = agent_protocol::docker_network_name(&n.subnet_id);
     n.subnet_cidr = format!("10.213.{}.0/25", subnet.third_octet);
     let overlapping_network = n.docker_network.clone();
+    // No attachment at all (a control plane that does not allocate addresses).
+    let mut unattached = awsvpc_task(&subnet, 7);
+    unattached.network = None;
 
     for (a, expected) in [
-        (named, vec!["exists but does not stand for subnet subnet-someoneelse", "docker network rm"]),
-        (overlapping, vec!["overlaps the Docker network", subnet.network.as_str(), "remove that network"]),
+        (
+            named,
+            vec![
+                "ResourceInitializationError: the Docker network",
+                "exists but does not stand for subnet subnet-someoneelse",
+                "docker network rm",
+            ],
+        ),
+        (
+            overlapping,
+            vec![
+                "ResourceInitializationError: cannot create",
+                "overlaps the Docker network",
+                subnet.network.as_str(),
+                "remove that network",
+            ],
+        ),
+        (unattached, vec!["CannotCreateContainerError: network mode awsvpc without a network attachment"]),
     ] {
         let mut task = Running::start(&runner, a);
         let stopped = task.stopped().await;
         assert_eq!(stopped.stop_code, Some(StopCode::TaskFailedToStart));
         let reason = stopped.stopped_reason.clone().unwrap_or_default();
-        assert!(reason.starts_with("ResourceInitializationError: "), "{reason}");
         for part in expected {
             assert!(reason.contains(part), "{reason:?} should contain {part:?}");
         }
