@@ -1038,7 +1038,14 @@ impl<'r> TaskRun<'r> {
 
     fn readiness(&self, i: usize) -> Readiness {
         let me = &self.ctrs[i].name;
+        let creating = self.ctrs[i].phase == Phase::Waiting;
         for dep in &self.ctrs[i].deps {
+            // Joining the pause container's namespace needs it to exist at create and to
+            // run at start, so containers are created while it starts.
+            let dep = match dep.on {
+                on if creating && self.ctrs[on].internal => &Dep { on, cond: Cond::Created },
+                _ => dep,
+            };
             if self.met(*dep) {
                 continue;
             }
