@@ -16,6 +16,8 @@
 //!
 //! The control plane and the agent share these types and nothing else.
 
+use std::net::Ipv4Addr;
+
 use serde::{Deserialize, Serialize};
 
 use model::ecs::shapes::{NetworkBinding, RegisterTaskDefinitionRequest, TaskOverride};
@@ -72,6 +74,46 @@ pub struct TaskAssignment {
     /// The task definition as registered (validated, defaults filled).
     pub definition: RegisterTaskDefinitionRequest,
     pub overrides: Option<TaskOverride>,
+    /// The task's network attachment when its network mode is `awsvpc`; `None` otherwise.
+    /// Absent from messages of control planes that predate it, which therefore still decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<AwsvpcNetwork>,
+}
+
+/// An `awsvpc` task's elastic network interface, as the control plane allocated it: the
+/// agent gives the task its own network namespace (a pause container) on the Docker
+/// network that stands for the subnet, with exactly this address and MAC address.
+///
+/// The agent decides none of this: the control plane chooses the address (never handing
+/// one to two live tasks) and names the Docker network, so all agents on one engine agree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsvpcNetwork {
+    /// The id of the task's `ElasticNetworkInterface` attachment (the `id` of its entry in
+    /// the task's `attachments`), a UUID.
+    pub attachment_id: String,
+    /// The EC2 subnet the interface is in, e.g. `subnet-0a1b2c3d4e5f60718`.
+    pub subnet_id: String,
+    /// The subnet's IPv4 CIDR block as `DescribeSubnets` gives it, e.g. `10.0.1.0/24`.
+    pub subnet_cidr: String,
+    /// The subnet's gateway: as in a VPC, the first address after the network address
+    /// (`10.0.1.1` for `10.0.1.0/24`). Docker's bridge puts it on the host, which is how the
+    /// host (and the load balancer in it) routes to the task's address.
+    pub gateway: Ipv4Addr,
+    /// The task's address in the subnet: `privateIPv4Address` of the attachment.
+    pub private_ipv4_address: Ipv4Addr,
+    /// The interface's MAC address, six lowercase hex pairs separated by colons
+    /// (`0a:58:0a:00:01:07`): `macAddress` of the attachment.
+    pub mac_address: String,
+    /// The Docker network standing for the subnet: [`docker_network_name`] of `subnet_id`.
+    pub docker_network: String,
+}
+
+/// The name of the Docker network that stands for an EC2 subnet: `berth-<subnet-id>`, e.g.
+/// `berth-subnet-0a1b2c3d4e5f60718`. Every agent on an engine uses the same network for a
+/// subnet, so tasks of one subnet reach each other as in a VPC.
+pub fn docker_network_name(subnet_id: &str) -> String {
+    format!("berth-{subnet_id}")
 }
 
 /// One task as the agent sees it.
@@ -117,5 +159,30 @@ mod tests {
         assert_eq!(serde_json::from_str::<ToServer>(&text).unwrap(), m);
         let t = ToAgent::Tasks { seq: 1, full: true, tasks: vec![] };
         assert_eq!(serde_json::from_str::<ToAgent>(&serde_json::to_string(&t).unwrap()).unwrap(), t);
+    }
+
+    #[test]
+    fn assignments_without_a_network_still_decode_and_awsvpc_ones_round_trip() {
+        let old = serde_json::json!({
+            "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c/1", "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/c",
+            "family": "f", "revision": 1, "desiredStatus": "RUNNING", "stopReason": null,
+            "definition": { "family": "f", "containerDefinitions": [] }, "overrides": null,
+        });
+        let mut a: TaskAssignment = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(a.network, None);
+        assert_eq!(serde_json::to_value(&a).unwrap(), old, "no network member when there is none");
+        a.network = Some(AwsvpcNetwork {
+            attachment_id: "7d4c7a56-4c8b-4b8e-9a45-0f3d4c2b1a09".into(),
+            subnet_id: "subnet-0a1b2c3d".into(),
+            subnet_cidr: "10.0.1.0/24".into(),
+            gateway: Ipv4Addr::new(10, 0, 1, 1),
+            private_ipv4_address: Ipv4Addr::new(10, 0, 1, 7),
+            mac_address: "0a:58:0a:00:01:07".into(),
+            docker_network: docker_network_name("subnet-0a1b2c3d"),
+        });
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(text.contains(r#""privateIpv4Address":"10.0.1.7""#), "{text}");
+        assert!(text.contains(r#""dockerNetwork":"berth-subnet-0a1b2c3d""#), "{text}");
+        assert_eq!(serde_json::from_str::<TaskAssignment>(&text).unwrap(), a);
     }
 }

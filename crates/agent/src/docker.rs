@@ -8,16 +8,23 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use std::net::Ipv4Addr;
+
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, DeviceMapping, HealthConfig, HealthStatusEnum, HostConfig,
-    HostConfigLogConfig, PortBinding, ResourcesUlimits, VolumeCreateOptions,
+    ContainerCreateBody, ContainerStateStatusEnum, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
+    HealthStatusEnum, HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Network, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, ResourcesUlimits, VolumeCreateOptions,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
-    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions, InspectNetworkOptions,
+    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    StopContainerOptions,
 };
 use futures_util::{Stream, StreamExt};
 use model::ecs::shapes::{ContainerDefinition, NetworkMode, TransportProtocol};
+
+use crate::awsvpc::Ipv4Cidr;
+use crate::pause::{PauseImage, PAUSE_PATH};
 
 /// Label keys the ECS agent puts on every container, and ours for the owning instance.
 pub mod labels {
@@ -27,6 +34,10 @@ pub mod labels {
     pub const FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
     pub const REVISION: &str = "com.amazonaws.ecs.task-definition-version";
     pub const INSTANCE: &str = "berth.container-instance";
+    /// On Docker networks that stand for a subnet: `true`, marking the network as Berth's.
+    pub const MANAGED: &str = "berth.managed";
+    /// On Docker networks that stand for a subnet: the subnet's id.
+    pub const SUBNET_ID: &str = "berth.subnet-id";
 }
 
 /// Every call but `stop` (which waits for the container) and the streams is bounded by
@@ -220,6 +231,126 @@ impl Docker {
         bounded(CALL_TIMEOUT, "volume remove", self.client.remove_volume(name, Some(options))).await
     }
 
+    /// Makes sure the Docker network standing for a subnet exists with exactly its settings
+    /// (a bridge whose IPAM has the subnet's CIDR and gateway, labelled as Berth's with the
+    /// subnet id), creating it if needed.
+    ///
+    /// Tasks and agents may race to create the same network. The engine refuses the loser
+    /// (a second pool with the same CIDR overlaps the first), so a failed create is followed
+    /// by another look: the network in place with the same settings is success. (Engines
+    /// before API 1.44 do not refuse a second network of the same name by themselves; a
+    /// second one with the same CIDR they do refuse.)
+    pub async fn ensure_subnet_network(&self, want: &SubnetNetwork) -> std::result::Result<(), NetworkSetupError> {
+        if let Some(existing) = self.network(&want.name).await.map_err(NetworkSetupError::Docker)? {
+            return same_settings(want, &existing);
+        }
+        self.check_no_overlap(want).await?;
+        let request = NetworkCreateRequest {
+            name: want.name.clone(),
+            driver: Some("bridge".into()),
+            ipam: Some(Ipam {
+                driver: Some("default".into()),
+                config: Some(vec![IpamConfig {
+                    subnet: Some(want.cidr.to_string()),
+                    gateway: Some(want.gateway.to_string()),
+                    ..Default::default()
+                }]),
+                options: None,
+            }),
+            labels: Some(HashMap::from([
+                (labels::MANAGED.to_string(), "true".to_string()),
+                (labels::SUBNET_ID.to_string(), want.subnet_id.clone()),
+            ])),
+            ..Default::default()
+        };
+        let Err(e) = bounded(CALL_TIMEOUT, "network create", self.client.create_network(request)).await else {
+            tracing::info!(network = %want.name, subnet = %want.cidr, "created the Docker network for subnet {}", want.subnet_id);
+            return Ok(());
+        };
+        // The engine reserves the winner's pool before its network can be found by name, so
+        // the loser looks again for a moment before it believes its error.
+        for wait_ms in [0, 50, 100, 200, 400, 800] {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            if let Ok(Some(existing)) = self.network(&want.name).await {
+                return same_settings(want, &existing);
+            }
+        }
+        self.check_no_overlap(want).await?;
+        Err(NetworkSetupError::Docker(e))
+    }
+
+    /// The network called exactly `name`, if there is one.
+    async fn network(&self, name: &str) -> Result<Option<Network>> {
+        let inspect = self.client.inspect_network(name, None::<InspectNetworkOptions>);
+        match bounded(CALL_TIMEOUT, "network inspect", inspect).await {
+            // The engine also matches id prefixes; only the name counts here.
+            Ok(n) if n.name.as_deref() == Some(name) => Ok(Some(n)),
+            Ok(_) | Err(DockerError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fails with [`NetworkSetupError::Overlap`] naming the first other network whose IPv4
+    /// subnet overlaps the wanted one.
+    async fn check_no_overlap(&self, want: &SubnetNetwork) -> std::result::Result<(), NetworkSetupError> {
+        let list = self.client.list_networks(None::<ListNetworksOptions>);
+        let networks = bounded(CALL_TIMEOUT, "network list", list).await.map_err(NetworkSetupError::Docker)?;
+        for n in networks {
+            let name = n.name.clone().unwrap_or_default();
+            if name == want.name {
+                continue;
+            }
+            for other in ipv4_subnets(&n) {
+                if other.overlaps(&want.cidr) {
+                    return Err(NetworkSetupError::Overlap {
+                        name: want.name.clone(),
+                        cidr: want.cidr,
+                        other: name,
+                        other_cidr: other,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Imports the pause image from its in-memory root filesystem unless the engine has it.
+    pub async fn ensure_pause_image(&self, image: &PauseImage) -> Result<()> {
+        match bounded(CALL_TIMEOUT, "image inspect", self.client.inspect_image(&image.reference)).await {
+            Ok(_) => return Ok(()),
+            Err(DockerError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let (repo, tag) = image.reference.rsplit_once(':').unwrap_or((&image.reference, "latest"));
+        let options = CreateImageOptions {
+            from_src: Some("-".into()),
+            repo: Some(repo.into()),
+            tag: Some(tag.into()),
+            changes: vec![format!("ENTRYPOINT [\"{PAUSE_PATH}\"]")],
+            ..Default::default()
+        };
+        let body = bollard::body_full(image.rootfs_tar.clone().into());
+        let mut stream = self.client.create_image(Some(options), Some(body), None);
+        let drain = async {
+            while let Some(item) = stream.next().await {
+                item?;
+            }
+            Ok(())
+        };
+        bounded(CALL_TIMEOUT, "image import", drain).await?;
+        tracing::info!(image = %image.reference, "imported the pause image");
+        Ok(())
+    }
+
+    /// Creates an awsvpc task's pause container and returns its id. Engines before API 1.44
+    /// take the MAC address only from the container's configuration, later ones only from the
+    /// endpoint's, so the request depends on the negotiated version.
+    pub async fn create_pause(&self, name: &str, spec: &PauseSpec) -> Result<String> {
+        let v = self.client.client_version();
+        let container_wide_mac = (v.major_version, v.minor_version) < (1, 44);
+        self.create(name, pause_body(spec, container_wide_mac)).await
+    }
+
     /// Creates a container and returns its id.
     pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
         let options = CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
@@ -335,6 +466,105 @@ impl Docker {
     }
 }
 
+/// The Docker network that stands for an awsvpc subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetNetwork {
+    pub name: String,
+    pub subnet_id: String,
+    pub cidr: Ipv4Cidr,
+    pub gateway: Ipv4Addr,
+}
+
+/// Why the Docker network for a subnet cannot be used. The messages say what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NetworkSetupError {
+    /// A network of that name exists with settings other than the subnet's.
+    #[error(
+        "the Docker network {name} exists but does not stand for subnet {subnet_id} ({want}): it has {found}; \
+         remove it (docker network rm {name}, once no container uses it) and Berth creates it anew"
+    )]
+    Mismatch { name: String, subnet_id: String, want: String, found: String },
+    /// Another network's subnet overlaps this one's, so Docker cannot route both.
+    #[error(
+        "cannot create the Docker network {name} for {cidr}: it overlaps the Docker network {other} ({other_cidr}); \
+         remove that network, or use a subnet whose CIDR block no Docker network on this host overlaps"
+    )]
+    Overlap { name: String, cidr: Ipv4Cidr, other: String, other_cidr: Ipv4Cidr },
+    #[error("{0}")]
+    Docker(DockerError),
+}
+
+/// Compares an existing network with the wanted one.
+fn same_settings(want: &SubnetNetwork, n: &Network) -> std::result::Result<(), NetworkSetupError> {
+    let driver = n.driver.clone().unwrap_or_default();
+    let configs = n.ipam.as_ref().and_then(|i| i.config.clone()).unwrap_or_default();
+    let subnet_label = n.labels.as_ref().and_then(|l| l.get(labels::SUBNET_ID)).cloned();
+    let same_ipam = matches!(configs.as_slice(), [c]
+        if c.subnet.as_deref().and_then(|s| Ipv4Cidr::parse(s).ok()) == Some(want.cidr)
+            && c.gateway.as_deref().and_then(|g| g.parse::<Ipv4Addr>().ok()) == Some(want.gateway));
+    if driver == "bridge" && same_ipam && subnet_label.as_deref() == Some(want.subnet_id.as_str()) {
+        return Ok(());
+    }
+    let ipam: Vec<String> = configs
+        .iter()
+        .map(|c| format!("{} gateway {}", c.subnet.as_deref().unwrap_or("?"), c.gateway.as_deref().unwrap_or("none")))
+        .collect();
+    Err(NetworkSetupError::Mismatch {
+        name: want.name.clone(),
+        subnet_id: want.subnet_id.clone(),
+        want: format!("bridge, {} gateway {}", want.cidr, want.gateway),
+        found: format!(
+            "driver {driver}, subnets [{}], label {}={}",
+            ipam.join(", "),
+            labels::SUBNET_ID,
+            subnet_label.as_deref().unwrap_or("(none)")
+        ),
+    })
+}
+
+/// A network's IPv4 subnets (IPv6 ones and unparsable ones are skipped).
+fn ipv4_subnets(n: &Network) -> Vec<Ipv4Cidr> {
+    let configs = n.ipam.as_ref().and_then(|i| i.config.as_ref());
+    configs.into_iter().flatten().filter_map(|c| c.subnet.as_deref().and_then(|s| Ipv4Cidr::parse(s).ok())).collect()
+}
+
+/// An awsvpc task's pause container.
+#[derive(Debug, Clone)]
+pub struct PauseSpec {
+    pub image: String,
+    /// The Docker network standing for the task's subnet.
+    pub network: String,
+    pub ipv4: Ipv4Addr,
+    pub mac: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// The create request of a pause container: the fixed address and MAC address on the
+/// subnet's network, no published ports, SIGKILL at once on stop (it has no handlers).
+pub fn pause_body(spec: &PauseSpec, container_wide_mac: bool) -> ContainerCreateBody {
+    let endpoint = EndpointSettings {
+        ipam_config: Some(EndpointIpamConfig { ipv4_address: Some(spec.ipv4.to_string()), ..Default::default() }),
+        mac_address: Some(spec.mac.clone()),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: Some(vec![PAUSE_PATH.to_string()]),
+        labels: Some(spec.labels.clone()),
+        mac_address: container_wide_mac.then(|| spec.mac.clone()),
+        stop_timeout: Some(0),
+        host_config: Some(HostConfig {
+            network_mode: Some(spec.network.clone()),
+            cpu_shares: Some(MIN_CPU_SHARES),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(spec.network.clone(), endpoint)])),
+        }),
+        ..Default::default()
+    }
+}
+
 fn label_filters(wanted: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), wanted.iter().map(|(k, v)| format!("{k}={v}")).collect())])
 }
@@ -365,6 +595,8 @@ pub struct CreateSpec<'a> {
     /// The definition with the task's overrides already applied.
     pub def: &'a ContainerDefinition,
     pub network_mode: NetworkMode,
+    /// For `awsvpc`: the id of the pause container whose network namespace it joins.
+    pub network_container: Option<String>,
     pub labels: HashMap<String, String>,
     /// `source:containerPath[:ro]`, the source being a host path or a volume name.
     pub binds: Vec<String>,
@@ -385,9 +617,17 @@ const MIN_CPU_SHARES: i64 = 2;
 pub fn create_body(spec: &CreateSpec<'_>) -> ContainerCreateBody {
     let d = spec.def;
     let bridge = spec.network_mode == NetworkMode::Bridge;
+    // An awsvpc container joins its pause container's network namespace; Docker refuses
+    // ports, hostname, DNS settings and links for such a container (the container port is
+    // the port on the task's address).
+    let joined = spec.network_mode == NetworkMode::Awsvpc;
+    let network_mode = match (joined, &spec.network_container) {
+        (true, Some(id)) => format!("container:{id}"),
+        _ => spec.network_mode.as_str().to_string(),
+    };
     let mut exposed: HashMap<String, HashMap<(), ()>> = HashMap::new();
     let mut published: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    if spec.network_mode != NetworkMode::None {
+    if !matches!(spec.network_mode, NetworkMode::None | NetworkMode::Awsvpc) {
         for pm in d.port_mappings.iter().flatten() {
             let proto = pm.protocol.unwrap_or(TransportProtocol::Tcp).as_str();
             let ports: Vec<i32> = match (pm.container_port, pm.container_port_range.as_deref()) {
@@ -426,7 +666,7 @@ pub fn create_body(spec: &CreateSpec<'_>) -> ContainerCreateBody {
         }
     });
     let host_config = HostConfig {
-        network_mode: Some(spec.network_mode.as_str().to_string()),
+        network_mode: Some(network_mode),
         port_bindings: (!published.is_empty()).then_some(published),
         cpu_shares: Some(d.cpu.map(i64::from).unwrap_or(0).max(MIN_CPU_SHARES)),
         memory,
@@ -444,7 +684,7 @@ pub fn create_body(spec: &CreateSpec<'_>) -> ContainerCreateBody {
         }),
         binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
         volumes_from: (!spec.volumes_from.is_empty()).then(|| spec.volumes_from.clone()),
-        links: (!spec.links.is_empty()).then(|| spec.links.clone()),
+        links: (!spec.links.is_empty() && !joined).then(|| spec.links.clone()),
         privileged: d.privileged,
         readonly_rootfs: d.readonly_root_filesystem,
         init: lp.and_then(|l| l.init_process_enabled),
@@ -475,9 +715,9 @@ pub fn create_body(spec: &CreateSpec<'_>) -> ContainerCreateBody {
         sysctls: d.system_controls.as_ref().filter(|s| !s.is_empty()).map(|s| {
             s.iter().map(|c| (c.namespace.clone().unwrap_or_default(), c.value.clone().unwrap_or_default())).collect()
         }),
-        dns: d.dns_servers.clone(),
-        dns_search: d.dns_search_domains.clone(),
-        extra_hosts: d.extra_hosts.as_ref().map(|hs| {
+        dns: d.dns_servers.clone().filter(|_| !joined),
+        dns_search: d.dns_search_domains.clone().filter(|_| !joined),
+        extra_hosts: d.extra_hosts.as_ref().filter(|_| !joined).map(|hs| {
             hs.iter()
                 .map(|h| format!("{}:{}", h.hostname.as_deref().unwrap_or(""), h.ip_address.as_deref().unwrap_or("")))
                 .collect()
@@ -502,7 +742,7 @@ pub fn create_body(spec: &CreateSpec<'_>) -> ContainerCreateBody {
         }),
         working_dir: d.working_directory.clone(),
         user: d.user.clone(),
-        hostname: d.hostname.clone(),
+        hostname: d.hostname.clone().filter(|_| !joined),
         labels: Some(spec.labels.clone()),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         healthcheck,
@@ -535,6 +775,7 @@ mod tests {
         create_body(&CreateSpec {
             def,
             network_mode: mode,
+            network_container: (mode == NetworkMode::Awsvpc).then(|| "pauseid".to_string()),
             labels: HashMap::new(),
             binds: vec![],
             links: vec![],
@@ -583,6 +824,33 @@ mod tests {
         assert!(host_mode.host_config.unwrap().port_bindings.is_none());
         assert!(host_mode.exposed_ports.unwrap().contains_key("80/tcp"));
         assert!(spec(&def, NetworkMode::None).exposed_ports.is_none());
+
+        let awsvpc = spec(&def, NetworkMode::Awsvpc);
+        assert!(awsvpc.exposed_ports.is_none(), "the container port is the task address's port");
+        let host = awsvpc.host_config.unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("container:pauseid"));
+        assert!(host.port_bindings.is_none());
+    }
+
+    #[test]
+    fn pause_containers_hold_the_address_and_mac() {
+        let spec = PauseSpec {
+            image: "berth/pause:x".into(),
+            network: "berth-subnet-1".into(),
+            ipv4: Ipv4Addr::new(10, 213, 4, 7),
+            mac: "0a:58:0a:d5:04:07".into(),
+            labels: HashMap::from([("k".to_string(), "v".to_string())]),
+        };
+        let body = pause_body(&spec, false);
+        let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+        let e = &endpoints["berth-subnet-1"];
+        assert_eq!(e.ipam_config.as_ref().unwrap().ipv4_address.as_deref(), Some("10.213.4.7"));
+        assert_eq!(e.mac_address.as_deref(), Some("0a:58:0a:d5:04:07"));
+        assert_eq!(body.mac_address, None, "API 1.44 and later take the MAC address from the endpoint only");
+        assert_eq!(pause_body(&spec, true).mac_address.as_deref(), Some("0a:58:0a:d5:04:07"));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("berth-subnet-1"));
+        assert!(host.port_bindings.is_none() && body.exposed_ports.is_none());
     }
 
     #[test]

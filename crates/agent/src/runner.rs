@@ -10,6 +10,11 @@
 //! status, and sends a report if anything changed. Everything it does is idempotent: a
 //! restarted agent runs the same machine over existing containers and adopts them.
 //!
+//! An `awsvpc` task has one more container, internal and never reported: its pause
+//! container, which holds the task's address. Every other container depends on it (START)
+//! and joins its network namespace, so it starts first and stops last; it is removed before
+//! the task reports STOPPED, which frees the address.
+//!
 //! Only `docker` talks to the Engine; this module never builds a Docker request itself.
 
 use std::collections::{HashMap, HashSet};
@@ -29,7 +34,12 @@ use model::Timestamp;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use crate::docker::{self, labels, CreateSpec, Docker, DockerError, Health, Observed, RunState, VolumeSpec};
+use crate::awsvpc::{self, TaskNetwork, PAUSE_CONTAINER_NAME};
+use crate::docker::{
+    self, labels, CreateSpec, Docker, DockerError, Health, NetworkSetupError, Observed, PauseSpec, RunState,
+    SubnetNetwork, VolumeSpec,
+};
+use crate::pause::PauseImage;
 
 /// `ECS_IMAGE_PULL_BEHAVIOR`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,12 +95,19 @@ pub struct Runner {
     config: RunnerConfig,
     /// Images this runner has pulled, for `PullBehavior::Once`.
     pulled: Arc<Mutex<HashSet<String>>>,
+    /// Held while an awsvpc task sets up its subnet's network and the pause image, so that
+    /// tasks starting together do not race each other to create them.
+    awsvpc_setup: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The reason ECS gives a container that the kernel killed for memory.
 pub const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
 /// The task's `stoppedReason` when an essential container exits.
 pub const ESSENTIAL_EXITED_REASON: &str = "Essential container in task exited";
+/// The task's `stoppedReason` when the pause container of an awsvpc task exits: the task's
+/// network namespace is gone with it.
+pub const PAUSE_EXITED_REASON: &str =
+    "TaskNetworkError: the pause container holding the task's network namespace exited";
 
 /// How often every container is inspected even without events, to repair a missed event.
 const RESYNC_EVERY: Duration = Duration::from_secs(15);
@@ -101,7 +118,7 @@ impl Runner {
     /// Connects to the local Docker engine (negotiating the API version).
     pub async fn connect(config: RunnerConfig) -> anyhow::Result<Runner> {
         let docker = Docker::connect().await?;
-        Ok(Runner { docker, config, pulled: Arc::default() })
+        Ok(Runner { docker, config, pulled: Arc::default(), awsvpc_setup: Arc::default() })
     }
 
     /// Names the container instance this runner's containers belong to, once the control
@@ -217,11 +234,15 @@ enum Pending {
     Create,
     Start,
     Stop,
+    /// Removing an awsvpc task's pause container, the last step of its teardown.
+    Remove,
 }
 
 #[derive(Debug)]
 struct Ctr {
     name: String,
+    /// The pause container of an awsvpc task: run like the others, never reported.
+    internal: bool,
     /// The definition with the task's overrides applied.
     def: ContainerDefinition,
     essential: bool,
@@ -244,11 +265,39 @@ struct Ctr {
     image_digest: Option<String>,
 }
 
+impl Ctr {
+    fn new(docker_name: String, def: ContainerDefinition, deps: Vec<Dep>) -> Ctr {
+        Ctr {
+            name: def.name.clone().unwrap_or_default(),
+            internal: false,
+            essential: def.essential != Some(false),
+            deps,
+            docker_name,
+            def,
+            id: None,
+            phase: Phase::Waiting,
+            pending: None,
+            started: None,
+            started_at: None,
+            finished_at: None,
+            ever_started: false,
+            ever_healthy: false,
+            stop_sent: false,
+            exit_code: None,
+            reason: None,
+            bindings: vec![],
+            health: HealthStatus::Unknown,
+            image_digest: None,
+        }
+    }
+}
+
 enum Done {
     Prepared(Result<HashMap<String, String>, String>),
     Created(usize, Result<String, DockerError>),
     Started(usize, Result<(), DockerError>),
     Stopped(usize, Result<(), DockerError>),
+    Removed(usize, Result<(), DockerError>),
 }
 
 /// Why a container cannot start yet.
@@ -264,6 +313,11 @@ struct TaskRun<'r> {
     pulled: Arc<Mutex<HashSet<String>>>,
     assignment: TaskAssignment,
     network_mode: NetworkMode,
+    /// An awsvpc task's network; its pause container is then the last of `ctrs`.
+    awsvpc: Option<Awsvpc>,
+    awsvpc_setup: Arc<tokio::sync::Mutex<()>>,
+    /// The pause container is gone (or never existed): the task's address is free.
+    pause_removed: bool,
     volumes: HashMap<String, VolumeSource>,
     ctrs: Vec<Ctr>,
     /// Images pulled and volumes in place; containers may be created.
@@ -295,40 +349,51 @@ impl<'r> TaskRun<'r> {
             assignment.overrides.as_ref().and_then(|o| o.container_overrides.clone()).unwrap_or_default();
         let index: HashMap<String, usize> =
             defs.iter().enumerate().map(|(i, d)| (d.name.clone().unwrap_or_default(), i)).collect();
-        let ctrs = defs
+        let mut ctrs: Vec<Ctr> = defs
             .iter()
             .map(|d| {
                 let name = d.name.clone().unwrap_or_default();
                 let o = overrides.iter().find(|o| o.name.as_deref() == Some(name.as_str()));
                 let def = apply_override(d, o);
-                Ctr {
-                    essential: def.essential != Some(false),
-                    deps: dependencies(&def, &index, network_mode),
-                    docker_name: docker_name(&assignment, &name),
-                    name,
-                    def,
-                    id: None,
-                    phase: Phase::Waiting,
-                    pending: None,
-                    started: None,
-                    started_at: None,
-                    finished_at: None,
-                    ever_started: false,
-                    ever_healthy: false,
-                    stop_sent: false,
-                    exit_code: None,
-                    reason: None,
-                    bindings: vec![],
-                    health: HealthStatus::Unknown,
-                    image_digest: None,
-                }
+                let deps = dependencies(&def, &index, network_mode);
+                Ctr::new(docker_name(&assignment, &name), def, deps)
             })
             .collect();
+        // An awsvpc task whose network and pause image are in order gets its pause
+        // container; otherwise `unsupported` fails the task before anything runs.
+        let awsvpc = match (network_mode, &assignment.network) {
+            (NetworkMode::Awsvpc, Some(n)) => awsvpc::check(n)
+                .ok()
+                .zip(crate::pause::pause_image().ok())
+                .map(|(network, image)| Awsvpc { network, image }),
+            _ => None,
+        };
+        if let Some(Awsvpc { image, .. }) = &awsvpc {
+            let pause = ctrs.len();
+            for c in &mut ctrs {
+                c.deps.push(Dep { on: pause, cond: Cond::Start });
+            }
+            let def = ContainerDefinition {
+                name: Some(PAUSE_CONTAINER_NAME.into()),
+                image: Some(image.reference.clone()),
+                essential: Some(true),
+                // PID 1 without handlers ignores SIGTERM: SIGKILL it at once.
+                stop_timeout: Some(0),
+                ..Default::default()
+            };
+            let mut c = Ctr::new(docker_name(&assignment, "internalecspause"), def, vec![]);
+            c.internal = true;
+            ctrs.push(c);
+        }
         TaskRun {
             docker: runner.docker.clone(),
             config: &runner.config,
             pulled: runner.pulled.clone(),
             volumes: task_volumes(&assignment, &runner.config),
+            // Without a pause container there is nothing to remove before STOPPED.
+            pause_removed: !ctrs.iter().any(|c| c.internal),
+            awsvpc,
+            awsvpc_setup: runner.awsvpc_setup.clone(),
             network_mode,
             assignment,
             ctrs,
@@ -458,12 +523,28 @@ impl<'r> TaskRun<'r> {
         let images: Vec<String> = self
             .ctrs
             .iter()
-            .filter(|c| c.phase == Phase::Waiting)
+            .filter(|c| c.phase == Phase::Waiting && !c.internal)
             .filter_map(|c| c.def.image.clone())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        if self.stopping || images.is_empty() {
+        // The network and the pause image are needed while the pause container is to be made.
+        let network = match &self.awsvpc {
+            Some(Awsvpc { network: n, image }) if self.ctrs.iter().any(|c| c.internal && c.phase == Phase::Waiting) => {
+                Some(NetworkSetup {
+                    lock: self.awsvpc_setup.clone(),
+                    image: image.clone(),
+                    network: SubnetNetwork {
+                        name: n.attachment.docker_network.clone(),
+                        subnet_id: n.attachment.subnet_id.clone(),
+                        cidr: n.cidr,
+                        gateway: n.attachment.gateway,
+                    },
+                })
+            }
+            _ => None,
+        };
+        if self.stopping || (images.is_empty() && network.is_none()) {
             self.prepared = true;
             return;
         }
@@ -474,8 +555,15 @@ impl<'r> TaskRun<'r> {
         let login = self.config.registry_login.clone();
         let volumes: Vec<VolumeSource> = self.volumes.values().cloned().collect();
         self.ops.push(
-            async move { Done::Prepared(prepare(&docker, behavior, &pulled, login.as_deref(), &images, &volumes).await) }
-                .boxed(),
+            async move {
+                if let Some(setup) = network {
+                    if let Err(reason) = set_up_network(&docker, &setup).await {
+                        return Done::Prepared(Err(reason));
+                    }
+                }
+                Done::Prepared(prepare(&docker, behavior, &pulled, login.as_deref(), &images, &volumes).await)
+            }
+            .boxed(),
         );
     }
 
@@ -550,6 +638,15 @@ impl<'r> TaskRun<'r> {
                         }
                     }
                 }
+            }
+            Done::Removed(i, result) => {
+                self.ctrs[i].pending = None;
+                match result {
+                    Ok(()) | Err(DockerError::NotFound(_)) => tracing::info!("removed the pause container"),
+                    // Never leave the task hanging on it; the cleanup of stopped tasks retries.
+                    Err(e) => tracing::warn!(error = %e, "could not remove the pause container"),
+                }
+                self.pause_removed = true;
             }
             Done::Stopped(i, result) => {
                 self.ctrs[i].pending = None;
@@ -674,7 +771,14 @@ impl<'r> TaskRun<'r> {
 
     /// An essential container that stops ends the task.
     fn after_exit(&mut self, i: usize) {
-        if self.ctrs[i].essential {
+        if self.ctrs[i].internal {
+            let code = if self.status < TaskStatus::Running {
+                StopCode::TaskFailedToStart
+            } else {
+                StopCode::EssentialContainerExited
+            };
+            self.begin_stop(code, Some(PAUSE_EXITED_REASON.into()));
+        } else if self.ctrs[i].essential {
             self.begin_stop(StopCode::EssentialContainerExited, Some(ESSENTIAL_EXITED_REASON.into()));
         }
     }
@@ -763,6 +867,7 @@ impl<'r> TaskRun<'r> {
                     _ => {}
                 }
             }
+            self.remove_pause();
             return;
         }
         if !self.prepared {
@@ -788,6 +893,9 @@ impl<'r> TaskRun<'r> {
 
     fn create(&mut self, i: usize) {
         let c = &self.ctrs[i];
+        if c.internal {
+            return self.create_pause(i);
+        }
         let mut binds = vec![];
         for mp in c.def.mount_points.iter().flatten() {
             let volume = mp.source_volume.as_deref().unwrap_or_default();
@@ -828,17 +936,11 @@ impl<'r> TaskRun<'r> {
             .collect();
         let mut labels: HashMap<String, String> =
             c.def.docker_labels.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
-        labels.extend([
-            (labels::CLUSTER.to_string(), self.config.cluster_arn.clone()),
-            (labels::TASK_ARN.to_string(), self.assignment.task_arn.clone()),
-            (labels::CONTAINER_NAME.to_string(), c.name.clone()),
-            (labels::FAMILY.to_string(), self.assignment.family.clone()),
-            (labels::REVISION.to_string(), self.assignment.revision.to_string()),
-            (labels::INSTANCE.to_string(), self.config.instance_arn.clone()),
-        ]);
+        labels.extend(self.container_labels(i));
         let body = docker::create_body(&CreateSpec {
             def: &c.def,
             network_mode: self.network_mode,
+            network_container: self.ctrs.iter().find(|c| c.internal).and_then(|c| c.id.clone()),
             labels,
             binds,
             links,
@@ -849,6 +951,53 @@ impl<'r> TaskRun<'r> {
         let (docker, name) = (self.docker.clone(), c.docker_name.clone());
         self.ctrs[i].pending = Some(Pending::Create);
         self.ops.push(async move { Done::Created(i, docker.create(&name, body).await) }.boxed());
+    }
+
+    /// The labels that tie container `i` to this task and instance (adoption finds
+    /// containers by them).
+    fn container_labels(&self, i: usize) -> [(String, String); 6] {
+        [
+            (labels::CLUSTER.to_string(), self.config.cluster_arn.clone()),
+            (labels::TASK_ARN.to_string(), self.assignment.task_arn.clone()),
+            (labels::CONTAINER_NAME.to_string(), self.ctrs[i].name.clone()),
+            (labels::FAMILY.to_string(), self.assignment.family.clone()),
+            (labels::REVISION.to_string(), self.assignment.revision.to_string()),
+            (labels::INSTANCE.to_string(), self.config.instance_arn.clone()),
+        ]
+    }
+
+    fn create_pause(&mut self, i: usize) {
+        let Some(Awsvpc { network: n, image }) = &self.awsvpc else { return };
+        let spec = PauseSpec {
+            image: image.reference.clone(),
+            network: n.attachment.docker_network.clone(),
+            ipv4: n.attachment.private_ipv4_address,
+            mac: n.attachment.mac_address.clone(),
+            labels: self.container_labels(i).into_iter().collect(),
+        };
+        let (docker, name) = (self.docker.clone(), self.ctrs[i].docker_name.clone());
+        self.ctrs[i].pending = Some(Pending::Create);
+        self.ops.push(async move { Done::Created(i, docker.create_pause(&name, &spec).await) }.boxed());
+    }
+
+    /// Removes the pause container once it has stopped, which frees the task's address.
+    /// The subnet's network stays: other tasks use it.
+    fn remove_pause(&mut self) {
+        if self.pause_removed {
+            return;
+        }
+        let Some(i) = self.ctrs.iter().position(|c| c.internal) else { return };
+        let c = &self.ctrs[i];
+        if c.phase != Phase::Stopped || c.pending.is_some() {
+            return;
+        }
+        let Some(id) = c.id.clone() else {
+            self.pause_removed = true;
+            return;
+        };
+        let docker = self.docker.clone();
+        self.ctrs[i].pending = Some(Pending::Remove);
+        self.ops.push(async move { Done::Removed(i, docker.remove(&id).await) }.boxed());
     }
 
     fn start(&mut self, i: usize) {
@@ -889,7 +1038,14 @@ impl<'r> TaskRun<'r> {
 
     fn readiness(&self, i: usize) -> Readiness {
         let me = &self.ctrs[i].name;
+        let creating = self.ctrs[i].phase == Phase::Waiting;
         for dep in &self.ctrs[i].deps {
+            // Joining the pause container's namespace needs it to exist at create and to
+            // run at start, so containers are created while it starts.
+            let dep = match dep.on {
+                on if creating && self.ctrs[on].internal => &Dep { on, cond: Cond::Created },
+                _ => dep,
+            };
             if self.met(*dep) {
                 continue;
             }
@@ -948,7 +1104,8 @@ impl<'r> TaskRun<'r> {
     }
 
     fn update_status(&mut self) {
-        let all_stopped = self.ctrs.iter().all(|c| c.phase == Phase::Stopped);
+        // An awsvpc task is STOPPED once its address is free again.
+        let all_stopped = self.ctrs.iter().all(|c| c.phase == Phase::Stopped) && self.pause_removed;
         let computed = if all_stopped {
             TaskStatus::Stopped
         } else if self.stopping {
@@ -964,11 +1121,11 @@ impl<'r> TaskRun<'r> {
         }
         if computed >= TaskStatus::Running && self.started_at.is_none() && self.ctrs.iter().all(|c| c.ever_started) {
             // Docker's own start times, so an adopted task keeps its real start.
-            let latest = self.ctrs.iter().filter_map(|c| c.started_at).max();
+            let latest = self.ctrs.iter().filter(|c| !c.internal).filter_map(|c| c.started_at).max();
             self.started_at = Some(latest.map(Timestamp::from_system).unwrap_or_else(Timestamp::now));
         }
         if computed == TaskStatus::Stopped {
-            let latest = self.ctrs.iter().filter_map(|c| c.finished_at).max();
+            let latest = self.ctrs.iter().filter(|c| !c.internal).filter_map(|c| c.finished_at).max();
             self.execution_stopped_at = Some(latest.map(Timestamp::from_system).unwrap_or_else(Timestamp::now));
         }
         self.status = computed;
@@ -981,6 +1138,7 @@ impl<'r> TaskRun<'r> {
             containers: self
                 .ctrs
                 .iter()
+                .filter(|c| !c.internal)
                 .map(|c| ContainerReport {
                     name: c.name.clone(),
                     last_status: match c.phase {
@@ -1093,13 +1251,50 @@ async fn prepare(
     Ok(digests)
 }
 
+/// An awsvpc task's checked network attachment and the pause image for this machine.
+#[derive(Debug, Clone)]
+struct Awsvpc {
+    network: TaskNetwork,
+    image: PauseImage,
+}
+
+/// What an awsvpc task needs before its pause container can be created.
+struct NetworkSetup {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    image: PauseImage,
+    network: SubnetNetwork,
+}
+
+/// Puts the subnet's Docker network and the pause image in place, or says why not.
+async fn set_up_network(docker: &Docker, setup: &NetworkSetup) -> Result<(), String> {
+    let _one_at_a_time = setup.lock.lock().await;
+    let name = &setup.network.name;
+    docker.ensure_subnet_network(&setup.network).await.map_err(|e| match e {
+        NetworkSetupError::Docker(e) => {
+            format!("ResourceInitializationError: cannot create the Docker network {name}: {e}")
+        }
+        e => format!("ResourceInitializationError: {e}"),
+    })?;
+    docker.ensure_pause_image(&setup.image).await.map_err(|e| {
+        format!("ResourceInitializationError: cannot import the pause image {}: {e}", setup.image.reference)
+    })
+}
+
 /// Features this agent cannot honour; running without them would run something else
 /// than the user asked for, so the task fails to start instead.
 fn unsupported(a: &TaskAssignment) -> Option<String> {
     let def = &a.definition;
     let fail = |what: &str| Some(format!("CannotCreateContainerError: {what} is not supported by this agent"));
     if def.network_mode == Some(NetworkMode::Awsvpc) {
-        return fail("network mode awsvpc");
+        let Some(network) = &a.network else {
+            return fail("network mode awsvpc without a network attachment from the control plane");
+        };
+        if let Err(e) = awsvpc::check(network) {
+            return Some(format!("ResourceInitializationError: the task's network attachment is invalid: {e}"));
+        }
+        if let Err(e) = crate::pause::pause_image() {
+            return Some(format!("ResourceInitializationError: {e}"));
+        }
     }
     for v in def.volumes.iter().flatten() {
         if v.efs_volume_configuration.is_some() {

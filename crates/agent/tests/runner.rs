@@ -8,10 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use agent::awsvpc::PAUSE_CONTAINER_NAME;
 use agent::docker::labels;
-use agent::runner::{PullBehavior, Runner, RunnerConfig, ESSENTIAL_EXITED_REASON, OOM_REASON};
+use agent::runner::{PullBehavior, Runner, RunnerConfig, ESSENTIAL_EXITED_REASON, OOM_REASON, PAUSE_EXITED_REASON};
 use agent_protocol::{
-    ContainerReport, ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskAssignment, TaskReport, TaskStatus,
+    AwsvpcNetwork, ContainerReport, ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskAssignment, TaskReport,
+    TaskStatus,
 };
 use model::ecs::shapes::{RegisterTaskDefinitionRequest, TaskOverride};
 use serde_json::{json, Value};
@@ -68,6 +70,7 @@ fn assignment(family: &str, extra: Value, containers: Vec<Value>) -> TaskAssignm
         stop_reason: None,
         definition,
         overrides: None,
+        network: None,
     }
 }
 
@@ -739,4 +742,274 @@ async fn a_dependency_that_misses_its_start_timeout_fails_the_task() {
     assert!(reason.contains("HEALTHY") && reason.contains("start timeout of 1s"), "{reason}");
     assert_eq!(ctr(&stopped, "app").runtime_id, None);
     assert_eq!(ctr(&stopped, "db").exit_code, Some(0), "db was stopped with SIGTERM");
+}
+
+// --- awsvpc ---------------------------------------------------------------------------
+
+/// A subnet of one test: a random /24 of 10.213.0.0/16 and its Docker network, which the
+/// test creates first as the agent would (retrying while another test holds that block), so
+/// that tests running at once never pick overlapping blocks. Removed on drop; declare it
+/// before the `Instance`, whose containers must go first.
+struct Subnet {
+    id: String,
+    third_octet: u8,
+    network: String,
+}
+
+impl Subnet {
+    fn new() -> Subnet {
+        for _ in 0..64 {
+            let id = format!("subnet-{}", hex());
+            let subnet = Subnet { network: agent_protocol::docker_network_name(&id), id, third_octet: rand::random() };
+            let out = std::process::Command::new("docker")
+                .args(["network", "create", "--driver", "bridge"])
+                .args(["--subnet", &subnet.cidr(), "--gateway", &subnet.ip(1).to_string()])
+                .args(["--label", &format!("{}=true", labels::MANAGED)])
+                .args(["--label", &format!("{}={}", labels::SUBNET_ID, subnet.id)])
+                .arg(&subnet.network)
+                .output()
+                .expect("docker");
+            if out.status.success() {
+                return subnet;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("overlaps"), "docker network create: {err}");
+        }
+        panic!("no free /24 in 10.213.0.0/16");
+    }
+
+    fn cidr(&self) -> String {
+        format!("10.213.{}.0/24", self.third_octet)
+    }
+
+    fn ip(&self, host: u8) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::new(10, 213, self.third_octet, host)
+    }
+
+    fn mac(&self, host: u8) -> String {
+        format!("0a:58:0a:d5:{:02x}:{host:02x}", self.third_octet)
+    }
+
+    /// The attachment the control plane would send for address `.host`.
+    fn attachment(&self, host: u8) -> AwsvpcNetwork {
+        AwsvpcNetwork {
+            attachment_id: format!("attachment-{}", hex()),
+            subnet_id: self.id.clone(),
+            subnet_cidr: self.cidr(),
+            gateway: self.ip(1),
+            private_ipv4_address: self.ip(host),
+            mac_address: self.mac(host),
+            docker_network: self.network.clone(),
+        }
+    }
+
+    /// Removes the Docker network, so that the agent has to create it.
+    fn remove_network(&self) {
+        let out = std::process::Command::new("docker").args(["network", "rm", &self.network]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Ids of the Docker networks carrying this subnet's id.
+    fn networks(&self) -> Vec<String> {
+        let filter = format!("label={}={}", labels::SUBNET_ID, self.id);
+        let out = std::process::Command::new("docker").args(["network", "ls", "-q", "--filter", &filter]).output();
+        String::from_utf8_lossy(&out.unwrap().stdout).lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Subnet {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker").args(["network", "rm", &self.network]).output();
+    }
+}
+
+/// An awsvpc task on `subnet` at address `.host`: `web` serves on 8080, and `sidecar` is
+/// healthy only while it reaches `web` on localhost (its health check GETs
+/// http://127.0.0.1:8080/health).
+fn awsvpc_task(subnet: &Subnet, host: u8) -> TaskAssignment {
+    let web =
+        with(container("web", &["serve", "--port", "8080"]), json!({ "portMappings": [{ "containerPort": 8080 }] }));
+    let check = json!({ "command": ["CMD", "/simplehttp", "check", "--port", "8080"], "interval": 1, "retries": 30 });
+    let sidecar = with(container("sidecar", &["sleep"]), json!({ "healthCheck": check }));
+    let mut a = assignment("awsvpc", json!({ "networkMode": "awsvpc" }), vec![web, sidecar]);
+    a.network = Some(subnet.attachment(host));
+    a
+}
+
+/// Ids of the task's pause containers, running or not.
+fn pause_containers(arn: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label={}={arn}", labels::TASK_ARN)])
+        .args(["--filter", &format!("label={}={}", labels::CONTAINER_NAME, PAUSE_CONTAINER_NAME)])
+        .arg("--no-trunc")
+        .output()
+        .expect("docker");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+fn healthy(r: &TaskReport) -> bool {
+    r.last_status == TaskStatus::Running && r.health_status == HealthStatus::Healthy
+}
+
+#[tokio::test]
+async fn an_awsvpc_task_has_its_own_address_which_its_containers_share() {
+    let subnet = Subnet::new();
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let mut task = Running::start(&runner, awsvpc_task(&subnet, 7));
+    let arn = task.arn();
+    // The sidecar turns healthy only by reaching web on localhost.
+    let r = task.until("RUNNING and HEALTHY", healthy).await;
+    let names: Vec<&str> = r.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["web", "sidecar"], "the pause container is not reported");
+    assert!(r.containers.iter().all(|c| c.network_bindings.is_empty()), "no bindings under awsvpc, as on ECS");
+
+    // The host reaches the task's address directly, on the container port.
+    let (status, _) = get(&format!("http://{}:8080/health", subnet.ip(7))).await;
+    assert_eq!(status, 200);
+    let pause = pause_containers(&arn);
+    assert_eq!(pause.len(), 1);
+    let endpoint = format!("{{{{ (index .NetworkSettings.Networks \"{}\").IPAddress }}}}", subnet.network);
+    assert_eq!(docker_inspect(&pause[0], &endpoint), subnet.ip(7).to_string());
+    // The MAC address inside the namespace, not only what Docker recorded.
+    let pid = docker_inspect(&pause[0], "{{.State.Pid}}");
+    let mac = std::fs::read_to_string(format!("/proc/{pid}/root/sys/class/net/eth0/address")).unwrap();
+    assert_eq!(mac.trim(), subnet.mac(7));
+    assert_eq!(docker_inspect(&pause[0], "{{len .HostConfig.PortBindings}}"), "0", "no published ports");
+    for c in &r.containers {
+        let mode = docker_inspect(c.runtime_id.as_deref().unwrap(), "{{.HostConfig.NetworkMode}}");
+        assert_eq!(mode, format!("container:{}", pause[0]), "{} joins the pause container's namespace", c.name);
+    }
+
+    task.stop("test");
+    let stopped = task.stopped().await;
+    assert!(stopped.containers.iter().all(|c| c.last_status == ContainerStatus::Stopped));
+    assert!(pause_containers(&arn).is_empty(), "the pause container is removed");
+    assert_eq!(task_container_count(&arn), 2, "the task's own containers stay, as on ECS");
+    assert_eq!(subnet.networks().len(), 1, "the subnet's network stays for other tasks");
+
+    // The address is free again: another task gets it.
+    let mut again = Running::start(&runner, awsvpc_task(&subnet, 7));
+    again.until("RUNNING and HEALTHY", healthy).await;
+    let (status, _) = get(&format!("http://{}:8080/health", subnet.ip(7))).await;
+    assert_eq!(status, 200);
+    again.stop("test");
+    again.stopped().await;
+    assert!(pause_containers(&again.arn()).is_empty());
+}
+
+#[tokio::test]
+async fn a_restarted_agent_adopts_an_awsvpc_task_and_its_pause_container() {
+    let subnet = Subnet::new();
+    let instance = Instance::new();
+    let a = awsvpc_task(&subnet, 9);
+    let arn = a.task_arn.clone();
+    let first = instance.runner(PullBehavior::PreferCached).await;
+    let mut task = Running::start(&first, a.clone());
+    let running = task.until("RUNNING and HEALTHY", healthy).await;
+    let pause = pause_containers(&arn);
+    // The agent dies: its task loop ends without stopping anything.
+    task.handle.abort();
+    drop(first);
+
+    let second = instance.runner(PullBehavior::PreferCached).await;
+    assert_eq!(second.discover().await.unwrap(), vec![arn.clone()]);
+    let mut task = Running::start(&second, a);
+    let adopted = task.until("RUNNING and HEALTHY", healthy).await;
+    assert_eq!(pause_containers(&arn), pause, "the same pause container, and no second one");
+    assert_eq!(task_container_count(&arn), 3);
+    for (before, after) in running.containers.iter().zip(&adopted.containers) {
+        assert_eq!(before.runtime_id, after.runtime_id, "{} is adopted", before.name);
+    }
+    let (status, _) = get(&format!("http://{}:8080/health", subnet.ip(9))).await;
+    assert_eq!(status, 200);
+
+    // The task's network namespace is gone with its pause container: the task stops.
+    let out = std::process::Command::new("docker").args(["kill", &pause[0]]).output().unwrap();
+    assert!(out.status.success());
+    let stopped = task.stopped().await;
+    assert_eq!(stopped.stop_code, Some(StopCode::EssentialContainerExited));
+    assert_eq!(stopped.stopped_reason.as_deref(), Some(PAUSE_EXITED_REASON));
+    assert!(pause_containers(&arn).is_empty());
+}
+
+#[tokio::test]
+async fn awsvpc_tasks_starting_together_on_a_new_subnet_share_one_network() {
+    let subnet = Subnet::new();
+    let instance = Instance::new();
+    subnet.remove_network();
+    // Two agents on one engine, each with a task on the subnet whose network is missing.
+    let runners =
+        [instance.runner(PullBehavior::PreferCached).await, instance.runner(PullBehavior::PreferCached).await];
+    let mut tasks: Vec<Running> =
+        [10, 11].iter().zip(&runners).map(|(host, r)| Running::start(r, awsvpc_task(&subnet, *host))).collect();
+    for t in &mut tasks {
+        t.until("RUNNING and HEALTHY", healthy).await;
+    }
+    let networks = subnet.networks();
+    assert_eq!(networks.len(), 1, "one network for the subnet");
+    let ipam = "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}} {{.Driver}}";
+    let settings = std::process::Command::new("docker").args(["network", "inspect", "-f", ipam, &networks[0]]).output();
+    let settings = String::from_utf8_lossy(&settings.unwrap().stdout).trim().to_string();
+    assert_eq!(settings, format!("{} {} bridge", subnet.cidr(), subnet.ip(1)));
+    for host in [10, 11] {
+        assert_eq!(get(&format!("http://{}:8080/health", subnet.ip(host))).await.0, 200);
+    }
+    for t in &mut tasks {
+        t.stop("test");
+        t.stopped().await;
+    }
+}
+
+#[tokio::test]
+async fn a_conflicting_docker_network_fails_the_task_with_what_to_do() {
+    let subnet = Subnet::new();
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+
+    // A network of the wanted name that stands for another subnet.
+    let mut named = awsvpc_task(&subnet, 7);
+    named.network.as_mut().unwrap().subnet_id = "subnet-someoneelse".into();
+    // A new subnet whose block overlaps the test subnet's network.
+    let mut overlapping = awsvpc_task(&subnet, 7);
+    let n = overlapping.network.as_mut().unwrap();
+    n.subnet_id = format!("subnet-{}", hex());
+    n.docker_network = agent_protocol::docker_network_name(&n.subnet_id);
+    n.subnet_cidr = format!("10.213.{}.0/25", subnet.third_octet);
+    let overlapping_network = n.docker_network.clone();
+    // No attachment at all (a control plane that does not allocate addresses).
+    let mut unattached = awsvpc_task(&subnet, 7);
+    unattached.network = None;
+
+    for (a, expected) in [
+        (
+            named,
+            vec![
+                "ResourceInitializationError: the Docker network",
+                "exists but does not stand for subnet subnet-someoneelse",
+                "docker network rm",
+            ],
+        ),
+        (
+            overlapping,
+            vec![
+                "ResourceInitializationError: cannot create",
+                "overlaps the Docker network",
+                subnet.network.as_str(),
+                "remove that network",
+            ],
+        ),
+        (unattached, vec!["CannotCreateContainerError: network mode awsvpc without a network attachment"]),
+    ] {
+        let mut task = Running::start(&runner, a);
+        let stopped = task.stopped().await;
+        assert_eq!(stopped.stop_code, Some(StopCode::TaskFailedToStart));
+        let reason = stopped.stopped_reason.clone().unwrap_or_default();
+        for part in expected {
+            assert!(reason.contains(part), "{reason:?} should contain {part:?}");
+        }
+        assert_eq!(task_container_count(&task.arn()), 0, "nothing was created");
+    }
+    let out = std::process::Command::new("docker").args(["network", "inspect", &overlapping_network]).output();
+    assert!(!out.unwrap().status.success(), "the overlapping network was not created");
 }

@@ -289,6 +289,7 @@ pub(crate) fn assignment(state: &State, t: &Task) -> Option<TaskAssignment> {
         stop_reason: t.stopped_reason.clone(),
         definition: td.spec.doc.clone(),
         overrides: t.overrides.clone(),
+        network: None,
     })
 }
 
