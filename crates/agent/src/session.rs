@@ -35,6 +35,8 @@ const CAPABILITIES: &[&str] = &[
     "ecs.capability.container-health-check",
     "ecs.capability.container-ordering",
     "ecs.capability.docker-plugin.local",
+    // awsvpc: a pause container per task holds its interface (see `pause`, `awsvpc`).
+    "ecs.capability.task-eni",
 ];
 
 /// One task the agent is running: where to send its desired state.

@@ -169,6 +169,7 @@ pub async fn dispatch(
                     instances: None,
                     managed_tags: r.enable_ecs_managed_tags.unwrap_or(false),
                     propagate_task_definition_tags: r.propagate_tags == Some(w::PropagateTags::TaskDefinition),
+                    network: r.network_configuration,
                 };
                 let (tasks, failures) = cp.run_task(caller, req).await?;
                 Ok(ok(&w::RunTaskResponse {
@@ -195,6 +196,7 @@ pub async fn dispatch(
                     instances: Some(r.container_instances.unwrap_or_default()),
                     managed_tags: r.enable_ecs_managed_tags.unwrap_or(false),
                     propagate_task_definition_tags: r.propagate_tags == Some(w::PropagateTags::TaskDefinition),
+                    network: r.network_configuration,
                     ..Default::default()
                 };
                 let (tasks, failures) = cp.run_task(caller, req).await?;
@@ -446,6 +448,25 @@ fn instance_shape(v: &InstanceView) -> w::ContainerInstance {
     }
 }
 
+/// An awsvpc task's interface as ECS describes it: an `ElasticNetworkInterface`
+/// attachment, ATTACHED while the task may hold it and DELETED once it has stopped.
+fn eni_attachment(t: &Task, e: &model::ecs::task::Eni) -> w::Attachment {
+    let ip = e.private_ipv4.to_string();
+    let detail = |name: &str, value: String| w::KeyValuePair { name: Some(name.into()), value: Some(value) };
+    w::Attachment {
+        id: Some(e.attachment_id.clone()),
+        type_: Some("ElasticNetworkInterface".into()),
+        status: Some(if t.holds_resources() { "ATTACHED" } else { "DELETED" }.into()),
+        details: Some(vec![
+            detail("subnetId", e.subnet_id.clone()),
+            detail("networkInterfaceId", e.eni_id.clone()),
+            detail("macAddress", e.mac.clone()),
+            detail("privateDnsName", format!("ip-{}.ec2.internal", ip.replace('.', "-"))),
+            detail("privateIPv4Address", ip),
+        ]),
+    }
+}
+
 fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task {
     let arn = t.arn().to_string();
     let instance = t
@@ -466,7 +487,16 @@ fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task
             exit_code: c.exit_code,
             reason: c.reason.clone(),
             network_bindings: Some(c.network_bindings.clone()),
-            network_interfaces: Some(vec![]),
+            network_interfaces: Some(
+                t.eni
+                    .iter()
+                    .map(|e| w::NetworkInterface {
+                        attachment_id: Some(e.attachment_id.clone()),
+                        private_ipv4_address: Some(e.private_ipv4.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             health_status: c.health_status.as_str().parse().ok(),
             cpu: Some(c.cpu.to_string()),
             memory: c.memory.map(|m| m.to_string()),
@@ -475,13 +505,17 @@ fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task
         })
         .collect();
     w::Task {
-        attachments: Some(vec![]),
+        attachments: Some(t.eni.iter().map(|e| eni_attachment(t, e)).collect()),
         attributes: Some(vec![w::Attribute {
             name: Some("ecs.cpu-architecture".into()),
             value: Some("x86_64".into()),
             ..Default::default()
         }]),
-        availability_zone: instance.and_then(|i| i.attribute("ecs.availability-zone").cloned().flatten()),
+        availability_zone: t
+            .eni
+            .as_ref()
+            .map(|e| e.availability_zone.clone())
+            .or_else(|| instance.and_then(|i| i.attribute("ecs.availability-zone").cloned().flatten())),
         cluster_arn: Some(model::ecs::cluster_arn(&t.scope, &t.cluster).to_string()),
         container_instance_arn: instance.map(|i| i.arn().to_string()),
         containers: Some(containers),

@@ -2,6 +2,7 @@
 //! Rust, the `aws` CLI, or raw HTTP where a test must send what no SDK would.
 
 mod attributes;
+mod awsvpc;
 mod bad_input;
 mod clusters;
 mod durability;

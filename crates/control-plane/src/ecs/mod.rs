@@ -1,6 +1,7 @@
 //! The ECS operations. Reads use the published state; changes go through the writer.
 
 pub mod attributes;
+pub(crate) mod awsvpc;
 pub mod clusters;
 pub mod instances;
 pub mod services;

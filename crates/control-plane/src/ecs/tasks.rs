@@ -16,6 +16,7 @@ use model::ids::ClusterName;
 use model::tags::Tags;
 use model::{Arn, Scope};
 
+use super::awsvpc;
 use super::clusters::active_cluster;
 use super::instances::{cluster_views, find_instance, InstanceView};
 use super::task_definitions::resolve;
@@ -48,6 +49,8 @@ pub struct TaskRequest {
     pub managed_tags: bool,
     /// `propagateTags` = TASK_DEFINITION: tasks also get the task definition's tags.
     pub propagate_task_definition_tags: bool,
+    /// `networkConfiguration`: required for (and only for) awsvpc task definitions.
+    pub network: Option<model::ecs::shapes::NetworkConfiguration>,
 }
 
 /// A state change submitted through the API rather than the agent channel.
@@ -254,6 +257,7 @@ pub(crate) fn new_task(c: &Creation<'_>, instance: &str, reserved: Resources, rn
         memory: td.spec.doc.memory.clone().unwrap_or_else(|| reserved.memory.to_string()),
         reserved,
         version: 1,
+        eni: None,
     }
 }
 
@@ -289,7 +293,17 @@ pub(crate) fn assignment(state: &State, t: &Task) -> Option<TaskAssignment> {
         stop_reason: t.stopped_reason.clone(),
         definition: td.spec.doc.clone(),
         overrides: t.overrides.clone(),
-        network: None,
+        network: t.eni.as_ref().and_then(|e| {
+            Some(agent_protocol::AwsvpcNetwork {
+                attachment_id: e.attachment_id.clone(),
+                subnet_id: e.subnet_id.clone(),
+                subnet_cidr: e.subnet_cidr.clone(),
+                gateway: super::awsvpc::gateway(&e.subnet_cidr)?,
+                private_ipv4_address: e.private_ipv4,
+                mac_address: e.mac.clone(),
+                docker_network: agent_protocol::docker_network_name(&e.subnet_id),
+            })
+        }),
     })
 }
 
@@ -346,6 +360,7 @@ impl ControlPlane {
         let tags = Tags::parse(req.tags.clone())?;
         let scope = caller.scope.clone();
         let agents = self.agents.clone();
+        let network = self.elb.network(&scope);
         let seed: u64 = rand::thread_rng().gen();
         let (tasks, failures) = self
             .write(move |txn| {
@@ -355,11 +370,12 @@ impl ControlPlane {
                 if td.status != TaskDefinitionStatus::Active {
                     return Err(Error::client(format!("TaskDefinition is inactive: {}", td.arn())));
                 }
-                if td.spec.network_mode() == NetworkMode::Awsvpc {
-                    return Err(Error::Unsupported(
-                        "Tasks with network mode awsvpc are not available in this version of Berth.".into(),
-                    ));
-                }
+                let awsvpc = awsvpc::check(
+                    &network,
+                    req.network.as_ref(),
+                    td.spec.network_mode() == NetworkMode::Awsvpc,
+                    false,
+                )?;
                 check_overrides(&td, req.overrides.as_ref())?;
                 let mut tags = tags;
                 if req.propagate_task_definition_tags {
@@ -439,18 +455,32 @@ impl ControlPlane {
                     }
                 };
                 let mut tasks = Vec::new();
-                let creation =
-                    Creation { scope: &scope, cluster: &cluster, td: &td, req: &req, tags: &tags, now: txn.now };
-                for idx in placements {
-                    let instance_id = candidates[idx].id.clone();
-                    let t = new_task(&creation, &instance_id, reserved.clone(), &mut rng);
-                    insert_task(txn, t.clone());
-                    tasks.push(t);
-                }
-                let failures = failures
+                let mut failures = failures
                     .into_iter()
                     .map(|f| Failure { arn: f.arn, reason: f.reason, detail: None })
                     .collect::<Vec<_>>();
+                let creation =
+                    Creation { scope: &scope, cluster: &cluster, td: &td, req: &req, tags: &tags, now: txn.now };
+                for idx in placements {
+                    let instance = &candidates[idx];
+                    let mut t = new_task(&creation, &instance.id, reserved.clone(), &mut rng);
+                    if let Some(placement) = &awsvpc {
+                        let zone = instance.attribute("ecs.availability-zone").cloned().flatten();
+                        match awsvpc::allocate(txn.state, &scope, placement, zone.as_deref(), &mut rng) {
+                            Ok(eni) => t.eni = Some(eni),
+                            Err(detail) => {
+                                failures.push(Failure {
+                                    arn: instance.arn().to_string(),
+                                    reason: "RESOURCE:ENI".into(),
+                                    detail: Some(detail),
+                                });
+                                continue;
+                            }
+                        }
+                    }
+                    insert_task(txn, t.clone());
+                    tasks.push(t);
+                }
                 Ok((tasks, failures))
             })
             .await?;

@@ -233,6 +233,27 @@ pub struct Task {
     pub memory: String,
     /// Increases with every change, as ECS's `version`.
     pub version: i64,
+    /// The task's elastic network interface (awsvpc network mode).
+    #[serde(default)]
+    pub eni: Option<Eni>,
+}
+
+/// An awsvpc task's elastic network interface: its own address in one of its subnets.
+/// The address is the task's while the task may hold it (until it is STOPPED), and is
+/// then free for another task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Eni {
+    /// The id of the task's `ElasticNetworkInterface` attachment (a UUID).
+    pub attachment_id: String,
+    /// `eni-` and 17 hex digits.
+    pub eni_id: String,
+    pub subnet_id: String,
+    pub subnet_cidr: String,
+    pub availability_zone: String,
+    pub private_ipv4: std::net::Ipv4Addr,
+    /// Derived from the address (`0a:58:` and its four bytes), so unique while it is.
+    pub mac: String,
+    pub security_groups: Vec<String>,
 }
 
 impl Task {

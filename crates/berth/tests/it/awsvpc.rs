@@ -1,0 +1,195 @@
+//! awsvpc tasks on a container instance (`berth up`'s agent, real Docker): each task gets
+//! its own address in one of its subnets, reachable from this machine; its containers
+//! share it and reach each other on localhost; addresses are never shared by two live
+//! tasks and are free again once a task stops; ECS's checks of `networkConfiguration`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, ContainerDefinition, HealthCheck, NetworkConfiguration, NetworkMode,
+    PortMapping, Task,
+};
+use aws_sdk_ecs::Client;
+use testkit::images::simplehttp_image;
+use testkit::{error_code, Berth};
+
+use crate::services::{cleanup, eventually};
+
+async fn subnets(b: &Berth) -> Vec<(String, String)> {
+    let ec2 = crate::ec2::ec2(b).await;
+    let s = ec2.describe_subnets().send().await.unwrap();
+    s.subnets().iter().map(|s| (s.subnet_id().unwrap().to_string(), s.cidr_block().unwrap().to_string())).collect()
+}
+
+fn vpc_config(subnet: &str, public: Option<AssignPublicIp>) -> NetworkConfiguration {
+    NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            AwsVpcConfiguration::builder().subnets(subnet).set_assign_public_ip(public).build().unwrap(),
+        )
+        .build()
+}
+
+/// `web` serves on 8080; `probe` is healthy only while it reaches `web` on localhost.
+async fn register(ecs: &Client) {
+    ecs.register_task_definition()
+        .family("vpc")
+        .network_mode(NetworkMode::Awsvpc)
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("web")
+                .image(simplehttp_image())
+                .memory(16)
+                .set_command(Some(vec!["serve".into(), "--port".into(), "8080".into()]))
+                .port_mappings(PortMapping::builder().container_port(8080).build())
+                .build(),
+        )
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("probe")
+                .image(simplehttp_image())
+                .memory(16)
+                .essential(false)
+                .set_command(Some(vec!["sleep".into()]))
+                .health_check(
+                    HealthCheck::builder()
+                        .command("CMD")
+                        .command("/simplehttp")
+                        .command("check")
+                        .command("--port")
+                        .command("8080")
+                        .interval(5)
+                        .retries(3)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+fn detail(t: &Task, name: &str) -> String {
+    let a = &t.attachments()[0];
+    a.details().iter().find(|d| d.name() == Some(name)).and_then(|d| d.value()).unwrap_or_default().to_string()
+}
+
+async fn describe(ecs: &Client, arn: &str) -> Task {
+    ecs.describe_tasks().tasks(arn).send().await.unwrap().tasks()[0].clone()
+}
+
+#[tokio::test]
+async fn awsvpc_tasks_get_their_own_reachable_addresses() {
+    assert!(!simplehttp_image().is_empty());
+    let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
+    let _c = cleanup(&b, "default");
+    let ecs = b.ecs().await;
+    crate::services::wait_instances(&ecs, "default", 1).await;
+    register(&ecs).await;
+    let nets = subnets(&b).await;
+    let (subnet, cidr) = nets[0].clone();
+
+    let run = ecs
+        .run_task()
+        .task_definition("vpc")
+        .count(2)
+        .network_configuration(vpc_config(&subnet, None))
+        .send()
+        .await
+        .unwrap();
+    assert!(run.failures().is_empty(), "{:?}", run.failures());
+    let arns: Vec<String> = run.tasks().iter().map(|t| t.task_arn().unwrap().to_string()).collect();
+    let mut addresses = BTreeSet::new();
+    for arn in &arns {
+        eventually("the task runs and its containers reach each other on localhost", async || {
+            let t = describe(&ecs, arn).await;
+            t.last_status() == Some("RUNNING")
+                && t.containers().iter().any(|c| {
+                    c.name() == Some("probe") && c.health_status() == Some(&aws_sdk_ecs::types::HealthStatus::Healthy)
+                })
+        })
+        .await;
+        let t = describe(&ecs, arn).await;
+        let a = &t.attachments()[0];
+        assert_eq!((a.r#type(), a.status()), (Some("ElasticNetworkInterface"), Some("ATTACHED")));
+        assert_eq!(detail(&t, "subnetId"), subnet);
+        assert!(detail(&t, "networkInterfaceId").starts_with("eni-"));
+        let ip = detail(&t, "privateIPv4Address");
+        let web = t.containers().iter().find(|c| c.name() == Some("web")).unwrap();
+        assert_eq!(web.network_interfaces()[0].private_ipv4_address(), Some(ip.as_str()));
+        assert!(web.network_bindings().is_empty(), "awsvpc tasks publish no host ports");
+        let prefix = cidr.split('.').take(2).collect::<Vec<_>>().join(".");
+        assert!(ip.starts_with(&prefix), "{ip} in {cidr}");
+        // Reachable from this machine at its own address, on the container's port.
+        let body = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+            .get(format!("http://{ip}:8080/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(body.starts_with("hello from"), "{body}");
+        addresses.insert(ip);
+    }
+    assert_eq!(addresses.len(), 2, "two live tasks never share an address");
+
+    // A stopped task's address goes to the next task.
+    let first = describe(&ecs, &arns[0]).await;
+    let freed = detail(&first, "privateIPv4Address");
+    ecs.stop_task().task(&arns[0]).send().await.unwrap();
+    eventually("the task stops and its interface is deleted", async || {
+        let t = describe(&ecs, &arns[0]).await;
+        t.last_status() == Some("STOPPED") && t.attachments()[0].status() == Some("DELETED")
+    })
+    .await;
+    let again =
+        ecs.run_task().task_definition("vpc").network_configuration(vpc_config(&subnet, None)).send().await.unwrap();
+    let t = &again.tasks()[0];
+    assert_eq!(detail(t, "privateIPv4Address"), freed, "the lowest free address is reused");
+}
+
+#[tokio::test]
+async fn network_configuration_is_checked_as_ecs_checks_it() {
+    let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
+    let _c = cleanup(&b, "default");
+    let ecs = b.ecs().await;
+    register(&ecs).await;
+    ecs.register_task_definition()
+        .family("bridge")
+        .container_definitions(ContainerDefinition::builder().name("web").image(simplehttp_image()).memory(16).build())
+        .send()
+        .await
+        .unwrap();
+    let nets = subnets(&b).await;
+    let subnet = nets[0].0.clone();
+    let cases = [
+        (ecs.run_task().task_definition("vpc"), "must be provided when networkMode 'awsvpc'"),
+        (
+            ecs.run_task().task_definition("vpc").network_configuration(vpc_config("subnet-0123456789abcdef0", None)),
+            "does not exist",
+        ),
+        (
+            ecs.run_task()
+                .task_definition("vpc")
+                .network_configuration(vpc_config(&subnet, Some(AssignPublicIp::Enabled))),
+            "Assign public IP is not supported for this launch type",
+        ),
+        (
+            ecs.run_task().task_definition("bridge").network_configuration(vpc_config(&subnet, None)),
+            "not valid for the given networkMode",
+        ),
+    ];
+    for (call, says) in cases {
+        let e = call.send().await.unwrap_err();
+        assert_eq!(error_code(&e), "InvalidParameterException");
+        let message = e.into_service_error().meta().message().unwrap_or_default().to_string();
+        assert!(message.contains(says), "{says}: {message}");
+    }
+    let listed = ecs.list_tasks().send().await.unwrap();
+    assert!(listed.task_arns().is_empty(), "nothing ran");
+}
