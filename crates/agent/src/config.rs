@@ -174,8 +174,17 @@ impl AgentConfig {
                 .with_context(|| format!("ECS_INSTANCE_ATTRIBUTES must be a JSON object of strings such as {{\"stack\": \"prod\"}}; got '{v}'"))?,
         };
         let unknown = all.keys().filter(|k| k.starts_with("ECS_") && !KNOWN.contains(&k.as_str())).cloned().collect();
+        // BERTH_CAPACITY=FARGATE: this host is Fargate capacity of the account rather than
+        // a container instance of a cluster (see control-plane's `ecs::fargate`).
+        let cluster = match get("BERTH_CAPACITY") {
+            None | Some("EC2") => get("ECS_CLUSTER").unwrap_or("default").to_string(),
+            Some("FARGATE") => model::ids::ClusterName::FARGATE_POOL.to_string(),
+            Some(other) => {
+                bail!("BERTH_CAPACITY must be EC2 (a container instance of ECS_CLUSTER) or FARGATE; got '{other}'")
+            }
+        };
         Ok(AgentConfig {
-            cluster: get("ECS_CLUSTER").unwrap_or("default").to_string(),
+            cluster,
             backend,
             access_key_id,
             secret_access_key,

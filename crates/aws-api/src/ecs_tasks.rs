@@ -170,6 +170,7 @@ pub async fn dispatch(
                     managed_tags: r.enable_ecs_managed_tags.unwrap_or(false),
                     propagate_task_definition_tags: r.propagate_tags == Some(w::PropagateTags::TaskDefinition),
                     network: r.network_configuration,
+                    platform_version: r.platform_version,
                 };
                 let (tasks, failures) = cp.run_task(caller, req).await?;
                 Ok(ok(&w::RunTaskResponse {
@@ -469,10 +470,13 @@ fn eni_attachment(t: &Task, e: &model::ecs::task::Eni) -> w::Attachment {
 
 fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task {
     let arn = t.arn().to_string();
+    // Fargate tasks run on capacity the account does not see: no instance to name.
     let instance = t
         .container_instance
         .as_ref()
+        .filter(|_| !t.is_fargate())
         .and_then(|id| view.instances.get(&(t.scope.clone(), t.cluster.clone(), id.clone())));
+    let fargate = t.is_fargate();
     let containers = t
         .containers
         .iter()
@@ -550,6 +554,11 @@ fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task
         stopped_reason: t.stopped_reason.clone(),
         stopping_at: t.stopping_at,
         tags: Some(if with_tags { tags_shape(&t.tags) } else { tags_shape(&Tags::default()) }),
+        platform_version: fargate.then(|| "1.4.0".to_string()),
+        platform_family: fargate.then(|| "Linux".to_string()),
+        connectivity: fargate.then_some(w::Connectivity::Connected),
+        connectivity_at: fargate.then_some(t.created_at),
+        ephemeral_storage: fargate.then(|| w::EphemeralStorage { size_in_gi_b: Some(20) }),
         task_arn: Some(arn),
         task_definition_arn: Some(model::ecs::task_definition_arn(&t.scope, &t.family, t.revision).to_string()),
         version: Some(t.version),

@@ -107,7 +107,8 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
                 Some(host) => format!("http://{host}"),
                 None => url.clone(),
             };
-            spawn_local_agent(&dir, &agent_url, &args.data.data_dir, shutdown.clone())?;
+            spawn_local_agent(&dir, &agent_url, &args.data.data_dir, LocalAgent::Instance, shutdown.clone())?;
+            spawn_local_agent(&dir, &agent_url, &args.data.data_dir, LocalAgent::Fargate, shutdown.clone())?;
         }
     }
     let _ = server.await;
@@ -142,20 +143,37 @@ async fn start_load_balancers(control: &Arc<ControlPlane>, args: &ServerArgs, sh
     });
 }
 
-/// Starts the agent of `berth up`, which registers this host's Docker engine. It is a
+/// The agents `berth up` runs on this host's Docker engine.
+#[derive(Debug, Clone, Copy)]
+enum LocalAgent {
+    /// A container instance of `ECS_CLUSTER` (`default`).
+    Instance,
+    /// The account's Fargate capacity.
+    Fargate,
+}
+
+/// Starts an agent of `berth up`, which registers this host's Docker engine. It is a
 /// convenience: if Docker is not there, the API still serves and the log says why.
+/// Decision: both agents offer the whole engine, so the host's resources are counted
+/// once for EC2 tasks and once for Fargate tasks.
 fn spawn_local_agent(
     dir: &DataDir,
     url: &str,
     data_dir: &std::path::Path,
+    kind: LocalAgent,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let key = dir.credentials()?.first_key()?.context("the data dir has no access key")?;
+    let (state_dir, capacity) = match kind {
+        LocalAgent::Instance => ("agent", "EC2"),
+        LocalAgent::Fargate => ("fargate-agent", "FARGATE"),
+    };
     let vars: std::collections::BTreeMap<String, String> = [
         ("ECS_BACKEND_HOST", url.to_string()),
         ("AWS_ACCESS_KEY_ID", key.id.clone()),
         ("AWS_SECRET_ACCESS_KEY", key.secret.clone()),
-        ("ECS_DATADIR", data_dir.join("agent").display().to_string()),
+        ("ECS_DATADIR", data_dir.join(state_dir).display().to_string()),
+        ("BERTH_CAPACITY", capacity.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

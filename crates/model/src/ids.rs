@@ -117,6 +117,14 @@ impl ClusterName {
     pub fn default_cluster() -> Self {
         ClusterName(Self::DEFAULT.into())
     }
+    /// The name under which agents that are Fargate capacity register: a pool that is no
+    /// cluster of the account (it has no cluster record, so no ECS call lists it), whose
+    /// instances run the account's Fargate tasks. Decision: a user cluster of this name
+    /// cannot be created (CreateCluster refuses it), so the two never mix.
+    pub const FARGATE_POOL: &'static str = "berth-fargate-capacity";
+    pub fn fargate_pool() -> Self {
+        ClusterName(Self::FARGATE_POOL.into())
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }

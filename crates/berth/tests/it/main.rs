@@ -13,6 +13,7 @@ mod ecr_lifecycle;
 mod ecr_policies;
 mod ecr_scan;
 mod elb;
+mod fargate;
 mod instances;
 mod registry_faults;
 mod security;

@@ -213,6 +213,12 @@ impl ControlPlane {
             None => ClusterName::default_cluster(),
             Some(n) => ClusterName::parse(n)?,
         };
+        if name.as_str() == ClusterName::FARGATE_POOL {
+            return Err(Error::parameter(format!(
+                "The cluster name {} is reserved by Berth for its Fargate capacity; choose another name.",
+                ClusterName::FARGATE_POOL
+            )));
+        }
         let tags = Tags::parse(req.tags)?;
         check_settings(&req.settings)?;
         if let Some(c) = &req.configuration {

@@ -122,6 +122,22 @@ pub(crate) fn cluster_views(
     views
 }
 
+/// The views of the account's Fargate capacity: the instances of the Fargate pool, less
+/// what the Fargate tasks of every cluster hold on them.
+pub(crate) fn fargate_views(agents: &Agents, state: &State, scope: &Scope) -> HashMap<String, InstanceView> {
+    let mut views = cluster_views(agents, state, scope, &ClusterName::fargate_pool());
+    for t in state.tasks.values().filter(|t| &t.scope == scope && t.is_fargate() && t.holds_resources()) {
+        let Some(v) = t.container_instance.as_ref().and_then(|id| views.get_mut(id)) else { continue };
+        v.remaining.cpu -= t.reserved.cpu;
+        v.remaining.memory -= t.reserved.memory;
+        match t.last_status {
+            model::ecs::task::TaskStatus::Running => v.running_tasks += 1,
+            _ => v.pending_tasks += 1,
+        }
+    }
+    views
+}
+
 impl ControlPlane {
     /// Registers a host into a cluster (creating `default` on first use, as ECS does),
     /// or updates the instance an agent registered before.
@@ -137,6 +153,8 @@ impl ControlPlane {
         self.write(move |txn| {
             let cluster = match req.cluster.as_deref() {
                 None | Some(ClusterName::DEFAULT) => ensure_default_cluster(txn, &scope),
+                // Fargate capacity: an agent started with BERTH_CAPACITY=FARGATE.
+                Some(ClusterName::FARGATE_POOL) => ClusterName::fargate_pool(),
                 Some(c) => active_cluster(txn.state, &scope, Some(c))?.name.clone(),
             };
             let existing = req
@@ -185,8 +203,15 @@ impl ControlPlane {
             return Err(Error::parameter("Pass between 1 and 100 container instances."));
         }
         let state = self.view();
-        let cluster = active_cluster(&state, &caller.scope, cluster)?.name.clone();
-        let views = cluster_views(&self.agents, &state, &caller.scope, &cluster);
+        // The Fargate pool has no cluster record; its agents describe their own
+        // registration by naming it.
+        let (cluster, views) = if cluster == Some(ClusterName::FARGATE_POOL) {
+            (ClusterName::fargate_pool(), fargate_views(&self.agents, &state, &caller.scope))
+        } else {
+            let cluster = active_cluster(&state, &caller.scope, cluster)?.name.clone();
+            let views = cluster_views(&self.agents, &state, &caller.scope, &cluster);
+            (cluster, views)
+        };
         let mut found = Vec::new();
         let mut failures = Vec::new();
         for r in refs {

@@ -3,6 +3,7 @@
 pub mod attributes;
 pub(crate) mod awsvpc;
 pub mod clusters;
+pub(crate) mod fargate;
 pub mod instances;
 pub mod services;
 pub mod settings;

@@ -16,10 +16,10 @@ use model::ids::ClusterName;
 use model::tags::Tags;
 use model::{Arn, Scope};
 
-use super::awsvpc;
 use super::clusters::active_cluster;
 use super::instances::{cluster_views, find_instance, InstanceView};
 use super::task_definitions::resolve;
+use super::{awsvpc, fargate};
 use super::{Caller, Failure};
 use crate::error::{Error, Result};
 use crate::state::{State, Touched};
@@ -51,6 +51,8 @@ pub struct TaskRequest {
     pub propagate_task_definition_tags: bool,
     /// `networkConfiguration`: required for (and only for) awsvpc task definitions.
     pub network: Option<model::ecs::shapes::NetworkConfiguration>,
+    /// `platformVersion` (Fargate only).
+    pub platform_version: Option<String>,
 }
 
 /// A state change submitted through the API rather than the agent channel.
@@ -328,13 +330,29 @@ impl ControlPlane {
         if req.instances.is_none() && !(1..=MAX_TASKS_PER_CALL).contains(&req.count) {
             return Err(Error::parameter(format!("count must be between 1 and {MAX_TASKS_PER_CALL}.")));
         }
-        match req.launch_type.as_deref() {
-            None | Some("EC2") => {}
+        let fargate = match req.launch_type.as_deref() {
+            None | Some("EC2") => false,
+            Some("FARGATE") => true,
             Some(other) => {
                 return Err(Error::Unsupported(format!(
-                    "Launch type {other} is not available in this version of Berth; use EC2."
+                    "Launch type {other} is not available in this version of Berth; use EC2 or FARGATE."
                 )))
             }
+        };
+        if fargate {
+            if req.instances.is_some() {
+                return Err(Error::parameter(
+                    "StartTask places tasks on container instances; use RunTask for FARGATE.",
+                ));
+            }
+            if !req.constraints.is_empty() || !req.strategies.is_empty() {
+                return Err(Error::parameter(
+                    "Task placement constraints and strategies are not supported with launch type FARGATE.",
+                ));
+            }
+            fargate::check_platform_version(req.platform_version.as_deref())?;
+        } else if req.platform_version.is_some() {
+            return Err(Error::parameter("The platform version must be null when specifying an EC2 launch type."));
         }
         if let Some(s) = &req.started_by {
             check_started_by(s)?;
@@ -370,11 +388,14 @@ impl ControlPlane {
                 if td.status != TaskDefinitionStatus::Active {
                     return Err(Error::client(format!("TaskDefinition is inactive: {}", td.arn())));
                 }
+                if fargate {
+                    fargate::check_task_definition(&td)?;
+                }
                 let awsvpc = awsvpc::check(
                     &network,
                     req.network.as_ref(),
                     td.spec.network_mode() == NetworkMode::Awsvpc,
-                    false,
+                    fargate,
                 )?;
                 check_overrides(&td, req.overrides.as_ref())?;
                 let mut tags = tags;
@@ -388,6 +409,41 @@ impl ControlPlane {
                     tags.insert_managed("aws:ecs:clusterName", cluster.as_str());
                 }
                 let reserved = reservation(&td, req.overrides.as_ref());
+                if fargate {
+                    let placement = awsvpc.as_ref().expect("Fargate task definitions are awsvpc");
+                    let hosts = fargate::place(&agents, txn.state, &scope, &reserved, req.count as usize);
+                    let mut failures: Vec<Failure> = (hosts.len()..req.count as usize)
+                        .map(|_| Failure {
+                            arn: model::ecs::cluster_arn(&scope, &cluster).to_string(),
+                            reason: fargate::CAPACITY_UNAVAILABLE.into(),
+                            detail: None,
+                        })
+                        .collect();
+                    let creation =
+                        Creation { scope: &scope, cluster: &cluster, td: &td, req: &req, tags: &tags, now: txn.now };
+                    let mut tasks = Vec::new();
+                    for host in hosts {
+                        let mut t = new_task(&creation, &host, reserved.clone(), &mut rng);
+                        t.launch_type = "FARGATE".into();
+                        // Fargate spreads tasks over the zones of their subnets.
+                        let zones: Vec<&str> = placement.subnets.iter().map(|s| s.zone.name.as_str()).collect();
+                        let zone = zones[rng.gen_range(0..zones.len())];
+                        match awsvpc::allocate(txn.state, &scope, placement, Some(zone), &mut rng) {
+                            Ok(eni) => t.eni = Some(eni),
+                            Err(detail) => {
+                                failures.push(Failure {
+                                    arn: model::ecs::cluster_arn(&scope, &cluster).to_string(),
+                                    reason: "RESOURCE:ENI".into(),
+                                    detail: Some(detail),
+                                });
+                                continue;
+                            }
+                        }
+                        insert_task(txn, t.clone());
+                        tasks.push(t);
+                    }
+                    return Ok((tasks, failures));
+                }
                 let candidates: Vec<Arc<model::ecs::task::ContainerInstance>> = match &req.instances {
                     None => txn
                         .state
@@ -493,9 +549,8 @@ impl ControlPlane {
         let state = self.view();
         let mut by_instance: BTreeMap<String, Vec<TaskAssignment>> = BTreeMap::new();
         for t in tasks {
-            let (Some(instance), Some(a)) = (t.container_instance.as_ref(), assignment(&state, t)) else { continue };
-            let arn = model::ecs::task::container_instance_arn(&t.scope, &t.cluster, instance).to_string();
-            by_instance.entry(arn).or_default().push(a);
+            let (Some(arn), Some(a)) = (t.host_arn(), assignment(&state, t)) else { continue };
+            by_instance.entry(arn.to_string()).or_default().push(a);
         }
         for (arn, assignments) in by_instance {
             self.agents.push(&arn, assignments);
@@ -604,12 +659,7 @@ impl ControlPlane {
             let Some(t) = txn.state.tasks.get(&(scope.clone(), cluster.clone(), id.to_string())) else {
                 return Err(Error::parameter("The referenced task was not found."));
             };
-            let owner = model::ecs::task::container_instance_arn(
-                &scope,
-                &cluster,
-                t.container_instance.as_deref().unwrap_or(""),
-            )
-            .to_string();
+            let owner = t.host_arn().map(|a| a.to_string()).unwrap_or_default();
             if owner != instance_arn {
                 return Err(Error::parameter("The task does not belong to this container instance."));
             }
@@ -722,13 +772,20 @@ impl ControlPlane {
             return Vec::new();
         };
         let Ok(cluster) = ClusterName::parse(cluster) else { return Vec::new() };
-        state
-            .cluster_tasks(scope, &cluster)
-            .filter(|t| {
-                t.container_instance.as_deref() == Some(id) && (t.last_status != TaskStatus::Stopped || may_run(t))
-            })
-            .filter_map(|t| assignment(&state, t))
-            .collect()
+        let mine = |t: &&Arc<Task>| {
+            t.container_instance.as_deref() == Some(id) && (t.last_status != TaskStatus::Stopped || may_run(t))
+        };
+        if cluster.as_str() == ClusterName::FARGATE_POOL {
+            // Fargate capacity serves tasks of every cluster of the account.
+            return state
+                .tasks
+                .values()
+                .filter(|t| &t.scope == scope && t.is_fargate())
+                .filter(mine)
+                .filter_map(|t| assignment(&state, t))
+                .collect();
+        }
+        state.cluster_tasks(scope, &cluster).filter(mine).filter_map(|t| assignment(&state, t)).collect()
     }
 }
 

@@ -261,6 +261,28 @@ impl Task {
         task_arn(&self.scope, &self.cluster, &self.id)
     }
 
+    /// Whether the task runs on Fargate capacity rather than on a container instance of
+    /// its cluster.
+    pub fn is_fargate(&self) -> bool {
+        self.launch_type == "FARGATE"
+    }
+
+    /// The cluster of the instance the task runs on: its own cluster, or, on Fargate, the
+    /// hidden pool of Fargate capacity ([`ClusterName::fargate_pool`]).
+    pub fn host_cluster(&self) -> ClusterName {
+        if self.is_fargate() {
+            ClusterName::fargate_pool()
+        } else {
+            self.cluster.clone()
+        }
+    }
+
+    /// The ARN of the instance the task runs on, if it was placed.
+    pub fn host_arn(&self) -> Option<Arn> {
+        let id = self.container_instance.as_deref()?;
+        Some(container_instance_arn(&self.scope, &self.host_cluster(), id))
+    }
+
     /// Whether the task still holds resources on its instance.
     pub fn holds_resources(&self) -> bool {
         self.last_status != TaskStatus::Stopped

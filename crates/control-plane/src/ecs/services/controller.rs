@@ -183,7 +183,7 @@ fn has_health_checks(td: &TaskDefinition) -> bool {
 
 fn instance_of<'s>(state: &'s State, t: &Task) -> Option<&'s Arc<ContainerInstance>> {
     let id = t.container_instance.as_ref()?;
-    state.instances.get(&(t.scope.clone(), t.cluster.clone(), id.clone()))
+    state.instances.get(&(t.scope.clone(), t.host_cluster(), id.clone()))
 }
 
 /// The service's tasks (by group, started by one of its deployments) as members.

@@ -1,0 +1,175 @@
+//! Fargate tasks through `berth up` (whose second local agent is the account's Fargate
+//! capacity), on real Docker: they run without any container instance of their cluster,
+//! report what Fargate reports, are reachable at their own address, and fail to place with
+//! Fargate's reason when capacity runs out; ECS's checks of Fargate requests.
+
+use std::time::Duration;
+
+use aws_sdk_ecs::types::{
+    AwsVpcConfiguration, Compatibility, ContainerDefinition, LaunchType, NetworkConfiguration, NetworkMode,
+    PortMapping, Task,
+};
+use aws_sdk_ecs::Client;
+use testkit::images::simplehttp_image;
+use testkit::{error_code, Berth};
+
+use crate::services::{cleanup, eventually};
+
+async fn subnet(b: &Berth) -> String {
+    let ec2 = crate::ec2::ec2(b).await;
+    ec2.describe_subnets().send().await.unwrap().subnets()[0].subnet_id().unwrap().to_string()
+}
+
+fn vpc_config(subnet: &str) -> NetworkConfiguration {
+    NetworkConfiguration::builder()
+        .awsvpc_configuration(AwsVpcConfiguration::builder().subnets(subnet).build().unwrap())
+        .build()
+}
+
+async fn register(ecs: &Client, family: &str, cpu: &str, memory: &str) {
+    ecs.register_task_definition()
+        .family(family)
+        .requires_compatibilities(Compatibility::Fargate)
+        .network_mode(NetworkMode::Awsvpc)
+        .cpu(cpu)
+        .memory(memory)
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("web")
+                .image(simplehttp_image())
+                .set_command(Some(vec!["serve".into(), "--port".into(), "8080".into()]))
+                .port_mappings(PortMapping::builder().container_port(8080).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn describe(ecs: &Client, arn: &str) -> Task {
+    ecs.describe_tasks().cluster("demo").tasks(arn).send().await.unwrap().tasks()[0].clone()
+}
+
+#[tokio::test]
+async fn fargate_tasks_run_on_capacity_nobody_registers() {
+    assert!(!simplehttp_image().is_empty());
+    let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
+    let _c = cleanup(&b, "demo");
+    let ecs = b.ecs().await;
+    ecs.create_cluster().cluster_name("demo").send().await.unwrap();
+    register(&ecs, "web-fargate", "256", "512").await;
+    let subnet = subnet(&b).await;
+
+    // Capacity appears once `berth up`'s Fargate agent has registered.
+    let mut run = None;
+    eventually("a Fargate task is placed", async || {
+        let r = ecs
+            .run_task()
+            .cluster("demo")
+            .launch_type(LaunchType::Fargate)
+            .task_definition("web-fargate")
+            .network_configuration(vpc_config(&subnet))
+            .send()
+            .await
+            .unwrap();
+        let placed = !r.tasks().is_empty();
+        run = Some(r);
+        placed
+    })
+    .await;
+    let arn = run.unwrap().tasks()[0].task_arn().unwrap().to_string();
+    eventually("the Fargate task runs", async || describe(&ecs, &arn).await.last_status() == Some("RUNNING")).await;
+    let t = describe(&ecs, &arn).await;
+    assert_eq!(t.launch_type(), Some(&LaunchType::Fargate));
+    assert_eq!(t.container_instance_arn(), None, "Fargate tasks name no instance");
+    assert_eq!(t.platform_version(), Some("1.4.0"));
+    assert_eq!(t.platform_family(), Some("Linux"));
+    assert_eq!(t.connectivity(), Some(&aws_sdk_ecs::types::Connectivity::Connected));
+    assert_eq!((t.cpu(), t.memory()), (Some("256"), Some("512")));
+    let a = &t.attachments()[0];
+    assert_eq!((a.r#type(), a.status()), (Some("ElasticNetworkInterface"), Some("ATTACHED")));
+    let ip = a.details().iter().find(|d| d.name() == Some("privateIPv4Address")).unwrap().value().unwrap();
+    let body = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get(format!("http://{ip}:8080/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.starts_with("hello from"), "{body}");
+    // The cluster has no container instance, and the capacity is nowhere to be listed.
+    let listed = ecs.list_container_instances().cluster("demo").send().await.unwrap();
+    assert!(listed.container_instance_arns().is_empty());
+    let e = ecs.list_container_instances().cluster("berth-fargate-capacity").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "ClusterNotFoundException");
+
+    // More than the capacity holds: Fargate's reason, nothing placed.
+    register(&ecs, "huge", "16384", "122880").await;
+    let r = ecs
+        .run_task()
+        .cluster("demo")
+        .launch_type(LaunchType::Fargate)
+        .task_definition("huge")
+        .network_configuration(vpc_config(&subnet))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.tasks().is_empty());
+    assert_eq!(
+        r.failures()[0].reason(),
+        Some("Capacity is unavailable at this time. Please try again later or in a different availability zone")
+    );
+
+    ecs.stop_task().cluster("demo").task(&arn).send().await.unwrap();
+    eventually("the Fargate task stops", async || describe(&ecs, &arn).await.last_status() == Some("STOPPED")).await;
+}
+
+#[tokio::test]
+async fn fargate_requests_are_checked_as_ecs_checks_them() {
+    let b = Berth::start(env!("CARGO_BIN_EXE_berth")).await;
+    let ecs = b.ecs().await;
+    ecs.create_cluster().send().await.unwrap();
+    register(&ecs, "web-fargate", "256", "512").await;
+    ecs.register_task_definition()
+        .family("ec2-only")
+        .network_mode(NetworkMode::Awsvpc)
+        .container_definitions(ContainerDefinition::builder().name("web").image(simplehttp_image()).memory(16).build())
+        .send()
+        .await
+        .unwrap();
+    let subnet = subnet(&b).await;
+    let run = |td: &str| ecs.run_task().launch_type(LaunchType::Fargate).task_definition(td);
+    let cases = [
+        (run("ec2-only").network_configuration(vpc_config(&subnet)), "does not support launch_type FARGATE"),
+        (run("web-fargate"), "Network Configuration must be provided"),
+        (run("web-fargate").network_configuration(vpc_config("subnet-00000000000000000")), "does not exist"),
+        (run("web-fargate").network_configuration(vpc_config(&subnet)).platform_version("1.3.0"), "platform version"),
+    ];
+    for (call, says) in cases {
+        let e = call.send().await.unwrap_err();
+        assert_eq!(error_code(&e), "InvalidParameterException", "{says}");
+        let message = e.into_service_error().meta().message().unwrap_or_default().to_string();
+        assert!(message.contains(says), "{says}: {message}");
+    }
+    // Without any Fargate capacity (no agent), a valid request places nothing and says why.
+    let r = run("web-fargate").network_configuration(vpc_config(&subnet)).send().await.unwrap();
+    assert!(r.tasks().is_empty());
+    assert!(r.failures()[0].reason().unwrap().starts_with("Capacity is unavailable"));
+    // Invalid cpu/memory pairs never get registered.
+    let e = ecs
+        .register_task_definition()
+        .family("bad-size")
+        .requires_compatibilities(Compatibility::Fargate)
+        .network_mode(NetworkMode::Awsvpc)
+        .cpu("256")
+        .memory("4096")
+        .container_definitions(ContainerDefinition::builder().name("web").image(simplehttp_image()).build())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "ClientException");
+}
