@@ -4,6 +4,7 @@ pub mod attributes;
 pub(crate) mod awsvpc;
 pub mod clusters;
 pub mod instances;
+pub mod reaper;
 pub mod services;
 pub mod settings;
 pub mod tagging;
