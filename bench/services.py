@@ -34,15 +34,14 @@ work.
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-from common import BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, busy_pct, median, start, stop, check, ROOT, TARGET_DIR, BERTH
-from task_start import ecs_client, wait_for_agent, docker, remove_labelled, summary, epoch
+from common import (BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, busy_pct, median,
+                    summary, start, stop, check, docker, remove_labelled, ecs_client, wait_for_agent, epoch,
+                    task_spans_ms, main_guard, build_berth_and_test_image, ROOT, BERTH)
 
 OUT = os.path.join(ROOT, "bench", "out", "services.json")
 LOG_OUT = os.path.join(ROOT, "bench", "out", "services-berth.log")
@@ -90,8 +89,8 @@ def running_tasks(ecs):
 
 def start_span(t):
     """Docker's create and start of the task's container, as the task reports it (s)."""
-    a, b = epoch(t.get("pullStoppedAt")), epoch(t.get("startedAt"))
-    return b - a if a is not None and b is not None else None
+    ms = task_spans_ms(t)["engine_ms"]
+    return ms / 1000 if ms is not None else None
 
 
 def deploy_sample(ecs, td_arn):
@@ -164,13 +163,7 @@ def replace_sample(ecs, watcher, td_arn):
 
 def main():
     load = os.getloadavg()
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "install-test-deps.sh")], check=True)
-    log("building berth (release)")
-    subprocess.run(["cargo", "build", "--release", "-p", "berth"], cwd=ROOT, check=True,
-                   env={**os.environ, "CARGO_TARGET_DIR": TARGET_DIR})
-    log("building the test image")
-    image = subprocess.run(["cargo", "run", "-q", "-p", "testkit", "--bin", "test-image"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.strip()
+    image = build_berth_and_test_image()
     docker_version = docker("version", "--format", "{{.Server.Version}}").strip()
 
     workdir = tempfile.mkdtemp(prefix="berth-bench-")
@@ -183,7 +176,7 @@ def main():
         berth = start([BERTH, "up", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"], berth_log, env)
         wait_until("berth", lambda: http_status(f"http://127.0.0.1:{port}/_berth/health") == 200, berth)
         ecs = ecs_client(data_dir, port)
-        log(f"agent connected: {wait_for_agent(ecs, berth)}")
+        log(f"agent connected: {wait_for_agent(ecs, berth, CLUSTER)}")
         cluster_arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
         revisions = []
         for rev in ("a", "b"):
@@ -279,13 +272,4 @@ def main():
 
 
 if __name__ == "__main__":
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: sys.exit(1))
-    try:
-        main()
-    except BenchError as e:
-        log(f"FAILED: {e}")
-        sys.exit(1)
-    except subprocess.CalledProcessError as e:
-        log(f"FAILED: {' '.join(map(str, e.cmd))} exited with {e.returncode}")
-        sys.exit(1)
+    main_guard(main)

@@ -50,20 +50,15 @@ start, its agent does not connect, a task fails to run, docker fails).
 """
 
 import json
-import math
 import os
-import re
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 
-import botocore.session
-from botocore.config import Config
-
-from common import BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, busy_pct, median, start, stop, ROOT, TARGET_DIR, BERTH
+from common import (BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, busy_pct, median,
+                    summary, start, stop, docker, remove_labelled, ecs_client, wait_for_agent, epoch, span_ms,
+                    task_spans_ms, main_guard, build_berth_and_test_image, ROOT, BERTH)
 
 OUT = os.path.join(ROOT, "bench", "out", "task-start.json")
 LOG_OUT = os.path.join(ROOT, "bench", "out", "task-start-berth.log")
@@ -76,67 +71,6 @@ FAMILY = "bench"
 DOCKER_LABEL = "berth-bench=task-start"
 # A task that is not RUNNING within this long counts as failed to run.
 RUN_TIMEOUT = 60.0
-
-
-def percentile(xs, p):
-    """Nearest-rank percentile."""
-    xs = sorted(xs)
-    return xs[max(0, math.ceil(p / 100 * len(xs)) - 1)]
-
-
-def summary(xs):
-    return {"median_ms": median(xs), "p90_ms": percentile(xs, 90), "min_ms": min(xs), "max_ms": max(xs)}
-
-
-def docker(*args, check=True):
-    r = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
-    if check and r.returncode != 0:
-        raise BenchError(f"docker {' '.join(args)} exited with {r.returncode}: {r.stderr.strip()}")
-    return r.stdout
-
-
-def remove_labelled(label):
-    """Force-removes every container carrying `label` (key=value); returns how many."""
-    ids = docker("ps", "-aq", "--filter", f"label={label}", check=False).split()
-    if ids:
-        docker("rm", "-f", "-v", *ids, check=False)
-    return len(ids)
-
-
-def ecs_client(data_dir, port):
-    out = subprocess.run([BERTH, "env", "--data-dir", data_dir], check=True, capture_output=True, text=True).stdout
-    env = dict(re.findall(r"^export (\w+)=(.*)$", out, re.M))
-    env = {k: v.strip("'\"") for k, v in env.items()}
-    return botocore.session.get_session().create_client(
-        "ecs",
-        endpoint_url=env.get("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}"),
-        region_name=env.get("AWS_DEFAULT_REGION", "us-east-1"),
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        # An error is an error: no retries with backoff hidden inside a sample.
-        config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30),
-    )
-
-
-def wait_for_agent(ecs, proc, timeout=60.0):
-    """Waits until the local agent registered and its channel is connected; returns the instance ARN."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"berth exited with status {proc.returncode} while waiting for its agent")
-        arns = ecs.list_container_instances(cluster=CLUSTER).get("containerInstanceArns", [])
-        if arns:
-            ci = ecs.describe_container_instances(cluster=CLUSTER, containerInstances=arns[:1])["containerInstances"]
-            if ci and ci[0].get("agentConnected"):
-                return arns[0]
-        time.sleep(0.2)
-    raise BenchError(f"berth's local agent did not register and connect within {timeout:.0f} s "
-                     "(is Docker running? see the berth log)")
-
-
-def epoch(v):
-    """A timestamp from botocore (datetime) as epoch seconds."""
-    return v.timestamp() if v is not None else None
 
 
 def why_not_running(t):
@@ -187,20 +121,15 @@ def berth_sample(ecs, cluster_arn):
 
 
 def breakdown(t, w0, w1, ack_s):
-    created, pull0, pull1, started = (epoch(t.get(k)) for k in ("createdAt", "pullStartedAt", "pullStoppedAt",
-                                                                "startedAt"))
-
-    def span(a, b):
-        return (b - a) * 1000 if a is not None and b is not None else None
-
+    spans = task_spans_ms(t)
     return {
         "ack_ms": ack_s * 1000,
-        "dispatch_ms": span(created, pull0),
-        "images_ms": span(pull0, pull1),
-        "engine_ms": span(pull1, started),
-        "report_ms": span(started, w1),
-        "created_to_started_ms": span(created, started),
-        "client_to_created_ms": span(w0, created),
+        "dispatch_ms": spans["dispatch_ms"],
+        "images_ms": spans["images_ms"],
+        "engine_ms": spans["engine_ms"],
+        "report_ms": span_ms(epoch(t.get("startedAt")), w1),
+        "created_to_started_ms": spans["created_to_started_ms"],
+        "client_to_created_ms": span_ms(w0, epoch(t.get("createdAt"))),
     }
 
 
@@ -218,15 +147,7 @@ def docker_sample(image):
 def main():
     # Other work on the machine skews both sides: say how busy it was.
     load = os.getloadavg()
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "install-test-deps.sh")], check=True)
-    log("building berth (release)")
-    subprocess.run(["cargo", "build", "--release", "-p", "berth"], cwd=ROOT, check=True,
-                   env={**os.environ, "CARGO_TARGET_DIR": TARGET_DIR})
-    log("building the test image")
-    image = subprocess.run(["cargo", "run", "-q", "-p", "testkit", "--bin", "test-image"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.strip()
-    if not image:
-        raise BenchError("the test-image binary printed no image name")
+    image = build_berth_and_test_image()
     docker_version = docker("version", "--format", "{{.Server.Version}}").strip()
 
     workdir = tempfile.mkdtemp(prefix="berth-bench-")
@@ -241,7 +162,7 @@ def main():
         berth = start([BERTH, "up", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"], berth_log, env)
         wait_until("berth", lambda: http_status(f"http://127.0.0.1:{port}/_berth/health") == 200, berth)
         ecs = ecs_client(data_dir, port)
-        instance = wait_for_agent(ecs, berth)
+        instance = wait_for_agent(ecs, berth, CLUSTER)
         log(f"agent connected: {instance}")
         cluster_arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
         ecs.register_task_definition(family=FAMILY, containerDefinitions=[{
@@ -329,14 +250,4 @@ def main():
 
 
 if __name__ == "__main__":
-    # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally block stops the server and cleans up.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: sys.exit(1))
-    try:
-        main()
-    except BenchError as e:
-        log(f"FAILED: {e}")
-        sys.exit(1)
-    except subprocess.CalledProcessError as e:
-        log(f"FAILED: {' '.join(map(str, e.cmd))} exited with {e.returncode}")
-        sys.exit(1)
+    main_guard(main)

@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::datadir::DataDir;
+use crate::duration::parse_duration;
 use crate::serve;
 
 /// Berth: Amazon ECS, ECR and Application Load Balancer on your own machines.
@@ -87,23 +88,32 @@ pub struct ServerArgs {
     /// container instance). Ignored by `server`, which never runs one.
     #[arg(long, env = "BERTH_NO_AGENT")]
     pub no_agent: bool,
-    /// Seconds without a heartbeat after which an agent is shown `agentConnected: false`.
-    #[arg(long, env = "BERTH_AGENT_TIMEOUT", default_value_t = 30)]
-    pub agent_timeout: u64,
-    /// Seconds an instance's agent may stay disconnected before the service scheduler
-    /// replaces the instance's service tasks elsewhere (ECS itself waits forever).
-    #[arg(long, env = "BERTH_LOST_INSTANCE_GRACE", default_value_t = 300)]
-    pub lost_instance_grace: u64,
+    /// How long an agent may go without a heartbeat before it is shown
+    /// `agentConnected: false`. A duration: 90s, 5m, 1h, 1d, or seconds.
+    #[arg(long, env = "BERTH_AGENT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub agent_timeout: Duration,
+    /// How long an instance's agent may stay disconnected before the service scheduler
+    /// replaces the instance's service tasks elsewhere (ECS itself waits forever). A
+    /// duration: 90s, 5m, 1h, 1d, or seconds.
+    #[arg(long, env = "BERTH_LOST_INSTANCE_GRACE", default_value = "5m", value_parser = parse_duration)]
+    pub lost_instance_grace: Duration,
     /// How often the lifecycle policies of ECR repositories are enforced (also once at
-    /// start): seconds, or a whole number with s, m, h or d. ECR expires images within 24
-    /// hours; `berth ecr run-lifecycle` enforces the policies at once.
-    #[arg(long, env = "BERTH_LIFECYCLE_INTERVAL", default_value = "1h", value_parser = crate::lifecycle::parse_interval)]
+    /// start). ECR expires images within 24 hours; `berth ecr run-lifecycle` enforces the
+    /// policies at once. A duration: 90s, 5m, 1h, 1d, or seconds.
+    #[arg(long, env = "BERTH_LIFECYCLE_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     pub lifecycle_interval: Duration,
-    /// Seconds between the registry's garbage collections, which delete blobs no image
-    /// references any more (deleted images' layers, pushes abandoned before their manifest)
-    /// once they are an hour old, and upload sessions idle for a day.
-    #[arg(long, env = "BERTH_REGISTRY_GC_INTERVAL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
-    pub registry_gc_interval: u64,
+    /// How often the registry collects garbage: it deletes blobs no image references any
+    /// more (deleted images' layers, pushes abandoned before their manifest) once they are
+    /// an hour old, and upload sessions idle for a day. A duration: 90s, 5m, 1h, 1d, or
+    /// seconds.
+    #[arg(long, env = "BERTH_REGISTRY_GC_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub registry_gc_interval: Duration,
+    /// How long a STOPPED task stays visible to DescribeTasks and ListTasks before Berth
+    /// forgets it, as ECS does after about an hour. A task one of whose containers may
+    /// still run, or whose end its service has not yet accounted for, is kept. A duration:
+    /// 90s, 5m, 1h, 1d, or seconds.
+    #[arg(long, env = "BERTH_STOPPED_TASK_RETENTION", default_value = "1h", value_parser = parse_duration)]
+    pub stopped_task_retention: Duration,
     #[command(flatten)]
     pub tls: TlsArgs,
     /// The `host[:port]` other hosts reach Berth at. Repository URIs, the registry's proxy
@@ -371,6 +381,52 @@ pub fn account_key(dir: &DataDir, account: Option<&str>) -> anyhow::Result<contr
                 bail!("there is no account {id}; `berth account list` shows the accounts");
             };
             keys.into_iter().next().context("that account has no access key; create one with `berth key create`")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(args: &[&str]) -> Result<ServerArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["berth", "server"].iter().chain(args))?;
+        match cli.command {
+            Command::Server(a) => Ok(a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_duration_flag_reads_the_same_syntax() {
+        let a = server(&[]).unwrap();
+        let s = Duration::from_secs;
+        assert_eq!(
+            (a.agent_timeout, a.lost_instance_grace, a.lifecycle_interval, a.registry_gc_interval),
+            (s(30), s(300), s(3600), s(3600))
+        );
+        assert_eq!(a.stopped_task_retention, s(3600));
+        let a = server(&[
+            "--agent-timeout",
+            "45",
+            "--lost-instance-grace",
+            "2m",
+            "--lifecycle-interval",
+            "1d",
+            "--registry-gc-interval",
+            "90s",
+            "--stopped-task-retention",
+            "2h",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.agent_timeout, a.lost_instance_grace, a.lifecycle_interval, a.registry_gc_interval),
+            (s(45), s(120), s(86_400), s(90))
+        );
+        assert_eq!(a.stopped_task_retention, s(7200));
+        for flag in ["--agent-timeout", "--registry-gc-interval", "--stopped-task-retention"] {
+            assert!(server(&[flag, "0"]).is_err(), "{flag} 0");
+            assert!(server(&[flag, "1w"]).is_err(), "{flag} 1w");
         }
     }
 }

@@ -1,11 +1,10 @@
 //! `berth ecr run-lifecycle`: asks the running server to enforce ECR lifecycle policies
 //! now, with the Berth extension operation `BerthRunLifecyclePolicy` of the ECR API,
-//! SigV4-signed with an access key of the data dir like any `aws ecr` call. And the
-//! parser of `--lifecycle-interval`.
+//! SigV4-signed with an access key of the data dir like any `aws ecr` call.
 
 #![allow(clippy::print_stdout)]
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 
@@ -13,28 +12,6 @@ use aws_api::ecr::lifecycle::{RunRequest, RunResponse, RUN_OPERATION};
 
 use crate::cli::RunLifecycleArgs;
 use crate::datadir::DataDir;
-
-/// Parses an interval: whole seconds (`3600`), or a whole number with a unit `s`, `m`,
-/// `h` or `d` (`90s`, `30m`, `1h`, `1d`). At least one second.
-pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 =
-        digits.parse().map_err(|_| format!("'{s}' is not an interval; write e.g. 3600, 90s, 30m, 1h or 1d"))?;
-    let factor = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => return Err(format!("unknown unit '{other}' in '{s}'; use s, m, h or d")),
-    };
-    match n.checked_mul(factor) {
-        Some(0) => Err("the interval must be at least one second".into()),
-        Some(secs) => Ok(Duration::from_secs(secs)),
-        None => Err(format!("'{s}' is too long an interval")),
-    }
-}
 
 pub async fn run_lifecycle(args: RunLifecycleArgs) -> anyhow::Result<()> {
     model::Region::parse(&args.region)?;
@@ -116,19 +93,4 @@ fn sign(
     let mut all: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     all.extend(signed.into_iter().map(|h| (h.name().to_string(), h.value().to_string())));
     Ok(all)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn intervals() {
-        for (text, secs) in [("3600", 3600), ("90s", 90), ("30m", 1800), ("1h", 3600), ("2d", 172_800)] {
-            assert_eq!(parse_interval(text), Ok(Duration::from_secs(secs)), "{text}");
-        }
-        for bad in ["", "0", "0s", "h", "1w", "1.5h", "-1", "99999999999999999999d"] {
-            assert!(parse_interval(bad).is_err(), "{bad}");
-        }
-    }
 }

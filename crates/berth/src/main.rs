@@ -3,6 +3,7 @@
 
 mod cli;
 mod datadir;
+mod duration;
 mod lifecycle;
 mod serve;
 mod vulndb;

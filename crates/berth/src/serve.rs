@@ -28,10 +28,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let dir = DataDir::create(&args.data.data_dir)?;
     let created = dir.credentials()?.bootstrap()?;
-    let config = control_plane::Config {
-        agent_timeout: Duration::from_secs(args.agent_timeout),
-        lost_instance_grace: Duration::from_secs(args.lost_instance_grace),
-    };
+    let config =
+        control_plane::Config { agent_timeout: args.agent_timeout, lost_instance_grace: args.lost_instance_grace };
     let control = Arc::new(ControlPlane::open_with(dir.store(), config)?);
 
     let tls = match (&args.tls.tls_cert, &args.tls.tls_key) {
@@ -85,15 +83,13 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let server = tokio::spawn(serve(listener, tls, app, args.max_connections, shutdown.clone()));
     // The service controller keeps every service at its desired state until shutdown.
     tokio::spawn(control.clone().run_service_controller(shutdown.clone().cancelled_owned()));
+    // Stopped tasks are forgotten after the retention, as ECS does, until shutdown.
+    tokio::spawn(control.clone().run_task_reaper(args.stopped_task_retention, shutdown.clone().cancelled_owned()));
     // Lifecycle policies are enforced at start and then every interval, until shutdown.
     let lifecycle =
         aws_api::ecr::lifecycle::run_schedule(api.clone(), args.lifecycle_interval, shutdown.clone().cancelled_owned());
     tokio::spawn(lifecycle);
-    let gc = aws_api::ecr::gc::run_schedule(
-        registry,
-        Duration::from_secs(args.registry_gc_interval),
-        shutdown.clone().cancelled_owned(),
-    );
+    let gc = aws_api::ecr::gc::run_schedule(registry, args.registry_gc_interval, shutdown.clone().cancelled_owned());
     tokio::spawn(gc);
     if with_agent && !args.no_agent {
         if public.tls {

@@ -210,7 +210,9 @@ impl Berth {
         aws_sdk_ecr::Client::new(&self.sdk_config(key, region).await)
     }
 
-    async fn sdk_config(&self, key: &Key, region: &str) -> aws_config::SdkConfig {
+    /// The SDK configuration of clients for any service of this server, with `key` in
+    /// `region`; retries off, so that a test sees each answer.
+    pub async fn sdk_config(&self, key: &Key, region: &str) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .region(aws_config::Region::new(region.to_string()))

@@ -5,7 +5,7 @@ use aws_sdk_ec2::types::Filter;
 use testkit::{error_code, Berth};
 
 pub async fn ec2(b: &Berth) -> aws_sdk_ec2::Client {
-    aws_sdk_ec2::Client::new(&crate::elb::sdk_config(b, "us-east-1").await)
+    aws_sdk_ec2::Client::new(&b.sdk_config(&b.key, "us-east-1").await)
 }
 
 #[tokio::test]
@@ -68,7 +68,7 @@ async fn default_vpc_subnets_security_group_and_zones() {
     assert_eq!(azs.availability_zones()[0].zone_id(), Some("use1-az1"));
 
     // The same ids in another region are other ids; in another account too.
-    let west = aws_sdk_ec2::Client::new(&crate::elb::sdk_config(&b, "eu-west-1").await);
+    let west = aws_sdk_ec2::Client::new(&b.sdk_config(&b.key, "eu-west-1").await);
     let west_vpcs = west.describe_vpcs().send().await.unwrap();
     assert_ne!(west_vpcs.vpcs()[0].vpc_id(), Some(vpc_id));
     let again = ec2.describe_vpcs().send().await.unwrap();

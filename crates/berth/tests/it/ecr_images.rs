@@ -5,44 +5,22 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use aws_sdk_ecr::operation::put_image_tag_mutability::builders::PutImageTagMutabilityFluentBuilder;
 use aws_sdk_ecr::primitives::Blob;
 use aws_sdk_ecr::types::{
     ImageIdentifier, ImageTagMutability, ImageTagMutabilityExclusionFilter, ImageTagMutabilityExclusionFilterType, Tag,
 };
 use aws_sdk_ecr::Client;
 use base64::Engine;
-use sha2::{Digest as _, Sha256};
+use testkit::error_code;
 use testkit::images::simplehttp_image;
 
 use crate::berth;
+use crate::support::{create_repository, sha256};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MIB: usize = 1 << 20;
-
-fn code<E: aws_sdk_ecr::error::ProvideErrorMetadata + std::fmt::Debug>(e: &aws_sdk_ecr::error::SdkError<E>) -> String {
-    match e {
-        aws_sdk_ecr::error::SdkError::ServiceError(s) => s.err().code().unwrap_or_default().to_string(),
-        other => format!("<not a service error: {other:?}>"),
-    }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-async fn create(ecr: &Client, name: &str) -> String {
-    ecr.create_repository()
-        .repository_name(name)
-        .send()
-        .await
-        .unwrap()
-        .repository()
-        .unwrap()
-        .repository_uri()
-        .unwrap()
-        .to_string()
-}
 
 /// Uploads `bytes` through InitiateLayerUpload / UploadLayerPart / CompleteLayerUpload in
 /// parts of `part` bytes; returns the digest.
@@ -123,6 +101,28 @@ fn id(digest: Option<&str>, tag: Option<&str>) -> ImageIdentifier {
         .set_image_digest(digest.map(str::to_string))
         .set_image_tag(tag.map(str::to_string))
         .build()
+}
+
+/// A wildcard tag filter of the `*_WITH_EXCLUSION` settings.
+fn wildcard(f: &str) -> ImageTagMutabilityExclusionFilter {
+    ImageTagMutabilityExclusionFilter::builder()
+        .filter_type(ImageTagMutabilityExclusionFilterType::Wildcard)
+        .filter(f)
+        .build()
+        .unwrap()
+}
+
+/// PutImageTagMutability of `repo` to `setting`, with a wildcard exclusion filter if given.
+fn mutability(
+    ecr: &Client,
+    repo: &str,
+    setting: ImageTagMutability,
+    filter: Option<&str>,
+) -> PutImageTagMutabilityFluentBuilder {
+    ecr.put_image_tag_mutability()
+        .repository_name(repo)
+        .image_tag_mutability(setting)
+        .set_image_tag_mutability_exclusion_filters(filter.map(|f| vec![wildcard(f)]))
 }
 
 /// The `docker` CLI with its own config dir, so that this test's login neither sees nor
@@ -219,7 +219,7 @@ async fn ecr_images_pushed_through_the_layer_api_are_pulled_by_docker() {
     let b = berth().await;
     let ecr = b.ecr().await;
     let host = b.endpoint.trim_start_matches("http://").to_string();
-    let uri = create(&ecr, "api-pushed").await;
+    let uri = create_repository(&ecr, "api-pushed").await;
     let dir = tempfile::tempdir().unwrap();
     let (config, layers) = fresh_image(dir.path());
 
@@ -285,7 +285,7 @@ async fn ecr_images_pushed_through_the_layer_api_are_pulled_by_docker() {
 async fn ecr_images_layer_upload_rules_and_errors() {
     let b = berth().await;
     let ecr = b.ecr().await;
-    create(&ecr, "parts").await;
+    create_repository(&ecr, "parts").await;
 
     // A layer in two parts, the first of exactly 5 MiB, is fine.
     let big: Vec<u8> = (0..6 * MIB + 123).map(|i| (i * 7 % 251) as u8).collect();
@@ -299,7 +299,7 @@ async fn ecr_images_layer_upload_rules_and_errors() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&err), "LayerAlreadyExistsException");
+    assert_eq!(error_code(&err), "LayerAlreadyExistsException");
 
     let start = || async {
         ecr.initiate_layer_upload().repository_name("parts").send().await.unwrap().upload_id().unwrap().to_string()
@@ -321,35 +321,35 @@ async fn ecr_images_layer_upload_rules_and_errors() {
     let id = start().await;
     part(id.clone(), 0, 2, b"abc".to_vec()).await.unwrap();
     let err = part(id.clone(), 5, 7, b"def".to_vec()).await.unwrap_err();
-    assert_eq!(code(&err), "InvalidLayerPartException");
+    assert_eq!(error_code(&err), "InvalidLayerPartException");
     let err = part(id.clone(), 3, 9, b"def".to_vec()).await.unwrap_err();
-    assert_eq!(code(&err), "InvalidLayerPartException");
+    assert_eq!(error_code(&err), "InvalidLayerPartException");
     let err = part(id.clone(), 0, i64::MAX, b"def".to_vec()).await.unwrap_err();
-    assert_eq!(code(&err), "InvalidLayerPartException");
+    assert_eq!(error_code(&err), "InvalidLayerPartException");
     // Every part but the last must hold 5 MiB.
     part(id.clone(), 3, 5, b"def".to_vec()).await.unwrap();
     let err = complete(id.clone(), sha256(b"abcdef")).await.unwrap_err();
-    assert_eq!(code(&err), "LayerPartTooSmallException");
+    assert_eq!(error_code(&err), "LayerPartTooSmallException");
     // ... and the upload is gone with it.
     let err = part(id.clone(), 6, 6, b"g".to_vec()).await.unwrap_err();
-    assert_eq!(code(&err), "UploadNotFoundException");
+    assert_eq!(error_code(&err), "UploadNotFoundException");
 
     // One small part alone is a whole layer; the digest must match.
     let id = start().await;
     let err = complete(id.clone(), sha256(b"xyz")).await.unwrap_err();
-    assert_eq!(code(&err), "EmptyUploadException");
+    assert_eq!(error_code(&err), "EmptyUploadException");
     part(id.clone(), 0, 2, b"xyz".to_vec()).await.unwrap();
     let err = complete(id.clone(), sha256(b"other")).await.unwrap_err();
-    assert_eq!(code(&err), "InvalidLayerException");
+    assert_eq!(error_code(&err), "InvalidLayerException");
     let err = complete(id.clone(), sha256(b"xyz")).await.unwrap_err();
-    assert_eq!(code(&err), "UploadNotFoundException", "a failed completion discards the upload");
+    assert_eq!(error_code(&err), "UploadNotFoundException", "a failed completion discards the upload");
 
     let err = complete("not-an-upload-id".into(), sha256(b"xyz")).await.unwrap_err();
-    assert_eq!(code(&err), "InvalidParameterException");
+    assert_eq!(error_code(&err), "InvalidParameterException");
     let err = complete(id.clone(), "sha256:nothex".into()).await.unwrap_err();
-    assert_eq!(code(&err), "InvalidParameterException");
+    assert_eq!(error_code(&err), "InvalidParameterException");
     // An upload belongs to its repository.
-    create(&ecr, "elsewhere").await;
+    create_repository(&ecr, "elsewhere").await;
     let id = start().await;
     let err = ecr
         .upload_layer_part()
@@ -361,11 +361,11 @@ async fn ecr_images_layer_upload_rules_and_errors() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&err), "UploadNotFoundException");
+    assert_eq!(error_code(&err), "UploadNotFoundException");
     let err = ecr.initiate_layer_upload().repository_name("missing").send().await.unwrap_err();
-    assert_eq!(code(&err), "RepositoryNotFoundException");
+    assert_eq!(error_code(&err), "RepositoryNotFoundException");
     let err = part(uuid_like(), 0, 0, b"x".to_vec()).await.unwrap_err();
-    assert_eq!(code(&err), "UploadNotFoundException");
+    assert_eq!(error_code(&err), "UploadNotFoundException");
 
     let check = ecr
         .batch_check_layer_availability()
@@ -384,7 +384,7 @@ async fn ecr_images_layer_upload_rules_and_errors() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&err), "RepositoryNotFoundException");
+    assert_eq!(error_code(&err), "RepositoryNotFoundException");
 }
 
 fn uuid_like() -> String {
@@ -395,11 +395,11 @@ fn uuid_like() -> String {
 async fn ecr_images_download_urls_open_one_layer_for_a_while() {
     let b = berth().await;
     let ecr = b.ecr().await;
-    create(&ecr, "dl").await;
+    create_repository(&ecr, "dl").await;
     let blob: Vec<u8> = (0..300_000).map(|i| (i % 13) as u8).collect();
     let digest = upload(&ecr, "dl", &blob, 5 * MIB).await;
     let err = ecr.get_download_url_for_layer().repository_name("dl").layer_digest(&digest).send().await.unwrap_err();
-    assert_eq!(code(&err), "LayerInaccessibleException", "no image uses it yet");
+    assert_eq!(error_code(&err), "LayerInaccessibleException", "no image uses it yet");
     let config = upload(&ecr, "dl", b"{}", 5 * MIB).await;
     let m = manifest(
         (&config, 2),
@@ -430,20 +430,20 @@ async fn ecr_images_download_urls_open_one_layer_for_a_while() {
 
     let err =
         ecr.get_download_url_for_layer().repository_name("dl").layer_digest(sha256(b"nope")).send().await.unwrap_err();
-    assert_eq!(code(&err), "LayersNotFoundException");
+    assert_eq!(error_code(&err), "LayersNotFoundException");
     let err =
         ecr.get_download_url_for_layer().repository_name("dl").layer_digest("sha256:zz").send().await.unwrap_err();
-    assert_eq!(code(&err), "InvalidParameterException");
+    assert_eq!(error_code(&err), "InvalidParameterException");
     let err =
         ecr.get_download_url_for_layer().repository_name("missing").layer_digest(&digest).send().await.unwrap_err();
-    assert_eq!(code(&err), "RepositoryNotFoundException");
+    assert_eq!(error_code(&err), "RepositoryNotFoundException");
 }
 
 #[tokio::test]
 async fn ecr_images_put_image_errors() {
     let b = berth().await;
     let ecr = b.ecr().await;
-    create(&ecr, "put").await;
+    create_repository(&ecr, "put").await;
     let a = push_synthetic(&ecr, "put", "a", Some("1")).await;
 
     let same = ecr.batch_get_image().repository_name("put").image_ids(id(Some(&a), None)).send().await.unwrap();
@@ -456,12 +456,15 @@ async fn ecr_images_put_image_errors() {
             .set_image_digest(digest.map(str::to_string))
             .send()
     };
-    assert_eq!(code(&put(Some("1"), None, &m).await.unwrap_err()), "ImageAlreadyExistsException");
-    assert_eq!(code(&put(None, None, &m).await.unwrap_err()), "ImageAlreadyExistsException");
+    assert_eq!(error_code(&put(Some("1"), None, &m).await.unwrap_err()), "ImageAlreadyExistsException");
+    assert_eq!(error_code(&put(None, None, &m).await.unwrap_err()), "ImageAlreadyExistsException");
     put(Some("2"), Some(&a), &m).await.unwrap();
-    assert_eq!(code(&put(Some("3"), Some(&sha256(b"x")), &m).await.unwrap_err()), "ImageDigestDoesNotMatchException");
-    assert_eq!(code(&put(Some("3"), None, "not json").await.unwrap_err()), "InvalidParameterException");
-    assert_eq!(code(&put(Some("-bad"), None, &m).await.unwrap_err()), "InvalidParameterException");
+    assert_eq!(
+        error_code(&put(Some("3"), Some(&sha256(b"x")), &m).await.unwrap_err()),
+        "ImageDigestDoesNotMatchException"
+    );
+    assert_eq!(error_code(&put(Some("3"), None, "not json").await.unwrap_err()), "InvalidParameterException");
+    assert_eq!(error_code(&put(Some("-bad"), None, &m).await.unwrap_err()), "InvalidParameterException");
 
     let missing = manifest(
         (&sha256(b"no config"), 9),
@@ -470,15 +473,15 @@ async fn ecr_images_put_image_errors() {
         "application/vnd.oci.image.config.v1+json",
     );
     let err = put(Some("3"), None, &missing).await.unwrap_err();
-    assert_eq!(code(&err), "LayersNotFoundException");
+    assert_eq!(error_code(&err), "LayersNotFoundException");
     let index = serde_json::json!({
         "schemaVersion": 2, "mediaType": OCI_INDEX,
         "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha256(b"no image"), "size": 8}],
     })
     .to_string();
-    assert_eq!(code(&put(Some("3"), None, &index).await.unwrap_err()), "ReferencedImagesNotFoundException");
+    assert_eq!(error_code(&put(Some("3"), None, &index).await.unwrap_err()), "ReferencedImagesNotFoundException");
     let err = ecr.put_image().repository_name("missing").image_manifest(&m).send().await.unwrap_err();
-    assert_eq!(code(&err), "RepositoryNotFoundException");
+    assert_eq!(error_code(&err), "RepositoryNotFoundException");
 
     // The image is one image with two tags, in both records.
     let d = ecr.describe_images().repository_name("put").send().await.unwrap();
@@ -517,7 +520,7 @@ async fn ecr_images_immutable_tags_refuse_overwrite_through_the_api_and_docker_p
     );
     let err =
         ecr.put_image().repository_name("frozen").image_manifest(&second).image_tag("1.0").send().await.unwrap_err();
-    assert_eq!(code(&err), "ImageTagAlreadyExistsException");
+    assert_eq!(error_code(&err), "ImageTagAlreadyExistsException");
     let err_text = format!("{:?}", err.into_service_error());
     assert!(err_text.contains("cannot be overwritten because the tag is immutable"), "{err_text}");
 
@@ -540,28 +543,14 @@ async fn ecr_images_immutable_tags_refuse_overwrite_through_the_api_and_docker_p
     assert_eq!(held.images()[0].image_id().unwrap().image_digest(), Some(first.as_str()), "1.0 did not move");
 
     // Exclusions: IMMUTABLE_WITH_EXCLUSION lets matching tags move, and nothing else.
-    let wildcard = |f: &str| {
-        ImageTagMutabilityExclusionFilter::builder()
-            .filter_type(ImageTagMutabilityExclusionFilterType::Wildcard)
-            .filter(f)
-            .build()
-            .unwrap()
-    };
-    let r = ecr
-        .put_image_tag_mutability()
-        .repository_name("frozen")
-        .image_tag_mutability(ImageTagMutability::ImmutableWithExclusion)
-        .image_tag_mutability_exclusion_filters(wildcard("dev-*"))
-        .send()
-        .await
-        .unwrap();
+    let r = mutability(&ecr, "frozen", ImageTagMutability::ImmutableWithExclusion, Some("dev-*")).send().await.unwrap();
     assert_eq!(r.image_tag_mutability(), Some(&ImageTagMutability::ImmutableWithExclusion));
     assert_eq!(r.image_tag_mutability_exclusion_filters()[0].filter(), "dev-*");
     push_synthetic(&ecr, "frozen", "first", Some("dev-1")).await;
     ecr.put_image().repository_name("frozen").image_manifest(&second).image_tag("dev-1").send().await.unwrap();
     let err =
         ecr.put_image().repository_name("frozen").image_manifest(&second).image_tag("1.0").send().await.unwrap_err();
-    assert_eq!(code(&err), "ImageTagAlreadyExistsException");
+    assert_eq!(error_code(&err), "ImageTagAlreadyExistsException");
 
     // MUTABLE_WITH_EXCLUSION protects only what matches, and CreateRepository takes it too.
     ecr.create_repository()
@@ -588,18 +577,11 @@ async fn ecr_images_immutable_tags_refuse_overwrite_through_the_api_and_docker_p
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&err), "ImageTagAlreadyExistsException");
+    assert_eq!(error_code(&err), "ImageTagAlreadyExistsException");
 
     // Filters go only with the *_WITH_EXCLUSION settings, and those need one.
-    let err = ecr
-        .put_image_tag_mutability()
-        .repository_name("thawed")
-        .image_tag_mutability(ImageTagMutability::Mutable)
-        .image_tag_mutability_exclusion_filters(wildcard("x"))
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(&err), "InvalidParameterException");
+    let err = mutability(&ecr, "thawed", ImageTagMutability::Mutable, Some("x")).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "InvalidParameterException");
     let err = ecr
         .create_repository()
         .repository_name("broken")
@@ -607,24 +589,14 @@ async fn ecr_images_immutable_tags_refuse_overwrite_through_the_api_and_docker_p
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&err), "InvalidParameterException");
-    let err = ecr
-        .put_image_tag_mutability()
-        .repository_name("thawed")
-        .image_tag_mutability(ImageTagMutability::MutableWithExclusion)
-        .image_tag_mutability_exclusion_filters(wildcard("no/slash"))
+    assert_eq!(error_code(&err), "InvalidParameterException");
+    let err = mutability(&ecr, "thawed", ImageTagMutability::MutableWithExclusion, Some("no/slash"))
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&err), "InvalidParameterException");
-    let err = ecr
-        .put_image_tag_mutability()
-        .repository_name("missing")
-        .image_tag_mutability(ImageTagMutability::Immutable)
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(&err), "RepositoryNotFoundException");
+    assert_eq!(error_code(&err), "InvalidParameterException");
+    let err = mutability(&ecr, "missing", ImageTagMutability::Immutable, None).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "RepositoryNotFoundException");
     // The setting is durable.
     let mut b = b;
     b.restart().await;
@@ -633,14 +605,14 @@ async fn ecr_images_immutable_tags_refuse_overwrite_through_the_api_and_docker_p
     assert_eq!(repos.repositories()[0].image_tag_mutability_exclusion_filters()[0].filter(), "dev-*");
     let err =
         ecr.put_image().repository_name("frozen").image_manifest(&second).image_tag("1.0").send().await.unwrap_err();
-    assert_eq!(code(&err), "ImageTagAlreadyExistsException");
+    assert_eq!(error_code(&err), "ImageTagAlreadyExistsException");
 }
 
 #[tokio::test]
 async fn ecr_images_batch_get_and_delete() {
     let b = berth().await;
     let ecr = b.ecr().await;
-    create(&ecr, "many").await;
+    create_repository(&ecr, "many").await;
     let a = push_synthetic(&ecr, "many", "a", Some("a1")).await;
     let a_manifest =
         ecr.batch_get_image().repository_name("many").image_ids(id(Some(&a), None)).send().await.unwrap().images()[0]
@@ -681,7 +653,7 @@ async fn ecr_images_batch_get_and_delete() {
     assert!(docker_only.images().is_empty());
     assert_eq!(docker_only.failures()[0].failure_code().unwrap().as_str(), "ImageNotFound");
     let err = ecr.batch_get_image().repository_name("missing").image_ids(id(Some(&a), None)).send().await.unwrap_err();
-    assert_eq!(code(&err), "RepositoryNotFoundException");
+    assert_eq!(error_code(&err), "RepositoryNotFoundException");
     // BatchGetImage is a pull.
     let details = ecr.describe_images().repository_name("many").image_ids(id(Some(&c), None)).send().await.unwrap();
     assert!(details.image_details()[0].last_recorded_pull_time().is_some());
@@ -761,14 +733,14 @@ async fn ecr_images_batch_get_and_delete() {
     assert_eq!(tags["tags"], serde_json::json!([]));
     let err =
         ecr.batch_delete_image().repository_name("missing").image_ids(id(Some(&a), None)).send().await.unwrap_err();
-    assert_eq!(code(&err), "RepositoryNotFoundException");
+    assert_eq!(error_code(&err), "RepositoryNotFoundException");
 }
 
 #[tokio::test]
 async fn ecr_images_pulls_through_v2_record_the_pull_time() {
     let b = berth().await;
     let ecr = b.ecr().await;
-    create(&ecr, "pulled").await;
+    create_repository(&ecr, "pulled").await;
     let d = push_synthetic(&ecr, "pulled", "p", Some("v1")).await;
     let token = ecr.get_authorization_token().send().await.unwrap().authorization_data()[0]
         .authorization_token()
@@ -805,7 +777,7 @@ async fn ecr_images_pulls_through_v2_record_the_pull_time() {
 async fn ecr_images_repository_settings_and_tag_errors() {
     let b = berth().await;
     let ecr = b.ecr().await;
-    create(&ecr, "settings").await;
+    create_repository(&ecr, "settings").await;
     let r = ecr
         .put_image_scanning_configuration()
         .repository_name("settings")
@@ -828,17 +800,17 @@ async fn ecr_images_repository_settings_and_tag_errors() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&err), "RepositoryNotFoundException");
+    assert_eq!(error_code(&err), "RepositoryNotFoundException");
 
     let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build().unwrap();
     let err = ecr.create_repository().repository_name("tagged").tags(tag("bad*key", "v")).send().await.unwrap_err();
-    assert_eq!(code(&err), "InvalidTagParameterException");
+    assert_eq!(error_code(&err), "InvalidTagParameterException");
     let err =
         ecr.create_repository().repository_name("tagged").tags(tag("aws:reserved", "v")).send().await.unwrap_err();
-    assert_eq!(code(&err), "InvalidTagParameterException");
+    assert_eq!(error_code(&err), "InvalidTagParameterException");
     let many: Vec<Tag> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
     let err = ecr.create_repository().repository_name("tagged").set_tags(Some(many)).send().await.unwrap_err();
-    assert_eq!(code(&err), "TooManyTagsException");
+    assert_eq!(error_code(&err), "TooManyTagsException");
     let fifty: Vec<Tag> = (0..50).map(|i| tag(&format!("k{i}"), "v")).collect();
     ecr.create_repository().repository_name("tagged").set_tags(Some(fifty)).send().await.unwrap();
 }

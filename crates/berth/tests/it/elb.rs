@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, FixedResponseActionConfig, ForwardActionConfig, HostHeaderConditionConfig,
     LoadBalancerAttribute, PathPatternConditionConfig, QueryStringConditionConfig, QueryStringKeyValuePair,
@@ -18,18 +17,8 @@ use aws_sdk_elasticloadbalancingv2::Client;
 use testkit::{error_code, eventually, Berth};
 use tokio::sync::oneshot;
 
-pub async fn sdk_config(b: &Berth, region: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&b.endpoint)
-        .region(aws_config::Region::new(region.to_string()))
-        .credentials_provider(Credentials::new(&b.key.id, &b.key.secret, None, None, "test"))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await
-}
-
 async fn elbv2(b: &Berth) -> Client {
-    Client::new(&sdk_config(b, "us-east-1").await)
+    Client::new(&b.sdk_config(&b.key, "us-east-1").await)
 }
 
 /// A server with its own block of load balancer addresses, so that tests running at
@@ -179,6 +168,15 @@ async fn wait_state(elb: &Client, tg: &str, port: u16, state: &str) {
     assert!(ok, "target {port} never became {state}: {:?}", states(elb, tg).await);
 }
 
+/// Registers `backends` with target group `tg` and waits until each is healthy.
+async fn register_healthy(elb: &Client, tg: &str, backends: &[&Backend]) {
+    let targets = backends.iter().map(|b| b.target()).collect();
+    elb.register_targets().target_group_arn(tg).set_targets(Some(targets)).send().await.unwrap();
+    for b in backends {
+        wait_state(elb, tg, b.port, "healthy").await;
+    }
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -202,9 +200,7 @@ async fn forwards_to_healthy_targets_with_forwarded_headers() {
 
     // Registered but not yet checked, or checked: initial or healthy; before a listener
     // used it, the group was "unused".
-    elb.register_targets().target_group_arn(&lb.tg).targets(one.target()).targets(two.target()).send().await.unwrap();
-    wait_state(&elb, &lb.tg, one.port, "healthy").await;
-    wait_state(&elb, &lb.tg, two.port, "healthy").await;
+    register_healthy(&elb, &lb.tg, &[&one, &two]).await;
 
     let c = http();
     let url = format!("http://{}/hello?x=1", lb.dns);
@@ -305,10 +301,8 @@ async fn two_load_balancers_on_port_80_and_serving_across_a_restart() {
     let (first, second) = (load_balancer(&b, &elb, "first").await, load_balancer(&b, &elb, "second").await);
     assert_ne!(first.dns, second.dns);
     let (x, y) = (Backend::start("x").await, Backend::start("y").await);
-    elb.register_targets().target_group_arn(&first.tg).targets(x.target()).send().await.unwrap();
-    elb.register_targets().target_group_arn(&second.tg).targets(y.target()).send().await.unwrap();
-    wait_state(&elb, &first.tg, x.port, "healthy").await;
-    wait_state(&elb, &second.tg, y.port, "healthy").await;
+    register_healthy(&elb, &first.tg, &[&x]).await;
+    register_healthy(&elb, &second.tg, &[&y]).await;
     let c = http();
     assert_eq!(get_json(&c, &format!("http://{}/", first.dns)).await["name"], "x");
     assert_eq!(get_json(&c, &format!("http://{}/", second.dns)).await["name"], "y");
@@ -516,8 +510,7 @@ async fn deregistration_drains_in_flight_requests() {
     let elb = elbv2(&b).await;
     let lb = load_balancer(&b, &elb, "drain").await;
     let slow = Backend::start("slow").await;
-    elb.register_targets().target_group_arn(&lb.tg).targets(slow.target()).send().await.unwrap();
-    wait_state(&elb, &lb.tg, slow.port, "healthy").await;
+    register_healthy(&elb, &lb.tg, &[&slow]).await;
     let c = http();
     let url = format!("http://{}/slow?ms=2500", lb.dns);
     let in_flight = tokio::spawn({
@@ -887,11 +880,7 @@ async fn refusals_carry_elbv2_error_codes() {
 
     // Another account sees none of it.
     let other = b.create_account();
-    let mut conf = sdk_config(&b, "us-east-1").await.into_builder();
-    conf.set_credentials_provider(Some(aws_credential_types::provider::SharedCredentialsProvider::new(
-        Credentials::new(&other.id, &other.secret, None, None, "other"),
-    )));
-    let theirs = Client::new(&conf.build());
+    let theirs = Client::new(&b.sdk_config(&other, "us-east-1").await);
     assert!(theirs.describe_load_balancers().send().await.unwrap().load_balancers().is_empty());
     let e = theirs.describe_load_balancers().load_balancer_arns(&lb.arn).send().await.unwrap_err();
     assert_eq!(error_code(&e), "LoadBalancerNotFound");
@@ -979,11 +968,7 @@ async fn malformed_query_requests_get_xml_errors() {
     assert!(r.text().await.unwrap().contains("<Code>MissingAuthenticationToken</Code>"));
     let mut wrong = b.key.clone();
     wrong.secret = "not-the-secret".into();
-    let mut conf = sdk_config(&b, "us-east-1").await.into_builder();
-    conf.set_credentials_provider(Some(aws_credential_types::provider::SharedCredentialsProvider::new(
-        Credentials::new(&wrong.id, &wrong.secret, None, None, "wrong"),
-    )));
-    let e = Client::new(&conf.build()).describe_load_balancers().send().await.unwrap_err();
+    let e = Client::new(&b.sdk_config(&wrong, "us-east-1").await).describe_load_balancers().send().await.unwrap_err();
     assert_eq!(error_code(&e), "SignatureDoesNotMatch");
 }
 
@@ -994,8 +979,7 @@ async fn slow_clients_and_slow_targets_hold_up_no_one_else() {
     let elb = elbv2(&b).await;
     let lb = load_balancer(&b, &elb, "slow").await;
     let backend = Backend::start("b").await;
-    elb.register_targets().target_group_arn(&lb.tg).targets(backend.target()).send().await.unwrap();
-    wait_state(&elb, &lb.tg, backend.port, "healthy").await;
+    register_healthy(&elb, &lb.tg, &[&backend]).await;
     let c = http();
     let ok = eventually(Duration::from_secs(5), || async {
         c.get(format!("http://{}/", lb.dns)).send().await.is_ok_and(|r| r.status() == 200)

@@ -59,7 +59,7 @@ struct Alb {
 
 /// A load balancer listening on 80 with a target group checked on `/health` every 5 s.
 async fn alb(b: &Berth, name: &str) -> Alb {
-    let client = aws_sdk_elasticloadbalancingv2::Client::new(&crate::elb::sdk_config(b, "us-east-1").await);
+    let client = aws_sdk_elasticloadbalancingv2::Client::new(&b.sdk_config(&b.key, "us-east-1").await);
     let ec2 = crate::ec2::ec2(b).await;
     let subnets = ec2.describe_subnets().send().await.unwrap();
     let vpc = subnets.subnets()[0].vpc_id().unwrap().to_string();
@@ -302,7 +302,7 @@ async fn load_balancers_are_checked_as_ecs_checks_them() {
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("chk").send().await.unwrap();
     register(&ecs, "one").await;
-    let client = aws_sdk_elasticloadbalancingv2::Client::new(&crate::elb::sdk_config(&b, "us-east-1").await);
+    let client = aws_sdk_elasticloadbalancingv2::Client::new(&b.sdk_config(&b.key, "us-east-1").await);
     let ec2 = crate::ec2::ec2(&b).await;
     let vpc = ec2.describe_vpcs().send().await.unwrap().vpcs()[0].vpc_id().unwrap().to_string();
     let tg = |name: &str, kind: &str| {

@@ -5,6 +5,7 @@ pub(crate) mod awsvpc;
 pub mod clusters;
 pub(crate) mod fargate;
 pub mod instances;
+pub mod reaper;
 pub mod services;
 pub mod settings;
 pub mod tagging;

@@ -791,7 +791,7 @@ impl ControlPlane {
 
 /// Whether a STOPPED task may still have a running container: one was created and was
 /// never reported stopped.
-fn may_run(t: &Task) -> bool {
+pub(crate) fn may_run(t: &Task) -> bool {
     t.containers.iter().any(|c| c.runtime_id.is_some() && c.last_status != ContainerStatus::Stopped)
 }
 

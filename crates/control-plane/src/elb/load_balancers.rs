@@ -262,20 +262,11 @@ impl ControlPlane {
         arn: String,
         changes: Vec<(String, String)>,
     ) -> Result<LbAttributes> {
-        let scope = caller.scope.clone();
-        let attrs = self
-            .write(move |txn| {
-                let lb = find_lb(txn.state, &scope, &arn)?;
-                let mut next = lb.as_ref().clone();
-                next.attributes.modify(&changes)?;
-                let attrs = next.attributes.clone();
-                txn.state.elb.load_balancers.insert((scope.clone(), next.id.clone()), Arc::new(next));
-                txn.touch(Touched::Elb(ElbKey::LoadBalancer(scope, lb.id.clone())));
-                Ok(attrs)
-            })
-            .await?;
-        self.elb.changed.notify_one();
-        Ok(attrs)
+        self.rewrite(caller, arn, move |lb: &mut LoadBalancer| {
+            lb.attributes.modify(&changes)?;
+            Ok(lb.attributes.clone())
+        })
+        .await
     }
 }
 

@@ -28,7 +28,10 @@ use model::Scope;
 use store::{Mutation, Record, StoreError};
 
 use crate::ec2::{Network, NetworkConfig};
+use crate::ecs::Caller;
 use crate::error::{Error, Result};
+use crate::state::{State, Touched};
+use crate::ControlPlane;
 
 pub use listeners::{NewListener, NewRule, RuleChange, RuleView};
 pub use load_balancers::NewLoadBalancer;
@@ -192,6 +195,73 @@ impl ElbRuntime {
     }
     pub fn network(&self, scope: &Scope) -> Network {
         Network::of(scope, &self.network_config())
+    }
+}
+
+/// A resource kept whole in one map of [`ElbState`], which an operation may change in
+/// place: load balancers and target groups (their attributes).
+pub(crate) trait Rewritable: Clone + Send + Sync + 'static {
+    /// The resource `arn` names in `scope`, or ELBv2's error for a missing one.
+    fn find(state: &State, scope: &Scope, arn: &str) -> Result<Arc<Self>>;
+    fn id(&self) -> &str;
+    fn map(elb: &mut ElbState) -> &mut OrdMap<(Scope, String), Arc<Self>>;
+    fn key(scope: Scope, id: String) -> ElbKey;
+}
+
+impl Rewritable for LoadBalancer {
+    fn find(state: &State, scope: &Scope, arn: &str) -> Result<Arc<Self>> {
+        load_balancers::find_lb(state, scope, arn)
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn map(elb: &mut ElbState) -> &mut OrdMap<(Scope, String), Arc<Self>> {
+        &mut elb.load_balancers
+    }
+    fn key(scope: Scope, id: String) -> ElbKey {
+        ElbKey::LoadBalancer(scope, id)
+    }
+}
+
+impl Rewritable for TargetGroup {
+    fn find(state: &State, scope: &Scope, arn: &str) -> Result<Arc<Self>> {
+        target_groups::find_tg(state, scope, arn)
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn map(elb: &mut ElbState) -> &mut OrdMap<(Scope, String), Arc<Self>> {
+        &mut elb.target_groups
+    }
+    fn key(scope: Scope, id: String) -> ElbKey {
+        ElbKey::TargetGroup(scope, id)
+    }
+}
+
+impl ControlPlane {
+    /// Applies `change` to a copy of the resource `arn` names in the caller's scope and
+    /// stores the copy, in one writer change (nothing is stored if `change` fails); then
+    /// wakes the data plane. Answers what `change` answers.
+    pub(crate) async fn rewrite<R, T, F>(&self, caller: &Caller, arn: String, change: F) -> Result<T>
+    where
+        R: Rewritable,
+        T: Send + 'static,
+        F: FnOnce(&mut R) -> Result<T> + Send + 'static,
+    {
+        let scope = caller.scope.clone();
+        let out = self
+            .write(move |txn| {
+                let current = R::find(txn.state, &scope, &arn)?;
+                let mut next = current.as_ref().clone();
+                let out = change(&mut next)?;
+                let id = current.id().to_string();
+                R::map(&mut txn.state.elb).insert((scope.clone(), id.clone()), Arc::new(next));
+                txn.touch(Touched::Elb(R::key(scope, id)));
+                Ok(out)
+            })
+            .await?;
+        self.elb.changed.notify_one();
+        Ok(out)
     }
 }
 

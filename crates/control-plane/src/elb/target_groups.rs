@@ -306,20 +306,11 @@ impl ControlPlane {
         arn: String,
         changes: Vec<(String, String)>,
     ) -> Result<TgAttributes> {
-        let scope = caller.scope.clone();
-        let attrs = self
-            .write(move |txn| {
-                let tg = find_tg(txn.state, &scope, &arn)?;
-                let mut next = tg.as_ref().clone();
-                next.attributes.modify(&changes)?;
-                let attrs = next.attributes.clone();
-                txn.state.elb.target_groups.insert((scope.clone(), next.id.clone()), Arc::new(next));
-                txn.touch(Touched::Elb(ElbKey::TargetGroup(scope, tg.id.clone())));
-                Ok(attrs)
-            })
-            .await?;
-        self.elb.changed.notify_one();
-        Ok(attrs)
+        self.rewrite(caller, arn, move |tg: &mut TargetGroup| {
+            tg.attributes.modify(&changes)?;
+            Ok(tg.attributes.clone())
+        })
+        .await
     }
 
     /// Registers targets (`port` `None`: the group's port). Registering a registered
