@@ -4,7 +4,7 @@
 
 use axum::response::Response;
 
-use control_plane::ec2::{Network, Subnet, Zone, VPC_CIDR};
+use control_plane::ec2::{Network, Subnet, Zone};
 use control_plane::ecs::Caller;
 use elb::glob::Glob;
 
@@ -65,8 +65,8 @@ pub(crate) fn dispatch(api: &Api, caller: &Caller, action: &str, p: &Params, id:
                 ("vpc-id", one(&net.vpc_id)),
                 ("is-default", one("true")),
                 ("isDefault", one("true")),
-                ("cidr", one(VPC_CIDR)),
-                ("cidr-block-association.cidr-block", one(VPC_CIDR)),
+                ("cidr", one(net.cidr.clone())),
+                ("cidr-block-association.cidr-block", one(net.cidr.clone())),
                 ("state", one("available")),
                 ("owner-id", one(&net.owner)),
                 ("dhcp-options-id", one(&net.dhcp_options_id)),
@@ -180,14 +180,14 @@ pub(crate) fn dispatch(api: &Api, caller: &Caller, action: &str, p: &Params, id:
 }
 
 fn vpc_xml(x: &mut Xml, net: &Network) {
-    x.text("cidrBlock", VPC_CIDR)
+    x.text("cidrBlock", &net.cidr)
         .text("dhcpOptionsId", &net.dhcp_options_id)
         .text("state", "available")
         .text("vpcId", &net.vpc_id)
         .text("ownerId", &net.owner)
         .text("instanceTenancy", "default")
         .list("cidrBlockAssociationSet", "item", [()], |x, ()| {
-            x.text("associationId", format!("vpc-cidr-assoc-{}", &net.vpc_id[4..])).text("cidrBlock", VPC_CIDR).elem(
+            x.text("associationId", format!("vpc-cidr-assoc-{}", &net.vpc_id[4..])).text("cidrBlock", &net.cidr).elem(
                 "cidrBlockState",
                 |x| {
                     x.text("state", "associated");

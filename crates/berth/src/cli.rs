@@ -134,6 +134,13 @@ pub struct ServerArgs {
     /// Listening on ports below 1024 needs root or CAP_NET_BIND_SERVICE.
     #[arg(long, env = "BERTH_LB_ADDRESS_POOL", default_value = "127.100.0.0/16", value_parser = control_plane::ec2::Ipv4Block::parse)]
     pub lb_address_pool: control_plane::ec2::Ipv4Block,
+
+    /// The default VPC's IPv4 block; its subnets (one per availability zone, 1/16 of the
+    /// block each) become Docker bridge networks for awsvpc and Fargate tasks. Berths that
+    /// share a Docker engine need blocks that do not overlap (Docker refuses overlapping
+    /// networks), and none may overlap another Docker network of the engine.
+    #[arg(long, env = "BERTH_VPC_CIDR", default_value = "172.31.0.0/16", value_parser = control_plane::ec2::Ipv4Block::parse)]
+    pub vpc_cidr: control_plane::ec2::Ipv4Block,
 }
 
 /// Serving HTTPS. Clients must trust the certificate: the aws CLI through

@@ -123,6 +123,7 @@ async fn start_load_balancers(control: &Arc<ControlPlane>, args: &ServerArgs, sh
     control.elb.configure(control_plane::ec2::NetworkConfig {
         zone_suffixes: args.availability_zones.clone(),
         lb_pool: args.lb_address_pool,
+        vpc: args.vpc_cidr,
     });
     let dataplane = lb::DataPlane::new(control.elb.board.clone(), shutdown.clone());
     dataplane.apply(&control.elb_snapshot()).await;

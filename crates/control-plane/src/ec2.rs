@@ -15,6 +15,12 @@ use model::Scope;
 /// The default VPC's address range, as in every AWS region.
 pub const VPC_CIDR: &str = "172.31.0.0/16";
 
+impl std::fmt::Display for Ipv4Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
+}
+
 /// The zones and load balancer addresses of this deployment (`berth up` flags).
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
@@ -23,6 +29,10 @@ pub struct NetworkConfig {
     /// The block load balancers' addresses are allocated from (a loopback block by
     /// default, since Linux routes all of 127.0.0.0/8 to the loopback interface).
     pub lb_pool: Ipv4Block,
+    /// The default VPC's block (172.31.0.0/16, as in AWS, unless `--vpc-cidr` says
+    /// otherwise): awsvpc tasks get addresses in its subnets, and each subnet is a Docker
+    /// network on every engine, so Berths sharing an engine need blocks that do not overlap.
+    pub vpc: Ipv4Block,
 }
 
 impl Default for NetworkConfig {
@@ -30,6 +40,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             zone_suffixes: vec!["a".into(), "b".into(), "c".into()],
             lb_pool: Ipv4Block { base: Ipv4Addr::new(127, 100, 0, 0), prefix: 16 },
+            vpc: Ipv4Block { base: Ipv4Addr::new(172, 31, 0, 0), prefix: 16 },
         }
     }
 }
@@ -61,6 +72,16 @@ impl Ipv4Block {
         (first..first + size - 2).map(Ipv4Addr::from)
     }
 
+    /// The `i`th of the 16 equal subnets of the block (wrapping), as AWS carves the
+    /// default VPC: 172.31.0.0/20, 172.31.16.0/20, ... of 172.31.0.0/16.
+    pub fn subnet(&self, i: usize) -> String {
+        let prefix = (self.prefix + 4).min(28);
+        let size = 1u32 << (32 - prefix);
+        let count = 1u32 << (prefix - self.prefix);
+        let base = u32::from(self.base) + (i as u32 % count) * size;
+        format!("{}/{prefix}", Ipv4Addr::from(base))
+    }
+
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         let mask = u32::MAX << (32 - self.prefix);
         u32::from(ip) & mask == u32::from(self.base)
@@ -88,6 +109,8 @@ pub struct Network {
     pub dhcp_options_id: String,
     pub security_group_id: String,
     pub subnets: Vec<Subnet>,
+    /// The VPC's IPv4 block.
+    pub cidr: String,
 }
 
 fn derived_id(prefix: &str, scope: &Scope, what: &str) -> String {
@@ -117,8 +140,7 @@ impl Network {
                 let name = format!("{region}{suffix}");
                 Subnet {
                     id: derived_id("subnet", scope, &name),
-                    // /20 blocks, as AWS carves the default VPC: 172.31.0.0/20, 172.31.16.0/20, ...
-                    cidr: format!("172.31.{}.0/20", (i * 16) % 256),
+                    cidr: config.vpc.subnet(i),
                     zone: Zone { name, zone_id: zone_id(region, i) },
                 }
             })
@@ -130,6 +152,7 @@ impl Network {
             dhcp_options_id: derived_id("dopt", scope, "default-dhcp"),
             security_group_id: derived_id("sg", scope, "default-sg"),
             subnets,
+            cidr: config.vpc.to_string(),
         }
     }
 

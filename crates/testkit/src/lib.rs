@@ -56,7 +56,10 @@ impl Berth {
         Self::launch(bin, Vec::new(), env).await
     }
 
-    async fn launch(bin: &str, args: Vec<String>, env: Vec<(String, String)>) -> Berth {
+    async fn launch(bin: &str, mut args: Vec<String>, env: Vec<(String, String)>) -> Berth {
+        if !args.iter().any(|a| a == "--vpc-cidr") {
+            args.extend(["--vpc-cidr".to_string(), own_vpc_block()]);
+        }
         let dir = tempfile::Builder::new().prefix("berth-test").tempdir().expect("temp dir");
         let mut b = Berth {
             bin: bin.into(),
@@ -307,6 +310,20 @@ impl Drop for Berth {
 
 /// Waits for `cond` to hold, polling, up to `timeout`. Tests wait for conditions, never
 /// for fixed times.
+/// A VPC block of this server's own: the subnets of its awsvpc tasks become Docker
+/// networks, and Docker refuses networks that overlap those of other tests (or of earlier
+/// runs, which stay on the engine). A random /22 of 10.100.0.0-10.199.255.255 (10.213/16
+/// is the agent tests') makes a clash unlikely.
+fn own_vpc_block() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let r = h.finish();
+    format!("10.{}.{}.0/22", 100 + r % 100, ((r >> 8) % 64) * 4)
+}
+
 pub async fn eventually<F, Fut>(timeout: Duration, mut cond: F) -> bool
 where
     F: FnMut() -> Fut,
