@@ -304,6 +304,10 @@ pub(crate) fn assignment(state: &State, t: &Task) -> Option<TaskAssignment> {
                 private_ipv4_address: e.private_ipv4,
                 mac_address: e.mac.clone(),
                 docker_network: agent_protocol::docker_network_name(&e.subnet_id),
+                // Not enforced yet; turning it on is
+                // `Some(crate::ec2::security_groups::ingress_rules(state, &t.scope, &e.security_groups))`
+                // once RunTask refuses unknown groups (`security_group_exists`).
+                ingress: None,
             })
         }),
     })
