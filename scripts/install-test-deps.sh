@@ -21,6 +21,7 @@ fi
 deb_missing=()
 command -v wrk >/dev/null 2>&1 || deb_missing+=(wrk)
 command -v skopeo >/dev/null 2>&1 || deb_missing+=(skopeo)
+command -v iptables-restore >/dev/null 2>&1 || deb_missing+=(iptables)
 if ((${#deb_missing[@]})); then
     echo "install-test-deps: apt-get install ${deb_missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -28,6 +29,6 @@ if ((${#deb_missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${deb_missing[@]}" </dev/null
 fi
 
-for cmd in aws moto_server wrk skopeo; do
+for cmd in aws moto_server wrk skopeo iptables-restore nsenter; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "install-test-deps: $cmd is still missing" >&2; exit 1; }
 done

@@ -107,6 +107,50 @@ pub struct AwsvpcNetwork {
     pub mac_address: String,
     /// The Docker network standing for the subnet: [`docker_network_name`] of `subnet_id`.
     pub docker_network: String,
+    /// The inbound rules of the task's security groups, which the agent enforces for the
+    /// task's address: traffic in is accepted only if a rule allows it (replies to the
+    /// task's own connections, and localhost inside the task, always are). `None`: no
+    /// enforcement (control planes that predate it send none); `Some(vec![])`: nothing
+    /// may connect in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<Vec<IngressRule>>,
+}
+
+/// One inbound rule of a security group, its source resolved to an IPv4 block.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressRule {
+    pub protocol: IpProtocol,
+    /// As in EC2: for `tcp` and `udp` the first port of the range; for `icmp` the ICMP
+    /// type (-1: every type); ignored for `all`.
+    pub from_port: i32,
+    /// As in EC2: for `tcp` and `udp` the last port of the range; for `icmp` the ICMP code
+    /// (-1: every code); ignored for `all`.
+    pub to_port: i32,
+    /// Where the traffic may come from, e.g. `10.0.0.0/16` or `192.0.2.1/32`.
+    pub cidr: String,
+}
+
+/// The protocols a security group rule can name here (EC2's `-1` is `all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpProtocol {
+    Tcp,
+    Udp,
+    Icmp,
+    All,
+}
+
+impl IpProtocol {
+    /// EC2's name for it: `tcp`, `udp`, `icmp`, `-1`.
+    pub fn as_ec2(self) -> &'static str {
+        match self {
+            IpProtocol::Tcp => "tcp",
+            IpProtocol::Udp => "udp",
+            IpProtocol::Icmp => "icmp",
+            IpProtocol::All => "-1",
+        }
+    }
 }
 
 /// The name of the Docker network that stands for an EC2 subnet: `berth-<subnet-id>`, e.g.
@@ -179,10 +223,17 @@ mod tests {
             private_ipv4_address: Ipv4Addr::new(10, 0, 1, 7),
             mac_address: "0a:58:0a:00:01:07".into(),
             docker_network: docker_network_name("subnet-0a1b2c3d"),
+            ingress: Some(vec![IngressRule {
+                protocol: IpProtocol::Tcp,
+                from_port: 8080,
+                to_port: 8080,
+                cidr: "10.0.0.0/16".into(),
+            }]),
         });
         let text = serde_json::to_string(&a).unwrap();
         assert!(text.contains(r#""privateIpv4Address":"10.0.1.7""#), "{text}");
         assert!(text.contains(r#""dockerNetwork":"berth-subnet-0a1b2c3d""#), "{text}");
+        assert!(text.contains(r#""protocol":"tcp""#), "{text}");
         assert_eq!(serde_json::from_str::<TaskAssignment>(&text).unwrap(), a);
     }
 }

@@ -118,6 +118,7 @@ mod tests {
             private_ipv4_address: ip.into(),
             mac_address: mac.into(),
             docker_network: "berth-subnet-1".into(),
+            ingress: None,
         }
     }
 

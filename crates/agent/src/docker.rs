@@ -433,6 +433,14 @@ impl Docker {
         })
     }
 
+    /// The host PID of a running container's first process (`State.Pid`); `None` when it
+    /// does not run.
+    pub async fn pid(&self, id: &str) -> Result<Option<u32>> {
+        let options = InspectContainerOptions { size: false };
+        let c = bounded(CALL_TIMEOUT, "inspect", self.client.inspect_container(id, Some(options))).await?;
+        Ok(c.state.and_then(|s| s.pid).filter(|p| *p > 0).and_then(|p| u32::try_from(p).ok()))
+    }
+
     /// All containers (running or not) carrying all these labels.
     pub async fn containers_with_labels(&self, wanted: &[(&str, &str)]) -> Result<Vec<Found>> {
         let options = ListContainersOptions { all: true, filters: Some(label_filters(wanted)), ..Default::default() };

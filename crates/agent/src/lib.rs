@@ -11,6 +11,7 @@
 pub mod awsvpc;
 pub mod config;
 pub mod docker;
+pub mod firewall;
 pub mod pause;
 pub mod registry_login;
 pub mod runner;

@@ -13,7 +13,9 @@
 //! An `awsvpc` task has one more container, internal and never reported: its pause
 //! container, which holds the task's address. Every other container depends on it (START)
 //! and joins its network namespace, so it starts first and stops last; it is removed before
-//! the task reports STOPPED, which frees the address.
+//! the task reports STOPPED, which frees the address. When the control plane sends the
+//! task's security group rules, they are installed in that namespace (`firewall`) once
+//! the pause container runs and before any other container starts.
 //!
 //! Only `docker` talks to the Engine; this module never builds a Docker request itself.
 
@@ -298,6 +300,19 @@ enum Done {
     Started(usize, Result<(), DockerError>),
     Stopped(usize, Result<(), DockerError>),
     Removed(usize, Result<(), DockerError>),
+    /// The security group rules are installed in the task's namespace, or why not.
+    Firewall(Result<(), String>),
+}
+
+/// Where an awsvpc task's security group rules stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Firewall {
+    /// Nothing to enforce (not awsvpc, or the control plane sent no rules).
+    None,
+    /// To be installed once the pause container runs.
+    Wanted,
+    Installing,
+    Installed,
 }
 
 /// Why a container cannot start yet.
@@ -318,6 +333,7 @@ struct TaskRun<'r> {
     awsvpc_setup: Arc<tokio::sync::Mutex<()>>,
     /// The pause container is gone (or never existed): the task's address is free.
     pause_removed: bool,
+    firewall: Firewall,
     volumes: HashMap<String, VolumeSource>,
     ctrs: Vec<Ctr>,
     /// Images pulled and volumes in place; containers may be created.
@@ -392,6 +408,10 @@ impl<'r> TaskRun<'r> {
             volumes: task_volumes(&assignment, &runner.config),
             // Without a pause container there is nothing to remove before STOPPED.
             pause_removed: !ctrs.iter().any(|c| c.internal),
+            firewall: match &awsvpc {
+                Some(a) if a.network.attachment.ingress.is_some() => Firewall::Wanted,
+                _ => Firewall::None,
+            },
             awsvpc,
             awsvpc_setup: runner.awsvpc_setup.clone(),
             network_mode,
@@ -648,6 +668,23 @@ impl<'r> TaskRun<'r> {
                 }
                 self.pause_removed = true;
             }
+            Done::Firewall(result) => match result {
+                Ok(()) => {
+                    tracing::info!("security group rules installed in the task's network namespace");
+                    self.firewall = Firewall::Installed;
+                }
+                Err(e) => {
+                    let reason = format!("TaskNetworkError: cannot enforce the task's security groups: {e}");
+                    tracing::warn!(%reason, "firewall failed");
+                    let code = if self.status < TaskStatus::Running {
+                        StopCode::TaskFailedToStart
+                    } else {
+                        StopCode::EssentialContainerExited
+                    };
+                    self.firewall = Firewall::Wanted;
+                    self.begin_stop(code, Some(reason));
+                }
+            },
             Done::Stopped(i, result) => {
                 self.ctrs[i].pending = None;
                 if let Err(e) = &result {
@@ -873,6 +910,7 @@ impl<'r> TaskRun<'r> {
         if !self.prepared {
             return;
         }
+        self.install_firewall();
         for i in 0..self.ctrs.len() {
             let c = &self.ctrs[i];
             if c.pending.is_some() || !matches!(c.phase, Phase::Waiting | Phase::Created) {
@@ -980,6 +1018,34 @@ impl<'r> TaskRun<'r> {
         self.ops.push(async move { Done::Created(i, docker.create_pause(&name, &spec).await) }.boxed());
     }
 
+    /// Installs the security group rules in the task's namespace once the pause container
+    /// runs (again after an adoption: installing is idempotent).
+    fn install_firewall(&mut self) {
+        if self.firewall != Firewall::Wanted {
+            return;
+        }
+        let Some(pause) = self.ctrs.iter().find(|c| c.internal && c.phase == Phase::Running && c.pending.is_none())
+        else {
+            return;
+        };
+        let (Some(id), Some(Awsvpc { network, .. })) = (pause.id.clone(), &self.awsvpc) else { return };
+        let rules =
+            crate::firewall::ruleset(&self.assignment.task_arn, network.attachment.ingress.as_deref().unwrap_or(&[]));
+        let docker = self.docker.clone();
+        self.firewall = Firewall::Installing;
+        self.ops.push(
+            async move {
+                let result = match docker.pid(&id).await {
+                    Ok(Some(pid)) => crate::firewall::apply(pid, &rules).await,
+                    Ok(None) => Err("the pause container does not run".into()),
+                    Err(e) => Err(format!("cannot inspect the pause container: {e}")),
+                };
+                Done::Firewall(result)
+            }
+            .boxed(),
+        );
+    }
+
     /// Removes the pause container once it has stopped, which frees the task's address.
     /// The subnet's network stays: other tasks use it.
     fn remove_pause(&mut self) {
@@ -1082,6 +1148,10 @@ impl<'r> TaskRun<'r> {
         let stopped = d.phase == Phase::Stopped;
         match dep.cond {
             Cond::Created => d.id.is_some() && d.pending != Some(Pending::Create),
+            // The task's address is open to others only once its rules are in place.
+            Cond::Start if d.internal => {
+                d.ever_started && matches!(self.firewall, Firewall::None | Firewall::Installed)
+            }
             Cond::Start => d.ever_started,
             Cond::Complete => stopped && d.ever_started,
             Cond::Success => stopped && d.exit_code == Some(0),
@@ -1293,6 +1363,9 @@ fn unsupported(a: &TaskAssignment) -> Option<String> {
             return Some(format!("ResourceInitializationError: the task's network attachment is invalid: {e}"));
         }
         if let Err(e) = crate::pause::pause_image() {
+            return Some(format!("ResourceInitializationError: {e}"));
+        }
+        if let Err(e) = crate::firewall::check(network.ingress.as_deref().unwrap_or(&[])) {
             return Some(format!("ResourceInitializationError: {e}"));
         }
     }

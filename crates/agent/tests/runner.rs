@@ -12,8 +12,8 @@ use agent::awsvpc::PAUSE_CONTAINER_NAME;
 use agent::docker::labels;
 use agent::runner::{PullBehavior, Runner, RunnerConfig, ESSENTIAL_EXITED_REASON, OOM_REASON, PAUSE_EXITED_REASON};
 use agent_protocol::{
-    AwsvpcNetwork, ContainerReport, ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskAssignment, TaskReport,
-    TaskStatus,
+    AwsvpcNetwork, ContainerReport, ContainerStatus, DesiredStatus, HealthStatus, IngressRule, IpProtocol, StopCode,
+    TaskAssignment, TaskReport, TaskStatus,
 };
 use model::ecs::shapes::{RegisterTaskDefinitionRequest, TaskOverride};
 use serde_json::{json, Value};
@@ -800,6 +800,7 @@ impl Subnet {
             private_ipv4_address: self.ip(host),
             mac_address: self.mac(host),
             docker_network: self.network.clone(),
+            ingress: None,
         }
     }
 
@@ -1012,4 +1013,126 @@ async fn a_conflicting_docker_network_fails_the_task_with_what_to_do() {
     }
     let out = std::process::Command::new("docker").args(["network", "inspect", &overlapping_network]).output();
     assert!(!out.unwrap().status.success(), "the overlapping network was not created");
+}
+
+/// Whether a TCP connection to `url`'s address times out (a dropped SYN), as opposed to
+/// being answered or refused.
+async fn connect_times_out(addr: &str) -> bool {
+    let attempt = tokio::time::timeout(Duration::from_millis(1500), tokio::net::TcpStream::connect(addr)).await;
+    attempt.is_err()
+}
+
+fn tcp_from(port: i32, cidr: String) -> IngressRule {
+    IngressRule { protocol: IpProtocol::Tcp, from_port: port, to_port: port, cidr }
+}
+
+/// An awsvpc task at `.host` whose security groups allow `rules` in.
+fn guarded_task(subnet: &Subnet, host: u8, rules: Vec<IngressRule>) -> TaskAssignment {
+    let mut a = awsvpc_task(subnet, host);
+    a.network.as_mut().unwrap().ingress = Some(rules);
+    a
+}
+
+/// The rules in the filter table of a running container's network namespace.
+fn namespace_rules(container: &str) -> String {
+    let pid = docker_inspect(container, "{{.State.Pid}}");
+    let out = std::process::Command::new("nsenter")
+        .args([&format!("--net=/proc/{pid}/ns/net"), "--", "iptables", "-S"])
+        .output()
+        .expect("nsenter");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn security_group_rules_decide_who_reaches_an_awsvpc_task() {
+    let subnet = Subnet::new();
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    // Traffic from the host to the subnet leaves through the bridge, from the gateway.
+    let host = format!("{}/32", subnet.ip(1));
+    let mut open = Running::start(&runner, guarded_task(&subnet, 20, vec![tcp_from(8080, host.clone())]));
+    let mut other_port = Running::start(&runner, guarded_task(&subnet, 21, vec![tcp_from(9090, "0.0.0.0/0".into())]));
+    let mut other_source =
+        Running::start(&runner, guarded_task(&subnet, 22, vec![tcp_from(8080, "10.9.9.9/32".into())]));
+    let mut closed = Running::start(&runner, guarded_task(&subnet, 23, vec![]));
+    // Every task turns healthy: its sidecar reaches web over localhost whatever the rules.
+    for t in [&mut open, &mut other_port, &mut other_source, &mut closed] {
+        t.until("RUNNING and HEALTHY", healthy).await;
+    }
+
+    assert_eq!(get(&format!("http://{}:8080/health", subnet.ip(20))).await.0, 200);
+    for h in [21, 22, 23] {
+        assert!(connect_times_out(&format!("{}:8080", subnet.ip(h))).await, ".{h} must not be reachable");
+    }
+    // The rules are in the task's namespace, each naming the task.
+    let pause = pause_containers(&open.arn());
+    let rules = namespace_rules(&pause[0]);
+    assert!(rules.contains(&format!("-A BERTH-INGRESS -s {host} -p tcp -m tcp --dport 8080 ")), "{rules}");
+    assert!(rules.contains(&open.arn()), "{rules}");
+    assert!(rules.lines().last().unwrap_or_default().ends_with("-j DROP"), "{rules}");
+
+    // Stopping the task takes its namespace, and the rules in it, away; the next task on
+    // the same address gets its own rules and nothing of the old ones.
+    let pid = docker_inspect(&pause[0], "{{.State.Pid}}");
+    open.stop("test");
+    open.stopped().await;
+    assert!(pause_containers(&open.arn()).is_empty());
+    assert!(!std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists(), "the namespace is gone");
+    let mut again = Running::start(&runner, guarded_task(&subnet, 20, vec![]));
+    again.until("RUNNING and HEALTHY", healthy).await;
+    assert!(connect_times_out(&format!("{}:8080", subnet.ip(20))).await, "the old rules are gone");
+    assert!(!namespace_rules(&pause_containers(&again.arn())[0]).contains(&open.arn()));
+
+    for t in [&mut again, &mut other_port, &mut other_source, &mut closed] {
+        t.stop("test");
+        t.stopped().await;
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_agent_installs_the_rules_of_an_adopted_task_again() {
+    let subnet = Subnet::new();
+    let instance = Instance::new();
+    let a = guarded_task(&subnet, 24, vec![tcp_from(8080, format!("{}/32", subnet.ip(1)))]);
+    let arn = a.task_arn.clone();
+    let first = instance.runner(PullBehavior::PreferCached).await;
+    let mut task = Running::start(&first, a.clone());
+    task.until("RUNNING and HEALTHY", healthy).await;
+    task.handle.abort();
+    drop(first);
+    // Someone flushes the namespace's rules while no agent runs: everything gets in.
+    let pause = pause_containers(&arn);
+    let pid = docker_inspect(&pause[0], "{{.State.Pid}}");
+    let out = std::process::Command::new("nsenter")
+        .args([&format!("--net=/proc/{pid}/ns/net"), "--", "iptables", "-F"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!namespace_rules(&pause[0]).contains("-j DROP"));
+
+    let second = instance.runner(PullBehavior::PreferCached).await;
+    let mut task = Running::start(&second, a);
+    task.until("RUNNING and HEALTHY", healthy).await;
+    let deadline = Instant::now() + DEADLINE;
+    while !namespace_rules(&pause[0]).contains("-j DROP") {
+        assert!(Instant::now() < deadline, "the adopted task's rules were not installed again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pause_containers(&arn), pause);
+    assert_eq!(get(&format!("http://{}:8080/health", subnet.ip(24))).await.0, 200);
+    task.stop("test");
+    task.stopped().await;
+}
+
+#[tokio::test]
+async fn rules_that_cannot_be_enforced_fail_the_task() {
+    let subnet = Subnet::new();
+    let instance = Instance::new();
+    let runner = instance.runner(PullBehavior::PreferCached).await;
+    let mut task = Running::start(&runner, guarded_task(&subnet, 25, vec![tcp_from(8080, "10.0.0.1/8".into())]));
+    let stopped = task.stopped().await;
+    assert_eq!(stopped.stop_code, Some(StopCode::TaskFailedToStart));
+    assert!(stopped.stopped_reason.unwrap_or_default().contains("security group rule source"));
+    assert_eq!(task_container_count(&task.arn()), 0, "nothing was created");
 }

@@ -1,9 +1,13 @@
 //! The minimal EC2 API (query protocol, version 2016-11-15): the default VPC, its
-//! subnets and security group, and the availability zones, with the filters commonly
-//! used on them. Everything is read-only.
+//! subnets and the availability zones (read-only, derived), and security groups with
+//! their inbound rules (stored), with the filters commonly used on them.
 
 use axum::response::Response;
 
+use control_plane::ec2::security_groups::{
+    self as sg, GroupRef, NewSecurityGroup, Permission, RequestedRule, RequestedSource, Revoke, SecurityGroup, SgRule,
+    Source,
+};
 use control_plane::ec2::{Network, Subnet, Zone};
 use control_plane::ecs::Caller;
 use elb::glob::Glob;
@@ -33,10 +37,14 @@ fn invalid_filter(name: &str) -> ApiError {
 }
 
 /// Whether `facts` (filter name → the resource's values for it) satisfy every filter.
-/// A filter this resource does not know is an error, as in EC2.
+/// A filter this resource does not know is an error, as in EC2; `tag:KEY` of a tag the
+/// resource lacks matches nothing.
 fn keep(filters: &[Filter], facts: &[(&str, Vec<String>)]) -> Result<bool, ApiError> {
     for f in filters {
         let Some((_, have)) = facts.iter().find(|(n, _)| *n == f.name) else {
+            if f.name.starts_with("tag:") {
+                return Ok(false);
+            }
             return Err(invalid_filter(&f.name));
         };
         if !f.values.iter().any(|g| have.iter().any(|v| g.matches(v))) {
@@ -50,8 +58,22 @@ fn one(v: impl Into<String>) -> Vec<String> {
     vec![v.into()]
 }
 
-pub(crate) fn dispatch(api: &Api, caller: &Caller, action: &str, p: &Params, id: &str) -> Result<Response, ApiError> {
+pub(crate) async fn dispatch(
+    api: &Api,
+    caller: &Caller,
+    action: &str,
+    p: &Params,
+    id: &str,
+) -> Result<Response, ApiError> {
     let net = api.control.elb.network(&caller.scope);
+    if p.bool("DryRun")? == Some(true) {
+        // Nothing here is checked against permissions: every signed caller may do it all.
+        return Err(ApiError::new(
+            http::StatusCode::PRECONDITION_FAILED,
+            "DryRunOperation",
+            "Request would have succeeded, but DryRun flag is set.",
+        ));
+    }
     match action {
         "DescribeVpcs" => {
             let ids = p.ec2_list("VpcId")?;
@@ -110,32 +132,142 @@ pub(crate) fn dispatch(api: &Api, caller: &Caller, action: &str, p: &Params, id:
             }))
         }
         "DescribeSecurityGroups" => {
+            let view = api.control.view();
+            let all = sg::security_groups(&view, &caller.scope, &net);
             let ids = p.ec2_list("GroupId")?;
             let names = p.ec2_list("GroupName")?;
             for g in &ids {
-                if *g != net.security_group_id {
-                    return Err(ApiError::bad_request("InvalidGroup.NotFound", format!("The security group '{g}' does not exist")));
-                }
+                sg::find_group(&view, &caller.scope, &net, &GroupRef::Id(g.clone()))?;
             }
             for n in &names {
-                if n != "default" {
+                sg::find_group(&view, &caller.scope, &net, &GroupRef::Name(n.clone()))?;
+            }
+            let fs = filters(p)?;
+            let mut shown = Vec::new();
+            for g in all.iter().filter(|g| ids.is_empty() || ids.contains(&g.id)) {
+                if !names.is_empty() && !names.contains(&g.name) {
+                    continue;
+                }
+                let tag_names: Vec<String> = g.tags.iter().map(|(k, _)| format!("tag:{k}")).collect();
+                let sources = |cidr: bool| -> Vec<String> {
+                    g.ingress
+                        .iter()
+                        .filter_map(|r| match (&r.permission.source, cidr) {
+                            (Source::Cidr(c), true) => Some(c.clone()),
+                            (Source::Group(id), false) => Some(id.clone()),
+                            _ => None,
+                        })
+                        .collect()
+                };
+                let mut facts = vec![
+                    ("group-id", one(&g.id)),
+                    ("group-name", one(&g.name)),
+                    ("vpc-id", one(&g.vpc_id)),
+                    ("owner-id", one(&net.owner)),
+                    ("description", one(&g.description)),
+                    ("tag-key", g.tags.iter().map(|(k, _)| k.clone()).collect()),
+                    ("ip-permission.protocol", g.ingress.iter().map(|r| r.permission.protocol.as_ec2().to_string()).collect()),
+                    ("ip-permission.from-port", g.ingress.iter().map(|r| r.permission.from_port.to_string()).collect()),
+                    ("ip-permission.to-port", g.ingress.iter().map(|r| r.permission.to_port.to_string()).collect()),
+                    ("ip-permission.cidr", sources(true)),
+                    ("ip-permission.group-id", sources(false)),
+                ];
+                for (name, (_, v)) in tag_names.iter().zip(&g.tags) {
+                    facts.push((name.as_str(), one(v)));
+                }
+                if keep(&fs, &facts)? {
+                    shown.push(g);
+                }
+            }
+            Ok(ec2_ok(action, id, |x| {
+                x.list("securityGroupInfo", "item", shown, |x, g| sg_xml(x, g));
+            }))
+        }
+        "DescribeSecurityGroupRules" => {
+            let view = api.control.view();
+            let all = sg::security_groups(&view, &caller.scope, &net);
+            let ids = p.ec2_list("SecurityGroupRuleId")?;
+            let rules: Vec<(&SecurityGroup, &SgRule, bool)> = all
+                .iter()
+                .flat_map(|g| {
+                    g.ingress.iter().map(move |r| (&**g, r, false)).chain(g.egress.iter().map(move |r| (&**g, r, true)))
+                })
+                .collect();
+            for want in &ids {
+                if !rules.iter().any(|(_, r, _)| r.id == *want) {
                     return Err(ApiError::bad_request(
-                        "InvalidGroup.NotFound",
-                        format!("The security group '{n}' does not exist in default VPC '{}'", net.vpc_id),
+                        "InvalidSecurityGroupRuleId.NotFound",
+                        format!("The security group rule ID '{want}' does not exist"),
                     ));
                 }
             }
             let fs = filters(p)?;
-            let facts = [
-                ("group-id", one(&net.security_group_id)),
-                ("group-name", one("default")),
-                ("vpc-id", one(&net.vpc_id)),
-                ("owner-id", one(&net.owner)),
-                ("description", one("default VPC security group")),
-            ];
-            let show = keep(&fs, &facts)?;
+            let mut shown = Vec::new();
+            for (g, r, egress) in rules {
+                if !ids.is_empty() && !ids.contains(&r.id) {
+                    continue;
+                }
+                let facts = [("group-id", one(&g.id)), ("security-group-rule-id", one(&r.id))];
+                if keep(&fs, &facts)? {
+                    shown.push((g, r, egress));
+                }
+            }
             Ok(ec2_ok(action, id, |x| {
-                x.list("securityGroupInfo", "item", show.then_some(&net), sg_xml);
+                x.list("securityGroupRuleSet", "item", shown, |x, (g, r, egress)| rule_xml(x, g, r, egress));
+            }))
+        }
+        "CreateSecurityGroup" => {
+            let name = p.string("GroupName").ok_or_else(|| missing("groupName"))?;
+            let description = p.string("GroupDescription").ok_or_else(|| missing("groupDescription"))?;
+            let mut tags = vec![];
+            for spec in p.ec2_structs("TagSpecification")? {
+                let kind = spec.string("ResourceType").unwrap_or_default();
+                if kind != "security-group" {
+                    return Err(ApiError::bad_request(
+                        "InvalidParameterValue",
+                        format!("'{kind}' is not a valid taggable resource type for this operation."),
+                    ));
+                }
+                for t in spec.ec2_structs("Tag")? {
+                    tags.push((t.string("Key").unwrap_or_default(), t.string("Value").unwrap_or_default()));
+                }
+            }
+            let new = NewSecurityGroup { name, description, vpc_id: p.string("VpcId"), tags };
+            let g = api.control.create_security_group(&caller.scope, new).await?;
+            Ok(ec2_ok(action, id, |x| {
+                x.text("return", "true").text("groupId", &g.id);
+                tags_xml(x, &g.tags);
+                x.text("securityGroupArn", g.arn());
+            }))
+        }
+        "DeleteSecurityGroup" => {
+            let group = group_ref(p)?;
+            let deleted = api.control.delete_security_group(&caller.scope, group).await?;
+            Ok(ec2_ok(action, id, |x| {
+                x.text("return", "true").text("groupId", deleted);
+            }))
+        }
+        "AuthorizeSecurityGroupIngress" => {
+            let group = group_ref(p)?;
+            let rules = requested_rules(p, &caller.scope.account.to_string())?;
+            let (g, added) = api.control.authorize_ingress(&caller.scope, group, rules).await?;
+            Ok(ec2_ok(action, id, |x| {
+                x.text("return", "true");
+                x.list("securityGroupRuleSet", "item", &added, |x, r| rule_xml(x, &g, r, false));
+            }))
+        }
+        "RevokeSecurityGroupIngress" => {
+            let group = group_ref(p)?;
+            let ids = p.ec2_list("SecurityGroupRuleId")?;
+            let revoke = if ids.is_empty() { Revoke::Rules(requested_rules(p, &caller.scope.account.to_string())?) } else { Revoke::Ids(ids) };
+            let (g, removed) = api.control.revoke_ingress(&caller.scope, group, revoke).await?;
+            Ok(ec2_ok(action, id, |x| {
+                x.text("return", "true");
+                x.list("revokedSecurityGroupRuleSet", "item", &removed, |x, r| {
+                    x.text("securityGroupRuleId", &r.id).text("groupId", &g.id).text("isEgress", "false");
+                    permission_xml(x, &r.permission, "referencedGroupId");
+                    x.opt("description", r.description.as_deref());
+                });
             }))
         }
         "DescribeAvailabilityZones" => {
@@ -174,7 +306,7 @@ pub(crate) fn dispatch(api: &Api, caller: &Caller, action: &str, p: &Params, id:
         }
         a => Err(ApiError::bad_request(
             "InvalidAction",
-            format!("Berth's EC2 API offers DescribeVpcs, DescribeSubnets, DescribeSecurityGroups and DescribeAvailabilityZones, not '{a}'."),
+            format!("Berth's EC2 API offers DescribeVpcs, DescribeSubnets, DescribeAvailabilityZones, CreateSecurityGroup, DeleteSecurityGroup, DescribeSecurityGroups, DescribeSecurityGroupRules, AuthorizeSecurityGroupIngress and RevokeSecurityGroupIngress, not '{a}'."),
         )),
     }
 }
@@ -214,24 +346,181 @@ fn subnet_xml(x: &mut Xml, net: &Network, s: &Subnet) {
         .text("subnetArn", format!("arn:aws:ec2:{}:{}:subnet/{}", net.region, net.owner, s.id));
 }
 
-fn sg_xml(x: &mut Xml, net: &Network) {
-    x.text("ownerId", &net.owner)
-        .text("groupId", &net.security_group_id)
-        .text("groupName", "default")
-        .text("groupDescription", "default VPC security group")
-        .text("vpcId", &net.vpc_id)
-        .list("ipPermissions", "item", [()], |x, ()| {
-            x.text("ipProtocol", "-1")
-                .list("groups", "item", [()], |x, ()| {
-                    x.text("groupId", &net.security_group_id).text("userId", &net.owner);
-                })
-                .elem("ipRanges", |_| {});
-        })
-        .list("ipPermissionsEgress", "item", [()], |x, ()| {
-            x.text("ipProtocol", "-1").list("ipRanges", "item", [()], |x, ()| {
-                x.text("cidrIp", "0.0.0.0/0");
+fn missing(param: &str) -> ApiError {
+    ApiError::bad_request("MissingParameter", format!("The request must contain the parameter {param}"))
+}
+
+/// `GroupId` or, in the default VPC, `GroupName`.
+fn group_ref(p: &Params) -> Result<GroupRef, ApiError> {
+    match (p.string("GroupId"), p.string("GroupName")) {
+        (Some(id), _) => Ok(GroupRef::Id(id)),
+        (None, Some(name)) => Ok(GroupRef::Name(name)),
+        (None, None) => Err(missing("groupId or groupName")),
+    }
+}
+
+/// The rules of an Authorize or Revoke request: `IpPermissions.N`, or the older
+/// top-level `IpProtocol`/`FromPort`/`ToPort` with `CidrIp` or `SourceSecurityGroupName`.
+/// Sources Berth cannot enforce (IPv6 ranges, prefix lists, other accounts' groups) are
+/// refused rather than ignored.
+fn requested_rules(p: &Params, account: &str) -> Result<Vec<RequestedRule>, ApiError> {
+    let unsupported = |what: &str| {
+        ApiError::bad_request(
+            "InvalidParameterValue",
+            format!("Berth's security groups take IPv4 ranges and security groups of the same account as sources, not {what}."),
+        )
+    };
+    let mut out = vec![];
+    let mut add =
+        |protocol: &str, from: Option<i32>, to: Option<i32>, sources: Vec<(RequestedSource, Option<String>)>| {
+            let protocol = sg::parse_protocol(protocol)?;
+            let (from_port, to_port) = sg::ports(protocol, from, to)?;
+            if sources.is_empty() {
+                return Err(ApiError::bad_request(
+                    "InvalidParameterValue",
+                    "A rule needs a source: give IpRanges (CidrIp) or UserIdGroupPairs (GroupId).",
+                ));
+            }
+            for (source, description) in sources {
+                out.push(RequestedRule { protocol, from_port, to_port, source, description });
+            }
+            Ok::<(), ApiError>(())
+        };
+    for perm in p.ec2_structs("IpPermissions")? {
+        if !perm.ec2_structs("Ipv6Ranges")?.is_empty() {
+            return Err(unsupported("IPv6 ranges"));
+        }
+        if !perm.ec2_structs("PrefixListIds")?.is_empty() {
+            return Err(unsupported("prefix lists"));
+        }
+        let protocol = perm.string("IpProtocol").ok_or_else(|| missing("ipProtocol"))?;
+        let mut sources = vec![];
+        for r in perm.ec2_structs("IpRanges")? {
+            let cidr = r.string("CidrIp").ok_or_else(|| missing("cidrIp"))?;
+            sources.push((RequestedSource::Cidr(cidr), r.string("Description")));
+        }
+        for g in perm.ec2_structs("Groups")? {
+            if g.get("UserId").is_some_and(|u| !u.is_empty() && u != account) {
+                return Err(unsupported("another account's security groups"));
+            }
+            let group = match (g.string("GroupId"), g.string("GroupName")) {
+                (Some(id), _) => GroupRef::Id(id),
+                (None, Some(name)) => GroupRef::Name(name),
+                (None, None) => return Err(missing("groupId")),
+            };
+            sources.push((RequestedSource::Group(group), g.string("Description")));
+        }
+        add(&protocol, perm.int("FromPort")?, perm.int("ToPort")?, sources)?;
+    }
+    if let Some(protocol) = p.string("IpProtocol") {
+        let mut sources = vec![];
+        if let Some(cidr) = p.string("CidrIp") {
+            sources.push((RequestedSource::Cidr(cidr), None));
+        }
+        if let Some(name) = p.string("SourceSecurityGroupName") {
+            sources.push((RequestedSource::Group(GroupRef::Name(name)), None));
+        }
+        add(&protocol, p.int("FromPort")?, p.int("ToPort")?, sources)?;
+    }
+    Ok(out)
+}
+
+fn tags_xml(x: &mut Xml, tags: &[(String, String)]) {
+    x.list("tagSet", "item", tags, |x, (k, v)| {
+        x.text("key", k).text("value", v);
+    });
+}
+
+/// A permission's protocol and ports as EC2 writes them (no ports for `-1`), and its
+/// source: `cidrIpv4` or a group under `group_tag`.
+fn permission_xml(x: &mut Xml, p: &Permission, group_tag: &str) {
+    x.text("ipProtocol", p.protocol.as_ec2());
+    if p.protocol != control_plane::ec2::security_groups::IpProtocol::All {
+        x.text("fromPort", p.from_port.to_string()).text("toPort", p.to_port.to_string());
+    }
+    match &p.source {
+        Source::Cidr(c) => {
+            x.text("cidrIpv4", c);
+        }
+        Source::Group(g) => {
+            x.text(group_tag, g);
+        }
+    }
+}
+
+fn rule_xml(x: &mut Xml, g: &SecurityGroup, r: &SgRule, egress: bool) {
+    x.text("securityGroupRuleId", &r.id)
+        .text("groupId", &g.id)
+        .text("groupOwnerId", g.scope.account.to_string())
+        .text("isEgress", if egress { "true" } else { "false" })
+        .text("ipProtocol", r.permission.protocol.as_ec2());
+    let (from, to) = match r.permission.protocol {
+        control_plane::ec2::security_groups::IpProtocol::All => (-1, -1),
+        _ => (r.permission.from_port, r.permission.to_port),
+    };
+    x.text("fromPort", from.to_string()).text("toPort", to.to_string());
+    match &r.permission.source {
+        Source::Cidr(c) => {
+            x.text("cidrIpv4", c);
+        }
+        Source::Group(id) => {
+            x.elem("referencedGroupInfo", |x| {
+                x.text("groupId", id).text("userId", g.scope.account.to_string());
             });
+        }
+    }
+    x.opt("description", r.description.as_deref());
+    x.elem("tagSet", |_| {});
+    x.text(
+        "securityGroupRuleArn",
+        format!("arn:aws:ec2:{}:{}:security-group-rule/{}", g.scope.region, g.scope.account, r.id),
+    );
+}
+
+/// Rules as EC2's `IpPermission`s: one per (protocol, ports), its sources gathered.
+fn permissions_xml(x: &mut Xml, tag: &str, g: &SecurityGroup, rules: &[SgRule]) {
+    let mut keys: Vec<(control_plane::ec2::security_groups::IpProtocol, i32, i32)> = vec![];
+    for r in rules {
+        let k = (r.permission.protocol, r.permission.from_port, r.permission.to_port);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    x.list(tag, "item", keys, |x, (protocol, from, to)| {
+        let mine: Vec<&SgRule> = rules
+            .iter()
+            .filter(|r| (r.permission.protocol, r.permission.from_port, r.permission.to_port) == (protocol, from, to))
+            .collect();
+        x.text("ipProtocol", protocol.as_ec2());
+        if protocol != control_plane::ec2::security_groups::IpProtocol::All {
+            x.text("fromPort", from.to_string()).text("toPort", to.to_string());
+        }
+        x.list("groups", "item", mine.iter().filter(|r| matches!(r.permission.source, Source::Group(_))), |x, r| {
+            if let Source::Group(id) = &r.permission.source {
+                x.opt("description", r.description.as_deref())
+                    .text("groupId", id)
+                    .text("userId", g.scope.account.to_string());
+            }
         });
+        x.list("ipRanges", "item", mine.iter().filter(|r| matches!(r.permission.source, Source::Cidr(_))), |x, r| {
+            if let Source::Cidr(c) = &r.permission.source {
+                x.text("cidrIp", c).opt("description", r.description.as_deref());
+            }
+        });
+        x.elem("ipv6Ranges", |_| {}).elem("prefixListIds", |_| {});
+    });
+}
+
+fn sg_xml(x: &mut Xml, g: &SecurityGroup) {
+    x.text("ownerId", g.scope.account.to_string())
+        .text("groupId", &g.id)
+        .text("groupName", &g.name)
+        .text("groupDescription", &g.description)
+        .text("vpcId", &g.vpc_id);
+    permissions_xml(x, "ipPermissions", g, &g.ingress);
+    permissions_xml(x, "ipPermissionsEgress", g, &g.egress);
+    tags_xml(x, &g.tags);
+    x.text("securityGroupArn", g.arn());
 }
 
 fn zone_xml(x: &mut Xml, net: &Network, z: &Zone) {

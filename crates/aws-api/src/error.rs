@@ -85,6 +85,7 @@ impl From<Error> for ApiError {
             Error::LimitExceeded(m) => ApiError::bad_request("LimitExceededException", m),
             Error::Unsupported(m) => ApiError::bad_request("UnsupportedFeatureException", m),
             Error::Elb(e) => ApiError::bad_request(e.fault.code(), e.message),
+            Error::Ec2(e) => ApiError::bad_request(e.code, e.message),
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 ApiError::new(

@@ -107,7 +107,7 @@ async fn process(
     tracing::Span::current().record("target", action);
     match service {
         Service::Elbv2 => crate::elbv2::dispatch(api, &caller, action, &params, request_id).await,
-        Service::Ec2 => crate::ec2::dispatch(api, &caller, action, &params, request_id),
+        Service::Ec2 => crate::ec2::dispatch(api, &caller, action, &params, request_id).await,
     }
 }
 

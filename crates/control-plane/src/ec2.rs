@@ -2,9 +2,11 @@
 //! in each configured availability zone and the VPC's default security group, so that
 //! the ids ELBv2 (and later `awsvpc` tasks) ask for exist.
 //!
-//! Nothing here is stored: the network is a pure function of the account, the region
-//! and the configured zones, and its ids are derived from them, so they are the same
-//! after every restart.
+//! The network is not stored: it is a pure function of the account, the region and the
+//! configured zones, and its ids are derived from them, so they are the same after every
+//! restart. Security groups other than the default one are stored (`security_groups`).
+
+pub mod security_groups;
 
 use std::net::Ipv4Addr;
 
@@ -113,7 +115,7 @@ pub struct Network {
     pub cidr: String,
 }
 
-fn derived_id(prefix: &str, scope: &Scope, what: &str) -> String {
+pub(crate) fn derived_id(prefix: &str, scope: &Scope, what: &str) -> String {
     let digest = Sha256::digest(format!("{}/{}/{what}", scope.account, scope.region).as_bytes());
     format!("{prefix}-{}", &hex::encode(digest)[..17])
 }

@@ -27,6 +27,9 @@ pub enum Error {
     /// An ELBv2 request was refused; the fault names the AWS error code.
     #[error(transparent)]
     Elb(#[from] elb::ElbError),
+    /// An EC2 request was refused; the error names the EC2 error code.
+    #[error(transparent)]
+    Ec2(#[from] crate::ec2::security_groups::Ec2Error),
     /// Something failed inside Berth; the request may be retried. The detail is for logs.
     #[error("internal error: {0}")]
     Internal(String),

@@ -66,6 +66,7 @@ pub struct State {
     pub settings: OrdMap<SettingKey, StoredSetting>,
     pub attributes: OrdMap<AttributeKey, StoredAttribute>,
     pub elb: crate::elb::ElbState,
+    pub ec2: crate::ec2::security_groups::Ec2State,
 }
 
 /// A reference to one stored resource, recorded when a write touches it.
@@ -86,6 +87,7 @@ pub enum Touched {
     Setting(SettingKey),
     Attribute(AttributeKey),
     Elb(crate::elb::ElbKey),
+    SecurityGroup(Scope, String),
 }
 
 const CLUSTERS: &str = "ecs.clusters";
@@ -102,6 +104,7 @@ const REGISTRY_POLICIES: &str = "ecr.registry_policies";
 const LIFECYCLE_POLICIES: &str = "ecr.lifecycle_policies";
 const LIFECYCLE_PREVIEWS: &str = "ecr.lifecycle_previews";
 const ATTRIBUTES: &str = "ecs.attributes";
+const SECURITY_GROUPS: &str = "ec2.security_groups";
 
 fn scope_key(s: &Scope) -> String {
     format!("{}/{}", s.account, s.region)
@@ -131,6 +134,7 @@ impl Touched {
                 (SETTINGS, format!("{}/{who}/{n}", scope_key(s)))
             }
             Touched::Attribute((s, c, t, n)) => (ATTRIBUTES, format!("{}/{c}/{t}/{n}", scope_key(s))),
+            Touched::SecurityGroup(s, id) => (SECURITY_GROUPS, format!("{}/{id}", scope_key(s))),
             Touched::Elb(_) => unreachable!("ELBv2 records are keyed by the elb module"),
         }
     }
@@ -176,6 +180,9 @@ impl State {
             }
             Touched::Setting(k) => self.settings.get(k).map(encode),
             Touched::Attribute(k) => self.attributes.get(k).map(encode),
+            Touched::SecurityGroup(s, id) => {
+                self.ec2.security_groups.get(&(s.clone(), id.clone())).map(|g| encode(g.as_ref()))
+            }
             Touched::Elb(_) => unreachable!("handled above"),
         };
         match value {
@@ -251,6 +258,10 @@ impl State {
                     let key =
                         (a.scope.clone(), a.cluster.clone(), a.attribute.target_id.clone(), a.attribute.name.clone());
                     state.attributes.insert(key, a);
+                }
+                SECURITY_GROUPS => {
+                    let g: crate::ec2::security_groups::SecurityGroup = decode(r)?;
+                    state.ec2.security_groups.insert((g.scope.clone(), g.id.clone()), Arc::new(g));
                 }
                 t if t.starts_with("auth.") => {}
                 t if t.starts_with("elb.") && state.elb.load(r)? => {}

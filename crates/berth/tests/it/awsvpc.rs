@@ -193,3 +193,58 @@ async fn network_configuration_is_checked_as_ecs_checks_it() {
     let listed = ecs.list_tasks().send().await.unwrap();
     assert!(listed.task_arns().is_empty(), "nothing ran");
 }
+
+#[tokio::test]
+async fn security_groups_decide_who_reaches_an_awsvpc_task() {
+    assert!(!simplehttp_image().is_empty());
+    let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
+    let _c = cleanup(&b, "default");
+    let ecs = b.ecs().await;
+    crate::services::wait_instances(&ecs, "default", 1).await;
+    register(&ecs).await;
+    let ec2 = crate::ec2::ec2(&b).await;
+    let vpc = ec2.describe_vpcs().send().await.unwrap().vpcs()[0].clone();
+    let (subnet, _) = subnets(&b).await.remove(0);
+    let group = |name: &'static str| {
+        let ec2 = ec2.clone();
+        async move {
+            ec2.create_security_group()
+                .group_name(name)
+                .description(name)
+                .send()
+                .await
+                .unwrap()
+                .group_id()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let closed = group("closed").await;
+    let web = group("web").await;
+    ec2.authorize_security_group_ingress()
+        .group_id(&web)
+        .ip_protocol("tcp")
+        .from_port(8080)
+        .to_port(8080)
+        .cidr_ip(vpc.cidr_block().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let run = |sg: String| {
+        let config = NetworkConfiguration::builder()
+            .awsvpc_configuration(AwsVpcConfiguration::builder().subnets(&subnet).security_groups(sg).build().unwrap())
+            .build();
+        ecs.run_task().task_definition("vpc").network_configuration(config).send()
+    };
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let mut answers = Vec::new();
+    for sg in [web, closed] {
+        let arn = run(sg).await.unwrap().tasks()[0].task_arn().unwrap().to_string();
+        eventually("the task runs", async || describe(&ecs, &arn).await.last_status() == Some("RUNNING")).await;
+        let ip = detail(&describe(&ecs, &arn).await, "privateIPv4Address");
+        answers.push(client.get(format!("http://{ip}:8080/")).send().await.is_ok());
+    }
+    assert_eq!(answers, [true, false], "allowed on 8080 from the VPC; nothing allowed");
+    let e = run("sg-0123456789abcdef0".into()).await.unwrap_err();
+    assert_eq!(error_code(&e), "InvalidParameterException");
+}

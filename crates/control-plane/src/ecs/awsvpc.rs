@@ -29,12 +29,15 @@ const MAX_SECURITY_GROUPS: usize = 5;
 pub(crate) struct Placement {
     pub subnets: Vec<Subnet>,
     pub security_groups: Vec<String>,
+    pub vpc_cidr: String,
 }
 
 /// Checks a request's `networkConfiguration` against the task definition's network mode
 /// as ECS does: required for awsvpc, refused otherwise; subnets of the account's VPC;
 /// `assignPublicIp` only on Fargate.
 pub(crate) fn check(
+    state: &State,
+    scope: &Scope,
     network: &Network,
     config: Option<&NetworkConfiguration>,
     awsvpc: bool,
@@ -78,7 +81,7 @@ pub(crate) fn check(
         return Err(Error::parameter(format!("At most {MAX_SECURITY_GROUPS} security groups can be given.")));
     }
     for g in &groups {
-        if !g.starts_with("sg-") {
+        if !crate::ec2::security_groups::security_group_exists(state, scope, g) {
             return Err(Error::parameter(format!(
                 "Error retrieving security group information for [{g}]: The security group '{g}' does not exist (ErrorCode: InvalidGroup.NotFound)"
             )));
@@ -88,7 +91,7 @@ pub(crate) fn check(
         return Err(Error::parameter("Assign public IP is not supported for this launch type."));
     }
     let security_groups = if groups.is_empty() { vec![network.security_group_id.clone()] } else { groups };
-    Ok(Some(Placement { subnets, security_groups }))
+    Ok(Some(Placement { subnets, security_groups, vpc_cidr: network.cidr.clone() }))
 }
 
 /// Reserved at the start of every subnet (network, router, DNS, future use), as in a VPC.
@@ -120,6 +123,7 @@ pub(crate) fn allocate(
             private_ipv4: ip,
             mac: format!("0a:58:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]),
             security_groups: placement.security_groups.clone(),
+            vpc_cidr: placement.vpc_cidr.clone(),
         });
     }
     let names: Vec<&str> = order.iter().map(|s| s.id.as_str()).collect();

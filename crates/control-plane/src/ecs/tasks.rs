@@ -304,6 +304,14 @@ pub(crate) fn assignment(state: &State, t: &Task) -> Option<TaskAssignment> {
                 private_ipv4_address: e.private_ipv4,
                 mac_address: e.mac.clone(),
                 docker_network: agent_protocol::docker_network_name(&e.subnet_id),
+                // The inbound rules of its security groups, as they are now: the agent
+                // installs them in the task's namespace before its containers start.
+                ingress: Some(crate::ec2::security_groups::ingress_rules(
+                    state,
+                    &t.scope,
+                    &e.vpc_cidr,
+                    &e.security_groups,
+                )),
             })
         }),
     })
@@ -392,6 +400,8 @@ impl ControlPlane {
                     fargate::check_task_definition(&td)?;
                 }
                 let awsvpc = awsvpc::check(
+                    txn.state,
+                    &scope,
                     &network,
                     req.network.as_ref(),
                     td.spec.network_mode() == NetworkMode::Awsvpc,

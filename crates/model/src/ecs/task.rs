@@ -254,6 +254,9 @@ pub struct Eni {
     /// Derived from the address (`0a:58:` and its four bytes), so unique while it is.
     pub mac: String,
     pub security_groups: Vec<String>,
+    /// The VPC's block, which rules with a security group as source allow.
+    #[serde(default)]
+    pub vpc_cidr: String,
 }
 
 impl Task {
