@@ -558,7 +558,7 @@ fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task
         platform_family: fargate.then(|| "Linux".to_string()),
         connectivity: fargate.then_some(w::Connectivity::Connected),
         connectivity_at: fargate.then_some(t.created_at),
-        ephemeral_storage: fargate.then(|| w::EphemeralStorage { size_in_gi_b: Some(20) }),
+        ephemeral_storage: fargate.then_some(w::EphemeralStorage { size_in_gi_b: Some(20) }),
         task_arn: Some(arn),
         task_definition_arn: Some(model::ecs::task_definition_arn(&t.scope, &t.family, t.revision).to_string()),
         version: Some(t.version),
