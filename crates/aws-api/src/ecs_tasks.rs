@@ -219,6 +219,15 @@ pub async fn dispatch(
             }
             .await
         }
+        // Berth's extension (`berth fargate interrupt`): a Spot interruption on demand.
+        INTERRUPT_OPERATION => {
+            async {
+                let r: w::StopTaskRequest = input(body)?;
+                let t = cp.interrupt_spot_task(caller, r.cluster, r.task.unwrap_or_default()).await?;
+                Ok(ok(&w::StopTaskResponse { task: Some(task_shape(&cp.view(), &t, true)) }))
+            }
+            .await
+        }
         "DescribeTasks" => (|| {
             let r: w::DescribeTasksRequest = input(body)?;
             let with_tags = r.include.unwrap_or_default().contains(&w::TaskField::Tags);
@@ -301,6 +310,10 @@ pub async fn dispatch(
     };
     Some(r)
 }
+
+/// Berth's extension of the ECS API: interrupt a FARGATE_SPOT task now (body as
+/// StopTask's: `cluster`, `task`), as `berth fargate interrupt` sends it.
+pub const INTERRUPT_OPERATION: &str = "BerthInterruptSpotTask";
 
 fn parse_task_status(s: &str) -> Result<model::ecs::task::TaskStatus, ApiError> {
     use model::ecs::task::TaskStatus::*;
@@ -554,6 +567,7 @@ fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task
         stopped_reason: t.stopped_reason.clone(),
         stopping_at: t.stopping_at,
         tags: Some(if with_tags { tags_shape(&t.tags) } else { tags_shape(&Tags::default()) }),
+        capacity_provider_name: t.capacity_provider.clone(),
         platform_version: fargate.then(|| "1.4.0".to_string()),
         platform_family: fargate.then(|| "Linux".to_string()),
         connectivity: fargate.then_some(w::Connectivity::Connected),

@@ -11,6 +11,11 @@ pub mod ecr;
 mod ecs;
 mod ecs_services;
 mod ecs_tasks;
+/// Berth's ECS extension operations, for `berth`'s commands that send them.
+pub mod ecs_extensions {
+    pub use crate::ecs::TARGET_PREFIX;
+    pub use crate::ecs_tasks::INTERRUPT_OPERATION;
+}
 mod elbv2;
 pub mod error;
 mod query;

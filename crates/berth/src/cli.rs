@@ -60,6 +60,9 @@ pub enum Command {
     /// ECR extensions of Berth.
     #[command(subcommand)]
     Ecr(EcrCommand),
+    /// Fargate extensions of Berth.
+    #[command(subcommand)]
+    Fargate(FargateCommand),
     /// The offline vulnerability database that ECR image scans match packages against.
     #[command(subcommand)]
     Vulndb(VulndbCommand),
@@ -273,6 +276,36 @@ pub struct VulndbImportArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum FargateCommand {
+    /// Interrupt a FARGATE_SPOT task now, as Fargate does when it reclaims Spot capacity,
+    /// to test how the application and its service cope: the task's containers get SIGTERM
+    /// (then SIGKILL after their stop timeout) and it stops with stop code
+    /// SpotInterruption; a service replaces it.
+    ///
+    /// Sends Berth's extension of the ECS API, the operation
+    /// `AmazonEC2ContainerServiceV20141113.BerthInterruptSpotTask` (body as StopTask's),
+    /// SigV4-signed for service `ecs` with the account's access key.
+    Interrupt(InterruptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InterruptArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// The task's ARN or id.
+    #[arg(long)]
+    pub task: String,
+    /// The task's cluster (default: `default`).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// The account of the task (default: the first account).
+    #[arg(long, env = "BERTH_ACCOUNT")]
+    pub account: Option<String>,
+    #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
+    pub region: String,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum EcrCommand {
     /// Enforce the ECR lifecycle policies now instead of at the next scheduled run, and
     /// print the images expired.
@@ -327,6 +360,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(args) => agent(args).await,
         Command::Env(args) => env(args),
         Command::Ecr(EcrCommand::RunLifecycle(args)) => crate::lifecycle::run_lifecycle(args).await,
+        Command::Fargate(FargateCommand::Interrupt(args)) => interrupt(args).await,
         Command::Account(AccountCommand::Create { data, name }) => {
             let dir = DataDir::open_existing(&data.data_dir)?;
             let (account, key) = dir.credentials()?.create_account(&name)?;
@@ -436,4 +470,21 @@ mod tests {
             assert!(server(&[flag, "1w"]).is_err(), "{flag} 1w");
         }
     }
+}
+
+async fn interrupt(args: InterruptArgs) -> anyhow::Result<()> {
+    use aws_api::ecs_extensions::{INTERRUPT_OPERATION, TARGET_PREFIX};
+    let body = serde_json::to_vec(&serde_json::json!({ "cluster": args.cluster, "task": args.task }))?;
+    let answer = crate::extension::send(crate::extension::Call {
+        data_dir: &args.data.data_dir,
+        account: args.account.as_deref(),
+        region: &args.region,
+        service: "ecs",
+        target: format!("{TARGET_PREFIX}.{INTERRUPT_OPERATION}"),
+        body,
+    })
+    .await?;
+    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+    println!("interrupted {}", answer["task"]["taskArn"].as_str().unwrap_or(&args.task));
+    Ok(())
 }

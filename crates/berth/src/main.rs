@@ -4,6 +4,7 @@
 mod cli;
 mod datadir;
 mod duration;
+mod extension;
 mod lifecycle;
 mod serve;
 mod vulndb;

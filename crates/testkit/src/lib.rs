@@ -124,10 +124,18 @@ impl Berth {
 
     /// Runs a `berth` subcommand against this data dir and returns its stdout.
     pub fn command(&self, args: &[&str]) -> String {
+        self.try_command(args).unwrap_or_else(|e| panic!("berth {args:?} failed: {e}"))
+    }
+
+    /// Runs a `berth` command against this server's data dir: its standard output, or
+    /// its standard error if it failed.
+    pub fn try_command(&self, args: &[&str]) -> Result<String, String> {
         let out =
             Command::new(&self.bin).args(args).arg("--data-dir").arg(self.dir.path()).output().expect("run berth");
-        assert!(out.status.success(), "berth {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).expect("utf-8")
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8(out.stdout).expect("utf-8"))
     }
 
     /// The credentials `berth env` prints (for `account`, or the first account).

@@ -173,3 +173,91 @@ async fn fargate_requests_are_checked_as_ecs_checks_them() {
         .unwrap_err();
     assert_eq!(error_code(&e), "ClientException");
 }
+
+#[tokio::test]
+async fn a_fargate_service_spreads_over_providers_serves_behind_ip_targets_and_survives_spot_interruptions() {
+    use crate::service_lb::{alb_of, behind, targets_in, Load};
+    use aws_sdk_ecs::types::CapacityProviderStrategyItem;
+    use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
+    use std::sync::atomic::Ordering;
+
+    assert!(!simplehttp_image().is_empty());
+    let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
+    let _c = cleanup(&b, "demo");
+    let ecs = b.ecs().await;
+    ecs.create_cluster()
+        .cluster_name("demo")
+        .capacity_providers("FARGATE")
+        .capacity_providers("FARGATE_SPOT")
+        .send()
+        .await
+        .unwrap();
+    register(&ecs, "web-fargate", "256", "512").await;
+    let subnet = subnet(&b).await;
+    let alb = alb_of(&b, "fargate", "ip").await;
+    let provider = |name: &str, base: i32, weight: i32| {
+        CapacityProviderStrategyItem::builder().capacity_provider(name).base(base).weight(weight).build().unwrap()
+    };
+    ecs.create_service()
+        .cluster("demo")
+        .service_name("web")
+        .task_definition("web-fargate")
+        .desired_count(4)
+        .capacity_provider_strategy(provider("FARGATE", 1, 1))
+        .capacity_provider_strategy(provider("FARGATE_SPOT", 0, 3))
+        .network_configuration(vpc_config(&subnet))
+        .load_balancers(behind(&alb.tg))
+        .send()
+        .await
+        .unwrap();
+    let s = crate::services::wait_steady(&ecs, "demo", "web").await;
+    assert_eq!(s.running_count(), 4);
+    let tasks = crate::services::service_tasks(&ecs, "demo", "web", "RUNNING").await;
+    let spot: Vec<&Task> = tasks.iter().filter(|t| t.capacity_provider_name() == Some("FARGATE_SPOT")).collect();
+    let on_demand = tasks.iter().filter(|t| t.capacity_provider_name() == Some("FARGATE")).count();
+    assert_eq!((on_demand, spot.len()), (1, 3), "base 1 on FARGATE, then 1:3");
+    // The targets are the tasks' own addresses on the container port.
+    let ips: std::collections::BTreeSet<(String, i32)> = tasks
+        .iter()
+        .map(|t| {
+            let ip = t.attachments()[0].details().iter().find(|d| d.name() == Some("privateIPv4Address")).unwrap();
+            (ip.value().unwrap().to_string(), 8080)
+        })
+        .collect();
+    assert_eq!(targets_in(&alb, TargetHealthStateEnum::Healthy).await, ips);
+
+    // A rolling update under load fails no request.
+    let load = Load::start(format!("http://{}/", alb.dns));
+    eventually("requests pass", async || load.ok.load(Ordering::Relaxed) > 20).await;
+    ecs.update_service().cluster("demo").service("web").force_new_deployment(true).send().await.unwrap();
+    eventually("the new deployment replaced every task", async || {
+        let s = crate::services::describe(&ecs, "demo", "web").await;
+        let now = crate::services::service_tasks(&ecs, "demo", "web", "RUNNING").await;
+        s.deployments().len() == 1
+            && s.running_count() == 4
+            && now.iter().all(|t| !tasks.iter().any(|o| o.task_arn() == t.task_arn()))
+    })
+    .await;
+    crate::services::wait_steady(&ecs, "demo", "web").await;
+    let (ok, failed, _) = load.finish().await;
+    assert!(failed.is_empty(), "{} of {ok} requests failed during the rolling update: {failed:?}", failed.len());
+
+    // A Spot interruption: SpotInterruption, and the service replaces the task.
+    let tasks = crate::services::service_tasks(&ecs, "demo", "web", "RUNNING").await;
+    let victim = tasks.iter().find(|t| t.capacity_provider_name() == Some("FARGATE_SPOT")).unwrap();
+    let arn = victim.task_arn().unwrap().to_string();
+    let out = b.command(&["fargate", "interrupt", "--cluster", "demo", "--task", &arn]);
+    assert!(out.contains("interrupted"), "{out}");
+    eventually("the interrupted task stops and is replaced", async || {
+        let t = describe(&ecs, &arn).await;
+        let running = crate::services::service_tasks(&ecs, "demo", "web", "RUNNING").await;
+        t.last_status() == Some("STOPPED")
+            && t.stop_code() == Some(&aws_sdk_ecs::types::TaskStopCode::SpotInterruption)
+            && running.len() == 4
+            && running.iter().all(|r| r.last_status() == Some("RUNNING"))
+    })
+    .await;
+    let on_demand = tasks.iter().find(|t| t.capacity_provider_name() == Some("FARGATE")).unwrap();
+    let e = b.try_command(&["fargate", "interrupt", "--cluster", "demo", "--task", on_demand.task_arn().unwrap()]);
+    assert!(e.is_err_and(|e| e.contains("InvalidParameterException")), "only Spot tasks can be interrupted");
+}

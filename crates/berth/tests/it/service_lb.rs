@@ -51,14 +51,19 @@ async fn register(ecs: &Client, greeting: &str) {
         .unwrap();
 }
 
-struct Alb {
-    client: aws_sdk_elasticloadbalancingv2::Client,
-    dns: String,
-    tg: String,
+pub(crate) struct Alb {
+    pub client: aws_sdk_elasticloadbalancingv2::Client,
+    pub dns: String,
+    pub tg: String,
 }
 
 /// A load balancer listening on 80 with a target group checked on `/health` every 5 s.
 async fn alb(b: &Berth, name: &str) -> Alb {
+    alb_of(b, name, "instance").await
+}
+
+/// The same with targets of type `kind` (`instance` or `ip`).
+pub(crate) async fn alb_of(b: &Berth, name: &str, kind: &str) -> Alb {
     let client = aws_sdk_elasticloadbalancingv2::Client::new(&b.sdk_config(&b.key, "us-east-1").await);
     let ec2 = crate::ec2::ec2(b).await;
     let subnets = ec2.describe_subnets().send().await.unwrap();
@@ -72,6 +77,7 @@ async fn alb(b: &Berth, name: &str) -> Alb {
         .protocol("HTTP".into())
         .port(80)
         .vpc_id(vpc)
+        .target_type(kind.into())
         .health_check_path("/health")
         .health_check_interval_seconds(5)
         .health_check_timeout_seconds(2)
@@ -93,12 +99,12 @@ async fn alb(b: &Berth, name: &str) -> Alb {
     Alb { client, dns: lb.dns_name().unwrap().to_string(), tg }
 }
 
-fn behind(tg: &str) -> LoadBalancer {
+pub(crate) fn behind(tg: &str) -> LoadBalancer {
     LoadBalancer::builder().target_group_arn(tg).container_name("web").container_port(8080).build()
 }
 
 /// `(id, port)` of the target group's targets in `state`.
-async fn targets_in(alb: &Alb, state: TargetHealthStateEnum) -> BTreeSet<(String, i32)> {
+pub(crate) async fn targets_in(alb: &Alb, state: TargetHealthStateEnum) -> BTreeSet<(String, i32)> {
     let h = alb.client.describe_target_health().target_group_arn(&alb.tg).send().await.unwrap();
     h.target_health_descriptions()
         .iter()
@@ -131,16 +137,16 @@ async fn task_targets(b: &Berth, ecs: &Client, cluster: &str) -> BTreeSet<(Strin
 /// (anything but a 200) and collects the greetings that answered. Every other request
 /// takes 300 ms at the task, so that some are in flight whenever a task is stopped: only
 /// draining before the stop lets them finish.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
+    pub ok: Arc<AtomicU64>,
     failed: Arc<Mutex<Vec<String>>>,
     greetings: Arc<Mutex<BTreeSet<String>>>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Load {
-    fn start(url: String) -> Load {
+    pub(crate) fn start(url: String) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(Mutex::new(Vec::new()));
@@ -175,7 +181,7 @@ impl Load {
         Load { stop, ok, failed, greetings, workers }
     }
 
-    async fn finish(self) -> (u64, Vec<String>, BTreeSet<String>) {
+    pub(crate) async fn finish(self) -> (u64, Vec<String>, BTreeSet<String>) {
         self.stop.store(true, Ordering::Relaxed);
         for w in self.workers {
             w.await.unwrap();

@@ -8,7 +8,9 @@
 //! memory; when no instance has room, it fails to place with Fargate's own reason.
 //! Fargate tasks are awsvpc tasks: each gets its interface in one of its subnets.
 
-use model::ecs::shapes::{Compatibility, NetworkMode};
+use std::collections::HashMap;
+
+use model::ecs::shapes::{CapacityProviderStrategyItem, Compatibility, NetworkMode};
 use model::ecs::task::{InstanceStatus, Resources};
 use model::ecs::TaskDefinition;
 use model::Scope;
@@ -24,6 +26,42 @@ pub(crate) const CAPACITY_UNAVAILABLE: &str =
 
 /// The platform version every Fargate task reports (`LATEST` resolves to it).
 pub(crate) const PLATFORM_VERSION: &str = "1.4.0";
+
+/// The capacity providers every cluster may use (after PutClusterCapacityProviders).
+pub(crate) const PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
+
+/// Whether tasks of this launch type or capacity provider strategy run on Fargate.
+pub(crate) fn on_fargate(launch_type: Option<&str>, strategy: &[CapacityProviderStrategyItem]) -> bool {
+    launch_type == Some("FARGATE")
+        || strategy.iter().any(|i| i.capacity_provider.as_deref().is_some_and(|p| PROVIDERS.contains(&p)))
+}
+
+/// The capacity provider of the next task, given how many live tasks each provider of
+/// the strategy already runs: first each provider's `base` in order, then the one that
+/// would have the fewest tasks beyond its base for its `weight` with this one (ties to the
+/// larger weight, then the earlier). Providers of weight 0 get their base only.
+pub(crate) fn next_provider(
+    strategy: &[CapacityProviderStrategyItem],
+    running: &HashMap<String, usize>,
+) -> Option<String> {
+    let name = |i: &CapacityProviderStrategyItem| i.capacity_provider.clone().unwrap_or_default();
+    let count = |i: &CapacityProviderStrategyItem| running.get(&name(i)).copied().unwrap_or(0);
+    if let Some(i) = strategy.iter().find(|i| count(i) < i.base.unwrap_or(0).max(0) as usize) {
+        return Some(name(i));
+    }
+    strategy
+        .iter()
+        .filter(|i| i.weight.unwrap_or(0) > 0)
+        .enumerate()
+        .min_by(|(ia, a), (ib, b)| {
+            let load = |i: &CapacityProviderStrategyItem| {
+                let beyond = count(i).saturating_sub(i.base.unwrap_or(0).max(0) as usize) as f64 + 1.0;
+                beyond / f64::from(i.weight.unwrap_or(1))
+            };
+            load(a).total_cmp(&load(b)).then(b.weight.cmp(&a.weight)).then(ia.cmp(ib))
+        })
+        .map(|(_, i)| name(i))
+}
 
 /// Checks that the task definition can run on Fargate, with ECS's messages.
 pub(crate) fn check_task_definition(td: &TaskDefinition) -> Result<()> {
@@ -71,4 +109,36 @@ pub(crate) fn place(agents: &Agents, state: &State, scope: &Scope, reserved: &Re
         out.push(v.instance.id.clone());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(name: &str, base: i32, weight: i32) -> CapacityProviderStrategyItem {
+        CapacityProviderStrategyItem { capacity_provider: Some(name.into()), base: Some(base), weight: Some(weight) }
+    }
+
+    #[test]
+    fn base_first_then_by_weight() {
+        let strategy = [item("FARGATE", 1, 1), item("FARGATE_SPOT", 0, 3)];
+        let mut running: HashMap<String, usize> = HashMap::new();
+        let mut order = Vec::new();
+        for _ in 0..8 {
+            let p = next_provider(&strategy, &running).unwrap();
+            *running.entry(p.clone()).or_default() += 1;
+            order.push(p);
+        }
+        // The base first, then three Spot tasks for every on-demand one beyond the base.
+        assert_eq!(order[..5], ["FARGATE", "FARGATE_SPOT", "FARGATE_SPOT", "FARGATE_SPOT", "FARGATE"], "{order:?}");
+        assert_eq!((running["FARGATE"], running["FARGATE_SPOT"]), (2, 6), "{order:?}");
+        // Weight 0: base only.
+        let only_base = [item("FARGATE", 2, 0), item("FARGATE_SPOT", 0, 1)];
+        let mut running = HashMap::new();
+        for _ in 0..5 {
+            let p = next_provider(&only_base, &running).unwrap();
+            *running.entry(p).or_default() += 1;
+        }
+        assert_eq!((running["FARGATE"], running["FARGATE_SPOT"]), (2, 3));
+    }
 }

@@ -25,6 +25,7 @@ use model::tags::Tags;
 use model::{Arn, Scope, Timestamp};
 
 use super::clusters::active_cluster;
+use super::fargate;
 use super::task_definitions::resolve;
 use super::{Caller, Failure};
 use crate::error::{ConflictKind, Error, NotFoundKind, Result};
@@ -225,12 +226,13 @@ fn check_task_definition(td: &TaskDefinition, r: &Revision) -> Result<()> {
                 "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
             ))
         }
-        (true, true) => {
-            return Err(Error::Unsupported(
-                "Services whose tasks use the awsvpc network mode are not available in this version of Berth.".into(),
-            ))
-        }
-        (false, false) => {}
+        (true, true) | (false, false) => {}
+    }
+    if fargate::on_fargate(r.launch_type.as_deref(), &r.capacity_provider_strategy) {
+        fargate::check_task_definition(td)?;
+        fargate::check_platform_version(r.platform_version.as_deref())?;
+    } else if r.platform_version.is_some() {
+        return Err(Error::parameter("The platform version must be null when specifying an EC2 launch type."));
     }
     check_load_balancers(&r.load_balancers, td)
 }
@@ -336,9 +338,10 @@ fn launch_target(
         Some(LaunchType::Fargate) if strategy == SchedulingStrategy::Daemon => {
             return Err(Error::parameter("The DAEMON scheduling strategy does not support the FARGATE launch type."))
         }
+        Some(LaunchType::Fargate) => return Ok((Some("FARGATE".into()), Vec::new())),
         Some(other) => {
             return Err(Error::Unsupported(format!(
-                "Launch type {other} is not available in this version of Berth; use EC2."
+                "Launch type {other} is not available in this version of Berth; use EC2 or FARGATE."
             )))
         }
         None => {}
@@ -354,10 +357,16 @@ fn launch_target(
                 "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster: {name}."
             )));
         }
+        if !fargate::PROVIDERS.contains(&name) {
+            return Err(Error::Unsupported(format!(
+                "Capacity provider {name} is not available in this version of Berth; use FARGATE or FARGATE_SPOT."
+            )));
+        }
     }
-    Err(Error::Unsupported(
-        "Capacity provider strategies (Fargate) are not available in this version of Berth; use launchType EC2.".into(),
-    ))
+    if strategy == SchedulingStrategy::Daemon {
+        return Err(Error::parameter("The DAEMON scheduling strategy does not support a capacity provider strategy."));
+    }
+    Ok((None, items.to_vec()))
 }
 
 fn check_client_token(t: &str) -> Result<()> {

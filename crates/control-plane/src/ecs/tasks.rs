@@ -260,6 +260,7 @@ pub(crate) fn new_task(c: &Creation<'_>, instance: &str, reserved: Resources, rn
         reserved,
         version: 1,
         eni: None,
+        capacity_provider: None,
     }
 }
 
@@ -598,6 +599,37 @@ impl ControlPlane {
             .await?;
         self.push_tasks(std::slice::from_ref(&t));
         // A stopped service task is replaced.
+        self.wake_services();
+        Ok(t)
+    }
+
+    /// Interrupts a FARGATE_SPOT task as Fargate reclaims Spot capacity, for testing how
+    /// an application and its service cope: the task is told to stop (its containers get
+    /// SIGTERM, then SIGKILL after their stop timeout, Fargate's two-minute warning when
+    /// that is 120 s) with stop code `SpotInterruption`; a service replaces it.
+    pub async fn interrupt_spot_task(&self, caller: &Caller, cluster: Option<String>, task: String) -> Result<Task> {
+        let scope = caller.scope.clone();
+        let t = self
+            .write(move |txn| {
+                let mut t = task_to_change(txn.state, &scope, cluster.as_deref(), &task)?;
+                if t.capacity_provider.as_deref() != Some("FARGATE_SPOT") {
+                    return Err(Error::parameter(
+                        "Only tasks placed with the FARGATE_SPOT capacity provider can be interrupted.",
+                    ));
+                }
+                if t.desired_status == DesiredStatus::Stopped {
+                    return Ok(t);
+                }
+                t.desired_status = DesiredStatus::Stopped;
+                t.stop_code = Some(StopCode::SpotInterruption);
+                t.stopped_reason = Some("Your Spot Task was interrupted.".into());
+                t.stopping_at.get_or_insert(txn.now);
+                t.version += 1;
+                insert_task(txn, t.clone());
+                Ok(t)
+            })
+            .await?;
+        self.push_tasks(std::slice::from_ref(&t));
         self.wake_services();
         Ok(t)
     }

@@ -577,6 +577,12 @@ pub mod events {
         )
     }
 
+    /// Why a task could not be placed, when no container instance is to blame (Fargate
+    /// capacity, addresses of a subnet).
+    pub fn unable_to_place_reason(s: &ServiceName, reason: &str) -> String {
+        format!("(service {s}) was unable to place a task. Reason: {reason}.")
+    }
+
     /// Why no instance took a task, from the first rejected instance's placement reason.
     pub fn unable_to_place(s: &ServiceName, closest: Option<(&str, &str)>) -> String {
         const TAIL: &str = "For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.";

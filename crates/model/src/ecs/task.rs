@@ -236,6 +236,9 @@ pub struct Task {
     /// The task's elastic network interface (awsvpc network mode).
     #[serde(default)]
     pub eni: Option<Eni>,
+    /// The capacity provider it was placed with (`FARGATE`, `FARGATE_SPOT`), if any.
+    #[serde(default)]
+    pub capacity_provider: Option<String>,
 }
 
 /// An awsvpc task's elastic network interface: its own address in one of its subnets.

@@ -48,8 +48,10 @@ use model::Timestamp;
 use super::targets::{self, Health, LbHealth, TaskTarget};
 use super::ServiceKey;
 use crate::agents::Agents;
+use crate::ec2::{Network, NetworkConfig};
 use crate::ecs::instances::{cluster_views, InstanceView};
 use crate::ecs::tasks::{new_task, placement_instance, reservation, Creation, TaskRequest};
+use crate::ecs::{awsvpc, fargate};
 use crate::state::{State, Touched};
 use crate::ControlPlane;
 
@@ -70,6 +72,8 @@ pub(crate) struct Pass<'a> {
     grace_seconds: u64,
     /// Target health as the load balancer's data plane reported it when the pass began.
     health: &'a Health,
+    /// The zones and VPC block, for the subnets of awsvpc tasks.
+    network: &'a NetworkConfig,
     rng: StdRng,
 }
 
@@ -81,6 +85,7 @@ impl<'a> Pass<'a> {
         lost: &'a HashSet<String>,
         grace: Duration,
         health: &'a Health,
+        network: &'a NetworkConfig,
         seed: u64,
     ) -> Self {
         Pass {
@@ -92,6 +97,7 @@ impl<'a> Pass<'a> {
             lost,
             grace_seconds: grace.as_secs(),
             health,
+            network,
             rng: StdRng::seed_from_u64(seed),
         }
     }
@@ -299,7 +305,11 @@ fn account_ended_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member])
             continue;
         }
         svc.tracked.remove(&id);
-        let by_request = matches!(t.stop_code, Some(StopCode::UserInitiated | StopCode::ServiceSchedulerInitiated));
+        // Stopped on purpose, or reclaimed Spot capacity: not a failure of the deployment.
+        let by_request = matches!(
+            t.stop_code,
+            Some(StopCode::UserInitiated | StopCode::ServiceSchedulerInitiated | StopCode::SpotInterruption)
+        );
         if by_request {
             continue;
         }
@@ -777,6 +787,24 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
     let Some(td) = primary_task_definition(pass.state, svc) else { return 0 };
     let Some(primary) = svc.deployments.first() else { return 0 };
     let deployment_id = primary.id.clone();
+    let rev = primary.revision.clone();
+    let network = Network::of(&svc.scope, pass.network);
+    let on_fargate = fargate::on_fargate(rev.launch_type.as_deref(), &rev.capacity_provider_strategy);
+    let awsvpc = td.spec.network_mode() == model::ecs::shapes::NetworkMode::Awsvpc;
+    let vpc =
+        match awsvpc::check(pass.state, &svc.scope, &network, rev.network_configuration.as_ref(), awsvpc, on_fargate) {
+            Ok(v) => v,
+            Err(e) => {
+                // The network configuration was valid when given; a security group deleted
+                // since makes it invalid.
+                let id = pass.event_id();
+                svc.record_problem(id, pass.now, events::unable_to_place_reason(&svc.name, &e.to_string()));
+                return 0;
+            }
+        };
+    if on_fargate {
+        return launch_fargate(pass, svc, &td, vpc.as_ref(), count);
+    }
     let views = cluster_views(pass.agents, pass.state, &svc.scope, &svc.cluster);
     let mut candidates: Vec<&InstanceView> = views
         .values()
@@ -813,8 +841,19 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
         Creation { scope: &svc.scope, cluster: &svc.cluster, td: &td, req: &req, tags: &tags, now: pass.now };
     let mut ids = Vec::new();
     for idx in &plan.placements {
-        let instance_id = candidates[*idx].instance.id.clone();
-        let t = new_task(&creation, &instance_id, reserved.clone(), &mut pass.rng);
+        let instance = &candidates[*idx].instance;
+        let mut t = new_task(&creation, &instance.id, reserved.clone(), &mut pass.rng);
+        if let Some(placement) = &vpc {
+            let zone = instance.attribute("ecs.availability-zone").cloned().flatten();
+            match awsvpc::allocate(pass.state, &svc.scope, placement, zone.as_deref(), &mut pass.rng) {
+                Ok(eni) => t.eni = Some(eni),
+                Err(reason) => {
+                    let id = pass.event_id();
+                    svc.record_problem(id, pass.now, events::unable_to_place_reason(&svc.name, &reason));
+                    break;
+                }
+            }
+        }
         pass.put_task(&t);
         pass.changed.push(t.clone());
         ids.push(t.id.clone());
@@ -836,6 +875,75 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
         let message = events::unable_to_place(&svc.name, closest.as_ref().map(|(i, r)| (i.as_str(), r.as_str())));
         let id = pass.event_id();
         svc.record_problem(id, pass.now, message);
+    }
+    ids.len()
+}
+
+/// Places up to `count` tasks of the primary deployment on Fargate capacity, each with
+/// the capacity provider its strategy gives next; returns how many started.
+fn launch_fargate(
+    pass: &mut Pass<'_>,
+    svc: &mut Service,
+    td: &TaskDefinition,
+    vpc: Option<&awsvpc::Placement>,
+    count: usize,
+) -> usize {
+    let Some(placement) = vpc else { return 0 };
+    let Some(primary) = svc.deployments.first() else { return 0 };
+    let strategy = primary.revision.capacity_provider_strategy.clone();
+    let reserved = reservation(td, None);
+    let group = svc.task_group();
+    let mut by_provider: HashMap<String, usize> = HashMap::new();
+    for t in pass.state.cluster_tasks(&svc.scope, &svc.cluster).filter(|t| t.group == group && t.holds_resources()) {
+        if let Some(p) = &t.capacity_provider {
+            *by_provider.entry(p.clone()).or_default() += 1;
+        }
+    }
+    let mut tags = match svc.settings.propagate_tags {
+        Some(PropagateTags::Service) => svc.tags.clone(),
+        Some(PropagateTags::TaskDefinition) => td.tags.clone(),
+        _ => Tags::default(),
+    };
+    if svc.settings.enable_ecs_managed_tags {
+        tags.insert_managed("aws:ecs:clusterName", svc.cluster.as_str());
+        tags.insert_managed("aws:ecs:serviceName", svc.name.as_str());
+    }
+    let req = TaskRequest { group: Some(group), started_by: Some(primary.id.clone()), ..Default::default() };
+    let creation = Creation { scope: &svc.scope, cluster: &svc.cluster, td, req: &req, tags: &tags, now: pass.now };
+    let hosts = fargate::place(pass.agents, pass.state, &svc.scope, &reserved, count);
+    let mut ids = Vec::new();
+    for host in &hosts {
+        let mut t = new_task(&creation, host, reserved.clone(), &mut pass.rng);
+        t.launch_type = "FARGATE".into();
+        t.capacity_provider = fargate::next_provider(&strategy, &by_provider);
+        if let Some(p) = &t.capacity_provider {
+            *by_provider.entry(p.clone()).or_default() += 1;
+        }
+        let zones: Vec<String> = placement.subnets.iter().map(|s| s.zone.name.clone()).collect();
+        let zone = zones[pass.rng.gen_range(0..zones.len())].clone();
+        match awsvpc::allocate(pass.state, &svc.scope, placement, Some(&zone), &mut pass.rng) {
+            Ok(eni) => t.eni = Some(eni),
+            Err(reason) => {
+                let id = pass.event_id();
+                svc.record_problem(id, pass.now, events::unable_to_place_reason(&svc.name, &reason));
+                break;
+            }
+        }
+        pass.put_task(&t);
+        pass.changed.push(t.clone());
+        ids.push(t.id.clone());
+    }
+    for id in &ids {
+        svc.tracked.insert(id.clone());
+    }
+    if !ids.is_empty() {
+        let id = pass.event_id();
+        svc.record(id, pass.now, events::started(&svc.name, &ids));
+        svc.last_problem = None;
+    }
+    if hosts.len() < count {
+        let id = pass.event_id();
+        svc.record_problem(id, pass.now, events::unable_to_place_reason(&svc.name, fargate::CAPACITY_UNAVAILABLE));
     }
     ids.len()
 }
@@ -965,6 +1073,7 @@ impl ControlPlane {
         let view = self.view();
         let lost = Arc::new(lost.update(&view, &self.agents, self.lost_instance_grace));
         let health = Arc::new(targets::read_board(&self.elb.board));
+        let network = Arc::new(self.elb.network_config());
         let grace = self.lost_instance_grace;
         let keys: Vec<ServiceKey> =
             view.services.iter().filter(|(_, s)| s.status != ServiceStatus::Inactive).map(|(k, _)| k.clone()).collect();
@@ -976,7 +1085,8 @@ impl ControlPlane {
         let seed: u64 = rand::thread_rng().gen();
         let mut work = Vec::new();
         for k in keys {
-            let mut pass = Pass::new(&mut scratch, Timestamp::now(), &self.agents, &lost, grace, &health, seed);
+            let mut pass =
+                Pass::new(&mut scratch, Timestamp::now(), &self.agents, &lost, grace, &health, &network, seed);
             reconcile(&mut pass, &k);
             if !pass.touched.is_empty() {
                 work.push(k);
@@ -989,7 +1099,7 @@ impl ControlPlane {
         let seed: u64 = rand::thread_rng().gen();
         let (changed, targets_changed) = self
             .write(move |txn| {
-                let mut pass = Pass::new(txn.state, txn.now, &agents, &lost, grace, &health, seed);
+                let mut pass = Pass::new(txn.state, txn.now, &agents, &lost, grace, &health, &network, seed);
                 for k in &work {
                     reconcile(&mut pass, k);
                 }

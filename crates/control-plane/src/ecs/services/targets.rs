@@ -3,7 +3,8 @@
 //!
 //! As ECS does it: a task of a service with `loadBalancers` is registered in each of the
 //! target groups once it is RUNNING (`instance` targets: the instance's EC2 id and the
-//! host port bound to the container port). It counts as healthy only while every target
+//! host port bound to the container port; `ip` targets, for awsvpc tasks: the task's
+//! address and the container port). It counts as healthy only while every target
 //! group reports it `healthy`. When the scheduler stops it, it is deregistered first and
 //! reads DEACTIVATING until the load balancer has drained it (no request left in flight,
 //! or the deregistration delay is over); only then is its agent told to stop it. Tasks
@@ -92,9 +93,11 @@ pub(crate) fn targets_of(
                     _ => continue,
                 }
             }
-            // `ip` targets are tasks with their own address (awsvpc), which services do
-            // not run yet; validation refuses such target groups for other modes.
-            TargetType::Ip => continue,
+            // awsvpc tasks: their own address and the container port itself.
+            TargetType::Ip => match (&t.eni, u16::try_from(port)) {
+                (Some(eni), Ok(p)) => TargetKey { id: eni.private_ipv4.to_string(), port: p },
+                _ => continue,
+            },
         };
         out.push(TaskTarget { tg_arn: arn.clone(), tg_id: tg.id.clone(), key });
     }
