@@ -426,6 +426,23 @@ pub fn account_key(dir: &DataDir, account: Option<&str>) -> anyhow::Result<contr
     }
 }
 
+async fn interrupt(args: InterruptArgs) -> anyhow::Result<()> {
+    use aws_api::ecs_extensions::{INTERRUPT_OPERATION, TARGET_PREFIX};
+    let body = serde_json::to_vec(&serde_json::json!({ "cluster": args.cluster, "task": args.task }))?;
+    let answer = crate::extension::send(crate::extension::Call {
+        data_dir: &args.data.data_dir,
+        account: args.account.as_deref(),
+        region: &args.region,
+        service: "ecs",
+        target: format!("{TARGET_PREFIX}.{INTERRUPT_OPERATION}"),
+        body,
+    })
+    .await?;
+    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+    println!("interrupted {}", answer["task"]["taskArn"].as_str().unwrap_or(&args.task));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,21 +487,4 @@ mod tests {
             assert!(server(&[flag, "1w"]).is_err(), "{flag} 1w");
         }
     }
-}
-
-async fn interrupt(args: InterruptArgs) -> anyhow::Result<()> {
-    use aws_api::ecs_extensions::{INTERRUPT_OPERATION, TARGET_PREFIX};
-    let body = serde_json::to_vec(&serde_json::json!({ "cluster": args.cluster, "task": args.task }))?;
-    let answer = crate::extension::send(crate::extension::Call {
-        data_dir: &args.data.data_dir,
-        account: args.account.as_deref(),
-        region: &args.region,
-        service: "ecs",
-        target: format!("{TARGET_PREFIX}.{INTERRUPT_OPERATION}"),
-        body,
-    })
-    .await?;
-    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
-    println!("interrupted {}", answer["task"]["taskArn"].as_str().unwrap_or(&args.task));
-    Ok(())
 }

@@ -77,27 +77,28 @@ pub(crate) struct Pass<'a> {
     rng: StdRng,
 }
 
+/// What a pass knows besides the state: read once when the pass begins.
+#[derive(Clone, Copy)]
+pub(crate) struct Facts<'a> {
+    pub agents: &'a Agents,
+    pub lost: &'a HashSet<String>,
+    pub grace: Duration,
+    pub health: &'a Health,
+    pub network: &'a NetworkConfig,
+}
+
 impl<'a> Pass<'a> {
-    pub(crate) fn new(
-        state: &'a mut State,
-        now: Timestamp,
-        agents: &'a Agents,
-        lost: &'a HashSet<String>,
-        grace: Duration,
-        health: &'a Health,
-        network: &'a NetworkConfig,
-        seed: u64,
-    ) -> Self {
+    pub(crate) fn new(state: &'a mut State, now: Timestamp, facts: Facts<'a>, seed: u64) -> Self {
         Pass {
             state,
             touched: Vec::new(),
             changed: Vec::new(),
             now,
-            agents,
-            lost,
-            grace_seconds: grace.as_secs(),
-            health,
-            network,
+            agents: facts.agents,
+            lost: facts.lost,
+            grace_seconds: facts.grace.as_secs(),
+            health: facts.health,
+            network: facts.network,
             rng: StdRng::seed_from_u64(seed),
         }
     }
@@ -1085,8 +1086,8 @@ impl ControlPlane {
         let seed: u64 = rand::thread_rng().gen();
         let mut work = Vec::new();
         for k in keys {
-            let mut pass =
-                Pass::new(&mut scratch, Timestamp::now(), &self.agents, &lost, grace, &health, &network, seed);
+            let facts = Facts { agents: &self.agents, lost: &lost, grace, health: &health, network: &network };
+            let mut pass = Pass::new(&mut scratch, Timestamp::now(), facts, seed);
             reconcile(&mut pass, &k);
             if !pass.touched.is_empty() {
                 work.push(k);
@@ -1099,7 +1100,8 @@ impl ControlPlane {
         let seed: u64 = rand::thread_rng().gen();
         let (changed, targets_changed) = self
             .write(move |txn| {
-                let mut pass = Pass::new(txn.state, txn.now, &agents, &lost, grace, &health, &network, seed);
+                let facts = Facts { agents: &agents, lost: &lost, grace, health: &health, network: &network };
+                let mut pass = Pass::new(txn.state, txn.now, facts, seed);
                 for k in &work {
                     reconcile(&mut pass, k);
                 }
