@@ -38,6 +38,7 @@ use elb::snapshot::RulePlan;
 
 use crate::connect::Connector;
 use crate::group::{Group, InflightGuard};
+use crate::workers::{Job, Workers};
 
 pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
 pub(crate) type HttpClient = Client<Connector, ProxyBody>;
@@ -80,8 +81,8 @@ pub(crate) fn client() -> HttpClient {
         .build(Connector)
 }
 
-/// Accepts connections until the listener is cancelled.
-pub(crate) async fn serve(listener: TcpListener, ctx: Arc<ListenerCtx>, client: HttpClient) {
+/// Accepts connections until the listener is cancelled and hands them to the workers.
+pub(crate) async fn serve(listener: TcpListener, ctx: Arc<ListenerCtx>, workers: Arc<Workers>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -100,11 +101,10 @@ pub(crate) async fn serve(listener: TcpListener, ctx: Arc<ListenerCtx>, client: 
             },
         };
         let _ = stream.set_nodelay(true);
-        let (ctx, client) = (ctx.clone(), client.clone());
-        tokio::spawn(async move {
-            connection(stream, peer, ctx, client).await;
-            drop(permit);
-        });
+        match stream.into_std() {
+            Ok(stream) => workers.dispatch(Job { stream, peer, ctx: ctx.clone(), permit }),
+            Err(e) => tracing::warn!(%peer, error = %e, "cannot hand over a client connection"),
+        }
     }
 }
 
@@ -166,7 +166,7 @@ impl AsyncWrite for Tracked {
 
 /// Serves one client connection: HTTP/1.1 with keep-alive, closed after the load
 /// balancer's idle timeout with no request in flight and no bytes moving.
-async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, client: HttpClient) {
+pub(crate) async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, client: HttpClient) {
     let last = Arc::new(AtomicU64::new(now_ms()));
     let busy = Arc::new(AtomicUsize::new(0));
     let idle = ctx.config.load().attributes.idle_timeout();
