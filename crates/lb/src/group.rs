@@ -121,11 +121,37 @@ struct Draining {
     until: Instant,
 }
 
+/// What choosing a target and proxying to it need of a group's attributes, read once
+/// per change rather than for every request.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub algorithm: Algorithm,
+    /// Zero when slow start is off.
+    pub slow_start: Duration,
+    /// How long the load balancer's stickiness cookie lasts, when it is on.
+    pub lb_cookie: Option<Duration>,
+    /// How long a target whose connection failed takes no new requests: a health-check
+    /// interval.
+    pub eject_for: Duration,
+}
+
+impl Settings {
+    fn of(plan: &TgPlan) -> Self {
+        Settings {
+            algorithm: plan.attributes.algorithm(),
+            slow_start: plan.attributes.slow_start(),
+            lb_cookie: plan.attributes.lb_cookie(),
+            eject_for: Duration::from_secs(plan.health_check.interval_seconds.into()),
+        }
+    }
+}
+
 /// A target group's run-time state.
 #[derive(Debug)]
 pub(crate) struct Group {
     pub arn: String,
     pub plan: ArcSwap<TgPlan>,
+    settings: ArcSwap<Settings>,
     /// Targets that take new requests (healthy or not; the choice decides).
     active: ArcSwap<Vec<Arc<Target>>>,
     draining: Mutex<Vec<Draining>>,
@@ -137,12 +163,17 @@ impl Group {
     pub fn new(plan: TgPlan, board: Arc<Board>) -> Self {
         Group {
             arn: plan.arn.clone(),
+            settings: ArcSwap::from_pointee(Settings::of(&plan)),
             plan: ArcSwap::from_pointee(plan),
             active: ArcSwap::from_pointee(Vec::new()),
             draining: Mutex::new(Vec::new()),
             rr: AtomicUsize::new(0),
             board,
         }
+    }
+
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
     }
 
     pub fn active(&self) -> Arc<Vec<Arc<Target>>> {
@@ -178,6 +209,7 @@ impl Group {
                 }
             }
         }
+        self.settings.store(Arc::new(Settings::of(&plan)));
         self.plan.store(Arc::new(plan));
         self.active.store(Arc::new(next));
         self.publish();
@@ -243,9 +275,9 @@ impl Group {
                 return Some((*t).clone());
             }
         }
-        let plan = self.plan.load();
-        let weights = slow_start_weights(&pool, plan.attributes.slow_start(), now);
-        let chosen = match (plan.attributes.algorithm(), weights) {
+        let settings = self.settings.load();
+        let weights = slow_start_weights(&pool, settings.slow_start, now);
+        let chosen = match (settings.algorithm, weights) {
             (Algorithm::LeastOutstandingRequests, w) => {
                 // Fewest requests in flight relative to its weight; ties go round robin.
                 let start = self.rr.fetch_add(1, Ordering::Relaxed);

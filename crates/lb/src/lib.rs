@@ -91,12 +91,7 @@ impl DataPlane {
                     })
                     .filter_map(|arn| groups.get(arn).map(|g| (arn.to_string(), g.clone())))
                     .collect();
-                let config = ListenerConfig {
-                    port: l.port,
-                    attributes: lb.attributes.clone(),
-                    rules: l.rules.clone(),
-                    groups: used,
-                };
+                let config = ListenerConfig::new(l.port, &lb.attributes, l.rules.clone(), used);
                 wanted.insert(SocketAddr::from((lb.address, l.port)), config);
             }
         }

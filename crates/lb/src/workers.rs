@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::proxy::{self, HttpClient, ListenerCtx};
+use crate::connect::{self, Pool};
+use crate::proxy::{self, ListenerCtx};
 
 /// A client connection on its way to a worker.
 pub(crate) struct Job {
@@ -35,7 +36,7 @@ pub(crate) struct Workers {
     senders: Vec<mpsc::UnboundedSender<Job>>,
     next: AtomicUsize,
     /// Serves connections on the process's runtime if no worker thread could start.
-    fallback: HttpClient,
+    fallback: Arc<Pool>,
 }
 
 impl Workers {
@@ -56,7 +57,7 @@ impl Workers {
                 Err(e) => tracing::error!(error = %e, "cannot start a load balancer worker thread"),
             }
         }
-        Workers { senders, next: AtomicUsize::new(0), fallback: proxy::client() }
+        Workers { senders, next: AtomicUsize::new(0), fallback: Arc::default() }
     }
 
     /// Hands a connection to the next worker.
@@ -72,10 +73,10 @@ impl Workers {
     }
 }
 
-async fn serve(job: Job, client: HttpClient) {
+async fn serve(job: Job, pool: Arc<Pool>) {
     let Job { stream, peer, ctx, permit } = job;
     match tokio::net::TcpStream::from_std(stream) {
-        Ok(stream) => proxy::connection(stream, peer, ctx, client).await,
+        Ok(stream) => proxy::connection(stream, peer, ctx, pool).await,
         Err(e) => tracing::warn!(%peer, error = %e, "cannot serve a client connection"),
     }
     drop(permit);
@@ -84,14 +85,15 @@ async fn serve(job: Job, client: HttpClient) {
 /// One worker: serves the connections it is given, each in its own task, with a client
 /// (and pool of target connections) of its own.
 async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, shutdown: CancellationToken) {
-    let client = proxy::client();
+    let pool = Arc::new(Pool::default());
+    tokio::spawn(connect::expire_idle(Arc::downgrade(&pool)));
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             job = jobs.recv() => {
                 let Some(job) = job else { break };
-                connections.spawn(serve(job, client.clone()));
+                connections.spawn(serve(job, pool.clone()));
             }
             Some(_) = connections.join_next() => {}
         }
