@@ -150,3 +150,82 @@ impl hyper::rt::Write for Target {
         Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::{BodyExt, Empty, Full};
+    use hyper::service::service_fn;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A target that counts its connections and closes each after `per_connection`
+    /// requests (0: never).
+    async fn target(per_connection: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let served = Arc::new(AtomicUsize::new(0));
+                let service = service_fn(move |_req| {
+                    let n = served.fetch_add(1, Ordering::SeqCst) + 1;
+                    async move {
+                        let mut r = Response::new(Full::new(Bytes::from_static(b"hello")));
+                        if n == per_connection {
+                            r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                        }
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        (addr, accepted)
+    }
+
+    /// One request through the pool, its body read to the end, the connection given back.
+    async fn request(pool: &Pool, addr: SocketAddr) {
+        let mut conn = pool.get(addr).await.unwrap();
+        let req = Request::get("/")
+            .header(http::header::HOST, addr.to_string())
+            .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
+            .unwrap();
+        let body = conn.sender.send_request(req).await.unwrap().into_body().collect().await.unwrap();
+        assert_eq!(body.to_bytes(), "hello");
+        pool.put(conn);
+        // Let the connection's task see the end of the response.
+        tokio::task::yield_now().await;
+    }
+
+    #[tokio::test]
+    async fn connections_are_kept_for_the_next_request() {
+        let (addr, accepted) = target(0).await;
+        let pool = Pool::default();
+        for _ in 0..5 {
+            request(&pool, addr).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn connections_the_target_closes_are_not_reused() {
+        let (addr, accepted) = target(1).await;
+        let pool = Pool::default();
+        for _ in 0..3 {
+            request(&pool, addr).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+}

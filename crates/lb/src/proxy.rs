@@ -176,20 +176,41 @@ impl AsyncWrite for Tracked {
     }
 }
 
+/// The client at the other end of a connection, with what requests from it carry.
+struct Client {
+    ip: IpAddr,
+    /// The client as `X-Forwarded-For` names it: the address, and the address with port.
+    xff: HeaderValue,
+    xff_with_port: HeaderValue,
+}
+
+impl Client {
+    fn new(addr: SocketAddr) -> Self {
+        let ip = client_ip(addr);
+        let with_port = match ip {
+            IpAddr::V4(v4) => format!("{v4}:{}", addr.port()),
+            IpAddr::V6(v6) => format!("[{v6}]:{}", addr.port()),
+        };
+        let value = |s: String| HeaderValue::from_maybe_shared(Bytes::from(s)).unwrap_or(HeaderValue::from_static(""));
+        Client { ip, xff: value(ip.to_string()), xff_with_port: value(with_port) }
+    }
+}
+
 /// Serves one client connection: HTTP/1.1 with keep-alive, closed after the load
 /// balancer's idle timeout with no request in flight and no bytes moving.
 pub(crate) async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, pool: Arc<Pool>) {
     let last = Arc::new(AtomicU64::new(now_ms()));
     let busy = Arc::new(AtomicUsize::new(0));
+    let client = Arc::new(Client::new(peer));
     let idle = ctx.config.load().idle_timeout;
     let io = TokioIo::new(Tracked { inner: stream, last: last.clone() });
     let service = {
         let (ctx, busy) = (ctx.clone(), busy.clone());
         service_fn(move |req| {
-            let (ctx, pool, busy) = (ctx.clone(), pool.clone(), busy.clone());
+            let (ctx, pool, busy, client) = (ctx.clone(), pool.clone(), busy.clone(), client.clone());
             async move {
                 busy.fetch_add(1, Ordering::Relaxed);
-                let r = handle(req, peer, &ctx, &pool).await;
+                let r = handle(req, &client, &ctx, &pool).await;
                 busy.fetch_sub(1, Ordering::Relaxed);
                 Ok::<_, Infallible>(r)
             }
@@ -305,7 +326,7 @@ fn oversized(req: &Request<Incoming>) -> Option<StatusCode> {
     (total > MAX_HEAD_BYTES).then_some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
 }
 
-async fn handle(req: Request<Incoming>, peer: SocketAddr, ctx: &ListenerCtx, pool: &Arc<Pool>) -> Response<ProxyBody> {
+async fn handle(req: Request<Incoming>, client: &Client, ctx: &ListenerCtx, pool: &Arc<Pool>) -> Response<ProxyBody> {
     // hyper bounds what it buffers (MAX_BUF_BYTES) only roughly; the limits are ALB's.
     if let Some(status) = oversized(&req) {
         return lb_error(status);
@@ -319,7 +340,7 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, ctx: &ListenerCtx, poo
             raw_query: req.uri().query().unwrap_or(""),
             query: std::cell::OnceCell::new(),
             headers: req.headers(),
-            ip: client_ip(peer),
+            ip: client.ip,
         };
         config.rules.iter().find(|r| r.conditions.iter().all(|c| c.matches(&facts)))
     };
@@ -356,7 +377,7 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, ctx: &ListenerCtx, poo
             r.headers_mut().insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
             r
         }
-        ActionKind::Forward(forward) => forward_request(req, peer, &config, forward, pool).await,
+        ActionKind::Forward(forward) => forward_request(req, client, &config, forward, pool).await,
     }
 }
 
@@ -451,7 +472,7 @@ fn choose_group<'a>(forward: &'a Forward, headers: &HeaderMap) -> Option<(&'a st
 
 async fn forward_request(
     req: Request<Incoming>,
-    peer: SocketAddr,
+    client: &Client,
     config: &ListenerConfig,
     forward: &Forward,
     pool: &Arc<Pool>,
@@ -475,7 +496,7 @@ async fn forward_request(
     // A request without a body can be sent again to another target when the first
     // refuses the connection: nothing of it reached the target.
     let replayable = body.is_end_stream();
-    forward_headers(&mut parts.headers, peer, config);
+    forward_headers(&mut parts.headers, client, config);
     let mut attempts = 0;
     let (mut conn, guard) = loop {
         attempts += 1;
@@ -570,7 +591,14 @@ async fn send(pool: &Pool, conn: &mut Conn, req: Request<ProxyBody>) -> Result<R
     conn.sender.try_send_request(req).await.map_err(|e| SendError::Http(e.into_error()))
 }
 
-const HOP_BY_HOP: &[HeaderName] = &[
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -578,55 +606,61 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
 ];
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = h
+    // Headers that `Connection` names are hop-by-hop too; `close` and `keep-alive`, the
+    // usual ones, name no header that is not already removed.
+    let listed: Vec<String> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|n| !n.eq_ignore_ascii_case("close") && !n.eq_ignore_ascii_case("keep-alive"))
+        .map(str::to_string)
         .collect();
-    for n in HOP_BY_HOP.iter().chain(listed.iter()) {
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
-    h.remove("keep-alive");
-    h.remove("proxy-connection");
+    for n in &listed {
+        h.remove(n.as_str());
+    }
 }
 
 /// Makes a request's headers what a target receives from ALB: hop-by-hop headers gone,
 /// `X-Forwarded-For`/`-Proto`/`-Port` and `X-Amzn-Trace-Id` set.
-fn forward_headers(h: &mut HeaderMap, peer: SocketAddr, config: &ListenerConfig) {
+fn forward_headers(h: &mut HeaderMap, client: &Client, config: &ListenerConfig) {
     let xff = match config.xff_mode {
         XffMode::Append => {
-            let ip = client_ip(peer);
-            let client = match (config.xff_client_port, ip) {
-                (false, ip) => ip.to_string(),
-                (true, IpAddr::V4(v4)) => format!("{v4}:{}", peer.port()),
-                (true, IpAddr::V6(v6)) => format!("[{v6}]:{}", peer.port()),
-            };
-            let prior: Vec<&str> = h.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
-            let value = if prior.is_empty() { client } else { format!("{}, {client}", prior.join(", ")) };
-            HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
+            let own = if config.xff_client_port { &client.xff_with_port } else { &client.xff };
+            let prior: Vec<&str> = h.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+            if prior.is_empty() {
+                Some(own.clone())
+            } else {
+                let value = format!("{}, {}", prior.join(", "), own.to_str().unwrap_or_default());
+                HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
+            }
         }
         XffMode::Preserve | XffMode::Remove => None,
     };
-    let trace = trace_header(h.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()).filter(|v| v.contains("Root=1-")));
+    let trace = trace_header(h.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok()).filter(|v| v.contains("Root=1-")));
     strip_hop_by_hop(h);
     match (config.xff_mode, xff) {
         (XffMode::Remove, _) => {
-            h.remove("x-forwarded-for");
+            h.remove(&X_FORWARDED_FOR);
         }
         (_, Some(v)) => {
-            h.insert("x-forwarded-for", v);
+            h.insert(X_FORWARDED_FOR, v);
         }
         _ => {}
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    h.insert("x-forwarded-port", config.port_header.clone());
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    h.insert(X_FORWARDED_PORT, config.port_header.clone());
     if let Some(v) = trace {
-        h.insert("x-amzn-trace-id", v);
+        h.insert(X_AMZN_TRACE_ID, v);
     }
 }
 
