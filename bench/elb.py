@@ -2,30 +2,37 @@
 """Load balancer throughput and latency: Berth's Application Load Balancer against HAProxy
 (Debian's haproxy), side by side in the same run, both driven by wrk.
 
-What it measures. Two backends (`simplehttp serve`, the test program of crates/testimage,
-run directly on this machine) answer `GET /`. In front of them, each configured the same
-way (round robin over both backends, HTTP health checks of /health every 5 s, keep-alive
-to clients, X-Forwarded-For added):
-  berth    `berth up --no-agent`, a load balancer made with the ELBv2 API (botocore), a
-           target group of the two backends (target type ip) and an HTTP listener;
-  haproxy  `haproxy -f CONFIG` with one frontend and one backend section.
-BENCH_ROUNDS rounds (default 3); in each, for each target (the order alternating from
-round to round), `wrk -t2 -cBENCH_CONNECTIONS -dBENCH_SECONDS --latency` against `/`.
-Reported: the medians of requests/s and of the 99th percentile latency, and the ratios
-Berth/HAProxy. Then the replacement scenario: under the same wrk load through Berth, a
-third backend is registered, and once it is healthy the first two are deregistered; wrk's
-non-2xx responses and socket errors are the failed requests (target 0). The rolling
-deployment of an ECS service behind the load balancer comes with the services
-integration; this scenario is the load balancer's part of it (registration, health,
-draining).
+What it measures. Two backends answer `GET /` with a short text and keep connections
+alive: by default two ports of one Debian nginx (one worker, no logging), or with
+BENCH_BACKEND=simplehttp two `simplehttp serve` processes (the test program of
+crates/testimage), which open a thread for every connection and close it after one
+request. In front of them, each configured alike (round robin over both backends, HTTP
+health checks of /health every 5 s, keep-alive to clients and to the backends, the
+headers ALB adds: X-Forwarded-For/-Proto/-Port and a request id as X-Amzn-Trace-Id):
+  berth    `berth up --no-agent` with its default log level, a load balancer made with
+           the ELBv2 API (botocore), a target group of the two backends (target type ip)
+           and an HTTP listener;
+  haproxy  `haproxy -f CONFIG` with one frontend and one backend section, a thread per
+           core (as Berth's data plane has).
+First wrk straight at one backend (the ceiling: if a load balancer came near it, the
+backend would be what is measured), then after a warm-up BENCH_ROUNDS rounds (default 3);
+in each, for each load balancer (the order alternating from round to round, so load from
+elsewhere on the machine falls on both alike), `wrk -t2 -cBENCH_CONNECTIONS
+-dBENCH_SECONDS --latency` against `/`. Reported: the medians of requests/s and of the
+99th percentile latency, and the ratios Berth/HAProxy, with the load average seen. Then
+the replacement scenario: under the same wrk load through Berth, a third backend is
+registered, and once it is healthy the first two are deregistered; wrk's non-2xx
+responses and socket errors are the failed requests (target 0). The rolling deployment
+of an ECS service behind the load balancer comes with the services integration; this
+scenario is the load balancer's part of it (registration, health, draining).
 
 Targets: throughput >= 1.0x HAProxy's, p99 <= 1.2x HAProxy's, 0 failed requests while the
 targets are replaced. A miss is reported, not an exit failure.
 
 Why these choices:
-  * simplehttp answers every request on a new connection and closes it (thread per
-    connection), so both load balancers open a connection to a backend per request; the
-    backends cost the same behind either.
+  * Backends that keep connections alive, as most web servers do: a backend that needs a
+    new connection (and thread) for every request costs more than either load balancer,
+    and then the benchmark measures it. wrk straight at the backend shows the headroom.
   * Everything shares this machine's cores (wrk, the load balancer, the backends), as it
     would on a one-host deployment; CPU steal and busy time are printed per run because a
     neighbour on a shared VM skews the numbers.
@@ -57,19 +64,22 @@ SIMPLEHTTP = os.path.join(TARGET_DIR, "release", "simplehttp")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+BACKEND = os.environ.get("BENCH_BACKEND", "nginx")
 POOL = "127.201.0.0/24"
 
 
 def ensure_tools():
-    missing = [p for p in ("haproxy", "wrk") if shutil.which(p) is None]
+    tools = ("haproxy", "wrk", "nginx") if BACKEND == "nginx" else ("haproxy", "wrk")
+    missing = [p for p in tools if shutil.which(p) is None and not os.path.exists(f"/usr/sbin/{p}")]
     if missing:
         log(f"installing {' '.join(missing)} from apt")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdin=subprocess.DEVNULL)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env,
+        packages = ["nginx-light" if p == "nginx" else p for p in missing]
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env,
                        stdin=subprocess.DEVNULL)
-    for p in ("haproxy", "wrk"):
-        if shutil.which(p) is None:
+    for p in tools:
+        if shutil.which(p) is None and not os.path.exists(f"/usr/sbin/{p}"):
             raise BenchError(f"{p} is still missing after apt-get install")
     log("building berth and simplehttp (release)")
     subprocess.run(["cargo", "build", "--release", "-p", "berth", "-p", "testimage"], cwd=ROOT, check=True,
@@ -77,8 +87,37 @@ def ensure_tools():
 
 
 def backend(port, name):
+    """A simplehttp backend on `port` (one request per connection)."""
     proc = start([SIMPLEHTTP, "serve", "--port", str(port)], os.path.join(OUT, f"elb-backend-{name}.log"))
     wait_until(f"backend {name}", lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, proc)
+    return proc
+
+
+def nginx(ports, workdir):
+    """One nginx worker answering on every port in `ports`, with keep-alive."""
+    cfg = os.path.join(workdir, "nginx.conf")
+    listens = "\n".join(f"        listen 127.0.0.1:{p};" for p in ports)
+    with open(cfg, "w") as f:
+        f.write(f"""worker_processes 1;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {workdir}/nginx-body;
+    server {{
+{listens}
+        location / {{ default_type text/plain; return 200 "hello from nginx\\n"; }}
+    }}
+}}
+""")
+    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = start([nginx_bin, "-c", cfg, "-p", workdir], os.path.join(OUT, "elb-backend-nginx.log"))
+    for p in ports:
+        wait_until(f"nginx on port {p}", lambda: http_status(f"http://127.0.0.1:{p}/health") == 200, proc)
     return proc
 
 
@@ -94,9 +133,9 @@ def elbv2_client(data_dir):
 
 def berth_lb(data_dir, ports, lb_port):
     api_port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "BERTH_LOG"}
     proc = start([BERTH, "up", "--no-agent", "--data-dir", data_dir, "--listen", f"127.0.0.1:{api_port}",
-                  "--lb-address-pool", POOL], os.path.join(OUT, "elb-berth.log"),
-                 env={**os.environ, "BERTH_LOG": "warn"})
+                  "--lb-address-pool", POOL], os.path.join(OUT, "elb-berth.log"), env=env)
     wait_until("berth", lambda: http_status(f"http://127.0.0.1:{api_port}/_berth/health") == 200, proc)
     elb, ec2 = elbv2_client(data_dir)
     subnets = ec2.describe_subnets()["Subnets"]
@@ -131,6 +170,7 @@ def haproxy(ports, port, workdir):
     with open(cfg, "w") as f:
         f.write(f"""global
     maxconn 4096
+    nbthread {os.cpu_count()}
 defaults
     mode http
     timeout connect 10s
@@ -138,8 +178,13 @@ defaults
     timeout server 60s
     option http-keep-alive
     option forwardfor
+    http-reuse safe
+    unique-id-format 1-%[date,hex,bytes(8,8)]-%[rand,hex]%[rand,hex]%[rand,hex]
 frontend fe
     bind 127.0.0.1:{port}
+    unique-id-header X-Amzn-Trace-Id
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Port %[dst_port]
     default_backend be
 backend be
     balance roundrobin
@@ -165,7 +210,8 @@ def wrk(url, seconds=SECONDS):
         errors = sum(int(g) for g in m.groups())
     total = int(re.search(r"(\d+) requests in", out).group(1))
     return {"rps": rps, "p99_ms": p99, "non2xx": non2xx, "socket_errors": errors, "requests": total,
-            "steal_pct": round(steal_pct(before, after), 1), "busy_pct": round(busy_pct(before, after), 1)}
+            "steal_pct": round(steal_pct(before, after), 1), "busy_pct": round(busy_pct(before, after), 1),
+            "load": os.getloadavg()[0]}
 
 
 def to_ms(text):
@@ -174,10 +220,9 @@ def to_ms(text):
     return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
 
 
-def replacement(elb, tg, url, old_ports):
-    """wrk through Berth while a new target is registered and the old ones deregistered."""
-    new_port = free_port()
-    proc = backend(new_port, "new")
+def replacement(elb, tg, url, old_ports, new_port):
+    """wrk through Berth while a new target (serving on `new_port`) is registered and the
+    old ones deregistered."""
     result = {}
 
     def load():
@@ -190,7 +235,7 @@ def replacement(elb, tg, url, old_ports):
     wait_healthy(elb, tg, [new_port])
     elb.deregister_targets(TargetGroupArn=tg, Targets=[{"Id": "127.0.0.1", "Port": p} for p in old_ports])
     t.join()
-    return proc, result
+    return result
 
 
 def main():
@@ -199,15 +244,20 @@ def main():
     workdir = tempfile.mkdtemp(prefix="berth-elb-bench-")
     procs = []
     try:
-        ports = [free_port(), free_port()]
-        procs += [backend(p, f"b{i}") for i, p in enumerate(ports)]
+        ports, new_port = [free_port(), free_port()], free_port()
+        if BACKEND == "nginx":
+            procs.append(nginx([*ports, new_port], workdir))
+        else:
+            procs += [backend(p, f"b{i}") for i, p in enumerate([*ports, new_port])]
         bproc, burl, elb, tg = berth_lb(os.path.join(workdir, "berth"), ports, free_port())
         procs.append(bproc)
         hproc, hurl = haproxy(ports, free_port(), workdir)
         procs.append(hproc)
-        log(f"berth at {burl}, haproxy at {hurl}")
+        log(f"berth at {burl}, haproxy at {hurl}, backends ({BACKEND}) on ports {ports}")
+        direct = wrk(f"http://127.0.0.1:{ports[0]}/")
+        log(f"backend alone: {direct['rps']:.0f} req/s, p99 {direct['p99_ms']:.2f} ms, load {direct['load']:.2f}")
         for url in (burl, hurl):  # warm-up: pools, page cache
-            wrk(url, seconds=2)
+            wrk(url, seconds=3)
         runs = {"berth": [], "haproxy": []}
         for r in range(ROUNDS):
             order = [("berth", burl), ("haproxy", hurl)]
@@ -217,15 +267,18 @@ def main():
                 res = wrk(url)
                 runs[name].append(res)
                 log(f"round {r + 1} {name}: {res['rps']:.0f} req/s, p99 {res['p99_ms']:.2f} ms, "
-                    f"non-2xx {res['non2xx']}, socket errors {res['socket_errors']}, steal {res['steal_pct']}%")
+                    f"non-2xx {res['non2xx']}, socket errors {res['socket_errors']}, steal {res['steal_pct']}%, "
+                    f"load {res['load']:.2f}")
         summary = {n: {"rps": median([x["rps"] for x in v]), "p99_ms": median([x["p99_ms"] for x in v])} for n, v in runs.items()}
         rps_ratio = summary["berth"]["rps"] / summary["haproxy"]["rps"]
         p99_ratio = summary["berth"]["p99_ms"] / summary["haproxy"]["p99_ms"]
-        nproc, repl = replacement(elb, tg, burl, ports)
-        procs.append(nproc)
+        repl = replacement(elb, tg, burl, ports, new_port)
         failed = repl["non2xx"] + repl["socket_errors"]
-        print(f"load balancer, wrk -t2 -c{CONNECTIONS} -d{SECONDS}s, median of {ROUNDS} rounds, 2 backends")
+        loads = [x["load"] for v in runs.values() for x in v]
+        print(f"load balancer, wrk -t2 -c{CONNECTIONS} -d{SECONDS}s, median of {ROUNDS} rounds, 2 backends ({BACKEND}), "
+              f"{os.cpu_count()} cores, load average {min(loads):.1f}..{max(loads):.1f}")
         print(f"  {'':10} {'req/s':>10} {'p99 ms':>9}")
+        print(f"  {'backend':10} {direct['rps']:>10.0f} {direct['p99_ms']:>9.2f}   (wrk straight at one backend)")
         for n in ("berth", "haproxy"):
             print(f"  {n:10} {summary[n]['rps']:>10.0f} {summary[n]['p99_ms']:>9.2f}")
         print(f"  ratio berth/haproxy: throughput {rps_ratio:.2f}x, p99 {p99_ratio:.2f}x")
@@ -234,7 +287,7 @@ def main():
                    check("p99 <= 1.2x HAProxy", p99_ratio <= 1.2),
                    check("0 failed requests while targets are replaced", failed == 0)]
         with open(os.path.join(OUT, "elb.json"), "w") as f:
-            json.dump({"runs": runs, "summary": summary, "rps_ratio": rps_ratio, "p99_ratio": p99_ratio,
+            json.dump({"backend": BACKEND, "backend_alone": direct, "runs": runs, "summary": summary, "rps_ratio": rps_ratio, "p99_ratio": p99_ratio,
                        "replacement": repl, "checks": results}, f, indent=2)
     finally:
         for p in procs:

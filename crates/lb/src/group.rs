@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,9 @@ pub(crate) struct Target {
     healthy: AtomicBool,
     health: Mutex<Health>,
     /// Set when a connection to the target failed: it takes no new requests (while
-    /// others can) until a health check passes or the time runs out.
-    ejected_until: Mutex<Option<Instant>>,
+    /// others can) until a health check passes or the time runs out. Milliseconds
+    /// since [`epoch`]; 0 when it is not ejected.
+    ejected_until: AtomicU64,
     /// Stops the target's health checks.
     pub cancel: CancellationToken,
 }
@@ -47,7 +48,7 @@ impl Target {
             inflight: AtomicUsize::new(0),
             healthy: AtomicBool::new(false),
             health: Mutex::new(Health { tracker: Tracker::new(), healthy_since: None }),
-            ejected_until: Mutex::new(None),
+            ejected_until: AtomicU64::new(0),
             cancel: CancellationToken::new(),
         }
     }
@@ -76,7 +77,7 @@ impl Target {
             self.healthy.store(healthy, Ordering::Relaxed);
         }
         if passed {
-            *self.ejected_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.ejected_until.store(0, Ordering::Relaxed);
         }
         before != h.tracker.report()
     }
@@ -91,11 +92,13 @@ impl Target {
 
     /// Takes the target out of rotation for `d` after a failed connection.
     pub fn eject(&self, d: Duration) {
-        *self.ejected_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + d);
+        let until = millis_since_epoch(Instant::now() + d).max(1);
+        self.ejected_until.store(until, Ordering::Relaxed);
     }
 
     fn ejected(&self, now: Instant) -> bool {
-        self.ejected_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| t > now)
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until != 0 && until > millis_since_epoch(now)
     }
 
     /// Counts a request as in flight until the guard is dropped.
@@ -103,6 +106,16 @@ impl Target {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         InflightGuard(self.clone())
     }
+}
+
+/// A fixed instant early in the process's life, so that instants fit in an atomic.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn millis_since_epoch(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_millis() as u64
 }
 
 /// A request in flight to a target; dropping it ends the request.
@@ -121,11 +134,37 @@ struct Draining {
     until: Instant,
 }
 
+/// What choosing a target and proxying to it need of a group's attributes, read once
+/// per change rather than for every request.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub algorithm: Algorithm,
+    /// Zero when slow start is off.
+    pub slow_start: Duration,
+    /// How long the load balancer's stickiness cookie lasts, when it is on.
+    pub lb_cookie: Option<Duration>,
+    /// How long a target whose connection failed takes no new requests: a health-check
+    /// interval.
+    pub eject_for: Duration,
+}
+
+impl Settings {
+    fn of(plan: &TgPlan) -> Self {
+        Settings {
+            algorithm: plan.attributes.algorithm(),
+            slow_start: plan.attributes.slow_start(),
+            lb_cookie: plan.attributes.lb_cookie(),
+            eject_for: Duration::from_secs(plan.health_check.interval_seconds.into()),
+        }
+    }
+}
+
 /// A target group's run-time state.
 #[derive(Debug)]
 pub(crate) struct Group {
     pub arn: String,
     pub plan: ArcSwap<TgPlan>,
+    settings: ArcSwap<Settings>,
     /// Targets that take new requests (healthy or not; the choice decides).
     active: ArcSwap<Vec<Arc<Target>>>,
     draining: Mutex<Vec<Draining>>,
@@ -137,12 +176,17 @@ impl Group {
     pub fn new(plan: TgPlan, board: Arc<Board>) -> Self {
         Group {
             arn: plan.arn.clone(),
+            settings: ArcSwap::from_pointee(Settings::of(&plan)),
             plan: ArcSwap::from_pointee(plan),
             active: ArcSwap::from_pointee(Vec::new()),
             draining: Mutex::new(Vec::new()),
             rr: AtomicUsize::new(0),
             board,
         }
+    }
+
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
     }
 
     pub fn active(&self) -> Arc<Vec<Arc<Target>>> {
@@ -178,6 +222,7 @@ impl Group {
                 }
             }
         }
+        self.settings.store(Arc::new(Settings::of(&plan)));
         self.plan.store(Arc::new(plan));
         self.active.store(Arc::new(next));
         self.publish();
@@ -227,25 +272,33 @@ impl Group {
     pub fn pick(&self, sticky: Option<&TargetKey>, avoid: Option<&Arc<Target>>) -> Option<Arc<Target>> {
         let all = self.active.load();
         let now = Instant::now();
-        let usable = |t: &&Arc<Target>| t.addr.is_some() && !avoid.is_some_and(|a| Arc::ptr_eq(a, t));
-        let healthy: Vec<&Arc<Target>> = all.iter().filter(usable).filter(|t| t.is_healthy()).collect();
-        let mut pool: Vec<&Arc<Target>> =
-            if healthy.is_empty() { all.iter().filter(usable).collect() } else { healthy };
+        let usable = |t: &Arc<Target>| t.addr.is_some() && !avoid.is_some_and(|a| Arc::ptr_eq(a, t));
+        let any_healthy = all.iter().any(|t| usable(t) && t.is_healthy());
+        let tier = |t: &Arc<Target>| usable(t) && (!any_healthy || t.is_healthy());
         // Targets whose connection just failed wait, as long as another can serve.
-        if pool.iter().any(|t| !t.ejected(now)) {
-            pool.retain(|t| !t.ejected(now));
+        let any_fresh = all.iter().any(|t| tier(t) && !t.ejected(now));
+        let eligible = |t: &Arc<Target>| tier(t) && (!any_fresh || !t.ejected(now));
+        if let Some(key) = sticky {
+            if let Some(t) = all.iter().find(|t| t.key == *key && eligible(t)) {
+                return Some(t.clone());
+            }
         }
+        let settings = self.settings.load();
+        // The usual case, round robin with nobody in slow start, needs no list.
+        if settings.algorithm == Algorithm::RoundRobin && settings.slow_start.is_zero() {
+            let n = all.iter().filter(|t| eligible(t)).count();
+            if n == 0 {
+                return None;
+            }
+            let k = self.rr.fetch_add(1, Ordering::Relaxed) % n;
+            return all.iter().filter(|t| eligible(t)).nth(k).cloned();
+        }
+        let pool: Vec<&Arc<Target>> = all.iter().filter(|t| eligible(t)).collect();
         if pool.is_empty() {
             return None;
         }
-        if let Some(key) = sticky {
-            if let Some(t) = pool.iter().find(|t| t.key == *key) {
-                return Some((*t).clone());
-            }
-        }
-        let plan = self.plan.load();
-        let weights = slow_start_weights(&pool, plan.attributes.slow_start(), now);
-        let chosen = match (plan.attributes.algorithm(), weights) {
+        let weights = slow_start_weights(&pool, settings.slow_start, now);
+        let chosen = match (settings.algorithm, weights) {
             (Algorithm::LeastOutstandingRequests, w) => {
                 // Fewest requests in flight relative to its weight; ties go round robin.
                 let start = self.rr.fetch_add(1, Ordering::Relaxed);

@@ -13,6 +13,7 @@ mod check;
 mod connect;
 mod group;
 mod proxy;
+mod workers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,12 +28,14 @@ use elb::health::Board;
 use elb::snapshot::Snapshot;
 
 use crate::group::Group;
-use crate::proxy::{HttpClient, ListenerConfig, ListenerCtx};
+use crate::proxy::{ListenerConfig, ListenerCtx};
+use crate::workers::Workers;
 
 /// The data plane of one Berth process.
 pub struct DataPlane {
     board: Arc<Board>,
-    client: HttpClient,
+    /// The threads that serve client connections.
+    workers: Arc<Workers>,
     listeners: Mutex<HashMap<SocketAddr, Arc<ListenerCtx>>>,
     /// Listeners that could not bind, with why (logged once per reason).
     failed: Mutex<HashMap<SocketAddr, String>>,
@@ -54,12 +57,14 @@ pub struct BindFailure {
 }
 
 impl DataPlane {
-    /// A data plane publishing target health on `board`; its listeners and checks stop
-    /// when `shutdown` is cancelled.
+    /// A data plane publishing target health on `board`, serving connections on a
+    /// thread per core; its listeners, threads and checks stop when `shutdown` is
+    /// cancelled.
     pub fn new(board: Arc<Board>, shutdown: CancellationToken) -> Arc<Self> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let dp = Arc::new(DataPlane {
             board,
-            client: proxy::client(),
+            workers: Arc::new(Workers::start(threads, &shutdown)),
             listeners: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
@@ -86,12 +91,7 @@ impl DataPlane {
                     })
                     .filter_map(|arn| groups.get(arn).map(|g| (arn.to_string(), g.clone())))
                     .collect();
-                let config = ListenerConfig {
-                    port: l.port,
-                    attributes: lb.attributes.clone(),
-                    rules: l.rules.clone(),
-                    groups: used,
-                };
+                let config = ListenerConfig::new(l.port, &lb.attributes, l.rules.clone(), used);
                 wanted.insert(SocketAddr::from((lb.address, l.port)), config);
             }
         }
@@ -118,7 +118,7 @@ impl DataPlane {
                         cancel: self.shutdown.child_token(),
                     });
                     self.lock_listeners().insert(addr, ctx.clone());
-                    tokio::spawn(proxy::serve(listener, ctx, self.client.clone()));
+                    tokio::spawn(proxy::serve(listener, ctx, self.workers.clone()));
                 }
                 Err(e) => {
                     let reason = match e.kind() {

@@ -23,8 +23,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -36,11 +35,11 @@ use elb::attributes::{LbAttributes, XffMode};
 use elb::health::TargetKey;
 use elb::snapshot::RulePlan;
 
-use crate::connect::Connector;
+use crate::connect::{Conn, Pool};
 use crate::group::{Group, InflightGuard};
+use crate::workers::{Job, Workers};
 
 pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
-pub(crate) type HttpClient = Client<Connector, ProxyBody>;
 
 /// The largest request head (request line and headers) accepted; larger ones get 431,
 /// as from ALB.
@@ -49,8 +48,6 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_BUF_BYTES: usize = MAX_HEAD_BYTES + 16 * 1024;
 /// Connections one listener serves at once.
 const MAX_CONNECTIONS: usize = 16 * 1024;
-/// How long a target may take to accept a connection (ALB's is 10 s): then 504.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const STICKY_COOKIE: &str = "AWSALB";
 const STICKY_CORS_COOKIE: &str = "AWSALBCORS";
 const GROUP_COOKIE: &str = "AWSALBTG";
@@ -60,10 +57,34 @@ const GROUP_CORS_COOKIE: &str = "AWSALBTGCORS";
 #[derive(Debug)]
 pub(crate) struct ListenerConfig {
     pub port: u16,
-    pub attributes: LbAttributes,
     pub rules: Vec<RulePlan>,
     /// The target groups its rules forward to.
     pub groups: HashMap<String, Arc<Group>>,
+    /// The load balancer's attributes that requests need, read once.
+    idle_timeout: Duration,
+    xff_mode: XffMode,
+    xff_client_port: bool,
+    /// `X-Forwarded-Port`.
+    port_header: HeaderValue,
+}
+
+impl ListenerConfig {
+    pub fn new(
+        port: u16,
+        attributes: &LbAttributes,
+        rules: Vec<RulePlan>,
+        groups: HashMap<String, Arc<Group>>,
+    ) -> Self {
+        ListenerConfig {
+            port,
+            rules,
+            groups,
+            idle_timeout: attributes.idle_timeout(),
+            xff_mode: attributes.xff_mode(),
+            xff_client_port: attributes.xff_client_port(),
+            port_header: HeaderValue::from(port),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -72,16 +93,8 @@ pub(crate) struct ListenerCtx {
     pub cancel: CancellationToken,
 }
 
-pub(crate) fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(usize::MAX)
-        .pool_timer(TokioTimer::new())
-        .build(Connector)
-}
-
-/// Accepts connections until the listener is cancelled.
-pub(crate) async fn serve(listener: TcpListener, ctx: Arc<ListenerCtx>, client: HttpClient) {
+/// Accepts connections until the listener is cancelled and hands them to the workers.
+pub(crate) async fn serve(listener: TcpListener, ctx: Arc<ListenerCtx>, workers: Arc<Workers>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -100,11 +113,10 @@ pub(crate) async fn serve(listener: TcpListener, ctx: Arc<ListenerCtx>, client: 
             },
         };
         let _ = stream.set_nodelay(true);
-        let (ctx, client) = (ctx.clone(), client.clone());
-        tokio::spawn(async move {
-            connection(stream, peer, ctx, client).await;
-            drop(permit);
-        });
+        match stream.into_std() {
+            Ok(stream) => workers.dispatch(Job { stream, peer, ctx: ctx.clone(), permit }),
+            Err(e) => tracing::warn!(%peer, error = %e, "cannot hand over a client connection"),
+        }
     }
 }
 
@@ -164,20 +176,41 @@ impl AsyncWrite for Tracked {
     }
 }
 
+/// The client at the other end of a connection, with what requests from it carry.
+struct Client {
+    ip: IpAddr,
+    /// The client as `X-Forwarded-For` names it: the address, and the address with port.
+    xff: HeaderValue,
+    xff_with_port: HeaderValue,
+}
+
+impl Client {
+    fn new(addr: SocketAddr) -> Self {
+        let ip = client_ip(addr);
+        let with_port = match ip {
+            IpAddr::V4(v4) => format!("{v4}:{}", addr.port()),
+            IpAddr::V6(v6) => format!("[{v6}]:{}", addr.port()),
+        };
+        let value = |s: String| HeaderValue::from_maybe_shared(Bytes::from(s)).unwrap_or(HeaderValue::from_static(""));
+        Client { ip, xff: value(ip.to_string()), xff_with_port: value(with_port) }
+    }
+}
+
 /// Serves one client connection: HTTP/1.1 with keep-alive, closed after the load
 /// balancer's idle timeout with no request in flight and no bytes moving.
-async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, client: HttpClient) {
+pub(crate) async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, pool: Arc<Pool>) {
     let last = Arc::new(AtomicU64::new(now_ms()));
     let busy = Arc::new(AtomicUsize::new(0));
-    let idle = ctx.config.load().attributes.idle_timeout();
+    let client = Arc::new(Client::new(peer));
+    let idle = ctx.config.load().idle_timeout;
     let io = TokioIo::new(Tracked { inner: stream, last: last.clone() });
     let service = {
         let (ctx, busy) = (ctx.clone(), busy.clone());
         service_fn(move |req| {
-            let (ctx, client, busy) = (ctx.clone(), client.clone(), busy.clone());
+            let (ctx, pool, busy, client) = (ctx.clone(), pool.clone(), busy.clone(), client.clone());
             async move {
                 busy.fetch_add(1, Ordering::Relaxed);
-                let r = handle(req, peer, &ctx, &client).await;
+                let r = handle(req, &client, &ctx, &pool).await;
                 busy.fetch_sub(1, Ordering::Relaxed);
                 Ok::<_, Infallible>(r)
             }
@@ -270,9 +303,16 @@ fn client_ip(peer: SocketAddr) -> IpAddr {
 /// all headers.
 const MAX_LINE_BYTES: usize = 16 * 1024;
 
+/// The length of `uri` as written, counted without writing it.
+fn uri_len(uri: &http::Uri) -> usize {
+    let scheme = uri.scheme_str().map_or(0, |s| s.len() + 3);
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    scheme + authority + uri.path_and_query().map_or(0, |p| p.as_str().len())
+}
+
 /// The status for a request over ALB's size limits, if it is.
 fn oversized(req: &Request<Incoming>) -> Option<StatusCode> {
-    if req.uri().to_string().len() > MAX_LINE_BYTES {
+    if uri_len(req.uri()) > MAX_LINE_BYTES {
         return Some(StatusCode::URI_TOO_LONG);
     }
     let mut total = 0;
@@ -286,35 +326,21 @@ fn oversized(req: &Request<Incoming>) -> Option<StatusCode> {
     (total > MAX_HEAD_BYTES).then_some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    ctx: &ListenerCtx,
-    client: &HttpClient,
-) -> Response<ProxyBody> {
+async fn handle(req: Request<Incoming>, client: &Client, ctx: &ListenerCtx, pool: &Arc<Pool>) -> Response<ProxyBody> {
     // hyper bounds what it buffers (MAX_BUF_BYTES) only roughly; the limits are ALB's.
     if let Some(status) = oversized(&req) {
         return lb_error(status);
     }
     let config = ctx.config.load_full();
-    let host_header = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_default();
-    let path = req.uri().path().to_string();
-    let raw_query = req.uri().query().unwrap_or("").to_string();
     let rule = {
         let facts = Facts {
-            host: &host_header,
-            path: &path,
+            host: host_header(&req),
+            path: req.uri().path(),
             method: req.method().as_str(),
-            raw_query: &raw_query,
+            raw_query: req.uri().query().unwrap_or(""),
             query: std::cell::OnceCell::new(),
             headers: req.headers(),
-            ip: client_ip(peer),
+            ip: client.ip,
         };
         config.rules.iter().find(|r| r.conditions.iter().all(|c| c.matches(&facts)))
     };
@@ -335,8 +361,13 @@ async fn handle(
             r
         }
         ActionKind::Redirect(redirect) => {
-            let host = host_without_port(&host_header);
-            let src = RedirectSource { protocol: "http", host, port: config.port, path: &path, query: &raw_query };
+            let src = RedirectSource {
+                protocol: "http",
+                host: host_without_port(host_header(&req)),
+                port: config.port,
+                path: req.uri().path(),
+                query: req.uri().query().unwrap_or(""),
+            };
             let location = redirect.location(&src);
             let mut r = Response::new(empty());
             *r.status_mut() = StatusCode::from_u16(redirect.status()).unwrap_or(StatusCode::FOUND);
@@ -346,8 +377,17 @@ async fn handle(
             r.headers_mut().insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
             r
         }
-        ActionKind::Forward(forward) => forward_request(req, peer, &config, forward, client).await,
+        ActionKind::Forward(forward) => forward_request(req, client, &config, forward, pool).await,
     }
+}
+
+/// The host the request names: its `Host` header, else the authority of its URI.
+fn host_header(req: &Request<Incoming>) -> &str {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default()
 }
 
 fn host_without_port(host: &str) -> &str {
@@ -432,10 +472,10 @@ fn choose_group<'a>(forward: &'a Forward, headers: &HeaderMap) -> Option<(&'a st
 
 async fn forward_request(
     req: Request<Incoming>,
-    peer: SocketAddr,
+    client: &Client,
     config: &ListenerConfig,
     forward: &Forward,
-    client: &HttpClient,
+    pool: &Arc<Pool>,
 ) -> Response<ProxyBody> {
     let Some((arn, new_group_cookie)) = choose_group(forward, req.headers()) else {
         return lb_error(StatusCode::SERVICE_UNAVAILABLE);
@@ -443,9 +483,8 @@ async fn forward_request(
     let Some(group) = config.groups.get(arn) else {
         return lb_error(StatusCode::SERVICE_UNAVAILABLE);
     };
-    let plan = group.plan.load_full();
-    let sticky_for = plan.attributes.lb_cookie();
-    let sticky_key = sticky_for.and_then(|_| {
+    let settings = group.settings();
+    let sticky_key = settings.lb_cookie.and_then(|_| {
         cookie(req.headers(), STICKY_COOKIE)
             .or_else(|| cookie(req.headers(), STICKY_CORS_COOKIE))
             .and_then(|v| decode_sticky(arn, v))
@@ -453,43 +492,23 @@ async fn forward_request(
     let Some(mut target) = group.pick(sticky_key.as_ref(), None) else {
         return lb_error(StatusCode::SERVICE_UNAVAILABLE);
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     // A request without a body can be sent again to another target when the first
     // refuses the connection: nothing of it reached the target.
     let replayable = body.is_end_stream();
-    let mut body = Some(body);
-    let headers = forwarded_headers(&parts.headers, peer, config);
-    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let idle = config.attributes.idle_timeout();
-    let eject_for = Duration::from_secs(plan.health_check.interval_seconds.into());
+    forward_headers(&mut parts.headers, client, config);
     let mut attempts = 0;
-    let (response, guard) = loop {
+    let (mut conn, guard) = loop {
         attempts += 1;
         let Some(addr) = target.addr else { return lb_error(StatusCode::SERVICE_UNAVAILABLE) };
-        let mut out = Request::new(match body.take() {
-            Some(b) if !replayable => b.boxed_unsync(),
-            _ => empty(),
-        });
-        *out.method_mut() = parts.method.clone();
-        *out.headers_mut() = headers.clone();
-        let uri = http::Uri::builder()
-            .scheme(http::uri::Scheme::HTTP)
-            .authority(target.authority.clone().unwrap_or_else(|| http::uri::Authority::from_static("invalid")))
-            .path_and_query(path.clone())
-            .build();
-        match uri {
-            Ok(uri) => *out.uri_mut() = uri,
-            Err(_) => return lb_error(StatusCode::BAD_REQUEST),
-        }
         let guard = target.begin();
-        match tokio::time::timeout(idle, client.request(out)).await {
-            Ok(Ok(r)) => break (r, guard),
-            Ok(Err(e)) if e.is_connect() => {
+        match pool.get(addr).await {
+            Ok(conn) => break (conn, guard),
+            Err(e) => {
                 drop(guard);
                 tracing::info!(target = %addr, error = %e, "target refused or failed the connection");
-                target.eject(eject_for);
-                let timed_out = std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("timed out"));
-                if timed_out {
+                target.eject(settings.eject_for);
+                if e.kind() == io::ErrorKind::TimedOut {
                     return lb_error(StatusCode::GATEWAY_TIMEOUT);
                 }
                 if replayable && attempts < 2 {
@@ -500,19 +519,40 @@ async fn forward_request(
                 }
                 return lb_error(StatusCode::BAD_GATEWAY);
             }
-            Ok(Err(e)) => {
-                tracing::info!(target = %addr, error = %e, "target failed the request");
-                return lb_error(StatusCode::BAD_GATEWAY);
+        }
+    };
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(a) = &target.authority {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, v);
             }
-            Err(_) => {
-                tracing::info!(target = %addr, "target did not answer within the idle timeout");
-                return lb_error(StatusCode::GATEWAY_TIMEOUT);
-            }
+        }
+    }
+    let mut out = Request::new(if replayable { empty() } else { body.boxed_unsync() });
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = parts.uri.path_and_query().cloned().map_or_else(|| http::Uri::from_static("/"), http::Uri::from);
+    *out.headers_mut() = parts.headers;
+    let response = match tokio::time::timeout(config.idle_timeout, send(pool, &mut conn, out)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(SendError::Connect(e))) => {
+            tracing::info!(target = %conn.addr, error = %e, "target refused or failed the connection");
+            target.eject(settings.eject_for);
+            let status =
+                if e.kind() == io::ErrorKind::TimedOut { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+            return lb_error(status);
+        }
+        Ok(Err(SendError::Http(e))) => {
+            tracing::info!(target = %conn.addr, error = %e, "target failed the request");
+            return lb_error(StatusCode::BAD_GATEWAY);
+        }
+        Err(_) => {
+            tracing::info!(target = %conn.addr, "target did not answer within the idle timeout");
+            return lb_error(StatusCode::GATEWAY_TIMEOUT);
         }
     };
     let (mut rparts, rbody) = response.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
-    if let Some(d) = sticky_for {
+    if let Some(d) = settings.lb_cookie {
         let value = encode_sticky(arn, &target.key);
         let when = expires(d);
         for (name, extra) in [(STICKY_COOKIE, ""), (STICKY_CORS_COOKIE, "; SameSite=None; Secure")] {
@@ -530,10 +570,35 @@ async fn forward_request(
             }
         }
     }
-    Response::from_parts(rparts, Guarded { inner: rbody, _guard: guard }.boxed_unsync())
+    let body = Guarded { inner: rbody, done: false, conn: Some(conn), pool: pool.clone(), _guard: guard };
+    Response::from_parts(rparts, body.boxed_unsync())
 }
 
-const HOP_BY_HOP: &[HeaderName] = &[
+enum SendError {
+    Connect(io::Error),
+    Http(hyper::Error),
+}
+
+/// Sends `req` on `conn`; if that connection turns out closed before the request went
+/// out (the target closed it while it was idle), on a new one.
+async fn send(pool: &Pool, conn: &mut Conn, req: Request<ProxyBody>) -> Result<Response<Incoming>, SendError> {
+    let mut e = match conn.sender.try_send_request(req).await {
+        Ok(r) => return Ok(r),
+        Err(e) => e,
+    };
+    let Some(req) = e.take_message() else { return Err(SendError::Http(e.into_error())) };
+    *conn = pool.connect(conn.addr).await.map_err(SendError::Connect)?;
+    conn.sender.try_send_request(req).await.map_err(|e| SendError::Http(e.into_error()))
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -541,75 +606,90 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
 ];
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = h
+    // Headers that `Connection` names are hop-by-hop too; `close` and `keep-alive`, the
+    // usual ones, name no header that is not already removed.
+    let listed: Vec<String> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|n| !n.eq_ignore_ascii_case("close") && !n.eq_ignore_ascii_case("keep-alive"))
+        .map(str::to_string)
         .collect();
-    for n in HOP_BY_HOP.iter().chain(listed.iter()) {
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
-    h.remove("keep-alive");
-    h.remove("proxy-connection");
+    for n in &listed {
+        h.remove(n.as_str());
+    }
 }
 
-/// The request's headers as a target receives them from ALB: hop-by-hop headers gone,
+/// Makes a request's headers what a target receives from ALB: hop-by-hop headers gone,
 /// `X-Forwarded-For`/`-Proto`/`-Port` and `X-Amzn-Trace-Id` set.
-fn forwarded_headers(incoming: &HeaderMap, peer: SocketAddr, config: &ListenerConfig) -> HeaderMap {
-    let mut h = incoming.clone();
-    strip_hop_by_hop(&mut h);
-    let ip = client_ip(peer);
-    let client = if config.attributes.xff_client_port() {
-        match ip {
-            IpAddr::V4(v4) => format!("{v4}:{}", peer.port()),
-            IpAddr::V6(v6) => format!("[{v6}]:{}", peer.port()),
-        }
-    } else {
-        ip.to_string()
-    };
-    match config.attributes.xff_mode() {
+fn forward_headers(h: &mut HeaderMap, client: &Client, config: &ListenerConfig) {
+    let xff = match config.xff_mode {
         XffMode::Append => {
-            let prior: Vec<&str> = incoming.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
-            let value = if prior.is_empty() { client } else { format!("{}, {client}", prior.join(", ")) };
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                h.insert("x-forwarded-for", v);
+            let own = if config.xff_client_port { &client.xff_with_port } else { &client.xff };
+            let prior: Vec<&str> = h.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+            if prior.is_empty() {
+                Some(own.clone())
+            } else {
+                let value = format!("{}, {}", prior.join(", "), own.to_str().unwrap_or_default());
+                HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
             }
         }
-        XffMode::Preserve => {}
-        XffMode::Remove => {
-            h.remove("x-forwarded-for");
-        }
-    }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    h.insert("x-forwarded-port", HeaderValue::from(config.port));
-    let trace = incoming.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()).filter(|v| v.contains("Root=1-"));
-    let value = match trace {
-        // A valid trace from the client is kept; ALB adds its own segment as Self.
-        Some(t) => format!("Self={};{t}", trace_id()),
-        None => format!("Root={}", trace_id()),
+        XffMode::Preserve | XffMode::Remove => None,
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        h.insert("x-amzn-trace-id", v);
+    let trace = trace_header(h.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok()).filter(|v| v.contains("Root=1-")));
+    strip_hop_by_hop(h);
+    match (config.xff_mode, xff) {
+        (XffMode::Remove, _) => {
+            h.remove(&X_FORWARDED_FOR);
+        }
+        (_, Some(v)) => {
+            h.insert(X_FORWARDED_FOR, v);
+        }
+        _ => {}
     }
-    h
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    h.insert(X_FORWARDED_PORT, config.port_header.clone());
+    if let Some(v) = trace {
+        h.insert(X_AMZN_TRACE_ID, v);
+    }
+}
+
+/// `X-Amzn-Trace-Id` as ALB sends it: a new root, or a valid trace from the client kept
+/// with ALB's own segment added as `Self`.
+fn trace_header(from_client: Option<&str>) -> Option<HeaderValue> {
+    let id = trace_id();
+    let id = std::str::from_utf8(&id).unwrap_or_default();
+    let value = match from_client {
+        Some(t) => format!("Self={id};{t}"),
+        None => format!("Root={id}"),
+    };
+    HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
 }
 
 /// `1-<epoch seconds, 8 hex digits>-<24 hex digits>`, the X-Ray trace id format.
-fn trace_id() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let random: [u8; 12] = rand::thread_rng().gen();
+fn trace_id() -> [u8; 35] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = String::with_capacity(24);
-    for b in random {
-        hex.push(DIGITS[usize::from(b >> 4)] as char);
-        hex.push(DIGITS[usize::from(b & 15)] as char);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let random: u128 = rand::thread_rng().gen();
+    let mut id = [b'-'; 35];
+    id[0] = b'1';
+    for i in 0..8 {
+        id[2 + i] = DIGITS[((secs >> (28 - 4 * i)) & 15) as usize];
     }
-    format!("1-{secs:08x}-{hex}")
+    for i in 0..24 {
+        id[11 + i] = DIGITS[((random >> (4 * i)) & 15) as usize];
+    }
+    id
 }
 
 fn full(s: String) -> ProxyBody {
@@ -632,9 +712,14 @@ pub(crate) fn lb_error(status: StatusCode) -> Response<ProxyBody> {
 }
 
 /// A target's response body that keeps the request in flight until it is fully sent,
-/// so draining and least-outstanding-requests count it.
+/// so draining and least-outstanding-requests count it, and then gives the connection
+/// back to the pool.
 struct Guarded {
     inner: Incoming,
+    /// The body has been read to its end.
+    done: bool,
+    conn: Option<Conn>,
+    pool: Arc<Pool>,
     _guard: InflightGuard,
 }
 
@@ -642,13 +727,30 @@ impl Body for Guarded {
     type Data = Bytes;
     type Error = hyper::Error;
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) => self.done = true,
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.done = true,
+            _ => {}
+        }
+        r
     }
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
     }
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // A connection whose response was not read to the end cannot carry another.
+        if self.done || self.inner.is_end_stream() {
+            if let Some(conn) = self.conn.take() {
+                self.pool.put(conn);
+            }
+        }
     }
 }
 
@@ -668,6 +770,7 @@ mod tests {
     #[test]
     fn trace_ids_have_the_xray_shape() {
         let t = trace_id();
+        let t = std::str::from_utf8(&t).unwrap();
         let parts: Vec<&str> = t.split('-').collect();
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[0], "1");
