@@ -828,19 +828,12 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
     let (constraints, strategies) =
         if only.is_some() { (Vec::new(), Vec::new()) } else { (constraints(svc, &td), strategies(svc)) };
     let plan = scheduler::place(&instances, &needs, count, &constraints, &strategies, &mut pass.rng);
-    let mut tags = match svc.settings.propagate_tags {
-        Some(PropagateTags::Service) => svc.tags.clone(),
-        Some(PropagateTags::TaskDefinition) => td.tags.clone(),
-        _ => Tags::default(),
-    };
-    if svc.settings.enable_ecs_managed_tags {
-        tags.insert_managed("aws:ecs:clusterName", svc.cluster.as_str());
-        tags.insert_managed("aws:ecs:serviceName", svc.name.as_str());
-    }
+    let tags = task_tags(svc, &td);
     let req = TaskRequest { group: Some(group), started_by: Some(deployment_id), ..Default::default() };
     let creation =
         Creation { scope: &svc.scope, cluster: &svc.cluster, td: &td, req: &req, tags: &tags, now: pass.now };
     let mut ids = Vec::new();
+    let mut no_address = None;
     for idx in &plan.placements {
         let instance = &candidates[*idx].instance;
         let mut t = new_task(&creation, &instance.id, reserved.clone(), &mut pass.rng);
@@ -849,8 +842,7 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
             match awsvpc::allocate(pass.state, &svc.scope, placement, zone.as_deref(), &mut pass.rng) {
                 Ok(eni) => t.eni = Some(eni),
                 Err(reason) => {
-                    let id = pass.event_id();
-                    svc.record_problem(id, pass.now, events::unable_to_place_reason(&svc.name, &reason));
+                    no_address = Some(reason);
                     break;
                 }
             }
@@ -859,15 +851,7 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
         pass.changed.push(t.clone());
         ids.push(t.id.clone());
     }
-    for id in &ids {
-        svc.tracked.insert(id.clone());
-    }
-    if !ids.is_empty() {
-        let id = pass.event_id();
-        svc.record(id, pass.now, events::started(&svc.name, &ids));
-        // A placement problem is resolved once tasks place again.
-        svc.last_problem = None;
-    }
+    record_started(pass, svc, &ids, no_address);
     if ids.len() < count {
         let closest = plan.failures.first().map(|f| {
             let id = f.arn.rsplit('/').next().unwrap_or(&f.arn).to_string();
@@ -878,6 +862,39 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
         svc.record_problem(id, pass.now, message);
     }
     ids.len()
+}
+
+/// The tags of the service's new tasks: propagated from the service or the task
+/// definition, and ECS's managed tags if enabled.
+fn task_tags(svc: &Service, td: &TaskDefinition) -> Tags {
+    let mut tags = match svc.settings.propagate_tags {
+        Some(PropagateTags::Service) => svc.tags.clone(),
+        Some(PropagateTags::TaskDefinition) => td.tags.clone(),
+        _ => Tags::default(),
+    };
+    if svc.settings.enable_ecs_managed_tags {
+        tags.insert_managed("aws:ecs:clusterName", svc.cluster.as_str());
+        tags.insert_managed("aws:ecs:serviceName", svc.name.as_str());
+    }
+    tags
+}
+
+/// Tracks the tasks just started and says so, or why the last could not have an address
+/// (its subnets had none left).
+fn record_started(pass: &mut Pass<'_>, svc: &mut Service, ids: &[String], no_address: Option<String>) {
+    if let Some(reason) = no_address {
+        let id = pass.event_id();
+        svc.record_problem(id, pass.now, events::unable_to_place_reason(&svc.name, &reason));
+    }
+    for id in ids {
+        svc.tracked.insert(id.clone());
+    }
+    if !ids.is_empty() {
+        let id = pass.event_id();
+        svc.record(id, pass.now, events::started(&svc.name, ids));
+        // A placement problem is resolved once tasks place again.
+        svc.last_problem = None;
+    }
 }
 
 /// Places up to `count` tasks of the primary deployment on Fargate capacity, each with
@@ -900,19 +917,12 @@ fn launch_fargate(
             *by_provider.entry(p.clone()).or_default() += 1;
         }
     }
-    let mut tags = match svc.settings.propagate_tags {
-        Some(PropagateTags::Service) => svc.tags.clone(),
-        Some(PropagateTags::TaskDefinition) => td.tags.clone(),
-        _ => Tags::default(),
-    };
-    if svc.settings.enable_ecs_managed_tags {
-        tags.insert_managed("aws:ecs:clusterName", svc.cluster.as_str());
-        tags.insert_managed("aws:ecs:serviceName", svc.name.as_str());
-    }
+    let tags = task_tags(svc, td);
     let req = TaskRequest { group: Some(group), started_by: Some(primary.id.clone()), ..Default::default() };
     let creation = Creation { scope: &svc.scope, cluster: &svc.cluster, td, req: &req, tags: &tags, now: pass.now };
     let hosts = fargate::place(pass.agents, pass.state, &svc.scope, &reserved, count);
     let mut ids = Vec::new();
+    let mut no_address = None;
     for host in &hosts {
         let mut t = new_task(&creation, host, reserved.clone(), &mut pass.rng);
         t.launch_type = "FARGATE".into();
@@ -925,8 +935,7 @@ fn launch_fargate(
         match awsvpc::allocate(pass.state, &svc.scope, placement, Some(&zone), &mut pass.rng) {
             Ok(eni) => t.eni = Some(eni),
             Err(reason) => {
-                let id = pass.event_id();
-                svc.record_problem(id, pass.now, events::unable_to_place_reason(&svc.name, &reason));
+                no_address = Some(reason);
                 break;
             }
         }
@@ -934,14 +943,7 @@ fn launch_fargate(
         pass.changed.push(t.clone());
         ids.push(t.id.clone());
     }
-    for id in &ids {
-        svc.tracked.insert(id.clone());
-    }
-    if !ids.is_empty() {
-        let id = pass.event_id();
-        svc.record(id, pass.now, events::started(&svc.name, &ids));
-        svc.last_problem = None;
-    }
+    record_started(pass, svc, &ids, no_address);
     if hosts.len() < count {
         let id = pass.event_id();
         svc.record_problem(id, pass.now, events::unable_to_place_reason(&svc.name, fargate::CAPACITY_UNAVAILABLE));
