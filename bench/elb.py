@@ -22,9 +22,12 @@ elsewhere on the machine falls on both alike), `wrk -t2 -cBENCH_CONNECTIONS
 99th percentile latency, and the ratios Berth/HAProxy, with the load average seen. Then
 the replacement scenario: under the same wrk load through Berth, a third backend is
 registered, and once it is healthy the first two are deregistered; wrk's non-2xx
-responses and socket errors are the failed requests (target 0). The rolling deployment
-of an ECS service behind the load balancer comes with the services integration; this
-scenario is the load balancer's part of it (registration, health, draining).
+responses and socket errors are the failed requests (target 0). Last, the rolling
+deployment: a second `berth up`, with its local agent, runs an ECS service of two tasks of
+the test image (`serve`) behind a load balancer of its own (target type instance); under
+the same wrk load, UpdateService moves it to a new task definition, and wrk runs until
+the service is steady again (tasks registered when RUNNING, healthy before the old ones
+are deregistered, drained before they stop): its failed requests (target 0).
 
 Targets: throughput >= 1.0x HAProxy's, p99 <= 1.2x HAProxy's, 0 failed requests while the
 targets are replaced. A miss is reported, not an exit failure.
@@ -238,6 +241,80 @@ def replacement(elb, tg, url, old_ports, new_port):
     return result
 
 
+def rolling_deployment(workdir):
+    """wrk through a load balancer in front of an ECS service while UpdateService rolls it
+    to a new task definition; returns wrk's result."""
+    import json as _json
+    image = subprocess.run(["cargo", "run", "-q", "-p", "testkit", "--bin", "test-image"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.strip()
+    data_dir = os.path.join(workdir, "rolling")
+    api_port = free_port()
+    env = {**os.environ, "ECS_IMAGE_PULL_BEHAVIOR": "prefer-cached", "NO_COLOR": "1"}
+    proc = start([BERTH, "up", "--data-dir", data_dir, "--listen", f"127.0.0.1:{api_port}",
+                  "--lb-address-pool", "127.202.0.0/24", "--vpc-cidr", "10.252.0.0/16"],
+                 os.path.join(OUT, "elb-rolling-berth.log"), env=env)
+    try:
+        wait_until("berth", lambda: http_status(f"http://127.0.0.1:{api_port}/_berth/health") == 200, proc)
+        vals = dict(re.findall(r"export (\w+)=(\S+)",
+                               subprocess.run([BERTH, "env", "--data-dir", data_dir], check=True, capture_output=True,
+                                              text=True).stdout))
+        aws = {**os.environ, **{k: v.strip("'\"") for k, v in vals.items()}}
+
+        def cli(*args):
+            out = subprocess.run(["aws", *args, "--output", "json"], check=True, capture_output=True, text=True, env=aws)
+            return _json.loads(out.stdout) if out.stdout.strip() else {}
+
+        for _ in range(300):
+            if cli("ecs", "list-container-instances").get("containerInstanceArns"):
+                break
+            time.sleep(0.2)
+        for greeting in ("one", "two"):
+            cli("ecs", "register-task-definition", "--family", "web", "--container-definitions", _json.dumps([{
+                "name": "web", "image": image, "memory": 32, "command": ["serve", "--port", "8080"],
+                "environment": [{"name": "GREETING", "value": greeting}], "portMappings": [{"containerPort": 8080}]}]))
+        subnets = cli("ec2", "describe-subnets")["Subnets"]
+        lb = cli("elbv2", "create-load-balancer", "--name", "rolling", "--subnets",
+                 *[x["SubnetId"] for x in subnets[:2]])["LoadBalancers"][0]
+        tg = cli("elbv2", "create-target-group", "--name", "rolling", "--protocol", "HTTP", "--port", "80",
+                 "--vpc-id", subnets[0]["VpcId"], "--health-check-path", "/health",
+                 "--health-check-interval-seconds", "5")["TargetGroups"][0]["TargetGroupArn"]
+        port = free_port()
+        cli("elbv2", "create-listener", "--load-balancer-arn", lb["LoadBalancerArn"], "--protocol", "HTTP",
+            "--port", str(port), "--default-actions", f"Type=forward,TargetGroupArn={tg}")
+        cli("ecs", "create-service", "--service-name", "web", "--task-definition", "web:1", "--desired-count", "2",
+            "--load-balancers", f"targetGroupArn={tg},containerName=web,containerPort=8080")
+        subprocess.run(["aws", "ecs", "wait", "services-stable", "--services", "web"], check=True, env=aws)
+        url = f"http://{lb['DNSName']}:{port}/"
+        result = {}
+        t = threading.Thread(target=lambda: result.update(wrk(url, seconds=max(SECONDS, 20))))
+        t.start()
+        time.sleep(2)
+        started = time.monotonic()
+        cli("ecs", "update-service", "--service", "web", "--task-definition", "web:2")
+        # The CLI's waiter polls every 15 s; poll closer to see when the deployment ends.
+        while True:
+            svc = cli("ecs", "describe-services", "--services", "web")["services"][0]
+            deployments = svc["deployments"]
+            if len(deployments) == 1 and deployments[0]["rolloutState"] == "COMPLETED" \
+                    and svc["runningCount"] == svc["desiredCount"]:
+                break
+            if time.monotonic() - started > 120:
+                raise BenchError("the rolling deployment did not complete within 120 s")
+            time.sleep(0.5)
+        result_time = time.monotonic() - started
+        t.join()
+        result["deployment_s"] = round(result_time, 2)
+        if result_time > max(SECONDS, 20) - 2:
+            log("the deployment outlasted the load; its end was not under load")
+        return result
+    finally:
+        stop(proc)
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.amazonaws.ecs.task-definition-family=web"],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     ensure_tools()
@@ -274,6 +351,8 @@ def main():
         p99_ratio = summary["berth"]["p99_ms"] / summary["haproxy"]["p99_ms"]
         repl = replacement(elb, tg, burl, ports, new_port)
         failed = repl["non2xx"] + repl["socket_errors"]
+        rolling = rolling_deployment(workdir)
+        rolling_failed = rolling["non2xx"] + rolling["socket_errors"]
         loads = [x["load"] for v in runs.values() for x in v]
         print(f"load balancer, wrk -t2 -c{CONNECTIONS} -d{SECONDS}s, median of {ROUNDS} rounds, 2 backends ({BACKEND}), "
               f"{os.cpu_count()} cores, load average {min(loads):.1f}..{max(loads):.1f}")
@@ -283,12 +362,15 @@ def main():
             print(f"  {n:10} {summary[n]['rps']:>10.0f} {summary[n]['p99_ms']:>9.2f}")
         print(f"  ratio berth/haproxy: throughput {rps_ratio:.2f}x, p99 {p99_ratio:.2f}x")
         print(f"  targets replaced under load: {repl['requests']} requests, {failed} failed")
+        print(f"  ECS rolling deployment under load ({rolling['deployment_s']} s): {rolling['requests']} requests, "
+              f"{rolling_failed} failed")
         results = [check("throughput >= 1.0x HAProxy", rps_ratio >= 1.0),
                    check("p99 <= 1.2x HAProxy", p99_ratio <= 1.2),
-                   check("0 failed requests while targets are replaced", failed == 0)]
+                   check("0 failed requests while targets are replaced", failed == 0),
+                   check("0 failed requests during an ECS rolling deployment", rolling_failed == 0)]
         with open(os.path.join(OUT, "elb.json"), "w") as f:
             json.dump({"backend": BACKEND, "backend_alone": direct, "runs": runs, "summary": summary, "rps_ratio": rps_ratio, "p99_ratio": p99_ratio,
-                       "replacement": repl, "checks": results}, f, indent=2)
+                       "replacement": repl, "rolling_deployment": rolling, "checks": results}, f, indent=2)
     finally:
         for p in procs:
             stop(p)

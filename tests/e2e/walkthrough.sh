@@ -9,6 +9,8 @@
 #   4. load balancer, target group, listener on 80; a service of 2 tasks behind it;
 #      wait services-stable; curl the DNSName
 #   5. update-service to a new revision under continuous curl load: no request fails
+#   6. a Fargate task (awsvpc, assignPublicIp=ENABLED) with no instance to manage, answering
+#      at its own address
 #
 # Usage: tests/e2e/walkthrough.sh [path/to/berth]   (default: target/debug/berth). Needs
 # root (or CAP_NET_BIND_SERVICE) for port 80, and Docker.
@@ -22,6 +24,7 @@ data="$(mktemp -d)"
 source "$here/lib.sh"
 host=""
 clusters=()
+networks=()
 agent_pid=""
 load_pid=""
 cleanup() {
@@ -31,6 +34,9 @@ cleanup() {
     for arn in "${clusters[@]}"; do
         docker ps -aq --filter "label=com.amazonaws.ecs.cluster=$arn" | xargs -r docker rm -f >/dev/null 2>&1
     done
+    # The subnets' Docker networks of this run (a later Berth with other subnet ids but
+    # the same default VPC block could not create its own over them).
+    for n in "${networks[@]}"; do docker network rm "$n" >/dev/null 2>&1; done
     if [[ -n "$host" ]]; then
         docker logout "$host" >/dev/null 2>&1 || true
         docker images --format '{{.Repository}}:{{.Tag}}' | grep "^$host/" | xargs -r docker rmi >/dev/null 2>&1 || true
@@ -161,4 +167,27 @@ events="$(aws ecs describe-services --cluster demo --services simplehttp --query
 grep -q "has begun draining connections" <<<"$events" || fail "no draining event: $events"
 grep -q "has reached a steady state" <<<"$events" || fail "no steady-state event"
 
-echo "PASS: the walkthrough, steps 0-5"
+step "6. Fargate: register-task-definition (FARGATE, awsvpc); run-task --launch-type FARGATE"
+aws ecs register-task-definition --family simplehttp-fargate --requires-compatibilities FARGATE --network-mode awsvpc \
+    --cpu 256 --memory 512 --container-definitions \
+    "[{\"name\":\"web\",\"image\":\"$uri:2.0\",\"command\":[\"serve\",\"--port\",\"8080\"],\"portMappings\":[{\"containerPort\":8080}]}]" >/dev/null
+networks+=("berth-$subnet_a")
+fargate=""
+for _ in $(seq 1 100); do
+    # Fargate capacity is berth up's second local agent; it may still be registering.
+    fargate="$(aws ecs run-task --cluster demo --task-definition simplehttp-fargate --launch-type FARGATE \
+        --network-configuration "awsvpcConfiguration={subnets=[$subnet_a],assignPublicIp=ENABLED}" \
+        --query 'tasks[0].taskArn' --output text)"
+    [[ "$fargate" == arn:* ]] && break
+    sleep 0.2
+done
+[[ "$fargate" == arn:* ]] || fail "no Fargate task was placed"
+aws ecs wait tasks-running --cluster demo --tasks "$fargate"
+[[ "$(aws ecs describe-tasks --cluster demo --tasks "$fargate" --query 'tasks[0].containerInstanceArn' --output text)" == None ]] \
+    || fail "a Fargate task names a container instance"
+ip="$(aws ecs describe-tasks --cluster demo --tasks "$fargate" \
+    --query "tasks[0].attachments[0].details[?name=='privateIPv4Address'].value | [0]" --output text)"
+curl -fsS --max-time 5 "http://$ip:8080/" | grep -q "greeting=" || fail "the Fargate task does not answer at $ip:8080"
+aws ecs stop-task --cluster demo --task "$fargate" >/dev/null
+
+echo "PASS: the walkthrough, steps 0-6"

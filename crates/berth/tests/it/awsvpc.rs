@@ -82,8 +82,10 @@ async fn describe(ecs: &Client, arn: &str) -> Task {
 #[tokio::test]
 async fn awsvpc_tasks_get_their_own_reachable_addresses() {
     assert!(!simplehttp_image().is_empty());
+    // Declared first, dropped last: containers go once the server and agents are gone.
+    let _c;
     let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
-    let _c = cleanup(&b, "default");
+    _c = cleanup(&b, "default");
     let ecs = b.ecs().await;
     crate::services::wait_instances(&ecs, "default", 1).await;
     register(&ecs).await;
@@ -155,8 +157,10 @@ async fn awsvpc_tasks_get_their_own_reachable_addresses() {
 
 #[tokio::test]
 async fn network_configuration_is_checked_as_ecs_checks_it() {
+    // Declared first, dropped last: containers go once the server and agents are gone.
+    let _c;
     let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
-    let _c = cleanup(&b, "default");
+    _c = cleanup(&b, "default");
     let ecs = b.ecs().await;
     register(&ecs).await;
     ecs.register_task_definition()
@@ -197,8 +201,10 @@ async fn network_configuration_is_checked_as_ecs_checks_it() {
 #[tokio::test]
 async fn security_groups_decide_who_reaches_an_awsvpc_task() {
     assert!(!simplehttp_image().is_empty());
+    // Declared first, dropped last: containers go once the server and agents are gone.
+    let _c;
     let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
-    let _c = cleanup(&b, "default");
+    _c = cleanup(&b, "default");
     let ecs = b.ecs().await;
     crate::services::wait_instances(&ecs, "default", 1).await;
     register(&ecs).await;

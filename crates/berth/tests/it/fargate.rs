@@ -53,8 +53,10 @@ async fn describe(ecs: &Client, arn: &str) -> Task {
 #[tokio::test]
 async fn fargate_tasks_run_on_capacity_nobody_registers() {
     assert!(!simplehttp_image().is_empty());
-    let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
-    let _c = cleanup(&b, "demo");
+    // Declared first, dropped last: containers go once the server and agents are gone.
+    let _c;
+    let mut b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
+    _c = cleanup(&b, "demo");
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("demo").send().await.unwrap();
     register(&ecs, "web-fargate", "256", "512").await;
@@ -101,6 +103,16 @@ async fn fargate_tasks_run_on_capacity_nobody_registers() {
         .await
         .unwrap();
     assert!(body.starts_with("hello from"), "{body}");
+    // kill -9 of Berth (and of its agents): the task keeps running and keeps its address.
+    b.kill9();
+    b.restart().await;
+    let ecs = b.ecs().await;
+    let after = describe(&ecs, &arn).await;
+    assert_eq!(after.last_status(), Some("RUNNING"));
+    let ip_after = after.attachments()[0].details().iter().find(|d| d.name() == Some("privateIPv4Address")).unwrap();
+    assert_eq!(ip_after.value(), Some(ip));
+    let again = reqwest::get(format!("http://{ip}:8080/")).await.unwrap();
+    assert_eq!(again.status(), 200);
     // The cluster has no container instance, and the capacity is nowhere to be listed.
     let listed = ecs.list_container_instances().cluster("demo").send().await.unwrap();
     assert!(listed.container_instance_arns().is_empty());
@@ -182,8 +194,10 @@ async fn a_fargate_service_spreads_over_providers_serves_behind_ip_targets_and_s
     use std::sync::atomic::Ordering;
 
     assert!(!simplehttp_image().is_empty());
+    // Declared first, dropped last: containers go once the server and agents are gone.
+    let _c;
     let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
-    let _c = cleanup(&b, "demo");
+    _c = cleanup(&b, "demo");
     let ecs = b.ecs().await;
     ecs.create_cluster()
         .cluster_name("demo")

@@ -194,8 +194,10 @@ impl Load {
 
 #[tokio::test]
 async fn a_service_behind_a_load_balancer_rolls_out_without_a_failed_request() {
+    // Declared first, dropped last: containers go once the server and agents are gone.
+    let _c;
     let (b, _agents) = berth_with_agents("lb").await;
-    let _c = cleanup(&b, "lb");
+    _c = cleanup(&b, "lb");
     let ecs = b.ecs().await;
     register(&ecs, "one").await;
     register(&ecs, "two").await;
@@ -265,8 +267,10 @@ async fn a_service_behind_a_load_balancer_rolls_out_without_a_failed_request() {
 
 #[tokio::test]
 async fn a_task_the_target_group_finds_unhealthy_is_replaced() {
+    // Declared first, dropped last: containers go once the server and agents are gone.
+    let _c;
     let (b, _agents) = berth_with_agents("sick").await;
-    let _c = cleanup(&b, "sick");
+    _c = cleanup(&b, "sick");
     let ecs = b.ecs().await;
     register(&ecs, "one").await;
     let alb = alb(&b, "sick").await;

@@ -17,12 +17,19 @@ use testkit::{error_code, Berth};
 
 pub(crate) const DEADLINE: Duration = Duration::from_secs(90);
 
-/// Removes every container the test's cluster created, whatever happens in the test.
+/// Removes every container the test's cluster created, whatever happens in the test, and
+/// those of the account's Fargate capacity (labelled with its pool, not the task's cluster).
 pub(crate) struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         remove_containers_with_label("com.amazonaws.ecs.cluster", &self.0);
+        if let Some((account_part, _)) = self.0.rsplit_once('/') {
+            remove_containers_with_label(
+                "com.amazonaws.ecs.cluster",
+                &format!("{account_part}/berth-fargate-capacity"),
+            );
+        }
     }
 }
 
@@ -30,11 +37,13 @@ pub(crate) fn cleanup(b: &Berth, cluster: &str) -> Cleanup {
     Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/{cluster}", b.key.account))
 }
 
-async fn berth_with_agent(env: &[(&str, &str)]) -> (Berth, Cleanup) {
+/// The cleanup comes first so that a test's `let (_c, b)` drops it last: containers are
+/// removed once the server and its agents are gone, and no service restarts them.
+async fn berth_with_agent(env: &[(&str, &str)]) -> (Cleanup, Berth) {
     assert!(!simplehttp_image().is_empty());
     let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), env).await;
     let c = cleanup(&b, "default");
-    (b, c)
+    (c, b)
 }
 
 /// Waits until `n` instances of `cluster` have a connected agent; returns their ARNs.
@@ -300,7 +309,7 @@ async fn bad_input_gets_ecs_errors_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_replica_service_converges_and_replaces_a_killed_container() {
-    let (b, _c) = berth_with_agent(&[]).await;
+    let (_c, b) = berth_with_agent(&[]).await;
     let ecs = b.ecs().await;
     wait_instances(&ecs, "default", 1).await;
     register(&ecs, "web", &["serve", "--port", "8080"]).await;
@@ -388,7 +397,7 @@ async fn a_replica_service_converges_and_replaces_a_killed_container() {
 
 #[tokio::test]
 async fn a_rolling_update_never_drops_below_the_minimum() {
-    let (b, _c) = berth_with_agent(&[]).await;
+    let (_c, b) = berth_with_agent(&[]).await;
     let ecs = b.ecs().await;
     wait_instances(&ecs, "default", 1).await;
     register(&ecs, "web", &["serve", "--port", "8080"]).await;
@@ -443,7 +452,7 @@ async fn a_rolling_update_never_drops_below_the_minimum() {
 
 #[tokio::test]
 async fn the_circuit_breaker_fails_a_crashing_deployment_and_rolls_back() {
-    let (b, _c) = berth_with_agent(&[]).await;
+    let (_c, b) = berth_with_agent(&[]).await;
     let ecs = b.ecs().await;
     wait_instances(&ecs, "default", 1).await;
     register(&ecs, "web", &["serve", "--port", "8080"]).await;
@@ -500,7 +509,7 @@ async fn the_circuit_breaker_fails_a_crashing_deployment_and_rolls_back() {
 
 #[tokio::test]
 async fn tasks_that_never_start_are_throttled() {
-    let (b, _c) = berth_with_agent(&[]).await;
+    let (_c, b) = berth_with_agent(&[]).await;
     let ecs = b.ecs().await;
     wait_instances(&ecs, "default", 1).await;
     ecs.register_task_definition()
@@ -531,7 +540,7 @@ async fn tasks_that_never_start_are_throttled() {
 
 #[tokio::test]
 async fn a_daemon_service_follows_instances_joining_and_draining() {
-    let (b, _c) = berth_with_agent(&[]).await;
+    let (_c, b) = berth_with_agent(&[]).await;
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("daemons").send().await.unwrap();
     let _clean = cleanup(&b, "daemons");
@@ -590,7 +599,7 @@ async fn a_daemon_service_follows_instances_joining_and_draining() {
 
 #[tokio::test]
 async fn draining_moves_service_tasks_and_leaves_standalone_tasks() {
-    let (b, _c) = berth_with_agent(&[]).await;
+    let (_c, b) = berth_with_agent(&[]).await;
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("drain").send().await.unwrap();
     let _clean = cleanup(&b, "drain");
@@ -649,7 +658,7 @@ async fn draining_moves_service_tasks_and_leaves_standalone_tasks() {
 
 #[tokio::test]
 async fn the_tasks_of_a_lost_instance_move_elsewhere() {
-    let (b, _c) = berth_with_agent(&[("BERTH_LOST_INSTANCE_GRACE", "2")]).await;
+    let (_c, b) = berth_with_agent(&[("BERTH_LOST_INSTANCE_GRACE", "2")]).await;
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("lossy").send().await.unwrap();
     let _clean = cleanup(&b, "lossy");
@@ -710,7 +719,7 @@ async fn the_tasks_of_a_lost_instance_move_elsewhere() {
 
 #[tokio::test]
 async fn a_deployment_continues_after_a_control_plane_kill_9() {
-    let (mut b, _c) = berth_with_agent(&[]).await;
+    let (_c, mut b) = berth_with_agent(&[]).await;
     let ecs = b.ecs().await;
     wait_instances(&ecs, "default", 1).await;
     register(&ecs, "web", &["sleep"]).await;
@@ -793,7 +802,7 @@ async fn register_checked(ecs: &Client, family: &str, check_port: &str) {
 
 #[tokio::test]
 async fn container_health_checks_gate_deployments_and_failing_tasks_are_replaced() {
-    let (b, _c) = berth_with_agent(&[]).await;
+    let (_c, b) = berth_with_agent(&[]).await;
     let ecs = b.ecs().await;
     wait_instances(&ecs, "default", 1).await;
     register_checked(&ecs, "checked", "8080").await;

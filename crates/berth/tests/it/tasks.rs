@@ -23,12 +23,14 @@ impl Drop for Cleanup {
     }
 }
 
-async fn berth_with_agent() -> (Berth, Cleanup) {
+/// The cleanup comes first so that a test's `let (_c, b)` drops it last: containers are
+/// removed once the server and its agent are gone, and nothing restarts them.
+async fn berth_with_agent() -> (Cleanup, Berth) {
     let image = simplehttp_image();
     assert!(!image.is_empty());
     let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
     let cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/default", b.key.account));
-    (b, cleanup)
+    (cleanup, b)
 }
 
 /// Waits until `n` instances of `cluster` have a connected agent; returns their ARNs.
@@ -88,7 +90,7 @@ async fn wait_status(ecs: &Client, cluster: &str, task: &str, status: &str) -> T
 
 #[tokio::test]
 async fn run_curl_and_stop() {
-    let (b, _c) = berth_with_agent().await;
+    let (_c, b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     wait_instances(&ecs, "default", 1).await;
     register(&ecs, "web", &["serve", "--port", "8080"], simplehttp_image()).await;
@@ -121,7 +123,7 @@ async fn run_curl_and_stop() {
 
 #[tokio::test]
 async fn failures_are_reported_as_ecs_does() {
-    let (b, _c) = berth_with_agent().await;
+    let (_c, b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     wait_instances(&ecs, "default", 1).await;
     register(&ecs, "exits", &["exit", "3"], simplehttp_image()).await;
@@ -144,7 +146,7 @@ async fn failures_are_reported_as_ecs_does() {
 
 #[tokio::test]
 async fn tasks_survive_a_control_plane_kill_9() {
-    let (mut b, _c) = berth_with_agent().await;
+    let (_c, mut b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     wait_instances(&ecs, "default", 1).await;
     register(&ecs, "web", &["serve", "--port", "8080"], simplehttp_image()).await;
@@ -168,7 +170,7 @@ async fn tasks_survive_a_control_plane_kill_9() {
 
 #[tokio::test]
 async fn placement_across_agents_on_one_engine() {
-    let (b, _c) = berth_with_agent().await;
+    let (_c, b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("demo").send().await.unwrap();
     let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/demo", b.key.account));
@@ -227,7 +229,7 @@ async fn placement_across_agents_on_one_engine() {
 
 #[tokio::test]
 async fn an_agent_restart_keeps_its_containers() {
-    let (b, _c) = berth_with_agent().await;
+    let (_c, b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("solo").send().await.unwrap();
     let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/solo", b.key.account));
@@ -269,7 +271,7 @@ async fn an_agent_restart_keeps_its_containers() {
 
 #[tokio::test]
 async fn start_task_resource_failures_and_submitted_state() {
-    let (b, _c) = berth_with_agent().await;
+    let (_c, b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     let instances = wait_instances(&ecs, "default", 1).await;
     register(&ecs, "sleeper", &["sleep"], simplehttp_image()).await;
@@ -334,7 +336,7 @@ async fn start_task_resource_failures_and_submitted_state() {
 
 #[tokio::test]
 async fn dynamic_host_ports_come_from_the_configured_range() {
-    let (b, _c) = berth_with_agent().await;
+    let (_c, b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("ranged").send().await.unwrap();
     let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/ranged", b.key.account));
@@ -357,7 +359,7 @@ async fn dynamic_host_ports_come_from_the_configured_range() {
 
 #[tokio::test]
 async fn binpack_fills_the_instance_with_least_memory_left() {
-    let (b, _c) = berth_with_agent().await;
+    let (_c, b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("packed").send().await.unwrap();
     let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/packed", b.key.account));
@@ -399,7 +401,7 @@ async fn binpack_fills_the_instance_with_least_memory_left() {
 
 #[tokio::test]
 async fn tasks_run_images_from_berths_registry_without_a_docker_login() {
-    let (b, _c) = berth_with_agent().await;
+    let (_c, b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     let ecr = b.ecr().await;
     wait_instances(&ecs, "default", 1).await;
