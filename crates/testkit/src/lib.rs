@@ -57,7 +57,7 @@ impl Berth {
     }
 
     async fn launch(bin: &str, mut args: Vec<String>, env: Vec<(String, String)>) -> Berth {
-        if !args.iter().any(|a| a == "--vpc-cidr") {
+        if !args.iter().any(|a| a == "--vpc-cidr") && !env.iter().any(|(k, _)| k == "BERTH_VPC_CIDR") {
             args.extend(["--vpc-cidr".to_string(), own_vpc_block()]);
         }
         let dir = tempfile::Builder::new().prefix("berth-test").tempdir().expect("temp dir");

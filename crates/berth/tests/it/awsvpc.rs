@@ -254,3 +254,41 @@ async fn security_groups_decide_who_reaches_an_awsvpc_task() {
     let e = run("sg-0123456789abcdef0".into()).await.unwrap_err();
     assert_eq!(error_code(&e), "InvalidParameterException");
 }
+
+#[tokio::test]
+async fn a_subnet_without_free_addresses_places_no_more_tasks() {
+    assert!(!simplehttp_image().is_empty());
+    // A /24 VPC has /28 subnets: 16 addresses, of which the first four and the last are
+    // never handed out, so 11 tasks fit.
+    let n = std::process::id() % 200;
+    let vpc = format!("10.{}.{}.0/24", 200 + n % 50, n);
+    let _c;
+    let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[("BERTH_VPC_CIDR", vpc.as_str())]).await;
+    _c = cleanup(&b, "default");
+    let ecs = b.ecs().await;
+    crate::services::wait_instances(&ecs, "default", 1).await;
+    ecs.register_task_definition()
+        .family("tiny")
+        .network_mode(NetworkMode::Awsvpc)
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("c")
+                .image(simplehttp_image())
+                .memory(8)
+                .set_command(Some(vec!["sleep".into()]))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (subnet, _) = subnets(&b).await.remove(0);
+    let run = |count: i32| {
+        ecs.run_task().task_definition("tiny").count(count).network_configuration(vpc_config(&subnet, None)).send()
+    };
+    assert_eq!(run(10).await.unwrap().tasks().len(), 10);
+    let r = run(2).await.unwrap();
+    assert_eq!(r.tasks().len(), 1, "the eleventh address is the last");
+    let f = &r.failures()[0];
+    assert_eq!(f.reason(), Some("RESOURCE:ENI"));
+    assert!(f.detail().is_some_and(|d| d.contains("No free IPv4 addresses") && d.contains(&subnet)), "{f:?}");
+}
