@@ -261,7 +261,9 @@ def rolling_deployment(workdir):
         aws = {**os.environ, **{k: v.strip("'\"") for k, v in vals.items()}}
 
         def cli(*args):
-            out = subprocess.run(["aws", *args, "--output", "json"], check=True, capture_output=True, text=True, env=aws)
+            out = subprocess.run(["aws", *args, "--output", "json"], capture_output=True, text=True, env=aws)
+            if out.returncode != 0:
+                raise BenchError(f"aws {' '.join(args[:2])} failed: {out.stderr.strip()}")
             return _json.loads(out.stdout) if out.stdout.strip() else {}
 
         for _ in range(300):
@@ -277,7 +279,7 @@ def rolling_deployment(workdir):
                  *[x["SubnetId"] for x in subnets[:2]])["LoadBalancers"][0]
         tg = cli("elbv2", "create-target-group", "--name", "rolling", "--protocol", "HTTP", "--port", "80",
                  "--vpc-id", subnets[0]["VpcId"], "--health-check-path", "/health",
-                 "--health-check-interval-seconds", "5")["TargetGroups"][0]["TargetGroupArn"]
+                 "--health-check-interval-seconds", "5", "--health-check-timeout-seconds", "2")["TargetGroups"][0]["TargetGroupArn"]
         port = free_port()
         cli("elbv2", "create-listener", "--load-balancer-arn", lb["LoadBalancerArn"], "--protocol", "HTTP",
             "--port", str(port), "--default-actions", f"Type=forward,TargetGroupArn={tg}")

@@ -171,6 +171,7 @@ pub async fn dispatch(
                     propagate_task_definition_tags: r.propagate_tags == Some(w::PropagateTags::TaskDefinition),
                     network: r.network_configuration,
                     platform_version: r.platform_version,
+                    capacity_provider_strategy: r.capacity_provider_strategy.unwrap_or_default(),
                 };
                 let (tasks, failures) = cp.run_task(caller, req).await?;
                 Ok(ok(&w::RunTaskResponse {

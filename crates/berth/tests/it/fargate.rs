@@ -274,4 +274,28 @@ async fn a_fargate_service_spreads_over_providers_serves_behind_ip_targets_and_s
     let on_demand = tasks.iter().find(|t| t.capacity_provider_name() == Some("FARGATE")).unwrap();
     let e = b.try_command(&["fargate", "interrupt", "--cluster", "demo", "--task", on_demand.task_arn().unwrap()]);
     assert!(e.is_err_and(|e| e.contains("InvalidParameterException")), "only Spot tasks can be interrupted");
+
+    // RunTask with a strategy instead of a launch type; not both.
+    let r = ecs
+        .run_task()
+        .cluster("demo")
+        .task_definition("web-fargate")
+        .capacity_provider_strategy(provider("FARGATE_SPOT", 0, 1))
+        .network_configuration(vpc_config(&subnet))
+        .send()
+        .await
+        .unwrap();
+    let t = &r.tasks()[0];
+    assert_eq!((t.launch_type(), t.capacity_provider_name()), (Some(&LaunchType::Fargate), Some("FARGATE_SPOT")));
+    let e = ecs
+        .run_task()
+        .cluster("demo")
+        .task_definition("web-fargate")
+        .launch_type(LaunchType::Fargate)
+        .capacity_provider_strategy(provider("FARGATE", 0, 1))
+        .network_configuration(vpc_config(&subnet))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "InvalidParameterException");
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use model::ecs::shapes::{CapacityProviderStrategyItem, Compatibility, NetworkMode};
 use model::ecs::task::{InstanceStatus, Resources};
-use model::ecs::TaskDefinition;
+use model::ecs::{Cluster, TaskDefinition};
 use model::Scope;
 
 use super::instances::fargate_views;
@@ -29,6 +29,25 @@ pub(crate) const PLATFORM_VERSION: &str = "1.4.0";
 
 /// The capacity providers every cluster may use (after PutClusterCapacityProviders).
 pub(crate) const PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
+
+/// Checks a capacity provider strategy against the cluster: every provider associated with
+/// it (PutClusterCapacityProviders) and one Berth runs.
+pub(crate) fn check_strategy(cluster: &Cluster, items: &[CapacityProviderStrategyItem]) -> Result<()> {
+    for item in items {
+        let name = item.capacity_provider.as_deref().unwrap_or_default();
+        if !cluster.capacity_providers.iter().any(|p| p == name) {
+            return Err(Error::parameter(format!(
+                "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster: {name}."
+            )));
+        }
+        if !PROVIDERS.contains(&name) {
+            return Err(Error::Unsupported(format!(
+                "Capacity provider {name} is not available in this version of Berth; use FARGATE or FARGATE_SPOT."
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Whether tasks of this launch type or capacity provider strategy run on Fargate.
 pub(crate) fn on_fargate(launch_type: Option<&str>, strategy: &[CapacityProviderStrategyItem]) -> bool {

@@ -350,19 +350,7 @@ fn launch_target(
     if items.is_empty() {
         return Ok((Some("EC2".into()), Vec::new()));
     }
-    for item in items {
-        let name = item.capacity_provider.as_deref().unwrap_or_default();
-        if !cluster.capacity_providers.iter().any(|p| p == name) {
-            return Err(Error::parameter(format!(
-                "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster: {name}."
-            )));
-        }
-        if !fargate::PROVIDERS.contains(&name) {
-            return Err(Error::Unsupported(format!(
-                "Capacity provider {name} is not available in this version of Berth; use FARGATE or FARGATE_SPOT."
-            )));
-        }
-    }
+    fargate::check_strategy(cluster, items)?;
     if strategy == SchedulingStrategy::Daemon {
         return Err(Error::parameter("The DAEMON scheduling strategy does not support a capacity provider strategy."));
     }

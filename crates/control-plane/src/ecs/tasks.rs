@@ -53,6 +53,8 @@ pub struct TaskRequest {
     pub network: Option<model::ecs::shapes::NetworkConfiguration>,
     /// `platformVersion` (Fargate only).
     pub platform_version: Option<String>,
+    /// `capacityProviderStrategy` (instead of a launch type; else the cluster's default).
+    pub capacity_provider_strategy: Vec<model::ecs::shapes::CapacityProviderStrategyItem>,
 }
 
 /// A state change submitted through the API rather than the agent channel.
@@ -348,20 +350,13 @@ impl ControlPlane {
                 )))
             }
         };
-        if fargate {
-            if req.instances.is_some() {
-                return Err(Error::parameter(
-                    "StartTask places tasks on container instances; use RunTask for FARGATE.",
-                ));
-            }
-            if !req.constraints.is_empty() || !req.strategies.is_empty() {
-                return Err(Error::parameter(
-                    "Task placement constraints and strategies are not supported with launch type FARGATE.",
-                ));
-            }
-            fargate::check_platform_version(req.platform_version.as_deref())?;
-        } else if req.platform_version.is_some() {
-            return Err(Error::parameter("The platform version must be null when specifying an EC2 launch type."));
+        if req.launch_type.is_some() && !req.capacity_provider_strategy.is_empty() {
+            return Err(Error::parameter(
+                "Specifying both a launchType and capacityProviderStrategy is not supported. Remove one and try again.",
+            ));
+        }
+        if fargate && req.instances.is_some() {
+            return Err(Error::parameter("StartTask places tasks on container instances; use RunTask for FARGATE."));
         }
         if let Some(s) = &req.started_by {
             check_started_by(s)?;
@@ -392,7 +387,31 @@ impl ControlPlane {
         let (tasks, failures) = self
             .write(move |txn| {
                 let mut rng = StdRng::seed_from_u64(seed);
-                let cluster = active_cluster(txn.state, &scope, req.cluster.as_deref())?.name.clone();
+                let cluster = active_cluster(txn.state, &scope, req.cluster.as_deref())?.clone();
+                // Without a launch type, the request's strategy or else the cluster's
+                // default one decides (StartTask names its instances instead).
+                let strategy = match (&req.launch_type, &req.instances) {
+                    (None, None) if !req.capacity_provider_strategy.is_empty() => {
+                        req.capacity_provider_strategy.clone()
+                    }
+                    (None, None) => cluster.default_capacity_provider_strategy.clone(),
+                    _ => Vec::new(),
+                };
+                fargate::check_strategy(&cluster, &strategy)?;
+                let fargate = fargate || !strategy.is_empty();
+                if fargate {
+                    if !req.constraints.is_empty() || !req.strategies.is_empty() {
+                        return Err(Error::parameter(
+                            "Task placement constraints and strategies are not supported with launch type FARGATE.",
+                        ));
+                    }
+                    fargate::check_platform_version(req.platform_version.as_deref())?;
+                } else if req.platform_version.is_some() {
+                    return Err(Error::parameter(
+                        "The platform version must be null when specifying an EC2 launch type.",
+                    ));
+                }
+                let cluster = cluster.name.clone();
                 let td = resolve(txn.state, &scope, &req.task_definition)?.clone();
                 if td.status != TaskDefinitionStatus::Active {
                     return Err(Error::client(format!("TaskDefinition is inactive: {}", td.arn())));
@@ -433,9 +452,14 @@ impl ControlPlane {
                     let creation =
                         Creation { scope: &scope, cluster: &cluster, td: &td, req: &req, tags: &tags, now: txn.now };
                     let mut tasks = Vec::new();
+                    let mut by_provider = std::collections::HashMap::new();
                     for host in hosts {
                         let mut t = new_task(&creation, &host, reserved.clone(), &mut rng);
                         t.launch_type = "FARGATE".into();
+                        t.capacity_provider = fargate::next_provider(&strategy, &by_provider);
+                        if let Some(p) = &t.capacity_provider {
+                            *by_provider.entry(p.clone()).or_insert(0) += 1;
+                        }
                         // Fargate spreads tasks over the zones of their subnets.
                         let zones: Vec<&str> = placement.subnets.iter().map(|s| s.zone.name.as_str()).collect();
                         let zone = zones[rng.gen_range(0..zones.len())];
