@@ -603,28 +603,14 @@ impl ControlPlane {
         if reason.as_ref().is_some_and(|r| r.len() > 255) {
             return Err(Error::parameter("reason must be at most 255 characters."));
         }
-        let scope = caller.scope.clone();
-        let t = self
-            .write(move |txn| {
-                let mut t = task_to_change(txn.state, &scope, cluster.as_deref(), &task)?;
-                if t.desired_status == DesiredStatus::Stopped {
-                    return Ok(t);
-                }
-                t.desired_status = DesiredStatus::Stopped;
-                t.stop_code.get_or_insert(StopCode::UserInitiated);
-                if t.stopped_reason.is_none() {
-                    t.stopped_reason = Some(reason.unwrap_or_else(|| "Task stopped by user".into()));
-                }
-                t.stopping_at.get_or_insert(txn.now);
-                t.version += 1;
-                insert_task(txn, t.clone());
-                Ok(t)
-            })
-            .await?;
-        self.push_tasks(std::slice::from_ref(&t));
-        // A stopped service task is replaced.
-        self.wake_services();
-        Ok(t)
+        let reason = reason.unwrap_or_else(|| "Task stopped by user".into());
+        // A task that stops for another reason already keeps that one.
+        self.stop_with(caller, cluster, task, |t| {
+            t.stop_code.get_or_insert(StopCode::UserInitiated);
+            t.stopped_reason.get_or_insert(reason);
+            Ok(())
+        })
+        .await
     }
 
     /// Interrupts a FARGATE_SPOT task as Fargate reclaims Spot capacity, for testing how
@@ -632,21 +618,41 @@ impl ControlPlane {
     /// SIGTERM, then SIGKILL after their stop timeout, Fargate's two-minute warning when
     /// that is 120 s) with stop code `SpotInterruption`; a service replaces it.
     pub async fn interrupt_spot_task(&self, caller: &Caller, cluster: Option<String>, task: String) -> Result<Task> {
+        self.stop_with(caller, cluster, task, |t| {
+            if t.capacity_provider.as_deref() != Some("FARGATE_SPOT") {
+                return Err(Error::parameter(
+                    "Only tasks placed with the FARGATE_SPOT capacity provider can be interrupted.",
+                ));
+            }
+            t.stop_code = Some(StopCode::SpotInterruption);
+            t.stopped_reason = Some("Your Spot Task was interrupted.".into());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Tells a task to stop, with the code and reason `why` sets (or refuses); a task
+    /// already told to stop is left as it is. Its agent is told at once, and a service
+    /// that owns it replaces it.
+    async fn stop_with(
+        &self,
+        caller: &Caller,
+        cluster: Option<String>,
+        task: String,
+        why: impl FnOnce(&mut Task) -> Result<()> + Send + 'static,
+    ) -> Result<Task> {
         let scope = caller.scope.clone();
         let t = self
             .write(move |txn| {
                 let mut t = task_to_change(txn.state, &scope, cluster.as_deref(), &task)?;
-                if t.capacity_provider.as_deref() != Some("FARGATE_SPOT") {
-                    return Err(Error::parameter(
-                        "Only tasks placed with the FARGATE_SPOT capacity provider can be interrupted.",
-                    ));
-                }
                 if t.desired_status == DesiredStatus::Stopped {
+                    // Checked all the same: a refusal does not depend on timing.
+                    let mut copy = t.clone();
+                    why(&mut copy)?;
                     return Ok(t);
                 }
+                why(&mut t)?;
                 t.desired_status = DesiredStatus::Stopped;
-                t.stop_code = Some(StopCode::SpotInterruption);
-                t.stopped_reason = Some("Your Spot Task was interrupted.".into());
                 t.stopping_at.get_or_insert(txn.now);
                 t.version += 1;
                 insert_task(txn, t.clone());
