@@ -86,6 +86,7 @@ step "2. aws ecs create-cluster demo; ECS_CLUSTER=demo berth agent joins it"
 clusters+=("$(aws ecs create-cluster --cluster-name demo --query cluster.clusterArn --output text)")
 ECS_CLUSTER=demo ECS_DATADIR="$data/agent" "$berth" agent >>"$data/agent.log" 2>&1 &
 agent_pid=$!
+disown "$agent_pid"  # killed in cleanup, without the shell's "Killed" report
 wait_for "instances in demo" 1 aws ecs list-container-instances --cluster demo --query 'length(containerInstanceArns)' --output text
 ci="$(aws ecs list-container-instances --cluster demo --query 'containerInstanceArns[0]' --output text)"
 wait_for "agent connected" True aws ecs describe-container-instances --cluster demo --container-instances "$ci" \
