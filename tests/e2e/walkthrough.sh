@@ -31,9 +31,7 @@ cleanup() {
     [[ -n "$load_pid" ]] && kill "$load_pid" 2>/dev/null
     [[ -n "$agent_pid" ]] && kill -9 "$agent_pid" 2>/dev/null
     berth_kill
-    # The cluster's containers, and those of the account's Fargate capacity (labelled
-    # with its pool rather than the task's cluster).
-    for arn in "${clusters[@]}" ${clusters[0]:+"${clusters[0]%/*}/berth-fargate-capacity"}; do
+    for arn in "${clusters[@]}"; do
         docker ps -aq --filter "label=com.amazonaws.ecs.cluster=$arn" | xargs -r docker rm -f >/dev/null 2>&1
     done
     # The subnets' Docker networks of this run (a later Berth with other subnet ids but

@@ -61,7 +61,6 @@ pub enum PullBehavior {
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     pub instance_arn: String,
-    pub cluster_arn: String,
     pub pull_behavior: PullBehavior,
     /// `ECS_CONTAINER_STOP_TIMEOUT`: grace between SIGTERM and SIGKILL when a container
     /// has no `stopTimeout` of its own.
@@ -78,10 +77,9 @@ pub struct RunnerConfig {
 
 impl RunnerConfig {
     /// The ECS agent's defaults: pull behaviour `default`, 30 s stop timeout, 3 min start timeout.
-    pub fn new(instance_arn: impl Into<String>, cluster_arn: impl Into<String>) -> Self {
+    pub fn new(instance_arn: impl Into<String>) -> Self {
         RunnerConfig {
             instance_arn: instance_arn.into(),
-            cluster_arn: cluster_arn.into(),
             pull_behavior: PullBehavior::Default,
             stop_timeout: Duration::from_secs(30),
             start_timeout: Duration::from_secs(180),
@@ -125,9 +123,8 @@ impl Runner {
 
     /// Names the container instance this runner's containers belong to, once the control
     /// plane has assigned it (registration needs the engine's resources first).
-    pub fn set_instance(&mut self, instance_arn: String, cluster_arn: String) {
+    pub fn set_instance(&mut self, instance_arn: String) {
         self.config.instance_arn = instance_arn;
-        self.config.cluster_arn = cluster_arn;
     }
 
     /// Drives one task to its desired state and keeps it there until it is STOPPED,
@@ -995,7 +992,9 @@ impl<'r> TaskRun<'r> {
     /// containers by them).
     fn container_labels(&self, i: usize) -> [(String, String); 6] {
         [
-            (labels::CLUSTER.to_string(), self.config.cluster_arn.clone()),
+            // The task's cluster, as the ECS agent labels it (for Fargate capacity, not the
+            // pool the agent registered in).
+            (labels::CLUSTER.to_string(), self.assignment.cluster_arn.clone()),
             (labels::TASK_ARN.to_string(), self.assignment.task_arn.clone()),
             (labels::CONTAINER_NAME.to_string(), self.ctrs[i].name.clone()),
             (labels::FAMILY.to_string(), self.assignment.family.clone()),
@@ -1451,7 +1450,7 @@ fn docker_name(a: &TaskAssignment, container: &str) -> String {
 fn task_volumes(a: &TaskAssignment, config: &RunnerConfig) -> HashMap<String, VolumeSource> {
     let task_id = a.task_arn.rsplit('/').next().unwrap_or_default();
     let task_labels = HashMap::from([
-        (labels::CLUSTER.to_string(), config.cluster_arn.clone()),
+        (labels::CLUSTER.to_string(), a.cluster_arn.clone()),
         (labels::TASK_ARN.to_string(), a.task_arn.clone()),
         (labels::INSTANCE.to_string(), config.instance_arn.clone()),
     ]);

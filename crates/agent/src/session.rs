@@ -87,7 +87,6 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     // resources; the runner learns it before it runs anything.
     let mut runner = Runner::connect(RunnerConfig {
         instance_arn: String::new(),
-        cluster_arn: String::new(),
         pull_behavior: config.pull_behavior,
         stop_timeout: config.stop_timeout,
         start_timeout: config.start_timeout,
@@ -104,12 +103,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     save(&config, &saved)?;
     tracing::info!(container_instance = %arn, cluster = %config.cluster, "registered");
 
-    let cluster_arn = arn
-        .replace(":container-instance/", ":cluster/")
-        .rsplit_once('/')
-        .map(|(c, _)| c.to_string())
-        .unwrap_or_default();
-    runner.set_instance(arn.clone(), cluster_arn);
+    runner.set_instance(arn.clone());
     let runner = Arc::new(runner);
     let mut session = Session { config: &config, arn, runner, tasks: HashMap::new(), last_reports: HashMap::new() };
     session.serve(shutdown).await

@@ -36,11 +36,7 @@ impl Instance {
     }
 
     fn config(&self, pull: PullBehavior) -> RunnerConfig {
-        RunnerConfig {
-            pull_behavior: pull,
-            stop_timeout: Duration::from_secs(5),
-            ..RunnerConfig::new(&self.arn, "arn:aws:ecs:us-east-1:123456789012:cluster/test")
-        }
+        RunnerConfig { pull_behavior: pull, stop_timeout: Duration::from_secs(5), ..RunnerConfig::new(&self.arn) }
     }
 
     async fn runner(&self, pull: PullBehavior) -> Arc<Runner> {

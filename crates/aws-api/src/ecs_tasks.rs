@@ -569,7 +569,7 @@ fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task
         stopping_at: t.stopping_at,
         tags: Some(if with_tags { tags_shape(&t.tags) } else { tags_shape(&Tags::default()) }),
         capacity_provider_name: t.capacity_provider.clone(),
-        platform_version: fargate.then(|| "1.4.0".to_string()),
+        platform_version: fargate.then(|| model::ecs::task::FARGATE_PLATFORM_VERSION.to_string()),
         platform_family: fargate.then(|| "Linux".to_string()),
         connectivity: fargate.then_some(w::Connectivity::Connected),
         connectivity_at: fargate.then_some(t.created_at),

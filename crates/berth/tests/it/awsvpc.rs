@@ -15,6 +15,7 @@ use testkit::images::simplehttp_image;
 use testkit::{error_code, Berth};
 
 use crate::services::{cleanup, eventually};
+use crate::support::attachment_detail as detail;
 
 async fn subnets(b: &Berth) -> Vec<(String, String)> {
     let ec2 = crate::ec2::ec2(b).await;
@@ -68,11 +69,6 @@ async fn register(ecs: &Client) {
         .send()
         .await
         .unwrap();
-}
-
-fn detail(t: &Task, name: &str) -> String {
-    let a = &t.attachments()[0];
-    a.details().iter().find(|d| d.name() == Some(name)).and_then(|d| d.value()).unwrap_or_default().to_string()
 }
 
 async fn describe(ecs: &Client, arn: &str) -> Task {

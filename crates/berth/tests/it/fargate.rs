@@ -14,6 +14,7 @@ use testkit::images::simplehttp_image;
 use testkit::{error_code, Berth};
 
 use crate::services::{cleanup, eventually};
+use crate::support::attachment_detail;
 
 async fn subnet(b: &Berth) -> String {
     let ec2 = crate::ec2::ec2(b).await;
@@ -90,7 +91,8 @@ async fn fargate_tasks_run_on_capacity_nobody_registers() {
     assert_eq!((t.cpu(), t.memory()), (Some("256"), Some("512")));
     let a = &t.attachments()[0];
     assert_eq!((a.r#type(), a.status()), (Some("ElasticNetworkInterface"), Some("ATTACHED")));
-    let ip = a.details().iter().find(|d| d.name() == Some("privateIPv4Address")).unwrap().value().unwrap();
+    let ip = attachment_detail(&t, "privateIPv4Address");
+    assert!(!ip.is_empty());
     let body = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -109,8 +111,7 @@ async fn fargate_tasks_run_on_capacity_nobody_registers() {
     let ecs = b.ecs().await;
     let after = describe(&ecs, &arn).await;
     assert_eq!(after.last_status(), Some("RUNNING"));
-    let ip_after = after.attachments()[0].details().iter().find(|d| d.name() == Some("privateIPv4Address")).unwrap();
-    assert_eq!(ip_after.value(), Some(ip));
+    assert_eq!(attachment_detail(&after, "privateIPv4Address"), ip);
     let again = reqwest::get(format!("http://{ip}:8080/")).await.unwrap();
     assert_eq!(again.status(), 200);
     // The cluster has no container instance, and the capacity is nowhere to be listed.
@@ -231,13 +232,8 @@ async fn a_fargate_service_spreads_over_providers_serves_behind_ip_targets_and_s
     let on_demand = tasks.iter().filter(|t| t.capacity_provider_name() == Some("FARGATE")).count();
     assert_eq!((on_demand, spot.len()), (1, 3), "base 1 on FARGATE, then 1:3");
     // The targets are the tasks' own addresses on the container port.
-    let ips: std::collections::BTreeSet<(String, i32)> = tasks
-        .iter()
-        .map(|t| {
-            let ip = t.attachments()[0].details().iter().find(|d| d.name() == Some("privateIPv4Address")).unwrap();
-            (ip.value().unwrap().to_string(), 8080)
-        })
-        .collect();
+    let ips: std::collections::BTreeSet<(String, i32)> =
+        tasks.iter().map(|t| (attachment_detail(t, "privateIPv4Address"), 8080)).collect();
     assert_eq!(targets_in(&alb, TargetHealthStateEnum::Healthy).await, ips);
 
     // A rolling update under load fails no request.

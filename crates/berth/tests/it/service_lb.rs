@@ -114,7 +114,7 @@ pub(crate) async fn targets_in(alb: &Alb, state: TargetHealthStateEnum) -> BTree
 }
 
 /// `(instance, host port)` of each of the service's running tasks.
-async fn task_targets(b: &Berth, ecs: &Client, cluster: &str) -> BTreeSet<(String, i32)> {
+async fn task_targets(ecs: &Client, cluster: &str) -> BTreeSet<(String, i32)> {
     let tasks = service_tasks(ecs, cluster, "web", "RUNNING").await;
     let mut out = BTreeSet::new();
     for t in tasks.iter().filter(|t| t.last_status() == Some("RUNNING")) {
@@ -129,7 +129,6 @@ async fn task_targets(b: &Berth, ecs: &Client, cluster: &str) -> BTreeSet<(Strin
         let port = t.containers()[0].network_bindings()[0].host_port().unwrap();
         out.insert((ec2_id, port));
     }
-    let _ = b;
     out
 }
 
@@ -215,7 +214,7 @@ async fn a_service_behind_a_load_balancer_rolls_out_without_a_failed_request() {
     let s = wait_steady(&ecs, "lb", "web").await;
     assert_eq!(s.load_balancers().len(), 1);
     // Steady means every task is healthy in the target group: exactly the tasks' targets.
-    let running = task_targets(&b, &ecs, "lb").await;
+    let running = task_targets(&ecs, "lb").await;
     assert_eq!(running.len(), 2);
     assert_eq!(targets_in(&alb, TargetHealthStateEnum::Healthy).await, running);
     assert!(messages(&s).iter().any(|m| m.contains("registered") && m.contains(&alb.tg)), "{:#?}", messages(&s));
@@ -245,7 +244,7 @@ async fn a_service_behind_a_load_balancer_rolls_out_without_a_failed_request() {
     assert!(all.iter().any(|m| m.contains("has begun draining connections on")), "{all:#?}");
     assert!(all.iter().any(|m| m.contains("deregistered") && m.contains(&alb.tg)), "{all:#?}");
     // Only the new tasks are targets now, and they answer with the new greeting.
-    let running = task_targets(&b, &ecs, "lb").await;
+    let running = task_targets(&ecs, "lb").await;
     assert_eq!(targets_in(&alb, TargetHealthStateEnum::Healthy).await, running);
     let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
     assert!(body.contains("greeting=two"), "{body}");
@@ -300,7 +299,7 @@ async fn a_task_the_target_group_finds_unhealthy_is_replaced() {
     .await;
     let s = wait_steady(&ecs, "sick", "web").await;
     assert!(messages(&s).iter().any(|m| m.contains("is unhealthy in (target-group")), "{:#?}", messages(&s));
-    let running = task_targets(&b, &ecs, "sick").await;
+    let running = task_targets(&ecs, "sick").await;
     assert_eq!(running.len(), 1);
     assert_eq!(targets_in(&alb, TargetHealthStateEnum::Healthy).await, running);
     let _ = std::process::Command::new("docker").args(["rm", "-f", &container]).output();

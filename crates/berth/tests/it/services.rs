@@ -17,19 +17,13 @@ use testkit::{error_code, Berth};
 
 pub(crate) const DEADLINE: Duration = Duration::from_secs(90);
 
-/// Removes every container the test's cluster created, whatever happens in the test, and
-/// those of the account's Fargate capacity (labelled with its pool, not the task's cluster).
+/// Removes every container the test's cluster created (Fargate tasks' included: they are
+/// labelled with their own cluster), whatever happens in the test.
 pub(crate) struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         remove_containers_with_label("com.amazonaws.ecs.cluster", &self.0);
-        if let Some((account_part, _)) = self.0.rsplit_once('/') {
-            remove_containers_with_label(
-                "com.amazonaws.ecs.cluster",
-                &format!("{account_part}/berth-fargate-capacity"),
-            );
-        }
     }
 }
 

@@ -9,19 +9,12 @@ use aws_sdk_ecs::types::{
     PortMapping, Task,
 };
 use aws_sdk_ecs::Client;
-use testkit::images::{remove_containers_with_label, simplehttp_image};
+use testkit::images::simplehttp_image;
 use testkit::Berth;
 
+use crate::services::{cleanup, wait_instances, Cleanup};
+
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Removes every container the test's cluster created, whatever happens in the test.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        remove_containers_with_label("com.amazonaws.ecs.cluster", &self.0);
-    }
-}
 
 /// The cleanup comes first so that a test's `let (_c, b)` drops it last: containers are
 /// removed once the server and its agent are gone, and nothing restarts them.
@@ -29,31 +22,8 @@ async fn berth_with_agent() -> (Cleanup, Berth) {
     let image = simplehttp_image();
     assert!(!image.is_empty());
     let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
-    let cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/default", b.key.account));
+    let cleanup = cleanup(&b, "default");
     (cleanup, b)
-}
-
-/// Waits until `n` instances of `cluster` have a connected agent; returns their ARNs.
-async fn wait_instances(ecs: &Client, cluster: &str, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Ok(l) = ecs.list_container_instances().cluster(cluster).send().await {
-            let arns = l.container_instance_arns().to_vec();
-            if arns.len() >= n {
-                let d = ecs
-                    .describe_container_instances()
-                    .cluster(cluster)
-                    .set_container_instances(Some(arns.clone()))
-                    .send()
-                    .await;
-                if d.is_ok_and(|d| d.container_instances().iter().filter(|i| i.agent_connected()).count() >= n) {
-                    return arns;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "{n} connected instances did not appear in {cluster}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn register(ecs: &Client, family: &str, command: &[&str], image: &str) {
@@ -173,7 +143,7 @@ async fn placement_across_agents_on_one_engine() {
     let (_c, b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("demo").send().await.unwrap();
-    let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/demo", b.key.account));
+    let _cleanup = cleanup(&b, "demo");
     let _a = b.spawn_agent("demo", &[("BERTH_AVAILABILITY_ZONE", "us-east-1a"), ("BERTH_INSTANCE_TYPE", "t3.small")]);
     let _b2 = b.spawn_agent("demo", &[("BERTH_AVAILABILITY_ZONE", "us-east-1b"), ("BERTH_INSTANCE_TYPE", "t3.small")]);
     let _m = b.spawn_agent("demo", &[("BERTH_AVAILABILITY_ZONE", "us-east-1c"), ("BERTH_INSTANCE_TYPE", "m5.large")]);
@@ -232,7 +202,7 @@ async fn an_agent_restart_keeps_its_containers() {
     let (_c, b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("solo").send().await.unwrap();
-    let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/solo", b.key.account));
+    let _cleanup = cleanup(&b, "solo");
     let env = [("BERTH_INSTANCE_TYPE", "t3.small")];
     let mut agent = b.spawn_agent("solo", &env);
     let instances = wait_instances(&ecs, "solo", 1).await;
@@ -339,7 +309,7 @@ async fn dynamic_host_ports_come_from_the_configured_range() {
     let (_c, b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("ranged").send().await.unwrap();
-    let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/ranged", b.key.account));
+    let _cleanup = cleanup(&b, "ranged");
     // Below the kernel's ephemeral range (32768-60999), where client sockets of the tests
     // running beside this one cannot already hold the port Docker picks.
     let _agent = b.spawn_agent("ranged", &[("ECS_DYNAMIC_HOST_PORT_RANGE", "30100-30199")]);
@@ -362,7 +332,7 @@ async fn binpack_fills_the_instance_with_least_memory_left() {
     let (_c, b) = berth_with_agent().await;
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("packed").send().await.unwrap();
-    let _cleanup = Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/packed", b.key.account));
+    let _cleanup = cleanup(&b, "packed");
     // Same engine, different reservations: the third instance has the least memory left.
     let _a = b.spawn_agent("packed", &[("ECS_RESERVED_MEMORY", "0")]);
     let _b2 = b.spawn_agent("packed", &[("ECS_RESERVED_MEMORY", "1000")]);

@@ -24,8 +24,7 @@ use crate::state::State;
 pub(crate) const CAPACITY_UNAVAILABLE: &str =
     "Capacity is unavailable at this time. Please try again later or in a different availability zone";
 
-/// The platform version every Fargate task reports (`LATEST` resolves to it).
-pub(crate) const PLATFORM_VERSION: &str = "1.4.0";
+use model::ecs::task::FARGATE_PLATFORM_VERSION as PLATFORM_VERSION;
 
 /// The capacity providers every cluster may use (after PutClusterCapacityProviders).
 pub(crate) const PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];

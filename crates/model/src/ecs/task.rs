@@ -241,6 +241,9 @@ pub struct Task {
     pub capacity_provider: Option<String>,
 }
 
+/// The platform version every Fargate task runs and reports (`LATEST` resolves to it).
+pub const FARGATE_PLATFORM_VERSION: &str = "1.4.0";
+
 /// An awsvpc task's elastic network interface: its own address in one of its subnets.
 /// The address is the task's while the task may hold it (until it is STOPPED), and is
 /// then free for another task.

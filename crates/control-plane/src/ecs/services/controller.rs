@@ -115,13 +115,19 @@ impl<'a> Pass<'a> {
 
     /// Tells a task to stop on behalf of the service scheduler.
     fn stop(&mut self, t: &mut Task, reason: &str) {
+        self.mark_stopping(t, reason);
+        self.changed.push(t.clone());
+    }
+
+    /// Records the scheduler's stop (desired STOPPED, code, reason, time) without telling
+    /// the agent yet.
+    fn mark_stopping(&mut self, t: &mut Task, reason: &str) {
         t.desired_status = DesiredStatus::Stopped;
         t.stop_code.get_or_insert(StopCode::ServiceSchedulerInitiated);
         t.stopped_reason.get_or_insert_with(|| reason.to_string());
         t.stopping_at.get_or_insert(self.now);
         t.version += 1;
         self.put_task(t);
-        self.changed.push(t.clone());
     }
 
     /// Stops a task of the service: a task registered with a load balancer is deregistered
@@ -132,14 +138,8 @@ impl<'a> Pass<'a> {
             self.stop(&mut m.task, reason);
             return;
         }
-        let t = &mut m.task;
-        t.desired_status = DesiredStatus::Stopped;
-        t.last_status = TaskStatus::Deactivating;
-        t.stop_code.get_or_insert(StopCode::ServiceSchedulerInitiated);
-        t.stopped_reason.get_or_insert_with(|| reason.to_string());
-        t.stopping_at.get_or_insert(self.now);
-        t.version += 1;
-        self.put_task(t);
+        m.task.last_status = TaskStatus::Deactivating;
+        self.mark_stopping(&mut m.task, reason);
     }
 }
 
