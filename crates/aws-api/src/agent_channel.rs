@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use agent_protocol::{ToAgent, ToServer, HEARTBEAT_SECONDS, INSTANCE_PARAM};
-use control_plane::ecs::Caller;
+use control_plane::Caller;
 
 use crate::{authenticate, Api, ApiError};
 
@@ -45,7 +45,7 @@ fn open(api: &Api, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Op
         .find_map(|p| p.strip_prefix(INSTANCE_PARAM).and_then(|v| v.strip_prefix('=')))
         .map(|v| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
         .ok_or_else(|| ApiError::invalid_parameter(format!("The {INSTANCE_PARAM} query parameter is required.")))?;
-    let (connection, rx) = api.control.agent_attach(&caller, &instance)?;
+    let (connection, rx) = api.control.ecs().agent_attach(&caller, &instance)?;
     Ok((caller, instance, connection, rx))
 }
 
@@ -91,7 +91,7 @@ async fn run_session(
                 match serde_json::from_str::<ToServer>(&text) {
                     Ok(ToServer::TaskState(report)) => {
                         let task = report.task_arn.clone();
-                        if let Err(e) = api.control.report_task_state(&caller.scope, &instance, report).await {
+                        if let Err(e) = api.control.ecs().report_task_state(&caller.scope, &instance, report).await {
                             tracing::warn!(%task, error = %e, "task state report refused");
                         }
                     }

@@ -9,7 +9,7 @@ use control_plane::ec2::security_groups::{
     Source,
 };
 use control_plane::ec2::{Network, Subnet, Zone};
-use control_plane::ecs::Caller;
+use control_plane::Caller;
 use elb::glob::Glob;
 
 use crate::query::{ec2_ok, Params, Xml};
@@ -233,7 +233,7 @@ pub(crate) async fn dispatch(
                 }
             }
             let new = NewSecurityGroup { name, description, vpc_id: p.string("VpcId"), tags };
-            let g = api.control.create_security_group(&caller.scope, new).await?;
+            let g = api.control.ec2().create_security_group(&caller.scope, new).await?;
             Ok(ec2_ok(action, id, |x| {
                 x.text("return", "true").text("groupId", &g.id);
                 tags_xml(x, &g.tags);
@@ -242,7 +242,7 @@ pub(crate) async fn dispatch(
         }
         "DeleteSecurityGroup" => {
             let group = group_ref(p)?;
-            let deleted = api.control.delete_security_group(&caller.scope, group).await?;
+            let deleted = api.control.ec2().delete_security_group(&caller.scope, group).await?;
             Ok(ec2_ok(action, id, |x| {
                 x.text("return", "true").text("groupId", deleted);
             }))
@@ -250,7 +250,7 @@ pub(crate) async fn dispatch(
         "AuthorizeSecurityGroupIngress" => {
             let group = group_ref(p)?;
             let rules = requested_rules(p, &caller.scope.account.to_string())?;
-            let (g, added) = api.control.authorize_ingress(&caller.scope, group, rules).await?;
+            let (g, added) = api.control.ec2().authorize_ingress(&caller.scope, group, rules).await?;
             Ok(ec2_ok(action, id, |x| {
                 x.text("return", "true");
                 x.list("securityGroupRuleSet", "item", &added, |x, r| rule_xml(x, &g, r, false));
@@ -260,7 +260,7 @@ pub(crate) async fn dispatch(
             let group = group_ref(p)?;
             let ids = p.ec2_list("SecurityGroupRuleId")?;
             let revoke = if ids.is_empty() { Revoke::Rules(requested_rules(p, &caller.scope.account.to_string())?) } else { Revoke::Ids(ids) };
-            let (g, removed) = api.control.revoke_ingress(&caller.scope, group, revoke).await?;
+            let (g, removed) = api.control.ec2().revoke_ingress(&caller.scope, group, revoke).await?;
             Ok(ec2_ok(action, id, |x| {
                 x.text("return", "true");
                 x.list("revokedSecurityGroupRuleSet", "item", &removed, |x, r| {

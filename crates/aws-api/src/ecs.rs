@@ -5,7 +5,8 @@ use axum::response::Response;
 
 use control_plane::ecs::clusters::{cluster_counts, ClusterCounts, ClusterUpdate, NewCluster};
 use control_plane::ecs::settings::Setting;
-use control_plane::ecs::{Caller, Failure};
+use control_plane::ecs::Failure;
+use control_plane::Caller;
 use control_plane::Page;
 use model::ecs::shapes::{self as w, ClusterField, TaskDefinitionField};
 use model::ecs::{Cluster, TaskDefinition};
@@ -103,6 +104,7 @@ pub async fn dispatch(
         "CreateCluster" => {
             let r: w::CreateClusterRequest = input(body)?;
             let cluster = cp
+                .ecs()
                 .create_cluster(
                     caller,
                     NewCluster {
@@ -121,7 +123,7 @@ pub async fn dispatch(
         "DescribeClusters" => {
             let r: w::DescribeClustersRequest = input(body)?;
             let include = r.include.unwrap_or_default();
-            let (clusters, failures) = cp.describe_clusters(caller, &r.clusters.unwrap_or_default())?;
+            let (clusters, failures) = cp.ecs().describe_clusters(caller, &r.clusters.unwrap_or_default())?;
             Ok(ok(&w::DescribeClustersResponse {
                 clusters: Some(clusters.iter().map(|c| cluster_shape(cp, c, &include)).collect()),
                 failures: Some(failures.into_iter().map(failure_shape).collect()),
@@ -130,7 +132,7 @@ pub async fn dispatch(
         "ListClusters" => {
             let r: w::ListClustersRequest = input(body)?;
             let page = Page::parse(r.max_results, r.next_token.as_deref(), PAGE_LIMIT)?;
-            let (arns, next_token) = cp.list_clusters(caller, &page);
+            let (arns, next_token) = cp.ecs().list_clusters(caller, &page);
             Ok(ok(&w::ListClustersResponse { cluster_arns: Some(arns), next_token }))
         }
         "UpdateCluster" => {
@@ -140,12 +142,13 @@ pub async fn dispatch(
                 configuration: r.configuration,
                 service_connect_namespace: r.service_connect_defaults.and_then(|d| d.namespace),
             };
-            let cluster = cp.update_cluster(caller, r.cluster.unwrap_or_default(), update).await?;
+            let cluster = cp.ecs().update_cluster(caller, r.cluster.unwrap_or_default(), update).await?;
             Ok(ok(&w::UpdateClusterResponse { cluster: Some(cluster_shape(cp, &cluster, ALL_CLUSTER_FIELDS)) }))
         }
         "UpdateClusterSettings" => {
             let r: w::UpdateClusterSettingsRequest = input(body)?;
             let cluster = cp
+                .ecs()
                 .update_cluster_settings(caller, r.cluster.unwrap_or_default(), r.settings.unwrap_or_default())
                 .await?;
             Ok(ok(&w::UpdateClusterSettingsResponse { cluster: Some(cluster_shape(cp, &cluster, ALL_CLUSTER_FIELDS)) }))
@@ -153,6 +156,7 @@ pub async fn dispatch(
         "PutClusterCapacityProviders" => {
             let r: w::PutClusterCapacityProvidersRequest = input(body)?;
             let cluster = cp
+                .ecs()
                 .put_cluster_capacity_providers(
                     caller,
                     r.cluster.unwrap_or_default(),
@@ -166,12 +170,12 @@ pub async fn dispatch(
         }
         "DeleteCluster" => {
             let r: w::DeleteClusterRequest = input(body)?;
-            let cluster = cp.delete_cluster(caller, r.cluster.unwrap_or_default()).await?;
+            let cluster = cp.ecs().delete_cluster(caller, r.cluster.unwrap_or_default()).await?;
             Ok(ok(&w::DeleteClusterResponse { cluster: Some(cluster_shape(cp, &cluster, ALL_CLUSTER_FIELDS)) }))
         }
         "RegisterTaskDefinition" => {
             let r: w::RegisterTaskDefinitionRequest = input(body)?;
-            let td = cp.register_task_definition(caller, r).await?;
+            let td = cp.ecs().register_task_definition(caller, r).await?;
             Ok(ok(&w::RegisterTaskDefinitionResponse {
                 task_definition: Some(task_definition_shape(&td)),
                 tags: Some(tags_shape(&td.tags)),
@@ -179,7 +183,7 @@ pub async fn dispatch(
         }
         "DescribeTaskDefinition" => {
             let r: w::DescribeTaskDefinitionRequest = input(body)?;
-            let td = cp.describe_task_definition(caller, r.task_definition.as_deref().unwrap_or_default())?;
+            let td = cp.ecs().describe_task_definition(caller, r.task_definition.as_deref().unwrap_or_default())?;
             let with_tags = r.include.unwrap_or_default().contains(&TaskDefinitionField::Tags);
             Ok(ok(&w::DescribeTaskDefinitionResponse {
                 task_definition: Some(task_definition_shape(&td)),
@@ -192,7 +196,7 @@ pub async fn dispatch(
             let status = r.status.unwrap_or(w::TaskDefinitionStatus::Active);
             let desc = r.sort == Some(w::SortOrder::Desc);
             let (arns, next_token) =
-                cp.list_task_definitions(caller, r.family_prefix.as_deref(), status, desc, &page)?;
+                cp.ecs().list_task_definitions(caller, r.family_prefix.as_deref(), status, desc, &page)?;
             Ok(ok(&w::ListTaskDefinitionsResponse { task_definition_arns: Some(arns), next_token }))
         }
         "ListTaskDefinitionFamilies" => {
@@ -200,17 +204,18 @@ pub async fn dispatch(
             let page = Page::parse(r.max_results, r.next_token.as_deref(), PAGE_LIMIT)?;
             let status = r.status.unwrap_or(w::TaskDefinitionFamilyStatus::Active);
             let (families, next_token) =
-                cp.list_task_definition_families(caller, r.family_prefix.as_deref(), status, &page);
+                cp.ecs().list_task_definition_families(caller, r.family_prefix.as_deref(), status, &page);
             Ok(ok(&w::ListTaskDefinitionFamiliesResponse { families: Some(families), next_token }))
         }
         "DeregisterTaskDefinition" => {
             let r: w::DeregisterTaskDefinitionRequest = input(body)?;
-            let td = cp.deregister_task_definition(caller, r.task_definition.unwrap_or_default()).await?;
+            let td = cp.ecs().deregister_task_definition(caller, r.task_definition.unwrap_or_default()).await?;
             Ok(ok(&w::DeregisterTaskDefinitionResponse { task_definition: Some(task_definition_shape(&td)) }))
         }
         "DeleteTaskDefinitions" => {
             let r: w::DeleteTaskDefinitionsRequest = input(body)?;
-            let (done, failures) = cp.delete_task_definitions(caller, r.task_definitions.unwrap_or_default()).await?;
+            let (done, failures) =
+                cp.ecs().delete_task_definitions(caller, r.task_definitions.unwrap_or_default()).await?;
             Ok(ok(&w::DeleteTaskDefinitionsResponse {
                 task_definitions: Some(done.iter().map(task_definition_shape).collect()),
                 failures: Some(failures.into_iter().map(failure_shape).collect()),
@@ -218,41 +223,41 @@ pub async fn dispatch(
         }
         "TagResource" => {
             let r: w::TagResourceRequest = input(body)?;
-            cp.tag_resource(caller, r.resource_arn.unwrap_or_default(), tag_pairs(r.tags)).await?;
+            cp.ecs().tag_resource(caller, r.resource_arn.unwrap_or_default(), tag_pairs(r.tags)).await?;
             Ok(ok(&w::TagResourceResponse {}))
         }
         "UntagResource" => {
             let r: w::UntagResourceRequest = input(body)?;
-            cp.untag_resource(caller, r.resource_arn.unwrap_or_default(), r.tag_keys.unwrap_or_default()).await?;
+            cp.ecs().untag_resource(caller, r.resource_arn.unwrap_or_default(), r.tag_keys.unwrap_or_default()).await?;
             Ok(ok(&w::UntagResourceResponse {}))
         }
         "ListTagsForResource" => {
             let r: w::ListTagsForResourceRequest = input(body)?;
-            let tags = cp.list_tags_for_resource(caller, r.resource_arn.as_deref().unwrap_or_default())?;
+            let tags = cp.ecs().list_tags_for_resource(caller, r.resource_arn.as_deref().unwrap_or_default())?;
             Ok(ok(&w::ListTagsForResourceResponse { tags: Some(tags_shape(&tags)) }))
         }
         "PutAccountSetting" => {
             let r: w::PutAccountSettingRequest = input(body)?;
             let name = r.name.ok_or_else(|| ApiError::invalid_parameter("name is required"))?;
-            let s = cp.put_account_setting(caller, name, r.value.unwrap_or_default(), r.principal_arn).await?;
+            let s = cp.ecs().put_account_setting(caller, name, r.value.unwrap_or_default(), r.principal_arn).await?;
             Ok(ok(&w::PutAccountSettingResponse { setting: Some(setting_shape(s)) }))
         }
         "PutAccountSettingDefault" => {
             let r: w::PutAccountSettingDefaultRequest = input(body)?;
             let name = r.name.ok_or_else(|| ApiError::invalid_parameter("name is required"))?;
-            let s = cp.put_account_setting_default(caller, name, r.value.unwrap_or_default()).await?;
+            let s = cp.ecs().put_account_setting_default(caller, name, r.value.unwrap_or_default()).await?;
             Ok(ok(&w::PutAccountSettingDefaultResponse { setting: Some(setting_shape(s)) }))
         }
         "DeleteAccountSetting" => {
             let r: w::DeleteAccountSettingRequest = input(body)?;
             let name = r.name.ok_or_else(|| ApiError::invalid_parameter("name is required"))?;
-            let s = cp.delete_account_setting(caller, name, r.principal_arn).await?;
+            let s = cp.ecs().delete_account_setting(caller, name, r.principal_arn).await?;
             Ok(ok(&w::DeleteAccountSettingResponse { setting: Some(setting_shape(s)) }))
         }
         "ListAccountSettings" => {
             let r: w::ListAccountSettingsRequest = input(body)?;
             let page = Page::parse(r.max_results, r.next_token.as_deref(), SETTINGS_PAGE_LIMIT)?;
-            let (settings, next_token) = cp.list_account_settings(
+            let (settings, next_token) = cp.ecs().list_account_settings(
                 caller,
                 r.name,
                 r.value.as_deref(),
@@ -267,19 +272,19 @@ pub async fn dispatch(
         }
         "PutAttributes" => {
             let r: w::PutAttributesRequest = input(body)?;
-            let attrs = cp.put_attributes(caller, r.cluster, attributes_in(r.attributes)).await?;
+            let attrs = cp.ecs().put_attributes(caller, r.cluster, attributes_in(r.attributes)).await?;
             Ok(ok(&w::PutAttributesResponse { attributes: Some(attrs.into_iter().map(attribute_shape).collect()) }))
         }
         "DeleteAttributes" => {
             let r: w::DeleteAttributesRequest = input(body)?;
-            let attrs = cp.delete_attributes(caller, r.cluster, attributes_in(r.attributes)).await?;
+            let attrs = cp.ecs().delete_attributes(caller, r.cluster, attributes_in(r.attributes)).await?;
             Ok(ok(&w::DeleteAttributesResponse { attributes: Some(attrs.into_iter().map(attribute_shape).collect()) }))
         }
         "ListAttributes" => {
             let r: w::ListAttributesRequest = input(body)?;
             let page = Page::parse(r.max_results, r.next_token.as_deref(), PAGE_LIMIT)?;
             let target_type = r.target_type.map(|t| t.as_str()).unwrap_or_default();
-            let (attrs, next_token) = cp.list_attributes(
+            let (attrs, next_token) = cp.ecs().list_attributes(
                 caller,
                 r.cluster.as_deref(),
                 target_type,

@@ -3,7 +3,7 @@
 use axum::response::Response;
 
 use control_plane::ecs::services::{Counts, DeploymentView, ServiceView};
-use control_plane::ecs::Caller;
+use control_plane::Caller;
 use control_plane::{ControlPlane, Page};
 use model::ecs::service::{
     service_deployment_arn, service_revision_arn, Deployment, DeploymentConfig, Revision, RolloutState, Service,
@@ -52,7 +52,7 @@ pub async fn dispatch(
         "CreateService" => {
             async {
                 let r: w::CreateServiceRequest = input(body)?;
-                let v = cp.create_service(caller, r).await?;
+                let v = cp.ecs().create_service(caller, r).await?;
                 Ok(ok(&w::CreateServiceResponse { service: Some(service_shape(&v, true)) }))
             }
             .await
@@ -60,7 +60,7 @@ pub async fn dispatch(
         "UpdateService" => {
             async {
                 let r: w::UpdateServiceRequest = input(body)?;
-                let v = cp.update_service(caller, r).await?;
+                let v = cp.ecs().update_service(caller, r).await?;
                 Ok(ok(&w::UpdateServiceResponse { service: Some(service_shape(&v, true)) }))
             }
             .await
@@ -69,6 +69,7 @@ pub async fn dispatch(
             async {
                 let r: w::DeleteServiceRequest = input(body)?;
                 let v = cp
+                    .ecs()
                     .delete_service(caller, r.cluster, r.service.unwrap_or_default(), r.force.unwrap_or(false))
                     .await?;
                 Ok(ok(&w::DeleteServiceResponse { service: Some(service_shape(&v, true)) }))
@@ -79,7 +80,7 @@ pub async fn dispatch(
             let r: w::DescribeServicesRequest = input(body)?;
             let with_tags = r.include.unwrap_or_default().contains(&w::ServiceField::Tags);
             let (found, failures) =
-                cp.describe_services(caller, r.cluster.as_deref(), &r.services.unwrap_or_default())?;
+                cp.ecs().describe_services(caller, r.cluster.as_deref(), &r.services.unwrap_or_default())?;
             Ok(ok(&w::DescribeServicesResponse {
                 services: Some(found.iter().map(|v| service_shape(v, with_tags)).collect()),
                 failures: Some(failures.into_iter().map(failure_shape).collect()),
@@ -93,21 +94,21 @@ pub async fn dispatch(
                 return Ok(ok(&w::ListServicesResponse { service_arns: Some(Vec::new()), next_token: None }));
             }
             let (arns, next_token) =
-                cp.list_services(caller, r.cluster.as_deref(), r.launch_type, r.scheduling_strategy, &page)?;
+                cp.ecs().list_services(caller, r.cluster.as_deref(), r.launch_type, r.scheduling_strategy, &page)?;
             Ok(ok(&w::ListServicesResponse { service_arns: Some(arns), next_token }))
         })(),
         "ListServicesByNamespace" => (|| {
             let r: w::ListServicesByNamespaceRequest = input(body)?;
             let page = page(r.max_results, r.next_token.as_deref(), SERVICES_PAGE_DEFAULT, SERVICES_PAGE)?;
             let (arns, next_token) =
-                cp.list_services_by_namespace(caller, r.namespace.as_deref().unwrap_or_default(), &page)?;
+                cp.ecs().list_services_by_namespace(caller, r.namespace.as_deref().unwrap_or_default(), &page)?;
             Ok(ok(&w::ListServicesByNamespaceResponse { service_arns: Some(arns), next_token }))
         })(),
         "ListServiceDeployments" => (|| {
             let r: w::ListServiceDeploymentsRequest = input(body)?;
             let page = page(r.max_results, r.next_token.as_deref(), DEPLOYMENTS_PAGE_DEFAULT, DEPLOYMENTS_PAGE)?;
             let created = r.created_at.map(|c| (c.before, c.after)).unwrap_or_default();
-            let (found, next_token) = cp.list_service_deployments(
+            let (found, next_token) = cp.ecs().list_service_deployments(
                 caller,
                 r.cluster.as_deref(),
                 r.service.as_deref().unwrap_or_default(),
@@ -123,7 +124,7 @@ pub async fn dispatch(
         "DescribeServiceDeployments" => (|| {
             let r: w::DescribeServiceDeploymentsRequest = input(body)?;
             let (found, failures) =
-                cp.describe_service_deployments(caller, &r.service_deployment_arns.unwrap_or_default())?;
+                cp.ecs().describe_service_deployments(caller, &r.service_deployment_arns.unwrap_or_default())?;
             Ok(ok(&w::DescribeServiceDeploymentsResponse {
                 service_deployments: Some(found.iter().map(service_deployment_shape).collect()),
                 failures: Some(failures.into_iter().map(failure_shape).collect()),
@@ -132,7 +133,7 @@ pub async fn dispatch(
         "DescribeServiceRevisions" => (|| {
             let r: w::DescribeServiceRevisionsRequest = input(body)?;
             let (found, failures) =
-                cp.describe_service_revisions(caller, &r.service_revision_arns.unwrap_or_default())?;
+                cp.ecs().describe_service_revisions(caller, &r.service_revision_arns.unwrap_or_default())?;
             let view = cp.view();
             Ok(ok(&w::DescribeServiceRevisionsResponse {
                 service_revisions: Some(found.iter().map(|(s, rev)| revision_shape(&view, s, rev)).collect()),

@@ -4,7 +4,7 @@ use axum::response::Response;
 
 use control_plane::ecs::instances::{InstanceView, NewInstance};
 use control_plane::ecs::tasks::{StateChange, TaskFilter, TaskRequest};
-use control_plane::ecs::Caller;
+use control_plane::Caller;
 use control_plane::{ControlPlane, Page};
 use model::ecs::shapes as w;
 use model::ecs::task::{InstanceStatus, Resources, Task};
@@ -47,6 +47,7 @@ pub async fn dispatch(
             async {
                 let r: w::DeregisterContainerInstanceRequest = input(body)?;
                 let i = cp
+                    .ecs()
                     .deregister_container_instance(
                         caller,
                         r.cluster,
@@ -54,8 +55,10 @@ pub async fn dispatch(
                         r.force.unwrap_or(false),
                     )
                     .await?;
-                let view =
-                    cp.describe_container_instances(caller, Some(i.cluster.as_str()), std::slice::from_ref(&i.id))?.0;
+                let view = cp
+                    .ecs()
+                    .describe_container_instances(caller, Some(i.cluster.as_str()), std::slice::from_ref(&i.id))?
+                    .0;
                 Ok(ok(&w::DeregisterContainerInstanceResponse { container_instance: view.first().map(instance_shape) }))
             }
             .await
@@ -63,7 +66,7 @@ pub async fn dispatch(
         "DescribeContainerInstances" => (|| {
             let r: w::DescribeContainerInstancesRequest = input(body)?;
             let with_tags = r.include.unwrap_or_default().contains(&w::ContainerInstanceField::Tags);
-            let (found, failures) = cp.describe_container_instances(
+            let (found, failures) = cp.ecs().describe_container_instances(
                 caller,
                 r.cluster.as_deref(),
                 &r.container_instances.unwrap_or_default(),
@@ -100,7 +103,7 @@ pub async fn dispatch(
                 }
             };
             let (arns, next_token) =
-                cp.list_container_instances(caller, r.cluster.as_deref(), status, r.filter.as_deref(), &page)?;
+                cp.ecs().list_container_instances(caller, r.cluster.as_deref(), status, r.filter.as_deref(), &page)?;
             Ok(ok(&w::ListContainerInstancesResponse { container_instance_arns: Some(arns), next_token }))
         })(),
         "UpdateContainerInstancesState" => {
@@ -112,6 +115,7 @@ pub async fn dispatch(
                     _ => return Err(ApiError::invalid_parameter("status must be ACTIVE or DRAINING.")),
                 };
                 let (done, failures) = cp
+                    .ecs()
                     .update_container_instances_state(
                         caller,
                         r.cluster,
@@ -124,7 +128,7 @@ pub async fn dispatch(
                 let views = if ids.is_empty() {
                     Vec::new()
                 } else {
-                    cp.describe_container_instances(caller, cluster.as_deref(), &ids)?.0
+                    cp.ecs().describe_container_instances(caller, cluster.as_deref(), &ids)?.0
                 };
                 Ok(ok(&w::UpdateContainerInstancesStateResponse {
                     container_instances: Some(views.iter().map(instance_shape).collect()),
@@ -173,7 +177,7 @@ pub async fn dispatch(
                     platform_version: r.platform_version,
                     capacity_provider_strategy: r.capacity_provider_strategy.unwrap_or_default(),
                 };
-                let (tasks, failures) = cp.run_task(caller, req).await?;
+                let (tasks, failures) = cp.ecs().run_task(caller, req).await?;
                 Ok(ok(&w::RunTaskResponse {
                     tasks: Some({
                         let view = cp.view();
@@ -201,7 +205,7 @@ pub async fn dispatch(
                     network: r.network_configuration,
                     ..Default::default()
                 };
-                let (tasks, failures) = cp.run_task(caller, req).await?;
+                let (tasks, failures) = cp.ecs().run_task(caller, req).await?;
                 Ok(ok(&w::StartTaskResponse {
                     tasks: Some({
                         let view = cp.view();
@@ -215,7 +219,7 @@ pub async fn dispatch(
         "StopTask" => {
             async {
                 let r: w::StopTaskRequest = input(body)?;
-                let t = cp.stop_task(caller, r.cluster, r.task.unwrap_or_default(), r.reason).await?;
+                let t = cp.ecs().stop_task(caller, r.cluster, r.task.unwrap_or_default(), r.reason).await?;
                 Ok(ok(&w::StopTaskResponse { task: Some(task_shape(&cp.view(), &t, true)) }))
             }
             .await
@@ -224,7 +228,7 @@ pub async fn dispatch(
         INTERRUPT_OPERATION => {
             async {
                 let r: w::StopTaskRequest = input(body)?;
-                let t = cp.interrupt_spot_task(caller, r.cluster, r.task.unwrap_or_default()).await?;
+                let t = cp.ecs().interrupt_spot_task(caller, r.cluster, r.task.unwrap_or_default()).await?;
                 Ok(ok(&w::StopTaskResponse { task: Some(task_shape(&cp.view(), &t, true)) }))
             }
             .await
@@ -232,7 +236,8 @@ pub async fn dispatch(
         "DescribeTasks" => (|| {
             let r: w::DescribeTasksRequest = input(body)?;
             let with_tags = r.include.unwrap_or_default().contains(&w::TaskField::Tags);
-            let (found, failures) = cp.describe_tasks(caller, r.cluster.as_deref(), &r.tasks.unwrap_or_default())?;
+            let (found, failures) =
+                cp.ecs().describe_tasks(caller, r.cluster.as_deref(), &r.tasks.unwrap_or_default())?;
             Ok(ok(&w::DescribeTasksResponse {
                 tasks: Some({
                     let view = cp.view();
@@ -255,7 +260,7 @@ pub async fn dispatch(
                 }),
                 launch_type: r.launch_type.map(|l| l.as_str().to_string()),
             };
-            let (arns, next_token) = cp.list_tasks(caller, r.cluster.as_deref(), &filter, &page)?;
+            let (arns, next_token) = cp.ecs().list_tasks(caller, r.cluster.as_deref(), &filter, &page)?;
             Ok(ok(&w::ListTasksResponse { task_arns: Some(arns), next_token }))
         })(),
         "SubmitTaskStateChange" => {
@@ -284,7 +289,7 @@ pub async fn dispatch(
                     pull_stopped_at: r.pull_stopped_at,
                     execution_stopped_at: r.execution_stopped_at,
                 };
-                cp.submit_state_change(caller, r.cluster, r.task.unwrap_or_default(), change).await?;
+                cp.ecs().submit_state_change(caller, r.cluster, r.task.unwrap_or_default(), change).await?;
                 Ok(ok(&w::SubmitTaskStateChangeResponse { acknowledgment: Some("ACK".into()) }))
             }
             .await
@@ -302,7 +307,7 @@ pub async fn dispatch(
                     None,
                 )?;
                 let change = StateChange { containers: vec![c], ..Default::default() };
-                cp.submit_state_change(caller, r.cluster, r.task.unwrap_or_default(), change).await?;
+                cp.ecs().submit_state_change(caller, r.cluster, r.task.unwrap_or_default(), change).await?;
                 Ok(ok(&w::SubmitContainerStateChangeResponse { acknowledgment: Some("ACK".into()) }))
             }
             .await
@@ -406,8 +411,8 @@ async fn register(cp: &ControlPlane, caller: &Caller, body: &[u8]) -> Result<Res
         existing_arn: r.container_instance_arn,
         tags: tag_pairs(r.tags),
     };
-    let i = cp.register_container_instance(caller, req).await?;
-    let view = cp.describe_container_instances(caller, Some(i.cluster.as_str()), std::slice::from_ref(&i.id))?.0;
+    let i = cp.ecs().register_container_instance(caller, req).await?;
+    let view = cp.ecs().describe_container_instances(caller, Some(i.cluster.as_str()), std::slice::from_ref(&i.id))?.0;
     Ok(ok(&w::RegisterContainerInstanceResponse { container_instance: view.first().map(instance_shape) }))
 }
 

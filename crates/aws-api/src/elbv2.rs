@@ -3,10 +3,10 @@
 
 use axum::response::Response;
 
-use control_plane::ecs::Caller;
 use control_plane::elb::{
     NewListener, NewLoadBalancer, NewRule, NewTargetGroup, RuleChange, TargetHealthDescription, TargetSpec,
 };
+use control_plane::Caller;
 use elb::actions::{Action, ActionInput, ActionKind, FixedResponseInput, ForwardInput, RedirectInput};
 use elb::attributes::Attributes;
 use elb::conditions::{Condition, ConditionInput};
@@ -68,6 +68,7 @@ pub(crate) async fn dispatch(
                 subnets.push(m.required("SubnetId")?);
             }
             let lb = cp
+                .elbv2()
                 .create_load_balancer(
                     caller,
                     NewLoadBalancer {
@@ -86,7 +87,7 @@ pub(crate) async fn dispatch(
             }))
         }
         "DescribeLoadBalancers" => {
-            let (lbs, next) = cp.describe_load_balancers(
+            let (lbs, next) = cp.elbv2().describe_load_balancers(
                 caller,
                 &p.list("LoadBalancerArns")?,
                 &p.list("Names")?,
@@ -99,7 +100,7 @@ pub(crate) async fn dispatch(
             }))
         }
         "DeleteLoadBalancer" => {
-            cp.delete_load_balancer(caller, p.required("LoadBalancerArn")?).await?;
+            cp.elbv2().delete_load_balancer(caller, p.required("LoadBalancerArn")?).await?;
             Ok(ok(&|_| {}))
         }
         "SetSubnets" => {
@@ -107,14 +108,20 @@ pub(crate) async fn dispatch(
             for m in p.structs("SubnetMappings")? {
                 subnets.push(m.required("SubnetId")?);
             }
-            let lb = cp.set_subnets(caller, p.required("LoadBalancerArn")?, subnets, p.string("IpAddressType")).await?;
+            let lb = cp
+                .elbv2()
+                .set_subnets(caller, p.required("LoadBalancerArn")?, subnets, p.string("IpAddressType"))
+                .await?;
             Ok(ok(&|x| {
                 zones_xml(x, &lb);
                 x.text("IpAddressType", &lb.ip_address_type);
             }))
         }
         "SetSecurityGroups" => {
-            let lb = cp.set_security_groups(caller, p.required("LoadBalancerArn")?, p.list("SecurityGroups")?).await?;
+            let lb = cp
+                .elbv2()
+                .set_security_groups(caller, p.required("LoadBalancerArn")?, p.list("SecurityGroups")?)
+                .await?;
             Ok(ok(&|x| {
                 x.list("SecurityGroupIds", "member", &lb.security_groups, |x, sg| {
                     x.out_text(sg);
@@ -122,22 +129,28 @@ pub(crate) async fn dispatch(
             }))
         }
         "SetIpAddressType" => {
-            let lb =
-                cp.set_ip_address_type(caller, p.required("LoadBalancerArn")?, p.required("IpAddressType")?).await?;
+            let lb = cp
+                .elbv2()
+                .set_ip_address_type(caller, p.required("LoadBalancerArn")?, p.required("IpAddressType")?)
+                .await?;
             Ok(ok(&|x| {
                 x.text("IpAddressType", &lb.ip_address_type);
             }))
         }
         "DescribeLoadBalancerAttributes" => {
-            let a = cp.describe_load_balancer_attributes(caller, &p.required("LoadBalancerArn")?)?;
+            let a = cp.elbv2().describe_load_balancer_attributes(caller, &p.required("LoadBalancerArn")?)?;
             Ok(ok(&|x| attributes_xml(x, &a.0)))
         }
         "ModifyLoadBalancerAttributes" => {
-            let a = cp.modify_load_balancer_attributes(caller, p.required("LoadBalancerArn")?, key_values(p)?).await?;
+            let a = cp
+                .elbv2()
+                .modify_load_balancer_attributes(caller, p.required("LoadBalancerArn")?, key_values(p)?)
+                .await?;
             Ok(ok(&|x| attributes_xml(x, &a.0)))
         }
         "CreateTargetGroup" => {
             let tg = cp
+                .elbv2()
                 .create_target_group(
                     caller,
                     NewTargetGroup {
@@ -158,7 +171,7 @@ pub(crate) async fn dispatch(
             }))
         }
         "DescribeTargetGroups" => {
-            let (tgs, next) = cp.describe_target_groups(
+            let (tgs, next) = cp.elbv2().describe_target_groups(
                 caller,
                 p.get("LoadBalancerArn"),
                 &p.list("TargetGroupArns")?,
@@ -172,33 +185,37 @@ pub(crate) async fn dispatch(
             }))
         }
         "ModifyTargetGroup" => {
-            let (tg, lbs) = cp.modify_target_group(caller, p.required("TargetGroupArn")?, health_check(p)?).await?;
+            let (tg, lbs) =
+                cp.elbv2().modify_target_group(caller, p.required("TargetGroupArn")?, health_check(p)?).await?;
             Ok(ok(&|x| {
                 x.list("TargetGroups", "member", [(&tg, &lbs)], |x, (t, l)| tg_xml(x, t, l));
             }))
         }
         "DeleteTargetGroup" => {
-            cp.delete_target_group(caller, p.required("TargetGroupArn")?).await?;
+            cp.elbv2().delete_target_group(caller, p.required("TargetGroupArn")?).await?;
             Ok(ok(&|_| {}))
         }
         "DescribeTargetGroupAttributes" => {
-            let a = cp.describe_target_group_attributes(caller, &p.required("TargetGroupArn")?)?;
+            let a = cp.elbv2().describe_target_group_attributes(caller, &p.required("TargetGroupArn")?)?;
             Ok(ok(&|x| attributes_xml(x, &a.0)))
         }
         "ModifyTargetGroupAttributes" => {
-            let a = cp.modify_target_group_attributes(caller, p.required("TargetGroupArn")?, key_values(p)?).await?;
+            let a = cp
+                .elbv2()
+                .modify_target_group_attributes(caller, p.required("TargetGroupArn")?, key_values(p)?)
+                .await?;
             Ok(ok(&|x| attributes_xml(x, &a.0)))
         }
         "RegisterTargets" => {
-            cp.register_targets(caller, p.required("TargetGroupArn")?, target_list(p)?).await?;
+            cp.elbv2().register_targets(caller, p.required("TargetGroupArn")?, target_list(p)?).await?;
             Ok(ok(&|_| {}))
         }
         "DeregisterTargets" => {
-            cp.deregister_targets(caller, p.required("TargetGroupArn")?, target_list(p)?).await?;
+            cp.elbv2().deregister_targets(caller, p.required("TargetGroupArn")?, target_list(p)?).await?;
             Ok(ok(&|_| {}))
         }
         "DescribeTargetHealth" => {
-            let rows = cp.describe_target_health(caller, &p.required("TargetGroupArn")?, &target_list(p)?)?;
+            let rows = cp.elbv2().describe_target_health(caller, &p.required("TargetGroupArn")?, &target_list(p)?)?;
             Ok(ok(&|x| {
                 x.list("TargetHealthDescriptions", "member", &rows, health_xml);
             }))
@@ -206,6 +223,7 @@ pub(crate) async fn dispatch(
         "CreateListener" => {
             reject_tls(p)?;
             let l = cp
+                .elbv2()
                 .create_listener(
                     caller,
                     NewListener {
@@ -223,7 +241,7 @@ pub(crate) async fn dispatch(
             }))
         }
         "DescribeListeners" => {
-            let (ls, next) = cp.describe_listeners(
+            let (ls, next) = cp.elbv2().describe_listeners(
                 caller,
                 p.get("LoadBalancerArn"),
                 &p.list("ListenerArns")?,
@@ -239,6 +257,7 @@ pub(crate) async fn dispatch(
             reject_tls(p)?;
             let default_actions = if p.has("DefaultActions") { Some(actions(p, "DefaultActions")?) } else { None };
             let l = cp
+                .elbv2()
                 .modify_listener(
                     caller,
                     p.required("ListenerArn")?,
@@ -253,13 +272,13 @@ pub(crate) async fn dispatch(
             }))
         }
         "DeleteListener" => {
-            cp.delete_listener(caller, p.required("ListenerArn")?).await?;
+            cp.elbv2().delete_listener(caller, p.required("ListenerArn")?).await?;
             Ok(ok(&|_| {}))
         }
         "DescribeListenerAttributes" => {
             // Listener attributes of an ALB concern TLS and mutual authentication, which
             // Berth's HTTP listeners do not have; the listener must exist.
-            cp.describe_listeners(caller, None, &[p.required("ListenerArn")?], None, None)?;
+            cp.elbv2().describe_listeners(caller, None, &[p.required("ListenerArn")?], None, None)?;
             Ok(ok(&|x| {
                 x.elem("Attributes", |_| {});
             }))
@@ -267,6 +286,7 @@ pub(crate) async fn dispatch(
         "CreateRule" => {
             no_transforms(p)?;
             let rule = cp
+                .elbv2()
                 .create_rule(
                     caller,
                     NewRule {
@@ -283,7 +303,7 @@ pub(crate) async fn dispatch(
             }))
         }
         "DescribeRules" => {
-            let (rules, next) = cp.describe_rules(
+            let (rules, next) = cp.elbv2().describe_rules(
                 caller,
                 p.get("ListenerArn"),
                 &p.list("RuleArns")?,
@@ -302,13 +322,13 @@ pub(crate) async fn dispatch(
                 conditions: if p.has("Conditions") { Some(conditions(p, "Conditions")?) } else { None },
                 actions: if p.has("Actions") { Some(actions(p, "Actions")?) } else { None },
             };
-            let rule = cp.modify_rule(caller, change).await?;
+            let rule = cp.elbv2().modify_rule(caller, change).await?;
             Ok(ok(&|x| {
                 x.list("Rules", "member", [&rule], rule_xml);
             }))
         }
         "DeleteRule" => {
-            cp.delete_rule(caller, p.required("RuleArn")?).await?;
+            cp.elbv2().delete_rule(caller, p.required("RuleArn")?).await?;
             Ok(ok(&|_| {}))
         }
         "SetRulePriorities" => {
@@ -317,7 +337,7 @@ pub(crate) async fn dispatch(
                 .into_iter()
                 .map(|s| Ok((s.required("RuleArn")?, s.long("Priority")?.ok_or_else(|| missing("Priority"))?)))
                 .collect::<Result<Vec<_>, ApiError>>()?;
-            let rules = cp.set_rule_priorities(caller, pairs).await?;
+            let rules = cp.elbv2().set_rule_priorities(caller, pairs).await?;
             Ok(ok(&|x| {
                 x.list("Rules", "member", &rules, rule_xml);
             }))
@@ -327,15 +347,15 @@ pub(crate) async fn dispatch(
             if t.is_empty() {
                 return Err(missing("Tags"));
             }
-            cp.elb_add_tags(caller, p.list("ResourceArns")?, t).await?;
+            cp.elbv2().elb_add_tags(caller, p.list("ResourceArns")?, t).await?;
             Ok(ok(&|_| {}))
         }
         "RemoveTags" => {
-            cp.elb_remove_tags(caller, p.list("ResourceArns")?, p.list("TagKeys")?).await?;
+            cp.elbv2().elb_remove_tags(caller, p.list("ResourceArns")?, p.list("TagKeys")?).await?;
             Ok(ok(&|_| {}))
         }
         "DescribeTags" => {
-            let described = cp.elb_describe_tags(caller, &p.list("ResourceArns")?)?;
+            let described = cp.elbv2().elb_describe_tags(caller, &p.list("ResourceArns")?)?;
             Ok(ok(&|x| {
                 x.list("TagDescriptions", "member", &described, |x, (arn, t)| {
                     x.text("ResourceArn", arn);

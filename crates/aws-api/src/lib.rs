@@ -35,7 +35,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use control_plane::ecs::Caller;
+use control_plane::Caller;
 use control_plane::ControlPlane;
 use model::{AccountId, Region, Scope};
 

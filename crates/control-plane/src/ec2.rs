@@ -14,6 +14,17 @@ use sha2::{Digest, Sha256};
 
 use model::Scope;
 
+/// The marker of EC2's operations: `cp.ec2()`.
+#[derive(Debug)]
+pub enum Ec2 {}
+
+impl crate::ControlPlane {
+    /// The EC2 operations.
+    pub fn ec2(&self) -> crate::Ops<'_, Ec2> {
+        crate::Ops::new(self)
+    }
+}
+
 /// The default VPC's address range, as in every AWS region.
 pub const VPC_CIDR: &str = "172.31.0.0/16";
 

@@ -7,11 +7,13 @@
 
 pub mod agents;
 pub mod auth;
+mod caller;
 pub mod ec2;
 pub mod ecr;
 pub mod ecs;
 pub mod elb;
 pub mod error;
+mod ops;
 mod paging;
 pub mod state;
 mod writer;
@@ -23,7 +25,9 @@ use tokio::sync::mpsc;
 
 use store::Store;
 
+pub use caller::{root_arn, Caller};
 pub use error::{Error, Result};
+pub use ops::Ops;
 pub use paging::Page;
 pub use state::State;
 pub use writer::Txn;

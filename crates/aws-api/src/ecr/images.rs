@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use control_plane::ecr::check_registry_id;
 use control_plane::ecr::images::{find_image, plan_image_deletion, Deletion, ImageFailure, ImageSelector};
-use control_plane::ecs::Caller;
+use control_plane::Caller;
 use model::ecr::shapes::{self as w, ImageFailureCode, LayerAvailability, LayerFailureCode};
 use model::ecr::RepositoryName;
 use model::Scope;
@@ -146,7 +146,7 @@ pub(crate) async fn delete_images(
             Deletion::Tag { digest, tag } => deleted.push(identifier(digest, Some(tag.as_str()))),
         }
     }
-    api.control.apply_image_deletions(scope.clone(), repo.clone(), checked).await?;
+    api.control.ecr().apply_image_deletions(scope.clone(), repo.clone(), checked).await?;
     Ok((deleted, failures))
 }
 
@@ -533,7 +533,8 @@ async fn put_image_tag_mutability(api: &Api, caller: &Caller, body: &[u8]) -> Re
     let r: w::PutImageTagMutabilityRequest = input(body)?;
     check_registry_id(caller, r.registry_id.as_deref())?;
     let m = super::tag_mutability(r.image_tag_mutability, r.image_tag_mutability_exclusion_filters)?;
-    let repo = api.control.put_tag_mutability(caller, r.repository_name.as_deref().unwrap_or_default(), m).await?;
+    let repo =
+        api.control.ecr().put_tag_mutability(caller, r.repository_name.as_deref().unwrap_or_default(), m).await?;
     Ok(ok(&w::PutImageTagMutabilityResponse {
         registry_id: Some(repo.scope.account.to_string()),
         repository_name: Some(repo.name.to_string()),
@@ -546,8 +547,11 @@ async fn put_image_scanning_configuration(api: &Api, caller: &Caller, body: &[u8
     let r: w::PutImageScanningConfigurationRequest = input(body)?;
     check_registry_id(caller, r.registry_id.as_deref())?;
     let scan_on_push = r.image_scanning_configuration.and_then(|c| c.scan_on_push).unwrap_or(false);
-    let repo =
-        api.control.put_scan_on_push(caller, r.repository_name.as_deref().unwrap_or_default(), scan_on_push).await?;
+    let repo = api
+        .control
+        .ecr()
+        .put_scan_on_push(caller, r.repository_name.as_deref().unwrap_or_default(), scan_on_push)
+        .await?;
     Ok(ok(&w::PutImageScanningConfigurationResponse {
         registry_id: Some(repo.scope.account.to_string()),
         repository_name: Some(repo.name.to_string()),
@@ -563,7 +567,7 @@ fn target(
     name: Option<&str>,
 ) -> Result<(Arc<model::ecr::Repository>, registry::Repository), ApiError> {
     check_registry_id(caller, registry_id)?;
-    let repo = api.control.repository(caller, name.unwrap_or_default())?;
+    let repo = api.control.ecr().repository(caller, name.unwrap_or_default())?;
     let target = registry_repository(&caller.scope, &repo.name)?;
     Ok((repo, target))
 }

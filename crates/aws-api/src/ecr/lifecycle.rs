@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use control_plane::ecr::check_registry_id;
 use control_plane::ecr::images::ImageSelector;
 use control_plane::ecr::lifecycle::{Expiring, PreviewStatus};
-use control_plane::ecs::Caller;
+use control_plane::Caller;
 use control_plane::Page;
 use model::ecr::shapes as w;
 use model::ecr::RepositoryName;
@@ -107,7 +107,7 @@ async fn put(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiErr
     check_registry_id(caller, r.registry_id.as_deref())?;
     let name = r.repository_name.unwrap_or_default();
     let stored =
-        api.control.put_lifecycle_policy(caller, &name, r.lifecycle_policy_text.as_deref().unwrap_or("")).await?;
+        api.control.ecr().put_lifecycle_policy(caller, &name, r.lifecycle_policy_text.as_deref().unwrap_or("")).await?;
     Ok(ok(&w::PutLifecyclePolicyResponse {
         registry_id: Some(stored.scope.account.to_string()),
         repository_name: Some(stored.repository.to_string()),
@@ -118,7 +118,7 @@ async fn put(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiErr
 fn get(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::GetLifecyclePolicyRequest = input(body)?;
     check_registry_id(caller, r.registry_id.as_deref())?;
-    let stored = api.control.lifecycle_policy(caller, r.repository_name.as_deref().unwrap_or_default())?;
+    let stored = api.control.ecr().lifecycle_policy(caller, r.repository_name.as_deref().unwrap_or_default())?;
     Ok(ok(&w::GetLifecyclePolicyResponse {
         registry_id: Some(stored.scope.account.to_string()),
         repository_name: Some(stored.repository.to_string()),
@@ -130,7 +130,8 @@ fn get(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
 async fn delete(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::DeleteLifecyclePolicyRequest = input(body)?;
     check_registry_id(caller, r.registry_id.as_deref())?;
-    let stored = api.control.delete_lifecycle_policy(caller, r.repository_name.as_deref().unwrap_or_default()).await?;
+    let stored =
+        api.control.ecr().delete_lifecycle_policy(caller, r.repository_name.as_deref().unwrap_or_default()).await?;
     Ok(ok(&w::DeleteLifecyclePolicyResponse {
         registry_id: Some(stored.scope.account.to_string()),
         repository_name: Some(stored.repository.to_string()),
@@ -143,16 +144,16 @@ async fn start_preview(api: &Api, caller: &Caller, body: &[u8]) -> Result<Respon
     let r: w::StartLifecyclePolicyPreviewRequest = input(body)?;
     check_registry_id(caller, r.registry_id.as_deref())?;
     let name = r.repository_name.unwrap_or_default();
-    let preview = api.control.start_lifecycle_preview(caller, &name, r.lifecycle_policy_text.as_deref()).await?;
+    let preview = api.control.ecr().start_lifecycle_preview(caller, &name, r.lifecycle_policy_text.as_deref()).await?;
     // The preview is computed after it is acknowledged, as in ECR, where it runs in the
     // background; callers poll GetLifecyclePolicyPreview until it is COMPLETE.
     let control = api.control.clone();
     let (scope, repo) = (preview.scope.clone(), preview.repository.clone());
     tokio::spawn(async move {
-        if let Err(e) = control.complete_lifecycle_preview(scope.clone(), repo.clone()).await {
+        if let Err(e) = control.ecr().complete_lifecycle_preview(scope.clone(), repo.clone()).await {
             tracing::error!(error = %e, repository = %repo, "a lifecycle policy preview failed");
             let reason = "Berth could not compute the preview; start it again. The server log has the detail.";
-            if let Err(e) = control.fail_lifecycle_preview(scope, repo.clone(), reason.into()).await {
+            if let Err(e) = control.ecr().fail_lifecycle_preview(scope, repo.clone(), reason.into()).await {
                 tracing::error!(error = %e, repository = %repo, "recording a failed lifecycle policy preview failed");
             }
         }
@@ -176,7 +177,7 @@ fn get_preview(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiE
         return Err(ApiError::invalid_parameter("Each imageId needs an imageDigest or an imageTag."));
     }
     let page = Page::parse(r.max_results, r.next_token.as_deref(), PREVIEW_PAGE_LIMIT)?;
-    let preview = api.control.lifecycle_preview(caller, r.repository_name.as_deref().unwrap_or_default())?;
+    let preview = api.control.ecr().lifecycle_preview(caller, r.repository_name.as_deref().unwrap_or_default())?;
     let status = preview.status_at(Timestamp::now());
     let tag_status = r.filter.and_then(|f| f.tag_status);
     // Results exist only for a complete preview; the summary counts all of them,
@@ -243,10 +244,10 @@ async fn run_now(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, Ap
     let targets = match &r.repository_name {
         // A named repository must exist and have a policy, as for GetLifecyclePolicy.
         Some(name) => {
-            let stored = api.control.lifecycle_policy(caller, name)?;
+            let stored = api.control.ecr().lifecycle_policy(caller, name)?;
             vec![(stored.scope, stored.repository)]
         }
-        None => api.control.lifecycle_repositories(Some(&caller.scope)),
+        None => api.control.ecr().lifecycle_repositories(Some(&caller.scope)),
     };
     let mut repositories = Vec::with_capacity(targets.len());
     for (scope, repo) in targets {
@@ -259,7 +260,7 @@ async fn run_now(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, Ap
 /// deletes what it expires, and logs each image deleted.
 pub async fn enforce_repository(api: &Api, scope: &Scope, repo: &RepositoryName) -> RepositoryRun {
     let mut run = RepositoryRun { repository_name: repo.to_string(), expired_images: Vec::new(), failure: None };
-    let expiring = match api.control.evaluate_lifecycle_policy(scope.clone(), repo.clone()).await {
+    let expiring = match api.control.ecr().evaluate_lifecycle_policy(scope.clone(), repo.clone()).await {
         Ok(Some(e)) => e,
         // The policy was deleted meanwhile.
         Ok(None) => return run,
@@ -347,7 +348,7 @@ async fn delete_expired(
 
 /// Enforces every repository's lifecycle policy now, in every account and region.
 pub async fn enforce_all(api: &Api) {
-    for (scope, repo) in api.control.lifecycle_repositories(None) {
+    for (scope, repo) in api.control.ecr().lifecycle_repositories(None) {
         let run = enforce_repository(api, &scope, &repo).await;
         if !run.expired_images.is_empty() {
             tracing::info!(account = %scope.account, repository = %repo, expired = run.expired_images.len(), "lifecycle policy run");

@@ -13,7 +13,7 @@ mod scans;
 use axum::response::Response;
 
 use control_plane::ecr::{check_registry_id, ImageId, NewRepository};
-use control_plane::ecs::Caller;
+use control_plane::Caller;
 use control_plane::{ControlPlane, Page};
 use model::ecr::shapes as w;
 use model::ecr::{Image, Repository, TagMutability};
@@ -63,7 +63,7 @@ pub async fn dispatch(
                 scan_on_push: r.image_scanning_configuration.and_then(|c| c.scan_on_push).unwrap_or(false),
                 encryption: r.encryption_configuration,
             };
-            let repo = cp.create_repository(caller, req).await?;
+            let repo = cp.ecr().create_repository(caller, req).await?;
             Ok(ok(&w::CreateRepositoryResponse { repository: Some(repository_shape(&repo, host)) }))
         }
         "DescribeRepositories" => {
@@ -76,7 +76,7 @@ pub async fn dispatch(
                 ));
             }
             let page = Page::parse(r.max_results, r.next_token.as_deref(), 1000)?;
-            let (repos, next_token) = cp.describe_repositories(caller, &names, &page)?;
+            let (repos, next_token) = cp.ecr().describe_repositories(caller, &names, &page)?;
             Ok(ok(&w::DescribeRepositoriesResponse {
                 repositories: Some(repos.iter().map(|r| repository_shape(r, host)).collect()),
                 next_token,
@@ -85,8 +85,10 @@ pub async fn dispatch(
         "DeleteRepository" => {
             let r: w::DeleteRepositoryRequest = input(body)?;
             check_registry_id(caller, r.registry_id.as_deref())?;
-            let repo =
-                cp.delete_repository(caller, r.repository_name.unwrap_or_default(), r.force.unwrap_or(false)).await?;
+            let repo = cp
+                .ecr()
+                .delete_repository(caller, r.repository_name.unwrap_or_default(), r.force.unwrap_or(false))
+                .await?;
             Ok(ok(&w::DeleteRepositoryResponse { repository: Some(repository_shape(&repo, host)) }))
         }
         "GetAuthorizationToken" => {
@@ -114,7 +116,7 @@ pub async fn dispatch(
             let r: w::DescribeImagesRequest = input(body)?;
             let repository = r.repository_name.as_deref().unwrap_or_default();
             let caller =
-                &cp.caller_for_repository(caller, r.registry_id.as_deref(), repository, &["DescribeImages"])?;
+                &cp.ecr().caller_for_repository(caller, r.registry_id.as_deref(), repository, &["DescribeImages"])?;
             let ids: Vec<ImageId> = r
                 .image_ids
                 .unwrap_or_default()
@@ -129,7 +131,7 @@ pub async fn dispatch(
                 .collect::<Result<_, _>>()?;
             let page = Page::parse(r.max_results, r.next_token.as_deref(), 1000)?;
             let (images, next_token) =
-                cp.describe_images(caller, r.repository_name.as_deref().unwrap_or_default(), &ids, &page)?;
+                cp.ecr().describe_images(caller, r.repository_name.as_deref().unwrap_or_default(), &ids, &page)?;
             let tagged = r.filter.and_then(|f| f.tag_status);
             let details = images
                 .iter()
@@ -145,10 +147,11 @@ pub async fn dispatch(
         "ListImages" => {
             let r: w::ListImagesRequest = input(body)?;
             let repository = r.repository_name.as_deref().unwrap_or_default();
-            let caller = &cp.caller_for_repository(caller, r.registry_id.as_deref(), repository, &["ListImages"])?;
+            let caller =
+                &cp.ecr().caller_for_repository(caller, r.registry_id.as_deref(), repository, &["ListImages"])?;
             let page = Page::parse(r.max_results, r.next_token.as_deref(), 1000)?;
             let (images, next_token) =
-                cp.describe_images(caller, r.repository_name.as_deref().unwrap_or_default(), &[], &page)?;
+                cp.ecr().describe_images(caller, r.repository_name.as_deref().unwrap_or_default(), &[], &page)?;
             let tagged = r.filter.and_then(|f| f.tag_status);
             let mut ids = Vec::new();
             for i in &images {
@@ -197,7 +200,7 @@ fn unknown(operation: &str) -> Result<Response, ApiError> {
 }
 
 fn image_detail(cp: &ControlPlane, i: &Image) -> w::ImageDetail {
-    let (scan_status, scan_summary) = cp.scan_of(i).map(|s| scans::image_summary(&s)).unzip();
+    let (scan_status, scan_summary) = cp.ecr().scan_of(i).map(|s| scans::image_summary(&s)).unzip();
     w::ImageDetail {
         registry_id: Some(i.scope.account.to_string()),
         repository_name: Some(i.repository.to_string()),

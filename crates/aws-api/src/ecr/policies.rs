@@ -8,7 +8,7 @@
 use axum::response::Response;
 
 use control_plane::ecr::policies::TagError;
-use control_plane::ecs::Caller;
+use control_plane::Caller;
 use model::ecr::shapes as w;
 
 use crate::ecs::{input, Validate};
@@ -53,6 +53,7 @@ async fn set_repository_policy(api: &crate::Api, caller: &Caller, body: &[u8]) -
     let r: w::SetRepositoryPolicyRequest = input(body)?;
     let p = api
         .control
+        .ecr()
         .set_repository_policy(
             caller,
             r.registry_id.as_deref(),
@@ -70,7 +71,7 @@ async fn set_repository_policy(api: &crate::Api, caller: &Caller, body: &[u8]) -
 
 fn get_repository_policy(api: &crate::Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::GetRepositoryPolicyRequest = input(body)?;
-    let p = api.control.get_repository_policy(
+    let p = api.control.ecr().get_repository_policy(
         caller,
         r.registry_id.as_deref(),
         r.repository_name.as_deref().unwrap_or_default(),
@@ -86,6 +87,7 @@ async fn delete_repository_policy(api: &crate::Api, caller: &Caller, body: &[u8]
     let r: w::DeleteRepositoryPolicyRequest = input(body)?;
     let p = api
         .control
+        .ecr()
         .delete_repository_policy(caller, r.registry_id.as_deref(), r.repository_name.as_deref().unwrap_or_default())
         .await?;
     Ok(ok(&w::DeleteRepositoryPolicyResponse {
@@ -108,6 +110,7 @@ async fn tag_resource(api: &crate::Api, caller: &Caller, body: &[u8]) -> Result<
     let r: w::TagResourceRequest = input(body)?;
     let tags = r.tags.unwrap_or_default().into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()));
     api.control
+        .ecr()
         .tag_repository(caller, r.resource_arn.as_deref().unwrap_or_default(), tags.collect())
         .await
         .map_err(tag_error)?;
@@ -117,6 +120,7 @@ async fn tag_resource(api: &crate::Api, caller: &Caller, body: &[u8]) -> Result<
 async fn untag_resource(api: &crate::Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::UntagResourceRequest = input(body)?;
     api.control
+        .ecr()
         .untag_repository(caller, r.resource_arn.as_deref().unwrap_or_default(), r.tag_keys.unwrap_or_default())
         .await
         .map_err(tag_error)?;
@@ -125,7 +129,7 @@ async fn untag_resource(api: &crate::Api, caller: &Caller, body: &[u8]) -> Resul
 
 fn list_tags_for_resource(api: &crate::Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::ListTagsForResourceRequest = input(body)?;
-    let tags = api.control.list_repository_tags(caller, r.resource_arn.as_deref().unwrap_or_default())?;
+    let tags = api.control.ecr().list_repository_tags(caller, r.resource_arn.as_deref().unwrap_or_default())?;
     let tags =
         tags.iter().map(|(k, v)| w::Tag { key: Some(k.to_string()), value: Some(v.to_string()) }).collect::<Vec<_>>();
     Ok(ok(&w::ListTagsForResourceResponse { tags: Some(tags) }))
@@ -144,7 +148,7 @@ fn describe_registry(caller: &Caller, body: &[u8]) -> Result<Response, ApiError>
 /// replication nor pull-through caches, the features they govern.
 async fn put_registry_policy(api: &crate::Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::PutRegistryPolicyRequest = input(body)?;
-    let p = api.control.put_registry_policy(caller, r.policy_text.as_deref().unwrap_or_default()).await?;
+    let p = api.control.ecr().put_registry_policy(caller, r.policy_text.as_deref().unwrap_or_default()).await?;
     Ok(ok(&w::PutRegistryPolicyResponse {
         registry_id: Some(p.scope.account.to_string()),
         policy_text: Some(p.policy.text().to_string()),
@@ -153,7 +157,7 @@ async fn put_registry_policy(api: &crate::Api, caller: &Caller, body: &[u8]) -> 
 
 fn get_registry_policy(api: &crate::Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let _: w::GetRegistryPolicyRequest = input(body)?;
-    let p = api.control.get_registry_policy(caller)?;
+    let p = api.control.ecr().get_registry_policy(caller)?;
     Ok(ok(&w::GetRegistryPolicyResponse {
         registry_id: Some(p.scope.account.to_string()),
         policy_text: Some(p.policy.text().to_string()),
@@ -162,7 +166,7 @@ fn get_registry_policy(api: &crate::Api, caller: &Caller, body: &[u8]) -> Result
 
 async fn delete_registry_policy(api: &crate::Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let _: w::DeleteRegistryPolicyRequest = input(body)?;
-    let p = api.control.delete_registry_policy(caller).await?;
+    let p = api.control.ecr().delete_registry_policy(caller).await?;
     Ok(ok(&w::DeleteRegistryPolicyResponse {
         registry_id: Some(p.scope.account.to_string()),
         policy_text: Some(p.policy.text().to_string()),

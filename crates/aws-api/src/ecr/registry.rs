@@ -352,7 +352,7 @@ impl OnPush for RecordPush {
         if !self.due(key) {
             return;
         }
-        if let Err(e) = self.control.record_pull(scope, &repository, event.digest.to_string()).await {
+        if let Err(e) = self.control.ecr().record_pull(scope, &repository, event.digest.to_string()).await {
             tracing::warn!(error = %e, %repository, "recording a pull failed");
         }
     }
@@ -371,7 +371,7 @@ impl OnPush for RecordPush {
             size: i64::try_from(event.image_size).unwrap_or(i64::MAX),
             media_type: event.media_type.clone(),
         };
-        match self.control.record_push(pushed).await {
+        match self.control.ecr().record_push(pushed).await {
             Ok(image) => self.scanner.scan_on_push(&image),
             Err(e) => {
                 tracing::error!(error = %e, repository = %event.repository.name.as_str(), "recording a pushed image failed")

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use control_plane::ecr::images::ImageSelector;
 use control_plane::ecr::scans::{Finding, ImageScan, ScanResult, ScanTicket};
-use control_plane::ecs::Caller;
+use control_plane::Caller;
 use control_plane::{ControlPlane, Page};
 use model::ecr::shapes::{self as w, FindingSeverity, ScanStatus};
 use model::Timestamp;
@@ -66,9 +66,9 @@ async fn start_image_scan(api: &crate::Api, caller: &Caller, body: &[u8]) -> Res
     let repository = r.repository_name.unwrap_or_default();
     // Another account's repository is scanned when its repository policy allows it.
     let caller =
-        &api.control.caller_for_repository(caller, r.registry_id.as_deref(), &repository, &["StartImageScan"])?;
+        &api.control.ecr().caller_for_repository(caller, r.registry_id.as_deref(), &repository, &["StartImageScan"])?;
     let selector = selector(r.image_id.as_ref())?;
-    let (image, ticket) = api.control.start_image_scan(caller, &repository, selector.clone()).await?;
+    let (image, ticket) = api.control.ecr().start_image_scan(caller, &repository, selector.clone()).await?;
     api.registry.hooks.scanner.spawn(ticket);
     Ok(ok(&w::StartImageScanResponse {
         registry_id: Some(image.scope.account.to_string()),
@@ -84,11 +84,15 @@ async fn start_image_scan(api: &crate::Api, caller: &Caller, body: &[u8]) -> Res
 fn describe_image_scan_findings(cp: &ControlPlane, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::DescribeImageScanFindingsRequest = input(body)?;
     let repository = r.repository_name.unwrap_or_default();
-    let caller =
-        &cp.caller_for_repository(caller, r.registry_id.as_deref(), &repository, &["DescribeImageScanFindings"])?;
+    let caller = &cp.ecr().caller_for_repository(
+        caller,
+        r.registry_id.as_deref(),
+        &repository,
+        &["DescribeImageScanFindings"],
+    )?;
     let selector = selector(r.image_id.as_ref())?;
     let page = Page::parse(Some(r.max_results.unwrap_or(DEFAULT_PAGE)), r.next_token.as_deref(), 1000)?;
-    let (image, scan) = cp.image_scan(caller, &repository, &selector)?;
+    let (image, scan) = cp.ecr().image_scan(caller, &repository, &selector)?;
     let (findings, next_token) = match scan.status {
         ScanStatus::Complete => {
             let (items, token) =
@@ -199,7 +203,7 @@ impl Scanner {
             (self.control.clone(), self.registry.clone(), self.vulndb.clone(), self.permits.clone());
         let (scope, repository, digest) = (image.scope.clone(), image.repository.clone(), image.digest.clone());
         tokio::spawn(async move {
-            match control.start_scan_on_push(scope, repository, digest).await {
+            match control.ecr().start_scan_on_push(scope, repository, digest).await {
                 Ok(Some(ticket)) => run_and_record(control, registry, vulndb, permits, ticket).await,
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "starting a scan on push failed"),
@@ -216,7 +220,7 @@ impl Scanner {
 
     /// Runs again the scans a stop interrupted.
     pub fn resume_interrupted(&self) {
-        for ticket in self.control.interrupted_scans() {
+        for ticket in self.control.ecr().interrupted_scans() {
             tracing::info!(repository = %ticket.repository, digest = %ticket.digest, "resuming an interrupted scan");
             self.spawn(ticket);
         }
@@ -240,7 +244,7 @@ async fn run_and_record(
         ScanResult::Failed(r) => format!("FAILED: {r}"),
     };
     tracing::info!(repository = %ticket.repository, digest = %ticket.digest, %status, "image scan finished");
-    if let Err(e) = control.finish_image_scan(&ticket, result).await {
+    if let Err(e) = control.ecr().finish_image_scan(&ticket, result).await {
         tracing::error!(error = %e, repository = %ticket.repository, digest = %ticket.digest, "recording a scan result failed");
     }
 }

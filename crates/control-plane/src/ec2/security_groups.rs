@@ -22,9 +22,10 @@ pub use agent_protocol::{IngressRule, IpProtocol};
 use model::Scope;
 
 use super::{derived_id, Network};
+use crate::ec2::Ec2;
 use crate::error::{Error, Result};
 use crate::state::{State, Touched};
-use crate::ControlPlane;
+use crate::Ops;
 
 /// Groups one VPC may hold (EC2's default quota is 2500 per region).
 pub const MAX_GROUPS: usize = 2500;
@@ -422,7 +423,7 @@ fn put(txn: &mut crate::Txn<'_>, g: SecurityGroup) -> Arc<SecurityGroup> {
     g
 }
 
-impl ControlPlane {
+impl Ops<'_, Ec2> {
     /// CreateSecurityGroup.
     pub async fn create_security_group(&self, scope: &Scope, new: NewSecurityGroup) -> Result<Arc<SecurityGroup>> {
         check_name(&new.name, &new.description)?;

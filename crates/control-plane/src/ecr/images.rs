@@ -14,10 +14,12 @@ use model::ecr::{Image, Repository, RepositoryName, TagMutability};
 use model::Scope;
 
 use super::{images_of, not_found};
-use crate::ecs::Caller;
+use crate::ecr::Ecr;
 use crate::error::Result;
 use crate::state::Touched;
-use crate::{ControlPlane, State};
+use crate::Caller;
+use crate::Ops;
+use crate::State;
 
 /// One image a request names: by digest, by tag, or by both, which must then agree.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -135,7 +137,7 @@ pub fn plan_image_deletion(
     (plan, failures)
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecr> {
     /// The caller's repository `name`, or `RepositoryNotFoundException`.
     pub fn repository(&self, caller: &Caller, name: &str) -> Result<Arc<Repository>> {
         let repo = RepositoryName::parse(name)?;

@@ -15,10 +15,12 @@ use model::ecr::lifecycle::{evaluate, Candidate, LifecyclePolicy, PolicyError};
 use model::ecr::{Image, RepositoryName};
 use model::{Scope, Timestamp};
 
-use crate::ecs::Caller;
+use crate::ecr::Ecr;
 use crate::error::{ConflictKind, Error, NotFoundKind, Result};
 use crate::state::Touched;
-use crate::{ControlPlane, State, Txn};
+use crate::Caller;
+use crate::Ops;
+use crate::{State, Txn};
 
 /// How long a completed preview's results are kept. ECR does not say; after this the
 /// preview reads as `EXPIRED` without results, and a new one can be started.
@@ -186,7 +188,7 @@ fn existing(state: &State, caller: &Caller, name: &str) -> Result<(Scope, Reposi
     Ok((scope, repo))
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecr> {
     /// `PutLifecyclePolicy`: sets or replaces the policy. A new policy has not run yet.
     pub async fn put_lifecycle_policy(&self, caller: &Caller, name: &str, text: &str) -> Result<StoredLifecyclePolicy> {
         let repo = RepositoryName::parse(name)?;

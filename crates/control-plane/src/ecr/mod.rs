@@ -12,10 +12,22 @@ use model::ecr::shapes::{EncryptionConfiguration, EncryptionType};
 use model::ecr::{Image, Repository, RepositoryName, TagMutability};
 use model::tags::Tags;
 
-use crate::ecs::Caller;
 use crate::error::{ConflictKind, Error, NotFoundKind, Result};
 use crate::state::Touched;
-use crate::{ControlPlane, Page};
+use crate::Caller;
+use crate::Ops;
+use crate::Page;
+
+/// The marker of ECR's operations: `cp.ecr()`.
+#[derive(Debug)]
+pub enum Ecr {}
+
+impl crate::ControlPlane {
+    /// The ECR operations.
+    pub fn ecr(&self) -> crate::Ops<'_, Ecr> {
+        crate::Ops::new(self)
+    }
+}
 
 /// What `CreateRepository` asks for.
 #[derive(Debug, Clone)]
@@ -48,7 +60,7 @@ pub fn check_registry_id(caller: &Caller, registry_id: Option<&str>) -> Result<(
     }
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecr> {
     pub async fn create_repository(&self, caller: &Caller, req: NewRepository) -> Result<Repository> {
         let name = RepositoryName::parse(&req.name)?;
         let tags = req.tags;
@@ -168,7 +180,7 @@ pub enum ImageId {
     Tag(String),
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecr> {
     /// Records a pushed image. A tag moves: the image it pointed at before loses it.
     pub async fn record_push(&self, p: Pushed) -> Result<Image> {
         let repo = RepositoryName::parse(&p.repository)?;

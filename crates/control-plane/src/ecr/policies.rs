@@ -16,10 +16,11 @@ use model::tags::Tags;
 use model::{AccountId, Arn, Scope};
 use serde::{Deserialize, Serialize};
 
-use crate::ecs::Caller;
+use crate::ecr::Ecr;
 use crate::error::{Error, NotFoundKind, Result};
 use crate::state::{State, Touched};
-use crate::ControlPlane;
+use crate::Caller;
+use crate::Ops;
 
 /// A repository's policy as it is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +88,7 @@ pub fn registry_scope(caller: &Caller, registry_id: Option<&str>) -> Result<Scop
     }
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecr> {
     /// The scope of repository `repository` that a request with `registryId` addresses,
     /// after checking that the caller may do `actions` there (see the module's rule). For
     /// ECR operations that accept another account's `registryId`.
@@ -220,7 +221,7 @@ impl ControlPlane {
 
 /// Tags of repositories, addressed by ARN. Tags cannot be set on another account's
 /// repository: ECR's tagging actions act on the caller's own resources.
-impl ControlPlane {
+impl Ops<'_, Ecr> {
     /// Adds or overwrites tags. Errors: [`TagError`] says which of ECR's codes applies.
     pub async fn tag_repository(
         &self,

@@ -18,10 +18,12 @@ use model::{Scope, Timestamp};
 
 use super::images::{find_image, ImageSelector};
 use super::not_found;
-use crate::ecs::Caller;
+use crate::ecr::Ecr;
 use crate::error::{Error, NotFoundKind, Result};
 use crate::state::Touched;
-use crate::{ControlPlane, State, Txn};
+use crate::Caller;
+use crate::Ops;
+use crate::{State, Txn};
 
 /// How often one image may be scanned, as in ECR: the scan on push counts.
 pub const SCAN_INTERVAL_SECONDS: f64 = 24.0 * 3600.0;
@@ -100,7 +102,7 @@ pub enum ScanResult {
 
 const STARTED: &str = "The scan is reading the image's layers and package database.";
 
-impl ControlPlane {
+impl Ops<'_, Ecr> {
     /// `StartImageScan`: starts a scan of the image `selector` names, unless it was scanned
     /// in the last 24 hours (`LimitExceededException`).
     pub async fn start_image_scan(

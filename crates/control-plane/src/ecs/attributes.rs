@@ -3,10 +3,12 @@
 use model::ecs::Attribute;
 
 use super::clusters::active_cluster;
-use super::Caller;
+use crate::ecs::Ecs;
 use crate::error::{ConflictKind, Error, NotFoundKind, Result};
 use crate::state::{State, StoredAttribute, Touched};
-use crate::{ControlPlane, Page};
+use crate::Caller;
+use crate::Ops;
+use crate::Page;
 
 /// The most attributes one request may put or delete.
 pub const MAX_PER_REQUEST: usize = 10;
@@ -46,7 +48,7 @@ enum Change {
     Delete,
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecs> {
     pub async fn put_attributes(
         &self,
         caller: &Caller,

@@ -12,10 +12,13 @@ use model::ids::ClusterName;
 use model::tags::Tags;
 use model::Scope;
 
-use super::{Caller, Failure};
+use super::Failure;
+use crate::ecs::Ecs;
 use crate::error::{ConflictKind, Error, Result};
 use crate::state::{State, Touched};
-use crate::{ControlPlane, Page, Txn};
+use crate::Caller;
+use crate::Ops;
+use crate::{Page, Txn};
 
 /// The capacity providers every cluster may use without creating them.
 pub const BUILTIN_CAPACITY_PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
@@ -206,7 +209,7 @@ fn modify_cluster(
     Ok(c)
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecs> {
     /// Creates a cluster, or returns the ACTIVE cluster that already has the name.
     pub async fn create_cluster(&self, caller: &Caller, req: NewCluster) -> Result<Cluster> {
         let name = match req.name.as_deref() {

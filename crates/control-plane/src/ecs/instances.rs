@@ -12,11 +12,14 @@ use model::{Arn, Scope};
 use rand::Rng;
 
 use super::clusters::active_cluster;
-use super::{Caller, Failure};
+use super::Failure;
 use crate::agents::Agents;
+use crate::ecs::Ecs;
 use crate::error::{Error, NotFoundKind, Result};
 use crate::state::{State, Touched};
-use crate::{ControlPlane, Page, Txn};
+use crate::Caller;
+use crate::Ops;
+use crate::{Page, Txn};
 
 /// What `RegisterContainerInstance` says about a host.
 #[derive(Debug, Clone, Default)]
@@ -138,7 +141,7 @@ pub(crate) fn fargate_views(agents: &Agents, state: &State, scope: &Scope) -> Ha
     views
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecs> {
     /// Registers a host into a cluster (creating `default` on first use, as ECS does),
     /// or updates the instance an agent registered before.
     pub async fn register_container_instance(&self, caller: &Caller, req: NewInstance) -> Result<ContainerInstance> {

@@ -12,23 +12,18 @@ pub mod tagging;
 pub mod task_definitions;
 pub mod tasks;
 
-use model::{AccountId, Scope};
+use crate::ops::Ops;
+use crate::ControlPlane;
 
-/// Who is calling: the account's scope and the IAM principal ARN requests are made as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub scope: Scope,
-}
+/// The marker of ECS's operations: `cp.ecs().create_cluster(...)`.
+#[derive(Debug)]
+pub enum Ecs {}
 
-impl Caller {
-    /// Berth's access keys belong to an account's root principal.
-    pub fn principal_arn(&self) -> String {
-        root_arn(&self.scope.account)
+impl ControlPlane {
+    /// The ECS operations.
+    pub fn ecs(&self) -> Ops<'_, Ecs> {
+        Ops::new(self)
     }
-}
-
-pub fn root_arn(account: &AccountId) -> String {
-    format!("arn:aws:iam::{account}:root")
 }
 
 /// One entry of a `failures` list: what was asked for and why it could not be served.

@@ -124,7 +124,7 @@ mod tests {
     use super::*;
     use crate::ecs::instances::NewInstance;
     use crate::ecs::tasks::TaskRequest;
-    use crate::ecs::Caller;
+    use crate::Caller;
 
     fn open(db: &Path) -> Arc<ControlPlane> {
         Arc::new(ControlPlane::open(Arc::new(store::SqliteStore::open(db).unwrap())).unwrap())
@@ -148,7 +148,7 @@ mod tests {
             resources: Resources { cpu: 4096, memory: 8192, ..Default::default() },
             ..Default::default()
         };
-        let inst = cp.register_container_instance(&caller, instance).await.unwrap();
+        let inst = cp.ecs().register_container_instance(&caller, instance).await.unwrap();
         let link = cp.agents.attach(&inst.arn().to_string()).1;
         let td = RegisterTaskDefinitionRequest {
             family: Some("web".into()),
@@ -160,9 +160,9 @@ mod tests {
             }]),
             ..Default::default()
         };
-        cp.register_task_definition(&caller, td).await.unwrap();
+        cp.ecs().register_task_definition(&caller, td).await.unwrap();
         let req = TaskRequest { task_definition: "web".into(), count, ..Default::default() };
-        let (tasks, failures) = cp.run_task(&caller, req).await.unwrap();
+        let (tasks, failures) = cp.ecs().run_task(&caller, req).await.unwrap();
         assert!(failures.is_empty(), "{failures:?}");
         (tasks, link)
     }
@@ -196,7 +196,7 @@ mod tests {
             execution_stopped_at: None,
         };
         let instance = container_instance_arn(&t.scope, &t.cluster, t.container_instance.as_deref().unwrap());
-        cp.report_task_state(&t.scope, &instance.to_string(), r).await.unwrap();
+        cp.ecs().report_task_state(&t.scope, &instance.to_string(), r).await.unwrap();
     }
 
     fn present(cp: &ControlPlane) -> BTreeSet<String> {
@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(cp.reap_stopped_tasks(cutoff).await.unwrap(), 1);
         let ids = |ts: &[&Task]| ts.iter().map(|t| t.id.clone()).collect::<BTreeSet<_>>();
         assert_eq!(present(&cp), ids(&[young, still_running_container, running]));
-        let (found, missing) = cp.describe_tasks(&caller(), None, &[old.arn().to_string()]).unwrap();
+        let (found, missing) = cp.ecs().describe_tasks(&caller(), None, &[old.arn().to_string()]).unwrap();
         assert!(found.is_empty());
         assert_eq!(missing[0].reason, "MISSING");
         // Again: idempotent.
@@ -269,7 +269,7 @@ mod tests {
             desired_count: Some(1),
             ..Default::default()
         };
-        cp.create_service(&caller(), req).await.unwrap();
+        cp.ecs().create_service(&caller(), req).await.unwrap();
         let mut lost = LostInstances::default();
         cp.services_pass(&mut lost).await.unwrap();
         let of_service = |cp: &ControlPlane| -> Vec<Task> {

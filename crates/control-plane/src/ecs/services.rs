@@ -27,10 +27,13 @@ use model::{Arn, Scope, Timestamp};
 use super::clusters::active_cluster;
 use super::fargate;
 use super::task_definitions::resolve;
-use super::{Caller, Failure};
+use super::Failure;
+use crate::ecs::Ecs;
 use crate::error::{ConflictKind, Error, NotFoundKind, Result};
 use crate::state::{State, Touched};
-use crate::{ControlPlane, Page};
+use crate::Caller;
+use crate::Ops;
+use crate::Page;
 
 /// Services are keyed by account and region, cluster and name.
 pub type ServiceKey = (Scope, ClusterName, ServiceName);
@@ -402,7 +405,7 @@ fn put(txn: &mut crate::Txn<'_>, svc: Service) -> Arc<Service> {
     svc
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecs> {
     pub async fn create_service(&self, caller: &Caller, r: CreateServiceRequest) -> Result<ServiceView> {
         let name = ServiceName::parse(r.service_name.as_deref().unwrap_or_default())?;
         let strategy = r.scheduling_strategy.unwrap_or(SchedulingStrategy::Replica);

@@ -8,10 +8,12 @@ use model::ecs::settings::{account_default_only, aws_default, check_value, Princ
 use model::ecs::shapes::SettingName;
 use model::{AccountId, Arn};
 
-use super::Caller;
+use crate::ecs::Ecs;
 use crate::error::{Error, Result};
 use crate::state::{StoredSetting, Touched};
-use crate::{ControlPlane, Page};
+use crate::Caller;
+use crate::Ops;
+use crate::Page;
 
 /// A setting as ECS reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,12 +49,12 @@ fn principal_of(caller: &Caller, given: Option<&str>) -> Result<Principal> {
 
 fn arn_of(account: &AccountId, p: &Principal) -> String {
     match p {
-        Principal::AccountDefault => super::root_arn(account),
+        Principal::AccountDefault => crate::root_arn(account),
         Principal::Arn(a) => a.clone(),
     }
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecs> {
     pub async fn put_account_setting(
         &self,
         caller: &Caller,

@@ -7,10 +7,12 @@ use model::ids::ClusterName;
 use model::tags::Tags;
 use model::{Arn, Scope};
 
-use super::Caller;
+use crate::ecs::Ecs;
 use crate::error::{Error, NotFoundKind, Result};
 use crate::state::{State, Touched};
-use crate::{ControlPlane, Txn};
+use crate::Caller;
+use crate::Ops;
+use crate::Txn;
 
 /// A taggable resource that exists in the caller's scope.
 enum Target {
@@ -85,7 +87,7 @@ fn set_tags(txn: &mut Txn<'_>, scope: &Scope, t: Target, tags: Tags) {
     }
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecs> {
     pub async fn tag_resource(&self, caller: &Caller, arn: String, tags: Vec<(String, String)>) -> Result<()> {
         // Checked before queueing so that a bad tag never costs a write.
         Tags::parse(tags.clone())?;

@@ -8,10 +8,13 @@ use model::ids::Family;
 use model::tags::Tags;
 use model::Scope;
 
-use super::{Caller, Failure};
+use super::Failure;
+use crate::ecs::Ecs;
 use crate::error::{Error, NotFoundKind, Result};
 use crate::state::{State, Touched};
-use crate::{ControlPlane, Page};
+use crate::Caller;
+use crate::Ops;
+use crate::Page;
 
 /// The most task definitions `DeleteTaskDefinitions` takes at once.
 pub const MAX_DELETE: usize = 10;
@@ -43,7 +46,7 @@ fn sort_key(t: &TaskDefinition) -> String {
     format!("{}:{:010}", t.family, t.revision)
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecs> {
     /// Validates and registers the next revision of a family.
     pub async fn register_task_definition(
         &self,

@@ -19,11 +19,14 @@ use model::{Arn, Scope};
 use super::clusters::active_cluster;
 use super::instances::{cluster_views, find_instance, InstanceView};
 use super::task_definitions::resolve;
+use super::Failure;
 use super::{awsvpc, fargate};
-use super::{Caller, Failure};
+use crate::ecs::Ecs;
 use crate::error::{Error, Result};
 use crate::state::{State, Touched};
-use crate::{ControlPlane, Page, Txn};
+use crate::Caller;
+use crate::Ops;
+use crate::{Page, Txn};
 
 /// The most tasks one RunTask or StartTask call may start.
 pub const MAX_TASKS_PER_CALL: i32 = 10;
@@ -334,7 +337,7 @@ fn insert_task(txn: &mut Txn<'_>, t: Task) {
     txn.touch(Touched::Task(key.0, key.1, key.2));
 }
 
-impl ControlPlane {
+impl Ops<'_, Ecs> {
     /// Places and creates tasks. Tasks that cannot be placed are reported as failures with
     /// ECS's reasons; the placed ones are pushed to their agents once durable.
     pub async fn run_task(&self, caller: &Caller, req: TaskRequest) -> Result<(Vec<Task>, Vec<Failure>)> {

@@ -13,11 +13,12 @@ use model::Scope;
 use super::load_balancers::find_lb;
 use super::target_groups::find_tg;
 use super::{fail, new_id, ElbKey, Paging, MAX_LISTENERS, MAX_RULES};
-use crate::ecs::Caller;
+use crate::elb::Elbv2;
 use crate::error::Result;
 use crate::state::{State, Touched};
 use crate::writer::Txn;
-use crate::ControlPlane;
+use crate::Caller;
+use crate::Ops;
 
 /// What `CreateListener` asks for.
 #[derive(Debug, Clone, Default)]
@@ -164,7 +165,7 @@ fn port_of(port: Option<i32>) -> Result<u16> {
     }
 }
 
-impl ControlPlane {
+impl Ops<'_, Elbv2> {
     pub async fn create_listener(&self, caller: &Caller, req: NewListener) -> Result<Listener> {
         let protocol = check_listener_protocol(req.protocol.as_deref(), req.certificates)?;
         let port = port_of(req.port)?;

@@ -15,10 +15,11 @@ use model::Scope;
 use crate::ec2::Network;
 
 use super::{fail, new_id, ElbKey, Paging, MAX_LOAD_BALANCERS};
-use crate::ecs::Caller;
+use crate::elb::Elbv2;
 use crate::error::Result;
 use crate::state::{State, Touched};
-use crate::ControlPlane;
+use crate::Caller;
+use crate::Ops;
 
 /// What `CreateLoadBalancer` asks for.
 #[derive(Debug, Clone, Default)]
@@ -105,7 +106,7 @@ fn check_ip_address_type(t: Option<&str>) -> Result<()> {
     }
 }
 
-impl ControlPlane {
+impl Ops<'_, Elbv2> {
     pub async fn create_load_balancer(&self, caller: &Caller, req: NewLoadBalancer) -> Result<LoadBalancer> {
         let name = LbName::parse(&req.name)?;
         match req.lb_type.as_deref() {
@@ -270,7 +271,7 @@ impl ControlPlane {
     }
 }
 
-impl ControlPlane {
+impl Ops<'_, Elbv2> {
     /// Moves a load balancer to other subnets (SetSubnets). Its address stays.
     pub async fn set_subnets(
         &self,

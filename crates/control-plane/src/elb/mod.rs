@@ -28,14 +28,25 @@ use model::Scope;
 use store::{Mutation, Record, StoreError};
 
 use crate::ec2::{Network, NetworkConfig};
-use crate::ecs::Caller;
 use crate::error::{Error, Result};
 use crate::state::{State, Touched};
-use crate::ControlPlane;
+use crate::Caller;
+use crate::Ops;
 
 pub use listeners::{NewListener, NewRule, RuleChange, RuleView};
 pub use load_balancers::NewLoadBalancer;
 pub use target_groups::{NewTargetGroup, TargetHealthDescription, TargetSpec, UsedTargetGroup};
+
+/// The marker of ELBv2's operations: `cp.elbv2()`.
+#[derive(Debug)]
+pub enum Elbv2 {}
+
+impl crate::ControlPlane {
+    /// The ELBv2 operations.
+    pub fn elbv2(&self) -> crate::Ops<'_, Elbv2> {
+        crate::Ops::new(self)
+    }
+}
 
 /// Load balancers one account may have in a region (ALB's default quota).
 pub const MAX_LOAD_BALANCERS: usize = 50;
@@ -238,7 +249,7 @@ impl Rewritable for TargetGroup {
     }
 }
 
-impl ControlPlane {
+impl Ops<'_, Elbv2> {
     /// Applies `change` to a copy of the resource `arn` names in the caller's scope and
     /// stores the copy, in one writer change (nothing is stored if `change` fails); then
     /// wakes the data plane. Answers what `change` answers.

@@ -13,10 +13,11 @@ use super::listeners::find_listener;
 use super::load_balancers::find_lb;
 use super::target_groups::find_tg;
 use super::{fail, ElbKey};
-use crate::ecs::Caller;
+use crate::elb::Elbv2;
 use crate::error::Result;
 use crate::state::{State, Touched};
-use crate::ControlPlane;
+use crate::Caller;
+use crate::Ops;
 
 /// The most resources one tagging request may name.
 const MAX_RESOURCES: usize = 20;
@@ -103,7 +104,7 @@ fn check_count(arns: &[String]) -> Result<()> {
     Ok(())
 }
 
-impl ControlPlane {
+impl Ops<'_, Elbv2> {
     pub async fn elb_add_tags(&self, caller: &Caller, arns: Vec<String>, tags: Vec<(String, String)>) -> Result<()> {
         check_count(&arns)?;
         let scope = caller.scope.clone();

@@ -13,10 +13,11 @@ use model::tags::Tags;
 use model::Scope;
 
 use super::{fail, new_id, ElbKey, Paging, MAX_TARGETS, MAX_TARGET_GROUPS};
-use crate::ecs::Caller;
+use crate::elb::Elbv2;
 use crate::error::Result;
 use crate::state::{State, Touched};
-use crate::ControlPlane;
+use crate::Caller;
+use crate::Ops;
 
 /// What `CreateTargetGroup` asks for.
 #[derive(Debug, Clone, Default)]
@@ -96,7 +97,7 @@ fn ip_allowed(ip: Ipv4Addr) -> bool {
     ip.is_private() || ip.is_loopback() || (o[0] == 100 && (64..128).contains(&o[1]))
 }
 
-impl ControlPlane {
+impl Ops<'_, Elbv2> {
     pub async fn create_target_group(&self, caller: &Caller, req: NewTargetGroup) -> Result<TargetGroup> {
         let name = TgName::parse(&req.name)?;
         let target_type =

@@ -1118,7 +1118,7 @@ impl ControlPlane {
         if targets_changed {
             self.elb.changed.notify_one();
         }
-        self.push_tasks(&changed);
+        self.ecs().push_tasks(&changed);
         Ok(())
     }
 }
@@ -1130,7 +1130,7 @@ mod tests {
 
     use super::*;
     use crate::ecs::instances::NewInstance;
-    use crate::ecs::Caller;
+    use crate::Caller;
     use agent_protocol::TaskReport;
     use model::ecs::shapes::{self as w, ContainerDefinition, RegisterTaskDefinitionRequest};
     use model::ecs::task::Resources;
@@ -1155,6 +1155,7 @@ mod tests {
         for i in 0..instances {
             let zone = format!("us-east-1{}", ["a", "b", "c"][i % 3]);
             let inst = cp
+                .ecs()
                 .register_container_instance(
                     &caller,
                     NewInstance {
@@ -1179,7 +1180,7 @@ mod tests {
                 }]),
                 ..Default::default()
             };
-            cp.register_task_definition(&caller, td).await.unwrap();
+            cp.ecs().register_task_definition(&caller, td).await.unwrap();
         }
         World { cp, caller, _links: links, _dir: dir }
     }
@@ -1218,7 +1219,8 @@ mod tests {
         let n = todo.len().div_ceil(2);
         for (t, status) in todo.into_iter().take(n) {
             let instance = container_instance_arn(&t.scope, &t.cluster, t.container_instance.as_deref().unwrap());
-            w.cp.report_task_state(&w.caller.scope, &instance.to_string(), report(&t, status, Timestamp::now()))
+            w.cp.ecs()
+                .report_task_state(&w.caller.scope, &instance.to_string(), report(&t, status, Timestamp::now()))
                 .await
                 .unwrap();
         }
@@ -1254,7 +1256,7 @@ mod tests {
                 deployment_configuration: Some(config),
                 ..Default::default()
             };
-            w.cp.create_service(&w.caller, req).await.unwrap();
+            w.cp.ecs().create_service(&w.caller, req).await.unwrap();
             for _ in 0..50 {
                 pass(&w, &mut lost).await;
                 if steady(&service(&w)) {
@@ -1274,7 +1276,7 @@ mod tests {
                 task_definition: Some("web:2".into()),
                 ..Default::default()
             };
-            w.cp.update_service(&w.caller, update).await.unwrap();
+            w.cp.ecs().update_service(&w.caller, update).await.unwrap();
             let mut steps = 0;
             loop {
                 pass(&w, &mut lost).await;
