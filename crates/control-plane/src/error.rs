@@ -29,10 +29,18 @@ pub enum Error {
     Elb(#[from] elb::ElbError),
     /// An EC2 request was refused; the error names the EC2 error code.
     #[error(transparent)]
-    Ec2(#[from] crate::ec2::security_groups::Ec2Error),
+    Ec2(#[from] Ec2Error),
     /// Something failed inside Berth; the request may be retried. The detail is for logs.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// An EC2 error: its code (`InvalidGroup.NotFound`, ...) and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Ec2Error {
+    pub code: &'static str,
+    pub message: String,
 }
 
 /// What kind of thing was not found; each maps to its own AWS error code.

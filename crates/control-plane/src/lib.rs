@@ -15,6 +15,7 @@ pub mod elb;
 pub mod error;
 mod ops;
 mod paging;
+mod runtime;
 pub mod state;
 mod writer;
 
@@ -29,6 +30,7 @@ pub use caller::{root_arn, Caller};
 pub use error::{Error, Result};
 pub use ops::Ops;
 pub use paging::Page;
+pub use runtime::ElbRuntime;
 pub use state::State;
 pub use writer::Txn;
 
@@ -67,7 +69,7 @@ pub struct ControlPlane {
     pub agents: Arc<agents::Agents>,
     /// The ELBv2 operations' run-time companions: network settings, the target health
     /// board, the data plane's wake-up.
-    pub elb: elb::ElbRuntime,
+    pub elb: ElbRuntime,
     /// Wakes the service controller when something it reacts to changed (a task's
     /// state, an instance, a service); it also runs on a timer.
     services_wake: Arc<tokio::sync::Notify>,
@@ -108,7 +110,7 @@ impl ControlPlane {
             agents: Arc::new(agents::Agents::new(config.agent_timeout)),
             services_wake: Arc::new(tokio::sync::Notify::new()),
             lost_instance_grace: config.lost_instance_grace,
-            elb: elb::ElbRuntime::default(),
+            elb: ElbRuntime::default(),
         })
     }
 

@@ -6,6 +6,7 @@
 //! the domain a user writes; everything with an invariant (names, ARNs, tags, revisions)
 //! is a hand-written type here that checks it on construction.
 
+pub mod ec2;
 pub mod ecr;
 pub mod ecs;
 pub mod ids;

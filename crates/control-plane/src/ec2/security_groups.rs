@@ -14,16 +14,16 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use imbl::OrdMap;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
 pub use agent_protocol::{IngressRule, IpProtocol};
 use model::Scope;
 
 use super::{derived_id, Network};
 use crate::ec2::Ec2;
-use crate::error::{Error, Result};
+use crate::error::{Ec2Error, Error, Result};
+use crate::state::ec2::allow_all_out;
+pub use crate::state::ec2::{Ec2State, Permission, SecurityGroup, SgRule, Source};
 use crate::state::{State, Touched};
 use crate::Ops;
 
@@ -34,129 +34,8 @@ pub const MAX_RULES: usize = 60;
 /// Tags one resource may carry.
 pub const MAX_TAGS: usize = 50;
 
-/// An EC2 error: its code (`InvalidGroup.NotFound`, ...) and message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Ec2Error {
-    pub code: &'static str,
-    pub message: String,
-}
-
 pub(crate) fn fail<T>(code: &'static str, message: impl Into<String>) -> Result<T> {
     Err(Error::Ec2(Ec2Error { code, message: message.into() }))
-}
-
-/// Where a rule's traffic may come from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Source {
-    /// An IPv4 block such as `10.0.0.0/16` (host bits zero).
-    Cidr(String),
-    /// The members of a security group (of the same account), by id.
-    Group(String),
-}
-
-/// What a rule allows: the part of a rule that makes it a duplicate of another.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Permission {
-    pub protocol: IpProtocol,
-    /// EC2's ports: a range for tcp and udp, type and code for icmp (-1: any), -1 for all.
-    pub from_port: i32,
-    pub to_port: i32,
-    pub source: Source,
-}
-
-impl std::fmt::Display for Permission {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let peer = match &self.source {
-            Source::Cidr(c) => c,
-            Source::Group(g) => g,
-        };
-        let proto = match self.protocol {
-            IpProtocol::All => "ALL".to_string(),
-            p => p.as_ec2().to_uppercase(),
-        };
-        write!(f, "peer: {peer}, {proto}, from port: {}, to port: {}, ALLOW", self.from_port, self.to_port)
-    }
-}
-
-/// One rule of a group, with its `sgr-` id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SgRule {
-    pub id: String,
-    #[serde(flatten)]
-    pub permission: Permission,
-    pub description: Option<String>,
-}
-
-/// A security group of a VPC.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SecurityGroup {
-    pub scope: Scope,
-    pub id: String,
-    pub name: String,
-    pub description: String,
-    pub vpc_id: String,
-    pub tags: Vec<(String, String)>,
-    pub ingress: Vec<SgRule>,
-    pub egress: Vec<SgRule>,
-}
-
-impl SecurityGroup {
-    pub fn arn(&self) -> String {
-        format!("arn:aws:ec2:{}:{}:security-group/{}", self.scope.region, self.scope.account, self.id)
-    }
-
-    pub fn is_default(&self) -> bool {
-        self.name == "default"
-    }
-
-    /// The default VPC's `default` group as EC2 creates it: all traffic from its own
-    /// members in, everything out.
-    pub fn default_of(scope: &Scope, net: &Network) -> SecurityGroup {
-        let id = net.security_group_id.clone();
-        SecurityGroup {
-            scope: scope.clone(),
-            name: "default".into(),
-            description: "default VPC security group".into(),
-            vpc_id: net.vpc_id.clone(),
-            tags: vec![],
-            ingress: vec![SgRule {
-                id: derived_id("sgr", scope, "default-sg-ingress"),
-                permission: Permission {
-                    protocol: IpProtocol::All,
-                    from_port: -1,
-                    to_port: -1,
-                    source: Source::Group(id.clone()),
-                },
-                description: None,
-            }],
-            egress: vec![allow_all_out(derived_id("sgr", scope, "default-sg-egress"))],
-            id,
-        }
-    }
-}
-
-fn allow_all_out(id: String) -> SgRule {
-    SgRule {
-        id,
-        permission: Permission {
-            protocol: IpProtocol::All,
-            from_port: -1,
-            to_port: -1,
-            source: Source::Cidr("0.0.0.0/0".into()),
-        },
-        description: None,
-    }
-}
-
-/// The stored security groups of every account.
-#[derive(Debug, Clone, Default)]
-pub struct Ec2State {
-    pub security_groups: OrdMap<(Scope, String), Arc<SecurityGroup>>,
 }
 
 /// `prefix-` and 17 lower-case hex digits, the shape of EC2's ids.

@@ -13,26 +13,23 @@ mod load_balancers;
 mod tags;
 mod target_groups;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use imbl::OrdMap;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
-use elb::health::Board;
-use elb::resources::{Listener, LoadBalancer, Rule, TargetGroup};
+use elb::resources::{LoadBalancer, TargetGroup};
 use elb::{ElbError, Fault};
 use model::Scope;
-use store::{Mutation, Record, StoreError};
 
-use crate::ec2::{Network, NetworkConfig};
 use crate::error::{Error, Result};
 use crate::state::{State, Touched};
 use crate::Caller;
 use crate::Ops;
 
+pub use crate::state::elb::{ElbKey, ElbState};
 pub use listeners::{NewListener, NewRule, RuleChange, RuleView};
 pub use load_balancers::NewLoadBalancer;
 pub use target_groups::{NewTargetGroup, TargetHealthDescription, TargetSpec, UsedTargetGroup};
@@ -57,157 +54,6 @@ pub const MAX_RULES: usize = 100;
 pub const MAX_TARGETS: usize = 1000;
 /// The largest `PageSize` of ELBv2's Describe operations.
 pub const MAX_PAGE_SIZE: i32 = 400;
-
-/// Every ELBv2 resource, keyed by scope and id.
-#[derive(Debug, Clone, Default)]
-pub struct ElbState {
-    pub load_balancers: OrdMap<(Scope, String), Arc<LoadBalancer>>,
-    pub target_groups: OrdMap<(Scope, String), Arc<TargetGroup>>,
-    pub listeners: OrdMap<(Scope, String), Arc<Listener>>,
-    pub rules: OrdMap<(Scope, String), Arc<Rule>>,
-}
-
-/// One stored ELBv2 resource.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ElbKey {
-    LoadBalancer(Scope, String),
-    TargetGroup(Scope, String),
-    Listener(Scope, String),
-    Rule(Scope, String),
-}
-
-const LOAD_BALANCERS: &str = "elb.load_balancers";
-const TARGET_GROUPS: &str = "elb.target_groups";
-const LISTENERS: &str = "elb.listeners";
-const RULES: &str = "elb.rules";
-
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("domain types always serialize")
-}
-
-impl ElbState {
-    /// The store mutation that makes `key` durable as it now is.
-    pub(crate) fn mutation(&self, key: &ElbKey) -> Mutation {
-        let (table, scope, id, value) = match key {
-            ElbKey::LoadBalancer(s, id) => {
-                (LOAD_BALANCERS, s, id, self.load_balancers.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())))
-            }
-            ElbKey::TargetGroup(s, id) => {
-                (TARGET_GROUPS, s, id, self.target_groups.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())))
-            }
-            ElbKey::Listener(s, id) => {
-                (LISTENERS, s, id, self.listeners.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())))
-            }
-            ElbKey::Rule(s, id) => (RULES, s, id, self.rules.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref()))),
-        };
-        let key = format!("{}/{}/{id}", scope.account, scope.region);
-        match value {
-            Some(value) => Mutation::Put(Record { table: table.into(), key, value }),
-            None => Mutation::Delete { table: table.into(), key },
-        }
-    }
-
-    /// Loads one record of an `elb.` table; `false` for a table this module does not own.
-    pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<bool, StoreError> {
-        fn decode<T: for<'de> Deserialize<'de>>(r: &Record) -> std::result::Result<T, StoreError> {
-            serde_json::from_slice(&r.value)
-                .map_err(|e| StoreError::Corrupt(format!("record {}/{}: {e}", r.table, r.key)))
-        }
-        match r.table.as_str() {
-            LOAD_BALANCERS => {
-                let v: LoadBalancer = decode(r)?;
-                self.load_balancers.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
-            }
-            TARGET_GROUPS => {
-                let v: TargetGroup = decode(r)?;
-                self.target_groups.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
-            }
-            LISTENERS => {
-                let v: Listener = decode(r)?;
-                self.listeners.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
-            }
-            RULES => {
-                let v: Rule = decode(r)?;
-                self.rules.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-
-    pub fn scoped_load_balancers<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a Arc<LoadBalancer>> + 'a {
-        self.load_balancers.iter().filter(move |((s, _), _)| s == scope).map(|(_, v)| v)
-    }
-    pub fn scoped_target_groups<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a Arc<TargetGroup>> + 'a {
-        self.target_groups.iter().filter(move |((s, _), _)| s == scope).map(|(_, v)| v)
-    }
-    /// The listeners of one load balancer, by port.
-    pub fn lb_listeners(&self, scope: &Scope, lb_id: &str) -> Vec<Arc<Listener>> {
-        let mut out: Vec<_> = self
-            .listeners
-            .iter()
-            .filter(|((s, _), l)| s == scope && l.lb_id == lb_id)
-            .map(|(_, l)| l.clone())
-            .collect();
-        out.sort_by_key(|l| l.port);
-        out
-    }
-    /// The rules of one listener (the default rule excluded), by priority.
-    pub fn listener_rules(&self, scope: &Scope, listener_id: &str) -> Vec<Arc<Rule>> {
-        let mut out: Vec<_> = self
-            .rules
-            .iter()
-            .filter(|((s, _), r)| s == scope && r.listener_id == listener_id)
-            .map(|(_, r)| r.clone())
-            .collect();
-        out.sort_by_key(|r| r.priority);
-        out
-    }
-    /// The load balancers whose listeners or rules forward to target group `tg_arn`.
-    pub fn lbs_using(&self, scope: &Scope, tg_arn: &str) -> Vec<String> {
-        let mut lbs: Vec<String> = Vec::new();
-        let mut add = |arn: String| {
-            if !lbs.contains(&arn) {
-                lbs.push(arn);
-            }
-        };
-        for ((s, _), l) in &self.listeners {
-            if s == scope && l.default_actions.iter().any(|a| a.target_groups().contains(&tg_arn)) {
-                add(l.lb_arn());
-            }
-        }
-        for ((s, _), r) in &self.rules {
-            if s == scope && r.actions.iter().any(|a| a.target_groups().contains(&tg_arn)) {
-                add(elb::names::load_balancer_arn(s, &r.lb_name, &r.lb_id));
-            }
-        }
-        lbs
-    }
-}
-
-/// What the ELBv2 operations share at run time besides the state: the deployment's
-/// network settings, the board the data plane publishes target health on, and the signal
-/// that wakes the data plane after a change.
-#[derive(Debug, Default)]
-pub struct ElbRuntime {
-    network: RwLock<NetworkConfig>,
-    pub board: Arc<Board>,
-    pub changed: Arc<tokio::sync::Notify>,
-}
-
-impl ElbRuntime {
-    /// Sets the zones and the load balancer address pool; called once at start, before
-    /// requests are served.
-    pub fn configure(&self, config: NetworkConfig) {
-        *self.network.write().unwrap_or_else(|p| p.into_inner()) = config;
-    }
-    pub fn network_config(&self) -> NetworkConfig {
-        self.network.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-    pub fn network(&self, scope: &Scope) -> Network {
-        Network::of(scope, &self.network_config())
-    }
-}
 
 /// A resource kept whole in one map of [`ElbState`], which an operation may change in
 /// place: load balancers and target groups (their attributes).

@@ -4,6 +4,9 @@
 //! clone and publishes it only after the store has made the changes durable. Readers
 //! therefore never see a write that could still be lost.
 
+pub mod ec2;
+pub mod elb;
+
 use std::sync::Arc;
 
 use imbl::OrdMap;
@@ -21,6 +24,9 @@ use model::ecs::{Attribute, Cluster, TaskDefinition};
 use model::ids::{ClusterName, Family};
 use model::Scope;
 use store::{Mutation, Record, StoreError};
+
+use self::ec2::Ec2State;
+use self::elb::{ElbKey, ElbState};
 
 use crate::ecr::lifecycle::{LifecyclePreview, StoredLifecyclePolicy};
 
@@ -65,8 +71,8 @@ pub struct State {
     pub lifecycle_previews: OrdMap<(Scope, RepositoryName), Arc<LifecyclePreview>>,
     pub settings: OrdMap<SettingKey, StoredSetting>,
     pub attributes: OrdMap<AttributeKey, StoredAttribute>,
-    pub elb: crate::elb::ElbState,
-    pub ec2: crate::ec2::security_groups::Ec2State,
+    pub elb: ElbState,
+    pub ec2: Ec2State,
 }
 
 /// A reference to one stored resource, recorded when a write touches it.
@@ -86,7 +92,7 @@ pub enum Touched {
     LifecyclePreview(Scope, RepositoryName),
     Setting(SettingKey),
     Attribute(AttributeKey),
-    Elb(crate::elb::ElbKey),
+    Elb(ElbKey),
     SecurityGroup(Scope, String),
 }
 
@@ -260,7 +266,7 @@ impl State {
                     state.attributes.insert(key, a);
                 }
                 SECURITY_GROUPS => {
-                    let g: crate::ec2::security_groups::SecurityGroup = decode(r)?;
+                    let g: ec2::SecurityGroup = decode(r)?;
                     state.ec2.security_groups.insert((g.scope.clone(), g.id.clone()), Arc::new(g));
                 }
                 t if t.starts_with("auth.") => {}

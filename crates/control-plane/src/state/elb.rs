@@ -1,0 +1,138 @@
+//! ELBv2's room in the state: load balancers, target groups, listeners and rules of every
+//! account, and how they map to store records (tables `elb.*`).
+
+use std::sync::Arc;
+
+use imbl::OrdMap;
+use serde::{Deserialize, Serialize};
+
+use elb::resources::{Listener, LoadBalancer, Rule, TargetGroup};
+use model::Scope;
+use store::{Mutation, Record, StoreError};
+
+/// Every ELBv2 resource, keyed by scope and id.
+#[derive(Debug, Clone, Default)]
+pub struct ElbState {
+    pub load_balancers: OrdMap<(Scope, String), Arc<LoadBalancer>>,
+    pub target_groups: OrdMap<(Scope, String), Arc<TargetGroup>>,
+    pub listeners: OrdMap<(Scope, String), Arc<Listener>>,
+    pub rules: OrdMap<(Scope, String), Arc<Rule>>,
+}
+
+/// One stored ELBv2 resource.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ElbKey {
+    LoadBalancer(Scope, String),
+    TargetGroup(Scope, String),
+    Listener(Scope, String),
+    Rule(Scope, String),
+}
+
+const LOAD_BALANCERS: &str = "elb.load_balancers";
+const TARGET_GROUPS: &str = "elb.target_groups";
+const LISTENERS: &str = "elb.listeners";
+const RULES: &str = "elb.rules";
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("domain types always serialize")
+}
+
+impl ElbState {
+    /// The store mutation that makes `key` durable as it now is.
+    pub(crate) fn mutation(&self, key: &ElbKey) -> Mutation {
+        let (table, scope, id, value) = match key {
+            ElbKey::LoadBalancer(s, id) => {
+                (LOAD_BALANCERS, s, id, self.load_balancers.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())))
+            }
+            ElbKey::TargetGroup(s, id) => {
+                (TARGET_GROUPS, s, id, self.target_groups.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())))
+            }
+            ElbKey::Listener(s, id) => {
+                (LISTENERS, s, id, self.listeners.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())))
+            }
+            ElbKey::Rule(s, id) => (RULES, s, id, self.rules.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref()))),
+        };
+        let key = format!("{}/{}/{id}", scope.account, scope.region);
+        match value {
+            Some(value) => Mutation::Put(Record { table: table.into(), key, value }),
+            None => Mutation::Delete { table: table.into(), key },
+        }
+    }
+
+    /// Loads one record of an `elb.` table; `false` for a table this module does not own.
+    pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<bool, StoreError> {
+        fn decode<T: for<'de> Deserialize<'de>>(r: &Record) -> std::result::Result<T, StoreError> {
+            serde_json::from_slice(&r.value)
+                .map_err(|e| StoreError::Corrupt(format!("record {}/{}: {e}", r.table, r.key)))
+        }
+        match r.table.as_str() {
+            LOAD_BALANCERS => {
+                let v: LoadBalancer = decode(r)?;
+                self.load_balancers.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+            }
+            TARGET_GROUPS => {
+                let v: TargetGroup = decode(r)?;
+                self.target_groups.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+            }
+            LISTENERS => {
+                let v: Listener = decode(r)?;
+                self.listeners.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+            }
+            RULES => {
+                let v: Rule = decode(r)?;
+                self.rules.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    pub fn scoped_load_balancers<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a Arc<LoadBalancer>> + 'a {
+        self.load_balancers.iter().filter(move |((s, _), _)| s == scope).map(|(_, v)| v)
+    }
+    pub fn scoped_target_groups<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a Arc<TargetGroup>> + 'a {
+        self.target_groups.iter().filter(move |((s, _), _)| s == scope).map(|(_, v)| v)
+    }
+    /// The listeners of one load balancer, by port.
+    pub fn lb_listeners(&self, scope: &Scope, lb_id: &str) -> Vec<Arc<Listener>> {
+        let mut out: Vec<_> = self
+            .listeners
+            .iter()
+            .filter(|((s, _), l)| s == scope && l.lb_id == lb_id)
+            .map(|(_, l)| l.clone())
+            .collect();
+        out.sort_by_key(|l| l.port);
+        out
+    }
+    /// The rules of one listener (the default rule excluded), by priority.
+    pub fn listener_rules(&self, scope: &Scope, listener_id: &str) -> Vec<Arc<Rule>> {
+        let mut out: Vec<_> = self
+            .rules
+            .iter()
+            .filter(|((s, _), r)| s == scope && r.listener_id == listener_id)
+            .map(|(_, r)| r.clone())
+            .collect();
+        out.sort_by_key(|r| r.priority);
+        out
+    }
+    /// The load balancers whose listeners or rules forward to target group `tg_arn`.
+    pub fn lbs_using(&self, scope: &Scope, tg_arn: &str) -> Vec<String> {
+        let mut lbs: Vec<String> = Vec::new();
+        let mut add = |arn: String| {
+            if !lbs.contains(&arn) {
+                lbs.push(arn);
+            }
+        };
+        for ((s, _), l) in &self.listeners {
+            if s == scope && l.default_actions.iter().any(|a| a.target_groups().contains(&tg_arn)) {
+                add(l.lb_arn());
+            }
+        }
+        for ((s, _), r) in &self.rules {
+            if s == scope && r.actions.iter().any(|a| a.target_groups().contains(&tg_arn)) {
+                add(elb::names::load_balancer_arn(s, &r.lb_name, &r.lb_id));
+            }
+        }
+        lbs
+    }
+}
