@@ -138,15 +138,15 @@ pub(crate) async fn dispatch(
             }))
         }
         "DescribeLoadBalancerAttributes" => {
-            let a = cp.elbv2().describe_load_balancer_attributes(caller, &p.required("LoadBalancerArn")?)?;
-            Ok(ok(&|x| attributes_xml(x, &a.0)))
+            let a = cp.elbv2().describe_attributes::<LoadBalancer>(caller, &p.required("LoadBalancerArn")?)?;
+            Ok(ok(&|x| attributes_xml(x, &a)))
         }
         "ModifyLoadBalancerAttributes" => {
             let a = cp
                 .elbv2()
-                .modify_load_balancer_attributes(caller, p.required("LoadBalancerArn")?, key_values(p)?)
+                .modify_attributes::<LoadBalancer>(caller, p.required("LoadBalancerArn")?, key_values(p)?)
                 .await?;
-            Ok(ok(&|x| attributes_xml(x, &a.0)))
+            Ok(ok(&|x| attributes_xml(x, &a)))
         }
         "CreateTargetGroup" => {
             let tg = cp
@@ -196,15 +196,15 @@ pub(crate) async fn dispatch(
             Ok(ok(&|_| {}))
         }
         "DescribeTargetGroupAttributes" => {
-            let a = cp.elbv2().describe_target_group_attributes(caller, &p.required("TargetGroupArn")?)?;
-            Ok(ok(&|x| attributes_xml(x, &a.0)))
+            let a = cp.elbv2().describe_attributes::<TargetGroup>(caller, &p.required("TargetGroupArn")?)?;
+            Ok(ok(&|x| attributes_xml(x, &a)))
         }
         "ModifyTargetGroupAttributes" => {
             let a = cp
                 .elbv2()
-                .modify_target_group_attributes(caller, p.required("TargetGroupArn")?, key_values(p)?)
+                .modify_attributes::<TargetGroup>(caller, p.required("TargetGroupArn")?, key_values(p)?)
                 .await?;
-            Ok(ok(&|x| attributes_xml(x, &a.0)))
+            Ok(ok(&|x| attributes_xml(x, &a)))
         }
         "RegisterTargets" => {
             cp.elbv2().register_targets(caller, p.required("TargetGroupArn")?, target_list(p)?).await?;

@@ -173,7 +173,7 @@ impl Ops<'_, Elbv2> {
         merge_tags(&mut tags, req.tags)?;
         let scope = caller.scope.clone();
         let listener = self
-            .write(move |txn| {
+            .change(move |txn| {
                 let lb = find_lb(txn.state, &scope, &req.lb_arn)?;
                 let actions = checked_actions(txn.state, &scope, &lb, req.default_actions)?;
                 let existing = txn.state.elb.lb_listeners(&scope, &lb.id);
@@ -209,7 +209,6 @@ impl Ops<'_, Elbv2> {
                 Ok(l)
             })
             .await?;
-        self.elb.changed.notify_one();
         Ok(listener)
     }
 
@@ -252,7 +251,7 @@ impl Ops<'_, Elbv2> {
         let port = port.map(|p| port_of(Some(p))).transpose()?;
         let scope = caller.scope.clone();
         let listener = self
-            .write(move |txn| {
+            .change(move |txn| {
                 let l = find_listener(txn.state, &scope, &arn)?;
                 let lb = lb_of(txn.state, &l)?;
                 let mut next = l.as_ref().clone();
@@ -273,19 +272,17 @@ impl Ops<'_, Elbv2> {
                 Ok(next)
             })
             .await?;
-        self.elb.changed.notify_one();
         Ok(listener)
     }
 
     pub async fn delete_listener(&self, caller: &Caller, arn: String) -> Result<()> {
         let scope = caller.scope.clone();
-        self.write(move |txn| {
+        self.change(move |txn| {
             let l = find_listener(txn.state, &scope, &arn)?;
             remove_listener(txn, &scope, &l.id);
             Ok(())
         })
         .await?;
-        self.elb.changed.notify_one();
         Ok(())
     }
 
@@ -296,7 +293,7 @@ impl Ops<'_, Elbv2> {
         merge_tags(&mut tags, req.tags)?;
         let scope = caller.scope.clone();
         let rule = self
-            .write(move |txn| {
+            .change(move |txn| {
                 let l = find_listener(txn.state, &scope, &req.listener_arn)?;
                 let lb = lb_of(txn.state, &l)?;
                 let actions = checked_actions(txn.state, &scope, &lb, req.actions)?;
@@ -326,7 +323,6 @@ impl Ops<'_, Elbv2> {
                 Ok(view_of(&rule))
             })
             .await?;
-        self.elb.changed.notify_one();
         Ok(rule)
     }
 
@@ -369,7 +365,7 @@ impl Ops<'_, Elbv2> {
         let conditions = change.conditions.map(checked_conditions).transpose()?;
         let scope = caller.scope.clone();
         let view = self
-            .write(move |txn| match find_rule(txn.state, &scope, &change.rule_arn)? {
+            .change(move |txn| match find_rule(txn.state, &scope, &change.rule_arn)? {
                 FoundRule::Default(l) => {
                     if conditions.is_some() {
                         return fail(
@@ -402,13 +398,12 @@ impl Ops<'_, Elbv2> {
                 }
             })
             .await?;
-        self.elb.changed.notify_one();
         Ok(view)
     }
 
     pub async fn delete_rule(&self, caller: &Caller, arn: String) -> Result<()> {
         let scope = caller.scope.clone();
-        self.write(move |txn| match find_rule(txn.state, &scope, &arn)? {
+        self.change(move |txn| match find_rule(txn.state, &scope, &arn)? {
             FoundRule::Default(_) => fail(Fault::OperationNotPermitted, "A listener's default rule cannot be deleted."),
             FoundRule::Rule(r) => {
                 txn.state.elb.rules.remove(&(scope.clone(), r.id.clone()));
@@ -417,7 +412,6 @@ impl Ops<'_, Elbv2> {
             }
         })
         .await?;
-        self.elb.changed.notify_one();
         Ok(())
     }
 
@@ -430,7 +424,7 @@ impl Ops<'_, Elbv2> {
         let pairs = pairs.into_iter().map(|(a, p)| Ok((a, check_priority(p)?))).collect::<Result<Vec<_>>>()?;
         let scope = caller.scope.clone();
         let views = self
-            .write(move |txn| {
+            .change(move |txn| {
                 let mut changed = Vec::new();
                 for (arn, priority) in &pairs {
                     let FoundRule::Rule(r) = find_rule(txn.state, &scope, arn)? else {
@@ -457,7 +451,6 @@ impl Ops<'_, Elbv2> {
                 Ok(changed.iter().map(view_of).collect())
             })
             .await?;
-        self.elb.changed.notify_one();
         Ok(views)
     }
 }

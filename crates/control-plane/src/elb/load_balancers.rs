@@ -133,7 +133,7 @@ impl Ops<'_, Elbv2> {
         let scope = caller.scope.clone();
         let pool = self.elb.network_config().lb_pool;
         let lb = self
-            .write(move |txn| {
+            .change(move |txn| {
                 let existing = txn.state.elb.scoped_load_balancers(&scope).find(|l| l.name == name).cloned();
                 if let Some(l) = existing {
                     // CreateLoadBalancer is idempotent: the same request again returns the
@@ -179,7 +179,6 @@ impl Ops<'_, Elbv2> {
                 Ok(lb)
             })
             .await?;
-        self.elb.changed.notify_one();
         Ok(lb)
     }
 
@@ -230,7 +229,7 @@ impl Ops<'_, Elbv2> {
             }
             return Ok(());
         }
-        self.write(move |txn| {
+        self.change(move |txn| {
             let lb = match find_lb(txn.state, &scope, &arn) {
                 Ok(lb) => lb,
                 Err(_) => return Ok(()),
@@ -249,25 +248,7 @@ impl Ops<'_, Elbv2> {
             Ok(())
         })
         .await?;
-        self.elb.changed.notify_one();
         Ok(())
-    }
-
-    pub fn describe_load_balancer_attributes(&self, caller: &Caller, arn: &str) -> Result<LbAttributes> {
-        Ok(find_lb(&self.view(), &caller.scope, arn)?.attributes.clone())
-    }
-
-    pub async fn modify_load_balancer_attributes(
-        &self,
-        caller: &Caller,
-        arn: String,
-        changes: Vec<(String, String)>,
-    ) -> Result<LbAttributes> {
-        self.rewrite(caller, arn, move |lb: &mut LoadBalancer| {
-            lb.attributes.modify(&changes)?;
-            Ok(lb.attributes.clone())
-        })
-        .await
     }
 }
 

@@ -20,6 +20,7 @@ use base64::Engine;
 use imbl::OrdMap;
 use rand::Rng;
 
+use elb::attributes::Attributes;
 use elb::resources::{LoadBalancer, TargetGroup};
 use elb::{ElbError, Fault};
 use model::Scope;
@@ -27,7 +28,7 @@ use model::Scope;
 use crate::error::{Error, Result};
 use crate::state::{State, Touched};
 use crate::Caller;
-use crate::Ops;
+use crate::{Ops, Txn};
 
 pub use crate::state::elb::{ElbKey, ElbState};
 pub use listeners::{NewListener, NewRule, RuleChange, RuleView};
@@ -57,7 +58,7 @@ pub const MAX_PAGE_SIZE: i32 = 400;
 
 /// A resource kept whole in one map of [`ElbState`], which an operation may change in
 /// place: load balancers and target groups (their attributes).
-pub(crate) trait Rewritable: Clone + Send + Sync + 'static {
+pub trait Rewritable: Clone + Send + Sync + 'static {
     /// The resource `arn` names in `scope`, or ELBv2's error for a missing one.
     fn find(state: &State, scope: &Scope, arn: &str) -> Result<Arc<Self>>;
     fn id(&self) -> &str;
@@ -96,6 +97,18 @@ impl Rewritable for TargetGroup {
 }
 
 impl Ops<'_, Elbv2> {
+    /// Applies an ELBv2 change atomically and durably, then wakes the data plane so
+    /// that it serves the change.
+    pub(crate) async fn change<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Txn<'_>) -> Result<R> + Send + 'static,
+    {
+        let out = self.write(f).await?;
+        self.elb.changed.notify_one();
+        Ok(out)
+    }
+
     /// Applies `change` to a copy of the resource `arn` names in the caller's scope and
     /// stores the copy, in one writer change (nothing is stored if `change` fails); then
     /// wakes the data plane. Answers what `change` answers.
@@ -106,19 +119,64 @@ impl Ops<'_, Elbv2> {
         F: FnOnce(&mut R) -> Result<T> + Send + 'static,
     {
         let scope = caller.scope.clone();
-        let out = self
-            .write(move |txn| {
-                let current = R::find(txn.state, &scope, &arn)?;
-                let mut next = current.as_ref().clone();
-                let out = change(&mut next)?;
-                let id = current.id().to_string();
-                R::map(&mut txn.state.elb).insert((scope.clone(), id.clone()), Arc::new(next));
-                txn.touch(Touched::Elb(R::key(scope, id)));
-                Ok(out)
-            })
-            .await?;
-        self.elb.changed.notify_one();
-        Ok(out)
+        self.change(move |txn| {
+            let current = R::find(txn.state, &scope, &arn)?;
+            let mut next = current.as_ref().clone();
+            let out = change(&mut next)?;
+            let id = current.id().to_string();
+            R::map(&mut txn.state.elb).insert((scope.clone(), id.clone()), Arc::new(next));
+            txn.touch(Touched::Elb(R::key(scope, id)));
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// A resource with a set of attributes (ELBv2's `Describe*Attributes` and
+/// `Modify*Attributes`): load balancers and target groups, each with its own keys.
+pub trait HasAttributes: Rewritable {
+    fn attributes(&self) -> &Attributes;
+    /// Applies `changes` after checking every key and value, or changes nothing.
+    fn modify_attributes(&mut self, changes: &[(String, String)]) -> std::result::Result<(), ElbError>;
+}
+
+impl HasAttributes for LoadBalancer {
+    fn attributes(&self) -> &Attributes {
+        &self.attributes.0
+    }
+    fn modify_attributes(&mut self, changes: &[(String, String)]) -> std::result::Result<(), ElbError> {
+        self.attributes.modify(changes)
+    }
+}
+
+impl HasAttributes for TargetGroup {
+    fn attributes(&self) -> &Attributes {
+        &self.attributes.0
+    }
+    fn modify_attributes(&mut self, changes: &[(String, String)]) -> std::result::Result<(), ElbError> {
+        self.attributes.modify(changes)
+    }
+}
+
+impl Ops<'_, Elbv2> {
+    /// The attributes of the load balancer or target group `arn` names.
+    pub fn describe_attributes<R: HasAttributes>(&self, caller: &Caller, arn: &str) -> Result<Attributes> {
+        Ok(R::find(&self.view(), &caller.scope, arn)?.attributes().clone())
+    }
+
+    /// Changes attributes of the load balancer or target group `arn` names; answers the
+    /// whole set as it now is.
+    pub async fn modify_attributes<R: HasAttributes>(
+        &self,
+        caller: &Caller,
+        arn: String,
+        changes: Vec<(String, String)>,
+    ) -> Result<Attributes> {
+        self.rewrite(caller, arn, move |r: &mut R| {
+            r.modify_attributes(&changes)?;
+            Ok(r.attributes().clone())
+        })
+        .await
     }
 }
 

@@ -147,7 +147,7 @@ impl Ops<'_, Elbv2> {
         merge_tags(&mut tags, req.tags.clone())?;
         let scope = caller.scope.clone();
         let tg = self
-            .write(move |txn| {
+            .change(move |txn| {
                 if let Some(t) = txn.state.elb.scoped_target_groups(&scope).find(|t| t.name == name) {
                     // Idempotent like CreateLoadBalancer: the same settings return the group.
                     if t.protocol == protocol
@@ -189,7 +189,6 @@ impl Ops<'_, Elbv2> {
                 Ok(tg)
             })
             .await?;
-        self.elb.changed.notify_one();
         Ok(tg)
     }
 
@@ -253,7 +252,7 @@ impl Ops<'_, Elbv2> {
     ) -> Result<(TargetGroup, Vec<String>)> {
         let scope = caller.scope.clone();
         let out = self
-            .write(move |txn| {
+            .change(move |txn| {
                 let tg = find_tg(txn.state, &scope, &arn)?;
                 let mut next = tg.as_ref().clone();
                 next.health_check = next.health_check.with(input)?;
@@ -264,7 +263,6 @@ impl Ops<'_, Elbv2> {
                 Ok((next, lbs))
             })
             .await?;
-        self.elb.changed.notify_one();
         Ok(out)
     }
 
@@ -278,7 +276,7 @@ impl Ops<'_, Elbv2> {
             }
             return Ok(());
         }
-        self.write(move |txn| {
+        self.change(move |txn| {
             let Ok(tg) = find_tg(txn.state, &scope, &arn) else {
                 return Ok(());
             };
@@ -293,25 +291,7 @@ impl Ops<'_, Elbv2> {
             Ok(())
         })
         .await?;
-        self.elb.changed.notify_one();
         Ok(())
-    }
-
-    pub fn describe_target_group_attributes(&self, caller: &Caller, arn: &str) -> Result<TgAttributes> {
-        Ok(find_tg(&self.view(), &caller.scope, arn)?.attributes.clone())
-    }
-
-    pub async fn modify_target_group_attributes(
-        &self,
-        caller: &Caller,
-        arn: String,
-        changes: Vec<(String, String)>,
-    ) -> Result<TgAttributes> {
-        self.rewrite(caller, arn, move |tg: &mut TargetGroup| {
-            tg.attributes.modify(&changes)?;
-            Ok(tg.attributes.clone())
-        })
-        .await
     }
 
     /// Registers targets (`port` `None`: the group's port). Registering a registered
@@ -322,7 +302,7 @@ impl Ops<'_, Elbv2> {
             return fail(Fault::Validation, "Give at least one target.");
         }
         let scope = caller.scope.clone();
-        self.write(move |txn| {
+        self.change(move |txn| {
             let tg = find_tg(txn.state, &scope, &arn)?;
             let mut next = tg.as_ref().clone();
             for TargetSpec { id, port, availability_zone: zone } in targets {
@@ -355,7 +335,6 @@ impl Ops<'_, Elbv2> {
             Ok(())
         })
         .await?;
-        self.elb.changed.notify_one();
         Ok(())
     }
 
@@ -366,7 +345,7 @@ impl Ops<'_, Elbv2> {
             return fail(Fault::Validation, "Give at least one target.");
         }
         let scope = caller.scope.clone();
-        self.write(move |txn| {
+        self.change(move |txn| {
             let tg = find_tg(txn.state, &scope, &arn)?;
             let mut next = tg.as_ref().clone();
             for TargetSpec { id, port, .. } in targets {
@@ -385,7 +364,6 @@ impl Ops<'_, Elbv2> {
             Ok(())
         })
         .await?;
-        self.elb.changed.notify_one();
         Ok(())
     }
 
