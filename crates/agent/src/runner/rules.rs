@@ -305,3 +305,451 @@ pub fn unsupported(a: &TaskAssignment) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    use agent_protocol::AwsvpcNetwork;
+    use model::ecs::shapes::{
+        ContainerRestartPolicy, EFSVolumeConfiguration, HealthCheck, PortMapping, RegisterTaskDefinitionRequest,
+        Secret, TransportProtocol, Volume,
+    };
+
+    const AGENT_START: Duration = Duration::from_secs(180);
+
+    fn ctr(name: &str, deps: Vec<Dep>) -> Ctr {
+        let def = ContainerDefinition { name: Some(name.into()), ..Default::default() };
+        Ctr::new(format!("ecs-{name}"), def, deps)
+    }
+
+    fn on(on: usize, cond: Cond) -> Vec<Dep> {
+        vec![Dep { on, cond }]
+    }
+
+    fn conditions(ctrs: &[Ctr]) -> Conditions<'_> {
+        Conditions { ctrs, firewall: Firewall::None, start_timeout: AGENT_START }
+    }
+
+    fn running(c: &mut Ctr, since: Instant) {
+        c.id = Some(format!("id-{}", c.name));
+        c.phase = Phase::Running;
+        c.started = Some(since);
+        c.ever_started = true;
+    }
+
+    fn stopped(c: &mut Ctr, since: Instant, exit_code: i32) {
+        running(c, since);
+        c.phase = Phase::Stopped;
+        c.exit_code = Some(exit_code);
+    }
+
+    fn never(r: Readiness) -> String {
+        match r {
+            Readiness::Never(why) => why,
+            other => panic!("expected Never, got {other:?}"),
+        }
+    }
+
+    fn observed(state: RunState) -> Observed {
+        Observed {
+            id: "id".into(),
+            name: "/ecs-x".into(),
+            state,
+            exit_code: None,
+            oom_killed: false,
+            error: None,
+            started_at: None,
+            finished_at: None,
+            health: None,
+            ports: vec![],
+            image_id: "sha256:1".into(),
+        }
+    }
+
+    #[test]
+    fn start_waits_until_the_dependency_has_started() {
+        let now = Instant::now();
+        let mut ctrs = vec![ctr("db", vec![]), ctr("app", on(0, Cond::Start))];
+        assert_eq!(conditions(&ctrs).readiness(1, now), Readiness::Wait);
+        running(&mut ctrs[0], now);
+        assert_eq!(conditions(&ctrs).readiness(1, now), Readiness::Ready);
+        // Once started, START stays met even after the dependency stopped.
+        ctrs[0].phase = Phase::Stopped;
+        assert_eq!(conditions(&ctrs).readiness(1, now), Readiness::Ready);
+    }
+
+    #[test]
+    fn a_start_dependency_that_stops_without_having_run_never_is_met() {
+        let mut ctrs = vec![ctr("db", vec![]), ctr("app", on(0, Cond::Start))];
+        ctrs[0].phase = Phase::Stopped;
+        let why = never(conditions(&ctrs).readiness(1, Instant::now()));
+        assert_eq!(
+            why,
+            "DependencyError: container app depends on container db reaching START, but it stopped without having run"
+        );
+    }
+
+    #[test]
+    fn complete_needs_the_dependency_to_have_run_and_stopped_whatever_its_exit_code() {
+        let now = Instant::now();
+        let mut ctrs = vec![ctr("init", vec![]), ctr("app", on(0, Cond::Complete))];
+        running(&mut ctrs[0], now);
+        assert_eq!(conditions(&ctrs).readiness(1, now), Readiness::Wait);
+        stopped(&mut ctrs[0], now, 3);
+        assert_eq!(conditions(&ctrs).readiness(1, now), Readiness::Ready);
+    }
+
+    #[test]
+    fn success_needs_exit_code_zero() {
+        let now = Instant::now();
+        let mut ctrs = vec![ctr("init", vec![]), ctr("app", on(0, Cond::Success))];
+        stopped(&mut ctrs[0], now, 0);
+        assert_eq!(conditions(&ctrs).readiness(1, now), Readiness::Ready);
+        stopped(&mut ctrs[0], now, 2);
+        assert!(never(conditions(&ctrs).readiness(1, now)).ends_with("reaching SUCCESS, but it exited with code 2"));
+    }
+
+    #[test]
+    fn healthy_waits_for_health_and_fails_when_it_cannot_come() {
+        let now = Instant::now();
+        let mut ctrs = vec![ctr("db", vec![]), ctr("app", on(0, Cond::Healthy))];
+        running(&mut ctrs[0], now);
+        assert_eq!(conditions(&ctrs).readiness(1, now), Readiness::Wait);
+        ctrs[0].ever_healthy = true;
+        assert_eq!(conditions(&ctrs).readiness(1, now), Readiness::Ready);
+
+        ctrs[0].ever_healthy = false;
+        ctrs[0].phase = Phase::Stopped;
+        assert!(never(conditions(&ctrs).readiness(1, now)).ends_with("but it has no health check"));
+        ctrs[0].def.health_check = Some(HealthCheck::default());
+        assert!(never(conditions(&ctrs).readiness(1, now)).ends_with("but it stopped before it became healthy"));
+    }
+
+    #[test]
+    fn created_needs_an_id_and_no_create_in_flight() {
+        let mut ctrs = vec![ctr("data", vec![]), ctr("app", on(0, Cond::Created))];
+        let now = Instant::now();
+        assert_eq!(conditions(&ctrs).readiness(1, now), Readiness::Wait);
+        ctrs[0].pending = Some(Pending::Create);
+        ctrs[0].id = Some("id".into());
+        assert_eq!(conditions(&ctrs).readiness(1, now), Readiness::Wait);
+        ctrs[0].pending = None;
+        assert_eq!(conditions(&ctrs).readiness(1, now), Readiness::Ready);
+    }
+
+    #[test]
+    fn a_dependency_times_out_after_its_own_start_timeout() {
+        let t0 = Instant::now();
+        let mut ctrs = vec![ctr("db", vec![]), ctr("app", on(0, Cond::Healthy))];
+        ctrs[0].def.start_timeout = Some(5);
+        running(&mut ctrs[0], t0);
+        let c = conditions(&ctrs);
+        assert_eq!(c.readiness(1, t0 + Duration::from_secs(4)), Readiness::Wait);
+        let why = never(c.readiness(1, t0 + Duration::from_secs(5)));
+        assert!(why.ends_with("reaching HEALTHY, but it did not within its start timeout of 5s"), "{why}");
+        assert_eq!(c.next_deadline(), Some(t0 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_dependency_without_a_start_timeout_gets_the_agents() {
+        let t0 = Instant::now();
+        let mut ctrs = vec![ctr("init", vec![]), ctr("app", on(0, Cond::Success))];
+        ctrs[0].def.start_timeout = Some(0);
+        running(&mut ctrs[0], t0);
+        let c = conditions(&ctrs);
+        assert_eq!(c.readiness(1, t0 + AGENT_START - Duration::from_millis(1)), Readiness::Wait);
+        assert!(matches!(c.readiness(1, t0 + AGENT_START), Readiness::Never(_)));
+        assert_eq!(c.next_deadline(), Some(t0 + AGENT_START));
+    }
+
+    #[test]
+    fn only_unmet_complete_success_and_healthy_waits_have_deadlines() {
+        let t0 = Instant::now();
+        let mut ctrs = vec![
+            ctr("a", vec![]),
+            ctr("b", vec![]),
+            ctr("c", vec![]),
+            ctr("app", vec![Dep { on: 0, cond: Cond::Start }, Dep { on: 1, cond: Cond::Complete }]),
+            ctr("web", on(2, Cond::Healthy)),
+        ];
+        running(&mut ctrs[0], t0);
+        running(&mut ctrs[1], t0 + Duration::from_secs(1));
+        ctrs[1].def.start_timeout = Some(60);
+        running(&mut ctrs[2], t0);
+        ctrs[2].def.start_timeout = Some(30);
+        assert_eq!(conditions(&ctrs).next_deadline(), Some(t0 + Duration::from_secs(30)));
+        ctrs[2].ever_healthy = true;
+        assert_eq!(conditions(&ctrs).next_deadline(), Some(t0 + Duration::from_secs(61)));
+        // A container with a call in flight waits for nothing.
+        ctrs[3].pending = Some(Pending::Create);
+        assert_eq!(conditions(&ctrs).next_deadline(), None);
+    }
+
+    #[test]
+    fn containers_are_created_while_the_pause_container_starts_and_start_after_its_firewall() {
+        let now = Instant::now();
+        let mut pause = ctr("~internal~ecs~pause", vec![]);
+        pause.internal = true;
+        let mut ctrs = vec![ctr("app", on(1, Cond::Start)), pause];
+        assert_eq!(conditions(&ctrs).readiness(0, now), Readiness::Wait, "the pause container does not exist yet");
+        ctrs[1].id = Some("pause".into());
+        assert_eq!(conditions(&ctrs).readiness(0, now), Readiness::Ready, "created: the others may be created");
+        ctrs[0].phase = Phase::Created;
+        assert_eq!(conditions(&ctrs).readiness(0, now), Readiness::Wait, "but start only once it runs");
+        running(&mut ctrs[1], now);
+        for (firewall, ready) in [
+            (Firewall::Wanted, false),
+            (Firewall::Installing, false),
+            (Firewall::Installed, true),
+            (Firewall::None, true),
+        ] {
+            let c = Conditions { ctrs: &ctrs, firewall, start_timeout: AGENT_START };
+            assert_eq!(c.readiness(0, now) == Readiness::Ready, ready, "{firewall:?}");
+        }
+    }
+
+    fn restartable(period: Option<i32>, ignored: Option<Vec<i32>>) -> Ctr {
+        let mut c = ctr("app", vec![]);
+        c.def.restart_policy = Some(ContainerRestartPolicy {
+            enabled: Some(true),
+            ignored_exit_codes: ignored,
+            restart_attempt_period: period,
+        });
+        c
+    }
+
+    #[test]
+    fn the_restart_policy_restarts_a_container_that_ran_its_attempt_period() {
+        let t0 = Instant::now();
+        let mut c = restartable(Some(10), Some(vec![0]));
+        stopped(&mut c, t0, 1);
+        assert!(!should_restart(&c, false, t0 + Duration::from_secs(9)), "ran less than its period");
+        assert!(should_restart(&c, false, t0 + Duration::from_secs(10)));
+        assert!(!should_restart(&c, true, t0 + Duration::from_secs(10)), "the task is stopping");
+        c.exit_code = Some(0);
+        assert!(!should_restart(&c, false, t0 + Duration::from_secs(10)), "an ignored exit code");
+    }
+
+    #[test]
+    fn the_restart_policy_leaves_stopped_disabled_and_default_period_containers_alone() {
+        let t0 = Instant::now();
+        let mut c = restartable(None, None);
+        stopped(&mut c, t0, 1);
+        assert!(!should_restart(&c, false, t0 + Duration::from_secs(299)), "300 s by default");
+        assert!(should_restart(&c, false, t0 + Duration::from_secs(300)));
+        c.stop_sent = true;
+        assert!(!should_restart(&c, false, t0 + Duration::from_secs(300)), "the agent stopped it");
+        c.stop_sent = false;
+        c.def.restart_policy.as_mut().unwrap().enabled = Some(false);
+        assert!(!should_restart(&c, false, t0 + Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn a_container_stops_only_after_those_that_depend_on_it() {
+        let mut ctrs = vec![ctr("db", vec![]), ctr("app", on(0, Cond::Start)), ctr("side", vec![])];
+        assert!(!dependents_stopped(&ctrs, 0));
+        assert!(dependents_stopped(&ctrs, 1) && dependents_stopped(&ctrs, 2));
+        ctrs[1].phase = Phase::Stopped;
+        assert!(dependents_stopped(&ctrs, 0));
+    }
+
+    #[test]
+    fn essential_exits_end_the_task_and_non_essential_ones_do_not() {
+        let mut c = ctr("app", vec![]);
+        assert_eq!(
+            exit_stops_task(&c, TaskStatus::Pending),
+            Some((StopCode::EssentialContainerExited, ESSENTIAL_EXITED_REASON))
+        );
+        c.essential = false;
+        assert_eq!(exit_stops_task(&c, TaskStatus::Running), None);
+        c.internal = true;
+        assert_eq!(exit_stops_task(&c, TaskStatus::Pending), Some((StopCode::TaskFailedToStart, PAUSE_EXITED_REASON)));
+        assert_eq!(
+            exit_stops_task(&c, TaskStatus::Running),
+            Some((StopCode::EssentialContainerExited, PAUSE_EXITED_REASON))
+        );
+    }
+
+    #[test]
+    fn a_failure_before_running_is_a_failure_to_start() {
+        assert_eq!(failure_stop_code(TaskStatus::Pending), StopCode::TaskFailedToStart);
+        assert_eq!(failure_stop_code(TaskStatus::Running), StopCode::EssentialContainerExited);
+        assert_eq!(failure_stop_code(TaskStatus::Stopping), StopCode::EssentialContainerExited);
+    }
+
+    #[test]
+    fn a_running_container_records_its_start_bindings_and_health() {
+        let t0 = Instant::now();
+        let mut c = ctr("web", vec![]);
+        c.phase = Phase::Created;
+        let mut o = observed(RunState::Running);
+        o.started_at = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(100));
+        o.ports = vec![(53, TransportProtocol::Udp, 32768)];
+        o.health = Some(Health::Healthy);
+        assert_eq!(observe(&mut c, &o, NetworkMode::Bridge, false, t0), Seen::Nothing);
+        assert_eq!((c.phase, c.started, c.ever_started), (Phase::Running, Some(t0), true));
+        assert_eq!((c.health, c.ever_healthy), (HealthStatus::Healthy, true));
+        assert_eq!(c.bindings[0].host_port, Some(32768));
+        assert_eq!(c.bindings[0].protocol, Some(TransportProtocol::Udp));
+
+        // Seen again unchanged: no new start. A new start time: restarted by its policy.
+        let later = t0 + Duration::from_secs(5);
+        observe(&mut c, &o, NetworkMode::Bridge, false, later);
+        assert_eq!(c.started, Some(t0));
+        o.started_at = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(200));
+        o.health = Some(Health::Starting);
+        observe(&mut c, &o, NetworkMode::Bridge, false, later);
+        assert_eq!(c.started, Some(later));
+        assert_eq!((c.health, c.ever_healthy), (HealthStatus::Unknown, true), "ever healthy stays");
+    }
+
+    #[test]
+    fn an_exited_container_keeps_the_health_it_had_while_it_ran() {
+        let t0 = Instant::now();
+        let mut c = ctr("web", vec![]);
+        let mut o = observed(RunState::Running);
+        o.health = Some(Health::Healthy);
+        observe(&mut c, &o, NetworkMode::Bridge, false, t0);
+        let mut o = observed(RunState::Exited);
+        o.health = Some(Health::Unhealthy);
+        o.exit_code = Some(137);
+        assert_eq!(observe(&mut c, &o, NetworkMode::Bridge, false, t0), Seen::Exited);
+        assert_eq!((c.phase, c.exit_code, c.health), (Phase::Stopped, Some(137), HealthStatus::Healthy));
+        // A stopped container takes nothing in any more.
+        assert_eq!(observe(&mut c, &observed(RunState::Running), NetworkMode::Bridge, false, t0), Seen::Nothing);
+        assert_eq!(c.phase, Phase::Stopped);
+    }
+
+    #[test]
+    fn exits_give_the_oom_reason_or_dockers_error_for_a_container_that_never_ran() {
+        let t0 = Instant::now();
+        let mut c = ctr("app", vec![]);
+        let mut o = observed(RunState::Exited);
+        o.error = Some("exec: \"nope\": not found".into());
+        o.exit_code = Some(127);
+        assert_eq!(observe(&mut c, &o, NetworkMode::Bridge, false, t0), Seen::Exited);
+        assert_eq!(c.reason.as_deref(), Some("CannotStartContainerError: exec: \"nope\": not found"));
+
+        let mut c = ctr("app", vec![]);
+        let mut o = observed(RunState::Exited);
+        o.oom_killed = true;
+        o.started_at = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1));
+        o.finished_at = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(2));
+        observe(&mut c, &o, NetworkMode::Bridge, false, t0);
+        assert_eq!(c.reason.as_deref(), Some(OOM_REASON));
+        assert!(c.ever_started && c.finished_at == o.finished_at);
+    }
+
+    #[test]
+    fn an_exit_under_the_restart_policy_restarts_and_waits_for_the_restart() {
+        let t0 = Instant::now();
+        let mut c = restartable(Some(0), None);
+        running(&mut c, t0);
+        let mut o = observed(RunState::Exited);
+        o.exit_code = Some(1);
+        assert_eq!(observe(&mut c, &o, NetworkMode::Bridge, false, t0), Seen::Restart);
+        assert_eq!((c.phase, c.pending), (Phase::Running, Some(Pending::Start)));
+        assert_eq!(observe(&mut c, &o, NetworkMode::Bridge, false, t0), Seen::Nothing, "a restart is under way");
+        c.pending = None;
+        assert_eq!(observe(&mut c, &o, NetworkMode::Bridge, true, t0), Seen::Exited, "not while stopping");
+    }
+
+    #[test]
+    fn docker_health_maps_to_ecs_health() {
+        assert_eq!(health(Some(Health::Healthy)), HealthStatus::Healthy);
+        assert_eq!(health(Some(Health::Unhealthy)), HealthStatus::Unhealthy);
+        assert_eq!(health(Some(Health::Starting)), HealthStatus::Unknown);
+        assert_eq!(health(None), HealthStatus::Unknown);
+    }
+
+    #[test]
+    fn task_status_goes_pending_running_stopping_stopped() {
+        let t0 = Instant::now();
+        let mut ctrs = vec![ctr("a", vec![]), ctr("b", vec![])];
+        assert_eq!(task_status(&ctrs, false, true), TaskStatus::Pending);
+        running(&mut ctrs[0], t0);
+        assert_eq!(task_status(&ctrs, false, true), TaskStatus::Pending, "not all have started");
+        running(&mut ctrs[1], t0);
+        assert_eq!(task_status(&ctrs, false, true), TaskStatus::Running);
+        ctrs[0].phase = Phase::Stopped;
+        assert_eq!(task_status(&ctrs, false, true), TaskStatus::Running, "a non-essential exit");
+        assert_eq!(task_status(&ctrs, true, true), TaskStatus::Stopping);
+        ctrs[1].phase = Phase::Stopped;
+        assert_eq!(task_status(&ctrs, true, false), TaskStatus::Stopping, "the address is not free yet");
+        assert_eq!(task_status(&ctrs, true, true), TaskStatus::Stopped);
+    }
+
+    #[test]
+    fn task_health_follows_the_essential_containers_with_health_checks() {
+        let checked = |name: &str, health: HealthStatus, essential: bool| {
+            let mut c = ctr(name, vec![]);
+            c.def.health_check = Some(HealthCheck::default());
+            c.health = health;
+            c.essential = essential;
+            c
+        };
+        let unchecked = ctr("plain", vec![]);
+        assert_eq!(task_health(&[ctr("plain", vec![])]), HealthStatus::Unknown, "no health check at all");
+        let ctrs = [checked("a", HealthStatus::Healthy, true), checked("b", HealthStatus::Unhealthy, false), unchecked];
+        assert_eq!(task_health(&ctrs), HealthStatus::Healthy, "only essential containers count");
+        let ctrs = [checked("a", HealthStatus::Healthy, true), checked("b", HealthStatus::Unknown, true)];
+        assert_eq!(task_health(&ctrs), HealthStatus::Unknown);
+        let ctrs = [checked("a", HealthStatus::Unknown, true), checked("b", HealthStatus::Unhealthy, true)];
+        assert_eq!(task_health(&ctrs), HealthStatus::Unhealthy);
+    }
+
+    fn assignment(definition: RegisterTaskDefinitionRequest) -> TaskAssignment {
+        TaskAssignment {
+            task_arn: "arn:aws:ecs:us-east-1:000000000000:task/c/abc".into(),
+            cluster_arn: "arn:aws:ecs:us-east-1:000000000000:cluster/c".into(),
+            family: "fam".into(),
+            revision: 1,
+            desired_status: agent_protocol::DesiredStatus::Running,
+            stop_reason: None,
+            definition,
+            overrides: None,
+            network: None,
+        }
+    }
+
+    #[test]
+    fn features_the_agent_cannot_honour_fail_the_task() {
+        let with_container = |c: ContainerDefinition| RegisterTaskDefinitionRequest {
+            container_definitions: Some(vec![c]),
+            ..Default::default()
+        };
+        assert_eq!(unsupported(&assignment(with_container(ContainerDefinition::default()))), None);
+        let secrets = ContainerDefinition { secrets: Some(vec![Secret::default()]), ..Default::default() };
+        assert_eq!(
+            unsupported(&assignment(with_container(secrets))).as_deref(),
+            Some("CannotCreateContainerError: secrets is not supported by this agent")
+        );
+        let efs = RegisterTaskDefinitionRequest {
+            volumes: Some(vec![Volume {
+                efs_volume_configuration: Some(EFSVolumeConfiguration::default()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        assert!(unsupported(&assignment(efs)).unwrap().contains("an EFS volume"));
+        let awsvpc = RegisterTaskDefinitionRequest { network_mode: Some(NetworkMode::Awsvpc), ..Default::default() };
+        let mut a = assignment(awsvpc);
+        assert!(unsupported(&a).unwrap().contains("without a network attachment"));
+        a.network = Some(AwsvpcNetwork {
+            attachment_id: "a".into(),
+            subnet_id: "subnet-1".into(),
+            subnet_cidr: "10.0.1.0/24".into(),
+            gateway: [10, 0, 1, 1].into(),
+            private_ipv4_address: [10, 0, 2, 7].into(),
+            mac_address: "0a:58:0a:00:01:07".into(),
+            docker_network: "berth-subnet-1".into(),
+            ingress: None,
+        });
+        assert!(unsupported(&a).unwrap().starts_with("ResourceInitializationError: the task's network attachment"));
+        // Host-mode port mappings are fine.
+        let ports = ContainerDefinition { port_mappings: Some(vec![PortMapping::default()]), ..Default::default() };
+        assert_eq!(unsupported(&assignment(with_container(ports))), None);
+    }
+}
