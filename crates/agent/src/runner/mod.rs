@@ -16,6 +16,8 @@
 //! Docker request itself.
 
 mod engine;
+#[cfg(test)]
+mod fixtures;
 mod report;
 mod rules;
 mod settings;

@@ -69,3 +69,74 @@ fn container_report(c: &Ctr) -> ContainerReport {
         image_digest: c.image_digest.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::fixtures::ctr;
+    use std::time::{Duration, SystemTime};
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn the_status_only_moves_forward() {
+        let mut task = pending("arn");
+        let ctrs = [ctr("a", vec![])];
+        advance_status(&mut task, TaskStatus::Stopping, &ctrs, Timestamp::from_epoch_seconds(1.0));
+        assert_eq!(task.last_status, TaskStatus::Stopping);
+        advance_status(&mut task, TaskStatus::Running, &ctrs, Timestamp::from_epoch_seconds(2.0));
+        assert_eq!(task.last_status, TaskStatus::Stopping);
+        assert_eq!(task.started_at, None, "a task stopped before it ran has no start");
+    }
+
+    #[test]
+    fn start_and_stop_times_are_dockers_latest_without_the_pause_container() {
+        let now = Timestamp::from_epoch_seconds(1000.0);
+        let mut ctrs = [ctr("a", vec![]), ctr("b", vec![]), ctr("pause", vec![])];
+        ctrs[2].internal = true;
+        for (c, (start, end)) in ctrs.iter_mut().zip([(10, 20), (12, 18), (50, 60)]) {
+            c.ever_started = true;
+            c.started_at = Some(at(start));
+            c.finished_at = Some(at(end));
+        }
+        let mut task = pending("arn");
+        advance_status(&mut task, TaskStatus::Running, &ctrs, now);
+        assert_eq!(task.started_at, Some(Timestamp::from_system(at(12))));
+        assert_eq!(task.execution_stopped_at, None);
+        advance_status(&mut task, TaskStatus::Stopped, &ctrs, now);
+        assert_eq!(task.execution_stopped_at, Some(Timestamp::from_system(at(20))));
+        assert_eq!(task.started_at, Some(Timestamp::from_system(at(12))), "the start stays");
+
+        // Without Docker's times, the moment of the change stands in.
+        for c in &mut ctrs {
+            (c.started_at, c.finished_at) = (None, None);
+        }
+        let mut task = pending("arn");
+        advance_status(&mut task, TaskStatus::Stopped, &ctrs, now);
+        assert_eq!((task.started_at, task.execution_stopped_at), (Some(now), Some(now)));
+    }
+
+    #[test]
+    fn reports_show_the_containers_but_not_the_pause_container() {
+        let mut ctrs = [ctr("a", vec![]), ctr("b", vec![]), ctr("c", vec![]), ctr("pause", vec![])];
+        ctrs[1].phase = Phase::Running;
+        ctrs[1].id = Some("idb".into());
+        ctrs[2].phase = Phase::Stopped;
+        ctrs[2].exit_code = Some(1);
+        ctrs[3].internal = true;
+        let mut task = pending("arn");
+        task.stopped_reason = Some("why".into());
+        let r = task_report(&task, &ctrs);
+        let rows: Vec<(&str, ContainerStatus)> =
+            r.containers.iter().map(|c| (c.name.as_str(), c.last_status)).collect();
+        assert_eq!(
+            rows,
+            vec![("a", ContainerStatus::Pending), ("b", ContainerStatus::Running), ("c", ContainerStatus::Stopped)]
+        );
+        assert_eq!((r.containers[1].runtime_id.as_deref(), r.containers[2].exit_code), (Some("idb"), Some(1)));
+        assert_eq!((r.task_arn.as_str(), r.stopped_reason.as_deref()), ("arn", Some("why")));
+        assert_eq!(r.health_status, HealthStatus::Unknown);
+    }
+}

@@ -311,18 +311,13 @@ mod tests {
     use super::*;
     use std::time::SystemTime;
 
-    use agent_protocol::AwsvpcNetwork;
+    use crate::runner::fixtures::{assignment, ctr, network};
     use model::ecs::shapes::{
-        ContainerRestartPolicy, EFSVolumeConfiguration, HealthCheck, PortMapping, RegisterTaskDefinitionRequest,
-        Secret, TransportProtocol, Volume,
+        ContainerRestartPolicy, EFSVolumeConfiguration, HealthCheck, RegisterTaskDefinitionRequest, Secret,
+        TransportProtocol, Volume,
     };
 
     const AGENT_START: Duration = Duration::from_secs(180);
-
-    fn ctr(name: &str, deps: Vec<Dep>) -> Ctr {
-        let def = ContainerDefinition { name: Some(name.into()), ..Default::default() };
-        Ctr::new(format!("ecs-{name}"), def, deps)
-    }
 
     fn on(on: usize, cond: Cond) -> Vec<Dep> {
         vec![Dep { on, cond }]
@@ -440,28 +435,19 @@ mod tests {
     }
 
     #[test]
-    fn a_dependency_times_out_after_its_own_start_timeout() {
+    fn a_dependency_times_out_after_its_own_start_timeout_else_the_agents() {
         let t0 = Instant::now();
-        let mut ctrs = vec![ctr("db", vec![]), ctr("app", on(0, Cond::Healthy))];
-        ctrs[0].def.start_timeout = Some(5);
-        running(&mut ctrs[0], t0);
-        let c = conditions(&ctrs);
-        assert_eq!(c.readiness(1, t0 + Duration::from_secs(4)), Readiness::Wait);
-        let why = never(c.readiness(1, t0 + Duration::from_secs(5)));
-        assert!(why.ends_with("reaching HEALTHY, but it did not within its start timeout of 5s"), "{why}");
-        assert_eq!(c.next_deadline(), Some(t0 + Duration::from_secs(5)));
-    }
-
-    #[test]
-    fn a_dependency_without_a_start_timeout_gets_the_agents() {
-        let t0 = Instant::now();
-        let mut ctrs = vec![ctr("init", vec![]), ctr("app", on(0, Cond::Success))];
-        ctrs[0].def.start_timeout = Some(0);
-        running(&mut ctrs[0], t0);
-        let c = conditions(&ctrs);
-        assert_eq!(c.readiness(1, t0 + AGENT_START - Duration::from_millis(1)), Readiness::Wait);
-        assert!(matches!(c.readiness(1, t0 + AGENT_START), Readiness::Never(_)));
-        assert_eq!(c.next_deadline(), Some(t0 + AGENT_START));
+        for (own, limit) in [(Some(5), Duration::from_secs(5)), (Some(0), AGENT_START), (None, AGENT_START)] {
+            let mut ctrs = vec![ctr("db", vec![]), ctr("app", on(0, Cond::Healthy))];
+            ctrs[0].def.start_timeout = own;
+            running(&mut ctrs[0], t0);
+            let c = conditions(&ctrs);
+            assert_eq!(c.readiness(1, t0 + limit - Duration::from_millis(1)), Readiness::Wait, "{own:?}");
+            let why = never(c.readiness(1, t0 + limit));
+            let expected = format!("reaching HEALTHY, but it did not within its start timeout of {}s", limit.as_secs());
+            assert!(why.ends_with(&expected), "{why}");
+            assert_eq!(c.next_deadline(), Some(t0 + limit));
+        }
     }
 
     #[test]
@@ -700,20 +686,6 @@ mod tests {
         assert_eq!(task_health(&ctrs), HealthStatus::Unhealthy);
     }
 
-    fn assignment(definition: RegisterTaskDefinitionRequest) -> TaskAssignment {
-        TaskAssignment {
-            task_arn: "arn:aws:ecs:us-east-1:000000000000:task/c/abc".into(),
-            cluster_arn: "arn:aws:ecs:us-east-1:000000000000:cluster/c".into(),
-            family: "fam".into(),
-            revision: 1,
-            desired_status: agent_protocol::DesiredStatus::Running,
-            stop_reason: None,
-            definition,
-            overrides: None,
-            network: None,
-        }
-    }
-
     #[test]
     fn features_the_agent_cannot_honour_fail_the_task() {
         let with_container = |c: ContainerDefinition| RegisterTaskDefinitionRequest {
@@ -737,19 +709,7 @@ mod tests {
         let awsvpc = RegisterTaskDefinitionRequest { network_mode: Some(NetworkMode::Awsvpc), ..Default::default() };
         let mut a = assignment(awsvpc);
         assert!(unsupported(&a).unwrap().contains("without a network attachment"));
-        a.network = Some(AwsvpcNetwork {
-            attachment_id: "a".into(),
-            subnet_id: "subnet-1".into(),
-            subnet_cidr: "10.0.1.0/24".into(),
-            gateway: [10, 0, 1, 1].into(),
-            private_ipv4_address: [10, 0, 2, 7].into(),
-            mac_address: "0a:58:0a:00:01:07".into(),
-            docker_network: "berth-subnet-1".into(),
-            ingress: None,
-        });
+        a.network = Some(network([10, 0, 2, 7]));
         assert!(unsupported(&a).unwrap().starts_with("ResourceInitializationError: the task's network attachment"));
-        // Host-mode port mappings are fine.
-        let ports = ContainerDefinition { port_mappings: Some(vec![PortMapping::default()]), ..Default::default() };
-        assert_eq!(unsupported(&assignment(with_container(ports))), None);
     }
 }

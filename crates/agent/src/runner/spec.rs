@@ -353,7 +353,11 @@ pub fn bindings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::ecs::shapes::{ContainerDependency, KeyValuePair, VolumeFrom};
+    use crate::runner::fixtures::{assignment, ctr, network};
+    use model::ecs::shapes::{
+        ContainerDependency, DockerVolumeConfiguration, HostVolumeProperties, KeyValuePair, MountPoint, PortMapping,
+        RegisterTaskDefinitionRequest, TaskOverride, Volume, VolumeFrom,
+    };
 
     fn kv(k: &str, v: &str) -> KeyValuePair {
         KeyValuePair { name: Some(k.into()), value: Some(v.into()) }
@@ -395,5 +399,283 @@ mod tests {
         let pairs: Vec<(usize, Cond)> = deps.iter().map(|d| (d.on, d.cond)).collect();
         assert_eq!(pairs, vec![(1, Cond::Success), (0, Cond::Start), (1, Cond::Created)]);
         assert_eq!(dependencies(&def, &index, NetworkMode::Host).len(), 2, "links exist only in bridge mode");
+    }
+
+    fn named(name: &str) -> ContainerDefinition {
+        ContainerDefinition { name: Some(name.into()), image: Some("busybox".into()), ..Default::default() }
+    }
+
+    fn task(mode: NetworkMode, defs: Vec<ContainerDefinition>, volumes: Vec<Volume>) -> TaskAssignment {
+        assignment(RegisterTaskDefinitionRequest {
+            network_mode: Some(mode),
+            container_definitions: Some(defs),
+            volumes: Some(volumes),
+            ..Default::default()
+        })
+    }
+
+    fn config() -> RunnerConfig {
+        RunnerConfig::new("arn:aws:ecs:us-east-1:000000000000:container-instance/c/i")
+    }
+
+    #[test]
+    fn an_awsvpc_task_gets_a_pause_container_that_every_other_depends_on() {
+        let a = task(NetworkMode::Awsvpc, vec![named("web"), named("side")], vec![]);
+        let ctrs = containers(&a, NetworkMode::Awsvpc, Some("berth/pause:x"));
+        assert_eq!(ctrs.len(), 3);
+        let pause = &ctrs[2];
+        assert!(pause.internal && pause.essential && pause.deps.is_empty());
+        assert_eq!(pause.name, PAUSE_CONTAINER_NAME);
+        assert_eq!(pause.def.image.as_deref(), Some("berth/pause:x"));
+        assert_eq!(pause.def.stop_timeout, Some(0), "SIGKILL at once: it ignores SIGTERM");
+        assert!(pause.docker_name.starts_with("ecs-fam-1-internalecspause-"));
+        for c in &ctrs[..2] {
+            assert!(!c.internal);
+            assert_eq!(c.deps, vec![Dep { on: 2, cond: Cond::Start }]);
+        }
+        let bridge = containers(&a, NetworkMode::Bridge, None);
+        assert!(bridge.len() == 2 && bridge.iter().all(|c| !c.internal && c.deps.is_empty()));
+    }
+
+    #[test]
+    fn containers_take_their_own_override_and_essential_flag() {
+        let mut a = task(
+            NetworkMode::Bridge,
+            vec![named("web"), ContainerDefinition { essential: Some(false), ..named("side") }],
+            vec![],
+        );
+        a.overrides = Some(TaskOverride {
+            container_overrides: Some(vec![ContainerOverride {
+                name: Some("side".into()),
+                command: Some(vec!["true".into()]),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let ctrs = containers(&a, NetworkMode::Bridge, None);
+        assert_eq!((ctrs[0].def.command.as_ref(), ctrs[0].essential), (None, true));
+        assert_eq!((ctrs[1].def.command.clone(), ctrs[1].essential), (Some(vec!["true".to_string()]), false));
+    }
+
+    #[test]
+    fn docker_names_follow_the_ecs_agent() {
+        let a = task(NetworkMode::Bridge, vec![], vec![]);
+        let name = docker_name(&a, "web");
+        let suffix = name.strip_prefix("ecs-fam-1-web-").unwrap();
+        assert!(suffix.len() == 20 && suffix.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
+        assert_ne!(name, docker_name(&a, "web"), "a fresh name for every container");
+    }
+
+    fn host(name: &str, path: &str) -> Volume {
+        Volume {
+            name: Some(name.into()),
+            host: Some(HostVolumeProperties { source_path: Some(path.into()) }),
+            ..Default::default()
+        }
+    }
+
+    fn docker_volume(name: &str, dv: DockerVolumeConfiguration) -> Volume {
+        Volume { name: Some(name.into()), docker_volume_configuration: Some(dv), ..Default::default() }
+    }
+
+    #[test]
+    fn volumes_are_host_paths_task_scoped_or_shared_docker_volumes() {
+        let shared = DockerVolumeConfiguration {
+            scope: Some(Scope::Shared),
+            autoprovision: Some(true),
+            driver: Some("local".into()),
+            ..Default::default()
+        };
+        let scoped = DockerVolumeConfiguration {
+            labels: Some([("team".to_string(), "a".to_string())].into()),
+            ..Default::default()
+        };
+        let empty = Volume { name: Some("scratch".into()), ..Default::default() };
+        let a = task(
+            NetworkMode::Bridge,
+            vec![],
+            vec![host("logs", "/var/log"), docker_volume("cache", shared), docker_volume("data", scoped), empty],
+        );
+        let v = task_volumes(&a, "instance-1");
+        assert_eq!(v["logs"], VolumeSource::HostPath("/var/log".into()));
+        let VolumeSource::Docker { spec, shared, autoprovision } = &v["cache"] else { panic!("{:?}", v["cache"]) };
+        assert_eq!(
+            (spec.name.as_str(), spec.driver.as_deref(), *shared, *autoprovision),
+            ("cache", Some("local"), true, true)
+        );
+        assert!(spec.labels.is_empty(), "a shared volume is not the task's");
+        for (name, user_labels) in [("data", 1), ("scratch", 0)] {
+            let VolumeSource::Docker { spec, shared, autoprovision } = &v[name] else { panic!("{:?}", v[name]) };
+            assert_eq!(spec.name, format!("ecs-fam-1-{name}-abc"), "named for the task, found again after a restart");
+            assert!(!*shared && *autoprovision);
+            assert_eq!(spec.labels.len(), 3 + user_labels);
+            assert_eq!(spec.labels[labels::INSTANCE], "instance-1");
+            assert_eq!(spec.labels[labels::TASK_ARN], a.task_arn);
+        }
+    }
+
+    #[test]
+    fn a_create_spec_binds_volumes_and_names_links_and_volumes_from_by_docker_name() {
+        let mount = |volume: &str, path: &str, ro| MountPoint {
+            source_volume: Some(volume.into()),
+            container_path: Some(path.into()),
+            read_only: ro,
+        };
+        let web = ContainerDefinition {
+            mount_points: Some(vec![mount("logs", "/logs", Some(true)), mount("data", "/data", None)]),
+            links: Some(vec!["db:database".into(), "cache".into()]),
+            volumes_from: Some(vec![VolumeFrom { source_container: Some("db".into()), read_only: Some(true) }]),
+            docker_labels: Some([("app".to_string(), "web".to_string())].into()),
+            ..named("web")
+        };
+        let a = task(
+            NetworkMode::Bridge,
+            vec![],
+            vec![host("logs", "/var/log"), docker_volume("data", DockerVolumeConfiguration::default())],
+        );
+        let config = config();
+        let volumes = task_volumes(&a, &config.instance_arn);
+        let ctrs = [Ctr::new("ecs-web".into(), web, vec![]), ctr("db", vec![]), ctr("cache", vec![])];
+        let spec = TaskSpec { assignment: &a, config: &config, network_mode: NetworkMode::Bridge, volumes: &volumes };
+        let s = spec.create(&ctrs, 0).unwrap();
+        assert_eq!(s.binds, vec!["/var/log:/logs:ro".to_string(), "ecs-fam-1-data-abc:/data".to_string()]);
+        assert_eq!(s.links, vec!["ecs-db:database".to_string(), "ecs-cache:cache".to_string()]);
+        assert_eq!(s.volumes_from, vec!["ecs-db:ro".to_string()]);
+        assert_eq!(s.labels["app"], "web");
+        assert_eq!(s.labels[labels::CLUSTER], a.cluster_arn, "the task's cluster");
+        assert_eq!(s.labels[labels::CONTAINER_NAME], "web");
+        assert_eq!(s.labels[labels::INSTANCE], config.instance_arn);
+        assert_eq!(s.labels[labels::REVISION], "1");
+        assert_eq!(s.network_container, None);
+
+        let host_mode = TaskSpec { network_mode: NetworkMode::Host, ..spec };
+        assert!(host_mode.create(&ctrs, 0).unwrap().links.is_empty(), "links exist only in bridge mode");
+        let no_volumes = HashMap::new();
+        let bare = TaskSpec { volumes: &no_volumes, ..host_mode };
+        assert_eq!(
+            bare.create(&ctrs, 0).unwrap_err(),
+            "CannotCreateContainerError: mount point refers to unknown volume 'logs'"
+        );
+    }
+
+    fn awsvpc() -> Awsvpc {
+        Awsvpc {
+            network: awsvpc::check(&network([10, 0, 1, 7])).unwrap(),
+            image: crate::pause::pause_image_for("x86_64").unwrap(),
+        }
+    }
+
+    #[test]
+    fn awsvpc_containers_join_the_pause_container_and_it_holds_the_address() {
+        let a = task(NetworkMode::Awsvpc, vec![named("web")], vec![]);
+        let config = config();
+        let volumes = HashMap::new();
+        let spec = TaskSpec { assignment: &a, config: &config, network_mode: NetworkMode::Awsvpc, volumes: &volumes };
+        let mut ctrs = containers(&a, NetworkMode::Awsvpc, Some("berth/pause:x"));
+        ctrs[1].id = Some("pauseid".into());
+        assert_eq!(spec.create(&ctrs, 0).unwrap().network_container.as_deref(), Some("pauseid"));
+
+        let net = awsvpc();
+        let p = spec.pause(&ctrs[1], &net);
+        assert_eq!(
+            (p.network.as_str(), p.ipv4, p.mac.as_str()),
+            ("berth-subnet-1", [10, 0, 1, 7].into(), "0a:58:0a:00:01:07")
+        );
+        assert_eq!(p.image, net.image.reference);
+        assert_eq!(p.labels[labels::CONTAINER_NAME], PAUSE_CONTAINER_NAME);
+        assert_eq!(p.labels[labels::TASK_ARN], a.task_arn);
+        let subnet = net.subnet_network();
+        assert_eq!(
+            (subnet.name.as_str(), subnet.subnet_id.as_str(), subnet.cidr.to_string()),
+            ("berth-subnet-1", "subnet-1", "10.0.1.0/24".into())
+        );
+    }
+
+    #[test]
+    fn stop_timeouts_are_the_containers_own_else_the_agents() {
+        let agent = Duration::from_secs(30);
+        let with = |t| ContainerDefinition { stop_timeout: t, ..Default::default() };
+        assert_eq!(stop_timeout(&with(Some(2)), agent), Duration::from_secs(2));
+        assert_eq!(stop_timeout(&with(Some(0)), agent), Duration::ZERO);
+        assert_eq!(stop_timeout(&with(None), agent), agent);
+        assert_eq!(stop_timeout(&with(Some(-1)), agent), agent);
+
+        let a = task(NetworkMode::Bridge, vec![named("web")], vec![]);
+        let config = RunnerConfig { stop_timeout: Duration::from_secs(7), ..config() };
+        let volumes = HashMap::new();
+        let spec = TaskSpec { assignment: &a, config: &config, network_mode: NetworkMode::Bridge, volumes: &volumes };
+        let mut ctrs = [ctr("web", vec![])];
+        assert_eq!(spec.create(&ctrs, 0).unwrap().stop_timeout, Duration::from_secs(7));
+        ctrs[0].def.stop_timeout = Some(3);
+        assert_eq!(spec.create(&ctrs, 0).unwrap().stop_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn port_mappings_bind_static_dynamic_and_ranged_ports() {
+        let pm = |container: Option<i32>, host: Option<i32>, range: Option<&str>, udp: bool| PortMapping {
+            container_port: container,
+            host_port: host,
+            container_port_range: range.map(Into::into),
+            protocol: udp.then_some(TransportProtocol::Udp),
+            ..Default::default()
+        };
+        let mut web = ctr("web", vec![]);
+        web.def.port_mappings = Some(vec![
+            pm(Some(80), Some(8080), None, false),
+            pm(Some(81), None, None, false),
+            pm(Some(53), Some(0), None, true),
+            pm(None, Some(9000), Some("7000-7001"), false),
+        ]);
+        let a = task(NetworkMode::Bridge, vec![], vec![]);
+        let config = RunnerConfig { dynamic_port_range: Some((20000, 20100)), ..config() };
+        let volumes = HashMap::new();
+        let spec = TaskSpec { assignment: &a, config: &config, network_mode: NetworkMode::Bridge, volumes: &volumes };
+        let ctrs = [web];
+        let body = docker::create_body(&spec.create(&ctrs, 0).unwrap());
+        let ports = body.host_config.unwrap().port_bindings.unwrap();
+        let host = |key: &str| ports[key].as_ref().unwrap()[0].host_port.clone().unwrap();
+        assert_eq!(host("80/tcp"), "8080", "static");
+        assert_eq!(host("81/tcp"), "20000-20100", "dynamic, from the agent's range");
+        assert_eq!(host("53/udp"), "20000-20100", "host port 0 is dynamic too");
+        assert_eq!(
+            (host("7000/tcp"), host("7001/tcp")),
+            ("20000-20100".into(), "20000-20100".into()),
+            "a range is always dynamic"
+        );
+        assert_eq!(ports.len(), 5);
+    }
+
+    #[test]
+    fn bindings_are_what_docker_published_or_the_container_ports_in_host_mode() {
+        let def = ContainerDefinition {
+            port_mappings: Some(vec![
+                PortMapping { container_port: Some(80), ..Default::default() },
+                PortMapping {
+                    container_port_range: Some("7000-7001".into()),
+                    protocol: Some(TransportProtocol::Udp),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        };
+        let published = [(80, TransportProtocol::Tcp, 32768), (53, TransportProtocol::Udp, 32769)];
+        let pairs = |b: Vec<NetworkBinding>| -> Vec<(i32, i32, TransportProtocol)> {
+            b.iter().map(|b| (b.container_port.unwrap(), b.host_port.unwrap(), b.protocol.unwrap())).collect()
+        };
+        assert_eq!(
+            pairs(bindings(NetworkMode::Bridge, &def, &published)),
+            vec![(80, 32768, TransportProtocol::Tcp), (53, 32769, TransportProtocol::Udp)]
+        );
+        assert_eq!(
+            pairs(bindings(NetworkMode::Host, &def, &published)),
+            vec![
+                (80, 80, TransportProtocol::Tcp),
+                (7000, 7000, TransportProtocol::Udp),
+                (7001, 7001, TransportProtocol::Udp)
+            ]
+        );
+        assert!(bindings(NetworkMode::None, &def, &published).is_empty());
+        assert!(bindings(NetworkMode::Awsvpc, &def, &published).is_empty());
+        assert_eq!(bindings(NetworkMode::Bridge, &def, &published)[0].bind_ip.as_deref(), Some("0.0.0.0"));
     }
 }
