@@ -10,8 +10,8 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use lb::accept::{accept, Accepted};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -235,27 +235,9 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Tls
 /// for the open ones to finish their requests. With `tls`, each connection's handshake
 /// runs in its own task, so a slow client never holds up the accept loop.
 async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, max: usize, shutdown: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(max));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    accept(&listener, max, &shutdown, |Accepted { stream, peer, permit }| {
         let service = TowerToHyperService::new(app.clone());
         let Some(tls) = tls.clone() else {
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
@@ -266,7 +248,7 @@ async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, max
                 }
                 drop(permit);
             });
-            continue;
+            return;
         };
         let (builder, watcher, shutdown) = (builder.clone(), graceful.watcher(), shutdown.clone());
         tokio::spawn(async move {
@@ -285,7 +267,8 @@ async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, max
             }
             drop(permit);
         });
-    }
+    })
+    .await;
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => {}
