@@ -390,8 +390,13 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let vars: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let config = agent::config::AgentConfig::load(&vars, Some(&args.config))?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(serve::signal_shutdown(shutdown.clone()));
-    agent::session::run(config, shutdown).await
+    let tasks = crate::tracker::Tracker::default();
+    tasks.spawn("signal handler", serve::signal_shutdown(shutdown.clone()));
+    let stopped = agent::session::run(config, shutdown.clone()).await;
+    // The signal handler ends with the token, also when the agent has stopped by itself.
+    shutdown.cancel();
+    tasks.wait(serve::TASKS_TIMEOUT).await;
+    stopped
 }
 
 fn env(args: EnvArgs) -> anyhow::Result<()> {

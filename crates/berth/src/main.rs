@@ -7,6 +7,7 @@ mod duration;
 mod extension;
 mod lifecycle;
 mod serve;
+mod tracker;
 mod vulndb;
 
 use clap::Parser;

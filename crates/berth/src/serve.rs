@@ -1,4 +1,9 @@
 //! Serving: bind, accept connections within a bound, route, and shut down gracefully.
+//!
+//! Shutdown, on SIGTERM or SIGINT: the token is cancelled, the listener stops accepting,
+//! open connections finish their requests (for at most [`DRAIN_TIMEOUT`]), and then the
+//! process waits (for at most [`TASKS_TIMEOUT`]) for every task it spawned, all of which go
+//! through one [`Tracker`] and end when they see the token cancelled.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +15,8 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use lb::accept::{accept, Accepted};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -19,9 +24,13 @@ use control_plane::ControlPlane;
 
 use crate::cli::ServerArgs;
 use crate::datadir::DataDir;
+use crate::tracker::Tracker;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the spawned tasks may take to end after the connections have drained (they
+/// see the shutdown at the same moment as the listener, so most have ended by then).
+pub const TASKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client may take to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -75,22 +84,23 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         .layer(axum::middleware::map_request(host_from_authority));
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
+    let tasks = Tracker::default();
+    tasks.spawn("signal handler", signal_shutdown(shutdown.clone()));
     tracing::info!(%url, data_dir = %args.data.data_dir.display(), "berth is serving");
     // The load balancers serve what the store holds before the API answers: after a
     // restart, traffic flows again as soon as the process is back.
-    start_load_balancers(&control, &args, shutdown.clone()).await;
-    let server = tokio::spawn(serve(listener, tls, app, args.max_connections, shutdown.clone()));
+    start_load_balancers(&control, &args, &tasks, shutdown.clone()).await;
     // The service controller keeps every service at its desired state until shutdown.
-    tokio::spawn(control.clone().run_service_controller(shutdown.clone().cancelled_owned()));
+    tasks.spawn("service controller", control.clone().run_service_controller(shutdown.clone().cancelled_owned()));
     // Stopped tasks are forgotten after the retention, as ECS does, until shutdown.
-    tokio::spawn(control.clone().run_task_reaper(args.stopped_task_retention, shutdown.clone().cancelled_owned()));
+    let reaper = control.clone().run_task_reaper(args.stopped_task_retention, shutdown.clone().cancelled_owned());
+    tasks.spawn("task reaper", reaper);
     // Lifecycle policies are enforced at start and then every interval, until shutdown.
     let lifecycle =
         aws_api::ecr::lifecycle::run_schedule(api.clone(), args.lifecycle_interval, shutdown.clone().cancelled_owned());
-    tokio::spawn(lifecycle);
+    tasks.spawn("ECR lifecycle schedule", lifecycle);
     let gc = aws_api::ecr::gc::run_schedule(registry, args.registry_gc_interval, shutdown.clone().cancelled_owned());
-    tokio::spawn(gc);
+    tasks.spawn("registry garbage collection", gc);
     if with_agent && !args.no_agent {
         if public.tls {
             // The agent's channel is a plain WebSocket client; it cannot reach a TLS
@@ -103,11 +113,13 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
                 Some(host) => format!("http://{host}"),
                 None => url.clone(),
             };
-            spawn_local_agent(&dir, &agent_url, &args.data.data_dir, LocalAgent::Instance, shutdown.clone())?;
-            spawn_local_agent(&dir, &agent_url, &args.data.data_dir, LocalAgent::Fargate, shutdown.clone())?;
+            for kind in [LocalAgent::Instance, LocalAgent::Fargate] {
+                spawn_local_agent(&dir, &agent_url, &args.data.data_dir, kind, &tasks, shutdown.clone())?;
+            }
         }
     }
-    let _ = server.await;
+    serve(listener, tls, app, args.max_connections, &tasks, shutdown).await;
+    tasks.wait(TASKS_TIMEOUT).await;
     tracing::info!("berth stopped");
     Ok(())
 }
@@ -119,7 +131,12 @@ const LB_RESYNC: Duration = Duration::from_secs(5);
 
 /// Starts the load balancer data plane with the stored configuration, then applies every
 /// ELBv2 change as it is committed.
-async fn start_load_balancers(control: &Arc<ControlPlane>, args: &ServerArgs, shutdown: CancellationToken) {
+async fn start_load_balancers(
+    control: &Arc<ControlPlane>,
+    args: &ServerArgs,
+    tasks: &Tracker,
+    shutdown: CancellationToken,
+) {
     control.elb.configure(control_plane::ec2::NetworkConfig {
         zone_suffixes: args.availability_zones.clone(),
         lb_pool: args.lb_address_pool,
@@ -128,7 +145,7 @@ async fn start_load_balancers(control: &Arc<ControlPlane>, args: &ServerArgs, sh
     let dataplane = lb::DataPlane::new(control.elb.board.clone(), shutdown.clone());
     dataplane.apply(&control.elb_snapshot()).await;
     let control = control.clone();
-    tokio::spawn(async move {
+    tasks.spawn("load balancer configuration", async move {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -158,12 +175,13 @@ fn spawn_local_agent(
     url: &str,
     data_dir: &std::path::Path,
     kind: LocalAgent,
+    tasks: &Tracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let key = dir.credentials()?.first_key()?.context("the data dir has no access key")?;
-    let (state_dir, capacity) = match kind {
-        LocalAgent::Instance => ("agent", "EC2"),
-        LocalAgent::Fargate => ("fargate-agent", "FARGATE"),
+    let (state_dir, capacity, task) = match kind {
+        LocalAgent::Instance => ("agent", "EC2", "local agent"),
+        LocalAgent::Fargate => ("fargate-agent", "FARGATE", "local Fargate agent"),
     };
     let vars: std::collections::BTreeMap<String, String> = [
         ("ECS_BACKEND_HOST", url.to_string()),
@@ -179,7 +197,7 @@ fn spawn_local_agent(
     .collect();
     match agent::config::AgentConfig::load(&vars, None) {
         Ok(config) => {
-            tokio::spawn(async move {
+            tasks.spawn(task, async move {
                 if let Err(e) = agent::session::run(config, shutdown).await {
                     tracing::error!(error = %format!("{e:#}"), "the local agent stopped; this host runs no tasks");
                 }
@@ -234,42 +252,31 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Tls
 /// Accepts connections until `shutdown`, at most `max` at once, then waits (bounded)
 /// for the open ones to finish their requests. With `tls`, each connection's handshake
 /// runs in its own task, so a slow client never holds up the accept loop.
-async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, max: usize, shutdown: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(max));
+async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    max: usize,
+    tasks: &Tracker,
+    shutdown: CancellationToken,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    accept(&listener, max, &shutdown, |Accepted { stream, peer, permit }| {
         let service = TowerToHyperService::new(app.clone());
         let Some(tls) = tls.clone() else {
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
             let conn = graceful.watch(conn);
-            tokio::spawn(async move {
+            tasks.spawn("API connection", async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
                 drop(permit);
             });
-            continue;
+            return;
         };
         let (builder, watcher, shutdown) = (builder.clone(), graceful.watcher(), shutdown.clone());
-        tokio::spawn(async move {
+        tasks.spawn("API connection", async move {
             let handshake = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)) => r,
@@ -285,7 +292,8 @@ async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, max
             }
             drop(permit);
         });
-    }
+    })
+    .await;
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => {}
@@ -293,6 +301,8 @@ async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, max
     }
 }
 
+/// Cancels `token` on SIGTERM or SIGINT; ends when `token` is cancelled, by a signal or
+/// otherwise.
 pub async fn signal_shutdown(token: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
@@ -300,6 +310,7 @@ pub async fn signal_shutdown(token: CancellationToken) {
         return;
     };
     tokio::select! {
+        _ = token.cancelled() => return,
         _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
         _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
     }

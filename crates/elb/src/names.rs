@@ -1,7 +1,5 @@
 //! Names and ARNs of load balancers and target groups.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use model::{Arn, Scope};
@@ -58,28 +56,8 @@ impl TgName {
     }
 }
 
-macro_rules! conversions {
-    ($t:ident) => {
-        impl TryFrom<String> for $t {
-            type Error = ElbError;
-            fn try_from(s: String) -> Result<Self, ElbError> {
-                $t::parse(&s)
-            }
-        }
-        impl From<$t> for String {
-            fn from(v: $t) -> String {
-                v.0
-            }
-        }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-conversions!(LbName);
-conversions!(TgName);
+model::string_conversions!(LbName, ElbError);
+model::string_conversions!(TgName, ElbError);
 
 /// What an ELBv2 ARN names, with the ids it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +131,15 @@ mod tests {
             assert!(LbName::parse(bad).is_err(), "{bad}");
         }
         assert!(TgName::parse("internal-x").is_ok());
+    }
+
+    #[test]
+    fn names_are_stored_as_strings_and_checked_on_load() {
+        let lb = LbName::parse("demo-alb").unwrap();
+        assert_eq!(serde_json::to_string(&lb).unwrap(), r#""demo-alb""#);
+        assert_eq!(serde_json::from_str::<LbName>(r#""demo-alb""#).unwrap(), lb);
+        assert!(serde_json::from_str::<TgName>(r#""-web""#).is_err());
+        assert_eq!(TgName::parse("web").unwrap().to_string(), "web");
     }
 
     #[test]

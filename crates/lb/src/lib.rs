@@ -9,6 +9,7 @@
 //! whole ([`DataPlane::apply`]), and the [`elb::health::Board`] on which it publishes what
 //! its health checks find. It never reads or writes the control plane's state.
 
+pub mod accept;
 mod check;
 mod connect;
 mod group;

@@ -27,7 +27,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use elb::actions::{ActionKind, Forward, RedirectSource};
@@ -35,6 +34,7 @@ use elb::attributes::{LbAttributes, XffMode};
 use elb::health::TargetKey;
 use elb::snapshot::RulePlan;
 
+use crate::accept::{accept, Accepted};
 use crate::connect::{Conn, Pool};
 use crate::group::{Group, InflightGuard};
 use crate::workers::{Job, Workers};
@@ -95,29 +95,12 @@ pub(crate) struct ListenerCtx {
 
 /// Accepts connections until the listener is cancelled and hands them to the workers.
 pub(crate) async fn serve(listener: TcpListener, ctx: Arc<ListenerCtx>, workers: Arc<Workers>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            _ = ctx.cancel.cancelled() => return,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = ctx.cancel.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        match stream.into_std() {
-            Ok(stream) => workers.dispatch(Job { stream, peer, ctx: ctx.clone(), permit }),
-            Err(e) => tracing::warn!(%peer, error = %e, "cannot hand over a client connection"),
-        }
-    }
+    let cancel = ctx.cancel.clone();
+    accept(&listener, MAX_CONNECTIONS, &cancel, |Accepted { stream, peer, permit }| match stream.into_std() {
+        Ok(stream) => workers.dispatch(Job { stream, peer, ctx: ctx.clone(), permit }),
+        Err(e) => tracing::warn!(%peer, error = %e, "cannot hand over a client connection"),
+    })
+    .await
 }
 
 fn epoch() -> Instant {

@@ -48,30 +48,36 @@ impl Region {
     }
 }
 
+/// Makes a string newtype that has a `parse` serialize as its string: `TryFrom<String>`
+/// (which `#[serde(try_from = "String")]` calls, so a stored or received value is checked
+/// again on the way in), `From<T> for String` (`#[serde(into = "String")]`) and `Display`.
+/// The second argument is the error `parse` returns. Used by every crate with such
+/// names, so that they all convert the same way.
+#[macro_export]
 macro_rules! string_conversions {
-    ($t:ident) => {
-        impl TryFrom<String> for $t {
-            type Error = Invalid;
-            fn try_from(s: String) -> Result<Self, Invalid> {
+    ($t:ident, $error:ty) => {
+        impl ::std::convert::TryFrom<::std::string::String> for $t {
+            type Error = $error;
+            fn try_from(s: ::std::string::String) -> ::std::result::Result<Self, $error> {
                 $t::parse(&s)
             }
         }
-        impl From<$t> for String {
-            fn from(v: $t) -> String {
+        impl ::std::convert::From<$t> for ::std::string::String {
+            fn from(v: $t) -> ::std::string::String {
                 v.0
             }
         }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $t {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
     };
 }
-string_conversions!(AccountId);
-string_conversions!(Region);
-string_conversions!(ClusterName);
-string_conversions!(Family);
+crate::string_conversions!(AccountId, Invalid);
+crate::string_conversions!(Region, Invalid);
+crate::string_conversions!(ClusterName, Invalid);
+crate::string_conversions!(Family, Invalid);
 
 /// The account and region every resource belongs to; nothing is visible across scopes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -227,6 +233,15 @@ mod tests {
         assert!(!is_ecs_name("a b"));
         assert!(!is_ecs_name(&"a".repeat(256)));
         assert!(is_ecs_name(&"a".repeat(255)));
+    }
+
+    #[test]
+    fn ids_are_stored_as_strings_and_checked_on_load() {
+        let cluster = ClusterName::parse("demo").unwrap();
+        assert_eq!(serde_json::to_string(&cluster).unwrap(), r#""demo""#);
+        assert_eq!(serde_json::from_str::<ClusterName>(r#""demo""#).unwrap(), cluster);
+        assert!(serde_json::from_str::<AccountId>(r#""12345""#).is_err());
+        assert_eq!(Region::parse("us-east-1").unwrap().to_string(), "us-east-1");
     }
 
     proptest! {

@@ -20,6 +20,7 @@ mod security;
 mod service_lb;
 mod services;
 mod settings;
+mod shutdown;
 mod support;
 mod tagging;
 mod task_definitions;
