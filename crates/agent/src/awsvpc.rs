@@ -7,6 +7,16 @@
 //! namespace; the task's containers join that namespace (`container:<pause id>`), so they
 //! share the address and reach each other on localhost. `runner` drives these steps and
 //! `docker` performs them.
+//!
+//! The Docker network standing for a subnet (`berth-<subnet-id>`, labelled
+//! `berth.managed`/`berth.subnet-id`) is shared by every task and agent of the engine and
+//! never removed by the agent; `docker::ensure_subnet_network` creates or checks it: a
+//! differing or overlapping network fails the task as `TaskFailedToStart`
+//! ("ResourceInitializationError: ..."), and losing a creation race to another agent is
+//! success. The pause container (`~internal~ecs~pause`, labelled like the task's so that
+//! adoption finds it) is stopped last with SIGKILL. The firewall is installed with
+//! `nsenter` + `iptables-restore` inside the task's namespace, not in Docker's `DOCKER-USER`
+//! chain, which host-originated traffic (the load balancer, curl) never crosses.
 
 use std::fmt;
 use std::net::Ipv4Addr;

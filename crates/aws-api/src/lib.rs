@@ -2,8 +2,10 @@
 //! with SigV4, dispatched on its `X-Amz-Target`, decoded into the service's wire shapes,
 //! handed to the control plane in domain terms, and answered in AWS's wire format.
 //!
-//! Layering: this crate calls `control-plane`; the control plane never sees a wire shape,
-//! a header or a status code. Errors are rendered here and logged once, here.
+//! Layering: this crate calls `control-plane` and holds no rule of its own beyond wire
+//! translation and authentication: each service's module decodes, calls one operation of
+//! `cp.<service>()`, and encodes. The control plane never sees a request or response
+//! shape, a header or a status code. Errors are rendered here and logged once, here.
 
 mod agent_channel;
 mod ec2;

@@ -8,6 +8,29 @@
 //! Layering: the data plane knows only [`elb::snapshot::Snapshot`]s, which it applies
 //! whole ([`DataPlane::apply`]), and the [`elb::health::Board`] on which it publishes what
 //! its health checks find. It never reads or writes the control plane's state.
+//!
+//! Decisions (where ALB and one machine differ):
+//! - A load balancer's `DNSName` is its address literal, which `curl` reaches on this machine
+//!   with no DNS or routing set-up. The address is chosen from `--lb-address-pool` and
+//!   stored with the load balancer.
+//! - The data plane runs inside the Berth process, so "the control plane restarts" means this
+//!   restarts too: on start every listener is rebuilt from the stored state before the API
+//!   serves. Target health is run-time state and starts again at `initial`; meanwhile
+//!   requests go to every target (ALB's fail-open).
+//! - `instance` targets are container instances' EC2 ids, reached at their
+//!   `berth.host-address` attribute (`ECS_INSTANCE_ATTRIBUTES`), else 127.0.0.1; `ip`
+//!   targets may be private (RFC 1918, RFC 6598) or loopback addresses.
+//! - A target that refuses a connection makes a request without a body go to another target
+//!   once, and takes no new requests for one health-check interval while others can. ALB
+//!   does not retry; this keeps a dying target from failing more than the requests it had.
+//! - Connections: a listener accepts on the process's runtime and hands each connection in
+//!   turn to one of `workers`, a thread per core with its own single-threaded runtime and
+//!   its own pool of keep-alive target connections (`connect`), so a request never crosses
+//!   threads (on the work-stealing runtime the wake-ups between tasks cost more than the
+//!   proxying). `proxy` serves HTTP/1.1 keep-alive with the idle timeout and ALB's 16 KiB/
+//!   64 KiB header limits, adds X-Forwarded-For/-Proto/-Port and X-Amzn-Trace-Id, and
+//!   answers 502, 503 and 504 as ALB does. `group` chooses among healthy targets (else all):
+//!   round robin, least outstanding requests or weighted random; slow start; stickiness.
 
 pub mod accept;
 mod check;

@@ -1,11 +1,16 @@
 //! The ELBv2 resources of every account: load balancers, target groups and their targets,
 //! listeners and rules, kept durably like every other resource; and the seam to the data
 //! plane, which reads a [`elb::snapshot::Snapshot`] of them and publishes target health on
-//! the [`ElbRuntime`]'s board.
+//! the [`crate::ElbRuntime`]'s board.
 //!
-//! For the ECS service controller: [`ControlPlane::register_targets`],
-//! [`ControlPlane::deregister_targets`] and [`ControlPlane::describe_target_health`] are
-//! the same operations the API serves, callable with the service's scope.
+//! For the ECS service controller: `cp.elbv2().register_targets`, `deregister_targets`
+//! and `describe_target_health` are the same operations the API serves, callable with the
+//! service's scope. Every write goes through [`Ops::change`], which wakes the data plane.
+//!
+//! Decisions: each load balancer gets its own address from `--lb-address-pool`
+//! (127.100.0.0/16), kept with it in the store, so two load balancers can both listen on
+//! port 80. HTTPS listeners and target groups, authenticate actions, rule transforms and
+//! regex conditions are refused with ELBv2's codes until they are built.
 
 mod dataplane;
 mod listeners;
