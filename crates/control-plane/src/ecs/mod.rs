@@ -1,4 +1,32 @@
 //! The ECS operations. Reads use the published state; changes go through the writer.
+//!
+//! Decisions where ECS is silent or where one machine differs from AWS:
+//! - Access keys act as the account's root principal; a root principal's account setting
+//!   is the account default, as in ECS.
+//! - A deleted cluster stays describable as `INACTIVE`; creating it again makes a fresh
+//!   ACTIVE cluster. Only the capacity providers `FARGATE` and `FARGATE_SPOT` exist.
+//! - `compatibilities` is computed: always `EC2`; `EXTERNAL` unless `awsvpc`; `FARGATE`
+//!   when the definition passes Fargate's rules.
+//! - An instance with no connected agent takes no new tasks (placement failure `AGENT`);
+//!   its tasks stay as they are until the agent returns or it is deregistered. An instance
+//!   whose agent has been away for `--lost-instance-grace` (5 min) is lost: its service
+//!   tasks are recorded STOPPED with a reason saying so and replaced elsewhere (ECS waits
+//!   forever); standalone tasks are never touched.
+//! - Tasks start in `PENDING` (bridge, host and none networking need no provisioning).
+//! - STOPPED tasks are forgotten after `--stopped-task-retention` (1 h, as ECS) by
+//!   [`reaper`], never while a container may still run or its service still tracks them.
+//! - Services (the rules themselves are in `services::controller`'s docs): a task without
+//!   container health checks is healthy once RUNNING (ECS waits 40 s without a load
+//!   balancer); every task of a deployment that stops on its own counts toward the
+//!   circuit breaker, whose threshold is half the desired count rounded up, within
+//!   3..200; a rollback makes the last COMPLETED deployment PRIMARY again, keeping its
+//!   tasks; the throttle, as in ECS, applies only to tasks that never reached RUNNING (no
+//!   delay for the first two, then 5 s doubling up to 27 min); `maximumPercent` counts
+//!   every task not yet STOPPED, is at least 100, and is exactly 100 for DAEMON; scale-in
+//!   stops tasks that are not yet healthy first; problem events are not repeated within
+//!   six hours unless resolved; DeleteService of a DAEMON service needs no `force`, and a
+//!   deleted service is DRAINING until its tasks stopped, then INACTIVE. A StopTask of a
+//!   service task behind a load balancer stops it at once (not drained).
 
 pub mod attributes;
 pub(crate) mod awsvpc;
