@@ -123,7 +123,7 @@ mod tests {
 
     use super::*;
     use crate::ecs::instances::NewInstance;
-    use crate::ecs::tasks::TaskRequest;
+    use crate::ecs::run_task::TaskRequest;
     use crate::Caller;
 
     fn open(db: &Path) -> Arc<ControlPlane> {
