@@ -1075,9 +1075,10 @@ mod tests {
 
     use super::*;
     use crate::ecs::instances::NewInstance;
+    use crate::ecs::services::{ServiceSpec, ServiceUpdate};
     use crate::Caller;
     use agent_protocol::TaskReport;
-    use model::ecs::shapes::{self as w, ContainerDefinition, RegisterTaskDefinitionRequest};
+    use model::ecs::shapes as w;
     use model::ecs::task::Resources;
     use model::{AccountId, Region, Scope};
     use rand::seq::SliceRandom;
@@ -1114,17 +1115,11 @@ mod tests {
             links.push(cp.agents.attach(&inst.arn().to_string()).1);
         }
         for command in ["one", "two"] {
-            let td = RegisterTaskDefinitionRequest {
-                family: Some("web".into()),
-                container_definitions: Some(vec![ContainerDefinition {
-                    name: Some("web".into()),
-                    image: Some("simplehttp".into()),
-                    memory: Some(32),
-                    command: Some(vec![command.into()]),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            };
+            let td = serde_json::json!({
+                "family": "web",
+                "containerDefinitions": [{"name": "web", "image": "simplehttp", "memory": 32, "command": [command]}],
+            });
+            let td = model::ecs::NewTaskDefinition::parse(serde_json::from_value(td).unwrap()).unwrap();
             cp.ecs().register_task_definition(&caller, td).await.unwrap();
         }
         World { cp, caller, _links: links, _dir: dir }
@@ -1194,8 +1189,8 @@ mod tests {
                 maximum_percent: Some(150),
                 ..Default::default()
             };
-            let req = w::CreateServiceRequest {
-                service_name: Some("web".into()),
+            let req = ServiceSpec {
+                name: "web".into(),
                 task_definition: Some("web:1".into()),
                 desired_count: Some(6),
                 deployment_configuration: Some(config),
@@ -1216,11 +1211,8 @@ mod tests {
             });
             assert_eq!(zones.values().copied().collect::<Vec<_>>(), vec![2, 2, 2], "seed {seed}: spread evenly");
 
-            let update = w::UpdateServiceRequest {
-                service: Some("web".into()),
-                task_definition: Some("web:2".into()),
-                ..Default::default()
-            };
+            let update =
+                ServiceUpdate { service: "web".into(), task_definition: Some("web:2".into()), ..Default::default() };
             w.cp.ecs().update_service(&w.caller, update).await.unwrap();
             let mut steps = 0;
             loop {
