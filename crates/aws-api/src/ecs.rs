@@ -175,7 +175,7 @@ pub async fn dispatch(
         }
         "RegisterTaskDefinition" => {
             let r: w::RegisterTaskDefinitionRequest = input(body)?;
-            let td = cp.ecs().register_task_definition(caller, r).await?;
+            let td = cp.ecs().register_task_definition(caller, model::ecs::NewTaskDefinition::parse(r)?).await?;
             Ok(ok(&w::RegisterTaskDefinitionResponse {
                 task_definition: Some(task_definition_shape(&td)),
                 tags: Some(tags_shape(&td.tags)),

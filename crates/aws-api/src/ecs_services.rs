@@ -2,7 +2,7 @@
 
 use axum::response::Response;
 
-use control_plane::ecs::services::{Counts, DeploymentView, ServiceView};
+use control_plane::ecs::services::{Counts, DeploymentView, ServiceSpec, ServiceUpdate, ServiceView};
 use control_plane::Caller;
 use control_plane::{ControlPlane, Page};
 use model::ecs::service::{
@@ -11,7 +11,7 @@ use model::ecs::service::{
 use model::ecs::shapes as w;
 use model::ecs::task_definition_arn;
 
-use crate::ecs::{failure_shape, input, tags_shape, Validate};
+use crate::ecs::{failure_shape, input, tag_pairs, tags_shape, Validate};
 use crate::{ok, ApiError};
 
 /// ListServices and ListServicesByNamespace: 10 by default, at most 100.
@@ -41,6 +41,66 @@ fn page(max: Option<i32>, token: Option<&str>, default: i32, limit: i32) -> Resu
     Ok(Page::parse(Some(max.unwrap_or(default)), token, limit)?)
 }
 
+/// CreateService's request as the control plane takes it.
+fn service_spec(r: w::CreateServiceRequest) -> ServiceSpec {
+    ServiceSpec {
+        cluster: r.cluster,
+        name: r.service_name.unwrap_or_default(),
+        task_definition: r.task_definition,
+        desired_count: r.desired_count,
+        scheduling_strategy: r.scheduling_strategy,
+        deployment_controller: r.deployment_controller.and_then(|c| c.type_),
+        deployment_configuration: r.deployment_configuration,
+        placement_constraints: r.placement_constraints.unwrap_or_default(),
+        placement_strategy: r.placement_strategy.unwrap_or_default(),
+        health_check_grace_period_seconds: r.health_check_grace_period_seconds,
+        client_token: r.client_token,
+        launch_type: r.launch_type,
+        capacity_provider_strategy: r.capacity_provider_strategy.unwrap_or_default(),
+        platform_version: r.platform_version,
+        network_configuration: r.network_configuration,
+        load_balancers: r.load_balancers.unwrap_or_default(),
+        role: r.role,
+        service_registries: r.service_registries.unwrap_or_default(),
+        service_connect_configuration: r.service_connect_configuration,
+        volume_configurations: r.volume_configurations.unwrap_or_default(),
+        vpc_lattice_configurations: r.vpc_lattice_configurations.unwrap_or_default(),
+        tags: tag_pairs(r.tags),
+        propagate_tags: r.propagate_tags,
+        enable_ecs_managed_tags: r.enable_ecs_managed_tags.unwrap_or(false),
+        enable_execute_command: r.enable_execute_command.unwrap_or(false),
+        availability_zone_rebalancing: r.availability_zone_rebalancing,
+    }
+}
+
+/// UpdateService's request as the control plane takes it.
+fn service_update(r: w::UpdateServiceRequest) -> Result<ServiceUpdate, ApiError> {
+    Ok(ServiceUpdate {
+        service: r.service.ok_or_else(|| ApiError::invalid_parameter("service is required."))?,
+        cluster: r.cluster,
+        desired_count: r.desired_count,
+        task_definition: r.task_definition,
+        deployment_controller: r.deployment_controller.and_then(|c| c.type_),
+        deployment_configuration: r.deployment_configuration,
+        placement_constraints: r.placement_constraints,
+        placement_strategy: r.placement_strategy,
+        health_check_grace_period_seconds: r.health_check_grace_period_seconds,
+        capacity_provider_strategy: r.capacity_provider_strategy,
+        platform_version: r.platform_version,
+        network_configuration: r.network_configuration,
+        load_balancers: r.load_balancers,
+        service_registries: r.service_registries,
+        service_connect_configuration: r.service_connect_configuration,
+        volume_configurations: r.volume_configurations,
+        vpc_lattice_configurations: r.vpc_lattice_configurations,
+        propagate_tags: r.propagate_tags,
+        enable_ecs_managed_tags: r.enable_ecs_managed_tags,
+        enable_execute_command: r.enable_execute_command,
+        availability_zone_rebalancing: r.availability_zone_rebalancing,
+        force_new_deployment: r.force_new_deployment.unwrap_or(false),
+    })
+}
+
 /// Handles the operation if it is one of this module's; `None` otherwise.
 pub async fn dispatch(
     cp: &ControlPlane,
@@ -52,7 +112,7 @@ pub async fn dispatch(
         "CreateService" => {
             async {
                 let r: w::CreateServiceRequest = input(body)?;
-                let v = cp.ecs().create_service(caller, r).await?;
+                let v = cp.ecs().create_service(caller, service_spec(r)).await?;
                 Ok(ok(&w::CreateServiceResponse { service: Some(service_shape(&v, true)) }))
             }
             .await
@@ -60,7 +120,7 @@ pub async fn dispatch(
         "UpdateService" => {
             async {
                 let r: w::UpdateServiceRequest = input(body)?;
-                let v = cp.ecs().update_service(caller, r).await?;
+                let v = cp.ecs().update_service(caller, service_update(r)?).await?;
                 Ok(ok(&w::UpdateServiceResponse { service: Some(service_shape(&v, true)) }))
             }
             .await

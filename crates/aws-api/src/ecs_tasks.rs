@@ -3,7 +3,8 @@
 use axum::response::Response;
 
 use control_plane::ecs::instances::{InstanceView, NewInstance};
-use control_plane::ecs::tasks::{StateChange, TaskFilter, TaskRequest};
+use control_plane::ecs::run_task::TaskRequest;
+use control_plane::ecs::tasks::{StateChange, TaskFilter};
 use control_plane::Caller;
 use control_plane::{ControlPlane, Page};
 use model::ecs::shapes as w;

@@ -252,7 +252,7 @@ impl Ops<'_, Ecs> {
                 continue;
             }
             if let (Some(expr), Some(view)) = (&expr, views.get(&i.id)) {
-                if !scheduler::eval(expr, &crate::ecs::tasks::placement_instance(view)) {
+                if !scheduler::eval(expr, &crate::ecs::launch::placement_instance(view)) {
                     continue;
                 }
             }

@@ -117,13 +117,12 @@ mod tests {
     use std::path::Path;
 
     use agent_protocol::{ContainerReport, TaskReport};
-    use model::ecs::shapes::{ContainerDefinition, RegisterTaskDefinitionRequest};
     use model::ecs::task::{container_instance_arn, ContainerStatus, HealthStatus, Resources};
     use model::{AccountId, Region};
 
     use super::*;
     use crate::ecs::instances::NewInstance;
-    use crate::ecs::tasks::TaskRequest;
+    use crate::ecs::run_task::TaskRequest;
     use crate::Caller;
 
     fn open(db: &Path) -> Arc<ControlPlane> {
@@ -150,16 +149,11 @@ mod tests {
         };
         let inst = cp.ecs().register_container_instance(&caller, instance).await.unwrap();
         let link = cp.agents.attach(&inst.arn().to_string()).1;
-        let td = RegisterTaskDefinitionRequest {
-            family: Some("web".into()),
-            container_definitions: Some(vec![ContainerDefinition {
-                name: Some("web".into()),
-                image: Some("simplehttp".into()),
-                memory: Some(32),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        };
+        let td = serde_json::json!({
+            "family": "web",
+            "containerDefinitions": [{"name": "web", "image": "simplehttp", "memory": 32}],
+        });
+        let td = model::ecs::NewTaskDefinition::parse(serde_json::from_value(td).unwrap()).unwrap();
         cp.ecs().register_task_definition(&caller, td).await.unwrap();
         let req = TaskRequest { task_definition: "web".into(), count, ..Default::default() };
         let (tasks, failures) = cp.ecs().run_task(&caller, req).await.unwrap();
@@ -258,13 +252,13 @@ mod tests {
     #[tokio::test]
     async fn a_task_stays_until_its_service_has_accounted_for_its_end() {
         use crate::ecs::services::controller::LostInstances;
-        use model::ecs::shapes::CreateServiceRequest;
+        use crate::ecs::services::ServiceSpec;
 
         let dir = tempfile::tempdir().unwrap();
         let cp = open(&dir.path().join("db"));
         let (_, _link) = tasks(&cp, 1).await;
-        let req = CreateServiceRequest {
-            service_name: Some("svc".into()),
+        let req = ServiceSpec {
+            name: "svc".into(),
             task_definition: Some("web:1".into()),
             desired_count: Some(1),
             ..Default::default()

@@ -3,7 +3,10 @@
 //! [`controller`]; the operations here only record what the user asked for and wake it.
 
 pub(crate) mod controller;
+mod spec;
 pub(crate) mod targets;
+
+pub use spec::{ServiceSpec, ServiceUpdate};
 
 use std::sync::Arc;
 
@@ -14,9 +17,8 @@ use model::ecs::service::{
     ServiceRef, ServiceSettings, ServiceStatus, MAX_DESIRED_COUNT,
 };
 use model::ecs::shapes::{
-    CapacityProviderStrategyItem, CreateServiceRequest, DeploymentControllerType, LaunchType, LoadBalancer,
-    NetworkMode, PlacementConstraint, PlacementStrategy, SchedulingStrategy, ServiceDeploymentStatus,
-    UpdateServiceRequest,
+    CapacityProviderStrategyItem, DeploymentControllerType, LaunchType, LoadBalancer, NetworkMode, PlacementConstraint,
+    PlacementStrategy, SchedulingStrategy, ServiceDeploymentStatus,
 };
 use model::ecs::task::{DesiredStatus, TaskStatus};
 use model::ecs::{Cluster, TaskDefinition, TaskDefinitionStatus};
@@ -327,10 +329,9 @@ fn check_target_groups(state: &State, scope: &Scope, r: &Revision, td: &TaskDefi
 fn launch_target(
     cluster: &Cluster,
     launch_type: Option<LaunchType>,
-    providers: Option<&[CapacityProviderStrategyItem]>,
+    providers: &[CapacityProviderStrategyItem],
     strategy: SchedulingStrategy,
 ) -> Result<(Option<String>, Vec<CapacityProviderStrategyItem>)> {
-    let providers = providers.unwrap_or_default();
     if launch_type.is_some() && !providers.is_empty() {
         return Err(Error::parameter(
             "Specifying both a launchType and capacityProviderStrategy is not supported. Remove one and try again.",
@@ -406,10 +407,10 @@ fn put(txn: &mut crate::Txn<'_>, svc: Service) -> Arc<Service> {
 }
 
 impl Ops<'_, Ecs> {
-    pub async fn create_service(&self, caller: &Caller, r: CreateServiceRequest) -> Result<ServiceView> {
-        let name = ServiceName::parse(r.service_name.as_deref().unwrap_or_default())?;
+    pub async fn create_service(&self, caller: &Caller, r: ServiceSpec) -> Result<ServiceView> {
+        let name = ServiceName::parse(&r.name)?;
         let strategy = r.scheduling_strategy.unwrap_or(SchedulingStrategy::Replica);
-        check_controller(r.deployment_controller.as_ref().and_then(|c| c.type_))?;
+        check_controller(r.deployment_controller)?;
         let desired = match (strategy, r.desired_count) {
             (SchedulingStrategy::Replica, Some(n)) => check_desired_count(n)?,
             (SchedulingStrategy::Replica, None) => {
@@ -422,8 +423,8 @@ impl Ops<'_, Ecs> {
             }
             (SchedulingStrategy::Daemon, None) => 0,
         };
-        let constraints = r.placement_constraints.clone().unwrap_or_default();
-        let strategies = r.placement_strategy.clone().unwrap_or_default();
+        let constraints = r.placement_constraints.clone();
+        let strategies = r.placement_strategy.clone();
         check_placement(&constraints, &strategies)?;
         if strategy == SchedulingStrategy::Daemon && !strategies.is_empty() {
             return Err(Error::parameter("The DAEMON scheduling strategy does not support placement strategies."));
@@ -437,18 +438,12 @@ impl Ops<'_, Ecs> {
         if let Some(t) = &r.client_token {
             check_client_token(t)?;
         }
-        let load_balancers = r.load_balancers.clone().unwrap_or_default();
+        let load_balancers = r.load_balancers.clone();
         if r.role.is_some() && load_balancers.is_empty() {
             return Err(Error::parameter("A role can only be given for a service that uses a load balancer."));
         }
         let td_ref = r.task_definition.clone().ok_or_else(|| Error::parameter("taskDefinition is required."))?;
-        let tags = Tags::parse(
-            r.tags
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())),
-        )?;
+        let tags = Tags::parse(r.tags.clone())?;
         let scope = caller.scope.clone();
         let created_by = caller.principal_arn();
         let seed: u64 = rand::thread_rng().gen();
@@ -473,7 +468,7 @@ impl Ops<'_, Ecs> {
                     }
                 }
                 let (launch_type, providers) =
-                    launch_target(&cluster, r.launch_type, r.capacity_provider_strategy.as_deref(), strategy)?;
+                    launch_target(&cluster, r.launch_type, &r.capacity_provider_strategy, strategy)?;
                 let td = resolve(txn.state, &scope, &td_ref)?.clone();
                 let revision = Revision {
                     id: digits(19, &mut rng),
@@ -484,10 +479,10 @@ impl Ops<'_, Ecs> {
                     platform_version: r.platform_version.clone(),
                     network_configuration: r.network_configuration.clone(),
                     load_balancers,
-                    service_registries: r.service_registries.clone().unwrap_or_default(),
+                    service_registries: r.service_registries.clone(),
                     service_connect_configuration: r.service_connect_configuration.clone(),
-                    volume_configurations: r.volume_configurations.clone().unwrap_or_default(),
-                    vpc_lattice_configurations: r.vpc_lattice_configurations.clone().unwrap_or_default(),
+                    volume_configurations: r.volume_configurations.clone(),
+                    vpc_lattice_configurations: r.vpc_lattice_configurations.clone(),
                     created_at: txn.now,
                 };
                 check_revision_features(&revision)?;
@@ -508,8 +503,8 @@ impl Ops<'_, Ecs> {
                         health_check_grace_period_seconds: r.health_check_grace_period_seconds,
                         role_arn: r.role.clone(),
                         propagate_tags: r.propagate_tags,
-                        enable_ecs_managed_tags: r.enable_ecs_managed_tags.unwrap_or(false),
-                        enable_execute_command: r.enable_execute_command.unwrap_or(false),
+                        enable_ecs_managed_tags: r.enable_ecs_managed_tags,
+                        enable_execute_command: r.enable_execute_command,
                         availability_zone_rebalancing: r.availability_zone_rebalancing,
                     },
                     desired_count: desired,
@@ -534,9 +529,9 @@ impl Ops<'_, Ecs> {
         Ok(view)
     }
 
-    pub async fn update_service(&self, caller: &Caller, r: UpdateServiceRequest) -> Result<ServiceView> {
-        let reference = r.service.clone().ok_or_else(|| Error::parameter("service is required."))?;
-        check_controller(r.deployment_controller.as_ref().and_then(|c| c.type_))?;
+    pub async fn update_service(&self, caller: &Caller, r: ServiceUpdate) -> Result<ServiceView> {
+        let reference = r.service.clone();
+        check_controller(r.deployment_controller)?;
         let desired = r.desired_count.map(check_desired_count).transpose()?;
         check_placement(
             r.placement_constraints.as_deref().unwrap_or_default(),
@@ -607,7 +602,7 @@ impl Ops<'_, Ecs> {
                 rev.family = td.family.clone();
                 rev.revision = td.revision;
                 if let Some(p) = &r.capacity_provider_strategy {
-                    let (lt, items) = launch_target(&cluster, None, Some(p), strategy)?;
+                    let (lt, items) = launch_target(&cluster, None, p, strategy)?;
                     rev.launch_type = lt;
                     rev.capacity_provider_strategy = items;
                 }
@@ -644,7 +639,7 @@ impl Ops<'_, Ecs> {
                 if svc.settings.role_arn.is_some() && rev.load_balancers.is_empty() {
                     return Err(Error::parameter("A role can only be given for a service that uses a load balancer."));
                 }
-                let force = r.force_new_deployment.unwrap_or(false);
+                let force = r.force_new_deployment;
                 if force || !rev.same_config(&current) {
                     let group = svc.task_group();
                     let sources = svc

@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use model::ecs::shapes::{RegisterTaskDefinitionRequest, TaskDefinitionFamilyStatus, TaskDefinitionStatus};
-use model::ecs::{task_definition_arn, TaskDefinition, TaskDefinitionRef, TaskDefinitionSpec};
+use model::ecs::shapes::{TaskDefinitionFamilyStatus, TaskDefinitionStatus};
+use model::ecs::{task_definition_arn, NewTaskDefinition, TaskDefinition, TaskDefinitionRef};
 use model::ids::Family;
-use model::tags::Tags;
 use model::Scope;
 
 use super::Failure;
@@ -47,20 +46,9 @@ fn sort_key(t: &TaskDefinition) -> String {
 }
 
 impl Ops<'_, Ecs> {
-    /// Validates and registers the next revision of a family.
-    pub async fn register_task_definition(
-        &self,
-        caller: &Caller,
-        mut req: RegisterTaskDefinitionRequest,
-    ) -> Result<TaskDefinition> {
-        let tags = req
-            .tags
-            .take()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()));
-        let tags = Tags::parse(tags)?;
-        let (family, spec) = TaskDefinitionSpec::parse(req)?;
+    /// Registers the next revision of a family.
+    pub async fn register_task_definition(&self, caller: &Caller, new: NewTaskDefinition) -> Result<TaskDefinition> {
+        let NewTaskDefinition { family, spec, tags } = new;
         let scope = caller.scope.clone();
         let registered_by = caller.principal_arn();
         self.write(move |txn| {

@@ -12,7 +12,7 @@ use crate::ids::{ClusterName, Family, Scope};
 use crate::tags::Tags;
 use crate::{Arn, Invalid, Timestamp};
 
-pub use task_definition::TaskDefinitionSpec;
+pub use task_definition::{NewTaskDefinition, TaskDefinitionSpec};
 
 /// The lifecycle of a cluster. A deleted cluster stays describable as `INACTIVE`, as in
 /// ECS, and creating it again makes it `ACTIVE` with a fresh configuration.

@@ -14,6 +14,7 @@ use super::shapes::{
     TransportProtocol,
 };
 use crate::ids::{is_ecs_name, Family};
+use crate::tags::Tags;
 use crate::{Invalid, Violation};
 
 /// The most containers one task definition may hold.
@@ -22,6 +23,30 @@ pub const MAX_CONTAINERS: usize = 10;
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 /// Docker refuses containers with a hard memory limit below this many MiB.
 pub const MIN_CONTAINER_MEMORY_MIB: i32 = 6;
+
+/// A task definition to register: the next revision of `family`, with its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTaskDefinition {
+    pub family: Family,
+    pub spec: TaskDefinitionSpec,
+    pub tags: Tags,
+}
+
+impl NewTaskDefinition {
+    /// Checks a registration request: its tags first, then the document's rules
+    /// ([`TaskDefinitionSpec::parse`]).
+    pub fn parse(mut doc: RegisterTaskDefinitionRequest) -> Result<Self, Invalid> {
+        let tags = doc
+            .tags
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()));
+        let tags = Tags::parse(tags)?;
+        let (family, spec) = TaskDefinitionSpec::parse(doc)?;
+        Ok(NewTaskDefinition { family, spec, tags })
+    }
+}
 
 /// A validated task definition document, with ECS's defaults filled in. It is the
 /// registration request without its tags; `family` is held separately by the caller.

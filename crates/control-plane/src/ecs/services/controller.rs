@@ -49,8 +49,8 @@ use super::targets::{self, Health, LbHealth, TaskTarget};
 use super::ServiceKey;
 use crate::agents::Agents;
 use crate::ec2::{Network, NetworkConfig};
-use crate::ecs::instances::{cluster_views, InstanceView};
-use crate::ecs::tasks::{new_task, placement_instance, reservation, Creation, TaskRequest};
+use crate::ecs::instances::cluster_views;
+use crate::ecs::launch::{self, placement_instance, Hosts, Launch, NoAddress};
 use crate::ecs::{awsvpc, fargate};
 use crate::state::{State, Touched};
 use crate::ControlPlane;
@@ -104,9 +104,8 @@ impl<'a> Pass<'a> {
     }
 
     fn put_task(&mut self, t: &Task) {
-        let key = (t.scope.clone(), t.cluster.clone(), t.id.clone());
-        self.state.tasks.insert(key.clone(), Arc::new(t.clone()));
-        self.touched.push(Touched::Task(key.0, key.1, key.2));
+        let touched = launch::put(self.state, t.clone());
+        self.touched.push(touched);
     }
 
     fn event_id(&mut self) -> String {
@@ -783,7 +782,7 @@ fn eligible_instances(pass: &Pass<'_>, svc: &Service, td: &TaskDefinition) -> Ve
 }
 
 /// Places and creates up to `count` tasks of the primary deployment (on `only` if given);
-/// records the event; returns how many started.
+/// records the events; returns how many started.
 fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&str>) -> usize {
     let Some(td) = primary_task_definition(pass.state, svc) else { return 0 };
     let Some(primary) = svc.deployments.first() else { return 0 };
@@ -803,57 +802,47 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
                 return 0;
             }
         };
-    if on_fargate {
-        return launch_fargate(pass, svc, &td, vpc.as_ref(), count);
-    }
-    let views = cluster_views(pass.agents, pass.state, &svc.scope, &svc.cluster);
-    let mut candidates: Vec<&InstanceView> = views
-        .values()
-        .filter(|v| v.instance.status != InstanceStatus::Inactive)
-        .filter(|v| only.is_none_or(|id| v.instance.id == id))
-        .collect();
-    // Placement breaks remaining ties by snapshot order; keep it stable.
-    candidates.sort_by(|a, b| a.instance.id.cmp(&b.instance.id));
-    let instances: Vec<scheduler::Instance> = candidates.iter().map(|v| placement_instance(v)).collect();
-    let reserved = reservation(&td, None);
     let group = svc.task_group();
-    let needs = scheduler::TaskNeeds {
-        cpu: reserved.cpu,
-        memory: reserved.memory,
-        static_ports_tcp: reserved.ports_tcp.clone(),
-        static_ports_udp: reserved.ports_udp.clone(),
-        group: group.clone(),
-        required_attributes: td.spec.requires_attributes.clone(),
-    };
     let (constraints, strategies) =
-        if only.is_some() { (Vec::new(), Vec::new()) } else { (constraints(svc, &td), strategies(svc)) };
-    let plan = scheduler::place(&instances, &needs, count, &constraints, &strategies, &mut pass.rng);
-    let tags = task_tags(svc, &td);
-    let req = TaskRequest { group: Some(group), started_by: Some(deployment_id), ..Default::default() };
-    let creation =
-        Creation { scope: &svc.scope, cluster: &svc.cluster, td: &td, req: &req, tags: &tags, now: pass.now };
-    let mut ids = Vec::new();
-    let mut no_address = None;
-    for idx in &plan.placements {
-        let instance = &candidates[*idx].instance;
-        let mut t = new_task(&creation, &instance.id, reserved.clone(), &mut pass.rng);
-        if let Some(placement) = &vpc {
-            let zone = instance.attribute("ecs.availability-zone").cloned().flatten();
-            match awsvpc::allocate(pass.state, &svc.scope, placement, zone.as_deref(), &mut pass.rng) {
-                Ok(eni) => t.eni = Some(eni),
-                Err(reason) => {
-                    no_address = Some(reason);
-                    break;
-                }
-            }
-        }
-        pass.put_task(&t);
-        pass.changed.push(t.clone());
-        ids.push(t.id.clone());
-    }
+        if on_fargate || only.is_some() { (Vec::new(), Vec::new()) } else { (constraints(svc, &td), strategies(svc)) };
+    let hosts = if on_fargate {
+        let running = running_by_provider(pass.state, svc, &group);
+        Hosts::Fargate { strategy: &rev.capacity_provider_strategy, running }
+    } else {
+        let candidates = launch::live_instances(pass.state, &svc.scope, &svc.cluster)
+            .into_iter()
+            .filter(|i| only.is_none_or(|id| i.id == id))
+            .collect();
+        Hosts::Scheduled { candidates, constraints: &constraints, strategies: &strategies }
+    };
+    let order = Launch {
+        scope: &svc.scope,
+        cluster: &svc.cluster,
+        td: &td,
+        count,
+        hosts,
+        network: vpc.as_ref(),
+        overrides: None,
+        group,
+        started_by: Some(deployment_id),
+        tags: task_tags(svc, &td),
+        on_no_address: NoAddress::Stop,
+        now: pass.now,
+    };
+    let launched = launch::launch(pass.agents, pass.state, &order, &mut pass.rng);
+    pass.touched.extend(launched.touched);
+    pass.changed.extend(launched.tasks.iter().cloned());
+    let ids: Vec<String> = launched.tasks.iter().map(|t| t.id.clone()).collect();
+    let no_address = launched.no_address.into_iter().next().and_then(|f| f.detail);
     record_started(pass, svc, &ids, no_address);
-    if ids.len() < count {
-        let closest = plan.failures.first().map(|f| {
+    if on_fargate {
+        if !launched.unplaced.is_empty() {
+            let id = pass.event_id();
+            let message = events::unable_to_place_reason(&svc.name, fargate::CAPACITY_UNAVAILABLE);
+            svc.record_problem(id, pass.now, message);
+        }
+    } else if ids.len() < count {
+        let closest = launched.unplaced.first().map(|f| {
             let id = f.arn.rsplit('/').next().unwrap_or(&f.arn).to_string();
             (id, f.reason.clone())
         });
@@ -862,6 +851,17 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
         svc.record_problem(id, pass.now, message);
     }
     ids.len()
+}
+
+/// How many live tasks of the service each capacity provider runs.
+fn running_by_provider(state: &State, svc: &Service, group: &str) -> HashMap<String, usize> {
+    let mut by_provider: HashMap<String, usize> = HashMap::new();
+    for t in state.cluster_tasks(&svc.scope, &svc.cluster).filter(|t| t.group == group && t.holds_resources()) {
+        if let Some(p) = &t.capacity_provider {
+            *by_provider.entry(p.clone()).or_default() += 1;
+        }
+    }
+    by_provider
 }
 
 /// The tags of the service's new tasks: propagated from the service or the task
@@ -873,8 +873,7 @@ fn task_tags(svc: &Service, td: &TaskDefinition) -> Tags {
         _ => Tags::default(),
     };
     if svc.settings.enable_ecs_managed_tags {
-        tags.insert_managed("aws:ecs:clusterName", svc.cluster.as_str());
-        tags.insert_managed("aws:ecs:serviceName", svc.name.as_str());
+        launch::add_managed_tags(&mut tags, &svc.cluster, Some(svc.name.as_str()));
     }
     tags
 }
@@ -895,60 +894,6 @@ fn record_started(pass: &mut Pass<'_>, svc: &mut Service, ids: &[String], no_add
         // A placement problem is resolved once tasks place again.
         svc.last_problem = None;
     }
-}
-
-/// Places up to `count` tasks of the primary deployment on Fargate capacity, each with
-/// the capacity provider its strategy gives next; returns how many started.
-fn launch_fargate(
-    pass: &mut Pass<'_>,
-    svc: &mut Service,
-    td: &TaskDefinition,
-    vpc: Option<&awsvpc::Placement>,
-    count: usize,
-) -> usize {
-    let Some(placement) = vpc else { return 0 };
-    let Some(primary) = svc.deployments.first() else { return 0 };
-    let strategy = primary.revision.capacity_provider_strategy.clone();
-    let reserved = reservation(td, None);
-    let group = svc.task_group();
-    let mut by_provider: HashMap<String, usize> = HashMap::new();
-    for t in pass.state.cluster_tasks(&svc.scope, &svc.cluster).filter(|t| t.group == group && t.holds_resources()) {
-        if let Some(p) = &t.capacity_provider {
-            *by_provider.entry(p.clone()).or_default() += 1;
-        }
-    }
-    let tags = task_tags(svc, td);
-    let req = TaskRequest { group: Some(group), started_by: Some(primary.id.clone()), ..Default::default() };
-    let creation = Creation { scope: &svc.scope, cluster: &svc.cluster, td, req: &req, tags: &tags, now: pass.now };
-    let hosts = fargate::place(pass.agents, pass.state, &svc.scope, &reserved, count);
-    let mut ids = Vec::new();
-    let mut no_address = None;
-    for host in &hosts {
-        let mut t = new_task(&creation, host, reserved.clone(), &mut pass.rng);
-        t.launch_type = "FARGATE".into();
-        t.capacity_provider = fargate::next_provider(&strategy, &by_provider);
-        if let Some(p) = &t.capacity_provider {
-            *by_provider.entry(p.clone()).or_default() += 1;
-        }
-        let zones: Vec<String> = placement.subnets.iter().map(|s| s.zone.name.clone()).collect();
-        let zone = zones[pass.rng.gen_range(0..zones.len())].clone();
-        match awsvpc::allocate(pass.state, &svc.scope, placement, Some(&zone), &mut pass.rng) {
-            Ok(eni) => t.eni = Some(eni),
-            Err(reason) => {
-                no_address = Some(reason);
-                break;
-            }
-        }
-        pass.put_task(&t);
-        pass.changed.push(t.clone());
-        ids.push(t.id.clone());
-    }
-    record_started(pass, svc, &ids, no_address);
-    if hosts.len() < count {
-        let id = pass.event_id();
-        svc.record_problem(id, pass.now, events::unable_to_place_reason(&svc.name, fargate::CAPACITY_UNAVAILABLE));
-    }
-    ids.len()
 }
 
 /// Deployment counts, retirement of drained deployments, completion, and steady state.
@@ -1130,9 +1075,10 @@ mod tests {
 
     use super::*;
     use crate::ecs::instances::NewInstance;
+    use crate::ecs::services::{ServiceSpec, ServiceUpdate};
     use crate::Caller;
     use agent_protocol::TaskReport;
-    use model::ecs::shapes::{self as w, ContainerDefinition, RegisterTaskDefinitionRequest};
+    use model::ecs::shapes as w;
     use model::ecs::task::Resources;
     use model::{AccountId, Region, Scope};
     use rand::seq::SliceRandom;
@@ -1169,17 +1115,11 @@ mod tests {
             links.push(cp.agents.attach(&inst.arn().to_string()).1);
         }
         for command in ["one", "two"] {
-            let td = RegisterTaskDefinitionRequest {
-                family: Some("web".into()),
-                container_definitions: Some(vec![ContainerDefinition {
-                    name: Some("web".into()),
-                    image: Some("simplehttp".into()),
-                    memory: Some(32),
-                    command: Some(vec![command.into()]),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            };
+            let td = serde_json::json!({
+                "family": "web",
+                "containerDefinitions": [{"name": "web", "image": "simplehttp", "memory": 32, "command": [command]}],
+            });
+            let td = model::ecs::NewTaskDefinition::parse(serde_json::from_value(td).unwrap()).unwrap();
             cp.ecs().register_task_definition(&caller, td).await.unwrap();
         }
         World { cp, caller, _links: links, _dir: dir }
@@ -1249,8 +1189,8 @@ mod tests {
                 maximum_percent: Some(150),
                 ..Default::default()
             };
-            let req = w::CreateServiceRequest {
-                service_name: Some("web".into()),
+            let req = ServiceSpec {
+                name: "web".into(),
                 task_definition: Some("web:1".into()),
                 desired_count: Some(6),
                 deployment_configuration: Some(config),
@@ -1271,11 +1211,8 @@ mod tests {
             });
             assert_eq!(zones.values().copied().collect::<Vec<_>>(), vec![2, 2, 2], "seed {seed}: spread evenly");
 
-            let update = w::UpdateServiceRequest {
-                service: Some("web".into()),
-                task_definition: Some("web:2".into()),
-                ..Default::default()
-            };
+            let update =
+                ServiceUpdate { service: "web".into(), task_definition: Some("web:2".into()), ..Default::default() };
             w.cp.ecs().update_service(&w.caller, update).await.unwrap();
             let mut steps = 0;
             loop {
