@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use model::ecr::{Image, Repository, RepositoryName};
 
-use crate::ecr::policies::{StoredRegistryPolicy, StoredRepositoryPolicy};
-use crate::ecr::scans::ImageScan;
+use model::ecr::stored::{
+    ImageScan, LifecyclePreview, StoredLifecyclePolicy, StoredRegistryPolicy, StoredRepositoryPolicy,
+};
 use model::ecs::service::{Service, ServiceName};
 use model::ecs::settings::Principal;
 use model::ecs::shapes::SettingName;
@@ -21,8 +22,6 @@ use model::ecs::{Attribute, Cluster, TaskDefinition};
 use model::ids::{ClusterName, Family};
 use model::Scope;
 use store::{Mutation, Record, StoreError};
-
-use crate::ecr::lifecycle::{LifecyclePreview, StoredLifecyclePolicy};
 
 /// A stored account setting: the value one principal (or the account default) chose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use control_plane::ecr::check_registry_id;
 use control_plane::ecr::images::ImageSelector;
-use control_plane::ecr::lifecycle::{Expiring, PreviewStatus};
 use control_plane::Caller;
 use control_plane::Page;
 use model::ecr::shapes as w;
+use model::ecr::stored::{Expiring, PreviewStatus};
 use model::ecr::RepositoryName;
 use model::{Scope, Timestamp};
 

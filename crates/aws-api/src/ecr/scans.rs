@@ -22,10 +22,11 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use control_plane::ecr::images::ImageSelector;
-use control_plane::ecr::scans::{Finding, ImageScan, ScanResult, ScanTicket};
+use control_plane::ecr::scans::{ScanResult, ScanTicket};
 use control_plane::Caller;
 use control_plane::{ControlPlane, Page};
 use model::ecr::shapes::{self as w, FindingSeverity, ScanStatus};
+use model::ecr::stored::{Finding, ImageScan};
 use model::Timestamp;
 use registry::manifest::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 use registry::Digest;

@@ -3,6 +3,7 @@
 pub mod lifecycle;
 pub mod policy;
 pub mod shapes;
+pub mod stored;
 
 use serde::{Deserialize, Serialize};
 
