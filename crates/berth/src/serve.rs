@@ -86,10 +86,18 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     // Stopped tasks are forgotten after the retention, as ECS does, until shutdown.
     tokio::spawn(control.clone().run_task_reaper(args.stopped_task_retention, shutdown.clone().cancelled_owned()));
     // Lifecycle policies are enforced at start and then every interval, until shutdown.
-    let lifecycle =
-        aws_api::ecr::lifecycle::run_schedule(api.clone(), args.lifecycle_interval, shutdown.clone().cancelled_owned());
+    let lifecycle = control_plane::ecr::registry::enforcement::run_schedule(
+        control.clone(),
+        registry.clone(),
+        args.lifecycle_interval,
+        shutdown.clone().cancelled_owned(),
+    );
     tokio::spawn(lifecycle);
-    let gc = aws_api::ecr::gc::run_schedule(registry, args.registry_gc_interval, shutdown.clone().cancelled_owned());
+    let gc = control_plane::ecr::registry::gc::run_schedule(
+        registry,
+        args.registry_gc_interval,
+        shutdown.clone().cancelled_owned(),
+    );
     tokio::spawn(gc);
     if with_agent && !args.no_agent {
         if public.tls {

@@ -3,7 +3,6 @@
 //! image listings here; the others in the submodules, each of which answers `None` for an
 //! operation that is not its own.
 
-pub mod gc;
 mod images;
 pub mod lifecycle;
 mod policies;

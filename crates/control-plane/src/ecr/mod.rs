@@ -4,6 +4,7 @@
 pub mod images;
 pub mod lifecycle;
 pub mod policies;
+pub mod registry;
 pub mod scans;
 
 use std::sync::Arc;

@@ -298,3 +298,15 @@ pub struct Image {
     #[serde(default)]
     pub last_recorded_pull_time: Option<Timestamp>,
 }
+
+/// Why one image that a request named was not acted on: ECR's `ImageFailureCode`s that
+/// Berth reports, each beside the results for the other images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFailureCode {
+    InvalidImageDigest,
+    InvalidImageTag,
+    ImageTagDoesNotMatchDigest,
+    ImageNotFound,
+    MissingDigestAndTag,
+    ImageReferencedByManifestList,
+}
