@@ -7,8 +7,8 @@ use axum::response::Response;
 use control_plane::ecr::images::ImageSelector;
 use control_plane::Caller;
 use control_plane::{ControlPlane, Page};
-use model::ecr::shapes::{self as w, ScanStatus};
-use model::ecr::stored::{Finding, ImageScan};
+use model::ecr::shapes as w;
+use model::ecr::stored::{Finding, FindingSeverity, ImageScan, ScanStatus};
 
 use crate::ecs::{input, Validate};
 use crate::{ok, ApiError};
@@ -46,7 +46,7 @@ async fn start_image_scan(api: &crate::Api, caller: &Caller, body: &[u8]) -> Res
         repository_name: Some(repository),
         image_id: Some(image_id(&image.digest, &selector)),
         image_scan_status: Some(w::ImageScanStatus {
-            status: Some(ScanStatus::InProgress),
+            status: Some(w::ScanStatus::InProgress),
             description: Some("The scan has started.".into()),
         }),
     }))
@@ -96,11 +96,31 @@ pub(super) fn image_summary(scan: &ImageScan) -> (w::ImageScanStatus, Option<w::
 }
 
 fn status_shape(scan: &ImageScan) -> w::ImageScanStatus {
-    w::ImageScanStatus { status: Some(scan.status), description: Some(scan.description.clone()) }
+    w::ImageScanStatus { status: Some(status_code(scan.status)), description: Some(scan.description.clone()) }
+}
+
+fn status_code(s: ScanStatus) -> w::ScanStatus {
+    match s {
+        ScanStatus::InProgress => w::ScanStatus::InProgress,
+        ScanStatus::Complete => w::ScanStatus::Complete,
+        ScanStatus::Failed => w::ScanStatus::Failed,
+        ScanStatus::UnsupportedImage => w::ScanStatus::UnsupportedImage,
+    }
+}
+
+fn severity_code(s: FindingSeverity) -> w::FindingSeverity {
+    match s {
+        FindingSeverity::Informational => w::FindingSeverity::Informational,
+        FindingSeverity::Low => w::FindingSeverity::Low,
+        FindingSeverity::Medium => w::FindingSeverity::Medium,
+        FindingSeverity::High => w::FindingSeverity::High,
+        FindingSeverity::Critical => w::FindingSeverity::Critical,
+        FindingSeverity::Undefined => w::FindingSeverity::Undefined,
+    }
 }
 
 fn severity_counts(scan: &ImageScan) -> std::collections::BTreeMap<String, i32> {
-    scan.severity_counts().into_iter().map(|(s, n)| (s.as_str().to_owned(), n)).collect()
+    scan.severity_counts().into_iter().map(|(s, n)| (severity_code(s).as_str().to_owned(), n)).collect()
 }
 
 fn findings_shape(scan: &ImageScan, page: Vec<w::ImageScanFinding>) -> w::ImageScanFindings {
@@ -118,7 +138,7 @@ fn finding_shape(f: &Finding) -> w::ImageScanFinding {
         name: Some(f.name.clone()),
         description: (!f.description.is_empty()).then(|| f.description.clone()),
         uri: f.uri.clone(),
-        severity: Some(f.severity),
+        severity: Some(severity_code(f.severity)),
         attributes: Some(
             f.attributes.iter().map(|(k, v)| w::Attribute { key: Some(k.clone()), value: Some(v.clone()) }).collect(),
         ),

@@ -9,8 +9,7 @@
 
 use std::sync::Arc;
 
-use model::ecr::shapes::ScanStatus;
-use model::ecr::stored::{Finding, ImageScan};
+use model::ecr::stored::{Finding, ImageScan, ScanStatus};
 use model::ecr::{Image, RepositoryName};
 use model::{Scope, Timestamp};
 

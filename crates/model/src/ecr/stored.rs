@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::lifecycle::LifecyclePolicy;
 use super::policy::PolicyDocument;
-use super::shapes::{FindingSeverity, ScanStatus};
 use super::RepositoryName;
 use crate::{Scope, Timestamp};
 
@@ -42,6 +41,36 @@ pub struct ImageScan {
     pub source_updated_at: Option<Timestamp>,
     /// Most severe first.
     pub findings: Vec<Finding>,
+}
+
+/// Where an image's latest scan is. Stored as ECR's `ScanStatus` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScanStatus {
+    #[serde(rename = "IN_PROGRESS")]
+    InProgress,
+    #[serde(rename = "COMPLETE")]
+    Complete,
+    #[serde(rename = "FAILED")]
+    Failed,
+    #[serde(rename = "UNSUPPORTED_IMAGE")]
+    UnsupportedImage,
+}
+
+/// How severe a finding is. Stored as ECR's `FindingSeverity` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FindingSeverity {
+    #[serde(rename = "INFORMATIONAL")]
+    Informational,
+    #[serde(rename = "LOW")]
+    Low,
+    #[serde(rename = "MEDIUM")]
+    Medium,
+    #[serde(rename = "HIGH")]
+    High,
+    #[serde(rename = "CRITICAL")]
+    Critical,
+    #[serde(rename = "UNDEFINED")]
+    Undefined,
 }
 
 /// One vulnerability of the image, as ECR reports it.
@@ -186,6 +215,21 @@ mod tests {
         assert_eq!(restarted.status, StoredPreviewStatus::Failed);
         assert!(restarted.failure.is_some());
         assert_eq!(done.clone().after_restart(), done);
+    }
+
+    /// Stored records were written when these fields were ECR's wire enums; they must
+    /// read and write the same text.
+    #[test]
+    fn stored_names_are_ecrs() {
+        fn json<T: Serialize>(v: T) -> String {
+            serde_json::to_string(&v).unwrap()
+        }
+        assert_eq!(json(ScanStatus::UnsupportedImage), r#""UNSUPPORTED_IMAGE""#);
+        assert_eq!(json(ScanStatus::InProgress), r#""IN_PROGRESS""#);
+        assert_eq!(json(FindingSeverity::Informational), r#""INFORMATIONAL""#);
+        assert_eq!(json(crate::ecr::EncryptionType::KmsDsse), r#""KMS_DSSE""#);
+        let e: crate::ecr::Encryption = serde_json::from_str(r#"{"encryptionType":"AES256"}"#).unwrap();
+        assert_eq!(json(e), r#"{"encryptionType":"AES256"}"#);
     }
 
     #[test]

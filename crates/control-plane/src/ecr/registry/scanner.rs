@@ -20,8 +20,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use model::ecr::shapes::FindingSeverity;
-use model::ecr::stored::Finding;
+use model::ecr::stored::{Finding, FindingSeverity};
 use model::Timestamp;
 use registry::manifest::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 use registry::{BlobStore, Digest};
