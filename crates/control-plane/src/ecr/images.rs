@@ -1,6 +1,6 @@
 //! ECR images beyond recording pushes: resolving the images a request names, planning
-//! deletions (one plan, applied first to the registry's metadata by `registry` and then
-//! here), pull times, and the repository settings that govern pushes (tag mutability,
+//! deletions (one plan, which `registry::deletion` applies to the registry's metadata and
+//! then here), pull times, and the repository settings that govern pushes (tag mutability,
 //! scan on push).
 //!
 //! Digests and tags arrive here already checked for syntax by the protocol edge, which

@@ -3,9 +3,10 @@
 //! at an instant. Previews and enforcement both call it, so what a preview shows is by
 //! construction what enforcement deletes from the same images.
 //!
-//! Deleting the images is not done here: `aws-api` deletes them from the registry and the
-//! image records together, right after [`ControlPlane::evaluate_lifecycle_policy`] has
-//! evaluated the policy inside the writer against the latest committed state.
+//! Deleting the images is not done here: `registry::enforcement` deletes them from the
+//! registry and the image records together, right after
+//! [`Ops::evaluate_lifecycle_policy`] has evaluated the policy inside the writer against
+//! the latest committed state.
 
 use std::sync::Arc;
 

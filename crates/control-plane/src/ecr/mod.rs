@@ -1,5 +1,7 @@
-//! The ECR repositories of an account. Images arrive with the registry (`registry` crate),
-//! which is wired in by a later change; until then a repository never holds images.
+//! ECR in the control plane: the repositories of an account and their images here; image
+//! details, scans, lifecycle policies and policies in the submodules; and ECR's service
+//! layer over the image registry (`registry` crate) in [`registry`], which keeps the
+//! registry's metadata and these records together.
 
 pub mod images;
 pub mod lifecycle;

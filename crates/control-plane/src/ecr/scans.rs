@@ -1,7 +1,7 @@
 //! Image scans (ECR's basic scanning): per image, the state of its latest scan and what it
-//! found, kept durably. The scan itself runs outside the control plane (`aws-api` drives
-//! the `scanner` crate); this module records that a scan started and how it ended, and
-//! enforces ECR's limit of one scan per image per 24 hours.
+//! found, kept durably. The scan itself runs in `registry::Scanner`, which drives the
+//! `scanner` crate over the registry's blobs; this module records that a scan started and
+//! how it ended, and enforces ECR's limit of one scan per image per 24 hours.
 //!
 //! A scan is identified by the time it started: a result is recorded only if the image's
 //! scan is still the one that produced it, so a scan that was overtaken (the image was
@@ -32,7 +32,7 @@ fn blocks_rescan(scan: &ImageScan, now: Timestamp) -> bool {
 }
 
 /// A started scan that the caller must run and then finish with
-/// [`ControlPlane::finish_image_scan`].
+/// [`Ops::finish_image_scan`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanTicket {
     pub scope: Scope,
