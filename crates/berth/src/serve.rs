@@ -96,10 +96,18 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let reaper = control.clone().run_task_reaper(args.stopped_task_retention, shutdown.clone().cancelled_owned());
     tasks.spawn("task reaper", reaper);
     // Lifecycle policies are enforced at start and then every interval, until shutdown.
-    let lifecycle =
-        aws_api::ecr::lifecycle::run_schedule(api.clone(), args.lifecycle_interval, shutdown.clone().cancelled_owned());
+    let lifecycle = control_plane::ecr::registry::enforcement::run_schedule(
+        control.clone(),
+        registry.clone(),
+        args.lifecycle_interval,
+        shutdown.clone().cancelled_owned(),
+    );
     tasks.spawn("ECR lifecycle schedule", lifecycle);
-    let gc = aws_api::ecr::gc::run_schedule(registry, args.registry_gc_interval, shutdown.clone().cancelled_owned());
+    let gc = control_plane::ecr::registry::gc::run_schedule(
+        registry,
+        args.registry_gc_interval,
+        shutdown.clone().cancelled_owned(),
+    );
     tasks.spawn("registry garbage collection", gc);
     if with_agent && !args.no_agent {
         if public.tls {

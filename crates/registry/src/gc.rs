@@ -131,7 +131,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let ns = Namespace { account: "000000000000".into(), region: "us-east-1".into() };
         let reg = Registry {
-            store: BlobStore::open(tmp.path()).unwrap(),
+            store: std::sync::Arc::new(BlobStore::open(tmp.path()).unwrap()),
             meta: LocalMeta::in_memory(),
             auth: AllowAll(ns),
             hooks: NoHooks,

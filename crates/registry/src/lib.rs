@@ -35,7 +35,9 @@ pub use storage::{BlobStore, StorageError, UploadId};
 
 /// Everything the registry's routes need.
 pub struct Registry<M, A, H> {
-    pub store: BlobStore,
+    /// Shared, so that readers outside the routes (an embedder's image scanner) can hold
+    /// the blobs without holding the registry, whose hooks may own them.
+    pub store: std::sync::Arc<BlobStore>,
     pub meta: M,
     pub auth: A,
     pub hooks: H,

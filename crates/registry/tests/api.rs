@@ -27,7 +27,7 @@ async fn spawn() -> App {
     let dir = tempfile::tempdir().unwrap();
     let pushes = Arc::new(Mutex::new(vec![]));
     let registry = Registry {
-        store: registry::BlobStore::open(dir.path().join("store")).unwrap(),
+        store: Arc::new(registry::BlobStore::open(dir.path().join("store")).unwrap()),
         meta: LocalMeta::open(&dir.path().join("meta.log")).unwrap(),
         auth: AllowAll(Namespace { account: "123456789012".into(), region: "us-east-1".into() }),
         hooks: Record(pushes.clone()),
@@ -471,7 +471,7 @@ async fn unauthorized_gets_challenge_and_spec_body() {
     }
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry {
-        store: registry::BlobStore::open(dir.path()).unwrap(),
+        store: Arc::new(registry::BlobStore::open(dir.path()).unwrap()),
         meta: LocalMeta::in_memory(),
         auth: Deny,
         hooks: registry::NoHooks,

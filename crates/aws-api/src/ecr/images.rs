@@ -3,11 +3,10 @@
 //! `PutImageTagMutability` and `PutImageScanningConfiguration`.
 //!
 //! An image lives in two records: the registry's metadata (manifests, tags, blob links;
-//! what `/v2/` serves) and the control plane's `Image` (what `DescribeImages` reads).
-//! Every change here goes to the registry first and then to the control plane, as a
-//! `docker push` does, and each step is idempotent, so a retry after a failure in between
-//! converges. Pushes reuse the registry's own checks (`Registry::put_manifest`, the blob
-//! store's upload sessions), so the API and `docker push` accept exactly the same images.
+//! what `/v2/` serves) and the control plane's `Image` (what `DescribeImages` reads);
+//! `control_plane::ecr::registry` keeps them together (deletions go through it). Pushes
+//! reuse the registry's own checks (`Registry::put_manifest`, the blob store's upload
+//! sessions), so the API and `docker push` accept exactly the same images.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -18,12 +17,12 @@ use base64::Engine;
 use bytes::Bytes;
 
 use control_plane::ecr::check_registry_id;
-use control_plane::ecr::images::{find_image, plan_image_deletion, Deletion, ImageFailure, ImageSelector};
+use control_plane::ecr::images::{find_image, ImageFailure, ImageSelector};
+use control_plane::ecr::registry::{registry_repository, stored_digest};
 use control_plane::Caller;
-use model::ecr::shapes::{self as w, ImageFailureCode, LayerAvailability, LayerFailureCode};
-use model::ecr::RepositoryName;
-use model::Scope;
-use registry::{Digest, Meta, Namespace, PullEvent, PutManifestError, RepoName, StorageError, Tag, UploadId};
+use model::ecr::shapes::{self as w, LayerAvailability, LayerFailureCode};
+use model::ecr::{ImageFailureCode, RepositoryName};
+use registry::{Digest, Meta, PullEvent, PutManifestError, StorageError, Tag, UploadId};
 
 use super::registry::LAYER_URL_CREDENTIAL;
 use crate::ecs::input;
@@ -60,96 +59,6 @@ pub(super) async fn dispatch(
     })
 }
 
-/// Deletes images and tags, named as `BatchDeleteImage` names them, from the registry's
-/// metadata and then from the control plane. Returns the identifiers of what was deleted
-/// and a failure for each selector that named nothing deletable. Lifecycle policies use
-/// this too, so their deletions follow the same rules:
-///
-/// - removing an image's last tag deletes the image, as in ECR;
-/// - an image that an image index in the repository still lists cannot be deleted by
-///   digest (`ImageReferencedByManifestList`); removing its last tags only untags it.
-///
-/// Blobs stay linked to the repository; only manifests and tags go.
-pub(crate) async fn delete_images(
-    api: &Api,
-    scope: &Scope,
-    repo: &RepositoryName,
-    ids: &[ImageSelector],
-) -> Result<(Vec<w::ImageIdentifier>, Vec<w::ImageFailure>), ApiError> {
-    let state = api.control.view();
-    let (plan, failures) = plan_image_deletion(&state, scope, repo, ids);
-    let mut failures: Vec<w::ImageFailure> = failures.iter().map(failure_shape).collect();
-    let target = registry_repository(scope, repo)?;
-
-    // What index manifests that stay behind still list.
-    let going: BTreeSet<&str> = plan
-        .iter()
-        .filter_map(|d| match d {
-            Deletion::Image { digest, .. } => Some(digest.as_str()),
-            Deletion::Tag { .. } => None,
-        })
-        .collect();
-    let mut listed = BTreeSet::new();
-    for image in control_plane::ecr::images_of(&state, scope, repo) {
-        let is_index = [registry::manifest::OCI_INDEX, registry::manifest::DOCKER_MANIFEST_LIST]
-            .contains(&image.media_type.as_str());
-        if !is_index || going.contains(image.digest.as_str()) {
-            continue;
-        }
-        if let Some(record) =
-            api.registry.meta.manifest(&target, &stored_digest(&image.digest)?).await.map_err(internal)?
-        {
-            listed.extend(record.references.iter().map(|d| d.to_string()));
-        }
-    }
-    let mut checked = Vec::new();
-    for d in plan {
-        match d {
-            Deletion::Image { digest, by_digest: true, .. } if listed.contains(&digest) => {
-                failures.push(w::ImageFailure {
-                    image_id: Some(w::ImageIdentifier { image_digest: Some(digest), image_tag: None }),
-                    failure_code: Some(ImageFailureCode::ImageReferencedByManifestList),
-                    failure_reason: Some(
-                        "An image index in this repository still lists this image; delete the index first.".into(),
-                    ),
-                });
-            }
-            Deletion::Image { digest, tags, by_digest: false } if listed.contains(&digest) => {
-                checked.extend(tags.into_iter().map(|tag| Deletion::Tag { digest: digest.clone(), tag }));
-            }
-            d => checked.push(d),
-        }
-    }
-
-    for d in &checked {
-        match d {
-            Deletion::Image { digest, .. } => {
-                api.registry.meta.delete_manifest(&target, &stored_digest(digest)?).await.map_err(internal)?;
-            }
-            Deletion::Tag { digest, tag } => {
-                let tag = Tag::parse(tag).map_err(internal)?;
-                // Only while it still points here: a push may have moved it meanwhile.
-                let current = api.registry.meta.resolve_tag(&target, &tag).await.map_err(internal)?;
-                if current.is_some_and(|c| c.to_string() == *digest) {
-                    api.registry.meta.delete_tag(&target, &tag).await.map_err(internal)?;
-                }
-            }
-        }
-    }
-    let mut deleted = Vec::new();
-    for d in &checked {
-        match d {
-            Deletion::Image { digest, tags, .. } if tags.is_empty() => deleted.push(identifier(digest, None)),
-            Deletion::Image { digest, tags, .. } => {
-                deleted.extend(tags.iter().map(|t| identifier(digest, Some(t.as_str()))))
-            }
-            Deletion::Tag { digest, tag } => deleted.push(identifier(digest, Some(tag.as_str()))),
-        }
-    }
-    api.control.ecr().apply_image_deletions(scope.clone(), repo.clone(), checked).await?;
-    Ok((deleted, failures))
-}
-
 async fn batch_delete_image(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::BatchDeleteImageRequest = input(body)?;
     let (repo, _) = target(api, caller, r.registry_id.as_deref(), r.repository_name.as_deref())?;
@@ -161,8 +70,10 @@ async fn batch_delete_image(api: &Api, caller: &Caller, body: &[u8]) -> Result<R
             Err(f) => failures.push(f),
         }
     }
-    let (deleted, more) = delete_images(api, &caller.scope, &repo.name, &selectors).await?;
-    failures.extend(more);
+    let (deleted, more) =
+        api.control.ecr().delete_images(&api.registry.meta, &caller.scope, &repo.name, &selectors).await?;
+    failures.extend(more.iter().map(failure_shape));
+    let deleted = deleted.iter().map(|d| identifier(&d.digest, d.tag.as_deref())).collect();
     Ok(ok(&w::BatchDeleteImageResponse { image_ids: Some(deleted), failures: Some(failures) }))
 }
 
@@ -572,14 +483,6 @@ fn target(
     Ok((repo, target))
 }
 
-fn registry_repository(scope: &Scope, name: &RepositoryName) -> Result<registry::Repository, ApiError> {
-    Ok(registry::Repository {
-        namespace: Namespace { account: scope.account.to_string(), region: scope.region.as_str().to_string() },
-        // ECR's names are a subset of the registry's, so this cannot fail.
-        name: RepoName::parse(name.as_str()).map_err(internal)?,
-    })
-}
-
 /// Which image an `ImageIdentifier` names, or the failure ECR reports for a malformed one.
 fn selector(id: &w::ImageIdentifier) -> Result<ImageSelector, w::ImageFailure> {
     let sel = ImageSelector { digest: id.image_digest.clone(), tag: id.image_tag.clone() };
@@ -610,8 +513,20 @@ fn failure_shape(f: &ImageFailure) -> w::ImageFailure {
             image_digest: f.selector.digest.clone(),
             image_tag: f.selector.tag.clone(),
         }),
-        failure_code: Some(f.code),
+        failure_code: Some(failure_code(f.code)),
         failure_reason: Some(f.reason.clone()),
+    }
+}
+
+/// ECR's wire code of a domain failure.
+fn failure_code(code: ImageFailureCode) -> w::ImageFailureCode {
+    match code {
+        ImageFailureCode::InvalidImageDigest => w::ImageFailureCode::InvalidImageDigest,
+        ImageFailureCode::InvalidImageTag => w::ImageFailureCode::InvalidImageTag,
+        ImageFailureCode::ImageTagDoesNotMatchDigest => w::ImageFailureCode::ImageTagDoesNotMatchDigest,
+        ImageFailureCode::ImageNotFound => w::ImageFailureCode::ImageNotFound,
+        ImageFailureCode::MissingDigestAndTag => w::ImageFailureCode::MissingDigestAndTag,
+        ImageFailureCode::ImageReferencedByManifestList => w::ImageFailureCode::ImageReferencedByManifestList,
     }
 }
 
@@ -622,11 +537,6 @@ fn identifier(digest: &str, tag: Option<&str>) -> w::ImageIdentifier {
 fn digest_list(ds: &[Digest]) -> String {
     let names: Vec<String> = ds.iter().map(|d| format!("'{d}'")).collect();
     format!("[{}]", names.join(", "))
-}
-
-/// A digest the control plane recorded, which came from the registry and so parses.
-fn stored_digest(d: &str) -> Result<Digest, ApiError> {
-    Digest::parse(d).map_err(internal)
 }
 
 fn upload_id(s: &str) -> Result<UploadId, ApiError> {

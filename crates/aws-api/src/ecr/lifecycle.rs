@@ -1,6 +1,7 @@
 //! Lifecycle policies: `PutLifecyclePolicy`, `GetLifecyclePolicy`,
 //! `DeleteLifecyclePolicy`, `StartLifecyclePolicyPreview`, `GetLifecyclePolicyPreview`,
-//! and their enforcement, which runs on a schedule ([`run_schedule`]) and on demand.
+//! and their enforcement on demand. Enforcement itself, on demand and on a schedule, is
+//! `control_plane::ecr::registry::enforcement`.
 //!
 //! On demand is a Berth extension of the ECR API: the operation
 //! [`RUN_OPERATION`] (`X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.BerthRunLifecyclePolicy`,
@@ -12,20 +13,16 @@
 //! of what a policy expires (`control_plane::ecr::lifecycle::expiring`), so a preview shows
 //! exactly what enforcement deletes from the same images.
 
-use std::future::Future;
-use std::time::Duration;
-
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use control_plane::ecr::check_registry_id;
-use control_plane::ecr::images::ImageSelector;
-use control_plane::ecr::lifecycle::{Expiring, PreviewStatus};
+use control_plane::ecr::registry::{LifecycleFailure, LifecycleRun};
 use control_plane::Caller;
 use control_plane::Page;
 use model::ecr::shapes as w;
-use model::ecr::RepositoryName;
-use model::{Scope, Timestamp};
+use model::ecr::stored::{Expiring, PreviewStatus};
+use model::Timestamp;
 
 use crate::ecs::{input, no_model_rules, validate_with_model, Validate};
 use crate::{ok, Api, ApiError};
@@ -251,49 +248,27 @@ async fn run_now(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, Ap
     };
     let mut repositories = Vec::with_capacity(targets.len());
     for (scope, repo) in targets {
-        repositories.push(enforce_repository(api, &scope, &repo).await);
+        let run = api.control.ecr().enforce_lifecycle_policy(&api.registry.meta, &scope, &repo).await;
+        repositories.push(repository_run(run));
     }
     Ok(ok(&RunResponse { repositories }))
 }
 
-/// Enforces the lifecycle policy of one repository now: evaluates it inside the writer,
-/// deletes what it expires, and logs each image deleted.
-pub async fn enforce_repository(api: &Api, scope: &Scope, repo: &RepositoryName) -> RepositoryRun {
-    let mut run = RepositoryRun { repository_name: repo.to_string(), expired_images: Vec::new(), failure: None };
-    let expiring = match api.control.ecr().evaluate_lifecycle_policy(scope.clone(), repo.clone()).await {
-        Ok(Some(e)) => e,
-        // The policy was deleted meanwhile.
-        Ok(None) => return run,
-        Err(e) => {
-            tracing::error!(error = %e, account = %scope.account, region = %scope.region, repository = %repo, "lifecycle policy evaluation failed");
-            run.failure = Some("The lifecycle policy could not be evaluated; the server log has the detail.".into());
-            return run;
+/// The answer for one repository of [`RUN_OPERATION`].
+fn repository_run(run: LifecycleRun) -> RepositoryRun {
+    let failure = run.failure.map(|f| match f {
+        LifecycleFailure::Evaluation => {
+            "The lifecycle policy could not be evaluated; the server log has the detail.".to_string()
         }
-    };
-    if expiring.is_empty() {
-        return run;
+        LifecycleFailure::Deletion(e) => {
+            format!("Deleting the expired images failed: {}", ApiError::from(e).message)
+        }
+    });
+    RepositoryRun {
+        repository_name: run.repository.to_string(),
+        expired_images: run.expired.into_iter().map(expired_image).collect(),
+        failure,
     }
-    match delete_expired(api, scope, repo, &expiring).await {
-        Ok(deleted) => {
-            for e in &deleted {
-                tracing::info!(
-                    account = %scope.account,
-                    region = %scope.region,
-                    repository = %repo,
-                    digest = %e.digest,
-                    tags = ?e.tags,
-                    rule_priority = e.rule_priority,
-                    "lifecycle policy expired an image"
-                );
-            }
-            run.expired_images = deleted.into_iter().map(expired_image).collect();
-        }
-        Err(e) => {
-            tracing::error!(error = %e.message, account = %scope.account, region = %scope.region, repository = %repo, "deleting expired images failed");
-            run.failure = Some(format!("Deleting the expired images failed: {}", e.message));
-        }
-    }
-    run
 }
 
 fn expired_image(e: Expiring) -> ExpiredImage {
@@ -302,73 +277,5 @@ fn expired_image(e: Expiring) -> ExpiredImage {
         image_tags: e.tags,
         image_pushed_at: e.pushed_at,
         applied_rule_priority: e.rule_priority,
-    }
-}
-
-/// Deletes the expiring images from the registry and the image records, through the
-/// same path as `BatchDeleteImage`, and answers those that are gone.
-///
-/// A tagged image is named by its tags, not its digest: removing an image's last tag
-/// deletes it, but if a push gave it another tag since the evaluation, only the
-/// planned tags go and the image stays with the new one.
-async fn delete_expired(
-    api: &Api,
-    scope: &Scope,
-    repo: &RepositoryName,
-    expiring: &[Expiring],
-) -> Result<Vec<Expiring>, ApiError> {
-    let selectors: Vec<ImageSelector> = expiring
-        .iter()
-        .flat_map(|e| {
-            let digest = Some(e.digest.clone());
-            if e.tags.is_empty() {
-                vec![ImageSelector { digest, tag: None }]
-            } else {
-                e.tags.iter().map(|t| ImageSelector { digest: digest.clone(), tag: Some(t.clone()) }).collect()
-            }
-        })
-        .collect();
-    let (_, failures) = super::images::delete_images(api, scope, repo, &selectors).await?;
-    for f in &failures {
-        tracing::info!(
-            repository = %repo,
-            image = ?f.image_id,
-            code = ?f.failure_code,
-            reason = f.failure_reason.as_deref().unwrap_or(""),
-            "lifecycle policy left an image in place"
-        );
-    }
-    let state = api.control.view();
-    Ok(expiring
-        .iter()
-        .filter(|e| !state.images.contains_key(&(scope.clone(), repo.clone(), e.digest.clone())))
-        .cloned()
-        .collect())
-}
-
-/// Enforces every repository's lifecycle policy now, in every account and region.
-pub async fn enforce_all(api: &Api) {
-    for (scope, repo) in api.control.ecr().lifecycle_repositories(None) {
-        let run = enforce_repository(api, &scope, &repo).await;
-        if !run.expired_images.is_empty() {
-            tracing::info!(account = %scope.account, repository = %repo, expired = run.expired_images.len(), "lifecycle policy run");
-        }
-    }
-}
-
-/// Enforces every lifecycle policy at start and then every `every`, until `shutdown`
-/// completes. ECR promises expiry within 24 hours of an image meeting a rule; the interval
-/// is how soon Berth does it.
-pub async fn run_schedule(api: Api, every: Duration, shutdown: impl Future<Output = ()>) {
-    let mut ticks = tokio::time::interval(every);
-    // After a long run (or a suspended machine), wait a whole interval rather than
-    // catching up with a burst of runs.
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = ticks.tick() => enforce_all(&api).await,
-        }
     }
 }

@@ -3,7 +3,6 @@
 //! image listings here; the others in the submodules, each of which answers `None` for an
 //! operation that is not its own.
 
-pub mod gc;
 mod images;
 pub mod lifecycle;
 mod policies;
@@ -16,7 +15,7 @@ use control_plane::ecr::{check_registry_id, ImageId, NewRepository};
 use control_plane::Caller;
 use control_plane::{ControlPlane, Page};
 use model::ecr::shapes as w;
-use model::ecr::{Image, Repository, TagMutability};
+use model::ecr::{Encryption, EncryptionType, Image, Repository, TagMutability};
 
 use crate::ecs::{input, Validate};
 use crate::{ok, ApiError};
@@ -61,7 +60,7 @@ pub async fn dispatch(
                 tags: ecr_tags(r.tags.unwrap_or_default())?,
                 tag_mutability: tag_mutability(r.image_tag_mutability, r.image_tag_mutability_exclusion_filters)?,
                 scan_on_push: r.image_scanning_configuration.and_then(|c| c.scan_on_push).unwrap_or(false),
-                encryption: r.encryption_configuration,
+                encryption: r.encryption_configuration.map(encryption),
             };
             let repo = cp.ecr().create_repository(caller, req).await?;
             Ok(ok(&w::CreateRepositoryResponse { repository: Some(repository_shape(&repo, host)) }))
@@ -262,6 +261,24 @@ fn repository_shape(r: &Repository, host: &str) -> w::Repository {
         image_tag_mutability: Some(r.tag_mutability),
         image_tag_mutability_exclusion_filters: exclusion_filters(r),
         image_scanning_configuration: Some(w::ImageScanningConfiguration { scan_on_push: Some(r.scan_on_push) }),
-        encryption_configuration: Some(r.encryption.clone()),
+        encryption_configuration: Some(encryption_shape(&r.encryption)),
     }
+}
+
+fn encryption(c: w::EncryptionConfiguration) -> Encryption {
+    let encryption_type = c.encryption_type.map(|t| match t {
+        w::EncryptionType::Aes256 => EncryptionType::Aes256,
+        w::EncryptionType::Kms => EncryptionType::Kms,
+        w::EncryptionType::KmsDsse => EncryptionType::KmsDsse,
+    });
+    Encryption { encryption_type, kms_key: c.kms_key }
+}
+
+fn encryption_shape(e: &Encryption) -> w::EncryptionConfiguration {
+    let encryption_type = e.encryption_type.map(|t| match t {
+        EncryptionType::Aes256 => w::EncryptionType::Aes256,
+        EncryptionType::Kms => w::EncryptionType::Kms,
+        EncryptionType::KmsDsse => w::EncryptionType::KmsDsse,
+    });
+    w::EncryptionConfiguration { encryption_type, kms_key: e.kms_key.clone() }
 }

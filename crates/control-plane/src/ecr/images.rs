@@ -1,6 +1,6 @@
 //! ECR images beyond recording pushes: resolving the images a request names, planning
-//! deletions (one plan, applied first to the registry's metadata by `aws-api` and then
-//! here), pull times, and the repository settings that govern pushes (tag mutability,
+//! deletions (one plan, which `registry::deletion` applies to the registry's metadata and
+//! then here), pull times, and the repository settings that govern pushes (tag mutability,
 //! scan on push).
 //!
 //! Digests and tags arrive here already checked for syntax by the protocol edge, which
@@ -9,8 +9,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use model::ecr::shapes::ImageFailureCode;
-use model::ecr::{Image, Repository, RepositoryName, TagMutability};
+use model::ecr::{Image, ImageFailureCode, Repository, RepositoryName, TagMutability};
 use model::Scope;
 
 use super::{images_of, not_found};
@@ -52,6 +51,15 @@ pub enum Deletion {
     Image { digest: String, tags: Vec<String>, by_digest: bool },
     /// One tag goes; the image stays.
     Tag { digest: String, tag: String },
+}
+
+impl Deletion {
+    /// The digest of the image it changes.
+    pub fn digest(&self) -> &str {
+        match self {
+            Deletion::Image { digest, .. } | Deletion::Tag { digest, .. } => digest,
+        }
+    }
 }
 
 /// The image `selector` names in `repo`, or why there is none.

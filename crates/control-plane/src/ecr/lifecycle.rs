@@ -3,15 +3,15 @@
 //! at an instant. Previews and enforcement both call it, so what a preview shows is by
 //! construction what enforcement deletes from the same images.
 //!
-//! Deleting the images is not done here: `aws-api` deletes them from the registry and the
-//! image records together, right after [`ControlPlane::evaluate_lifecycle_policy`] has
-//! evaluated the policy inside the writer against the latest committed state.
+//! Deleting the images is not done here: `registry::enforcement` deletes them from the
+//! registry and the image records together, right after
+//! [`Ops::evaluate_lifecycle_policy`] has evaluated the policy inside the writer against
+//! the latest committed state.
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use model::ecr::lifecycle::{evaluate, Candidate, LifecyclePolicy, PolicyError};
+use model::ecr::stored::{Expiring, LifecyclePreview, StoredLifecyclePolicy, StoredPreviewStatus};
 use model::ecr::{Image, RepositoryName};
 use model::{Scope, Timestamp};
 
@@ -21,91 +21,6 @@ use crate::state::Touched;
 use crate::Caller;
 use crate::Ops;
 use crate::{State, Txn};
-
-/// How long a completed preview's results are kept. ECR does not say; after this the
-/// preview reads as `EXPIRED` without results, and a new one can be started.
-pub const PREVIEW_RETENTION_SECONDS: f64 = 24.0 * 60.0 * 60.0;
-
-/// A repository's lifecycle policy as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredLifecyclePolicy {
-    pub scope: Scope,
-    pub repository: RepositoryName,
-    pub policy: LifecyclePolicy,
-    /// When enforcement last evaluated this policy; `None` until it first runs.
-    pub last_evaluated_at: Option<Timestamp>,
-}
-
-/// An image a policy expires, as a preview lists it and enforcement deletes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Expiring {
-    pub digest: String,
-    pub tags: Vec<String>,
-    pub pushed_at: Timestamp,
-    /// The `rulePriority` of the one rule that expires the image.
-    pub rule_priority: u32,
-}
-
-/// Where a preview is, as stored. `EXPIRED` is not stored: it is a completed preview read
-/// after [`PREVIEW_RETENTION_SECONDS`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StoredPreviewStatus {
-    InProgress,
-    Complete,
-    Failed,
-}
-
-/// Where a preview is, as a reader sees it now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PreviewStatus {
-    InProgress,
-    Complete,
-    Expired,
-    Failed,
-}
-
-/// The latest lifecycle policy preview of a repository.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LifecyclePreview {
-    pub scope: Scope,
-    pub repository: RepositoryName,
-    /// The policy previewed: the one given to `StartLifecyclePolicyPreview`, or the
-    /// repository's own.
-    pub policy: LifecyclePolicy,
-    pub status: StoredPreviewStatus,
-    pub started_at: Timestamp,
-    pub completed_at: Option<Timestamp>,
-    /// The images the policy expires, oldest first; empty until complete.
-    pub results: Vec<Expiring>,
-    /// Why the preview failed, for the log and the user.
-    pub failure: Option<String>,
-}
-
-impl LifecyclePreview {
-    /// The status a reader sees at `now`.
-    pub fn status_at(&self, now: Timestamp) -> PreviewStatus {
-        match (self.status, self.completed_at) {
-            (StoredPreviewStatus::InProgress, _) => PreviewStatus::InProgress,
-            (StoredPreviewStatus::Failed, _) => PreviewStatus::Failed,
-            (StoredPreviewStatus::Complete, Some(done))
-                if now.epoch_seconds() - done.epoch_seconds() > PREVIEW_RETENTION_SECONDS =>
-            {
-                PreviewStatus::Expired
-            }
-            (StoredPreviewStatus::Complete, _) => PreviewStatus::Complete,
-        }
-    }
-
-    /// A preview found in progress when the state is loaded was cut off by a restart: it
-    /// is reported as failed, so that a waiter stops and a new preview can be started.
-    pub(crate) fn after_restart(mut self) -> Self {
-        if self.status == StoredPreviewStatus::InProgress {
-            self.status = StoredPreviewStatus::Failed;
-            self.failure = Some("Berth restarted before the preview completed; start it again.".into());
-        }
-        self
-    }
-}
 
 /// What a lifecycle policy expires in `repo` at `now`, oldest first. The single
 /// computation behind previews and enforcement.
@@ -347,43 +262,5 @@ impl Ops<'_, Ecr> {
             Ok(Some(expiring))
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use model::{AccountId, Region};
-
-    fn scope() -> Scope {
-        Scope { account: AccountId::parse("123456789012").unwrap(), region: Region::parse("us-east-1").unwrap() }
-    }
-
-    fn preview(status: StoredPreviewStatus, completed_at: Option<f64>) -> LifecyclePreview {
-        let text = r#"{"rules": [{"rulePriority": 1, "description": "keep one untagged image", "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]}"#;
-        LifecyclePreview {
-            scope: scope(),
-            repository: RepositoryName::parse("app").unwrap(),
-            policy: LifecyclePolicy::parse(text).unwrap(),
-            status,
-            started_at: Timestamp::from_epoch_seconds(1000.0),
-            completed_at: completed_at.map(Timestamp::from_epoch_seconds),
-            results: Vec::new(),
-            failure: None,
-        }
-    }
-
-    #[test]
-    fn preview_status_as_read() {
-        let at = |s| Timestamp::from_epoch_seconds(s);
-        let done = preview(StoredPreviewStatus::Complete, Some(2000.0));
-        assert_eq!(done.status_at(at(2000.0 + PREVIEW_RETENTION_SECONDS)), PreviewStatus::Complete);
-        assert_eq!(done.status_at(at(2001.0 + PREVIEW_RETENTION_SECONDS)), PreviewStatus::Expired);
-        assert_eq!(preview(StoredPreviewStatus::InProgress, None).status_at(at(1e9)), PreviewStatus::InProgress);
-        assert_eq!(preview(StoredPreviewStatus::Failed, Some(2000.0)).status_at(at(1e9)), PreviewStatus::Failed);
-        let restarted = preview(StoredPreviewStatus::InProgress, None).after_restart();
-        assert_eq!(restarted.status, StoredPreviewStatus::Failed);
-        assert!(restarted.failure.is_some());
-        assert_eq!(done.clone().after_restart(), done);
     }
 }

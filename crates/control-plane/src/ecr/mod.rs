@@ -1,15 +1,17 @@
-//! The ECR repositories of an account. Images arrive with the registry (`registry` crate),
-//! which is wired in by a later change; until then a repository never holds images.
+//! ECR in the control plane: the repositories of an account and their images here; image
+//! details, scans, lifecycle policies and policies in the submodules; and ECR's service
+//! layer over the image registry (`registry` crate) in [`registry`], which keeps the
+//! registry's metadata and these records together.
 
 pub mod images;
 pub mod lifecycle;
 pub mod policies;
+pub mod registry;
 pub mod scans;
 
 use std::sync::Arc;
 
-use model::ecr::shapes::{EncryptionConfiguration, EncryptionType};
-use model::ecr::{Image, Repository, RepositoryName, TagMutability};
+use model::ecr::{Encryption, EncryptionType, Image, Repository, RepositoryName, TagMutability};
 use model::tags::Tags;
 
 use crate::error::{ConflictKind, Error, NotFoundKind, Result};
@@ -36,7 +38,7 @@ pub struct NewRepository {
     pub tags: Tags,
     pub tag_mutability: TagMutability,
     pub scan_on_push: bool,
-    pub encryption: Option<EncryptionConfiguration>,
+    pub encryption: Option<Encryption>,
 }
 
 pub(crate) fn not_found(caller: &Caller, name: &str) -> Error {
@@ -64,9 +66,8 @@ impl Ops<'_, Ecr> {
     pub async fn create_repository(&self, caller: &Caller, req: NewRepository) -> Result<Repository> {
         let name = RepositoryName::parse(&req.name)?;
         let tags = req.tags;
-        let encryption = req
-            .encryption
-            .unwrap_or(EncryptionConfiguration { encryption_type: Some(EncryptionType::Aes256), kms_key: None });
+        let encryption =
+            req.encryption.unwrap_or(Encryption { encryption_type: Some(EncryptionType::Aes256), kms_key: None });
         if encryption.encryption_type == Some(EncryptionType::Aes256) && encryption.kms_key.is_some() {
             return Err(Error::parameter("A kmsKey can only be given with encryptionType KMS or KMS_DSSE."));
         }

@@ -11,31 +11,16 @@
 use std::sync::Arc;
 
 use model::ecr::policy::{Decision, PolicyDocument, PolicyKind};
+use model::ecr::stored::{StoredRegistryPolicy, StoredRepositoryPolicy};
 use model::ecr::RepositoryName;
 use model::tags::Tags;
 use model::{AccountId, Arn, Scope};
-use serde::{Deserialize, Serialize};
 
 use crate::ecr::Ecr;
 use crate::error::{Error, NotFoundKind, Result};
 use crate::state::{State, Touched};
 use crate::Caller;
 use crate::Ops;
-
-/// A repository's policy as it is stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredRepositoryPolicy {
-    pub scope: Scope,
-    pub repository: RepositoryName,
-    pub policy: PolicyDocument,
-}
-
-/// A registry's (account's, per region) policy as it is stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredRegistryPolicy {
-    pub scope: Scope,
-    pub policy: PolicyDocument,
-}
 
 /// The ECR actions a registry pull needs (`docker pull`).
 pub const PULL_ACTIONS: &[&str] = &["BatchGetImage", "GetDownloadUrlForLayer"];

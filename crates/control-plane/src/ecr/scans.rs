@@ -1,18 +1,15 @@
 //! Image scans (ECR's basic scanning): per image, the state of its latest scan and what it
-//! found, kept durably. The scan itself runs outside the control plane (`aws-api` drives
-//! the `scanner` crate); this module records that a scan started and how it ended, and
-//! enforces ECR's limit of one scan per image per 24 hours.
+//! found, kept durably. The scan itself runs in `registry::Scanner`, which drives the
+//! `scanner` crate over the registry's blobs; this module records that a scan started and
+//! how it ended, and enforces ECR's limit of one scan per image per 24 hours.
 //!
 //! A scan is identified by the time it started: a result is recorded only if the image's
 //! scan is still the one that produced it, so a scan that was overtaken (the image was
 //! deleted and pushed again) cannot overwrite a newer one.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use model::ecr::shapes::{FindingSeverity, ScanStatus};
+use model::ecr::stored::{Finding, ImageScan, ScanStatus};
 use model::ecr::{Image, RepositoryName};
 use model::{Scope, Timestamp};
 
@@ -28,53 +25,14 @@ use crate::{State, Txn};
 /// How often one image may be scanned, as in ECR: the scan on push counts.
 pub const SCAN_INTERVAL_SECONDS: f64 = 24.0 * 3600.0;
 
-/// The latest scan of one image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageScan {
-    pub scope: Scope,
-    pub repository: RepositoryName,
-    pub digest: String,
-    pub status: ScanStatus,
-    pub description: String,
-    pub started_at: Timestamp,
-    pub completed_at: Option<Timestamp>,
-    /// When the vulnerability database the scan used last changed.
-    pub source_updated_at: Option<Timestamp>,
-    /// Most severe first.
-    pub findings: Vec<Finding>,
-}
-
-/// One vulnerability of the image, as ECR reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
-    pub name: String,
-    pub description: String,
-    pub uri: Option<String>,
-    pub severity: FindingSeverity,
-    /// `package_name`, `package_version`, and CVSS details when known, in this order.
-    pub attributes: Vec<(String, String)>,
-}
-
-impl ImageScan {
-    /// How many findings of each severity (only severities that occur).
-    pub fn severity_counts(&self) -> BTreeMap<FindingSeverity, i32> {
-        let mut counts = BTreeMap::new();
-        for f in &self.findings {
-            *counts.entry(f.severity).or_insert(0) += 1;
-        }
-        counts
-    }
-
-    /// Whether this scan uses up the image's scan for the interval: every scan does except
-    /// one that failed, which found out nothing about the image.
-    fn blocks_rescan(&self, now: Timestamp) -> bool {
-        self.status != ScanStatus::Failed
-            && now.epoch_seconds() - self.started_at.epoch_seconds() < SCAN_INTERVAL_SECONDS
-    }
+/// Whether `scan` uses up the image's scan for the interval: every scan does except one
+/// that failed, which found out nothing about the image.
+fn blocks_rescan(scan: &ImageScan, now: Timestamp) -> bool {
+    scan.status != ScanStatus::Failed && now.epoch_seconds() - scan.started_at.epoch_seconds() < SCAN_INTERVAL_SECONDS
 }
 
 /// A started scan that the caller must run and then finish with
-/// [`ControlPlane::finish_image_scan`].
+/// [`Ops::finish_image_scan`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanTicket {
     pub scope: Scope,
@@ -117,7 +75,7 @@ impl Ops<'_, Ecr> {
         self.write(move |txn| {
             let image = resolve(txn.state, &caller, &repo, &repository, &selector)?;
             if let Some(scan) = txn.state.image_scans.get(&key_of(&image)) {
-                if scan.blocks_rescan(txn.now) {
+                if blocks_rescan(scan, txn.now) {
                     let left = scan.started_at.epoch_seconds() + SCAN_INTERVAL_SECONDS - txn.now.epoch_seconds();
                     return Err(Error::LimitExceeded(format!(
                         "The image {} was scanned less than 24 hours ago, and an image can be scanned once every 24 hours. Start the scan again in {}, or read the last results with DescribeImageScanFindings.",
@@ -145,7 +103,7 @@ impl Ops<'_, Ecr> {
             let scans =
                 txn.state.repositories.get(&(scope.clone(), repository.clone())).is_some_and(|r| r.scan_on_push);
             let Some(image) = txn.state.images.get(&(scope, repository, digest)).cloned() else { return Ok(None) };
-            if !scans || txn.state.image_scans.get(&key_of(&image)).is_some_and(|s| s.blocks_rescan(txn.now)) {
+            if !scans || txn.state.image_scans.get(&key_of(&image)).is_some_and(|s| blocks_rescan(s, txn.now)) {
                 return Ok(None);
             }
             Ok(Some(begin(txn, &image)))
@@ -348,26 +306,12 @@ mod tests {
             (ScanStatus::Complete, 100_000.0 - SCAN_INTERVAL_SECONDS + 1.0, true),
         ];
         for (status, started, want) in cases {
-            assert_eq!(scan(status, started).blocks_rescan(now), want, "{status:?} at {started}");
+            assert_eq!(blocks_rescan(&scan(status, started), now), want, "{status:?} at {started}");
         }
     }
 
     #[test]
-    fn severity_counts_and_waits_in_words() {
-        let mut s = scan(ScanStatus::Complete, 0.0);
-        let finding = |sev| Finding {
-            name: "CVE-1".into(),
-            description: String::new(),
-            uri: None,
-            severity: sev,
-            attributes: vec![],
-        };
-        s.findings =
-            vec![finding(FindingSeverity::High), finding(FindingSeverity::High), finding(FindingSeverity::Low)];
-        let counts = s.severity_counts();
-        assert_eq!(counts.get(&FindingSeverity::High), Some(&2));
-        assert_eq!(counts.get(&FindingSeverity::Low), Some(&1));
-        assert_eq!(counts.len(), 2);
+    fn waits_in_words() {
         assert_eq!(duration_words(10.0), "1 minute");
         assert_eq!(duration_words(SCAN_INTERVAL_SECONDS), "24 hours");
         assert_eq!(duration_words(3.5 * 3600.0), "3 hours 30 minutes");

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use model::ecr::{Image, Repository, RepositoryName};
 
-use crate::ecr::policies::{StoredRegistryPolicy, StoredRepositoryPolicy};
-use crate::ecr::scans::ImageScan;
+use model::ecr::stored::{
+    ImageScan, LifecyclePreview, StoredLifecyclePolicy, StoredRegistryPolicy, StoredRepositoryPolicy,
+};
 use model::ecs::service::{Service, ServiceName};
 use model::ecs::settings::Principal;
 use model::ecs::shapes::SettingName;
@@ -27,8 +28,6 @@ use store::{Mutation, Record, StoreError};
 
 use self::ec2::Ec2State;
 use self::elb::{ElbKey, ElbState};
-
-use crate::ecr::lifecycle::{LifecyclePreview, StoredLifecyclePolicy};
 
 /// A stored account setting: the value one principal (or the account default) chose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 pub mod lifecycle;
 pub mod policy;
 pub mod shapes;
+pub mod stored;
 
 use serde::{Deserialize, Serialize};
 
@@ -95,7 +96,7 @@ pub struct Repository {
     #[serde(default)]
     pub tag_mutability_exclusions: Vec<TagWildcard>,
     pub scan_on_push: bool,
-    pub encryption: shapes::EncryptionConfiguration,
+    pub encryption: Encryption,
     pub tags: Tags,
 }
 
@@ -115,6 +116,29 @@ impl Repository {
             shapes::ImageTagMutability::MutableWithExclusion => excluded,
         }
     }
+}
+
+/// How a repository's images are encrypted at rest, as `CreateRepository` set it. Stored
+/// in the form of ECR's `EncryptionConfiguration`, which it was before it had a type of
+/// its own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    #[serde(rename = "encryptionType", default, skip_serializing_if = "Option::is_none")]
+    pub encryption_type: Option<EncryptionType>,
+    #[serde(rename = "kmsKey", default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
+}
+
+/// ECR's encryption types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EncryptionType {
+    #[serde(rename = "AES256")]
+    Aes256,
+    #[serde(rename = "KMS")]
+    Kms,
+    #[serde(rename = "KMS_DSSE")]
+    KmsDsse,
 }
 
 /// At most this many exclusion filters per repository, as in ECR.
@@ -296,4 +320,16 @@ pub struct Image {
     /// that much.
     #[serde(default)]
     pub last_recorded_pull_time: Option<Timestamp>,
+}
+
+/// Why one image that a request named was not acted on: ECR's `ImageFailureCode`s that
+/// Berth reports, each beside the results for the other images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFailureCode {
+    InvalidImageDigest,
+    InvalidImageTag,
+    ImageTagDoesNotMatchDigest,
+    ImageNotFound,
+    MissingDigestAndTag,
+    ImageReferencedByManifestList,
 }

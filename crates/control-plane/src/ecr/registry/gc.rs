@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use registry::gc::GcPolicy;
 
-use super::registry::EcrRegistry;
+use super::EcrRegistry;
 
 /// Collects garbage every `every` (the first time one interval after start, so that a
 /// restart loop cannot turn into a collection loop), until `stop` completes.
-pub async fn run_schedule(registry: Arc<EcrRegistry>, every: Duration, stop: impl Future<Output = ()>) {
+pub async fn run_schedule<A>(registry: Arc<EcrRegistry<A>>, every: Duration, stop: impl Future<Output = ()>) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);

@@ -1,0 +1,271 @@
+//! ECR's service layer over the image registry (`registry` crate): the rules that span
+//! the registry's metadata (manifests, tags, blob links; what `/v2/` serves) and the
+//! control plane's records (what `DescribeImages` reads).
+//!
+//! An image lives in both. A push goes to the registry first, whose hook ([`RecordPush`])
+//! records it here; every other change (deletions, lifecycle expiry) goes to the registry
+//! first and then here, and each step is idempotent, so a retry after a failure in between
+//! converges. The registry's authentication is not decided here: the protocol edge
+//! supplies it as the registry's `Authorize` (`A` in [`EcrRegistry`]).
+//!
+//! Layering: this module calls the ECR operations of its parent (`images`, `scans`,
+//! `lifecycle`, `policies`); they never call it.
+
+mod deletion;
+pub mod enforcement;
+pub mod gc;
+mod scanner;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use registry::{
+    BlobStore, Digest, LocalMeta, ManifestRecord, Meta, MetaError, Namespace, OnPush, PullEvent, PushEvent, Registry,
+    Repository, Tag,
+};
+
+use model::ecr::RepositoryName;
+use model::{Region, Scope};
+
+use crate::auth::TokenGrant;
+use crate::ecr::Ecr;
+use crate::error::{Error, Result};
+use crate::{ControlPlane, Ops};
+
+pub use deletion::{stored_digest, DeletedImage};
+pub use enforcement::{LifecycleFailure, LifecycleRun};
+pub use scanner::{Scanner, CONCURRENT_SCANS};
+
+/// The registry as ECR runs it: ECR's tag immutability on pushes, and pushes and pulls
+/// recorded in the control plane; `A` authenticates its requests.
+pub type EcrRegistry<A> = Registry<EcrMeta, A, RecordPush>;
+
+/// Opens the registry that stores blobs and metadata under `dir`, authenticated by
+/// `auth`; its scans read the vulnerability database in `vulndb` (see `scanner::db`).
+/// Scans that a stop interrupted start again.
+pub fn open<A>(
+    control: Arc<ControlPlane>,
+    dir: &std::path::Path,
+    realm: String,
+    auth: A,
+    vulndb: std::path::PathBuf,
+) -> std::io::Result<Arc<EcrRegistry<A>>> {
+    std::fs::create_dir_all(dir)?;
+    let store = Arc::new(BlobStore::open(dir.to_path_buf())?);
+    let meta = EcrMeta {
+        inner: LocalMeta::open(&dir.join("meta.log"))?,
+        control: control.clone(),
+        tag_writes: tokio::sync::Mutex::new(()),
+    };
+    let scanner = Scanner::new(control.clone(), store.clone(), vulndb);
+    scanner.resume_interrupted();
+    let hooks = RecordPush { control, pulls: Mutex::new(HashMap::new()), scanner };
+    Ok(Arc::new(Registry { store, meta, auth, hooks, realm }))
+}
+
+/// The registry's metadata with ECR's rule on top: a push may not move an immutable tag
+/// (`imageTagMutability` and its exclusion filters, read from the control plane). The
+/// same manifest pushed again under its tag changes nothing and is allowed.
+pub struct EcrMeta {
+    inner: LocalMeta,
+    control: Arc<ControlPlane>,
+    /// Serialises tagged manifest writes, so that two pushes racing for one immutable tag
+    /// cannot both find it free.
+    tag_writes: tokio::sync::Mutex<()>,
+}
+
+impl EcrMeta {
+    fn tag_is_immutable(&self, repo: &Repository, tag: &Tag) -> bool {
+        let (Some(scope), Ok(name)) = (scope_of(&repo.namespace), RepositoryName::parse(repo.name.as_str())) else {
+            return false;
+        };
+        self.control.view().repositories.get(&(scope, name)).is_some_and(|r| r.tag_is_immutable(tag.as_str()))
+    }
+}
+
+/// Garbage collection marks and sweeps the metadata underneath.
+impl AsRef<LocalMeta> for EcrMeta {
+    fn as_ref(&self) -> &LocalMeta {
+        &self.inner
+    }
+}
+
+impl Meta for EcrMeta {
+    async fn link_blob(&self, repo: &Repository, digest: &Digest) -> Result<(), MetaError> {
+        self.inner.link_blob(repo, digest).await
+    }
+    async fn blob_linked(&self, repo: &Repository, digest: &Digest) -> Result<bool, MetaError> {
+        self.inner.blob_linked(repo, digest).await
+    }
+    async fn unlink_blob(&self, repo: &Repository, digest: &Digest) -> Result<bool, MetaError> {
+        self.inner.unlink_blob(repo, digest).await
+    }
+    async fn put_manifest(
+        &self,
+        repo: &Repository,
+        manifest: ManifestRecord,
+        tag: Option<&Tag>,
+    ) -> Result<(), MetaError> {
+        let Some(tag) = tag else {
+            return self.inner.put_manifest(repo, manifest, None).await;
+        };
+        let _serial = self.tag_writes.lock().await;
+        let current = self.inner.resolve_tag(repo, tag).await?;
+        if current.is_some_and(|d| d != manifest.digest) && self.tag_is_immutable(repo, tag) {
+            return Err(MetaError::TagImmutable(format!(
+                "The image tag '{}' already exists in the '{}' repository and cannot be overwritten because the tag is immutable.",
+                tag.as_str(),
+                repo.name.as_str()
+            )));
+        }
+        self.inner.put_manifest(repo, manifest, Some(tag)).await
+    }
+    async fn manifest(&self, repo: &Repository, digest: &Digest) -> Result<Option<ManifestRecord>, MetaError> {
+        self.inner.manifest(repo, digest).await
+    }
+    async fn resolve_tag(&self, repo: &Repository, tag: &Tag) -> Result<Option<Digest>, MetaError> {
+        self.inner.resolve_tag(repo, tag).await
+    }
+    async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<bool, MetaError> {
+        self.inner.delete_manifest(repo, digest).await
+    }
+    async fn delete_tag(&self, repo: &Repository, tag: &Tag) -> Result<bool, MetaError> {
+        self.inner.delete_tag(repo, tag).await
+    }
+    async fn tags(&self, repo: &Repository) -> Result<Option<Vec<Tag>>, MetaError> {
+        self.inner.tags(repo).await
+    }
+    async fn referrers(&self, repo: &Repository, digest: &Digest) -> Result<Vec<ManifestRecord>, MetaError> {
+        self.inner.referrers(repo, digest).await
+    }
+}
+
+/// The account and region a registry namespace stands for.
+pub fn scope_of(ns: &Namespace) -> Option<Scope> {
+    Some(Scope { account: model::AccountId::parse(&ns.account).ok()?, region: Region::parse(&ns.region).ok()? })
+}
+
+/// The registry's key of repository `name` of `scope`.
+pub fn registry_repository(scope: &Scope, name: &RepositoryName) -> Result<Repository> {
+    Ok(Repository {
+        namespace: Namespace { account: scope.account.to_string(), region: scope.region.as_str().to_string() },
+        // ECR's names are a subset of the registry's, so this cannot fail.
+        name: registry::RepoName::parse(name.as_str()).map_err(internal)?,
+    })
+}
+
+/// A failure inside Berth: the detail goes to the log, the caller gets a server error.
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}
+
+/// A pull of an image is recorded at most once per this interval. ECR itself refreshes
+/// `lastRecordedPullTime` only about daily; a minute keeps the time close to the truth
+/// while a busy image (every task start pulls it) costs one durable write a minute, not
+/// one per pull.
+const PULL_RECORD_INTERVAL: Duration = Duration::from_secs(60);
+/// Past this many remembered pulls, those older than the interval are forgotten.
+const PULL_MEMORY: usize = 10_000;
+
+/// Records every pushed image in the control plane, where `DescribeImages` and
+/// `ListImages` read them, durably and per account; and the time of pulls
+/// (`lastRecordedPullTime`).
+pub struct RecordPush {
+    control: Arc<ControlPlane>,
+    /// When a pull of each image was last recorded.
+    pulls: Mutex<HashMap<(Namespace, String, Digest), Instant>>,
+    /// Scans pushed images of repositories with scan on push; `StartImageScan` uses it too.
+    pub scanner: Scanner,
+}
+
+impl RecordPush {
+    /// Whether a pull of this image should be recorded now; if so, it counts as recorded.
+    fn due(&self, key: (Namespace, String, Digest)) -> bool {
+        let now = Instant::now();
+        let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
+        if pulls.get(&key).is_some_and(|t| now.duration_since(*t) < PULL_RECORD_INTERVAL) {
+            return false;
+        }
+        if pulls.len() >= PULL_MEMORY {
+            pulls.retain(|_, t| now.duration_since(*t) < PULL_RECORD_INTERVAL);
+        }
+        pulls.insert(key, now);
+        true
+    }
+}
+
+impl OnPush for RecordPush {
+    async fn on_pull(&self, event: PullEvent) {
+        let repository = event.repository.name.as_str().to_string();
+        let key = (event.repository.namespace.clone(), repository.clone(), event.digest.clone());
+        let Some(scope) = scope_of(&event.repository.namespace) else { return };
+        if !self.due(key) {
+            return;
+        }
+        if let Err(e) = self.control.ecr().record_pull(scope, &repository, event.digest.to_string()).await {
+            tracing::warn!(error = %e, %repository, "recording a pull failed");
+        }
+    }
+
+    async fn on_push(&self, event: PushEvent) {
+        let ns = &event.repository.namespace;
+        let (Ok(account), Ok(region)) = (model::AccountId::parse(&ns.account), Region::parse(&ns.region)) else {
+            tracing::error!(account = %ns.account, "a push in a namespace that is not an account; not recorded");
+            return;
+        };
+        let pushed = crate::ecr::Pushed {
+            scope: Scope { account, region },
+            repository: event.repository.name.as_str().to_string(),
+            digest: event.digest.to_string(),
+            tag: event.tag.as_ref().map(|t| t.as_str().to_string()),
+            size: i64::try_from(event.image_size).unwrap_or(i64::MAX),
+            media_type: event.media_type.clone(),
+        };
+        match self.control.ecr().record_push(pushed).await {
+            Ok(image) => self.scanner.scan_on_push(&image),
+            Err(e) => {
+                tracing::error!(error = %e, repository = %event.repository.name.as_str(), "recording a pushed image failed")
+            }
+        }
+    }
+}
+
+impl Ops<'_, Ecr> {
+    /// Which repository a registry path names for the account holding `grant`, and
+    /// whether that account may do `actions` there. The caller's own repository of that
+    /// name comes first; otherwise `<account-id>/<name>` names repository `<name>` of that
+    /// account (same region), which its repository policy must open to the caller. As in
+    /// ECR, images go only into repositories created beforehand. Every refusal is an
+    /// [`Error::Denied`] or [`Error::Invalid`] whose message the registry answers.
+    pub fn registry_target(&self, grant: &TokenGrant, path: &str, actions: &[&str]) -> Result<(Scope, RepositoryName)> {
+        let region = Region::parse(&grant.region)?;
+        let own = Scope { account: grant.account.clone(), region: region.clone() };
+        let state = self.view();
+        if let Ok(name) = RepositoryName::parse(path) {
+            if state.repositories.contains_key(&(own.clone(), name.clone())) {
+                return Ok((own, name));
+            }
+        }
+        let other = path.split_once('/').and_then(|(account, rest)| {
+            Some((model::AccountId::parse(account).ok()?, RepositoryName::parse(rest).ok()?))
+        });
+        let Some((account, name)) = other else {
+            return Err(Error::Denied(format!(
+                "The repository with name '{path}' does not exist in the registry with id '{}'. Create it with `aws ecr create-repository --repository-name {path}`.",
+                grant.account
+            )));
+        };
+        let owner = Scope { account, region };
+        crate::ecr::policies::check_repository_access(&state, &grant.account, &owner, &name, actions)?;
+        // The owner passes the policy check even for a repository it never created, which
+        // must not take images either.
+        if !state.repositories.contains_key(&(owner.clone(), name.clone())) {
+            return Err(Error::Denied(format!(
+                "The repository with name '{name}' does not exist in the registry with id '{}'. Create it with `aws ecr create-repository --repository-name {name}`.",
+                owner.account
+            )));
+        }
+        Ok((owner, name))
+    }
+}
