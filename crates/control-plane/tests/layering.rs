@@ -4,8 +4,18 @@
 use std::path::{Path, PathBuf};
 
 /// The base: what every service builds on. It must never import a service module.
-const BASE: &[&str] =
-    &["lib.rs", "caller.rs", "ops.rs", "paging.rs", "runtime.rs", "writer.rs", "error.rs", "agents.rs", "auth.rs", "state"];
+const BASE: &[&str] = &[
+    "lib.rs",
+    "caller.rs",
+    "ops.rs",
+    "paging.rs",
+    "runtime.rs",
+    "writer.rs",
+    "error.rs",
+    "agents.rs",
+    "auth.rs",
+    "state",
+];
 const SERVICES: &[&str] = &["ecs", "ecr", "elb", "ec2"];
 
 fn src() -> PathBuf {

@@ -2,6 +2,38 @@
 //! details, scans, lifecycle policies and policies in the submodules; and ECR's service
 //! layer over the image registry (`registry` crate) in [`registry`], which keeps the
 //! registry's metadata and these records together.
+//!
+//! Decisions where ECR is silent or one machine differs:
+//! - Tokens: `GetAuthorizationToken` answers base64 of `AWS:<token>`; the token is a claim
+//!   (account, region, 12 h expiry, nonce) signed with HMAC-SHA256 under a per-deployment
+//!   secret kept in the store (`auth::Credentials::registry_token`), so it survives
+//!   restarts and cannot be forged or moved to another account. The registry takes it as
+//!   Basic credentials or through the Bearer flow (`GET /_berth/registry/token`).
+//! - Addresses: repository URIs name the `Host` the client called (or `--advertise-host`):
+//!   Docker accepts plain HTTP for loopback registries, so `docker push
+//!   127.0.0.1:<port>/<repo>` needs no daemon configuration.
+//! - One registry host serves every account; the token selects the account.
+//!   `<host>/<account-id>/<name>` names another account's repository when the caller has
+//!   none with that full name, reachable only if that repository's policy allows the
+//!   caller's account the action (Deny wins). A missing repository of another account is
+//!   refused like a forbidden one, so accounts cannot probe each other.
+//! - Immutable tags (with `*_WITH_EXCLUSION` filters) are refused in one place, `EcrMeta`,
+//!   so `docker push` and `PutImage` give ECR's message. An image an index still lists
+//!   cannot be deleted by digest. Layer download URLs carry an HMAC credential for one blob
+//!   for one hour. `lastRecordedPullTime` is set by a manifest GET or `BatchGetImage` (not
+//!   HEAD), at most once per image per minute.
+//! - Scans: an image index is scanned through its linux/amd64 image (else its first
+//!   non-attestation image); a non-container config or no dpkg/apk database is
+//!   `UNSUPPORTED_IMAGE`; with no imported database a scan is `FAILED` (saying to run
+//!   `berth vulndb import`) and does not count against the 24-hour limit, which every other
+//!   outcome does; one finding per (CVE, source package), the most severe kept. Scans a
+//!   stop interrupted run again at start.
+//! - Lifecycle: previews and enforcement call the same `expiring()`; enforcement confirms
+//!   its plan inside the writer, at start and every `--lifecycle-interval`, or at once with
+//!   `berth ecr run-lifecycle`. Same-instant pushes are ordered by digest; "older than n
+//!   days" is strictly more than n × 24 h; two rules with the same tag set are refused; a
+//!   preview cut off by a restart reads `FAILED`; archive storage classes answer
+//!   `UnsupportedFeatureException`.
 
 pub mod images;
 pub mod lifecycle;

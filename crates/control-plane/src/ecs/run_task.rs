@@ -1,5 +1,5 @@
 //! RunTask and StartTask: the request's rules, checked in ECS's order, then one launch
-//! (see [`super::launch`]) inside the writer.
+//! (see `launch`) inside the writer.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 

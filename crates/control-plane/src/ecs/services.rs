@@ -1,6 +1,6 @@
 //! Services: create, update, delete, describe and list them, their deployments and
 //! revisions. What keeps each service at its desired state is the controller in
-//! [`controller`]; the operations here only record what the user asked for and wake it.
+//! `controller`; the operations here only record what the user asked for and wake it.
 
 pub(crate) mod controller;
 mod spec;

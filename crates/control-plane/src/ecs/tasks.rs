@@ -1,5 +1,5 @@
 //! Tasks: stopping, description, listing, and the state reported by agents. Starting
-//! them is [`super::run_task`]'s (RunTask, StartTask) and [`super::launch`]'s.
+//! them is [`super::run_task`]'s (RunTask, StartTask) and `launch`'s.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //!
 //! For the ECS service controller: `cp.elbv2().register_targets`, `deregister_targets`
 //! and `describe_target_health` are the same operations the API serves, callable with the
-//! service's scope. Every write goes through [`Ops::change`], which wakes the data plane.
+//! service's scope. Every write goes through `Ops::change`, which wakes the data plane.
 //!
 //! Decisions: each load balancer gets its own address from `--lb-address-pool`
 //! (127.100.0.0/16), kept with it in the store, so two load balancers can both listen on
