@@ -176,6 +176,25 @@ pub struct TaskReport {
     pub execution_stopped_at: Option<Timestamp>,
 }
 
+impl TaskReport {
+    /// A report of `last_status` that says nothing more yet: no containers, no times, no
+    /// stop code, health UNKNOWN.
+    pub fn new(task_arn: impl Into<String>, last_status: TaskStatus) -> TaskReport {
+        TaskReport {
+            task_arn: task_arn.into(),
+            last_status,
+            containers: vec![],
+            health_status: HealthStatus::Unknown,
+            stop_code: None,
+            stopped_reason: None,
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            execution_stopped_at: None,
+        }
+    }
+}
+
 /// One container of a task as the agent sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -2,7 +2,7 @@
 //! keeps as it goes, completed by each container as ECS shows it. The pause container of
 //! an awsvpc task is never reported.
 
-use agent_protocol::{ContainerReport, ContainerStatus, HealthStatus, TaskReport, TaskStatus};
+use agent_protocol::{ContainerReport, ContainerStatus, TaskReport, TaskStatus};
 use model::Timestamp;
 
 use super::rules::task_health;
@@ -11,18 +11,7 @@ use super::state::{Ctr, Phase};
 /// The task-wide part of a task's first report: PENDING, nothing done yet. Its
 /// `containers` and `health_status` stay empty: [`task_report`] derives them.
 pub fn pending(task_arn: &str) -> TaskReport {
-    TaskReport {
-        task_arn: task_arn.to_string(),
-        last_status: TaskStatus::Pending,
-        containers: vec![],
-        health_status: HealthStatus::Unknown,
-        stop_code: None,
-        stopped_reason: None,
-        pull_started_at: None,
-        pull_stopped_at: None,
-        started_at: None,
-        execution_stopped_at: None,
-    }
+    TaskReport::new(task_arn, TaskStatus::Pending)
 }
 
 /// Moves the task's status to `computed` if that is forward (a status never moves back),

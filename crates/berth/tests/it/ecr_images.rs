@@ -18,6 +18,8 @@ use testkit::images::simplehttp_image;
 use crate::berth;
 use crate::support::{create_repository, sha256};
 
+use crate::support::RepositoryUri;
+
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MIB: usize = 1 << 20;
@@ -503,11 +505,7 @@ async fn ecr_images_immutable_tags_refuse_overwrite_through_the_api_and_docker_p
         .send()
         .await
         .unwrap()
-        .repository()
-        .unwrap()
-        .repository_uri()
-        .unwrap()
-        .to_string();
+        .uri();
     let first = push_synthetic(&ecr, "frozen", "first", Some("1.0")).await;
     let config = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":\"second\"}";
     let c = upload_or_existing(&ecr, "frozen", config.as_bytes()).await;

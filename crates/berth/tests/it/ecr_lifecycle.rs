@@ -3,19 +3,20 @@
 //! (`berth ecr run-lifecycle`) and on the server's schedule, and what it leaves checked
 //! with `DescribeImages`, `ListImages` and `docker pull`.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use aws_sdk_ecr::client::Waiters;
 use aws_sdk_ecr::types::{
     ImageActionType, ImageIdentifier, LifecyclePolicyPreviewFilter, LifecyclePolicyPreviewStatus, TagStatus,
 };
-use base64::Engine;
 use serde_json::json;
 use testkit::images::simplehttp_image;
 use testkit::{error_code, eventually, Berth};
 
 use crate::berth;
+
+use crate::support::{Docker, RepositoryUri};
 
 /// The code and message of a service error.
 fn failure<E: aws_sdk_ecr::error::ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
@@ -38,47 +39,7 @@ fn policy(rules: &[serde_json::Value]) -> String {
     serde_json::to_string_pretty(&json!({ "rules": rules })).unwrap()
 }
 
-/// A `docker` CLI with its own config dir, so the test's login leaves the machine's
-/// Docker credentials alone.
-struct Docker {
-    config: tempfile::TempDir,
-    /// Local image names to remove at the end.
-    made: Vec<String>,
-}
-
 impl Docker {
-    async fn login(b: &Berth) -> Docker {
-        let config = tempfile::Builder::new().prefix("berth-docker").tempdir().unwrap();
-        let token = b.ecr().await.get_authorization_token().send().await.unwrap().authorization_data()[0]
-            .authorization_token()
-            .unwrap()
-            .to_string();
-        let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(token).unwrap()).unwrap();
-        let password = decoded.strip_prefix("AWS:").unwrap().to_string();
-        let host = b.endpoint.trim_start_matches("http://");
-        let d = Docker { config, made: Vec::new() };
-        let mut child = d
-            .cmd(&["login", "--username", "AWS", "--password-stdin", host])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("run docker");
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
-        assert!(child.wait().unwrap().success(), "docker login failed");
-        d
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("docker");
-        c.arg("--config").arg(self.config.path()).args(args);
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> bool {
-        self.cmd(args).stdout(Stdio::null()).stderr(Stdio::null()).status().expect("run docker").success()
-    }
-
     /// Builds an image of its own (the test image with a distinct label, so a distinct
     /// config and manifest) as `image` and pushes it.
     fn build_and_push(&mut self, image: &str, label: &str) {
@@ -94,18 +55,6 @@ impl Docker {
         assert!(child.wait().unwrap().success(), "docker build of {image} failed");
         self.made.push(image.to_string());
         assert!(self.ok(&["push", "-q", image]), "docker push of {image} failed");
-    }
-
-    fn remove_local(&self, image: &str) {
-        let _ = self.cmd(&["rmi", "-f", image]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-    }
-}
-
-impl Drop for Docker {
-    fn drop(&mut self) {
-        for image in &self.made {
-            self.remove_local(image);
-        }
     }
 }
 
@@ -161,17 +110,7 @@ async fn lifecycle_preview_lists_exactly_what_enforcement_deletes() {
     let b = berth().await;
     let ecr = b.ecr().await;
     let repo = "lc/app";
-    let uri = ecr
-        .create_repository()
-        .repository_name(repo)
-        .send()
-        .await
-        .unwrap()
-        .repository()
-        .unwrap()
-        .repository_uri()
-        .unwrap()
-        .to_string();
+    let uri = ecr.create_repository().repository_name(repo).send().await.unwrap().uri();
     let mut docker = Docker::login(&b).await;
 
     // Six images, oldest first. `latest` moves twice, leaving two untagged images.

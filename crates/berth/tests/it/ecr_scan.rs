@@ -6,15 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use aws_sdk_ecr::client::Waiters;
 use aws_sdk_ecr::types::{ImageIdentifier, ImageScanningConfiguration, ScanStatus};
-use base64::Engine;
 use sha2::Digest as _;
 
 use crate::berth;
+
+use crate::support::{Docker, RepositoryUri};
 
 const SCAN_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -182,45 +183,7 @@ fn alpine_layers() -> Vec<Vec<u8>> {
     ])]
 }
 
-/// Docker commands with a configuration directory of their own, so the test's login
-/// leaves the machine's Docker credentials alone.
-struct Docker {
-    config: tempfile::TempDir,
-}
-
 impl Docker {
-    async fn login(b: &testkit::Berth, ecr: &aws_sdk_ecr::Client) -> Docker {
-        let docker = Docker { config: tempfile::tempdir().unwrap() };
-        let token = ecr.get_authorization_token().send().await.unwrap().authorization_data()[0]
-            .authorization_token()
-            .unwrap()
-            .to_string();
-        let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(token).unwrap()).unwrap();
-        let password = decoded.strip_prefix("AWS:").unwrap();
-        let host = b.endpoint.trim_start_matches("http://");
-        let mut login = docker
-            .command(&["login", "--username", "AWS", "--password-stdin", host])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("run docker");
-        use std::io::Write;
-        login.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
-        assert!(login.wait().unwrap().success(), "docker login refused the ECR token");
-        docker
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("docker");
-        c.env("DOCKER_CONFIG", self.config.path()).args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) {
-        let out = self.command(args).output().expect("run docker");
-        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
     /// Loads an image made of `layers` (lowest first) into the engine as `name` with
     /// `docker load`, pushes it, and removes it from the engine again.
     fn load_and_push(&self, name: &str, layers: &[Vec<u8>]) {
@@ -233,7 +196,7 @@ impl Docker {
 
     fn push(&self, name: &str) {
         self.run(&["push", "-q", name]);
-        let _ = self.command(&["rmi", name]).output();
+        let _ = self.cmd(&["rmi", name]).output();
     }
 }
 
@@ -273,11 +236,7 @@ async fn create_repository(ecr: &aws_sdk_ecr::Client, name: &str, scan_on_push: 
         .send()
         .await
         .unwrap()
-        .repository()
-        .unwrap()
-        .repository_uri()
-        .unwrap()
-        .to_string()
+        .uri()
 }
 
 fn tag(t: &str) -> ImageIdentifier {
@@ -355,7 +314,7 @@ async fn ecr_scan_on_push_finds_vulnerable_dpkg_and_apk_packages() {
     let ecr = b.ecr().await;
     let debian = create_repository(&ecr, "scan/debian", true).await;
     let alpine = create_repository(&ecr, "scan/alpine", true).await;
-    let docker = Docker::login(&b, &ecr).await;
+    let docker = Docker::login(&b).await;
     docker.load_and_push(&format!("{debian}:12"), &debian_layers());
     docker.load_and_push(&format!("{alpine}:3.19"), &alpine_layers());
 
@@ -436,7 +395,7 @@ async fn ecr_scan_limits_errors_and_unsupported_images() {
     let ecr = b.ecr().await;
     let scanned = create_repository(&ecr, "scan/simplehttp", true).await;
     let manual = create_repository(&ecr, "scan/manual", false).await;
-    let docker = Docker::login(&b, &ecr).await;
+    let docker = Docker::login(&b).await;
     let image = testkit::images::simplehttp_image();
     for uri in [&scanned, &manual] {
         docker.run(&["tag", image, &format!("{uri}:1.0")]);
@@ -515,7 +474,7 @@ async fn ecr_scan_uses_a_vulndb_imported_while_the_server_runs() {
     let b = berth().await;
     let ecr = b.ecr().await;
     let uri = create_repository(&ecr, "scan/later", false).await;
-    let docker = Docker::login(&b, &ecr).await;
+    let docker = Docker::login(&b).await;
     docker.load_and_push(&format!("{uri}:12"), &debian_layers());
 
     // No database yet: the scan fails, says what to do, and does not use up the day's scan.

@@ -14,6 +14,7 @@ use testkit::images::simplehttp_image;
 use testkit::{error_code, Berth};
 
 use crate::services::{cleanup, eventually};
+
 use crate::support::attachment_detail;
 
 async fn subnet(b: &Berth) -> String {

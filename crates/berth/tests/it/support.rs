@@ -1,5 +1,7 @@
 //! Helpers that several test modules share.
 
+use std::process::{Command, Stdio};
+
 use sha2::{Digest as _, Sha256};
 
 /// The digest of `bytes` as registries write it: `sha256:<hex>`.
@@ -9,8 +11,18 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// Creates an ECR repository with ECR's defaults; returns its URI.
 pub async fn create_repository(ecr: &aws_sdk_ecr::Client, name: &str) -> String {
-    let created = ecr.create_repository().repository_name(name).send().await.unwrap();
-    created.repository().unwrap().repository_uri().unwrap().to_string()
+    ecr.create_repository().repository_name(name).send().await.unwrap().uri()
+}
+
+/// The URI of a repository CreateRepository made.
+pub trait RepositoryUri {
+    fn uri(&self) -> String;
+}
+
+impl RepositoryUri for aws_sdk_ecr::operation::create_repository::CreateRepositoryOutput {
+    fn uri(&self) -> String {
+        self.repository().expect("a created repository").repository_uri().expect("its URI").to_string()
+    }
 }
 
 /// A detail of the task's (first) attachment, e.g. `privateIPv4Address` of its ENI; empty
@@ -18,4 +30,66 @@ pub async fn create_repository(ecr: &aws_sdk_ecr::Client, name: &str) -> String 
 pub fn attachment_detail(t: &aws_sdk_ecs::types::Task, name: &str) -> String {
     let Some(a) = t.attachments().first() else { return String::new() };
     a.details().iter().find(|d| d.name() == Some(name)).and_then(|d| d.value()).unwrap_or_default().to_string()
+}
+
+/// A `docker` CLI with a config dir of its own, logged in to Berth's registry with an ECR
+/// token, so a test's login leaves the machine's Docker credentials alone. The local
+/// images listed in `made` are removed when it is dropped.
+pub struct Docker {
+    config: tempfile::TempDir,
+    pub made: Vec<String>,
+}
+
+impl Docker {
+    pub async fn login(b: &testkit::Berth) -> Docker {
+        use base64::Engine as _;
+        use std::io::Write as _;
+        let config = tempfile::Builder::new().prefix("berth-docker").tempdir().unwrap();
+        let token = b.ecr().await.get_authorization_token().send().await.unwrap().authorization_data()[0]
+            .authorization_token()
+            .unwrap()
+            .to_string();
+        let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(token).unwrap()).unwrap();
+        let password = decoded.strip_prefix("AWS:").unwrap().to_string();
+        let host = b.endpoint.trim_start_matches("http://");
+        let d = Docker { config, made: Vec::new() };
+        let mut child = d
+            .cmd(&["login", "--username", "AWS", "--password-stdin", host])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run docker");
+        child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "docker login refused the ECR token");
+        d
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.arg("--config").arg(self.config.path()).args(args);
+        c
+    }
+
+    /// Runs `docker args`; whether it succeeded.
+    pub fn ok(&self, args: &[&str]) -> bool {
+        self.cmd(args).stdout(Stdio::null()).stderr(Stdio::null()).status().expect("run docker").success()
+    }
+
+    /// Runs `docker args` and fails the test, with docker's stderr, if it fails.
+    pub fn run(&self, args: &[&str]) {
+        let out = self.cmd(args).output().expect("run docker");
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn remove_local(&self, image: &str) {
+        let _ = self.cmd(&["rmi", "-f", image]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        for image in &self.made {
+            self.remove_local(image);
+        }
+    }
 }

@@ -14,6 +14,8 @@ use testkit::Berth;
 
 use crate::services::{cleanup, wait_instances, Cleanup};
 
+use crate::support::RepositoryUri;
+
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The cleanup comes first so that a test's `let (_c, b)` drops it last: containers are
@@ -375,17 +377,7 @@ async fn tasks_run_images_from_berths_registry_without_a_docker_login() {
     let ecs = b.ecs().await;
     let ecr = b.ecr().await;
     wait_instances(&ecs, "default", 1).await;
-    let uri = ecr
-        .create_repository()
-        .repository_name("web")
-        .send()
-        .await
-        .unwrap()
-        .repository()
-        .unwrap()
-        .repository_uri()
-        .unwrap()
-        .to_string();
+    let uri = ecr.create_repository().repository_name("web").send().await.unwrap().uri();
     // Push with skopeo and explicit credentials: the machine's Docker login state is untouched.
     let token = ecr.get_authorization_token().send().await.unwrap().authorization_data()[0]
         .authorization_token()

@@ -177,18 +177,7 @@ mod tests {
             })
             .into_iter()
             .collect();
-        let r = TaskReport {
-            task_arn: t.arn().to_string(),
-            last_status: status,
-            containers,
-            health_status: HealthStatus::Unknown,
-            stop_code: None,
-            stopped_reason: None,
-            pull_started_at: None,
-            pull_stopped_at: None,
-            started_at: None,
-            execution_stopped_at: None,
-        };
+        let r = TaskReport { containers, ..TaskReport::new(t.arn().to_string(), status) };
         let instance = container_instance_arn(&t.scope, &t.cluster, t.container_instance.as_deref().unwrap());
         cp.ecs().report_task_state(&t.scope, &instance.to_string(), r).await.unwrap();
     }

@@ -1132,16 +1132,8 @@ mod tests {
 
     fn report(t: &Task, status: TaskStatus, now: Timestamp) -> TaskReport {
         TaskReport {
-            task_arn: t.arn().to_string(),
-            last_status: status,
-            containers: vec![],
-            health_status: HealthStatus::Unknown,
-            stop_code: None,
-            stopped_reason: None,
-            pull_started_at: None,
-            pull_stopped_at: None,
             started_at: (status >= TaskStatus::Running).then_some(now),
-            execution_stopped_at: None,
+            ..TaskReport::new(t.arn().to_string(), status)
         }
     }
 
