@@ -197,25 +197,7 @@ impl Ops<'_, Elbv2> {
             return fail(Fault::Validation, "Give LoadBalancerArns or Names, not both.");
         }
         let scope = &caller.scope;
-        let mut lbs: Vec<Arc<LoadBalancer>> = if !arns.is_empty() {
-            arns.iter().map(|a| find_lb(&state, scope, a)).collect::<Result<_>>()?
-        } else if !names.is_empty() {
-            names
-                .iter()
-                .map(|n| {
-                    state
-                        .elb
-                        .scoped_load_balancers(scope)
-                        .find(|l| l.name.as_str() == n)
-                        .cloned()
-                        .ok_or_else(|| lb_not_found(n))
-                })
-                .collect::<Result<_>>()?
-        } else {
-            state.elb.scoped_load_balancers(scope).cloned().collect()
-        };
-        lbs.sort_by(|a, b| a.name.cmp(&b.name));
-        lbs.dedup_by(|a, b| a.id == b.id);
+        let lbs = super::select::<LoadBalancer>(&state, scope, arns, names)?;
         Ok(paging.take(lbs.into_iter().map(|l| (l.name.to_string(), l.as_ref().clone()))))
     }
 

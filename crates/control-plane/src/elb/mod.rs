@@ -69,6 +69,36 @@ pub trait Rewritable: Clone + Send + Sync + 'static {
     fn id(&self) -> &str;
     fn map(elb: &mut ElbState) -> &mut OrdMap<(Scope, String), Arc<Self>>;
     fn key(scope: Scope, id: String) -> ElbKey;
+    fn name(&self) -> &str;
+    /// Every stored resource of this kind.
+    fn stored(elb: &ElbState) -> &OrdMap<(Scope, String), Arc<Self>>;
+    /// ELBv2's error for a name (or ARN) that names none.
+    fn not_found(what: &str) -> Error;
+}
+
+/// What a Describe call of load balancers or target groups asks for: those `arns` name,
+/// or else those `names` name (each must exist), or else every one of the scope; by name,
+/// without repeats.
+pub(crate) fn select<R: Rewritable>(
+    state: &State,
+    scope: &Scope,
+    arns: &[String],
+    names: &[String],
+) -> Result<Vec<Arc<R>>> {
+    let scoped = || R::stored(&state.elb).iter().filter(move |((s, _), _)| s == scope).map(|(_, r)| r);
+    let mut found: Vec<Arc<R>> = if !arns.is_empty() {
+        arns.iter().map(|a| R::find(state, scope, a)).collect::<Result<_>>()?
+    } else if !names.is_empty() {
+        names
+            .iter()
+            .map(|n| scoped().find(|r| r.name() == n).cloned().ok_or_else(|| R::not_found(n)))
+            .collect::<Result<_>>()?
+    } else {
+        scoped().cloned().collect()
+    };
+    found.sort_by(|a, b| a.name().cmp(b.name()));
+    found.dedup_by(|a, b| a.id() == b.id());
+    Ok(found)
 }
 
 impl Rewritable for LoadBalancer {
@@ -83,6 +113,15 @@ impl Rewritable for LoadBalancer {
     }
     fn key(scope: Scope, id: String) -> ElbKey {
         ElbKey::LoadBalancer(scope, id)
+    }
+    fn name(&self) -> &str {
+        self.name.as_str()
+    }
+    fn stored(elb: &ElbState) -> &OrdMap<(Scope, String), Arc<Self>> {
+        &elb.load_balancers
+    }
+    fn not_found(what: &str) -> Error {
+        load_balancers::lb_not_found(what)
     }
 }
 
@@ -99,6 +138,15 @@ impl Rewritable for TargetGroup {
     fn key(scope: Scope, id: String) -> ElbKey {
         ElbKey::TargetGroup(scope, id)
     }
+    fn name(&self) -> &str {
+        self.name.as_str()
+    }
+    fn stored(elb: &ElbState) -> &OrdMap<(Scope, String), Arc<Self>> {
+        &elb.target_groups
+    }
+    fn not_found(what: &str) -> Error {
+        target_groups::tg_not_found(what)
+    }
 }
 
 impl Ops<'_, Elbv2> {
@@ -114,20 +162,21 @@ impl Ops<'_, Elbv2> {
         Ok(out)
     }
 
-    /// Applies `change` to a copy of the resource `arn` names in the caller's scope and
+    /// Applies `change` (given the state as it is) to a copy of the resource `arn` names in
+    /// the caller's scope and
     /// stores the copy, in one writer change (nothing is stored if `change` fails); then
     /// wakes the data plane. Answers what `change` answers.
     pub(crate) async fn rewrite<R, T, F>(&self, caller: &Caller, arn: String, change: F) -> Result<T>
     where
         R: Rewritable,
         T: Send + 'static,
-        F: FnOnce(&mut R) -> Result<T> + Send + 'static,
+        F: FnOnce(&State, &mut R) -> Result<T> + Send + 'static,
     {
         let scope = caller.scope.clone();
         self.change(move |txn| {
             let current = R::find(txn.state, &scope, &arn)?;
             let mut next = current.as_ref().clone();
-            let out = change(&mut next)?;
+            let out = change(txn.state, &mut next)?;
             let id = current.id().to_string();
             R::map(&mut txn.state.elb).insert((scope.clone(), id.clone()), Arc::new(next));
             txn.touch(Touched::Elb(R::key(scope, id)));
@@ -177,7 +226,7 @@ impl Ops<'_, Elbv2> {
         arn: String,
         changes: Vec<(String, String)>,
     ) -> Result<Attributes> {
-        self.rewrite(caller, arn, move |r: &mut R| {
+        self.rewrite(caller, arn, move |_, r: &mut R| {
             r.modify_attributes(&changes)?;
             Ok(r.attributes().clone())
         })

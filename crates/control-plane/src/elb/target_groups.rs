@@ -218,25 +218,12 @@ impl Ops<'_, Elbv2> {
                 .filter(|t| state.elb.lbs_using(scope, &t.arn()).contains(&lb.arn()))
                 .cloned()
                 .collect()
-        } else if !arns.is_empty() {
-            arns.iter().map(|a| find_tg(&state, scope, a)).collect::<Result<_>>()?
-        } else if !names.is_empty() {
-            names
-                .iter()
-                .map(|n| {
-                    state
-                        .elb
-                        .scoped_target_groups(scope)
-                        .find(|t| t.name.as_str() == n)
-                        .cloned()
-                        .ok_or_else(|| tg_not_found(n))
-                })
-                .collect::<Result<_>>()?
         } else {
-            state.elb.scoped_target_groups(scope).cloned().collect()
+            super::select::<TargetGroup>(&state, scope, arns, names)?
         };
-        tgs.sort_by(|a, b| a.name.cmp(&b.name));
-        tgs.dedup_by(|a, b| a.id == b.id);
+        if lb_arn.is_some() {
+            tgs.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         let items = tgs.into_iter().map(|t| {
             let lbs = state.elb.lbs_using(scope, &t.arn());
             (t.name.to_string(), (t.as_ref().clone(), lbs))
@@ -302,12 +289,10 @@ impl Ops<'_, Elbv2> {
             return fail(Fault::Validation, "Give at least one target.");
         }
         let scope = caller.scope.clone();
-        self.change(move |txn| {
-            let tg = find_tg(txn.state, &scope, &arn)?;
-            let mut next = tg.as_ref().clone();
+        self.rewrite(caller, arn, move |state, next: &mut TargetGroup| {
             for TargetSpec { id, port, availability_zone: zone } in targets {
-                let port = resolve_port(port, tg.port)?;
-                match tg.target_type {
+                let port = resolve_port(port, next.port)?;
+                match next.target_type {
                     TargetType::Ip => {
                         let ip: IpAddr = id.parse().map_err(|_| {
                             crate::Error::Elb(elb::ElbError::new(Fault::InvalidTarget, format!("'{id}' is not an IPv4 address; this target group's targets are IP addresses")))
@@ -318,7 +303,7 @@ impl Ops<'_, Elbv2> {
                         }
                     }
                     TargetType::Instance => {
-                        if !txn.state.instances.values().any(|i| i.scope == scope && i.ec2_instance_id == id && i.status != model::ecs::task::InstanceStatus::Inactive) {
+                        if !state.instances.values().any(|i| i.scope == scope && i.ec2_instance_id == id && i.status != model::ecs::task::InstanceStatus::Inactive) {
                             return fail(Fault::InvalidTarget, format!("The following targets are not valid instances: '{id}' (instances are the container instances of this account and region)"));
                         }
                     }
@@ -330,12 +315,9 @@ impl Ops<'_, Elbv2> {
             if next.targets.len() > MAX_TARGETS {
                 return fail(Fault::TooManyTargets, format!("A target group can have at most {MAX_TARGETS} targets."));
             }
-            txn.state.elb.target_groups.insert((scope.clone(), next.id.clone()), Arc::new(next));
-            txn.touch(Touched::Elb(ElbKey::TargetGroup(scope, tg.id.clone())));
             Ok(())
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Deregisters targets; the data plane drains them for the group's deregistration
@@ -344,12 +326,9 @@ impl Ops<'_, Elbv2> {
         if targets.is_empty() {
             return fail(Fault::Validation, "Give at least one target.");
         }
-        let scope = caller.scope.clone();
-        self.change(move |txn| {
-            let tg = find_tg(txn.state, &scope, &arn)?;
-            let mut next = tg.as_ref().clone();
+        self.rewrite(caller, arn.clone(), move |_, next: &mut TargetGroup| {
             for TargetSpec { id, port, .. } in targets {
-                let port = resolve_port(port, tg.port)?;
+                let port = resolve_port(port, next.port)?;
                 let before = next.targets.len();
                 next.targets.retain(|t| !(t.id == id && t.port == port));
                 if next.targets.len() == before {
@@ -359,12 +338,9 @@ impl Ops<'_, Elbv2> {
                     );
                 }
             }
-            txn.state.elb.target_groups.insert((scope.clone(), next.id.clone()), Arc::new(next));
-            txn.touch(Touched::Elb(ElbKey::TargetGroup(scope, tg.id.clone())));
             Ok(())
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     /// The health of the given targets (`port` `None`: every registration of the id), or
