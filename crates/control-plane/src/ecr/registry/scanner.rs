@@ -37,7 +37,7 @@ pub const CONCURRENT_SCANS: usize = 2;
 const IMAGE_CONFIGS: [&str; 2] =
     ["application/vnd.docker.container.image.v1+json", "application/vnd.oci.image.config.v1+json"];
 
-/// Runs scans in the background. Lives in the registry's push hook (`RecordPush`), which
+/// Runs scans in the background. Lives in the registry's push hook (`EcrHooks`), which
 /// starts scans on push; `StartImageScan` reaches it there too. It reads the registry's
 /// blobs through the blob store it shares with the registry, never through the registry
 /// itself, which owns it. Cloning it shares the same database and the same permits.
