@@ -11,7 +11,7 @@ use axum::response::Response;
 use base64::Engine;
 
 use control_plane::ecr::check_registry_id;
-use control_plane::ecr::images::{ImageFailure, ImageSelector};
+use control_plane::ecr::images::ImageFailure;
 use control_plane::ecr::registry::{LayerFailureCode, LayerPart, NewImage};
 use control_plane::Caller;
 use model::ecr::shapes::{self as w, LayerAvailability};
@@ -46,7 +46,7 @@ pub(super) async fn dispatch(
 
 async fn batch_delete_image(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::BatchDeleteImageRequest = input(body)?;
-    let ids = r.image_ids.unwrap_or_default().iter().map(selector).collect();
+    let ids = super::selectors(r.image_ids);
     let (deleted, failures) = api
         .control
         .ecr()
@@ -59,7 +59,7 @@ async fn batch_delete_image(api: &Api, caller: &Caller, body: &[u8]) -> Result<R
 
 async fn batch_get_image(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::BatchGetImageRequest = input(body)?;
-    let ids = r.image_ids.unwrap_or_default().iter().map(selector).collect();
+    let ids = super::selectors(r.image_ids);
     let accepted = r.accepted_media_types.unwrap_or_default();
     let (repository, images, failures) = api
         .control
@@ -271,11 +271,6 @@ async fn put_image_scanning_configuration(api: &Api, caller: &Caller, body: &[u8
 /// The repository a request names (the empty name, which no repository has, when absent).
 fn repository(name: &Option<String>) -> &str {
     name.as_deref().unwrap_or_default()
-}
-
-/// Which image an `ImageIdentifier` names; `check_selector` in the control plane checks it.
-fn selector(id: &w::ImageIdentifier) -> ImageSelector {
-    ImageSelector { digest: id.image_digest.clone(), tag: id.image_tag.clone() }
 }
 
 fn failure_shape(f: &ImageFailure) -> w::ImageFailure {

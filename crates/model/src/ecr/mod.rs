@@ -322,6 +322,25 @@ pub struct Image {
     pub last_recorded_pull_time: Option<Timestamp>,
 }
 
+/// Which images a listing keeps by their tags (ECR's `tagStatus` filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagStatus {
+    Tagged,
+    Untagged,
+    Any,
+}
+
+impl TagStatus {
+    /// Whether an image with `tags` passes the filter.
+    pub fn keeps(self, tags: &[String]) -> bool {
+        match self {
+            TagStatus::Tagged => !tags.is_empty(),
+            TagStatus::Untagged => tags.is_empty(),
+            TagStatus::Any => true,
+        }
+    }
+}
+
 /// Why one image that a request named was not acted on: ECR's `ImageFailureCode`s that
 /// Berth reports, each beside the results for the other images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
