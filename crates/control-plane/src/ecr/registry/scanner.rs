@@ -28,7 +28,8 @@ use scanner::db::VulnDb;
 use scanner::osv::Severity;
 use scanner::scan::{Inventory, Outcome};
 
-use crate::ecr::scans::{ScanResult, ScanTicket};
+use crate::ecr::images::ImageSelector;
+use crate::ecr::scans::{scan_selector, ScanResult, ScanTicket};
 use crate::ControlPlane;
 
 /// Scans that run at once; more wait their turn.
@@ -269,5 +270,25 @@ fn severity(s: Severity) -> FindingSeverity {
         Severity::Low => FindingSeverity::Low,
         Severity::Informational => FindingSeverity::Informational,
         Severity::Undefined => FindingSeverity::Undefined,
+    }
+}
+
+impl crate::Ops<'_, crate::ecr::Ecr> {
+    /// `StartImageScan`: records that a scan of the image (of the caller, or of an account
+    /// whose repository policy allows it) started and runs it in the background on the
+    /// registry's scanner. Answers the image and how the request named it.
+    pub async fn scan_image<A>(
+        &self,
+        registry: &super::EcrRegistry<A>,
+        caller: &crate::Caller,
+        registry_id: Option<&str>,
+        repository: &str,
+        image_id: Option<ImageSelector>,
+    ) -> crate::Result<(model::ecr::Image, ImageSelector)> {
+        let caller = &self.caller_for_repository(caller, registry_id, repository, &["StartImageScan"])?;
+        let selector = scan_selector(image_id)?;
+        let (image, ticket) = self.start_image_scan(caller, repository, selector.clone()).await?;
+        registry.hooks.scanner.spawn(ticket);
+        Ok((image, selector))
     }
 }
