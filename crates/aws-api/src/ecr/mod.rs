@@ -197,28 +197,19 @@ fn image_detail(cp: &ControlPlane, i: &Image) -> w::ImageDetail {
     }
 }
 
-/// Tags as ECR checks them: too many is `TooManyTagsException`, a bad key or value
-/// `InvalidTagParameterException` (not ECS's `InvalidParameterException`).
-pub(crate) fn ecr_tags(tags: Vec<w::Tag>) -> Result<model::tags::Tags, ApiError> {
-    let pairs: Vec<(String, String)> =
-        tags.into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())).collect();
-    let keys: std::collections::BTreeSet<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
-    if keys.len() > model::tags::MAX_TAGS {
-        return Err(ApiError::bad_request(
-            "TooManyTagsException",
-            format!("A repository can have at most {} tags; {} were given.", model::tags::MAX_TAGS, keys.len()),
-        ));
-    }
-    model::tags::Tags::parse(pairs).map_err(|e| ApiError::bad_request("InvalidTagParameterException", e.to_string()))
+/// A repository's tags as `CreateRepository` sends them, checked by the control plane.
+fn ecr_tags(tags: Vec<w::Tag>) -> Result<model::tags::Tags, ApiError> {
+    let pairs = tags.into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())).collect();
+    control_plane::ecr::policies::new_repository_tags(pairs).map_err(policies::tag_error)
 }
 
-/// A tag mutability setting with its exclusion filters (`MUTABLE` when absent).
+/// A tag mutability setting with its exclusion filters.
 pub(crate) fn tag_mutability(
     setting: Option<w::ImageTagMutability>,
     filters: Option<Vec<w::ImageTagMutabilityExclusionFilter>>,
 ) -> Result<TagMutability, ApiError> {
     let filters = filters.unwrap_or_default().into_iter().map(|f| f.filter.unwrap_or_default()).collect();
-    Ok(TagMutability::parse(setting.unwrap_or(w::ImageTagMutability::Mutable), filters)?)
+    Ok(TagMutability::requested(setting, filters)?)
 }
 
 fn exclusion_filters(r: &Repository) -> Option<Vec<w::ImageTagMutabilityExclusionFilter>> {

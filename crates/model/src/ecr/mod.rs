@@ -153,6 +153,11 @@ pub struct TagMutability {
 }
 
 impl TagMutability {
+    /// The setting a request asks for: `MUTABLE` when it names none, as in ECR.
+    pub fn requested(setting: Option<shapes::ImageTagMutability>, filters: Vec<String>) -> Result<Self, Invalid> {
+        Self::parse(setting.unwrap_or(shapes::ImageTagMutability::Mutable), filters)
+    }
+
     pub fn parse(setting: shapes::ImageTagMutability, filters: Vec<String>) -> Result<Self, Invalid> {
         use shapes::ImageTagMutability as M;
         let with_exclusion = matches!(setting, M::ImmutableWithExclusion | M::MutableWithExclusion);
