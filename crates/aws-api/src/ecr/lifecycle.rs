@@ -135,22 +135,15 @@ async fn delete(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, Api
 
 async fn start_preview(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::StartLifecyclePolicyPreviewRequest = input(body)?;
-    check_registry_id(caller, r.registry_id.as_deref())?;
     let name = r.repository_name.unwrap_or_default();
-    let preview = api.control.ecr().start_lifecycle_preview(caller, &name, r.lifecycle_policy_text.as_deref()).await?;
-    // The preview is computed after it is acknowledged, as in ECR, where it runs in the
-    // background; callers poll GetLifecyclePolicyPreview until it is COMPLETE.
-    let control = api.control.clone();
-    let (scope, repo) = (preview.scope.clone(), preview.repository.clone());
-    tokio::spawn(async move {
-        if let Err(e) = control.ecr().complete_lifecycle_preview(scope.clone(), repo.clone()).await {
-            tracing::error!(error = %e, repository = %repo, "a lifecycle policy preview failed");
-            let reason = "Berth could not compute the preview; start it again. The server log has the detail.";
-            if let Err(e) = control.ecr().fail_lifecycle_preview(scope, repo.clone(), reason.into()).await {
-                tracing::error!(error = %e, repository = %repo, "recording a failed lifecycle policy preview failed");
-            }
-        }
-    });
+    let preview = control_plane::ecr::lifecycle::start_preview(
+        &api.control,
+        caller,
+        r.registry_id.as_deref(),
+        &name,
+        r.lifecycle_policy_text.as_deref(),
+    )
+    .await?;
     Ok(ok(&w::StartLifecyclePolicyPreviewResponse {
         registry_id: Some(preview.scope.account.to_string()),
         repository_name: Some(preview.repository.to_string()),

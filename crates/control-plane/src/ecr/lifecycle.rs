@@ -19,9 +19,38 @@ use crate::ecr::{check_registry_id, Ecr, ImageQuery};
 use crate::error::{ConflictKind, Error, NotFoundKind, Result};
 use crate::state::Touched;
 use crate::Caller;
+use crate::ControlPlane;
 use crate::Ops;
 use crate::Page;
 use crate::{State, Txn};
+
+/// `StartLifecyclePolicyPreview` of repository `name` of the caller (its own registry):
+/// records the preview in progress ([`Ops::start_lifecycle_preview`]) and computes it
+/// after answering, as in ECR, where it runs in the background; callers poll
+/// `GetLifecyclePolicyPreview` until it is `COMPLETE`. A preview that cannot be computed
+/// is recorded as failed.
+pub async fn start_preview(
+    control: &Arc<ControlPlane>,
+    caller: &Caller,
+    registry_id: Option<&str>,
+    name: &str,
+    text: Option<&str>,
+) -> Result<LifecyclePreview> {
+    check_registry_id(caller, registry_id)?;
+    let preview = control.ecr().start_lifecycle_preview(caller, name, text).await?;
+    let control = control.clone();
+    let (scope, repo) = (preview.scope.clone(), preview.repository.clone());
+    tokio::spawn(async move {
+        if let Err(e) = control.ecr().complete_lifecycle_preview(scope.clone(), repo.clone()).await {
+            tracing::error!(error = %e, repository = %repo, "a lifecycle policy preview failed");
+            let reason = "Berth could not compute the preview; start it again. The server log has the detail.";
+            if let Err(e) = control.ecr().fail_lifecycle_preview(scope, repo.clone(), reason.into()).await {
+                tracing::error!(error = %e, repository = %repo, "recording a failed lifecycle policy preview failed");
+            }
+        }
+    });
+    Ok(preview)
+}
 
 /// The largest page of `GetLifecyclePolicyPreview`, as in ECR.
 const PREVIEW_PAGE_LIMIT: i32 = 100;
