@@ -3,7 +3,7 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 
-use control_plane::error::{ConflictKind, NotFoundKind};
+use control_plane::error::{ConflictKind, NotFoundKind, RejectedKind};
 use control_plane::Error;
 use model::Invalid;
 
@@ -63,6 +63,9 @@ impl From<Error> for ApiError {
                     NotFoundKind::Scan => "ScanNotFoundException",
                     NotFoundKind::LifecyclePolicy => "LifecyclePolicyNotFoundException",
                     NotFoundKind::LifecyclePolicyPreview => "LifecyclePolicyPreviewNotFoundException",
+                    NotFoundKind::Layers => "LayersNotFoundException",
+                    NotFoundKind::ReferencedImages => "ReferencedImagesNotFoundException",
+                    NotFoundKind::Upload => "UploadNotFoundException",
                 };
                 ApiError::bad_request(code, message)
             }
@@ -78,6 +81,20 @@ impl From<Error> for ApiError {
                     ConflictKind::RepositoryExists => "RepositoryAlreadyExistsException",
                     ConflictKind::RepositoryNotEmpty => "RepositoryNotEmptyException",
                     ConflictKind::LifecyclePolicyPreviewInProgress => "LifecyclePolicyPreviewInProgressException",
+                    ConflictKind::ImageExists => "ImageAlreadyExistsException",
+                    ConflictKind::ImageTagImmutable => "ImageTagAlreadyExistsException",
+                    ConflictKind::LayerExists => "LayerAlreadyExistsException",
+                    ConflictKind::LayerNotInImage => "LayerInaccessibleException",
+                    ConflictKind::EmptyUpload => "EmptyUploadException",
+                };
+                ApiError::bad_request(code, message)
+            }
+            Error::Rejected { kind, message } => {
+                let code = match kind {
+                    RejectedKind::ImageDigestMismatch => "ImageDigestDoesNotMatchException",
+                    RejectedKind::LayerPart => "InvalidLayerPartException",
+                    RejectedKind::LayerPartTooSmall => "LayerPartTooSmallException",
+                    RejectedKind::LayerDigestMismatch => "InvalidLayerException",
                 };
                 ApiError::bad_request(code, message)
             }

@@ -18,6 +18,10 @@ pub enum Error {
     /// resource (ECR: no repository policy grants it).
     #[error("{0}")]
     Denied(String),
+    /// What the caller sent breaks a rule on content (a manifest's digest, a layer part's
+    /// range or size, a layer's digest); it must send other content.
+    #[error("{message}")]
+    Rejected { kind: RejectedKind, message: String },
     /// A limit on the number of things would be exceeded.
     #[error("{0}")]
     LimitExceeded(String),
@@ -59,6 +63,12 @@ pub enum NotFoundKind {
     LifecyclePolicyPreview,
     /// An image that was never scanned (ECR's `ScanNotFoundException`).
     Scan,
+    /// Layers a manifest references, or a layer asked for, that the repository does not hold.
+    Layers,
+    /// Images an image index lists that the repository does not hold.
+    ReferencedImages,
+    /// A layer upload that was completed, discarded, or never started.
+    Upload,
 }
 
 /// What kind of conflict; each maps to its own AWS error code.
@@ -75,6 +85,29 @@ pub enum ConflictKind {
     RepositoryExists,
     RepositoryNotEmpty,
     LifecyclePolicyPreviewInProgress,
+    /// The image (with the tag asked for) is already in the repository.
+    ImageExists,
+    /// An immutable tag already names another image.
+    ImageTagImmutable,
+    /// The layer is already in the repository.
+    LayerExists,
+    /// The layer is in the repository but no image uses it, so it is not handed out.
+    LayerNotInImage,
+    /// The layer upload holds no data yet.
+    EmptyUpload,
+}
+
+/// What kind of content was rejected; each maps to its own AWS error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectedKind {
+    /// A manifest's content does not have the digest the caller named.
+    ImageDigestMismatch,
+    /// A layer part's range or length is wrong.
+    LayerPart,
+    /// A layer part other than the last was too small.
+    LayerPartTooSmall,
+    /// An uploaded layer's content does not have the digest the caller named.
+    LayerDigestMismatch,
 }
 
 impl Error {

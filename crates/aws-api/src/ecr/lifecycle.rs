@@ -16,10 +16,9 @@
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use control_plane::ecr::check_registry_id;
 use control_plane::ecr::registry::{LifecycleFailure, LifecycleRun};
+use control_plane::ecr::{check_registry_id, ImageQuery};
 use control_plane::Caller;
-use control_plane::Page;
 use model::ecr::shapes as w;
 use model::ecr::stored::{Expiring, PreviewStatus};
 use model::Timestamp;
@@ -29,9 +28,6 @@ use crate::{ok, Api, ApiError};
 
 /// The Berth-specific ECR operation that enforces lifecycle policies now.
 pub const RUN_OPERATION: &str = "BerthRunLifecyclePolicy";
-
-/// The largest page of `GetLifecyclePolicyPreview`, as in ECR.
-const PREVIEW_PAGE_LIMIT: i32 = 100;
 
 validate_with_model!(
     w::PutLifecyclePolicyRequest,
@@ -139,22 +135,15 @@ async fn delete(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, Api
 
 async fn start_preview(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::StartLifecyclePolicyPreviewRequest = input(body)?;
-    check_registry_id(caller, r.registry_id.as_deref())?;
     let name = r.repository_name.unwrap_or_default();
-    let preview = api.control.ecr().start_lifecycle_preview(caller, &name, r.lifecycle_policy_text.as_deref()).await?;
-    // The preview is computed after it is acknowledged, as in ECR, where it runs in the
-    // background; callers poll GetLifecyclePolicyPreview until it is COMPLETE.
-    let control = api.control.clone();
-    let (scope, repo) = (preview.scope.clone(), preview.repository.clone());
-    tokio::spawn(async move {
-        if let Err(e) = control.ecr().complete_lifecycle_preview(scope.clone(), repo.clone()).await {
-            tracing::error!(error = %e, repository = %repo, "a lifecycle policy preview failed");
-            let reason = "Berth could not compute the preview; start it again. The server log has the detail.";
-            if let Err(e) = control.ecr().fail_lifecycle_preview(scope, repo.clone(), reason.into()).await {
-                tracing::error!(error = %e, repository = %repo, "recording a failed lifecycle policy preview failed");
-            }
-        }
-    });
+    let preview = control_plane::ecr::lifecycle::start_preview(
+        &api.control,
+        caller,
+        r.registry_id.as_deref(),
+        &name,
+        r.lifecycle_policy_text.as_deref(),
+    )
+    .await?;
     Ok(ok(&w::StartLifecyclePolicyPreviewResponse {
         registry_id: Some(preview.scope.account.to_string()),
         repository_name: Some(preview.repository.to_string()),
@@ -165,47 +154,25 @@ async fn start_preview(api: &Api, caller: &Caller, body: &[u8]) -> Result<Respon
 
 fn get_preview(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::GetLifecyclePolicyPreviewRequest = input(body)?;
-    check_registry_id(caller, r.registry_id.as_deref())?;
-    let ids = r.image_ids.unwrap_or_default();
-    if !ids.is_empty() && (r.max_results.is_some() || r.next_token.is_some()) {
-        return Err(ApiError::invalid_parameter("imageIds cannot be combined with maxResults or nextToken."));
-    }
-    if ids.iter().any(|i| i.image_digest.is_none() && i.image_tag.is_none()) {
-        return Err(ApiError::invalid_parameter("Each imageId needs an imageDigest or an imageTag."));
-    }
-    let page = Page::parse(r.max_results, r.next_token.as_deref(), PREVIEW_PAGE_LIMIT)?;
-    let preview = api.control.ecr().lifecycle_preview(caller, r.repository_name.as_deref().unwrap_or_default())?;
-    let status = preview.status_at(Timestamp::now());
-    let tag_status = r.filter.and_then(|f| f.tag_status);
-    // Results exist only for a complete preview; the summary counts all of them,
-    // whatever the filter and the page.
-    let results: &[Expiring] = if status == PreviewStatus::Complete { &preview.results } else { &[] };
-    let selected = results.iter().enumerate().filter(|(_, e)| {
-        let by_tags = match tag_status {
-            Some(w::TagStatus::Tagged) => !e.tags.is_empty(),
-            Some(w::TagStatus::Untagged) => e.tags.is_empty(),
-            Some(w::TagStatus::Any) | None => true,
-        };
-        let by_id = ids.is_empty()
-            || ids.iter().any(|id| match (&id.image_digest, &id.image_tag) {
-                (Some(d), Some(t)) => *d == e.digest && e.tags.contains(t),
-                (Some(d), None) => *d == e.digest,
-                (None, Some(t)) => e.tags.contains(t),
-                (None, None) => false,
-            });
-        by_tags && by_id
-    });
-    // Results keep the preview's order (oldest first); the key is the position in it.
-    let (page_items, next_token) = page.take(selected.map(|(i, e)| (format!("{i:08}"), e)), false);
+    let query = ImageQuery {
+        registry_id: r.registry_id,
+        repository: r.repository_name.unwrap_or_default(),
+        ids: super::selectors(r.image_ids),
+        tag_status: r.filter.and_then(|f| f.tag_status).map(super::tag_status),
+        max_results: r.max_results,
+        next_token: r.next_token,
+    };
+    let page = api.control.ecr().lifecycle_preview_page(caller, query)?;
+    let preview = &page.preview;
     Ok(ok(&w::GetLifecyclePolicyPreviewResponse {
         registry_id: Some(preview.scope.account.to_string()),
         repository_name: Some(preview.repository.to_string()),
         lifecycle_policy_text: Some(preview.policy.text().to_string()),
-        status: Some(status_shape(status)),
-        next_token,
-        preview_results: Some(page_items.into_iter().map(result_shape).collect()),
-        summary: (status == PreviewStatus::Complete).then(|| w::LifecyclePolicyPreviewSummary {
-            expiring_image_total_count: Some(i32::try_from(preview.results.len()).unwrap_or(i32::MAX)),
+        status: Some(status_shape(page.status)),
+        next_token: page.next_token,
+        preview_results: Some(page.results.iter().map(result_shape).collect()),
+        summary: page.total.map(|total| w::LifecyclePolicyPreviewSummary {
+            expiring_image_total_count: Some(i32::try_from(total).unwrap_or(i32::MAX)),
             transitioning_image_total_counts: None,
         }),
     }))
@@ -237,21 +204,12 @@ fn result_shape(e: &Expiring) -> w::LifecyclePolicyPreviewResult {
 
 async fn run_now(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: RunRequest = input(body)?;
-    check_registry_id(caller, r.registry_id.as_deref())?;
-    let targets = match &r.repository_name {
-        // A named repository must exist and have a policy, as for GetLifecyclePolicy.
-        Some(name) => {
-            let stored = api.control.ecr().lifecycle_policy(caller, name)?;
-            vec![(stored.scope, stored.repository)]
-        }
-        None => api.control.ecr().lifecycle_repositories(Some(&caller.scope)),
-    };
-    let mut repositories = Vec::with_capacity(targets.len());
-    for (scope, repo) in targets {
-        let run = api.control.ecr().enforce_lifecycle_policy(&api.registry.meta, &scope, &repo).await;
-        repositories.push(repository_run(run));
-    }
-    Ok(ok(&RunResponse { repositories }))
+    let runs = api
+        .control
+        .ecr()
+        .run_lifecycle_policies(&api.registry.meta, caller, r.registry_id.as_deref(), r.repository_name.as_deref())
+        .await?;
+    Ok(ok(&RunResponse { repositories: runs.into_iter().map(repository_run).collect() }))
 }
 
 /// The answer for one repository of [`RUN_OPERATION`].

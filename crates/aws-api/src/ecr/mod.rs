@@ -11,11 +11,12 @@ mod scans;
 
 use axum::response::Response;
 
-use control_plane::ecr::{check_registry_id, ImageId, NewRepository};
+use control_plane::ecr::images::ImageSelector;
+use control_plane::ecr::{check_registry_id, ImageQuery, NewRepository};
 use control_plane::Caller;
-use control_plane::{ControlPlane, Page};
+use control_plane::ControlPlane;
 use model::ecr::shapes as w;
-use model::ecr::{Encryption, EncryptionType, Image, Repository, TagMutability};
+use model::ecr::{Encryption, EncryptionType, Image, Repository, TagMutability, TagStatus};
 
 use crate::ecs::{input, Validate};
 use crate::{ok, ApiError};
@@ -67,15 +68,13 @@ pub async fn dispatch(
         }
         "DescribeRepositories" => {
             let r: w::DescribeRepositoriesRequest = input(body)?;
-            check_registry_id(caller, r.registry_id.as_deref())?;
-            let names = r.repository_names.unwrap_or_default();
-            if !names.is_empty() && (r.max_results.is_some() || r.next_token.is_some()) {
-                return Err(ApiError::invalid_parameter(
-                    "repositoryNames cannot be combined with maxResults or nextToken.",
-                ));
-            }
-            let page = Page::parse(r.max_results, r.next_token.as_deref(), 1000)?;
-            let (repos, next_token) = cp.ecr().describe_repositories(caller, &names, &page)?;
+            let (repos, next_token) = cp.ecr().describe_repositories(
+                caller,
+                r.registry_id.as_deref(),
+                &r.repository_names.unwrap_or_default(),
+                r.max_results,
+                r.next_token.as_deref(),
+            )?;
             Ok(ok(&w::DescribeRepositoriesResponse {
                 repositories: Some(repos.iter().map(|r| repository_shape(r, host)).collect()),
                 next_token,
@@ -92,13 +91,7 @@ pub async fn dispatch(
         }
         "GetAuthorizationToken" => {
             let r: w::GetAuthorizationTokenRequest = input(body)?;
-            // Other accounts' registries are accepted: one host serves them all, the
-            // token is always the caller's own, and each registry request is checked
-            // against the repository's policy. One entry per registry asked for.
-            let ids = r.registry_ids.unwrap_or_default();
-            for id in &ids {
-                control_plane::ecr::policies::registry_scope(caller, Some(id))?;
-            }
+            let entries = control_plane::ecr::authorization_entries(caller, &r.registry_ids.unwrap_or_default())?;
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let (token, expires_at) =
                 cp.credentials.registry_token(&caller.scope.account, caller.scope.region.as_str(), now)?;
@@ -109,65 +102,35 @@ pub async fn dispatch(
                 expires_at: Some(model::Timestamp::from_epoch_seconds(expires_at as f64)),
                 proxy_endpoint: Some(format!("{}://{host}", api.public.scheme())),
             };
-            Ok(ok(&w::GetAuthorizationTokenResponse { authorization_data: Some(vec![data; ids.len().max(1)]) }))
+            Ok(ok(&w::GetAuthorizationTokenResponse { authorization_data: Some(vec![data; entries]) }))
         }
         "DescribeImages" => {
             let r: w::DescribeImagesRequest = input(body)?;
-            let repository = r.repository_name.as_deref().unwrap_or_default();
-            let caller =
-                &cp.ecr().caller_for_repository(caller, r.registry_id.as_deref(), repository, &["DescribeImages"])?;
-            let ids: Vec<ImageId> = r
-                .image_ids
-                .unwrap_or_default()
-                .into_iter()
-                .map(|i| match (i.image_digest, i.image_tag) {
-                    (Some(d), _) => Ok(ImageId::Digest(d)),
-                    (None, Some(t)) => Ok(ImageId::Tag(t)),
-                    (None, None) => {
-                        Err(ApiError::invalid_parameter("Each imageId needs an imageDigest or an imageTag."))
-                    }
-                })
-                .collect::<Result<_, _>>()?;
-            let page = Page::parse(r.max_results, r.next_token.as_deref(), 1000)?;
-            let (images, next_token) =
-                cp.ecr().describe_images(caller, r.repository_name.as_deref().unwrap_or_default(), &ids, &page)?;
-            let tagged = r.filter.and_then(|f| f.tag_status);
-            let details = images
-                .iter()
-                .filter(|i| match tagged {
-                    Some(w::TagStatus::Tagged) => !i.tags.is_empty(),
-                    Some(w::TagStatus::Untagged) => i.tags.is_empty(),
-                    _ => true,
-                })
-                .map(|i| image_detail(cp, i))
-                .collect();
+            let query = ImageQuery {
+                registry_id: r.registry_id,
+                repository: r.repository_name.unwrap_or_default(),
+                ids: selectors(r.image_ids),
+                tag_status: r.filter.and_then(|f| f.tag_status).map(tag_status),
+                max_results: r.max_results,
+                next_token: r.next_token,
+            };
+            let (images, next_token) = cp.ecr().describe_images(caller, query)?;
+            let details = images.iter().map(|i| image_detail(cp, i)).collect();
             Ok(ok(&w::DescribeImagesResponse { image_details: Some(details), next_token }))
         }
         "ListImages" => {
             let r: w::ListImagesRequest = input(body)?;
-            let repository = r.repository_name.as_deref().unwrap_or_default();
-            let caller =
-                &cp.ecr().caller_for_repository(caller, r.registry_id.as_deref(), repository, &["ListImages"])?;
-            let page = Page::parse(r.max_results, r.next_token.as_deref(), 1000)?;
-            let (images, next_token) =
-                cp.ecr().describe_images(caller, r.repository_name.as_deref().unwrap_or_default(), &[], &page)?;
-            let tagged = r.filter.and_then(|f| f.tag_status);
-            let mut ids = Vec::new();
-            for i in &images {
-                // One identifier per tag, and one without a tag for an untagged image.
-                if i.tags.is_empty() {
-                    if tagged != Some(w::TagStatus::Tagged) {
-                        ids.push(w::ImageIdentifier { image_digest: Some(i.digest.clone()), image_tag: None });
-                    }
-                } else if tagged != Some(w::TagStatus::Untagged) {
-                    for t in &i.tags {
-                        ids.push(w::ImageIdentifier {
-                            image_digest: Some(i.digest.clone()),
-                            image_tag: Some(t.clone()),
-                        });
-                    }
-                }
-            }
+            let query = ImageQuery {
+                registry_id: r.registry_id,
+                repository: r.repository_name.unwrap_or_default(),
+                tag_status: r.filter.and_then(|f| f.tag_status).map(tag_status),
+                max_results: r.max_results,
+                next_token: r.next_token,
+                ..Default::default()
+            };
+            let (ids, next_token) = cp.ecr().list_images(caller, query)?;
+            let ids =
+                ids.into_iter().map(|i| w::ImageIdentifier { image_digest: i.digest, image_tag: i.tag }).collect();
             Ok(ok(&w::ListImagesResponse { image_ids: Some(ids), next_token }))
         }
         op => {
@@ -198,6 +161,25 @@ fn unknown(operation: &str) -> Result<Response, ApiError> {
     }
 }
 
+/// The images that `imageIds` name.
+fn selectors(ids: Option<Vec<w::ImageIdentifier>>) -> Vec<ImageSelector> {
+    ids.unwrap_or_default().into_iter().map(selector).collect()
+}
+
+/// The image an `ImageIdentifier` names; the control plane checks it.
+fn selector(id: w::ImageIdentifier) -> ImageSelector {
+    ImageSelector { digest: id.image_digest, tag: id.image_tag }
+}
+
+/// The domain's `tagStatus` filter.
+pub(crate) fn tag_status(t: w::TagStatus) -> TagStatus {
+    match t {
+        w::TagStatus::Tagged => TagStatus::Tagged,
+        w::TagStatus::Untagged => TagStatus::Untagged,
+        w::TagStatus::Any => TagStatus::Any,
+    }
+}
+
 fn image_detail(cp: &ControlPlane, i: &Image) -> w::ImageDetail {
     let (scan_status, scan_summary) = cp.ecr().scan_of(i).map(|s| scans::image_summary(&s)).unzip();
     w::ImageDetail {
@@ -215,28 +197,19 @@ fn image_detail(cp: &ControlPlane, i: &Image) -> w::ImageDetail {
     }
 }
 
-/// Tags as ECR checks them: too many is `TooManyTagsException`, a bad key or value
-/// `InvalidTagParameterException` (not ECS's `InvalidParameterException`).
-pub(crate) fn ecr_tags(tags: Vec<w::Tag>) -> Result<model::tags::Tags, ApiError> {
-    let pairs: Vec<(String, String)> =
-        tags.into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())).collect();
-    let keys: std::collections::BTreeSet<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
-    if keys.len() > model::tags::MAX_TAGS {
-        return Err(ApiError::bad_request(
-            "TooManyTagsException",
-            format!("A repository can have at most {} tags; {} were given.", model::tags::MAX_TAGS, keys.len()),
-        ));
-    }
-    model::tags::Tags::parse(pairs).map_err(|e| ApiError::bad_request("InvalidTagParameterException", e.to_string()))
+/// A repository's tags as `CreateRepository` sends them, checked by the control plane.
+fn ecr_tags(tags: Vec<w::Tag>) -> Result<model::tags::Tags, ApiError> {
+    let pairs = tags.into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())).collect();
+    control_plane::ecr::policies::new_repository_tags(pairs).map_err(policies::tag_error)
 }
 
-/// A tag mutability setting with its exclusion filters (`MUTABLE` when absent).
+/// A tag mutability setting with its exclusion filters.
 pub(crate) fn tag_mutability(
     setting: Option<w::ImageTagMutability>,
     filters: Option<Vec<w::ImageTagMutabilityExclusionFilter>>,
 ) -> Result<TagMutability, ApiError> {
     let filters = filters.unwrap_or_default().into_iter().map(|f| f.filter.unwrap_or_default()).collect();
-    Ok(TagMutability::parse(setting.unwrap_or(w::ImageTagMutability::Mutable), filters)?)
+    Ok(TagMutability::requested(setting, filters)?)
 }
 
 fn exclusion_filters(r: &Repository) -> Option<Vec<w::ImageTagMutabilityExclusionFilter>> {

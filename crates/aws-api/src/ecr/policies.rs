@@ -98,7 +98,7 @@ async fn delete_repository_policy(api: &crate::Api, caller: &Caller, body: &[u8]
 }
 
 /// ECR's codes for tagging failures.
-fn tag_error(e: TagError) -> ApiError {
+pub(super) fn tag_error(e: TagError) -> ApiError {
     match e {
         TagError::InvalidTag(m) => ApiError::bad_request("InvalidTagParameterException", m),
         TagError::TooMany(m) => ApiError::bad_request("TooManyTagsException", m),

@@ -6,7 +6,7 @@ use axum::response::Response;
 
 use control_plane::ecr::images::ImageSelector;
 use control_plane::Caller;
-use control_plane::{ControlPlane, Page};
+use control_plane::ControlPlane;
 use model::ecr::shapes as w;
 use model::ecr::stored::{Finding, FindingSeverity, ImageScan, ScanStatus};
 
@@ -14,9 +14,6 @@ use crate::ecs::{input, Validate};
 use crate::{ok, ApiError};
 
 crate::ecs::validate_with_model!(w::StartImageScanRequest, w::DescribeImageScanFindingsRequest);
-
-/// `DescribeImageScanFindings` returns this many findings when `maxResults` is absent.
-const DEFAULT_PAGE: i32 = 100;
 
 /// Answers the operations of this module; `None` for any other.
 pub(super) async fn dispatch(
@@ -35,12 +32,11 @@ pub(super) async fn dispatch(
 async fn start_image_scan(api: &crate::Api, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::StartImageScanRequest = input(body)?;
     let repository = r.repository_name.unwrap_or_default();
-    // Another account's repository is scanned when its repository policy allows it.
-    let caller =
-        &api.control.ecr().caller_for_repository(caller, r.registry_id.as_deref(), &repository, &["StartImageScan"])?;
-    let selector = selector(r.image_id.as_ref())?;
-    let (image, ticket) = api.control.ecr().start_image_scan(caller, &repository, selector.clone()).await?;
-    api.registry.hooks.scanner.spawn(ticket);
+    let (image, selector) = api
+        .control
+        .ecr()
+        .scan_image(&api.registry, caller, r.registry_id.as_deref(), &repository, r.image_id.map(super::selector))
+        .await?;
     Ok(ok(&w::StartImageScanResponse {
         registry_id: Some(image.scope.account.to_string()),
         repository_name: Some(repository),
@@ -55,32 +51,27 @@ async fn start_image_scan(api: &crate::Api, caller: &Caller, body: &[u8]) -> Res
 fn describe_image_scan_findings(cp: &ControlPlane, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let r: w::DescribeImageScanFindingsRequest = input(body)?;
     let repository = r.repository_name.unwrap_or_default();
-    let caller = &cp.ecr().caller_for_repository(
+    let found = cp.ecr().image_scan_findings(
         caller,
         r.registry_id.as_deref(),
         &repository,
-        &["DescribeImageScanFindings"],
+        r.image_id.map(super::selector),
+        r.max_results,
+        r.next_token.as_deref(),
     )?;
-    let selector = selector(r.image_id.as_ref())?;
-    let page = Page::parse(Some(r.max_results.unwrap_or(DEFAULT_PAGE)), r.next_token.as_deref(), 1000)?;
-    let (image, scan) = cp.ecr().image_scan(caller, &repository, &selector)?;
-    let (findings, next_token) = match scan.status {
-        ScanStatus::Complete => {
-            let (items, token) =
-                page.take(scan.findings.iter().enumerate().map(|(i, f)| (format!("{i:09}"), finding_shape(f))), false);
-            (findings_shape(&scan, items), token)
-        }
+    let findings = match &found.findings {
+        Some(page) => findings_shape(&found.scan, page.iter().map(finding_shape).collect()),
         // No results yet (or none possible), but the member is there: the AWS CLI's
         // paginator writes into `imageScanFindings.findings` and fails on a missing parent.
-        _ => (w::ImageScanFindings { findings: Some(Vec::new()), ..Default::default() }, None),
+        None => w::ImageScanFindings { findings: Some(Vec::new()), ..Default::default() },
     };
     Ok(ok(&w::DescribeImageScanFindingsResponse {
-        registry_id: Some(image.scope.account.to_string()),
+        registry_id: Some(found.image.scope.account.to_string()),
         repository_name: Some(repository),
-        image_id: Some(image_id(&image.digest, &selector)),
-        image_scan_status: Some(status_shape(&scan)),
+        image_id: Some(image_id(&found.image.digest, &found.selector)),
+        image_scan_status: Some(status_shape(&found.scan)),
         image_scan_findings: Some(findings),
-        next_token,
+        next_token: found.next_token,
     }))
 }
 
@@ -143,14 +134,6 @@ fn finding_shape(f: &Finding) -> w::ImageScanFinding {
             f.attributes.iter().map(|(k, v)| w::Attribute { key: Some(k.clone()), value: Some(v.clone()) }).collect(),
         ),
     }
-}
-
-fn selector(id: Option<&w::ImageIdentifier>) -> Result<ImageSelector, ApiError> {
-    let id = id.ok_or_else(|| ApiError::invalid_parameter("imageId is required."))?;
-    if id.image_digest.is_none() && id.image_tag.is_none() {
-        return Err(ApiError::invalid_parameter("imageId needs an imageDigest or an imageTag."));
-    }
-    Ok(ImageSelector { digest: id.image_digest.clone(), tag: id.image_tag.clone() })
 }
 
 /// The image's identifier as ECR answers it: the digest, and the tag the request named.

@@ -3,8 +3,8 @@
 //! then here), pull times, and the repository settings that govern pushes (tag mutability,
 //! scan on push).
 //!
-//! Digests and tags arrive here already checked for syntax by the protocol edge, which
-//! owns the registry's `Digest` and `Tag` types; this module only compares them.
+//! Digests and tags arrive here already checked for syntax (`registry::check_selector`,
+//! which knows the registry's `Digest` and `Tag` types); this module only compares them.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -11,16 +11,62 @@
 use std::sync::Arc;
 
 use model::ecr::lifecycle::{evaluate, Candidate, LifecyclePolicy, PolicyError};
-use model::ecr::stored::{Expiring, LifecyclePreview, StoredLifecyclePolicy, StoredPreviewStatus};
+use model::ecr::stored::{Expiring, LifecyclePreview, PreviewStatus, StoredLifecyclePolicy, StoredPreviewStatus};
 use model::ecr::{Image, RepositoryName};
 use model::{Scope, Timestamp};
 
-use crate::ecr::Ecr;
+use crate::ecr::{check_registry_id, Ecr, ImageQuery};
 use crate::error::{ConflictKind, Error, NotFoundKind, Result};
 use crate::state::Touched;
 use crate::Caller;
+use crate::ControlPlane;
 use crate::Ops;
+use crate::Page;
 use crate::{State, Txn};
+
+/// `StartLifecyclePolicyPreview` of repository `name` of the caller (its own registry):
+/// records the preview in progress ([`Ops::start_lifecycle_preview`]) and computes it
+/// after answering, as in ECR, where it runs in the background; callers poll
+/// `GetLifecyclePolicyPreview` until it is `COMPLETE`. A preview that cannot be computed
+/// is recorded as failed.
+pub async fn start_preview(
+    control: &Arc<ControlPlane>,
+    caller: &Caller,
+    registry_id: Option<&str>,
+    name: &str,
+    text: Option<&str>,
+) -> Result<LifecyclePreview> {
+    check_registry_id(caller, registry_id)?;
+    let preview = control.ecr().start_lifecycle_preview(caller, name, text).await?;
+    let control = control.clone();
+    let (scope, repo) = (preview.scope.clone(), preview.repository.clone());
+    tokio::spawn(async move {
+        if let Err(e) = control.ecr().complete_lifecycle_preview(scope.clone(), repo.clone()).await {
+            tracing::error!(error = %e, repository = %repo, "a lifecycle policy preview failed");
+            let reason = "Berth could not compute the preview; start it again. The server log has the detail.";
+            if let Err(e) = control.ecr().fail_lifecycle_preview(scope, repo.clone(), reason.into()).await {
+                tracing::error!(error = %e, repository = %repo, "recording a failed lifecycle policy preview failed");
+            }
+        }
+    });
+    Ok(preview)
+}
+
+/// The largest page of `GetLifecyclePolicyPreview`, as in ECR.
+const PREVIEW_PAGE_LIMIT: i32 = 100;
+
+/// What `GetLifecyclePolicyPreview` answers.
+#[derive(Debug, Clone)]
+pub struct PreviewPage {
+    pub preview: LifecyclePreview,
+    /// The preview's status now.
+    pub status: PreviewStatus,
+    /// The page of results selected.
+    pub results: Vec<Expiring>,
+    pub next_token: Option<String>,
+    /// How many images the whole preview expires, once it is complete.
+    pub total: Option<usize>,
+}
 
 /// What a lifecycle policy expires in `repo` at `now`, oldest first. The single
 /// computation behind previews and enforcement.
@@ -238,6 +284,42 @@ impl Ops<'_, Ecr> {
                 key.1, key.0.account
             ),
         })
+    }
+
+    /// `GetLifecyclePolicyPreview`: the repository's preview with its status now and, when
+    /// it is complete, a page (at most 100) of its results that the filter and the named
+    /// images select, in the preview's order (oldest first). Named images and paging do
+    /// not combine.
+    pub fn lifecycle_preview_page(&self, caller: &Caller, query: ImageQuery) -> Result<PreviewPage> {
+        check_registry_id(caller, query.registry_id.as_deref())?;
+        let ids = query.ids;
+        if !ids.is_empty() && (query.max_results.is_some() || query.next_token.is_some()) {
+            return Err(Error::parameter("imageIds cannot be combined with maxResults or nextToken."));
+        }
+        if ids.iter().any(|i| i.digest.is_none() && i.tag.is_none()) {
+            return Err(Error::parameter("Each imageId needs an imageDigest or an imageTag."));
+        }
+        let page = Page::parse(query.max_results, query.next_token.as_deref(), PREVIEW_PAGE_LIMIT)?;
+        let preview = self.lifecycle_preview(caller, &query.repository)?;
+        let status = preview.status_at(Timestamp::now());
+        // Results exist only for a complete preview; the summary counts all of them,
+        // whatever the filter and the page.
+        let results: &[Expiring] = if status == PreviewStatus::Complete { &preview.results } else { &[] };
+        let selected = results.iter().enumerate().filter(|(_, e)| {
+            let by_tags = query.tag_status.is_none_or(|t| t.keeps(&e.tags));
+            let by_id = ids.is_empty()
+                || ids.iter().any(|id| match (&id.digest, &id.tag) {
+                    (Some(d), Some(t)) => *d == e.digest && e.tags.contains(t),
+                    (Some(d), None) => *d == e.digest,
+                    (None, Some(t)) => e.tags.contains(t),
+                    (None, None) => false,
+                });
+            by_tags && by_id
+        });
+        // The key is the position in the preview's results.
+        let (results, next_token) = page.take(selected.map(|(i, e)| (format!("{i:08}"), e.clone())), false);
+        let total = (status == PreviewStatus::Complete).then_some(preview.results.len());
+        Ok(PreviewPage { preview, status, results, next_token, total })
     }
 
     /// The repositories with a lifecycle policy, in `scope` or everywhere.

@@ -43,9 +43,10 @@ pub mod scans;
 
 use std::sync::Arc;
 
-use model::ecr::{Encryption, EncryptionType, Image, Repository, RepositoryName, TagMutability};
+use model::ecr::{Encryption, EncryptionType, Image, Repository, RepositoryName, TagMutability, TagStatus};
 use model::tags::Tags;
 
+use crate::ecr::images::ImageSelector;
 use crate::error::{ConflictKind, Error, NotFoundKind, Result};
 use crate::state::Touched;
 use crate::Caller;
@@ -81,6 +82,17 @@ pub(crate) fn not_found(caller: &Caller, name: &str) -> Error {
             caller.scope.account
         ),
     }
+}
+
+/// How many entries `GetAuthorizationToken` answers: one per registry asked for, or one
+/// for the caller's own. Other accounts' registries are accepted: one host serves them
+/// all, the token is always the caller's own, and each registry request is checked
+/// against the repository's policy; each id must still name an account.
+pub fn authorization_entries(caller: &Caller, registry_ids: &[String]) -> Result<usize> {
+    for id in registry_ids {
+        policies::registry_scope(caller, Some(id))?;
+    }
+    Ok(registry_ids.len().max(1))
 }
 
 /// Checks a `registryId`: Berth has one registry per account, whose id is the account id.
@@ -132,13 +144,22 @@ impl Ops<'_, Ecr> {
         .await
     }
 
-    /// Repositories by name (each must exist), or all of them in name order.
+    /// `DescribeRepositories`: repositories by name (each must exist, at most 100), or all
+    /// of them in name order, a page of at most 1000 at a time; names and paging do not
+    /// combine.
     pub fn describe_repositories(
         &self,
         caller: &Caller,
+        registry_id: Option<&str>,
         names: &[String],
-        page: &Page,
+        max_results: Option<i32>,
+        next_token: Option<&str>,
     ) -> Result<(Vec<Repository>, Option<String>)> {
+        check_registry_id(caller, registry_id)?;
+        if !names.is_empty() && (max_results.is_some() || next_token.is_some()) {
+            return Err(Error::parameter("repositoryNames cannot be combined with maxResults or nextToken."));
+        }
+        let page = Page::parse(max_results, next_token, 1000)?;
         let state = self.view();
         if !names.is_empty() {
             if names.len() > 100 {
@@ -206,11 +227,35 @@ pub struct Pushed {
     pub media_type: String,
 }
 
+/// What `DescribeImages`, `ListImages` and `GetLifecyclePolicyPreview` ask for.
+#[derive(Debug, Clone, Default)]
+pub struct ImageQuery {
+    pub registry_id: Option<String>,
+    pub repository: String,
+    /// Images named (not by `ListImages`); none means all.
+    pub ids: Vec<ImageSelector>,
+    pub tag_status: Option<TagStatus>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+}
+
 /// Which images `DescribeImages` asks about: by digest or by tag.
 #[derive(Debug, Clone)]
 pub enum ImageId {
     Digest(String),
     Tag(String),
+}
+
+impl ImageId {
+    /// The image an identifier names: by its digest when it has one (a tag beside it is
+    /// not checked), else by its tag.
+    pub fn of(selector: ImageSelector) -> Result<ImageId> {
+        match (selector.digest, selector.tag) {
+            (Some(d), _) => Ok(ImageId::Digest(d)),
+            (None, Some(t)) => Ok(ImageId::Tag(t)),
+            (None, None) => Err(Error::parameter("Each imageId needs an imageDigest or an imageTag.")),
+        }
+    }
 }
 
 impl Ops<'_, Ecr> {
@@ -263,9 +308,42 @@ impl Ops<'_, Ecr> {
         .await
     }
 
-    /// Images of a repository, all or those named; a named image that is missing is an
-    /// `ImageNotFoundException`, as in ECR.
-    pub fn describe_images(
+    /// `DescribeImages`: images of a repository, of the caller or of an account whose
+    /// repository policy allows `DescribeImages`; all of them a page of at most 1000 at a
+    /// time, or those named. A named image that is missing is an `ImageNotFoundException`,
+    /// as in ECR. `tag_status` filters the page, after it is cut.
+    pub fn describe_images(&self, caller: &Caller, query: ImageQuery) -> Result<(Vec<Image>, Option<String>)> {
+        self.query_images(caller, "DescribeImages", query)
+    }
+
+    /// `ListImages`: the images of `DescribeImages` as identifiers, one per tag, and one
+    /// without a tag for an untagged image.
+    pub fn list_images(&self, caller: &Caller, query: ImageQuery) -> Result<(Vec<ImageSelector>, Option<String>)> {
+        let (images, next_token) = self.query_images(caller, "ListImages", ImageQuery { ids: Vec::new(), ..query })?;
+        let mut ids = Vec::new();
+        for i in images {
+            if i.tags.is_empty() {
+                ids.push(ImageSelector { digest: Some(i.digest), tag: None });
+            } else {
+                ids.extend(i.tags.into_iter().map(|t| ImageSelector { digest: Some(i.digest.clone()), tag: Some(t) }));
+            }
+        }
+        Ok((ids, next_token))
+    }
+
+    fn query_images(&self, caller: &Caller, operation: &str, q: ImageQuery) -> Result<(Vec<Image>, Option<String>)> {
+        let caller = &self.caller_for_repository(caller, q.registry_id.as_deref(), &q.repository, &[operation])?;
+        let ids = q.ids.into_iter().map(ImageId::of).collect::<Result<Vec<_>>>()?;
+        let page = Page::parse(q.max_results, q.next_token.as_deref(), 1000)?;
+        let (mut images, next_token) = self.images_named(caller, &q.repository, &ids, &page)?;
+        if let Some(t) = q.tag_status {
+            images.retain(|i| t.keeps(&i.tags));
+        }
+        Ok((images, next_token))
+    }
+
+    /// Images of a repository, all or those named.
+    fn images_named(
         &self,
         caller: &Caller,
         repository: &str,

@@ -260,6 +260,21 @@ impl Ops<'_, Ecr> {
     }
 }
 
+/// The tags of a new repository (`CreateRepository`), checked as ECR checks them: more
+/// than [`MAX_TAGS`](model::tags::MAX_TAGS) keys is [`TagError::TooMany`], a bad key or
+/// value [`TagError::InvalidTag`].
+pub fn new_repository_tags(pairs: Vec<(String, String)>) -> Result<Tags, TagError> {
+    let keys: std::collections::BTreeSet<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    if keys.len() > model::tags::MAX_TAGS {
+        return Err(TagError::TooMany(format!(
+            "A repository can have at most {} tags; {} were given.",
+            model::tags::MAX_TAGS,
+            keys.len()
+        )));
+    }
+    Tags::parse(pairs).map_err(|e| TagError::InvalidTag(e.to_string()))
+}
+
 /// Why tagging failed, in the terms of ECR's distinct error codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TagError {

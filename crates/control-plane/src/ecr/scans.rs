@@ -20,6 +20,7 @@ use crate::error::{Error, NotFoundKind, Result};
 use crate::state::Touched;
 use crate::Caller;
 use crate::Ops;
+use crate::Page;
 use crate::{State, Txn};
 
 /// How often one image may be scanned, as in ECR: the scan on push counts.
@@ -29,6 +30,30 @@ pub const SCAN_INTERVAL_SECONDS: f64 = 24.0 * 3600.0;
 /// that failed, which found out nothing about the image.
 fn blocks_rescan(scan: &ImageScan, now: Timestamp) -> bool {
     scan.status != ScanStatus::Failed && now.epoch_seconds() - scan.started_at.epoch_seconds() < SCAN_INTERVAL_SECONDS
+}
+
+/// `DescribeImageScanFindings` returns this many findings when `maxResults` is absent.
+const DEFAULT_FINDINGS_PAGE: i32 = 100;
+
+/// What `DescribeImageScanFindings` answers.
+#[derive(Debug, Clone)]
+pub struct ScanFindings {
+    pub image: Arc<Image>,
+    /// The image as the request named it.
+    pub selector: ImageSelector,
+    pub scan: Arc<ImageScan>,
+    /// A page of the findings of a complete scan; none for any other.
+    pub findings: Option<Vec<Finding>>,
+    pub next_token: Option<String>,
+}
+
+/// The image a scan request names: `imageId` must be given, with a digest or a tag.
+pub fn scan_selector(image_id: Option<ImageSelector>) -> Result<ImageSelector> {
+    let id = image_id.ok_or_else(|| Error::parameter("imageId is required."))?;
+    if id.digest.is_none() && id.tag.is_none() {
+        return Err(Error::parameter("imageId needs an imageDigest or an imageTag."));
+    }
+    Ok(id)
 }
 
 /// A started scan that the caller must run and then finish with
@@ -146,17 +171,25 @@ impl Ops<'_, Ecr> {
         .await
     }
 
-    /// `DescribeImageScanFindings`: the image and its latest scan, or
-    /// `ScanNotFoundException` when it was never scanned.
-    pub fn image_scan(
+    /// `DescribeImageScanFindings`: the image (of the caller, or of an account whose
+    /// repository policy allows it) and its latest scan, with a page of its findings (100
+    /// unless asked, at most 1000) when the scan is complete; `ScanNotFoundException`
+    /// when it was never scanned.
+    pub fn image_scan_findings(
         &self,
         caller: &Caller,
+        registry_id: Option<&str>,
         repository: &str,
-        selector: &ImageSelector,
-    ) -> Result<(Arc<Image>, Arc<ImageScan>)> {
+        image_id: Option<ImageSelector>,
+        max_results: Option<i32>,
+        next_token: Option<&str>,
+    ) -> Result<ScanFindings> {
+        let caller = &self.caller_for_repository(caller, registry_id, repository, &["DescribeImageScanFindings"])?;
+        let selector = scan_selector(image_id)?;
+        let page = Page::parse(Some(max_results.unwrap_or(DEFAULT_FINDINGS_PAGE)), next_token, 1000)?;
         let repo = RepositoryName::parse(repository)?;
         let state = self.view();
-        let image = resolve(&state, caller, &repo, repository, selector)?;
+        let image = resolve(&state, caller, &repo, repository, &selector)?;
         let scan = state.image_scans.get(&key_of(&image)).cloned().ok_or_else(|| Error::NotFound {
             kind: NotFoundKind::Scan,
             message: format!(
@@ -164,7 +197,15 @@ impl Ops<'_, Ecr> {
                 image.digest
             ),
         })?;
-        Ok((image, scan))
+        let (findings, next_token) = match scan.status {
+            ScanStatus::Complete => {
+                let (items, token) =
+                    page.take(scan.findings.iter().enumerate().map(|(i, f)| (format!("{i:09}"), f.clone())), false);
+                (Some(items), token)
+            }
+            _ => (None, None),
+        };
+        Ok(ScanFindings { image, selector, scan, findings, next_token })
     }
 
     /// The latest scan of `image`, if any (for `DescribeImages`).

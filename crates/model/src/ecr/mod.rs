@@ -153,6 +153,11 @@ pub struct TagMutability {
 }
 
 impl TagMutability {
+    /// The setting a request asks for: `MUTABLE` when it names none, as in ECR.
+    pub fn requested(setting: Option<shapes::ImageTagMutability>, filters: Vec<String>) -> Result<Self, Invalid> {
+        Self::parse(setting.unwrap_or(shapes::ImageTagMutability::Mutable), filters)
+    }
+
     pub fn parse(setting: shapes::ImageTagMutability, filters: Vec<String>) -> Result<Self, Invalid> {
         use shapes::ImageTagMutability as M;
         let with_exclusion = matches!(setting, M::ImmutableWithExclusion | M::MutableWithExclusion);
@@ -320,6 +325,25 @@ pub struct Image {
     /// that much.
     #[serde(default)]
     pub last_recorded_pull_time: Option<Timestamp>,
+}
+
+/// Which images a listing keeps by their tags (ECR's `tagStatus` filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagStatus {
+    Tagged,
+    Untagged,
+    Any,
+}
+
+impl TagStatus {
+    /// Whether an image with `tags` passes the filter.
+    pub fn keeps(self, tags: &[String]) -> bool {
+        match self {
+            TagStatus::Tagged => !tags.is_empty(),
+            TagStatus::Untagged => tags.is_empty(),
+            TagStatus::Any => true,
+        }
+    }
 }
 
 /// Why one image that a request named was not acted on: ECR's `ImageFailureCode`s that

@@ -15,9 +15,9 @@ use registry::Meta;
 
 use super::EcrRegistry;
 use crate::ecr::images::ImageSelector;
-use crate::ecr::Ecr;
+use crate::ecr::{check_registry_id, Ecr};
 use crate::error::{Error, Result};
-use crate::{ControlPlane, Ops};
+use crate::{Caller, ControlPlane, Ops};
 
 /// What one enforcement of a repository's policy did.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +125,32 @@ impl Ops<'_, Ecr> {
             .filter(|e| !state.images.contains_key(&(scope.clone(), repo.clone(), e.digest.clone())))
             .cloned()
             .collect())
+    }
+
+    /// Enforces now the lifecycle policy of repository `repository` of the caller, which
+    /// must exist and have one (as for `GetLifecyclePolicy`), or when absent those of every
+    /// repository of the caller's account and region that has one (the protocol edge's
+    /// `BerthRunLifecyclePolicy`).
+    pub async fn run_lifecycle_policies(
+        &self,
+        meta: &impl Meta,
+        caller: &Caller,
+        registry_id: Option<&str>,
+        repository: Option<&str>,
+    ) -> Result<Vec<LifecycleRun>> {
+        check_registry_id(caller, registry_id)?;
+        let targets = match repository {
+            Some(name) => {
+                let stored = self.lifecycle_policy(caller, name)?;
+                vec![(stored.scope, stored.repository)]
+            }
+            None => self.lifecycle_repositories(Some(&caller.scope)),
+        };
+        let mut runs = Vec::with_capacity(targets.len());
+        for (scope, repo) in targets {
+            runs.push(self.enforce_lifecycle_policy(meta, &scope, &repo).await);
+        }
+        Ok(runs)
     }
 
     /// Enforces every repository's lifecycle policy now, in every account and region.

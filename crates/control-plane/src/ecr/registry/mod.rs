@@ -2,11 +2,15 @@
 //! the registry's metadata (manifests, tags, blob links; what `/v2/` serves) and the
 //! control plane's records (what `DescribeImages` reads).
 //!
-//! An image lives in both. A push goes to the registry first, whose hook ([`RecordPush`])
+//! An image lives in both. A push goes to the registry first, whose hook ([`EcrHooks`])
 //! records it here; every other change (deletions, lifecycle expiry) goes to the registry
 //! first and then here, and each step is idempotent, so a retry after a failure in between
 //! converges. The registry's authentication is not decided here: the protocol edge
 //! supplies it as the registry's `Authorize` (`A` in [`EcrRegistry`]).
+//!
+//! ECR's operations that reach the registry (`PutImage`, `BatchGetImage`,
+//! `BatchDeleteImage`, the layer API) live here too, with their rules (`images`,
+//! `layers`), so the protocol edge only decodes, calls one of them and encodes.
 //!
 //! Layering: this module calls the ECR operations of its parent (`images`, `scans`,
 //! `lifecycle`, `policies`); they never call it.
@@ -14,6 +18,8 @@
 mod deletion;
 pub mod enforcement;
 pub mod gc;
+mod images;
+mod layers;
 mod scanner;
 
 use std::collections::HashMap;
@@ -31,15 +37,18 @@ use model::{Region, Scope};
 use crate::auth::TokenGrant;
 use crate::ecr::Ecr;
 use crate::error::{Error, Result};
-use crate::{ControlPlane, Ops};
+use crate::{Caller, ControlPlane, Ops};
 
 pub use deletion::{stored_digest, DeletedImage};
 pub use enforcement::{LifecycleFailure, LifecycleRun};
+pub use images::{check_selector, FetchedImage, NewImage, PutImageResult};
+pub use layers::{DownloadableLayer, LayerFailure, LayerFailureCode, LayerPart, PartLog, UploadProgress};
 pub use scanner::{Scanner, CONCURRENT_SCANS};
 
-/// The registry as ECR runs it: ECR's tag immutability on pushes, and pushes and pulls
-/// recorded in the control plane; `A` authenticates its requests.
-pub type EcrRegistry<A> = Registry<EcrMeta, A, RecordPush>;
+/// The registry as ECR runs it: ECR's tag immutability on pushes, pushes and pulls
+/// recorded in the control plane, and the part log of layer uploads; `A` authenticates
+/// its requests.
+pub type EcrRegistry<A> = Registry<EcrMeta, A, EcrHooks>;
 
 /// Opens the registry that stores blobs and metadata under `dir`, authenticated by
 /// `auth`; its scans read the vulnerability database in `vulndb` (see `scanner::db`).
@@ -60,7 +69,7 @@ pub fn open<A>(
     };
     let scanner = Scanner::new(control.clone(), store.clone(), vulndb);
     scanner.resume_interrupted();
-    let hooks = RecordPush { control, pulls: Mutex::new(HashMap::new()), scanner };
+    let hooks = EcrHooks { control, pulls: Mutex::new(HashMap::new()), scanner, parts: PartLog::default() };
     Ok(Arc::new(Registry { store, meta, auth, hooks, realm }))
 }
 
@@ -155,6 +164,20 @@ pub fn registry_repository(scope: &Scope, name: &RepositoryName) -> Result<Repos
     })
 }
 
+/// The caller's repository `name` (which must exist, in its own registry) and the
+/// repository's key in the registry.
+fn target(
+    ops: &Ops<'_, Ecr>,
+    caller: &Caller,
+    registry_id: Option<&str>,
+    name: &str,
+) -> Result<(Arc<model::ecr::Repository>, Repository)> {
+    crate::ecr::check_registry_id(caller, registry_id)?;
+    let repo = ops.repository(caller, name)?;
+    let target = registry_repository(&caller.scope, &repo.name)?;
+    Ok((repo, target))
+}
+
 /// A failure inside Berth: the detail goes to the log, the caller gets a server error.
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(e.to_string())
@@ -168,18 +191,21 @@ const PULL_RECORD_INTERVAL: Duration = Duration::from_secs(60);
 /// Past this many remembered pulls, those older than the interval are forgotten.
 const PULL_MEMORY: usize = 10_000;
 
-/// Records every pushed image in the control plane, where `DescribeImages` and
-/// `ListImages` read them, durably and per account; and the time of pulls
-/// (`lastRecordedPullTime`).
-pub struct RecordPush {
+/// What ECR adds to the registry's pushes and pulls: records every pushed image in the
+/// control plane, where `DescribeImages` and `ListImages` read them, durably and per
+/// account; the time of pulls (`lastRecordedPullTime`); scans; and the part sizes of
+/// uploads through ECR's layer-upload API.
+pub struct EcrHooks {
     control: Arc<ControlPlane>,
     /// When a pull of each image was last recorded.
     pulls: Mutex<HashMap<(Namespace, String, Digest), Instant>>,
     /// Scans pushed images of repositories with scan on push; `StartImageScan` uses it too.
     pub scanner: Scanner,
+    /// The part sizes of layer uploads in progress (ECR's rule on small parts).
+    parts: PartLog,
 }
 
-impl RecordPush {
+impl EcrHooks {
     /// Whether a pull of this image should be recorded now; if so, it counts as recorded.
     fn due(&self, key: (Namespace, String, Digest)) -> bool {
         let now = Instant::now();
@@ -195,7 +221,7 @@ impl RecordPush {
     }
 }
 
-impl OnPush for RecordPush {
+impl OnPush for EcrHooks {
     async fn on_pull(&self, event: PullEvent) {
         let repository = event.repository.name.as_str().to_string();
         let key = (event.repository.namespace.clone(), repository.clone(), event.digest.clone());

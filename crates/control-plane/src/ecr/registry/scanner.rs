@@ -28,7 +28,8 @@ use scanner::db::VulnDb;
 use scanner::osv::Severity;
 use scanner::scan::{Inventory, Outcome};
 
-use crate::ecr::scans::{ScanResult, ScanTicket};
+use crate::ecr::images::ImageSelector;
+use crate::ecr::scans::{scan_selector, ScanResult, ScanTicket};
 use crate::ControlPlane;
 
 /// Scans that run at once; more wait their turn.
@@ -37,7 +38,7 @@ pub const CONCURRENT_SCANS: usize = 2;
 const IMAGE_CONFIGS: [&str; 2] =
     ["application/vnd.docker.container.image.v1+json", "application/vnd.oci.image.config.v1+json"];
 
-/// Runs scans in the background. Lives in the registry's push hook (`RecordPush`), which
+/// Runs scans in the background. Lives in the registry's push hook (`EcrHooks`), which
 /// starts scans on push; `StartImageScan` reaches it there too. It reads the registry's
 /// blobs through the blob store it shares with the registry, never through the registry
 /// itself, which owns it. Cloning it shares the same database and the same permits.
@@ -269,5 +270,25 @@ fn severity(s: Severity) -> FindingSeverity {
         Severity::Low => FindingSeverity::Low,
         Severity::Informational => FindingSeverity::Informational,
         Severity::Undefined => FindingSeverity::Undefined,
+    }
+}
+
+impl crate::Ops<'_, crate::ecr::Ecr> {
+    /// `StartImageScan`: records that a scan of the image (of the caller, or of an account
+    /// whose repository policy allows it) started and runs it in the background on the
+    /// registry's scanner. Answers the image and how the request named it.
+    pub async fn scan_image<A>(
+        &self,
+        registry: &super::EcrRegistry<A>,
+        caller: &crate::Caller,
+        registry_id: Option<&str>,
+        repository: &str,
+        image_id: Option<ImageSelector>,
+    ) -> crate::Result<(model::ecr::Image, ImageSelector)> {
+        let caller = &self.caller_for_repository(caller, registry_id, repository, &["StartImageScan"])?;
+        let selector = scan_selector(image_id)?;
+        let (image, ticket) = self.start_image_scan(caller, repository, selector.clone()).await?;
+        registry.hooks.scanner.spawn(ticket);
+        Ok((image, selector))
     }
 }
