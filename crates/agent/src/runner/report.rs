@@ -63,6 +63,7 @@ fn container_report(c: &Ctr) -> ContainerReport {
 mod tests {
     use super::*;
     use crate::runner::fixtures::ctr;
+    use agent_protocol::HealthStatus;
     use std::time::{Duration, SystemTime};
 
     fn at(secs: u64) -> SystemTime {
