@@ -135,6 +135,17 @@ def docker(*args, check=True):
     return r.stdout
 
 
+def remove_subnet_networks(vpc_prefix):
+    """Removes the Docker networks Berth made for subnets whose block starts with
+    `vpc_prefix` (e.g. "10.251."), once nothing is attached to them, so that the next
+    Berth on this engine can make its own."""
+    for name in docker("network", "ls", "-q", "--filter", "label=berth.managed=true").split():
+        info = docker("network", "inspect", name, "--format",
+                      "{{range .IPAM.Config}}{{.Subnet}}{{end}} {{len .Containers}}", check=False).split()
+        if len(info) == 2 and info[0].startswith(vpc_prefix) and info[1] == "0":
+            docker("network", "rm", name, check=False)
+
+
 def remove_labelled(label):
     """Force-removes every container carrying `label` (key=value); returns how many."""
     ids = docker("ps", "-aq", "--filter", f"label={label}", check=False).split()

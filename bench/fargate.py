@@ -29,7 +29,7 @@ import tempfile
 import time
 
 from common import (BenchError, log, free_port, wait_until, http_status, summary, start, stop, docker,
-                    remove_labelled, ecs_client, main_guard, build_berth_and_test_image, check, ROOT, BERTH)
+                    remove_labelled, remove_subnet_networks, ecs_client, main_guard, build_berth_and_test_image, check, ROOT, BERTH)
 
 OUT = os.path.join(ROOT, "bench", "out", "fargate.json")
 SAMPLES = int(os.environ.get("BENCH_SAMPLES", "15"))
@@ -136,6 +136,7 @@ def main():
         stop(berth)
         remove_labelled(DOCKER_LABEL)
         remove_labelled("com.amazonaws.ecs.task-definition-family=" + FAMILY)
+        remove_subnet_networks("10.251.")
         shutil.rmtree(workdir, ignore_errors=True)
 
     b, d = summary(berth_ms), summary(docker_ms)

@@ -47,6 +47,45 @@ pub fn remove_containers_with_label(key: &str, value: &str) {
     }
 }
 
+/// Removes the Docker networks Berth made for subnets (label `berth.managed`) that lie
+/// inside the IPv4 block `vpc` (such as `10.123.4.0/22`) and have nothing attached.
+pub fn remove_unused_subnet_networks(vpc: &str) {
+    let Some(inside) = block(vpc) else { return };
+    for id in docker_lines(&["network", "ls", "-q", "--filter", "label=berth.managed=true"]) {
+        let format = "{{range .IPAM.Config}}{{.Subnet}}{{end}} {{len .Containers}}";
+        let info = docker_lines(&["network", "inspect", &id, "--format", format]);
+        let unused = info.first().and_then(|l| l.split_once(' ')).is_some_and(|(subnet, attached)| {
+            attached == "0" && block(subnet).is_some_and(|(base, prefix)| prefix >= inside.1 && inside.contains(base))
+        });
+        if unused {
+            let _ = Command::new("docker")
+                .args(["network", "rm", &id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// An IPv4 block `a.b.c.d/n` as its base address and prefix length.
+fn block(s: &str) -> Option<(u32, u32)> {
+    let (addr, prefix) = s.split_once('/')?;
+    let addr: std::net::Ipv4Addr = addr.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| (1..=32).contains(p))?;
+    Some((u32::from(addr), prefix))
+}
+
+trait Contains {
+    fn contains(&self, addr: u32) -> bool;
+}
+
+impl Contains for (u32, u32) {
+    fn contains(&self, addr: u32) -> bool {
+        let mask = u32::MAX << (32 - self.1);
+        addr & mask == self.0 & mask
+    }
+}
+
 fn docker_lines(args: &[&str]) -> Vec<String> {
     Command::new("docker")
         .args(args)

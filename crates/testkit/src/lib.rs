@@ -304,6 +304,7 @@ impl Drop for Agent {
 impl Drop for Berth {
     fn drop(&mut self) {
         self.kill9();
+        self.remove_subnet_networks();
         // A failing test shows what the server said; a passing one stays quiet.
         if std::thread::panicking() {
             let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
@@ -313,6 +314,23 @@ impl Drop for Berth {
                 eprintln!("{line}");
             }
         }
+    }
+}
+
+impl Berth {
+    /// Removes the Docker networks that stand for this server's subnets (inside its own
+    /// VPC block) once nothing is attached to them; a network still in use stays (the
+    /// test removes its containers after the server, and the next server's block differs).
+    fn remove_subnet_networks(&self) {
+        if let Some(vpc) = self.vpc_block() {
+            images::remove_unused_subnet_networks(vpc);
+        }
+    }
+
+    /// The VPC block this server was started with (`--vpc-cidr`), if the test gave one or
+    /// the harness chose it.
+    pub fn vpc_block(&self) -> Option<&str> {
+        self.args.iter().skip_while(|a| *a != "--vpc-cidr").nth(1).map(String::as_str)
     }
 }
 

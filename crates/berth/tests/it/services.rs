@@ -19,16 +19,24 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(90);
 
 /// Removes every container the test's cluster created (Fargate tasks' included: they are
 /// labelled with their own cluster), whatever happens in the test.
-pub(crate) struct Cleanup(String);
+/// Then the Docker networks of the server's subnets, once nothing is attached to them.
+pub(crate) struct Cleanup {
+    cluster: String,
+    vpc: Option<String>,
+}
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        remove_containers_with_label("com.amazonaws.ecs.cluster", &self.0);
+        remove_containers_with_label("com.amazonaws.ecs.cluster", &self.cluster);
+        if let Some(vpc) = &self.vpc {
+            testkit::images::remove_unused_subnet_networks(vpc);
+        }
     }
 }
 
 pub(crate) fn cleanup(b: &Berth, cluster: &str) -> Cleanup {
-    Cleanup(format!("arn:aws:ecs:us-east-1:{}:cluster/{cluster}", b.key.account))
+    let cluster = format!("arn:aws:ecs:us-east-1:{}:cluster/{cluster}", b.key.account);
+    Cleanup { cluster, vpc: b.vpc_block().map(str::to_string) }
 }
 
 /// The cleanup comes first so that a test's `let (_c, b)` drops it last: containers are
