@@ -327,10 +327,12 @@ impl Berth {
         }
     }
 
-    /// The VPC block this server was started with (`--vpc-cidr`), if the test gave one or
-    /// the harness chose it.
+    /// The VPC block this server was started with (`--vpc-cidr` or `BERTH_VPC_CIDR`), if
+    /// the test gave one or the harness chose it.
     pub fn vpc_block(&self) -> Option<&str> {
-        self.args.iter().skip_while(|a| *a != "--vpc-cidr").nth(1).map(String::as_str)
+        let flag = self.args.iter().skip_while(|a| *a != "--vpc-cidr").nth(1);
+        let env = self.env.iter().find(|(k, _)| k == "BERTH_VPC_CIDR").map(|(_, v)| v);
+        flag.or(env).map(String::as_str)
     }
 }
 
