@@ -8,12 +8,11 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::sync::Notify;
 
 /// The running tasks of the process. Clones share them.
@@ -35,7 +34,9 @@ impl Tracker {
         tokio::spawn(async move {
             // Dropped however the task ends, also when the runtime drops it unfinished.
             let _ended = ended;
-            if let Err(panic) = (CatchPanic { task: Box::pin(task) }).await {
+            // Asserted as tokio asserts it for every task it runs: a task that panicked is never
+            // polled again.
+            if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
                 tracing::error!(task = name, panic = panic_message(panic.as_ref()), "a background task panicked");
             }
         });
@@ -102,26 +103,6 @@ impl Drop for Ended {
         running.remove(&self.id);
         if running.is_empty() {
             self.inner.idle.notify_waiters();
-        }
-    }
-}
-
-/// A future that turns a panic of its task into an error, as `catch_unwind` does for a
-/// function.
-struct CatchPanic<F> {
-    task: Pin<Box<F>>,
-}
-
-impl<F: Future<Output = ()>> Future for CatchPanic<F> {
-    type Output = Result<(), Box<dyn Any + Send>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Asserted as tokio asserts it for every task it runs: a task that panicked is
-        // never polled again, and what it shares with others is left as tokio's own catch
-        // would leave it.
-        match std::panic::catch_unwind(AssertUnwindSafe(|| self.task.as_mut().poll(cx))) {
-            Ok(poll) => poll.map(Ok),
-            Err(panic) => Poll::Ready(Err(panic)),
         }
     }
 }
