@@ -11,12 +11,10 @@ mod agent_channel;
 mod ec2;
 pub mod ecr;
 mod ecs;
-mod ecs_services;
-mod ecs_tasks;
 /// Berth's ECS extension operations, for `berth`'s commands that send them.
 pub mod ecs_extensions {
+    pub use crate::ecs::tasks::INTERRUPT_OPERATION;
     pub use crate::ecs::TARGET_PREFIX;
-    pub use crate::ecs_tasks::INTERRUPT_OPERATION;
 }
 mod elbv2;
 pub mod error;
@@ -270,4 +268,20 @@ pub(crate) fn ok<T: Serialize>(value: &T) -> Response {
     let mut r = (http::StatusCode::OK, body).into_response();
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
     r
+}
+
+/// The dispatch table of the query-protocol services: the service (from the credential
+/// scope) and the `Action` choose the module that decodes, calls and encodes.
+async fn dispatch_query(
+    api: &Api,
+    caller: &Caller,
+    service: query::Service,
+    action: &str,
+    params: &query::Params,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    match service {
+        query::Service::Elbv2 => elbv2::dispatch(api, caller, action, params, request_id).await,
+        query::Service::Ec2 => ec2::dispatch(api, caller, action, params, request_id).await,
+    }
 }

@@ -1,7 +1,8 @@
 //! The AWS query protocol, which ELBv2 and EC2 speak: a form-encoded `POST /` body
 //! (`Action=...&Version=...&Name.member.1=...`), answered in XML. This module decodes the
 //! form into [`Params`], writes XML with [`Xml`], renders errors as each service's XML
-//! error document, and routes a request to its service by the SigV4 credential scope.
+//! error document, and finds a request's service by the SigV4 credential scope; the
+//! dispatch table itself is the crate's (`dispatch_query`), beside the JSON services'.
 
 use std::collections::BTreeMap;
 
@@ -105,10 +106,7 @@ async fn process(
         ));
     }
     tracing::Span::current().record("target", action);
-    match service {
-        Service::Elbv2 => crate::elbv2::dispatch(api, &caller, action, &params, request_id).await,
-        Service::Ec2 => crate::ec2::dispatch(api, &caller, action, &params, request_id).await,
-    }
+    crate::dispatch_query(api, &caller, *service, action, &params, request_id).await
 }
 
 /// A decoded form: flat keys such as `Tags.member.2.Key`.

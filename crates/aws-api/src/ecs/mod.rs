@@ -1,6 +1,9 @@
 //! The ECS API (`AmazonEC2ContainerServiceV20141113.*`): decode, validate, call the
 //! control plane, and render its results as ECS's wire shapes.
 
+mod services;
+pub(crate) mod tasks;
+
 use axum::response::Response;
 
 use control_plane::ecs::clusters::{cluster_counts, ClusterCounts, ClusterUpdate, NewCluster};
@@ -94,10 +97,10 @@ pub async fn dispatch(
     endpoint: &str,
 ) -> Result<Response, ApiError> {
     let cp = &api.control;
-    if let Some(r) = crate::ecs_tasks::dispatch(cp, caller, operation, body, endpoint).await {
+    if let Some(r) = tasks::dispatch(cp, caller, operation, body, endpoint).await {
         return r;
     }
-    if let Some(r) = crate::ecs_services::dispatch(cp, caller, operation, body).await {
+    if let Some(r) = services::dispatch(cp, caller, operation, body).await {
         return r;
     }
     match operation {
