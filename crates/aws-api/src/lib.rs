@@ -37,7 +37,7 @@ use tracing::Instrument;
 
 use control_plane::Caller;
 use control_plane::ControlPlane;
-use model::{AccountId, Region, Scope};
+use model::{Region, Scope};
 
 pub use error::ApiError;
 
@@ -165,17 +165,27 @@ fn body_limit(target: &str) -> usize {
     }
 }
 
+/// Reads a request body of at most `limit` bytes. Call it only once the request's
+/// signature headers have been checked ([`authenticate_headers`]), so that no unsigned
+/// request makes the server buffer anything. A body over the limit is left unread: the
+/// server (`berth`'s `serve`) drains what the client still sends and closes the
+/// connection after the answer.
 async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+    let too_large = || {
+        ApiError::new(
             http::StatusCode::PAYLOAD_TOO_LARGE,
             "SerializationException",
             format!("The request body is larger than {limit} bytes."),
-        )),
-        Err(_) => Err(ApiError::serialization("The request body could not be read.")),
+        )
+    };
+    if axum::body::HttpBody::size_hint(&body).exact().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::serialization(format!("The request body could not be read: {e}"))),
     }
 }
 
@@ -187,7 +197,6 @@ async fn process(
     body: axum::body::Body,
     target: &str,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, body_limit(target)).await?;
     let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
     let service = match prefix {
         ecs::TARGET_PREFIX => "ecs",
@@ -205,7 +214,9 @@ async fn process(
             ))
         }
     };
-    let caller = authenticate(api, method, uri, headers, &body, service)?;
+    let pending = authenticate_headers(api, method, uri, headers, service)?;
+    let body = read_body(body, body_limit(target)).await?;
+    let caller = pending.verify(method, uri, headers, &body)?;
     // Repository URIs, the registry's proxy endpoint and DiscoverPollEndpoint name the
     // address the client reached us on, or the advertised one.
     let host = api.public.host(headers);
@@ -216,6 +227,70 @@ async fn process(
     }
 }
 
+/// A request whose signature parameters, key, time and signed headers check out: all
+/// that can be known before its body is read. [`Authenticating::verify`] finishes the
+/// check with the body.
+pub(crate) struct Authenticating {
+    parsed: sigv4::Parsed,
+    key: control_plane::auth::AccessKey,
+}
+
+/// The first half of authentication, on the headers alone: the request must be signed
+/// (header or presigned query) for `service`, with a known key, at a current time, and
+/// its signature must cover the headers that say what it does. Only a request that
+/// passes has its body read.
+pub(crate) fn authenticate_headers(
+    api: &Api,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    service: &str,
+) -> Result<Authenticating, ApiError> {
+    let req = sigv4::SignedRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers,
+        body: b"",
+    };
+    let parsed = sigv4::parse(&req)?;
+    if parsed.credential.service != service {
+        return Err(sigv4::AuthError::WrongService { expected: service.into() }.into());
+    }
+    let key = api.control.credentials.lookup(&parsed.credential.access_key_id)?.ok_or(sigv4::AuthError::UnknownKey)?;
+    parsed.check_time(OffsetDateTime::now_utc())?;
+    Ok(Authenticating { parsed, key })
+}
+
+impl Authenticating {
+    /// The second half: the signature over the whole request, body included.
+    pub(crate) fn verify(
+        self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Caller, ApiError> {
+        let req = sigv4::SignedRequest {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query().unwrap_or(""),
+            headers,
+            body,
+        };
+        self.parsed.verify(&req, &self.key.secret, OffsetDateTime::now_utc())?;
+        let region = Region::parse(&self.parsed.credential.region).map_err(|_| {
+            ApiError::bad_request(
+                "InvalidSignatureException",
+                format!("'{}' is not a valid region in the credential scope.", self.parsed.credential.region),
+            )
+        })?;
+        Ok(Caller { scope: Scope { account: self.key.account, region } })
+    }
+}
+
+/// Authenticates a request whose body is already at hand (the agent channel's upgrade
+/// has none).
 pub(crate) fn authenticate(
     api: &Api,
     method: &Method,
@@ -224,26 +299,7 @@ pub(crate) fn authenticate(
     body: &[u8],
     service: &str,
 ) -> Result<Caller, ApiError> {
-    let req = sigv4::SignedRequest {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        headers,
-        body,
-    };
-    let parsed = sigv4::parse(&req)?;
-    if parsed.credential.service != service {
-        return Err(sigv4::AuthError::WrongService { expected: service.into() }.into());
-    }
-    let key = api.control.credentials.lookup(&parsed.credential.access_key_id)?.ok_or(sigv4::AuthError::UnknownKey)?;
-    parsed.verify(&req, &key.secret, OffsetDateTime::now_utc())?;
-    let region = Region::parse(&parsed.credential.region).map_err(|_| {
-        ApiError::bad_request(
-            "InvalidSignatureException",
-            format!("'{}' is not a valid region in the credential scope.", parsed.credential.region),
-        )
-    })?;
-    Ok(Caller { scope: Scope { account: AccountId::clone(&key.account), region } })
+    authenticate_headers(api, method, uri, headers, service)?.verify(method, uri, headers, body)
 }
 
 /// Decodes a request body into its input shape. Wrong types, unknown members and

@@ -73,16 +73,9 @@ async fn process(
     body: axum::body::Body,
     service: &mut Service,
 ) -> Result<Response, ApiError> {
-    let body = crate::read_body(body, crate::MAX_BODY_BYTES).await?;
-    // The signature's credential scope names the service; it is checked again (with the
-    // signature) in `authenticate`.
-    let signed = sigv4::SignedRequest {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        headers,
-        body: &body,
-    };
+    // The signature's credential scope names the service.
+    let signed =
+        sigv4::SignedRequest { method: method.as_str(), path: uri.path(), query: uri.query().unwrap_or(""), headers, body: b"" };
     let scope_service = sigv4::parse(&signed)?.credential.service;
     *service = match scope_service.as_str() {
         "elasticloadbalancing" => Service::Elbv2,
@@ -94,7 +87,9 @@ async fn process(
             ))
         }
     };
-    let caller = crate::authenticate(api, method, uri, headers, &body, &scope_service)?;
+    let pending = crate::authenticate_headers(api, method, uri, headers, &scope_service)?;
+    let body = crate::read_body(body, crate::MAX_BODY_BYTES).await?;
+    let caller = pending.verify(method, uri, headers, &body)?;
     let params = Params::parse(&body)?;
     let action = params.get("Action").filter(|a| !a.is_empty()).ok_or_else(|| {
         ApiError::bad_request("MissingAction", "The request has no Action parameter naming the operation.")

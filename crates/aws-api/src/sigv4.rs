@@ -114,7 +114,8 @@ pub fn parse(req: &SignedRequest<'_>) -> Result<Parsed, AuthError> {
             Some(v) => v.to_str().map_err(|_| AuthError::Malformed("X-Amz-Date is not ASCII".into()))?.to_string(),
             None => return Err(AuthError::Malformed("the request needs an X-Amz-Date header".into())),
         };
-        return finish(&get("Credential")?, &get("SignedHeaders")?, get("Signature")?, amz_date, false, None);
+        let parsed = finish(&get("Credential")?, &get("SignedHeaders")?, get("Signature")?, amz_date, false, None)?;
+        return parsed.covering(req.headers);
     }
     let q = parse_query(req.query);
     let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
@@ -137,7 +138,8 @@ pub fn parse(req: &SignedRequest<'_>) -> Result<Parsed, AuthError> {
         need("X-Amz-Date")?,
         true,
         Some(expires),
-    )
+    )?
+    .covering(req.headers)
 }
 
 fn finish(
@@ -161,7 +163,7 @@ fn finish(
     }
     let signed_headers: Vec<String> = signed_headers.split(';').map(|h| h.to_ascii_lowercase()).collect();
     if !signed_headers.iter().any(|h| h == "host") {
-        return Err(AuthError::Malformed("the host header must be signed".into()));
+        return Err(AuthError::Malformed("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into()));
     }
     Ok(Parsed {
         credential: Credential { access_key_id: key.into(), region: region.into(), service: service.into() },
@@ -185,8 +187,29 @@ fn format_amz_date(t: OffsetDateTime) -> String {
 }
 
 impl Parsed {
-    /// Checks the request's time against `now`, then the signature against `secret`.
-    pub fn verify(&self, req: &SignedRequest<'_>, secret: &str, now: OffsetDateTime) -> Result<(), AuthError> {
+    /// Refuses a signature that leaves out a header naming what the request does or
+    /// who sends it: every `x-amz-*` header present (`X-Amz-Target` names the operation,
+    /// so an unsigned one could turn a captured `ListServices` into `DeleteCluster`). The
+    /// SDKs and the aws CLI sign all of them; the query protocol's `Action` is in the
+    /// signed body or query.
+    fn covering(self, headers: &HeaderMap) -> Result<Self, AuthError> {
+        let unsigned = headers
+            .keys()
+            .map(|name| name.as_str())
+            .find(|name| name.starts_with("x-amz-") && !self.signed_headers.iter().any(|s| s == name));
+        match unsigned {
+            Some(name) => Err(AuthError::Malformed(format!(
+                "'{}' must be a 'SignedHeader' in the AWS Authorization.",
+                display_header_name(name)
+            ))),
+            None => Ok(self),
+        }
+    }
+
+    /// Checks the request's time against `now`: whether it is within the allowed skew or,
+    /// for a presigned URL, not yet expired. This needs no secret and no body, so it runs
+    /// before a body is read.
+    pub fn check_time(&self, now: OffsetDateTime) -> Result<(), AuthError> {
         let when = parse_amz_date(&self.amz_date)
             .ok_or_else(|| AuthError::Malformed(format!("'{}' is not a valid X-Amz-Date", self.amz_date)))?;
         let age = (now - when).whole_seconds();
@@ -220,6 +243,12 @@ impl Parsed {
                 format_amz_date(now)
             )));
         }
+        Ok(())
+    }
+
+    /// Checks the request's time against `now`, then the signature against `secret`.
+    pub fn verify(&self, req: &SignedRequest<'_>, secret: &str, now: OffsetDateTime) -> Result<(), AuthError> {
+        self.check_time(now)?;
         let payload_hash = self.payload_hash(req)?;
         let canonical = self.canonical_request(req, &payload_hash)?;
         let scope = format!("{}/{}/{}/aws4_request", self.date, self.credential.region, self.credential.service);
@@ -282,6 +311,17 @@ impl Parsed {
         }
         Ok(format!("{}\n{uri}\n{query}\n{headers}\n{}\n{payload_hash}", req.method, self.signed_headers.join(";")))
     }
+}
+
+/// `x-amz-target` as AWS writes it in messages: `X-Amz-Target`.
+fn display_header_name(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 fn collapse_spaces(s: &str) -> String {

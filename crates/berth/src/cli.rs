@@ -84,9 +84,8 @@ pub struct ServerArgs {
     /// the network, so say so explicitly. Port 0 picks a free port.
     #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7447")]
     pub listen: SocketAddr,
-    /// The most connections served at once; further clients wait to be accepted.
-    #[arg(long, env = "BERTH_MAX_CONNECTIONS", default_value_t = 4096)]
-    pub max_connections: usize,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
     /// With `up`: do not run the local agent (this host's Docker engine is then not a
     /// container instance). Ignored by `server`, which never runs one.
     #[arg(long, env = "BERTH_NO_AGENT")]
@@ -144,6 +143,36 @@ pub struct ServerArgs {
     /// networks), and none may overlap another Docker network of the engine.
     #[arg(long, env = "BERTH_VPC_CIDR", default_value = "172.31.0.0/16", value_parser = control_plane::ec2::Ipv4Block::parse)]
     pub vpc_cidr: control_plane::ec2::Ipv4Block,
+}
+
+/// What one client may hold of the API server, so that neither silence, slowness nor
+/// numbers lock others out. Why these defaults (and how nginx, Apache and HAProxy compare)
+/// is in `serve/admission.rs`.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// The most connections served at once. Beyond them, a small reserve of connections
+    /// still answers GET /_berth/health (and 503 to anything else); further connections
+    /// are closed as they arrive.
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// The most connections one client address may hold at once; its further connections
+    /// are closed as they arrive. 0 lifts the limit.
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub max_connections_per_client: usize,
+    /// How long a client may take to send a request's headers. The clock runs from the
+    /// moment the server waits for a request, so a kept-alive connection that sends no
+    /// next request within it is closed too (on HTTP/1.1 and HTTP/2). A duration: 30s, 2m.
+    #[arg(long, env = "BERTH_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// The longest pause in a request body; a body that stalls longer is abandoned and
+    /// its connection closed. It is also the grace before --min-body-rate applies.
+    #[arg(long, env = "BERTH_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// The slowest a request body may arrive, in bytes per second averaged from its start
+    /// (after the first --body-timeout): a client dripping a body cannot hold a
+    /// connection for hours. 0 lifts the limit.
+    #[arg(long, env = "BERTH_MIN_BODY_RATE", default_value_t = 1024)]
+    pub min_body_rate: u64,
 }
 
 /// Serving HTTPS. Clients must trust the certificate: the aws CLI through

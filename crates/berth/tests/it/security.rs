@@ -22,6 +22,8 @@ struct Signing<'a> {
     time: SystemTime,
     service: &'a str,
     location: SignatureLocation,
+    /// Headers sent but left out of the signature.
+    unsigned: &'a [&'static str],
 }
 
 /// Signs `POST {endpoint}/` with `body` and returns the URL (with any presigned query) and
@@ -32,6 +34,9 @@ fn sign_request(endpoint: &str, body: &[u8], s: &Signing<'_>) -> (String, Vec<(S
     let mut settings = SigningSettings::default();
     settings.signature_location = s.location;
     settings.expires_in = Some(Duration::from_secs(300));
+    if let Some(excluded) = settings.excluded_headers.as_mut() {
+        excluded.extend(s.unsigned.iter().map(|h| std::borrow::Cow::Borrowed(*h)));
+    }
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region("us-east-1")
@@ -67,6 +72,12 @@ fn percent_encode(s: &str) -> String {
 
 /// Sends a request and returns (status, `__type`).
 async fn send(url: &str, headers: &[(String, String)], body: &[u8]) -> (u16, String) {
+    let (status, code, _) = send_full(url, headers, body).await;
+    (status, code)
+}
+
+/// Sends a request and returns (status, `__type`, `message`).
+async fn send_full(url: &str, headers: &[(String, String)], body: &[u8]) -> (u16, String, String) {
     let mut req = reqwest::Client::new().post(url).body(body.to_vec());
     for (k, v) in headers {
         req = req.header(k, v);
@@ -74,11 +85,67 @@ async fn send(url: &str, headers: &[(String, String)], body: &[u8]) -> (u16, Str
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let json: serde_json::Value = resp.json().await.unwrap_or_default();
-    (status, json["__type"].as_str().unwrap_or("").to_string())
+    (status, json["__type"].as_str().unwrap_or("").to_string(), json["message"].as_str().unwrap_or("").to_string())
 }
 
 fn signing(key: &Key) -> Signing<'_> {
-    Signing { key, target: TARGET, time: SystemTime::now(), service: "ecs", location: SignatureLocation::Headers }
+    Signing {
+        key,
+        target: TARGET,
+        time: SystemTime::now(),
+        service: "ecs",
+        location: SignatureLocation::Headers,
+        unsigned: &[],
+    }
+}
+
+/// Replaces the value of header `name` in `headers`.
+fn with_header(headers: &[(String, String)], name: &str, value: &str) -> Vec<(String, String)> {
+    headers.iter().map(|(k, v)| (k.clone(), if k.eq_ignore_ascii_case(name) { value.into() } else { v.clone() })).collect()
+}
+
+#[tokio::test]
+async fn a_signature_must_cover_the_operation() {
+    // A request signed without X-Amz-Target (its signature covers content-type, host and
+    // x-amz-date) was accepted with any operation put in afterwards: a captured
+    // ListServices of cluster prod became DeleteCluster of prod.
+    let b = berth().await;
+    let ecs = b.ecs().await;
+    ecs.create_cluster().cluster_name("prod").send().await.unwrap();
+    let body = br#"{"cluster":"prod"}"#;
+    let list_services = "AmazonEC2ContainerServiceV20141113.ListServices";
+    let delete_cluster = "AmazonEC2ContainerServiceV20141113.DeleteCluster";
+    for location in [SignatureLocation::Headers, SignatureLocation::QueryParams] {
+        // Presigned, the signature covers only the host.
+        let unsigned: &[&'static str] = match location {
+            SignatureLocation::Headers => &["x-amz-target"],
+            _ => &["x-amz-target", "content-type"],
+        };
+        let s = Signing { target: list_services, location, unsigned, ..signing(&b.key) };
+        let (url, headers) = sign_request(&b.endpoint, body, &s);
+        let swapped = with_header(&headers, "x-amz-target", delete_cluster);
+        let (status, code, message) = send_full(&url, &swapped, body).await;
+        assert_eq!((status, code.as_str()), (400, "IncompleteSignatureException"), "{location:?}: {message}");
+        assert!(message.contains("X-Amz-Target"), "the refusal names the header: {message}");
+        // Not even the operation it was signed for goes through without it.
+        assert_eq!(send(&url, &headers, body).await, (400, "IncompleteSignatureException".into()), "{location:?}");
+    }
+    let clusters = ecs.describe_clusters().clusters("prod").send().await.unwrap();
+    assert_eq!(clusters.clusters()[0].status(), Some("ACTIVE"), "the cluster survived");
+    // Signed as the SDKs sign, with the target among the signed headers, it is served.
+    let s = Signing { target: list_services, ..signing(&b.key) };
+    let (url, headers) = sign_request(&b.endpoint, body, &s);
+    assert_eq!(send(&url, &headers, body).await, (200, String::new()));
+}
+
+#[tokio::test]
+async fn every_x_amz_header_must_be_signed() {
+    let b = berth().await;
+    let (url, mut headers) = sign_request(&b.endpoint, b"{}", &signing(&b.key));
+    headers.push(("x-amz-security-token".into(), "added-after-signing".into()));
+    let (status, code, message) = send_full(&url, &headers, b"{}").await;
+    assert_eq!((status, code.as_str()), (400, "IncompleteSignatureException"), "{message}");
+    assert!(message.contains("X-Amz-Security-Token"), "{message}");
 }
 
 #[tokio::test]

@@ -1,9 +1,14 @@
-//! Serving: bind, accept connections within a bound, route, and shut down gracefully.
+//! Serving: bind, admit connections within their bounds (`admission`), serve each under
+//! its deadlines (`conn`, `body`), route, and shut down gracefully.
 //!
 //! Shutdown, on SIGTERM or SIGINT: the token is cancelled, the listener stops accepting,
 //! open connections finish their requests (for at most [`DRAIN_TIMEOUT`]), and then the
 //! process waits (for at most [`TASKS_TIMEOUT`]) for every task it spawned, all of which go
 //! through one [`Tracker`] and end when they see the token cancelled.
+
+mod admission;
+mod body;
+mod conn;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +17,9 @@ use anyhow::Context;
 
 use axum::routing::get;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use lb::accept::{accept, Accepted};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use control_plane::ControlPlane;
 
 use crate::cli::ServerArgs;
+use admission::{Admission, Admitted, Lane};
 use crate::datadir::DataDir;
 use crate::tracker::Tracker;
 
@@ -76,10 +81,7 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     )?;
     let api = aws_api::Api { control: control.clone(), registry: registry.clone(), public: public.clone() };
     let app = Router::new()
-        .route(
-            "/_berth/health",
-            get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#) }),
-        )
+        .route("/_berth/health", get(health))
         .merge(aws_api::router(api.clone()))
         .layer(axum::middleware::map_request(host_from_authority));
 
@@ -126,7 +128,7 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
             }
         }
     }
-    serve(listener, tls, app, args.max_connections, &tasks, shutdown).await;
+    serve(listener, tls, app, &args.connections, shutdown).await;
     tasks.wait(TASKS_TIMEOUT).await;
     tracing::info!("berth stopped");
     Ok(())
@@ -257,56 +259,113 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Tls
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts connections until `shutdown`, at most `max` at once, then waits (bounded)
-/// for the open ones to finish their requests. With `tls`, each connection's handshake
-/// runs in its own task, so a slow client never holds up the accept loop.
+/// Accepts connections until `shutdown` within the bounds of [`admission`], then waits
+/// (bounded) for the open ones to finish their requests. With `tls`, each connection's
+/// handshake runs in its own task, so a slow client never holds up the accept loop.
 async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,
-    max: usize,
-    tasks: &Tracker,
+    limits: &crate::cli::ConnectionArgs,
     shutdown: CancellationToken,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    accept(&listener, max, &shutdown, |Accepted { stream, peer, permit }| {
-        let service = TowerToHyperService::new(app.clone());
-        let Some(tls) = tls.clone() else {
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-            let conn = graceful.watch(conn);
-            tasks.spawn("API connection", async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+    let admission = Admission::new(limits.max_connections, limits.max_connections_per_client);
+    let pace = body::Pace { max_pause: limits.body_timeout, min_rate: limits.min_body_rate };
+    let full = Lanes { app, health: health_only_app(), header_timeout: limits.header_timeout, pace };
+    let connections = Tracker::default();
+    admission
+        .accept(&listener, &shutdown, |Admitted { stream, peer, lane, ticket }| {
+            let (tls, full, shutdown) = (tls.clone(), full.clone(), shutdown.clone());
+            connections.spawn("API connection", async move {
+                // The connection's slots are given back when this task ends.
+                let _ticket = ticket;
+                let Some(tls) = tls else {
+                    return full.serve(stream, peer, lane, shutdown).await;
+                };
+                let handshake = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)) => r,
+                };
+                match handshake {
+                    Ok(Ok(stream)) => full.serve(stream, peer, lane, shutdown).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
-                drop(permit);
             });
-            return;
-        };
-        let (builder, watcher, shutdown) = (builder.clone(), graceful.watcher(), shutdown.clone());
-        tasks.spawn("API connection", async move {
-            let handshake = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)) => r,
-            };
-            let stream = match handshake {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
-    })
-    .await;
+        })
+        .await;
     drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("connections still open after the drain timeout; closing them"),
+    if !connections.wait(DRAIN_TIMEOUT).await {
+        tracing::warn!("connections still open after the drain timeout; closing them");
     }
+}
+
+/// What a connection is served, by its [`Lane`].
+#[derive(Clone)]
+struct Lanes {
+    app: Router,
+    health: Router,
+    header_timeout: Duration,
+    pace: body::Pace,
+}
+
+impl Lanes {
+    /// Serves one connection until it closes, the watchdog finds it idle, or shutdown
+    /// (after which its requests in progress finish).
+    async fn serve<IO>(&self, io: IO, peer: std::net::SocketAddr, lane: Lane, shutdown: CancellationToken)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = conn::Activity::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(self.header_timeout);
+        let app = match lane {
+            Lane::Full => self.app.clone(),
+            Lane::HealthOnly => {
+                // One answer per connection: the reserve is for a look, not for a session.
+                builder.http1().keep_alive(false);
+                self.health.clone()
+            }
+        };
+        let service = TowerToHyperService::new(conn::Supervised::new(app, activity.clone(), self.pace));
+        let io = TokioIo::new(conn::Watched::new(io, activity.clone()));
+        let conn = builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(conn);
+        let mut closing = false;
+        let result = loop {
+            tokio::select! {
+                r = conn.as_mut() => break r,
+                _ = shutdown.cancelled(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = activity.until_idle(self.header_timeout), if !closing => {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// The app of a connection taken beyond `--max-connections`: the health check, and a 503
+/// that says why for everything else.
+fn health_only_app() -> Router {
+    Router::new().route("/_berth/health", get(health)).fallback(|| async {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::CONTENT_TYPE, "application/json"), (axum::http::header::CONNECTION, "close")],
+            r#"{"__type":"ServiceUnavailableException","message":"Berth is at its --max-connections bound; retry shortly."}"#,
+        )
+    })
+}
+
+async fn health() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
 }
 
 /// Cancels `token` on SIGTERM or SIGINT; ends when `token` is cancelled, by a signal or
