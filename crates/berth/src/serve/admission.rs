@@ -1,40 +1,48 @@
 //! Admission: which connections the API server takes, and on what terms.
 //!
-//! Three bounds keep one client from locking the others out:
-//! - at most `--max-connections` are served at once;
-//! - at most `--max-connections-per-client` of them come from one address;
-//! - beyond the first bound, a reserve of [`HEALTH_RESERVE`] connections answers only
-//!   `GET /_berth/health` (503 to anything else), so that a supervisor's health check and
-//!   an operator can still see the server alive while it is saturated.
+//! Two bounds keep one client from locking the others out: at most `--max-connections`
+//! are served at once, and at most `--max-connections-per-client` of them come from one
+//! address. When a new connection finds a bound reached, the connection within that bound
+//! that has been idle longest (no request in progress: silent since it opened, or kept
+//! alive between requests) is closed to make room, as nginx reuses its idle connections
+//! when its workers are full. Idle connections cost their client nothing to reopen, while
+//! a new client turned away cannot be served at all. Only when every connection within
+//! the bound is busy with a request is the new one turned away: a connection over the
+//! client's bound is closed; one over the server's bound gets one of [`HEALTH_RESERVE`]
+//! reserved connections that answer only `GET /_berth/health` (503 to anything else), so
+//! a supervisor's health check and an operator still see the server alive.
 //!
-//! A connection over a bound is closed as soon as it is accepted. (The loop used to wait
-//! for a free slot before accepting, which left new clients, health checks included, in
-//! the kernel's backlog for as long as the holders pleased.)
+//! (Before, the loop waited for a free slot before accepting, which left new clients,
+//! health checks included, in the kernel's backlog for as long as the holders pleased.)
 //!
 //! The deadlines that free slots are set in `serve`: `--header-timeout` (30 s) for a
-//! request's headers, which with hyper also closes a kept-alive connection idle that long;
-//! `--body-timeout` (30 s) for a pause in a body and `--min-body-rate` (1 KiB/s after
-//! that grace) for a dripping one ([`super::body`]). For comparison: nginx waits 60 s for
-//! headers and between body reads and keeps idle connections 75 s; Apache's
-//! mod_reqtimeout allows 20–40 s for headers and 20 s plus 500 B/s for bodies; HAProxy has
-//! no defaults and its manual suggests 10 s for a request's headers. Berth's clients are
-//! SDKs, CLIs and agents on the same host or network, which send a request's headers in
-//! one write: 30 s (hyper's own default) is generous to a slow link and short enough that
-//! 4,096 silent sockets are gone within half a minute. 256 connections per address is far
-//! above what one CLI, SDK or `docker push` opens (tens) and still leaves a saturating
-//! client 1/16 of the default bound.
+//! request's headers, which also closes a connection idle that long; `--body-timeout`
+//! (30 s) for a pause in a body and `--min-body-rate` (1 KiB/s after that grace) for a
+//! dripping one (`body`). For comparison: nginx waits 60 s for headers and between body
+//! reads and keeps idle connections 75 s; Apache's mod_reqtimeout allows 20–40 s for
+//! headers and 20 s plus 500 B/s for bodies; HAProxy has no defaults and its manual
+//! suggests 10 s for a request's headers. Berth's clients are SDKs, CLIs and agents that
+//! send a request's headers in one write: 30 s (hyper's own default) is generous to a slow
+//! link, and with eviction a silent socket holds nothing anyone else needs. 256
+//! connections per address is far above what one CLI, SDK or `docker push` opens (tens).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Connections kept for health checks once `--max-connections` are open.
+use super::conn::Activity;
+
+/// Connections kept for health checks once `--max-connections` are busy.
 pub const HEALTH_RESERVE: usize = 16;
+
+/// How long a new connection waits for an evicted one to close.
+const EVICTION_WAIT: Duration = Duration::from_millis(500);
 
 /// How long to pause after a failed accept before trying again: the failures that
 /// persist (out of file descriptors and the like) would otherwise make the loop spin.
@@ -45,59 +53,192 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub enum Lane {
     /// The whole API.
     Full,
-    /// Only the health check: the server was at its bound when the connection arrived.
+    /// Only the health check: every connection was busy when it arrived.
     HealthOnly,
 }
 
-/// A connection that was admitted, with what it holds of the bounds: drop it when the
-/// connection closes.
+/// A connection that was admitted: serve it in its lane, watch `activity`, close it when
+/// `evict` is cancelled, and drop `ticket` when it closes.
 #[derive(Debug)]
 pub struct Admitted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub lane: Lane,
+    pub activity: Arc<Activity>,
+    pub evict: CancellationToken,
     pub ticket: Ticket,
-}
-
-/// A connection's share of the bounds, given back on drop.
-#[derive(Debug)]
-pub struct Ticket {
-    _slot: OwnedSemaphorePermit,
-    _client: ClientSlot,
 }
 
 /// The connection bounds of one listener.
 #[derive(Debug, Clone)]
 pub struct Admission {
-    full: Arc<Semaphore>,
-    reserve: Arc<Semaphore>,
-    clients: Arc<Clients>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    max: usize,
+    per_client: usize,
+    open: Mutex<Open>,
+    /// Signalled whenever a connection closes.
+    closed: Notify,
+}
+
+/// The open connections.
+#[derive(Debug, Default)]
+struct Open {
+    next_id: u64,
+    full: usize,
+    reserve: usize,
+    per_client: HashMap<IpAddr, usize>,
+    connections: HashMap<u64, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    ip: IpAddr,
+    lane: Lane,
+    activity: Arc<Activity>,
+    evict: CancellationToken,
+}
+
+/// What a new connection finds.
+enum Decision {
+    Admit(Lane),
+    /// Wait for a connection to close (one was asked to).
+    Wait,
+    Refuse,
+}
+
+impl Open {
+    fn client_count(&self, ip: IpAddr) -> usize {
+        self.per_client.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Asks the longest-idle connection of the full lane (of `ip` only, if given) to
+    /// close; whether there was one.
+    fn evict_idlest(&mut self, ip: Option<IpAddr>) -> bool {
+        let victim = self
+            .connections
+            .values()
+            .filter(|e| e.lane == Lane::Full && ip.is_none_or(|ip| e.ip == ip) && !e.evict.is_cancelled())
+            .filter_map(|e| Some((e.activity.idle_since()?, e)))
+            .min_by_key(|(since, _)| *since);
+        match victim {
+            Some((_, e)) => {
+                e.evict.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Connections already asked to close count as gone: they close within moments.
+    fn closing(&self, ip: Option<IpAddr>) -> usize {
+        self.connections
+            .values()
+            .filter(|e| e.lane == Lane::Full && ip.is_none_or(|ip| e.ip == ip) && e.evict.is_cancelled())
+            .count()
+    }
 }
 
 impl Admission {
     /// `per_client` 0 means no per-client bound.
     pub fn new(max: usize, per_client: usize) -> Admission {
-        Admission {
-            full: Arc::new(Semaphore::new(max)),
-            reserve: Arc::new(Semaphore::new(HEALTH_RESERVE)),
-            clients: Arc::new(Clients { max: per_client, open: Mutex::default() }),
+        Admission { inner: Arc::new(Inner { max, per_client, open: Mutex::default(), closed: Notify::new() }) }
+    }
+
+    fn open(&self) -> MutexGuard<'_, Open> {
+        self.inner.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What a connection from `ip` may have now, asking an idle one to close if a bound
+    /// is reached.
+    fn decide(&self, open: &mut Open, ip: IpAddr) -> Decision {
+        let per_client = self.inner.per_client;
+        if per_client != 0 && open.client_count(ip) >= per_client {
+            if open.client_count(ip) - open.closing(Some(ip)) < per_client && open.closing(Some(ip)) > 0 {
+                return Decision::Wait;
+            }
+            return if open.evict_idlest(Some(ip)) { Decision::Wait } else { Decision::Refuse };
+        }
+        if open.full < self.inner.max {
+            return Decision::Admit(Lane::Full);
+        }
+        if open.full - open.closing(None) < self.inner.max && open.closing(None) > 0 {
+            return Decision::Wait;
+        }
+        if open.evict_idlest(None) {
+            return Decision::Wait;
+        }
+        if open.reserve < HEALTH_RESERVE {
+            Decision::Admit(Lane::HealthOnly)
+        } else {
+            Decision::Refuse
         }
     }
 
-    /// The terms for a connection from `peer`, or `None` if it must be closed.
-    fn admit(&self, peer: IpAddr) -> Option<(Lane, Ticket)> {
-        let client = self.clients.take(peer)?;
-        if let Ok(slot) = self.full.clone().try_acquire_owned() {
-            return Some((Lane::Full, Ticket { _slot: slot, _client: client }));
+    /// The terms for a connection from `ip`, or `None` if it must be closed. It may wait
+    /// (briefly) for an idle connection it asked to close.
+    async fn admit(&self, ip: IpAddr) -> Option<(Lane, Arc<Activity>, CancellationToken, Ticket)> {
+        let deadline = Instant::now() + EVICTION_WAIT;
+        loop {
+            let closed = self.inner.closed.notified();
+            tokio::pin!(closed);
+            {
+                let mut open = self.open();
+                match self.decide(&mut open, ip) {
+                    Decision::Admit(lane) => {
+                        let id = open.next_id;
+                        open.next_id += 1;
+                        match lane {
+                            Lane::Full => open.full += 1,
+                            Lane::HealthOnly => open.reserve += 1,
+                        }
+                        *open.per_client.entry(ip).or_default() += 1;
+                        let (activity, evict) = (Activity::new(), CancellationToken::new());
+                        let entry = Entry { ip, lane, activity: activity.clone(), evict: evict.clone() };
+                        open.connections.insert(id, entry);
+                        return Some((lane, activity, evict, Ticket { admission: self.clone(), id }));
+                    }
+                    Decision::Refuse => return None,
+                    Decision::Wait => {
+                        closed.as_mut().enable();
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                return None;
+            }
         }
-        let slot = self.reserve.clone().try_acquire_owned().ok()?;
-        Some((Lane::HealthOnly, Ticket { _slot: slot, _client: client }))
+    }
+
+    fn release(&self, id: u64) {
+        let mut open = self.open();
+        let Some(entry) = open.connections.remove(&id) else { return };
+        match entry.lane {
+            Lane::Full => open.full -= 1,
+            Lane::HealthOnly => open.reserve -= 1,
+        }
+        if let Some(n) = open.per_client.get_mut(&entry.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.per_client.remove(&entry.ip);
+            }
+        }
+        drop(open);
+        self.inner.closed.notify_waiters();
     }
 
     /// Accepts connections on `listener` until `cancel`, and hands each admitted one to
-    /// `handle` with `TCP_NODELAY` set; the others are closed at once. `handle` runs on
-    /// the loop itself, so it only spawns.
-    pub async fn accept(&self, listener: &TcpListener, cancel: &CancellationToken, mut handle: impl FnMut(Admitted)) {
+    /// `handle` with `TCP_NODELAY` set, from a task of its own (admission may wait for an
+    /// idle connection to close); the others are closed at once.
+    pub async fn accept(
+        &self,
+        listener: &TcpListener,
+        cancel: &CancellationToken,
+        handle: impl Fn(Admitted) + Clone + Send + 'static,
+    ) {
         loop {
             let (stream, peer) = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -110,55 +251,32 @@ impl Admission {
                     }
                 },
             };
-            let Some((lane, ticket)) = self.admit(peer.ip()) else {
-                tracing::debug!(%peer, "connection refused: the server or this client is at its connection bound");
-                continue;
-            };
-            if lane == Lane::HealthOnly {
-                tracing::warn!(%peer, "at --max-connections: this connection only gets the health check");
-            }
-            let _ = stream.set_nodelay(true);
-            handle(Admitted { stream, peer, lane, ticket });
+            let (admission, handle) = (self.clone(), handle.clone());
+            tokio::spawn(async move {
+                let Some((lane, activity, evict, ticket)) = admission.admit(peer.ip()).await else {
+                    tracing::debug!(%peer, "connection refused: every connection within its bound is busy");
+                    return;
+                };
+                if lane == Lane::HealthOnly {
+                    tracing::warn!(%peer, "every connection is busy: this one only gets the health check");
+                }
+                let _ = stream.set_nodelay(true);
+                handle(Admitted { stream, peer, lane, activity, evict, ticket });
+            });
         }
     }
 }
 
-/// Open connections per client address.
+/// A connection's share of the bounds, given back on drop.
 #[derive(Debug)]
-struct Clients {
-    max: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
+pub struct Ticket {
+    admission: Admission,
+    id: u64,
 }
 
-impl Clients {
-    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_default();
-        if self.max != 0 && *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(ClientSlot { clients: self.clone(), ip })
-    }
-}
-
-/// One connection of one client address; the count goes down on drop, and the address
-/// is forgotten with its last connection.
-#[derive(Debug)]
-struct ClientSlot {
-    clients: Arc<Clients>,
-    ip: IpAddr,
-}
-
-impl Drop for ClientSlot {
+impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut open = self.clients.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
+        self.admission.release(self.id);
     }
 }
 
@@ -169,27 +287,60 @@ mod tests {
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
 
-    #[test]
-    fn bounds_each_client_and_keeps_a_health_reserve() {
-        let admission = Admission::new(3, 2);
-        let a1 = admission.admit(A).unwrap();
-        let _a2 = admission.admit(A).unwrap();
-        assert!(admission.admit(A).is_none(), "a third connection of one client is over its bound");
-        let b1 = admission.admit(B).unwrap();
-        assert_eq!(b1.0, Lane::Full);
-        // The server is full: B's next connection is served the health check only.
-        let b2 = admission.admit(B).unwrap();
-        assert_eq!(b2.0, Lane::HealthOnly);
-        drop(a1);
-        assert_eq!(admission.admit(A).unwrap().0, Lane::Full, "a closed connection frees its slots");
+    /// Plays a connection that closes when asked: drops its ticket on eviction.
+    fn close_on_evict(admitted: (Lane, Arc<Activity>, CancellationToken, Ticket)) -> Lane {
+        let (lane, _, evict, ticket) = admitted;
+        tokio::spawn(async move {
+            evict.cancelled().await;
+            drop(ticket);
+        });
+        lane
     }
 
-    #[test]
-    fn the_reserve_is_bounded_too() {
+    #[tokio::test]
+    async fn a_full_client_makes_room_by_closing_its_idlest_connection() {
+        let admission = Admission::new(100, 2);
+        let first = admission.admit(A).await.unwrap();
+        let first_evicted = first.2.clone();
+        close_on_evict(first);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        close_on_evict(admission.admit(A).await.unwrap());
+        assert_eq!(close_on_evict(admission.admit(A).await.unwrap()), Lane::Full);
+        assert!(first_evicted.is_cancelled(), "the oldest idle connection made room");
+        assert_eq!(admission.open().client_count(A), 2);
+    }
+
+    #[tokio::test]
+    async fn busy_connections_are_kept_and_the_reserve_answers_health() {
+        let admission = Admission::new(2, 0);
+        // Two connections in the middle of a request: not idle, never evicted.
+        let busy: Vec<_> = (0..2).map(|_| ()).collect::<Vec<_>>();
+        let mut held = Vec::new();
+        for _ in busy {
+            let admitted = admission.admit(A).await.unwrap();
+            held.push((admitted.1.begin_request(), admitted));
+        }
+        let (lane, ..) = admission.admit(B).await.unwrap();
+        assert_eq!(lane, Lane::HealthOnly);
+        assert!(held.iter().all(|(_, a)| !a.2.is_cancelled()));
+    }
+
+    #[tokio::test]
+    async fn over_a_busy_clients_bound_the_connection_is_refused() {
+        let admission = Admission::new(100, 1);
+        let admitted = admission.admit(A).await.unwrap();
+        let _request = admitted.1.begin_request();
+        assert!(admission.admit(A).await.is_none());
+        assert!(admission.admit(B).await.is_some(), "other clients are served");
+    }
+
+    #[tokio::test]
+    async fn the_reserve_is_bounded_too() {
         let admission = Admission::new(0, 0);
-        let held: Vec<_> = (0..HEALTH_RESERVE).map(|_| admission.admit(A).unwrap()).collect();
-        assert!(held.iter().all(|(lane, _)| *lane == Lane::HealthOnly));
-        assert!(admission.admit(B).is_none());
-        assert!(admission.clients.open.lock().unwrap().get(&B).is_none(), "a refused client holds no count");
+        let held: Vec<_> = futures_util::future::join_all((0..HEALTH_RESERVE).map(|_| admission.admit(A))).await;
+        assert!(held.iter().all(|a| a.as_ref().is_some_and(|a| a.0 == Lane::HealthOnly)));
+        assert!(admission.admit(B).await.is_none());
+        drop(held);
+        assert!(admission.open().per_client.is_empty(), "closed connections hold no count");
     }
 }

@@ -102,12 +102,13 @@ impl Drop for Paced {
             return;
         }
         let mut rest = std::mem::take(&mut self.inner);
+        let max_pause = self.pace.max_pause;
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn(async move {
             use http_body_util::BodyExt;
             let _ = tokio::time::timeout(DRAIN_TIME, async {
                 let mut seen = 0;
-                while let Some(Ok(frame)) = rest.frame().await {
+                while let Ok(Some(Ok(frame))) = tokio::time::timeout(max_pause, rest.frame()).await {
                     seen += frame.data_ref().map_or(0, |d| d.len());
                     if seen > DRAIN_BYTES {
                         return;

@@ -44,6 +44,15 @@ impl Activity {
         self.last.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Since when the connection has been idle (no request in progress, nothing
+    /// received), or `None` if a request is in progress.
+    pub fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        Some(self.epoch + Duration::from_millis(self.last.load(Ordering::Relaxed)))
+    }
+
     /// Whether the connection has had no request in progress and received nothing for
     /// `timeout`.
     pub fn idle_for(&self, timeout: Duration) -> bool {
@@ -141,7 +150,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let guard = InFlight::new(self.activity.clone());
+        let guard = self.activity.begin_request();
         let (request, body_ended) = self.pace.wrap(request.map(Body::new));
         let response = self.inner.call(request);
         Box::pin(async move {
@@ -154,8 +163,15 @@ where
     }
 }
 
+impl Activity {
+    /// Counts a request in progress until the value is dropped.
+    pub fn begin_request(self: &Arc<Self>) -> InFlight {
+        InFlight::new(self.clone())
+    }
+}
+
 /// One request in progress.
-struct InFlight(Arc<Activity>);
+pub struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn new(activity: Arc<Activity>) -> InFlight {

@@ -273,21 +273,25 @@ async fn serve(
     let pace = body::Pace { max_pause: limits.body_timeout, min_rate: limits.min_body_rate };
     let full = Lanes { app, health: health_only_app(), header_timeout: limits.header_timeout, pace };
     let connections = Tracker::default();
+    let (spawner, stop) = (connections.clone(), shutdown.clone());
     admission
-        .accept(&listener, &shutdown, |Admitted { stream, peer, lane, ticket }| {
-            let (tls, full, shutdown) = (tls.clone(), full.clone(), shutdown.clone());
-            connections.spawn("API connection", async move {
+        .accept(&listener, &shutdown, move |admitted: Admitted| {
+            let (tls, full, shutdown) = (tls.clone(), full.clone(), stop.clone());
+            spawner.spawn("API connection", async move {
+                let Admitted { stream, peer, lane, activity, evict, ticket } = admitted;
                 // The connection's slots are given back when this task ends.
                 let _ticket = ticket;
+                let watch = Watch { peer, lane, activity, evict, shutdown };
                 let Some(tls) = tls else {
-                    return full.serve(stream, peer, lane, shutdown).await;
+                    return full.serve(stream, watch).await;
                 };
                 let handshake = tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = watch.shutdown.cancelled() => return,
+                    _ = watch.evict.cancelled() => return,
                     r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)) => r,
                 };
                 match handshake {
-                    Ok(Ok(stream)) => full.serve(stream, peer, lane, shutdown).await,
+                    Ok(Ok(stream)) => full.serve(stream, watch).await,
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
@@ -309,24 +313,38 @@ struct Lanes {
     pace: body::Pace,
 }
 
+/// What a connection's task watches besides the connection: its activity (for the idle
+/// timeout), and the signals to close it.
+struct Watch {
+    peer: std::net::SocketAddr,
+    lane: Lane,
+    activity: Arc<conn::Activity>,
+    /// Cancelled when a new connection needs this idle one's slot.
+    evict: CancellationToken,
+    shutdown: CancellationToken,
+}
+
+/// How long a reserved connection may take to send its health check.
+const RESERVE_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Lanes {
-    /// Serves one connection until it closes, the watchdog finds it idle, or shutdown
+    /// Serves one connection until it closes, is found idle, is evicted, or shutdown
     /// (after which its requests in progress finish).
-    async fn serve<IO>(&self, io: IO, peer: std::net::SocketAddr, lane: Lane, shutdown: CancellationToken)
+    async fn serve<IO>(&self, io: IO, watch: Watch)
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = conn::Activity::new();
+        let Watch { peer, lane, activity, evict, shutdown } = watch;
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(self.header_timeout);
-        let app = match lane {
-            Lane::Full => self.app.clone(),
+        let (app, header_timeout) = match lane {
+            Lane::Full => (self.app.clone(), self.header_timeout),
             Lane::HealthOnly => {
-                // One answer per connection: the reserve is for a look, not for a session.
+                // One quick answer per connection: the reserve is for a look, not a session.
                 builder.http1().keep_alive(false);
-                self.health.clone()
+                (self.health.clone(), RESERVE_HEADER_TIMEOUT.min(self.header_timeout))
             }
         };
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
         let service = TowerToHyperService::new(conn::Supervised::new(app, activity.clone(), self.pace));
         let io = TokioIo::new(conn::Watched::new(io, activity.clone()));
         let conn = builder.serve_connection_with_upgrades(io, service);
@@ -339,7 +357,12 @@ impl Lanes {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                _ = activity.until_idle(self.header_timeout), if !closing => {
+                _ = evict.cancelled(), if !closing => {
+                    tracing::debug!(%peer, "closing an idle connection to make room for a new one");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = activity.until_idle(header_timeout), if !closing => {
                     tracing::debug!(%peer, "closing an idle connection");
                     conn.as_mut().graceful_shutdown();
                     closing = true;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::bad_input::signed_ecs_request;
+use crate::bad_input::{signed_ecs_request, sigv4_headers, ECS_TARGET_PREFIX};
 use testkit::Berth;
 
 async fn start(args: &[&str]) -> Berth {
@@ -59,9 +59,14 @@ async fn silent_connections_cannot_lock_out_the_health_check_or_the_api() {
     for _ in 0..60 {
         silent.push(TcpStream::connect(&addr).await.unwrap());
     }
-    // Saturated: the health check still answers, from the reserve.
+    // Saturated with idle connections: the oldest give way, so the health check and the
+    // API answer at once.
     let status = health(&addr, Duration::from_secs(2)).await;
     assert_eq!(status.as_deref(), Some("HTTP/1.1 200 OK"), "the health check answers while saturated");
+    tokio::time::timeout(Duration::from_secs(5), b.ecs().await.list_clusters().send())
+        .await
+        .expect("the API answers while saturated")
+        .expect("the API serves while saturated");
     // The silent ones are closed after the header timeout, and the API serves again.
     let started = Instant::now();
     for s in &mut silent {
@@ -95,36 +100,66 @@ async fn headers_sent_slowly_time_out() {
     assert!(closed >= Duration::from_secs(2), "closed before the header timeout: {closed:?}");
 }
 
+/// A connection in the middle of a request: a signed ListClusters whose body has only
+/// begun to arrive.
+async fn busy_connection(b: &Berth) -> TcpStream {
+    let url = format!("{}/", b.endpoint);
+    let target = format!("{ECS_TARGET_PREFIX}.ListClusters");
+    let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", target.as_str())];
+    let auth = sigv4_headers("POST", &url, &b.key, "us-east-1", "ecs", &headers, b"{}");
+    let mut head = format!("POST / HTTP/1.1\r\nHost: {}\r\nContent-Length: 2\r\n", address(b));
+    for (name, value) in headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).chain(auth) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n{");
+    let mut s = TcpStream::connect(address(b)).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
 #[tokio::test]
 async fn one_client_cannot_take_every_connection() {
     let b = start(&["--max-connections-per-client", "5"]).await;
     let addr = address(&b);
-    let mut held = Vec::new();
+    // Five connections busy with a request: a sixth of the same client is turned away.
+    let mut busy = Vec::new();
     for _ in 0..5 {
-        held.push(TcpStream::connect(&addr).await.unwrap());
+        busy.push(busy_connection(&b).await);
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut sixth = TcpStream::connect(&addr).await.unwrap();
     assert!(closed_within(&mut sixth, Duration::from_secs(2)).await, "a sixth connection of one client was kept");
-    drop(held);
-    // The count is per open connection: once they close, the client is served again.
+    assert_eq!(
+        health(&addr, Duration::from_secs(2)).await,
+        None,
+        "the client's health check waits behind its own busy connections"
+    );
+    drop(busy);
+    // Idle connections give way: with five silent ones open, the same client's next
+    // connection is served, and the oldest silent one is closed to make room.
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        idle.push(TcpStream::connect(&addr).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         testkit::eventually(Duration::from_secs(5), || async {
             health(&addr, Duration::from_secs(1)).await.as_deref() == Some("HTTP/1.1 200 OK")
         })
-        .await
+        .await,
+        "a new connection is served once idle ones make room"
     );
+    assert!(closed_within(&mut idle[0], Duration::from_secs(2)).await, "the oldest idle connection made room");
 }
 
 #[tokio::test]
 async fn a_stalled_body_is_cut_off() {
     let b = start(&["--body-timeout", "2s"]).await;
-    let mut s = TcpStream::connect(address(&b)).await.unwrap();
     let started = Instant::now();
-    s.write_all(b"POST / HTTP/1.1\r\nHost: berth\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 1000\r\n\r\n{\"a\":")
-        .await
-        .unwrap();
+    let mut s = busy_connection(&b).await;
     assert!(closed_within(&mut s, Duration::from_secs(10)).await, "a stalled body kept its connection");
-    assert!(started.elapsed() >= Duration::from_secs(2));
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(4), "cut off after {waited:?}");
 }
 
 /// The resident memory of process `pid`, in KiB.
