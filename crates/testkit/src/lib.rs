@@ -178,6 +178,11 @@ impl Berth {
         Agent { child: Some(child), dir }
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server with SIGKILL: no chance to flush or clean up.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -5,6 +5,7 @@ mod attributes;
 mod awsvpc;
 mod bad_input;
 mod clusters;
+mod datadir_lock;
 mod durability;
 mod ec2;
 mod ecr;
