@@ -349,7 +349,7 @@ pub fn init_logging(g: &Global) {
     if g.log_format == "json" {
         builder.json().init();
     } else {
-        builder.init();
+        builder.fmt_fields(crate::logging::EscapedFields).init();
     }
 }
 

@@ -16,6 +16,7 @@ mod ecr_scan;
 mod elb;
 mod fargate;
 mod instances;
+mod logs;
 mod registry_faults;
 mod security;
 mod service_lb;
