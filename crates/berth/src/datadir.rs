@@ -52,9 +52,13 @@ impl DataDir {
             Ok(store) => store,
             Err(StoreError::InUse(_)) => {
                 // Reached by another path than its server's data dir: name that server if
-                // its lock file is beside the database.
+                // its lock file is beside the database (and is not the one just taken).
                 let db = std::fs::canonicalize(path.join(DATABASE)).unwrap_or_else(|_| path.join(DATABASE));
-                let holder = db.parent().map(|d| describe_holder(&d.join(LOCK))).unwrap_or_default();
+                let own = std::fs::canonicalize(path).ok();
+                let holder = match db.parent() {
+                    Some(d) if Some(d) != own.as_deref() => describe_holder(&d.join(LOCK)),
+                    _ => String::new(),
+                };
                 bail!(
                     "the database {} is in use by another Berth server{holder}: stop it, or use another --data-dir",
                     db.display()
