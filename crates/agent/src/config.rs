@@ -32,7 +32,7 @@ pub struct AgentConfig {
     /// Berth's endpoint, e.g. `http://127.0.0.1:7447`.
     pub backend: String,
     pub access_key_id: String,
-    pub secret_access_key: String,
+    pub secret_access_key: Secret,
     pub region: String,
     pub reserved_memory_mib: i64,
     pub reserved_ports_tcp: Vec<u16>,
@@ -50,6 +50,24 @@ pub struct AgentConfig {
     pub instance_id: Option<String>,
     /// Settings that were given but are not understood, for a warning at start.
     pub unknown: Vec<String>,
+}
+
+/// A secret access key: its `Debug` form hides it, so that logging a configuration never
+/// logs the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Parses `KEY=VALUE` lines; blank lines and `#` comments are skipped.
@@ -122,9 +140,9 @@ impl AgentConfig {
             .to_string();
         let access_key_id =
             get("AWS_ACCESS_KEY_ID").context("AWS_ACCESS_KEY_ID is not set (`berth env` prints it)")?.to_string();
-        let secret_access_key = get("AWS_SECRET_ACCESS_KEY")
-            .context("AWS_SECRET_ACCESS_KEY is not set (`berth env` prints it)")?
-            .to_string();
+        let secret_access_key = Secret(
+            get("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is not set (`berth env` prints it)")?.to_string(),
+        );
         let region = get("AWS_REGION").or(get("AWS_DEFAULT_REGION")).unwrap_or("us-east-1").to_string();
         let reserved_memory_mib = match get("ECS_RESERVED_MEMORY") {
             None => 0,

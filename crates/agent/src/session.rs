@@ -119,7 +119,7 @@ async fn registry_login(config: &AgentConfig) -> crate::registry_login::Registry
 async fn sdk_config(config: &AgentConfig) -> aws_config::SdkConfig {
     let creds = aws_credential_types::Credentials::new(
         &config.access_key_id,
-        &config.secret_access_key,
+        config.secret_access_key.0.as_str(),
         None,
         None,
         "berth-agent",
@@ -397,7 +397,7 @@ fn sign_get(url: &str, config: &AgentConfig) -> anyhow::Result<Vec<(String, Stri
     use aws_sigv4::sign::v4;
     let identity: aws_smithy_runtime_api::client::identity::Identity = aws_credential_types::Credentials::new(
         &config.access_key_id,
-        &config.secret_access_key,
+        config.secret_access_key.0.as_str(),
         None,
         None,
         "berth-agent",

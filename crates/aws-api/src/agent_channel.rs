@@ -28,7 +28,7 @@ pub async fn connect(
             ws.on_upgrade(move |socket| session(api, caller, instance, connection, rx, socket)).into_response()
         }
         Err(e) => {
-            tracing::info!(code = e.code, message = %e.message, "agent connection refused");
+            tracing::info!(code = e.code, error = %e.message, "agent connection refused");
             e.into_response()
         }
     }

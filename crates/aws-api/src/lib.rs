@@ -141,7 +141,7 @@ async fn handle(
                 if e.is_server_error() {
                     tracing::error!(code = e.code, "request failed");
                 } else {
-                    tracing::info!(code = e.code, message = %e.message, "request refused");
+                    tracing::info!(code = e.code, error = %e.message, "request refused");
                 }
                 e.into_response()
             }

@@ -57,7 +57,7 @@ pub(crate) async fn handle(
             if e.is_server_error() {
                 tracing::error!(code = e.code, "request failed");
             } else {
-                tracing::info!(code = e.code, message = %e.message, "request refused");
+                tracing::info!(code = e.code, error = %e.message, "request refused");
             }
             error_response(service, e, request_id)
         }

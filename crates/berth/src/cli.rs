@@ -378,7 +378,8 @@ pub fn init_logging(g: &Global) {
     if g.log_format == "json" {
         builder.json().init();
     } else {
-        builder.init();
+        // Values that callers chose cannot start a line of their own (see `logging`).
+        builder.fmt_fields(crate::logging::EscapedFields).init();
     }
 }
 

@@ -1,16 +1,31 @@
-//! The data directory: its layout, its permissions, and the files other commands read.
+//! The data directory: its layout, its permissions, the files other commands read, and
+//! the lock that lets one server at a time use it.
+//!
+//! Decision: a server holds two kernel locks (`flock`) for its whole life: one on
+//! `berth.lock`, whose content names the holder for the refusal message, and one on the
+//! database file itself, which also catches a second server that reaches the database by
+//! another path (or after `berth.lock` was deleted). The kernel drops both when the
+//! process ends however it ends, so a `kill -9` leaves nothing to clean up, and the lock
+//! file is never removed (removing it would let two processes lock two different files).
+//! `berth account`, `berth key` and the other commands do not take the lock: SQLite
+//! serializes their writes with the server's.
 
-use std::os::unix::fs::PermissionsExt;
+use std::fs::{File, TryLockError};
+use std::io::{Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use control_plane::auth::Credentials;
-use store::{SqliteStore, Store};
+use store::{SqliteStore, Store, StoreError};
 
 /// The database file inside the data dir.
 const DATABASE: &str = "berth.db";
+/// Locked by the server using the data dir; says which process that is.
+const LOCK: &str = "berth.lock";
 /// Written on start with the URL the server answers on, read by `berth env`.
 const ENDPOINT: &str = "endpoint";
 /// Written on start when Berth serves TLS: the path of the CA bundle clients need.
@@ -20,15 +35,38 @@ const CA_BUNDLE: &str = "ca-bundle";
 pub struct DataDir {
     path: PathBuf,
     store: Arc<SqliteStore>,
+    /// Held by the server for as long as it runs; `None` for the other commands.
+    lock: Option<ServerLock>,
 }
 
 impl DataDir {
-    /// Creates the data dir if needed (owner-only: it holds secret keys) and opens its store.
-    pub fn create(path: &Path) -> anyhow::Result<Self> {
+    /// Creates the data dir if needed (owner-only: it holds secret keys), claims it for
+    /// this server process, and opens its store exclusively. Fails at once, naming the
+    /// holder, if another server has it.
+    pub fn claim(path: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(path).with_context(|| format!("creating the data dir {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting the data dir {} to its owner", path.display()))?;
-        Self::open(path)
+        let lock = ServerLock::take(path)?;
+        let store = match SqliteStore::open_exclusive(&path.join(DATABASE)) {
+            Ok(store) => store,
+            Err(StoreError::InUse(_)) => {
+                // Reached by another path than its server's data dir: name that server if
+                // its lock file is beside the database (and is not the one just taken).
+                let db = std::fs::canonicalize(path.join(DATABASE)).unwrap_or_else(|_| path.join(DATABASE));
+                let own = std::fs::canonicalize(path).ok();
+                let holder = match db.parent() {
+                    Some(d) if Some(d) != own.as_deref() => describe_holder(&d.join(LOCK)),
+                    _ => String::new(),
+                };
+                bail!(
+                    "the database {} is in use by another Berth server{holder}: stop it, or use another --data-dir",
+                    db.display()
+                );
+            }
+            Err(e) => return Err(e).with_context(|| format!("opening the store in {}", path.display())),
+        };
+        Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: Some(lock) })
     }
 
     /// Opens a data dir that `berth up` has already created.
@@ -46,7 +84,7 @@ impl DataDir {
     fn open(path: &Path) -> anyhow::Result<Self> {
         let store = SqliteStore::open(&path.join(DATABASE))
             .with_context(|| format!("opening the store in {}", path.display()))?;
-        Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store) })
+        Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: None })
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
@@ -62,6 +100,9 @@ impl DataDir {
         let tmp = self.path.join(format!("{ENDPOINT}.tmp"));
         std::fs::write(&tmp, url).context("writing the endpoint file")?;
         std::fs::rename(&tmp, self.path.join(ENDPOINT)).context("writing the endpoint file")?;
+        if let Some(lock) = &self.lock {
+            lock.record(Some(url)).context("recording the endpoint in the lock file")?;
+        }
         Ok(())
     }
 
@@ -97,4 +138,82 @@ impl DataDir {
         let text = std::fs::read_to_string(self.path.join(ENDPOINT))?;
         Ok(text.trim().to_string())
     }
+}
+
+/// The lock of a server on its data dir: an exclusive `flock` on `berth.lock`, which
+/// holds the server's process id, start time and, once it listens, its endpoint.
+#[derive(Debug)]
+struct ServerLock {
+    file: File,
+    started: String,
+}
+
+impl ServerLock {
+    fn take(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(LOCK);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => bail!(
+                "the data dir {} is in use by another Berth server{}: stop it, or use another --data-dir",
+                dir.display(),
+                describe_holder(&path)
+            ),
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking the data dir's lock file {}", path.display()))
+            }
+        }
+        let started =
+            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let lock = ServerLock { file, started };
+        lock.record(None).with_context(|| format!("writing the lock file {}", path.display()))?;
+        Ok(lock)
+    }
+
+    /// Rewrites the lock file with this process's id, start time and `endpoint`.
+    fn record(&self, endpoint: Option<&str>) -> std::io::Result<()> {
+        let mut text = format!("pid {}\nstarted {}\n", std::process::id(), self.started);
+        if let Some(url) = endpoint {
+            text.push_str(&format!("endpoint {url}\n"));
+        }
+        let mut file = &self.file;
+        file.set_len(0)?;
+        file.rewind()?;
+        file.write_all(text.as_bytes())
+    }
+}
+
+/// ` (process 1234, started ..., serving ...)` from the lock file at `path`, or nothing if
+/// it names no process.
+fn describe_holder(path: &Path) -> String {
+    // The holder writes its id right after locking; a start racing with it may find the
+    // file still empty for a moment.
+    let mut text = String::new();
+    for _ in 0..20 {
+        text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains("pid ") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')).map(str::trim);
+    let Some(pid) = field("pid") else {
+        return String::new();
+    };
+    let mut out = format!(" (process {pid}");
+    if let Some(started) = field("started") {
+        out.push_str(&format!(", started {started}"));
+    }
+    if let Some(endpoint) = field("endpoint") {
+        out.push_str(&format!(", serving {endpoint}"));
+    }
+    out.push(')');
+    out
 }

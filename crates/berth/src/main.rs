@@ -6,6 +6,7 @@ mod datadir;
 mod duration;
 mod extension;
 mod lifecycle;
+mod logging;
 mod serve;
 mod tracker;
 mod vulndb;

@@ -33,6 +33,9 @@ pub enum StoreError {
     /// Stored data cannot be read back as written; an operator must look.
     #[error("the store holds data it cannot read: {0}")]
     Corrupt(String),
+    /// Another process holds the store exclusively; it must stop before this one opens it.
+    #[error("the store is in use by another process: {0}")]
+    InUse(String),
 }
 
 /// A durable, transactional home for records.

@@ -1,5 +1,6 @@
 //! The embedded store: one SQLite database in write-ahead-log mode, fsync on every commit.
 
+use std::fs::{File, TryLockError};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -15,6 +16,12 @@ const SCHEMA_VERSION: i64 = 1;
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// With [`SqliteStore::open_exclusive`], a descriptor of the database file holding an
+    /// exclusive `flock`. On Linux `flock` and SQLite's own `fcntl` locks do not interact,
+    /// so readers in other processes still work. Declared after `conn` so that it is
+    /// closed after the connection: closing any descriptor of a file drops all of the
+    /// process's `fcntl` locks on it, SQLite's included.
+    _exclusive: Option<File>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -32,16 +39,26 @@ impl SqliteStore {
     /// its owner only, because it holds secret access keys; SQLite gives its WAL and
     /// shared-memory files the same permissions.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if !path.exists() {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", path.display())))?;
+        create_owner_only(path)?;
+        Self::connect(path, None)
+    }
+
+    /// Opens the database as [`SqliteStore::open`] does, for a process that must be its
+    /// only writer: it holds an exclusive lock on the file for as long as the store lives,
+    /// so a second such process, whatever path it reaches the file by, gets
+    /// [`StoreError::InUse`]. The lock is the kernel's, so it ends with the process, even
+    /// one killed with SIGKILL. [`SqliteStore::open`] ignores it.
+    pub fn open_exclusive(path: &Path) -> Result<Self, StoreError> {
+        create_owner_only(path)?;
+        let file = File::open(path).map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Self::connect(path, Some(file)),
+            Err(TryLockError::WouldBlock) => Err(StoreError::InUse(path.display().to_string())),
+            Err(TryLockError::Error(e)) => Err(StoreError::Unavailable(format!("locking {}: {e}", path.display()))),
         }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| StoreError::Unavailable(format!("restricting {}: {e}", path.display())))?;
+    }
+
+    fn connect(path: &Path, exclusive: Option<File>) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(unavailable)?;
         // WAL lets readers in other processes (`berth account ...`) work beside the server;
         // synchronous=FULL fsyncs the log on every commit, which is what makes an
@@ -54,7 +71,7 @@ impl SqliteStore {
         )
         .map_err(unavailable)?;
         migrate(&conn)?;
-        Ok(SqliteStore { path: path.to_path_buf(), conn: Mutex::new(conn) })
+        Ok(SqliteStore { path: path.to_path_buf(), conn: Mutex::new(conn), _exclusive: exclusive })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -62,6 +79,18 @@ impl SqliteStore {
         // back on drop), so the connection is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Creates the database file if it is missing, readable by its owner only.
+fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    // Two processes may start at once: the one that did not create the file uses it.
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(StoreError::Unavailable(format!("creating {}: {e}", path.display()))),
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| StoreError::Unavailable(format!("restricting {}: {e}", path.display())))
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -165,6 +194,26 @@ mod tests {
         SqliteStore::open(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn an_exclusive_store_shuts_out_other_exclusive_opens_but_not_shared_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.db");
+        let server = SqliteStore::open_exclusive(&path).unwrap();
+        // Another path to the same file is the same file to the kernel.
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        for p in [&path, &link] {
+            assert!(matches!(SqliteStore::open_exclusive(p), Err(StoreError::InUse(_))), "{}", p.display());
+        }
+        // `berth account ...` writes beside the server.
+        SqliteStore::open(&path).unwrap().commit(&[put("a", "1", "x")]).unwrap();
+        assert_eq!(server.get("a", "1").unwrap().as_deref(), Some(&b"x"[..]));
+        server.commit(&[put("a", "2", "y")]).unwrap();
+        drop(server);
+        let again = SqliteStore::open_exclusive(&link).unwrap();
+        assert_eq!(again.load().unwrap().len(), 2);
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub const TASKS_TIMEOUT: Duration = Duration::from_secs(5);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
-    let dir = DataDir::create(&args.data.data_dir)?;
+    let dir = DataDir::claim(&args.data.data_dir)?;
     let created = dir.credentials()?.bootstrap()?;
     let config =
         control_plane::Config { agent_timeout: args.agent_timeout, lost_instance_grace: args.lost_instance_grace };
