@@ -141,7 +141,9 @@ impl AgentConfig {
         let access_key_id =
             get("AWS_ACCESS_KEY_ID").context("AWS_ACCESS_KEY_ID is not set (`berth env` prints it)")?.to_string();
         let secret_access_key = Secret(
-            get("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is not set (`berth env` prints it)")?.to_string(),
+            get("AWS_SECRET_ACCESS_KEY")
+                .context("AWS_SECRET_ACCESS_KEY is not set (`berth env` prints it)")?
+                .to_string(),
         );
         let region = get("AWS_REGION").or(get("AWS_DEFAULT_REGION")).unwrap_or("us-east-1").to_string();
         let reserved_memory_mib = match get("ECS_RESERVED_MEMORY") {

@@ -74,8 +74,13 @@ async fn process(
     service: &mut Service,
 ) -> Result<Response, ApiError> {
     // The signature's credential scope names the service.
-    let signed =
-        sigv4::SignedRequest { method: method.as_str(), path: uri.path(), query: uri.query().unwrap_or(""), headers, body: b"" };
+    let signed = sigv4::SignedRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers,
+        body: b"",
+    };
     let scope_service = sigv4::parse(&signed)?.credential.service;
     *service = match scope_service.as_str() {
         "elasticloadbalancing" => Service::Elbv2,

@@ -163,7 +163,9 @@ fn finish(
     }
     let signed_headers: Vec<String> = signed_headers.split(';').map(|h| h.to_ascii_lowercase()).collect();
     if !signed_headers.iter().any(|h| h == "host") {
-        return Err(AuthError::Malformed("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into()));
+        return Err(AuthError::Malformed(
+            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into(),
+        ));
     }
     Ok(Parsed {
         credential: Credential { access_key_id: key.into(), region: region.into(), service: service.into() },

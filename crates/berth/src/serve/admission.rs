@@ -37,6 +37,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::Activity;
+use crate::tracker::Tracker;
 
 /// Connections kept for health checks once `--max-connections` are busy.
 pub const HEALTH_RESERVE: usize = 16;
@@ -230,15 +231,14 @@ impl Admission {
         self.inner.closed.notify_waiters();
     }
 
-    /// Accepts connections on `listener` until `cancel`, and hands each admitted one to
-    /// `handle` with `TCP_NODELAY` set, from a task of its own (admission may wait for an
-    /// idle connection to close); the others are closed at once.
-    pub async fn accept(
-        &self,
-        listener: &TcpListener,
-        cancel: &CancellationToken,
-        handle: impl Fn(Admitted) + Clone + Send + 'static,
-    ) {
+    /// Accepts connections on `listener` until `cancel`; each gets a task of its own on
+    /// `tasks` (admission may wait for an idle connection to close), which closes it at
+    /// once if it is not admitted and otherwise runs `serve` with `TCP_NODELAY` set.
+    pub async fn accept<F, Fut>(&self, listener: &TcpListener, cancel: &CancellationToken, tasks: &Tracker, serve: F)
+    where
+        F: Fn(Admitted) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         loop {
             let (stream, peer) = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -251,8 +251,8 @@ impl Admission {
                     }
                 },
             };
-            let (admission, handle) = (self.clone(), handle.clone());
-            tokio::spawn(async move {
+            let (admission, serve) = (self.clone(), serve.clone());
+            tasks.spawn("API connection", async move {
                 let Some((lane, activity, evict, ticket)) = admission.admit(peer.ip()).await else {
                     tracing::debug!(%peer, "connection refused: every connection within its bound is busy");
                     return;
@@ -261,7 +261,7 @@ impl Admission {
                     tracing::warn!(%peer, "every connection is busy: this one only gets the health check");
                 }
                 let _ = stream.set_nodelay(true);
-                handle(Admitted { stream, peer, lane, activity, evict, ticket });
+                serve(Admitted { stream, peer, lane, activity, evict, ticket }).await;
             });
         }
     }

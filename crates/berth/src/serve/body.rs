@@ -23,25 +23,28 @@ use axum::body::Body;
 use hyper::body::{Body as _, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use crate::tracker::Tracker;
+
 /// How much of an unread body is drained, and for how long.
 const DRAIN_BYTES: usize = 16 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// How fast a body must arrive.
-#[derive(Debug, Clone, Copy)]
+/// How fast a body must arrive, and where the drains of unread bodies run.
+#[derive(Debug, Clone)]
 pub struct Pace {
     /// The longest pause between two parts of a body, and the grace before `min_rate`.
     pub max_pause: Duration,
     /// Bytes per second, averaged from the body's start; 0 for no minimum.
     pub min_rate: u64,
+    pub drains: Tracker,
 }
 
 impl Pace {
     /// Wraps a request's body so that it fails when it arrives too slowly. The flag
     /// returned tells, once the handler has answered, whether the body was read to its end.
-    pub fn wrap(self, request: axum::extract::Request) -> (axum::extract::Request, Arc<AtomicBool>) {
+    pub fn wrap(&self, request: axum::extract::Request) -> (axum::extract::Request, Arc<AtomicBool>) {
         let ended = Arc::new(AtomicBool::new(false));
-        let request = request.map(|body| Body::new(Paced::new(body, self, ended.clone())));
+        let request = request.map(|body| Body::new(Paced::new(body, self.clone(), ended.clone())));
         (request, ended)
     }
 }
@@ -103,8 +106,10 @@ impl Drop for Paced {
         }
         let mut rest = std::mem::take(&mut self.inner);
         let max_pause = self.pace.max_pause;
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        runtime.spawn(async move {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        self.pace.drains.spawn("draining an unread request body", async move {
             use http_body_util::BodyExt;
             let _ = tokio::time::timeout(DRAIN_TIME, async {
                 let mut seen = 0;
@@ -124,7 +129,10 @@ impl hyper::body::Body for Paced {
     type Data = axum::body::Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
         // Checked first too: a body that is always a little data ahead of each read would
         // otherwise never see its deadline.
@@ -169,9 +177,7 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
-    fn streamed(
-        pace: Pace,
-    ) -> (tokio::sync::mpsc::Sender<Result<Frame<axum::body::Bytes>, std::io::Error>>, Body) {
+    fn streamed(pace: Pace) -> (tokio::sync::mpsc::Sender<Result<Frame<axum::body::Bytes>, std::io::Error>>, Body) {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let frames = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
         let stream = http_body_util::StreamBody::new(frames);
@@ -180,7 +186,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_body_that_pauses_too_long_fails() {
-        let (tx, mut body) = streamed(Pace { max_pause: Duration::from_secs(30), min_rate: 0 });
+        let (tx, mut body) =
+            streamed(Pace { max_pause: Duration::from_secs(30), min_rate: 0, drains: Tracker::default() });
         tx.send(Ok(Frame::data("a".into()))).await.unwrap();
         assert!(body.frame().await.unwrap().is_ok());
         tokio::time::advance(Duration::from_secs(29)).await;
@@ -192,7 +199,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_dripping_body_fails_once_below_the_rate() {
-        let (tx, mut body) = streamed(Pace { max_pause: Duration::from_secs(30), min_rate: 1024 });
+        let (tx, mut body) =
+            streamed(Pace { max_pause: Duration::from_secs(30), min_rate: 1024, drains: Tracker::default() });
         let started = Instant::now();
         // A byte every 10 s never pauses too long, but falls below 1 KiB/s after the grace.
         let failed = loop {
@@ -212,7 +220,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_steady_body_passes() {
-        let (tx, mut body) = streamed(Pace { max_pause: Duration::from_secs(30), min_rate: 1024 });
+        let (tx, mut body) =
+            streamed(Pace { max_pause: Duration::from_secs(30), min_rate: 1024, drains: Tracker::default() });
         for _ in 0..100 {
             tokio::time::advance(Duration::from_secs(1)).await;
             tx.send(Ok(Frame::data(vec![0u8; 2048].into()))).await.unwrap();

@@ -27,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 use control_plane::ControlPlane;
 
 use crate::cli::ServerArgs;
-use admission::{Admission, Admitted, Lane};
 use crate::datadir::DataDir;
 use crate::tracker::Tracker;
+use admission::{Admission, Admitted, Lane};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -270,34 +270,34 @@ async fn serve(
     shutdown: CancellationToken,
 ) {
     let admission = Admission::new(limits.max_connections, limits.max_connections_per_client);
-    let pace = body::Pace { max_pause: limits.body_timeout, min_rate: limits.min_body_rate };
-    let full = Lanes { app, health: health_only_app(), header_timeout: limits.header_timeout, pace };
     let connections = Tracker::default();
-    let (spawner, stop) = (connections.clone(), shutdown.clone());
-    admission
-        .accept(&listener, &shutdown, move |admitted: Admitted| {
-            let (tls, full, shutdown) = (tls.clone(), full.clone(), stop.clone());
-            spawner.spawn("API connection", async move {
-                let Admitted { stream, peer, lane, activity, evict, ticket } = admitted;
-                // The connection's slots are given back when this task ends.
-                let _ticket = ticket;
-                let watch = Watch { peer, lane, activity, evict, shutdown };
-                let Some(tls) = tls else {
-                    return full.serve(stream, watch).await;
-                };
-                let handshake = tokio::select! {
-                    _ = watch.shutdown.cancelled() => return,
-                    _ = watch.evict.cancelled() => return,
-                    r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)) => r,
-                };
-                match handshake {
-                    Ok(Ok(stream)) => full.serve(stream, watch).await,
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                }
-            });
-        })
-        .await;
+    let pace =
+        body::Pace { max_pause: limits.body_timeout, min_rate: limits.min_body_rate, drains: connections.clone() };
+    let full = Lanes { app, health: health_only_app(), header_timeout: limits.header_timeout, pace };
+    let stop = shutdown.clone();
+    let serve_one = move |admitted: Admitted| {
+        let (tls, full, shutdown) = (tls.clone(), full.clone(), stop.clone());
+        async move {
+            let Admitted { stream, peer, lane, activity, evict, ticket } = admitted;
+            // The connection's slots are given back when this task ends.
+            let _ticket = ticket;
+            let watch = Watch { peer, lane, activity, evict, shutdown };
+            let Some(tls) = tls else {
+                return full.serve(stream, watch).await;
+            };
+            let handshake = tokio::select! {
+                _ = watch.shutdown.cancelled() => return,
+                _ = watch.evict.cancelled() => return,
+                r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)) => r,
+            };
+            match handshake {
+                Ok(Ok(stream)) => full.serve(stream, watch).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    };
+    admission.accept(&listener, &shutdown, &connections, serve_one).await;
     drop(listener);
     if !connections.wait(DRAIN_TIMEOUT).await {
         tracing::warn!("connections still open after the drain timeout; closing them");
@@ -345,7 +345,7 @@ impl Lanes {
             }
         };
         builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-        let service = TowerToHyperService::new(conn::Supervised::new(app, activity.clone(), self.pace));
+        let service = TowerToHyperService::new(conn::Supervised::new(app, activity.clone(), self.pace.clone()));
         let io = TokioIo::new(conn::Watched::new(io, activity.clone()));
         let conn = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);

@@ -101,7 +101,10 @@ fn signing(key: &Key) -> Signing<'_> {
 
 /// Replaces the value of header `name` in `headers`.
 fn with_header(headers: &[(String, String)], name: &str, value: &str) -> Vec<(String, String)> {
-    headers.iter().map(|(k, v)| (k.clone(), if k.eq_ignore_ascii_case(name) { value.into() } else { v.clone() })).collect()
+    headers
+        .iter()
+        .map(|(k, v)| (k.clone(), if k.eq_ignore_ascii_case(name) { value.into() } else { v.clone() }))
+        .collect()
 }
 
 #[tokio::test]
