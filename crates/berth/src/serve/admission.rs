@@ -32,8 +32,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::Activity;
@@ -41,9 +39,6 @@ use crate::tracker::Tracker;
 
 /// Connections kept for health checks once `--max-connections` are busy.
 pub const HEALTH_RESERVE: usize = 16;
-
-/// How long a new connection waits for an evicted one to close.
-const EVICTION_WAIT: Duration = Duration::from_millis(500);
 
 /// How long to pause after a failed accept before trying again: the failures that
 /// persist (out of file descriptors and the like) would otherwise make the loop spin.
@@ -81,16 +76,16 @@ struct Inner {
     max: usize,
     per_client: usize,
     open: Mutex<Open>,
-    /// Signalled whenever a connection closes.
-    closed: Notify,
 }
 
 /// The open connections.
 #[derive(Debug, Default)]
 struct Open {
     next_id: u64,
+    /// Connections counted against `--max-connections`.
     full: usize,
     reserve: usize,
+    /// Connections counted against each client's bound.
     per_client: HashMap<IpAddr, usize>,
     connections: HashMap<u64, Entry>,
 }
@@ -103,140 +98,96 @@ struct Entry {
     evict: CancellationToken,
 }
 
-/// What a new connection finds.
-enum Decision {
-    Admit(Lane),
-    /// Wait for a connection to close (one was asked to).
-    Wait,
-    Refuse,
-}
-
 impl Open {
     fn client_count(&self, ip: IpAddr) -> usize {
         self.per_client.get(&ip).copied().unwrap_or(0)
     }
 
-    /// Asks the longest-idle connection of the full lane (of `ip` only, if given) to
-    /// close; whether there was one.
-    fn evict_idlest(&mut self, ip: Option<IpAddr>) -> bool {
-        let victim = self
-            .connections
-            .values()
-            .filter(|e| e.lane == Lane::Full && ip.is_none_or(|ip| e.ip == ip) && !e.evict.is_cancelled())
-            .filter_map(|e| Some((e.activity.idle_since()?, e)))
-            .min_by_key(|(since, _)| *since);
-        match victim {
-            Some((_, e)) => {
-                e.evict.cancel();
-                true
+    fn uncount(&mut self, ip: IpAddr, lane: Lane) {
+        match lane {
+            Lane::Full => self.full -= 1,
+            Lane::HealthOnly => self.reserve -= 1,
+        }
+        if let Some(n) = self.per_client.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(&ip);
             }
-            None => false,
         }
     }
 
-    /// Connections already asked to close count as gone: they close within moments.
-    fn closing(&self, ip: Option<IpAddr>) -> usize {
-        self.connections
-            .values()
-            .filter(|e| e.lane == Lane::Full && ip.is_none_or(|ip| e.ip == ip) && e.evict.is_cancelled())
-            .count()
+    /// Closes the longest-idle connection of the full lane (of `ip` only, if given) and
+    /// gives its slots up at once, for a new connection to take: the closing one is gone
+    /// within moments, and a newcomer that waited for it would wait behind every other
+    /// newcomer. Whether there was one.
+    fn evict_idlest(&mut self, ip: Option<IpAddr>) -> bool {
+        let victim = self
+            .connections
+            .iter()
+            .filter(|(_, e)| e.lane == Lane::Full && ip.is_none_or(|ip| e.ip == ip) && !e.evict.is_cancelled())
+            .filter_map(|(id, e)| Some((e.activity.idle_since()?, *id)))
+            .min_by_key(|(since, _)| *since);
+        let Some((_, id)) = victim else { return false };
+        let entry = &self.connections[&id];
+        entry.evict.cancel();
+        let (ip, lane) = (entry.ip, entry.lane);
+        self.uncount(ip, lane);
+        true
     }
 }
 
 impl Admission {
     /// `per_client` 0 means no per-client bound.
     pub fn new(max: usize, per_client: usize) -> Admission {
-        Admission { inner: Arc::new(Inner { max, per_client, open: Mutex::default(), closed: Notify::new() }) }
+        Admission { inner: Arc::new(Inner { max, per_client, open: Mutex::default() }) }
     }
 
     fn open(&self) -> MutexGuard<'_, Open> {
         self.inner.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// What a connection from `ip` may have now, asking an idle one to close if a bound
-    /// is reached.
-    fn decide(&self, open: &mut Open, ip: IpAddr) -> Decision {
+    /// The terms for a connection from `ip`, closing an idle one if a bound is reached, or
+    /// `None` if it must be closed itself.
+    fn admit(&self, ip: IpAddr) -> Option<(Lane, Arc<Activity>, CancellationToken, Ticket)> {
+        let mut open = self.open();
         let per_client = self.inner.per_client;
-        if per_client != 0 && open.client_count(ip) >= per_client {
-            if open.client_count(ip) - open.closing(Some(ip)) < per_client && open.closing(Some(ip)) > 0 {
-                return Decision::Wait;
-            }
-            return if open.evict_idlest(Some(ip)) { Decision::Wait } else { Decision::Refuse };
+        if per_client != 0 && open.client_count(ip) >= per_client && !open.evict_idlest(Some(ip)) {
+            return None;
         }
-        if open.full < self.inner.max {
-            return Decision::Admit(Lane::Full);
-        }
-        if open.full - open.closing(None) < self.inner.max && open.closing(None) > 0 {
-            return Decision::Wait;
-        }
-        if open.evict_idlest(None) {
-            return Decision::Wait;
-        }
-        if open.reserve < HEALTH_RESERVE {
-            Decision::Admit(Lane::HealthOnly)
+        let lane = if open.full < self.inner.max || open.evict_idlest(None) {
+            Lane::Full
+        } else if open.reserve < HEALTH_RESERVE {
+            Lane::HealthOnly
         } else {
-            Decision::Refuse
+            return None;
+        };
+        let id = open.next_id;
+        open.next_id += 1;
+        match lane {
+            Lane::Full => open.full += 1,
+            Lane::HealthOnly => open.reserve += 1,
         }
-    }
-
-    /// The terms for a connection from `ip`, or `None` if it must be closed. It may wait
-    /// (briefly) for an idle connection it asked to close.
-    async fn admit(&self, ip: IpAddr) -> Option<(Lane, Arc<Activity>, CancellationToken, Ticket)> {
-        let deadline = Instant::now() + EVICTION_WAIT;
-        loop {
-            let closed = self.inner.closed.notified();
-            tokio::pin!(closed);
-            {
-                let mut open = self.open();
-                match self.decide(&mut open, ip) {
-                    Decision::Admit(lane) => {
-                        let id = open.next_id;
-                        open.next_id += 1;
-                        match lane {
-                            Lane::Full => open.full += 1,
-                            Lane::HealthOnly => open.reserve += 1,
-                        }
-                        *open.per_client.entry(ip).or_default() += 1;
-                        let (activity, evict) = (Activity::new(), CancellationToken::new());
-                        let entry = Entry { ip, lane, activity: activity.clone(), evict: evict.clone() };
-                        open.connections.insert(id, entry);
-                        return Some((lane, activity, evict, Ticket { admission: self.clone(), id }));
-                    }
-                    Decision::Refuse => return None,
-                    Decision::Wait => {
-                        closed.as_mut().enable();
-                    }
-                }
-            }
-            if tokio::time::timeout_at(deadline, closed).await.is_err() {
-                return None;
-            }
-        }
+        *open.per_client.entry(ip).or_default() += 1;
+        let (activity, evict) = (Activity::new(), CancellationToken::new());
+        open.connections.insert(id, Entry { ip, lane, activity: activity.clone(), evict: evict.clone() });
+        Some((lane, activity, evict, Ticket { admission: self.clone(), id }))
     }
 
     fn release(&self, id: u64) {
         let mut open = self.open();
         let Some(entry) = open.connections.remove(&id) else { return };
-        match entry.lane {
-            Lane::Full => open.full -= 1,
-            Lane::HealthOnly => open.reserve -= 1,
+        // An evicted connection gave its slots up when it was asked to close.
+        if !entry.evict.is_cancelled() {
+            open.uncount(entry.ip, entry.lane);
         }
-        if let Some(n) = open.per_client.get_mut(&entry.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.per_client.remove(&entry.ip);
-            }
-        }
-        drop(open);
-        self.inner.closed.notify_waiters();
     }
 
-    /// Accepts connections on `listener` until `cancel`; each gets a task of its own on
-    /// `tasks` (admission may wait for an idle connection to close), which closes it at
-    /// once if it is not admitted and otherwise runs `serve` with `TCP_NODELAY` set.
+    /// Accepts connections on `listener` until `cancel`. One that is not admitted is closed
+    /// at once; each admitted one is served by `serve`, with `TCP_NODELAY` set, in a task of
+    /// its own on `tasks`.
     pub async fn accept<F, Fut>(&self, listener: &TcpListener, cancel: &CancellationToken, tasks: &Tracker, serve: F)
     where
-        F: Fn(Admitted) -> Fut + Clone + Send + 'static,
+        F: Fn(Admitted) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         loop {
@@ -251,18 +202,15 @@ impl Admission {
                     }
                 },
             };
-            let (admission, serve) = (self.clone(), serve.clone());
-            tasks.spawn("API connection", async move {
-                let Some((lane, activity, evict, ticket)) = admission.admit(peer.ip()).await else {
-                    tracing::debug!(%peer, "connection refused: every connection within its bound is busy");
-                    return;
-                };
-                if lane == Lane::HealthOnly {
-                    tracing::warn!(%peer, "every connection is busy: this one only gets the health check");
-                }
-                let _ = stream.set_nodelay(true);
-                serve(Admitted { stream, peer, lane, activity, evict, ticket }).await;
-            });
+            let Some((lane, activity, evict, ticket)) = self.admit(peer.ip()) else {
+                tracing::debug!(%peer, "connection refused: every connection within its bound is busy");
+                continue;
+            };
+            if lane == Lane::HealthOnly {
+                tracing::warn!(%peer, "every connection is busy: this one only gets the health check");
+            }
+            let _ = stream.set_nodelay(true);
+            tasks.spawn("API connection", serve(Admitted { stream, peer, lane, activity, evict, ticket }));
         }
     }
 }
@@ -300,12 +248,12 @@ mod tests {
     #[tokio::test]
     async fn a_full_client_makes_room_by_closing_its_idlest_connection() {
         let admission = Admission::new(100, 2);
-        let first = admission.admit(A).await.unwrap();
+        let first = admission.admit(A).unwrap();
         let first_evicted = first.2.clone();
         close_on_evict(first);
         tokio::time::sleep(Duration::from_millis(5)).await;
-        close_on_evict(admission.admit(A).await.unwrap());
-        assert_eq!(close_on_evict(admission.admit(A).await.unwrap()), Lane::Full);
+        close_on_evict(admission.admit(A).unwrap());
+        assert_eq!(close_on_evict(admission.admit(A).unwrap()), Lane::Full);
         assert!(first_evicted.is_cancelled(), "the oldest idle connection made room");
         assert_eq!(admission.open().client_count(A), 2);
     }
@@ -317,10 +265,10 @@ mod tests {
         let busy: Vec<_> = (0..2).map(|_| ()).collect::<Vec<_>>();
         let mut held = Vec::new();
         for _ in busy {
-            let admitted = admission.admit(A).await.unwrap();
+            let admitted = admission.admit(A).unwrap();
             held.push((admitted.1.begin_request(), admitted));
         }
-        let (lane, ..) = admission.admit(B).await.unwrap();
+        let (lane, ..) = admission.admit(B).unwrap();
         assert_eq!(lane, Lane::HealthOnly);
         assert!(held.iter().all(|(_, a)| !a.2.is_cancelled()));
     }
@@ -328,18 +276,18 @@ mod tests {
     #[tokio::test]
     async fn over_a_busy_clients_bound_the_connection_is_refused() {
         let admission = Admission::new(100, 1);
-        let admitted = admission.admit(A).await.unwrap();
+        let admitted = admission.admit(A).unwrap();
         let _request = admitted.1.begin_request();
-        assert!(admission.admit(A).await.is_none());
-        assert!(admission.admit(B).await.is_some(), "other clients are served");
+        assert!(admission.admit(A).is_none());
+        assert!(admission.admit(B).is_some(), "other clients are served");
     }
 
     #[tokio::test]
     async fn the_reserve_is_bounded_too() {
         let admission = Admission::new(0, 0);
-        let held: Vec<_> = futures_util::future::join_all((0..HEALTH_RESERVE).map(|_| admission.admit(A))).await;
+        let held: Vec<_> = (0..HEALTH_RESERVE).map(|_| admission.admit(A)).collect();
         assert!(held.iter().all(|a| a.as_ref().is_some_and(|a| a.0 == Lane::HealthOnly)));
-        assert!(admission.admit(B).await.is_none());
+        assert!(admission.admit(B).is_none());
         drop(held);
         assert!(admission.open().per_client.is_empty(), "closed connections hold no count");
     }

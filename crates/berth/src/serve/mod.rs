@@ -51,7 +51,7 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         _ => None,
     };
     let public = aws_api::PublicAddress { tls: tls.is_some(), advertise_host: args.advertise_host.clone() };
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let listener = listen(args.listen).with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let url = format!("{}://{addr}", public.scheme());
     // The CA bundle is recorded before the endpoint, so that whoever sees an https
@@ -132,6 +132,19 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     tasks.wait(TASKS_TIMEOUT).await;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// How many connections the kernel may queue before Berth accepts them. std's and mio's
+/// 128 drops a burst (4,000 clients at once): the clients believe they are connected, the
+/// server never sees them, and their requests wait for the kernel's SYN-ACK retries.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As std does on Unix: a restarted server can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// How often the data plane is brought in line with the control plane even without an
