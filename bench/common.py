@@ -17,7 +17,8 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_DIR = os.path.join(ROOT, "target", "bench")
-BERTH = os.path.join(TARGET_DIR, "release", "berth")
+# BERTH_BIN runs another build (an earlier commit's, for a before/after pair).
+BERTH = os.environ.get("BERTH_BIN") or os.path.join(TARGET_DIR, "release", "berth")
 
 
 class BenchError(Exception):

@@ -236,7 +236,7 @@ http {{
 
 
 def berth(port, workdir):
-    bin_path = os.environ.get("BERTH_BIN", BERTH)
+    bin_path = BERTH
     proc = start([bin_path, "server", "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(workdir, "data"),
                   "--max-connections", str(MAX_CONNECTIONS)], os.path.join(OUT_DIR, "connections-berth.log"))
     wait_until("berth", lambda: http_status(f"http://127.0.0.1:{port}/_berth/health") == 200, proc, timeout=60)
