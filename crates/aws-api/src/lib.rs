@@ -18,6 +18,7 @@ pub mod ecs_extensions {
 }
 mod elbv2;
 pub mod error;
+mod logs;
 mod query;
 pub mod sigv4;
 
@@ -201,6 +202,7 @@ async fn process(
     let service = match prefix {
         ecs::TARGET_PREFIX => "ecs",
         ecr::TARGET_PREFIX => "ecr",
+        logs::TARGET_PREFIX => "logs",
         "" => {
             return Err(ApiError::bad_request(
                 "UnknownOperationException",
@@ -223,6 +225,7 @@ async fn process(
     match service {
         "ecs" => ecs::dispatch(api, &caller, operation, &body, &format!("{}://{host}", api.public.scheme())).await,
         "ecr" => ecr::dispatch(api, &caller, operation, &body, host).await,
+        "logs" => logs::dispatch(api, &caller, operation, &body).await,
         _ => unreachable!("services are matched above"),
     }
 }
