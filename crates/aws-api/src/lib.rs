@@ -158,7 +158,13 @@ async fn handle(
 
 /// ECR's layer parts (up to 20 MiB, base64 in JSON) and image manifests (up to 4 MiB,
 /// escaped in JSON) need more room than any other request.
+///
+/// A `PutLogEvents` batch holds up to 1 MiB of messages, which JSON escaping can make
+/// six times larger (`\u0000`); its batch rules are checked on the decoded messages.
 fn body_limit(target: &str) -> usize {
+    if target == concat!("Logs_20140328", ".PutLogEvents") {
+        return 7 * 1024 * 1024;
+    }
     match target.strip_prefix(ecr::TARGET_PREFIX).and_then(|op| op.strip_prefix('.')) {
         Some("UploadLayerPart") => 28 * 1024 * 1024,
         Some("PutImage") => 10 * 1024 * 1024,

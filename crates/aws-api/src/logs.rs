@@ -100,7 +100,8 @@ fn stream_shape(caller: &Caller, v: StreamView) -> w::LogStream {
         last_event_timestamp: v.stats.last_timestamp,
         last_ingestion_time: v.stats.last_ingestion_time,
         arn: Some(s.name.arn(&caller.scope, &s.group)),
-        stored_bytes: Some(v.stats.stored_bytes as i64),
+        // AWS has reported zero for streams since 2019; groups carry the real figure.
+        stored_bytes: Some(0),
         ..Default::default()
     }
 }
