@@ -511,21 +511,6 @@ impl Ops<'_, Logs> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_keep_their_order() {
-        let p = Position { timestamp: -5, segment: 3, offset: 99, index: 7 };
-        assert_eq!(decode_token(&encode_token('f', p)).unwrap(), ('f', p));
-        let q = Position { timestamp: 10, ..p };
-        assert!(encode_token('f', p) < encode_token('f', q));
-        assert!(decode_token("f/123").is_err());
-        assert!(decode_token("x/").is_err());
-    }
-}
-
 /// How often expired log segments are dropped.
 pub const EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -548,5 +533,20 @@ pub async fn run_expiry(
             Ok(freed) => tracing::info!(bytes_freed = freed, "expired log segments dropped"),
             Err(e) => tracing::error!(error = %e, "dropping expired log segments failed; it runs again next interval"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_keep_their_order() {
+        let p = Position { timestamp: -5, segment: 3, offset: 99, index: 7 };
+        assert_eq!(decode_token(&encode_token('f', p)).unwrap(), ('f', p));
+        let q = Position { timestamp: 10, ..p };
+        assert!(encode_token('f', p) < encode_token('f', q));
+        assert!(decode_token("f/123").is_err());
+        assert!(decode_token("x/").is_err());
     }
 }
