@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::response::Response;
 
-use control_plane::logs::{EventsRequest, GroupView, StreamOrder, StreamView};
+use control_plane::logs::{EventsRequest, FilterRequest, GroupView, StreamOrder, StreamView};
 use control_plane::{Caller, Page};
 use model::logs::shapes as w;
 use model::logs::{LogGroupName, LogStreamName, RetentionDays};
@@ -27,6 +27,7 @@ validate_with_model!(
     w::DescribeLogStreamsRequest,
     w::PutLogEventsRequest,
     w::GetLogEventsRequest,
+    w::FilterLogEventsRequest,
     w::PutRetentionPolicyRequest,
     w::DeleteRetentionPolicyRequest,
     w::TagResourceRequest,
@@ -209,6 +210,40 @@ pub async fn dispatch(api: &Api, caller: &Caller, operation: &str, body: &[u8]) 
                 ),
                 next_forward_token: Some(page.next_forward),
                 next_backward_token: Some(page.next_backward),
+            }))
+        }
+        "FilterLogEvents" => {
+            let r: w::FilterLogEventsRequest = input(body)?;
+            let g = group_or_identifier(caller, r.log_group_name, r.log_group_identifier)?;
+            let streams = r
+                .log_stream_names
+                .map(|names| names.iter().map(|n| LogStreamName::parse(n)).collect::<Result<Vec<_>, _>>())
+                .transpose()?;
+            let req = FilterRequest {
+                streams,
+                prefix: r.log_stream_name_prefix,
+                start: r.start_time,
+                end: r.end_time,
+                pattern: r.filter_pattern,
+                token: r.next_token,
+                limit: r.limit,
+            };
+            let page = logs.filter_events(scope, &g, req).await?;
+            Ok(ok(&w::FilterLogEventsResponse {
+                events: Some(
+                    page.events
+                        .into_iter()
+                        .map(|f| w::FilteredLogEvent {
+                            log_stream_name: Some(f.stream.to_string()),
+                            timestamp: Some(f.event.timestamp),
+                            message: Some(f.event.message),
+                            ingestion_time: Some(f.event.ingestion_time),
+                            event_id: Some(f.event_id),
+                        })
+                        .collect(),
+                ),
+                next_token: page.next_token,
+                ..Default::default()
             }))
         }
         "PutRetentionPolicy" => {

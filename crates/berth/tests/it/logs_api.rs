@@ -369,3 +369,62 @@ async fn acknowledged_events_survive_restart_and_kill_9() {
         assert!((0..20).all(|k| stored.contains(&format!("{batch}-{k}"))), "batch {batch} is partly stored");
     }
 }
+
+#[tokio::test]
+async fn filter_log_events_interleaves_streams_and_matches_terms_and_phrases() {
+    let b = berth().await;
+    let c = logs(&b).await;
+    c.create_log_group().log_group_name("/ecs/web").send().await.unwrap();
+    for s in ["ecs/web/1", "ecs/web/2", "other"] {
+        c.create_log_stream().log_group_name("/ecs/web").log_stream_name(s).send().await.unwrap();
+    }
+    let t = now_ms() - 10_000;
+    put(
+        &c,
+        "/ecs/web",
+        "ecs/web/1",
+        vec![event(t, "ERROR disk full"), event(t + 2, "INFO ok"), event(t + 4, "ERROR timeout")],
+    )
+    .await;
+    put(&c, "/ecs/web", "ecs/web/2", vec![event(t + 1, "ERROR disk full again"), event(t + 3, "WARN slow")]).await;
+    put(&c, "/ecs/web", "other", vec![event(t + 5, "ERROR elsewhere")]).await;
+
+    let filter = |pattern: &str| {
+        c.filter_log_events().log_group_name("/ecs/web").filter_pattern(pattern).log_stream_name_prefix("ecs/web/")
+    };
+    let r = filter("ERROR").send().await.unwrap();
+    let got: Vec<_> = r.events().iter().map(|e| (e.log_stream_name().unwrap(), e.message().unwrap())).collect();
+    assert_eq!(
+        got,
+        [("ecs/web/1", "ERROR disk full"), ("ecs/web/2", "ERROR disk full again"), ("ecs/web/1", "ERROR timeout")]
+    );
+    let r = filter("\"disk full\" -again").send().await.unwrap();
+    assert_eq!(r.events().len(), 1);
+    let r = filter("?WARN ?timeout").send().await.unwrap();
+    assert_eq!(r.events().len(), 2);
+
+    // Paging through every event of the group, two at a time, in time order.
+    let mut all = Vec::new();
+    let mut token = None;
+    loop {
+        let r = c.filter_log_events().log_group_name("/ecs/web").limit(2).set_next_token(token).send().await.unwrap();
+        all.extend(r.events().iter().map(|e| e.timestamp().unwrap() - t));
+        token = r.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(all, [0, 1, 2, 3, 4, 5]);
+
+    let e = filter("\"unclosed").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "InvalidParameterException");
+    let e = c
+        .filter_log_events()
+        .log_group_name("/ecs/web")
+        .log_stream_names("other")
+        .log_stream_name_prefix("x")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "InvalidParameterException");
+}

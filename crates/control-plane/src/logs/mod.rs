@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use logstore::{Bound, Event, LogStore, Position, Query, Stats, StreamId};
+use model::logs::filter::{FilterPattern, PatternError};
 use model::logs::{check_batch, BatchVerdict, LogGroupName, LogStreamName, RetentionDays};
 use model::Scope;
 
@@ -73,6 +74,33 @@ pub struct EventsRequest {
     pub token: Option<String>,
     pub start_from_head: bool,
     pub limit: Option<i32>,
+}
+
+/// A `FilterLogEvents` request in domain terms.
+#[derive(Debug, Clone, Default)]
+pub struct FilterRequest {
+    pub streams: Option<Vec<LogStreamName>>,
+    pub prefix: Option<String>,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    pub pattern: Option<String>,
+    pub token: Option<String>,
+    pub limit: Option<i32>,
+}
+
+/// An event that matched, with its stream.
+#[derive(Debug, Clone)]
+pub struct FilteredEvent {
+    pub stream: LogStreamName,
+    pub event_id: String,
+    pub event: Event,
+}
+
+/// A page of matching events.
+#[derive(Debug, Clone)]
+pub struct FilterPage {
+    pub events: Vec<FilteredEvent>,
+    pub next_token: Option<String>,
 }
 
 /// A page of events and the tokens to go on from it.
@@ -484,6 +512,87 @@ impl Ops<'_, Logs> {
             next_backward: encode_token('b', first),
             events: found.into_iter().map(|(_, e)| e).collect(),
         })
+    }
+
+    /// One page of a group's events that match a filter pattern, across its streams,
+    /// interleaved by time (`FilterLogEvents`).
+    pub async fn filter_events(&self, scope: &Scope, group: &LogGroupName, req: FilterRequest) -> Result<FilterPage> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        if req.streams.is_some() && req.prefix.is_some() {
+            return Err(Error::parameter("logStreamNames and logStreamNamePrefix are mutually exclusive parameters."));
+        }
+        let limit = match req.limit {
+            None => MAX_GET_EVENTS,
+            Some(l) if (1..=MAX_GET_EVENTS as i32).contains(&l) => l as usize,
+            Some(l) => return Err(Error::parameter(format!("limit must be between 1 and {MAX_GET_EVENTS}; got {l}."))),
+        };
+        let pattern = FilterPattern::parse(req.pattern.as_deref().unwrap_or("")).map_err(|e| match e {
+            PatternError::Invalid(m) => Error::parameter(m),
+            PatternError::Unsupported(m) => Error::Unsupported(m),
+        })?;
+        let bad = || {
+            Error::parameter(
+                "The specified nextToken is invalid; pass the nextToken of a previous FilterLogEvents unchanged.",
+            )
+        };
+        let after: Option<(i64, String, Position)> = match &req.token {
+            None => None,
+            Some(t) => {
+                let text = String::from_utf8(b64.decode(t).map_err(|_| bad())?).map_err(|_| bad())?;
+                let (stream, pos) = text.split_once('\n').ok_or_else(bad)?;
+                let (_, p) = decode_token(pos)?;
+                Some((p.timestamp, stream.to_string(), p))
+            }
+        };
+        let state = self.view();
+        let g = find_group(&state, scope, group)?;
+        let streams: Vec<Arc<LogStream>> = state
+            .logs
+            .group_streams(scope, group)
+            .filter(|s| req.prefix.as_deref().is_none_or(|p| s.name.as_str().starts_with(p)))
+            .filter(|s| req.streams.as_ref().is_none_or(|names| names.contains(&s.name)))
+            .cloned()
+            .collect();
+        let cutoff = g.retention.map(|r| r.cutoff(now_ms()));
+        let start = [req.start, cutoff, after.as_ref().map(|a| a.0)].into_iter().flatten().max();
+        let query = Query { start, end: req.end, bound: Bound::Head, limit: usize::MAX };
+        let found = self
+            .blocking(move |store| {
+                let mut out = Vec::new();
+                for s in streams {
+                    for (pos, e) in store.read(StreamId(s.store_id), &query)? {
+                        if !pattern.matches(&e.message) {
+                            continue;
+                        }
+                        let key = (pos.timestamp, s.name.to_string(), pos);
+                        if after.as_ref().is_some_and(|a| key <= *a) {
+                            continue;
+                        }
+                        out.push((key, s.store_id, e));
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut found = found;
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next_token = if more {
+            found.last().map(|((_, stream, pos), _, _)| b64.encode(format!("{stream}\n{}", encode_token('f', *pos))))
+        } else {
+            None
+        };
+        let events = found
+            .into_iter()
+            .map(|((_, stream, pos), store_id, event)| FilteredEvent {
+                stream: LogStreamName::parse(&stream).expect("a stored stream name"),
+                event_id: format!("{:016x}{:016x}{:016x}{:08x}", store_id as u64, pos.segment, pos.offset, pos.index),
+                event,
+            })
+            .collect();
+        Ok(FilterPage { events, next_token })
     }
 
     /// Drops the stored segments that every group's retention has expired; answers the

@@ -12,6 +12,8 @@
 #[allow(unused_imports)]
 pub mod shapes;
 
+pub mod filter;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{Invalid, Scope};
