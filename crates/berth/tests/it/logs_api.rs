@@ -428,3 +428,21 @@ async fn filter_log_events_interleaves_streams_and_matches_terms_and_phrases() {
         .unwrap_err();
     assert_eq!(error_code(&e), "InvalidParameterException");
 }
+
+#[tokio::test]
+async fn get_log_events_answers_at_most_one_megabyte() {
+    let b = berth().await;
+    let c = logs(&b).await;
+    c.create_log_group().log_group_name("g").send().await.unwrap();
+    c.create_log_stream().log_group_name("g").log_stream_name("s").send().await.unwrap();
+    let t = now_ms() - 1000;
+    let big = "x".repeat(600_000);
+    put(&c, "g", "s", vec![event(t, &big)]).await;
+    put(&c, "g", "s", vec![event(t + 1, &big)]).await;
+    let r = c.get_log_events().log_group_name("g").log_stream_name("s").start_from_head(true).send().await.unwrap();
+    assert_eq!(r.events().len(), 1);
+    assert_eq!(r.events()[0].timestamp(), Some(t));
+    let next = r.next_forward_token().unwrap();
+    let r = c.get_log_events().log_group_name("g").log_stream_name("s").next_token(next).send().await.unwrap();
+    assert_eq!(r.events().iter().map(|e| e.timestamp().unwrap()).collect::<Vec<_>>(), [t + 1]);
+}

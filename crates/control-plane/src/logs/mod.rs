@@ -491,7 +491,25 @@ impl Ops<'_, Logs> {
         };
         let query = Query { start, end: req.end, bound, limit };
         let id = StreamId(s.store_id);
-        let found = self.blocking(move |store| store.read(id, &query)).await?;
+        let mut found = self.blocking(move |store| store.read(id, &query)).await?;
+        // A response holds at most 1 MB of events, as AWS's does: the page is cut on the
+        // side away from where it started, so that its tokens continue exactly there.
+        let mut size = 0;
+        let fits = |e: &Event, size: &mut usize| {
+            *size += e.message.len() + model::logs::EVENT_OVERHEAD;
+            *size <= model::logs::MAX_BATCH_BYTES
+        };
+        match bound {
+            Bound::Head | Bound::After(_) => {
+                let n = found.iter().take_while(|(_, e)| fits(e, &mut size)).count().max(1);
+                found.truncate(n);
+            }
+            Bound::Tail | Bound::Before(_) => {
+                let n = found.iter().rev().take_while(|(_, e)| fits(e, &mut size)).count().max(1);
+                let skip = found.len().saturating_sub(n);
+                found.drain(..skip);
+            }
+        }
         // Where paging stands when nothing was found: the token given, or the start of
         // the window.
         let here = token.map_or(
