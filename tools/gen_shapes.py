@@ -151,9 +151,11 @@ def main():
     lines.append("/// Every operation the service's model defines.")
     lines.append(f"pub const OPERATIONS: &[&str] = &[{ops}];")
     lines.append("")
+    # Exceptions are rendered by the edge, except those an event stream carries as members.
+    carried = {m["shape"] for s in shapes.values() if not s.get("exception") for m in s.get("members", {}).values()}
     for name in sorted(shapes):
         s = shapes[name]
-        if s.get("exception"):
+        if s.get("exception") and name not in carried:
             continue
         if s["type"] == "string" and "enum" in s:
             taken = set()
@@ -194,7 +196,9 @@ def main():
             lines.append(f"pub struct {name} {{")
             for mname, m in s["members"].items():
                 lines.append(f'    #[serde(rename = "{mname}", default, skip_serializing_if = "Option::is_none")]')
-                lines.append(f"    pub {snake(mname)}: Option<{rust_type(shapes, m['shape'])}>,")
+                # A structure that contains itself needs a box to have a size.
+                mtype = f"Box<{name}>" if m["shape"] == name else rust_type(shapes, m["shape"])
+                lines.append(f"    pub {snake(mname)}: Option<{mtype}>,")
             lines.append("}")
             if needs_validate(shapes, name):
                 lines.append(f"impl {name} {{")

@@ -86,6 +86,7 @@ impl From<Error> for ApiError {
                     ConflictKind::LayerExists => "LayerAlreadyExistsException",
                     ConflictKind::LayerNotInImage => "LayerInaccessibleException",
                     ConflictKind::EmptyUpload => "EmptyUploadException",
+                    ConflictKind::ResourceExists => "ResourceAlreadyExistsException",
                 };
                 ApiError::bad_request(code, message)
             }

@@ -18,6 +18,7 @@ pub mod ecs_extensions {
 }
 mod elbv2;
 pub mod error;
+mod logs;
 mod query;
 pub mod sigv4;
 
@@ -157,7 +158,13 @@ async fn handle(
 
 /// ECR's layer parts (up to 20 MiB, base64 in JSON) and image manifests (up to 4 MiB,
 /// escaped in JSON) need more room than any other request.
+///
+/// A `PutLogEvents` batch holds up to 1 MiB of messages, which JSON escaping can make
+/// six times larger (`\u0000`); its batch rules are checked on the decoded messages.
 fn body_limit(target: &str) -> usize {
+    if target == concat!("Logs_20140328", ".PutLogEvents") {
+        return 7 * 1024 * 1024;
+    }
     match target.strip_prefix(ecr::TARGET_PREFIX).and_then(|op| op.strip_prefix('.')) {
         Some("UploadLayerPart") => 28 * 1024 * 1024,
         Some("PutImage") => 10 * 1024 * 1024,
@@ -201,6 +208,7 @@ async fn process(
     let service = match prefix {
         ecs::TARGET_PREFIX => "ecs",
         ecr::TARGET_PREFIX => "ecr",
+        logs::TARGET_PREFIX => "logs",
         "" => {
             return Err(ApiError::bad_request(
                 "UnknownOperationException",
@@ -223,6 +231,7 @@ async fn process(
     match service {
         "ecs" => ecs::dispatch(api, &caller, operation, &body, &format!("{}://{host}", api.public.scheme())).await,
         "ecr" => ecr::dispatch(api, &caller, operation, &body, host).await,
+        "logs" => logs::dispatch(api, &caller, operation, &body).await,
         _ => unreachable!("services are matched above"),
     }
 }

@@ -95,6 +95,8 @@ pub enum ConflictKind {
     LayerNotInImage,
     /// The layer upload holds no data yet.
     EmptyUpload,
+    /// A CloudWatch Logs group or stream of that name exists.
+    ResourceExists,
 }
 
 /// What kind of content was rejected; each maps to its own AWS error code.

@@ -13,6 +13,7 @@ pub mod ecr;
 pub mod ecs;
 pub mod elb;
 pub mod error;
+pub mod logs;
 mod ops;
 mod paging;
 mod runtime;
@@ -49,6 +50,9 @@ pub struct Config {
     /// The service tasks of an instance whose agent has been disconnected for this long
     /// are replaced elsewhere (ECS waits forever).
     pub lost_instance_grace: std::time::Duration,
+    /// Where CloudWatch Logs keeps its events (the data dir's `logs/`); without one the
+    /// Logs operations that touch events are refused.
+    pub logs_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
         Config {
             agent_timeout: std::time::Duration::from_secs(3 * agent_protocol::HEARTBEAT_SECONDS),
             lost_instance_grace: std::time::Duration::from_secs(300),
+            logs_dir: None,
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct ControlPlane {
     /// state, an instance, a service); it also runs on a timer.
     services_wake: Arc<tokio::sync::Notify>,
     lost_instance_grace: std::time::Duration,
+    /// The events of CloudWatch Logs' streams.
+    log_store: Option<Arc<logstore::LogStore>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -90,6 +97,13 @@ impl ControlPlane {
     }
 
     pub fn open_with(store: Arc<dyn Store>, config: Config) -> Result<Self> {
+        let log_store = match &config.logs_dir {
+            Some(dir) => Some(Arc::new(
+                logstore::LogStore::open(dir)
+                    .map_err(|e| Error::Internal(format!("opening the log store at {}: {e}", dir.display())))?,
+            )),
+            None => None,
+        };
         let records = store.load().map_err(|e| Error::Internal(e.to_string()))?;
         let count = records.len();
         let state = State::from_records(records).map_err(|e| Error::Internal(e.to_string()))?;
@@ -111,6 +125,7 @@ impl ControlPlane {
             services_wake: Arc::new(tokio::sync::Notify::new()),
             lost_instance_grace: config.lost_instance_grace,
             elb: ElbRuntime::default(),
+            log_store,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod ec2;
 pub mod ecr;
 pub mod ecs;
 pub mod ids;
+pub mod logs;
 pub mod shape;
 pub mod tags;
 

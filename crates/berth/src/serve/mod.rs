@@ -42,8 +42,11 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let dir = DataDir::claim(&args.data.data_dir)?;
     let created = dir.credentials()?.bootstrap()?;
-    let config =
-        control_plane::Config { agent_timeout: args.agent_timeout, lost_instance_grace: args.lost_instance_grace };
+    let config = control_plane::Config {
+        agent_timeout: args.agent_timeout,
+        lost_instance_grace: args.lost_instance_grace,
+        logs_dir: Some(args.data.data_dir.join("logs")),
+    };
     let control = Arc::new(ControlPlane::open_with(dir.store(), config)?);
 
     let tls = match (&args.tls.tls_cert, &args.tls.tls_key) {
@@ -111,6 +114,12 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         shutdown.clone().cancelled_owned(),
     );
     tasks.spawn("registry garbage collection", gc);
+    let expiry = control_plane::logs::run_expiry(
+        control.clone(),
+        control_plane::logs::EXPIRY_INTERVAL,
+        shutdown.clone().cancelled_owned(),
+    );
+    tasks.spawn("log retention", expiry);
     if with_agent && !args.no_agent {
         if public.tls {
             // The agent's channel is a plain WebSocket client; it cannot reach a TLS

@@ -18,6 +18,7 @@ mod elb;
 mod fargate;
 mod instances;
 mod logs;
+mod logs_api;
 mod registry_faults;
 mod security;
 mod service_lb;

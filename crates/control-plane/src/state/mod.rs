@@ -6,6 +6,7 @@
 
 pub mod ec2;
 pub mod elb;
+pub mod logs;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ use store::{Mutation, Record, StoreError};
 
 use self::ec2::Ec2State;
 use self::elb::{ElbKey, ElbState};
+use self::logs::{LogsKey, LogsState};
 
 /// A stored account setting: the value one principal (or the account default) chose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +74,7 @@ pub struct State {
     pub attributes: OrdMap<AttributeKey, StoredAttribute>,
     pub elb: ElbState,
     pub ec2: Ec2State,
+    pub logs: LogsState,
 }
 
 /// A reference to one stored resource, recorded when a write touches it.
@@ -93,6 +96,7 @@ pub enum Touched {
     Attribute(AttributeKey),
     Elb(ElbKey),
     SecurityGroup(Scope, String),
+    Logs(LogsKey),
 }
 
 const CLUSTERS: &str = "ecs.clusters";
@@ -141,6 +145,7 @@ impl Touched {
             Touched::Attribute((s, c, t, n)) => (ATTRIBUTES, format!("{}/{c}/{t}/{n}", scope_key(s))),
             Touched::SecurityGroup(s, id) => (SECURITY_GROUPS, format!("{}/{id}", scope_key(s))),
             Touched::Elb(_) => unreachable!("ELBv2 records are keyed by the elb module"),
+            Touched::Logs(_) => unreachable!("CloudWatch Logs records are keyed by the logs module"),
         }
     }
 }
@@ -154,6 +159,9 @@ impl State {
     pub fn mutation(&self, touched: &Touched) -> Mutation {
         if let Touched::Elb(k) = touched {
             return self.elb.mutation(k);
+        }
+        if let Touched::Logs(k) = touched {
+            return self.logs.mutation(k);
         }
         let (table, key) = touched.table_and_key();
         let value = match touched {
@@ -188,7 +196,7 @@ impl State {
             Touched::SecurityGroup(s, id) => {
                 self.ec2.security_groups.get(&(s.clone(), id.clone())).map(|g| encode(g.as_ref()))
             }
-            Touched::Elb(_) => unreachable!("handled above"),
+            Touched::Elb(_) | Touched::Logs(_) => unreachable!("handled above"),
         };
         match value {
             Some(value) => Mutation::Put(Record { table: table.into(), key, value }),
@@ -270,6 +278,7 @@ impl State {
                 }
                 t if t.starts_with("auth.") => {}
                 t if t.starts_with("elb.") && state.elb.load(r)? => {}
+                t if t.starts_with("logs.") && state.logs.load(r)? => {}
                 t => return Err(StoreError::Corrupt(format!("unknown table '{t}' (written by a newer Berth?)"))),
             }
         }
