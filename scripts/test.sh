@@ -24,4 +24,5 @@ tests/e2e/tasks.sh target/debug/berth
 tests/e2e/registry.sh target/debug/berth
 tests/e2e/elb.sh target/debug/berth
 tests/e2e/services.sh target/debug/berth
+tests/e2e/logs.sh target/debug/berth
 tests/e2e/walkthrough.sh target/debug/berth
