@@ -49,7 +49,8 @@ pub enum ByteEdit {
 
 /// Bytes that mean something to the parsers under test: quotes, escapes, separators,
 /// percent signs, NUL, CR/LF, non-ASCII and invalid UTF-8.
-const INTERESTING_BYTES: &[u8] = b"\0\r\n\t \"'\\/{}[]:,;=&%+.-_@*?()<>!~#$^|`0019azAZ\x7f\x80\xbf\xc0\xc3\xe2\xef\xf0\xfe\xff";
+const INTERESTING_BYTES: &[u8] =
+    b"\0\r\n\t \"'\\/{}[]:,;=&%+.-_@*?()<>!~#$^|`0019azAZ\x7f\x80\xbf\xc0\xc3\xe2\xef\xf0\xfe\xff";
 
 fn interesting_byte() -> impl Strategy<Value = u8> {
     prop_oneof![3 => proptest::sample::select(INTERESTING_BYTES), 1 => any::<u8>()]
