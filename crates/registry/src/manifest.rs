@@ -87,7 +87,12 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8], digest: Digest) -> Result
     };
     let references = [&blobs[..], &manifests[..]].concat();
     let image_size = match (&raw.config, &raw.layers) {
-        (Some(config), Some(layers)) => config.size + layers.iter().map(|l| l.size).sum::<u64>(),
+        // Sizes come from the client: a sum that does not fit is a broken manifest, not
+        // an arithmetic overflow.
+        (Some(config), Some(layers)) => layers
+            .iter()
+            .try_fold(config.size, |total, l| total.checked_add(l.size))
+            .ok_or_else(|| invalid("the sizes of the config and layers add up to more than 2^64 bytes"))?,
         _ => bytes.len() as u64,
     };
     Ok(Parsed {
@@ -159,5 +164,16 @@ mod tests {
             assert!(parse_json(ct, v.clone()).is_err(), "{v}");
         }
         assert!(parse(Some(OCI_MANIFEST), b"not json", d("x")).is_err());
+    }
+
+    // Found by the fuzzing harness (registry/tests/fuzz.rs): the declared sizes were
+    // summed unchecked, which panicked in debug builds and wrapped in release ones.
+    #[test]
+    fn sizes_that_overflow_are_refused() {
+        let layer = serde_json::json!({"mediaType": "l", "digest": d("l"), "size": u64::MAX / 2 + 1});
+        let v = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "c", "digest": d("c"), "size": 1}, "layers": [layer.clone(), layer]});
+        let e = parse_json(None, v).unwrap_err();
+        assert!(e.0.contains("add up to more than"), "{e}");
     }
 }
