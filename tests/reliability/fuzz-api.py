@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 
 import botocore.auth
@@ -226,7 +227,7 @@ def damage(body, rng):
         elif r < 0.95:
             parent[last] = [parent[last]] * rng.randint(2, 200)
         else:
-            parent[last] = json.dumps(parent[last]) if not isinstance(parent[last], Huge) else parent[last].text
+            parent[last] = to_json(parent[last])
     return body
 
 
@@ -537,7 +538,14 @@ def worker(endpoint, credentials, models, served, unserved, d, stats, n, seed, t
     for _ in range(n):
         if deadline_check():
             return
-        service, status, result = one_request(client, models, served, unserved, d, rng)
+        try:
+            service, status, result = one_request(client, models, served, unserved, d, rng)
+        except Exception:  # noqa: BLE001 - a bug of this script, not of Berth: reported, and the run fails
+            with stats.lock:
+                stats.sent += 1
+                stats.statuses["harness error"] += 1
+                stats.failures.append("harness error: " + traceback.format_exc())
+            continue
         with stats.lock:
             stats.sent += 1
             stats.by_service[service] += 1

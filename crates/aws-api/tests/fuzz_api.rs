@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use aws_api::sigv4::{self, SignedRequest};
 use axum::body::Body;
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -38,11 +38,8 @@ use serde_json::{json, Value};
 use models::Models;
 use server::{Answer, Server, HOST};
 
-/// What the query protocol and SigV4 leave unencoded.
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-
 fn encode(s: &str) -> String {
-    utf8_percent_encode(s, UNRESERVED).to_string()
+    utf8_percent_encode(s, server::UNRESERVED).to_string()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -477,171 +474,6 @@ fn check_answer(protocol: &str, request: &str, a: &Answer) -> Result<(), TestCas
     Ok(())
 }
 
-const ECS: &str = "AmazonEC2ContainerServiceV20141113";
-const ECR: &str = "AmazonEC2ContainerRegistry_V20150921";
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
-}
-
-/// A server holding one of each resource, so generated requests find something: a
-/// cluster, task definition and service; a repository with an image, a repository policy
-/// and a lifecycle policy; a security group; a target group, load balancer and listener.
-fn seeded_server() -> Server {
-    let s = Server::start();
-    let ok = |what: &str, a: Answer| {
-        assert!(a.status == 200, "setting up the fuzz server: {what} answered {}: {}", a.status, show(&a.body));
-        serde_json::from_slice::<Value>(&a.body).unwrap_or(Value::Null)
-    };
-    ok("CreateCluster", s.json("ecs", ECS, "CreateCluster", &json!({"clusterName": "fuzz"})));
-    ok(
-        "RegisterTaskDefinition",
-        s.json(
-            "ecs",
-            ECS,
-            "RegisterTaskDefinition",
-            &json!({"family": "fuzz", "containerDefinitions": [
-            {"name": "web", "image": "nginx", "memory": 128, "portMappings": [{"containerPort": 80}]}]}),
-        ),
-    );
-    ok(
-        "CreateService",
-        s.json(
-            "ecs",
-            ECS,
-            "CreateService",
-            &json!({"cluster": "fuzz", "serviceName": "fuzz-web",
-            "taskDefinition": "fuzz", "desiredCount": 0}),
-        ),
-    );
-    ok("CreateRepository", s.json("ecr", ECR, "CreateRepository", &json!({"repositoryName": "fuzz"})));
-    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
-    let layer = b"fuzz layer bytes".to_vec();
-    let mut digests = Vec::new();
-    for blob in [&config[..], &layer[..]] {
-        let up =
-            ok("InitiateLayerUpload", s.json("ecr", ECR, "InitiateLayerUpload", &json!({"repositoryName": "fuzz"})));
-        let id = up["uploadId"].as_str().unwrap().to_string();
-        use base64::Engine;
-        let part = base64::engine::general_purpose::STANDARD.encode(blob);
-        ok(
-            "UploadLayerPart",
-            s.json(
-                "ecr",
-                ECR,
-                "UploadLayerPart",
-                &json!({"repositoryName": "fuzz", "uploadId": id,
-                "partFirstByte": 0, "partLastByte": blob.len() - 1, "layerPartBlob": part}),
-            ),
-        );
-        let digest = format!("sha256:{}", sigv4::sha256_hex(blob));
-        ok(
-            "CompleteLayerUpload",
-            s.json(
-                "ecr",
-                ECR,
-                "CompleteLayerUpload",
-                &json!({"repositoryName": "fuzz", "uploadId": id, "layerDigests": [digest]}),
-            ),
-        );
-        digests.push((digest, blob.len()));
-    }
-    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digests[0].0, "size": digests[0].1},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digests[1].0, "size": digests[1].1}]})
-    .to_string();
-    s.dict.add("imageManifest", &manifest);
-    ok(
-        "PutImage",
-        s.json("ecr", ECR, "PutImage", &json!({"repositoryName": "fuzz", "imageManifest": manifest, "imageTag": "v1"})),
-    );
-    ok(
-        "SetRepositoryPolicy",
-        s.json("ecr", ECR, "SetRepositoryPolicy", &json!({"repositoryName": "fuzz", "policyText":
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"ecr:BatchGetImage"}]}"#})),
-    );
-    let lifecycle = r#"{"rules":[{"rulePriority":1,"description":"expire untagged","selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}"#;
-    s.dict.add("lifecyclePolicyText", lifecycle);
-    ok(
-        "PutLifecyclePolicy",
-        s.json("ecr", ECR, "PutLifecyclePolicy", &json!({"repositoryName": "fuzz", "lifecyclePolicyText": lifecycle})),
-    );
-    let xml = |what: &str, a: Answer| {
-        assert!(a.status == 200, "setting up the fuzz server: {what} answered {}: {}", a.status, show(&a.body));
-    };
-    xml("DescribeVpcs", s.form("ec2", &form(&[("Action", "DescribeVpcs"), ("Version", "2016-11-15")])));
-    xml("DescribeSubnets", s.form("ec2", &form(&[("Action", "DescribeSubnets"), ("Version", "2016-11-15")])));
-    let mut rng = StdRng::seed_from_u64(0);
-    let vpc = s.dict.pick("vpcId", &mut rng).expect("DescribeVpcs names the default VPC");
-    let subnets: Vec<String> = {
-        let mut found: Vec<String> = (0..64).filter_map(|_| s.dict.pick("subnetId", &mut rng)).collect();
-        found.sort();
-        found.dedup();
-        found
-    };
-    assert!(subnets.len() >= 2, "the default VPC has a subnet per zone: {subnets:?}");
-    xml(
-        "CreateSecurityGroup",
-        s.form(
-            "ec2",
-            &form(&[
-                ("Action", "CreateSecurityGroup"),
-                ("Version", "2016-11-15"),
-                ("GroupName", "fuzz"),
-                ("GroupDescription", "fuzz"),
-                ("VpcId", &vpc),
-            ]),
-        ),
-    );
-    let v = "2015-12-01";
-    xml(
-        "CreateTargetGroup",
-        s.form(
-            "elasticloadbalancing",
-            &form(&[
-                ("Action", "CreateTargetGroup"),
-                ("Version", v),
-                ("Name", "fuzz"),
-                ("Protocol", "HTTP"),
-                ("Port", "80"),
-                ("VpcId", &vpc),
-                ("TargetType", "ip"),
-            ]),
-        ),
-    );
-    xml(
-        "CreateLoadBalancer",
-        s.form(
-            "elasticloadbalancing",
-            &form(&[
-                ("Action", "CreateLoadBalancer"),
-                ("Version", v),
-                ("Name", "fuzz"),
-                ("Subnets.member.1", &subnets[0]),
-                ("Subnets.member.2", &subnets[1]),
-            ]),
-        ),
-    );
-    let lb = s.dict.pick("LoadBalancerArn", &mut rng).expect("CreateLoadBalancer answers its ARN");
-    let tg = s.dict.pick("TargetGroupArn", &mut rng).expect("CreateTargetGroup answers its ARN");
-    xml(
-        "CreateListener",
-        s.form(
-            "elasticloadbalancing",
-            &form(&[
-                ("Action", "CreateListener"),
-                ("Version", v),
-                ("LoadBalancerArn", &lb),
-                ("Protocol", "HTTP"),
-                ("Port", "8080"),
-                ("DefaultActions.member.1.Type", "forward"),
-                ("DefaultActions.member.1.TargetGroupArn", &tg),
-            ]),
-        ),
-    );
-    s
-}
-
 /// One generated request: which operation, the seed of its body, and the damage.
 #[derive(Debug, Clone)]
 struct Call {
@@ -709,7 +541,7 @@ fn probe<'a>(server: &Server, svc: &'a models::Service) -> (Operations<'a>, Oper
     for (name, shape) in &svc.operations {
         let answer = match &svc.target {
             Some(prefix) => server.json(&svc.signing, prefix, name, &json!({})),
-            None => server.form(&svc.signing, &form(&[("Action", name), ("Version", &svc.version)])),
+            None => server.form(&svc.signing, &server::form(&[("Action", name), ("Version", &svc.version)])),
         };
         let text = String::from_utf8_lossy(&answer.body);
         let unsupported = ["UnsupportedFeatureException", "UnsupportedOperation", "InvalidAction"];
@@ -730,7 +562,7 @@ type Operations<'a> = Vec<(&'a String, &'a Option<String>)>;
 fn fuzz_service(service: &str, tally_name: &'static str, ci_cases: u32) {
     let models = Models::load();
     let svc = &models.services[service];
-    let server = seeded_server();
+    let server = Server::seeded();
     let (served, unserved) = probe(&server, svc);
     let tally = Tally::new(tally_name);
     // A failure cannot be replayed without the state that earlier requests built, so
@@ -899,9 +731,9 @@ fn raw() -> impl Strategy<Value = Raw> {
 
 #[test]
 fn raw_requests() {
-    let server = seeded_server();
+    let server = Server::seeded();
     let token = {
-        let a = server.json("ecr", ECR, "GetAuthorizationToken", &json!({}));
+        let a = server.ecr("GetAuthorizationToken", json!({}));
         let doc: Value = serde_json::from_slice(&a.body).unwrap();
         doc["authorizationData"][0]["authorizationToken"].as_str().unwrap().to_string()
     };

@@ -418,15 +418,41 @@ pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
 }
 
-/// Canonical text that parses back to an equal expression: symbol operators, compound
-/// operands in parentheses, literals quoted only when they must be.
+/// Canonical text that parses back to an equal expression: symbol operators, literals
+/// quoted only when they must be, and parentheses only where the grammar needs them (an
+/// operand that binds looser than its operator, or a right operand of the same operator).
+/// So the text nests no deeper than any text the expression was parsed from, and is
+/// accepted under the same depth limit.
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Expr::And(a, b) => write!(f, "({a}) and ({b})"),
-            Expr::Or(a, b) => write!(f, "({a}) or ({b})"),
-            Expr::Not(e) => write!(f, "not ({e})"),
+            Expr::Or(a, b) => {
+                write!(f, "{a} or ")?;
+                Operand(b, !matches!(**b, Expr::Or(..))).fmt(f)
+            }
+            Expr::And(a, b) => {
+                Operand(a, !matches!(**a, Expr::Or(..))).fmt(f)?;
+                f.write_str(" and ")?;
+                Operand(b, matches!(**b, Expr::Not(_) | Expr::Test(_))).fmt(f)
+            }
+            Expr::Not(e) => {
+                f.write_str("not ")?;
+                Operand(e, matches!(**e, Expr::Not(_) | Expr::Test(_))).fmt(f)
+            }
             Expr::Test(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// An operand, in parentheses unless it may go bare.
+struct Operand<'a>(&'a Expr, bool);
+
+impl fmt::Display for Operand<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.1 {
+            write!(f, "{}", self.0)
+        } else {
+            write!(f, "({})", self.0)
         }
     }
 }

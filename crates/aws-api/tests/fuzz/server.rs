@@ -15,14 +15,18 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use axum::body::Body;
 use axum::Router;
+use base64::Engine;
 use control_plane::auth::AccessKey;
 use control_plane::ControlPlane;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use rand::rngs::StdRng;
 use rand::Rng;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tower::ServiceExt;
+
+pub const ECS: &str = "AmazonEC2ContainerServiceV20141113";
+pub const ECR: &str = "AmazonEC2ContainerRegistry_V20150921";
 
 /// The host every request names (and signs).
 pub const HOST: &str = "berth.fuzz";
@@ -63,6 +67,107 @@ impl Server {
         });
         let router = aws_api::router(Api { control, registry, public });
         Server { router, key, runtime, dict: Dictionary::default(), _dir: dir }
+    }
+
+    /// A server holding one of each resource, so that generated requests find something:
+    /// a cluster, task definition and service; a repository with an image, a repository
+    /// policy and a lifecycle policy; a security group; a target group, load balancer and
+    /// listener.
+    pub fn seeded() -> Server {
+        let s = Server::start();
+        s.must("CreateCluster", s.ecs("CreateCluster", json!({"clusterName": "fuzz"})));
+        let container =
+            json!({"name": "web", "image": "nginx", "memory": 128, "portMappings": [{"containerPort": 80}]});
+        let td = json!({"family": "fuzz", "containerDefinitions": [container]});
+        s.must("RegisterTaskDefinition", s.ecs("RegisterTaskDefinition", td));
+        let service =
+            json!({"cluster": "fuzz", "serviceName": "fuzz-web", "taskDefinition": "fuzz", "desiredCount": 0});
+        s.must("CreateService", s.ecs("CreateService", service));
+
+        s.must("CreateRepository", s.ecr("CreateRepository", json!({"repositoryName": "fuzz"})));
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
+        let mut descriptors = Vec::new();
+        for (blob, media_type) in [
+            (&config[..], "application/vnd.oci.image.config.v1+json"),
+            (&b"fuzz layer bytes"[..], "application/vnd.oci.image.layer.v1.tar"),
+        ] {
+            let up = s.must("InitiateLayerUpload", s.ecr("InitiateLayerUpload", json!({"repositoryName": "fuzz"})));
+            let id = up["uploadId"].as_str().expect("InitiateLayerUpload answers an uploadId");
+            let part = base64::engine::general_purpose::STANDARD.encode(blob);
+            let (first, last) = (0, blob.len() - 1);
+            let upload = json!({"repositoryName": "fuzz", "uploadId": id, "partFirstByte": first, "partLastByte": last,
+                "layerPartBlob": part});
+            s.must("UploadLayerPart", s.ecr("UploadLayerPart", upload));
+            let digest = format!("sha256:{}", aws_api::sigv4::sha256_hex(blob));
+            let complete = json!({"repositoryName": "fuzz", "uploadId": id, "layerDigests": [digest]});
+            s.must("CompleteLayerUpload", s.ecr("CompleteLayerUpload", complete));
+            descriptors.push(json!({"mediaType": media_type, "digest": digest, "size": blob.len()}));
+        }
+        let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": descriptors[0], "layers": [descriptors[1]]})
+        .to_string();
+        s.dict.add("imageManifest", &manifest);
+        let image = json!({"repositoryName": "fuzz", "imageManifest": manifest, "imageTag": "v1"});
+        s.must("PutImage", s.ecr("PutImage", image));
+        let policy =
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"ecr:BatchGetImage"}]}"#;
+        s.dict.add("policyText", policy);
+        s.must(
+            "SetRepositoryPolicy",
+            s.ecr("SetRepositoryPolicy", json!({"repositoryName": "fuzz", "policyText": policy})),
+        );
+        let lifecycle = r#"{"rules":[{"rulePriority":1,"description":"expire untagged","selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}"#;
+        s.dict.add("lifecyclePolicyText", lifecycle);
+        let put = json!({"repositoryName": "fuzz", "lifecyclePolicyText": lifecycle});
+        s.must("PutLifecyclePolicy", s.ecr("PutLifecyclePolicy", put));
+
+        s.must("DescribeVpcs", s.ec2("DescribeVpcs", &[]));
+        s.must("DescribeSubnets", s.ec2("DescribeSubnets", &[]));
+        let vpc = s.dict.all("vpcId").pop().expect("DescribeVpcs names the default VPC");
+        let subnets = s.dict.all("subnetId");
+        assert!(subnets.len() >= 2, "the default VPC has a subnet per zone: {subnets:?}");
+        let group = [("GroupName", "fuzz"), ("GroupDescription", "fuzz"), ("VpcId", &vpc)];
+        s.must("CreateSecurityGroup", s.ec2("CreateSecurityGroup", &group));
+        let tg = [("Name", "fuzz"), ("Protocol", "HTTP"), ("Port", "80"), ("VpcId", &vpc), ("TargetType", "ip")];
+        s.must("CreateTargetGroup", s.elbv2("CreateTargetGroup", &tg));
+        let lb = [("Name", "fuzz"), ("Subnets.member.1", &subnets[0]), ("Subnets.member.2", &subnets[1])];
+        s.must("CreateLoadBalancer", s.elbv2("CreateLoadBalancer", &lb));
+        let lb = s.dict.all("LoadBalancerArn").pop().expect("CreateLoadBalancer answers its ARN");
+        let tg = s.dict.all("TargetGroupArn").pop().expect("CreateTargetGroup answers its ARN");
+        let listener = [
+            ("LoadBalancerArn", lb.as_str()),
+            ("Protocol", "HTTP"),
+            ("Port", "8080"),
+            ("DefaultActions.member.1.Type", "forward"),
+            ("DefaultActions.member.1.TargetGroupArn", &tg),
+        ];
+        s.must("CreateListener", s.elbv2("CreateListener", &listener));
+        s
+    }
+
+    /// A set-up call's answer, which must be a success: its JSON, or null for XML.
+    fn must(&self, what: &str, a: Answer) -> Value {
+        let text = String::from_utf8_lossy(&a.body);
+        assert!(a.status == 200, "setting up the fuzz server: {what} answered {}: {text}", a.status);
+        serde_json::from_slice(&a.body).unwrap_or(Value::Null)
+    }
+
+    pub fn ecs(&self, operation: &str, body: Value) -> Answer {
+        self.json("ecs", ECS, operation, &body)
+    }
+
+    pub fn ecr(&self, operation: &str, body: Value) -> Answer {
+        self.json("ecr", ECR, operation, &body)
+    }
+
+    fn ec2(&self, action: &str, params: &[(&str, &str)]) -> Answer {
+        let head = [("Action", action), ("Version", "2016-11-15")];
+        self.form("ec2", &form(&[&head[..], params].concat()))
+    }
+
+    fn elbv2(&self, action: &str, params: &[(&str, &str)]) -> Answer {
+        let head = [("Action", action), ("Version", "2015-12-01")];
+        self.form("elasticloadbalancing", &form(&[&head[..], params].concat()))
     }
 
     /// Sends `request` and reads the whole answer; what it says is learned.
@@ -137,6 +242,16 @@ pub fn sign_headers(
     Some(signed.into_iter().map(|h| (h.name().to_string(), h.value().to_string())).collect())
 }
 
+/// A form-encoded body.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string();
+    pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
+/// What the query protocol and SigV4 leave unencoded.
+pub const UNRESERVED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// Strings seen in answers, by the (lower-cased) member or element name they came in:
 /// `clusterArn`, `<LoadBalancerArn>`, `imageDigest`. A request member named alike gets
 /// them back, which is how generated requests find the resources earlier ones created.
@@ -168,6 +283,11 @@ impl Dictionary {
                 values.push(value);
             }
         }
+    }
+
+    /// Every value seen under `name`, oldest first.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.by_name.lock().unwrap().get(&name.to_lowercase()).cloned().unwrap_or_default()
     }
 
     pub fn add(&self, name: &str, value: &str) {

@@ -263,6 +263,26 @@ fn display_reads_back_as_the_same_expression() {
     }
 }
 
+// Found by the fuzzing harness (scheduler/tests/fuzz.rs): the text put every operand in
+// parentheses, so an accepted chain of 33 `!` or of 65 `and` read back nested deeper than
+// the limit and was refused.
+#[test]
+fn display_nests_no_deeper_than_the_text_it_came_from() {
+    let ands = vec!["attribute:a exists"; 200].join(" and ");
+    for expr in [
+        format!("{}(attribute:a exists)", "!".repeat(60)),
+        ands.clone(),
+        vec!["attribute:a exists"; 200].join(" or "),
+        format!("not ({ands}) or ({ands}) and not not attribute:b == c"),
+    ] {
+        let parsed = parse_expression(&expr).unwrap();
+        let shown = parsed.to_string();
+        assert_eq!(parse_expression(&shown).as_ref(), Ok(&parsed), "{expr} => {shown}");
+    }
+    let grouped = "not (attribute:a exists and attribute:b exists) or attribute:c exists and (attribute:d exists or attribute:e exists)";
+    assert_eq!(parse_expression(grouped).unwrap().to_string(), grouped);
+}
+
 #[test]
 fn only_expressions_about_tasks_depend_on_tasks() {
     let depends = |s| parse_expression(s).unwrap().depends_on_tasks();
