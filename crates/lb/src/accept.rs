@@ -39,19 +39,28 @@ pub async fn accept(listener: &TcpListener, max: usize, cancel: &CancellationTok
             _ = cancel.cancelled() => return,
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
-        let (stream, peer) = tokio::select! {
-            _ = cancel.cancelled() => return,
+        let Some((stream, peer)) = next_connection(listener, cancel).await else { return };
+        handle(Accepted { stream, peer, permit });
+    }
+}
+
+/// The next connection on `listener`, with `TCP_NODELAY` set, or `None` once `cancel` is
+/// cancelled. A failed accept is logged and retried after a pause.
+pub async fn next_connection(listener: &TcpListener, cancel: &CancellationToken) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
             r = listener.accept() => match r {
-                Ok(c) => c,
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
                 }
             },
-        };
-        let _ = stream.set_nodelay(true);
-        handle(Accepted { stream, peer, permit });
+        }
     }
 }
 

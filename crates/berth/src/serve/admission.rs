@@ -29,7 +29,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -39,10 +38,6 @@ use crate::tracker::Tracker;
 
 /// Connections kept for health checks once `--max-connections` are busy.
 pub const HEALTH_RESERVE: usize = 16;
-
-/// How long to pause after a failed accept before trying again: the failures that
-/// persist (out of file descriptors and the like) would otherwise make the loop spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Which service a connection gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,18 +185,7 @@ impl Admission {
         F: Fn(Admitted) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                },
-            };
+        while let Some((stream, peer)) = lb::accept::next_connection(listener, cancel).await {
             let Some((lane, activity, evict, ticket)) = self.admit(peer.ip()) else {
                 tracing::debug!(%peer, "connection refused: every connection within its bound is busy");
                 continue;
@@ -209,7 +193,6 @@ impl Admission {
             if lane == Lane::HealthOnly {
                 tracing::warn!(%peer, "every connection is busy: this one only gets the health check");
             }
-            let _ = stream.set_nodelay(true);
             tasks.spawn("API connection", serve(Admitted { stream, peer, lane, activity, evict, ticket }));
         }
     }
@@ -230,6 +213,8 @@ impl Drop for Ticket {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
