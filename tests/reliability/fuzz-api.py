@@ -30,6 +30,7 @@ import base64
 import collections
 import hashlib
 import http.client
+import itertools
 import json
 import os
 import random
@@ -53,6 +54,9 @@ REGION = "us-east-1"
 SERVICES = ["ecs", "ecr", "elbv2", "ec2"]
 UNSUPPORTED = ("UnsupportedFeatureException", "UnsupportedOperation", "InvalidAction")
 NAMES = ["fuzz", "default", "fuzz-web"]
+# A connection idle longer than this is replaced rather than reused (Berth closes idle
+# connections after its --header-timeout, 30 s by default).
+IDLE_REUSE_SECONDS = 10
 # The share of requests with a body of several MiB (over the operation's limit); --large.
 LARGE_RATE = 0.01
 HOSTILE = [
@@ -207,7 +211,8 @@ def nodes(v, path=()):
 def damage(body, rng):
     """Damages a generated body in place (or returns a new one)."""
     for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
-        paths = list(nodes(body))
+        # Repeated deep nests have millions of nodes: the first few thousand will do.
+        paths = list(itertools.islice(nodes(body), 5000))
         path = rng.choice(paths)
         if not path:
             if rng.random() < 0.2:
@@ -349,6 +354,7 @@ class Client:
         self.timeout = timeout
         self.conn = None
         self.previous = None
+        self.last_answer = 0.0
 
     def call(self, signing_name, headers, body):
         """(status, headers, body) of a signed POST /; raises on a transport failure."""
@@ -356,6 +362,11 @@ class Client:
         botocore.auth.SigV4Auth(self.credentials, signing_name, REGION).add_auth(req)
         send_headers = {k: v for k, v in req.headers.items()}
         send_headers["Host"] = self.netloc
+        # Berth closes a connection idle for its --header-timeout (30 s); building a
+        # large damaged body can take that long, so an idle connection is not reused.
+        if self.conn is not None and time.monotonic() - self.last_answer > IDLE_REUSE_SECONDS:
+            self.conn.close()
+            self.conn = None
         reused = self.conn is not None
         if self.conn is None:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
@@ -378,6 +389,7 @@ class Client:
             raise RuntimeError(f"{type(e).__name__}: {e} (on a {'reused' if reused else 'new'} connection; "
                                f"the previous answer on it: {self.previous})") from e
         self.previous = f"{resp.status}, Connection: {resp.getheader('Connection')}, {len(body)}-byte request"
+        self.last_answer = time.monotonic()
         if resp.will_close:
             # The server said `Connection: close`: a new connection for the next request.
             self.conn.close()
