@@ -495,7 +495,7 @@ async fn a_restarted_agent_adopts_its_containers() {
     drop(second);
 
     // While no agent runs, the container exits; the next agent reports the exit as it was.
-    let out = std::process::Command::new("docker").args(["stop", "-t", "5", &id]).output().unwrap();
+    let out = std::process::Command::new("docker").args(["stop", "-t", "30", &id]).output().unwrap();
     assert!(out.status.success());
     let third = instance.runner(PullBehavior::PreferCached).await;
     let mut task = Running::start(&third, a);
