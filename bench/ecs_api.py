@@ -83,13 +83,15 @@ end
 """
 
 
-def sign(op, body, port, creds):
-    """Headers of a SigV4-signed ECS request; valid for 15 minutes from now."""
+def sign(op, body, port, creds, service=("ecs", TARGET_PREFIX)):
+    """Headers of a SigV4-signed request of a JSON service (ECS unless `service` names
+    another's signing name and target prefix); valid for 15 minutes from now."""
+    signing_name, prefix = service
     req = AWSRequest(method="POST", url=f"http://127.0.0.1:{port}/", data=body, headers={
         "Content-Type": "application/x-amz-json-1.1",
-        "X-Amz-Target": TARGET_PREFIX + op,
+        "X-Amz-Target": prefix + op,
     })
-    SigV4Auth(creds, "ecs", REGION).add_auth(req)
+    SigV4Auth(creds, signing_name, REGION).add_auth(req)
     headers = dict(req.headers.items())
     headers["Host"] = f"127.0.0.1:{port}"  # what botocore signed, and what wrk sends
     return headers
@@ -105,9 +107,9 @@ def send(port, body, headers):
         return e.code, e.read().decode()
 
 
-def call(name, port, creds, op, payload):
+def call(name, port, creds, op, payload, service=("ecs", TARGET_PREFIX)):
     body = json.dumps(payload, separators=(",", ":"))
-    status, text = send(port, body, sign(op, body, port, creds))
+    status, text = send(port, body, sign(op, body, port, creds, service))
     if status != 200:
         raise BenchError(f"{name} {op} answered {status}: {text[:500]}")
     return text
@@ -119,9 +121,9 @@ def lua_string(s):
     return json.dumps(s)  # JSON escapes of printable ASCII are valid Lua escapes
 
 
-def wrk_run(name, port, creds, op, payload, workdir):
+def wrk_run(name, port, creds, op, payload, workdir, service=("ecs", TARGET_PREFIX)):
     body = json.dumps(payload, separators=(",", ":"))
-    headers = sign(op, body, port, creds)
+    headers = sign(op, body, port, creds, service)
     status, text = send(port, body, headers)
     if status != 200:
         raise BenchError(f"{name} {op}: the signed request answered {status}: {text[:500]}")
@@ -153,12 +155,14 @@ def parse_wrk(out):
             raise BenchError(f"cannot find /{pattern}/ in wrk output:\n{out}")
         return m
 
+    p50 = find(r"^\s*50%\s+([\d.]+)(us|ms|s|m)\s*$")
     p99 = find(r"^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$")
     sock = find(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", required=False)
     wrk_non2xx = find(r"Non-2xx or 3xx responses: (\d+)", required=False)
     return {
         "requests": int(find(r"^\s*(\d+) requests in")[1]),
         "rps": float(find(r"^Requests/sec:\s+([\d.]+)")[1]),
+        "p50_ms": float(p50[1]) * UNIT_MS[p50[2]],
         "p99_ms": float(p99[1]) * UNIT_MS[p99[2]],
         "non2xx": int(find(r"^LUA_NON2XX (\d+)")[1]),
         "wrk_non2xx_or_3xx": int(wrk_non2xx[1]) if wrk_non2xx else 0,

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Generates Rust data types for an AWS JSON service from its botocore model.
 
-Usage: python3 tools/gen_shapes.py ecs 2014-11-13 crates/model/src/ecs/shapes.rs && cargo fmt --all
+Usage: python3 tools/gen_shapes.py ecs 2014-11-13 crates/model/src/ecs/shapes.rs [Operation ...] && cargo fmt --all
+
+Operations named after the output path restrict the types to those their inputs and
+outputs reach (SSM's model has 1,290 shapes; Berth implements a dozen of its operations).
 
 The botocore model is the exact, machine-readable statement of AWS's wire shapes, so
 the types are generated from it instead of being transcribed by hand. Only facts are
@@ -128,8 +131,24 @@ def member_checks(shapes, target):
     return bool(validation_for(shapes, target, "x", "p"))
 
 
+def reachable(shapes, model, operations):
+    """The shapes the given operations' inputs and outputs use, directly or not."""
+    seen = set()
+    todo = [model["operations"][o][k]["shape"] for o in operations for k in ("input", "output") if k in model["operations"][o]]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        s = shapes[name]
+        todo.extend(m["shape"] for m in s.get("members", {}).values())
+        todo.extend(s[k]["shape"] for k in ("member", "value") if k in s)
+    return seen
+
+
 def main():
     service, version, out_path = sys.argv[1:4]
+    only = sys.argv[4:]
     model_path = os.path.join(os.path.dirname(botocore.__file__), "data", service, version, "service-2.json.gz")
     model = json.load(gzip.open(model_path))
     shapes = model["shapes"]
@@ -153,7 +172,8 @@ def main():
     lines.append("")
     # Exceptions are rendered by the edge, except those an event stream carries as members.
     carried = {m["shape"] for s in shapes.values() if not s.get("exception") for m in s.get("members", {}).values()}
-    for name in sorted(shapes):
+    wanted = reachable(shapes, model, only) if only else set(shapes)
+    for name in sorted(wanted):
         s = shapes[name]
         if s.get("exception") and name not in carried:
             continue

@@ -23,6 +23,13 @@ grep -q "Created account" "$data/server.log" || fail "first start did not announ
 [[ "$(stat -c %a "$data/berth.db")" == 600 ]] || fail "the database is not owner-only"
 [[ "$(stat -c %a "$data")" == 700 ]] || fail "the data dir is not owner-only"
 
+step "aws sts get-caller-identity (the first call of Terraform, the CDK, Ansible)"
+account="$(sed -n 's/^Created account \([0-9]*\) .*/\1/p' "$data/server.log" | head -1)"
+got="$(aws sts get-caller-identity --query '[Account, Arn, UserId]' --output text)"
+[[ "$got" == "$account"$'\t'"arn:aws:iam::$account:root"$'\t'"$account" ]] || fail "get-caller-identity answered '$got'"
+aws sts assume-role --role-arn "arn:aws:iam::$account:role/x" --role-session-name session 2>"$data/err" && fail "assume-role answered"
+grep -q AccessDenied "$data/err" || fail "assume-role of a missing role: $(cat "$data/err")"
+
 step "aws ecs create-cluster"
 arn="$(aws ecs create-cluster --cluster-name demo --query cluster.clusterArn --output text)"
 [[ "$arn" == arn:aws:ecs:us-east-1:*:cluster/demo ]] || fail "unexpected cluster ARN $arn"

@@ -126,9 +126,12 @@ aws ecs create-service --cluster demo --service-name simplehttp --task-definitio
     --desired-count 2 --launch-type EC2 \
     --load-balancers "targetGroupArn=$tg,containerName=web,containerPort=8080" >/dev/null
 aws ecs wait services-stable --cluster demo --services simplehttp
-healthy="$(aws elbv2 describe-target-health --target-group-arn "$tg" \
-    --query "TargetHealthDescriptions[?TargetHealth.State=='healthy'].Target.Id" --output text | tr '\t' '\n' | sort -u)"
-[[ "$healthy" == "$ec2_id" ]] || fail "expected the tasks of $ec2_id healthy in the target group, got '$healthy'"
+# As on ECS, a stable service's targets may still be passing their first health checks.
+healthy_targets() {
+    aws elbv2 describe-target-health --target-group-arn "$tg" \
+        --query "TargetHealthDescriptions[?TargetHealth.State=='healthy'].Target.Id" --output text | tr '\t' '\n' | sort -u
+}
+wait_for "the tasks of $ec2_id healthy in the target group" "$ec2_id" healthy_targets
 [[ "$(aws elbv2 describe-target-health --target-group-arn "$tg" --query 'length(TargetHealthDescriptions)' --output text)" == 2 ]] \
     || fail "expected two targets"
 curl -fsS "http://$dns/" | grep -q "greeting=one" || fail "curl http://$dns/ was not answered by the service"

@@ -44,7 +44,52 @@ pub enum ToAgent {
         full: bool,
         tasks: Vec<TaskAssignment>,
     },
+    /// Temporary credentials of tasks' roles: sent when a task with a role is assigned,
+    /// and again before they expire. The newest for a task and role replaces the older.
+    #[serde(rename_all = "camelCase")]
+    Credentials {
+        credentials: Vec<TaskCredentials>,
+    },
     Heartbeat,
+}
+
+/// Which of a task's roles credentials are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RoleType {
+    /// `taskRoleArn`: served to the task's containers by the credential endpoint.
+    TaskRole,
+    /// `executionRoleArn`: used by the agent itself for the task (image pulls from ECR,
+    /// awslogs, secrets), never served to containers.
+    ExecutionRole,
+}
+
+/// Temporary credentials of one role of one task, as STS issued them to
+/// `ecs-tasks.amazonaws.com` for it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentials {
+    pub task_arn: String,
+    pub role: RoleType,
+    pub role_arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// When they expire, in seconds since the epoch.
+    pub expiration: i64,
+}
+
+impl std::fmt::Debug for TaskCredentials {
+    // Secrets never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskCredentials")
+            .field("task_arn", &self.task_arn)
+            .field("role", &self.role)
+            .field("role_arn", &self.role_arn)
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
 }
 
 /// From an agent to the control plane.

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use std::net::Ipv4Addr;
 
+use bollard::container::LogOutput;
 use bollard::models::{
     ContainerCreateBody, ContainerStateStatusEnum, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
     HealthStatusEnum, HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Network, NetworkCreateRequest,
@@ -17,8 +18,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions, InspectNetworkOptions,
-    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    StopContainerOptions,
+    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StatsOptions, StopContainerOptions,
 };
 use futures_util::{Stream, StreamExt};
 use model::ecs::shapes::{ContainerDefinition, NetworkMode, TransportProtocol};
@@ -106,6 +107,13 @@ pub struct Observed {
     pub ports: Vec<(i32, TransportProtocol, i32)>,
     /// The image id (`sha256:...`) the container runs.
     pub image_id: String,
+    /// When Docker created it (`Created`).
+    pub created_at: Option<SystemTime>,
+    /// Its environment as `NAME=value` (`Config.Env`): an adopted container's task
+    /// endpoint ids are read back from it.
+    pub env: Vec<String>,
+    /// Its IPv4 address on each Docker network it is attached to, by network name.
+    pub addresses: Vec<(String, Ipv4Addr)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -401,7 +409,7 @@ impl Docker {
             _ => None,
         });
         let mut ports = Vec::new();
-        for (key, bindings) in c.network_settings.and_then(|n| n.ports).unwrap_or_default() {
+        for (key, bindings) in c.network_settings.as_ref().and_then(|n| n.ports.clone()).unwrap_or_default() {
             let Some((port, proto)) = key.split_once('/') else { continue };
             let (Ok(port), protocol) =
                 (port.parse::<i32>(), if proto == "udp" { TransportProtocol::Udp } else { TransportProtocol::Tcp })
@@ -418,6 +426,15 @@ impl Docker {
             }
         }
         ports.sort_by_key(|(p, proto, h)| (*p, proto.as_str(), *h));
+        let mut addresses: Vec<(String, Ipv4Addr)> = c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, e)| Some((name.clone(), e.ip_address.as_deref()?.parse().ok()?)))
+            .collect();
+        addresses.sort();
         Ok(Observed {
             id: c.id.unwrap_or_default(),
             name: c.name.unwrap_or_default().trim_start_matches('/').to_string(),
@@ -430,7 +447,26 @@ impl Docker {
             health,
             ports,
             image_id: c.image.unwrap_or_default(),
+            created_at: c.created.as_deref().and_then(parse_time),
+            env: c.config.and_then(|c| c.env).unwrap_or_default(),
+            addresses,
         })
+    }
+
+    /// One sample of a container's resource use, as Docker's stats API gives it (JSON),
+    /// with `precpu_stats` filled: Docker takes two samples a second apart, so that CPU
+    /// use can be computed from one answer as from ECS's.
+    pub async fn stats(&self, id: &str) -> Result<serde_json::Value> {
+        let options = StatsOptions { stream: false, one_shot: false };
+        let first = bounded(CALL_TIMEOUT, "stats", async {
+            match self.client.stats(id, Some(options)).next().await {
+                Some(r) => r.map(Some),
+                None => Ok(None),
+            }
+        })
+        .await?;
+        let stats = first.ok_or_else(|| DockerError::Failed(format!("Docker returned no stats for {id}")))?;
+        serde_json::to_value(stats).map_err(|e| DockerError::Failed(format!("stats of {id}: {e}")))
     }
 
     /// The host PID of a running container's first process (`State.Pid`); `None` when it
@@ -449,6 +485,30 @@ impl Docker {
             .into_iter()
             .map(|c| Found { id: c.id.unwrap_or_default(), labels: c.labels.unwrap_or_default() })
             .collect())
+    }
+
+    /// What a container printed, with Docker's timestamps, from `since_secs` (seconds
+    /// since the epoch) on, following until the container stops. A TTY container's output
+    /// comes as [`LogChunk::Console`] pieces that need not end on a line.
+    pub fn logs(&self, id: &str, since_secs: i64) -> impl Stream<Item = Result<LogChunk>> + Send + 'static {
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            since: i32::try_from(since_secs).unwrap_or(i32::MAX),
+            until: 0,
+            timestamps: true,
+            tail: "all".into(),
+        };
+        self.client.logs(id, Some(options)).filter_map(|item| async move {
+            match item {
+                Ok(LogOutput::StdOut { message }) => Some(Ok(LogChunk::Stdout(message))),
+                Ok(LogOutput::StdErr { message }) => Some(Ok(LogChunk::Stderr(message))),
+                Ok(LogOutput::Console { message }) => Some(Ok(LogChunk::Console(message))),
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(e) => Some(Err(DockerError::from_bollard(e))),
+            }
+        })
     }
 
     /// Container events since `since` (the engine replays what it still holds) and from
@@ -472,6 +532,16 @@ impl Docker {
             Ok(Event { id: m.actor.and_then(|a| a.id).unwrap_or_default(), action: m.action.unwrap_or_default() })
         })
     }
+}
+
+/// A piece of a container's log output.
+#[derive(Debug, Clone)]
+pub enum LogChunk {
+    /// One entry of stdout, `<time> <text>`.
+    Stdout(bytes::Bytes),
+    Stderr(bytes::Bytes),
+    /// Raw output of a TTY container: entries, each `<time> <text>`, not cut on entries.
+    Console(bytes::Bytes),
 }
 
 /// The Docker network that stands for an awsvpc subnet.
@@ -615,6 +685,12 @@ pub struct CreateSpec<'a> {
     pub stop_timeout: Duration,
     /// Where Docker picks dynamic host ports (`ECS_DYNAMIC_HOST_PORT_RANGE`).
     pub dynamic_port_range: Option<(u16, u16)>,
+    /// The log driver and its options, as Docker is to run them (`awslogs` is shipped by
+    /// the agent from a local driver, see `awslogs::local_driver`).
+    pub log_driver: Option<(String, HashMap<String, String>)>,
+    /// Variables the agent adds to the definition's (the task endpoint's); they replace
+    /// any of the definition's with the same name.
+    pub extra_env: Vec<(String, String)>,
 }
 
 const MIB: i64 = 1024 * 1024;
@@ -731,11 +807,9 @@ pub fn create_body(spec: &CreateSpec<'_>) -> ContainerCreateBody {
                 .collect()
         }),
         security_opt: d.docker_security_options.clone(),
-        log_config: d.log_configuration.as_ref().and_then(|l| {
-            l.log_driver.map(|driver| HostConfigLogConfig {
-                typ: Some(driver.as_str().to_string()),
-                config: l.options.as_ref().map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-            })
+        log_config: spec.log_driver.as_ref().map(|(driver, options)| HostConfigLogConfig {
+            typ: Some(driver.clone()),
+            config: (!options.is_empty()).then(|| options.clone()),
         }),
         ..Default::default()
     };
@@ -743,11 +817,7 @@ pub fn create_body(spec: &CreateSpec<'_>) -> ContainerCreateBody {
         image: d.image.clone(),
         entrypoint: d.entry_point.clone(),
         cmd: d.command.clone(),
-        env: d.environment.as_ref().map(|env| {
-            env.iter()
-                .map(|kv| format!("{}={}", kv.name.as_deref().unwrap_or(""), kv.value.as_deref().unwrap_or("")))
-                .collect()
-        }),
+        env: environment(d, &spec.extra_env),
         working_dir: d.working_directory.clone(),
         user: d.user.clone(),
         hostname: d.hostname.clone().filter(|_| !joined),
@@ -761,6 +831,18 @@ pub fn create_body(spec: &CreateSpec<'_>) -> ContainerCreateBody {
         host_config: Some(host_config),
         ..Default::default()
     }
+}
+
+/// The definition's variables, then the agent's, which win over the definition's of the
+/// same name; `None` when there are none.
+fn environment(d: &ContainerDefinition, extra: &[(String, String)]) -> Option<Vec<String>> {
+    let taken = |name: &str| extra.iter().any(|(k, _)| k == name);
+    let own = d.environment.iter().flatten().filter(|kv| !taken(kv.name.as_deref().unwrap_or("")));
+    let env: Vec<String> = own
+        .map(|kv| format!("{}={}", kv.name.as_deref().unwrap_or(""), kv.value.as_deref().unwrap_or("")))
+        .chain(extra.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect();
+    (d.environment.is_some() || !env.is_empty()).then_some(env)
 }
 
 /// `"8000-8002"` → `[8000, 8001, 8002]`; anything else → nothing.
@@ -790,7 +872,25 @@ mod tests {
             volumes_from: vec![],
             stop_timeout: Duration::from_secs(30),
             dynamic_port_range: None,
+            log_driver: None,
+            extra_env: vec![],
         })
+    }
+
+    #[test]
+    fn the_agents_variables_follow_the_definitions_and_replace_same_named_ones() {
+        let kv = |k: &str, v: &str| KeyValuePair { name: Some(k.into()), value: Some(v.into()) };
+        let def = ContainerDefinition {
+            environment: Some(vec![kv("A", "1"), kv("ECS_CONTAINER_METADATA_URI_V4", "mine")]),
+            ..Default::default()
+        };
+        let extra = vec![("ECS_CONTAINER_METADATA_URI_V4".to_string(), "http://169.254.170.2/v4/x".to_string())];
+        assert_eq!(
+            environment(&def, &extra),
+            Some(vec!["A=1".to_string(), "ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/x".to_string()])
+        );
+        assert_eq!(environment(&ContainerDefinition::default(), &[]), None, "no Env at all without variables");
+        assert_eq!(environment(&ContainerDefinition::default(), &extra).map(|e| e.len()), Some(1));
     }
 
     #[test]

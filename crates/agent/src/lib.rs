@@ -5,14 +5,18 @@
 //! Layering: `session` talks to the control plane and owns the set of tasks; `runner`
 //! drives one task towards its desired state through `docker`; `config` reads the ECS
 //! agent's settings; `awsvpc` (checks and CIDR arithmetic) and `pause` (the pause image's
-//! bytes) serve awsvpc task networking without doing I/O. Only `docker` knows the Docker
-//! Engine API.
+//! bytes) serve awsvpc task networking without doing I/O; `endpoint` serves containers
+//! their task role credentials and task metadata at 169.254.170.2. Only `docker` knows the
+//! Docker Engine API.
 
+pub mod awslogs;
 pub mod awsvpc;
 pub mod config;
 pub mod docker;
+pub mod endpoint;
 pub mod firewall;
 pub mod pause;
 pub mod registry_login;
 pub mod runner;
+pub mod secrets;
 pub mod session;

@@ -29,6 +29,13 @@ impl RegistryLogin {
         RegistryLogin { host: host.into(), ecr, cached: Mutex::new(None) }
     }
 
+    /// The same registry, logged in to with other credentials: a task's execution role,
+    /// which ECS's agent pulls a task's images from ECR with.
+    pub fn with_credentials(&self, provider: aws_credential_types::provider::SharedCredentialsProvider) -> Self {
+        let config = self.ecr.config().to_builder().credentials_provider(provider).build();
+        RegistryLogin::new(self.host.clone(), aws_sdk_ecr::Client::from_conf(config))
+    }
+
     /// `(user, password)` for `image` when it lives in this registry; `None` for images
     /// of other registries, which are pulled as Docker would.
     pub async fn credentials_for(&self, image: &str) -> Result<Option<(String, String)>, String> {

@@ -14,11 +14,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use agent_protocol::{
-    DesiredStatus, TaskAssignment, TaskReport, TaskStatus, ToAgent, ToServer, CONNECT_PATH, HEARTBEAT_SECONDS,
-    INSTANCE_PARAM,
+    DesiredStatus, TaskAssignment, TaskCredentials, TaskReport, TaskStatus, ToAgent, ToServer, CONNECT_PATH,
+    HEARTBEAT_SECONDS, INSTANCE_PARAM,
 };
 
+use crate::awslogs::Shipping;
 use crate::config::AgentConfig;
+use crate::endpoint::{Endpoint, EndpointConfig, HostFacts};
 use crate::runner::{Runner, RunnerConfig};
 
 /// The version this agent reports in `versionInfo`.
@@ -29,12 +31,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Capabilities this agent offers, named as the ECS agent names them, so that task
 /// definitions needing them can be placed here.
 const CAPABILITIES: &[&str] = &[
+    // awslogs: shipped by the agent itself (see `awslogs`).
+    "com.amazonaws.ecs.capability.logging-driver.awslogs",
     "com.amazonaws.ecs.capability.logging-driver.json-file",
     "com.amazonaws.ecs.capability.logging-driver.none",
     "com.amazonaws.ecs.capability.task-iam-role",
     "ecs.capability.container-health-check",
     "ecs.capability.container-ordering",
     "ecs.capability.docker-plugin.local",
+    // The execution role's uses (see `endpoint::execution`, `secrets`).
+    "ecs.capability.execution-role-awslogs",
+    "ecs.capability.execution-role-ecr-pull",
+    "ecs.capability.private-registry-authentication.secretsmanager",
+    "ecs.capability.secrets.asm.environment-variables",
+    "ecs.capability.secrets.ssm.environment-variables",
     // awsvpc: a pause container per task holds its interface (see `pause`, `awsvpc`).
     "ecs.capability.task-eni",
 ];
@@ -50,6 +60,10 @@ struct Running {
 struct Saved {
     container_instance_arn: Option<String>,
     instance_id: Option<String>,
+    /// The task endpoint's port: the ids in running containers' environment name it, so
+    /// a restarted agent takes the same one again.
+    #[serde(default)]
+    endpoint_port: Option<u16>,
 }
 
 fn load_saved(config: &AgentConfig) -> Saved {
@@ -83,6 +97,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     let mut saved = load_saved(&config);
     let instance_id =
         config.instance_id.clone().or(saved.instance_id.clone()).unwrap_or_else(|| format!("i-{}", random_hex(17)));
+    let endpoint = start_endpoint(&config, saved.endpoint_port, &shutdown).await?;
+    saved.endpoint_port = Some(endpoint.port());
     // The instance ARN is only known after registration, which needs the engine's
     // resources; the runner learns it before it runs anything.
     let mut runner = Runner::connect(RunnerConfig {
@@ -92,6 +108,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         start_timeout: config.start_timeout,
         dynamic_port_range: config.dynamic_port_range,
         registry_login: Some(Arc::new(registry_login(&config).await)),
+        awslogs: Some(Arc::new(Shipping::new(sdk_config(&config).await, &config.data_dir))),
+        endpoint: Some(endpoint.clone()),
+        secrets: Some(Arc::new(crate::secrets::Fetcher::new(sdk_config(&config).await))),
     })
     .await
     .context("connecting to the Docker engine")?;
@@ -105,8 +124,25 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
 
     runner.set_instance(arn.clone());
     let runner = Arc::new(runner);
-    let mut session = Session { config: &config, arn, runner, tasks: HashMap::new(), last_reports: HashMap::new() };
+    let mut session =
+        Session { config: &config, arn, runner, endpoint, tasks: HashMap::new(), last_reports: HashMap::new() };
     session.serve(shutdown).await
+}
+
+/// Starts the task endpoint (see `endpoint`): an agent that is Fargate capacity tells its
+/// tasks their launch type is FARGATE.
+async fn start_endpoint(
+    config: &AgentConfig,
+    port: Option<u16>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<Endpoint>> {
+    let fargate = config.cluster == model::ids::ClusterName::FARGATE_POOL;
+    let host = HostFacts {
+        availability_zone: config.availability_zone.clone(),
+        launch_type: if fargate { "FARGATE" } else { "EC2" }.to_string(),
+    };
+    let endpoint_config = EndpointConfig { port, ..EndpointConfig::new(host) };
+    Endpoint::start(endpoint_config, shutdown.clone()).await.context("starting the task endpoint")
 }
 
 /// Credentials for Berth's registry, which answers on the control plane's own address.
@@ -229,6 +265,7 @@ struct Session<'a> {
     config: &'a AgentConfig,
     arn: String,
     runner: Arc<Runner>,
+    endpoint: Arc<Endpoint>,
     tasks: HashMap<String, Running>,
     /// The newest report of each task, resent after a reconnect so that nothing reported
     /// while disconnected is lost.
@@ -295,6 +332,7 @@ impl Session<'_> {
                                     break;
                                 }
                             }
+                            Ok(ToAgent::Credentials { credentials }) => self.take_credentials(credentials),
                             Ok(ToAgent::Heartbeat) => {}
                             Err(e) => tracing::warn!(error = %e, "unreadable message from the control plane"),
                         }
@@ -313,6 +351,21 @@ impl Session<'_> {
             }
             tracing::warn!("channel to the control plane closed; reconnecting");
         }
+    }
+
+    /// Stores tasks' role credentials for the task endpoint, except those of tasks that
+    /// have already stopped here (they would never be dropped).
+    fn take_credentials(&mut self, credentials: Vec<TaskCredentials>) {
+        let stopped = |arn: &str| {
+            !self.tasks.contains_key(arn)
+                && self.last_reports.get(arn).is_some_and(|r| r.last_status == TaskStatus::Stopped)
+        };
+        let wanted: Vec<TaskCredentials> = credentials.into_iter().filter(|c| !stopped(&c.task_arn)).collect();
+        for c in &wanted {
+            tracing::debug!(task = %c.task_arn, role = ?c.role, role_arn = %c.role_arn, expiration = c.expiration, "role credentials received");
+        }
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        self.endpoint.credentials().put(wanted, now);
     }
 
     fn remember(&mut self, report: TaskReport) {
@@ -386,7 +439,14 @@ impl Session<'_> {
         for (k, v) in signed {
             request.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes())?, http::HeaderValue::from_str(&v)?);
         }
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.context("opening the agent channel")?;
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| match e {
+            // The control plane says why it refused (an AWS error body): show that.
+            tokio_tungstenite::tungstenite::Error::Http(response) => {
+                let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                anyhow::anyhow!("opening the agent channel: refused with {}: {body}", response.status())
+            }
+            e => anyhow::Error::new(e).context("opening the agent channel"),
+        })?;
         Ok(ws)
     }
 }

@@ -45,6 +45,18 @@ fn open(api: &Api, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Op
         .find_map(|p| p.strip_prefix(INSTANCE_PARAM).and_then(|v| v.strip_prefix('=')))
         .map(|v| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
         .ok_or_else(|| ApiError::invalid_parameter(format!("The {INSTANCE_PARAM} query parameter is required.")))?;
+    // An agent's channel is ECS's `Poll`, on the container instance it speaks for (what
+    // `AmazonEC2ContainerServiceforEC2Role` grants); the control plane then takes its
+    // reports only for that instance's tasks.
+    if !caller.is_root() {
+        let mut access = control_plane::iam::authz::Access::new("ecs:Poll");
+        access.resources = vec![instance.clone()];
+        if let Some(cluster) = instance.split('/').nth(1) {
+            let cluster_arn = format!("arn:aws:ecs:{}:{}:cluster/{cluster}", caller.scope.region, caller.scope.account);
+            access.context.push(("ecs:cluster".into(), vec![cluster_arn]));
+        }
+        api.control.iam().authorize(&caller, &access)?;
+    }
     let (connection, rx) = api.control.ecs().agent_attach(&caller, &instance)?;
     Ok((caller, instance, connection, rx))
 }

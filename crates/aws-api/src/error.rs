@@ -104,6 +104,16 @@ impl From<Error> for ApiError {
             Error::Unsupported(m) => ApiError::bad_request("UnsupportedFeatureException", m),
             Error::Elb(e) => ApiError::bad_request(e.fault.code(), e.message),
             Error::Ec2(e) => ApiError::bad_request(e.code, e.message),
+            Error::Ssm(e) => ApiError::bad_request(e.code, e.message),
+            Error::Secrets(e) => ApiError::bad_request(e.code, e.message),
+            Error::Iam(e) => match e.code {
+                "NoSuchEntity" => ApiError::new(http::StatusCode::NOT_FOUND, e.code, e.message),
+                "EntityAlreadyExists" | "DeleteConflict" => {
+                    ApiError::new(http::StatusCode::CONFLICT, e.code, e.message)
+                }
+                "AccessDenied" => ApiError::new(http::StatusCode::FORBIDDEN, e.code, e.message),
+                _ => ApiError::bad_request(e.code, e.message),
+            },
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 ApiError::new(
@@ -130,6 +140,11 @@ impl From<AuthError> for ApiError {
                 "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
             ),
             AuthError::Expired(m) => Self::bad_request("InvalidSignatureException", m),
+            AuthError::ExpiredToken => Self::new(
+                StatusCode::FORBIDDEN,
+                "ExpiredTokenException",
+                "The security token included in the request is expired",
+            ),
             AuthError::WrongService { expected } => {
                 Self::bad_request("InvalidSignatureException", format!("Credential should be scoped to correct service: '{expected}'."))
             }

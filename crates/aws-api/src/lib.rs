@@ -8,6 +8,7 @@
 //! shape, a header or a status code. Errors are rendered here and logged once, here.
 
 mod agent_channel;
+mod authz;
 mod ec2;
 pub mod ecr;
 mod ecs;
@@ -18,9 +19,13 @@ pub mod ecs_extensions {
 }
 mod elbv2;
 pub mod error;
+mod iam;
 mod logs;
 mod query;
+mod secretsmanager;
 pub mod sigv4;
+mod ssm;
+mod sts;
 
 use std::sync::Arc;
 
@@ -116,26 +121,27 @@ fn request_id() -> String {
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-async fn handle(
-    State(api): State<Api>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
+async fn handle(State(api): State<Api>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    let origin = Origin {
+        source: parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip()),
+        secure: api.public.tls,
+    };
     let id = request_id();
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let span = tracing::info_span!("aws_request", request_id = %id, target = %target);
     // The query protocol (ELBv2, EC2) has no X-Amz-Target: a form names the action.
     if target.is_empty() && query::is_form(&headers) {
-        let mut response = query::handle(&api, &id, &method, &uri, &headers, body).instrument(span).await;
+        let request = query::Request { id: &id, method: &method, uri: &uri, headers: &headers, origin };
+        let mut response = query::handle(&api, request, body).instrument(span).await;
         if let Ok(v) = HeaderValue::from_str(&id) {
             response.headers_mut().insert("x-amzn-requestid", v);
         }
         return response;
     }
     let mut response = async {
-        let result = process(&api, &method, &uri, &headers, body, &target).await;
+        let result = process(&api, &method, &uri, &headers, body, &target, origin).await;
         match result {
             Ok(r) => r,
             Err(e) => {
@@ -203,12 +209,15 @@ async fn process(
     headers: &HeaderMap,
     body: axum::body::Body,
     target: &str,
+    origin: Origin,
 ) -> Result<Response, ApiError> {
     let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
     let service = match prefix {
         ecs::TARGET_PREFIX => "ecs",
         ecr::TARGET_PREFIX => "ecr",
         logs::TARGET_PREFIX => "logs",
+        ssm::TARGET_PREFIX => "ssm",
+        secretsmanager::TARGET_PREFIX => "secretsmanager",
         "" => {
             return Err(ApiError::bad_request(
                 "UnknownOperationException",
@@ -225,6 +234,21 @@ async fn process(
     let pending = authenticate_headers(api, method, uri, headers, service)?;
     let body = read_body(body, body_limit(target)).await?;
     let caller = pending.verify(method, uri, headers, &body)?;
+    if !caller.is_root() {
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let mut access = match service {
+            "ecs" => authz::ecs(operation, &json, &caller.scope),
+            "ecr" => authz::ecr(operation, &json, &caller.scope),
+            "ssm" => authz::ssm(operation, &json, &caller.scope),
+            "secretsmanager" => {
+                let resolve = |id: &str| api.control.secrets().secret_arn(&caller.scope, id);
+                authz::secretsmanager(operation, &json, &caller.scope, &resolve)
+            }
+            _ => authz::logs(operation, &json, &caller.scope),
+        };
+        origin.add_to(&mut access);
+        api.control.iam().authorize(&caller, &access)?;
+    }
     // Repository URIs, the registry's proxy endpoint and DiscoverPollEndpoint name the
     // address the client reached us on, or the advertised one.
     let host = api.public.host(headers);
@@ -232,6 +256,8 @@ async fn process(
         "ecs" => ecs::dispatch(api, &caller, operation, &body, &format!("{}://{host}", api.public.scheme())).await,
         "ecr" => ecr::dispatch(api, &caller, operation, &body, host).await,
         "logs" => logs::dispatch(api, &caller, operation, &body).await,
+        "ssm" => ssm::dispatch(api, &caller, operation, &body).await,
+        "secretsmanager" => secretsmanager::dispatch(api, &caller, operation, &body).await,
         _ => unreachable!("services are matched above"),
     }
 }
@@ -241,7 +267,17 @@ async fn process(
 /// check with the body.
 pub(crate) struct Authenticating {
     parsed: sigv4::Parsed,
-    key: control_plane::auth::AccessKey,
+    grant: control_plane::iam::sessions::KeyGrant,
+}
+
+/// The session token of temporary credentials: the `X-Amz-Security-Token` header, or the
+/// query parameter of a presigned request.
+fn session_token<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<std::borrow::Cow<'a, str>> {
+    if let Some(v) = headers.get("x-amz-security-token").and_then(|v| v.to_str().ok()) {
+        return Some(v.into());
+    }
+    let value = uri.query()?.split('&').find_map(|p| p.strip_prefix("X-Amz-Security-Token="))?;
+    Some(percent_encoding::percent_decode_str(value).decode_utf8_lossy())
 }
 
 /// The first half of authentication, on the headers alone: the request must be signed
@@ -266,9 +302,14 @@ pub(crate) fn authenticate_headers(
     if parsed.credential.service != service {
         return Err(sigv4::AuthError::WrongService { expected: service.into() }.into());
     }
-    let key = api.control.credentials.lookup(&parsed.credential.access_key_id)?.ok_or(sigv4::AuthError::UnknownKey)?;
+    let token = session_token(uri, headers);
+    let grant = match api.control.iam().key_grant(&parsed.credential.access_key_id, token.as_deref())? {
+        Ok(grant) => grant,
+        Err(control_plane::iam::sessions::KeyRefusal::Expired) => return Err(sigv4::AuthError::ExpiredToken.into()),
+        Err(control_plane::iam::sessions::KeyRefusal::Unknown) => return Err(sigv4::AuthError::UnknownKey.into()),
+    };
     parsed.check_time(OffsetDateTime::now_utc())?;
-    Ok(Authenticating { parsed, key })
+    Ok(Authenticating { parsed, grant })
 }
 
 impl Authenticating {
@@ -287,14 +328,14 @@ impl Authenticating {
             headers,
             body,
         };
-        self.parsed.verify(&req, &self.key.secret, OffsetDateTime::now_utc())?;
+        self.parsed.verify(&req, &self.grant.secret, OffsetDateTime::now_utc())?;
         let region = Region::parse(&self.parsed.credential.region).map_err(|_| {
             ApiError::bad_request(
                 "InvalidSignatureException",
                 format!("'{}' is not a valid region in the credential scope.", self.parsed.credential.region),
             )
         })?;
-        Ok(Caller { scope: Scope { account: self.key.account, region } })
+        Ok(Caller { scope: Scope { account: self.grant.account, region }, principal: self.grant.principal })
     }
 }
 
@@ -337,6 +378,24 @@ pub(crate) fn ok<T: Serialize>(value: &T) -> Response {
 
 /// The dispatch table of the query-protocol services: the service (from the credential
 /// scope) and the `Action` choose the module that decodes, calls and encodes.
+/// Where a request came from, as IAM's global condition keys say it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    /// The client's address (`aws:SourceIp`); `None` when the server did not say.
+    source: Option<std::net::IpAddr>,
+    /// Whether it came over TLS (`aws:SecureTransport`).
+    secure: bool,
+}
+
+impl Origin {
+    fn add_to(self, access: &mut control_plane::iam::authz::Access) {
+        if let Some(ip) = self.source {
+            access.context.push(("aws:SourceIp".into(), vec![ip.to_string()]));
+        }
+        access.context.push(("aws:SecureTransport".into(), vec![self.secure.to_string()]));
+    }
+}
+
 async fn dispatch_query(
     api: &Api,
     caller: &Caller,
@@ -344,9 +403,27 @@ async fn dispatch_query(
     action: &str,
     params: &query::Params,
     request_id: &str,
+    origin: Origin,
 ) -> Result<Response, ApiError> {
+    // Who one is, and one's own session, need no permission in AWS; AssumeRole decides
+    // with the role's trust policy.
+    let exempt =
+        service == query::Service::Sts && matches!(action, "GetCallerIdentity" | "GetSessionToken" | "AssumeRole");
+    if !caller.is_root() && !exempt {
+        let prefix = match service {
+            query::Service::Elbv2 => "elasticloadbalancing",
+            query::Service::Ec2 => "ec2",
+            query::Service::Sts => "sts",
+            query::Service::Iam => "iam",
+        };
+        let mut access = authz::query(prefix, action, params, &caller.scope);
+        origin.add_to(&mut access);
+        api.control.iam().authorize(caller, &access)?;
+    }
     match service {
         query::Service::Elbv2 => elbv2::dispatch(api, caller, action, params, request_id).await,
         query::Service::Ec2 => ec2::dispatch(api, caller, action, params, request_id).await,
+        query::Service::Sts => sts::dispatch(api, caller, action, params, request_id).await,
+        query::Service::Iam => iam::dispatch(api, caller, action, params, request_id).await,
     }
 }

@@ -10,7 +10,7 @@ use control_plane::{Caller, Page};
 use model::logs::shapes as w;
 use model::logs::{LogGroupName, LogStreamName, RetentionDays};
 
-use crate::ecs::{input, validate_with_model, Validate};
+use crate::ecs::{input_worded, validate_with_model, EnumWording, Validate};
 use crate::{ok, Api, ApiError};
 
 pub const TARGET_PREFIX: &str = "Logs_20140328";
@@ -41,6 +41,12 @@ validate_with_model!(
 /// An empty `{}` answer.
 #[derive(serde::Serialize)]
 struct Empty {}
+
+/// Decodes a CloudWatch Logs input shape; a wrong enum value is an
+/// `InvalidParameterException`.
+fn input<T: serde::de::DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError> {
+    input_worded(body, EnumWording::Model)
+}
 
 fn group(name: Option<String>) -> Result<LogGroupName, ApiError> {
     Ok(LogGroupName::parse(&name.unwrap_or_default())?)

@@ -16,6 +16,8 @@ use crate::{sigv4, Api, ApiError};
 pub(crate) enum Service {
     Elbv2,
     Ec2,
+    Sts,
+    Iam,
 }
 
 impl Service {
@@ -23,12 +25,16 @@ impl Service {
         match self {
             Service::Elbv2 => "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/",
             Service::Ec2 => "http://ec2.amazonaws.com/doc/2016-11-15/",
+            Service::Sts => "https://sts.amazonaws.com/doc/2011-06-15/",
+            Service::Iam => "https://iam.amazonaws.com/doc/2010-05-08/",
         }
     }
     fn version(self) -> &'static str {
         match self {
             Service::Elbv2 => "2015-12-01",
             Service::Ec2 => "2016-11-15",
+            Service::Sts => "2011-06-15",
+            Service::Iam => "2010-05-08",
         }
     }
 }
@@ -41,17 +47,20 @@ pub(crate) fn is_form(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
 }
 
+/// A query-protocol request as far as it has been read: its id and head.
+pub(crate) struct Request<'a> {
+    pub id: &'a str,
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    pub origin: crate::Origin,
+}
+
 /// Serves one query-protocol request; every failure becomes the service's XML error.
-pub(crate) async fn handle(
-    api: &Api,
-    request_id: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: axum::body::Body,
-) -> Response {
+pub(crate) async fn handle(api: &Api, request: Request<'_>, body: axum::body::Body) -> Response {
     let mut service = Service::Elbv2;
-    match process(api, request_id, method, uri, headers, body, &mut service).await {
+    let request_id = request.id;
+    match process(api, request, body, &mut service).await {
         Ok(r) => r,
         Err(e) => {
             if e.is_server_error() {
@@ -66,13 +75,11 @@ pub(crate) async fn handle(
 
 async fn process(
     api: &Api,
-    request_id: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    request: Request<'_>,
     body: axum::body::Body,
     service: &mut Service,
 ) -> Result<Response, ApiError> {
+    let Request { id: request_id, method, uri, headers, origin } = request;
     // The signature's credential scope names the service.
     let signed = sigv4::SignedRequest {
         method: method.as_str(),
@@ -85,10 +92,12 @@ async fn process(
     *service = match scope_service.as_str() {
         "elasticloadbalancing" => Service::Elbv2,
         "ec2" => Service::Ec2,
+        "sts" => Service::Sts,
+        "iam" => Service::Iam,
         other => {
             return Err(ApiError::bad_request(
                 "UnknownService",
-                format!("Berth serves the query protocol for elasticloadbalancing and ec2, not '{other}'."),
+                format!("Berth serves the query protocol for elasticloadbalancing, ec2, sts and iam, not '{other}'."),
             ))
         }
     };
@@ -106,7 +115,7 @@ async fn process(
         ));
     }
     tracing::Span::current().record("target", action);
-    crate::dispatch_query(api, &caller, *service, action, &params, request_id).await
+    crate::dispatch_query(api, &caller, *service, action, &params, request_id, origin).await
 }
 
 /// A decoded form: flat keys such as `Tags.member.2.Key`.
@@ -352,8 +361,14 @@ fn xml_response(status: StatusCode, body: String) -> Response {
 
 /// ELBv2's success envelope around what `f` writes into `<{action}Result>`.
 pub(crate) fn elb_ok(action: &str, request_id: &str, f: impl FnOnce(&mut Xml)) -> Response {
+    wrapped_ok(Service::Elbv2, action, request_id, f)
+}
+
+/// The success envelope of ELBv2 and STS (and most query services): `<{action}Response>`
+/// holding `<{action}Result>`, with what `f` writes, and the request id.
+pub(crate) fn wrapped_ok(service: Service, action: &str, request_id: &str, f: impl FnOnce(&mut Xml)) -> Response {
     let mut x = Xml::new();
-    x.out.push_str(&format!("<{action}Response xmlns=\"{}\">", Service::Elbv2.namespace()));
+    x.out.push_str(&format!("<{action}Response xmlns=\"{}\">", service.namespace()));
     x.elem(&format!("{action}Result"), f);
     x.elem("ResponseMetadata", |x| {
         x.text("RequestId", request_id);
@@ -382,10 +397,15 @@ fn query_code(service: Service, e: &ApiError) -> (&'static str, StatusCode) {
         "IncompleteSignatureException" => ("IncompleteSignature", StatusCode::BAD_REQUEST),
         "SerializationException" => ("MalformedQueryString", status),
         "InvalidParameterException" | "ClientException" | "ValidationError" => match service {
-            Service::Elbv2 => ("ValidationError", status),
+            Service::Elbv2 | Service::Sts | Service::Iam => ("ValidationError", status),
             Service::Ec2 => ("InvalidParameterValue", status),
         },
         "ServerException" => ("InternalFailure", status),
+        "ExpiredTokenException" => ("ExpiredToken", status),
+        "AccessDeniedException" => match service {
+            Service::Ec2 => ("UnauthorizedOperation", status),
+            _ => ("AccessDenied", status),
+        },
         code => (code, status),
     }
 }
@@ -395,8 +415,8 @@ pub(crate) fn error_response(service: Service, e: ApiError, request_id: &str) ->
     let (code, status) = query_code(service, &e);
     let mut x = Xml::new();
     match service {
-        Service::Elbv2 => {
-            x.out.push_str(&format!("<ErrorResponse xmlns=\"{}\">", Service::Elbv2.namespace()));
+        Service::Elbv2 | Service::Sts | Service::Iam => {
+            x.out.push_str(&format!("<ErrorResponse xmlns=\"{}\">", service.namespace()));
             x.elem("Error", |x| {
                 x.text("Type", if status.is_server_error() { "Receiver" } else { "Sender" });
                 x.text("Code", code);

@@ -58,6 +58,8 @@ pub enum AuthError {
     Expired(String),
     /// The credential scope names another service than the endpoint serves.
     WrongService { expected: String },
+    /// The session token of temporary credentials has expired.
+    ExpiredToken,
 }
 
 /// The signing parameters found in a request, before the key's secret is known.

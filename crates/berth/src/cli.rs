@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::datadir::DataDir;
@@ -66,6 +66,9 @@ pub enum Command {
     /// The offline vulnerability database that ECR image scans match packages against.
     #[command(subcommand)]
     Vulndb(VulndbCommand),
+    /// CloudWatch Logs commands of the aws CLI that are not API operations.
+    #[command(subcommand)]
+    Logs(LogsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -366,6 +369,53 @@ pub struct RunLifecycleArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Print a log group's events of all its streams, in time order, as `aws logs tail`
+    /// of the AWS CLI v2 does: by default those of the last ten minutes, then (with
+    /// --follow) new ones as they arrive.
+    ///
+    /// Calls `Logs_20140328.FilterLogEvents` on the running server, SigV4-signed for
+    /// service `logs` with the account's access key, and follows its nextToken pages.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The log group's name.
+    pub group: String,
+    /// Keep polling for new events (every second) until Ctrl-C; each event is printed
+    /// once. Without it, the command ends once the events up to now are printed.
+    #[arg(long)]
+    pub follow: bool,
+    /// Where to begin: a time ago, as a whole number and one unit of s, m, h, d or w
+    /// (`10m`, `2h`; not `1h30m`), or a point in time in ISO 8601 (`2026-12-06T10:00:00Z`;
+    /// UTC when it has no offset) or in seconds since 1970.
+    #[arg(long, default_value = "10m", value_parser = crate::logs_tail::parse_since)]
+    pub since: crate::logs_tail::Since,
+    /// Only events that match this CloudWatch Logs filter pattern (terms, "quoted
+    /// phrases", -term, ?term); without it, every event.
+    #[arg(long)]
+    pub filter_pattern: Option<String>,
+    /// Only events of the streams whose names begin with this.
+    #[arg(long, conflicts_with = "log_stream_names")]
+    pub log_stream_name_prefix: Option<String>,
+    /// Only events of these streams (one or more names).
+    #[arg(long, num_args = 1..)]
+    pub log_stream_names: Option<Vec<String>>,
+    /// How to print each event.
+    #[arg(long, value_enum, default_value_t = crate::logs_tail::Format::Detailed)]
+    pub format: crate::logs_tail::Format,
+    /// The account whose group to read (default: the first account).
+    #[arg(long, env = "BERTH_ACCOUNT")]
+    pub account: Option<String>,
+    /// The region of the group.
+    #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
+    pub region: String,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
 pub fn init_logging(g: &Global) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(&g.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -413,6 +463,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Vulndb(VulndbCommand::Import(args)) => crate::vulndb::import(args),
+        Command::Logs(LogsCommand::Tail(args)) => crate::logs_tail::tail(args).await,
     }
 }
 
@@ -433,7 +484,7 @@ fn env(args: EnvArgs) -> anyhow::Result<()> {
     model::Region::parse(&args.region)?;
     let dir = DataDir::open_existing(&args.data.data_dir)?;
     let endpoint = dir.endpoint().context("Berth has not been started with this data dir yet: run `berth up` first")?;
-    let key = account_key(&dir, args.account.as_deref())?;
+    let key = dir.account_key(args.account.as_deref())?;
     println!("export AWS_ENDPOINT_URL={endpoint}");
     // A certificate of its own (self-signed or a private CA) must be trusted explicitly.
     if let Some(ca) = dir.ca_bundle()? {
@@ -447,20 +498,6 @@ fn env(args: EnvArgs) -> anyhow::Result<()> {
 }
 
 /// The first access key of `account`, or of the first account.
-pub fn account_key(dir: &DataDir, account: Option<&str>) -> anyhow::Result<control_plane::auth::AccessKey> {
-    let creds = dir.credentials()?;
-    match account {
-        None => creds.first_key()?.context("the data dir has no access key; run `berth up` once to create one"),
-        Some(id) => {
-            let accounts = creds.list()?;
-            let Some((_, keys)) = accounts.into_iter().find(|(a, _)| a.id.as_str() == id) else {
-                bail!("there is no account {id}; `berth account list` shows the accounts");
-            };
-            keys.into_iter().next().context("that account has no access key; create one with `berth key create`")
-        }
-    }
-}
-
 async fn interrupt(args: InterruptArgs) -> anyhow::Result<()> {
     use aws_api::ecs_extensions::{INTERRUPT_OPERATION, TARGET_PREFIX};
     let body = serde_json::to_vec(&serde_json::json!({ "cluster": args.cluster, "task": args.task }))?;

@@ -95,6 +95,22 @@ impl DataDir {
         Ok(Credentials::new(self.store()))
     }
 
+    /// An access key of `account` (the first account's when `None`), for Berth's own
+    /// commands that call the running server.
+    pub fn account_key(&self, account: Option<&str>) -> anyhow::Result<control_plane::auth::AccessKey> {
+        let creds = self.credentials()?;
+        match account {
+            None => creds.first_key()?.context("the data dir has no access key; run `berth up` once to create one"),
+            Some(id) => {
+                let accounts = creds.list()?;
+                let Some((_, keys)) = accounts.into_iter().find(|(a, _)| a.id.as_str() == id) else {
+                    bail!("there is no account {id}; `berth account list` shows the accounts");
+                };
+                keys.into_iter().next().context("that account has no access key; create one with `berth key create`")
+            }
+        }
+    }
+
     pub fn write_endpoint(&self, url: &str) -> anyhow::Result<()> {
         // Written to a temporary name and renamed, so a reader never sees half a URL.
         let tmp = self.path.join(format!("{ENDPOINT}.tmp"));

@@ -7,6 +7,7 @@ mod duration;
 mod extension;
 mod lifecycle;
 mod logging;
+mod logs_tail;
 mod serve;
 mod tracker;
 mod vulndb;

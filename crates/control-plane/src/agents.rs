@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use agent_protocol::{TaskAssignment, ToAgent};
+use agent_protocol::{RoleType, TaskAssignment, TaskCredentials, ToAgent};
 
 /// One agent's live connection.
 #[derive(Debug)]
@@ -18,6 +18,8 @@ struct Link {
     tx: mpsc::UnboundedSender<ToAgent>,
     seq: u64,
     last_seen: Instant,
+    /// The role credentials this connection was sent: (task ARN, role) → expiry.
+    credentials: HashMap<(String, RoleType), i64>,
 }
 
 /// The registry of connected agents, keyed by container instance ARN.
@@ -48,7 +50,10 @@ impl Agents {
             *n += 1;
             *n
         };
-        self.links().insert(instance.to_string(), Link { connection, tx, seq: 0, last_seen: Instant::now() });
+        self.links().insert(
+            instance.to_string(),
+            Link { connection, tx, seq: 0, last_seen: Instant::now(), credentials: HashMap::new() },
+        );
         (connection, rx)
     }
 
@@ -82,10 +87,73 @@ impl Agents {
 
     /// Pushes changed assignments to the instance's agent, if it is connected. An agent
     /// that is not connected receives them in the full set when it reconnects.
+    /// Sends role credentials to the instance's agent (before the tasks that need them).
+    pub fn send_credentials(&self, instance: &str, credentials: Vec<TaskCredentials>) {
+        if credentials.is_empty() {
+            return;
+        }
+        if let Some(l) = self.links().get_mut(instance) {
+            for c in &credentials {
+                l.credentials.insert((c.task_arn.clone(), c.role), c.expiration);
+            }
+            let _ = l.tx.send(ToAgent::Credentials { credentials });
+        }
+    }
+
+    /// Whether the instance's agent needs (new) credentials for a task's role: it was
+    /// sent none on its current connection, or they expire before `fresh_until`.
+    pub fn credentials_due(&self, instance: &str, task_arn: &str, role: RoleType, fresh_until: i64) -> bool {
+        self.links().get(instance).is_some_and(|l| {
+            l.credentials.get(&(task_arn.to_string(), role)).is_none_or(|expires| *expires < fresh_until)
+        })
+    }
+
+    /// Forgets the credentials sent for tasks that are gone.
+    pub fn forget_credentials(&self, instance: &str, task_arn: &str) {
+        if let Some(l) = self.links().get_mut(instance) {
+            l.credentials.retain(|(t, _), _| t != task_arn);
+        }
+    }
+
     pub fn push(&self, instance: &str, tasks: Vec<TaskAssignment>) {
         if let Some(l) = self.links().get_mut(instance) {
             l.seq += 1;
             let _ = l.tx.send(ToAgent::Tasks { seq: l.seq, full: false, tasks });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credentials(task: &str, expiration: i64) -> TaskCredentials {
+        TaskCredentials {
+            task_arn: task.into(),
+            role: RoleType::TaskRole,
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            access_key_id: "ASIA".into(),
+            secret_access_key: "s".into(),
+            session_token: "t".into(),
+            expiration,
+        }
+    }
+
+    #[test]
+    fn credentials_are_due_until_sent_fresh_and_again_once_forgotten_or_on_a_new_connection() {
+        let agents = Agents::new(Duration::from_secs(30));
+        let (_, mut rx) = agents.attach("i-1");
+        assert!(agents.credentials_due("i-1", "t1", RoleType::TaskRole, 100));
+        agents.send_credentials("i-1", vec![credentials("t1", 1_000)]);
+        assert!(matches!(rx.try_recv(), Ok(ToAgent::Credentials { .. })));
+        assert!(!agents.credentials_due("i-1", "t1", RoleType::TaskRole, 100));
+        assert!(agents.credentials_due("i-1", "t1", RoleType::TaskRole, 2_000), "expiring before then");
+        assert!(agents.credentials_due("i-1", "t1", RoleType::ExecutionRole, 100), "another role");
+        agents.forget_credentials("i-1", "t1");
+        assert!(agents.credentials_due("i-1", "t1", RoleType::TaskRole, 100));
+        agents.send_credentials("i-1", vec![credentials("t1", 1_000)]);
+        let _reconnected = agents.attach("i-1");
+        assert!(agents.credentials_due("i-1", "t1", RoleType::TaskRole, 100), "a new connection has none");
+        assert!(!agents.credentials_due("i-2", "t1", RoleType::TaskRole, 100), "no agent connected");
     }
 }

@@ -21,6 +21,7 @@ const KEYS: &str = "auth.access_keys";
 const META: &str = "auth.meta";
 const FIRST_KEY: &str = "first_access_key";
 const TOKEN_SECRET: &str = "registry_token_secret";
+const SESSION_KEY: &str = "session_token_key";
 
 /// How long a registry token (`GetAuthorizationToken`) is valid, as in ECR.
 pub const TOKEN_LIFETIME_SECONDS: i64 = 12 * 3600;
@@ -31,6 +32,8 @@ pub struct TokenGrant {
     pub account: AccountId,
     pub region: String,
     pub expires_at: i64,
+    /// Who asked for it: what the registry's requests are authorized as.
+    pub principal: crate::caller::Principal,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -39,6 +42,9 @@ struct TokenClaims {
     r: String,
     e: i64,
     n: String,
+    /// The principal; tokens of Berths before IAM have none and were the root's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p: Option<crate::caller::Principal>,
 }
 
 /// How long a layer download URL (`GetDownloadUrlForLayer`) is valid. AWS does not say
@@ -107,6 +113,7 @@ pub struct Credentials {
     store: Arc<dyn Store>,
     cache: RwLock<HashMap<String, AccessKey>>,
     token_secret: std::sync::OnceLock<Vec<u8>>,
+    session_key: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -117,7 +124,12 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Credentials { store, cache: RwLock::new(HashMap::new()), token_secret: std::sync::OnceLock::new() }
+        Credentials {
+            store,
+            cache: RwLock::new(HashMap::new()),
+            token_secret: std::sync::OnceLock::new(),
+            session_key: std::sync::OnceLock::new(),
+        }
     }
 
     /// The key with this id, if any account has it.
@@ -190,20 +202,31 @@ impl Credentials {
     /// The secret registry tokens are signed with, created once per deployment and kept
     /// in the store, so tokens stay valid across restarts and cannot be forged without it.
     fn token_secret(&self) -> Result<&[u8]> {
-        if let Some(s) = self.token_secret.get() {
+        self.meta_secret(TOKEN_SECRET, &self.token_secret)
+    }
+
+    /// The key STS session tokens are sealed with (`iam::sessions`), kept like
+    /// [`Self::token_secret`] so that temporary credentials survive a restart.
+    pub(crate) fn session_key(&self) -> Result<&[u8]> {
+        self.meta_secret(SESSION_KEY, &self.session_key)
+    }
+
+    /// 32 random bytes kept under `name` in the store, created on first use.
+    fn meta_secret<'a>(&self, name: &str, cell: &'a std::sync::OnceLock<Vec<u8>>) -> Result<&'a [u8]> {
+        if let Some(s) = cell.get() {
             return Ok(s);
         }
-        let secret = match self.store.get(META, TOKEN_SECRET).map_err(internal)? {
+        let secret = match self.store.get(META, name).map_err(internal)? {
             Some(bytes) => serde_json::from_slice::<String>(&bytes)
                 .map_err(internal)
                 .and_then(|h| hex::decode(h).map_err(internal))?,
             None => {
                 let bytes: [u8; 32] = rand::thread_rng().gen();
-                self.store.commit(&[put(META, TOKEN_SECRET, &hex::encode(bytes))]).map_err(internal)?;
+                self.store.commit(&[put(META, name, &hex::encode(bytes))]).map_err(internal)?;
                 bytes.to_vec()
             }
         };
-        Ok(self.token_secret.get_or_init(|| secret))
+        Ok(cell.get_or_init(|| secret))
     }
 
     fn sign(&self, payload: &str) -> Result<String> {
@@ -215,7 +238,13 @@ impl Credentials {
 
     /// A registry token for `account` in `region`, valid for 12 hours from `now`
     /// (seconds since the epoch): a signed claim, `<payload>.<hmac>`.
-    pub fn registry_token(&self, account: &AccountId, region: &str, now: i64) -> Result<(String, i64)> {
+    pub fn registry_token(
+        &self,
+        account: &AccountId,
+        region: &str,
+        principal: &crate::caller::Principal,
+        now: i64,
+    ) -> Result<(String, i64)> {
         use base64::Engine;
         let expires_at = now + TOKEN_LIFETIME_SECONDS;
         let claims = TokenClaims {
@@ -223,6 +252,7 @@ impl Credentials {
             r: region.to_string(),
             e: expires_at,
             n: random_from(b"0123456789abcdef", 16),
+            p: Some(principal.clone()),
         };
         let payload =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).map_err(internal)?);
@@ -245,7 +275,8 @@ impl Credentials {
             return Ok(None);
         }
         let Ok(account) = AccountId::parse(&claims.a) else { return Ok(None) };
-        Ok(Some(TokenGrant { account, region: claims.r, expires_at: claims.e }))
+        let principal = claims.p.unwrap_or(crate::caller::Principal::Root);
+        Ok(Some(TokenGrant { account, region: claims.r, expires_at: claims.e, principal }))
     }
 
     /// A credential for downloading blob `digest` of `repository` (in `account` and
@@ -295,7 +326,10 @@ impl Credentials {
             return Ok(None);
         }
         let Ok(account) = AccountId::parse(&claims.a) else { return Ok(None) };
-        Ok(Some(TokenGrant { account, region: claims.r, expires_at: claims.e }))
+        // GetDownloadUrlForLayer was authorized when the URL was made; the URL opens only
+        // that blob.
+        let principal = crate::caller::Principal::Root;
+        Ok(Some(TokenGrant { account, region: claims.r, expires_at: claims.e, principal }))
     }
 
     /// The key created on first start, which `berth env` hands out.
@@ -339,7 +373,7 @@ mod tests {
     fn registry_tokens_verify_until_they_expire_and_cannot_be_altered() {
         let (_dir, c) = credentials();
         let account = AccountId::parse("123456789012").unwrap();
-        let (token, expires) = c.registry_token(&account, "us-east-1", 1_000).unwrap();
+        let (token, expires) = c.registry_token(&account, "us-east-1", &crate::caller::Principal::Root, 1_000).unwrap();
         assert_eq!(expires, 1_000 + TOKEN_LIFETIME_SECONDS);
         let grant = c.verify_registry_token(&token, 2_000).unwrap().unwrap();
         assert_eq!((grant.account, grant.region.as_str()), (account.clone(), "us-east-1"));
@@ -363,7 +397,14 @@ mod tests {
         assert_eq!(c.verify_layer_url_token(&token, "other", "sha256:ab", 1_001).unwrap(), None, "another repo");
         assert_eq!(c.verify_layer_url_token(&token, "app", "sha256:ab", expires).unwrap(), None, "expired");
         assert_eq!(c.verify_registry_token(&token, 1_001).unwrap(), None, "not a docker login");
-        let (login, _) = c.registry_token(&AccountId::parse("123456789012").unwrap(), "us-east-1", 1_000).unwrap();
+        let (login, _) = c
+            .registry_token(
+                &AccountId::parse("123456789012").unwrap(),
+                "us-east-1",
+                &crate::caller::Principal::Root,
+                1_000,
+            )
+            .unwrap();
         assert_eq!(c.verify_layer_url_token(&login, "app", "sha256:ab", 1_001).unwrap(), None);
     }
 
@@ -374,7 +415,7 @@ mod tests {
         let account = AccountId::parse("123456789012").unwrap();
         let token = {
             let c = Credentials::new(Arc::new(store::SqliteStore::open(&path).unwrap()));
-            c.registry_token(&account, "us-east-1", 0).unwrap().0
+            c.registry_token(&account, "us-east-1", &crate::caller::Principal::Root, 0).unwrap().0
         };
         let c = Credentials::new(Arc::new(store::SqliteStore::open(&path).unwrap()));
         assert!(c.verify_registry_token(&token, 1).unwrap().is_some());

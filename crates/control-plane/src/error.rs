@@ -34,6 +34,15 @@ pub enum Error {
     /// An EC2 request was refused; the error names the EC2 error code.
     #[error(transparent)]
     Ec2(#[from] Ec2Error),
+    /// An IAM or STS request was refused; the error names IAM's code.
+    #[error(transparent)]
+    Iam(#[from] IamError),
+    /// An SSM request was refused; the error names SSM's code.
+    #[error(transparent)]
+    Ssm(#[from] model::ssm::SsmError),
+    /// A Secrets Manager request was refused; the error names Secrets Manager's code.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
     /// Something failed inside Berth; the request may be retried. The detail is for logs.
     #[error("internal error: {0}")]
     Internal(String),
@@ -43,6 +52,31 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Ec2Error {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// An IAM (or STS) error: its code (`NoSuchEntity`, `EntityAlreadyExists`,
+/// `DeleteConflict`, `MalformedPolicyDocument`, `LimitExceeded`, `InvalidInput`, ...) and
+/// message, as IAM words them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct IamError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl IamError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        IamError { code, message: message.into() }
+    }
+}
+
+/// A Secrets Manager error that carries its AWS code (`InvalidRequestException`,
+/// `ResourceExistsException`, `MalformedPolicyDocumentException`, `DecryptionFailure`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SecretsError {
     pub code: &'static str,
     pub message: String,
 }

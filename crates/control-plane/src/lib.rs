@@ -13,11 +13,16 @@ pub mod ecr;
 pub mod ecs;
 pub mod elb;
 pub mod error;
+pub mod iam;
 pub mod logs;
 mod ops;
 mod paging;
 mod runtime;
+pub mod sealing;
+pub mod secrets;
+pub mod ssm;
 pub mod state;
+pub mod sts;
 mod writer;
 
 use std::sync::Arc;
@@ -27,7 +32,7 @@ use tokio::sync::mpsc;
 
 use store::Store;
 
-pub use caller::{root_arn, Caller};
+pub use caller::{root_arn, Caller, Principal};
 pub use error::{Error, Result};
 pub use ops::Ops;
 pub use paging::Page;
@@ -53,6 +58,8 @@ pub struct Config {
     /// Where CloudWatch Logs keeps its events (the data dir's `logs/`); without one the
     /// Logs operations that touch events are refused.
     pub logs_dir: Option<std::path::PathBuf>,
+    /// Seals secrets at rest with the deployment's master key.
+    pub sealer: sealing::Sealer,
 }
 
 impl Default for Config {
@@ -62,6 +69,7 @@ impl Default for Config {
             agent_timeout: std::time::Duration::from_secs(3 * agent_protocol::HEARTBEAT_SECONDS),
             lost_instance_grace: std::time::Duration::from_secs(300),
             logs_dir: None,
+            sealer: sealing::Sealer::ephemeral(),
         }
     }
 }
@@ -81,6 +89,11 @@ pub struct ControlPlane {
     lost_instance_grace: std::time::Duration,
     /// The events of CloudWatch Logs' streams.
     log_store: Option<Arc<logstore::LogStore>>,
+    /// Seals secrets at rest (SSM SecureStrings, Secrets Manager values).
+    pub sealer: sealing::Sealer,
+    /// IAM users' key secrets once opened, by key id: a key's secret never changes, and
+    /// opening it on every request cost as much as the rest of authorization.
+    unsealed_keys: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<str>>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -105,6 +118,17 @@ impl ControlPlane {
             None => None,
         };
         let records = store.load().map_err(|e| Error::Internal(e.to_string()))?;
+        let check = records.iter().find(|r| r.table == sealing::CHECK_TABLE && r.key == sealing::CHECK_KEY);
+        match check {
+            Some(r) => config.sealer.verify_check(&r.value)?,
+            None => store
+                .commit(&[store::Mutation::Put(store::Record {
+                    table: sealing::CHECK_TABLE.into(),
+                    key: sealing::CHECK_KEY.into(),
+                    value: config.sealer.check_value(),
+                })])
+                .map_err(|e| Error::Internal(format!("recording the master key's check value: {e}")))?,
+        }
         let count = records.len();
         let state = State::from_records(records).map_err(|e| Error::Internal(e.to_string()))?;
         tracing::info!(records = count, "state rebuilt from the store");
@@ -126,6 +150,8 @@ impl ControlPlane {
             lost_instance_grace: config.lost_instance_grace,
             elb: ElbRuntime::default(),
             log_store,
+            sealer: config.sealer,
+            unsealed_keys: Default::default(),
         })
     }
 

@@ -30,3 +30,22 @@ impl ElbRuntime {
         Network::of(scope, &self.network_config())
     }
 }
+
+/// Runs `job` at once and then every `every`, until `stop` completes. A run that takes
+/// longer than `every` delays the next one instead of letting runs pile up.
+pub(crate) async fn repeat<F, Fut>(every: std::time::Duration, stop: impl std::future::Future<Output = ()>, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = ticks.tick() => {}
+        }
+        job().await;
+    }
+}

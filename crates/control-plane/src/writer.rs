@@ -68,7 +68,8 @@ pub(crate) fn run(mut jobs: mpsc::Receiver<Job>, store: Arc<dyn Store>, view: Ar
                 Err(_) => break,
             }
         }
-        let mut next: State = (**view.load()).clone();
+        let before = view.load_full();
+        let mut next: State = (*before).clone();
         let mut touched = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
         let now = Timestamp::now();
@@ -92,6 +93,7 @@ pub(crate) fn run(mut jobs: mpsc::Receiver<Job>, store: Arc<dyn Store>, view: Ar
                 }
             }
         }
+        next.count_instance_versions(&before, &mut touched);
         touched.sort();
         touched.dedup();
         let mutations: Vec<_> = touched.iter().map(|t| next.mutation(t)).collect();

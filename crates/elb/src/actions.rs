@@ -180,9 +180,7 @@ fn parse_kind(a: ActionInput) -> Result<ActionKind, ElbError> {
             Fault::InvalidLoadBalancerAction,
             format!("{kind} actions need an HTTPS listener, which Berth does not offer yet."),
         )),
-        other => Err(ElbError::validation(format!(
-            "'{other}' is not an action type: use forward, redirect or fixed-response."
-        ))),
+        other => Err(ElbError::not_in_enum("type", other, crate::error::enums::ACTION_TYPE)),
     }
 }
 
@@ -239,7 +237,7 @@ fn parse_redirect(r: RedirectInput) -> Result<Redirect, ElbError> {
     let status_code = match r.status_code.as_deref() {
         Some(c @ ("HTTP_301" | "HTTP_302")) => c.to_string(),
         Some(other) => {
-            return Err(ElbError::validation(format!("Redirect status code '{other}' is not HTTP_301 or HTTP_302.")))
+            return Err(ElbError::not_in_enum("statusCode", other, crate::error::enums::REDIRECT_STATUS_CODE))
         }
         None => return Err(ElbError::validation("A redirect needs a StatusCode (HTTP_301 or HTTP_302).")),
     };

@@ -95,6 +95,26 @@ impl ElbError {
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(Fault::InvalidConfigurationRequest, message)
     }
+    /// A value outside the member's enum, refused as AWS's model validator words it.
+    pub fn not_in_enum(member: &str, value: &str, allowed: &[&str]) -> Self {
+        Self::validation(format!(
+            "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+            allowed.join(", ")
+        ))
+    }
+}
+
+/// The values of ELBv2's enums that Berth reads, as the API model lists them.
+pub mod enums {
+    pub const PROTOCOL: &[&str] = &["HTTP", "HTTPS", "TCP", "TLS", "UDP", "TCP_UDP", "GENEVE", "QUIC", "TCP_QUIC"];
+    pub const SCHEME: &[&str] = &["internet-facing", "internal"];
+    pub const LOAD_BALANCER_TYPE: &[&str] = &["application", "network", "gateway"];
+    pub const IP_ADDRESS_TYPE: &[&str] = &["ipv4", "dualstack", "dualstack-without-public-ipv4"];
+    pub const TARGET_GROUP_IP_ADDRESS_TYPE: &[&str] = &["ipv4", "ipv6"];
+    pub const TARGET_TYPE: &[&str] = &["instance", "ip", "lambda", "alb"];
+    pub const ACTION_TYPE: &[&str] =
+        &["forward", "authenticate-oidc", "authenticate-cognito", "redirect", "fixed-response", "jwt-validation"];
+    pub const REDIRECT_STATUS_CODE: &[&str] = &["HTTP_301", "HTTP_302"];
 }
 
 impl From<model::Invalid> for ElbError {

@@ -9,28 +9,41 @@ use crate::error::{ElbError, Fault};
 /// The service name in every ELBv2 ARN.
 pub const SERVICE: &str = "elasticloadbalancing";
 
-fn check_name(kind: &str, s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > 32 {
-        return Err(format!("The {kind} name '{s}' must be 1 to 32 characters long."));
+/// ELBv2's rule for load balancer and target group names, with AWS's messages: 1 to 32
+/// letters, digits and hyphens, no hyphen at either end. `kind` starts the message
+/// ("Target group name", "The load balancer name"); AWS words the alphabet a little
+/// differently for each, hence `alphabet`.
+///
+/// Decision: consecutive hyphens (`a--b`) are accepted. Some emulators refuse them after
+/// a pattern AWS once answered, but AWS's API creates such target groups today (only its
+/// console refuses them), and Berth is never stricter than AWS.
+fn check_name(kind: &str, alphabet: &str, s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err(format!("{kind} cannot be empty"));
+    }
+    if s.len() > 32 {
+        return Err(format!("{kind} '{s}' cannot be longer than '32' characters"));
     }
     if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(format!("The {kind} name '{s}' may contain only letters, digits and hyphens."));
+        return Err(format!("{kind} '{s}' can only contain characters that are {alphabet}"));
     }
     if s.starts_with('-') || s.ends_with('-') {
-        return Err(format!("The {kind} name '{s}' cannot begin or end with a hyphen."));
+        return Err(format!("{kind} '{s}' cannot begin or end with '-'"));
     }
     Ok(())
 }
 
 /// A load balancer's name: 1..=32 letters, digits and hyphens, no hyphen at either end,
 /// not starting with `internal-` (AWS reserves it for internal load balancers' DNS names).
+/// Consecutive hyphens are allowed, as in target group names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct LbName(String);
 
 impl LbName {
     pub fn parse(s: &str) -> Result<Self, ElbError> {
-        check_name("load balancer", s).map_err(ElbError::validation)?;
+        check_name("The load balancer name", "alphanumeric characters and hyphens(-)", s)
+            .map_err(ElbError::validation)?;
         if s.to_ascii_lowercase().starts_with("internal-") {
             return Err(ElbError::validation(format!("The load balancer name '{s}' cannot begin with 'internal-'.")));
         }
@@ -41,14 +54,15 @@ impl LbName {
     }
 }
 
-/// A target group's name: 1..=32 letters, digits and hyphens, no hyphen at either end.
+/// A target group's name: 1..=32 letters, digits and hyphens, no hyphen at either end;
+/// consecutive hyphens are allowed (see [`check_name`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct TgName(String);
 
 impl TgName {
     pub fn parse(s: &str) -> Result<Self, ElbError> {
-        check_name("target group", s).map_err(ElbError::validation)?;
+        check_name("Target group name", "alphanumeric characters or hyphens(-)", s).map_err(ElbError::validation)?;
         Ok(TgName(s.to_string()))
     }
     pub fn as_str(&self) -> &str {
@@ -127,10 +141,24 @@ mod tests {
     fn names() {
         assert!(LbName::parse("demo-alb").is_ok());
         assert!(LbName::parse(&"a".repeat(32)).is_ok());
-        for bad in ["", "-a", "a-", "a_b", "internal-x", &"a".repeat(33)] {
+        for bad in ["", "-a", "a-", "a_b", "a.b", "internal-x", "Internal-x", &"a".repeat(33)] {
             assert!(LbName::parse(bad).is_err(), "{bad}");
         }
         assert!(TgName::parse("internal-x").is_ok());
+        for good in ["Na--me", "a", "A-1", &"z".repeat(32)] {
+            assert!(TgName::parse(good).is_ok(), "{good}");
+            assert!(LbName::parse(good).is_ok(), "{good}");
+        }
+        let message = |r: Result<TgName, ElbError>| r.unwrap_err().message;
+        assert_eq!(message(TgName::parse("web-")), "Target group name 'web-' cannot begin or end with '-'");
+        assert_eq!(
+            message(TgName::parse("update_config-dev")),
+            "Target group name 'update_config-dev' can only contain characters that are alphanumeric characters or hyphens(-)"
+        );
+        assert_eq!(
+            message(TgName::parse(&"a".repeat(33))),
+            format!("Target group name '{}' cannot be longer than '32' characters", "a".repeat(33))
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use model::{Scope, Timestamp};
 use crate::actions::Action;
 use crate::attributes::{LbAttributes, TgAttributes};
 use crate::conditions::Condition;
-use crate::error::{ElbError, Fault};
+use crate::error::{enums, ElbError, Fault};
 use crate::names::{self, LbName, TgName};
 
 /// Tags one ELBv2 resource may carry.
@@ -31,7 +31,7 @@ impl Scheme {
         match s {
             "internet-facing" => Ok(Scheme::InternetFacing),
             "internal" => Ok(Scheme::Internal),
-            other => Err(ElbError::new(Fault::InvalidScheme, format!("'{other}' is not internet-facing or internal."))),
+            other => Err(ElbError::not_in_enum("scheme", other, enums::SCHEME)),
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -94,7 +94,7 @@ impl TargetType {
             "lambda" | "alb" => {
                 Err(ElbError::config(format!("Target type '{s}' is not supported by Berth; use instance or ip.")))
             }
-            other => Err(ElbError::validation(format!("'{other}' is not a target type: use instance or ip."))),
+            other => Err(ElbError::not_in_enum("targetType", other, enums::TARGET_TYPE)),
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -224,6 +224,9 @@ impl HealthCheck {
                         Fault::UnsupportedProtocol,
                         "HTTPS health checks are not supported by Berth yet; use HTTP.",
                     ))
+                }
+                other if !enums::PROTOCOL.contains(&other) => {
+                    return Err(ElbError::not_in_enum("healthCheckProtocol", other, enums::PROTOCOL))
                 }
                 other => {
                     return Err(ElbError::validation(format!(

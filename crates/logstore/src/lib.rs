@@ -3,10 +3,10 @@
 //! timestamp, an ingestion time and a message.
 //!
 //! Layout: `<root>/<stream id, 32 hex digits>/<segment number, 16 hex digits>.seg`, and
-//! beside every sealed segment a `.idx` file with its time index (byte length, event
-//! count, smallest and largest timestamp, latest ingestion time). File names are derived
-//! from ids only, never from user text, so no name a user chooses can reach the file
-//! system.
+//! beside every sealed segment a `.idx` file with its index (byte length, event count,
+//! smallest and largest timestamp, latest ingestion time, and the time range of every
+//! block; see `index.rs`). File names are derived from ids only, never from user text, so
+//! no name a user chooses can reach the file system.
 //!
 //! Decisions:
 //! - One append (one `PutLogEvents` batch) is one frame: `length (u32 LE) | crc32 (u32
@@ -16,10 +16,18 @@
 //! - A torn tail (a crash in the middle of an append, which was never acknowledged) fails
 //!   its length or checksum; opening the stream cuts the segment back to the last whole
 //!   frame.
-//! - Events need not arrive in time order (AWS no longer asks that of `PutLogEvents`), so a
-//!   segment's index is its time range, not a sorted list. A read skips every segment whose
-//!   range misses the window and decodes only the others; events are ordered by
-//!   [`Position`]: timestamp, then where they were stored.
+//! - Events need not arrive in time order (AWS no longer asks that of `PutLogEvents`), so
+//!   the time index is of ranges, not a sorted list: a segment's range, and inside it the
+//!   ranges of its blocks, runs of whole frames of about 64 KiB (a frame is never split,
+//!   since its checksum covers it whole). A read skips every segment whose range misses
+//!   the window; a filtered read ([`LogStore::scan`], `scan.rs`) skips every block whose
+//!   range misses it, so a window of a large stream reads about its share of the bytes.
+//!   Events are ordered by [`Position`]: timestamp, then where they were stored.
+//! - An index is derived data, written when a segment is sealed (temporary file, sync,
+//!   rename). Opening a stream trusts a sealed segment's index only if its checksum holds
+//!   and its blocks tile the segment file exactly; otherwise it is rebuilt from the
+//!   segment and written again. The open segment's index lives in memory, rebuilt by
+//!   reading the segment when the stream is opened.
 //! - Retention drops whole segments whose newest event is older than the cutoff; the
 //!   events of a kept segment that are older than the cutoff are filtered by the caller's
 //!   time window on read.
@@ -33,6 +41,10 @@ use std::sync::{Arc, Mutex};
 
 /// A segment is sealed and a new one begun once it holds this many bytes.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Frames are grouped into blocks of about this many bytes (a frame is never split), the
+/// unit of the time index inside a segment.
+const BLOCK_BYTES: u64 = 64 * 1024;
 
 const FRAME_HEADER: usize = 8;
 /// Each event's fixed part in a payload: timestamp, ingestion time, message length.
@@ -75,6 +87,14 @@ pub struct Position {
     pub segment: u64,
     pub offset: u64,
     pub index: u32,
+}
+
+impl Position {
+    /// The greatest position at timestamp `ts`: the events after it are exactly those of
+    /// later timestamps.
+    pub fn last_at(ts: i64) -> Position {
+        Position { timestamp: ts, segment: u64::MAX, offset: u64::MAX, index: u32::MAX }
+    }
 }
 
 /// What a stream holds.
@@ -120,7 +140,7 @@ pub struct LogStore {
     streams: Mutex<HashMap<StreamId, Arc<Mutex<Stream>>>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Segment {
     seq: u64,
     bytes: u64,
@@ -128,11 +148,53 @@ struct Segment {
     min_ts: i64,
     max_ts: i64,
     max_ingest: i64,
+    /// Runs of whole frames with their time ranges, in file order, covering `0..bytes`.
+    /// Shared with readers; an append copies it only while a reader still holds it.
+    blocks: Arc<Vec<Block>>,
+}
+
+/// A run of whole frames of one segment: `offset..end`, with its events' time range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Block {
+    offset: u64,
+    end: u64,
+    events: u64,
+    min_ts: i64,
+    max_ts: i64,
 }
 
 impl Segment {
     fn empty(seq: u64) -> Segment {
-        Segment { seq, bytes: 0, events: 0, min_ts: i64::MAX, max_ts: i64::MIN, max_ingest: i64::MIN }
+        Segment {
+            seq,
+            bytes: 0,
+            events: 0,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            max_ingest: i64::MIN,
+            blocks: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Accounts for a frame of `len` bytes written at `offset` (the segment's end) holding
+    /// events of these `(timestamp, ingestion time)`s.
+    fn add_frame(&mut self, offset: u64, len: u64, times: impl Iterator<Item = (i64, i64)>) {
+        let blocks = Arc::make_mut(&mut self.blocks);
+        if blocks.last().is_none_or(|b| b.end - b.offset >= BLOCK_BYTES) {
+            blocks.push(Block { offset, end: offset, events: 0, min_ts: i64::MAX, max_ts: i64::MIN });
+        }
+        let block = blocks.last_mut().expect("a block was ensured above");
+        block.end = offset + len;
+        for (ts, ingest) in times {
+            block.events += 1;
+            block.min_ts = block.min_ts.min(ts);
+            block.max_ts = block.max_ts.max(ts);
+            self.events += 1;
+            self.min_ts = self.min_ts.min(ts);
+            self.max_ts = self.max_ts.max(ts);
+            self.max_ingest = self.max_ingest.max(ingest);
+        }
+        self.bytes = offset + len;
     }
 }
 
@@ -179,8 +241,8 @@ impl LogStore {
         }
         let full = s.segments.last().is_none_or(|l| l.bytes > 0 && l.bytes + frame.len() as u64 > self.segment_bytes);
         if full {
-            if let Some(last) = s.segments.last().copied() {
-                write_index(&s.dir, &last)?;
+            if let Some(last) = s.segments.last() {
+                index::write(&s.dir, last)?;
             }
             let seq = s.next_seq;
             s.next_seq += 1;
@@ -198,13 +260,7 @@ impl LogStore {
             let _ = f.set_len(last.bytes).and_then(|()| f.sync_data());
             return Err(e);
         }
-        last.bytes += frame.len() as u64;
-        for e in events {
-            last.events += 1;
-            last.min_ts = last.min_ts.min(e.timestamp);
-            last.max_ts = last.max_ts.max(e.timestamp);
-            last.max_ingest = last.max_ingest.max(e.ingestion_time);
-        }
+        last.add_frame(last.bytes, frame.len() as u64, events.iter().map(|e| (e.timestamp, e.ingestion_time)));
         Ok(s.stats())
     }
 
@@ -286,7 +342,7 @@ impl LogStore {
         for seg in std::mem::take(&mut s.segments) {
             if seg.events > 0 && seg.max_ts < cutoff {
                 remove_if_present(&segment_path(&s.dir, seg.seq))?;
-                remove_if_present(&index_path(&s.dir, seg.seq))?;
+                remove_if_present(&index::path(&s.dir, seg.seq))?;
                 freed += seg.bytes;
             } else {
                 kept.push(seg);
@@ -319,13 +375,22 @@ impl Stream {
             let path = segment_path(&dir, seq);
             let len = fs::metadata(&path)?.len();
             let is_last = i + 1 == seqs.len();
-            if !is_last {
-                if let Some(seg) = read_index(&dir, seq).filter(|s| s.bytes == len) {
-                    segments.push(seg);
-                    continue;
-                }
+            if is_last {
+                segments.push(scan_segment(&path, seq)?);
+                continue;
             }
-            segments.push(scan_segment(&path, seq)?);
+            if let Some(seg) = index::read(&dir, seq, len) {
+                segments.push(seg);
+                continue;
+            }
+            // The index is derived data: one that is missing, damaged or of an older
+            // version is rebuilt from the segment, never trusted.
+            tracing::info!(segment = %path.display(), "rebuilding a sealed segment's index");
+            let seg = scan_segment(&path, seq)?;
+            if let Err(e) = index::write(&dir, &seg) {
+                tracing::warn!(segment = %path.display(), error = %e, "writing a rebuilt index failed; it is rebuilt again on the next open");
+            }
+            segments.push(seg);
         }
         let next_seq = seqs.last().map_or(0, |s| s + 1);
         Ok(Stream { dir, segments, next_seq })
@@ -346,10 +411,6 @@ impl Stream {
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:016x}.seg"))
-}
-
-fn index_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("{seq:016x}.idx"))
 }
 
 fn remove_if_present(path: &Path) -> io::Result<()> {
@@ -408,30 +469,48 @@ fn for_each_frame(data: &[u8], mut f: impl FnMut(u64, &[u8])) -> u64 {
 /// The events of a checksummed payload. A payload that passed its checksum was written
 /// by [`encode_frame`], so a malformed one can only come from a bug; it decodes as far as
 /// it is well formed.
-fn decode_payload(mut p: &[u8]) -> Vec<Event> {
-    let mut out = Vec::new();
-    while p.len() >= EVENT_HEADER {
-        let timestamp = i64::from_le_bytes(p[0..8].try_into().expect("8 bytes"));
-        let ingestion_time = i64::from_le_bytes(p[8..16].try_into().expect("8 bytes"));
-        let len = u32::from_le_bytes(p[16..20].try_into().expect("4 bytes")) as usize;
-        let Some(m) = p.get(EVENT_HEADER..EVENT_HEADER + len) else { break };
-        out.push(Event { timestamp, ingestion_time, message: String::from_utf8_lossy(m).into_owned() });
-        p = &p[EVENT_HEADER + len..];
-    }
-    out
+fn decode_payload(p: &[u8]) -> Vec<Event> {
+    raw_events(p)
+        .map(|r| Event {
+            timestamp: r.timestamp,
+            ingestion_time: r.ingestion_time,
+            message: String::from_utf8_lossy(&p[r.message.clone()]).into_owned(),
+        })
+        .collect()
+}
+
+/// An event of a payload, not yet copied out of it.
+struct RawEvent {
+    timestamp: i64,
+    ingestion_time: i64,
+    /// Where its message lies in the payload.
+    message: std::ops::Range<usize>,
+}
+
+/// The events of a payload in stored order, as far as it is well formed.
+fn raw_events(p: &[u8]) -> impl Iterator<Item = RawEvent> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let h = p.get(at..at + EVENT_HEADER)?;
+        let timestamp = i64::from_le_bytes(h[0..8].try_into().expect("8 bytes"));
+        let ingestion_time = i64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        let len = u32::from_le_bytes(h[16..20].try_into().expect("4 bytes")) as usize;
+        let message = at + EVENT_HEADER..at + EVENT_HEADER + len;
+        if message.end > p.len() {
+            return None;
+        }
+        at = message.end;
+        Some(RawEvent { timestamp, ingestion_time, message })
+    })
 }
 
 /// Reads a segment whole, rebuilding its index; cuts a torn tail off.
 fn scan_segment(path: &Path, seq: u64) -> io::Result<Segment> {
     let data = fs::read(path)?;
     let mut seg = Segment::empty(seq);
-    let valid = for_each_frame(&data, |_, payload| {
-        for e in decode_payload(payload) {
-            seg.events += 1;
-            seg.min_ts = seg.min_ts.min(e.timestamp);
-            seg.max_ts = seg.max_ts.max(e.timestamp);
-            seg.max_ingest = seg.max_ingest.max(e.ingestion_time);
-        }
+    let valid = for_each_frame(&data, |offset, payload| {
+        let times = raw_events(payload).map(|r| (r.timestamp, r.ingestion_time));
+        seg.add_frame(offset, (FRAME_HEADER + payload.len()) as u64, times);
     });
     if valid < data.len() as u64 {
         tracing::warn!(
@@ -448,26 +527,10 @@ fn scan_segment(path: &Path, seq: u64) -> io::Result<Segment> {
     Ok(seg)
 }
 
-fn write_index(dir: &Path, seg: &Segment) -> io::Result<()> {
-    let text = format!("v1 {} {} {} {} {}\n", seg.bytes, seg.events, seg.min_ts, seg.max_ts, seg.max_ingest);
-    let tmp = dir.join(format!("{:016x}.idx.tmp", seg.seq));
-    let mut f = File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    fs::rename(&tmp, index_path(dir, seg.seq))?;
-    sync_dir(dir)
-}
+mod index;
+mod scan;
 
-fn read_index(dir: &Path, seq: u64) -> Option<Segment> {
-    let text = fs::read_to_string(index_path(dir, seq)).ok()?;
-    let mut parts = text.split_whitespace();
-    if parts.next()? != "v1" {
-        return None;
-    }
-    let mut n = || parts.next()?.parse::<i64>().ok();
-    let (bytes, events, min_ts, max_ts, max_ingest) = (n()?, n()?, n()?, n()?, n()?);
-    Some(Segment { seq, bytes: bytes as u64, events: events as u64, min_ts, max_ts, max_ingest })
-}
+pub use scan::{Scan, ScanStats};
 
 #[cfg(test)]
 mod tests;

@@ -9,9 +9,12 @@
 pub mod ec2;
 pub mod ecr;
 pub mod ecs;
+pub mod iam;
 pub mod ids;
 pub mod logs;
+pub mod secrets;
 pub mod shape;
+pub mod ssm;
 pub mod tags;
 
 pub use ids::{AccountId, Arn, Region, Scope};

@@ -31,10 +31,11 @@ impl Tags {
                 None => next.push((k, v)),
             }
         }
-        if next.len() > MAX_TAGS {
+        // Tags AWS sets (`aws:`) do not count against the user's limit.
+        let user = next.iter().filter(|(k, _)| !is_reserved(k)).count();
+        if user > MAX_TAGS {
             return Err(Invalid::Parameter(format!(
-                "A resource can have at most {MAX_TAGS} tags; this request would give it {}.",
-                next.len()
+                "A resource can have at most {MAX_TAGS} tags; this request would give it {user}."
             )));
         }
         self.0 = next;
@@ -51,8 +52,10 @@ impl Tags {
         }
     }
 
+    /// Removes the tags a user names; keys the resource does not have are ignored, and so
+    /// are the tags AWS sets (`aws:`), which a user cannot delete.
     pub fn remove(&mut self, keys: &[String]) {
-        self.0.retain(|(k, _)| !keys.contains(k));
+        self.0.retain(|(k, _)| is_reserved(k) || !keys.contains(k));
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -78,10 +81,15 @@ fn check_key(k: &str) -> Result<(), Invalid> {
             "Tag key '{k}' has characters that are not allowed: use letters, numbers, spaces and _ . : / = + - @"
         )));
     }
-    if k.to_ascii_lowercase().starts_with("aws:") {
+    if is_reserved(k) {
         return Err(Invalid::Parameter(format!("Tag key '{k}' uses the reserved prefix 'aws:'.")));
     }
     Ok(())
+}
+
+/// Whether a key is in the `aws:` prefix AWS reserves, in any letter case.
+fn is_reserved(k: &str) -> bool {
+    k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))
 }
 
 fn check_value(k: &str, v: &str) -> Result<(), Invalid> {
@@ -113,6 +121,17 @@ mod tests {
         assert!(Tags::parse([t("k", &"v".repeat(257))]).is_err());
         assert!(Tags::parse((0..51).map(|i| t(&format!("k{i}"), "v"))).is_err());
         assert!(Tags::parse((0..50).map(|i| t(&format!("k{i}"), "v"))).is_ok());
+    }
+
+    #[test]
+    fn tags_aws_sets_neither_count_nor_come_off() {
+        let mut tags = Tags::parse((0..50).map(|i| t(&format!("k{i}"), "v"))).unwrap();
+        tags.insert_managed("aws:ecs:clusterName", "demo");
+        tags.merge([t("k0", "w")]).unwrap();
+        assert!(tags.merge([t("k50", "v")]).is_err(), "51 user tags");
+        tags.remove(&["aws:ecs:clusterName".into(), "k1".into()]);
+        assert!(tags.iter().any(|(k, _)| k == "aws:ecs:clusterName"));
+        assert!(!tags.iter().any(|(k, _)| k == "k1"));
     }
 
     #[test]

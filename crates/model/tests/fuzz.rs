@@ -1,6 +1,6 @@
 //! Fuzz targets for the model's parsers (see `fuzzkit` for the engine and how to run them
-//! long): ECR repository and registry policies, lifecycle policies, task definitions,
-//! repository names, ARNs and the other identifiers. Each takes valid seeds and damages
+//! long): IAM policies (identity, trust, resource) and their evaluation, ECR repository and registry policies, lifecycle policies, task definitions,
+//! CloudWatch Logs filter patterns, repository names, ARNs and the other identifiers. Each takes valid seeds and damages
 //! them. The property: parsing never panics, an accepted input reads back as it was
 //! given, and a refusal is an error with a message.
 
@@ -10,7 +10,9 @@ use model::ecr::RepositoryName;
 use model::ecs::shapes::RegisterTaskDefinitionRequest;
 use model::ecs::task_definition::NewTaskDefinition;
 use model::ecs::{ClusterRef, TaskDefinitionRef};
+use model::iam;
 use model::ids::{ClusterName, Family};
+use model::logs::filter::FilterPattern;
 use model::tags::Tags;
 use model::{AccountId, Arn, Invalid, Region, Scope, Timestamp};
 use proptest::prelude::*;
@@ -29,6 +31,12 @@ const POLICY_SEEDS: &[&str] = &[
     r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"codebuild.amazonaws.com"},"Action":"*","Condition":{"StringEquals":{"aws:SourceAccount":"222222222222"},"ForAllValues:StringLikeIfExists":{"aws:PrincipalArn":["arn:aws:iam::2222*:root"]}}}]}"#,
     r#"{"Statement":[{"Effect":"Allow","NotPrincipal":{"AWS":"222222222222"},"NotAction":"ecr:PutImage","Condition":{"Null":{"aws:SourceVpce":"true"}}}]}"#,
     r#"{"Version":"2012-10-17","Statement":[{"Sid":"registry","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::222222222222:root"},"Action":["ecr:CreateRepository","ecr:ReplicateImage"],"Resource":"arn:aws:ecr:us-east-1:111111111111:repository/*"}]}"#,
+];
+
+const IAM_SEEDS: &[&str] = &[
+    r#"{"Version":"2012-10-17","Statement":[{"Sid":"Read","Effect":"Allow","Action":["ecs:Describe*","ecs:List*"],"Resource":"*"},{"Effect":"Deny","NotAction":"iam:*","NotResource":"arn:aws:iam::*:user/${aws:username}"}]}"#,
+    r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ecs:*","Resource":"arn:aws:ecs:*:123456789012:service/*","Condition":{"StringEquals":{"aws:ResourceTag/team":"${aws:PrincipalTag/team}"},"IpAddress":{"aws:SourceIp":["10.0.0.0/8","2001:db8::/32"]},"DateLessThan":{"aws:CurrentTime":"2030-01-01T00:00:00Z"},"ForAllValues:StringLike":{"aws:TagKeys":["a*"]},"NumericLessThanEquals":{"ec2:count":3},"Bool":{"aws:SecureTransport":true}}}}"#,
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com","AWS":["123456789012","arn:aws:iam::123456789012:role/r"]},"Action":"sts:AssumeRole","Condition":{"StringEquals":{"sts:ExternalId":"x"}}}]}"#,
 ];
 
 fn task_definition_seeds() -> Vec<Value> {
@@ -119,6 +127,38 @@ proptest! {
     }
 
     #[test]
+    fn iam_policies(
+        text in prop_oneof![
+            3 => fuzzkit::mutated_json(IAM_SEEDS.iter().map(|s| serde_json::from_str(s).unwrap()).collect(), 4)
+                .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+            1 => fuzzkit::mutated_text(IAM_SEEDS, 6),
+        ],
+        kind in prop_oneof![Just(iam::PolicyKind::Identity), Just(iam::PolicyKind::Trust), Just(iam::PolicyKind::Resource)],
+        action in prop_oneof![Just("ecs:DescribeClusters".to_string()), Just("sts:AssumeRole".to_string()), fuzzkit::hostile_string()],
+        resource in prop_oneof![Just("*".to_string()), Just("arn:aws:ecs:us-east-1:123456789012:service/c/s".to_string()), fuzzkit::hostile_string()],
+        value in fuzzkit::hostile_string(),
+    ) {
+        match iam::PolicyDocument::parse(&text, kind) {
+            Ok(policy) => {
+                prop_assert_eq!(policy.text(), text.as_str());
+                let account = AccountId::parse("123456789012").unwrap();
+                for principal in [
+                    iam::Principal::user(&account, "arn:aws:iam::123456789012:user/alice"),
+                    iam::Principal::assumed_role(&account, "arn:aws:iam::123456789012:role/r", "s"),
+                    iam::Principal::service("ecs-tasks.amazonaws.com"),
+                ] {
+                    let mut req = iam::RequestContext::new(principal, action.clone(), resource.clone());
+                    for key in ["aws:ResourceTag/team", "aws:PrincipalTag/team", "aws:SourceIp", "aws:CurrentTime", "aws:TagKeys", "ec2:count", "aws:SecureTransport", "sts:ExternalId"] {
+                        req.insert(key, value.clone());
+                    }
+                    iam::evaluate(&[&policy], Some(&policy), &req);
+                }
+            }
+            Err(e) => prop_assert!(!e.message().trim().is_empty(), "a refusal without a message"),
+        }
+    }
+
+    #[test]
     fn repository_and_registry_policies(
         text in prop_oneof![
             3 => fuzzkit::mutated_json(POLICY_SEEDS.iter().map(|s| serde_json::from_str(s).unwrap()).collect(), 4)
@@ -204,6 +244,33 @@ proptest! {
                 }
             }
             Err(e) => assert_message(&e),
+        }
+    }
+
+    #[test]
+    fn filter_patterns(
+        pattern in fuzzkit::mutated_text(&[
+            "ERROR \"Failed to\" -WARN ?x ?y", "%colou?r% -\"x y\"",
+            "{ ($.user.id = 1) && $.users[0].email = \"a@b\" || $.n >= -1.5e3 || $.f IS TRUE || $.g NOT EXISTS }",
+            "{ $.a = *x* && $.b != %^y% }",
+            "[ip, user = frank, ..., status_code = 4* && status_code != 403 || status_code = 500, bytes > 1000]",
+            "[..., a = \"x y\", ..., b = %z%,]",
+        ], 6),
+        event in fuzzkit::mutated_text(&[
+            "ERROR Failed to x",
+            r#"{"user": {"id": 1}, "users": [{"email": "a@b"}], "n": -1, "f": true, "a": "xx", "b": "y"}"#,
+            r#"127.0.0.1 - frank [10/Oct/2000:13:25:15 -0700] "GET / HTTP/1.0" 404 1534"#,
+        ], 6),
+    ) {
+        match FilterPattern::parse(&pattern) {
+            Ok(p) => {
+                if p.matches(&event) {
+                    for lit in p.required_literals() {
+                        prop_assert!(event.contains(lit), "{pattern:?} matched {event:?} without {lit:?}");
+                    }
+                }
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
     }
 }

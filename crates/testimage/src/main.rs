@@ -13,6 +13,15 @@
 //! simplehttp check [--port 8080]            exit 0 if GET http://127.0.0.1:port/health answers 200, else 1
 //! simplehttp touch <path>                   create a file (and its parent directories), exit 0
 //! simplehttp wait-file <path>               exit 0 once <path> exists
+//! simplehttp print <count> [--every-ms N] [--stderr] [--trace] [--then-sleep]
+//!                                           print "line 1" .. "line <count>" (0: without end), each
+//!                                           followed by two "  at frame" lines with --trace
+//! simplehttp flood <bytes>                  print <bytes> of 'x' without a newline, exit 0
+//! simplehttp fetch <url | VAR[/path]> [--out path]
+//!                                           GET the URL, or the task endpoint URI in $VAR (a
+//!                                           relative one on http://169.254.170.2) with /path
+//!                                           appended; print the body (or write it to path);
+//!                                           exit 0 on 200, 1 otherwise
 //! ```
 //!
 //! On SIGTERM it exits with code 0 (a graceful shutdown), unless `--ignore-sigterm` is given;
@@ -24,7 +33,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage: simplehttp serve [--port N] | exit <code> [--after-ms N] | sleep [--ignore-sigterm] | oom \
-                     | check [--port N] | touch <path> | wait-file <path>";
+                     | check [--port N] | touch <path> | wait-file <path> \
+                     | print <count> [--every-ms N] [--stderr] [--trace] [--then-sleep] | flood <bytes> \
+                     | fetch <url | VAR[/path]> [--out path] | env <VAR>...";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -54,7 +65,29 @@ fn main() -> ExitCode {
             }
         }
         "oom" => oom(),
+        "print" => match rest.first().and_then(|c| c.parse::<u64>().ok()) {
+            Some(count) => print(count, rest),
+            None => usage(),
+        },
+        "flood" => match rest.first().and_then(|c| c.parse::<usize>().ok()) {
+            Some(bytes) => flood(bytes),
+            None => usage(),
+        },
         "check" => check(port(rest)),
+        "fetch" => match rest.first() {
+            Some(target) => fetch(target, flag(rest, "--out")),
+            None => usage(),
+        },
+        // `env A B`: prints `A=<value>` for each variable it has, for tests of what a
+        // container's environment holds.
+        "env" => {
+            for name in rest {
+                if let Ok(value) = std::env::var(name) {
+                    println!("{name}={value}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
         "touch" => match rest.first() {
             Some(path) => touch(path),
             None => usage(),
@@ -71,6 +104,54 @@ fn main() -> ExitCode {
         },
         _ => usage(),
     }
+}
+
+/// Numbered lines, as fast as the pipe takes them or paced; the numbers let a test see
+/// every line arrive exactly once.
+fn print(count: u64, args: &[String]) -> ExitCode {
+    let every = flag(args, "--every-ms").and_then(|v| v.parse().ok()).map(Duration::from_millis);
+    let trace = args.iter().any(|a| a == "--trace");
+    let mut out: Box<dyn Write> = if args.iter().any(|a| a == "--stderr") {
+        Box::new(std::io::BufWriter::new(std::io::stderr()))
+    } else {
+        Box::new(std::io::BufWriter::new(std::io::stdout()))
+    };
+    let mut i = 0u64;
+    while count == 0 || i < count {
+        i += 1;
+        let written =
+            if trace { writeln!(out, "line {i}\n  at frame one\n  at frame two") } else { writeln!(out, "line {i}") };
+        if written.is_err() {
+            return ExitCode::from(1);
+        }
+        if let Some(pause) = every {
+            let _ = out.flush();
+            std::thread::sleep(pause);
+        }
+    }
+    let _ = out.flush();
+    if args.iter().any(|a| a == "--then-sleep") {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// One line that never ends: `bytes` of 'x'.
+fn flood(bytes: usize) -> ExitCode {
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut out = std::io::stdout().lock();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        if out.write_all(&chunk[..n]).is_err() {
+            return ExitCode::from(1);
+        }
+        left -= n;
+    }
+    let _ = out.flush();
+    ExitCode::SUCCESS
 }
 
 fn usage() -> ExitCode {
@@ -175,6 +256,79 @@ fn check(port: u16) -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     }
+}
+
+/// The task endpoint's address, where relative URIs (the credentials one) point.
+const ENDPOINT: &str = "http://169.254.170.2";
+
+/// GETs `target` (see the usage) with HTTP/1.0 and prints the body. Connections are
+/// retried for a while: the endpoint's shared port may be changing hands between agents.
+fn fetch(target: &str, out: Option<&str>) -> ExitCode {
+    let url = if target.starts_with("http://") {
+        target.to_string()
+    } else {
+        let (var, path) = target.split_once('/').map_or((target, String::new()), |(v, p)| (v, format!("/{p}")));
+        match std::env::var(var) {
+            Ok(v) if v.starts_with('/') => format!("{ENDPOINT}{v}{path}"),
+            Ok(v) => format!("{v}{path}"),
+            Err(_) => {
+                eprintln!("simplehttp: ${var} is not set");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let Some((host, path)) = url
+        .strip_prefix("http://")
+        .map(|r| r.split_once('/').map_or((r, "/".to_string()), |(h, p)| (h, format!("/{p}"))))
+    else {
+        eprintln!("simplehttp: only http:// URLs: {url}");
+        return ExitCode::from(2);
+    };
+    let addr = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let response = loop {
+        match get(&addr, host, &path) {
+            Ok(r) => break r,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("simplehttp: GET {url}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => {
+                eprintln!("simplehttp: GET {url}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or_default();
+    eprintln!("simplehttp: GET {url}: {status}");
+    let written = match out {
+        Some(path) => std::fs::write(path, body),
+        None => std::io::stdout().write_all(body.as_bytes()).and_then(|()| std::io::stdout().flush()),
+    };
+    if written.is_err() {
+        return ExitCode::FAILURE;
+    }
+    if status.split_whitespace().nth(1) == Some("200") {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// One HTTP/1.0 GET: the whole response, which ends when the server closes.
+fn get(addr: &str, host: &str, path: &str) -> std::io::Result<String> {
+    use std::net::ToSocketAddrs;
+    let target = addr.to_socket_addrs()?.next().ok_or_else(|| std::io::Error::other("no address"))?;
+    let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = String::new();
+    s.read_to_string(&mut response)?;
+    if response.is_empty() {
+        return Err(std::io::Error::other("empty response"));
+    }
+    Ok(response)
 }
 
 fn touch(path: &str) -> ExitCode {

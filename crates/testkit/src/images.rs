@@ -37,9 +37,16 @@ pub fn simplehttp_image() -> &'static str {
 /// because a test must not fail for what it leaves behind.
 pub fn remove_containers_with_label(key: &str, value: &str) {
     let filter = format!("label={key}={value}");
-    let ids = docker_lines(&["ps", "-aq", "--filter", &filter]);
-    if !ids.is_empty() {
-        let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).stdout(Stdio::null()).status();
+    // A create an agent sent just before it was killed can still complete in the engine
+    // after the first listing (a container then stayed behind, Created): look again.
+    for pass in 0..2 {
+        if pass == 1 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let ids = docker_lines(&["ps", "-aq", "--filter", &filter]);
+        if !ids.is_empty() {
+            let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).stdout(Stdio::null()).status();
+        }
     }
     let volumes = docker_lines(&["volume", "ls", "-q", "--filter", &filter]);
     if !volumes.is_empty() {

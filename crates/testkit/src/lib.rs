@@ -258,6 +258,16 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// The agent's process id, while it runs.
+    /// What the agent has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the agent with SIGKILL; its containers keep running.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -371,6 +381,26 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The body of `GET url`, retried for up to 30 s while the connection is
+/// refused or reset: a task is RUNNING once its container has started, which
+/// is before the server inside it listens (Docker's port proxy then accepts
+/// and resets the connection).
+pub async fn http_get_text(url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match reqwest::get(url).await {
+            Ok(r) => match r.text().await {
+                Ok(body) => return body,
+                Err(e) if Instant::now() > deadline => panic!("GET {url}: {e}"),
+                Err(_) => {}
+            },
+            Err(e) if Instant::now() > deadline => panic!("GET {url}: {e}"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

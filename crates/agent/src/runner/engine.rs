@@ -11,6 +11,7 @@ use super::spec::{Awsvpc, VolumeSource};
 use crate::docker::{Docker, DockerError, NetworkSetupError, SubnetNetwork};
 use crate::pause::PauseImage;
 use crate::registry_login::RegistryLogin;
+use crate::secrets::Resolved;
 
 /// What the tasks of one runner share: the engine, and what they must not do twice.
 #[derive(Clone)]
@@ -25,13 +26,22 @@ pub struct Machine {
 
 /// An Engine call (or several) that a task started has completed.
 pub enum Done {
-    Prepared(Result<HashMap<String, String>, String>),
+    Prepared(Result<Prepared, String>),
     Created(usize, Result<String, DockerError>),
     Started(usize, Result<(), DockerError>),
     Stopped(usize, Result<(), DockerError>),
     Removed(usize, Result<(), DockerError>),
     /// The security group rules are installed in the task's namespace, or why not.
     Firewall(Result<(), String>),
+    /// A stopped container's output is shipped (or the wait for it gave up).
+    Flushed(usize),
+}
+
+/// What a task needs before its containers can be made.
+pub struct Prepared {
+    /// Each image's digest.
+    pub digests: HashMap<String, String>,
+    pub secrets: Resolved,
 }
 
 /// Pulls images as the pull behaviour says and puts the task's volumes in place. Returns
@@ -41,6 +51,7 @@ pub async fn prepare(
     behavior: PullBehavior,
     pulled: &Mutex<HashSet<String>>,
     login: Option<&RegistryLogin>,
+    registry: &HashMap<String, (String, String)>,
     images: &[String],
     volumes: &[VolumeSource],
 ) -> Result<HashMap<String, String>, String> {
@@ -59,9 +70,11 @@ pub async fn prepare(
             PullBehavior::PreferCached => !cached,
         };
         if must_pull {
-            let credentials = match login {
-                Some(l) => l.credentials_for(image).await.map_err(|e| pull_error(&e))?,
-                None => None,
+            // `repositoryCredentials` of the container, else Berth's registry login.
+            let credentials = match (registry.get(image), login) {
+                (Some(c), _) => Some(c.clone()),
+                (None, Some(l)) => l.credentials_for(image).await.map_err(|e| pull_error(&e))?,
+                (None, None) => None,
             };
             match docker.pull(image, credentials).await {
                 Ok(()) => {

@@ -21,6 +21,7 @@ mod fixtures;
 mod report;
 mod rules;
 mod settings;
+mod snapshot;
 mod spec;
 mod state;
 mod task;
@@ -93,6 +94,9 @@ impl Runner {
             match docker.remove(&c.id).await {
                 Ok(()) | Err(DockerError::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),
+            }
+            if let Some(shipping) = &self.config.awslogs {
+                shipping.forget(&c.id);
             }
         }
         for v in docker.volumes_with_labels(&wanted).await? {

@@ -15,6 +15,14 @@ use crate::docker::{Health, Observed, RunState};
 
 /// The reason ECS gives a container that the kernel killed for memory.
 pub const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
+/// How long a container killed by SIGKILL, not by the agent, waits for Docker to say it was
+/// the kernel's OOM killer. The kernel's kill reaches Docker twice, as an exit and as an
+/// OOM event, from two watchers of containerd's shim; under load the exit can come first,
+/// and Docker sets `OOMKilled` only when the OOM event lands.
+pub const OOM_VERDICT_GRACE: Duration = Duration::from_secs(2);
+/// The exit code of a process killed by SIGKILL (128 + 9).
+const SIGKILL_EXIT: i32 = 137;
+
 /// The task's `stoppedReason` when an essential container exits.
 pub const ESSENTIAL_EXITED_REASON: &str = "Essential container in task exited";
 /// The task's `stoppedReason` when the pause container of an awsvpc task exits: the task's
@@ -196,6 +204,8 @@ pub fn observe(c: &mut Ctr, o: &Observed, mode: NetworkMode, stopping: bool, now
                 c.phase = Phase::Running;
                 c.started = Some(now);
                 c.ever_started = true;
+                // Docker clears OOMKilled when a container starts; so does the agent.
+                c.oom_event = false;
             }
             c.exit_code = None;
             c.bindings = bindings(mode, &c.def, &o.ports);
@@ -211,11 +221,19 @@ pub fn observe(c: &mut Ctr, o: &Observed, mode: NetworkMode, stopping: bool, now
             if c.pending == Some(Pending::Start) {
                 return Seen::Nothing;
             }
+            let oom = o.oom_killed || c.oom_event;
+            if !oom && o.exit_code == Some(SIGKILL_EXIT) && !stopping && !c.stop_sent {
+                let until = *c.exit_hold_until.get_or_insert(now + OOM_VERDICT_GRACE);
+                if now < until {
+                    return Seen::Nothing;
+                }
+            }
+            c.exit_hold_until = None;
             c.ever_started |= o.started_at.is_some();
             c.started_at = o.started_at.or(c.started_at);
             c.finished_at = o.finished_at;
             c.exit_code = o.exit_code;
-            if o.oom_killed {
+            if oom {
                 c.reason = Some(OOM_REASON.into());
             } else if let (false, Some(e)) = (c.ever_started, &o.error) {
                 c.reason.get_or_insert(format!("CannotStartContainerError: {e}"));
@@ -240,11 +258,10 @@ pub fn health(h: Option<Health>) -> HealthStatus {
     }
 }
 
-/// The status a task's containers add up to; `pause_removed` says that the task's
-/// address is free (or that it never had a pause container).
-pub fn task_status(ctrs: &[Ctr], stopping: bool, pause_removed: bool) -> TaskStatus {
-    // An awsvpc task is STOPPED once its address is free again.
-    if ctrs.iter().all(|c| c.phase == Phase::Stopped) && pause_removed {
+/// The status a task's containers add up to. `torn_down`: what must follow the containers' stop is done (an awsvpc task's address
+/// is free again, its containers' output is shipped).
+pub fn task_status(ctrs: &[Ctr], stopping: bool, torn_down: bool) -> TaskStatus {
+    if ctrs.iter().all(|c| c.phase == Phase::Stopped) && torn_down {
         TaskStatus::Stopped
     } else if stopping {
         TaskStatus::Stopping
@@ -296,9 +313,6 @@ pub fn unsupported(a: &TaskAssignment) -> Option<String> {
         }
     }
     for c in def.container_definitions.iter().flatten() {
-        if c.secrets.as_ref().is_some_and(|s| !s.is_empty()) {
-            return fail("secrets");
-        }
         if c.environment_files.as_ref().is_some_and(|s| !s.is_empty()) {
             return fail("environmentFiles");
         }
@@ -313,8 +327,8 @@ mod tests {
 
     use crate::runner::fixtures::{assignment, ctr, network};
     use model::ecs::shapes::{
-        ContainerRestartPolicy, EFSVolumeConfiguration, HealthCheck, RegisterTaskDefinitionRequest, Secret,
-        TransportProtocol, Volume,
+        ContainerRestartPolicy, EFSVolumeConfiguration, HealthCheck, RegisterTaskDefinitionRequest, TransportProtocol,
+        Volume,
     };
 
     const AGENT_START: Duration = Duration::from_secs(180);
@@ -360,6 +374,9 @@ mod tests {
             health: None,
             ports: vec![],
             image_id: "sha256:1".into(),
+            created_at: None,
+            env: vec![],
+            addresses: vec![],
         }
     }
 
@@ -600,9 +617,9 @@ mod tests {
         observe(&mut c, &o, NetworkMode::Bridge, false, t0);
         let mut o = observed(RunState::Exited);
         o.health = Some(Health::Unhealthy);
-        o.exit_code = Some(137);
+        o.exit_code = Some(143);
         assert_eq!(observe(&mut c, &o, NetworkMode::Bridge, false, t0), Seen::Exited);
-        assert_eq!((c.phase, c.exit_code, c.health), (Phase::Stopped, Some(137), HealthStatus::Healthy));
+        assert_eq!((c.phase, c.exit_code, c.health), (Phase::Stopped, Some(143), HealthStatus::Healthy));
         // A stopped container takes nothing in any more.
         assert_eq!(observe(&mut c, &observed(RunState::Running), NetworkMode::Bridge, false, t0), Seen::Nothing);
         assert_eq!(c.phase, Phase::Stopped);
@@ -626,6 +643,40 @@ mod tests {
         observe(&mut c, &o, NetworkMode::Bridge, false, t0);
         assert_eq!(c.reason.as_deref(), Some(OOM_REASON));
         assert!(c.ever_started && c.finished_at == o.finished_at);
+    }
+
+    #[test]
+    fn a_sigkill_not_sent_by_the_agent_waits_a_moment_for_dockers_oom_verdict() {
+        let t0 = Instant::now();
+        let mut killed = observed(RunState::Exited);
+        killed.exit_code = Some(137);
+
+        // Docker's OOM event lands within the grace: the exit is an OOM kill.
+        let mut c = ctr("app", vec![]);
+        running(&mut c, t0);
+        assert_eq!(observe(&mut c, &killed, NetworkMode::Bridge, false, t0), Seen::Nothing);
+        assert_eq!(c.phase, Phase::Running);
+        c.oom_event = true;
+        let later = t0 + Duration::from_millis(300);
+        assert_eq!(observe(&mut c, &killed, NetworkMode::Bridge, false, later), Seen::Exited);
+        assert_eq!(c.reason.as_deref(), Some(OOM_REASON));
+
+        // No verdict within the grace: a plain SIGKILL.
+        let mut c = ctr("app", vec![]);
+        running(&mut c, t0);
+        assert_eq!(observe(&mut c, &killed, NetworkMode::Bridge, false, t0), Seen::Nothing);
+        assert_eq!(c.exit_hold_until, Some(t0 + OOM_VERDICT_GRACE));
+        assert_eq!(observe(&mut c, &killed, NetworkMode::Bridge, false, t0 + OOM_VERDICT_GRACE), Seen::Exited);
+        assert_eq!((c.reason.as_deref(), c.exit_hold_until), (None, None));
+
+        // The agent's own kill (the task stops, or it sent the stop) is taken at once.
+        let mut c = ctr("app", vec![]);
+        running(&mut c, t0);
+        assert_eq!(observe(&mut c, &killed, NetworkMode::Bridge, true, t0), Seen::Exited);
+        let mut c = ctr("app", vec![]);
+        running(&mut c, t0);
+        c.stop_sent = true;
+        assert_eq!(observe(&mut c, &killed, NetworkMode::Bridge, false, t0), Seen::Exited);
     }
 
     #[test]
@@ -693,10 +744,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(unsupported(&assignment(with_container(ContainerDefinition::default()))), None);
-        let secrets = ContainerDefinition { secrets: Some(vec![Secret::default()]), ..Default::default() };
+        let files = ContainerDefinition { environment_files: Some(vec![Default::default()]), ..Default::default() };
         assert_eq!(
-            unsupported(&assignment(with_container(secrets))).as_deref(),
-            Some("CannotCreateContainerError: secrets is not supported by this agent")
+            unsupported(&assignment(with_container(files))).as_deref(),
+            Some("CannotCreateContainerError: environmentFiles is not supported by this agent")
         );
         let efs = RegisterTaskDefinitionRequest {
             volumes: Some(vec![Volume {

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::awslogs::Shipping;
+use crate::endpoint::Endpoint;
 use crate::registry_login::RegistryLogin;
 
 /// `ECS_IMAGE_PULL_BEHAVIOR`.
@@ -35,6 +37,13 @@ pub struct RunnerConfig {
     pub dynamic_port_range: Option<(u16, u16)>,
     /// Credentials for images of Berth's own registry; `None` pulls without credentials.
     pub registry_login: Option<Arc<RegistryLogin>>,
+    /// Where `awslogs` containers' output goes; `None` fails such containers at start.
+    pub awslogs: Option<Arc<Shipping>>,
+    /// The task endpoint its containers are told about (metadata, task role credentials);
+    /// `None`: containers get no endpoint variables.
+    pub endpoint: Option<Arc<Endpoint>>,
+    /// Reads task definitions' secrets; `None` fails tasks that have any.
+    pub secrets: Option<Arc<crate::secrets::Fetcher>>,
 }
 
 impl RunnerConfig {
@@ -47,6 +56,9 @@ impl RunnerConfig {
             start_timeout: Duration::from_secs(180),
             dynamic_port_range: None,
             registry_login: None,
+            awslogs: None,
+            endpoint: None,
+            secrets: None,
         }
     }
 }

@@ -13,8 +13,10 @@ use model::ecs::shapes::{
 
 use super::settings::RunnerConfig;
 use super::state::{Cond, Ctr, Dep};
+use crate::awslogs::{self, AwsLogs};
 use crate::awsvpc::{self, TaskNetwork, PAUSE_CONTAINER_NAME};
 use crate::docker::{self, labels, CreateSpec, PauseSpec, SubnetNetwork, VolumeSpec};
+use crate::endpoint::{self, EndpointId};
 use crate::pause::PauseImage;
 
 /// Where a task's volume comes from.
@@ -218,6 +220,8 @@ pub struct TaskSpec<'a> {
     pub config: &'a RunnerConfig,
     pub network_mode: NetworkMode,
     pub volumes: &'a HashMap<String, VolumeSource>,
+    /// The task's credentials id, for a task with a task role and an endpoint.
+    pub credentials_id: Option<EndpointId>,
 }
 
 impl<'a> TaskSpec<'a> {
@@ -265,6 +269,19 @@ impl<'a> TaskSpec<'a> {
         let mut labels: HashMap<String, String> =
             c.def.docker_labels.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
         labels.extend(self.labels(&c.name));
+        let log_driver = match c.def.log_configuration.as_ref() {
+            Some(l) => {
+                let options: HashMap<String, String> = l.options.clone().unwrap_or_default().into_iter().collect();
+                let driver = l.log_driver.map(|d| d.as_str().to_string()).unwrap_or_default();
+                if driver == "awslogs" {
+                    AwsLogs::parse(&options).map_err(|e| format!("CannotCreateContainerError: {e}"))?;
+                }
+                let (driver, mut options) = awslogs::local_driver(&driver, &options);
+                options.extend(c.secrets.log_options.iter().cloned());
+                Some((driver, options))
+            }
+            None => None,
+        };
         Ok(CreateSpec {
             def: &c.def,
             network_mode: self.network_mode,
@@ -275,6 +292,14 @@ impl<'a> TaskSpec<'a> {
             volumes_from,
             stop_timeout: stop_timeout(&c.def, self.config.stop_timeout),
             dynamic_port_range: self.config.dynamic_port_range,
+            log_driver,
+            extra_env: c
+                .endpoint_id
+                .map(|id| endpoint::env::container_env(&id, self.credentials_id.as_ref()))
+                .unwrap_or_default()
+                .into_iter()
+                .chain(c.secrets.env.iter().cloned())
+                .collect(),
         })
     }
 
@@ -536,7 +561,13 @@ mod tests {
         let config = config();
         let volumes = task_volumes(&a, &config.instance_arn);
         let ctrs = [Ctr::new("ecs-web".into(), web, vec![]), ctr("db", vec![]), ctr("cache", vec![])];
-        let spec = TaskSpec { assignment: &a, config: &config, network_mode: NetworkMode::Bridge, volumes: &volumes };
+        let spec = TaskSpec {
+            assignment: &a,
+            config: &config,
+            network_mode: NetworkMode::Bridge,
+            volumes: &volumes,
+            credentials_id: None,
+        };
         let s = spec.create(&ctrs, 0).unwrap();
         assert_eq!(s.binds, vec!["/var/log:/logs:ro".to_string(), "ecs-fam-1-data-abc:/data".to_string()]);
         assert_eq!(s.links, vec!["ecs-db:database".to_string(), "ecs-cache:cache".to_string()]);
@@ -570,7 +601,13 @@ mod tests {
         let a = task(NetworkMode::Awsvpc, vec![named("web")], vec![]);
         let config = config();
         let volumes = HashMap::new();
-        let spec = TaskSpec { assignment: &a, config: &config, network_mode: NetworkMode::Awsvpc, volumes: &volumes };
+        let spec = TaskSpec {
+            assignment: &a,
+            config: &config,
+            network_mode: NetworkMode::Awsvpc,
+            volumes: &volumes,
+            credentials_id: None,
+        };
         let mut ctrs = containers(&a, NetworkMode::Awsvpc, Some("berth/pause:x"));
         ctrs[1].id = Some("pauseid".into());
         assert_eq!(spec.create(&ctrs, 0).unwrap().network_container.as_deref(), Some("pauseid"));
@@ -603,7 +640,13 @@ mod tests {
         let a = task(NetworkMode::Bridge, vec![named("web")], vec![]);
         let config = RunnerConfig { stop_timeout: Duration::from_secs(7), ..config() };
         let volumes = HashMap::new();
-        let spec = TaskSpec { assignment: &a, config: &config, network_mode: NetworkMode::Bridge, volumes: &volumes };
+        let spec = TaskSpec {
+            assignment: &a,
+            config: &config,
+            network_mode: NetworkMode::Bridge,
+            volumes: &volumes,
+            credentials_id: None,
+        };
         let mut ctrs = [ctr("web", vec![])];
         assert_eq!(spec.create(&ctrs, 0).unwrap().stop_timeout, Duration::from_secs(7));
         ctrs[0].def.stop_timeout = Some(3);
@@ -629,7 +672,13 @@ mod tests {
         let a = task(NetworkMode::Bridge, vec![], vec![]);
         let config = RunnerConfig { dynamic_port_range: Some((20000, 20100)), ..config() };
         let volumes = HashMap::new();
-        let spec = TaskSpec { assignment: &a, config: &config, network_mode: NetworkMode::Bridge, volumes: &volumes };
+        let spec = TaskSpec {
+            assignment: &a,
+            config: &config,
+            network_mode: NetworkMode::Bridge,
+            volumes: &volumes,
+            credentials_id: None,
+        };
         let ctrs = [web];
         let body = docker::create_body(&spec.create(&ctrs, 0).unwrap());
         let ports = body.host_config.unwrap().port_bindings.unwrap();

@@ -2,10 +2,13 @@
 //! flight, its start conditions on the others, what Docker last said. Data only: `rules`
 //! decides on it, `task` acts on the decisions.
 
+use std::net::Ipv4Addr;
 use std::time::{Instant, SystemTime};
 
 use agent_protocol::HealthStatus;
 use model::ecs::shapes::{ContainerDefinition, NetworkBinding};
+
+use crate::endpoint::EndpointId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -89,11 +92,25 @@ pub struct Ctr {
     pub ever_started: bool,
     pub ever_healthy: bool,
     pub stop_sent: bool,
+    /// Docker reported an `oom` event for it.
+    pub oom_event: bool,
+    /// A SIGKILL exit not of the agent's doing waits until then for Docker's OOM verdict.
+    pub exit_hold_until: Option<Instant>,
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
     pub bindings: Vec<NetworkBinding>,
     pub health: HealthStatus,
     pub image_digest: Option<String>,
+    /// Its task endpoint id for metadata (none for the pause container, or without an
+    /// endpoint); an adopted container's is read back from its environment.
+    pub endpoint_id: Option<EndpointId>,
+    /// What Docker last said of it that only the metadata endpoint shows.
+    pub created_at: Option<SystemTime>,
+    pub image_id: Option<String>,
+    /// Its address on each Docker network, by network name.
+    pub addresses: Vec<(String, Ipv4Addr)>,
+    /// Its resolved secrets, held in memory until it is created (its `Debug` shows names only).
+    pub secrets: crate::secrets::ForContainer,
 }
 
 impl Ctr {
@@ -114,11 +131,18 @@ impl Ctr {
             ever_started: false,
             ever_healthy: false,
             stop_sent: false,
+            oom_event: false,
+            exit_hold_until: None,
             exit_code: None,
             reason: None,
             bindings: vec![],
             health: HealthStatus::Unknown,
             image_digest: None,
+            endpoint_id: None,
+            created_at: None,
+            image_id: None,
+            addresses: vec![],
+            secrets: Default::default(),
         }
     }
 }

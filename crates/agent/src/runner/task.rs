@@ -26,9 +26,14 @@ use super::engine::{self, Done, Machine, NetworkSetup};
 use super::report;
 use super::rules::{self, Conditions, Readiness, Seen};
 use super::settings::RunnerConfig;
+use super::snapshot;
 use super::spec::{self, Awsvpc, TaskSpec, VolumeSource};
 use super::state::{Ctr, Firewall, Pending, Phase};
+use crate::awslogs;
 use crate::docker::{self, labels, DockerError, Observed, RunState};
+use crate::endpoint::metadata::TaskSnapshot;
+use crate::endpoint::{self, EndpointId};
+use crate::secrets;
 
 /// How often every container is inspected even without events, to repair a missed event.
 const RESYNC_EVERY: Duration = Duration::from_secs(15);
@@ -60,6 +65,15 @@ pub struct TaskRun<'r> {
     retry_at: Option<Instant>,
     reports: mpsc::UnboundedSender<TaskReport>,
     last_report: Option<TaskReport>,
+    /// The log shippers of awslogs containers, by container index.
+    shippers: HashMap<usize, awslogs::ShipperHandle>,
+    /// Stopped containers whose output is still being shipped; the task is not STOPPED
+    /// before they are done.
+    flushing: usize,
+    /// The task's credentials id at the task endpoint (a task with a task role).
+    credentials_id: Option<EndpointId>,
+    /// What the task endpoint last showed of the task.
+    published: Option<TaskSnapshot>,
 }
 
 impl<'r> TaskRun<'r> {
@@ -73,7 +87,13 @@ impl<'r> TaskRun<'r> {
         // An awsvpc task whose network and pause image are in order gets its pause
         // container; otherwise `unsupported` fails the task before anything runs.
         let awsvpc = Awsvpc::of(network_mode, &assignment);
-        let ctrs = spec::containers(&assignment, network_mode, awsvpc.as_ref().map(|a| a.image.reference.as_str()));
+        let mut ctrs = spec::containers(&assignment, network_mode, awsvpc.as_ref().map(|a| a.image.reference.as_str()));
+        // Fresh endpoint ids; an adoption replaces them with those the containers hold.
+        let endpoint = config.endpoint.as_deref();
+        for c in ctrs.iter_mut().filter(|c| !c.internal) {
+            c.endpoint_id = endpoint.map(|e| e.new_id());
+        }
+        let credentials_id = endpoint.filter(|_| has_task_role(&assignment)).map(|e| e.new_id());
         TaskRun {
             machine: machine.clone(),
             config,
@@ -97,6 +117,10 @@ impl<'r> TaskRun<'r> {
             retry_at: None,
             reports,
             last_report: None,
+            shippers: HashMap::new(),
+            flushing: 0,
+            credentials_id,
+            published: None,
         }
     }
 
@@ -110,6 +134,7 @@ impl<'r> TaskRun<'r> {
             config: self.config,
             network_mode: self.network_mode,
             volumes: &self.volumes,
+            credentials_id: self.credentials_id,
         }
     }
 
@@ -137,13 +162,17 @@ impl<'r> TaskRun<'r> {
         } else if let Err(e) = self.adopt().await {
             self.docker_failed(&e.to_string());
         }
+        self.register_endpoint_ids();
         self.on_assignment(assignment.borrow_and_update().clone());
         self.prepare();
         self.step();
         let mut assignment_open = true;
         let mut next_resync = Instant::now() + RESYNC_EVERY;
         while self.progress.last_status != TaskStatus::Stopped {
-            let wake = [Some(next_resync), self.retry_at, self.next_dependency_deadline()].into_iter().flatten().min();
+            let wake = [Some(next_resync), self.retry_at, self.next_dependency_deadline(), self.next_exit_verdict()]
+                .into_iter()
+                .flatten()
+                .min();
             let wake = wake.unwrap_or(next_resync);
             tokio::select! {
                 changed = assignment.changed(), if assignment_open => match changed {
@@ -173,10 +202,26 @@ impl<'r> TaskRun<'r> {
                         next_resync = now + RESYNC_EVERY;
                         self.resync().await;
                     }
+                    for i in 0..self.ctrs.len() {
+                        if self.ctrs[i].exit_hold_until.is_some_and(|t| t <= now) {
+                            self.refresh(i).await;
+                        }
+                    }
                 }
             }
             self.step();
         }
+        if let Some(e) = &self.config.endpoint {
+            e.forget_task(&self.assignment.task_arn);
+        }
+    }
+
+    /// Tells the task endpoint the ids of the task's containers and credentials.
+    fn register_endpoint_ids(&self) {
+        let Some(e) = &self.config.endpoint else { return };
+        let containers: Vec<(EndpointId, String)> =
+            self.ctrs.iter().filter_map(|c| Some((c.endpoint_id?, c.name.clone()))).collect();
+        e.tasks().register(&self.assignment.task_arn, self.credentials_id, &containers);
     }
 
     /// Finds containers this instance already created for the task (an agent restart)
@@ -202,6 +247,14 @@ impl<'r> TaskRun<'r> {
         for i in adopted {
             let id = self.ctrs[i].id.clone().unwrap_or_default();
             let observed = self.machine.docker.inspect(&id).await?;
+            // The endpoint ids the container was told at create stay its ids.
+            let ids = endpoint::env::ids_in_env(&observed.env);
+            if self.config.endpoint.is_some() && !self.ctrs[i].internal {
+                self.ctrs[i].endpoint_id = ids.metadata.or(self.ctrs[i].endpoint_id);
+                if self.credentials_id.is_some() {
+                    self.credentials_id = ids.credentials.or(self.credentials_id);
+                }
+            }
             self.ctrs[i].docker_name = observed.name.clone();
             self.ctrs[i].phase = Phase::Created;
             match self.machine.docker.image_digest(&observed.image_id).await {
@@ -211,6 +264,7 @@ impl<'r> TaskRun<'r> {
             }
             tracing::info!(container = %self.ctrs[i].name, id = %id, "adopted an existing container");
             self.observe(i, observed);
+            self.ship(i);
         }
         Ok(())
     }
@@ -233,7 +287,10 @@ impl<'r> TaskRun<'r> {
             }
             _ => None,
         };
-        if self.stopping || (images.is_empty() && network.is_none()) {
+        let wanted = secrets::Wanted::of(
+            self.ctrs.iter().filter(|c| c.phase == Phase::Waiting && !c.internal).map(|c| (c.name.as_str(), &c.def)),
+        );
+        if self.stopping || (images.is_empty() && network.is_none() && wanted.is_empty()) {
             self.prepared = true;
             return;
         }
@@ -241,16 +298,47 @@ impl<'r> TaskRun<'r> {
         let docker = self.machine.docker.clone();
         let behavior = self.config.pull_behavior;
         let pulled = self.machine.pulled.clone();
-        let login = self.config.registry_login.clone();
+        // Images come from ECR with the task's execution role when it has one.
+        let login = match (self.config.registry_login.as_ref(), self.execution_role()) {
+            (Some(l), Some(role)) => Some(std::sync::Arc::new(l.with_credentials(role))),
+            (login, _) => login.cloned(),
+        };
         let volumes: Vec<VolumeSource> = self.volumes.values().cloned().collect();
+        let fetcher = self.config.secrets.clone();
+        let role = self.execution_role();
+        let region = self.assignment.task_arn.split(':').nth(3).unwrap_or_default().to_string();
         self.ops.push(
             async move {
-                if let Some(setup) = network {
-                    if let Err(reason) = engine::set_up_network(&docker, &setup).await {
-                        return Done::Prepared(Err(reason));
+                // Secrets and the network at once; both before the pulls, which may need a
+                // repository's credentials.
+                let secrets = async {
+                    match fetcher {
+                        _ if wanted.is_empty() => Ok(secrets::Resolved::default()),
+                        Some(f) => f.resolve(&wanted, &region, role).await,
+                        None => Err("CannotCreateContainerError: secrets is not supported by this agent".to_string()),
                     }
-                }
-                Done::Prepared(engine::prepare(&docker, behavior, &pulled, login.as_deref(), &images, &volumes).await)
+                };
+                let network = async {
+                    match network {
+                        Some(setup) => engine::set_up_network(&docker, &setup).await,
+                        None => Ok(()),
+                    }
+                };
+                let prepared = async {
+                    let (secrets, ()) = futures_util::future::try_join(secrets, network).await?;
+                    let digests = engine::prepare(
+                        &docker,
+                        behavior,
+                        &pulled,
+                        login.as_deref(),
+                        &secrets.registry,
+                        &images,
+                        &volumes,
+                    )
+                    .await?;
+                    Ok(engine::Prepared { digests, secrets })
+                };
+                Done::Prepared(prepared.await)
             }
             .boxed(),
         );
@@ -269,6 +357,9 @@ impl<'r> TaskRun<'r> {
             return;
         };
         tracing::debug!(container = %self.ctrs[i].name, action = %e.action, "docker event");
+        if e.action == "oom" {
+            self.ctrs[i].oom_event = true;
+        }
         self.refresh(i).await;
     }
 
@@ -283,11 +374,14 @@ impl<'r> TaskRun<'r> {
             Done::Prepared(result) => {
                 self.progress.pull_stopped_at = Some(Timestamp::now());
                 match result {
-                    Ok(digests) => {
+                    Ok(mut prepared) => {
                         self.prepared = true;
                         for c in &mut self.ctrs {
                             if c.image_digest.is_none() {
-                                c.image_digest = c.def.image.as_ref().and_then(|i| digests.get(i).cloned());
+                                c.image_digest = c.def.image.as_ref().and_then(|i| prepared.digests.get(i).cloned());
+                            }
+                            if let Some(s) = prepared.secrets.containers.remove(&c.name) {
+                                c.secrets = s;
                             }
                         }
                     }
@@ -313,7 +407,10 @@ impl<'r> TaskRun<'r> {
             Done::Started(i, result) => {
                 self.ctrs[i].pending = None;
                 match result {
-                    Ok(()) => self.refresh(i).await,
+                    Ok(()) => {
+                        self.ship(i);
+                        self.refresh(i).await
+                    }
                     Err(e) => {
                         // A start that timed out may have happened all the same.
                         let id = self.ctrs[i].id.clone().unwrap_or_default();
@@ -327,6 +424,10 @@ impl<'r> TaskRun<'r> {
                         }
                     }
                 }
+            }
+            Done::Flushed(i) => {
+                tracing::debug!(container = %self.ctrs[i].name, "the container's output is shipped");
+                self.flushing -= 1;
             }
             Done::Removed(i, result) => {
                 self.ctrs[i].pending = None;
@@ -410,6 +511,10 @@ impl<'r> TaskRun<'r> {
     }
 
     fn observe(&mut self, i: usize, o: Observed) {
+        let c = &mut self.ctrs[i];
+        c.created_at = o.created_at.or(c.created_at);
+        c.image_id = Some(o.image_id.clone()).filter(|id| !id.is_empty());
+        c.addresses.clone_from(&o.addresses);
         match rules::observe(&mut self.ctrs[i], &o, self.network_mode, self.stopping, Instant::now()) {
             Seen::Nothing => {}
             Seen::Restart => {
@@ -471,14 +576,27 @@ impl<'r> TaskRun<'r> {
     /// Takes every step the state allows now, then reports.
     fn step(&mut self) {
         self.advance();
-        let computed = rules::task_status(&self.ctrs, self.stopping, self.pause_removed);
+        self.await_shipping();
+        let torn_down = self.pause_removed && self.flushing == 0;
+        let computed = rules::task_status(&self.ctrs, self.stopping, torn_down);
         report::advance_status(&mut self.progress, computed, &self.ctrs, Timestamp::now());
+        self.publish();
         let report = report::task_report(&self.progress, &self.ctrs);
         if self.last_report.as_ref() != Some(&report) {
             tracing::debug!(status = report.last_status.as_str(), "report");
             // A closed channel means nobody listens any more; the task still runs its course.
             let _ = self.reports.send(report.clone());
             self.last_report = Some(report);
+        }
+    }
+
+    /// Shows the task endpoint what changed.
+    fn publish(&mut self) {
+        let Some(e) = &self.config.endpoint else { return };
+        let now = snapshot::task(&self.assignment, &self.progress, &self.ctrs, self.network_mode, self.awsvpc.as_ref());
+        if self.published.as_ref() != Some(&now) {
+            e.tasks().publish(now.clone());
+            self.published = Some(now);
         }
     }
 
@@ -582,8 +700,86 @@ impl<'r> TaskRun<'r> {
     fn start(&mut self, i: usize) {
         let Some(id) = self.ctrs[i].id.clone() else { return };
         let (docker, limit) = (self.machine.docker.clone(), self.config.start_timeout);
+        // An awslogs container's group and stream are made first, as Docker's driver
+        // makes them when the container starts.
+        let logs = match (&self.config.awslogs, awslogs::uses_awslogs(&self.ctrs[i].def)) {
+            (_, false) => None,
+            (Some(shipping), true) => shipping.prepare(&self.log_container(i, &id)).map(|f| f.boxed()),
+            (None, true) => Some(
+                async {
+                    Err("the awslogs log driver needs the agent's CloudWatch Logs endpoint, and this runner has none"
+                        .to_string())
+                }
+                .boxed(),
+            ),
+        };
         self.ctrs[i].pending = Some(Pending::Start);
-        self.ops.push(async move { Done::Started(i, docker.start(&id, limit).await) }.boxed());
+        self.ops.push(
+            async move {
+                if let Some(prepare) = logs {
+                    if let Err(e) = prepare.await {
+                        return Done::Started(i, Err(DockerError::Failed(e)));
+                    }
+                }
+                Done::Started(i, docker.start(&id, limit).await)
+            }
+            .boxed(),
+        );
+    }
+
+    /// The task's execution role as SDK credentials, when it has one and the agent has
+    /// a task endpoint (whose store holds the credentials the control plane sends).
+    fn execution_role(&self) -> Option<aws_credential_types::provider::SharedCredentialsProvider> {
+        let has_role = self.assignment.overrides.as_ref().and_then(|o| o.execution_role_arn.as_ref()).is_some()
+            || self.assignment.definition.execution_role_arn.is_some();
+        let endpoint = self.config.endpoint.as_ref().filter(|_| has_role)?;
+        Some(aws_credential_types::provider::SharedCredentialsProvider::new(
+            crate::endpoint::execution::ExecutionRole::new(endpoint.clone(), self.assignment.task_arn.clone()),
+        ))
+    }
+
+    /// A container of this task as log shipping names it.
+    fn log_container<'a>(&'a self, i: usize, id: &'a str) -> awslogs::Container<'a> {
+        let arn = &self.assignment.task_arn;
+        let role = self.execution_role();
+        awslogs::Container {
+            def: &self.ctrs[i].def,
+            name: &self.ctrs[i].name,
+            task_id: arn.rsplit('/').next().unwrap_or(arn),
+            id,
+            role,
+        }
+    }
+
+    /// Ships an awslogs container's output, unless a shipper for it still runs.
+    fn ship(&mut self, i: usize) {
+        let Some(shipping) = self.config.awslogs.clone() else { return };
+        if self.shippers.get(&i).is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let Some(id) = self.ctrs[i].id.clone() else { return };
+        if let Some(handle) = shipping.spawn(&self.machine.docker, &self.log_container(i, &id)) {
+            self.shippers.insert(i, handle);
+        }
+    }
+
+    /// Once a container has stopped, waits (within a limit) for its output to be shipped.
+    fn await_shipping(&mut self) {
+        let stopped: Vec<usize> =
+            self.shippers.keys().copied().filter(|&i| self.ctrs[i].phase == Phase::Stopped).collect();
+        for i in stopped {
+            let Some(handle) = self.shippers.remove(&i) else { continue };
+            self.flushing += 1;
+            self.ops.push(
+                async move {
+                    if !handle.finished().await {
+                        tracing::warn!("log shipping stores nothing; the task stops without waiting for it");
+                    }
+                    Done::Flushed(i)
+                }
+                .boxed(),
+            );
+        }
     }
 
     fn stop(&mut self, i: usize) {
@@ -597,12 +793,23 @@ impl<'r> TaskRun<'r> {
     }
 
     /// The earliest moment at which a dependency wait times out.
+    /// When the first exit held for Docker's OOM verdict is taken as it stands.
+    fn next_exit_verdict(&self) -> Option<Instant> {
+        self.ctrs.iter().filter(|c| c.phase != Phase::Stopped).filter_map(|c| c.exit_hold_until).min()
+    }
+
     fn next_dependency_deadline(&self) -> Option<Instant> {
         if self.stopping {
             return None;
         }
         self.conditions().next_deadline()
     }
+}
+
+/// Whether the task runs with a task role (the override's, else the definition's).
+fn has_task_role(a: &TaskAssignment) -> bool {
+    let overridden = a.overrides.as_ref().and_then(|o| o.task_role_arn.as_deref());
+    overridden.or(a.definition.task_role_arn.as_deref()).is_some_and(|r| !r.is_empty())
 }
 
 /// The next event, or never when there is no subscription (so `select!` waits on the rest).

@@ -17,8 +17,8 @@ use control_plane::Caller;
 use model::ecr::shapes::{self as w, LayerAvailability};
 use model::ecr::ImageFailureCode;
 
+use super::input;
 use super::registry::LAYER_URL_CREDENTIAL;
-use crate::ecs::input;
 use crate::{ok, Api, ApiError};
 
 /// Answers the operations of this module; `None` for any other.

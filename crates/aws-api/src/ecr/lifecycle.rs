@@ -23,7 +23,8 @@ use model::ecr::shapes as w;
 use model::ecr::stored::{Expiring, PreviewStatus};
 use model::Timestamp;
 
-use crate::ecs::{input, no_model_rules, validate_with_model, Validate};
+use super::input;
+use crate::ecs::{no_model_rules, validate_with_model, Validate};
 use crate::{ok, Api, ApiError};
 
 /// The Berth-specific ECR operation that enforces lifecycle policies now.

@@ -18,7 +18,7 @@ use control_plane::ControlPlane;
 use model::ecr::shapes as w;
 use model::ecr::{Encryption, EncryptionType, Image, Repository, TagMutability, TagStatus};
 
-use crate::ecs::{input, Validate};
+use crate::ecs::{input_worded, EnumWording, Validate};
 use crate::{ok, ApiError};
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921";
@@ -44,6 +44,11 @@ crate::ecs::validate_with_model!(
 
 /// `host` is the `Host` the client called; the registry answers on the same address, so
 /// repository URIs and the proxy endpoint name it.
+/// Decodes an ECR input shape; a wrong enum value is an `InvalidParameterException`.
+pub(crate) fn input<T: serde::de::DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError> {
+    input_worded(body, EnumWording::Model)
+}
+
 pub async fn dispatch(
     api: &crate::Api,
     caller: &Caller,
@@ -93,8 +98,12 @@ pub async fn dispatch(
             let r: w::GetAuthorizationTokenRequest = input(body)?;
             let entries = control_plane::ecr::authorization_entries(caller, &r.registry_ids.unwrap_or_default())?;
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let (token, expires_at) =
-                cp.credentials.registry_token(&caller.scope.account, caller.scope.region.as_str(), now)?;
+            let (token, expires_at) = cp.credentials.registry_token(
+                &caller.scope.account,
+                caller.scope.region.as_str(),
+                &caller.principal,
+                now,
+            )?;
             use base64::Engine;
             let encoded = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{token}"));
             let data = w::AuthorizationData {

@@ -11,7 +11,8 @@ use control_plane::ecr::policies::TagError;
 use control_plane::Caller;
 use model::ecr::shapes as w;
 
-use crate::ecs::{input, Validate};
+use super::input;
+use crate::ecs::Validate;
 use crate::{ok, ApiError};
 
 crate::ecs::validate_with_model!(

@@ -177,6 +177,26 @@ impl Authorize for TokenAuth {
             .ecr()
             .registry_target(&grant, repo.as_str(), actions)
             .map_err(|e| AuthError::Denied(e.to_string()))?;
+        if grant.principal != control_plane::Principal::Root {
+            // The token's principal needs each of the request's ECR actions on the
+            // repository, as the API's calls do.
+            let caller = control_plane::Caller {
+                scope: model::Scope {
+                    account: grant.account.clone(),
+                    region: model::Region::parse(&grant.region).map_err(|e| AuthError::Denied(e.to_string()))?,
+                },
+                principal: grant.principal.clone(),
+            };
+            let arn = format!("arn:aws:ecr:{}:{}:repository/{name}", owner.region, owner.account);
+            for action in actions {
+                let access = control_plane::iam::authz::Access {
+                    action: format!("ecr:{action}"),
+                    resources: vec![arn.clone()],
+                    context: vec![],
+                };
+                self.control.iam().authorize(&caller, &access).map_err(|e| AuthError::Denied(e.to_string()))?;
+            }
+        }
         let repository = registry::RepoName::parse(name.as_str()).map_err(|e| AuthError::Denied(e.to_string()))?;
         let namespace = Namespace { account: owner.account.to_string(), region: owner.region.to_string() };
         Ok(Grant { namespace, repository: Some(repository) })

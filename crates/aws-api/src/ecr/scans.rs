@@ -10,7 +10,8 @@ use control_plane::ControlPlane;
 use model::ecr::shapes as w;
 use model::ecr::stored::{Finding, FindingSeverity, ImageScan, ScanStatus};
 
-use crate::ecs::{input, Validate};
+use super::input;
+use crate::ecs::Validate;
 use crate::{ok, ApiError};
 
 crate::ecs::validate_with_model!(w::StartImageScanRequest, w::DescribeImageScanFindingsRequest);

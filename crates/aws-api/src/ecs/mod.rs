@@ -78,15 +78,80 @@ no_model_rules!(
     w::ListAccountSettingsRequest,
 );
 
-/// Decodes an input shape and applies the model's rules to it.
+/// How a JSON service words the refusal of a value outside a member's enum. Both answer
+/// `InvalidParameterException` and name the member; a `SerializationException` is kept for
+/// what is not JSON of the input's shape (wrong types, unknown members).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnumWording {
+    /// ECS: `include should be one of [ATTACHMENTS,SETTINGS,STATISTICS,TAGS]`.
+    Ecs,
+    /// The AWS model validator's sentence, as ECR and CloudWatch Logs answer it.
+    Model,
+}
+
+/// Decodes an ECS input shape and applies the model's rules to it.
 pub(crate) fn input<T: serde::de::DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError> {
-    let value: T = decode(body)?;
+    input_worded(body, EnumWording::Ecs)
+}
+
+/// Decodes an input shape, answering a wrong enum value as the service does, and applies
+/// the model's rules to it.
+pub(crate) fn input_worded<T: serde::de::DeserializeOwned + Validate>(
+    body: &[u8],
+    wording: EnumWording,
+) -> Result<T, ApiError> {
+    let value: T = decode(body).map_err(|e| match enum_violation::<T>(body) {
+        Some(v) => ApiError::invalid_parameter(v.message(wording)),
+        None => e,
+    })?;
     let violations = value.violations();
     match violations.as_slice() {
         [] => Ok(value),
         [one] => Err(ApiError::invalid_parameter(one.to_string())),
         [first, rest @ ..] => Err(ApiError::invalid_parameter(format!("{first} (and {} more problems)", rest.len()))),
     }
+}
+
+/// A value outside a member's enum, found while decoding.
+#[derive(Debug, PartialEq, Eq)]
+struct EnumViolation {
+    /// Where the member is, as `include[0]` or `containerDefinitions[0].logConfiguration.logDriver`.
+    path: String,
+    value: String,
+    allowed: Vec<String>,
+}
+
+impl EnumViolation {
+    fn message(&self, wording: EnumWording) -> String {
+        match wording {
+            EnumWording::Ecs => format!("{} should be one of [{}]", self.path, self.allowed.join(",")),
+            EnumWording::Model => format!(
+                "1 validation error detected: Value '{}' at '{}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                self.value,
+                self.path,
+                self.allowed.join(", ")
+            ),
+        }
+    }
+}
+
+/// Decodes `body` again, only after decoding failed, to tell a wrong enum value from other
+/// faults. The generated shapes refuse one with the sentence `invalid value '<value>' for
+/// <Enum>; valid values: A, B` (`tools/gen_shapes.py`); serde hands it on as text, so the
+/// text is read back here, and a unit test pins the two together.
+fn enum_violation<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<EnumViolation> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let err = serde_path_to_error::deserialize::<_, T>(de).err()?;
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let text = inner.to_string();
+    let position = format!(" at line {} column {}", inner.line(), inner.column());
+    let text = text.strip_suffix(&position).unwrap_or(&text);
+    let (head, allowed) = text.strip_prefix("invalid value '")?.rsplit_once("; valid values: ")?;
+    let (value, _enum) = head.rsplit_once("' for ")?;
+    let allowed = allowed.split(", ").map(str::to_string).collect();
+    Some(EnumViolation { path, value: value.to_string(), allowed })
 }
 
 pub async fn dispatch(
@@ -353,18 +418,17 @@ fn attribute_shape(a: model::ecs::Attribute) -> w::Attribute {
     }
 }
 
-/// The statistics ECS reports for a cluster. Every task and service runs on EC2 (Fargate
-/// is not built yet), so the Fargate counts are zero, which is the truth.
+/// The statistics ECS reports for a cluster, by where tasks run.
 fn statistics(n: &ClusterCounts) -> Vec<w::KeyValuePair> {
     [
-        ("runningEC2TasksCount", n.running_tasks),
-        ("runningFargateTasksCount", 0),
-        ("pendingEC2TasksCount", n.pending_tasks),
-        ("pendingFargateTasksCount", 0),
-        ("activeEC2ServiceCount", n.active_services),
-        ("activeFargateServiceCount", 0),
-        ("drainingEC2ServiceCount", n.draining_services),
-        ("drainingFargateServiceCount", 0),
+        ("runningEC2TasksCount", n.running_tasks.ec2),
+        ("runningFargateTasksCount", n.running_tasks.fargate),
+        ("pendingEC2TasksCount", n.pending_tasks.ec2),
+        ("pendingFargateTasksCount", n.pending_tasks.fargate),
+        ("activeEC2ServiceCount", n.active_services.ec2),
+        ("activeFargateServiceCount", n.active_services.fargate),
+        ("drainingEC2ServiceCount", n.draining_services.ec2),
+        ("drainingFargateServiceCount", n.draining_services.fargate),
     ]
     .into_iter()
     .map(|(k, v)| w::KeyValuePair { name: Some(k.into()), value: Some(v.to_string()) })
@@ -379,9 +443,9 @@ fn cluster_shape(cp: &control_plane::ControlPlane, c: &Cluster, include: &[Clust
         cluster_name: Some(c.name.to_string()),
         status: Some(c.status.as_str().into()),
         registered_container_instances_count: Some(n.registered_instances as i32),
-        running_tasks_count: Some(n.running_tasks as i32),
-        pending_tasks_count: Some(n.pending_tasks as i32),
-        active_services_count: Some(n.active_services as i32),
+        running_tasks_count: Some(n.running_tasks.total() as i32),
+        pending_tasks_count: Some(n.pending_tasks.total() as i32),
+        active_services_count: Some(n.active_services.total() as i32),
         statistics: Some(if has(ClusterField::Statistics) { statistics(&n) } else { Vec::new() }),
         tags: Some(if has(ClusterField::Tags) { tags_shape(&c.tags) } else { Vec::new() }),
         settings: has(ClusterField::Settings).then(|| c.settings.clone()),
@@ -432,5 +496,58 @@ fn task_definition_shape(td: &TaskDefinition) -> w::TaskDefinition {
         registered_by: Some(td.registered_by.clone()),
         ephemeral_storage: d.ephemeral_storage,
         enable_fault_injection: d.enable_fault_injection,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused<T: serde::de::DeserializeOwned + Validate + std::fmt::Debug>(
+        body: &str,
+        wording: EnumWording,
+    ) -> ApiError {
+        input_worded::<T>(body.as_bytes(), wording).unwrap_err()
+    }
+
+    #[test]
+    fn a_wrong_enum_value_is_an_invalid_parameter_naming_the_member() {
+        let e = refused::<w::ListTasksRequest>(r#"{"desiredStatus": "DONE"}"#, EnumWording::Ecs);
+        assert_eq!(e.code, "InvalidParameterException");
+        assert_eq!(e.message, "desiredStatus should be one of [RUNNING,PENDING,STOPPED]");
+
+        let e = refused::<w::DescribeClustersRequest>(r#"{"include": ["TAGS", "NOPE"]}"#, EnumWording::Ecs);
+        assert_eq!(e.code, "InvalidParameterException");
+        assert!(e.message.starts_with("include[1] should be one of [ATTACHMENTS,"), "{}", e.message);
+
+        let td = r#"{"family": "f", "containerDefinitions": [{"name": "a", "image": "i",
+            "logConfiguration": {"logDriver": "carrier-pigeon"}}]}"#;
+        let e = refused::<w::RegisterTaskDefinitionRequest>(td, EnumWording::Ecs);
+        assert_eq!(e.code, "InvalidParameterException");
+        assert!(e.message.starts_with("containerDefinitions[0].logConfiguration.logDriver should be one of ["));
+
+        let e = refused::<model::ecr::shapes::PutImageTagMutabilityRequest>(
+            r#"{"repositoryName": "r", "imageTagMutability": "SOMETIMES"}"#,
+            EnumWording::Model,
+        );
+        assert_eq!(e.code, "InvalidParameterException");
+        assert!(
+            e.message.starts_with(
+                "1 validation error detected: Value 'SOMETIMES' at 'imageTagMutability' failed to satisfy constraint: Member must satisfy enum value set: [MUTABLE, IMMUTABLE"
+            ),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn other_decoding_faults_stay_serialization_exceptions() {
+        for body in [r#"{"desiredStatus": 5}"#, r#"{"desiredStatus": "RUNNING", "bogus": 1}"#, "{", "[1, 2]"] {
+            let e = refused::<w::ListTasksRequest>(body, EnumWording::Ecs);
+            assert_eq!(e.code, "SerializationException", "{body}: {}", e.message);
+        }
+        // A value that only looks like the generated sentence is still just a wrong value.
+        let e = refused::<w::ListTasksRequest>(r#"{"desiredStatus": "x' for Y; valid values: A"}"#, EnumWording::Ecs);
+        assert_eq!(e.message, "desiredStatus should be one of [RUNNING,PENDING,STOPPED]");
     }
 }

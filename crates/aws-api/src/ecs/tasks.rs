@@ -449,7 +449,7 @@ fn instance_shape(v: &InstanceView) -> w::ContainerInstance {
     w::ContainerInstance {
         container_instance_arn: Some(arn),
         ec2_instance_id: Some(i.ec2_instance_id.clone()),
-        version: Some(1),
+        version: Some(i.version),
         version_info: Some(w::VersionInfo {
             agent_version: Some(i.agent_version.clone()),
             agent_hash: Some(i.agent_hash.clone()),

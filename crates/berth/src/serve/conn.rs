@@ -126,11 +126,14 @@ pub struct Supervised<S> {
     inner: S,
     activity: Arc<Activity>,
     pace: Pace,
+    /// The client's address, handed to each request as axum's `ConnectInfo` (IAM's
+    /// `aws:SourceIp`).
+    peer: std::net::SocketAddr,
 }
 
 impl<S> Supervised<S> {
-    pub fn new(inner: S, activity: Arc<Activity>, pace: Pace) -> Supervised<S> {
-        Supervised { inner, activity, pace }
+    pub fn new(inner: S, activity: Arc<Activity>, pace: Pace, peer: std::net::SocketAddr) -> Supervised<S> {
+        Supervised { inner, activity, pace, peer }
     }
 }
 
@@ -151,7 +154,8 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let guard = self.activity.begin_request();
-        let (request, body_ended) = self.pace.wrap(request.map(Body::new));
+        let (mut request, body_ended) = self.pace.wrap(request.map(Body::new));
+        request.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
         let response = self.inner.call(request);
         Box::pin(async move {
             let mut response = response.await?;

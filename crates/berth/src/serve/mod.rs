@@ -46,6 +46,7 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         agent_timeout: args.agent_timeout,
         lost_instance_grace: args.lost_instance_grace,
         logs_dir: Some(args.data.data_dir.join("logs")),
+        sealer: control_plane::sealing::Sealer::for_data_dir(&args.data.data_dir)?,
     };
     let control = Arc::new(ControlPlane::open_with(dir.store(), config)?);
 
@@ -100,6 +101,10 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     // Stopped tasks are forgotten after the retention, as ECS does, until shutdown.
     let reaper = control.clone().run_task_reaper(args.stopped_task_retention, shutdown.clone().cancelled_owned());
     tasks.spawn("task reaper", reaper);
+    // Tasks' role credentials are renewed before they expire, until shutdown.
+    let roles =
+        control.clone().run_role_refresh(std::time::Duration::from_secs(60), shutdown.clone().cancelled_owned());
+    tasks.spawn("task role credentials", roles);
     // Lifecycle policies are enforced at start and then every interval, until shutdown.
     let lifecycle = control_plane::ecr::registry::enforcement::run_schedule(
         control.clone(),
@@ -120,6 +125,13 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         shutdown.clone().cancelled_owned(),
     );
     tasks.spawn("log retention", expiry);
+    // Secrets past their recovery window are removed, until shutdown.
+    let purge = control_plane::secrets::run_purge(
+        control.clone(),
+        control_plane::secrets::PURGE_INTERVAL,
+        shutdown.clone().cancelled_owned(),
+    );
+    tasks.spawn("secret deletion", purge);
     if with_agent && !args.no_agent {
         if public.tls {
             // The agent's channel is a plain WebSocket client; it cannot reach a TLS
@@ -367,7 +379,7 @@ impl Lanes {
             }
         };
         builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-        let service = TowerToHyperService::new(conn::Supervised::new(app, activity.clone(), self.pace.clone()));
+        let service = TowerToHyperService::new(conn::Supervised::new(app, activity.clone(), self.pace.clone(), peer));
         let io = TokioIo::new(conn::Watched::new(io, activity.clone()));
         let conn = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);

@@ -158,6 +158,8 @@ async fn network_configuration_is_checked_as_ecs_checks_it() {
     let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
     _c = cleanup(&b, "default");
     let ecs = b.ecs().await;
+    // The cluster exists once the agent has registered; the checks under test come after.
+    crate::services::wait_instances(&ecs, "default", 1).await;
     register(&ecs).await;
     ecs.register_task_definition()
         .family("bridge")

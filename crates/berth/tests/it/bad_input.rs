@@ -242,3 +242,29 @@ async fn nothing_changes_and_the_server_stays_healthy() {
     let health = reqwest::get(format!("{}/_berth/health", b.endpoint)).await.unwrap();
     assert!(health.status().is_success());
 }
+
+#[tokio::test]
+async fn wrong_enum_value_is_an_invalid_parameter_naming_the_member() {
+    let b = berth().await;
+    let (status, code, message) = refused(&b, "ListTasks", r#"{"desiredStatus": "DONE"}"#).await;
+    assert_eq!((status, code.as_str()), (400, "InvalidParameterException"));
+    assert_eq!(message, "desiredStatus should be one of [RUNNING,PENDING,STOPPED]");
+
+    // Through the SDK, which lets a caller send a value its model does not know.
+    let ecs = b.ecs().await;
+    let include = aws_sdk_ecs::types::ClusterField::from("EVERYTHING");
+    let e = ecs.describe_clusters().include(include).send().await.unwrap_err();
+    assert_eq!(testkit::error_code(&e), "InvalidParameterException");
+    let ecr = b.ecr().await;
+    let e = ecr
+        .create_repository()
+        .repository_name("app")
+        .image_tag_mutability("SOMETIMES".into())
+        .send()
+        .await
+        .unwrap_err();
+    let e = e.into_service_error();
+    assert!(e.is_invalid_parameter_exception(), "{e:?}");
+    assert!(format!("{e}").contains("at 'imageTagMutability'"), "{e}");
+    assert!(ecr.describe_repositories().send().await.unwrap().repositories().is_empty());
+}

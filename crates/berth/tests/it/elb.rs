@@ -1013,3 +1013,113 @@ async fn slow_clients_and_slow_targets_hold_up_no_one_else() {
     }
     drop(stalled);
 }
+
+/// The code and message of a refused ELBv2 call.
+fn refusal<E, R>(e: aws_sdk_elasticloadbalancingv2::error::SdkError<E, R>) -> (String, String)
+where
+    E: aws_sdk_elasticloadbalancingv2::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = error_code(&e);
+    let message = match &e {
+        aws_sdk_elasticloadbalancingv2::error::SdkError::ServiceError(s) => s.err().message().unwrap_or_default(),
+        _ => "",
+    };
+    (code, message.to_string())
+}
+
+#[tokio::test]
+async fn wrong_enum_values_are_validation_errors_naming_the_member() {
+    let b = server().await;
+    let elb = elbv2(&b).await;
+    let (vpc, subnets) = subnets(&b).await;
+    let lb = |name: &str| elb.create_load_balancer().name(name).subnets(&subnets[0]).subnets(&subnets[1]);
+    let tg = |name: &str| elb.create_target_group().name(name).protocol("HTTP".into()).port(80).vpc_id(&vpc);
+    let expect = |(code, message): (String, String), member: &str| {
+        assert_eq!(code, "ValidationError", "{message}");
+        assert!(
+            message.contains(&format!(
+                "at '{member}' failed to satisfy constraint: Member must satisfy enum value set: ["
+            )),
+            "{message}"
+        );
+    };
+    expect(refusal(lb("a").scheme("public".into()).send().await.unwrap_err()), "scheme");
+    expect(refusal(lb("b").r#type("classic".into()).send().await.unwrap_err()), "type");
+    expect(refusal(lb("c").ip_address_type("ipv5".into()).send().await.unwrap_err()), "ipAddressType");
+    expect(refusal(tg("d").protocol("HTTP2".into()).send().await.unwrap_err()), "protocol");
+    expect(refusal(tg("e").target_type("container".into()).send().await.unwrap_err()), "targetType");
+    expect(refusal(tg("f").health_check_protocol("PING".into()).send().await.unwrap_err()), "healthCheckProtocol");
+    // Values of the enum that Berth does not serve keep their own codes.
+    assert_eq!(refusal(lb("g").r#type("network".into()).send().await.unwrap_err()).0, "InvalidConfigurationRequest");
+    assert_eq!(refusal(tg("h").protocol("TCP".into()).send().await.unwrap_err()).0, "UnsupportedProtocol");
+
+    let lb = elb.create_load_balancer().name("ok").subnets(&subnets[0]).subnets(&subnets[1]).send().await.unwrap();
+    let lb_arn = lb.load_balancers()[0].load_balancer_arn().unwrap();
+    let listener = |protocol: &str, action: Action| {
+        elb.create_listener().load_balancer_arn(lb_arn).protocol(protocol.into()).port(80).default_actions(action)
+    };
+    let fixed = FixedResponseActionConfig::builder().status_code("200").build();
+    let answer = Action::builder().r#type(ActionTypeEnum::FixedResponse).fixed_response_config(fixed).build();
+    expect(refusal(listener("SMTP", answer.clone()).send().await.unwrap_err()), "protocol");
+    let odd = Action::builder().r#type("teleport".into()).build();
+    expect(refusal(listener("HTTP", odd).send().await.unwrap_err()), "type");
+    let redirect = RedirectActionConfig::builder().status_code("HTTP_307".into()).build();
+    let odd = Action::builder().r#type(ActionTypeEnum::Redirect).redirect_config(redirect).build();
+    expect(refusal(listener("HTTP", odd).send().await.unwrap_err()), "statusCode");
+    listener("HTTP", answer).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn names_follow_elbv2_rules_and_any_vpc_security_group_is_accepted() {
+    let b = server().await;
+    let elb = elbv2(&b).await;
+    let (vpc, subnets) = subnets(&b).await;
+    let tg = |name: &str| elb.create_target_group().name(name).protocol("HTTP".into()).port(80).vpc_id(&vpc);
+    // Consecutive hyphens are allowed by the API (only AWS's console refuses them).
+    let made = tg("Na--me").send().await.unwrap();
+    assert_eq!(made.target_groups()[0].target_group_name(), Some("Na--me"));
+    for (name, message) in [
+        ("web-", "Target group name 'web-' cannot begin or end with '-'"),
+        ("-web", "Target group name '-web' cannot begin or end with '-'"),
+        ("a_b", "Target group name 'a_b' can only contain characters that are alphanumeric characters or hyphens(-)"),
+        (
+            "abcdefghijklmnopqrstuvwxyz0123456",
+            "Target group name 'abcdefghijklmnopqrstuvwxyz0123456' cannot be longer than '32' characters",
+        ),
+    ] {
+        assert_eq!(refusal(tg(name).send().await.unwrap_err()), ("ValidationError".into(), message.into()));
+    }
+
+    let ec2 = crate::ec2::ec2(&b).await;
+    let group = |name: &str| ec2.create_security_group().group_name(name).description("lb").vpc_id(&vpc).send();
+    let web = group("web").await.unwrap().group_id().unwrap().to_string();
+    let admin = group("admin").await.unwrap().group_id().unwrap().to_string();
+    let lb = |name: &str| elb.create_load_balancer().name(name).subnets(&subnets[0]).subnets(&subnets[1]);
+    let made = lb("Lb--one").security_groups(&web).send().await.unwrap();
+    let made = &made.load_balancers()[0];
+    assert_eq!(made.security_groups(), std::slice::from_ref(&web));
+    let arn = made.load_balancer_arn().unwrap();
+    let set = elb.set_security_groups().load_balancer_arn(arn).security_groups(&web).security_groups(&admin);
+    assert_eq!(set.send().await.unwrap().security_group_ids(), [web.clone(), admin.clone()]);
+    let d = elb.describe_load_balancers().load_balancer_arns(arn).send().await.unwrap();
+    assert_eq!(d.load_balancers()[0].security_groups(), [web.clone(), admin]);
+
+    let (code, _) = refusal(lb("two").security_groups("sg-0123456789abcdef0").send().await.unwrap_err());
+    assert_eq!(code, "InvalidSecurityGroup");
+    let e = elb.set_security_groups().load_balancer_arn(arn).security_groups("sg-nope").send().await.unwrap_err();
+    assert_eq!(refusal(e).0, "InvalidSecurityGroup");
+    let mut six = lb("six");
+    for i in 0..6 {
+        six = six.security_groups(group(&format!("g{i}")).await.unwrap().group_id().unwrap());
+    }
+    assert_eq!(refusal(six.send().await.unwrap_err()).0, "InvalidConfigurationRequest");
+    // Another account's group is not one of this VPC's.
+    let other = b.create_account();
+    let theirs = aws_sdk_ec2::Client::new(&b.sdk_config(&other, "us-east-1").await);
+    let their_vpc = theirs.describe_vpcs().send().await.unwrap().vpcs()[0].vpc_id().unwrap().to_string();
+    let foreign = theirs.create_security_group().group_name("x").description("x").vpc_id(their_vpc).send().await;
+    let foreign = foreign.unwrap().group_id().unwrap().to_string();
+    assert_eq!(refusal(lb("three").security_groups(&foreign).send().await.unwrap_err()).0, "InvalidSecurityGroup");
+    assert_eq!(elb.describe_load_balancers().send().await.unwrap().load_balancers().len(), 1);
+}

@@ -120,6 +120,29 @@ async fn fargate_tasks_run_on_capacity_nobody_registers() {
     assert!(listed.container_instance_arns().is_empty());
     let e = ecs.list_container_instances().cluster("berth-fargate-capacity").send().await.unwrap_err();
     assert_eq!(error_code(&e), "ClusterNotFoundException");
+    // Cluster statistics count the task, and a service, as Fargate's.
+    ecs.create_service()
+        .cluster("demo")
+        .service_name("idle")
+        .task_definition("web-fargate")
+        .launch_type(LaunchType::Fargate)
+        .network_configuration(vpc_config(&subnet))
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+    let d = ecs
+        .describe_clusters()
+        .clusters("demo")
+        .include(aws_sdk_ecs::types::ClusterField::Statistics)
+        .send()
+        .await
+        .unwrap();
+    let c = &d.clusters()[0];
+    let stat = |name: &str| c.statistics().iter().find(|s| s.name() == Some(name)).and_then(|s| s.value()).unwrap();
+    assert_eq!((stat("runningFargateTasksCount"), stat("runningEC2TasksCount")), ("1", "0"));
+    assert_eq!((stat("activeFargateServiceCount"), stat("activeEC2ServiceCount")), ("1", "0"));
+    assert_eq!((c.running_tasks_count(), c.active_services_count()), (1, 1));
 
     // More than the capacity holds: Fargate's reason, nothing placed.
     register(&ecs, "huge", "16384", "122880").await;

@@ -154,3 +154,29 @@ async fn run_task_places_and_reports_failures() {
     assert_eq!(error_code(&err), "InvalidParameterException");
     assert!(ecs.list_tasks().cluster("demo").send().await.unwrap().task_arns().is_empty(), "nothing was created");
 }
+
+#[tokio::test]
+async fn version_counts_every_change_of_an_instance() {
+    let b = berth().await;
+    let ecs = b.ecs().await;
+    let a = register(&ecs, "default", 1024, 2048, &[]).await;
+    let version = async || {
+        let d = ecs.describe_container_instances().container_instances(&a).send().await.unwrap();
+        d.container_instances()[0].version()
+    };
+    assert_eq!(version().await, 1);
+    for (status, expected) in [(ContainerInstanceStatus::Draining, 2), (ContainerInstanceStatus::Active, 3)] {
+        let u = ecs.update_container_instances_state().container_instances(&a).status(status).send().await.unwrap();
+        assert_eq!(u.container_instances()[0].version(), expected);
+    }
+    // Setting the same state again changes nothing, so counts nothing.
+    ecs.update_container_instances_state()
+        .container_instances(&a)
+        .status(ContainerInstanceStatus::Active)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(version().await, 3);
+    let d = ecs.deregister_container_instance().container_instance(&a).send().await.unwrap();
+    assert_eq!(d.container_instance().unwrap().version(), 4);
+}

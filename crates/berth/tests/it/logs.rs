@@ -11,9 +11,8 @@ const FORGED: &str = "2026-01-01T00:00:00Z  INFO forged line";
 async fn a_newline_in_a_request_member_does_not_start_a_log_line() {
     let b = berth().await;
     let ecs = b.ecs().await;
-    let status = aws_sdk_ecs::types::DesiredStatus::from(format!("RUNNING\n{FORGED}").as_str());
-    let err = ecs.list_tasks().desired_status(status).send().await.unwrap_err();
-    assert_eq!(testkit::error_code(&err), "SerializationException");
+    let err = ecs.describe_task_definition().task_definition(format!("web:1\n{FORGED}")).send().await.unwrap_err();
+    assert_eq!(testkit::error_code(&err), "ClientException");
     // The query protocol (ELBv2) logs its refusals too.
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&b.sdk_config(&b.key, "us-east-1").await);
     elb.describe_target_groups().names(format!("web\r\n{FORGED}")).send().await.unwrap_err();

@@ -8,19 +8,19 @@ use testkit::{error_code, Berth};
 
 use crate::berth;
 
-async fn logs(b: &Berth) -> Client {
+pub(crate) async fn logs(b: &Berth) -> Client {
     Client::new(&b.sdk_config(&b.env_key(None), "us-east-1").await)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-fn event(ts: i64, m: &str) -> InputLogEvent {
+pub(crate) fn event(ts: i64, m: &str) -> InputLogEvent {
     InputLogEvent::builder().timestamp(ts).message(m).build().unwrap()
 }
 
-async fn put(c: &Client, g: &str, s: &str, events: Vec<InputLogEvent>) {
+pub(crate) async fn put(c: &Client, g: &str, s: &str, events: Vec<InputLogEvent>) {
     c.put_log_events().log_group_name(g).log_stream_name(s).set_log_events(Some(events)).send().await.unwrap();
 }
 
@@ -426,6 +426,34 @@ async fn filter_log_events_interleaves_streams_and_matches_terms_and_phrases() {
         .send()
         .await
         .unwrap_err();
+    assert_eq!(error_code(&e), "InvalidParameterException");
+}
+
+#[tokio::test]
+async fn filter_log_events_takes_json_and_space_delimited_patterns() {
+    let b = berth().await;
+    let c = logs(&b).await;
+    c.create_log_group().log_group_name("/app").send().await.unwrap();
+    c.create_log_stream().log_group_name("/app").log_stream_name("s").send().await.unwrap();
+    let t = now_ms() - 10_000;
+    let lines = [
+        r#"{"level": "error", "latency": 250, "user": {"id": 7}}"#,
+        r#"{"level": "error", "latency": 20}"#,
+        r#"{"level": "info", "latency": 900}"#,
+        r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 404 2326"#,
+        r#"127.0.0.1 - alice [10/Oct/2000:13:56:01 -0700] "GET /b.gif HTTP/1.0" 200 512"#,
+        "not json at all",
+    ];
+    put(&c, "/app", "s", lines.iter().enumerate().map(|(i, m)| event(t + i as i64, m)).collect()).await;
+    let matched = async |pattern: &str| -> Vec<String> {
+        let r = c.filter_log_events().log_group_name("/app").filter_pattern(pattern).send().await.unwrap();
+        r.events().iter().map(|e| e.message().unwrap().to_string()).collect()
+    };
+    assert_eq!(matched(r#"{ $.level = "error" && $.latency > 100 }"#).await, [lines[0]]);
+    assert_eq!(matched("{ $.user.id = 7 || $.latency >= 900 }").await, [lines[0], lines[2]]);
+    assert_eq!(matched("[ip, identity, user, timestamp, request, status_code = 4*, bytes]").await, [lines[3]]);
+    assert_eq!(matched("[..., status_code = 200, bytes < 1000]").await, [lines[4]]);
+    let e = c.filter_log_events().log_group_name("/app").filter_pattern("{ $.level = }").send().await.unwrap_err();
     assert_eq!(error_code(&e), "InvalidParameterException");
 }
 

@@ -1,7 +1,9 @@
 //! Integration tests: a real `berth` process per test, driven by the official AWS SDK for
 //! Rust, the `aws` CLI, or raw HTTP where a test must send what no SDK would.
 
+mod accepted_input;
 mod attributes;
+mod awslogs;
 mod awsvpc;
 mod bad_input;
 mod clusters;
@@ -16,18 +18,24 @@ mod ecr_policies;
 mod ecr_scan;
 mod elb;
 mod fargate;
+mod iam;
 mod instances;
 mod logs;
 mod logs_api;
+mod logs_tail;
 mod registry_faults;
+mod secrets;
 mod security;
 mod service_lb;
 mod services;
 mod settings;
 mod shutdown;
+mod ssm;
 mod support;
 mod tagging;
 mod task_definitions;
+mod task_roles;
+mod task_secrets;
 mod tasks;
 mod wire_shapes;
 

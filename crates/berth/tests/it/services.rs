@@ -41,7 +41,7 @@ pub(crate) fn cleanup(b: &Berth, cluster: &str) -> Cleanup {
 
 /// The cleanup comes first so that a test's `let (_c, b)` drops it last: containers are
 /// removed once the server and its agents are gone, and no service restarts them.
-async fn berth_with_agent(env: &[(&str, &str)]) -> (Cleanup, Berth) {
+pub(crate) async fn berth_with_agent(env: &[(&str, &str)]) -> (Cleanup, Berth) {
     assert!(!simplehttp_image().is_empty());
     let b = Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), env).await;
     let c = cleanup(&b, "default");
@@ -458,7 +458,24 @@ async fn the_circuit_breaker_fails_a_crashing_deployment_and_rolls_back() {
     let ecs = b.ecs().await;
     wait_instances(&ecs, "default", 1).await;
     register(&ecs, "web", &["serve", "--port", "8080"]).await;
-    register(&ecs, "web", &["exit", "1"]).await;
+    // The new revision's containers cannot start at all, so its tasks never reach RUNNING.
+    // (A container that exits at once may be seen RUNNING first; under load both new
+    // tasks could look RUNNING at once, the old ones be drained, and the deployment
+    // complete before it crashes: then there is nothing left to roll back.)
+    ecs.register_task_definition()
+        .family("web")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("web")
+                .image(simplehttp_image())
+                .memory(16)
+                .entry_point("/no-such-program")
+                .port_mappings(PortMapping::builder().container_port(8080).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     ecs.create_service()
         .service_name("web")
         .task_definition("web:1")
@@ -473,11 +490,29 @@ async fn the_circuit_breaker_fails_a_crashing_deployment_and_rolls_back() {
     let updated = ecs.update_service().service("web").task_definition("web:2").send().await.unwrap().service.unwrap();
     let failed = updated.deployments()[0].id().unwrap().to_string();
     assert_ne!(failed, first);
-    eventually("the rollback to complete", || async {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
         let s = describe(&ecs, "default", "web").await;
-        is_steady(&s) && s.task_definition().is_some_and(|t| t.ends_with("web:1"))
-    })
-    .await;
+        if is_steady(&s) && s.task_definition().is_some_and(|t| t.ends_with("web:1")) {
+            break;
+        }
+        // On a timeout, say where the deployment stands.
+        let story: Vec<String> = s
+            .deployments()
+            .iter()
+            .map(|d| {
+                format!(
+                    "{:?} {:?} failed={} running={}",
+                    d.id(),
+                    d.rollout_state(),
+                    d.failed_tasks(),
+                    d.running_count()
+                )
+            })
+            .collect();
+        assert!(Instant::now() < deadline, "no rollback: deployments {story:?}, events {:?}", messages(&s));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let s = wait_steady(&ecs, "default", "web").await;
     let events = messages(&s);
     let failed_msg = format!("(service web) (deployment {failed}) deployment failed: tasks failed to start.");

@@ -42,10 +42,15 @@ pub struct Docker {
 
 impl Docker {
     pub async fn login(b: &testkit::Berth) -> Docker {
+        Self::login_with(b, &b.ecr().await).await
+    }
+
+    /// Logs in with the ECR token of `ecr`'s credentials.
+    pub async fn login_with(b: &testkit::Berth, ecr: &aws_sdk_ecr::Client) -> Docker {
         use base64::Engine as _;
         use std::io::Write as _;
         let config = tempfile::Builder::new().prefix("berth-docker").tempdir().unwrap();
-        let token = b.ecr().await.get_authorization_token().send().await.unwrap().authorization_data()[0]
+        let token = ecr.get_authorization_token().send().await.unwrap().authorization_data()[0]
             .authorization_token()
             .unwrap()
             .to_string();
@@ -92,4 +97,18 @@ impl Drop for Docker {
             self.remove_local(image);
         }
     }
+}
+
+/// The files under `dir` that hold `needle` (for checks that a secret is stored sealed).
+pub fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut hits = vec![];
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            hits.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
+            hits.push(path);
+        }
+    }
+    hits
 }

@@ -1,11 +1,12 @@
-//! Tagging: TagResource, UntagResource, ListTagsForResource on clusters and task
-//! definitions.
+//! Tagging: TagResource, UntagResource, ListTagsForResource on every taggable ECS
+//! resource Berth has: clusters, task definitions, services, tasks, container instances.
 
 use aws_sdk_ecs::types::{ContainerDefinition, Tag};
 use aws_sdk_ecs::Client;
 use testkit::error_code;
 
 use crate::berth;
+use crate::services::{cleanup, wait_instances};
 
 fn tag(k: &str, v: &str) -> Tag {
     Tag::builder().key(k).value(v).build()
@@ -230,5 +231,77 @@ async fn list_tags_for_resource_answers_with_its_own_errors() {
         let err = client.list_tags_for_resource().resource_arn(arn).send().await.unwrap_err();
         let code = error_code(&err);
         assert!(["ClientException", "InvalidParameterException"].contains(&code.as_str()), "{arn}: {code}");
+    }
+}
+
+/// Tags set, overwritten, listed, shown by the resource's Describe call and removed, on
+/// one resource; the resource also keeps the tags ECS set on it (`aws:`).
+async fn round_trip(ecs: &Client, arn: &str) {
+    let before = tags_of(ecs, arn).await;
+    ecs.tag_resource().resource_arn(arn).tags(tag("team", "web")).tags(tag("env", "dev")).send().await.unwrap();
+    ecs.tag_resource().resource_arn(arn).tags(tag("env", "prod")).send().await.unwrap();
+    let mut expected = before.clone();
+    expected.extend(pairs(&[("team", "web"), ("env", "prod")]));
+    assert_eq!(tags_of(ecs, arn).await, expected, "{arn}");
+    let err = ecs.tag_resource().resource_arn(arn).tags(tag("aws:owner", "me")).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "InvalidParameterException", "{arn}");
+    let many: Vec<Tag> = (0..49).map(|i| tag(&format!("k{i}"), "v")).collect();
+    let err = ecs.tag_resource().resource_arn(arn).set_tags(Some(many)).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "InvalidParameterException", "{arn}: 51 tags");
+    ecs.untag_resource().resource_arn(arn).tag_keys("team").tag_keys("env").send().await.unwrap();
+    assert_eq!(tags_of(ecs, arn).await, before, "{arn}");
+    ecs.tag_resource().resource_arn(arn).tags(tag("kept", "yes")).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn services_tasks_and_container_instances_are_taggable() {
+    let b = testkit::Berth::start_with_agent(env!("CARGO_BIN_EXE_berth"), &[]).await;
+    let _c = cleanup(&b, "default");
+    let ecs = b.ecs().await;
+    let instance = wait_instances(&ecs, "default", 1).await.remove(0);
+    let sleeper = ContainerDefinition::builder()
+        .name("app")
+        .image(testkit::images::simplehttp_image())
+        .memory(16)
+        .command("sleep")
+        .command("600")
+        .build();
+    ecs.register_task_definition().family("web").container_definitions(sleeper).send().await.unwrap();
+    let svc = ecs.create_service().service_name("api").task_definition("web").desired_count(0).send().await.unwrap();
+    let service = svc.service().unwrap().service_arn().unwrap().to_string();
+    let run = ecs.run_task().task_definition("web").enable_ecs_managed_tags(true).send().await.unwrap();
+    let task = run.tasks()[0].task_arn().unwrap().to_string();
+    assert!(tags_of(&ecs, &task).await.iter().any(|(k, _)| k == "aws:ecs:clusterName"), "managed tag");
+
+    for arn in [&service, &task, &instance] {
+        round_trip(&ecs, arn).await;
+    }
+    // Each Describe call shows the tags with `include: TAGS`.
+    let d =
+        ecs.describe_services().services("api").include(aws_sdk_ecs::types::ServiceField::Tags).send().await.unwrap();
+    assert_eq!(d.services()[0].tags()[0].key(), Some("kept"));
+    let d = ecs.describe_tasks().tasks(&task).include(aws_sdk_ecs::types::TaskField::Tags).send().await.unwrap();
+    assert!(d.tasks()[0].tags().iter().any(|t| t.key() == Some("kept")));
+    let d = ecs
+        .describe_container_instances()
+        .container_instances(&instance)
+        .include(aws_sdk_ecs::types::ContainerInstanceField::Tags)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.container_instances()[0].tags()[0].key(), Some("kept"));
+
+    // The old ARN forms, without the cluster, name the same resources.
+    let short = format!("arn:aws:ecs:us-east-1:{}:service/api", b.key.account);
+    assert_eq!(tags_of(&ecs, &short).await, pairs(&[("kept", "yes")]));
+    let id = task.rsplit('/').next().unwrap();
+    let short = format!("arn:aws:ecs:us-east-1:{}:task/{id}", b.key.account);
+    ecs.untag_resource().resource_arn(&short).tag_keys("kept").send().await.unwrap();
+    assert!(!tags_of(&ecs, &task).await.iter().any(|(k, _)| k == "kept"));
+
+    // Missing ones are not found.
+    for missing in [service.replace("/api", "/nope"), task.replace(id, "0123456789abcdef"), instance.clone() + "0"] {
+        let err = ecs.tag_resource().resource_arn(&missing).tags(tag("a", "b")).send().await.unwrap_err();
+        assert_eq!(error_code(&err), "ResourceNotFoundException", "{missing}");
     }
 }

@@ -75,7 +75,7 @@ async fn run_curl_and_stop() {
     assert!(c.runtime_id().is_some());
     let port = c.network_bindings()[0].host_port().unwrap();
     assert!(port > 0, "a dynamic host port was chosen");
-    let body = reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap().text().await.unwrap();
+    let body = testkit::http_get_text(&format!("http://127.0.0.1:{port}/")).await;
     assert!(body.contains("hello"), "{body}");
     assert!(t.started_at().is_some() && t.pull_started_at().is_some());
     let listed = ecs.list_tasks().started_by("test").send().await.unwrap();
@@ -324,7 +324,7 @@ async fn dynamic_host_ports_come_from_the_configured_range() {
     let t = wait_status(&ecs, "ranged", &arn, "RUNNING").await;
     let port = t.containers()[0].network_bindings()[0].host_port().unwrap();
     assert!((30100..=30199).contains(&port), "host port {port} is outside ECS_DYNAMIC_HOST_PORT_RANGE");
-    let body = reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap().text().await.unwrap();
+    let body = testkit::http_get_text(&format!("http://127.0.0.1:{port}/")).await;
     assert!(body.contains("hello"));
     ecs.stop_task().cluster("ranged").task(&arn).send().await.unwrap();
 }
@@ -403,4 +403,26 @@ async fn tasks_run_images_from_berths_registry_without_a_docker_login() {
     wait_status(&ecs, "default", &arn, "STOPPED").await;
     testkit::images::remove_containers_with_label("com.amazonaws.ecs.task-arn", &arn);
     let _ = std::process::Command::new("docker").args(["rmi", &image]).output();
+}
+
+#[tokio::test]
+async fn an_instance_version_counts_tasks_placed_on_it_and_leaving_it() {
+    let (_c, b) = berth_with_agent().await;
+    let ecs = b.ecs().await;
+    let instance = wait_instances(&ecs, "default", 1).await.remove(0);
+    let version = async || {
+        let d = ecs.describe_container_instances().container_instances(&instance).send().await.unwrap();
+        d.container_instances()[0].version()
+    };
+    register(&ecs, "sleeper", &["sleep", "600"], simplehttp_image()).await;
+    let v0 = version().await;
+    let r = ecs.run_task().task_definition("sleeper").send().await.unwrap();
+    let arn = r.tasks()[0].task_arn().unwrap().to_string();
+    let v1 = version().await;
+    assert!(v1 > v0, "placing a task counts: {v0} -> {v1}");
+    wait_status(&ecs, "default", &arn, "RUNNING").await;
+    ecs.stop_task().task(&arn).send().await.unwrap();
+    wait_status(&ecs, "default", &arn, "STOPPED").await;
+    let v2 = version().await;
+    assert!(v2 > v1, "a task leaving counts: {v1} -> {v2}");
 }

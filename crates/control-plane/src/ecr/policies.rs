@@ -101,7 +101,9 @@ impl Ops<'_, Ecr> {
         repository: &str,
         actions: &[&str],
     ) -> Result<Caller> {
-        Ok(Caller { scope: self.repository_scope_for(caller, registry_id, repository, actions)? })
+        // The repository's policy granted the actions; the operation then runs in the
+        // owner's account as its usual code does.
+        Ok(Caller::root(self.repository_scope_for(caller, registry_id, repository, actions)?))
     }
 
     pub async fn set_repository_policy(

@@ -45,32 +45,57 @@ pub struct ClusterUpdate {
     pub service_connect_namespace: Option<String>,
 }
 
-/// What a cluster holds, as ECS counts it in DescribeClusters.
+/// What a cluster holds, as ECS counts it in DescribeClusters: its totals, and its
+/// statistics split by where tasks run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClusterCounts {
     pub registered_instances: u32,
-    pub running_tasks: u32,
-    pub pending_tasks: u32,
-    pub active_services: u32,
-    pub draining_services: u32,
+    pub running_tasks: ByLaunchType,
+    pub pending_tasks: ByLaunchType,
+    pub active_services: ByLaunchType,
+    pub draining_services: ByLaunchType,
 }
 
-/// Counts the instances, tasks and services of a cluster.
+/// A count split into what runs on container instances (EC2) and on Fargate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByLaunchType {
+    pub ec2: u32,
+    pub fargate: u32,
+}
+
+impl ByLaunchType {
+    pub fn total(self) -> u32 {
+        self.ec2 + self.fargate
+    }
+    fn add(&mut self, fargate: bool) {
+        if fargate {
+            self.fargate += 1;
+        } else {
+            self.ec2 += 1;
+        }
+    }
+}
+
+/// Counts the instances, tasks and services of a cluster. A service counts where its
+/// PRIMARY deployment runs its tasks (launch type or capacity provider strategy).
 pub fn cluster_counts(state: &State, c: &Cluster) -> ClusterCounts {
     let registered_instances =
         state.cluster_instances(&c.scope, &c.name).filter(|i| i.status != InstanceStatus::Inactive).count() as u32;
     let mut n = ClusterCounts { registered_instances, ..Default::default() };
     for t in state.cluster_tasks(&c.scope, &c.name) {
         match t.last_status {
-            TaskStatus::Running => n.running_tasks += 1,
-            s if s < TaskStatus::Running => n.pending_tasks += 1,
+            TaskStatus::Running => n.running_tasks.add(t.is_fargate()),
+            s if s < TaskStatus::Running => n.pending_tasks.add(t.is_fargate()),
             _ => {}
         }
     }
     for s in state.cluster_services(&c.scope, &c.name) {
+        let fargate = s.primary().is_some_and(|d| {
+            super::fargate::on_fargate(d.revision.launch_type.as_deref(), &d.revision.capacity_provider_strategy)
+        });
         match s.status {
-            ServiceStatus::Active => n.active_services += 1,
-            ServiceStatus::Draining => n.draining_services += 1,
+            ServiceStatus::Active => n.active_services.add(fargate),
+            ServiceStatus::Draining => n.draining_services.add(fargate),
             ServiceStatus::Inactive => {}
         }
     }

@@ -186,6 +186,8 @@ impl Ops<'_, Ecs> {
                 agent_hash: req.agent_hash,
                 docker_version: req.docker_version,
                 registered_at: existing.as_ref().map_or(txn.now, |i| i.registered_at),
+                // Re-registration keeps the counter; the writer counts the change.
+                version: existing.as_ref().map_or(1, |i| i.version),
                 tags: if tags.is_empty() { existing.map(|i| i.tags).unwrap_or_default() } else { tags },
             };
             txn.state.instances.insert((scope.clone(), cluster.clone(), id.clone()), Arc::new(instance.clone()));

@@ -40,6 +40,7 @@ pub mod services;
 pub mod settings;
 pub mod tagging;
 pub mod task_definitions;
+pub(crate) mod task_roles;
 pub mod tasks;
 
 use crate::ops::Ops;

@@ -125,17 +125,18 @@ mod tests {
     use crate::ecs::run_task::TaskRequest;
     use crate::Caller;
 
+    /// Opens (or reopens) the control plane of `db`, with the master key beside it.
     fn open(db: &Path) -> Arc<ControlPlane> {
-        Arc::new(ControlPlane::open(Arc::new(store::SqliteStore::open(db).unwrap())).unwrap())
+        let sealer = crate::sealing::Sealer::for_data_dir(db.parent().unwrap()).unwrap();
+        let config = crate::Config { sealer, ..Default::default() };
+        Arc::new(ControlPlane::open_with(Arc::new(store::SqliteStore::open(db).unwrap()), config).unwrap())
     }
 
     fn caller() -> Caller {
-        Caller {
-            scope: Scope {
-                account: AccountId::parse("123456789012").unwrap(),
-                region: Region::parse("us-east-1").unwrap(),
-            },
-        }
+        Caller::root(Scope {
+            account: AccountId::parse("123456789012").unwrap(),
+            region: Region::parse("us-east-1").unwrap(),
+        })
     }
 
     type Link = tokio::sync::mpsc::UnboundedReceiver<agent_protocol::ToAgent>;

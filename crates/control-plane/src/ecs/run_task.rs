@@ -57,8 +57,19 @@ pub struct TaskRequest {
 impl Ops<'_, Ecs> {
     /// Places and creates tasks. Tasks that cannot be placed are reported as failures with
     /// ECS's reasons; the placed ones are pushed to their agents once durable.
-    pub async fn run_task(&self, caller: &Caller, req: TaskRequest) -> Result<(Vec<Task>, Vec<Failure>)> {
+    pub async fn run_task(&self, caller: &Caller, mut req: TaskRequest) -> Result<(Vec<Task>, Vec<Failure>)> {
+        // An empty startedBy or group is taken as none given, as ECS does.
+        req.started_by = req.started_by.take().filter(|s| !s.is_empty());
+        req.group = req.group.take().filter(|g| !g.is_empty());
         let checked = check_request(&req)?;
+        if !caller.is_root() {
+            // Passing the roles the task runs with needs iam:PassRole on each.
+            let state = self.view();
+            if let Ok(td) = task_definition(&state, &caller.scope, &req.task_definition, false) {
+                let roles = super::task_roles::definition_roles(&caller.scope, &td, req.overrides.as_ref());
+                super::task_roles::check_pass_role(self, caller, &roles)?;
+            }
+        }
         let scope = caller.scope.clone();
         let agents = self.agents.clone();
         let network = self.elb.network(&scope);
@@ -79,6 +90,7 @@ impl Ops<'_, Ecs> {
                     capacity.fargate,
                 )?;
                 check_overrides(&td, req.overrides.as_ref())?;
+                super::task_roles::check(txn.state, &scope, &td, req.overrides.as_ref())?;
                 let tags = task_tags(&req, &td, &cluster, checked.tags)?;
                 let rules = (&checked.constraints[..], &checked.strategies[..]);
                 let hosts = hosts_for(txn.state, &scope, &cluster, &req, &capacity, rules)?;
@@ -142,10 +154,10 @@ fn check_request(req: &TaskRequest) -> Result<Checked> {
         return Err(Error::parameter("StartTask places tasks on container instances; use RunTask for FARGATE."));
     }
     if let Some(s) = &req.started_by {
-        check_started_by(s)?;
+        check_started_by(s, req.instances.is_some())?;
     }
-    if req.group.as_ref().is_some_and(|g| g.is_empty() || g.len() > 255) {
-        return Err(Error::parameter("group must be 1 to 255 characters."));
+    if req.group.as_ref().is_some_and(|g| g.len() > 255) {
+        return Err(Error::parameter("group must be at most 255 characters."));
     }
     if req.constraints.len() > 10 || req.strategies.len() > 5 {
         return Err(Error::parameter("At most 10 placement constraints and 5 placement strategies."));
@@ -294,11 +306,13 @@ fn check_overrides(td: &TaskDefinition, overrides: Option<&TaskOverride>) -> Res
     Ok(())
 }
 
-fn check_started_by(s: &str) -> Result<()> {
-    let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_/".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::parameter("startedBy must be 1 to 128 letters, numbers, hyphens, slashes and underscores."))
+/// ECS limits only the length of `startedBy`: 128 characters for RunTask, 36 for
+/// StartTask. Its documentation lists letters, digits, `-`, `/` and `_`, but ECS takes any
+/// character (ecs-deploy sends "ECS Deploy"), so Berth does too.
+fn check_started_by(s: &str, start_task: bool) -> Result<()> {
+    let max = if start_task { 36 } else { 128 };
+    if s.chars().count() > max {
+        return Err(Error::parameter(format!("startedBy longer than {max}.")));
     }
+    Ok(())
 }

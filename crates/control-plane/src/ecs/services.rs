@@ -361,11 +361,15 @@ fn launch_target(
     Ok((None, items.to_vec()))
 }
 
-fn check_client_token(t: &str) -> Result<()> {
-    if t.is_empty() || t.len() > 36 || !t.bytes().all(|b| (33..=126).contains(&b)) {
-        return Err(Error::parameter("clientToken must be 1 to 36 printable ASCII characters."));
+/// The idempotency token of a CreateService call. ECS takes an empty token as no token
+/// (Ansible's `ecs_service` sends one unless told otherwise); a given one is up to 36
+/// ASCII characters from 33 to 126.
+fn client_token(t: Option<String>) -> Result<Option<String>> {
+    let Some(t) = t.filter(|t| !t.is_empty()) else { return Ok(None) };
+    if t.len() > 36 || !t.bytes().all(|b| (33..=126).contains(&b)) {
+        return Err(Error::parameter("clientToken must be up to 36 ASCII characters in the range 33-126."));
     }
-    Ok(())
+    Ok(Some(t))
 }
 
 /// A new PRIMARY deployment of `revision`.
@@ -407,7 +411,8 @@ fn put(txn: &mut crate::Txn<'_>, svc: Service) -> Arc<Service> {
 }
 
 impl Ops<'_, Ecs> {
-    pub async fn create_service(&self, caller: &Caller, r: ServiceSpec) -> Result<ServiceView> {
+    pub async fn create_service(&self, caller: &Caller, mut r: ServiceSpec) -> Result<ServiceView> {
+        r.client_token = client_token(r.client_token.take())?;
         let name = ServiceName::parse(&r.name)?;
         let strategy = r.scheduling_strategy.unwrap_or(SchedulingStrategy::Replica);
         check_controller(r.deployment_controller)?;
@@ -435,9 +440,6 @@ impl Ops<'_, Ecs> {
             r.deployment_configuration.as_ref(),
             strategy,
         )?;
-        if let Some(t) = &r.client_token {
-            check_client_token(t)?;
-        }
         let load_balancers = r.load_balancers.clone();
         if r.role.is_some() && load_balancers.is_empty() {
             return Err(Error::parameter("A role can only be given for a service that uses a load balancer."));

@@ -1,74 +1,19 @@
-//! Tags on any taggable ECS resource, addressed by ARN.
+//! Tags on any taggable ECS resource, addressed by ARN: clusters, task definitions,
+//! services, tasks and container instances. Capacity providers and task sets cannot be
+//! created in Berth, so no ARN of theirs names anything.
 
 use std::sync::Arc;
 
-use model::ecs::{ClusterStatus, TaskDefinitionRef};
-use model::ids::ClusterName;
 use model::tags::Tags;
-use model::{Arn, Scope};
+use model::Scope;
 
 use crate::ecs::Ecs;
 use crate::error::{Error, NotFoundKind, Result};
-use crate::state::{State, Touched};
+use crate::state::resources::{locate, tags_of, Target};
+use crate::state::Touched;
 use crate::Caller;
 use crate::Ops;
 use crate::Txn;
-
-/// A taggable resource that exists in the caller's scope.
-enum Target {
-    Cluster(ClusterName),
-    TaskDefinition(model::ids::Family, u32),
-}
-
-fn resource_not_found(arn: &str) -> Error {
-    Error::NotFound {
-        kind: NotFoundKind::Resource,
-        message: format!("The specified resource {arn} could not be found."),
-    }
-}
-
-fn locate(state: &State, scope: &Scope, arn_text: &str) -> Result<Target> {
-    let arn = Arn::parse(arn_text).map_err(|_| Error::parameter(format!("The ARN '{arn_text}' is not valid.")))?;
-    if arn.service != "ecs" {
-        return Err(Error::parameter(format!("The ARN '{arn_text}' is not an ECS resource ARN.")));
-    }
-    if !arn.is_in(scope) {
-        return Err(resource_not_found(arn_text));
-    }
-    match arn.typed_resource() {
-        Some(("cluster", name)) => {
-            let name = ClusterName::parse(name)?;
-            match state.cluster(scope, &name) {
-                Some(c) if c.status == ClusterStatus::Active => Ok(Target::Cluster(name)),
-                _ => Err(Error::cluster_not_found()),
-            }
-        }
-        Some(("task-definition", _)) => {
-            let r = TaskDefinitionRef::parse(arn_text, scope)?.map_err(|_| resource_not_found(arn_text))?;
-            let rev = r.revision.ok_or_else(|| resource_not_found(arn_text))?;
-            if state.task_definitions.contains_key(&(scope.clone(), r.family.clone(), rev)) {
-                Ok(Target::TaskDefinition(r.family, rev))
-            } else {
-                Err(resource_not_found(arn_text))
-            }
-        }
-        Some((kind, _))
-            if ["service", "task", "container-instance", "capacity-provider", "task-set"].contains(&kind) =>
-        {
-            Err(resource_not_found(arn_text))
-        }
-        _ => Err(Error::parameter(format!("The ARN '{arn_text}' does not name a taggable ECS resource."))),
-    }
-}
-
-fn tags_of(state: &State, scope: &Scope, t: &Target) -> Tags {
-    match t {
-        Target::Cluster(n) => state.cluster(scope, n).map(|c| c.tags.clone()).unwrap_or_default(),
-        Target::TaskDefinition(f, r) => {
-            state.task_definitions.get(&(scope.clone(), f.clone(), *r)).map(|t| t.tags.clone()).unwrap_or_default()
-        }
-    }
-}
 
 fn set_tags(txn: &mut Txn<'_>, scope: &Scope, t: Target, tags: Tags) {
     match t {
@@ -82,6 +27,24 @@ fn set_tags(txn: &mut Txn<'_>, scope: &Scope, t: Target, tags: Tags) {
             if let Some(td) = txn.state.task_definitions.get_mut(&(scope.clone(), f.clone(), r)) {
                 Arc::make_mut(td).tags = tags;
                 txn.touch(Touched::TaskDefinition(scope.clone(), f, r));
+            }
+        }
+        Target::Service(c, n) => {
+            if let Some(svc) = txn.state.services.get_mut(&(scope.clone(), c.clone(), n.clone())) {
+                Arc::make_mut(svc).tags = tags;
+                txn.touch(Touched::Service(scope.clone(), c, n));
+            }
+        }
+        Target::Task(c, id) => {
+            if let Some(t) = txn.state.tasks.get_mut(&(scope.clone(), c.clone(), id.clone())) {
+                Arc::make_mut(t).tags = tags;
+                txn.touch(Touched::Task(scope.clone(), c, id));
+            }
+        }
+        Target::Instance(c, id) => {
+            if let Some(i) = txn.state.instances.get_mut(&(scope.clone(), c.clone(), id.clone())) {
+                Arc::make_mut(i).tags = tags;
+                txn.touch(Touched::Instance(scope.clone(), c, id));
             }
         }
     }

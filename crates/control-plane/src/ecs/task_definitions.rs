@@ -49,6 +49,13 @@ impl Ops<'_, Ecs> {
     /// Registers the next revision of a family.
     pub async fn register_task_definition(&self, caller: &Caller, new: NewTaskDefinition) -> Result<TaskDefinition> {
         let NewTaskDefinition { family, spec, tags } = new;
+        let roles = super::task_roles::roles(
+            &caller.scope,
+            spec.doc.task_role_arn.as_deref(),
+            spec.doc.execution_role_arn.as_deref(),
+            None,
+        );
+        super::task_roles::check_pass_role(self, caller, &roles)?;
         let scope = caller.scope.clone();
         let registered_by = caller.principal_arn();
         self.write(move |txn| {

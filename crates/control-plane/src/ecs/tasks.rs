@@ -123,12 +123,14 @@ impl Ops<'_, Ecs> {
     /// Sends the current assignment of each task to its instance's agent.
     pub(crate) fn push_tasks(&self, tasks: &[Task]) {
         let state = self.view();
-        let mut by_instance: BTreeMap<String, Vec<TaskAssignment>> = BTreeMap::new();
+        let mut by_instance: BTreeMap<(String, Scope), Vec<TaskAssignment>> = BTreeMap::new();
         for t in tasks {
             let (Some(arn), Some(a)) = (t.host_arn(), assignment(&state, t)) else { continue };
-            by_instance.entry(arn.to_string()).or_default().push(a);
+            by_instance.entry((arn.to_string(), t.scope.clone())).or_default().push(a);
         }
-        for (arn, assignments) in by_instance {
+        for ((arn, scope), assignments) in by_instance {
+            // Credentials first: a container may ask for them as soon as it starts.
+            self.send_credentials(&scope, &arn, &assignments);
             self.agents.push(&arn, assignments);
         }
     }
@@ -368,7 +370,9 @@ impl Ops<'_, Ecs> {
             });
         }
         let (connection, rx) = self.agents.attach(instance_arn);
-        self.agents.send_full(instance_arn, connection, self.assignments_for(&caller.scope, instance_arn));
+        let assignments = self.assignments_for(&caller.scope, instance_arn);
+        self.send_credentials(&caller.scope, instance_arn, &assignments);
+        self.agents.send_full(instance_arn, connection, assignments);
         // A connected instance can take service tasks (and DAEMON services want one).
         self.wake_services();
         Ok((connection, rx))

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use elb::actions::{parse_actions, Action, ActionInput};
 use elb::conditions::{check_rule_conditions, Condition, ConditionInput};
+use elb::error::enums;
 use elb::names::{parse_arn, ElbArn};
 use elb::resources::{check_priority, merge_tags, Listener, LoadBalancer, Rule};
-use elb::Fault;
+use elb::{ElbError, Fault};
 use model::tags::Tags;
 use model::Scope;
 
@@ -103,6 +104,9 @@ fn check_listener_protocol(protocol: Option<&str>, certificates: usize) -> Resul
         "HTTP" if certificates > 0 => fail(Fault::Validation, "An HTTP listener takes no certificates."),
         "HTTP" => Ok("HTTP".into()),
         "HTTPS" => fail(Fault::UnsupportedProtocol, "HTTPS listeners are not supported by Berth yet; use HTTP."),
+        other if !enums::PROTOCOL.contains(&other) => {
+            Err(ElbError::not_in_enum("protocol", other, enums::PROTOCOL).into())
+        }
         other => fail(
             Fault::UnsupportedProtocol,
             format!("Protocol '{other}' is not supported by an Application Load Balancer; use HTTP."),

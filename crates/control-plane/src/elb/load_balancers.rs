@@ -6,15 +6,17 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use elb::attributes::LbAttributes;
+use elb::error::enums;
 use elb::names::{parse_arn, ElbArn, LbName};
 use elb::resources::{merge_tags, LoadBalancer, Scheme, ZoneSubnet};
-use elb::Fault;
+use elb::{ElbError, Fault};
 use model::tags::Tags;
 use model::Scope;
 
+use crate::ec2::security_groups::{find_group, GroupRef};
 use crate::ec2::Network;
 
-use super::{fail, new_id, ElbKey, Paging, MAX_LOAD_BALANCERS};
+use super::{fail, new_id, ElbKey, Paging, MAX_LOAD_BALANCERS, MAX_SECURITY_GROUPS};
 use crate::elb::Elbv2;
 use crate::error::Result;
 use crate::state::{State, Touched};
@@ -80,13 +82,21 @@ fn zones_of(network: &Network, subnets: &[String]) -> Result<Vec<ZoneSubnet>> {
     Ok(zones)
 }
 
-/// Security groups given by a request: the VPC's default group is the only one.
-fn security_groups_of(network: &Network, groups: Vec<String>) -> Result<Vec<String>> {
+/// Security groups given by a request: one to five groups of the load balancer's VPC,
+/// its default group or any other the account created there.
+fn security_groups_of(state: &State, scope: &Scope, network: &Network, groups: Vec<String>) -> Result<Vec<String>> {
     if groups.is_empty() {
         return fail(Fault::Validation, "Give at least one security group.");
     }
+    if groups.len() > MAX_SECURITY_GROUPS {
+        return fail(
+            Fault::InvalidConfigurationRequest,
+            format!("A load balancer can have at most {MAX_SECURITY_GROUPS} security groups."),
+        );
+    }
     for sg in &groups {
-        if *sg != network.security_group_id {
+        let found = find_group(state, scope, network, &GroupRef::Id(sg.clone()));
+        if !found.is_ok_and(|g| g.vpc_id == network.vpc_id) {
             return fail(
                 Fault::InvalidSecurityGroup,
                 format!("Security group '{sg}' does not exist in VPC '{}'", network.vpc_id),
@@ -99,6 +109,9 @@ fn security_groups_of(network: &Network, groups: Vec<String>) -> Result<Vec<Stri
 fn check_ip_address_type(t: Option<&str>) -> Result<()> {
     match t {
         None | Some("ipv4") => Ok(()),
+        Some(t) if !enums::IP_ADDRESS_TYPE.contains(&t) => {
+            Err(ElbError::not_in_enum("ipAddressType", t, enums::IP_ADDRESS_TYPE).into())
+        }
         Some(t) => fail(
             Fault::InvalidConfigurationRequest,
             format!("IP address type '{t}' is not supported by Berth; use ipv4."),
@@ -117,23 +130,23 @@ impl Ops<'_, Elbv2> {
                     format!("Berth offers Application Load Balancers only, not '{t}'."),
                 )
             }
-            Some(t) => return fail(Fault::Validation, format!("'{t}' is not a load balancer type.")),
+            Some(t) => return Err(ElbError::not_in_enum("type", t, enums::LOAD_BALANCER_TYPE).into()),
         }
         check_ip_address_type(req.ip_address_type.as_deref())?;
         let scheme = req.scheme.as_deref().map(Scheme::parse).transpose()?.unwrap_or(Scheme::InternetFacing);
         let network = self.elb.network(&caller.scope);
         let zones = zones_of(&network, &req.subnets)?;
-        let security_groups = if req.security_groups.is_empty() {
-            vec![network.security_group_id.clone()]
-        } else {
-            security_groups_of(&network, req.security_groups.clone())?
-        };
         let mut tags = Tags::default();
         merge_tags(&mut tags, req.tags)?;
         let scope = caller.scope.clone();
         let pool = self.elb.network_config().lb_pool;
         let lb = self
             .change(move |txn| {
+                let security_groups = if req.security_groups.is_empty() {
+                    vec![network.security_group_id.clone()]
+                } else {
+                    security_groups_of(txn.state, &scope, &network, req.security_groups.clone())?
+                };
                 let existing = txn.state.elb.scoped_load_balancers(&scope).find(|l| l.name == name).cloned();
                 if let Some(l) = existing {
                     // CreateLoadBalancer is idempotent: the same request again returns the
@@ -245,32 +258,40 @@ impl Ops<'_, Elbv2> {
     ) -> Result<LoadBalancer> {
         check_ip_address_type(ip_address_type.as_deref())?;
         let zones = zones_of(&self.elb.network(&caller.scope), &subnets)?;
-        self.change_lb(caller, arn, move |lb| lb.zones = zones).await
+        self.change_lb(caller, arn, move |_, _, lb| {
+            lb.zones = zones;
+            Ok(())
+        })
+        .await
     }
 
     /// Replaces a load balancer's security groups (SetSecurityGroups).
     pub async fn set_security_groups(&self, caller: &Caller, arn: String, groups: Vec<String>) -> Result<LoadBalancer> {
-        let groups = security_groups_of(&self.elb.network(&caller.scope), groups)?;
-        self.change_lb(caller, arn, move |lb| lb.security_groups = groups).await
+        let network = self.elb.network(&caller.scope);
+        self.change_lb(caller, arn, move |state, scope, lb| {
+            lb.security_groups = security_groups_of(state, scope, &network, groups)?;
+            Ok(())
+        })
+        .await
     }
 
     /// SetIpAddressType: Berth's load balancers are IPv4 only.
     pub async fn set_ip_address_type(&self, caller: &Caller, arn: String, t: String) -> Result<LoadBalancer> {
         check_ip_address_type(Some(&t))?;
-        self.change_lb(caller, arn, |_| {}).await
+        self.change_lb(caller, arn, |_, _, _| Ok(())).await
     }
 
     async fn change_lb(
         &self,
         caller: &Caller,
         arn: String,
-        change: impl FnOnce(&mut LoadBalancer) + Send + 'static,
+        change: impl FnOnce(&State, &Scope, &mut LoadBalancer) -> Result<()> + Send + 'static,
     ) -> Result<LoadBalancer> {
         let scope = caller.scope.clone();
         self.write(move |txn| {
             let lb = find_lb(txn.state, &scope, &arn)?;
             let mut next = lb.as_ref().clone();
-            change(&mut next);
+            change(txn.state, &scope, &mut next)?;
             txn.state.elb.load_balancers.insert((scope.clone(), next.id.clone()), Arc::new(next.clone()));
             txn.touch(Touched::Elb(ElbKey::LoadBalancer(scope, next.id.clone())));
             Ok(next)

@@ -55,6 +55,8 @@ impl crate::ControlPlane {
 pub const MAX_LOAD_BALANCERS: usize = 50;
 pub const MAX_TARGET_GROUPS: usize = 3000;
 pub const MAX_LISTENERS: usize = 50;
+/// Security groups of one load balancer (ALB's quota).
+pub const MAX_SECURITY_GROUPS: usize = 5;
 /// Rules per listener, the default rule not counted.
 pub const MAX_RULES: usize = 100;
 pub const MAX_TARGETS: usize = 1000;

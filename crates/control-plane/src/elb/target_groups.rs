@@ -5,10 +5,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use elb::attributes::TgAttributes;
+use elb::error::enums;
 use elb::health::{TargetHealth, TargetKey};
 use elb::names::{parse_arn, ElbArn, TgName};
 use elb::resources::{merge_tags, HealthCheck, HealthCheckInput, Target, TargetGroup, TargetType};
-use elb::Fault;
+use elb::{ElbError, Fault};
 use model::tags::Tags;
 use model::Scope;
 
@@ -85,7 +86,7 @@ fn check_protocol(p: &str) -> Result<()> {
             Fault::UnsupportedProtocol,
             format!("Protocol {p} belongs to Network and Gateway Load Balancers; Berth's are Application Load Balancers (HTTP)."),
         ),
-        other => fail(Fault::Validation, format!("'{other}' is not a protocol.")),
+        other => Err(ElbError::not_in_enum("protocol", other, enums::PROTOCOL).into()),
     }
 }
 
@@ -134,6 +135,9 @@ impl Ops<'_, Elbv2> {
         }
         match req.ip_address_type.as_deref() {
             None | Some("ipv4") => {}
+            Some(t) if !enums::TARGET_GROUP_IP_ADDRESS_TYPE.contains(&t) => {
+                return Err(ElbError::not_in_enum("ipAddressType", t, enums::TARGET_GROUP_IP_ADDRESS_TYPE).into())
+            }
             Some(t) => {
                 return fail(
                     Fault::InvalidConfigurationRequest,

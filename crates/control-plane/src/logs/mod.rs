@@ -15,11 +15,16 @@
 //! - Paging tokens of `GetLogEvents` carry a [`Position`] (timestamp, then where it is
 //!   stored): `f/` pages forward after it, `b/` backward before it, and a token that finds
 //!   no events is answered again unchanged, as AWS does.
+//! - `FilterLogEvents` asks each stream for one more than a page of matches after the
+//!   token's key (timestamp, stream name, position), with the pattern's required literals
+//!   so the store can skip events without them ([`LogStore::scan`]), and merges. Its
+//!   token is that key of the page's last event; a page holds at most `limit` events and
+//!   1 MB, as AWS's does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use logstore::{Bound, Event, LogStore, Position, Query, Stats, StreamId};
+use logstore::{Bound, Event, LogStore, Position, Query, Scan, Stats, StreamId};
 use model::logs::filter::{FilterPattern, PatternError};
 use model::logs::{check_batch, BatchVerdict, LogGroupName, LogStreamName, RetentionDays};
 use model::Scope;
@@ -573,30 +578,46 @@ impl Ops<'_, Logs> {
             .cloned()
             .collect();
         let cutoff = g.retention.map(|r| r.cutoff(now_ms()));
-        let start = [req.start, cutoff, after.as_ref().map(|a| a.0)].into_iter().flatten().max();
-        let query = Query { start, end: req.end, bound: Bound::Head, limit: usize::MAX };
-        let found = self
+        let start = [req.start, cutoff].into_iter().flatten().max();
+        let end = req.end;
+        let mut found = self
             .blocking(move |store| {
+                let literals = pattern.required_literals();
                 let mut out = Vec::new();
                 for s in streams {
-                    for (pos, e) in store.read(StreamId(s.store_id), &query)? {
-                        if !pattern.matches(&e.message) {
-                            continue;
-                        }
-                        let key = (pos.timestamp, s.name.to_string(), pos);
-                        if after.as_ref().is_some_and(|a| key <= *a) {
-                            continue;
-                        }
-                        out.push((key, s.store_id, e));
-                    }
+                    // Each stream's events after the token's key (timestamp, stream name,
+                    // position), and one more than a page, to know whether another follows.
+                    let after = after.as_ref().map(|(ts, name, pos)| match s.name.as_str().cmp(name) {
+                        std::cmp::Ordering::Equal => *pos,
+                        std::cmp::Ordering::Greater => Position::last_at(ts.saturating_sub(1)),
+                        std::cmp::Ordering::Less => Position::last_at(*ts),
+                    });
+                    let scan = Scan { start, end, after, limit: limit + 1, required: &literals };
+                    let (events, _) = store.scan(StreamId(s.store_id), &scan, &mut |m| pattern.matches(m))?;
+                    out.extend(
+                        events.into_iter().map(|(pos, e)| ((pos.timestamp, s.name.to_string(), pos), s.store_id, e)),
+                    );
                 }
                 Ok(out)
             })
             .await?;
-        let mut found = found;
         found.sort_by(|a, b| a.0.cmp(&b.0));
-        let more = found.len() > limit;
+        let mut more = found.len() > limit;
         found.truncate(limit);
+        // A response holds at most 1 MB of events, as AWS's does.
+        let mut size = 0;
+        let fits = found
+            .iter()
+            .take_while(|(_, _, e)| {
+                size += e.message.len() + model::logs::EVENT_OVERHEAD;
+                size <= model::logs::MAX_BATCH_BYTES
+            })
+            .count()
+            .max(1);
+        if fits < found.len() {
+            found.truncate(fits);
+            more = true;
+        }
         let next_token = if more {
             found.last().map(|((_, stream, pos), _, _)| b64.encode(format!("{stream}\n{}", encode_token('f', *pos))))
         } else {
@@ -647,25 +668,90 @@ pub async fn run_expiry(
     every: std::time::Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = ticks.tick() => {}
-        }
+    let cp = &cp;
+    crate::runtime::repeat(every, stop, || async move {
         match cp.logs().expire().await {
             Ok(0) => {}
             Ok(freed) => tracing::info!(bytes_freed = freed, "expired log segments dropped"),
             Err(e) => tracing::error!(error = %e, "dropping expired log segments failed; it runs again next interval"),
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model::{AccountId, Region};
+
+    fn open(dir: &std::path::Path) -> crate::ControlPlane {
+        let store = Arc::new(store::SqliteStore::open(&dir.join("state.db")).unwrap());
+        let config = crate::Config { logs_dir: Some(dir.join("logs")), ..Default::default() };
+        crate::ControlPlane::open_with(store, config).unwrap()
+    }
+
+    fn scope() -> Scope {
+        Scope { account: AccountId::parse("123456789012").unwrap(), region: Region::parse("us-east-1").unwrap() }
+    }
+
+    /// Every page of a filter, `limit` at a time: (stream, message) in order, and pages.
+    async fn pages(
+        cp: &crate::ControlPlane,
+        g: &LogGroupName,
+        pattern: &str,
+        limit: i32,
+    ) -> (Vec<(String, String)>, usize) {
+        let (mut all, mut pages, mut token) = (Vec::new(), 0, None);
+        loop {
+            let req = FilterRequest { pattern: Some(pattern.into()), token, limit: Some(limit), ..Default::default() };
+            let page = cp.logs().filter_events(&scope(), g, req).await.unwrap();
+            all.extend(page.events.into_iter().map(|e| (e.stream.to_string(), e.event.message)));
+            pages += 1;
+            token = page.next_token;
+            if token.is_none() {
+                return (all, pages);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn filter_pages_walk_every_match_in_time_then_stream_order_and_hold_at_most_a_megabyte() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = open(dir.path());
+        let g = LogGroupName::parse("g").unwrap();
+        cp.logs().create_group(&scope(), g.clone(), BTreeMap::new()).await.unwrap();
+        let t = now_ms() - 60_000;
+        let mut want = Vec::new();
+        for name in ["b", "a", "c"] {
+            let s = LogStreamName::parse(name).unwrap();
+            cp.logs().create_stream(&scope(), g.clone(), s.clone()).await.unwrap();
+            // Two events a millisecond, the same milliseconds in every stream.
+            let events: Vec<(i64, String)> = (0..40)
+                .map(|i| (t + i / 2, format!("{name} {i} {}", if i % 3 == 0 { "hit" } else { "miss" })))
+                .collect();
+            want.extend(
+                events.iter().filter(|(_, m)| m.contains("hit")).map(|(ts, m)| (*ts, name.to_string(), m.clone())),
+            );
+            cp.logs().put_events(&scope(), &g, &s, events).await.unwrap();
+        }
+        want.sort();
+        let want: Vec<(String, String)> = want.into_iter().map(|(_, s, m)| (s, m)).collect();
+        for limit in [1, 2, 5, 10_000] {
+            let (got, n) = pages(&cp, &g, "hit", limit).await;
+            assert_eq!(got, want, "limit {limit}");
+            assert_eq!(n, want.len().div_ceil(limit as usize).max(1), "limit {limit}");
+        }
+        // Three events of 400 kB: a page holds two of them (1 MB), the next the third.
+        let big = LogStreamName::parse("big").unwrap();
+        cp.logs().create_stream(&scope(), g.clone(), big.clone()).await.unwrap();
+        for i in 0..3 {
+            let m = format!("large {i} {}", "x".repeat(400_000));
+            cp.logs().put_events(&scope(), &g, &big, vec![(t + 100 + i, m)]).await.unwrap();
+        }
+        let (got, n) = pages(&cp, &g, "large", 10_000).await;
+        assert_eq!(got.len(), 3);
+        assert_eq!(n, 2);
+    }
 
     #[test]
     fn tokens_round_trip_and_keep_their_order() {

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use imbl::OrdMap;
-use serde::{Deserialize, Serialize};
 
 use elb::resources::{Listener, LoadBalancer, Rule, TargetGroup};
 use model::Scope;
 use store::{Mutation, Record, StoreError};
+
+use super::{decode, encode, put_or_delete};
 
 /// Every ELBv2 resource, keyed by scope and id.
 #[derive(Debug, Clone, Default)]
@@ -33,10 +34,6 @@ const TARGET_GROUPS: &str = "elb.target_groups";
 const LISTENERS: &str = "elb.listeners";
 const RULES: &str = "elb.rules";
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("domain types always serialize")
-}
-
 impl ElbState {
     /// The store mutation that makes `key` durable as it now is.
     pub(crate) fn mutation(&self, key: &ElbKey) -> Mutation {
@@ -53,18 +50,11 @@ impl ElbState {
             ElbKey::Rule(s, id) => (RULES, s, id, self.rules.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref()))),
         };
         let key = format!("{}/{}/{id}", scope.account, scope.region);
-        match value {
-            Some(value) => Mutation::Put(Record { table: table.into(), key, value }),
-            None => Mutation::Delete { table: table.into(), key },
-        }
+        put_or_delete(table, key, value)
     }
 
     /// Loads one record of an `elb.` table; `false` for a table this module does not own.
     pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<bool, StoreError> {
-        fn decode<T: for<'de> Deserialize<'de>>(r: &Record) -> std::result::Result<T, StoreError> {
-            serde_json::from_slice(&r.value)
-                .map_err(|e| StoreError::Corrupt(format!("record {}/{}: {e}", r.table, r.key)))
-        }
         match r.table.as_str() {
             LOAD_BALANCERS => {
                 let v: LoadBalancer = decode(r)?;

@@ -13,6 +13,8 @@ use model::logs::{LogGroupName, LogStreamName, RetentionDays};
 use model::Scope;
 use store::{Mutation, Record, StoreError};
 
+use super::{decode, encode, put_or_delete};
+
 /// A log group as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,10 +59,6 @@ pub struct LogsState {
 const GROUPS: &str = "logs.groups";
 const STREAMS: &str = "logs.streams";
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("domain types always serialize")
-}
-
 impl LogsState {
     /// The streams of one group, in name order.
     pub fn group_streams<'a>(
@@ -92,18 +90,11 @@ impl LogsState {
                 self.streams.get(&(s.clone(), g.clone(), n.clone())).map(|v| encode(v.as_ref())),
             ),
         };
-        match value {
-            Some(value) => Mutation::Put(Record { table: table.into(), key, value }),
-            None => Mutation::Delete { table: table.into(), key },
-        }
+        put_or_delete(table, key, value)
     }
 
     /// Loads one record of a `logs.` table; `false` for a table this module does not own.
     pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<bool, StoreError> {
-        fn decode<T: for<'de> Deserialize<'de>>(r: &Record) -> std::result::Result<T, StoreError> {
-            serde_json::from_slice(&r.value)
-                .map_err(|e| StoreError::Corrupt(format!("record {}/{}: {e}", r.table, r.key)))
-        }
         match r.table.as_str() {
             GROUPS => {
                 let v: LogGroup = decode(r)?;

@@ -6,8 +6,13 @@
 
 pub mod ec2;
 pub mod elb;
+pub mod iam;
 pub mod logs;
+pub mod resources;
+pub mod secrets;
+pub mod ssm;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use imbl::OrdMap;
@@ -29,7 +34,10 @@ use store::{Mutation, Record, StoreError};
 
 use self::ec2::Ec2State;
 use self::elb::{ElbKey, ElbState};
+use self::iam::{IamKey, IamState};
 use self::logs::{LogsKey, LogsState};
+use self::secrets::{SecretsKey, SecretsState};
+use self::ssm::{SsmKey, SsmState};
 
 /// A stored account setting: the value one principal (or the account default) chose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +83,9 @@ pub struct State {
     pub elb: ElbState,
     pub ec2: Ec2State,
     pub logs: LogsState,
+    pub iam: IamState,
+    pub ssm: SsmState,
+    pub secrets: SecretsState,
 }
 
 /// A reference to one stored resource, recorded when a write touches it.
@@ -97,6 +108,9 @@ pub enum Touched {
     Elb(ElbKey),
     SecurityGroup(Scope, String),
     Logs(LogsKey),
+    Iam(IamKey),
+    Ssm(SsmKey),
+    Secrets(SecretsKey),
 }
 
 const CLUSTERS: &str = "ecs.clusters";
@@ -146,12 +160,29 @@ impl Touched {
             Touched::SecurityGroup(s, id) => (SECURITY_GROUPS, format!("{}/{id}", scope_key(s))),
             Touched::Elb(_) => unreachable!("ELBv2 records are keyed by the elb module"),
             Touched::Logs(_) => unreachable!("CloudWatch Logs records are keyed by the logs module"),
+            Touched::Iam(_) => unreachable!("IAM records are keyed by the iam module"),
+            Touched::Ssm(_) => unreachable!("SSM records are keyed by the ssm module"),
+            Touched::Secrets(_) => unreachable!("Secrets Manager records are keyed by the secrets module"),
         }
     }
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+/// A stored value's bytes; every room of the state stores its records this way.
+pub(super) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("domain types always serialize")
+}
+
+/// A stored value back from its record; damage is named by table and key.
+pub(super) fn decode<T: for<'de> Deserialize<'de>>(r: &Record) -> Result<T, StoreError> {
+    serde_json::from_slice(&r.value).map_err(|e| StoreError::Corrupt(format!("record {}/{}: {e}", r.table, r.key)))
+}
+
+/// The mutation that makes a record what the state holds: its value, or gone.
+pub(super) fn put_or_delete(table: &str, key: String, value: Option<Vec<u8>>) -> Mutation {
+    match value {
+        Some(value) => Mutation::Put(Record { table: table.into(), key, value }),
+        None => Mutation::Delete { table: table.into(), key },
+    }
 }
 
 impl State {
@@ -162,6 +193,15 @@ impl State {
         }
         if let Touched::Logs(k) = touched {
             return self.logs.mutation(k);
+        }
+        if let Touched::Iam(k) = touched {
+            return self.iam.mutation(k);
+        }
+        if let Touched::Ssm(k) = touched {
+            return self.ssm.mutation(k);
+        }
+        if let Touched::Secrets(k) = touched {
+            return self.secrets.mutation(k);
         }
         let (table, key) = touched.table_and_key();
         let value = match touched {
@@ -196,21 +236,16 @@ impl State {
             Touched::SecurityGroup(s, id) => {
                 self.ec2.security_groups.get(&(s.clone(), id.clone())).map(|g| encode(g.as_ref()))
             }
-            Touched::Elb(_) | Touched::Logs(_) => unreachable!("handled above"),
+            Touched::Elb(_) | Touched::Logs(_) | Touched::Iam(_) | Touched::Ssm(_) | Touched::Secrets(_) => {
+                unreachable!("handled above")
+            }
         };
-        match value {
-            Some(value) => Mutation::Put(Record { table: table.into(), key, value }),
-            None => Mutation::Delete { table: table.into(), key },
-        }
+        put_or_delete(table, key, value)
     }
 
     /// Rebuilds the state from every stored record. Records of tables this version does
     /// not know are an error: they were written by a newer Berth.
     pub fn from_records(records: Vec<Record>) -> Result<State, StoreError> {
-        fn decode<T: for<'de> Deserialize<'de>>(r: &Record) -> Result<T, StoreError> {
-            serde_json::from_slice(&r.value)
-                .map_err(|e| StoreError::Corrupt(format!("record {}/{}: {e}", r.table, r.key)))
-        }
         let mut state = State::default();
         for r in &records {
             match r.table.as_str() {
@@ -279,9 +314,13 @@ impl State {
                 t if t.starts_with("auth.") => {}
                 t if t.starts_with("elb.") && state.elb.load(r)? => {}
                 t if t.starts_with("logs.") && state.logs.load(r)? => {}
+                t if t.starts_with("iam.") && state.iam.load(r)? => {}
+                t if t.starts_with("ssm.") && state.ssm.load(r)? => {}
+                t if t.starts_with("secrets.") && state.secrets.load(r)? => {}
                 t => return Err(StoreError::Corrupt(format!("unknown table '{t}' (written by a newer Berth?)"))),
             }
         }
+        state.ssm.finish_load();
         Ok(state)
     }
 
@@ -302,6 +341,48 @@ impl State {
 }
 
 impl State {
+    /// Keeps container instances' `version` counters, after a batch of changes `touched`
+    /// made on top of `before`: an instance whose record changed, or that a task began or
+    /// stopped holding resources on, has one version more than before the batch. The
+    /// instances so changed are added to `touched`. (Changes batched together count once.)
+    pub(crate) fn count_instance_versions(&mut self, before: &State, touched: &mut Vec<Touched>) {
+        let mut changed: BTreeSet<(Scope, ClusterName, String)> = BTreeSet::new();
+        for t in touched.iter() {
+            match t {
+                Touched::Instance(s, c, id) => {
+                    let key = (s.clone(), c.clone(), id.clone());
+                    let (old, new) = (before.instances.get(&key), self.instances.get(&key));
+                    let same = match (old, new) {
+                        (Some(o), Some(n)) => {
+                            Arc::ptr_eq(o, n) || ContainerInstance { version: n.version, ..(**o).clone() } == **n
+                        }
+                        _ => true,
+                    };
+                    if !same {
+                        changed.insert(key);
+                    }
+                }
+                Touched::Task(s, c, id) => {
+                    let key = (s.clone(), c.clone(), id.clone());
+                    let host = |state: &State| {
+                        state.tasks.get(&key).filter(|t| t.holds_resources()).and_then(|t| t.container_instance.clone())
+                    };
+                    let (old, new) = (host(before), host(self));
+                    if old != new {
+                        changed.extend([old, new].into_iter().flatten().map(|i| (s.clone(), c.clone(), i)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for key in changed {
+            let Some(old) = before.instances.get(&key).map(|i| i.version) else { continue };
+            let Some(instance) = self.instances.get_mut(&key) else { continue };
+            Arc::make_mut(instance).version = old + 1;
+            touched.push(Touched::Instance(key.0, key.1, key.2));
+        }
+    }
+
     /// The container instances of one cluster.
     pub fn cluster_instances<'a>(
         &'a self,

@@ -1,14 +1,16 @@
 //! ECR's resource policies (repository and registry policies): the part of IAM's policy
-//! grammar that ECR accepts, parsed into a [`PolicyDocument`] that can only exist valid,
-//! and its evaluation for a request made by an account.
+//! grammar that ECR accepts, checked with ECR's rules and messages into a
+//! [`PolicyDocument`] that can only exist valid, and evaluated by IAM's evaluator
+//! ([`crate::iam`]) for a request made by an account.
 //!
-//! Berth has no IAM users or roles: an access key acts as its account's root principal.
-//! So a principal matches a caller when it names everyone (`*`), the caller's account id
-//! or the caller's root ARN; user, role and service principals are accepted (policies
-//! written for AWS keep working) but match no Berth caller.
+//! A cross-account caller acts as its account's root principal. So a principal matches a
+//! caller when it names everyone (`*`), the caller's account id or the caller's root ARN;
+//! user, role and service principals are accepted (policies written for AWS keep working)
+//! but match no such caller.
 
 use serde_json::{Map, Value};
 
+use crate::iam::{self, Principal, RequestContext, ResourcePolicyDecision};
 use crate::ids::AccountId;
 use crate::Invalid;
 
@@ -33,7 +35,8 @@ pub enum PolicyKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyDocument {
     text: String,
-    statements: Vec<Statement>,
+    /// The same text compiled for IAM's evaluator.
+    compiled: iam::PolicyDocument,
 }
 
 /// What the policy says about one request.
@@ -45,52 +48,6 @@ pub enum Decision {
     Denied,
     /// No statement applies: access is not granted.
     NotMentioned,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Statement {
-    allow: bool,
-    /// `NotPrincipal`: the statement applies to everyone the list does not name.
-    principals_negated: bool,
-    principals: Vec<Principal>,
-    /// `NotAction`: the statement applies to every action the list does not name.
-    actions_negated: bool,
-    /// Lower-cased action patterns without the `ecr:` prefix (`*` for all).
-    actions: Vec<String>,
-    conditions: Vec<Condition>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Principal {
-    Everyone,
-    Account(String),
-    /// A user, role, service or federated principal: valid, but never a Berth caller.
-    Other,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Condition {
-    op: Operator,
-    negated: bool,
-    if_exists: bool,
-    /// `ForAllValues:` holds when the key is absent (IAM's rule for an empty set).
-    for_all_values: bool,
-    /// The condition key, lower-cased (keys are case-insensitive).
-    key: String,
-    values: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Operator {
-    StringEquals {
-        ignore_case: bool,
-    },
-    StringLike,
-    ArnLike,
-    Null,
-    /// Numeric, date, boolean, binary and address comparisons: accepted, but none of the
-    /// keys Berth provides has such a type, so they never match a present key.
-    Untyped,
 }
 
 impl PolicyDocument {
@@ -113,8 +70,11 @@ impl PolicyDocument {
         }
         let value: Value =
             serde_json::from_str(text).map_err(|e| invalid(format!("the policy is not valid JSON ({e}).")))?;
-        let statements = parse_document(&value, kind).map_err(invalid)?;
-        Ok(PolicyDocument { text: text.to_string(), statements })
+        parse_document(&value, kind).map_err(invalid)?;
+        // ECR's rules are checked; IAM's evaluator needs only the shape, which they imply.
+        let compiled = iam::PolicyDocument::compile_checked_by_service(text, iam::PolicyKind::Resource)
+            .map_err(|e| invalid(e.message().to_string()))?;
+        Ok(PolicyDocument { text: text.to_string(), compiled })
     }
 
     /// The policy as it was given.
@@ -122,23 +82,21 @@ impl PolicyDocument {
         &self.text
     }
 
+    /// The policy as IAM's evaluator reads it, for same-account authorization.
+    pub fn compiled(&self) -> &iam::PolicyDocument {
+        &self.compiled
+    }
+
     /// What the policy decides for `caller` (acting as its root principal) doing the ECR
-    /// `action` (an operation name such as `BatchGetImage`).
+    /// `action` (an operation name such as `BatchGetImage`) on the repository it is
+    /// attached to. (A registry policy's statements that name `Resource`s other than `*`
+    /// do not cover this request.)
     pub fn decide(&self, caller: &AccountId, action: &str) -> Decision {
-        let context = Context::of(caller);
-        let applies =
-            |s: &&Statement| s.covers_principal(caller) && s.covers_action(action) && s.conditions_hold(&context);
-        let mut allowed = false;
-        for s in self.statements.iter().filter(applies) {
-            if !s.allow {
-                return Decision::Denied;
-            }
-            allowed = true;
-        }
-        if allowed {
-            Decision::Allowed
-        } else {
-            Decision::NotMentioned
+        let req = RequestContext::new(Principal::root(caller), format!("ecr:{action}"), "*");
+        match iam::resource_policy_decision(&self.compiled, &req) {
+            ResourcePolicyDecision::ExplicitDeny => Decision::Denied,
+            ResourcePolicyDecision::AllowNamed | ResourcePolicyDecision::AllowAccount => Decision::Allowed,
+            ResourcePolicyDecision::ImplicitDeny => Decision::NotMentioned,
         }
     }
 }
@@ -171,7 +129,7 @@ impl<'de> serde::Deserialize<'de> for PolicyDocument {
     }
 }
 
-fn parse_document(value: &Value, kind: PolicyKind) -> Result<Vec<Statement>, String> {
+fn parse_document(value: &Value, kind: PolicyKind) -> Result<(), String> {
     let doc = value.as_object().ok_or("the policy must be a JSON object.")?;
     for key in doc.keys() {
         if !["Version", "Id", "Statement"].contains(&key.as_str()) {
@@ -193,37 +151,33 @@ fn parse_document(value: &Value, kind: PolicyKind) -> Result<Vec<Statement>, Str
         Some(one @ Value::Object(_)) => vec![one],
         Some(_) => return Err("Statement must be an object or a list of objects.".into()),
     };
-    statements
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let s = s.as_object().ok_or_else(|| format!("statement {} is not a JSON object.", i + 1))?;
-            let name = match s.get("Sid") {
-                Some(Value::String(sid)) => format!("statement '{sid}'"),
-                Some(_) => return Err(format!("statement {}: Sid must be a string.", i + 1)),
-                None => format!("statement {}", i + 1),
-            };
-            parse_statement(s, kind).map_err(|reason| format!("{name}: {reason}"))
-        })
-        .collect()
+    for (i, s) in statements.into_iter().enumerate() {
+        let s = s.as_object().ok_or_else(|| format!("statement {} is not a JSON object.", i + 1))?;
+        let name = match s.get("Sid") {
+            Some(Value::String(sid)) => format!("statement '{sid}'"),
+            Some(_) => return Err(format!("statement {}: Sid must be a string.", i + 1)),
+            None => format!("statement {}", i + 1),
+        };
+        check_statement(s, kind).map_err(|reason| format!("{name}: {reason}"))?;
+    }
+    Ok(())
 }
 
-fn parse_statement(s: &Map<String, Value>, kind: PolicyKind) -> Result<Statement, String> {
+fn check_statement(s: &Map<String, Value>, kind: PolicyKind) -> Result<(), String> {
     const KNOWN: &[&str] =
         &["Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource", "Condition"];
     if let Some(key) = s.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(format!("unknown element '{key}'."));
     }
-    let allow = match s.get("Effect") {
-        Some(Value::String(e)) if e == "Allow" => true,
-        Some(Value::String(e)) if e == "Deny" => false,
+    match s.get("Effect") {
+        Some(Value::String(e)) if e == "Allow" || e == "Deny" => {}
         Some(e) => return Err(format!("Effect {e} must be \"Allow\" or \"Deny\".")),
         None => return Err("Effect is missing; use \"Allow\" or \"Deny\".".into()),
-    };
-    let (principals_negated, principal) = exactly_one(s, "Principal", "NotPrincipal")?;
-    let principals = parse_principals(principal)?;
-    let (actions_negated, action) = exactly_one(s, "Action", "NotAction")?;
-    let actions = strings(action, "Action")?.into_iter().map(parse_action).collect::<Result<_, _>>()?;
+    }
+    check_principals(exactly_one(s, "Principal", "NotPrincipal")?.1)?;
+    for action in strings(exactly_one(s, "Action", "NotAction")?.1, "Action")? {
+        check_action(action)?;
+    }
     match kind {
         PolicyKind::Repository => {
             if s.contains_key("Resource") || s.contains_key("NotResource") {
@@ -236,11 +190,10 @@ fn parse_statement(s: &Map<String, Value>, kind: PolicyKind) -> Result<Statement
             }
         }
     }
-    let conditions = match s.get("Condition") {
-        None => Vec::new(),
-        Some(c) => parse_conditions(c)?,
-    };
-    Ok(Statement { allow, principals_negated, principals, actions_negated, actions, conditions })
+    match s.get("Condition") {
+        None => Ok(()),
+        Some(c) => check_conditions(c),
+    }
 }
 
 /// The value of `a` or of `b` (and whether it was `b`); exactly one must be present.
@@ -263,54 +216,49 @@ fn strings<'a>(v: &'a Value, element: &str) -> Result<Vec<&'a str>, String> {
     }
 }
 
-fn parse_principals(v: &Value) -> Result<Vec<Principal>, String> {
+fn check_principals(v: &Value) -> Result<(), String> {
     if v.as_str() == Some("*") {
-        return Ok(vec![Principal::Everyone]);
+        return Ok(());
     }
     let map = v.as_object().filter(|m| !m.is_empty()).ok_or(
         "Principal must be \"*\" or an object such as {\"AWS\": \"123456789012\"} or {\"AWS\": [\"arn:aws:iam::123456789012:root\"]}.",
     )?;
-    let mut out = Vec::new();
     for (kind, names) in map {
         let names = strings(names, &format!("Principal {kind}"))?;
         match kind.as_str() {
             "AWS" => {
                 for n in names {
-                    out.push(parse_aws_principal(n)?);
+                    check_aws_principal(n)?;
                 }
             }
             "Service" | "Federated" | "CanonicalUser" => {
                 if names.iter().any(|n| n.trim().is_empty()) {
                     return Err(format!("Principal {kind} has an empty name."));
                 }
-                out.push(Principal::Other);
             }
             other => {
                 return Err(format!("unknown principal type '{other}'; use AWS, Service, Federated or CanonicalUser."))
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn parse_aws_principal(n: &str) -> Result<Principal, String> {
-    if n == "*" {
-        return Ok(Principal::Everyone);
-    }
+fn check_aws_principal(n: &str) -> Result<(), String> {
     let is_account = |s: &str| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit());
-    if is_account(n) {
-        return Ok(Principal::Account(n.to_string()));
+    if n == "*" || is_account(n) {
+        return Ok(());
     }
     // arn:<partition>:iam::<account>:<root | user/.. | role/.. | ...>
     let parts: Vec<&str> = n.splitn(6, ':').collect();
     if let ["arn", partition, "iam", "", account, resource] = parts[..] {
         if !partition.is_empty() && is_account(account) && !resource.is_empty() {
-            return Ok(if resource == "root" { Principal::Account(account.to_string()) } else { Principal::Other });
+            return Ok(());
         }
     }
     if let ["arn", _, "sts", "", account, resource] = parts[..] {
         if is_account(account) && resource.starts_with("assumed-role/") {
-            return Ok(Principal::Other);
+            return Ok(());
         }
     }
     Err(format!(
@@ -318,9 +266,9 @@ fn parse_aws_principal(n: &str) -> Result<Principal, String> {
     ))
 }
 
-fn parse_action(a: &str) -> Result<String, String> {
+fn check_action(a: &str) -> Result<(), String> {
     if a == "*" {
-        return Ok("*".into());
+        return Ok(());
     }
     let Some((service, name)) = a.split_once(':') else {
         return Err(format!("action '{a}' must be \"*\" or \"ecr:<Action>\", e.g. ecr:BatchGetImage or ecr:*."));
@@ -336,14 +284,13 @@ fn parse_action(a: &str) -> Result<String, String> {
     if !known.clone().any(|op| glob(&pattern, &op.to_ascii_lowercase())) {
         return Err(format!("action '{a}' names no ECR action (for example ecr:BatchGetImage, ecr:PutImage, ecr:*)."));
     }
-    Ok(pattern)
+    Ok(())
 }
 
-fn parse_conditions(v: &Value) -> Result<Vec<Condition>, String> {
+fn check_conditions(v: &Value) -> Result<(), String> {
     let ops = v.as_object().ok_or("Condition must be an object of operators, e.g. {\"StringEquals\": {...}}.")?;
-    let mut out = Vec::new();
     for (name, keys) in ops {
-        let (op, negated, if_exists, for_all_values) = parse_operator(name)?;
+        let is_null = check_operator(name)?;
         let keys = keys
             .as_object()
             .filter(|k| !k.is_empty())
@@ -363,119 +310,58 @@ fn parse_conditions(v: &Value) -> Result<Vec<Condition>, String> {
                 }
                 other => vec![scalar(other).ok_or_else(bad)?],
             };
-            if op == Operator::Null && values.iter().any(|v| v != "true" && v != "false") {
+            if is_null && values.iter().any(|v| v != "true" && v != "false") {
                 return Err(format!("Condition Null {key} takes \"true\" or \"false\"."));
             }
-            out.push(Condition { op, negated, if_exists, for_all_values, key: key.to_ascii_lowercase(), values });
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-/// `[ForAnyValue:|ForAllValues:]<Operator>[IfExists]` → (operator, negated, if_exists,
-/// for_all_values).
-fn parse_operator(name: &str) -> Result<(Operator, bool, bool, bool), String> {
-    let (for_all_values, rest) = match name.split_once(':') {
-        Some(("ForAllValues", rest)) => (true, rest),
-        Some(("ForAnyValue", rest)) => (false, rest),
+/// Checks `[ForAnyValue:|ForAllValues:]<Operator>[IfExists]`; says whether it is `Null`.
+fn check_operator(name: &str) -> Result<bool, String> {
+    let rest = match name.split_once(':') {
+        Some(("ForAllValues" | "ForAnyValue", rest)) => rest,
         Some(_) => return Err(format!("unknown condition qualifier in '{name}'; use ForAllValues: or ForAnyValue:.")),
-        None => (false, name),
+        None => name,
     };
-    let (base, if_exists) = match rest.strip_suffix("IfExists") {
-        Some(base) if base != "Null" => (base, true),
-        _ => (rest, false),
+    let base = match rest.strip_suffix("IfExists") {
+        Some(base) if base != "Null" => base,
+        _ => rest,
     };
-    let (op, negated) = match base {
-        "StringEquals" => (Operator::StringEquals { ignore_case: false }, false),
-        "StringNotEquals" => (Operator::StringEquals { ignore_case: false }, true),
-        "StringEqualsIgnoreCase" => (Operator::StringEquals { ignore_case: true }, false),
-        "StringNotEqualsIgnoreCase" => (Operator::StringEquals { ignore_case: true }, true),
-        "StringLike" => (Operator::StringLike, false),
-        "StringNotLike" => (Operator::StringLike, true),
-        "ArnEquals" | "ArnLike" => (Operator::ArnLike, false),
-        "ArnNotEquals" | "ArnNotLike" => (Operator::ArnLike, true),
-        "Null" => (Operator::Null, false),
-        "NumericNotEquals" | "DateNotEquals" | "NotIpAddress" => (Operator::Untyped, true),
-        "NumericEquals"
-        | "NumericLessThan"
-        | "NumericLessThanEquals"
-        | "NumericGreaterThan"
-        | "NumericGreaterThanEquals"
-        | "DateEquals"
-        | "DateLessThan"
-        | "DateLessThanEquals"
-        | "DateGreaterThan"
-        | "DateGreaterThanEquals"
-        | "Bool"
-        | "BinaryEquals"
-        | "IpAddress" => (Operator::Untyped, false),
-        _ => return Err(format!("'{name}' is not an IAM condition operator (e.g. StringEquals, ArnLike, Null).")),
-    };
-    Ok((op, negated, if_exists, for_all_values))
-}
-
-/// The request context a condition sees: the global keys Berth can fill in.
-struct Context {
-    account: String,
-    arn: String,
-}
-
-impl Context {
-    fn of(caller: &AccountId) -> Self {
-        Context { account: caller.to_string(), arn: format!("arn:aws:iam::{caller}:root") }
+    const OPERATORS: &[&str] = &[
+        "StringEquals",
+        "StringNotEquals",
+        "StringEqualsIgnoreCase",
+        "StringNotEqualsIgnoreCase",
+        "StringLike",
+        "StringNotLike",
+        "ArnEquals",
+        "ArnLike",
+        "ArnNotEquals",
+        "ArnNotLike",
+        "Null",
+        "NumericEquals",
+        "NumericNotEquals",
+        "NumericLessThan",
+        "NumericLessThanEquals",
+        "NumericGreaterThan",
+        "NumericGreaterThanEquals",
+        "DateEquals",
+        "DateNotEquals",
+        "DateLessThan",
+        "DateLessThanEquals",
+        "DateGreaterThan",
+        "DateGreaterThanEquals",
+        "Bool",
+        "BinaryEquals",
+        "IpAddress",
+        "NotIpAddress",
+    ];
+    if !OPERATORS.contains(&base) {
+        return Err(format!("'{name}' is not an IAM condition operator (e.g. StringEquals, ArnLike, Null)."));
     }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        match key {
-            "aws:principalaccount" => Some(&self.account),
-            "aws:principalarn" => Some(&self.arn),
-            "aws:principaltype" => Some("Account"),
-            _ => None,
-        }
-    }
-}
-
-impl Statement {
-    fn covers_principal(&self, caller: &AccountId) -> bool {
-        let named = self.principals.iter().any(|p| match p {
-            Principal::Everyone => true,
-            Principal::Account(a) => a == caller.as_str(),
-            Principal::Other => false,
-        });
-        named != self.principals_negated
-    }
-
-    fn covers_action(&self, action: &str) -> bool {
-        let action = action.to_ascii_lowercase();
-        let named = self.actions.iter().any(|p| p == "*" || glob(p, &action));
-        named != self.actions_negated
-    }
-
-    /// All conditions must hold (operators and keys are ANDed; values are ORed).
-    fn conditions_hold(&self, context: &Context) -> bool {
-        self.conditions.iter().all(|c| c.holds(context))
-    }
-}
-
-impl Condition {
-    fn holds(&self, context: &Context) -> bool {
-        let Some(actual) = context.get(&self.key) else {
-            // IAM: an absent key fails a positive test and passes a negated one, except
-            // for IfExists, Null and the vacuous truth of ForAllValues.
-            return match self.op {
-                Operator::Null => self.values.iter().any(|v| v == "true"),
-                _ => self.if_exists || self.for_all_values || self.negated,
-            };
-        };
-        let matched = match self.op {
-            Operator::Null => return self.values.iter().any(|v| v == "false"),
-            Operator::StringEquals { ignore_case: false } => self.values.iter().any(|v| v == actual),
-            Operator::StringEquals { ignore_case: true } => self.values.iter().any(|v| v.eq_ignore_ascii_case(actual)),
-            Operator::StringLike | Operator::ArnLike => self.values.iter().any(|v| glob(v, actual)),
-            Operator::Untyped => false,
-        };
-        matched != self.negated
-    }
+    Ok(base == "Null")
 }
 
 /// Whether `text` matches `pattern`, where `*` matches any run and `?` one character.

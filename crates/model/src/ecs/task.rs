@@ -159,6 +159,14 @@ pub struct ContainerInstance {
     pub docker_version: String,
     pub registered_at: Timestamp,
     pub tags: Tags,
+    /// ECS's version counter: 1 at registration, one more with every change to the
+    /// instance or to what it holds (tasks placed on it or leaving it). The writer keeps it.
+    #[serde(default = "first_version")]
+    pub version: i64,
+}
+
+fn first_version() -> i64 {
+    1
 }
 
 impl ContainerInstance {

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::shapes::{
-    Compatibility, ContainerDefinition, HealthCheck, NetworkMode, PortMapping, RegisterTaskDefinitionRequest,
-    TransportProtocol,
+    Compatibility, ContainerDefinition, HealthCheck, LogDriver, NetworkMode, PortMapping,
+    RegisterTaskDefinitionRequest, Secret, TransportProtocol,
 };
 use crate::ids::{is_ecs_name, Family};
 use crate::tags::Tags;
@@ -115,6 +115,7 @@ impl TaskDefinitionSpec {
             return Err(Invalid::Client("At least one container of a task definition must be essential.".into()));
         }
         check_task_size(containers, task_cpu, task_memory)?;
+        check_secrets(containers, doc.execution_role_arn.is_some())?;
 
         for compat in &requires {
             match compat {
@@ -145,6 +146,47 @@ impl TaskDefinitionSpec {
     pub fn containers(&self) -> &[ContainerDefinition] {
         self.doc.container_definitions.as_deref().unwrap_or_default()
     }
+}
+
+/// Secrets and private registry credentials are read with the execution role, so ECS
+/// wants one; a `valueFrom` must name a parameter or a secret. Environment files live in
+/// S3, which Berth does not have.
+fn check_secrets(containers: &[ContainerDefinition], has_execution_role: bool) -> Result<(), Invalid> {
+    for c in containers {
+        let name = c.name.as_deref().unwrap_or_default();
+        let log_secrets = c.log_configuration.iter().flat_map(|l| l.secret_options.iter().flatten());
+        let secrets: Vec<&Secret> = c.secrets.iter().flatten().chain(log_secrets).collect();
+        if !secrets.is_empty() && !has_execution_role {
+            return Err(Invalid::Client(
+                "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'."
+                    .into(),
+            ));
+        }
+        for s in secrets {
+            let from = s.value_from.as_deref().unwrap_or_default();
+            let service = from.strip_prefix("arn:").map(|rest| rest.split(':').nth(1).unwrap_or_default());
+            if service.is_some_and(|s| s != "ssm" && s != "secretsmanager") {
+                return Err(Invalid::Client(format!(
+                    "The secret '{}' of container '{name}' has an invalid valueFrom '{from}': give the ARN of an \
+                     SSM parameter or a Secrets Manager secret, or the name of an SSM parameter.",
+                    s.name.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+        if c.repository_credentials.is_some() && !has_execution_role {
+            return Err(Invalid::Client(
+                "Private repository authentication requires that the task definition specify a value for executionRoleArn."
+                    .into(),
+            ));
+        }
+        if c.environment_files.as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(Invalid::Client(format!(
+                "Container '{name}' has environmentFiles, which Berth cannot read: they are S3 objects, and Berth \
+                 has no S3. Put the variables in environment or secrets."
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn describe(v: &Violation, count: usize) -> String {
@@ -565,6 +607,16 @@ fn check_fargate(
     if doc.ipc_mode.is_some() {
         return Err(Invalid::Client("Fargate does not support ipcMode.".into()));
     }
+    // On Fargate there is no container id to name a stream after, so ECS wants the prefix.
+    for c in doc.container_definitions.iter().flatten() {
+        let Some(l) = &c.log_configuration else { continue };
+        let prefix = l.options.as_ref().and_then(|o| o.get("awslogs-stream-prefix")).filter(|p| !p.is_empty());
+        if l.log_driver == Some(LogDriver::Awslogs) && prefix.is_none() {
+            return Err(Invalid::Client(
+                "Log driver awslogs option 'awslogs-stream-prefix' should not be null or empty.".into(),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -592,6 +644,17 @@ fn required_attributes(doc: &RegisterTaskDefinitionRequest) -> Vec<String> {
         if c.memory_reservation.is_some() {
             out.insert("com.amazonaws.ecs.capability.docker-remote-api.1.21".to_string());
         }
+        for s in c.secrets.iter().flatten() {
+            let asm = s
+                .value_from
+                .as_deref()
+                .is_some_and(|v| v.starts_with("arn:") && v.split(':').nth(2) == Some("secretsmanager"));
+            let store = if asm { "asm" } else { "ssm" };
+            out.insert(format!("ecs.capability.secrets.{store}.environment-variables"));
+        }
+        if c.repository_credentials.is_some() {
+            out.insert("ecs.capability.private-registry-authentication.secretsmanager".to_string());
+        }
     }
     out.into_iter().collect()
 }
@@ -608,6 +671,33 @@ mod tests {
     fn web() -> serde_json::Value {
         json!({"family": "web", "containerDefinitions": [{"name": "web", "image": "simplehttp", "memory": 128,
             "portMappings": [{"containerPort": 8080}]}]})
+    }
+
+    #[test]
+    fn secrets_need_an_execution_role_and_a_parameter_or_secret() {
+        let refused = |v: serde_json::Value| match parse(v) {
+            Err(Invalid::Client(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let mut v = web();
+        v["containerDefinitions"][0]["secrets"] = json!([{"name": "DB", "valueFrom": "/web/db"}]);
+        assert!(refused(v.clone()).contains("you must also specify a value for 'executionRoleArn'"));
+        v["executionRoleArn"] = json!("arn:aws:iam::123456789012:role/ecsTaskExecutionRole");
+        let (_, spec) = parse(v.clone()).unwrap();
+        assert!(spec.requires_attributes.contains(&"ecs.capability.secrets.ssm.environment-variables".to_string()));
+        v["containerDefinitions"][0]["secrets"][0]["valueFrom"] =
+            json!("arn:aws:secretsmanager:us-east-1:123456789012:secret:web/db-AbCdEf:user::");
+        let (_, spec) = parse(v.clone()).unwrap();
+        assert!(spec.requires_attributes.contains(&"ecs.capability.secrets.asm.environment-variables".to_string()));
+        v["containerDefinitions"][0]["secrets"][0]["valueFrom"] = json!("arn:aws:s3:::bucket/key");
+        assert!(refused(v.clone()).contains("invalid valueFrom"));
+        let mut v = web();
+        v["containerDefinitions"][0]["repositoryCredentials"] =
+            json!({"credentialsParameter": "arn:aws:secretsmanager:us-east-1:1:secret:r"});
+        assert!(refused(v.clone()).contains("Private repository authentication requires"));
+        let mut v = web();
+        v["containerDefinitions"][0]["environmentFiles"] = json!([{"value": "arn:aws:s3:::b/k.env", "type": "s3"}]);
+        assert!(refused(v).contains("environmentFiles"));
     }
 
     #[test]
@@ -632,6 +722,13 @@ mod tests {
         assert_eq!((spec.doc.cpu.as_deref(), spec.doc.memory.as_deref()), (Some("256"), Some("512")));
         assert!(spec.compatibilities.contains(&Compatibility::Fargate));
         assert_eq!(spec.containers()[0].port_mappings.as_ref().unwrap()[0].host_port, Some(8080));
+        let mut logs = v.clone();
+        logs["containerDefinitions"][0]["logConfiguration"] =
+            json!({"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/web"}});
+        let err = parse(logs.clone()).unwrap_err().to_string();
+        assert!(err.contains("'awslogs-stream-prefix' should not be null or empty"), "{err}");
+        logs["containerDefinitions"][0]["logConfiguration"]["options"]["awslogs-stream-prefix"] = json!("ecs");
+        assert!(parse(logs).is_ok());
         v["memory"] = json!("4096");
         let err = parse(v).unwrap_err().to_string();
         assert!(err.contains("No Fargate configuration exists for given values: 256 CPU, 4096 memory"), "{err}");

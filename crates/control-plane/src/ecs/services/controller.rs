@@ -802,6 +802,12 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
                 return 0;
             }
         };
+    if let Err(e) = super::super::task_roles::check(pass.state, &svc.scope, &td, None) {
+        let id = pass.event_id();
+        let message = format!("(service {}) failed to launch a task with (error {e}).", svc.name);
+        svc.record_problem(id, pass.now, message);
+        return 0;
+    }
     let group = svc.task_group();
     let (constraints, strategies) =
         if on_fargate || only.is_some() { (Vec::new(), Vec::new()) } else { (constraints(svc, &td), strategies(svc)) };
@@ -1096,7 +1102,7 @@ mod tests {
         let cp = Arc::new(ControlPlane::open(store).unwrap());
         let scope =
             Scope { account: AccountId::parse("123456789012").unwrap(), region: Region::parse("us-east-1").unwrap() };
-        let caller = Caller { scope };
+        let caller = Caller::root(scope);
         let mut links = Vec::new();
         for i in 0..instances {
             let zone = format!("us-east-1{}", ["a", "b", "c"][i % 3]);

@@ -1,0 +1,204 @@
+//! Tasks' roles end to end: the control plane assumes a task's role as
+//! `ecs-tasks.amazonaws.com`, the agent serves the credentials at `169.254.170.2` to the
+//! task's containers only, and they call Berth as the role's session.
+
+use aws_sdk_ecs::types::ContainerDefinition;
+use testkit::error_code;
+use testkit::images::simplehttp_image;
+
+use crate::iam::{config_with, iam, ECS_TASKS_TRUST};
+use crate::services::{berth_with_agent, eventually, task_id, wait_instances};
+
+/// Runs one task of `family` in the default cluster and waits until it has stopped.
+async fn run_until_stopped(ecs: &aws_sdk_ecs::Client, family: &str) -> aws_sdk_ecs::types::Task {
+    let r = ecs.run_task().task_definition(family).send().await.unwrap();
+    let arn = r.tasks()[0].task_arn().unwrap().to_string();
+    let describe = || async { ecs.describe_tasks().tasks(&arn).send().await.unwrap().tasks()[0].clone() };
+    eventually("the task to stop", async || describe().await.last_status() == Some("STOPPED")).await;
+    describe().await
+}
+
+#[tokio::test]
+async fn a_tasks_container_calls_aws_as_its_task_role() {
+    let (_c, b) = berth_with_agent(&[]).await;
+    let account = b.key.account.clone();
+    let ecs = b.ecs().await;
+    wait_instances(&ecs, "default", 1).await;
+    let iam = iam(&b).await;
+    iam.create_role().role_name("web-task").assume_role_policy_document(ECS_TASKS_TRUST).send().await.unwrap();
+    iam.put_role_policy()
+        .role_name("web-task")
+        .policy_name("list")
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecs:ListClusters","Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    // The role by name, as task definitions may give it.
+    ecs.register_task_definition()
+        .family("creds")
+        .task_role_arn("web-task")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image(simplehttp_image())
+                .memory(16)
+                .set_command(Some(vec!["fetch".into(), "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI".into()]))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let task = run_until_stopped(&ecs, "creds").await;
+    let app = &task.containers()[0];
+    assert_eq!(app.exit_code(), Some(0), "{task:?}");
+
+    // What the container read is the role's credentials.
+    let out = std::process::Command::new("docker").args(["logs", app.runtime_id().unwrap()]).output().unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the credentials as JSON");
+    assert_eq!(body["RoleArn"], format!("arn:aws:iam::{account}:role/web-task"));
+    let (id, secret, token) = (
+        body["AccessKeyId"].as_str().unwrap(),
+        body["SecretAccessKey"].as_str().unwrap(),
+        body["Token"].as_str().unwrap(),
+    );
+    let config = config_with(&b, id, secret, Some(token)).await;
+    let me = aws_sdk_sts::Client::new(&config).get_caller_identity().send().await.unwrap();
+    assert_eq!(me.arn(), Some(format!("arn:aws:sts::{account}:assumed-role/web-task/{}", task_id(&task)).as_str()));
+    let as_task = aws_sdk_ecs::Client::new(&config);
+    as_task.list_clusters().send().await.unwrap();
+    let e = as_task.describe_clusters().send().await.unwrap_err();
+    assert_eq!(error_code(&e), "AccessDeniedException");
+
+    // The role deleted: its sessions stop working at once.
+    iam.delete_role_policy().role_name("web-task").policy_name("list").send().await.unwrap();
+    iam.delete_role().role_name("web-task").send().await.unwrap();
+    let e = as_task.list_clusters().send().await.unwrap_err();
+    assert_eq!(error_code(&e), "UnrecognizedClientException");
+}
+
+#[tokio::test]
+async fn awslogs_ships_with_the_tasks_execution_role() {
+    use aws_sdk_ecs::types::{LogConfiguration, LogDriver};
+    let (_c, b) = berth_with_agent(&[]).await;
+    let account = b.key.account.clone();
+    let ecs = b.ecs().await;
+    wait_instances(&ecs, "default", 1).await;
+    let iam = iam(&b).await;
+    for role in ["exec", "exec-without-logs"] {
+        iam.create_role().role_name(role).assume_role_policy_document(ECS_TASKS_TRUST).send().await.unwrap();
+    }
+    iam.attach_role_policy()
+        .role_name("exec")
+        .policy_arn("arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy")
+        .send()
+        .await
+        .unwrap();
+    let register = |family: &'static str, role: &'static str| {
+        let ecs = ecs.clone();
+        let account = account.clone();
+        async move {
+            let logs = LogConfiguration::builder()
+                .log_driver(LogDriver::Awslogs)
+                .options("awslogs-group", format!("/ecs/{family}"))
+                .options("awslogs-region", "us-east-1")
+                .options("awslogs-stream-prefix", "ecs")
+                .build()
+                .unwrap();
+            ecs.register_task_definition()
+                .family(family)
+                .execution_role_arn(format!("arn:aws:iam::{account}:role/{role}"))
+                .container_definitions(
+                    ContainerDefinition::builder()
+                        .name("app")
+                        .image(simplehttp_image())
+                        .memory(16)
+                        .set_command(Some(vec!["print".into(), "3".into()]))
+                        .log_configuration(logs)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    register("shipped", "exec").await;
+    register("refused", "exec-without-logs").await;
+
+    // The AWS-managed execution role policy allows the stream and the events
+    // (logs:CreateLogStream, logs:PutLogEvents), not the group: it is made first.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&b.sdk_config(&b.key, "us-east-1").await);
+    logs.create_log_group().log_group_name("/ecs/shipped").send().await.unwrap();
+    logs.create_log_group().log_group_name("/ecs/refused").send().await.unwrap();
+    let task = run_until_stopped(&ecs, "shipped").await;
+    assert_eq!(task.containers()[0].exit_code(), Some(0), "{task:?}");
+    let stream = format!("ecs/app/{}", task_id(&task));
+    let events = logs
+        .get_log_events()
+        .log_group_name("/ecs/shipped")
+        .log_stream_name(&stream)
+        .start_from_head(true)
+        .send()
+        .await
+        .unwrap();
+    let lines: Vec<_> = events.events().iter().map(|e| e.message().unwrap().to_string()).collect();
+    assert_eq!(lines, ["line 1", "line 2", "line 3"]);
+
+    // A role without CloudWatch Logs permissions: the container cannot start, as with
+    // Docker's awslogs driver.
+    let task = run_until_stopped(&ecs, "refused").await;
+    let reason = task.containers()[0].reason().unwrap_or_default().to_string();
+    assert!(reason.starts_with("CannotStartContainerError"), "{reason}");
+    assert!(reason.contains("AccessDeniedException"), "{reason}");
+}
+
+#[tokio::test]
+async fn images_are_pulled_from_ecr_with_the_tasks_execution_role() {
+    let (_c, b) = berth_with_agent(&[]).await;
+    let account = b.key.account.clone();
+    let ecs = b.ecs().await;
+    wait_instances(&ecs, "default", 1).await;
+    let uri = crate::support::create_repository(&b.ecr().await, "app").await;
+    let mut root = crate::support::Docker::login(&b).await;
+    let image = format!("{uri}:v1");
+    root.run(&["tag", simplehttp_image(), &image]);
+    root.run(&["push", "-q", &image]);
+    // Not cached under its name: the task's agent must pull it.
+    root.remove_local(&image);
+    root.made.push(image.clone());
+
+    let iam = iam(&b).await;
+    for role in ["exec", "exec-without-ecr"] {
+        iam.create_role().role_name(role).assume_role_policy_document(ECS_TASKS_TRUST).send().await.unwrap();
+    }
+    iam.attach_role_policy()
+        .role_name("exec")
+        .policy_arn("arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy")
+        .send()
+        .await
+        .unwrap();
+    for (family, role) in [("pulled", "exec"), ("refused", "exec-without-ecr")] {
+        ecs.register_task_definition()
+            .family(family)
+            .execution_role_arn(format!("arn:aws:iam::{account}:role/{role}"))
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("app")
+                    .image(&image)
+                    .memory(16)
+                    .set_command(Some(vec!["exit".into(), "0".into()]))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    // The role without ECR permissions first, while the image is not on the host.
+    let task = run_until_stopped(&ecs, "refused").await;
+    let reason = task.stopped_reason().unwrap_or_default().to_string();
+    assert!(reason.starts_with("CannotPullContainerError"), "{reason}");
+    assert!(reason.contains("ecr:GetAuthorizationToken"), "{reason}");
+    let task = run_until_stopped(&ecs, "pulled").await;
+    assert_eq!(task.containers()[0].exit_code(), Some(0), "{task:?}");
+}

@@ -1,0 +1,254 @@
+//! IAM's room in the state: the users, roles, customer-managed policies and user access
+//! keys of every account. IAM is global, so everything is keyed by account, never region.
+//!
+//! Policy documents are stored as the text the caller gave (IAM hands it back unchanged)
+//! and held parsed in memory, so that authorizing a request never parses a policy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use imbl::OrdMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use model::iam::entity::{IamName, IamPath, KeyStatus};
+use model::iam::{PolicyDocument, PolicyKind};
+use model::{AccountId, Timestamp};
+use store::{Mutation, Record, StoreError};
+
+use super::{decode, encode, put_or_delete};
+
+/// Which grammar a stored document was checked against.
+pub trait DocKind {
+    const KIND: PolicyKind;
+}
+
+/// Identity policies: inline policies and managed policy versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {}
+impl DocKind for Identity {
+    const KIND: PolicyKind = PolicyKind::Identity;
+}
+
+/// Role trust policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {}
+impl DocKind for Trust {
+    const KIND: PolicyKind = PolicyKind::Trust;
+}
+
+/// A valid policy document, stored as its text and held parsed.
+pub struct Doc<K> {
+    pub parsed: Arc<PolicyDocument>,
+    kind: PhantomData<K>,
+}
+
+impl<K> Doc<K> {
+    pub fn new(parsed: PolicyDocument) -> Self {
+        Doc { parsed: Arc::new(parsed), kind: PhantomData }
+    }
+    pub fn text(&self) -> &str {
+        self.parsed.text()
+    }
+}
+
+impl<K> Clone for Doc<K> {
+    fn clone(&self) -> Self {
+        Doc { parsed: self.parsed.clone(), kind: PhantomData }
+    }
+}
+
+impl<K> std::fmt::Debug for Doc<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Doc").field(&self.text()).finish()
+    }
+}
+
+impl<K> PartialEq for Doc<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl<K> Serialize for Doc<K> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.text())
+    }
+}
+
+impl<'de, K: DocKind> Deserialize<'de> for Doc<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        PolicyDocument::parse(&text, K::KIND).map(Doc::new).map_err(|e| serde::de::Error::custom(e.message()))
+    }
+}
+
+/// An IAM user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub account: AccountId,
+    pub name: IamName,
+    pub path: IamPath,
+    pub id: String,
+    pub created: Timestamp,
+    pub tags: Vec<(String, String)>,
+    /// Inline policies by name, in the order IAM lists them (by name).
+    pub inline: BTreeMap<IamName, Doc<Identity>>,
+    /// The keys (lower-cased ARNs) of the managed policies attached.
+    pub attached: BTreeSet<String>,
+}
+
+/// An IAM role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Role {
+    pub account: AccountId,
+    pub name: IamName,
+    pub path: IamPath,
+    pub id: String,
+    pub created: Timestamp,
+    pub trust: Doc<Trust>,
+    pub description: Option<String>,
+    pub max_session_duration: i32,
+    pub tags: Vec<(String, String)>,
+    pub inline: BTreeMap<IamName, Doc<Identity>>,
+    pub attached: BTreeSet<String>,
+}
+
+/// One version of a managed policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyVersion {
+    pub document: Doc<Identity>,
+    pub created: Timestamp,
+}
+
+/// A customer-managed policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedPolicy {
+    pub account: AccountId,
+    pub name: IamName,
+    pub path: IamPath,
+    pub id: String,
+    pub description: Option<String>,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    pub tags: Vec<(String, String)>,
+    /// Versions by number (`v3` is 3).
+    pub versions: BTreeMap<u32, PolicyVersion>,
+    pub default_version: u32,
+    /// The number the next version gets: versions are never numbered twice.
+    pub next_version: u32,
+}
+
+/// An access key of an IAM user. The account's root keys are `auth`'s.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserKey {
+    pub id: String,
+    /// The secret, sealed with the master key for [`UserKey::purpose`]: the store never
+    /// holds it in clear.
+    pub sealed_secret: String,
+    pub account: AccountId,
+    /// The lower-cased user name (the user's map key).
+    pub user: String,
+    pub status: KeyStatus,
+    pub created: Timestamp,
+}
+
+impl UserKey {
+    /// What a key's secret is sealed for: this key only.
+    pub fn purpose(id: &str) -> String {
+        format!("iam access key {id}")
+    }
+}
+
+impl std::fmt::Debug for UserKey {
+    // The secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserKey").field("id", &self.id).field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+/// Which record changed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IamKey {
+    /// Account, lower-cased name.
+    User(AccountId, String),
+    Role(AccountId, String),
+    /// Account, lower-cased ARN.
+    Policy(AccountId, String),
+    AccessKey(String),
+}
+
+/// IAM's entities of every account.
+#[derive(Debug, Clone, Default)]
+pub struct IamState {
+    pub users: OrdMap<(AccountId, String), Arc<User>>,
+    pub roles: OrdMap<(AccountId, String), Arc<Role>>,
+    pub policies: OrdMap<(AccountId, String), Arc<ManagedPolicy>>,
+    pub keys: OrdMap<String, Arc<UserKey>>,
+}
+
+const USERS: &str = "iam.users";
+const ROLES: &str = "iam.roles";
+const POLICIES: &str = "iam.policies";
+const KEYS: &str = "iam.access_keys";
+
+impl IamState {
+    /// The store mutation that makes `key` durable as it now is.
+    pub(crate) fn mutation(&self, key: &IamKey) -> Mutation {
+        let (table, k, value) = match key {
+            IamKey::User(a, n) => {
+                (USERS, format!("{a}/{n}"), self.users.get(&(a.clone(), n.clone())).map(|v| encode(v.as_ref())))
+            }
+            IamKey::Role(a, n) => {
+                (ROLES, format!("{a}/{n}"), self.roles.get(&(a.clone(), n.clone())).map(|v| encode(v.as_ref())))
+            }
+            IamKey::Policy(a, arn) => (
+                POLICIES,
+                format!("{a}/{arn}"),
+                self.policies.get(&(a.clone(), arn.clone())).map(|v| encode(v.as_ref())),
+            ),
+            IamKey::AccessKey(id) => (KEYS, id.clone(), self.keys.get(id).map(|v| encode(v.as_ref()))),
+        };
+        put_or_delete(table, k, value)
+    }
+
+    /// Loads one record of an `iam.` table; `false` for a table this module does not own.
+    pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<bool, StoreError> {
+        match r.table.as_str() {
+            USERS => {
+                let v: User = decode(r)?;
+                self.users.insert((v.account.clone(), v.name.key()), Arc::new(v));
+            }
+            ROLES => {
+                let v: Role = decode(r)?;
+                self.roles.insert((v.account.clone(), v.name.key()), Arc::new(v));
+            }
+            POLICIES => {
+                let v: ManagedPolicy = decode(r)?;
+                let key = model::iam::entity::PolicyArn {
+                    account: Some(v.account.clone()),
+                    path: v.path.clone(),
+                    name: v.name.clone(),
+                }
+                .key();
+                self.policies.insert((v.account.clone(), key), Arc::new(v));
+            }
+            KEYS => {
+                let v: UserKey = decode(r)?;
+                self.keys.insert(v.id.clone(), Arc::new(v));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The access keys of one user.
+    pub fn user_keys<'a>(&'a self, account: &'a AccountId, user: &'a str) -> impl Iterator<Item = &'a Arc<UserKey>> {
+        self.keys.values().filter(move |k| &k.account == account && k.user == user)
+    }
+}

@@ -1,0 +1,352 @@
+//! Deciding a request as IAM does within one account: an explicit `Deny` in any policy
+//! wins; otherwise an `Allow` in an identity policy, or in the resource's policy for a
+//! principal it names, allows; otherwise the request is implicitly denied.
+//!
+//! A resource policy that names an *account* (`"AWS": "123456789012"` or its root ARN)
+//! delegates to that account's IAM: it lets the account's users and roles in only if their
+//! own identity policies allow the request too. Naming the user, the role (for its
+//! sessions), a service or everyone is enough on its own. A role's trust policy is checked
+//! the same way: `evaluate(identity, Some(trust), req)` with the `sts:AssumeRole` action.
+
+use crate::ids::AccountId;
+
+use super::condition::Keys;
+use super::pattern::Variables;
+use super::{PolicyDocument, PrincipalPattern, PrincipalSet, Statement};
+
+/// IAM's answer for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    Allow,
+    /// A `Deny` statement applies; no `Allow` can override it.
+    ExplicitDeny,
+    /// Nothing allows the request.
+    ImplicitDeny,
+}
+
+impl Decision {
+    pub fn is_allowed(self) -> bool {
+        self == Decision::Allow
+    }
+}
+
+/// What a resource policy alone says about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourcePolicyDecision {
+    /// An `Allow` names the principal itself (its ARN, its role, its service, or `*`):
+    /// enough on its own within the account.
+    AllowNamed,
+    /// An `Allow` names only the principal's account: the principal's identity policies
+    /// must allow the request as well.
+    AllowAccount,
+    ExplicitDeny,
+    ImplicitDeny,
+}
+
+/// Who makes a request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PrincipalKind {
+    /// The account itself (its root user or its root access keys).
+    Root,
+    User,
+    /// A session of a role; the principal's ARN is the session's
+    /// (`arn:aws:sts::<account>:assumed-role/<role>/<session>`).
+    AssumedRole {
+        role_arn: String,
+    },
+    /// An AWS service acting as itself (`ecs-tasks.amazonaws.com` assuming a task role).
+    Service,
+}
+
+/// The principal of a request: its kind, ARN and account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal {
+    kind: PrincipalKind,
+    arn: String,
+    account: String,
+}
+
+impl Principal {
+    pub fn root(account: &AccountId) -> Principal {
+        Principal {
+            kind: PrincipalKind::Root,
+            arn: format!("arn:aws:iam::{account}:root"),
+            account: account.to_string(),
+        }
+    }
+
+    /// An IAM user, by its ARN (`arn:aws:iam::<account>:user/<path><name>`).
+    pub fn user(account: &AccountId, arn: impl Into<String>) -> Principal {
+        Principal { kind: PrincipalKind::User, arn: arn.into(), account: account.to_string() }
+    }
+
+    /// A session of the role `role_arn` named `session_name`.
+    pub fn assumed_role(account: &AccountId, role_arn: impl Into<String>, session_name: &str) -> Principal {
+        let role_arn = role_arn.into();
+        // A session ARN carries the role's name without its path.
+        let role_name = role_arn.rsplit('/').next().unwrap_or_default();
+        let arn = format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session_name}");
+        Principal { kind: PrincipalKind::AssumedRole { role_arn }, arn, account: account.to_string() }
+    }
+
+    /// A service principal such as `ecs-tasks.amazonaws.com`; it belongs to no account.
+    pub fn service(name: impl Into<String>) -> Principal {
+        Principal { kind: PrincipalKind::Service, arn: name.into(), account: String::new() }
+    }
+
+    pub fn kind(&self) -> &PrincipalKind {
+        &self.kind
+    }
+
+    /// The principal's ARN (a service's name for a service).
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
+    /// The principal's account id; empty for a service.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// What `aws:PrincipalArn` holds: a role session's is its role's ARN.
+    fn principal_arn(&self) -> &str {
+        match &self.kind {
+            PrincipalKind::AssumedRole { role_arn } => role_arn,
+            _ => &self.arn,
+        }
+    }
+}
+
+/// One request as policies see it: who, which action (`ecs:UpdateService`), on which
+/// resource (an ARN, or `*` for actions without resource-level permissions), and its
+/// condition keys (case-insensitive names, one or more string values each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    principal: Principal,
+    action: String,
+    resource: String,
+    /// Lower-cased key → values. A handful of keys: a scan beats hashing.
+    keys: Vec<(String, Vec<String>)>,
+}
+
+impl RequestContext {
+    /// A request with the keys that follow from its principal already filled in:
+    /// `aws:PrincipalArn`, `aws:PrincipalAccount`, `aws:PrincipalType` and, for a user,
+    /// `aws:username`. The caller adds the rest (`aws:SourceIp`, `aws:CurrentTime`,
+    /// `aws:ResourceTag/...`, `aws:userid`, service keys ...) and may replace these.
+    pub fn new(principal: Principal, action: impl Into<String>, resource: impl Into<String>) -> RequestContext {
+        let mut req = RequestContext { principal, action: action.into(), resource: resource.into(), keys: Vec::new() };
+        let p = &req.principal;
+        let principal_type = match p.kind {
+            PrincipalKind::Root => Some("Account"),
+            PrincipalKind::User => Some("User"),
+            PrincipalKind::AssumedRole { .. } => Some("AssumedRole"),
+            PrincipalKind::Service => None,
+        };
+        if let Some(principal_type) = principal_type {
+            let (arn, account) = (p.principal_arn().to_string(), p.account.clone());
+            let username = (p.kind == PrincipalKind::User).then(|| p.arn.rsplit('/').next().unwrap_or("").to_string());
+            req.set("aws:PrincipalArn", vec![arn]);
+            req.set("aws:PrincipalAccount", vec![account]);
+            req.set("aws:PrincipalType", vec![principal_type.to_string()]);
+            if let Some(name) = username {
+                req.set("aws:username", vec![name]);
+            }
+        }
+        req
+    }
+
+    /// Adds a value to `key` (a key can hold several, like `aws:TagKeys`).
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> RequestContext {
+        self.insert(key, value);
+        self
+    }
+
+    /// Adds a value to `key`.
+    pub fn insert(&mut self, key: &str, value: impl Into<String>) {
+        let key = key.to_ascii_lowercase();
+        match self.keys.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, values)) => values.push(value.into()),
+            None => self.keys.push((key, vec![value.into()])),
+        }
+    }
+
+    /// Replaces the values of `key`. An empty list leaves the key present with no value,
+    /// which conditions treat as absent.
+    pub fn set(&mut self, key: &str, values: Vec<String>) {
+        let key = key.to_ascii_lowercase();
+        match self.keys.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = values,
+            None => self.keys.push((key, values)),
+        }
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.keys.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+    }
+
+    /// The same request on another resource (a batch operation checks each).
+    pub fn set_resource(&mut self, resource: impl Into<String>) {
+        self.resource = resource.into();
+    }
+
+    pub fn set_action(&mut self, action: impl Into<String>) {
+        self.action = action.into();
+    }
+
+    /// The values of a condition key, named in any case.
+    pub fn values(&self, key: &str) -> Option<&[String]> {
+        self.keys.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_slice())
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub fn action(&self) -> &str {
+        &self.action
+    }
+
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+}
+
+impl Variables for RequestContext {
+    fn variable(&self, key: &str) -> Option<&str> {
+        Keys::values(self, key).and_then(|v| v.first()).map(String::as_str)
+    }
+}
+
+impl Keys for RequestContext {
+    /// `key` comes lower-cased from a compiled policy, so an exact compare is enough.
+    fn values(&self, key: &str) -> Option<&[String]> {
+        self.keys.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+    }
+}
+
+/// IAM's decision for `req`, given every identity policy of the principal (its inline and
+/// attached managed policies, and its groups' for a user) and the resource's policy, if the
+/// resource has one. Same-account evaluation.
+pub fn evaluate(
+    identity_policies: &[&PolicyDocument],
+    resource_policy: Option<&PolicyDocument>,
+    req: &RequestContext,
+) -> Decision {
+    let mut allowed = false;
+    for policy in identity_policies {
+        match outcome(policy, req) {
+            Outcome::Deny => return Decision::ExplicitDeny,
+            Outcome::Allow(_) => allowed = true,
+            Outcome::None => {}
+        }
+    }
+    if let Some(policy) = resource_policy {
+        match resource_policy_decision(policy, req) {
+            ResourcePolicyDecision::ExplicitDeny => return Decision::ExplicitDeny,
+            ResourcePolicyDecision::AllowNamed => allowed = true,
+            ResourcePolicyDecision::AllowAccount | ResourcePolicyDecision::ImplicitDeny => {}
+        }
+    }
+    if allowed {
+        Decision::Allow
+    } else {
+        Decision::ImplicitDeny
+    }
+}
+
+/// What a resource policy (or a trust policy) alone says about `req`, principal matched.
+pub fn resource_policy_decision(policy: &PolicyDocument, req: &RequestContext) -> ResourcePolicyDecision {
+    match outcome(policy, req) {
+        Outcome::Deny => ResourcePolicyDecision::ExplicitDeny,
+        Outcome::Allow(Grant::Named) => ResourcePolicyDecision::AllowNamed,
+        Outcome::Allow(Grant::Account) => ResourcePolicyDecision::AllowAccount,
+        Outcome::None => ResourcePolicyDecision::ImplicitDeny,
+    }
+}
+
+/// How a statement's principal covers the caller; `Named` is the stronger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Grant {
+    Account,
+    Named,
+}
+
+enum Outcome {
+    Deny,
+    Allow(Grant),
+    None,
+}
+
+fn outcome(policy: &PolicyDocument, req: &RequestContext) -> Outcome {
+    let mut best: Option<Grant> = None;
+    for s in &policy.statements {
+        let grant = match &s.principal {
+            None => Grant::Named,
+            Some(set) => match set.grant(&req.principal) {
+                Some(g) => g,
+                None => continue,
+            },
+        };
+        if !s.covers(req) {
+            continue;
+        }
+        if !s.allow {
+            return Outcome::Deny;
+        }
+        best = best.max(Some(grant));
+    }
+    best.map_or(Outcome::None, Outcome::Allow)
+}
+
+impl Statement {
+    /// Whether the statement's action, resource and conditions all cover the request.
+    fn covers(&self, req: &RequestContext) -> bool {
+        let actions = &self.actions;
+        if actions.items.iter().any(|p| p.matches(&req.action, true, req)) == actions.negated {
+            return false;
+        }
+        if let Some(resources) = &self.resources {
+            if resources.items.iter().any(|p| p.matches(&req.resource, req)) == resources.negated {
+                return false;
+            }
+        }
+        self.conditions.iter().all(|c| c.holds(req))
+    }
+}
+
+impl PrincipalSet {
+    fn grant(&self, p: &Principal) -> Option<Grant> {
+        let best = self.items.iter().filter_map(|item| item.grant(p)).max();
+        if self.negated {
+            // NotPrincipal: everyone the list does not name.
+            best.is_none().then_some(Grant::Named)
+        } else {
+            best
+        }
+    }
+}
+
+impl PrincipalPattern {
+    fn grant(&self, p: &Principal) -> Option<Grant> {
+        let is_service = p.kind == PrincipalKind::Service;
+        let named = match self {
+            PrincipalPattern::Everyone => true,
+            PrincipalPattern::AnyAws => !is_service,
+            PrincipalPattern::Account(account) => {
+                if is_service || **account != p.account {
+                    return None;
+                }
+                return Some(if p.kind == PrincipalKind::Root { Grant::Named } else { Grant::Account });
+            }
+            PrincipalPattern::User(arn) => p.kind == PrincipalKind::User && **arn == p.arn,
+            PrincipalPattern::Role(arn) => {
+                matches!(&p.kind, PrincipalKind::AssumedRole { role_arn } if **arn == *role_arn)
+            }
+            PrincipalPattern::Session(arn) => matches!(p.kind, PrincipalKind::AssumedRole { .. }) && **arn == p.arn,
+            PrincipalPattern::Service(name) => is_service && name.eq_ignore_ascii_case(&p.arn),
+            PrincipalPattern::Never => false,
+        };
+        named.then_some(Grant::Named)
+    }
+}
