@@ -27,6 +27,7 @@ cargo nextest run --workspace --test-threads 6 --no-fail-fast
 echo "=== end-to-end: the walkthroughs with the aws CLI"
 tests/e2e/foundation.sh target/debug/berth
 tests/e2e/iam.sh target/debug/berth
+tests/e2e/ec2.sh target/debug/berth
 tests/e2e/tasks.sh target/debug/berth
 tests/e2e/registry.sh target/debug/berth
 tests/e2e/elb.sh target/debug/berth

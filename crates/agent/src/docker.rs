@@ -252,6 +252,11 @@ impl Docker {
         if let Some(existing) = self.network(&want.name).await.map_err(NetworkSetupError::Docker)? {
             return same_settings(want, &existing);
         }
+        // A Berth that is gone (a fresh data dir, another account) may have left a network
+        // in the way; nothing attached means no task needs it any more.
+        for gone in self.remove_unused_subnet_networks(want.cidr, &want.name).await.map_err(NetworkSetupError::Docker)? {
+            tracing::info!(network = %gone, subnet = %want.cidr, "removed an unused Docker network of another subnet that overlapped subnet {}", want.subnet_id);
+        }
         self.check_no_overlap(want).await?;
         let request = NetworkCreateRequest {
             name: want.name.clone(),
@@ -285,6 +290,55 @@ impl Docker {
         }
         self.check_no_overlap(want).await?;
         Err(NetworkSetupError::Docker(e))
+    }
+
+    /// The Docker networks Berth made for subnets (label `berth.managed`) whose block
+    /// overlaps `block`, with the containers attached to them.
+    pub async fn subnet_networks_overlapping(&self, block: Ipv4Cidr) -> Result<Vec<ManagedNetwork>> {
+        let options = ListNetworksOptions { filters: Some(label_filters(&[(labels::MANAGED, "true")])) };
+        let list = bounded(CALL_TIMEOUT, "network list", self.client.list_networks(Some(options))).await?;
+        let mut out = vec![];
+        for n in list {
+            let cidrs = ipv4_subnets(&n);
+            let name = n.name.clone().unwrap_or_default();
+            if name.is_empty() || !cidrs.iter().any(|c| c.overlaps(&block)) {
+                continue;
+            }
+            // The list leaves out what is attached; only an inspection tells.
+            let Some(full) = self.network(&name).await? else { continue };
+            let options = ListContainersOptions {
+                all: false,
+                filters: Some(HashMap::from([("network".to_string(), vec![name.clone()])])),
+                ..Default::default()
+            };
+            let attached = bounded(CALL_TIMEOUT, "list", self.client.list_containers(Some(options))).await?;
+            let subnet_id = full.labels.as_ref().and_then(|l| l.get(labels::SUBNET_ID)).cloned().unwrap_or_default();
+            out.push(ManagedNetwork {
+                name,
+                subnet_id,
+                cidrs,
+                endpoints: full.containers.map_or(0, |c| c.len()),
+                attached: attached.into_iter().map(|c| c.labels.unwrap_or_default()).collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes the subnet networks overlapping `block` (other than `keep`) that nothing is
+    /// attached to, and names them. One that gains a container meanwhile is left: the
+    /// engine refuses to remove a network with active endpoints.
+    pub async fn remove_unused_subnet_networks(&self, block: Ipv4Cidr, keep: &str) -> Result<Vec<String>> {
+        let mut removed = vec![];
+        for n in self.subnet_networks_overlapping(block).await? {
+            if n.name == keep || n.endpoints > 0 || !n.attached.is_empty() {
+                continue;
+            }
+            match bounded(CALL_TIMEOUT, "network remove", self.client.remove_network(&n.name)).await {
+                Ok(()) | Err(DockerError::NotFound(_)) => removed.push(n.name),
+                Err(e) => tracing::warn!(network = %n.name, error = %e, "could not remove an unused subnet network"),
+            }
+        }
+        Ok(removed)
     }
 
     /// The network called exactly `name`, if there is one.
@@ -551,6 +605,19 @@ pub struct SubnetNetwork {
     pub subnet_id: String,
     pub cidr: Ipv4Cidr,
     pub gateway: Ipv4Addr,
+}
+
+/// A Docker network Berth made for a subnet, as found on the engine.
+#[derive(Debug, Clone)]
+pub struct ManagedNetwork {
+    pub name: String,
+    /// Its `berth.subnet-id` label.
+    pub subnet_id: String,
+    pub cidrs: Vec<Ipv4Cidr>,
+    /// Endpoints the engine counts (running containers on it).
+    pub endpoints: usize,
+    /// The labels of the running containers attached to it.
+    pub attached: Vec<HashMap<String, String>>,
 }
 
 /// Why the Docker network for a subnet cannot be used. The messages say what to do.

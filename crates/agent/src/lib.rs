@@ -6,8 +6,9 @@
 //! drives one task towards its desired state through `docker`; `config` reads the ECS
 //! agent's settings; `awsvpc` (checks and CIDR arithmetic) and `pause` (the pause image's
 //! bytes) serve awsvpc task networking without doing I/O; `endpoint` serves containers
-//! their task role credentials and task metadata at 169.254.170.2. Only `docker` knows the
-//! Docker Engine API.
+//! their task role credentials and task metadata at 169.254.170.2; `subnets` clears the
+//! engine of subnet networks a gone Berth left before `berth up` starts. Only `docker`
+//! knows the Docker Engine API.
 
 pub mod awslogs;
 pub mod awsvpc;
@@ -20,3 +21,4 @@ pub mod registry_login;
 pub mod runner;
 pub mod secrets;
 pub mod session;
+pub mod subnets;

@@ -1,7 +1,11 @@
 //! EC2's operations in Berth: the default network every account sees (its shape is
-//! `model::ec2`) and the security groups, which are stored (`security_groups`).
+//! `model::ec2`), the VPCs and subnets accounts create and the tags of both (`vpcs`), the
+//! security groups (`security_groups`), and what EC2 shows of ECS's resources: tasks'
+//! network interfaces and container instances (`interfaces`).
 
+pub mod interfaces;
 pub mod security_groups;
+pub mod vpcs;
 
 pub use model::ec2::{derived_id, Ipv4Block, Network, NetworkConfig, Subnet, Zone, VPC_CIDR};
 

@@ -85,6 +85,31 @@ impl Ipv4Block {
         let mask = u32::MAX << (32 - self.prefix);
         u32::from(ip) & mask == u32::from(self.base)
     }
+
+    /// Whether the two blocks share an address.
+    pub fn overlaps(&self, other: &Ipv4Block) -> bool {
+        self.contains(other.base) || other.contains(self.base)
+    }
+
+    /// Whether every address of `inner` is in this block.
+    pub fn covers(&self, inner: &Ipv4Block) -> bool {
+        inner.prefix >= self.prefix && self.contains(inner.base)
+    }
+
+    /// How many addresses the block spans.
+    pub fn size(&self) -> u64 {
+        1u64 << (32 - self.prefix)
+    }
+
+    /// A block as EC2 takes a VPC's or subnet's: `a.b.c.d/n` with host bits zero (any
+    /// prefix 0-32; the caller checks the sizes it allows).
+    pub fn parse_exact(s: &str) -> Option<Ipv4Block> {
+        let (a, p) = s.split_once('/')?;
+        let base: Ipv4Addr = a.parse().ok()?;
+        let prefix: u8 = p.parse().ok().filter(|p| (1..=32).contains(p))?;
+        let mask = u32::MAX << (32 - prefix);
+        (u32::from(base) & !mask == 0).then_some(Ipv4Block { base, prefix })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

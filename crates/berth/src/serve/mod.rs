@@ -49,6 +49,9 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         sealer: control_plane::sealing::Sealer::for_data_dir(&args.data.data_dir)?,
     };
     let control = Arc::new(ControlPlane::open_with(dir.store(), config)?);
+    if with_agent && !args.no_agent {
+        prepare_subnet_networks(&dir, args.vpc_cidr).await?;
+    }
 
     let tls = match (&args.tls.tls_cert, &args.tls.tls_key) {
         (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
@@ -199,6 +202,20 @@ async fn start_load_balancers(
             dataplane.apply(&control.elb_snapshot()).await;
         }
     });
+}
+
+/// Before the local agents start: clears the Docker engine of unused subnet networks that
+/// overlap the default VPC, and refuses to start when another live Berth's tasks hold one
+/// (see `agent::subnets`). Without a reachable engine there is nothing to check; the agents
+/// say so themselves.
+async fn prepare_subnet_networks(dir: &DataDir, vpc: control_plane::ec2::Ipv4Block) -> anyhow::Result<()> {
+    let Ok(docker) = agent::docker::Docker::connect().await else { return Ok(()) };
+    let accounts: Vec<String> = dir.credentials()?.list()?.into_iter().map(|(a, _)| a.id.to_string()).collect();
+    let block = agent::awsvpc::Ipv4Cidr::parse(&vpc.to_string()).map_err(anyhow::Error::msg)?;
+    for name in agent::subnets::prepare(&docker, block, &accounts).await? {
+        tracing::info!(network = %name, vpc = %vpc, "removed an unused Docker subnet network an earlier Berth left in this Berth's default VPC");
+    }
+    Ok(())
 }
 
 /// The agents `berth up` runs on this host's Docker engine.

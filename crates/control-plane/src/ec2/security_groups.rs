@@ -39,7 +39,7 @@ pub(crate) fn fail<T>(code: &'static str, message: impl Into<String>) -> Result<
 }
 
 /// `prefix-` and 17 lower-case hex digits, the shape of EC2's ids.
-fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> String {
     let b: [u8; 9] = rand::thread_rng().gen();
     format!("{prefix}-{}", &hex::encode(b)[..17])
 }
@@ -265,6 +265,22 @@ pub enum RequestedSource {
     Group(GroupRef),
 }
 
+/// Which of a group's rule lists an Authorize or Revoke acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    fn rules(self, g: &mut SecurityGroup) -> &mut Vec<SgRule> {
+        match self {
+            Direction::Ingress => &mut g.ingress,
+            Direction::Egress => &mut g.egress,
+        }
+    }
+}
+
 /// How Revoke names the rules to remove.
 #[derive(Debug, Clone)]
 pub enum Revoke {
@@ -294,7 +310,7 @@ fn resolve(
         .collect()
 }
 
-fn put(txn: &mut crate::Txn<'_>, g: SecurityGroup) -> Arc<SecurityGroup> {
+pub(crate) fn put(txn: &mut crate::Txn<'_>, g: SecurityGroup) -> Arc<SecurityGroup> {
     let key = (g.scope.clone(), g.id.clone());
     txn.touch(Touched::SecurityGroup(key.0.clone(), key.1.clone()));
     let g = Arc::new(g);
@@ -309,11 +325,9 @@ impl Ops<'_, Ec2> {
         check_tags(&new.tags)?;
         let net = self.elb.network(scope);
         let vpc_id = new.vpc_id.clone().unwrap_or_else(|| net.vpc_id.clone());
-        if vpc_id != net.vpc_id {
-            return fail("InvalidVpcID.NotFound", format!("The vpc ID '{vpc_id}' does not exist"));
-        }
         let scope = scope.clone();
         self.write(move |txn| {
+            super::vpcs::find_vpc(txn.state, &scope, &net, &vpc_id)?;
             let groups = security_groups(txn.state, &scope, &net);
             if groups.iter().any(|g| g.name == new.name && g.vpc_id == vpc_id) {
                 return fail(
@@ -369,12 +383,14 @@ impl Ops<'_, Ec2> {
         .await
     }
 
-    /// AuthorizeSecurityGroupIngress: adds every rule or none; a rule the group already
-    /// has (or one given twice) is `InvalidPermission.Duplicate`. Returns the new rules.
-    pub async fn authorize_ingress(
+    /// AuthorizeSecurityGroupIngress and AuthorizeSecurityGroupEgress: adds every rule or
+    /// none; a rule the group already has (or one given twice) is
+    /// `InvalidPermission.Duplicate`. Returns the new rules.
+    pub async fn authorize(
         &self,
         scope: &Scope,
         group: GroupRef,
+        direction: Direction,
         rules: Vec<RequestedRule>,
     ) -> Result<(Arc<SecurityGroup>, Vec<SgRule>)> {
         if rules.is_empty() {
@@ -386,19 +402,20 @@ impl Ops<'_, Ec2> {
             let g = find_group(txn.state, &scope, &net, &group)?;
             let wanted = resolve(txn.state, &scope, &net, rules)?;
             let mut g = g.as_ref().clone();
+            let list = direction.rules(&mut g);
             let mut added = vec![];
             for (permission, description) in wanted {
-                if g.ingress.iter().any(|r| r.permission == permission) {
+                if list.iter().any(|r| r.permission == permission) {
                     return fail(
                         "InvalidPermission.Duplicate",
                         format!("the specified rule \"{permission}\" already exists"),
                     );
                 }
                 let rule = SgRule { id: new_id("sgr"), permission, description };
-                g.ingress.push(rule.clone());
+                list.push(rule.clone());
                 added.push(rule);
             }
-            if g.ingress.len() > MAX_RULES {
+            if list.len() > MAX_RULES {
                 return fail(
                     "RulesPerSecurityGroupLimitExceeded",
                     format!("The maximum number of rules per security group ({MAX_RULES}) has been reached."),
@@ -409,12 +426,14 @@ impl Ops<'_, Ec2> {
         .await
     }
 
-    /// RevokeSecurityGroupIngress: removes every named rule or none; a rule the group does
-    /// not have is `InvalidPermission.NotFound`. Returns the removed rules.
-    pub async fn revoke_ingress(
+    /// RevokeSecurityGroupIngress and RevokeSecurityGroupEgress: removes every named rule
+    /// or none; a rule the group does not have is `InvalidPermission.NotFound`. Returns the
+    /// removed rules.
+    pub async fn revoke(
         &self,
         scope: &Scope,
         group: GroupRef,
+        direction: Direction,
         revoke: Revoke,
     ) -> Result<(Arc<SecurityGroup>, Vec<SgRule>)> {
         let net = self.elb.network(scope);
@@ -422,6 +441,7 @@ impl Ops<'_, Ec2> {
         self.write(move |txn| {
             let g = find_group(txn.state, &scope, &net, &group)?;
             let mut g = g.as_ref().clone();
+            let list = direction.rules(&mut g);
             let mut removed = vec![];
             match revoke {
                 Revoke::Rules(rules) => {
@@ -432,24 +452,24 @@ impl Ops<'_, Ec2> {
                         );
                     }
                     for (permission, _) in resolve(txn.state, &scope, &net, rules)? {
-                        let Some(at) = g.ingress.iter().position(|r| r.permission == permission) else {
+                        let Some(at) = list.iter().position(|r| r.permission == permission) else {
                             return fail(
                                 "InvalidPermission.NotFound",
                                 format!("The specified rule does not exist in this security group: \"{permission}\""),
                             );
                         };
-                        removed.push(g.ingress.remove(at));
+                        removed.push(list.remove(at));
                     }
                 }
                 Revoke::Ids(ids) => {
                     for id in ids {
-                        let Some(at) = g.ingress.iter().position(|r| r.id == id) else {
+                        let Some(at) = list.iter().position(|r| r.id == id) else {
                             return fail(
                                 "InvalidSecurityGroupRuleId.NotFound",
                                 format!("The security group rule ID '{id}' does not exist"),
                             );
                         };
-                        removed.push(g.ingress.remove(at));
+                        removed.push(list.remove(at));
                     }
                 }
             }

@@ -66,16 +66,26 @@ pub(crate) fn check(
         return Err(Error::parameter(format!("At most {MAX_SUBNETS} subnets can be given.")));
     }
     let mut subnets = Vec::new();
+    let mut vpc_id = None;
     for id in &ids {
-        let s = network.subnet(id).ok_or_else(|| {
+        let s = crate::ec2::vpcs::find_subnet(state, scope, network, id).ok_or_else(|| {
             Error::parameter(format!(
                 "Error retrieving subnet information for [{id}]: The subnet ID '{id}' does not exist (ErrorCode: InvalidSubnetID.NotFound)"
             ))
         })?;
+        match &vpc_id {
+            None => vpc_id = Some(s.vpc_id.clone()),
+            Some(v) if *v != s.vpc_id => {
+                return Err(Error::parameter("All subnets must belong to the same VPC."));
+            }
+            Some(_) => {}
+        }
         if !subnets.iter().any(|x: &Subnet| x.id == s.id) {
-            subnets.push(s.clone());
+            subnets.push(crate::ec2::vpcs::placement_subnet(&s));
         }
     }
+    let vpc = crate::ec2::vpcs::find_vpc(state, scope, network, vpc_id.as_deref().unwrap_or(&network.vpc_id))
+        .map_err(|_| Error::parameter("The subnets' VPC no longer exists."))?;
     let groups = vpc.security_groups.clone().unwrap_or_default();
     if groups.len() > MAX_SECURITY_GROUPS {
         return Err(Error::parameter(format!("At most {MAX_SECURITY_GROUPS} security groups can be given.")));
@@ -90,8 +100,9 @@ pub(crate) fn check(
     if vpc.assign_public_ip == Some(AssignPublicIp::Enabled) && !fargate {
         return Err(Error::parameter("Assign public IP is not supported for this launch type."));
     }
-    let security_groups = if groups.is_empty() { vec![network.security_group_id.clone()] } else { groups };
-    Ok(Some(Placement { subnets, security_groups, vpc_cidr: network.cidr.clone() }))
+    // As in ECS, a task given no groups is in its VPC's default group.
+    let security_groups = if groups.is_empty() { vec![vpc.security_group_id.clone()] } else { groups };
+    Ok(Some(Placement { subnets, security_groups, vpc_cidr: vpc.cidr.clone() }))
 }
 
 /// Reserved at the start of every subnet (network, router, DNS, future use), as in a VPC.

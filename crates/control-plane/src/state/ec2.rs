@@ -1,4 +1,6 @@
-//! EC2's room in the state: the stored security groups of every account and their rules.
+//! EC2's room in the state: the stored security groups of every account and their rules,
+//! the VPCs and subnets accounts created, and what was changed of the default ones (their
+//! tags, the VPC's DNS attributes), stored once it differs from the derived default.
 
 use std::sync::Arc;
 
@@ -116,8 +118,45 @@ pub(crate) fn allow_all_out(id: String) -> SgRule {
     }
 }
 
-/// The stored security groups of every account.
+/// A VPC: one an account created, or the default VPC once something of it was changed
+/// (then only its tags and attributes are read from the record; the rest stays derived).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Vpc {
+    pub scope: Scope,
+    pub id: String,
+    pub cidr: String,
+    pub is_default: bool,
+    pub dhcp_options_id: String,
+    /// The id of the VPC's `default` security group.
+    pub security_group_id: String,
+    pub enable_dns_support: bool,
+    pub enable_dns_hostnames: bool,
+    #[serde(default)]
+    pub enable_network_address_usage_metrics: bool,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A subnet: one an account created, or a default subnet once tagged (then only its tags
+/// are read from the record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredSubnet {
+    pub scope: Scope,
+    pub id: String,
+    pub vpc_id: String,
+    pub cidr: String,
+    pub zone: String,
+    pub zone_id: String,
+    pub default_for_az: bool,
+    pub map_public_ip_on_launch: bool,
+    pub tags: Vec<(String, String)>,
+}
+
+/// The stored EC2 resources of every account.
 #[derive(Debug, Clone, Default)]
 pub struct Ec2State {
     pub security_groups: OrdMap<(Scope, String), Arc<SecurityGroup>>,
+    pub vpcs: OrdMap<(Scope, String), Arc<Vpc>>,
+    pub subnets: OrdMap<(Scope, String), Arc<StoredSubnet>>,
 }

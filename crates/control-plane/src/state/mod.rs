@@ -107,6 +107,8 @@ pub enum Touched {
     Attribute(AttributeKey),
     Elb(ElbKey),
     SecurityGroup(Scope, String),
+    Vpc(Scope, String),
+    Subnet(Scope, String),
     Logs(LogsKey),
     Iam(IamKey),
     Ssm(SsmKey),
@@ -128,6 +130,8 @@ const LIFECYCLE_POLICIES: &str = "ecr.lifecycle_policies";
 const LIFECYCLE_PREVIEWS: &str = "ecr.lifecycle_previews";
 const ATTRIBUTES: &str = "ecs.attributes";
 const SECURITY_GROUPS: &str = "ec2.security_groups";
+const VPCS: &str = "ec2.vpcs";
+const SUBNETS: &str = "ec2.subnets";
 
 fn scope_key(s: &Scope) -> String {
     format!("{}/{}", s.account, s.region)
@@ -158,6 +162,8 @@ impl Touched {
             }
             Touched::Attribute((s, c, t, n)) => (ATTRIBUTES, format!("{}/{c}/{t}/{n}", scope_key(s))),
             Touched::SecurityGroup(s, id) => (SECURITY_GROUPS, format!("{}/{id}", scope_key(s))),
+            Touched::Vpc(s, id) => (VPCS, format!("{}/{id}", scope_key(s))),
+            Touched::Subnet(s, id) => (SUBNETS, format!("{}/{id}", scope_key(s))),
             Touched::Elb(_) => unreachable!("ELBv2 records are keyed by the elb module"),
             Touched::Logs(_) => unreachable!("CloudWatch Logs records are keyed by the logs module"),
             Touched::Iam(_) => unreachable!("IAM records are keyed by the iam module"),
@@ -236,6 +242,8 @@ impl State {
             Touched::SecurityGroup(s, id) => {
                 self.ec2.security_groups.get(&(s.clone(), id.clone())).map(|g| encode(g.as_ref()))
             }
+            Touched::Vpc(s, id) => self.ec2.vpcs.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())),
+            Touched::Subnet(s, id) => self.ec2.subnets.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())),
             Touched::Elb(_) | Touched::Logs(_) | Touched::Iam(_) | Touched::Ssm(_) | Touched::Secrets(_) => {
                 unreachable!("handled above")
             }
@@ -310,6 +318,14 @@ impl State {
                 SECURITY_GROUPS => {
                     let g: ec2::SecurityGroup = decode(r)?;
                     state.ec2.security_groups.insert((g.scope.clone(), g.id.clone()), Arc::new(g));
+                }
+                VPCS => {
+                    let v: ec2::Vpc = decode(r)?;
+                    state.ec2.vpcs.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+                }
+                SUBNETS => {
+                    let v: ec2::StoredSubnet = decode(r)?;
+                    state.ec2.subnets.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
                 }
                 t if t.starts_with("auth.") => {}
                 t if t.starts_with("elb.") && state.elb.load(r)? => {}

@@ -1,6 +1,10 @@
-//! The minimal EC2 API (query protocol, version 2016-11-15): the default VPC, its
-//! subnets and the availability zones (read-only, derived), and security groups with
-//! their inbound rules (stored), with the filters commonly used on them.
+//! The EC2 API (query protocol, version 2016-11-15) that ECS workflows and IaC tools
+//! call: security groups and their rules (here), VPCs, subnets, tags and what a VPC
+//! implies (`network`), tasks' network interfaces and container instances as EC2
+//! instances (`interfaces`), with the filters EC2 documents for them.
+
+mod interfaces;
+mod network;
 
 use axum::response::Response;
 
@@ -8,7 +12,7 @@ use control_plane::ec2::security_groups::{
     self as sg, GroupRef, NewSecurityGroup, Permission, RequestedRule, RequestedSource, Revoke, SecurityGroup, SgRule,
     Source,
 };
-use control_plane::ec2::{Network, Subnet, Zone};
+use control_plane::ec2::{Network, Zone};
 use control_plane::Caller;
 use elb::glob::Glob;
 
@@ -16,12 +20,12 @@ use crate::query::{ec2_ok, Params, Xml};
 use crate::{Api, ApiError};
 
 /// One `Filter.N`: a name and values with `*` and `?` wildcards; any value may match.
-struct Filter {
+pub(super) struct Filter {
     name: String,
     values: Vec<Glob>,
 }
 
-fn filters(p: &Params) -> Result<Vec<Filter>, ApiError> {
+pub(super) fn filters(p: &Params) -> Result<Vec<Filter>, ApiError> {
     p.ec2_structs("Filter")?
         .into_iter()
         .map(|f| {
@@ -32,20 +36,24 @@ fn filters(p: &Params) -> Result<Vec<Filter>, ApiError> {
         .collect()
 }
 
-fn invalid_filter(name: &str) -> ApiError {
+pub(super) fn invalid_filter(name: &str) -> ApiError {
     ApiError::bad_request("InvalidParameterValue", format!("The filter '{name}' is invalid"))
 }
 
-/// Whether `facts` (filter name → the resource's values for it) satisfy every filter.
-/// A filter this resource does not know is an error, as in EC2; `tag:KEY` of a tag the
-/// resource lacks matches nothing.
-fn keep(filters: &[Filter], facts: &[(&str, Vec<String>)]) -> Result<bool, ApiError> {
+/// Whether `facts` (filter name → the resource's values for it) and the resource's `tags`
+/// satisfy every filter. A filter this resource does not know is an error, as in EC2;
+/// `tag:KEY` of a tag the resource lacks matches nothing.
+pub(super) fn keep(filters: &[Filter], facts: &[(&str, Vec<String>)], tags: &[(String, String)]) -> Result<bool, ApiError> {
     for f in filters {
-        let Some((_, have)) = facts.iter().find(|(n, _)| *n == f.name) else {
-            if f.name.starts_with("tag:") {
-                return Ok(false);
+        let have: Vec<String> = if let Some(key) = f.name.strip_prefix("tag:") {
+            tags.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+        } else if f.name == "tag-key" {
+            tags.iter().map(|(k, _)| k.clone()).collect()
+        } else {
+            match facts.iter().find(|(n, _)| *n == f.name) {
+                Some((_, have)) => have.clone(),
+                None => return Err(invalid_filter(&f.name)),
             }
-            return Err(invalid_filter(&f.name));
         };
         if !f.values.iter().any(|g| have.iter().any(|v| g.matches(v))) {
             return Ok(false);
@@ -54,7 +62,7 @@ fn keep(filters: &[Filter], facts: &[(&str, Vec<String>)]) -> Result<bool, ApiEr
     Ok(true)
 }
 
-fn one(v: impl Into<String>) -> Vec<String> {
+pub(super) fn one(v: impl Into<String>) -> Vec<String> {
     vec![v.into()]
 }
 
@@ -75,62 +83,6 @@ pub(crate) async fn dispatch(
         ));
     }
     match action {
-        "DescribeVpcs" => {
-            let ids = p.ec2_list("VpcId")?;
-            for v in &ids {
-                if *v != net.vpc_id {
-                    return Err(ApiError::bad_request("InvalidVpcID.NotFound", format!("The vpc ID '{v}' does not exist")));
-                }
-            }
-            let fs = filters(p)?;
-            let facts = [
-                ("vpc-id", one(&net.vpc_id)),
-                ("is-default", one("true")),
-                ("isDefault", one("true")),
-                ("cidr", one(net.cidr.clone())),
-                ("cidr-block-association.cidr-block", one(net.cidr.clone())),
-                ("state", one("available")),
-                ("owner-id", one(&net.owner)),
-                ("dhcp-options-id", one(&net.dhcp_options_id)),
-            ];
-            let show = keep(&fs, &facts)?;
-            Ok(ec2_ok(action, id, |x| {
-                x.list("vpcSet", "item", show.then_some(&net), vpc_xml);
-            }))
-        }
-        "DescribeSubnets" => {
-            let ids = p.ec2_list("SubnetId")?;
-            for s in &ids {
-                if net.subnet(s).is_none() {
-                    return Err(ApiError::bad_request("InvalidSubnetID.NotFound", format!("The subnet ID '{s}' does not exist")));
-                }
-            }
-            let fs = filters(p)?;
-            let mut shown = Vec::new();
-            for s in net.subnets.iter().filter(|s| ids.is_empty() || ids.contains(&s.id)) {
-                let facts = [
-                    ("subnet-id", one(&s.id)),
-                    ("vpc-id", one(&net.vpc_id)),
-                    ("default-for-az", one("true")),
-                    ("defaultForAz", one("true")),
-                    ("availability-zone", one(&s.zone.name)),
-                    ("availabilityZone", one(&s.zone.name)),
-                    ("availability-zone-id", one(&s.zone.zone_id)),
-                    ("cidr-block", one(&s.cidr)),
-                    ("cidrBlock", one(&s.cidr)),
-                    ("cidr", one(&s.cidr)),
-                    ("state", one("available")),
-                    ("owner-id", one(&net.owner)),
-                    ("map-public-ip-on-launch", one("true")),
-                ];
-                if keep(&fs, &facts)? {
-                    shown.push(s);
-                }
-            }
-            Ok(ec2_ok(action, id, |x| {
-                x.list("subnetSet", "item", shown, |x, s| subnet_xml(x, &net, s));
-            }))
-        }
         "DescribeSecurityGroups" => {
             let view = api.control.view();
             let all = sg::security_groups(&view, &caller.scope, &net);
@@ -148,7 +100,6 @@ pub(crate) async fn dispatch(
                 if !names.is_empty() && !names.contains(&g.name) {
                     continue;
                 }
-                let tag_names: Vec<String> = g.tags.iter().map(|(k, _)| format!("tag:{k}")).collect();
                 let sources = |cidr: bool| -> Vec<String> {
                     g.ingress
                         .iter()
@@ -159,23 +110,19 @@ pub(crate) async fn dispatch(
                         })
                         .collect()
                 };
-                let mut facts = vec![
+                let facts = [
                     ("group-id", one(&g.id)),
                     ("group-name", one(&g.name)),
                     ("vpc-id", one(&g.vpc_id)),
                     ("owner-id", one(&net.owner)),
                     ("description", one(&g.description)),
-                    ("tag-key", g.tags.iter().map(|(k, _)| k.clone()).collect()),
                     ("ip-permission.protocol", g.ingress.iter().map(|r| r.permission.protocol.as_ec2().to_string()).collect()),
                     ("ip-permission.from-port", g.ingress.iter().map(|r| r.permission.from_port.to_string()).collect()),
                     ("ip-permission.to-port", g.ingress.iter().map(|r| r.permission.to_port.to_string()).collect()),
                     ("ip-permission.cidr", sources(true)),
                     ("ip-permission.group-id", sources(false)),
                 ];
-                for (name, (_, v)) in tag_names.iter().zip(&g.tags) {
-                    facts.push((name.as_str(), one(v)));
-                }
-                if keep(&fs, &facts)? {
+                if keep(&fs, &facts, &g.tags)? {
                     shown.push(g);
                 }
             }
@@ -207,8 +154,12 @@ pub(crate) async fn dispatch(
                 if !ids.is_empty() && !ids.contains(&r.id) {
                     continue;
                 }
-                let facts = [("group-id", one(&g.id)), ("security-group-rule-id", one(&r.id))];
-                if keep(&fs, &facts)? {
+                let facts = [
+                    ("group-id", one(&g.id)),
+                    ("security-group-rule-id", one(&r.id)),
+                    ("is-egress", one(if egress { "true" } else { "false" })),
+                ];
+                if keep(&fs, &facts, &[])? {
                     shown.push((g, r, egress));
                 }
             }
@@ -219,19 +170,7 @@ pub(crate) async fn dispatch(
         "CreateSecurityGroup" => {
             let name = p.string("GroupName").ok_or_else(|| missing("groupName"))?;
             let description = p.string("GroupDescription").ok_or_else(|| missing("groupDescription"))?;
-            let mut tags = vec![];
-            for spec in p.ec2_structs("TagSpecification")? {
-                let kind = spec.string("ResourceType").unwrap_or_default();
-                if kind != "security-group" {
-                    return Err(ApiError::bad_request(
-                        "InvalidParameterValue",
-                        format!("'{kind}' is not a valid taggable resource type for this operation."),
-                    ));
-                }
-                for t in spec.ec2_structs("Tag")? {
-                    tags.push((t.string("Key").unwrap_or_default(), t.string("Value").unwrap_or_default()));
-                }
-            }
+            let tags = tag_specifications(p, "security-group")?;
             let new = NewSecurityGroup { name, description, vpc_id: p.string("VpcId"), tags };
             let g = api.control.ec2().create_security_group(&caller.scope, new).await?;
             Ok(ec2_ok(action, id, |x| {
@@ -247,24 +186,26 @@ pub(crate) async fn dispatch(
                 x.text("return", "true").text("groupId", deleted);
             }))
         }
-        "AuthorizeSecurityGroupIngress" => {
+        "AuthorizeSecurityGroupIngress" | "AuthorizeSecurityGroupEgress" => {
+            let (direction, egress) = direction(action);
             let group = group_ref(p)?;
             let rules = requested_rules(p, &caller.scope.account.to_string())?;
-            let (g, added) = api.control.ec2().authorize_ingress(&caller.scope, group, rules).await?;
+            let (g, added) = api.control.ec2().authorize(&caller.scope, group, direction, rules).await?;
             Ok(ec2_ok(action, id, |x| {
                 x.text("return", "true");
-                x.list("securityGroupRuleSet", "item", &added, |x, r| rule_xml(x, &g, r, false));
+                x.list("securityGroupRuleSet", "item", &added, |x, r| rule_xml(x, &g, r, egress));
             }))
         }
-        "RevokeSecurityGroupIngress" => {
+        "RevokeSecurityGroupIngress" | "RevokeSecurityGroupEgress" => {
+            let (direction, egress) = direction(action);
             let group = group_ref(p)?;
             let ids = p.ec2_list("SecurityGroupRuleId")?;
             let revoke = if ids.is_empty() { Revoke::Rules(requested_rules(p, &caller.scope.account.to_string())?) } else { Revoke::Ids(ids) };
-            let (g, removed) = api.control.ec2().revoke_ingress(&caller.scope, group, revoke).await?;
+            let (g, removed) = api.control.ec2().revoke(&caller.scope, group, direction, revoke).await?;
             Ok(ec2_ok(action, id, |x| {
                 x.text("return", "true");
                 x.list("revokedSecurityGroupRuleSet", "item", &removed, |x, r| {
-                    x.text("securityGroupRuleId", &r.id).text("groupId", &g.id).text("isEgress", "false");
+                    x.text("securityGroupRuleId", &r.id).text("groupId", &g.id).text("isEgress", if egress { "true" } else { "false" });
                     permission_xml(x, &r.permission, "referencedGroupId");
                     x.opt("description", r.description.as_deref());
                 });
@@ -296,7 +237,7 @@ pub(crate) async fn dispatch(
                     ("group-name", one(&net.region)),
                     ("opt-in-status", one("opt-in-not-required")),
                 ];
-                if keep(&fs, &facts)? {
+                if keep(&fs, &facts, &[])? {
                     shown.push(z);
                 }
             }
@@ -304,49 +245,22 @@ pub(crate) async fn dispatch(
                 x.list("availabilityZoneInfo", "item", shown, |x, z| zone_xml(x, &net, z));
             }))
         }
-        a => Err(ApiError::bad_request(
-            "InvalidAction",
-            format!("Berth's EC2 API offers DescribeVpcs, DescribeSubnets, DescribeAvailabilityZones, CreateSecurityGroup, DeleteSecurityGroup, DescribeSecurityGroups, DescribeSecurityGroupRules, AuthorizeSecurityGroupIngress and RevokeSecurityGroupIngress, not '{a}'."),
-        )),
+        "DescribeNetworkInterfaces" => interfaces::describe_network_interfaces(api, caller, action, p, id, &net).await,
+        "DescribeInstances" => interfaces::describe_instances(api, caller, action, p, id, &net).await,
+        _ => network::dispatch(api, caller, action, p, id, &net).await,
     }
 }
 
-fn vpc_xml(x: &mut Xml, net: &Network) {
-    x.text("cidrBlock", &net.cidr)
-        .text("dhcpOptionsId", &net.dhcp_options_id)
-        .text("state", "available")
-        .text("vpcId", &net.vpc_id)
-        .text("ownerId", &net.owner)
-        .text("instanceTenancy", "default")
-        .list("cidrBlockAssociationSet", "item", [()], |x, ()| {
-            x.text("associationId", format!("vpc-cidr-assoc-{}", &net.vpc_id[4..])).text("cidrBlock", &net.cidr).elem(
-                "cidrBlockState",
-                |x| {
-                    x.text("state", "associated");
-                },
-            );
-        })
-        .text("isDefault", "true");
+/// Which rule list an Authorize or Revoke action names, and whether it is the egress one.
+fn direction(action: &str) -> (sg::Direction, bool) {
+    if action.ends_with("Egress") {
+        (sg::Direction::Egress, true)
+    } else {
+        (sg::Direction::Ingress, false)
+    }
 }
 
-fn subnet_xml(x: &mut Xml, net: &Network, s: &Subnet) {
-    x.text("availabilityZone", &s.zone.name)
-        .text("availabilityZoneId", &s.zone.zone_id)
-        // A /20 holds 4096 addresses; AWS keeps five of each subnet for itself.
-        .text("availableIpAddressCount", "4091")
-        .text("cidrBlock", &s.cidr)
-        .text("defaultForAz", "true")
-        .text("mapPublicIpOnLaunch", "true")
-        .text("state", "available")
-        .text("subnetId", &s.id)
-        .text("vpcId", &net.vpc_id)
-        .text("ownerId", &net.owner)
-        .text("assignIpv6AddressOnCreation", "false")
-        .elem("ipv6CidrBlockAssociationSet", |_| {})
-        .text("subnetArn", format!("arn:aws:ec2:{}:{}:subnet/{}", net.region, net.owner, s.id));
-}
-
-fn missing(param: &str) -> ApiError {
+pub(super) fn missing(param: &str) -> ApiError {
     ApiError::bad_request("MissingParameter", format!("The request must contain the parameter {param}"))
 }
 
@@ -425,7 +339,32 @@ fn requested_rules(p: &Params, account: &str) -> Result<Vec<RequestedRule>, ApiE
     Ok(out)
 }
 
-fn tags_xml(x: &mut Xml, tags: &[(String, String)]) {
+/// The tags of `TagSpecification.N` for a resource of type `kind`, the only type the
+/// creating operation takes.
+pub(super) fn tag_specifications(p: &Params, kind: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let mut tags = vec![];
+    for spec in p.ec2_structs("TagSpecification")? {
+        let given = spec.string("ResourceType").unwrap_or_default();
+        if given != kind {
+            return Err(ApiError::bad_request(
+                "InvalidParameterValue",
+                format!("'{given}' is not a valid taggable resource type for this operation."),
+            ));
+        }
+        tags.extend(tag_list(&spec)?);
+    }
+    Ok(tags)
+}
+
+/// `Tag.N.Key` and `Tag.N.Value` pairs.
+pub(super) fn tag_list(p: &Params) -> Result<Vec<(String, String)>, ApiError> {
+    Ok(p.ec2_structs("Tag")?
+        .into_iter()
+        .map(|t| (t.string("Key").unwrap_or_default(), t.string("Value").unwrap_or_default()))
+        .collect())
+}
+
+pub(super) fn tags_xml(x: &mut Xml, tags: &[(String, String)]) {
     x.list("tagSet", "item", tags, |x, (k, v)| {
         x.text("key", k).text("value", v);
     });
