@@ -126,7 +126,7 @@ fn interface_xml(x: &mut Xml, net: &Network, n: &NetworkInterface, group_name: &
     .list("privateIpAddressesSet", "item", [()], |x, ()| {
         x.text("primary", "true").text("privateIpAddress", &ip).text("privateDnsName", &dns);
     })
-    .text("requesterId", if n.requester_managed { AWS_OWNER } else { &net.owner })
+    .text("requesterId", owner(n, net))
     .text("requesterManaged", if n.requester_managed { "true" } else { "false" })
     .text("sourceDestCheck", "true")
     .text("status", "in-use")
@@ -168,7 +168,7 @@ pub(super) async fn describe_instances(
     // One reservation per instance, as for instances launched one at a time.
     Ok(ec2_ok(action, id, |x| {
         x.list("reservationSet", "item", shown, |x, i| {
-            x.text("reservationId", format!("r-{}", &i.instance_id[2.min(i.instance_id.len())..]))
+            x.text("reservationId", format!("r-{}", i.instance_id.trim_start_matches("i-")))
                 .text("ownerId", &net.owner)
                 .elem("groupSet", |_| {})
                 .list("instancesSet", "item", [i], |x, i| instance_xml(x, net, i));

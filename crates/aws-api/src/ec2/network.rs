@@ -159,7 +159,7 @@ pub(super) async fn dispatch(
                 }
             }
             // EC2 changes one attribute per call.
-            let [(attribute, on)] = given[..] else {
+            let &[(attribute, on)] = given.as_slice() else {
                 return Err(ApiError::bad_request(
                     "InvalidParameterCombination",
                     "Exactly one of EnableDnsSupport, EnableDnsHostnames and EnableNetworkAddressUsageMetrics must be given.",
@@ -456,7 +456,7 @@ fn network_acl_xml(x: &mut Xml, caller: &Caller, net: &Network, acl: &str, v: &V
             .text("ruleAction", action)
             .text("ruleNumber", number.to_string());
     });
-    x.text("isDefault", "true")
+    x.text("default", "true")
         .text("networkAclId", acl)
         .elem("tagSet", |_| {})
         .text("vpcId", &v.id)

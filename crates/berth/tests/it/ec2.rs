@@ -626,6 +626,10 @@ async fn what_a_vpc_implies_and_egress_rules_are_described() {
     assert_eq!(error_code(&e), "InvalidPermission.NotFound");
 }
 
+async fn task(ecs: &aws_sdk_ecs::Client, arn: &str) -> aws_sdk_ecs::types::Task {
+    ecs.describe_tasks().tasks(arn).send().await.unwrap().tasks()[0].clone()
+}
+
 /// The `i`th /26 of a /22 such as 10.150.4.0/22 (the test servers' VPC blocks).
 fn quarter_block(vpc: &str, i: u32) -> String {
     let (base, _) = vpc.split_once('/').unwrap();
@@ -687,9 +691,8 @@ async fn tasks_in_a_created_subnet_have_interfaces_ec2_describes() {
         .await;
         arns.push(arn.unwrap());
     }
-    let describe = async |arn: &str| ecs.describe_tasks().tasks(arn).send().await.unwrap().tasks()[0].clone();
     for arn in &arns {
-        crate::services::eventually("the task runs", async || describe(arn).await.last_status() == Some("RUNNING"))
+        crate::services::eventually("the task runs", async || task(&ecs, arn).await.last_status() == Some("RUNNING"))
             .await;
     }
     let instance = ecs.list_container_instances().send().await.unwrap().container_instance_arns()[0].clone();
@@ -697,7 +700,7 @@ async fn tasks_in_a_created_subnet_have_interfaces_ec2_describes() {
     let instance_id = instance.container_instances()[0].ec2_instance_id().unwrap().to_string();
 
     for (arn, fargate) in [(&arns[0], true), (&arns[1], false)] {
-        let t = describe(arn).await;
+        let t = task(&ecs, arn).await;
         let ip = crate::support::attachment_detail(&t, "privateIPv4Address");
         let body = testkit::http_get_text(&format!("http://{ip}:8080/")).await;
         assert!(body.starts_with("hello from"), "{body}");
@@ -752,7 +755,7 @@ async fn tasks_in_a_created_subnet_have_interfaces_ec2_describes() {
         ecs.stop_task().task(arn).send().await.unwrap();
     }
     for arn in &arns {
-        crate::services::eventually("the task stops", async || describe(arn).await.last_status() == Some("STOPPED"))
+        crate::services::eventually("the task stops", async || task(&ecs, arn).await.last_status() == Some("STOPPED"))
             .await;
     }
     assert!(ec2.describe_network_interfaces().send().await.unwrap().network_interfaces().is_empty());
@@ -773,17 +776,18 @@ fn network_exists(name: &str) -> bool {
     std::process::Command::new("docker").args(["network", "inspect", name]).output().is_ok_and(|o| o.status.success())
 }
 
-/// A /22 of 10.240.0.0/12 of this test's own, apart from testkit's (10.100-199).
-fn stray_block() -> String {
+/// A /22 of 10.240.0.0/12 of this test's own (`i` tells a process's tests apart), away
+/// from testkit's blocks (10.100-199).
+fn stray_block(i: u32) -> String {
     let n = std::process::id();
-    format!("10.{}.{}.0/22", 240 + n % 15, (n / 15 % 64) * 4)
+    format!("10.{}.{}.0/22", 240 + n % 15, (n / 15 % 32) * 8 + i * 4)
 }
 
 #[tokio::test]
 async fn a_fresh_berth_reclaims_the_subnet_networks_an_earlier_one_left() {
     use aws_sdk_ecs::types::{AwsVpcConfiguration, Compatibility, ContainerDefinition, LaunchType, NetworkConfiguration, NetworkMode};
     use testkit::images::simplehttp_image;
-    let block = stray_block();
+    let block = stray_block(0);
     // What an earlier Berth (another data dir) left: its first subnet's network, unused.
     let stray = format!("berth-subnet-stray-{}", std::process::id());
     stray_network(&stray, &quarter_block(&block, 0));
@@ -845,7 +849,7 @@ async fn a_fresh_berth_reclaims_the_subnet_networks_an_earlier_one_left() {
 #[tokio::test]
 async fn a_berth_whose_default_vpc_another_live_berth_uses_does_not_start() {
     use testkit::images::simplehttp_image;
-    let block = stray_block();
+    let block = stray_block(1);
     let cidr = quarter_block(&block, 1);
     let stray = format!("berth-subnet-live-{}", std::process::id());
     stray_network(&stray, &cidr);
@@ -854,7 +858,7 @@ async fn a_berth_whose_default_vpc_another_live_berth_uses_does_not_start() {
     let run = std::process::Command::new("docker")
         .args(["run", "-d", "--name", &name, "--network", &stray])
         .args(["--label", "com.amazonaws.ecs.cluster=arn:aws:ecs:us-east-1:999999999999:cluster/other"])
-        .args([simplehttp_image(), "sleep".into()])
+        .args([simplehttp_image(), "sleep"])
         .output()
         .expect("docker");
     let cleanup = || {
@@ -871,6 +875,7 @@ async fn a_berth_whose_default_vpc_another_live_berth_uses_does_not_start() {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["up", "--listen", "127.0.0.1:0", "--vpc-cidr", &block, "--data-dir"])
             .arg(dir.path())
+            .kill_on_drop(true)
             .output(),
     )
     .await;

@@ -84,7 +84,7 @@ pub(crate) fn check(
             subnets.push(crate::ec2::vpcs::placement_subnet(&s));
         }
     }
-    let vpc = crate::ec2::vpcs::find_vpc(state, scope, network, vpc_id.as_deref().unwrap_or(&network.vpc_id))
+    let in_vpc = crate::ec2::vpcs::find_vpc(state, scope, network, vpc_id.as_deref().unwrap_or(&network.vpc_id))
         .map_err(|_| Error::parameter("The subnets' VPC no longer exists."))?;
     let groups = vpc.security_groups.clone().unwrap_or_default();
     if groups.len() > MAX_SECURITY_GROUPS {
@@ -101,8 +101,8 @@ pub(crate) fn check(
         return Err(Error::parameter("Assign public IP is not supported for this launch type."));
     }
     // As in ECS, a task given no groups is in its VPC's default group.
-    let security_groups = if groups.is_empty() { vec![vpc.security_group_id.clone()] } else { groups };
-    Ok(Some(Placement { subnets, security_groups, vpc_cidr: vpc.cidr.clone() }))
+    let security_groups = if groups.is_empty() { vec![in_vpc.security_group_id.clone()] } else { groups };
+    Ok(Some(Placement { subnets, security_groups, vpc_cidr: in_vpc.cidr.clone() }))
 }
 
 /// Reserved at the start of every subnet (network, router, DNS, future use), as in a VPC.
