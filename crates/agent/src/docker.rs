@@ -254,7 +254,9 @@ impl Docker {
         }
         // A Berth that is gone (a fresh data dir, another account) may have left a network
         // in the way; nothing attached means no task needs it any more.
-        for gone in self.remove_unused_subnet_networks(want.cidr, &want.name).await.map_err(NetworkSetupError::Docker)? {
+        for gone in
+            self.remove_unused_subnet_networks(want.cidr, &want.name).await.map_err(NetworkSetupError::Docker)?
+        {
             tracing::info!(network = %gone, subnet = %want.cidr, "removed an unused Docker network of another subnet that overlapped subnet {}", want.subnet_id);
         }
         self.check_no_overlap(want).await?;

@@ -147,7 +147,10 @@ pub(super) async fn describe_instances(
     let all = interfaces::instances(&view, &caller.scope);
     let ids = p.ec2_list("InstanceId")?;
     if let Some(i) = ids.iter().find(|i| !all.iter().any(|n| n.instance_id == **i)) {
-        return Err(ApiError::bad_request("InvalidInstanceID.NotFound", format!("The instance ID '{i}' does not exist")));
+        return Err(ApiError::bad_request(
+            "InvalidInstanceID.NotFound",
+            format!("The instance ID '{i}' does not exist"),
+        ));
     }
     let fs = filters(p)?;
     let mut shown = vec![];

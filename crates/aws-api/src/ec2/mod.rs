@@ -43,7 +43,11 @@ pub(super) fn invalid_filter(name: &str) -> ApiError {
 /// Whether `facts` (filter name → the resource's values for it) and the resource's `tags`
 /// satisfy every filter. A filter this resource does not know is an error, as in EC2;
 /// `tag:KEY` of a tag the resource lacks matches nothing.
-pub(super) fn keep(filters: &[Filter], facts: &[(&str, Vec<String>)], tags: &[(String, String)]) -> Result<bool, ApiError> {
+pub(super) fn keep(
+    filters: &[Filter],
+    facts: &[(&str, Vec<String>)],
+    tags: &[(String, String)],
+) -> Result<bool, ApiError> {
     for f in filters {
         let have: Vec<String> = if let Some(key) = f.name.strip_prefix("tag:") {
             tags.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
@@ -116,7 +120,10 @@ pub(crate) async fn dispatch(
                     ("vpc-id", one(&g.vpc_id)),
                     ("owner-id", one(&net.owner)),
                     ("description", one(&g.description)),
-                    ("ip-permission.protocol", g.ingress.iter().map(|r| r.permission.protocol.as_ec2().to_string()).collect()),
+                    (
+                        "ip-permission.protocol",
+                        g.ingress.iter().map(|r| r.permission.protocol.as_ec2().to_string()).collect(),
+                    ),
                     ("ip-permission.from-port", g.ingress.iter().map(|r| r.permission.from_port.to_string()).collect()),
                     ("ip-permission.to-port", g.ingress.iter().map(|r| r.permission.to_port.to_string()).collect()),
                     ("ip-permission.cidr", sources(true)),
@@ -200,12 +207,18 @@ pub(crate) async fn dispatch(
             let (direction, egress) = direction(action);
             let group = group_ref(p)?;
             let ids = p.ec2_list("SecurityGroupRuleId")?;
-            let revoke = if ids.is_empty() { Revoke::Rules(requested_rules(p, &caller.scope.account.to_string())?) } else { Revoke::Ids(ids) };
+            let revoke = if ids.is_empty() {
+                Revoke::Rules(requested_rules(p, &caller.scope.account.to_string())?)
+            } else {
+                Revoke::Ids(ids)
+            };
             let (g, removed) = api.control.ec2().revoke(&caller.scope, group, direction, revoke).await?;
             Ok(ec2_ok(action, id, |x| {
                 x.text("return", "true");
                 x.list("revokedSecurityGroupRuleSet", "item", &removed, |x, r| {
-                    x.text("securityGroupRuleId", &r.id).text("groupId", &g.id).text("isEgress", if egress { "true" } else { "false" });
+                    x.text("securityGroupRuleId", &r.id)
+                        .text("groupId", &g.id)
+                        .text("isEgress", if egress { "true" } else { "false" });
                     permission_xml(x, &r.permission, "referencedGroupId");
                     x.opt("description", r.description.as_deref());
                 });
@@ -225,7 +238,9 @@ pub(crate) async fn dispatch(
             let fs = filters(p)?;
             let mut shown = Vec::new();
             for z in net.zones() {
-                if !names.is_empty() && !names.contains(&z.name) || !zone_ids.is_empty() && !zone_ids.contains(&z.zone_id) {
+                if !names.is_empty() && !names.contains(&z.name)
+                    || !zone_ids.is_empty() && !zone_ids.contains(&z.zone_id)
+                {
                     continue;
                 }
                 let facts = [

@@ -211,12 +211,8 @@ pub(super) async fn dispatch(
             let fs = filters(p)?;
             let mut shown = vec![];
             for t in &all {
-                let facts = [
-                    ("resource-id", one(&t.0)),
-                    ("resource-type", one(t.1)),
-                    ("key", one(&t.2)),
-                    ("value", one(&t.3)),
-                ];
+                let facts =
+                    [("resource-id", one(&t.0)), ("resource-type", one(t.1)), ("key", one(&t.2)), ("value", one(&t.3))];
                 if keep(&fs, &facts, &[])? {
                     shown.push(t);
                 }
@@ -354,7 +350,9 @@ pub(super) async fn dispatch(
                 }
             }
             Ok(ec2_ok(action, id, |x| {
-                x.list("networkAclSet", "item", shown, |x, (a, v, members)| network_acl_xml(x, caller, net, a, v, &members));
+                x.list("networkAclSet", "item", shown, |x, (a, v, members)| {
+                    network_acl_xml(x, caller, net, a, v, &members)
+                });
             }))
         }
         a => Err(ApiError::bad_request(

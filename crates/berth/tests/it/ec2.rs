@@ -413,7 +413,13 @@ async fn vpcs_and_subnets_are_created_checked_tagged_deleted_and_kept() {
     let name_tag = |kind: ResourceType, name: &str| {
         TagSpecification::builder().resource_type(kind).tags(Tag::builder().key("Name").value(name).build()).build()
     };
-    let created = ec2.create_vpc().cidr_block("10.20.0.0/16").tag_specifications(name_tag(ResourceType::Vpc, "app")).send().await.unwrap();
+    let created = ec2
+        .create_vpc()
+        .cidr_block("10.20.0.0/16")
+        .tag_specifications(name_tag(ResourceType::Vpc, "app"))
+        .send()
+        .await
+        .unwrap();
     let vpc = created.vpc().unwrap();
     let vpc_id = vpc.vpc_id().unwrap().to_string();
     assert!(vpc_id.starts_with("vpc-") && vpc_id.len() == 21, "{vpc_id}");
@@ -478,11 +484,11 @@ async fn vpcs_and_subnets_are_created_checked_tagged_deleted_and_kept() {
     assert_eq!(ec2.describe_subnets().send().await.unwrap().subnets().len(), 4);
 
     // Tags on the default VPC, a default subnet and a group; DescribeTags finds them.
-    let default_subnet = ec2.describe_subnets().filters(filter("default-for-az", "true")).send().await.unwrap().subnets()
-        [0]
-    .subnet_id()
-    .unwrap()
-    .to_string();
+    let default_subnet =
+        ec2.describe_subnets().filters(filter("default-for-az", "true")).send().await.unwrap().subnets()[0]
+            .subnet_id()
+            .unwrap()
+            .to_string();
     let group = in_vpc.group_id().unwrap();
     ec2.create_tags()
         .resources(&default_vpc)
@@ -492,9 +498,21 @@ async fn vpcs_and_subnets_are_created_checked_tagged_deleted_and_kept() {
         .send()
         .await
         .unwrap();
-    let e = ec2.create_tags().resources("vpc-0123456789abcdef0").tags(Tag::builder().key("a").value("b").build()).send().await.unwrap_err();
+    let e = ec2
+        .create_tags()
+        .resources("vpc-0123456789abcdef0")
+        .tags(Tag::builder().key("a").value("b").build())
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&e), "InvalidVpcID.NotFound");
-    let e = ec2.create_tags().resources(&default_vpc).tags(Tag::builder().key("aws:x").value("b").build()).send().await.unwrap_err();
+    let e = ec2
+        .create_tags()
+        .resources(&default_vpc)
+        .tags(Tag::builder().key("aws:x").value("b").build())
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&e), "InvalidParameterValue");
     let tags = ec2.describe_tags().filters(filter("key", "env")).send().await.unwrap();
     let mut kinds: Vec<&str> = tags.tags().iter().map(|t| t.resource_type().unwrap().as_str()).collect();
@@ -503,20 +521,48 @@ async fn vpcs_and_subnets_are_created_checked_tagged_deleted_and_kept() {
     let one = ec2.describe_tags().filters(filter("resource-id", &default_subnet)).send().await.unwrap();
     assert_eq!(one.tags().len(), 1);
     assert_eq!(ec2.describe_subnets().filters(filter("tag-key", "env")).send().await.unwrap().subnets().len(), 1);
-    assert_eq!(ec2.describe_vpcs().filters(filter("tag:env", "test")).send().await.unwrap().vpcs()[0].vpc_id(), Some(default_vpc.as_str()));
-    ec2.delete_tags().resources(&default_subnet).tags(Tag::builder().key("env").value("other").build()).send().await.unwrap();
-    assert_eq!(ec2.describe_tags().filters(filter("resource-id", &default_subnet)).send().await.unwrap().tags().len(), 1, "another value stays");
+    assert_eq!(
+        ec2.describe_vpcs().filters(filter("tag:env", "test")).send().await.unwrap().vpcs()[0].vpc_id(),
+        Some(default_vpc.as_str())
+    );
+    ec2.delete_tags()
+        .resources(&default_subnet)
+        .tags(Tag::builder().key("env").value("other").build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ec2.describe_tags().filters(filter("resource-id", &default_subnet)).send().await.unwrap().tags().len(),
+        1,
+        "another value stays"
+    );
     ec2.delete_tags().resources(&default_subnet).tags(Tag::builder().key("env").build()).send().await.unwrap();
-    assert!(ec2.describe_tags().filters(filter("resource-id", &default_subnet)).send().await.unwrap().tags().is_empty());
+    assert!(ec2
+        .describe_tags()
+        .filters(filter("resource-id", &default_subnet))
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .is_empty());
 
     // Everything is kept across a restart, defaults' tags and attributes included.
     b.restart().await;
     let ec2 = self::ec2(&b).await;
     let vpcs = ec2.describe_vpcs().filters(filter("tag-key", "env")).send().await.unwrap();
     assert_eq!(vpcs.vpcs()[0].vpc_id(), Some(default_vpc.as_str()));
-    let hostnames = ec2.describe_vpc_attribute().vpc_id(&vpc_id).attribute(VpcAttributeName::EnableDnsHostnames).send().await.unwrap();
+    let hostnames = ec2
+        .describe_vpc_attribute()
+        .vpc_id(&vpc_id)
+        .attribute(VpcAttributeName::EnableDnsHostnames)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(hostnames.enable_dns_hostnames().and_then(|v| v.value()), Some(true));
-    assert_eq!(ec2.describe_subnets().subnet_ids(&subnet_id).send().await.unwrap().subnets()[0].cidr_block(), Some("10.20.1.0/24"));
+    assert_eq!(
+        ec2.describe_subnets().subnet_ids(&subnet_id).send().await.unwrap().subnets()[0].cidr_block(),
+        Some("10.20.1.0/24")
+    );
 
     // A VPC goes only once its subnets and groups have gone; the default one never.
     let e = ec2.delete_vpc().vpc_id(&vpc_id).send().await.unwrap_err();
@@ -532,7 +578,11 @@ async fn vpcs_and_subnets_are_created_checked_tagged_deleted_and_kept() {
     ec2.delete_vpc().vpc_id(&vpc_id).send().await.unwrap();
     let e = ec2.describe_vpcs().vpc_ids(&vpc_id).send().await.unwrap_err();
     assert_eq!(error_code(&e), "InvalidVpcID.NotFound");
-    assert_eq!(ec2.describe_security_groups().send().await.unwrap().security_groups().len(), 1, "its default group went with it");
+    assert_eq!(
+        ec2.describe_security_groups().send().await.unwrap().security_groups().len(),
+        1,
+        "its default group went with it"
+    );
 
     // Five VPCs per region, the default one included.
     for i in 0..4 {
@@ -548,7 +598,8 @@ async fn what_a_vpc_implies_and_egress_rules_are_described() {
     let b = crate::berth().await;
     let ec2 = ec2(&b).await;
     let vpc = ec2.describe_vpcs().send().await.unwrap().vpcs()[0].vpc_id().unwrap().to_string();
-    let created = ec2.create_vpc().cidr_block("10.50.0.0/16").send().await.unwrap().vpc().unwrap().vpc_id().unwrap().to_string();
+    let created =
+        ec2.create_vpc().cidr_block("10.50.0.0/16").send().await.unwrap().vpc().unwrap().vpc_id().unwrap().to_string();
 
     let attrs = ec2.describe_account_attributes().send().await.unwrap();
     let value = |name: &str| {
@@ -573,7 +624,14 @@ async fn what_a_vpc_implies_and_egress_rules_are_described() {
     let igw_id = igw.internet_gateway_id().unwrap();
     assert!(igw_id.starts_with("igw-"));
     assert_eq!(igw.attachments()[0].vpc_id(), Some(vpc.as_str()));
-    assert!(ec2.describe_internet_gateways().filters(filter("attachment.vpc-id", &created)).send().await.unwrap().internet_gateways().is_empty());
+    assert!(ec2
+        .describe_internet_gateways()
+        .filters(filter("attachment.vpc-id", &created))
+        .send()
+        .await
+        .unwrap()
+        .internet_gateways()
+        .is_empty());
 
     let tables = ec2.describe_route_tables().filters(filter("vpc-id", &vpc)).send().await.unwrap();
     let [main] = tables.route_tables() else { panic!("{tables:?}") };
@@ -591,7 +649,10 @@ async fn what_a_vpc_implies_and_egress_rules_are_described() {
     assert_eq!(acl.is_default(), Some(true));
     assert_eq!(acl.associations().len(), 3, "every default subnet");
     assert_eq!(acl.entries().len(), 4);
-    assert!(acl.entries().iter().any(|e| e.rule_number() == Some(100) && e.rule_action().map(|a| a.as_str()) == Some("allow")));
+    assert!(acl
+        .entries()
+        .iter()
+        .any(|e| e.rule_number() == Some(100) && e.rule_action().map(|a| a.as_str()) == Some("allow")));
 
     // Egress: a new group allows everything out; rules are added and revoked like ingress.
     let g = ec2.create_security_group().group_name("out").description("out").send().await.unwrap();
@@ -609,7 +670,8 @@ async fn what_a_vpc_implies_and_egress_rules_are_described() {
     let described = ec2.describe_security_groups().group_ids(g).send().await.unwrap();
     assert_eq!(described.security_groups()[0].ip_permissions_egress().len(), 2);
     assert!(described.security_groups()[0].ip_permissions().is_empty());
-    let all_out = IpPermission::builder().ip_protocol("-1").ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build()).build();
+    let all_out =
+        IpPermission::builder().ip_protocol("-1").ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build()).build();
     ec2.revoke_security_group_egress().group_id(g).ip_permissions(all_out).send().await.unwrap();
     let rules = ec2
         .describe_security_group_rules()
@@ -718,9 +780,16 @@ async fn tasks_in_a_created_subnet_have_interfaces_ec2_describes() {
         assert_eq!(eni.status().map(|s| s.as_str()), Some("in-use"));
         assert_eq!(eni.requester_managed(), Some(fargate));
         let attachment = t.attachments()[0].id().unwrap();
-        assert_eq!(eni.description().unwrap(), format!("arn:aws:ecs:us-east-1:{}:attachment/{attachment}", b.key.account));
+        assert_eq!(
+            eni.description().unwrap(),
+            format!("arn:aws:ecs:us-east-1:{}:attachment/{attachment}", b.key.account)
+        );
         let vpc_default_group = ec2.describe_security_groups().filters(filter("vpc-id", &vpc)).send().await.unwrap();
-        assert_eq!(eni.groups()[0].group_id(), vpc_default_group.security_groups()[0].group_id(), "the VPC's default group");
+        assert_eq!(
+            eni.groups()[0].group_id(),
+            vpc_default_group.security_groups()[0].group_id(),
+            "the VPC's default group"
+        );
         let on_instance = eni.attachment().and_then(|a| a.instance_id());
         assert_eq!(on_instance, if fargate { None } else { Some(instance_id.as_str()) });
         for (name, value) in [
@@ -732,7 +801,10 @@ async fn tasks_in_a_created_subnet_have_interfaces_ec2_describes() {
             ("status", "in-use"),
         ] {
             let r = ec2.describe_network_interfaces().filters(filter(name, value)).send().await.unwrap();
-            assert!(r.network_interfaces().iter().any(|n| n.private_ip_address() == Some(ip.as_str())), "{name}={value}");
+            assert!(
+                r.network_interfaces().iter().any(|n| n.private_ip_address() == Some(ip.as_str())),
+                "{name}={value}"
+            );
         }
     }
     let on_instance =
@@ -746,7 +818,14 @@ async fn tasks_in_a_created_subnet_have_interfaces_ec2_describes() {
     let one = ec2.describe_instances().instance_ids(&instance_id).send().await.unwrap();
     let i = &one.reservations()[0].instances()[0];
     assert_eq!(i.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"));
-    assert!(ec2.describe_instances().filters(filter("instance-state-name", "stopped")).send().await.unwrap().reservations().is_empty());
+    assert!(ec2
+        .describe_instances()
+        .filters(filter("instance-state-name", "stopped"))
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .is_empty());
 
     // The subnet cannot go while tasks' interfaces are in it; once they stopped, it can.
     let e = ec2.delete_subnet().subnet_id(&subnet).send().await.unwrap_err();
@@ -785,7 +864,9 @@ fn stray_block(i: u32) -> String {
 
 #[tokio::test]
 async fn a_fresh_berth_reclaims_the_subnet_networks_an_earlier_one_left() {
-    use aws_sdk_ecs::types::{AwsVpcConfiguration, Compatibility, ContainerDefinition, LaunchType, NetworkConfiguration, NetworkMode};
+    use aws_sdk_ecs::types::{
+        AwsVpcConfiguration, Compatibility, ContainerDefinition, LaunchType, NetworkConfiguration, NetworkMode,
+    };
     use testkit::images::simplehttp_image;
     let block = stray_block(0);
     // What an earlier Berth (another data dir) left: its first subnet's network, unused.

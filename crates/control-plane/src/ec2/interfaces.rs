@@ -39,12 +39,14 @@ pub fn network_interfaces(state: &State, scope: &Scope, net: &Network) -> Vec<Ne
             let eni = t.eni.clone()?;
             let fargate = t.launch_type == "FARGATE";
             let instance_id = match (&t.container_instance, fargate) {
-                (Some(ci), false) => {
-                    state.instances.get(&(t.scope.clone(), t.cluster.clone(), ci.clone())).map(|i| i.ec2_instance_id.clone())
-                }
+                (Some(ci), false) => state
+                    .instances
+                    .get(&(t.scope.clone(), t.cluster.clone(), ci.clone()))
+                    .map(|i| i.ec2_instance_id.clone()),
                 _ => None,
             };
-            let vpc_id = find_subnet(state, scope, net, &eni.subnet_id).map_or_else(|| net.vpc_id.clone(), |s| s.vpc_id.clone());
+            let vpc_id =
+                find_subnet(state, scope, net, &eni.subnet_id).map_or_else(|| net.vpc_id.clone(), |s| s.vpc_id.clone());
             Some(NetworkInterface {
                 description: scope.arn("ecs", &format!("attachment/{}", eni.attachment_id)).to_string(),
                 task_arn: t.arn().to_string(),

@@ -21,8 +21,8 @@ use model::Scope;
 use super::security_groups::{check_tags, fail, new_id, put as put_group, MAX_TAGS};
 use super::{Ec2, Network};
 use crate::error::Result;
-pub use crate::state::ec2::{StoredSubnet, Vpc};
 use crate::state::ec2::{allow_all_out, Permission, SecurityGroup, SgRule, Source};
+pub use crate::state::ec2::{StoredSubnet, Vpc};
 use crate::state::{State, Touched};
 use crate::Ops;
 
@@ -50,12 +50,7 @@ fn default_vpc(state: &State, scope: &Scope, net: &Network) -> Vpc {
 
 /// Every VPC of `scope`: the default one first, then the created ones by id.
 pub fn vpcs(state: &State, scope: &Scope, net: &Network) -> Vec<Arc<Vpc>> {
-    let created = state
-        .ec2
-        .vpcs
-        .iter()
-        .filter(|((s, id), _)| s == scope && *id != net.vpc_id)
-        .map(|(_, v)| v.clone());
+    let created = state.ec2.vpcs.iter().filter(|((s, id), _)| s == scope && *id != net.vpc_id).map(|(_, v)| v.clone());
     std::iter::once(Arc::new(default_vpc(state, scope, net))).chain(created).collect()
 }
 
@@ -76,12 +71,8 @@ pub fn subnets(state: &State, scope: &Scope, net: &Network) -> Vec<Arc<StoredSub
             tags,
         })
     });
-    let created = state
-        .ec2
-        .subnets
-        .iter()
-        .filter(|((s, id), _)| s == scope && net.subnet(id).is_none())
-        .map(|(_, v)| v.clone());
+    let created =
+        state.ec2.subnets.iter().filter(|((s, id), _)| s == scope && net.subnet(id).is_none()).map(|(_, v)| v.clone());
     defaults.chain(created).collect()
 }
 
@@ -207,7 +198,11 @@ fn taggable(state: &State, scope: &Scope, net: &Network, id: &str) -> Result<Tag
 }
 
 /// Sets or removes tags on the stored copy of `r`.
-fn retag(txn: &mut crate::Txn<'_>, r: Taggable, change: impl Fn(&mut Vec<(String, String)>) -> Result<()>) -> Result<()> {
+fn retag(
+    txn: &mut crate::Txn<'_>,
+    r: Taggable,
+    change: impl Fn(&mut Vec<(String, String)>) -> Result<()>,
+) -> Result<()> {
     match r {
         Taggable::Vpc(v) => {
             let mut v = v.as_ref().clone();
@@ -359,9 +354,13 @@ impl Ops<'_, Ec2> {
             if !vpc_block.covers(&b) {
                 return fail("InvalidSubnet.Range", format!("The CIDR '{}' is invalid.", new.cidr));
             }
-            let siblings: Vec<_> = subnets(txn.state, &scope, &net).into_iter().filter(|s| s.vpc_id == vpc.id).collect();
+            let siblings: Vec<_> =
+                subnets(txn.state, &scope, &net).into_iter().filter(|s| s.vpc_id == vpc.id).collect();
             if siblings.iter().any(|s| Ipv4Block::parse_exact(&s.cidr).is_some_and(|o| o.overlaps(&b))) {
-                return fail("InvalidSubnet.Conflict", format!("The CIDR '{}' conflicts with another subnet", new.cidr));
+                return fail(
+                    "InvalidSubnet.Conflict",
+                    format!("The CIDR '{}' conflicts with another subnet", new.cidr),
+                );
             }
             if siblings.len() >= MAX_SUBNETS {
                 return fail("SubnetLimitExceeded", "The maximum number of subnets has been reached.");
@@ -399,7 +398,10 @@ impl Ops<'_, Ec2> {
                 );
             }
             if interfaces_in(txn.state, &scope, &id) > 0 {
-                return fail("DependencyViolation", format!("The subnet '{id}' has dependencies and cannot be deleted."));
+                return fail(
+                    "DependencyViolation",
+                    format!("The subnet '{id}' has dependencies and cannot be deleted."),
+                );
             }
             txn.touch(Touched::Subnet(scope.clone(), id.clone()));
             txn.state.ec2.subnets.remove(&(scope.clone(), id.clone()));
@@ -438,7 +440,10 @@ impl Ops<'_, Ec2> {
                         }
                     }
                     if have.len() > MAX_TAGS {
-                        return fail("TagLimitExceeded", format!("The maximum number of tags per resource is {MAX_TAGS}"));
+                        return fail(
+                            "TagLimitExceeded",
+                            format!("The maximum number of tags per resource is {MAX_TAGS}"),
+                        );
                     }
                     Ok(())
                 })?;
@@ -450,7 +455,12 @@ impl Ops<'_, Ec2> {
 
     /// DeleteTags: a key with no value removes the tag whatever its value; with a value,
     /// only when it matches. No tags given removes them all.
-    pub async fn delete_tags(&self, scope: &Scope, resources: Vec<String>, tags: Vec<(String, Option<String>)>) -> Result<()> {
+    pub async fn delete_tags(
+        &self,
+        scope: &Scope,
+        resources: Vec<String>,
+        tags: Vec<(String, Option<String>)>,
+    ) -> Result<()> {
         let net = self.elb.network(scope);
         let scope = scope.clone();
         self.write(move |txn| {
@@ -460,9 +470,7 @@ impl Ops<'_, Ec2> {
                     if tags.is_empty() {
                         have.clear();
                     }
-                    have.retain(|(k, v)| {
-                        !tags.iter().any(|(dk, dv)| dk == k && dv.as_ref().is_none_or(|dv| dv == v))
-                    });
+                    have.retain(|(k, v)| !tags.iter().any(|(dk, dv)| dk == k && dv.as_ref().is_none_or(|dv| dv == v)));
                     Ok(())
                 })?;
             }
