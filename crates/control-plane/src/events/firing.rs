@@ -23,8 +23,18 @@ use crate::{Caller, ControlPlane};
 /// How often the loop looks for due rules: a firing starts within this of its time.
 pub const FIRING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Fires schedule rules every `every` until `stop` completes.
+/// How long after start the loop waits before its first pass: agents that were
+/// connected before a restart reconnect meanwhile, so a firing missed during the downtime
+/// can be placed on them instead of failing for want of a connected agent.
+pub const STARTUP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Fires schedule rules every `every` (after [`STARTUP_GRACE`]) until `stop` completes.
 pub async fn run_schedule(cp: Arc<ControlPlane>, every: std::time::Duration, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    tokio::select! {
+        _ = &mut stop => return,
+        _ = tokio::time::sleep(STARTUP_GRACE) => {}
+    }
     let cp = &cp;
     crate::runtime::repeat(every, stop, || async move { fire_due(cp).await }).await
 }
