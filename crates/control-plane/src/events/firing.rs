@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use model::ecs::shapes as ecs;
+use model::ecs::shapes as task_shapes;
 use model::events::shapes::{EcsParameters, Target};
 use model::events::{ecs_cluster_of, is_ecs_cluster_arn, parse_schedule};
 
@@ -132,7 +132,7 @@ async fn launch(cp: &ControlPlane, rule: &Rule, target: &Target) {
 fn task_request(rule: &Rule, cluster: String, target: &Target, p: &EcsParameters) -> TaskRequest {
     // Checked when the target was put; an Input that no longer parses runs without
     // overrides rather than not at all.
-    let overrides = target.input.as_deref().and_then(|i| serde_json::from_str::<ecs::TaskOverride>(i).ok());
+    let overrides = target.input.as_deref().and_then(|i| serde_json::from_str::<task_shapes::TaskOverride>(i).ok());
     TaskRequest {
         cluster: Some(cluster),
         task_definition: p.task_definition_arn.clone().unwrap_or_default(),
@@ -157,8 +157,8 @@ fn task_request(rule: &Rule, cluster: String, target: &Target, p: &EcsParameters
         instances: None,
         managed_tags: p.enable_ecs_managed_tags.unwrap_or(false),
         propagate_task_definition_tags: p.propagate_tags.is_some(),
-        network: p.network_configuration.as_ref().map(|n| ecs::NetworkConfiguration {
-            awsvpc_configuration: n.awsvpc_configuration.as_ref().map(|a| ecs::AwsVpcConfiguration {
+        network: p.network_configuration.as_ref().map(|n| task_shapes::NetworkConfiguration {
+            awsvpc_configuration: n.awsvpc_configuration.as_ref().map(|a| task_shapes::AwsVpcConfiguration {
                 subnets: a.subnets.clone(),
                 security_groups: a.security_groups.clone(),
                 assign_public_ip: a.assign_public_ip.and_then(|v| v.as_str().parse().ok()),
@@ -169,7 +169,7 @@ fn task_request(rule: &Rule, cluster: String, target: &Target, p: &EcsParameters
             .capacity_provider_strategy
             .iter()
             .flatten()
-            .map(|c| ecs::CapacityProviderStrategyItem {
+            .map(|c| task_shapes::CapacityProviderStrategyItem {
                 capacity_provider: c.capacity_provider.clone(),
                 weight: c.weight,
                 base: c.base,

@@ -176,10 +176,12 @@ mod tests {
 
     #[test]
     fn names_and_arns() {
-        for ok in ["a", "my-rule_1.x", &"r".repeat(64)] {
+        let long = "r".repeat(64);
+        for ok in ["a", "my-rule_1.x", long.as_str()] {
             assert!(RuleName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a b", "a/b", &"r".repeat(65), "é"] {
+        let longer = "r".repeat(65);
+        for bad in ["", "a b", "a/b", longer.as_str(), "é"] {
             assert!(RuleName::parse(bad).is_err(), "{bad}");
         }
         let n = RuleName::parse("nightly").unwrap();

@@ -271,9 +271,14 @@ impl Cron {
         let start = after.div_euclid(60) * 60 + 60;
         let mut day = start.div_euclid(86_400);
         let mut minute_of_day = (start.rem_euclid(86_400) / 60) as u32;
+        // Past the last year the expression allows, it never fires again.
+        let last_year = match &self.years {
+            None => LAST_YEAR,
+            Some(set) => set.iter().rposition(|b| *b).map_or(FIRST_YEAR - 1, |y| y as i64),
+        };
         loop {
             let (y, m, d) = civil(day);
-            if y > LAST_YEAR {
+            if y > last_year {
                 return None;
             }
             if self.year_matches(y) && self.months & (1 << m) != 0 && self.day_matches(y, m, d, day) {
