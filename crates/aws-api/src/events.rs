@@ -6,8 +6,8 @@ use axum::response::Response;
 
 use control_plane::events::{page, FailedEntry, PutRule};
 use control_plane::state::events::{Rule, RuleState};
-use control_plane::Error;
 use control_plane::Caller;
+use control_plane::Error;
 use model::events::shapes as w;
 use model::events::RuleName;
 
@@ -162,7 +162,8 @@ pub async fn dispatch(api: &Api, caller: &Caller, operation: &str, body: &[u8]) 
         "PutTargets" => {
             let r: w::PutTargetsRequest = input(body)?;
             let targets = r.targets.unwrap_or_default();
-            let out = ev.put_targets(scope, r.event_bus_name.as_deref(), name(r.rule)?, targets).await.map_err(error)?;
+            let out =
+                ev.put_targets(scope, r.event_bus_name.as_deref(), name(r.rule)?, targets).await.map_err(error)?;
             let (count, entries) = failed(out);
             Ok(ok(&w::PutTargetsResponse {
                 failed_entry_count: Some(count),

@@ -87,7 +87,12 @@ async fn rules_are_put_described_listed_enabled_disabled_and_deleted() {
     keys.sort();
     assert_eq!(keys, ["env", "team"]);
     c.untag_resource().resource_arn(&arn).tag_keys("env").send().await.unwrap();
-    c.tag_resource().resource_arn(&arn).tags(Tag::builder().key("owner").value("me").build().unwrap()).send().await.unwrap();
+    c.tag_resource()
+        .resource_arn(&arn)
+        .tags(Tag::builder().key("owner").value("me").build().unwrap())
+        .send()
+        .await
+        .unwrap();
     let tags = c.list_tags_for_resource().resource_arn(&arn).send().await.unwrap();
     let mut keys: Vec<&str> = tags.tags().iter().map(|t| t.key()).collect();
     keys.sort();

@@ -29,7 +29,11 @@ pub const FIRING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 pub const STARTUP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Fires schedule rules every `every` (after [`STARTUP_GRACE`]) until `stop` completes.
-pub async fn run_schedule(cp: Arc<ControlPlane>, every: std::time::Duration, stop: impl std::future::Future<Output = ()>) {
+pub async fn run_schedule(
+    cp: Arc<ControlPlane>,
+    every: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(stop);
     tokio::select! {
         _ = &mut stop => return,
@@ -124,7 +128,9 @@ async fn launch(cp: &ControlPlane, rule: &Rule, target: &Target) {
             }
             tracing::info!(rule = %rule.name, target = id, started = tasks.len(), "scheduled tasks started");
         }
-        Err(e) => tracing::warn!(rule = %rule.name, target = id, error = %e, "the rule's target could not start its tasks"),
+        Err(e) => {
+            tracing::warn!(rule = %rule.name, target = id, error = %e, "the rule's target could not start its tasks")
+        }
     }
 }
 
@@ -152,7 +158,12 @@ fn task_request(rule: &Rule, cluster: String, target: &Target, p: &EcsParameters
             .flatten()
             .map(|s| (s.type_.map(|t| t.as_str().to_string()).unwrap_or_default(), s.field.clone()))
             .collect(),
-        tags: p.tags.iter().flatten().map(|t| (t.key.clone().unwrap_or_default(), t.value.clone().unwrap_or_default())).collect(),
+        tags: p
+            .tags
+            .iter()
+            .flatten()
+            .map(|t| (t.key.clone().unwrap_or_default(), t.value.clone().unwrap_or_default()))
+            .collect(),
         launch_type: p.launch_type.map(|l| l.as_str().to_string()),
         instances: None,
         managed_tags: p.enable_ecs_managed_tags.unwrap_or(false),

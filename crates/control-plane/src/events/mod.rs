@@ -75,7 +75,10 @@ fn invalid(message: impl Into<String>) -> Error {
 }
 
 fn too_many() -> Error {
-    Error::Events(EventsError::new("LimitExceededException", "The requested resource exceeds the maximum number allowed."))
+    Error::Events(EventsError::new(
+        "LimitExceededException",
+        "The requested resource exceeds the maximum number allowed.",
+    ))
 }
 
 /// A page of `limit` after a token, refused with EventBridge's code.
@@ -138,7 +141,9 @@ impl Ops<'_, Events> {
                 }
                 Some(old) => {
                     let mut merged = tags(old.tags.clone())?;
-                    merged.merge(new_tags.iter().map(|(k, v)| (k.to_string(), v.to_string()))).map_err(|e| invalid(e.to_string()))?;
+                    merged
+                        .merge(new_tags.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                        .map_err(|e| invalid(e.to_string()))?;
                     let same_schedule = old.schedule_expression == req.schedule_expression;
                     let still_enabled = old.state.is_enabled() && state.is_enabled();
                     if same_schedule && still_enabled {
@@ -370,7 +375,9 @@ fn check_target(t: &Target) -> Result<()> {
     }
     if let Some(input) = &t.input {
         if serde_json::from_str::<serde_json::Value>(input).is_err() {
-            return Err(invalid(format!("Parameter Input is not valid for target {id}. Reason: it is not valid JSON.")));
+            return Err(invalid(format!(
+                "Parameter Input is not valid for target {id}. Reason: it is not valid JSON."
+            )));
         }
     }
     if is_ecs_cluster_arn(arn) {

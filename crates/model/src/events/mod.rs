@@ -140,7 +140,10 @@ pub fn parse_schedule(s: &str) -> Result<Schedule, EventsError> {
 pub fn check_event_pattern(p: &str) -> Result<(), EventsError> {
     match serde_json::from_str::<serde_json::Value>(p) {
         Ok(serde_json::Value::Object(_)) => Ok(()),
-        _ => Err(EventsError::new("InvalidEventPatternException", "Event pattern is not valid. Reason: Filter is not an object")),
+        _ => Err(EventsError::new(
+            "InvalidEventPatternException",
+            "Event pattern is not valid. Reason: Filter is not an object",
+        )),
     }
 }
 
@@ -162,7 +165,9 @@ pub fn check_target_arn(arn: &str) -> Result<(), EventsError> {
     if parts.len() == 6 && parts[0] == "arn" && !parts[2].is_empty() && !parts[5].is_empty() {
         return Ok(());
     }
-    Err(EventsError::validation(format!("Parameter {arn} is not valid. Reason: Provided Arn is not in correct format.")))
+    Err(EventsError::validation(format!(
+        "Parameter {arn} is not valid. Reason: Provided Arn is not in correct format."
+    )))
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@ fn bad<T>(why: impl Into<String>) -> Result<T, BadSchedule> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
     /// Every `seconds`, counted from the rule's anchor.
-    Rate { seconds: i64 },
+    Rate {
+        seconds: i64,
+    },
     Cron(Box<Cron>),
 }
 

@@ -11,7 +11,65 @@ use serde::{Deserialize, Serialize};
 use crate::shape::{Timestamp, Violation};
 
 /// Every operation the service's model defines.
-pub const OPERATIONS: &[&str] = &["ActivateEventSource", "CancelReplay", "CreateApiDestination", "CreateArchive", "CreateConnection", "CreateEndpoint", "CreateEventBus", "CreatePartnerEventSource", "DeactivateEventSource", "DeauthorizeConnection", "DeleteApiDestination", "DeleteArchive", "DeleteConnection", "DeleteEndpoint", "DeleteEventBus", "DeletePartnerEventSource", "DeleteRule", "DescribeApiDestination", "DescribeArchive", "DescribeConnection", "DescribeEndpoint", "DescribeEventBus", "DescribeEventSource", "DescribePartnerEventSource", "DescribeReplay", "DescribeRule", "DisableRule", "EnableRule", "ListApiDestinations", "ListArchives", "ListConnections", "ListEndpoints", "ListEventBuses", "ListEventSources", "ListPartnerEventSourceAccounts", "ListPartnerEventSources", "ListReplays", "ListRuleNamesByTarget", "ListRules", "ListTagsForResource", "ListTargetsByRule", "PutEvents", "PutPartnerEvents", "PutPermission", "PutRule", "PutTargets", "RemovePermission", "RemoveTargets", "StartReplay", "TagResource", "TestEventPattern", "UntagResource", "UpdateApiDestination", "UpdateArchive", "UpdateConnection", "UpdateEndpoint", "UpdateEventBus"];
+pub const OPERATIONS: &[&str] = &[
+    "ActivateEventSource",
+    "CancelReplay",
+    "CreateApiDestination",
+    "CreateArchive",
+    "CreateConnection",
+    "CreateEndpoint",
+    "CreateEventBus",
+    "CreatePartnerEventSource",
+    "DeactivateEventSource",
+    "DeauthorizeConnection",
+    "DeleteApiDestination",
+    "DeleteArchive",
+    "DeleteConnection",
+    "DeleteEndpoint",
+    "DeleteEventBus",
+    "DeletePartnerEventSource",
+    "DeleteRule",
+    "DescribeApiDestination",
+    "DescribeArchive",
+    "DescribeConnection",
+    "DescribeEndpoint",
+    "DescribeEventBus",
+    "DescribeEventSource",
+    "DescribePartnerEventSource",
+    "DescribeReplay",
+    "DescribeRule",
+    "DisableRule",
+    "EnableRule",
+    "ListApiDestinations",
+    "ListArchives",
+    "ListConnections",
+    "ListEndpoints",
+    "ListEventBuses",
+    "ListEventSources",
+    "ListPartnerEventSourceAccounts",
+    "ListPartnerEventSources",
+    "ListReplays",
+    "ListRuleNamesByTarget",
+    "ListRules",
+    "ListTagsForResource",
+    "ListTargetsByRule",
+    "PutEvents",
+    "PutPartnerEvents",
+    "PutPermission",
+    "PutRule",
+    "PutTargets",
+    "RemovePermission",
+    "RemoveTargets",
+    "StartReplay",
+    "TagResource",
+    "TestEventPattern",
+    "UntagResource",
+    "UpdateApiDestination",
+    "UpdateArchive",
+    "UpdateConnection",
+    "UpdateEndpoint",
+    "UpdateEventBus",
+];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +81,14 @@ impl AppSyncParameters {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.graph_ql_operation { if !(1..=1048576).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "GraphQLOperation"), "must have a length between 1 and 1048576 characters")); } }
+        if let Some(x) = &self.graph_ql_operation {
+            if !(1..=1048576).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "GraphQLOperation"),
+                    "must have a length between 1 and 1048576 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -52,9 +117,22 @@ impl FromStr for AssignPublicIp {
         }
     }
 }
-impl TryFrom<String> for AssignPublicIp { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<AssignPublicIp> for &'static str { fn from(v: AssignPublicIp) -> Self { v.as_str() } }
-impl fmt::Display for AssignPublicIp { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for AssignPublicIp {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<AssignPublicIp> for &'static str {
+    fn from(v: AssignPublicIp) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for AssignPublicIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,7 +148,9 @@ impl AwsVpcConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.subnets.is_none() { v.push(Violation::missing(crate::shape::join(path, "Subnets"))); }
+        if self.subnets.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Subnets")));
+        }
     }
 }
 
@@ -97,8 +177,12 @@ impl BatchParameters {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.job_definition.is_none() { v.push(Violation::missing(crate::shape::join(path, "JobDefinition"))); }
-        if self.job_name.is_none() { v.push(Violation::missing(crate::shape::join(path, "JobName"))); }
+        if self.job_definition.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "JobDefinition")));
+        }
+        if self.job_name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "JobName")));
+        }
     }
 }
 
@@ -123,10 +207,27 @@ impl CapacityProviderStrategyItem {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.capacity_provider.is_none() { v.push(Violation::missing(crate::shape::join(path, "capacityProvider"))); }
-        if let Some(x) = &self.capacity_provider { if !(1..=255).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "capacityProvider"), "must have a length between 1 and 255 characters")); } }
-        if let Some(x) = &self.weight { if (*x as f64) < 0.0 || (*x as f64) > 1000.0 { v.push(Violation::new(crate::shape::join(path, "weight"), "must be at least 0 and at most 1000")); } }
-        if let Some(x) = &self.base { if (*x as f64) < 0.0 || (*x as f64) > 100000.0 { v.push(Violation::new(crate::shape::join(path, "base"), "must be at least 0 and at most 100000")); } }
+        if self.capacity_provider.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "capacityProvider")));
+        }
+        if let Some(x) = &self.capacity_provider {
+            if !(1..=255).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "capacityProvider"),
+                    "must have a length between 1 and 255 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.weight {
+            if (*x as f64) < 0.0 || (*x as f64) > 1000.0 {
+                v.push(Violation::new(crate::shape::join(path, "weight"), "must be at least 0 and at most 1000"));
+            }
+        }
+        if let Some(x) = &self.base {
+            if (*x as f64) < 0.0 || (*x as f64) > 100000.0 {
+                v.push(Violation::new(crate::shape::join(path, "base"), "must be at least 0 and at most 100000"));
+            }
+        }
     }
 }
 
@@ -140,7 +241,14 @@ impl DeadLetterConfig {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Arn"), "must have a length between 1 and 1600 characters")); } }
+        if let Some(x) = &self.arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Arn"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -158,9 +266,25 @@ impl DeleteRuleRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "Name"))); }
-        if let Some(x) = &self.name { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Name"), "must have a length between 1 and 64 characters")); } }
-        if let Some(x) = &self.event_bus_name { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventBusName"), "must have a length between 1 and 1600 characters")); } }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Name")));
+        }
+        if let Some(x) = &self.name {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Name"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_bus_name {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventBusName"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -176,9 +300,25 @@ impl DescribeRuleRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "Name"))); }
-        if let Some(x) = &self.name { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Name"), "must have a length between 1 and 64 characters")); } }
-        if let Some(x) = &self.event_bus_name { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventBusName"), "must have a length between 1 and 1600 characters")); } }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Name")));
+        }
+        if let Some(x) = &self.name {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Name"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_bus_name {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventBusName"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -210,15 +350,78 @@ impl DescribeRuleResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.name { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Name"), "must have a length between 1 and 64 characters")); } }
-        if let Some(x) = &self.arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Arn"), "must have a length between 1 and 1600 characters")); } }
-        if let Some(x) = &self.event_pattern { if !(0..=4096).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventPattern"), "must have a length between 0 and 4096 characters")); } }
-        if let Some(x) = &self.schedule_expression { if !(0..=256).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "ScheduleExpression"), "must have a length between 0 and 256 characters")); } }
-        if let Some(x) = &self.description { if !(0..=512).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Description"), "must have a length between 0 and 512 characters")); } }
-        if let Some(x) = &self.role_arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "RoleArn"), "must have a length between 1 and 1600 characters")); } }
-        if let Some(x) = &self.managed_by { if !(1..=128).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "ManagedBy"), "must have a length between 1 and 128 characters")); } }
-        if let Some(x) = &self.event_bus_name { if !(1..=256).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventBusName"), "must have a length between 1 and 256 characters")); } }
-        if let Some(x) = &self.created_by { if !(1..=128).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "CreatedBy"), "must have a length between 1 and 128 characters")); } }
+        if let Some(x) = &self.name {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Name"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Arn"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_pattern {
+            if !(0..=4096).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventPattern"),
+                    "must have a length between 0 and 4096 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.schedule_expression {
+            if !(0..=256).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "ScheduleExpression"),
+                    "must have a length between 0 and 256 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.description {
+            if !(0..=512).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Description"),
+                    "must have a length between 0 and 512 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.role_arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "RoleArn"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.managed_by {
+            if !(1..=128).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "ManagedBy"),
+                    "must have a length between 1 and 128 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_bus_name {
+            if !(1..=256).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventBusName"),
+                    "must have a length between 1 and 256 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.created_by {
+            if !(1..=128).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "CreatedBy"),
+                    "must have a length between 1 and 128 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -234,9 +437,25 @@ impl DisableRuleRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "Name"))); }
-        if let Some(x) = &self.name { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Name"), "must have a length between 1 and 64 characters")); } }
-        if let Some(x) = &self.event_bus_name { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventBusName"), "must have a length between 1 and 1600 characters")); } }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Name")));
+        }
+        if let Some(x) = &self.name {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Name"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_bus_name {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventBusName"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -276,15 +495,71 @@ impl EcsParameters {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.task_definition_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "TaskDefinitionArn"))); }
-        if let Some(x) = &self.task_definition_arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "TaskDefinitionArn"), "must have a length between 1 and 1600 characters")); } }
-        if let Some(x) = &self.task_count { if (*x as f64) < 1.0 { v.push(Violation::new(crate::shape::join(path, "TaskCount"), "must be at least 1")); } }
-        if let Some(x) = &self.network_configuration { x.validate_at(&crate::shape::join(path, "NetworkConfiguration"), v); }
-        if let Some(x) = &self.capacity_provider_strategy { if !(0..=6).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "CapacityProviderStrategy"), "must have between 0 and 6 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "CapacityProviderStrategy"), i), v); } }
-        if let Some(x) = &self.placement_constraints { if !(0..=10).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "PlacementConstraints"), "must have between 0 and 10 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "PlacementConstraints"), i), v); } }
-        if let Some(x) = &self.placement_strategy { if !(0..=5).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "PlacementStrategy"), "must have between 0 and 5 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "PlacementStrategy"), i), v); } }
-        if let Some(x) = &self.reference_id { if !(0..=1024).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "ReferenceId"), "must have a length between 0 and 1024 characters")); } }
-        if let Some(x) = &self.tags { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Tags"), i), v); } }
+        if self.task_definition_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "TaskDefinitionArn")));
+        }
+        if let Some(x) = &self.task_definition_arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "TaskDefinitionArn"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.task_count {
+            if (*x as f64) < 1.0 {
+                v.push(Violation::new(crate::shape::join(path, "TaskCount"), "must be at least 1"));
+            }
+        }
+        if let Some(x) = &self.network_configuration {
+            x.validate_at(&crate::shape::join(path, "NetworkConfiguration"), v);
+        }
+        if let Some(x) = &self.capacity_provider_strategy {
+            if !(0..=6).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "CapacityProviderStrategy"),
+                    "must have between 0 and 6 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "CapacityProviderStrategy"), i), v);
+            }
+        }
+        if let Some(x) = &self.placement_constraints {
+            if !(0..=10).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "PlacementConstraints"),
+                    "must have between 0 and 10 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "PlacementConstraints"), i), v);
+            }
+        }
+        if let Some(x) = &self.placement_strategy {
+            if !(0..=5).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "PlacementStrategy"),
+                    "must have between 0 and 5 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "PlacementStrategy"), i), v);
+            }
+        }
+        if let Some(x) = &self.reference_id {
+            if !(0..=1024).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "ReferenceId"),
+                    "must have a length between 0 and 1024 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.tags {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Tags"), i), v);
+            }
+        }
     }
 }
 
@@ -300,9 +575,25 @@ impl EnableRuleRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "Name"))); }
-        if let Some(x) = &self.name { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Name"), "must have a length between 1 and 64 characters")); } }
-        if let Some(x) = &self.event_bus_name { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventBusName"), "must have a length between 1 and 1600 characters")); } }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Name")));
+        }
+        if let Some(x) = &self.name {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Name"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_bus_name {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventBusName"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -320,8 +611,26 @@ impl HttpParameters {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.header_parameters { for (k, item) in x.iter() { if !(0..=512).contains(&item.chars().count()) { v.push(Violation::new(format!("{}.{}", crate::shape::join(path, "HeaderParameters"), k), "must have a length between 0 and 512 characters")); } } }
-        if let Some(x) = &self.query_string_parameters { for (k, item) in x.iter() { if !(0..=512).contains(&item.chars().count()) { v.push(Violation::new(format!("{}.{}", crate::shape::join(path, "QueryStringParameters"), k), "must have a length between 0 and 512 characters")); } } }
+        if let Some(x) = &self.header_parameters {
+            for (k, item) in x.iter() {
+                if !(0..=512).contains(&item.chars().count()) {
+                    v.push(Violation::new(
+                        format!("{}.{}", crate::shape::join(path, "HeaderParameters"), k),
+                        "must have a length between 0 and 512 characters",
+                    ));
+                }
+            }
+        }
+        if let Some(x) = &self.query_string_parameters {
+            for (k, item) in x.iter() {
+                if !(0..=512).contains(&item.chars().count()) {
+                    v.push(Violation::new(
+                        format!("{}.{}", crate::shape::join(path, "QueryStringParameters"), k),
+                        "must have a length between 0 and 512 characters",
+                    ));
+                }
+            }
+        }
     }
 }
 
@@ -337,9 +646,27 @@ impl InputTransformer {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.input_paths_map { for (k, item) in x.iter() { if !(0..=256).contains(&item.chars().count()) { v.push(Violation::new(format!("{}.{}", crate::shape::join(path, "InputPathsMap"), k), "must have a length between 0 and 256 characters")); } } }
-        if self.input_template.is_none() { v.push(Violation::missing(crate::shape::join(path, "InputTemplate"))); }
-        if let Some(x) = &self.input_template { if !(1..=8192).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "InputTemplate"), "must have a length between 1 and 8192 characters")); } }
+        if let Some(x) = &self.input_paths_map {
+            for (k, item) in x.iter() {
+                if !(0..=256).contains(&item.chars().count()) {
+                    v.push(Violation::new(
+                        format!("{}.{}", crate::shape::join(path, "InputPathsMap"), k),
+                        "must have a length between 0 and 256 characters",
+                    ));
+                }
+            }
+        }
+        if self.input_template.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "InputTemplate")));
+        }
+        if let Some(x) = &self.input_template {
+            if !(1..=8192).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "InputTemplate"),
+                    "must have a length between 1 and 8192 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -353,8 +680,17 @@ impl KinesisParameters {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.partition_key_path.is_none() { v.push(Violation::missing(crate::shape::join(path, "PartitionKeyPath"))); }
-        if let Some(x) = &self.partition_key_path { if !(0..=256).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "PartitionKeyPath"), "must have a length between 0 and 256 characters")); } }
+        if self.partition_key_path.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "PartitionKeyPath")));
+        }
+        if let Some(x) = &self.partition_key_path {
+            if !(0..=256).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "PartitionKeyPath"),
+                    "must have a length between 0 and 256 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -386,9 +722,22 @@ impl FromStr for LaunchType {
         }
     }
 }
-impl TryFrom<String> for LaunchType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<LaunchType> for &'static str { fn from(v: LaunchType) -> Self { v.as_str() } }
-impl fmt::Display for LaunchType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for LaunchType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<LaunchType> for &'static str {
+    fn from(v: LaunchType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for LaunchType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -406,11 +755,38 @@ impl ListRuleNamesByTargetRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.target_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "TargetArn"))); }
-        if let Some(x) = &self.target_arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "TargetArn"), "must have a length between 1 and 1600 characters")); } }
-        if let Some(x) = &self.event_bus_name { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventBusName"), "must have a length between 1 and 1600 characters")); } }
-        if let Some(x) = &self.next_token { if !(1..=2048).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "NextToken"), "must have a length between 1 and 2048 characters")); } }
-        if let Some(x) = &self.limit { if (*x as f64) < 1.0 || (*x as f64) > 100.0 { v.push(Violation::new(crate::shape::join(path, "Limit"), "must be at least 1 and at most 100")); } }
+        if self.target_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "TargetArn")));
+        }
+        if let Some(x) = &self.target_arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "TargetArn"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_bus_name {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventBusName"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.next_token {
+            if !(1..=2048).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "NextToken"),
+                    "must have a length between 1 and 2048 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.limit {
+            if (*x as f64) < 1.0 || (*x as f64) > 100.0 {
+                v.push(Violation::new(crate::shape::join(path, "Limit"), "must be at least 1 and at most 100"));
+            }
+        }
     }
 }
 
@@ -426,8 +802,24 @@ impl ListRuleNamesByTargetResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.rule_names { for (i, item) in x.iter().enumerate() { if !(1..=64).contains(&item.chars().count()) { v.push(Violation::new(format!("{}[{}]", crate::shape::join(path, "RuleNames"), i), "must have a length between 1 and 64 characters")); } } }
-        if let Some(x) = &self.next_token { if !(1..=2048).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "NextToken"), "must have a length between 1 and 2048 characters")); } }
+        if let Some(x) = &self.rule_names {
+            for (i, item) in x.iter().enumerate() {
+                if !(1..=64).contains(&item.chars().count()) {
+                    v.push(Violation::new(
+                        format!("{}[{}]", crate::shape::join(path, "RuleNames"), i),
+                        "must have a length between 1 and 64 characters",
+                    ));
+                }
+            }
+        }
+        if let Some(x) = &self.next_token {
+            if !(1..=2048).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "NextToken"),
+                    "must have a length between 1 and 2048 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -447,10 +839,35 @@ impl ListRulesRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.name_prefix { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "NamePrefix"), "must have a length between 1 and 64 characters")); } }
-        if let Some(x) = &self.event_bus_name { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventBusName"), "must have a length between 1 and 1600 characters")); } }
-        if let Some(x) = &self.next_token { if !(1..=2048).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "NextToken"), "must have a length between 1 and 2048 characters")); } }
-        if let Some(x) = &self.limit { if (*x as f64) < 1.0 || (*x as f64) > 100.0 { v.push(Violation::new(crate::shape::join(path, "Limit"), "must be at least 1 and at most 100")); } }
+        if let Some(x) = &self.name_prefix {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "NamePrefix"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_bus_name {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventBusName"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.next_token {
+            if !(1..=2048).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "NextToken"),
+                    "must have a length between 1 and 2048 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.limit {
+            if (*x as f64) < 1.0 || (*x as f64) > 100.0 {
+                v.push(Violation::new(crate::shape::join(path, "Limit"), "must be at least 1 and at most 100"));
+            }
+        }
     }
 }
 
@@ -466,8 +883,19 @@ impl ListRulesResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.rules { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Rules"), i), v); } }
-        if let Some(x) = &self.next_token { if !(1..=2048).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "NextToken"), "must have a length between 1 and 2048 characters")); } }
+        if let Some(x) = &self.rules {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Rules"), i), v);
+            }
+        }
+        if let Some(x) = &self.next_token {
+            if !(1..=2048).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "NextToken"),
+                    "must have a length between 1 and 2048 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -481,8 +909,17 @@ impl ListTagsForResourceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.resource_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "ResourceARN"))); }
-        if let Some(x) = &self.resource_arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "ResourceARN"), "must have a length between 1 and 1600 characters")); } }
+        if self.resource_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "ResourceARN")));
+        }
+        if let Some(x) = &self.resource_arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "ResourceARN"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -496,7 +933,11 @@ impl ListTagsForResourceResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.tags { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Tags"), i), v); } }
+        if let Some(x) = &self.tags {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Tags"), i), v);
+            }
+        }
     }
 }
 
@@ -516,11 +957,38 @@ impl ListTargetsByRuleRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.rule.is_none() { v.push(Violation::missing(crate::shape::join(path, "Rule"))); }
-        if let Some(x) = &self.rule { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Rule"), "must have a length between 1 and 64 characters")); } }
-        if let Some(x) = &self.event_bus_name { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventBusName"), "must have a length between 1 and 1600 characters")); } }
-        if let Some(x) = &self.next_token { if !(1..=2048).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "NextToken"), "must have a length between 1 and 2048 characters")); } }
-        if let Some(x) = &self.limit { if (*x as f64) < 1.0 || (*x as f64) > 100.0 { v.push(Violation::new(crate::shape::join(path, "Limit"), "must be at least 1 and at most 100")); } }
+        if self.rule.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Rule")));
+        }
+        if let Some(x) = &self.rule {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Rule"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_bus_name {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventBusName"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.next_token {
+            if !(1..=2048).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "NextToken"),
+                    "must have a length between 1 and 2048 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.limit {
+            if (*x as f64) < 1.0 || (*x as f64) > 100.0 {
+                v.push(Violation::new(crate::shape::join(path, "Limit"), "must be at least 1 and at most 100"));
+            }
+        }
     }
 }
 
@@ -536,8 +1004,22 @@ impl ListTargetsByRuleResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.targets { if !(1..=100).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "Targets"), "must have between 1 and 100 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Targets"), i), v); } }
-        if let Some(x) = &self.next_token { if !(1..=2048).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "NextToken"), "must have a length between 1 and 2048 characters")); } }
+        if let Some(x) = &self.targets {
+            if !(1..=100).contains(&x.len()) {
+                v.push(Violation::new(crate::shape::join(path, "Targets"), "must have between 1 and 100 items"));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Targets"), i), v);
+            }
+        }
+        if let Some(x) = &self.next_token {
+            if !(1..=2048).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "NextToken"),
+                    "must have a length between 1 and 2048 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -551,7 +1033,9 @@ impl NetworkConfiguration {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.awsvpc_configuration { x.validate_at(&crate::shape::join(path, "awsvpcConfiguration"), v); }
+        if let Some(x) = &self.awsvpc_configuration {
+            x.validate_at(&crate::shape::join(path, "awsvpcConfiguration"), v);
+        }
     }
 }
 
@@ -567,7 +1051,14 @@ impl PlacementConstraint {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.expression { if !(0..=2000).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "expression"), "must have a length between 0 and 2000 characters")); } }
+        if let Some(x) = &self.expression {
+            if !(0..=2000).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "expression"),
+                    "must have a length between 0 and 2000 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -578,7 +1069,8 @@ pub enum PlacementConstraintType {
     MemberOf,
 }
 impl PlacementConstraintType {
-    pub const ALL: &'static [PlacementConstraintType] = &[PlacementConstraintType::DistinctInstance, PlacementConstraintType::MemberOf];
+    pub const ALL: &'static [PlacementConstraintType] =
+        &[PlacementConstraintType::DistinctInstance, PlacementConstraintType::MemberOf];
     pub fn as_str(self) -> &'static str {
         match self {
             PlacementConstraintType::DistinctInstance => "distinctInstance",
@@ -592,13 +1084,28 @@ impl FromStr for PlacementConstraintType {
         match s {
             "distinctInstance" => Ok(PlacementConstraintType::DistinctInstance),
             "memberOf" => Ok(PlacementConstraintType::MemberOf),
-            _ => Err(format!("invalid value '{s}' for PlacementConstraintType; valid values: distinctInstance, memberOf")),
+            _ => Err(format!(
+                "invalid value '{s}' for PlacementConstraintType; valid values: distinctInstance, memberOf"
+            )),
         }
     }
 }
-impl TryFrom<String> for PlacementConstraintType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<PlacementConstraintType> for &'static str { fn from(v: PlacementConstraintType) -> Self { v.as_str() } }
-impl fmt::Display for PlacementConstraintType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for PlacementConstraintType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<PlacementConstraintType> for &'static str {
+    fn from(v: PlacementConstraintType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for PlacementConstraintType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -612,7 +1119,14 @@ impl PlacementStrategy {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.field { if !(0..=255).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "field"), "must have a length between 0 and 255 characters")); } }
+        if let Some(x) = &self.field {
+            if !(0..=255).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "field"),
+                    "must have a length between 0 and 255 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -624,7 +1138,8 @@ pub enum PlacementStrategyType {
     Binpack,
 }
 impl PlacementStrategyType {
-    pub const ALL: &'static [PlacementStrategyType] = &[PlacementStrategyType::Random, PlacementStrategyType::Spread, PlacementStrategyType::Binpack];
+    pub const ALL: &'static [PlacementStrategyType] =
+        &[PlacementStrategyType::Random, PlacementStrategyType::Spread, PlacementStrategyType::Binpack];
     pub fn as_str(self) -> &'static str {
         match self {
             PlacementStrategyType::Random => "random",
@@ -644,9 +1159,22 @@ impl FromStr for PlacementStrategyType {
         }
     }
 }
-impl TryFrom<String> for PlacementStrategyType { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<PlacementStrategyType> for &'static str { fn from(v: PlacementStrategyType) -> Self { v.as_str() } }
-impl fmt::Display for PlacementStrategyType { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for PlacementStrategyType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<PlacementStrategyType> for &'static str {
+    fn from(v: PlacementStrategyType) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for PlacementStrategyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
@@ -670,9 +1198,22 @@ impl FromStr for PropagateTags {
         }
     }
 }
-impl TryFrom<String> for PropagateTags { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<PropagateTags> for &'static str { fn from(v: PropagateTags) -> Self { v.as_str() } }
-impl fmt::Display for PropagateTags { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for PropagateTags {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<PropagateTags> for &'static str {
+    fn from(v: PropagateTags) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for PropagateTags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -698,14 +1239,62 @@ impl PutRuleRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "Name"))); }
-        if let Some(x) = &self.name { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Name"), "must have a length between 1 and 64 characters")); } }
-        if let Some(x) = &self.schedule_expression { if !(0..=256).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "ScheduleExpression"), "must have a length between 0 and 256 characters")); } }
-        if let Some(x) = &self.event_pattern { if !(0..=4096).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventPattern"), "must have a length between 0 and 4096 characters")); } }
-        if let Some(x) = &self.description { if !(0..=512).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Description"), "must have a length between 0 and 512 characters")); } }
-        if let Some(x) = &self.role_arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "RoleArn"), "must have a length between 1 and 1600 characters")); } }
-        if let Some(x) = &self.tags { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Tags"), i), v); } }
-        if let Some(x) = &self.event_bus_name { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventBusName"), "must have a length between 1 and 1600 characters")); } }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Name")));
+        }
+        if let Some(x) = &self.name {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Name"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.schedule_expression {
+            if !(0..=256).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "ScheduleExpression"),
+                    "must have a length between 0 and 256 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_pattern {
+            if !(0..=4096).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventPattern"),
+                    "must have a length between 0 and 4096 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.description {
+            if !(0..=512).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Description"),
+                    "must have a length between 0 and 512 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.role_arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "RoleArn"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.tags {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Tags"), i), v);
+            }
+        }
+        if let Some(x) = &self.event_bus_name {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventBusName"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -719,7 +1308,14 @@ impl PutRuleResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.rule_arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "RuleArn"), "must have a length between 1 and 1600 characters")); } }
+        if let Some(x) = &self.rule_arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "RuleArn"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -737,11 +1333,36 @@ impl PutTargetsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.rule.is_none() { v.push(Violation::missing(crate::shape::join(path, "Rule"))); }
-        if let Some(x) = &self.rule { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Rule"), "must have a length between 1 and 64 characters")); } }
-        if let Some(x) = &self.event_bus_name { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventBusName"), "must have a length between 1 and 1600 characters")); } }
-        if self.targets.is_none() { v.push(Violation::missing(crate::shape::join(path, "Targets"))); }
-        if let Some(x) = &self.targets { if !(1..=100).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "Targets"), "must have between 1 and 100 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Targets"), i), v); } }
+        if self.rule.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Rule")));
+        }
+        if let Some(x) = &self.rule {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Rule"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_bus_name {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventBusName"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if self.targets.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Targets")));
+        }
+        if let Some(x) = &self.targets {
+            if !(1..=100).contains(&x.len()) {
+                v.push(Violation::new(crate::shape::join(path, "Targets"), "must have between 1 and 100 items"));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Targets"), i), v);
+            }
+        }
     }
 }
 
@@ -757,7 +1378,11 @@ impl PutTargetsResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.failed_entries { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "FailedEntries"), i), v); } }
+        if let Some(x) = &self.failed_entries {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "FailedEntries"), i), v);
+            }
+        }
     }
 }
 
@@ -775,7 +1400,14 @@ impl PutTargetsResultEntry {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.target_id { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "TargetId"), "must have a length between 1 and 64 characters")); } }
+        if let Some(x) = &self.target_id {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "TargetId"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -801,13 +1433,62 @@ impl RedshiftDataParameters {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.secret_manager_arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "SecretManagerArn"), "must have a length between 1 and 1600 characters")); } }
-        if self.database.is_none() { v.push(Violation::missing(crate::shape::join(path, "Database"))); }
-        if let Some(x) = &self.database { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Database"), "must have a length between 1 and 64 characters")); } }
-        if let Some(x) = &self.db_user { if !(1..=128).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "DbUser"), "must have a length between 1 and 128 characters")); } }
-        if let Some(x) = &self.sql { if !(1..=100000).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Sql"), "must have a length between 1 and 100000 characters")); } }
-        if let Some(x) = &self.statement_name { if !(1..=500).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "StatementName"), "must have a length between 1 and 500 characters")); } }
-        if let Some(x) = &self.sqls { if !(0..=40).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "Sqls"), "must have between 0 and 40 items")); } for (i, item) in x.iter().enumerate() { if !(1..=100000).contains(&item.chars().count()) { v.push(Violation::new(format!("{}[{}]", crate::shape::join(path, "Sqls"), i), "must have a length between 1 and 100000 characters")); } } }
+        if let Some(x) = &self.secret_manager_arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "SecretManagerArn"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if self.database.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Database")));
+        }
+        if let Some(x) = &self.database {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Database"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.db_user {
+            if !(1..=128).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "DbUser"),
+                    "must have a length between 1 and 128 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.sql {
+            if !(1..=100000).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Sql"),
+                    "must have a length between 1 and 100000 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.statement_name {
+            if !(1..=500).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "StatementName"),
+                    "must have a length between 1 and 500 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.sqls {
+            if !(0..=40).contains(&x.len()) {
+                v.push(Violation::new(crate::shape::join(path, "Sqls"), "must have between 0 and 40 items"));
+            }
+            for (i, item) in x.iter().enumerate() {
+                if !(1..=100000).contains(&item.chars().count()) {
+                    v.push(Violation::new(
+                        format!("{}[{}]", crate::shape::join(path, "Sqls"), i),
+                        "must have a length between 1 and 100000 characters",
+                    ));
+                }
+            }
+        }
     }
 }
 
@@ -827,11 +1508,41 @@ impl RemoveTargetsRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.rule.is_none() { v.push(Violation::missing(crate::shape::join(path, "Rule"))); }
-        if let Some(x) = &self.rule { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Rule"), "must have a length between 1 and 64 characters")); } }
-        if let Some(x) = &self.event_bus_name { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventBusName"), "must have a length between 1 and 1600 characters")); } }
-        if self.ids.is_none() { v.push(Violation::missing(crate::shape::join(path, "Ids"))); }
-        if let Some(x) = &self.ids { if !(1..=100).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "Ids"), "must have between 1 and 100 items")); } for (i, item) in x.iter().enumerate() { if !(1..=64).contains(&item.chars().count()) { v.push(Violation::new(format!("{}[{}]", crate::shape::join(path, "Ids"), i), "must have a length between 1 and 64 characters")); } } }
+        if self.rule.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Rule")));
+        }
+        if let Some(x) = &self.rule {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Rule"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_bus_name {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventBusName"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if self.ids.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Ids")));
+        }
+        if let Some(x) = &self.ids {
+            if !(1..=100).contains(&x.len()) {
+                v.push(Violation::new(crate::shape::join(path, "Ids"), "must have between 1 and 100 items"));
+            }
+            for (i, item) in x.iter().enumerate() {
+                if !(1..=64).contains(&item.chars().count()) {
+                    v.push(Violation::new(
+                        format!("{}[{}]", crate::shape::join(path, "Ids"), i),
+                        "must have a length between 1 and 64 characters",
+                    ));
+                }
+            }
+        }
     }
 }
 
@@ -847,7 +1558,11 @@ impl RemoveTargetsResponse {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.failed_entries { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "FailedEntries"), i), v); } }
+        if let Some(x) = &self.failed_entries {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "FailedEntries"), i), v);
+            }
+        }
     }
 }
 
@@ -865,7 +1580,14 @@ impl RemoveTargetsResultEntry {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.target_id { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "TargetId"), "must have a length between 1 and 64 characters")); } }
+        if let Some(x) = &self.target_id {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "TargetId"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -881,8 +1603,22 @@ impl RetryPolicy {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.maximum_retry_attempts { if (*x as f64) < 0.0 || (*x as f64) > 185.0 { v.push(Violation::new(crate::shape::join(path, "MaximumRetryAttempts"), "must be at least 0 and at most 185")); } }
-        if let Some(x) = &self.maximum_event_age_in_seconds { if (*x as f64) < 60.0 || (*x as f64) > 86400.0 { v.push(Violation::new(crate::shape::join(path, "MaximumEventAgeInSeconds"), "must be at least 60 and at most 86400")); } }
+        if let Some(x) = &self.maximum_retry_attempts {
+            if (*x as f64) < 0.0 || (*x as f64) > 185.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "MaximumRetryAttempts"),
+                    "must be at least 0 and at most 185",
+                ));
+            }
+        }
+        if let Some(x) = &self.maximum_event_age_in_seconds {
+            if (*x as f64) < 60.0 || (*x as f64) > 86400.0 {
+                v.push(Violation::new(
+                    crate::shape::join(path, "MaximumEventAgeInSeconds"),
+                    "must be at least 60 and at most 86400",
+                ));
+            }
+        }
     }
 }
 
@@ -912,14 +1648,70 @@ impl Rule {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.name { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Name"), "must have a length between 1 and 64 characters")); } }
-        if let Some(x) = &self.arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Arn"), "must have a length between 1 and 1600 characters")); } }
-        if let Some(x) = &self.event_pattern { if !(0..=4096).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventPattern"), "must have a length between 0 and 4096 characters")); } }
-        if let Some(x) = &self.description { if !(0..=512).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Description"), "must have a length between 0 and 512 characters")); } }
-        if let Some(x) = &self.schedule_expression { if !(0..=256).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "ScheduleExpression"), "must have a length between 0 and 256 characters")); } }
-        if let Some(x) = &self.role_arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "RoleArn"), "must have a length between 1 and 1600 characters")); } }
-        if let Some(x) = &self.managed_by { if !(1..=128).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "ManagedBy"), "must have a length between 1 and 128 characters")); } }
-        if let Some(x) = &self.event_bus_name { if !(1..=256).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "EventBusName"), "must have a length between 1 and 256 characters")); } }
+        if let Some(x) = &self.name {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Name"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Arn"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_pattern {
+            if !(0..=4096).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventPattern"),
+                    "must have a length between 0 and 4096 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.description {
+            if !(0..=512).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Description"),
+                    "must have a length between 0 and 512 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.schedule_expression {
+            if !(0..=256).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "ScheduleExpression"),
+                    "must have a length between 0 and 256 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.role_arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "RoleArn"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.managed_by {
+            if !(1..=128).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "ManagedBy"),
+                    "must have a length between 1 and 128 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.event_bus_name {
+            if !(1..=256).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "EventBusName"),
+                    "must have a length between 1 and 256 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -931,7 +1723,8 @@ pub enum RuleState {
     EnabledWithAllCloudtrailManagementEvents,
 }
 impl RuleState {
-    pub const ALL: &'static [RuleState] = &[RuleState::Enabled, RuleState::Disabled, RuleState::EnabledWithAllCloudtrailManagementEvents];
+    pub const ALL: &'static [RuleState] =
+        &[RuleState::Enabled, RuleState::Disabled, RuleState::EnabledWithAllCloudtrailManagementEvents];
     pub fn as_str(self) -> &'static str {
         match self {
             RuleState::Enabled => "ENABLED",
@@ -951,9 +1744,22 @@ impl FromStr for RuleState {
         }
     }
 }
-impl TryFrom<String> for RuleState { type Error = String; fn try_from(s: String) -> Result<Self, String> { s.parse() } }
-impl From<RuleState> for &'static str { fn from(v: RuleState) -> Self { v.as_str() } }
-impl fmt::Display for RuleState { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) } }
+impl TryFrom<String> for RuleState {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+impl From<RuleState> for &'static str {
+    fn from(v: RuleState) -> Self {
+        v.as_str()
+    }
+}
+impl fmt::Display for RuleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -965,8 +1771,20 @@ impl RunCommandParameters {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.run_command_targets.is_none() { v.push(Violation::missing(crate::shape::join(path, "RunCommandTargets"))); }
-        if let Some(x) = &self.run_command_targets { if !(1..=5).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "RunCommandTargets"), "must have between 1 and 5 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "RunCommandTargets"), i), v); } }
+        if self.run_command_targets.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "RunCommandTargets")));
+        }
+        if let Some(x) = &self.run_command_targets {
+            if !(1..=5).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "RunCommandTargets"),
+                    "must have between 1 and 5 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "RunCommandTargets"), i), v);
+            }
+        }
     }
 }
 
@@ -982,10 +1800,33 @@ impl RunCommandTarget {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.key.is_none() { v.push(Violation::missing(crate::shape::join(path, "Key"))); }
-        if let Some(x) = &self.key { if !(1..=128).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Key"), "must have a length between 1 and 128 characters")); } }
-        if self.values.is_none() { v.push(Violation::missing(crate::shape::join(path, "Values"))); }
-        if let Some(x) = &self.values { if !(1..=50).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "Values"), "must have between 1 and 50 items")); } for (i, item) in x.iter().enumerate() { if !(1..=256).contains(&item.chars().count()) { v.push(Violation::new(format!("{}[{}]", crate::shape::join(path, "Values"), i), "must have a length between 1 and 256 characters")); } } }
+        if self.key.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Key")));
+        }
+        if let Some(x) = &self.key {
+            if !(1..=128).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Key"),
+                    "must have a length between 1 and 128 characters",
+                ));
+            }
+        }
+        if self.values.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Values")));
+        }
+        if let Some(x) = &self.values {
+            if !(1..=50).contains(&x.len()) {
+                v.push(Violation::new(crate::shape::join(path, "Values"), "must have between 1 and 50 items"));
+            }
+            for (i, item) in x.iter().enumerate() {
+                if !(1..=256).contains(&item.chars().count()) {
+                    v.push(Violation::new(
+                        format!("{}[{}]", crate::shape::join(path, "Values"), i),
+                        "must have a length between 1 and 256 characters",
+                    ));
+                }
+            }
+        }
     }
 }
 
@@ -1001,10 +1842,28 @@ impl SageMakerPipelineParameter {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.name.is_none() { v.push(Violation::missing(crate::shape::join(path, "Name"))); }
-        if let Some(x) = &self.name { if !(1..=256).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Name"), "must have a length between 1 and 256 characters")); } }
-        if self.value.is_none() { v.push(Violation::missing(crate::shape::join(path, "Value"))); }
-        if let Some(x) = &self.value { if !(0..=1024).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Value"), "must have a length between 0 and 1024 characters")); } }
+        if self.name.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Name")));
+        }
+        if let Some(x) = &self.name {
+            if !(1..=256).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Name"),
+                    "must have a length between 1 and 256 characters",
+                ));
+            }
+        }
+        if self.value.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Value")));
+        }
+        if let Some(x) = &self.value {
+            if !(0..=1024).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Value"),
+                    "must have a length between 0 and 1024 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -1018,7 +1877,17 @@ impl SageMakerPipelineParameters {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.pipeline_parameter_list { if !(0..=200).contains(&x.len()) { v.push(Violation::new(crate::shape::join(path, "PipelineParameterList"), "must have between 0 and 200 items")); } for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "PipelineParameterList"), i), v); } }
+        if let Some(x) = &self.pipeline_parameter_list {
+            if !(0..=200).contains(&x.len()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "PipelineParameterList"),
+                    "must have between 0 and 200 items",
+                ));
+            }
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "PipelineParameterList"), i), v);
+            }
+        }
     }
 }
 
@@ -1032,7 +1901,14 @@ impl SqsParameters {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if let Some(x) = &self.message_group_id { if !(0..=100).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "MessageGroupId"), "must have a length between 0 and 100 characters")); } }
+        if let Some(x) = &self.message_group_id {
+            if !(0..=100).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "MessageGroupId"),
+                    "must have a length between 0 and 100 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -1048,10 +1924,28 @@ impl Tag {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.key.is_none() { v.push(Violation::missing(crate::shape::join(path, "Key"))); }
-        if let Some(x) = &self.key { if !(1..=128).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Key"), "must have a length between 1 and 128 characters")); } }
-        if self.value.is_none() { v.push(Violation::missing(crate::shape::join(path, "Value"))); }
-        if let Some(x) = &self.value { if !(0..=256).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Value"), "must have a length between 0 and 256 characters")); } }
+        if self.key.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Key")));
+        }
+        if let Some(x) = &self.key {
+            if !(1..=128).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Key"),
+                    "must have a length between 1 and 128 characters",
+                ));
+            }
+        }
+        if self.value.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Value")));
+        }
+        if let Some(x) = &self.value {
+            if !(0..=256).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Value"),
+                    "must have a length between 0 and 256 characters",
+                ));
+            }
+        }
     }
 }
 
@@ -1067,17 +1961,31 @@ impl TagResourceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.resource_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "ResourceARN"))); }
-        if let Some(x) = &self.resource_arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "ResourceARN"), "must have a length between 1 and 1600 characters")); } }
-        if self.tags.is_none() { v.push(Violation::missing(crate::shape::join(path, "Tags"))); }
-        if let Some(x) = &self.tags { for (i, item) in x.iter().enumerate() { item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Tags"), i), v); } }
+        if self.resource_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "ResourceARN")));
+        }
+        if let Some(x) = &self.resource_arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "ResourceARN"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if self.tags.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Tags")));
+        }
+        if let Some(x) = &self.tags {
+            for (i, item) in x.iter().enumerate() {
+                item.validate_at(&format!("{}[{}]", crate::shape::join(path, "Tags"), i), v);
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TagResourceResponse {
-}
+pub struct TagResourceResponse {}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1121,25 +2029,88 @@ impl Target {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.id.is_none() { v.push(Violation::missing(crate::shape::join(path, "Id"))); }
-        if let Some(x) = &self.id { if !(1..=64).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Id"), "must have a length between 1 and 64 characters")); } }
-        if self.arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "Arn"))); }
-        if let Some(x) = &self.arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Arn"), "must have a length between 1 and 1600 characters")); } }
-        if let Some(x) = &self.role_arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "RoleArn"), "must have a length between 1 and 1600 characters")); } }
-        if let Some(x) = &self.input { if !(0..=8192).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "Input"), "must have a length between 0 and 8192 characters")); } }
-        if let Some(x) = &self.input_path { if !(0..=256).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "InputPath"), "must have a length between 0 and 256 characters")); } }
-        if let Some(x) = &self.input_transformer { x.validate_at(&crate::shape::join(path, "InputTransformer"), v); }
-        if let Some(x) = &self.kinesis_parameters { x.validate_at(&crate::shape::join(path, "KinesisParameters"), v); }
-        if let Some(x) = &self.run_command_parameters { x.validate_at(&crate::shape::join(path, "RunCommandParameters"), v); }
-        if let Some(x) = &self.ecs_parameters { x.validate_at(&crate::shape::join(path, "EcsParameters"), v); }
-        if let Some(x) = &self.batch_parameters { x.validate_at(&crate::shape::join(path, "BatchParameters"), v); }
-        if let Some(x) = &self.sqs_parameters { x.validate_at(&crate::shape::join(path, "SqsParameters"), v); }
-        if let Some(x) = &self.http_parameters { x.validate_at(&crate::shape::join(path, "HttpParameters"), v); }
-        if let Some(x) = &self.redshift_data_parameters { x.validate_at(&crate::shape::join(path, "RedshiftDataParameters"), v); }
-        if let Some(x) = &self.sage_maker_pipeline_parameters { x.validate_at(&crate::shape::join(path, "SageMakerPipelineParameters"), v); }
-        if let Some(x) = &self.dead_letter_config { x.validate_at(&crate::shape::join(path, "DeadLetterConfig"), v); }
-        if let Some(x) = &self.retry_policy { x.validate_at(&crate::shape::join(path, "RetryPolicy"), v); }
-        if let Some(x) = &self.app_sync_parameters { x.validate_at(&crate::shape::join(path, "AppSyncParameters"), v); }
+        if self.id.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Id")));
+        }
+        if let Some(x) = &self.id {
+            if !(1..=64).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Id"),
+                    "must have a length between 1 and 64 characters",
+                ));
+            }
+        }
+        if self.arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "Arn")));
+        }
+        if let Some(x) = &self.arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Arn"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.role_arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "RoleArn"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.input {
+            if !(0..=8192).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "Input"),
+                    "must have a length between 0 and 8192 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.input_path {
+            if !(0..=256).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "InputPath"),
+                    "must have a length between 0 and 256 characters",
+                ));
+            }
+        }
+        if let Some(x) = &self.input_transformer {
+            x.validate_at(&crate::shape::join(path, "InputTransformer"), v);
+        }
+        if let Some(x) = &self.kinesis_parameters {
+            x.validate_at(&crate::shape::join(path, "KinesisParameters"), v);
+        }
+        if let Some(x) = &self.run_command_parameters {
+            x.validate_at(&crate::shape::join(path, "RunCommandParameters"), v);
+        }
+        if let Some(x) = &self.ecs_parameters {
+            x.validate_at(&crate::shape::join(path, "EcsParameters"), v);
+        }
+        if let Some(x) = &self.batch_parameters {
+            x.validate_at(&crate::shape::join(path, "BatchParameters"), v);
+        }
+        if let Some(x) = &self.sqs_parameters {
+            x.validate_at(&crate::shape::join(path, "SqsParameters"), v);
+        }
+        if let Some(x) = &self.http_parameters {
+            x.validate_at(&crate::shape::join(path, "HttpParameters"), v);
+        }
+        if let Some(x) = &self.redshift_data_parameters {
+            x.validate_at(&crate::shape::join(path, "RedshiftDataParameters"), v);
+        }
+        if let Some(x) = &self.sage_maker_pipeline_parameters {
+            x.validate_at(&crate::shape::join(path, "SageMakerPipelineParameters"), v);
+        }
+        if let Some(x) = &self.dead_letter_config {
+            x.validate_at(&crate::shape::join(path, "DeadLetterConfig"), v);
+        }
+        if let Some(x) = &self.retry_policy {
+            x.validate_at(&crate::shape::join(path, "RetryPolicy"), v);
+        }
+        if let Some(x) = &self.app_sync_parameters {
+            x.validate_at(&crate::shape::join(path, "AppSyncParameters"), v);
+        }
     }
 }
 
@@ -1155,15 +2126,33 @@ impl UntagResourceRequest {
     /// Checks required members and the model's bounds; `path` names this value in messages.
     pub fn validate_at(&self, path: &str, v: &mut Vec<Violation>) {
         let _ = (&path, &v);
-        if self.resource_arn.is_none() { v.push(Violation::missing(crate::shape::join(path, "ResourceARN"))); }
-        if let Some(x) = &self.resource_arn { if !(1..=1600).contains(&x.chars().count()) { v.push(Violation::new(crate::shape::join(path, "ResourceARN"), "must have a length between 1 and 1600 characters")); } }
-        if self.tag_keys.is_none() { v.push(Violation::missing(crate::shape::join(path, "TagKeys"))); }
-        if let Some(x) = &self.tag_keys { for (i, item) in x.iter().enumerate() { if !(1..=128).contains(&item.chars().count()) { v.push(Violation::new(format!("{}[{}]", crate::shape::join(path, "TagKeys"), i), "must have a length between 1 and 128 characters")); } } }
+        if self.resource_arn.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "ResourceARN")));
+        }
+        if let Some(x) = &self.resource_arn {
+            if !(1..=1600).contains(&x.chars().count()) {
+                v.push(Violation::new(
+                    crate::shape::join(path, "ResourceARN"),
+                    "must have a length between 1 and 1600 characters",
+                ));
+            }
+        }
+        if self.tag_keys.is_none() {
+            v.push(Violation::missing(crate::shape::join(path, "TagKeys")));
+        }
+        if let Some(x) = &self.tag_keys {
+            for (i, item) in x.iter().enumerate() {
+                if !(1..=128).contains(&item.chars().count()) {
+                    v.push(Violation::new(
+                        format!("{}[{}]", crate::shape::join(path, "TagKeys"), i),
+                        "must have a length between 1 and 128 characters",
+                    ));
+                }
+            }
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UntagResourceResponse {
-}
-
+pub struct UntagResourceResponse {}
