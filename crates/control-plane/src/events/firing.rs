@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use model::ecs::shapes as task_shapes;
 use model::events::shapes::{EcsParameters, Target};
-use model::events::{ecs_cluster_of, is_ecs_cluster_arn, parse_schedule};
+use model::events::{ecs_cluster_of, is_ecs_cluster_arn, parse_schedule, task_definition_reference};
 
 use crate::ecs::run_task::TaskRequest;
 use crate::error::Result;
@@ -141,7 +141,7 @@ fn task_request(rule: &Rule, cluster: String, target: &Target, p: &EcsParameters
     let overrides = target.input.as_deref().and_then(|i| serde_json::from_str::<task_shapes::TaskOverride>(i).ok());
     TaskRequest {
         cluster: Some(cluster),
-        task_definition: p.task_definition_arn.clone().unwrap_or_default(),
+        task_definition: task_definition_reference(p.task_definition_arn.as_deref().unwrap_or_default()).to_string(),
         count: p.task_count.unwrap_or(1),
         group: p.group.clone(),
         started_by: Some(started_by(rule)),

@@ -159,6 +159,17 @@ pub fn is_ecs_cluster_arn(arn: &str) -> bool {
     parts.len() == 6 && parts[0] == "arn" && parts[2] == "ecs" && parts[5].starts_with("cluster/")
 }
 
+/// What RunTask is given for an ECS target's `TaskDefinitionArn`: an ARN without a
+/// revision (Terraform's `arn_without_revision`) means the family's latest ACTIVE
+/// revision, as EventBridge runs it, so it becomes the family's name; anything else is
+/// passed on as given.
+pub fn task_definition_reference(arn: &str) -> &str {
+    match arn.strip_prefix("arn:").and_then(|_| arn.rsplit_once(":task-definition/")) {
+        Some((_, family)) if !family.contains(':') => family,
+        _ => arn,
+    }
+}
+
 /// Checks a target's ARN: EventBridge refuses anything that is not an ARN.
 pub fn check_target_arn(arn: &str) -> Result<(), EventsError> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
@@ -211,5 +222,9 @@ mod tests {
         assert!(!is_ecs_cluster_arn("arn:aws:sqs:us-east-1:123456789012:q"));
         assert!(check_target_arn("arn:aws:sqs:us-east-1:123456789012:q").is_ok());
         assert!(check_target_arn("not-an-arn").is_err());
+        let family = "arn:aws:ecs:us-east-1:123456789012:task-definition/nightly";
+        assert_eq!(task_definition_reference(family), "nightly");
+        assert_eq!(task_definition_reference(&format!("{family}:3")), format!("{family}:3"));
+        assert_eq!(task_definition_reference("nightly:2"), "nightly:2");
     }
 }
