@@ -29,7 +29,7 @@ import time
 
 from botocore.credentials import Credentials
 
-from common import main_guard, BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, median, start, stop, ROOT, TARGET_DIR, BERTH
+from common import main_guard, BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, median, start, stop, process_cpu_seconds, ROOT, TARGET_DIR, BERTH
 from ecs_api import lua_string, parse_wrk, send, sign, berth_credentials
 
 OUT = os.path.join(ROOT, "bench", "out", "events.json")
@@ -61,13 +61,6 @@ function done(summary, latency, requests)
   io.write(string.format("LUA_NON2XX %d\\n", n))
 end
 """
-
-
-def cpu_seconds(pid):
-    """utime + stime of a process, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cycle(account):
@@ -116,9 +109,9 @@ def wrk_run(name, proc, port, creds, requests, workdir):
     cmd = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency", "-s", script,
            f"http://127.0.0.1:{port}/"]
     log(f"{name}: {' '.join(cmd)}")
-    before, cpu0 = cpu_times(), cpu_seconds(proc.pid)
+    before, cpu0 = cpu_times(), process_cpu_seconds(proc.pid)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION + 60)
-    after, cpu1 = cpu_times(), cpu_seconds(proc.pid)
+    after, cpu1 = cpu_times(), process_cpu_seconds(proc.pid)
     if r.returncode != 0:
         raise BenchError(f"wrk failed ({r.returncode}): {r.stderr}{r.stdout}")
     result = parse_wrk(r.stdout)
