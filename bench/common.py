@@ -63,6 +63,13 @@ def cpu_times():
         return [int(x) for x in f.readline().split()[1:9]]
 
 
+def process_cpu_seconds(pid):
+    """User plus system CPU seconds a process has spent so far (its threads included)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def steal_pct(before, after):
     total = sum(after) - sum(before)
     return 100.0 * (after[7] - before[7]) / total if total else 0.0

@@ -35,4 +35,5 @@ tests/e2e/services.sh target/debug/berth
 tests/e2e/logs.sh target/debug/berth
 tests/e2e/secrets.sh target/debug/berth
 tests/e2e/secretsmanager.sh target/debug/berth
+tests/e2e/events.sh target/debug/berth
 tests/e2e/walkthrough.sh target/debug/berth

@@ -213,6 +213,21 @@ pub(crate) fn ssm(operation: &str, body: &Value, scope: &Scope) -> Access {
     access
 }
 
+/// EventBridge (`events:<Operation>`): the rule a request names (`Name` or `Rule`) as
+/// `arn:aws:events:<region>:<account>:rule/<name>`, a tagging request's `ResourceARN`
+/// as given, and `*` for the listings, as the Service Authorization Reference lists them.
+pub(crate) fn events(operation: &str, body: &Value, scope: &Scope) -> Access {
+    let mut access = Access::new(format!("events:{operation}"));
+    let rule = str_of(body, "Name").or_else(|| str_of(body, "Rule"));
+    access.resources = match (rule, str_of(body, "ResourceARN")) {
+        (Some(r), _) => vec![arn("events", scope, &format!("rule/{r}"))],
+        (None, Some(a)) => vec![a.to_string()],
+        (None, None) => vec!["*".into()],
+    };
+    request_tags(&mut access, body.get("Tags"));
+    access
+}
+
 /// The query services: ELBv2 (`elasticloadbalancing:`), EC2, IAM and STS.
 pub(crate) fn query(prefix: &str, action: &str, params: &Params, scope: &Scope) -> Access {
     let mut access = Access::new(format!("{prefix}:{action}"));

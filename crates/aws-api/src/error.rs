@@ -106,6 +106,7 @@ impl From<Error> for ApiError {
             Error::Ec2(e) => ApiError::bad_request(e.code, e.message),
             Error::Ssm(e) => ApiError::bad_request(e.code, e.message),
             Error::Secrets(e) => ApiError::bad_request(e.code, e.message),
+            Error::Events(e) => ApiError::bad_request(e.code, e.message),
             Error::Iam(e) => match e.code {
                 "NoSuchEntity" => ApiError::new(http::StatusCode::NOT_FOUND, e.code, e.message),
                 "EntityAlreadyExists" | "DeleteConflict" => {

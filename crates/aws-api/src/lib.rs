@@ -19,6 +19,7 @@ pub mod ecs_extensions {
 }
 mod elbv2;
 pub mod error;
+mod events;
 mod iam;
 mod logs;
 mod query;
@@ -218,6 +219,7 @@ async fn process(
         logs::TARGET_PREFIX => "logs",
         ssm::TARGET_PREFIX => "ssm",
         secretsmanager::TARGET_PREFIX => "secretsmanager",
+        events::TARGET_PREFIX => "events",
         "" => {
             return Err(ApiError::bad_request(
                 "UnknownOperationException",
@@ -240,6 +242,7 @@ async fn process(
             "ecs" => authz::ecs(operation, &json, &caller.scope),
             "ecr" => authz::ecr(operation, &json, &caller.scope),
             "ssm" => authz::ssm(operation, &json, &caller.scope),
+            "events" => authz::events(operation, &json, &caller.scope),
             "secretsmanager" => {
                 let resolve = |id: &str| api.control.secrets().secret_arn(&caller.scope, id);
                 authz::secretsmanager(operation, &json, &caller.scope, &resolve)
@@ -258,6 +261,7 @@ async fn process(
         "logs" => logs::dispatch(api, &caller, operation, &body).await,
         "ssm" => ssm::dispatch(api, &caller, operation, &body).await,
         "secretsmanager" => secretsmanager::dispatch(api, &caller, operation, &body).await,
+        "events" => events::dispatch(api, &caller, operation, &body).await,
         _ => unreachable!("services are matched above"),
     }
 }

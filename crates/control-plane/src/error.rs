@@ -43,6 +43,9 @@ pub enum Error {
     /// A Secrets Manager request was refused; the error names Secrets Manager's code.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// An EventBridge request was refused; the error names EventBridge's code.
+    #[error(transparent)]
+    Events(#[from] model::events::EventsError),
     /// Something failed inside Berth; the request may be retried. The detail is for logs.
     #[error("internal error: {0}")]
     Internal(String),

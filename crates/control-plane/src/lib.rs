@@ -13,6 +13,7 @@ pub mod ecr;
 pub mod ecs;
 pub mod elb;
 pub mod error;
+pub mod events;
 pub mod iam;
 pub mod logs;
 mod ops;

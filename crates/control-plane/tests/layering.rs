@@ -16,7 +16,7 @@ const BASE: &[&str] = &[
     "auth.rs",
     "state",
 ];
-const SERVICES: &[&str] = &["ecs", "ecr", "elb", "ec2", "secrets"];
+const SERVICES: &[&str] = &["ecs", "ecr", "elb", "ec2", "secrets", "events"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

@@ -9,6 +9,7 @@
 pub mod ec2;
 pub mod ecr;
 pub mod ecs;
+pub mod events;
 pub mod iam;
 pub mod ids;
 pub mod logs;

@@ -135,6 +135,13 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         shutdown.clone().cancelled_owned(),
     );
     tasks.spawn("secret deletion", purge);
+    // EventBridge's schedule rules fire and start their ECS targets' tasks, until shutdown.
+    let rules = control_plane::events::run_schedule(
+        control.clone(),
+        control_plane::events::FIRING_INTERVAL,
+        shutdown.clone().cancelled_owned(),
+    );
+    tasks.spawn("EventBridge schedules", rules);
     if with_agent && !args.no_agent {
         if public.tls {
             // The agent's channel is a plain WebSocket client; it cannot reach a TLS

@@ -17,6 +17,7 @@ mod ecr_lifecycle;
 mod ecr_policies;
 mod ecr_scan;
 mod elb;
+mod events;
 mod fargate;
 mod iam;
 mod instances;

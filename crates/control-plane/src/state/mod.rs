@@ -6,6 +6,7 @@
 
 pub mod ec2;
 pub mod elb;
+pub mod events;
 pub mod iam;
 pub mod logs;
 pub mod resources;
@@ -34,6 +35,7 @@ use store::{Mutation, Record, StoreError};
 
 use self::ec2::Ec2State;
 use self::elb::{ElbKey, ElbState};
+use self::events::{EventsKey, EventsState};
 use self::iam::{IamKey, IamState};
 use self::logs::{LogsKey, LogsState};
 use self::secrets::{SecretsKey, SecretsState};
@@ -86,6 +88,7 @@ pub struct State {
     pub iam: IamState,
     pub ssm: SsmState,
     pub secrets: SecretsState,
+    pub events: EventsState,
 }
 
 /// A reference to one stored resource, recorded when a write touches it.
@@ -113,6 +116,7 @@ pub enum Touched {
     Iam(IamKey),
     Ssm(SsmKey),
     Secrets(SecretsKey),
+    Events(EventsKey),
 }
 
 const CLUSTERS: &str = "ecs.clusters";
@@ -169,6 +173,7 @@ impl Touched {
             Touched::Iam(_) => unreachable!("IAM records are keyed by the iam module"),
             Touched::Ssm(_) => unreachable!("SSM records are keyed by the ssm module"),
             Touched::Secrets(_) => unreachable!("Secrets Manager records are keyed by the secrets module"),
+            Touched::Events(_) => unreachable!("EventBridge records are keyed by the events module"),
         }
     }
 }
@@ -209,6 +214,9 @@ impl State {
         if let Touched::Secrets(k) = touched {
             return self.secrets.mutation(k);
         }
+        if let Touched::Events(k) = touched {
+            return self.events.mutation(k);
+        }
         let (table, key) = touched.table_and_key();
         let value = match touched {
             Touched::Cluster(s, n) => self.clusters.get(&(s.clone(), n.clone())).map(|c| encode(c.as_ref())),
@@ -244,7 +252,12 @@ impl State {
             }
             Touched::Vpc(s, id) => self.ec2.vpcs.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())),
             Touched::Subnet(s, id) => self.ec2.subnets.get(&(s.clone(), id.clone())).map(|v| encode(v.as_ref())),
-            Touched::Elb(_) | Touched::Logs(_) | Touched::Iam(_) | Touched::Ssm(_) | Touched::Secrets(_) => {
+            Touched::Elb(_)
+            | Touched::Logs(_)
+            | Touched::Iam(_)
+            | Touched::Ssm(_)
+            | Touched::Secrets(_)
+            | Touched::Events(_) => {
                 unreachable!("handled above")
             }
         };
@@ -333,6 +346,7 @@ impl State {
                 t if t.starts_with("iam.") && state.iam.load(r)? => {}
                 t if t.starts_with("ssm.") && state.ssm.load(r)? => {}
                 t if t.starts_with("secrets.") && state.secrets.load(r)? => {}
+                t if t.starts_with("events.") && state.events.load(r)? => {}
                 t => return Err(StoreError::Corrupt(format!("unknown table '{t}' (written by a newer Berth?)"))),
             }
         }

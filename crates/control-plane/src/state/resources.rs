@@ -122,8 +122,8 @@ pub(crate) fn tags_of(state: &State, scope: &Scope, t: &Target) -> Tags {
     }
 }
 
-/// The tags of the resource `arn` names (ECS resources, ECR repositories, secrets, IAM
-/// users and roles), in the scope the ARN says; none when it names nothing Berth keeps.
+/// The tags of the resource `arn` names (ECS resources, ECR repositories, secrets,
+/// EventBridge rules, IAM users and roles), in the scope the ARN says; none when it names nothing Berth keeps.
 pub(crate) fn resource_tags(state: &State, arn: &str) -> Vec<(String, String)> {
     let Ok(parsed) = Arn::parse(arn) else { return vec![] };
     let scope = || {
@@ -139,6 +139,10 @@ pub(crate) fn resource_tags(state: &State, arn: &str) -> Vec<(String, String)> {
             state.repositories.get(&(scope, RepositoryName::parse(name).ok()?)).map(|r| pairs(&r.tags))
         }),
         ("secretsmanager", _) => secret_at(state, arn).map(|s| s.tags.clone()),
+        ("events", Some(("rule", _))) => scope().and_then(|scope| {
+            let name = model::events::RuleName::from_arn(arn, &scope)?;
+            state.events.rules.get(&(scope, name)).map(|r| r.tags.clone())
+        }),
         ("iam", Some((kind @ ("user" | "role"), path_and_name))) => {
             let account = AccountId::parse(&parsed.account).ok();
             let name = path_and_name.rsplit('/').next().unwrap_or_default().to_ascii_lowercase();
