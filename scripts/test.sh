@@ -35,3 +35,4 @@ tests/e2e/logs.sh target/debug/berth
 tests/e2e/secrets.sh target/debug/berth
 tests/e2e/secretsmanager.sh target/debug/berth
 tests/e2e/walkthrough.sh target/debug/berth
+tests/e2e/tools.sh target/debug/berth
