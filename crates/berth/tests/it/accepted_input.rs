@@ -130,3 +130,31 @@ async fn empty_client_token_is_no_token() {
     first.clone().client_token(&token).send().await.unwrap();
     first.client_token(&token).send().await.unwrap();
 }
+
+/// ecs-deploy re-registers a task definition with `taskRoleArn: ""` and
+/// `executionRoleArn: ""` when the old one has no roles: ECS takes them as no role, so
+/// the new revision describes without roles and its tasks run.
+#[tokio::test]
+async fn empty_role_arns_are_no_roles() {
+    let (_c, _b, ecs, _) = berth_with_instance().await;
+    let web = ContainerDefinition::builder()
+        .name("web")
+        .image(simplehttp_image())
+        .memory(16)
+        .command("sleep")
+        .command("600")
+        .build();
+    let td = ecs
+        .register_task_definition()
+        .family("deployed")
+        .task_role_arn("")
+        .execution_role_arn("")
+        .container_definitions(web)
+        .send()
+        .await
+        .unwrap();
+    let td = td.task_definition().unwrap();
+    assert_eq!((td.task_role_arn(), td.execution_role_arn()), (None, None));
+    let r = ecs.run_task().task_definition("deployed").send().await.unwrap();
+    assert_eq!(r.tasks().len(), 1, "{:?}", r.failures());
+}
