@@ -105,11 +105,19 @@ async fn empty_client_token_is_no_token() {
     let web = ContainerDefinition::builder().name("web").image("nginx").memory(16).build();
     ecs.register_task_definition().family("web").container_definitions(web).send().await.unwrap();
     let create = |token: &str| {
-        ecs.create_service().service_name("api").task_definition("web").desired_count(0).client_token(token).send()
+        ecs.create_service()
+            .service_name("api")
+            .task_definition("web")
+            .desired_count(0)
+            .client_token(token)
+            .role("")
+            .send()
     };
-    // Ansible's ecs_service sends an empty clientToken unless told otherwise.
+    // Ansible's ecs_service sends an empty clientToken and an empty role unless told
+    // otherwise; the service has no load balancer, which a real role would need.
     let s = create("").await.unwrap();
     assert_eq!(s.service().unwrap().service_name(), Some("api"));
+    assert_eq!(s.service().unwrap().role_arn(), None);
     // With no token a second create of the same name is not idempotent, as in ECS.
     let e = create("").await.unwrap_err();
     assert_eq!(error_code(&e), "InvalidParameterException");
