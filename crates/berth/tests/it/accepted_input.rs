@@ -166,3 +166,43 @@ async fn empty_role_arns_are_no_roles() {
     let r = ecs.run_task().task_definition("deployed").send().await.unwrap();
     assert_eq!(r.tasks().len(), 1, "{:?}", r.failures());
 }
+
+/// A circuit breaker with `rollback: true` but `enable: false` (what some templates
+/// write when they turn the breaker off) is accepted and stays off; ECS's percentages
+/// are still checked.
+#[tokio::test]
+async fn rollback_without_an_enabled_circuit_breaker_is_accepted() {
+    use aws_sdk_ecs::types::{DeploymentCircuitBreaker, DeploymentConfiguration};
+    let b = berth().await;
+    let ecs = b.ecs().await;
+    ecs.create_cluster().send().await.unwrap();
+    let web = ContainerDefinition::builder().name("web").image("nginx").memory(16).build();
+    ecs.register_task_definition().family("web").container_definitions(web).send().await.unwrap();
+    let config = |min: i32| {
+        DeploymentConfiguration::builder()
+            .minimum_healthy_percent(min)
+            .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(false).rollback(true).build())
+            .build()
+    };
+    let s = ecs
+        .create_service()
+        .service_name("api")
+        .task_definition("web")
+        .desired_count(0)
+        .deployment_configuration(config(50))
+        .send()
+        .await
+        .unwrap();
+    let cb = s.service().unwrap().deployment_configuration().unwrap().deployment_circuit_breaker().unwrap();
+    assert_eq!((cb.enable(), cb.rollback()), (false, true));
+    let e = ecs
+        .create_service()
+        .service_name("other")
+        .task_definition("web")
+        .desired_count(0)
+        .deployment_configuration(config(101))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "InvalidParameterException");
+}
