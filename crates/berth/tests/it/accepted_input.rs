@@ -200,7 +200,7 @@ async fn rollback_without_an_enabled_circuit_breaker_is_accepted() {
         .service_name("other")
         .task_definition("web")
         .desired_count(0)
-        .deployment_configuration(config(101))
+        .deployment_configuration(config(-1))
         .send()
         .await
         .unwrap_err();
