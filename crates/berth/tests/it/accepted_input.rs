@@ -1,6 +1,18 @@
 //! Inputs AWS accepts that Berth once refused, driven with the official SDK: a tool that
 //! works against AWS must not fail on Berth's validation. Each case also checks the limit
 //! AWS does keep, with AWS's error code.
+//!
+//! What was compared with botocore's models and ECS's, ECR's and ELBv2's API references
+//! (issue 17), and found no stricter than AWS: cluster, service, family, container and
+//! volume names (255 letters, digits, `-`, `_`); tags (128/256 characters, letters,
+//! digits, white space and `_.:/=+-@`, 50 a resource, `aws:` reserved); attribute names
+//! and values; image names; `startedBy` and `group` lengths; ECR repository names (the
+//! OCI grammar, which also takes the `__` and `--` separators ECR's model pattern does
+//! not); ELBv2 load balancer and target group names (consecutive hyphens allowed,
+//! `internal-` refused for load balancers) and security groups (any of the VPC). Found
+//! stricter, and relaxed (a case below each): an empty `clientToken`, `startedBy` with
+//! spaces, an empty `role` on CreateService, empty `taskRoleArn`/`executionRoleArn` on
+//! RegisterTaskDefinition, a circuit breaker with `rollback` but not `enable`.
 
 use aws_sdk_ecs::types::ContainerDefinition;
 use aws_sdk_ecs::Client;
