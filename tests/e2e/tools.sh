@@ -67,7 +67,7 @@ play() {
         -e "test_image=$image listener_port=$listener_port task_file=$data/task tg_arn=${tg_arn:-}" \
         >"$data/ansible-$1.log" 2>&1 || { tail -60 "$data/ansible-$1.log" >&2; fail "ansible-playbook --tags $1"; }
 }
-svc() { aws ecs describe-services --cluster tools --services web --query "services[0].$1" --output text; }
+svc() { aws ecs describe-services --cluster default --services web --query "services[0].$1" --output text; }
 wait_svc() {
     local query="$1" want="$2" got=""
     for _ in $(seq 1 600); do
@@ -76,6 +76,20 @@ wait_svc() {
         sleep 0.2
     done
     fail "waited for services[0].$query == $want; last saw $got"
+}
+# Waits (two minutes at most) until the service has one deployment and runs its desired
+# count; on failure shows the service's deployments and events.
+stable() {
+    local got=""
+    for _ in $(seq 1 600); do
+        got="$(svc '[length(deployments),runningCount,desiredCount]' 2>/dev/null | tr '\t' ' ' || true)"
+        read -r n running desired <<<"$got"
+        [[ "$n" == 1 && "$running" == "$desired" ]] && return
+        sleep 0.2
+    done
+    aws ecs describe-services --cluster default --services web \
+        --query 'services[0].{deployments:deployments,events:events[0:8].message}' >&2 || true
+    fail "the service did not become stable: deployments, running, desired = $got"
 }
 td_arn() { aws ecs describe-task-definition --task-definition "$1" --query 'taskDefinition.taskDefinitionArn' --output text; }
 # Answers of the load balancer until one carries `greeting=$1`; every answer after the
@@ -92,7 +106,7 @@ curl_lb() {
 
 step "ansible: ECR repository, cluster with tags, two task definitions, target group, load balancer, service"
 play create
-cluster_arns+=("$(aws ecs describe-clusters --clusters tools --query 'clusters[0].clusterArn' --output text)")
+cluster_arns+=("$(aws ecs describe-clusters --clusters default --query 'clusters[0].clusterArn' --output text)")
 [[ "$(aws ecr describe-repositories --repository-names tools-repo --query 'repositories[0].imageScanningConfiguration.scanOnPush' --output text)" == True ]] \
     || fail "ecs_ecr: no repository with scan on push"
 [[ "$(aws ecs list-tags-for-resource --resource-arn "${cluster_arns[0]}" --query "tags[?key=='team'].value" --output text)" == tools ]] \
@@ -104,7 +118,7 @@ lb_arn="$(aws elbv2 describe-load-balancers --names tools-alb --query 'LoadBalan
 dns="$(aws elbv2 describe-load-balancers --names tools-alb --query 'LoadBalancers[0].DNSName' --output text)"
 [[ "$(aws elbv2 describe-listeners --load-balancer-arn "$lb_arn" --query 'Listeners[0].DefaultActions[0].TargetGroupArn' --output text)" == "$tg_arn" ]] \
     || fail "elb_application_lb: the listener does not forward to tools-tg"
-aws ecs wait services-stable --cluster tools --services web
+stable
 [[ "$(svc runningCount)" == 2 ]] || fail "ecs_service: expected 2 running tasks"
 [[ "$(svc taskDefinition)" == "$(td_arn tools-web:1)" ]] || fail "ecs_service: not on revision 1"
 curl_lb one
@@ -112,7 +126,7 @@ curl_lb one
 step "ansible: the service moves to revision 2"
 play update
 wait_svc taskDefinition "$(td_arn tools-web:2)"
-aws ecs wait services-stable --cluster tools --services web
+stable
 curl_lb two
 
 step "ansible: the service scales to 3"
@@ -122,7 +136,7 @@ wait_svc runningCount 3
 step "ansible: ecs_task run and stop"
 play task
 task="$(cat "$data/task")"
-read -r status started_by < <(aws ecs describe-tasks --cluster tools --tasks "$task" --query 'tasks[0].[desiredStatus,startedBy]' --output text)
+read -r status started_by < <(aws ecs describe-tasks --cluster default --tasks "$task" --query 'tasks[0].[desiredStatus,startedBy]' --output text)
 [[ "$status" == STOPPED && "$started_by" == ansible ]] || fail "ecs_task: the task is $status, started by $started_by"
 [[ "$(aws ecs list-tags-for-resource --resource-arn "$task" --query "tags[?key=='purpose'].value" --output text)" == one-off ]] \
     || fail "ecs_task: the task's tags are missing"
@@ -135,29 +149,29 @@ else
 fi
 
 step "ecs-deploy deploy: a new environment value becomes revision 3 and is rolled out"
-ecs deploy tools web --env web GREETING three --timeout 180 >"$data/ecs-deploy.log" 2>&1 \
+ecs deploy default web --env web GREETING three --timeout 180 >"$data/ecs-deploy.log" 2>&1 \
     || { cat "$data/ecs-deploy.log" >&2; fail "ecs deploy"; }
 [[ "$(svc taskDefinition)" == "$(td_arn tools-web:3)" ]] || fail "ecs deploy: the service is not on revision 3"
 [[ "$(svc 'length(deployments)')" == 1 && "$(svc runningCount)" == 3 ]] || fail "ecs deploy: the deployment did not finish"
 curl_lb three
 
 step "ecs-deploy scale: down to 1"
-ecs scale tools web 1 --timeout 120 >"$data/ecs-scale.log" 2>&1 || { cat "$data/ecs-scale.log" >&2; fail "ecs scale"; }
+ecs scale default web 1 --timeout 120 >"$data/ecs-scale.log" 2>&1 || { cat "$data/ecs-scale.log" >&2; fail "ecs scale"; }
 [[ "$(svc desiredCount)" == 1 && "$(svc runningCount)" == 1 ]] || fail "ecs scale: expected 1 of 1"
 
 step "ecs-deploy run: a one-off task of revision 1"
-ecs run tools tools-web:1 --count 1 >"$data/ecs-run.log" 2>&1 || { cat "$data/ecs-run.log" >&2; fail "ecs run"; }
-n="$(aws ecs list-tasks --cluster tools --started-by ecs-deploy --query 'length(taskArns)' --output text)"
+ecs run default tools-web:1 --count 1 >"$data/ecs-run.log" 2>&1 || { cat "$data/ecs-run.log" >&2; fail "ecs run"; }
+n="$(aws ecs list-tasks --cluster default --started-by ecs-deploy --query 'length(taskArns)' --output text)"
 [[ "$n" == 1 ]] || fail "ecs run: expected one task started by ecs-deploy, found $n"
 
 step "ecs-deploy deploy --rollback: a revision whose container exits is rolled back"
-if ecs deploy tools web --command web "exit 3" --timeout 30 --rollback >"$data/ecs-rollback.log" 2>&1; then
+if ecs deploy default web --command web "exit 3" --timeout 30 --rollback >"$data/ecs-rollback.log" 2>&1; then
     cat "$data/ecs-rollback.log" >&2
     fail "ecs deploy of a failing revision succeeded"
 fi
 grep -qi "rolling back" "$data/ecs-rollback.log" || { cat "$data/ecs-rollback.log" >&2; fail "ecs deploy did not roll back"; }
 wait_svc taskDefinition "$(td_arn tools-web:3)"
-aws ecs wait services-stable --cluster tools --services web
+stable
 curl_lb three
 
 if [[ "${BERTH_TOOLS_EVENTS:-0}" == 1 ]]; then
@@ -165,7 +179,7 @@ if [[ "${BERTH_TOOLS_EVENTS:-0}" == 1 ]]; then
     aws events put-rule --name tools-nightly --schedule-expression 'rate(1 day)' >/dev/null
     aws events put-targets --rule tools-nightly --targets \
         "Id=1,Arn=${cluster_arns[0]},RoleArn=arn:aws:iam::000000000000:role/ecsEventsRole,EcsParameters={TaskDefinitionArn=$(td_arn tools-web:1),TaskCount=1}" >/dev/null
-    ecs cron tools tools-web tools-nightly --env web GREETING cron >"$data/ecs-cron.log" 2>&1 \
+    ecs cron default tools-web tools-nightly --env web GREETING cron >"$data/ecs-cron.log" 2>&1 \
         || { cat "$data/ecs-cron.log" >&2; fail "ecs cron"; }
     target_td="$(aws events list-targets-by-rule --rule tools-nightly --query 'Targets[0].EcsParameters.TaskDefinitionArn' --output text)"
     [[ "$target_td" != "$(td_arn tools-web:1)" ]] || fail "ecs cron: the rule's target kept revision 1"
@@ -176,7 +190,7 @@ fi
 step "ansible: delete the service"
 play delete
 [[ "$(svc status)" == INACTIVE ]] || fail "ecs_service absent: the service is $(svc status)"
-[[ -z "$(aws ecs list-tasks --cluster tools --service-name web --query 'taskArns' --output text)" ]] \
+[[ -z "$(aws ecs list-tasks --cluster default --service-name web --query 'taskArns' --output text)" ]] \
     || fail "ecs_service absent: tasks still running"
 
 echo "e2e tools: 1 passed, 0 failed"
