@@ -159,10 +159,16 @@ step "ecs-deploy scale: down to 1"
 ecs scale default web 1 --timeout 120 >"$data/ecs-scale.log" 2>&1 || { cat "$data/ecs-scale.log" >&2; fail "ecs scale"; }
 [[ "$(svc desiredCount)" == 1 && "$(svc runningCount)" == 1 ]] || fail "ecs scale: expected 1 of 1"
 
-step "ecs-deploy run: a one-off task of revision 1"
-ecs run default tools-web:1 --count 1 >"$data/ecs-run.log" 2>&1 || { cat "$data/ecs-run.log" >&2; fail "ecs run"; }
-n="$(aws ecs list-tasks --cluster default --started-by ecs-deploy --query 'length(taskArns)' --output text)"
-[[ "$n" == 1 ]] || fail "ecs run: expected one task started by ecs-deploy, found $n"
+step "ecs-deploy run: a one-off task of revision 1 with an environment override"
+ecs run default tools-web:1 1 --env web GREETING ran >"$data/ecs-run.log" 2>&1 || { cat "$data/ecs-run.log" >&2; fail "ecs run"; }
+# ecs-deploy starts its tasks "by ECS Deploy" (with a space, which ECS allows).
+ran="$(aws ecs list-tasks --cluster default --started-by 'ECS Deploy' --query 'taskArns' --output text)"
+[[ "$(wc -w <<<"$ran")" == 1 ]] || fail "ecs run: expected one task started by ECS Deploy, found: $ran"
+aws ecs wait tasks-running --cluster default --tasks "$ran"
+override="$(aws ecs describe-tasks --cluster default --tasks "$ran" \
+    --query "tasks[0].overrides.containerOverrides[0].environment[?name=='GREETING'].value" --output text)"
+[[ "$override" == ran ]] || fail "ecs run: the task's override is '$override'"
+aws ecs stop-task --cluster default --task "$ran" >/dev/null
 
 step "ecs-deploy deploy --rollback: a revision whose container exits is rolled back"
 if ecs deploy default web --command web "exit 3" --timeout 30 --rollback >"$data/ecs-rollback.log" 2>&1; then
