@@ -590,7 +590,9 @@ fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task
         connectivity_at: fargate.then_some(t.created_at),
         // Fargate's task storage: what the task definition asks for, else Fargate's 20 GiB.
         ephemeral_storage: fargate.then(|| {
-            definition.and_then(|d| d.spec.doc.ephemeral_storage.clone()).unwrap_or(w::EphemeralStorage { size_in_gi_b: Some(20) })
+            definition
+                .and_then(|d| d.spec.doc.ephemeral_storage.clone())
+                .unwrap_or(w::EphemeralStorage { size_in_gi_b: Some(20) })
         }),
         task_arn: Some(arn),
         task_definition_arn: Some(model::ecs::task_definition_arn(&t.scope, &t.family, t.revision).to_string()),
