@@ -196,9 +196,9 @@ async fn register(
     previous: Option<String>,
     host: &EngineHost,
 ) -> anyhow::Result<String> {
+    use aws_sdk_ecs::types::{Attribute, Resource, VersionInfo};
     // CPU units are cores × 1024 and memory is in MiB, as the ECS agent registers them.
     let (cpu, memory) = (host.cpus * 1024, host.memory_bytes / (1024 * 1024));
-    use aws_sdk_ecs::types::{Attribute, Resource, VersionInfo};
     let int = |name: &str, v: i64| Resource::builder().name(name).r#type("INTEGER").integer_value(v as i32).build();
     let ports = |name: &str, p: &[u16]| {
         Resource::builder()

@@ -490,19 +490,15 @@ fn eni_attachment(t: &Task, e: &model::ecs::task::Eni) -> w::Attachment {
 
 fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task {
     let arn = t.arn().to_string();
-    // Fargate tasks run on capacity the account does not see: no instance to name.
-    let instance = t
-        .container_instance
-        .as_ref()
-        .filter(|_| !t.is_fargate())
-        .and_then(|id| view.instances.get(&(t.scope.clone(), t.cluster.clone(), id.clone())));
     let fargate = t.is_fargate();
-    // The host the agent runs on, Fargate's included: its agent reported the machine's
-    // real architecture when it registered.
+    // The instance the task runs on, Fargate's capacity included: its agent reported the
+    // machine's real architecture when it registered.
     let host = t
         .container_instance
         .as_ref()
         .and_then(|id| view.instances.get(&(t.scope.clone(), t.host_cluster(), id.clone())));
+    // Fargate tasks run on capacity the account does not see: no instance to name.
+    let instance = host.filter(|_| !fargate);
     let cpu_architecture =
         host.and_then(|i| i.attribute("ecs.cpu-architecture").cloned().flatten()).unwrap_or_else(|| "x86_64".into());
     let definition = view.task_definitions.get(&(t.scope.clone(), t.family.clone(), t.revision));

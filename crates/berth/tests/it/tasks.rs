@@ -445,7 +445,8 @@ async fn instances_and_tasks_report_the_engines_host() {
     let i = &d.container_instances()[0];
     let docker_version = i.version_info().and_then(|v| v.docker_version()).unwrap();
     assert_eq!(docker_version, format!("DockerVersion: {version}"));
-    let attr = |name: &str| i.attributes().iter().find(|a| a.name() == name).and_then(|a| a.value()).map(str::to_string);
+    let attr =
+        |name: &str| i.attributes().iter().find(|a| a.name() == name).and_then(|a| a.value()).map(str::to_string);
     assert_eq!(attr("ecs.cpu-architecture").as_deref(), Some(arch));
 
     register(&ecs, "web", &["sleep", "600"], simplehttp_image()).await;
