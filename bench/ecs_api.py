@@ -170,6 +170,23 @@ def parse_wrk(out):
     }
 
 
+def start_berth_and_moto(workdir, procs):
+    """Starts `berth up --no-agent` (release build) and moto_server on free ports, each
+    recorded in `procs` as it starts (so the caller's `finally` stops what did start), and
+    waits until both serve; returns {"berth": (port, credentials), "moto": (port, credentials)}."""
+    berth_port, moto_port = free_port(), free_port()
+    data_dir = os.path.join(workdir, "data")
+    procs["berth"] = start([BERTH, "up", "--no-agent", "--data-dir", data_dir, "--listen", f"127.0.0.1:{berth_port}"],
+                           os.path.join(workdir, "berth.log"))
+    wait_until("berth", lambda: http_status(f"http://127.0.0.1:{berth_port}/_berth/health") == 200, procs["berth"])
+    procs["moto"] = start(["moto_server", "-H", "127.0.0.1", "-p", str(moto_port)], os.path.join(workdir, "moto.log"))
+    wait_until("moto_server", lambda: http_status(f"http://127.0.0.1:{moto_port}/moto-api/") > 0, procs["moto"])
+    return {
+        "berth": (berth_port, berth_credentials(data_dir)),
+        "moto": (moto_port, Credentials("AKIDBENCHMOTO", "bench-moto-secret")),
+    }
+
+
 def berth_credentials(data_dir):
     out = subprocess.run([BERTH, "env", "--data-dir", data_dir], check=True, capture_output=True, text=True).stdout
     env = dict(re.findall(r"^export (\w+)=(.*)$", out, re.M))

@@ -31,11 +31,10 @@ import sys
 import tempfile
 import time
 
-from botocore.credentials import Credentials
 
 from common import (main_guard, BenchError, log, free_port, wait_until, http_status, median, start, stop, check, ROOT, TARGET_DIR,
                     BERTH, remove_labelled)
-from ecs_api import wrk_run, call, berth_credentials, THREADS, CONNECTIONS
+from ecs_api import wrk_run, call, berth_credentials, start_berth_and_moto, THREADS, CONNECTIONS
 
 OUT = os.path.join(ROOT, "bench", "out", "secrets.json")
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
@@ -171,17 +170,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="berth-bench-")
     procs = {}
     try:
-        berth_port, moto_port = free_port(), free_port()
-        data_dir = os.path.join(workdir, "data")
-        procs["berth"] = start([BERTH, "up", "--no-agent", "--data-dir", data_dir, "--listen", f"127.0.0.1:{berth_port}"],
-                               os.path.join(workdir, "berth.log"))
-        wait_until("berth", lambda: http_status(f"http://127.0.0.1:{berth_port}/_berth/health") == 200, procs["berth"])
-        procs["moto"] = start(["moto_server", "-H", "127.0.0.1", "-p", str(moto_port)], os.path.join(workdir, "moto.log"))
-        wait_until("moto_server", lambda: http_status(f"http://127.0.0.1:{moto_port}/moto-api/") > 0, procs["moto"])
-        targets = {
-            "berth": (berth_port, berth_credentials(data_dir)),
-            "moto": (moto_port, Credentials("AKIDBENCHMOTO", "bench-moto-secret")),
-        }
+        targets = start_berth_and_moto(workdir, procs)
         runs = get_parameter(targets, procs, workdir)
         # The value Berth answers is the one stored.
         port, creds = targets["berth"]

@@ -37,3 +37,4 @@ tests/e2e/secrets.sh target/debug/berth
 tests/e2e/secretsmanager.sh target/debug/berth
 tests/e2e/events.sh target/debug/berth
 tests/e2e/walkthrough.sh target/debug/berth
+tests/e2e/tools.sh target/debug/berth

@@ -156,6 +156,15 @@ pub struct VolumeSpec {
     pub labels: HashMap<String, String>,
 }
 
+/// The engine's host, as `docker info` reports it.
+#[derive(Debug, Clone)]
+pub struct EngineHost {
+    pub cpus: i64,
+    pub memory_bytes: i64,
+    pub version: String,
+    pub architecture: String,
+}
+
 impl Docker {
     /// Connects over the local socket (`DOCKER_HOST` if set) and negotiates the API version,
     /// so an older engine (20.10 speaks 1.41) gets requests it understands.
@@ -169,10 +178,17 @@ impl Docker {
         Ok(Docker { client })
     }
 
-    /// CPU count and total memory in bytes.
-    pub async fn resources(&self) -> Result<(i64, i64)> {
+    /// What the engine says of its host: CPU count, total memory in bytes, its version and
+    /// the machine's architecture (the host's, which may not be this process's when
+    /// `DOCKER_HOST` names another machine).
+    pub async fn host(&self) -> Result<EngineHost> {
         let info = bounded(CALL_TIMEOUT, "info", self.client.info()).await?;
-        Ok((info.ncpu.unwrap_or(0), info.mem_total.unwrap_or(0)))
+        Ok(EngineHost {
+            cpus: info.ncpu.unwrap_or(0),
+            memory_bytes: info.mem_total.unwrap_or(0),
+            version: info.server_version.unwrap_or_default(),
+            architecture: info.architecture.unwrap_or_default(),
+        })
     }
 
     /// Pulls `image` (without a tag, `latest`, as `docker pull` does).

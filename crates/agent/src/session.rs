@@ -20,6 +20,7 @@ use agent_protocol::{
 
 use crate::awslogs::Shipping;
 use crate::config::AgentConfig;
+use crate::docker::EngineHost;
 use crate::endpoint::{Endpoint, EndpointConfig, HostFacts};
 use crate::runner::{Runner, RunnerConfig};
 
@@ -114,9 +115,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     })
     .await
     .context("connecting to the Docker engine")?;
-    let (cpu, memory) = runner.engine_resources().await.context("reading the Docker engine's resources")?;
+    let host = runner.engine_host().await.context("reading the Docker engine's resources")?;
     let ecs = ecs_client(&config).await;
-    let arn = register(&ecs, &config, &instance_id, saved.container_instance_arn.clone(), cpu, memory).await?;
+    let arn = register(&ecs, &config, &instance_id, saved.container_instance_arn.clone(), &host).await?;
     saved.container_instance_arn = Some(arn.clone());
     saved.instance_id = Some(instance_id);
     save(&config, &saved)?;
@@ -172,15 +173,32 @@ async fn ecs_client(config: &AgentConfig) -> aws_sdk_ecs::Client {
     aws_sdk_ecs::Client::new(&sdk_config(config).await)
 }
 
+/// ECS's name for the engine host's architecture (`docker info` says `x86_64` or
+/// `aarch64`; ECS says `x86_64` or `arm64`). An engine that does not say is taken to run
+/// where the agent runs.
+fn cpu_architecture(engine: &str) -> String {
+    let arch = if engine.is_empty() { std::env::consts::ARCH } else { engine };
+    match arch {
+        "aarch64" => "arm64".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// `versionInfo.dockerVersion` as the ECS agent reports it: `DockerVersion: 27.5.1`.
+fn docker_version(engine: &str) -> String {
+    format!("DockerVersion: {engine}")
+}
+
 async fn register(
     ecs: &aws_sdk_ecs::Client,
     config: &AgentConfig,
     instance_id: &str,
     previous: Option<String>,
-    cpu: i64,
-    memory: i64,
+    host: &EngineHost,
 ) -> anyhow::Result<String> {
     use aws_sdk_ecs::types::{Attribute, Resource, VersionInfo};
+    // CPU units are cores × 1024 and memory is in MiB, as the ECS agent registers them.
+    let (cpu, memory) = (host.cpus * 1024, host.memory_bytes / (1024 * 1024));
     let int = |name: &str, v: i64| Resource::builder().name(name).r#type("INTEGER").integer_value(v as i32).build();
     let ports = |name: &str, p: &[u16]| {
         Resource::builder()
@@ -189,10 +207,7 @@ async fn register(
             .set_string_set_value(Some(p.iter().map(u16::to_string).collect()))
             .build()
     };
-    let arch = match std::env::consts::ARCH {
-        "aarch64" => "arm64",
-        other => other,
-    };
+    let arch = cpu_architecture(&host.architecture);
     let mut attributes = vec![
         Attribute::builder().name("ecs.os-type").value("linux").build()?,
         Attribute::builder().name("ecs.os-family").value("LINUX").build()?,
@@ -233,7 +248,7 @@ async fn register(
                 VersionInfo::builder()
                     .agent_version(AGENT_VERSION)
                     .agent_hash(env!("CARGO_PKG_VERSION"))
-                    .docker_version("20.10")
+                    .docker_version(docker_version(&host.version))
                     .build(),
             )
             .set_attributes(Some(attributes.clone()))
@@ -475,4 +490,16 @@ fn sign_get(url: &str, config: &AgentConfig) -> anyhow::Result<Vec<(String, Stri
     let (instructions, _) = sign(request, &params)?.into_parts();
     let (headers, _) = instructions.into_parts();
     Ok(headers.into_iter().map(|h| (h.name().to_string(), h.value().to_string())).collect())
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_host_is_named_as_ecs_names_it() {
+        assert_eq!(cpu_architecture("aarch64"), "arm64");
+        assert_eq!(cpu_architecture("x86_64"), "x86_64");
+        assert_eq!(docker_version("27.5.1"), "DockerVersion: 27.5.1");
+    }
 }

@@ -137,6 +137,17 @@ pub struct Network {
     pub cidr: String,
 }
 
+/// The private DNS name EC2 gives an address in `region`: us-east-1 has its own form
+/// (`ip-10-0-0-1.ec2.internal`), every other region `ip-10-0-0-1.<region>.compute.internal`.
+/// The agent's task metadata and DescribeTasks' ENI attachments both use it.
+pub fn private_dns_name(ipv4: std::net::Ipv4Addr, region: &str) -> String {
+    let host = ipv4.to_string().replace('.', "-");
+    match region {
+        "us-east-1" => format!("ip-{host}.ec2.internal"),
+        _ => format!("ip-{host}.{region}.compute.internal"),
+    }
+}
+
 /// An EC2-shaped id (`prefix-` and 17 hex digits) derived from the scope and `what`.
 pub fn derived_id(prefix: &str, scope: &Scope, what: &str) -> String {
     let digest = Sha256::digest(format!("{}/{}/{what}", scope.account, scope.region).as_bytes());
@@ -193,6 +204,13 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_dns_names_follow_the_region() {
+        let ip = std::net::Ipv4Addr::new(10, 0, 0, 1);
+        assert_eq!(private_dns_name(ip, "us-east-1"), "ip-10-0-0-1.ec2.internal");
+        assert_eq!(private_dns_name(ip, "eu-west-3"), "ip-10-0-0-1.eu-west-3.compute.internal");
+    }
 
     fn scope(account: &str) -> Scope {
         Scope { account: crate::AccountId::parse(account).unwrap(), region: crate::Region::parse("us-east-1").unwrap() }

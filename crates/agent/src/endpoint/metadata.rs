@@ -297,14 +297,7 @@ pub fn rfc3339(t: SystemTime) -> String {
     time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
-/// The private DNS name EC2 gives an address in `region`.
-pub fn private_dns_name(ipv4: std::net::Ipv4Addr, region: &str) -> String {
-    let host = ipv4.to_string().replace('.', "-");
-    match region {
-        "us-east-1" => format!("ip-{host}.ec2.internal"),
-        _ => format!("ip-{host}.{region}.compute.internal"),
-    }
-}
+pub use model::ec2::private_dns_name;
 
 #[cfg(test)]
 mod tests {

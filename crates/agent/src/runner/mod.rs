@@ -79,10 +79,9 @@ impl Runner {
         Ok(arns)
     }
 
-    /// Total CPU units (cores × 1024) and memory in MiB of the engine.
-    pub async fn engine_resources(&self) -> anyhow::Result<(i64, i64)> {
-        let (cpus, bytes) = self.machine.docker.resources().await?;
-        Ok((cpus * 1024, bytes / (1024 * 1024)))
+    /// The engine's host: its CPUs, memory, Docker version and architecture.
+    pub async fn engine_host(&self) -> anyhow::Result<crate::docker::EngineHost> {
+        Ok(self.machine.docker.host().await?)
     }
 
     /// Removes a task's containers (stopping them if they still run) and its task-scoped

@@ -482,7 +482,7 @@ fn eni_attachment(t: &Task, e: &model::ecs::task::Eni) -> w::Attachment {
             detail("subnetId", e.subnet_id.clone()),
             detail("networkInterfaceId", e.eni_id.clone()),
             detail("macAddress", e.mac.clone()),
-            detail("privateDnsName", format!("ip-{}.ec2.internal", ip.replace('.', "-"))),
+            detail("privateDnsName", model::ec2::private_dns_name(e.private_ipv4, t.scope.region.as_str())),
             detail("privateIPv4Address", ip),
         ]),
     }
@@ -490,13 +490,18 @@ fn eni_attachment(t: &Task, e: &model::ecs::task::Eni) -> w::Attachment {
 
 fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task {
     let arn = t.arn().to_string();
-    // Fargate tasks run on capacity the account does not see: no instance to name.
-    let instance = t
+    let fargate = t.is_fargate();
+    // The instance the task runs on, Fargate's capacity included: its agent reported the
+    // machine's real architecture when it registered.
+    let host = t
         .container_instance
         .as_ref()
-        .filter(|_| !t.is_fargate())
-        .and_then(|id| view.instances.get(&(t.scope.clone(), t.cluster.clone(), id.clone())));
-    let fargate = t.is_fargate();
+        .and_then(|id| view.instances.get(&(t.scope.clone(), t.host_cluster(), id.clone())));
+    // Fargate tasks run on capacity the account does not see: no instance to name.
+    let instance = host.filter(|_| !fargate);
+    let cpu_architecture =
+        host.and_then(|i| i.attribute("ecs.cpu-architecture").cloned().flatten()).unwrap_or_else(|| "x86_64".into());
+    let definition = view.task_definitions.get(&(t.scope.clone(), t.family.clone(), t.revision));
     let containers = t
         .containers
         .iter()
@@ -532,7 +537,7 @@ fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task
         attachments: Some(t.eni.iter().map(|e| eni_attachment(t, e)).collect()),
         attributes: Some(vec![w::Attribute {
             name: Some("ecs.cpu-architecture".into()),
-            value: Some("x86_64".into()),
+            value: Some(cpu_architecture),
             ..Default::default()
         }]),
         availability_zone: t
@@ -579,7 +584,12 @@ fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task
         platform_family: fargate.then(|| "Linux".to_string()),
         connectivity: fargate.then_some(w::Connectivity::Connected),
         connectivity_at: fargate.then_some(t.created_at),
-        ephemeral_storage: fargate.then_some(w::EphemeralStorage { size_in_gi_b: Some(20) }),
+        // Fargate's task storage: what the task definition asks for, else Fargate's 20 GiB.
+        ephemeral_storage: fargate.then(|| {
+            definition
+                .and_then(|d| d.spec.doc.ephemeral_storage.clone())
+                .unwrap_or(w::EphemeralStorage { size_in_gi_b: Some(20) })
+        }),
         task_arn: Some(arn),
         task_definition_arn: Some(model::ecs::task_definition_arn(&t.scope, &t.family, t.revision).to_string()),
         version: Some(t.version),

@@ -1,6 +1,18 @@
 //! Inputs AWS accepts that Berth once refused, driven with the official SDK: a tool that
 //! works against AWS must not fail on Berth's validation. Each case also checks the limit
 //! AWS does keep, with AWS's error code.
+//!
+//! What was compared with botocore's models and ECS's, ECR's and ELBv2's API references
+//! (issue 17), and found no stricter than AWS: cluster, service, family, container and
+//! volume names (255 letters, digits, `-`, `_`); tags (128/256 characters, letters,
+//! digits, white space and `_.:/=+-@`, 50 a resource, `aws:` reserved); attribute names
+//! and values; image names; `startedBy` and `group` lengths; ECR repository names (the
+//! OCI grammar, which also takes the `__` and `--` separators ECR's model pattern does
+//! not); ELBv2 load balancer and target group names (consecutive hyphens allowed,
+//! `internal-` refused for load balancers) and security groups (any of the VPC). Found
+//! stricter, and relaxed (a case below each): an empty `clientToken`, `startedBy` with
+//! spaces, an empty `role` on CreateService, empty `taskRoleArn`/`executionRoleArn` on
+//! RegisterTaskDefinition, a circuit breaker with `rollback` but not `enable`.
 
 use aws_sdk_ecs::types::ContainerDefinition;
 use aws_sdk_ecs::Client;
@@ -105,11 +117,19 @@ async fn empty_client_token_is_no_token() {
     let web = ContainerDefinition::builder().name("web").image("nginx").memory(16).build();
     ecs.register_task_definition().family("web").container_definitions(web).send().await.unwrap();
     let create = |token: &str| {
-        ecs.create_service().service_name("api").task_definition("web").desired_count(0).client_token(token).send()
+        ecs.create_service()
+            .service_name("api")
+            .task_definition("web")
+            .desired_count(0)
+            .client_token(token)
+            .role("")
+            .send()
     };
-    // Ansible's ecs_service sends an empty clientToken unless told otherwise.
+    // Ansible's ecs_service sends an empty clientToken and an empty role unless told
+    // otherwise; the service has no load balancer, which a real role would need.
     let s = create("").await.unwrap();
     assert_eq!(s.service().unwrap().service_name(), Some("api"));
+    assert_eq!(s.service().unwrap().role_arn(), None);
     // With no token a second create of the same name is not idempotent, as in ECS.
     let e = create("").await.unwrap_err();
     assert_eq!(error_code(&e), "InvalidParameterException");
@@ -129,4 +149,72 @@ async fn empty_client_token_is_no_token() {
     let first = ecs.create_service().service_name("other").task_definition("web").desired_count(0);
     first.clone().client_token(&token).send().await.unwrap();
     first.client_token(&token).send().await.unwrap();
+}
+
+/// ecs-deploy re-registers a task definition with `taskRoleArn: ""` and
+/// `executionRoleArn: ""` when the old one has no roles: ECS takes them as no role, so
+/// the new revision describes without roles and its tasks run.
+#[tokio::test]
+async fn empty_role_arns_are_no_roles() {
+    let (_c, _b, ecs, _) = berth_with_instance().await;
+    let web = ContainerDefinition::builder()
+        .name("web")
+        .image(simplehttp_image())
+        .memory(16)
+        .command("sleep")
+        .command("600")
+        .build();
+    let td = ecs
+        .register_task_definition()
+        .family("deployed")
+        .task_role_arn("")
+        .execution_role_arn("")
+        .container_definitions(web)
+        .send()
+        .await
+        .unwrap();
+    let td = td.task_definition().unwrap();
+    assert_eq!((td.task_role_arn(), td.execution_role_arn()), (None, None));
+    let r = ecs.run_task().task_definition("deployed").send().await.unwrap();
+    assert_eq!(r.tasks().len(), 1, "{:?}", r.failures());
+}
+
+/// A circuit breaker with `rollback: true` but `enable: false` (what some templates
+/// write when they turn the breaker off) is accepted and stays off; ECS's percentages
+/// are still checked.
+#[tokio::test]
+async fn rollback_without_an_enabled_circuit_breaker_is_accepted() {
+    use aws_sdk_ecs::types::{DeploymentCircuitBreaker, DeploymentConfiguration};
+    let b = berth().await;
+    let ecs = b.ecs().await;
+    ecs.create_cluster().send().await.unwrap();
+    let web = ContainerDefinition::builder().name("web").image("nginx").memory(16).build();
+    ecs.register_task_definition().family("web").container_definitions(web).send().await.unwrap();
+    let config = |min: i32| {
+        DeploymentConfiguration::builder()
+            .minimum_healthy_percent(min)
+            .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(false).rollback(true).build())
+            .build()
+    };
+    let s = ecs
+        .create_service()
+        .service_name("api")
+        .task_definition("web")
+        .desired_count(0)
+        .deployment_configuration(config(50))
+        .send()
+        .await
+        .unwrap();
+    let cb = s.service().unwrap().deployment_configuration().unwrap().deployment_circuit_breaker().unwrap();
+    assert_eq!((cb.enable(), cb.rollback()), (false, true));
+    let e = ecs
+        .create_service()
+        .service_name("other")
+        .task_definition("web")
+        .desired_count(0)
+        .deployment_configuration(config(-1))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "InvalidParameterException");
 }

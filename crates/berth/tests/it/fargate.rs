@@ -94,6 +94,9 @@ async fn fargate_tasks_run_on_capacity_nobody_registers() {
     assert_eq!((a.r#type(), a.status()), (Some("ElasticNetworkInterface"), Some("ATTACHED")));
     let ip = attachment_detail(&t, "privateIPv4Address");
     assert!(!ip.is_empty());
+    // us-east-1's form of EC2's private DNS names; Fargate's default 20 GiB of storage.
+    assert_eq!(attachment_detail(&t, "privateDnsName"), format!("ip-{}.ec2.internal", ip.replace('.', "-")));
+    assert_eq!(t.ephemeral_storage().map(|e| e.size_in_gib()), Some(20));
     let body = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -143,6 +146,33 @@ async fn fargate_tasks_run_on_capacity_nobody_registers() {
     assert_eq!((stat("runningFargateTasksCount"), stat("runningEC2TasksCount")), ("1", "0"));
     assert_eq!((stat("activeFargateServiceCount"), stat("activeEC2ServiceCount")), ("1", "0"));
     assert_eq!((c.running_tasks_count(), c.active_services_count()), (1, 1));
+
+    // A task definition that asks for more storage: its tasks report it.
+    ecs.register_task_definition()
+        .family("disk")
+        .requires_compatibilities(Compatibility::Fargate)
+        .network_mode(NetworkMode::Awsvpc)
+        .cpu("256")
+        .memory("512")
+        .ephemeral_storage(aws_sdk_ecs::types::EphemeralStorage::builder().size_in_gib(30).build())
+        .container_definitions(
+            ContainerDefinition::builder().name("c").image(simplehttp_image()).command("sleep").command("600").build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = ecs
+        .run_task()
+        .cluster("demo")
+        .launch_type(LaunchType::Fargate)
+        .task_definition("disk")
+        .network_configuration(vpc_config(&subnet))
+        .send()
+        .await
+        .unwrap();
+    let disk = &r.tasks()[0];
+    assert_eq!(disk.ephemeral_storage().map(|e| e.size_in_gib()), Some(30));
+    ecs.stop_task().cluster("demo").task(disk.task_arn().unwrap()).send().await.unwrap();
 
     // More than the capacity holds: Fargate's reason, nothing placed.
     register(&ecs, "huge", "16384", "122880").await;

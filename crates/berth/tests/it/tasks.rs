@@ -426,3 +426,34 @@ async fn an_instance_version_counts_tasks_placed_on_it_and_leaving_it() {
     let v2 = version().await;
     assert!(v2 > v1, "a task leaving counts: {v1} -> {v2}");
 }
+
+/// What `docker info` says of the engine's host: the instance registers its Docker
+/// version as the ECS agent words it, and its architecture, which its tasks report.
+#[tokio::test]
+async fn instances_and_tasks_report_the_engines_host() {
+    let (_c, b) = berth_with_agent().await;
+    let ecs = b.ecs().await;
+    let instance = wait_instances(&ecs, "default", 1).await.remove(0);
+    let engine = std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}} {{.Architecture}}"])
+        .output()
+        .unwrap();
+    let engine = String::from_utf8(engine.stdout).unwrap();
+    let (version, arch) = engine.trim().split_once(' ').unwrap();
+    let arch = if arch == "aarch64" { "arm64" } else { arch };
+    let d = ecs.describe_container_instances().container_instances(&instance).send().await.unwrap();
+    let i = &d.container_instances()[0];
+    let docker_version = i.version_info().and_then(|v| v.docker_version()).unwrap();
+    assert_eq!(docker_version, format!("DockerVersion: {version}"));
+    let attr =
+        |name: &str| i.attributes().iter().find(|a| a.name() == name).and_then(|a| a.value()).map(str::to_string);
+    assert_eq!(attr("ecs.cpu-architecture").as_deref(), Some(arch));
+
+    register(&ecs, "web", &["sleep", "600"], simplehttp_image()).await;
+    let r = ecs.run_task().task_definition("web").send().await.unwrap();
+    let t = &r.tasks()[0];
+    let task_arch = t.attributes().iter().find(|a| a.name() == "ecs.cpu-architecture").and_then(|a| a.value());
+    assert_eq!(task_arch, Some(arch));
+    assert_eq!(t.ephemeral_storage(), None, "only Fargate tasks report their ephemeral storage");
+    ecs.stop_task().task(t.task_arn().unwrap()).send().await.unwrap();
+}

@@ -413,6 +413,9 @@ fn put(txn: &mut crate::Txn<'_>, svc: Service) -> Arc<Service> {
 impl Ops<'_, Ecs> {
     pub async fn create_service(&self, caller: &Caller, mut r: ServiceSpec) -> Result<ServiceView> {
         r.client_token = client_token(r.client_token.take())?;
+        // An empty role is no role: Ansible's `ecs_service` sends `role: ""` unless told
+        // otherwise, also for services without a load balancer, and ECS creates them.
+        r.role = r.role.take().filter(|role| !role.is_empty());
         let name = ServiceName::parse(&r.name)?;
         let strategy = r.scheduling_strategy.unwrap_or(SchedulingStrategy::Replica);
         check_controller(r.deployment_controller)?;

@@ -205,6 +205,9 @@ impl DeploymentConfig {
         Ok(c)
     }
 
+    /// ECS's limits on the percentages. `rollback` without `enable` is accepted, as ECS
+    /// accepts it: a disabled circuit breaker never fails a deployment, so it never rolls
+    /// one back either.
     fn check(&self, strategy: SchedulingStrategy) -> Result<(), Invalid> {
         let (min, max) = (self.minimum_healthy_percent, self.maximum_percent);
         if !(0..=100).contains(&min) {
@@ -219,11 +222,6 @@ impl DeploymentConfig {
             return Err(Invalid::Parameter(format!(
                 "The maximumPercent of a service with the DAEMON scheduling strategy must be 100; got {max}."
             )));
-        }
-        if self.circuit_breaker.rollback && !self.circuit_breaker.enable {
-            return Err(Invalid::Parameter(
-                "deploymentCircuitBreaker.rollback needs the circuit breaker enabled (enable=true).".into(),
-            ));
         }
         Ok(())
     }

@@ -69,6 +69,13 @@ impl TaskDefinitionSpec {
         }
         let family = Family::parse(doc.family.as_deref().unwrap_or_default())?;
         doc.tags = None;
+        // ECS takes an empty role ARN as no role (ecs-deploy re-registers a definition
+        // without roles with `taskRoleArn: ""` and `executionRoleArn: ""`).
+        for role in [&mut doc.task_role_arn, &mut doc.execution_role_arn] {
+            if role.as_deref() == Some("") {
+                *role = None;
+            }
+        }
         let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(usize::MAX);
         if size > MAX_DOCUMENT_BYTES {
             return Err(Invalid::Client(format!(
