@@ -210,27 +210,29 @@ fn build_image(dir: &Path, hash: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `sdk-probe` binary is built like the workspace's own (a dynamic glibc binary, in
-/// the target dir of the running test, where the workspace build usually made it already),
-/// then packed with the libraries `ldd` names at their own paths. The image is rebuilt when
-/// the binary's hash differs from its label.
+/// The `sdk-probe` binary is the one the workspace build made (a dynamic glibc binary, in
+/// the target dir of the running test); it is built here only when missing, since a
+/// cargo build of testkit alone selects other features than the workspace's and would
+/// rebuild half of the dependencies. It is packed with the libraries `ldd` names, at
+/// their own paths; the image is rebuilt when the binary's hash differs from its label.
 fn ensure_sdk_probe() -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the running program")?;
     let mut profile = exe.parent().context("the running program's directory")?.to_path_buf();
     if profile.ends_with("deps") {
         profile.pop();
     }
-    let target = profile.parent().context("the target dir")?.to_path_buf();
-    let release = profile.ends_with("release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.current_dir(workspace_root()).args(["build", "-q", "-p", "testkit", "--bin", "sdk-probe"]);
-    if release {
-        build.arg("--release");
-    }
-    let out = build.env("CARGO_TARGET_DIR", &target).output().context("running cargo")?;
-    if !out.status.success() {
-        bail!("cargo build of sdk-probe failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    if !profile.join("sdk-probe").exists() {
+        let target = profile.parent().context("the target dir")?.to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.current_dir(workspace_root()).args(["build", "-q", "-p", "testkit", "--bin", "sdk-probe"]);
+        if profile.ends_with("release") {
+            build.arg("--release");
+        }
+        let out = build.env("CARGO_TARGET_DIR", &target).output().context("running cargo")?;
+        if !out.status.success() {
+            bail!("cargo build of sdk-probe failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
     }
     let bin = profile.join("sdk-probe");
     let hash = hex::encode(Sha256::digest(std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?));
