@@ -235,7 +235,11 @@ fn ensure_sdk_probe() -> anyhow::Result<()> {
         }
     }
     let bin = profile.join("sdk-probe");
-    let hash = hex::encode(Sha256::digest(std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?));
+    // The label covers how the root filesystem is made as well as the binary.
+    let mut h = Sha256::new();
+    h.update(b"sdk-probe rootfs 2: libraries, CA bundle");
+    h.update(std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?);
+    let hash = hex::encode(h.finalize());
     if label_of(SDK_PROBE_IMAGE).as_deref() == Some(hash.as_str()) {
         return Ok(());
     }
@@ -254,6 +258,14 @@ fn ensure_sdk_probe() -> anyhow::Result<()> {
         let to = rootfs.path().join(lib.strip_prefix("/").unwrap_or(&lib));
         std::fs::create_dir_all(to.parent().context("a library's directory")?)?;
         std::fs::copy(&lib, &to).with_context(|| format!("copying {}", lib.display()))?;
+    }
+    // The SDK's HTTP client loads the system's trust store when it starts, even for
+    // plain-HTTP endpoints; give it this host's.
+    let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if bundle.exists() {
+        let to = rootfs.path().join("etc/ssl/certs/ca-certificates.crt");
+        std::fs::create_dir_all(to.parent().context("the certificates' directory")?)?;
+        std::fs::copy(bundle, &to).context("copying the CA bundle")?;
     }
     let tar = Command::new("tar")
         .args(["-C"])
