@@ -23,6 +23,7 @@ const KNOWN: &[&str] = &[
     "ECS_INSTANCE_ATTRIBUTES",
     "ECS_DATADIR",
     "ECS_LOGLEVEL",
+    "ECS_INSTANCE_IAM_ROLE",
 ];
 
 /// Everything the agent needs to know to run.
@@ -33,6 +34,10 @@ pub struct AgentConfig {
     pub backend: String,
     pub access_key_id: String,
     pub secret_access_key: Secret,
+    /// `ECS_INSTANCE_IAM_ROLE`: the ARN of a role the agent assumes with its keys and then
+    /// acts as, as an ECS agent on EC2 acts as its instance profile's role. Berth's own
+    /// setting: an EC2 host gets it from the instance metadata, which Berth has no part of.
+    pub instance_role: Option<String>,
     pub region: String,
     pub reserved_memory_mib: i64,
     pub reserved_ports_tcp: Vec<u16>,
@@ -146,6 +151,13 @@ impl AgentConfig {
                 .to_string(),
         );
         let region = get("AWS_REGION").or(get("AWS_DEFAULT_REGION")).unwrap_or("us-east-1").to_string();
+        let instance_role = match get("ECS_INSTANCE_IAM_ROLE") {
+            None => None,
+            Some(arn) if arn.starts_with("arn:") && arn.contains(":role/") => Some(arn.to_string()),
+            Some(other) => {
+                bail!("ECS_INSTANCE_IAM_ROLE must be a role's ARN, e.g. arn:aws:iam::123456789012:role/ecsInstanceRole; got '{other}'")
+            }
+        };
         let reserved_memory_mib = match get("ECS_RESERVED_MEMORY") {
             None => 0,
             Some(v) => v.parse().with_context(|| format!("ECS_RESERVED_MEMORY must be a number of MiB; got '{v}'"))?,
@@ -208,6 +220,7 @@ impl AgentConfig {
             backend,
             access_key_id,
             secret_access_key,
+            instance_role,
             availability_zone: get("BERTH_AVAILABILITY_ZONE")
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("{region}a")),

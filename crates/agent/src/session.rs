@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -98,6 +99,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     let mut saved = load_saved(&config);
     let instance_id =
         config.instance_id.clone().or(saved.instance_id.clone()).unwrap_or_else(|| format!("i-{}", random_hex(17)));
+    let identity = agent_identity(&config, &instance_id).await?;
     let endpoint = start_endpoint(&config, saved.endpoint_port, &shutdown).await?;
     saved.endpoint_port = Some(endpoint.port());
     // The instance ARN is only known after registration, which needs the engine's
@@ -108,15 +110,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         stop_timeout: config.stop_timeout,
         start_timeout: config.start_timeout,
         dynamic_port_range: config.dynamic_port_range,
-        registry_login: Some(Arc::new(registry_login(&config).await)),
-        awslogs: Some(Arc::new(Shipping::new(sdk_config(&config).await, &config.data_dir))),
+        registry_login: Some(Arc::new(registry_login(&config, &identity).await)),
+        awslogs: Some(Arc::new(Shipping::new(sdk_config(&config, identity.clone()).await, &config.data_dir))),
         endpoint: Some(endpoint.clone()),
-        secrets: Some(Arc::new(crate::secrets::Fetcher::new(sdk_config(&config).await))),
+        secrets: Some(Arc::new(crate::secrets::Fetcher::new(sdk_config(&config, identity.clone()).await))),
     })
     .await
     .context("connecting to the Docker engine")?;
     let host = runner.engine_host().await.context("reading the Docker engine's resources")?;
-    let ecs = ecs_client(&config).await;
+    let ecs = aws_sdk_ecs::Client::new(&sdk_config(&config, identity.clone()).await);
     let arn = register(&ecs, &config, &instance_id, saved.container_instance_arn.clone(), &host).await?;
     saved.container_instance_arn = Some(arn.clone());
     saved.instance_id = Some(instance_id);
@@ -125,8 +127,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
 
     runner.set_instance(arn.clone());
     let runner = Arc::new(runner);
-    let mut session =
-        Session { config: &config, arn, runner, endpoint, tasks: HashMap::new(), last_reports: HashMap::new() };
+    let mut session = Session {
+        config: &config,
+        identity,
+        arn,
+        runner,
+        endpoint,
+        tasks: HashMap::new(),
+        last_reports: HashMap::new(),
+    };
     session.serve(shutdown).await
 }
 
@@ -147,30 +156,47 @@ async fn start_endpoint(
 }
 
 /// Credentials for Berth's registry, which answers on the control plane's own address.
-async fn registry_login(config: &AgentConfig) -> crate::registry_login::RegistryLogin {
+async fn registry_login(config: &AgentConfig, identity: &SharedCredentialsProvider) -> crate::registry_login::RegistryLogin {
     let host = config.backend.trim_start_matches("http://").trim_start_matches("https://").to_string();
-    let ecr = aws_sdk_ecr::Client::new(&sdk_config(config).await);
+    let ecr = aws_sdk_ecr::Client::new(&sdk_config(config, identity.clone()).await);
     crate::registry_login::RegistryLogin::new(host, ecr)
 }
 
-async fn sdk_config(config: &AgentConfig) -> aws_config::SdkConfig {
-    let creds = aws_credential_types::Credentials::new(
+/// The agent's own identity: the keys it was given, or, with `ECS_INSTANCE_IAM_ROLE`,
+/// sessions of that role assumed with them (session name: the instance id, as EC2 names
+/// an instance profile's sessions) and renewed before they expire. Assumed once here, so
+/// that a role the keys may not assume stops the agent with the reason at start.
+async fn agent_identity(config: &AgentConfig, instance_id: &str) -> anyhow::Result<SharedCredentialsProvider> {
+    let keys = aws_credential_types::Credentials::new(
         &config.access_key_id,
         config.secret_access_key.0.as_str(),
         None,
         None,
         "berth-agent",
     );
+    let Some(role) = &config.instance_role else { return Ok(SharedCredentialsProvider::new(keys)) };
+    let base = sdk_config(config, SharedCredentialsProvider::new(keys)).await;
+    let provider =
+        aws_config::sts::AssumeRoleProvider::builder(role).session_name(instance_id).configure(&base).build().await;
+    let provider = SharedCredentialsProvider::new(provider);
+    provider.provide_credentials().await.map_err(|e| {
+        anyhow::anyhow!(
+            "assuming the instance role {role} (ECS_INSTANCE_IAM_ROLE) with the agent's access key {}: {}",
+            config.access_key_id,
+            aws_sdk_ecs::error::DisplayErrorContext(&e)
+        )
+    })?;
+    tracing::info!(role = %role, "acting as the instance role");
+    Ok(provider)
+}
+
+async fn sdk_config(config: &AgentConfig, identity: SharedCredentialsProvider) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(&config.backend)
         .region(aws_config::Region::new(config.region.clone()))
-        .credentials_provider(creds)
+        .credentials_provider(identity)
         .load()
         .await
-}
-
-async fn ecs_client(config: &AgentConfig) -> aws_sdk_ecs::Client {
-    aws_sdk_ecs::Client::new(&sdk_config(config).await)
 }
 
 /// ECS's name for the engine host's architecture (`docker info` says `x86_64` or
@@ -278,6 +304,8 @@ async fn register(
 
 struct Session<'a> {
     config: &'a AgentConfig,
+    /// The agent's own identity (see [`agent_identity`]); the channel is signed with it.
+    identity: SharedCredentialsProvider,
     arn: String,
     runner: Arc<Runner>,
     endpoint: Arc<Endpoint>,
@@ -449,7 +477,8 @@ impl Session<'_> {
         );
         let http_url = format!("{}{CONNECT_PATH}?{query}", self.config.backend);
         let ws_url = http_url.replacen("http", "ws", 1);
-        let signed = sign_get(&http_url, self.config)?;
+        let credentials = self.identity.provide_credentials().await.context("the agent's credentials")?;
+        let signed = sign_get(&http_url, credentials, &self.config.region)?;
         let mut request = ws_url.as_str().into_client_request()?;
         for (k, v) in signed {
             request.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes())?, http::HeaderValue::from_str(&v)?);
@@ -466,21 +495,19 @@ impl Session<'_> {
     }
 }
 
-/// SigV4 headers for a GET of `url` (service `ecs`).
-fn sign_get(url: &str, config: &AgentConfig) -> anyhow::Result<Vec<(String, String)>> {
+/// SigV4 headers for a GET of `url` (service `ecs`), with the session token if the
+/// credentials are a session's.
+fn sign_get(
+    url: &str,
+    credentials: aws_credential_types::Credentials,
+    region: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     use aws_sigv4::sign::v4;
-    let identity: aws_smithy_runtime_api::client::identity::Identity = aws_credential_types::Credentials::new(
-        &config.access_key_id,
-        config.secret_access_key.0.as_str(),
-        None,
-        None,
-        "berth-agent",
-    )
-    .into();
+    let identity: aws_smithy_runtime_api::client::identity::Identity = credentials.into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
-        .region(&config.region)
+        .region(region)
         .name("ecs")
         .time(SystemTime::now())
         .settings(SigningSettings::default())

@@ -1,6 +1,8 @@
 //! Docker images that tests build for themselves, since nothing can be pulled from the
 //! internet here: `berth-test/simplehttp:latest` holds the static `simplehttp` binary of
-//! the `testimage` crate in a `FROM scratch` image.
+//! the `testimage` crate in a `FROM scratch` image; `berth-test/sdk-probe:latest` holds
+//! testkit's `sdk-probe` (a program built on the official AWS SDK) with the shared
+//! libraries it links, as a root filesystem given to `docker import`.
 //!
 //! Many test processes (nextest runs one per test) ask for the image at once, so the build
 //! runs under a file lock, and is skipped while the image's `berth.source-hash` label
@@ -30,6 +32,21 @@ pub fn simplehttp_image() -> &'static str {
         }
     });
     SIMPLEHTTP_IMAGE
+}
+
+/// The tag of the image of `sdk-probe` (see `src/bin/sdk-probe.rs`).
+pub const SDK_PROBE_IMAGE: &str = "berth-test/sdk-probe:latest";
+
+/// Makes sure `berth-test/sdk-probe:latest` holds the current `sdk-probe` binary and
+/// returns its name. Panics (failing the test) when it cannot be built.
+pub fn sdk_probe_image() -> &'static str {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        if let Err(e) = ensure_sdk_probe() {
+            panic!("cannot build the test image {SDK_PROBE_IMAGE}: {e:#}");
+        }
+    });
+    SDK_PROBE_IMAGE
 }
 
 /// Force-removes every container carrying the label `key=value`, with its anonymous
@@ -148,8 +165,12 @@ fn source_hash(crate_dir: &Path) -> anyhow::Result<String> {
 }
 
 fn image_hash() -> Option<String> {
+    label_of(SIMPLEHTTP_IMAGE)
+}
+
+fn label_of(image: &str) -> Option<String> {
     let format = format!("{{{{ index .Config.Labels \"{HASH_LABEL}\" }}}}");
-    let out = Command::new("docker").args(["image", "inspect", "-f", &format, SIMPLEHTTP_IMAGE]).output().ok()?;
+    let out = Command::new("docker").args(["image", "inspect", "-f", &format, image]).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -187,4 +208,94 @@ fn build_image(dir: &Path, hash: &str) -> anyhow::Result<()> {
         bail!("docker build failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
+}
+
+/// The `sdk-probe` binary is the one the workspace build made (a dynamic glibc binary, in
+/// the target dir of the running test); it is built here only when missing, since a
+/// cargo build of testkit alone selects other features than the workspace's and would
+/// rebuild half of the dependencies. It is packed with the libraries `ldd` names, at
+/// their own paths; the image is rebuilt when the binary's hash differs from its label.
+fn ensure_sdk_probe() -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the running program")?;
+    let mut profile = exe.parent().context("the running program's directory")?.to_path_buf();
+    if profile.ends_with("deps") {
+        profile.pop();
+    }
+    if !profile.join("sdk-probe").exists() {
+        let target = profile.parent().context("the target dir")?.to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.current_dir(workspace_root()).args(["build", "-q", "-p", "testkit", "--bin", "sdk-probe"]);
+        if profile.ends_with("release") {
+            build.arg("--release");
+        }
+        let out = build.env("CARGO_TARGET_DIR", &target).output().context("running cargo")?;
+        if !out.status.success() {
+            bail!("cargo build of sdk-probe failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let bin = profile.join("sdk-probe");
+    // The label covers how the root filesystem is made as well as the binary.
+    let mut h = Sha256::new();
+    h.update(b"sdk-probe rootfs 2: libraries, CA bundle");
+    h.update(std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?);
+    let hash = hex::encode(h.finalize());
+    if label_of(SDK_PROBE_IMAGE).as_deref() == Some(hash.as_str()) {
+        return Ok(());
+    }
+    let dir = workspace_root().join("target/testimage");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let lock = File::create(dir.join("sdk-probe.lock")).context("creating the lock file")?;
+    lock.lock().context("locking the image build")?;
+    if label_of(SDK_PROBE_IMAGE).as_deref() == Some(hash.as_str()) {
+        return Ok(());
+    }
+    let rootfs = tempfile::tempdir().context("a directory for the root filesystem")?;
+    std::fs::copy(&bin, rootfs.path().join("sdk-probe")).context("copying sdk-probe")?;
+    // Debug symbols are most of a debug binary; the image does not need them.
+    let _ = Command::new("strip").arg(rootfs.path().join("sdk-probe")).status();
+    for lib in shared_libraries(&bin)? {
+        let to = rootfs.path().join(lib.strip_prefix("/").unwrap_or(&lib));
+        std::fs::create_dir_all(to.parent().context("a library's directory")?)?;
+        std::fs::copy(&lib, &to).with_context(|| format!("copying {}", lib.display()))?;
+    }
+    // The SDK's HTTP client loads the system's trust store when it starts, even for
+    // plain-HTTP endpoints; give it this host's.
+    let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if bundle.exists() {
+        let to = rootfs.path().join("etc/ssl/certs/ca-certificates.crt");
+        std::fs::create_dir_all(to.parent().context("the certificates' directory")?)?;
+        std::fs::copy(bundle, &to).context("copying the CA bundle")?;
+    }
+    let tar = Command::new("tar")
+        .args(["-C"])
+        .arg(rootfs.path())
+        .args(["-cf", "-", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running tar")?;
+    let out = Command::new("docker")
+        .args(["import", "--change", "ENTRYPOINT [\"/sdk-probe\"]", "--change"])
+        .arg(format!("LABEL {HASH_LABEL}={hash}"))
+        .args(["-", SDK_PROBE_IMAGE])
+        .stdin(tar.stdout.context("tar's output")?)
+        .output()
+        .context("running docker import")?;
+    if !out.status.success() {
+        bail!("docker import failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// The shared libraries (and the dynamic loader) `ldd` says `bin` needs.
+fn shared_libraries(bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let out = Command::new("ldd").arg(bin).output().context("running ldd")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let path = l.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
 }

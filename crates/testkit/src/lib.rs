@@ -30,6 +30,8 @@ pub struct Berth {
     args: Vec<String>,
     env: Vec<(String, String)>,
     child: Option<Child>,
+    /// The `--listen` address (port 0: the server picks one).
+    listen: String,
     pub endpoint: String,
     pub key: Key,
 }
@@ -56,7 +58,18 @@ impl Berth {
         Self::launch(bin, Vec::new(), env).await
     }
 
-    async fn launch(bin: &str, mut args: Vec<String>, env: Vec<(String, String)>) -> Berth {
+    /// Starts `berth up` with its local agent, listening on every interface rather than
+    /// loopback only, so that containers reach the API through their network's gateway.
+    pub async fn start_with_agent_on_all_interfaces(bin: &str, env: &[(&str, &str)]) -> Berth {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::launch_on(bin, Vec::new(), env, "0.0.0.0:0").await
+    }
+
+    async fn launch(bin: &str, args: Vec<String>, env: Vec<(String, String)>) -> Berth {
+        Self::launch_on(bin, args, env, "127.0.0.1:0").await
+    }
+
+    async fn launch_on(bin: &str, mut args: Vec<String>, env: Vec<(String, String)>, listen: &str) -> Berth {
         if !args.iter().any(|a| a == "--vpc-cidr") && !env.iter().any(|(k, _)| k == "BERTH_VPC_CIDR") {
             args.extend(["--vpc-cidr".to_string(), own_vpc_block()]);
         }
@@ -67,6 +80,7 @@ impl Berth {
             args,
             env,
             child: None,
+            listen: listen.to_string(),
             endpoint: String::new(),
             key: Key { account: String::new(), id: String::new(), secret: String::new() },
         };
@@ -88,7 +102,7 @@ impl Berth {
             .open(self.dir.path().join("server.log"))
             .expect("log file");
         let child = Command::new(&self.bin)
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["up", "--listen", &self.listen, "--data-dir"])
             .arg(self.dir.path())
             .args(&self.args)
             .env("BERTH_LOG", "info")

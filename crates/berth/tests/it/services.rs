@@ -575,6 +575,72 @@ async fn tasks_that_never_start_are_throttled() {
     ecs.delete_service().service("broken").force(true).send().await.unwrap();
 }
 
+/// How many tasks the service has started, running or stopped.
+async fn started_tasks(ecs: &Client, name: &str) -> usize {
+    let mut n = 0;
+    for desired in ["RUNNING", "STOPPED"] {
+        n += service_tasks(ecs, "default", name, desired).await.len();
+    }
+    n
+}
+
+#[tokio::test]
+async fn a_crash_looping_service_is_throttled() {
+    let (_c, b) = berth_with_agent(&[]).await;
+    let ecs = b.ecs().await;
+    wait_instances(&ecs, "default", 1).await;
+    // Its container starts, then exits at once: the task reaches RUNNING, or nearly.
+    register(&ecs, "crash", &["exit", "1"]).await;
+    ecs.create_service().service_name("crash").task_definition("crash").desired_count(2).send().await.unwrap();
+    let throttled = "(service crash) is unable to consistently start tasks successfully. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.";
+    eventually("the throttle event", || async {
+        messages(&describe(&ecs, "default", "crash").await).iter().any(|m| m == throttled)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    // Two at once, two more at once, then 5 s, 10 s, 20 s, 40 s apart: at most 8 in 20 s
+    // (without the throttle, hundreds).
+    let started = started_tasks(&ecs, "crash").await;
+    assert!(started <= 8, "{started} tasks started in about 20 s");
+    let s = describe(&ecs, "default", "crash").await;
+    let events = messages(&s);
+    let said = events.iter().filter(|m| *m == throttled).count();
+    let launches = events.iter().filter(|m| m.contains("has started")).count();
+    assert!(said < launches, "the throttle is said at most once per launch: {events:?}");
+    ecs.delete_service().service("crash").force(true).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rolled_back_deployment_says_nothing_more_about_its_tasks() {
+    let (_c, b) = berth_with_agent(&[]).await;
+    let ecs = b.ecs().await;
+    wait_instances(&ecs, "default", 1).await;
+    register(&ecs, "web", &["serve", "--port", "8080"]).await;
+    register(&ecs, "web", &["exit", "1"]).await;
+    ecs.create_service()
+        .service_name("web")
+        .task_definition("web:1")
+        .desired_count(2)
+        .deployment_configuration(deployment(100, 200, Some(true)))
+        .send()
+        .await
+        .unwrap();
+    let first = wait_steady(&ecs, "default", "web").await.deployments()[0].id().unwrap().to_string();
+    ecs.update_service().service("web").task_definition("web:2").send().await.unwrap();
+    let rolling_back = format!("(service web) rolling back to deployment {first}.");
+    eventually("the rollback", || async { messages(&describe(&ecs, "default", "web").await).contains(&rolling_back) })
+        .await;
+    let s = wait_steady(&ecs, "default", "web").await;
+    let events = messages(&s);
+    let at = events.iter().position(|m| *m == rolling_back).unwrap();
+    assert!(
+        !events[..at].iter().any(|m| m.contains("unable to consistently start")),
+        "nothing about the failed deployment's tasks after its rollback: {events:?}"
+    );
+    assert!(events.iter().any(|m| m.contains("deployment failed: tasks failed to start")), "{events:?}");
+    ecs.delete_service().service("web").force(true).send().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_daemon_service_follows_instances_joining_and_draining() {
     let (_c, b) = berth_with_agent(&[]).await;

@@ -202,3 +202,114 @@ async fn images_are_pulled_from_ecr_with_the_tasks_execution_role() {
     let task = run_until_stopped(&ecs, "pulled").await;
     assert_eq!(task.containers()[0].exit_code(), Some(0), "{task:?}");
 }
+
+/// Berth's endpoint as containers reach it: through the default bridge's gateway, which is
+/// this host (the server listens on every interface for these tests).
+fn endpoint_from_containers(endpoint: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"])
+        .output()
+        .unwrap();
+    let gateway = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let port = endpoint.rsplit(':').next().unwrap();
+    format!("http://{gateway}:{port}")
+}
+
+#[tokio::test]
+async fn the_official_sdk_in_a_container_finds_its_task_role() {
+    use aws_sdk_ecs::types::{AwsVpcConfiguration, KeyValuePair, NetworkConfiguration, NetworkMode};
+    let image = testkit::images::sdk_probe_image();
+    // Declared first, dropped last: containers go once the server and agents are gone.
+    let _c;
+    let b = testkit::Berth::start_with_agent_on_all_interfaces(env!("CARGO_BIN_EXE_berth"), &[]).await;
+    _c = crate::services::cleanup(&b, "default");
+    let account = b.key.account.clone();
+    let ecs = b.ecs().await;
+    wait_instances(&ecs, "default", 1).await;
+    let iam = iam(&b).await;
+    // GetCallerIdentity needs no permission: the role needs only to trust ECS's tasks.
+    iam.create_role().role_name("probe-task").assume_role_policy_document(ECS_TASKS_TRUST).send().await.unwrap();
+    let endpoint = endpoint_from_containers(&b.endpoint);
+    let env = |k: &str, v: &str| KeyValuePair::builder().name(k).value(v).build();
+    for (family, mode) in [("probe-bridge", NetworkMode::Bridge), ("probe-vpc", NetworkMode::Awsvpc)] {
+        ecs.register_task_definition()
+            .family(family)
+            .network_mode(mode)
+            .task_role_arn("probe-task")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("app")
+                    .image(image)
+                    .memory(128)
+                    .environment(env("AWS_ENDPOINT_URL", &endpoint))
+                    .environment(env("AWS_REGION", "us-east-1"))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let ec2 = crate::ec2::ec2(&b).await;
+    let subnet = ec2.describe_subnets().send().await.unwrap().subnets()[0].subnet_id().unwrap().to_string();
+    let vpc = NetworkConfiguration::builder()
+        .awsvpc_configuration(AwsVpcConfiguration::builder().subnets(subnet).build().unwrap())
+        .build();
+    for (family, network) in [("probe-bridge", None), ("probe-vpc", Some(vpc))] {
+        let r = ecs.run_task().task_definition(family).set_network_configuration(network).send().await.unwrap();
+        assert!(r.failures().is_empty(), "{:?}", r.failures());
+        let arn = r.tasks()[0].task_arn().unwrap().to_string();
+        let describe = || async { ecs.describe_tasks().tasks(&arn).send().await.unwrap().tasks()[0].clone() };
+        eventually("the probe to stop", async || describe().await.last_status() == Some("STOPPED")).await;
+        let task = describe().await;
+        let app = &task.containers()[0];
+        let out = std::process::Command::new("docker").args(["logs", app.runtime_id().unwrap()]).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(app.exit_code(), Some(0), "{family}: {stderr}");
+        let expected = format!("arn:aws:sts::{account}:assumed-role/probe-task/{}", task_id(&task));
+        assert_eq!(stdout.trim(), expected, "{family}");
+    }
+}
+
+#[tokio::test]
+async fn an_agent_acts_as_its_instance_role() {
+    let b = crate::berth().await;
+    let account = b.key.account.clone();
+    let iam = iam(&b).await;
+    // The host's own key may do nothing but assume the instance role.
+    iam.create_user().user_name("host").send().await.unwrap();
+    let key = iam.create_access_key().user_name("host").send().await.unwrap().access_key.unwrap();
+    let role_arn = format!("arn:aws:iam::{account}:role/ecsInstanceRole");
+    let assume = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"{role_arn}"}}]}}"#
+    );
+    iam.put_user_policy().user_name("host").policy_name("assume").policy_document(assume).send().await.unwrap();
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":"sts:AssumeRole"}}]}}"#
+    );
+    iam.create_role().role_name("ecsInstanceRole").assume_role_policy_document(trust).send().await.unwrap();
+    let ecs = b.ecs().await;
+    ecs.create_cluster().cluster_name("hosts").send().await.unwrap();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", key.access_key_id()),
+        ("AWS_SECRET_ACCESS_KEY", key.secret_access_key()),
+        ("ECS_INSTANCE_IAM_ROLE", role_arn.as_str()),
+    ];
+
+    // Without the role's permissions the agent cannot register, and says why.
+    let agent = b.spawn_agent("hosts", &env);
+    eventually("the agent to give up", async || agent.log().contains("AccessDenied")).await;
+    drop(agent);
+    assert!(ecs.list_container_instances().cluster("hosts").send().await.unwrap().container_instance_arns().is_empty());
+
+    // With them, it registers and holds its channel as the role's session.
+    iam.attach_role_policy()
+        .role_name("ecsInstanceRole")
+        .policy_arn("arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role")
+        .send()
+        .await
+        .unwrap();
+    let agent = b.spawn_agent("hosts", &env);
+    wait_instances(&ecs, "hosts", 1).await;
+    eventually("the session as the role", async || agent.log().contains("acting as the instance role")).await;
+    eventually("the agent's channel", async || agent.log().contains("channel to the control plane open")).await;
+}

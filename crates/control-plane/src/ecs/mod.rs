@@ -20,8 +20,11 @@
 //!   balancer); every task of a deployment that stops on its own counts toward the
 //!   circuit breaker, whose threshold is half the desired count rounded up, within
 //!   3..200; a rollback makes the last COMPLETED deployment PRIMARY again, keeping its
-//!   tasks; the throttle, as in ECS, applies only to tasks that never reached RUNNING (no
-//!   delay for the first two, then 5 s doubling up to 27 min); `maximumPercent` counts
+//!   tasks; the throttle applies to the primary deployment's tasks that never reached
+//!   RUNNING, as in ECS, and to those that stopped on their own within 10 s of starting
+//!   (no delay for the first two, then 5 s doubling up to 27 min; ended by a task healthy
+//!   for 10 s or a new task definition); an event identical to the newest is not repeated
+//!   within six hours; `maximumPercent` counts
 //!   every task not yet STOPPED, is at least 100, and is exactly 100 for DAEMON; scale-in
 //!   stops tasks that are not yet healthy first; problem events are not repeated within
 //!   six hours unless resolved; DeleteService of a DAEMON service needs no `force`, and a

@@ -31,6 +31,16 @@ pub const REPEAT_PROBLEM_AFTER_SECONDS: f64 = 6.0 * 3600.0;
 pub const MAX_THROTTLE_SECONDS: f64 = 27.0 * 60.0;
 /// Consecutive start failures before launches are spaced out.
 pub const THROTTLE_AFTER_FAILURES: u32 = 3;
+/// A task that stops on its own sooner than this after it started counts as a failed
+/// start for the throttle, and one that stays healthy this long ends the throttle.
+///
+/// Decision: ECS documents the throttle for tasks that never reach RUNNING, yet on ECS a
+/// task whose container exits at once still spends tens of seconds between placement
+/// and STOPPED (ENI, pull, agent cycle), which paces its replacements, and ECS reports
+/// such crash loops as "unable to consistently start tasks". Berth starts a container in
+/// a fraction of a second, so without this rule a crashing revision would relaunch
+/// hundreds of times a minute and bury the service's events.
+pub const STARTED_AFTER_SECONDS: f64 = 10.0;
 
 /// A service name: up to 255 letters, numbers, hyphens and underscores, unique in its
 /// cluster among services that are not INACTIVE.
@@ -462,8 +472,15 @@ impl Service {
         format!("service:{}", self.name)
     }
 
-    /// Adds an event at the head of the log, keeping at most [`MAX_EVENTS`].
+    /// Adds an event at the head of the log, keeping at most [`MAX_EVENTS`]. An event
+    /// identical to the newest one is not repeated within six hours, as ECS omits them.
     pub fn record(&mut self, id: String, now: Timestamp, message: String) {
+        if let Some(last) = self.events.first() {
+            let recent = now.epoch_seconds() - last.created_at.epoch_seconds() < REPEAT_PROBLEM_AFTER_SECONDS;
+            if last.message == message && recent {
+                return;
+            }
+        }
         self.events.insert(0, ServiceEvent { id, created_at: now, message });
         self.events.truncate(MAX_EVENTS);
     }
@@ -724,5 +741,16 @@ mod tests {
         assert!(s.record_problem("p1".into(), t(1000.0), "no room".into()));
         assert!(!s.record_problem("p2".into(), t(2000.0), "no room".into()));
         assert!(s.record_problem("p3".into(), t(1000.0 + REPEAT_PROBLEM_AFTER_SECONDS + 1.0), "no room".into()));
+        // An event identical to the newest is not repeated within the window; after
+        // another event, or once the window has passed, it is.
+        let late = 1000.0 + REPEAT_PROBLEM_AFTER_SECONDS + 10.0;
+        s.record("r1".into(), t(late), "registered 1 targets".into());
+        s.record("r2".into(), t(late + 1.0), "registered 1 targets".into());
+        assert_eq!(s.events[0].id, "r1");
+        s.record("x".into(), t(late + 2.0), "something else".into());
+        s.record("r3".into(), t(late + 3.0), "registered 1 targets".into());
+        assert_eq!(s.events[0].id, "r3");
+        s.record("r4".into(), t(late + 3.0 + REPEAT_PROBLEM_AFTER_SECONDS), "registered 1 targets".into());
+        assert_eq!(s.events[0].id, "r4");
     }
 }

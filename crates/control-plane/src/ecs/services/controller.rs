@@ -20,8 +20,9 @@
 //! - Tasks of older deployments, tasks on DRAINING instances and excess tasks are
 //!   replaced (REPLICA) or removed (DAEMON) within those limits.
 //! - Ended tasks are accounted once: failures count toward the circuit breaker of their
-//!   deployment, and tasks that never reached RUNNING space out further launches (ECS's
-//!   service throttle logic).
+//!   deployment, and the primary deployment's tasks that never reached RUNNING, or
+//!   stopped within seconds of starting, space out further launches (ECS's service
+//!   throttle logic; see `STARTED_AFTER_SECONDS` for why quick exits count).
 //! - Behind a load balancer (see [`super::targets`]), a task is healthy only when its
 //!   targets are, is registered when it runs and drained before it is stopped.
 
@@ -33,7 +34,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use model::ecs::service::{
-    events, throttle_seconds, DeploymentStatus, RolloutState, Service, ServiceStatus, THROTTLE_AFTER_FAILURES,
+    events, throttle_seconds, DeploymentStatus, RolloutState, Service, ServiceStatus, STARTED_AFTER_SECONDS,
+    THROTTLE_AFTER_FAILURES,
 };
 use model::ecs::shapes::{
     PropagateTags, SchedulingStrategy, ServiceDeploymentStatus, TaskDefinitionPlacementConstraintType,
@@ -289,7 +291,19 @@ pub(crate) fn reconcile(pass: &mut Pass<'_>, key: &ServiceKey) {
 }
 
 /// Accounts each ended task the scheduler started exactly once.
+///
+/// Every task that stops on its own counts toward its deployment's circuit breaker. The
+/// throttle counts only the primary deployment's failed starts (tasks that never reached
+/// RUNNING, or stopped within [`STARTED_AFTER_SECONDS`]) while that deployment may still
+/// launch: once a deployment is replaced, rolled back or failed, its dying tasks neither
+/// throttle its successor nor say the service cannot start tasks.
 fn account_ended_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member]) {
+    let now = pass.now.epoch_seconds();
+    let launching = svc
+        .deployments
+        .first()
+        .filter(|p| p.rollout_state != RolloutState::Failed)
+        .map(|p| p.id.clone());
     let tracked: Vec<String> = svc.tracked.iter().cloned().collect();
     for id in tracked {
         let Some(m) = tasks.iter().find(|m| m.task.id == id) else {
@@ -298,8 +312,9 @@ fn account_ended_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member])
         };
         let t = &m.task;
         if t.last_status != TaskStatus::Stopped {
-            // One task that starts is enough to end the throttle.
-            if t.started_at.is_some() && svc.throttle.consecutive_failures > 0 {
+            // One task that starts and stays healthy is enough to end the throttle.
+            let settled = t.started_at.is_some_and(|s| now - s.epoch_seconds() >= STARTED_AFTER_SECONDS);
+            if settled && m.healthy() && svc.throttle.consecutive_failures > 0 {
                 svc.throttle = Default::default();
             }
             continue;
@@ -322,11 +337,16 @@ fn account_ended_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member])
             d.failed_tasks += 1;
             d.updated_at = pass.now;
         }
-        if t.started_at.is_some() {
+        let ended = t.stopped_at.map_or(now, |s| s.epoch_seconds());
+        let failed_start = t.started_at.is_none_or(|s| ended - s.epoch_seconds() < STARTED_AFTER_SECONDS);
+        if !failed_start {
             svc.throttle = Default::default();
             continue;
         }
-        // Never reached RUNNING: space out the next launches.
+        if launching.is_none() || t.started_by != launching {
+            continue;
+        }
+        // Space out the next launches.
         let n = svc.throttle.consecutive_failures + 1;
         svc.throttle.consecutive_failures = n;
         let wait = throttle_seconds(n);
