@@ -156,7 +156,10 @@ async fn start_endpoint(
 }
 
 /// Credentials for Berth's registry, which answers on the control plane's own address.
-async fn registry_login(config: &AgentConfig, identity: &SharedCredentialsProvider) -> crate::registry_login::RegistryLogin {
+async fn registry_login(
+    config: &AgentConfig,
+    identity: &SharedCredentialsProvider,
+) -> crate::registry_login::RegistryLogin {
     let host = config.backend.trim_start_matches("http://").trim_start_matches("https://").to_string();
     let ecr = aws_sdk_ecr::Client::new(&sdk_config(config, identity.clone()).await);
     crate::registry_login::RegistryLogin::new(host, ecr)

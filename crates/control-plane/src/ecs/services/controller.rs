@@ -299,11 +299,7 @@ pub(crate) fn reconcile(pass: &mut Pass<'_>, key: &ServiceKey) {
 /// throttle its successor nor say the service cannot start tasks.
 fn account_ended_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member]) {
     let now = pass.now.epoch_seconds();
-    let launching = svc
-        .deployments
-        .first()
-        .filter(|p| p.rollout_state != RolloutState::Failed)
-        .map(|p| p.id.clone());
+    let launching = svc.deployments.first().filter(|p| p.rollout_state != RolloutState::Failed).map(|p| p.id.clone());
     let tracked: Vec<String> = svc.tracked.iter().cloned().collect();
     for id in tracked {
         let Some(m) = tasks.iter().find(|m| m.task.id == id) else {
