@@ -83,7 +83,11 @@ def service_tasks(ecs):
 
 def main():
     load = os.getloadavg()
-    image = build_berth_and_test_image()
+    if os.environ.get("BERTH_BIN"):
+        # Another build given: the test image the tests made is used as it is.
+        image = "berth-test/simplehttp:latest"
+    else:
+        image = build_berth_and_test_image()
     workdir = tempfile.mkdtemp(prefix="berth-bench-")
     berth = cluster_arn = None
     berth_log = os.path.join(workdir, "berth.log")
