@@ -24,18 +24,11 @@ import time
 
 from common import (BenchError, log, free_port, wait_until, http_status, start, stop, check, ROOT, BERTH,
                     build_berth_and_test_image, ecs_client, wait_for_agent, remove_labelled, epoch, main_guard,
-                    cpu_times, busy_pct)
+                    cpu_times, busy_pct, process_cpu_seconds)
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
 TASKS = int(os.environ.get("BENCH_TASKS", "2"))
 OUT = os.path.join(ROOT, "bench", "out", "crashloop.json")
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def throttle_seconds(failures):
