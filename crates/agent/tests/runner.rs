@@ -716,12 +716,16 @@ async fn a_conflicting_docker_network_fails_the_task_with_what_to_do() {
     // A network of the wanted name that stands for another subnet.
     let mut named = awsvpc_task(&subnet, 7);
     named.network.as_mut().unwrap().subnet_id = "subnet-someoneelse".into();
-    // A new subnet whose block overlaps the test subnet's network.
+    // A new subnet whose block overlaps a Docker network of the user's own (Berth removes
+    // only its own unused subnet networks, so this one stays in the way).
+    let theirs = UserNetwork::new();
     let mut overlapping = awsvpc_task(&subnet, 7);
     let n = overlapping.network.as_mut().unwrap();
     n.subnet_id = format!("subnet-{}", hex());
     n.docker_network = agent_protocol::docker_network_name(&n.subnet_id);
-    n.subnet_cidr = format!("10.213.{}.0/25", subnet.third_octet);
+    n.subnet_cidr = format!("10.214.{}.0/25", theirs.third_octet);
+    n.gateway = std::net::Ipv4Addr::new(10, 214, theirs.third_octet, 1);
+    n.private_ipv4_address = std::net::Ipv4Addr::new(10, 214, theirs.third_octet, 7);
     let overlapping_network = n.docker_network.clone();
     // No attachment at all (a control plane that does not allocate addresses).
     let mut unattached = awsvpc_task(&subnet, 7);
@@ -741,7 +745,7 @@ async fn a_conflicting_docker_network_fails_the_task_with_what_to_do() {
             vec![
                 "ResourceInitializationError: cannot create",
                 "overlaps the Docker network",
-                subnet.network.as_str(),
+                theirs.name.as_str(),
                 "remove that network",
             ],
         ),
@@ -758,6 +762,39 @@ async fn a_conflicting_docker_network_fails_the_task_with_what_to_do() {
     }
     let out = std::process::Command::new("docker").args(["network", "inspect", &overlapping_network]).output();
     assert!(!out.unwrap().status.success(), "the overlapping network was not created");
+}
+
+/// A Docker network Berth did not make (no `berth.managed` label), in a free /24 of
+/// 10.214.0.0/16; removed when dropped.
+struct UserNetwork {
+    name: String,
+    third_octet: u8,
+}
+
+impl UserNetwork {
+    fn new() -> UserNetwork {
+        for _ in 0..64 {
+            let n = UserNetwork { name: format!("user-net-{}", hex()), third_octet: rand::random() };
+            let out = std::process::Command::new("docker")
+                .args(["network", "create", "--driver", "bridge"])
+                .args(["--subnet", &format!("10.214.{}.0/24", n.third_octet)])
+                .arg(&n.name)
+                .output()
+                .expect("docker");
+            if out.status.success() {
+                return n;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("overlaps"), "docker network create: {err}");
+        }
+        panic!("no free /24 in 10.214.0.0/16");
+    }
+}
+
+impl Drop for UserNetwork {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker").args(["network", "rm", &self.name]).output();
+    }
 }
 
 /// Whether a TCP connection to `url`'s address times out (a dropped SYN), as opposed to

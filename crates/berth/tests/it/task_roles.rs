@@ -206,11 +206,27 @@ async fn images_are_pulled_from_ecr_with_the_tasks_execution_role() {
 /// Berth's endpoint as containers reach it: through the default bridge's gateway, which is
 /// this host (the server listens on every interface for these tests).
 fn endpoint_from_containers(endpoint: &str) -> String {
+    // Docker names the gateway only when it was given one; otherwise it is the subnet's
+    // first address.
     let out = std::process::Command::new("docker")
-        .args(["network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"])
+        .args([
+            "network",
+            "inspect",
+            "bridge",
+            "-f",
+            "{{(index .IPAM.Config 0).Gateway}} {{(index .IPAM.Config 0).Subnet}}",
+        ])
         .output()
         .unwrap();
-    let gateway = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let gateway = match text.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [gateway, _] => gateway.to_string(),
+        [subnet] => {
+            let base: std::net::Ipv4Addr = subnet.split('/').next().unwrap().parse().unwrap();
+            std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
+        }
+        other => panic!("the default bridge network: {other:?}"),
+    };
     let port = endpoint.rsplit(':').next().unwrap();
     format!("http://{gateway}:{port}")
 }
