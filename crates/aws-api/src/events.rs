@@ -49,12 +49,7 @@ fn error(e: Error) -> ApiError {
 }
 
 fn input<T: serde::de::DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError> {
-    input_worded(body, EnumWording::Model).map_err(|mut e| {
-        if e.code == "InvalidParameterException" {
-            e.code = "ValidationException";
-        }
-        e
-    })
+    input_worded(body, EnumWording::ModelValidation)
 }
 
 fn name(n: Option<String>) -> Result<RuleName, ApiError> {

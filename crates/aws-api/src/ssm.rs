@@ -58,10 +58,7 @@ fn error(e: Error) -> ApiError {
 /// `Value` of the wrong JSON type is refused without quoting it (it may be a secret, and
 /// refusals are logged).
 fn input<T: serde::de::DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError> {
-    input_worded(body, EnumWording::Model).map_err(|mut e| {
-        if e.code == "InvalidParameterException" {
-            e.code = "ValidationException";
-        }
+    input_worded(body, EnumWording::ModelValidation).map_err(|mut e| {
         if e.code == "SerializationException" && e.message.starts_with("Invalid value at 'Value'") {
             e.message = "Invalid value at 'Value': expected a string".into();
         }

@@ -78,15 +78,29 @@ no_model_rules!(
     w::ListAccountSettingsRequest,
 );
 
-/// How a JSON service words the refusal of a value outside a member's enum. Both answer
-/// `InvalidParameterException` and name the member; a `SerializationException` is kept for
-/// what is not JSON of the input's shape (wrong types, unknown members).
+/// How a JSON service words the refusal of an input that breaks the model's rules (a
+/// value outside a member's enum, a length, a range): its code and its sentence, naming
+/// the member; a `SerializationException` is kept for what is not JSON of the input's
+/// shape (wrong types, unknown members).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EnumWording {
-    /// ECS: `include should be one of [ATTACHMENTS,SETTINGS,STATISTICS,TAGS]`.
+    /// ECS: `InvalidParameterException`, `include should be one of [ATTACHMENTS,SETTINGS,STATISTICS,TAGS]`.
     Ecs,
-    /// The AWS model validator's sentence, as ECR and CloudWatch Logs answer it.
+    /// `InvalidParameterException` with the AWS model validator's sentence, as ECR, CloudWatch
+    /// Logs and Secrets Manager answer it.
     Model,
+    /// `ValidationException` with the model validator's sentence, as SSM and EventBridge
+    /// answer it.
+    ModelValidation,
+}
+
+impl EnumWording {
+    fn refusal(self, message: impl Into<String>) -> ApiError {
+        match self {
+            EnumWording::Ecs | EnumWording::Model => ApiError::invalid_parameter(message),
+            EnumWording::ModelValidation => ApiError::bad_request("ValidationException", message),
+        }
+    }
 }
 
 /// Decodes an ECS input shape and applies the model's rules to it.
@@ -101,14 +115,14 @@ pub(crate) fn input_worded<T: serde::de::DeserializeOwned + Validate>(
     wording: EnumWording,
 ) -> Result<T, ApiError> {
     let value: T = decode(body).map_err(|e| match enum_violation::<T>(body) {
-        Some(v) => ApiError::invalid_parameter(v.message(wording)),
+        Some(v) => wording.refusal(v.message(wording)),
         None => e,
     })?;
     let violations = value.violations();
     match violations.as_slice() {
         [] => Ok(value),
-        [one] => Err(ApiError::invalid_parameter(one.to_string())),
-        [first, rest @ ..] => Err(ApiError::invalid_parameter(format!("{first} (and {} more problems)", rest.len()))),
+        [one] => Err(wording.refusal(one.to_string())),
+        [first, rest @ ..] => Err(wording.refusal(format!("{first} (and {} more problems)", rest.len()))),
     }
 }
 
@@ -125,7 +139,7 @@ impl EnumViolation {
     fn message(&self, wording: EnumWording) -> String {
         match wording {
             EnumWording::Ecs => format!("{} should be one of [{}]", self.path, self.allowed.join(",")),
-            EnumWording::Model => format!(
+            EnumWording::Model | EnumWording::ModelValidation => format!(
                 "1 validation error detected: Value '{}' at '{}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
                 self.value,
                 self.path,
