@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need beyond a fresh machine: the aws CLI and
-# moto_server (PyPI), and wrk and skopeo (Debian). Idempotent: installs only what is missing.
+# moto_server (PyPI), and wrk, skopeo and PostgreSQL (Debian; tests start their own
+# throwaway clusters with its binaries, never the packaged service). Idempotent: installs
+# only what is missing.
 # Runs as root with no standard input.
 set -euo pipefail
 
@@ -22,6 +24,7 @@ deb_missing=()
 command -v wrk >/dev/null 2>&1 || deb_missing+=(wrk)
 command -v skopeo >/dev/null 2>&1 || deb_missing+=(skopeo)
 command -v iptables-restore >/dev/null 2>&1 || deb_missing+=(iptables)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || deb_missing+=(postgresql)
 if ((${#deb_missing[@]})); then
     echo "install-test-deps: apt-get install ${deb_missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -29,6 +32,8 @@ if ((${#deb_missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${deb_missing[@]}" </dev/null
 fi
 
-for cmd in aws moto_server wrk skopeo iptables-restore nsenter; do
+for cmd in aws moto_server wrk skopeo iptables-restore nsenter setpriv; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "install-test-deps: $cmd is still missing" >&2; exit 1; }
 done
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || { echo "install-test-deps: PostgreSQL is still missing" >&2; exit 1; }
+id postgres >/dev/null 2>&1 || { echo "install-test-deps: the postgres user is missing" >&2; exit 1; }

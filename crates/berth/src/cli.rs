@@ -77,6 +77,23 @@ pub struct DataDirArg {
     /// address it listens on.
     #[arg(long, env = "BERTH_DATA_DIR", default_value = "./berth-data")]
     pub data_dir: PathBuf,
+    /// Keep the records (resources, accounts and keys) in PostgreSQL instead of the data
+    /// dir's SQLite database: a URL postgres://user[:password]@host[:port]/database
+    /// (libpq's query parameters apply; no TLS yet). The schema `berth` is created in that
+    /// database. The server takes the writer lease, so a server previously using the
+    /// database can no longer write. The data dir still holds logs, registry blobs and the
+    /// master key (replicas sharing a database need the same BERTH_MASTER_KEY). Give
+    /// every command of this server the same --store. Without it, SQLite in the data dir.
+    #[arg(long, env = "BERTH_STORE", value_parser = store::PgUrl::parse, value_name = "URL")]
+    pub store: Option<store::PgUrl>,
+}
+
+impl DataDirArg {
+    /// Opens the data dir (and its store) that a server has already created, for the
+    /// commands beside the server.
+    pub fn open(&self) -> anyhow::Result<DataDir> {
+        DataDir::open_existing(&self.data_dir, self.store.as_ref())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -442,13 +459,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ecr(EcrCommand::RunLifecycle(args)) => crate::lifecycle::run_lifecycle(args).await,
         Command::Fargate(FargateCommand::Interrupt(args)) => interrupt(args).await,
         Command::Account(AccountCommand::Create { data, name }) => {
-            let dir = DataDir::open_existing(&data.data_dir)?;
+            let dir = data.open()?;
             let (account, key) = dir.credentials()?.create_account(&name)?;
             println!("account {}\naccess key id {}\nsecret access key {}", account.id, key.id, key.secret);
             Ok(())
         }
         Command::Account(AccountCommand::List { data }) => {
-            let dir = DataDir::open_existing(&data.data_dir)?;
+            let dir = data.open()?;
             for (account, keys) in dir.credentials()?.list()? {
                 let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
                 println!("{}\t{}\t{}", account.id, account.name, ids.join(","));
@@ -456,7 +473,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Key(KeyCommand::Create { data, account }) => {
-            let dir = DataDir::open_existing(&data.data_dir)?;
+            let dir = data.open()?;
             let account = model::AccountId::parse(&account)?;
             let key = dir.credentials()?.create_key(&account)?;
             println!("access key id {}\nsecret access key {}", key.id, key.secret);
@@ -482,7 +499,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 
 fn env(args: EnvArgs) -> anyhow::Result<()> {
     model::Region::parse(&args.region)?;
-    let dir = DataDir::open_existing(&args.data.data_dir)?;
+    let dir = args.data.open()?;
     let endpoint = dir.endpoint().context("Berth has not been started with this data dir yet: run `berth up` first")?;
     let key = dir.account_key(args.account.as_deref())?;
     println!("export AWS_ENDPOINT_URL={endpoint}");
@@ -502,7 +519,7 @@ async fn interrupt(args: InterruptArgs) -> anyhow::Result<()> {
     use aws_api::ecs_extensions::{INTERRUPT_OPERATION, TARGET_PREFIX};
     let body = serde_json::to_vec(&serde_json::json!({ "cluster": args.cluster, "task": args.task }))?;
     let answer = crate::extension::send(crate::extension::Call {
-        data_dir: &args.data.data_dir,
+        data: &args.data,
         account: args.account.as_deref(),
         region: &args.region,
         service: "ecs",

@@ -9,6 +9,12 @@
 //! file is never removed (removing it would let two processes lock two different files).
 //! `berth account`, `berth key` and the other commands do not take the lock: SQLite
 //! serializes their writes with the server's.
+//!
+//! With `--store postgres://...` the records live in PostgreSQL instead (the data dir
+//! keeps logs, registry blobs and the master key, still under the server's lock): the
+//! server opens the store as its writer, taking the lease that fences any previous writer
+//! of that database, and waits for a PostgreSQL that is not up yet, retrying with backoff;
+//! the other commands open it without the lease (see `store::PgStore`).
 
 use std::fs::{File, TryLockError};
 use std::io::{Seek, Write};
@@ -20,7 +26,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use control_plane::auth::Credentials;
-use store::{SqliteStore, Store, StoreError};
+use store::{PgStore, PgUrl, SqliteStore, Store, StoreError};
 
 /// The database file inside the data dir.
 const DATABASE: &str = "berth.db";
@@ -34,7 +40,7 @@ const CA_BUNDLE: &str = "ca-bundle";
 #[derive(Debug)]
 pub struct DataDir {
     path: PathBuf,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     /// Held by the server for as long as it runs; `None` for the other commands.
     lock: Option<ServerLock>,
 }
@@ -42,12 +48,18 @@ pub struct DataDir {
 impl DataDir {
     /// Creates the data dir if needed (owner-only: it holds secret keys), claims it for
     /// this server process, and opens its store exclusively. Fails at once, naming the
-    /// holder, if another server has it.
-    pub fn claim(path: &Path) -> anyhow::Result<Self> {
+    /// holder, if another server has it. With a PostgreSQL `store`, takes its writer lease
+    /// instead, waiting for the database to be reachable.
+    pub async fn claim(path: &Path, store: Option<&PgUrl>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(path).with_context(|| format!("creating the data dir {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting the data dir {} to its owner", path.display()))?;
         let lock = ServerLock::take(path)?;
+        if let Some(url) = store {
+            let holder = format!("{} pid {} data dir {}", hostname(), std::process::id(), path.display());
+            let store = open_writer_with_retry(url, holder).await?;
+            return Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: Some(lock) });
+        }
         let store = match SqliteStore::open_exclusive(&path.join(DATABASE)) {
             Ok(store) => store,
             Err(StoreError::InUse(_)) => {
@@ -69,8 +81,15 @@ impl DataDir {
         Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: Some(lock) })
     }
 
-    /// Opens a data dir that `berth up` has already created.
-    pub fn open_existing(path: &Path) -> anyhow::Result<Self> {
+    /// Opens a data dir that `berth up` has already created, with its store.
+    pub fn open_existing(path: &Path, store: Option<&PgUrl>) -> anyhow::Result<Self> {
+        if let Some(url) = store {
+            if !path.is_dir() {
+                bail!("{} is not a Berth data dir; start Berth with `berth server --data-dir {} --store ...` first", path.display(), path.display());
+            }
+            let store = PgStore::open_unleased(url).with_context(|| format!("opening the store {url}"))?;
+            return Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: None });
+        }
         if !path.join(DATABASE).exists() {
             bail!(
                 "{} is not a Berth data dir; start Berth with `berth up --data-dir {}` first",
@@ -154,6 +173,37 @@ impl DataDir {
         let text = std::fs::read_to_string(self.path.join(ENDPOINT))?;
         Ok(text.trim().to_string())
     }
+}
+
+/// The first wait before retrying an unreachable PostgreSQL, doubled after each failure
+/// up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Opens the PostgreSQL store as the writer, retrying for as long as it takes while the
+/// database is unreachable (a server started before its database, or with it): each
+/// failure is logged with the next wait. A database this Berth cannot use (a newer schema)
+/// fails at once.
+async fn open_writer_with_retry(url: &PgUrl, holder: String) -> anyhow::Result<PgStore> {
+    let mut wait = RETRY_FIRST;
+    for attempt in 1u32.. {
+        let (u, h) = (url.clone(), holder.clone());
+        match tokio::task::spawn_blocking(move || PgStore::open_writer(&u, &h)).await? {
+            Ok(store) => return Ok(store),
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(store = %url, attempt, retry_in = ?wait, error = %e, "PostgreSQL is not reachable yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+            Err(e) => return Err(e).with_context(|| format!("opening the store {url}")),
+        }
+    }
+    unreachable!("the attempts never run out")
+}
+
+/// This host's name, for the lease's holder.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown host".into())
 }
 
 /// The lock of a server on its data dir: an exclusive `flock` on `berth.lock`, which

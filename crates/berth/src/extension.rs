@@ -8,11 +8,9 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 
-use crate::datadir::DataDir;
-
 /// One extension call: where, as whom, and what.
 pub struct Call<'a> {
-    pub data_dir: &'a std::path::Path,
+    pub data: &'a crate::cli::DataDirArg,
     pub account: Option<&'a str>,
     pub region: &'a str,
     /// The SigV4 service name (`ecr`, `ecs`).
@@ -41,7 +39,7 @@ impl std::error::Error for AwsError {}
 /// Sends the call and returns the answer's body; an AWS error answer becomes an
 /// [`AwsError`].
 pub async fn send(call: Call<'_>) -> anyhow::Result<Vec<u8>> {
-    Client::open(call.data_dir, call.account, call.region)?.call(call.service, &call.target, call.body).await
+    Client::open(call.data, call.account, call.region)?.call(call.service, &call.target, call.body).await
 }
 
 /// The running server as one account in one region, looked up once for many calls
@@ -55,9 +53,9 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn open(data_dir: &std::path::Path, account: Option<&str>, region: &str) -> anyhow::Result<Client> {
+    pub fn open(data: &crate::cli::DataDirArg, account: Option<&str>, region: &str) -> anyhow::Result<Client> {
         model::Region::parse(region)?;
-        let dir = DataDir::open_existing(data_dir)?;
+        let dir = data.open()?;
         let endpoint =
             dir.endpoint().context("Berth has not been started with this data dir yet: run `berth up` first")?;
         let key = dir.account_key(account)?;

@@ -13,7 +13,7 @@ use crate::cli::RunLifecycleArgs;
 pub async fn run_lifecycle(args: RunLifecycleArgs) -> anyhow::Result<()> {
     let body = serde_json::to_vec(&RunRequest { registry_id: None, repository_name: args.repository.clone() })?;
     let bytes = crate::extension::send(crate::extension::Call {
-        data_dir: &args.data.data_dir,
+        data: &args.data,
         account: args.account.as_deref(),
         region: &args.region,
         service: "ecr",

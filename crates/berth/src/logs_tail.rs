@@ -48,7 +48,7 @@ pub enum Format {
 }
 
 pub async fn tail(args: TailArgs) -> anyhow::Result<()> {
-    let client = Client::open(&args.data.data_dir, args.account.as_deref(), &args.region)?;
+    let client = Client::open(&args.data, args.account.as_deref(), &args.region)?;
     // CloudWatch Logs takes no time before 1970.
     let start = match args.since {
         Since::Ago(ago) => now_ms().saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)),

@@ -11,7 +11,6 @@ use std::time::SystemTime;
 use anyhow::Context;
 
 use crate::cli::VulndbImportArgs;
-use crate::datadir::DataDir;
 
 /// Where the database lives inside a data dir.
 pub fn dir(data_dir: &Path) -> PathBuf {
@@ -20,7 +19,7 @@ pub fn dir(data_dir: &Path) -> PathBuf {
 
 pub fn import(args: VulndbImportArgs) -> anyhow::Result<()> {
     // The same check as every other command: the data dir must be one `berth up` made.
-    DataDir::open_existing(&args.data.data_dir)?;
+    args.data.open()?;
     let target = dir(&args.data.data_dir);
     let mode = if args.replace { scanner::db::ImportMode::Replace } else { scanner::db::ImportMode::Merge };
     eprintln!("Reading OSV records from {} ...", args.path.display());

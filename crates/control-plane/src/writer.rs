@@ -102,6 +102,12 @@ pub(crate) fn run(mut jobs: mpsc::Receiver<Job>, store: Arc<dyn Store>, view: Ar
                 view.store(Arc::new(next));
                 Ok(())
             }
+            Err(e @ store::StoreError::Fenced(_)) => {
+                // Another replica took the writer lease: nothing this process writes will
+                // be committed again, so every later change fails the same way.
+                tracing::error!(error = %e, changes = mutations.len(), "this replica lost the writer lease; the batch was not applied");
+                Err(Error::Internal(e.to_string()))
+            }
             Err(e) => {
                 tracing::error!(error = %e, changes = mutations.len(), "commit failed; the batch was not applied");
                 Err(Error::Internal(e.to_string()))

@@ -3,10 +3,17 @@
 //! The store knows nothing of ECS. The control plane serializes its resources into
 //! [`Record`]s and commits every change through [`Store::commit`]; on start it reads them
 //! all back with [`Store::load`] to rebuild its in-memory view. This crate is the only one
-//! that contains SQL; a PostgreSQL implementation fills the same trait.
+//! that contains SQL.
+//!
+//! Two implementations: [`SqliteStore`], one embedded file (the default, `berth up`), and
+//! [`PgStore`], a PostgreSQL database that several replicas share, written by one fenced
+//! writer at a time and carrying a change log for followers (its module docs give the
+//! design).
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::{Epoch, PgStore, PgUrl, CHANGES_CHANNEL, CHANGES_KEPT};
 pub use sqlite::SqliteStore;
 
 /// One stored value: `value` is the serialized resource, `(table, key)` its identity.
@@ -36,6 +43,11 @@ pub enum StoreError {
     /// Another process holds the store exclusively; it must stop before this one opens it.
     #[error("the store is in use by another process: {0}")]
     InUse(String),
+    /// Another store has taken the writer lease since this one took it: this store must
+    /// stop writing (it will never commit again) and leave writes to the new leader.
+    /// Nothing of the batch was written.
+    #[error("this replica is no longer the store's writer: {0}")]
+    Fenced(String),
 }
 
 /// A durable, transactional home for records.

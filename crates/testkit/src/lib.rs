@@ -3,6 +3,7 @@
 //! Rust or the `aws` CLI, exactly as a user would.
 
 pub mod images;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,11 +22,13 @@ pub struct Key {
     pub secret: String,
 }
 
-/// A running `berth up` process with its own data dir.
+/// A running `berth up` (or `berth server`) process with its own data dir.
 #[derive(Debug)]
 pub struct Berth {
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// `up` or `server`.
+    command: &'static str,
     /// Extra arguments of `berth up` and environment of the process.
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -65,11 +68,33 @@ impl Berth {
         Self::launch_on(bin, Vec::new(), env, "0.0.0.0:0").await
     }
 
+    /// Starts `berth server --store <url>` (the API alone, its records in the PostgreSQL
+    /// database at `url`) with a fresh data dir and extra environment `env` (for example
+    /// `BERTH_MASTER_KEY`, which servers sharing a database need in common). Its commands
+    /// (`berth env`, `berth account ...`) get the same store.
+    pub async fn start_on_store(bin: &str, url: &str, env: &[(&str, &str)]) -> Berth {
+        let env = std::iter::once(("BERTH_STORE", url))
+            .chain(env.iter().copied())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::launch_full(bin, "server", Vec::new(), env, "127.0.0.1:0").await
+    }
+
     async fn launch(bin: &str, args: Vec<String>, env: Vec<(String, String)>) -> Berth {
         Self::launch_on(bin, args, env, "127.0.0.1:0").await
     }
 
-    async fn launch_on(bin: &str, mut args: Vec<String>, env: Vec<(String, String)>, listen: &str) -> Berth {
+    async fn launch_on(bin: &str, args: Vec<String>, env: Vec<(String, String)>, listen: &str) -> Berth {
+        Self::launch_full(bin, "up", args, env, listen).await
+    }
+
+    async fn launch_full(
+        bin: &str,
+        command: &'static str,
+        mut args: Vec<String>,
+        env: Vec<(String, String)>,
+        listen: &str,
+    ) -> Berth {
         if !args.iter().any(|a| a == "--vpc-cidr") && !env.iter().any(|(k, _)| k == "BERTH_VPC_CIDR") {
             args.extend(["--vpc-cidr".to_string(), own_vpc_block()]);
         }
@@ -77,6 +102,7 @@ impl Berth {
         let mut b = Berth {
             bin: bin.into(),
             dir,
+            command,
             args,
             env,
             child: None,
@@ -102,7 +128,7 @@ impl Berth {
             .open(self.dir.path().join("server.log"))
             .expect("log file");
         let child = Command::new(&self.bin)
-            .args(["up", "--listen", &self.listen, "--data-dir"])
+            .args([self.command, "--listen", &self.listen, "--data-dir"])
             .arg(self.dir.path())
             .args(&self.args)
             .env("BERTH_LOG", "info")
@@ -144,8 +170,13 @@ impl Berth {
     /// Runs a `berth` command against this server's data dir: its standard output, or
     /// its standard error if it failed.
     pub fn try_command(&self, args: &[&str]) -> Result<String, String> {
-        let out =
-            Command::new(&self.bin).args(args).arg("--data-dir").arg(self.dir.path()).output().expect("run berth");
+        let out = Command::new(&self.bin)
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .envs(self.env.iter().filter(|(k, _)| k == "BERTH_STORE").map(|(k, v)| (k, v)))
+            .output()
+            .expect("run berth");
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
@@ -190,6 +221,11 @@ impl Berth {
         let dir = tempfile::Builder::new().prefix("berth-agent").tempdir().expect("temp dir");
         let child = agent_process(self, dir.path(), cluster, env);
         Agent { child: Some(child), dir }
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     /// The server's process id, while it runs.

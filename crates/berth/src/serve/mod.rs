@@ -40,7 +40,7 @@ pub const TASKS_TIMEOUT: Duration = Duration::from_secs(5);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
-    let dir = DataDir::claim(&args.data.data_dir)?;
+    let dir = DataDir::claim(&args.data.data_dir, args.data.store.as_ref()).await?;
     let created = dir.credentials()?.bootstrap()?;
     let config = control_plane::Config {
         agent_timeout: args.agent_timeout,
@@ -95,7 +95,10 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tasks = Tracker::default();
     tasks.spawn("signal handler", signal_shutdown(shutdown.clone()));
-    tracing::info!(%url, data_dir = %args.data.data_dir.display(), "berth is serving");
+    match &args.data.store {
+        Some(store) => tracing::info!(%url, data_dir = %args.data.data_dir.display(), %store, "berth is serving"),
+        None => tracing::info!(%url, data_dir = %args.data.data_dir.display(), "berth is serving"),
+    }
     // The load balancers serve what the store holds before the API answers: after a
     // restart, traffic flows again as soon as the process is back.
     start_load_balancers(&control, &args, &tasks, shutdown.clone()).await;

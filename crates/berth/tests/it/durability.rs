@@ -9,13 +9,20 @@ use aws_sdk_ecs::types::ContainerDefinition;
 
 use crate::berth;
 
-fn container() -> ContainerDefinition {
+pub fn container() -> ContainerDefinition {
     ContainerDefinition::builder().name("web").image("simplehttp:latest").memory(64).build()
 }
 
 #[tokio::test]
 async fn acknowledged_writes_survive_kill_9_at_any_moment() {
     let mut b = berth().await;
+    writes_survive_kill_9(&mut b).await;
+}
+
+/// Writers hammer `b`, which is killed with SIGKILL mid-flight and restarted: every
+/// acknowledged write must be there, and revision numbers continue without reuse. Shared
+/// by every store (SQLite here, PostgreSQL in `postgres.rs`).
+pub async fn writes_survive_kill_9(b: &mut testkit::Berth) {
     let ecs = b.ecs().await;
     ecs.create_cluster().cluster_name("before").send().await.unwrap();
 

@@ -24,6 +24,7 @@ mod instances;
 mod logs;
 mod logs_api;
 mod logs_tail;
+mod postgres;
 mod registry_faults;
 mod secrets;
 mod security;

@@ -1,0 +1,237 @@
+//! Throwaway PostgreSQL servers for tests: `initdb` in a temporary directory, `postgres`
+//! on a free loopback port, stopped and removed on drop.
+//!
+//! Decision: each test gets its own cluster (about 1.5 s to create and start). Nextest
+//! runs every test in a process of its own, so a cluster shared through a static would be
+//! started per test anyway, and would never be stopped (statics are not dropped).
+//!
+//! No orphan servers: `postgres` is started through `setpriv --pdeathsig KILL` from a
+//! thread of its own that lives exactly as long as the [`TestPostgres`]; if the test
+//! process dies however it dies, the kernel kills the postmaster, and its backends exit
+//! when they see it gone. `initdb` and `postgres` refuse to run as root, so as root they
+//! run as the `postgres` user that Debian's package creates.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to accept connections.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+/// How long a fast shutdown may take before the server is killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+/// The database every cluster gets, and its superuser.
+pub const DATABASE: &str = "berth";
+pub const USER: &str = "postgres";
+
+/// A PostgreSQL cluster of a test.
+#[derive(Debug)]
+pub struct TestPostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    server: Option<Server>,
+}
+
+/// A running postmaster and the thread that owns it.
+#[derive(Debug)]
+struct Server {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl TestPostgres {
+    /// Creates a cluster with the database [`DATABASE`] and starts it.
+    pub fn start() -> TestPostgres {
+        let mut pg = TestPostgres::create();
+        pg.start_server();
+        pg.psql("postgres", &format!("CREATE DATABASE {DATABASE}"));
+        pg
+    }
+
+    /// Creates a cluster without starting it (for tests of a server that is down): its URL
+    /// is known, nothing listens there yet. [`TestPostgres::start_server`] starts it and
+    /// [`TestPostgres::create_database`] then makes the database.
+    pub fn create() -> TestPostgres {
+        let bin = bin_dir();
+        let dir = tempfile::Builder::new().prefix("berth-pg").tempdir().expect("temp dir");
+        if as_root() {
+            let pg = postgres_ids();
+            std::os::unix::fs::chown(dir.path(), Some(pg.0), Some(pg.1)).expect("chown the cluster's dir to postgres");
+        }
+        let out = as_postgres(&bin.join("initdb"))
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-U", USER, "--auth=trust", "--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C.UTF-8"])
+            .output()
+            .expect("run initdb");
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let port = free_port();
+        TestPostgres { dir, bin, port, server: None }
+    }
+
+    /// The URL of the test database.
+    pub fn url(&self) -> String {
+        self.url_of(DATABASE)
+    }
+
+    /// The URL of database `name` on this cluster.
+    pub fn url_of(&self, name: &str) -> String {
+        format!("postgres://{USER}@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates database `name` and returns its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url_of(name)
+    }
+
+    /// Runs `sql` in database `db` with psql and returns its unaligned output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER, "-d", db])
+            .args(["-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Starts the server (again) on the cluster's port with `fsync=on`, and waits until it
+    /// accepts connections.
+    pub fn start_server(&mut self) {
+        assert!(self.server.is_none(), "the test server is already running");
+        let (stop, stopped) = mpsc::channel();
+        let (started, pid) = mpsc::channel();
+        let mut cmd = as_postgres(&self.bin.join("postgres"));
+        cmd.arg("-D").arg(self.dir.path().join("data")).args(["-p", &self.port.to_string()]);
+        for setting in [
+            "listen_addresses=127.0.0.1",
+            "unix_socket_directories=",
+            "fsync=on",
+            "synchronous_commit=on",
+            "max_connections=200",
+        ] {
+            cmd.args(["-c", setting]);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("postgres.log"))
+            .expect("postgres log");
+        cmd.stdout(Stdio::null()).stderr(log);
+        // The thread spawns and owns the postmaster: the parent-death signal follows the
+        // thread that forked, so the server lives while the thread does.
+        let thread = std::thread::spawn(move || {
+            let mut child = cmd.spawn().expect("spawn postgres");
+            let _ = started.send(child.id());
+            let _ = stopped.recv();
+            stop_child(&mut child);
+        });
+        let pid = pid.recv().expect("postgres started");
+        self.server = Some(Server { stop, thread });
+        let deadline = Instant::now() + START_DEADLINE;
+        while !self.ready() {
+            if Instant::now() > deadline || !Path::new(&format!("/proc/{pid}")).exists() {
+                panic!("postgres did not start; its log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Stops the server (a fast shutdown: sessions are ended, nothing committed is lost).
+    pub fn stop_server(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.stop.send(());
+            let _ = server.thread.join();
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// What the server has logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+
+    fn ready(&self) -> bool {
+        Command::new(self.bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        self.stop_server();
+    }
+}
+
+/// Asks the postmaster for a fast shutdown and waits for it, killing it past the deadline.
+fn stop_child(child: &mut Child) {
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let deadline = Instant::now() + STOP_DEADLINE;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A command that runs `program` as the `postgres` user when this is root, and dies with
+/// the thread that spawns it.
+fn as_postgres(program: &Path) -> Command {
+    let mut cmd = Command::new("setpriv");
+    if as_root() {
+        cmd.args(["--reuid", USER, "--regid", USER, "--init-groups"]);
+    }
+    cmd.args(["--pdeathsig", "KILL", "--"]).arg(program);
+    cmd
+}
+
+fn as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The uid and gid of the `postgres` user.
+fn postgres_ids() -> (u32, u32) {
+    let id = |flag| {
+        let out = Command::new("id").args([flag, USER]).output().expect("run id");
+        assert!(out.status.success(), "there is no postgres user; run scripts/install-test-deps.sh");
+        String::from_utf8_lossy(&out.stdout).trim().parse::<u32>().expect("numeric id")
+    };
+    (id("-u"), id("-g"))
+}
+
+/// PostgreSQL's server binaries: `BERTH_TEST_PG_BIN`, or the newest version under
+/// /usr/lib/postgresql (Debian's layout).
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BERTH_TEST_PG_BIN") {
+        return dir.into();
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed; run scripts/install-test-deps.sh")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().expect("no PostgreSQL server under /usr/lib/postgresql; run scripts/install-test-deps.sh").1
+}
+
+/// A loopback port nothing listens on (the kernel's choice, released at once).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
