@@ -85,7 +85,11 @@ impl DataDir {
     pub fn open_existing(path: &Path, store: Option<&PgUrl>) -> anyhow::Result<Self> {
         if let Some(url) = store {
             if !path.is_dir() {
-                bail!("{} is not a Berth data dir; start Berth with `berth server --data-dir {} --store ...` first", path.display(), path.display());
+                bail!(
+                    "{} is not a Berth data dir; start Berth with `berth server --data-dir {} --store ...` first",
+                    path.display(),
+                    path.display()
+                );
             }
             let store = PgStore::open_unleased(url).with_context(|| format!("opening the store {url}"))?;
             return Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: None });
@@ -203,7 +207,9 @@ async fn open_writer_with_retry(url: &PgUrl, holder: String) -> anyhow::Result<P
 
 /// This host's name, for the lease's holder.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown host".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown host".into())
 }
 
 /// The lock of a server on its data dir: an exclusive `flock` on `berth.lock`, which

@@ -5,6 +5,11 @@
 //! after another, commits all their changes to the store in one transaction (one fsync),
 //! then publishes the new state and answers each caller. This group commit is what lets
 //! many concurrent writers share the cost of durability.
+//!
+//! When the store cannot tell whether a batch was committed
+//! ([`store::StoreError::OutcomeUnknown`], a PostgreSQL connection lost mid-commit), the
+//! view may no longer match the store: the writer re-reads the whole state from the store
+//! and publishes that, and commits nothing until it has.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -60,6 +65,8 @@ where
 /// Runs the writer until every sender is gone. Meant for a dedicated thread: it blocks on
 /// the store.
 pub(crate) fn run(mut jobs: mpsc::Receiver<Job>, store: Arc<dyn Store>, view: Arc<ArcSwap<State>>) {
+    // Whether the view must be re-read from the store before the next commit.
+    let mut stale = false;
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -97,7 +104,14 @@ pub(crate) fn run(mut jobs: mpsc::Receiver<Job>, store: Arc<dyn Store>, view: Ar
         touched.sort();
         touched.dedup();
         let mutations: Vec<_> = touched.iter().map(|t| next.mutation(t)).collect();
-        let outcome = match store.commit(&mutations) {
+        if stale {
+            stale = !reload(store.as_ref(), &view);
+        }
+        let committed = match stale {
+            true => Err(store::StoreError::Unavailable("the state is being re-read from the store".into())),
+            false => store.commit(&mutations),
+        };
+        let outcome = match committed {
             Ok(()) => {
                 view.store(Arc::new(next));
                 Ok(())
@@ -108,6 +122,11 @@ pub(crate) fn run(mut jobs: mpsc::Receiver<Job>, store: Arc<dyn Store>, view: Ar
                 tracing::error!(error = %e, changes = mutations.len(), "this replica lost the writer lease; the batch was not applied");
                 Err(Error::Internal(e.to_string()))
             }
+            Err(e @ store::StoreError::OutcomeUnknown(_)) => {
+                tracing::error!(error = %e, changes = mutations.len(), "a commit's outcome is unknown; re-reading the state from the store");
+                stale = !reload(store.as_ref(), &view);
+                Err(Error::Internal(e.to_string()))
+            }
             Err(e) => {
                 tracing::error!(error = %e, changes = mutations.len(), "commit failed; the batch was not applied");
                 Err(Error::Internal(e.to_string()))
@@ -115,6 +134,21 @@ pub(crate) fn run(mut jobs: mpsc::Receiver<Job>, store: Arc<dyn Store>, view: Ar
         };
         for deliver in replies {
             deliver(outcome.clone());
+        }
+    }
+}
+
+/// Replaces the view with the state the store holds; false if the store could not be read.
+fn reload(store: &dyn Store, view: &ArcSwap<State>) -> bool {
+    match store.load().map_err(|e| e.to_string()).and_then(|r| State::from_records(r).map_err(|e| e.to_string())) {
+        Ok(state) => {
+            view.store(Arc::new(state));
+            tracing::info!("the state was re-read from the store");
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "re-reading the state from the store failed; writes wait for it");
+            false
         }
     }
 }

@@ -48,10 +48,15 @@ pub enum StoreError {
     /// Nothing of the batch was written.
     #[error("this replica is no longer the store's writer: {0}")]
     Fenced(String),
+    /// The connection failed while a commit was in flight and the store could not find out
+    /// whether it was committed: the caller must read the store again (`load`) before it
+    /// relies on what it believes the store holds.
+    #[error("the store may or may not have committed the batch: {0}")]
+    OutcomeUnknown(String),
 }
 
 /// A durable, transactional home for records.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Every record, in `(table, key)` order.
     fn load(&self) -> Result<Vec<Record>, StoreError>;
     /// One record, read from durable storage (not from any cache).

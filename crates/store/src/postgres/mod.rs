@@ -26,6 +26,12 @@
 //!   call hands a future to it and waits on a channel, which never nests runtimes.
 //!   Concurrent calls share the one connection (tokio-postgres pipelines them); a broken
 //!   connection is replaced on the next call.
+//! - **A commit whose answer was lost is resolved, not guessed.** When the connection
+//!   breaks (or PostgreSQL stops answering) during a commit, the store opens a new
+//!   connection, ends the old session if it is still there and waits until it is gone (its
+//!   transaction is then either committed or rolled back for good), and looks for the
+//!   commit's token in the change log. If it cannot find out within [`RESOLVE_TIMEOUT`] it
+//!   answers [`StoreError::OutcomeUnknown`], and the caller re-reads the store.
 //! - **A store without the lease** ([`PgStore::open_unleased`]) commits unfenced: it is for
 //!   Berth's commands (`berth account`, `berth key`) that write only the tables the
 //!   control plane reads through (accounts and keys), never those its writer owns.
@@ -51,6 +57,9 @@ pub use url::PgUrl;
 /// The longest any one store call may take before it fails as unavailable: PostgreSQL
 /// behind a partition must not hang the writer forever.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a commit whose answer was lost may take to be resolved.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The lease this store holds, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +87,8 @@ struct Shared {
 /// One connection with its prepared statements.
 struct Conn {
     client: Client,
+    /// The server process of this session, to wait for it to end when its answer is lost.
+    backend: i32,
     get: Statement,
     load: Statement,
     commit: Statement,
@@ -193,7 +204,8 @@ impl Shared {
         let get = prepare("SELECT value FROM berth.records WHERE tbl = $1 AND key = $2").await.map_err(db_error)?;
         let load = prepare("SELECT tbl, key, value FROM berth.records ORDER BY tbl, key").await.map_err(db_error)?;
         let commit = prepare("SELECT berth.commit_batch($1, $2, $3, $4, $5, $6, $7)").await.map_err(db_error)?;
-        let conn = Arc::new(Conn { client, get, load, commit });
+        let backend = client.query_one("SELECT pg_backend_pid()", &[]).await.map_err(db_error)?.get(0);
+        let conn = Arc::new(Conn { client, backend, get, load, commit });
         *slot = Some(conn.clone());
         Ok(conn)
     }
@@ -216,6 +228,55 @@ impl Drop for PgStore {
             runtime.shutdown_background();
         }
     }
+}
+
+/// Finds out whether the commit with `token`, sent on the session of server process
+/// `backend` whose answer was lost (`why`), was committed.
+async fn resolve(shared: &Shared, backend: i32, token: i64, why: String) -> Result<(), StoreError> {
+    tracing::warn!(error = %why, "the answer to a commit was lost; finding out whether it was committed");
+    let attempt = async {
+        loop {
+            match resolve_once(shared, backend, token).await {
+                Ok(found) => return found,
+                Err(e) => {
+                    tracing::debug!(error = %e, "resolving a lost commit: PostgreSQL is not reachable yet");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(RESOLVE_TIMEOUT, attempt).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(StoreError::Unavailable(format!("PostgreSQL: {why}; the batch was not committed"))),
+        Err(_) => Err(StoreError::OutcomeUnknown(format!("PostgreSQL: {why}"))),
+    }
+}
+
+/// One attempt of [`resolve`]: the old session ended, then the change log read.
+async fn resolve_once(shared: &Shared, backend: i32, token: i64) -> Result<bool, StoreError> {
+    let conn = shared.connection().await?;
+    if conn.backend != backend {
+        // Ending it makes its transaction roll back if it has not committed yet; once it
+        // is gone, the change log tells the outcome for good.
+        conn.client.execute("SELECT pg_terminate_backend($1)", &[&backend]).await.map_err(db_error)?;
+        loop {
+            let row = conn
+                .client
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&backend])
+                .await
+                .map_err(db_error)?;
+            if row.get::<_, i64>(0) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let row = conn
+        .client
+        .query_one("SELECT EXISTS (SELECT 1 FROM berth.changes WHERE batch = $1)", &[&token])
+        .await
+        .map_err(db_error)?;
+    Ok(row.get(0))
 }
 
 /// Maps a PostgreSQL error to how the caller reacts.
@@ -296,15 +357,21 @@ impl Store for PgStore {
         let a = Arrays::of(batch);
         let epoch = self.epoch.map(|e| e.0);
         let token = self.batches.fetch_add(1, Ordering::Relaxed);
-        self.call(move |conn| async move {
-            conn.client
-                .query_one(
-                    &conn.commit,
-                    &[&epoch, &token, &a.put_tbl, &a.put_key, &a.put_val, &a.del_tbl, &a.del_key],
-                )
-                .await
-                .map_err(db_error)?;
-            Ok(())
+        let shared = self.shared.clone();
+        self.run(async move {
+            let conn = shared.connection().await?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+                [&epoch, &token, &a.put_tbl, &a.put_key, &a.put_val, &a.del_tbl, &a.del_key];
+            let sent = conn.client.query_one(&conn.commit, &params);
+            // The call's own timeout must not cut a commit short: this one leaves time to
+            // resolve it.
+            match tokio::time::timeout(CALL_TIMEOUT - RESOLVE_TIMEOUT, sent).await {
+                Ok(Ok(_)) => Ok(()),
+                // PostgreSQL answered: the transaction is over, and it failed.
+                Ok(Err(e)) if e.as_db_error().is_some() => Err(db_error(e)),
+                Ok(Err(e)) => resolve(&shared, conn.backend, token, e.to_string()).await,
+                Err(_) => resolve(&shared, conn.backend, token, "PostgreSQL did not answer".into()).await,
+            }
         })
     }
 }

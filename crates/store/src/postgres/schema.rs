@@ -115,7 +115,8 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     )
     .await
     .map_err(db_error)?;
-    let row = tx.query_one("SELECT coalesce(max(version), 0) FROM berth.schema_version", &[]).await.map_err(db_error)?;
+    let row =
+        tx.query_one("SELECT coalesce(max(version), 0) FROM berth.schema_version", &[]).await.map_err(db_error)?;
     let applied: i32 = row.get(0);
     let known = MIGRATIONS.len() as i32;
     if applied > known {

@@ -77,7 +77,13 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_complete_url() {
-        for bad in ["host=db user=berth", "/var/lib/berth.db", "postgres://db:5432/berth", "postgres://berth@db", "postgres://berth@db:notaport/x"] {
+        for bad in [
+            "host=db user=berth",
+            "/var/lib/berth.db",
+            "postgres://db:5432/berth",
+            "postgres://berth@db",
+            "postgres://berth@db:notaport/x",
+        ] {
             assert!(PgUrl::parse(bad).is_err(), "{bad}");
         }
     }
