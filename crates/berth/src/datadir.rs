@@ -190,7 +190,9 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// fails at once.
 async fn open_writer_with_retry(url: &PgUrl, holder: String) -> anyhow::Result<PgStore> {
     let mut wait = RETRY_FIRST;
-    for attempt in 1u32.. {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
         let (u, h) = (url.clone(), holder.clone());
         match tokio::task::spawn_blocking(move || PgStore::open_writer(&u, &h)).await? {
             Ok(store) => return Ok(store),
@@ -202,7 +204,6 @@ async fn open_writer_with_retry(url: &PgUrl, holder: String) -> anyhow::Result<P
             Err(e) => return Err(e).with_context(|| format!("opening the store {url}")),
         }
     }
-    unreachable!("the attempts never run out")
 }
 
 /// This host's name, for the lease's holder.

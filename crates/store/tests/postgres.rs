@@ -218,3 +218,43 @@ fn connecting_to_nothing_is_unavailable_with_the_address() {
     let err = PgStore::open_writer(&url(&pg), "test").unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
+
+#[test]
+fn a_commit_whose_session_is_killed_is_resolved_as_not_committed() {
+    let pg = TestPostgres::start();
+    let s = std::sync::Arc::new(PgStore::open_writer(&url(&pg), "test").unwrap());
+    s.commit(&[put("a", "1", "before")]).unwrap();
+    // Another session holds the lease row, so the commit waits inside its transaction;
+    // then its session is terminated, and its answer never comes.
+    let blocker = std::thread::spawn({
+        let url = pg.url();
+        move || {
+            std::process::Command::new("psql")
+                .args([&url, "-X", "-c"])
+                .arg("BEGIN; SELECT epoch FROM berth.lease FOR UPDATE; SELECT pg_sleep(3); COMMIT;")
+                .output()
+                .unwrap()
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let committing = std::thread::spawn({
+        let s = s.clone();
+        move || s.commit(&[put("a", "1", "lost"), put("a", "2", "lost")])
+    });
+    let waiting =
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%commit_batch%' AND wait_event_type = 'Lock'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pg.psql(DATABASE, waiting) != "1" {
+        assert!(std::time::Instant::now() < deadline, "the commit never waited for the lease row");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pg.psql(
+        DATABASE,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%commit_batch%' AND pid <> pg_backend_pid()",
+    );
+    let outcome = committing.join().unwrap();
+    assert!(matches!(outcome, Err(StoreError::Unavailable(ref m)) if m.contains("not committed")), "{outcome:?}");
+    blocker.join().unwrap();
+    assert_eq!(flat(&s.load().unwrap()), vec![("a", "1", "before")]);
+    s.commit(&[put("a", "2", "after")]).unwrap();
+}
