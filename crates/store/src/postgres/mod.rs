@@ -230,6 +230,18 @@ impl Drop for PgStore {
     }
 }
 
+/// Whether `e` says for certain that the statement failed: an error of the statement
+/// itself. An error that ends the session (FATAL, operator intervention such as a
+/// terminated backend or a shutdown, a broken connection) may come after the commit was
+/// already durable, so its outcome must be looked up.
+fn refused(e: &tokio_postgres::Error) -> bool {
+    let Some(d) = e.as_db_error() else {
+        return false;
+    };
+    let code = d.code().code();
+    !(matches!(d.severity(), "FATAL" | "PANIC") || code.starts_with("57") || code.starts_with("08"))
+}
+
 /// Finds out whether the commit with `token`, sent on the session of server process
 /// `backend` whose answer was lost (`why`), was committed.
 async fn resolve(shared: &Shared, backend: i32, token: i64, why: String) -> Result<(), StoreError> {
@@ -367,8 +379,8 @@ impl Store for PgStore {
             // resolve it.
             match tokio::time::timeout(CALL_TIMEOUT - RESOLVE_TIMEOUT, sent).await {
                 Ok(Ok(_)) => Ok(()),
-                // PostgreSQL answered: the transaction is over, and it failed.
-                Ok(Err(e)) if e.as_db_error().is_some() => Err(db_error(e)),
+                // PostgreSQL refused the statement: the transaction is over, and it failed.
+                Ok(Err(e)) if refused(&e) => Err(db_error(e)),
                 Ok(Err(e)) => resolve(&shared, conn.backend, token, e.to_string()).await,
                 Err(_) => resolve(&shared, conn.backend, token, "PostgreSQL did not answer".into()).await,
             }
