@@ -594,6 +594,23 @@ async fn a_repository_policy_naming_a_user_of_the_account_lets_it_in() {
         .await
         .unwrap_err();
     assert_eq!(error_code(&e), "AccessDeniedException", "an action the policy does not name");
+
+    // A repository policy's explicit deny wins over the user's own allow, and the denial
+    // says which kind of policy denied.
+    let own =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:DescribeImages","Resource":"*"}]}"#;
+    let iam = iam(&b).await;
+    iam.put_user_policy().user_name("reader").policy_name("own").policy_document(own).send().await.unwrap();
+    reader.describe_images().repository_name("private").send().await.unwrap();
+    let deny = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny",
+            "Principal":{{"AWS":"arn:aws:iam::{account}:user/reader"}},"Action":"ecr:DescribeImages"}}]}}"#
+    );
+    ecr.set_repository_policy().repository_name("private").policy_text(deny).send().await.unwrap();
+    let e = reader.describe_images().repository_name("private").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "AccessDeniedException");
+    let text = e.into_service_error().meta().message().unwrap_or_default().to_string();
+    assert!(text.ends_with("with an explicit deny in a resource-based policy"), "{text}");
 }
 
 #[tokio::test]

@@ -118,8 +118,10 @@ fn context(base: Arc<PrincipalContext>, action: &str, resource: &str) -> Request
     req
 }
 
-fn denied(caller: &Caller, action: &str, resource: &str, decision: Decision) -> Error {
+/// What a denial says: AWS names the kind of policy whose explicit deny decided.
+fn denied(caller: &Caller, action: &str, resource: &str, decision: Decision, by_resource_policy: bool) -> Error {
     let why = match decision {
+        Decision::ExplicitDeny if by_resource_policy => "with an explicit deny in a resource-based policy".to_string(),
         Decision::ExplicitDeny => "with an explicit deny in an identity-based policy".to_string(),
         _ => format!("because no identity-based policy allows the {action} action"),
     };
@@ -180,7 +182,12 @@ impl Ops<'_, Iam> {
             };
             match evaluate(policies, resource_policy, &req) {
                 Decision::Allow => {}
-                d => return Err(denied(caller, &access.action, resource, d)),
+                d => {
+                    // Only a denial pays for finding which policy decided it.
+                    let by_resource_policy =
+                        d == Decision::ExplicitDeny && evaluate(policies, None, &req) != Decision::ExplicitDeny;
+                    return Err(denied(caller, &access.action, resource, d, by_resource_policy));
+                }
             }
             for k in tag_keys {
                 req.remove(&k);
