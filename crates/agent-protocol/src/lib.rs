@@ -16,6 +16,7 @@
 //!
 //! The control plane and the agent share these types and nothing else.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
@@ -123,6 +124,16 @@ pub struct TaskAssignment {
     /// Absent from messages of control planes that predate it, which therefore still decode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<AwsvpcNetwork>,
+    /// Each container's ARN by its name, as DescribeTasks shows it (the task metadata
+    /// endpoint's `ContainerARN`). Empty from control planes that predate it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub container_arns: BTreeMap<String, String>,
+    /// The task's tags and its container instance's, for the metadata endpoint's
+    /// `taskWithTags` (`TaskTags`, `ContainerInstanceTags`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub task_tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instance_tags: BTreeMap<String, String>,
 }
 
 /// An `awsvpc` task's elastic network interface, as the control plane allocated it: the

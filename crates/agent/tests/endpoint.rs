@@ -67,7 +67,7 @@ fn fetching_task(extra: Value) -> agent_protocol::TaskAssignment {
     if let (Some(d), Some(e)) = (def.as_object_mut(), extra.as_object()) {
         d.extend(e.clone());
     }
-    assignment(
+    let mut a = assignment(
         "endpoint",
         def,
         vec![
@@ -75,8 +75,14 @@ fn fetching_task(extra: Value) -> agent_protocol::TaskAssignment {
             fetcher("meta", "ECS_CONTAINER_METADATA_URI_V4/task"),
             app,
         ],
-    )
+    );
+    a.container_arns.insert("app".into(), APP_ARN.into());
+    a.task_tags.insert("team".into(), "a".into());
+    a
 }
+
+/// The ARN the control plane gives the `app` container of [`fetching_task`].
+const APP_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:container/default/t1/0f1e2d3c";
 
 /// Waits until both fetchers have exited, and returns the report.
 async fn fetched(task: &mut Running) -> TaskReport {
@@ -212,6 +218,10 @@ async fn bridge_containers_fetch_their_credentials_and_metadata_at_169_254_170_2
     let (status, mine) = local_get(&e, &path_of(&v4)).await;
     assert_eq!((status, &mine["DockerId"]), (200, &json!(app_id)));
     assert_eq!(mine["Name"], "app");
+    assert_eq!(mine["ContainerARN"], APP_ARN);
+    let (status, tagged) = local_get(&e, &format!("{}/taskWithTags", path_of(&v4))).await;
+    assert_eq!((status, &tagged["TaskTags"]), (200, &json!({ "team": "a" })));
+    assert!(tagged["ContainerInstanceTags"].is_object());
     let (status, v3_task) = local_get(&e, &format!("{}/task", path_of(&v3))).await;
     assert_eq!((status, &v3_task["TaskARN"]), (200, &json!(arn)));
     assert!(v3_task.get("LaunchType").is_none(), "v3 has no LaunchType");
@@ -334,6 +344,8 @@ fn snapshot(arn: &str) -> TaskSnapshot {
         pull_stopped_at: None,
         execution_stopped_at: None,
         containers: vec![],
+        task_tags: Default::default(),
+        instance_tags: Default::default(),
     }
 }
 

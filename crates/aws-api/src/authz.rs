@@ -17,6 +17,7 @@
 //!   match a request that names the user without its path.
 
 use control_plane::iam::authz::Access;
+use model::iam::entity::EntityKind;
 use model::Scope;
 use serde_json::Value;
 
@@ -229,7 +230,14 @@ pub(crate) fn events(operation: &str, body: &Value, scope: &Scope) -> Access {
 }
 
 /// The query services: ELBv2 (`elasticloadbalancing:`), EC2, IAM and STS.
-pub(crate) fn query(prefix: &str, action: &str, params: &Params, scope: &Scope) -> Access {
+/// `entity_arn` finds an existing IAM user's or role's ARN by its name.
+pub(crate) fn query(
+    prefix: &str,
+    action: &str,
+    params: &Params,
+    scope: &Scope,
+    entity_arn: &dyn Fn(EntityKind, &str) -> Option<String>,
+) -> Access {
     let mut access = Access::new(format!("{prefix}:{action}"));
     let account = scope.account.as_str();
     let mut resources = Vec::new();
@@ -244,12 +252,16 @@ pub(crate) fn query(prefix: &str, action: &str, params: &Params, scope: &Scope) 
         }
     }
     if prefix == "iam" {
-        if let Some(u) = params.get("UserName") {
-            resources.push(format!("arn:aws:iam::{account}:user/{u}"));
-        }
-        if let Some(r) = params.get("RoleName") {
-            resources.push(format!("arn:aws:iam::{account}:role/{r}"));
-        }
+        let named = |kind: EntityKind, member: &str, creates: &str| {
+            let name = params.get(member)?;
+            if action == creates {
+                let path = params.get("Path").unwrap_or("/");
+                return Some(format!("arn:aws:iam::{account}:{}{path}{name}", kind.arn_type()));
+            }
+            entity_arn(kind, name).or_else(|| Some(format!("arn:aws:iam::{account}:{}/{name}", kind.arn_type())))
+        };
+        resources.extend(named(EntityKind::User, "UserName", "CreateUser"));
+        resources.extend(named(EntityKind::Role, "RoleName", "CreateRole"));
         if action == "CreatePolicy" {
             let path = params.get("Path").unwrap_or("/");
             resources

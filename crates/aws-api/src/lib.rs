@@ -420,7 +420,9 @@ async fn dispatch_query(
             query::Service::Sts => "sts",
             query::Service::Iam => "iam",
         };
-        let mut access = authz::query(prefix, action, params, &caller.scope);
+        let account = &caller.scope.account;
+        let entity_arn = |kind, name: &str| api.control.iam().entity_arn(account, kind, name);
+        let mut access = authz::query(prefix, action, params, &caller.scope, &entity_arn);
         origin.add_to(&mut access);
         api.control.iam().authorize(caller, &access)?;
     }

@@ -11,7 +11,7 @@ pub struct Caller {
 }
 
 /// The IAM principal behind a request's key.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Principal {
     /// The account's root: what `berth up` and `berth account` keys are. All-powerful.

@@ -95,6 +95,8 @@ pub struct ControlPlane {
     /// IAM users' key secrets once opened, by key id: a key's secret never changes, and
     /// opening it on every request cost as much as the rest of authorization.
     unsealed_keys: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<str>>>,
+    /// What authorizing a principal's requests starts from, prepared once per IAM state.
+    prepared_principals: state::iam::PreparedPrincipals,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -153,6 +155,7 @@ impl ControlPlane {
             log_store,
             sealer: config.sealer,
             unsealed_keys: Default::default(),
+            prepared_principals: Default::default(),
         })
     }
 

@@ -5,8 +5,9 @@
 //! Shapes follow ECS's documented responses: PascalCase members, times in RFC 3339 UTC
 //! with Docker's nanoseconds, members without a value left out. Version 4 adds to
 //! version 3 the task's `LaunchType`, each container's `LogDriver` and `LogOptions`, and
-//! the awsvpc interface's details in `Networks`. `ContainerARN` is left out: the agent
-//! is not told containers' ARNs.
+//! the awsvpc interface's details in `Networks`, and each container's `ContainerARN`
+//! (the control plane sends them with the task). `taskWithTags` adds the task's and its
+//! container instance's tags (`TaskTags`, `ContainerInstanceTags`) to the task.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -29,12 +30,16 @@ pub struct TaskSnapshot {
     pub pull_stopped_at: Option<SystemTime>,
     pub execution_stopped_at: Option<SystemTime>,
     pub containers: Vec<ContainerSnapshot>,
+    pub task_tags: BTreeMap<String, String>,
+    pub instance_tags: BTreeMap<String, String>,
 }
 
 /// One container of a task, the pause container of an awsvpc task included.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSnapshot {
     pub name: String,
+    /// Its ECS ARN; none for the pause container, which ECS does not list.
+    pub arn: Option<String>,
     pub docker_name: String,
     pub docker_id: Option<String>,
     pub image: String,
@@ -101,8 +106,9 @@ pub enum Version {
     V4,
 }
 
-/// `${ECS_CONTAINER_METADATA_URI_V4}/task` (or v3's), as JSON text in ECS's member order.
-pub fn task(t: &TaskSnapshot, host: &HostFacts, v: Version) -> String {
+/// `${ECS_CONTAINER_METADATA_URI_V4}/task` (or v3's), as JSON text in ECS's member order;
+/// with `tags`, `/taskWithTags`.
+pub fn task(t: &TaskSnapshot, host: &HostFacts, v: Version, tags: bool) -> String {
     let cluster = t.cluster_arn.rsplit_once(":cluster/").map_or(t.cluster_arn.as_str(), |(_, name)| name);
     let body = TaskBody {
         cluster,
@@ -118,6 +124,8 @@ pub fn task(t: &TaskSnapshot, host: &HostFacts, v: Version) -> String {
         availability_zone: &host.availability_zone,
         launch_type: (v == Version::V4).then_some(host.launch_type.as_str()),
         containers: t.containers.iter().map(|c| container_body(c, v)).collect(),
+        task_tags: tags.then_some(&t.task_tags),
+        container_instance_tags: tags.then_some(&t.instance_tags),
     };
     serde_json::to_string(&body).unwrap_or_default()
 }
@@ -149,6 +157,10 @@ struct TaskBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     launch_type: Option<&'a str>,
     containers: Vec<ContainerBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_tags: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_instance_tags: Option<&'a BTreeMap<String, String>>,
 }
 
 #[derive(Serialize)]
@@ -177,6 +189,8 @@ struct ContainerBody<'a> {
     finished_at: Option<String>,
     #[serde(rename = "Type")]
     kind: &'static str,
+    #[serde(rename = "ContainerARN", skip_serializing_if = "Option::is_none")]
+    container_arn: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     health: Option<Health<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -256,6 +270,7 @@ fn container_body(c: &ContainerSnapshot, v: Version) -> ContainerBody<'_> {
         started_at: c.started_at.map(rfc3339),
         finished_at: c.finished_at.map(rfc3339),
         kind: if c.internal { "CNI_PAUSE" } else { "NORMAL" },
+        container_arn: c.arn.as_deref().filter(|_| v4),
         health: c.health.as_deref().map(|status| Health { status }),
         log_driver: c.log_driver.as_deref().filter(|_| v4),
         log_options: (v4 && !c.log_options.is_empty()).then_some(&c.log_options),
@@ -316,6 +331,7 @@ mod tests {
     fn curl(internal: bool) -> ContainerSnapshot {
         ContainerSnapshot {
             name: if internal { "~internal~ecs~pause".into() } else { "curl".into() },
+            arn: (!internal).then(|| "arn:aws:ecs:us-west-2:111122223333:container/default/158d1c80/1f73d099".into()),
             docker_name: "ecs-curltest-26-curl-a0e7dba5aca6d8cb2e00".into(),
             docker_id: Some("ee08638adaaf".into()),
             image: "curltest:latest".into(),
@@ -362,6 +378,8 @@ mod tests {
             pull_stopped_at: Some(at(1_601_599_386, 312_884_650)),
             execution_stopped_at: None,
             containers: vec![curl(false)],
+            task_tags: BTreeMap::from([("team".to_string(), "web".to_string())]),
+            instance_tags: BTreeMap::new(),
         }
     }
 
@@ -371,7 +389,7 @@ mod tests {
 
     #[test]
     fn a_v4_task_has_ecs_documented_members() {
-        let v = parse(task(&snapshot(), &host(), Version::V4));
+        let v = parse(task(&snapshot(), &host(), Version::V4, false));
         assert_eq!(
             v,
             json!({
@@ -389,6 +407,7 @@ mod tests {
                 "Containers": [{
                     "DockerId": "ee08638adaaf",
                     "Name": "curl",
+                    "ContainerARN": "arn:aws:ecs:us-west-2:111122223333:container/default/158d1c80/1f73d099",
                     "DockerName": "ecs-curltest-26-curl-a0e7dba5aca6d8cb2e00",
                     "Image": "curltest:latest",
                     "ImageID": "sha256:d691691e",
@@ -417,12 +436,20 @@ mod tests {
 
     #[test]
     fn v3_leaves_out_what_v4_added() {
-        let v = parse(task(&snapshot(), &host(), Version::V3));
+        let v = parse(task(&snapshot(), &host(), Version::V3, false));
         assert!(v.get("LaunchType").is_none());
         let c = &v["Containers"][0];
-        assert!(c.get("LogDriver").is_none() && c.get("LogOptions").is_none());
+        assert!(c.get("LogDriver").is_none() && c.get("LogOptions").is_none() && c.get("ContainerARN").is_none());
         assert_eq!(c["Networks"], json!([{ "NetworkMode": "awsvpc", "IPv4Addresses": ["10.0.2.61"] }]));
         assert_eq!(parse(container(&snapshot().containers[0], Version::V3)), *c, "the container path shows the same");
+    }
+
+    #[test]
+    fn task_with_tags_adds_the_task_and_instance_tags() {
+        let v = parse(task(&snapshot(), &host(), Version::V4, true));
+        assert_eq!((&v["TaskTags"], &v["ContainerInstanceTags"]), (&json!({ "team": "web" }), &json!({})));
+        let plain = parse(task(&snapshot(), &host(), Version::V4, false));
+        assert!(plain.get("TaskTags").is_none() && plain.get("ContainerInstanceTags").is_none());
     }
 
     #[test]
@@ -477,9 +504,9 @@ mod tests {
 
         let mut t = snapshot();
         (t.cpu, t.memory) = (None, None);
-        assert!(parse(task(&t, &host(), Version::V4)).get("Limits").is_none());
+        assert!(parse(task(&t, &host(), Version::V4, false)).get("Limits").is_none());
         (t.cpu, t.memory) = (Some("1 vCPU".into()), Some("2 GB".into()));
-        assert_eq!(parse(task(&t, &host(), Version::V4))["Limits"], json!({ "CPU": 1.0, "Memory": 2048 }));
+        assert_eq!(parse(task(&t, &host(), Version::V4, false))["Limits"], json!({ "CPU": 1.0, "Memory": 2048 }));
     }
 
     #[test]

@@ -41,8 +41,8 @@ pub fn router(endpoint: Arc<Endpoint>) -> Router {
     let v = |version: Version| {
         Router::new()
             .route("/{id}", get(move |s, p| container(s, p, version)))
-            .route("/{id}/task", get(move |s, p| task(s, p, version)))
-            .route("/{id}/taskWithTags", get(move |s, p| task(s, p, version)))
+            .route("/{id}/task", get(move |s, p| task(s, p, version, false)))
+            .route("/{id}/taskWithTags", get(move |s, p| task(s, p, version, true)))
             .route("/{id}/stats", get(move |s, p| container_stats(s, p, version)))
             .route("/{id}/task/stats", get(move |s, p| task_stats(s, p, version)))
     };
@@ -142,9 +142,9 @@ async fn container(State(e): State<Arc<Endpoint>>, Path(id): Path<String>, v: Ve
     }
 }
 
-async fn task(State(e): State<Arc<Endpoint>>, Path(id): Path<String>, v: Version) -> Response {
+async fn task(State(e): State<Arc<Endpoint>>, Path(id): Path<String>, v: Version, tags: bool) -> Response {
     match lookup(&e, &id, v) {
-        Ok(found) => json(StatusCode::OK, metadata::task(&found.task, &e.host, v)),
+        Ok(found) => json(StatusCode::OK, metadata::task(&found.task, &e.host, v, tags)),
         Err(r) => *r,
     }
 }

@@ -6,6 +6,8 @@
 //! snapshot whenever what it knows changes, and forgets the task once it is STOPPED. The
 //! server only reads. Locks are held for a map lookup at most.
 
+#[cfg(test)]
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -105,6 +107,8 @@ mod tests {
             pull_stopped_at: None,
             execution_stopped_at: None,
             containers: vec![],
+            task_tags: BTreeMap::new(),
+            instance_tags: BTreeMap::new(),
         }
     }
 

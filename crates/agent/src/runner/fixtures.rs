@@ -19,6 +19,9 @@ pub fn assignment(definition: RegisterTaskDefinitionRequest) -> TaskAssignment {
         definition,
         overrides: None,
         network: None,
+        container_arns: Default::default(),
+        task_tags: Default::default(),
+        instance_tags: Default::default(),
     }
 }
 

@@ -34,6 +34,8 @@ pub fn task(
         pull_stopped_at: progress.pull_stopped_at.map(system_time),
         execution_stopped_at: progress.execution_stopped_at.map(system_time),
         containers: ctrs.iter().map(|c| container(a, c, mode, awsvpc, pause_id.as_deref())).collect(),
+        task_tags: a.task_tags.clone(),
+        instance_tags: a.instance_tags.clone(),
     }
 }
 
@@ -62,6 +64,7 @@ fn container(
     let log = c.def.log_configuration.as_ref();
     ContainerSnapshot {
         name: c.name.clone(),
+        arn: a.container_arns.get(&c.name).filter(|_| !c.internal).cloned(),
         docker_name: c.docker_name.clone(),
         docker_id: c.id.clone(),
         image: c.def.image.clone().unwrap_or_default(),

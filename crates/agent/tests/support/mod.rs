@@ -68,6 +68,9 @@ pub fn assignment(family: &str, extra: Value, containers: Vec<Value>) -> TaskAss
         definition,
         overrides: None,
         network: None,
+        container_arns: Default::default(),
+        task_tags: Default::default(),
+        instance_tags: Default::default(),
     }
 }
 

@@ -506,7 +506,7 @@ fn task_shape(view: &control_plane::State, t: &Task, with_tags: bool) -> w::Task
         .containers
         .iter()
         .map(|c| w::Container {
-            container_arn: Some(t.scope.arn("ecs", &format!("container/{}/{}/{}", t.cluster, t.id, c.id)).to_string()),
+            container_arn: Some(t.container_arn(c).to_string()),
             task_arn: Some(arn.clone()),
             name: Some(c.name.clone()),
             image: Some(c.image.clone()),

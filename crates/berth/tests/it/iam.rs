@@ -506,6 +506,68 @@ async fn conditions_read_the_resources_tags_the_source_address_and_the_transport
 }
 
 #[tokio::test]
+async fn log_groups_target_groups_and_parameters_answer_to_their_tags() {
+    let b = berth().await;
+    let config = b.sdk_config(&b.key, "us-east-1").await;
+    let (logs, elb) =
+        (aws_sdk_cloudwatchlogs::Client::new(&config), aws_sdk_elasticloadbalancingv2::Client::new(&config));
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let vpc = crate::ec2::ec2(&b).await.describe_vpcs().send().await.unwrap().vpcs()[0].vpc_id().unwrap().to_string();
+    let mut groups = Vec::new();
+    for team in ["web", "db"] {
+        logs.create_log_group().log_group_name(format!("/{team}/app")).tags("team", team).send().await.unwrap();
+        let tag = aws_sdk_elasticloadbalancingv2::types::Tag::builder().key("team").value(team).build();
+        let tg = elb.create_target_group().name(format!("{team}-tg")).protocol("HTTP".into()).port(80).vpc_id(&vpc);
+        let tg = tg.tags(tag).send().await.unwrap();
+        groups.push(tg.target_groups()[0].target_group_arn().unwrap().to_string());
+        let tag = aws_sdk_ssm::types::Tag::builder().key("team").value(team).build().unwrap();
+        ssm.put_parameter()
+            .name(format!("/{team}/url"))
+            .value("x")
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .tags(tag)
+            .send()
+            .await
+            .unwrap();
+    }
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":["logs:PutRetentionPolicy","elasticloadbalancing:DescribeTargetHealth","ssm:GetParameter"],
+         "Resource":"*","Condition":{"StringEquals":{"aws:ResourceTag/team":"web"}}}]}"#;
+    let user = user_with_policy(&b, "web-dev", Some(policy)).await;
+    let (logs, elb) = (aws_sdk_cloudwatchlogs::Client::new(&user), aws_sdk_elasticloadbalancingv2::Client::new(&user));
+    let ssm = aws_sdk_ssm::Client::new(&user);
+    logs.put_retention_policy().log_group_name("/web/app").retention_in_days(1).send().await.unwrap();
+    let e = logs.put_retention_policy().log_group_name("/db/app").retention_in_days(1).send().await.unwrap_err();
+    assert_eq!(error_code(&e), "AccessDeniedException", "another team's log group");
+    elb.describe_target_health().target_group_arn(&groups[0]).send().await.unwrap();
+    let e = elb.describe_target_health().target_group_arn(&groups[1]).send().await.unwrap_err();
+    assert_eq!(error_code(&e), "AccessDenied", "another team's target group");
+    ssm.get_parameter().name("/web/url").send().await.unwrap();
+    let e = ssm.get_parameter().name("/db/url").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "AccessDeniedException", "another team's parameter");
+}
+
+#[tokio::test]
+async fn users_and_roles_named_by_name_are_checked_with_their_paths() {
+    let b = berth().await;
+    let root = iam(&b).await;
+    root.create_user().user_name("alice").path("/team/").send().await.unwrap();
+    root.create_user().user_name("bob").send().await.unwrap();
+    let account = b.key.account.clone();
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["iam:GetUser","iam:CreateUser"],"Resource":"arn:aws:iam::{account}:user/team/*"}}]}}"#
+    );
+    let lead = aws_sdk_iam::Client::new(&user_with_policy(&b, "lead", Some(&policy)).await);
+    let alice = lead.get_user().user_name("alice").send().await.unwrap();
+    assert_eq!(alice.user().unwrap().arn(), format!("arn:aws:iam::{account}:user/team/alice"));
+    let e = lead.get_user().user_name("bob").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "AccessDenied", "bob is not under /team/");
+    lead.create_user().user_name("carol").path("/team/").send().await.unwrap();
+    let e = lead.create_user().user_name("dave").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "AccessDenied", "a user created at the root path");
+}
+
+#[tokio::test]
 async fn a_repository_policy_naming_a_user_of_the_account_lets_it_in() {
     let b = berth().await;
     let account = b.key.account.clone();
@@ -532,6 +594,23 @@ async fn a_repository_policy_naming_a_user_of_the_account_lets_it_in() {
         .await
         .unwrap_err();
     assert_eq!(error_code(&e), "AccessDeniedException", "an action the policy does not name");
+
+    // A repository policy's explicit deny wins over the user's own allow, and the denial
+    // says which kind of policy denied.
+    let own =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:DescribeImages","Resource":"*"}]}"#;
+    let iam = iam(&b).await;
+    iam.put_user_policy().user_name("reader").policy_name("own").policy_document(own).send().await.unwrap();
+    reader.describe_images().repository_name("private").send().await.unwrap();
+    let deny = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny",
+            "Principal":{{"AWS":"arn:aws:iam::{account}:user/reader"}},"Action":"ecr:DescribeImages"}}]}}"#
+    );
+    ecr.set_repository_policy().repository_name("private").policy_text(deny).send().await.unwrap();
+    let e = reader.describe_images().repository_name("private").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "AccessDeniedException");
+    let text = e.into_service_error().meta().message().unwrap_or_default().to_string();
+    assert!(text.ends_with("with an explicit deny in a resource-based policy"), "{text}");
 }
 
 #[tokio::test]

@@ -103,6 +103,14 @@ pub(crate) fn assignment(state: &State, t: &Task) -> Option<TaskAssignment> {
                 )),
             })
         }),
+        container_arns: t.containers.iter().map(|c| (c.name.clone(), t.container_arn(c).to_string())).collect(),
+        task_tags: t.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        instance_tags: t
+            .container_instance
+            .as_ref()
+            .and_then(|id| state.instances.get(&(t.scope.clone(), t.cluster.clone(), id.clone())))
+            .map(|i| i.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+            .unwrap_or_default(),
     })
 }
 

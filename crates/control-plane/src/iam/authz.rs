@@ -13,14 +13,16 @@
 use model::iam::entity::{entity_arn, EntityKind};
 use model::iam::Principal as EvalPrincipal;
 use model::iam::{
-    evaluate, resource_policy_decision, Decision, PolicyDocument, RequestContext, ResourcePolicyDecision,
+    evaluate, resource_policy_decision, Decision, PolicyDocument, PrincipalContext, RequestContext,
+    ResourcePolicyDecision,
 };
+use std::sync::Arc;
 
 use super::policies::identity_policies;
 use super::Iam;
 use crate::caller::{Caller, Principal};
 use crate::error::{Error, Result};
-use crate::state::iam::Role;
+use crate::state::iam::{PolicyRef, PreparedPrincipal, Role};
 use crate::state::State;
 use crate::Ops;
 
@@ -60,7 +62,7 @@ fn eval_principal(caller: &Caller) -> EvalPrincipal {
 }
 
 /// The identity policies and tags of the caller's principal (none for the root).
-fn principal_policies<'a>(state: &'a State, caller: &Caller) -> (Vec<&'a PolicyDocument>, &'a [(String, String)]) {
+fn principal_policies<'a>(state: &'a State, caller: &Caller) -> (Vec<PolicyRef>, &'a [(String, String)]) {
     let account = &caller.scope.account;
     match &caller.principal {
         Principal::Root => (vec![], &[]),
@@ -73,6 +75,19 @@ fn principal_policies<'a>(state: &'a State, caller: &Caller) -> (Vec<&'a PolicyD
             None => (vec![], &[]),
         },
     }
+}
+
+/// The keys of every request of the caller's principal: those of the principal itself,
+/// `aws:userid`, its tags as `aws:PrincipalTag/*`, and `aws:SecureTransport` as Berth
+/// serves it (plain HTTP unless it terminates TLS; the edge says so per request).
+fn principal_context(caller: &Caller, tags: &[(String, String)]) -> PrincipalContext {
+    let mut base = PrincipalContext::new(eval_principal(caller));
+    base.set("aws:userid", vec![caller.user_id()]);
+    base.set("aws:SecureTransport", vec!["false".into()]);
+    for (k, v) in tags {
+        base.set(format!("aws:PrincipalTag/{k}"), vec![v.clone()]);
+    }
+    base
 }
 
 /// `aws:EpochTime` and `aws:CurrentTime` (RFC 3339) now, formatted once a second rather
@@ -94,23 +109,19 @@ fn clock() -> (String, String) {
     (now.to_string(), current)
 }
 
-/// A request context with the keys that follow from the caller.
-fn context(caller: &Caller, action: &str, resource: &str, tags: &[(String, String)]) -> RequestContext {
-    let mut req = RequestContext::new(eval_principal(caller), action, resource);
+/// A request context of `base`'s principal with the time of the request.
+fn context(base: Arc<PrincipalContext>, action: &str, resource: &str) -> RequestContext {
+    let mut req = RequestContext::of(base, action, resource);
     let (epoch, current) = clock();
-    req.set("aws:userid", vec![caller.user_id()]);
     req.set("aws:EpochTime", vec![epoch]);
     req.set("aws:CurrentTime", vec![current]);
-    // Berth's API is served over plain HTTP unless it terminates TLS; the edge says so.
-    req.set("aws:SecureTransport", vec!["false".into()]);
-    for (k, v) in tags {
-        req.set(&format!("aws:PrincipalTag/{k}"), vec![v.clone()]);
-    }
     req
 }
 
-fn denied(caller: &Caller, action: &str, resource: &str, decision: Decision) -> Error {
+/// What a denial says: AWS names the kind of policy whose explicit deny decided.
+fn denied(caller: &Caller, action: &str, resource: &str, decision: Decision, by_resource_policy: bool) -> Error {
     let why = match decision {
+        Decision::ExplicitDeny if by_resource_policy => "with an explicit deny in a resource-based policy".to_string(),
         Decision::ExplicitDeny => "with an explicit deny in an identity-based policy".to_string(),
         _ => format!("because no identity-based policy allows the {action} action"),
     };
@@ -121,6 +132,31 @@ fn denied(caller: &Caller, action: &str, resource: &str, decision: Decision) -> 
 }
 
 impl Ops<'_, Iam> {
+    /// The caller's identity policies and principal keys, prepared once for all its
+    /// requests while IAM's state stays as it is.
+    fn prepared(&self, state: &State, caller: &Caller) -> Arc<PreparedPrincipal> {
+        let (account, principal) = (&caller.scope.account, &caller.principal);
+        if let Some(p) = self.prepared_principals.get(&state.iam, account, principal) {
+            return p;
+        }
+        let (policies, tags) = principal_policies(state, caller);
+        let base = principal_context(caller, tags);
+        self.prepared_principals.put(&state.iam, account, principal, base, policies)
+    }
+
+    /// The ARN, path included, of `account`'s user or role named `name`, if it exists: a
+    /// request naming an entity is checked against the ARN the entity has.
+    pub fn entity_arn(&self, account: &model::AccountId, kind: EntityKind, name: &str) -> Option<String> {
+        let state = self.view();
+        let key = (account.clone(), name.to_ascii_lowercase());
+        let path = match kind {
+            EntityKind::User => state.iam.users.get(&key).map(|u| (u.path.clone(), u.name.clone())),
+            EntityKind::Role => state.iam.roles.get(&key).map(|r| (r.path.clone(), r.name.clone())),
+            _ => None,
+        };
+        path.map(|(path, name)| entity_arn(account, kind, &path, &name))
+    }
+
     /// Whether `caller` may make the request `access` describes; `Denied` with AWS's
     /// message if not. The account's root may do everything.
     pub fn authorize(&self, caller: &Caller, access: &Access) -> Result<()> {
@@ -128,23 +164,30 @@ impl Ops<'_, Iam> {
             return Ok(());
         }
         let state = self.view();
-        let (policies, tags) = principal_policies(&state, caller);
-        let mut req = context(caller, &access.action, "*", tags);
+        let prepared = self.prepared(&state, caller);
+        let policies = &prepared.policies;
+        let mut req = context(prepared.context.clone(), &access.action, "*");
         for (k, v) in &access.context {
-            req.set(k, v.clone());
+            req.set(k.clone(), v.clone());
         }
         for resource in &access.resources {
             req.set_resource(resource.as_str());
             let resource_policy = crate::state::resources::resource_policy(&state, resource);
             // The resource's tags are looked up only for policies that read them.
-            let tag_keys =
-                match policies.iter().copied().chain(resource_policy).any(PolicyDocument::reads_resource_tags) {
-                    true => add_resource_tags(&state, resource, &mut req),
-                    false => vec![],
-                };
-            match evaluate(&policies, resource_policy, &req) {
+            let reads_tags = policies.iter().any(|p| p.reads_resource_tags())
+                || resource_policy.is_some_and(PolicyDocument::reads_resource_tags);
+            let tag_keys = match reads_tags {
+                true => add_resource_tags(&state, resource, &mut req),
+                false => vec![],
+            };
+            match evaluate(policies, resource_policy, &req) {
                 Decision::Allow => {}
-                d => return Err(denied(caller, &access.action, resource, d)),
+                d => {
+                    // Only a denial pays for finding which policy decided it.
+                    let by_resource_policy =
+                        d == Decision::ExplicitDeny && evaluate(policies, None, &req) != Decision::ExplicitDeny;
+                    return Err(denied(caller, &access.action, resource, d, by_resource_policy));
+                }
             }
             for k in tag_keys {
                 req.remove(&k);
@@ -162,7 +205,7 @@ fn add_resource_tags(state: &State, arn: &str, req: &mut RequestContext) -> Vec<
     let mut keys = Vec::with_capacity(tags.len() * 2);
     for (k, v) in tags {
         for key in [format!("aws:ResourceTag/{k}"), format!("{service}:ResourceTag/{k}")] {
-            req.set(&key, vec![v.clone()]);
+            req.set(key.clone(), vec![v.clone()]);
             keys.push(key);
         }
     }
@@ -175,7 +218,7 @@ fn add_resource_tags(state: &State, arn: &str, req: &mut RequestContext) -> Vec<
 pub(crate) fn may_assume(state: &State, caller: &Caller, role: &Role, external_id: Option<&str>) -> bool {
     let role_arn = entity_arn(&role.account, EntityKind::Role, &role.path, &role.name);
     let (policies, tags) = principal_policies(state, caller);
-    let mut req = context(caller, "sts:AssumeRole", &role_arn, tags);
+    let mut req = context(Arc::new(principal_context(caller, tags)), "sts:AssumeRole", &role_arn);
     if let Some(id) = external_id {
         req.set("sts:ExternalId", vec![id.to_string()]);
     }

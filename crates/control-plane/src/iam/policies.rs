@@ -14,7 +14,7 @@ use super::users::find_user;
 use super::{already_exists, delete_conflict, invalid_input, limit_exceeded, new_id, no_such_entity, Iam};
 use crate::error::Result;
 use crate::paging::Page;
-use crate::state::iam::{Doc, IamKey, Identity, ManagedPolicy, PolicyVersion};
+use crate::state::iam::{Doc, IamKey, Identity, ManagedPolicy, PolicyRef, PolicyVersion};
 use crate::state::{State, Touched};
 use crate::Ops;
 
@@ -664,19 +664,19 @@ impl Ops<'_, Iam> {
 
 /// The identity policies of a principal that authorization evaluates: its inline
 /// policies and the default versions of its attached managed policies.
-pub(crate) fn identity_policies<'a>(
-    state: &'a State,
+pub(crate) fn identity_policies(
+    state: &State,
     account: &AccountId,
-    inline: &'a BTreeMap<IamName, Doc<Identity>>,
-    attached: &'a std::collections::BTreeSet<String>,
-) -> Vec<&'a PolicyDocument> {
-    let mut out: Vec<&'a PolicyDocument> = inline.values().map(|d| &*d.parsed).collect();
+    inline: &BTreeMap<IamName, Doc<Identity>>,
+    attached: &std::collections::BTreeSet<String>,
+) -> Vec<PolicyRef> {
+    let mut out: Vec<PolicyRef> = inline.values().map(|d| PolicyRef::Own(d.parsed.clone())).collect();
     for key in attached {
         if let Some(p) = aws_policies().get(key) {
-            out.push(p.document);
+            out.push(PolicyRef::Aws(p.document));
         } else if let Some(p) = state.iam.policies.get(&(account.clone(), key.clone())) {
             if let Some(v) = p.versions.get(&p.default_version) {
-                out.push(&*v.document.parsed);
+                out.push(PolicyRef::Own(v.document.parsed.clone()));
             }
         }
     }

@@ -99,6 +99,95 @@ pub struct User {
     pub attached: BTreeSet<String>,
 }
 
+/// An identity policy that applies to a principal: one of the AWS-managed policies Berth
+/// ships, or a document of the account's, shared with the state that holds it.
+#[derive(Debug, Clone)]
+pub enum PolicyRef {
+    Aws(&'static PolicyDocument),
+    Own(Arc<PolicyDocument>),
+}
+
+impl std::ops::Deref for PolicyRef {
+    type Target = PolicyDocument;
+
+    fn deref(&self) -> &PolicyDocument {
+        match self {
+            PolicyRef::Aws(d) => d,
+            PolicyRef::Own(d) => d,
+        }
+    }
+}
+
+/// What every request of one principal starts from when it is authorized: its identity
+/// policies and the condition keys that follow from it alone. Preparing them allocated
+/// more than the rest of a request's authorization, so `iam::authz` keeps them in
+/// [`PreparedPrincipals`] for as long as IAM's state is unchanged.
+#[derive(Debug)]
+pub struct PreparedPrincipal {
+    pub context: Arc<model::iam::PrincipalContext>,
+    pub policies: Vec<PolicyRef>,
+    /// Whom it was prepared for.
+    account: AccountId,
+    principal: crate::caller::Principal,
+    /// The maps it was prepared from: it is valid while the state still holds these.
+    from: (OrdMap<(AccountId, String), Arc<User>>, OrdMap<(AccountId, String), Arc<Role>>, PolicyMap),
+}
+
+type PolicyMap = OrdMap<(AccountId, String), Arc<ManagedPolicy>>;
+
+/// Prepared principals, by a hash of who they are (a collision only costs a rebuild).
+/// Dropped whole when it grows past [`PreparedPrincipals::MAX`] (role sessions come and go).
+#[derive(Debug, Default)]
+pub struct PreparedPrincipals(std::sync::RwLock<std::collections::HashMap<u64, Arc<PreparedPrincipal>>>);
+
+impl PreparedPrincipals {
+    const MAX: usize = 10_000;
+
+    fn slot(account: &AccountId, principal: &crate::caller::Principal) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (account, principal).hash(&mut h);
+        h.finish()
+    }
+
+    /// The principal's prepared part, if it was prepared from IAM's state as it is now.
+    pub fn get(
+        &self,
+        iam: &IamState,
+        account: &AccountId,
+        principal: &crate::caller::Principal,
+    ) -> Option<Arc<PreparedPrincipal>> {
+        let slots = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let p = slots.get(&Self::slot(account, principal))?;
+        let current = p.from.0.ptr_eq(&iam.users) && p.from.1.ptr_eq(&iam.roles) && p.from.2.ptr_eq(&iam.policies);
+        (current && p.account == *account && p.principal == *principal).then(|| p.clone())
+    }
+
+    /// Keeps what was prepared for `principal` from `iam`.
+    pub fn put(
+        &self,
+        iam: &IamState,
+        account: &AccountId,
+        principal: &crate::caller::Principal,
+        context: model::iam::PrincipalContext,
+        policies: Vec<PolicyRef>,
+    ) -> Arc<PreparedPrincipal> {
+        let prepared = Arc::new(PreparedPrincipal {
+            context: Arc::new(context),
+            policies,
+            account: account.clone(),
+            principal: principal.clone(),
+            from: (iam.users.clone(), iam.roles.clone(), iam.policies.clone()),
+        });
+        let mut slots = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if slots.len() >= Self::MAX {
+            slots.clear();
+        }
+        slots.insert(Self::slot(account, principal), prepared.clone());
+        prepared
+    }
+}
+
 /// An IAM role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

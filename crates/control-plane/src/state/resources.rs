@@ -2,6 +2,7 @@
 //! by authorization (`aws:ResourceTag/...`), so it belongs to the base, which every
 //! service may read.
 
+use elb::names::ElbArn;
 use model::ecr::RepositoryName;
 use model::ecs::service::ServiceName;
 use model::ecs::{ClusterStatus, TaskDefinitionRef};
@@ -123,7 +124,9 @@ pub(crate) fn tags_of(state: &State, scope: &Scope, t: &Target) -> Tags {
 }
 
 /// The tags of the resource `arn` names (ECS resources, ECR repositories, secrets,
-/// EventBridge rules, IAM users and roles), in the scope the ARN says; none when it names nothing Berth keeps.
+/// EventBridge rules, IAM users and roles, log groups, SSM parameters, ELBv2 load
+/// balancers, target groups, listeners and rules), in the scope the ARN says; none when it
+/// names nothing Berth keeps.
 pub(crate) fn resource_tags(state: &State, arn: &str) -> Vec<(String, String)> {
     let Ok(parsed) = Arn::parse(arn) else { return vec![] };
     let scope = || {
@@ -143,6 +146,22 @@ pub(crate) fn resource_tags(state: &State, arn: &str) -> Vec<(String, String)> {
             let name = model::events::RuleName::from_arn(arn, &scope)?;
             state.events.rules.get(&(scope, name)).map(|r| r.tags.clone())
         }),
+        ("logs", _) => scope().and_then(|scope| {
+            // `log-group:<name>`, or a stream's `log-group:<name>:log-stream:<stream>`,
+            // whose group's tags are the ones a policy reads.
+            let rest = parsed.resource.strip_prefix("log-group:")?;
+            let name = rest.split_once(":log-stream:").map_or(rest, |(g, _)| g).trim_end_matches(":*");
+            let name = model::logs::LogGroupName::parse(name).ok()?;
+            state.logs.groups.get(&(scope, name)).map(|g| g.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        }),
+        ("ssm", Some(("parameter", name))) => scope().and_then(|scope| {
+            let name = model::ssm::ParameterName::parse(&format!("/{name}"))
+                .ok()
+                .filter(|n| state.ssm.parameters.contains_key(&(scope.clone(), n.clone())))
+                .or_else(|| model::ssm::ParameterName::parse(name).ok())?;
+            state.ssm.parameters.get(&(scope, name)).map(|p| p.tags.clone())
+        }),
+        ("elasticloadbalancing", _) => scope().and_then(|scope| elb_tags(state, &scope, arn)).map(|t| pairs(&t)),
         ("iam", Some((kind @ ("user" | "role"), path_and_name))) => {
             let account = AccountId::parse(&parsed.account).ok();
             let name = path_and_name.rsplit('/').next().unwrap_or_default().to_ascii_lowercase();
@@ -154,6 +173,23 @@ pub(crate) fn resource_tags(state: &State, arn: &str) -> Vec<(String, String)> {
         _ => None,
     };
     found.unwrap_or_default()
+}
+
+/// The tags of the ELBv2 resource `arn` names.
+fn elb_tags(state: &State, scope: &Scope, arn: &str) -> Option<Tags> {
+    let elb = &state.elb;
+    let key = |id: String| (scope.clone(), id);
+    Some(match elb::names::parse_arn(scope, arn, elb::Fault::LoadBalancerNotFound).ok()? {
+        ElbArn::LoadBalancer { lb } => elb.load_balancers.get(&key(lb)).filter(|l| l.arn() == arn)?.tags.clone(),
+        ElbArn::TargetGroup { tg } => elb.target_groups.get(&key(tg)).filter(|t| t.arn() == arn)?.tags.clone(),
+        ElbArn::Listener { listener, .. } => elb.listeners.get(&key(listener)).filter(|l| l.arn() == arn)?.tags.clone(),
+        ElbArn::Rule { listener, rule, .. } => match elb.rules.get(&key(rule)).filter(|r| r.arn() == arn) {
+            Some(r) => r.tags.clone(),
+            None => {
+                elb.listeners.get(&key(listener)).filter(|l| l.default_rule_arn() == arn)?.default_rule_tags.clone()
+            }
+        },
+    })
 }
 
 /// The resource-based policy of the resource `arn` names, where Berth keeps one (ECR

@@ -278,6 +278,12 @@ impl Task {
         task_arn(&self.scope, &self.cluster, &self.id)
     }
 
+    /// The ARN of one of its containers, as DescribeTasks and the task metadata endpoint
+    /// show it: `container/<cluster>/<task id>/<container id>`.
+    pub fn container_arn(&self, c: &TaskContainer) -> Arn {
+        self.scope.arn("ecs", &format!("container/{}/{}/{}", self.cluster, self.id, c.id))
+    }
+
     /// Whether the task runs on Fargate capacity rather than on a container instance of
     /// its cluster.
     pub fn is_fargate(&self) -> bool {

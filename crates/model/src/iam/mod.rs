@@ -12,7 +12,7 @@ pub mod policy;
 
 pub use policy::{
     evaluate, resource_policy_decision, Decision, MalformedPolicy, PolicyDocument, PolicyKind, PolicyVersion,
-    Principal, PrincipalKind, RequestContext, ResourcePolicyDecision,
+    Principal, PrincipalContext, PrincipalKind, RequestContext, ResourcePolicyDecision,
 };
 
 // IAM's quotas on policy size, counted in characters excluding whitespace (see

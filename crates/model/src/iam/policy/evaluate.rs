@@ -8,6 +8,9 @@
 //! sessions), a service or everyone is enough on its own. A role's trust policy is checked
 //! the same way: `evaluate(identity, Some(trust), req)` with the `sts:AssumeRole` action.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use crate::ids::AccountId;
 
 use super::condition::Keys;
@@ -117,43 +120,104 @@ impl Principal {
     }
 }
 
-/// One request as policies see it: who, which action (`ecs:UpdateService`), on which
-/// resource (an ARN, or `*` for actions without resource-level permissions), and its
-/// condition keys (case-insensitive names, one or more string values each).
+/// The condition keys that follow from a request's principal alone (`aws:PrincipalArn`,
+/// `aws:username`, `aws:PrincipalTag/*` ...), with the principal: built once and shared
+/// by every request that principal makes, since authorization is on every request's path
+/// and these do not change from one request to the next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestContext {
+pub struct PrincipalContext {
     principal: Principal,
-    action: String,
-    resource: String,
-    /// Lower-cased key → values. A handful of keys: a scan beats hashing.
-    keys: Vec<(String, Vec<String>)>,
+    keys: KeySet,
 }
 
-impl RequestContext {
-    /// A request with the keys that follow from its principal already filled in:
-    /// `aws:PrincipalArn`, `aws:PrincipalAccount`, `aws:PrincipalType` and, for a user,
-    /// `aws:username`. The caller adds the rest (`aws:SourceIp`, `aws:CurrentTime`,
-    /// `aws:ResourceTag/...`, `aws:userid`, service keys ...) and may replace these.
-    pub fn new(principal: Principal, action: impl Into<String>, resource: impl Into<String>) -> RequestContext {
-        let mut req = RequestContext { principal, action: action.into(), resource: resource.into(), keys: Vec::new() };
-        let p = &req.principal;
-        let principal_type = match p.kind {
+impl PrincipalContext {
+    /// The principal with `aws:PrincipalArn`, `aws:PrincipalAccount`, `aws:PrincipalType`
+    /// and, for a user, `aws:username` filled in. The caller adds the rest that depends
+    /// only on the principal (`aws:userid`, `aws:PrincipalTag/*`).
+    pub fn new(principal: Principal) -> PrincipalContext {
+        let mut keys = KeySet::default();
+        let principal_type = match principal.kind {
             PrincipalKind::Root => Some("Account"),
             PrincipalKind::User => Some("User"),
             PrincipalKind::AssumedRole { .. } => Some("AssumedRole"),
             PrincipalKind::Service => None,
         };
         if let Some(principal_type) = principal_type {
-            let (arn, account) = (p.principal_arn().to_string(), p.account.clone());
-            let username = (p.kind == PrincipalKind::User).then(|| p.arn.rsplit('/').next().unwrap_or("").to_string());
-            req.set("aws:PrincipalArn", vec![arn]);
-            req.set("aws:PrincipalAccount", vec![account]);
-            req.set("aws:PrincipalType", vec![principal_type.to_string()]);
-            if let Some(name) = username {
-                req.set("aws:username", vec![name]);
+            keys.set("aws:PrincipalArn".into(), vec![principal.principal_arn().to_string()]);
+            keys.set("aws:PrincipalAccount".into(), vec![principal.account.clone()]);
+            keys.set("aws:PrincipalType".into(), vec![principal_type.to_string()]);
+            if principal.kind == PrincipalKind::User {
+                keys.set("aws:username".into(), vec![principal.arn.rsplit('/').next().unwrap_or("").to_string()]);
             }
         }
-        req
+        PrincipalContext { principal, keys }
+    }
+
+    /// Replaces the values of `key`.
+    pub fn set(&mut self, key: impl Into<Cow<'static, str>>, values: Vec<String>) {
+        self.keys.set(key.into(), values);
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+/// Condition keys and their values. Names keep the case they were given and are compared
+/// without it (a compiled policy's are lower-cased), so setting a key allocates nothing
+/// for a name the code spells out. A handful of keys: a scan beats hashing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct KeySet(Vec<(Cow<'static, str>, Vec<String>)>);
+
+impl KeySet {
+    fn position(&self, key: &str) -> Option<usize> {
+        self.0.iter().position(|(k, _)| k.eq_ignore_ascii_case(key))
+    }
+
+    fn get(&self, key: &str) -> Option<&[String]> {
+        self.position(key).map(|i| self.0[i].1.as_slice())
+    }
+
+    fn set(&mut self, key: Cow<'static, str>, values: Vec<String>) {
+        match self.position(&key) {
+            Some(i) => self.0[i].1 = values,
+            None => self.0.push((key, values)),
+        }
+    }
+}
+
+/// One request as policies see it: who, which action (`ecs:UpdateService`), on which
+/// resource (an ARN, or `*` for actions without resource-level permissions), and its
+/// condition keys (case-insensitive names, one or more string values each): the
+/// principal's shared ones and the request's own, which take precedence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    base: Arc<PrincipalContext>,
+    action: String,
+    resource: String,
+    keys: KeySet,
+    /// The principal's keys this request removed.
+    hidden: Vec<String>,
+}
+
+impl RequestContext {
+    /// A request with the keys that follow from its principal already filled in (see
+    /// [`PrincipalContext::new`]). The caller adds the rest (`aws:SourceIp`,
+    /// `aws:CurrentTime`, `aws:ResourceTag/...`, `aws:userid`, service keys ...) and may
+    /// replace these.
+    pub fn new(principal: Principal, action: impl Into<String>, resource: impl Into<String>) -> RequestContext {
+        RequestContext::of(Arc::new(PrincipalContext::new(principal)), action, resource)
+    }
+
+    /// A request of a principal whose keys are prepared already.
+    pub fn of(base: Arc<PrincipalContext>, action: impl Into<String>, resource: impl Into<String>) -> RequestContext {
+        RequestContext {
+            base,
+            action: action.into(),
+            resource: resource.into(),
+            keys: KeySet::default(),
+            hidden: Vec::new(),
+        }
     }
 
     /// Adds a value to `key` (a key can hold several, like `aws:TagKeys`).
@@ -164,25 +228,27 @@ impl RequestContext {
 
     /// Adds a value to `key`.
     pub fn insert(&mut self, key: &str, value: impl Into<String>) {
-        let key = key.to_ascii_lowercase();
-        match self.keys.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, values)) => values.push(value.into()),
-            None => self.keys.push((key, vec![value.into()])),
-        }
+        let mut values = self.values(key).map(<[String]>::to_vec).unwrap_or_default();
+        values.push(value.into());
+        self.set(Cow::Owned(key.to_string()), values);
     }
 
     /// Replaces the values of `key`. An empty list leaves the key present with no value,
     /// which conditions treat as absent.
-    pub fn set(&mut self, key: &str, values: Vec<String>) {
-        let key = key.to_ascii_lowercase();
-        match self.keys.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => *v = values,
-            None => self.keys.push((key, values)),
+    pub fn set(&mut self, key: impl Into<Cow<'static, str>>, values: Vec<String>) {
+        let key = key.into();
+        if !self.hidden.is_empty() {
+            self.hidden.retain(|k| !k.eq_ignore_ascii_case(&key));
         }
+        self.keys.set(key, values);
     }
 
+    /// Takes `key` away (from this request only, when it is one of the principal's).
     pub fn remove(&mut self, key: &str) {
-        self.keys.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        self.keys.0.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        if self.base.keys.get(key).is_some() {
+            self.hidden.push(key.to_string());
+        }
     }
 
     /// The same request on another resource (a batch operation checks each).
@@ -196,11 +262,15 @@ impl RequestContext {
 
     /// The values of a condition key, named in any case.
     pub fn values(&self, key: &str) -> Option<&[String]> {
-        self.keys.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_slice())
+        match self.keys.get(key) {
+            Some(v) => Some(v),
+            None if self.hidden.iter().any(|k| k.eq_ignore_ascii_case(key)) => None,
+            None => self.base.keys.get(key),
+        }
     }
 
     pub fn principal(&self) -> &Principal {
-        &self.principal
+        &self.base.principal
     }
 
     pub fn action(&self) -> &str {
@@ -214,22 +284,21 @@ impl RequestContext {
 
 impl Variables for RequestContext {
     fn variable(&self, key: &str) -> Option<&str> {
-        Keys::values(self, key).and_then(|v| v.first()).map(String::as_str)
+        self.values(key).and_then(|v| v.first()).map(String::as_str)
     }
 }
 
 impl Keys for RequestContext {
-    /// `key` comes lower-cased from a compiled policy, so an exact compare is enough.
     fn values(&self, key: &str) -> Option<&[String]> {
-        self.keys.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+        RequestContext::values(self, key)
     }
 }
 
 /// IAM's decision for `req`, given every identity policy of the principal (its inline and
 /// attached managed policies, and its groups' for a user) and the resource's policy, if the
 /// resource has one. Same-account evaluation.
-pub fn evaluate(
-    identity_policies: &[&PolicyDocument],
+pub fn evaluate<P: std::ops::Deref<Target = PolicyDocument>>(
+    identity_policies: &[P],
     resource_policy: Option<&PolicyDocument>,
     req: &RequestContext,
 ) -> Decision {
@@ -283,7 +352,7 @@ fn outcome(policy: &PolicyDocument, req: &RequestContext) -> Outcome {
     for s in &policy.statements {
         let grant = match &s.principal {
             None => Grant::Named,
-            Some(set) => match set.grant(&req.principal) {
+            Some(set) => match set.grant(req.principal()) {
                 Some(g) => g,
                 None => continue,
             },

@@ -16,7 +16,8 @@ mod values;
 mod tests;
 
 pub use evaluate::{
-    evaluate, resource_policy_decision, Decision, Principal, PrincipalKind, RequestContext, ResourcePolicyDecision,
+    evaluate, resource_policy_decision, Decision, Principal, PrincipalContext, PrincipalKind, RequestContext,
+    ResourcePolicyDecision,
 };
 
 use condition::Condition;

@@ -477,7 +477,7 @@ fn trust_policies_match_principals() {
     ));
     let grant = identity(&statement("Allow", r#""sts:AssumeRole""#, &format!(r#""{ROLE_ARN}""#), ""));
     let req = RequestContext::new(user(), "sts:AssumeRole", ROLE_ARN).with("sts:ExternalId", "s3cret");
-    assert_eq!(evaluate(&[], Some(&doc), &req), Decision::ImplicitDeny);
+    assert_eq!(evaluate::<&PolicyDocument>(&[], Some(&doc), &req), Decision::ImplicitDeny);
     assert_eq!(evaluate(&[&grant], Some(&doc), &req), Decision::Allow);
     let wrong = RequestContext::new(user(), "sts:AssumeRole", ROLE_ARN).with("sts:ExternalId", "guess");
     assert_eq!(resource_policy_decision(&doc, &wrong), ImplicitDeny);
@@ -662,4 +662,26 @@ fn principals_fill_their_own_keys() {
     assert_eq!(u.values("aws:username"), Some(&["override".to_string()][..]));
     u.remove("aws:username");
     assert_eq!(u.values("aws:username"), None);
+}
+
+#[test]
+fn requests_share_their_principals_keys_and_override_or_hide_them_alone() {
+    let policy = identity(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*",
+            "Condition":{"StringEquals":{"aws:PrincipalTag/team":"web","aws:username":"alice"}}}]}"#,
+    );
+    let mut base = PrincipalContext::new(user());
+    base.set("aws:PrincipalTag/team", vec!["web".into()]);
+    let base = std::sync::Arc::new(base);
+    let first = RequestContext::of(base.clone(), "ecs:ListClusters", "*");
+    assert_eq!(evaluate(&[&policy], None, &first), Decision::Allow, "the principal's keys, named in any case");
+    let mut second = RequestContext::of(base.clone(), "ecs:ListClusters", "*");
+    second.set("AWS:PRINCIPALTAG/TEAM", vec!["db".into()]);
+    assert_eq!(evaluate(&[&policy], None, &second), Decision::ImplicitDeny, "a request's own value wins");
+    second.remove("aws:principaltag/team");
+    assert_eq!(second.values("aws:PrincipalTag/team"), None, "removed: hidden, not the shared value");
+    second.insert("aws:principaltag/team", "web");
+    assert_eq!(evaluate(&[&policy], None, &second), Decision::Allow, "set again after its removal");
+    assert_eq!(evaluate(&[&policy], None, &first), Decision::Allow, "other requests still see the shared keys");
+    assert_eq!(base.principal(), first.principal());
 }
