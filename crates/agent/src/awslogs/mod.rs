@@ -22,6 +22,8 @@
 
 mod assemble;
 mod cursor;
+mod follow;
+mod jsonfile;
 mod options;
 mod ship;
 
@@ -35,7 +37,7 @@ use std::time::Duration;
 use model::ecs::shapes::ContainerDefinition;
 
 use crate::docker::Docker;
-pub use options::{local_driver, AwsLogs, StreamNaming};
+pub use options::{local_driver, AwsLogs, CacheFileSize, StreamNaming};
 use ship::{Destination, Shipper};
 
 /// How long a stopping task waits for shipping that stores nothing.
@@ -76,6 +78,28 @@ pub struct Shipping {
     sdk: aws_config::SdkConfig,
     cursors: PathBuf,
     clients: Mutex<HashMap<String, aws_sdk_cloudwatchlogs::Client>>,
+    cache: CacheFileSize,
+    reader: Reader,
+}
+
+/// How the agent reads a container's output: `BERTH_AWSLOGS_READER`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reader {
+    /// The json-file on disk when the agent can open it, else Docker's logs API.
+    #[default]
+    File,
+    /// Always Docker's logs API (an engine on another host, or to compare the two).
+    Api,
+}
+
+impl Reader {
+    pub fn parse(s: &str) -> Option<Reader> {
+        match s {
+            "file" => Some(Reader::File),
+            "api" => Some(Reader::Api),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Shipping {
@@ -85,8 +109,13 @@ impl std::fmt::Debug for Shipping {
 }
 
 impl Shipping {
-    pub fn new(sdk: aws_config::SdkConfig, data_dir: &Path) -> Shipping {
-        Shipping { sdk, cursors: data_dir.join("awslogs"), clients: Mutex::default() }
+    pub fn new(sdk: aws_config::SdkConfig, data_dir: &Path, cache: CacheFileSize, reader: Reader) -> Shipping {
+        Shipping { sdk, cursors: data_dir.join("awslogs"), clients: Mutex::default(), cache, reader }
+    }
+
+    /// The size of each file of an awslogs container's local cache.
+    pub fn cache(&self) -> &CacheFileSize {
+        &self.cache
     }
 
     /// A client for `region` (the agent's own when `None`), one per region.
@@ -145,6 +174,7 @@ impl Shipping {
         let shipper = Shipper {
             docker: docker.clone(),
             container_id: c.id.to_string(),
+            read_file: self.reader == Reader::File,
             destination: self.destination(&logs, stream, c.role.as_ref()),
             event_start: logs.event_start.clone(),
             cursor_file: cursor::CursorFile::new(&self.cursors, c.id),
