@@ -2,8 +2,9 @@
 //!
 //! Docker stores what a container prints as entries: one per line, a long line cut into
 //! 16 KiB pieces (every piece but the last without its newline), each with the time
-//! Docker read it. The agent reads them back with those timestamps (`docker logs
-//! --timestamps`). Here the pieces of a line are joined again, a line longer than
+//! Docker read it. The agent reads them back with those timestamps (from the json-file,
+//! [`Assembler::push_at`], or `docker logs --timestamps`, [`Assembler::push`]). Here the
+//! pieces of a line are joined again, a line longer than
 //! [`MAX_EVENT_BYTES`] is cut into events of at most that size (memory stays bounded
 //! whatever the container prints), multi-line events are joined when the container's
 //! options give a start pattern, and each event takes the time of its first line.

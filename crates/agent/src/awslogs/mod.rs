@@ -8,9 +8,17 @@
 //! reads that log back with Docker's timestamps and ships it with `PutLogEvents`, signed
 //! with the agent's credentials, to the group in the option's region.
 //!
+//! The agent reads the file itself (`follow`, `jsonfile`) when inspect names one it can
+//! open: a fraction of what dockerd spends serving the same entries through its logs
+//! API, which stays the fallback (for an engine on another host, and with
+//! `BERTH_AWSLOGS_READER=api`). Both readers give the same entries with the same times,
+//! so the cursor's marks mean the same whichever wrote them.
+//!
 //! - Before the container starts, the group (with `awslogs-create-group`) and the stream
 //!   are created; a failure fails the start with Docker's wording
 //!   (`CannotStartContainerError: ... failed to initialize logging driver: ...`).
+//! - `follow` follows the file across Docker's rotations until the container has exited;
+//!   `jsonfile` parses its lines.
 //! - `assemble` turns entries into events (long lines cut, multi-line events joined,
 //!   each event at the time its first line was printed); `ship` sends them in batches;
 //!   `cursor` remembers in the agent's data dir what is stored, so a restarted agent
