@@ -65,7 +65,9 @@ fn a_page_skips_segments_that_cannot_change_it_and_is_the_full_reads_page() {
     for b in 0..40 {
         x = (x * 1_103_515_245 + 12_345) % 2_147_483_648;
         let base = x % 50;
-        store.append(S, &[ev(base, &format!("{b}a")), ev(base, &format!("{b}b")), ev(base + 3, &format!("{b}c"))]).unwrap();
+        store
+            .append(S, &[ev(base, &format!("{b}a")), ev(base, &format!("{b}b")), ev(base + 3, &format!("{b}c"))])
+            .unwrap();
     }
     let full = store.read(S, &all(Bound::Head)).unwrap();
     for limit in [1, 2, 5, 17, 200] {

@@ -62,7 +62,13 @@ impl Follower {
             if older.as_ref().map(|(_, id)| *id) == older_now {
                 let mut files: VecDeque<_> = older.into_iter().collect();
                 files.push_back(current);
-                return Ok(Follower { path: path.to_path_buf(), files, partial: Vec::new(), exit: None, exited: false });
+                return Ok(Follower {
+                    path: path.to_path_buf(),
+                    files,
+                    partial: Vec::new(),
+                    exit: None,
+                    exited: false,
+                });
             }
         }
         Err(std::io::Error::other("the log file kept rotating while it was opened"))

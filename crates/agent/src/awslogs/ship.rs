@@ -166,7 +166,10 @@ impl Backlog {
 /// Where a container's entries are read from.
 enum Input<'a> {
     /// Docker's logs API; a TTY container's output comes in pieces that `console` joins.
-    Api { stream: futures_util::stream::BoxStream<'static, Result<LogChunk, crate::docker::DockerError>>, console: Vec<u8> },
+    Api {
+        stream: futures_util::stream::BoxStream<'static, Result<LogChunk, crate::docker::DockerError>>,
+        console: Vec<u8>,
+    },
     /// The json-file on disk.
     File(&'a mut Follower),
 }

@@ -230,7 +230,8 @@ async fn the_log_file_is_followed_across_rotations_and_an_agent_restart() {
     wait_instances(&ecs, cluster, 1).await;
     let logs = Logs::new(&b.sdk_config(&b.key, "us-east-1").await);
     let options = [("awslogs-group", "/ecs/rotate"), ("awslogs-create-group", "true"), ("awslogs-stream-prefix", "r")];
-    register(&ecs, "rotate", vec![container("r", &["print", "6000", "--every-ms", "1"], awslogs(&options), true)]).await;
+    register(&ecs, "rotate", vec![container("r", &["print", "6000", "--every-ms", "1"], awslogs(&options), true)])
+        .await;
     let arn = run(&ecs, cluster, "rotate").await;
     let t = wait_status(&ecs, cluster, &arn, "RUNNING").await;
     let stream = format!("r/r/{}", task_id(&t));
