@@ -5,9 +5,9 @@
 //! more than [`BACKLOG_EVENTS`] or [`BACKLOG_BYTES`] wait, reading pauses and the
 //! container's output waits on disk in Docker's log file, so a container that prints
 //! without pause never grows the agent. The output is read from that file when the agent
-//! can open it ([`Follower`]), else through Docker's logs API. A batch goes out as soon as the previous one is acknowledged: under a trickle
-//! each line is readable within a round trip, under a flood batches fill up to
-//! `PutLogEvents`' limits.
+//! can open it ([`Follower`]), else through Docker's logs API. A batch goes out as soon
+//! as the previous one is acknowledged: under a trickle each line is readable within a
+//! round trip, under a flood batches fill up to `PutLogEvents`' limits.
 
 use std::collections::VecDeque;
 use std::time::Duration;
