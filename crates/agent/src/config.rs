@@ -53,6 +53,12 @@ pub struct AgentConfig {
     pub instance_type: String,
     /// The EC2-style instance id this host reports; generated once and kept in `data_dir`.
     pub instance_id: Option<String>,
+    /// `BERTH_AWSLOGS_CACHE_FILE_SIZE`: each of the two json-file files an awslogs
+    /// container writes, which the agent ships from (1g).
+    pub awslogs_cache: crate::awslogs::CacheFileSize,
+    /// `BERTH_AWSLOGS_READER`: `file` (the json-file on disk when it can be opened, the
+    /// default) or `api` (always Docker's logs API).
+    pub awslogs_reader: crate::awslogs::Reader,
     /// Settings that were given but are not understood, for a warning at start.
     pub unknown: Vec<String>,
 }
@@ -215,8 +221,20 @@ impl AgentConfig {
                 bail!("BERTH_CAPACITY must be EC2 (a container instance of ECS_CLUSTER) or FARGATE; got '{other}'")
             }
         };
+        let awslogs_cache = match get("BERTH_AWSLOGS_CACHE_FILE_SIZE") {
+            None => crate::awslogs::CacheFileSize::default(),
+            Some(v) => crate::awslogs::CacheFileSize::parse(v)
+                .map_err(|e| anyhow::anyhow!("BERTH_AWSLOGS_CACHE_FILE_SIZE must be {e}"))?,
+        };
+        let awslogs_reader = match get("BERTH_AWSLOGS_READER") {
+            None => crate::awslogs::Reader::default(),
+            Some(v) => crate::awslogs::Reader::parse(v)
+                .with_context(|| format!("BERTH_AWSLOGS_READER must be file or api; got '{v}'"))?,
+        };
         Ok(AgentConfig {
             cluster,
+            awslogs_cache,
+            awslogs_reader,
             backend,
             access_key_id,
             secret_access_key,
@@ -273,6 +291,13 @@ mod tests {
         assert_eq!(c.reserved_memory_mib, 512, "the environment wins over the file");
         assert_eq!(c.unknown, vec!["ECS_FOO".to_string()]);
         assert_eq!(c.reserved_ports_tcp, vec![22, 2375, 2376, 51678, 51679]);
+        assert_eq!(c.awslogs_cache, crate::awslogs::CacheFileSize::default());
+        assert_eq!(c.awslogs_reader, crate::awslogs::Reader::File);
+        v.insert("BERTH_AWSLOGS_CACHE_FILE_SIZE".into(), "64k".into());
+        v.insert("BERTH_AWSLOGS_READER".into(), "api".into());
+        let c = AgentConfig::load(&v, Some(&path)).unwrap();
+        assert_eq!(c.awslogs_cache, crate::awslogs::CacheFileSize::parse("64k").unwrap());
+        assert_eq!(c.awslogs_reader, crate::awslogs::Reader::Api);
     }
 
     #[test]
@@ -283,6 +308,9 @@ mod tests {
             ("ECS_CONTAINER_STOP_TIMEOUT", "soon"),
             ("ECS_DYNAMIC_HOST_PORT_RANGE", "9000-8000"),
             ("ECS_INSTANCE_ATTRIBUTES", "[1]"),
+            ("BERTH_AWSLOGS_CACHE_FILE_SIZE", "0"),
+            ("BERTH_AWSLOGS_CACHE_FILE_SIZE", "1t"),
+            ("BERTH_AWSLOGS_READER", "pipe"),
         ] {
             let mut all = vars(BASE);
             all.insert(k.into(), v.into());

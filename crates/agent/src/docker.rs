@@ -19,7 +19,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions, InspectNetworkOptions,
     ListContainersOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
-    RemoveVolumeOptions, StatsOptions, StopContainerOptions,
+    RemoveVolumeOptions, StatsOptions, StopContainerOptions, WaitContainerOptions,
 };
 use futures_util::{Stream, StreamExt};
 use model::ecs::shapes::{ContainerDefinition, NetworkMode, TransportProtocol};
@@ -557,6 +557,30 @@ impl Docker {
             .into_iter()
             .map(|c| Found { id: c.id.unwrap_or_default(), labels: c.labels.unwrap_or_default() })
             .collect())
+    }
+
+    /// The file a container's log is kept in, when Docker keeps it with the `json-file`
+    /// driver (the agent can then read it without the engine serving it); `None` for any
+    /// other driver.
+    pub async fn json_log_file(&self, id: &str) -> Result<Option<std::path::PathBuf>> {
+        let options = InspectContainerOptions { size: false };
+        let c = bounded(CALL_TIMEOUT, "inspect", self.client.inspect_container(id, Some(options))).await?;
+        let driver = c.host_config.and_then(|h| h.log_config).and_then(|l| l.typ);
+        Ok(match (driver.as_deref(), c.log_path) {
+            (Some("json-file"), Some(path)) if !path.is_empty() => Some(path.into()),
+            _ => None,
+        })
+    }
+
+    /// Resolves once the container is not running (at once if it is not), or when the
+    /// engine's answer fails: the caller inspects the container then, not trusting it.
+    pub fn exited(&self, id: &str) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let options = WaitContainerOptions { condition: "not-running".into() };
+        let mut wait = self.client.wait_container(id, Some(options));
+        async move {
+            // A non-zero exit code comes as an error: an exit all the same.
+            let _ = wait.next().await;
+        }
     }
 
     /// What a container printed, with Docker's timestamps, from `since_secs` (seconds

@@ -111,7 +111,12 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         start_timeout: config.start_timeout,
         dynamic_port_range: config.dynamic_port_range,
         registry_login: Some(Arc::new(registry_login(&config, &identity).await)),
-        awslogs: Some(Arc::new(Shipping::new(sdk_config(&config, identity.clone()).await, &config.data_dir))),
+        awslogs: Some(Arc::new(Shipping::new(
+            sdk_config(&config, identity.clone()).await,
+            &config.data_dir,
+            config.awslogs_cache.clone(),
+            config.awslogs_reader,
+        ))),
         endpoint: Some(endpoint.clone()),
         secrets: Some(Arc::new(crate::secrets::Fetcher::new(sdk_config(&config, identity.clone()).await))),
     })

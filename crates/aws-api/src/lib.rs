@@ -360,6 +360,11 @@ pub(crate) fn authenticate(
 /// malformed JSON become a `SerializationException` naming the member at fault.
 pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    // The plain decoder first: tracking the path costs a third of decoding a large body
+    // (a `PutLogEvents` batch of 10,000 events), and is only needed to word a failure.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -285,10 +285,24 @@ impl LogStore {
             Bound::Before(p) => (None, Some(p)),
             Bound::Head | Bound::Tail => (None, None),
         };
-        let mut found = Vec::new();
-        for seg in segments.iter().filter(|g| g.events > 0 && g.max_ts >= start && g.min_ts < end) {
+        // A page from the head takes the oldest positions, from the tail the newest.
+        // Segments are visited in that direction; once a page is full, a segment whose
+        // times all fall beyond its last event cannot change it (a tie in time sorts by
+        // segment, and the later-visited segment loses it), so it is not read.
+        let forward = matches!(query.bound, Bound::Head | Bound::After(_));
+        let candidates = segments.iter().filter(|g| g.events > 0 && g.max_ts >= start && g.min_ts < end);
+        let ordered: Vec<&Segment> = if forward { candidates.collect() } else { candidates.rev().collect() };
+        let mut found: Vec<(Position, Event)> = Vec::new();
+        for seg in ordered {
             if after.is_some_and(|p| seg.max_ts < p.timestamp) || before.is_some_and(|p| seg.min_ts > p.timestamp) {
                 continue;
+            }
+            if found.len() >= query.limit {
+                let edge = if forward { found.last() } else { found.first() }.map(|(p, _)| p.timestamp);
+                let beyond = edge.is_some_and(|t| if forward { seg.min_ts >= t } else { seg.max_ts <= t });
+                if beyond {
+                    continue;
+                }
             }
             // Only the bytes known when the stream was looked at: an append in progress
             // past them is not yet acknowledged.
@@ -305,11 +319,10 @@ impl LogStore {
                     found.push((pos, e));
                 }
             });
-        }
-        found.sort_by_key(|(p, _)| *p);
-        match query.bound {
-            Bound::Head | Bound::After(_) => found.truncate(query.limit),
-            Bound::Tail | Bound::Before(_) => {
+            found.sort_by_key(|(p, _)| *p);
+            if forward {
+                found.truncate(query.limit);
+            } else {
                 let skip = found.len().saturating_sub(query.limit);
                 found.drain(..skip);
             }

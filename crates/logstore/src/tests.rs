@@ -57,6 +57,33 @@ fn time_windows_limits_and_resumable_positions() {
 }
 
 #[test]
+fn a_page_skips_segments_that_cannot_change_it_and_is_the_full_reads_page() {
+    // Batches out of time order across many small segments, with ties in time.
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open_with(dir.path(), 120).unwrap();
+    let mut x: i64 = 7;
+    for b in 0..40 {
+        x = (x * 1_103_515_245 + 12_345) % 2_147_483_648;
+        let base = x % 50;
+        store
+            .append(S, &[ev(base, &format!("{b}a")), ev(base, &format!("{b}b")), ev(base + 3, &format!("{b}c"))])
+            .unwrap();
+    }
+    let full = store.read(S, &all(Bound::Head)).unwrap();
+    for limit in [1, 2, 5, 17, 200] {
+        let head = store.read(S, &Query { limit, ..all(Bound::Head) }).unwrap();
+        assert_eq!(head, full[..limit.min(full.len())], "head, limit {limit}");
+        let tail = store.read(S, &Query { limit, ..all(Bound::Tail) }).unwrap();
+        assert_eq!(tail, full[full.len().saturating_sub(limit)..], "tail, limit {limit}");
+        let from = full[10].0;
+        let after = store.read(S, &Query { limit, ..all(Bound::After(from)) }).unwrap();
+        assert_eq!(after, full[11..(11 + limit).min(full.len())], "after, limit {limit}");
+        let before = store.read(S, &Query { limit, ..all(Bound::Before(full[100].0)) }).unwrap();
+        assert_eq!(before, full[100usize.saturating_sub(limit)..100], "before, limit {limit}");
+    }
+}
+
+#[test]
 fn a_torn_tail_is_cut_off_on_open_and_appends_continue() {
     let dir = tempfile::tempdir().unwrap();
     let store = LogStore::open(dir.path()).unwrap();

@@ -2,8 +2,9 @@
 //!
 //! Docker stores what a container prints as entries: one per line, a long line cut into
 //! 16 KiB pieces (every piece but the last without its newline), each with the time
-//! Docker read it. The agent reads them back with those timestamps (`docker logs
-//! --timestamps`). Here the pieces of a line are joined again, a line longer than
+//! Docker read it. The agent reads them back with those timestamps (from the json-file,
+//! [`Assembler::push_at`], or `docker logs --timestamps`, [`Assembler::push`]). Here the
+//! pieces of a line are joined again, a line longer than
 //! [`MAX_EVENT_BYTES`] is cut into events of at most that size (memory stays bounded
 //! whatever the container prints), multi-line events are joined when the container's
 //! options give a start pattern, and each event takes the time of its first line.
@@ -91,11 +92,24 @@ impl Assembler {
     /// events it completes to `out`. An entry without a readable time is joined to its
     /// source's line as text.
     pub fn push(&mut self, source: Source, entry: &[u8], out: &mut Vec<Event>) {
-        let st = &mut self.sources[source as usize];
         let (ts_ns, text) = match split_time(entry) {
             Some(x) => x,
-            None => (st.last.ts_ns, entry),
+            None => (self.sources[source as usize].last.ts_ns, entry),
         };
+        self.push_at(source, ts_ns, text, out);
+    }
+
+    /// Whether an entry of `source` at `ts_ns` is one already shipped, so that a reader
+    /// may drop it without decoding its text: it is older than the last entry shipped
+    /// (entries at that very time still count, for their ranks).
+    pub fn skips(&self, source: Source, ts_ns: i64) -> bool {
+        ts_ns < self.sources[source as usize].resume.ts_ns
+    }
+
+    /// Takes in one entry read with its time (`text` as the container printed it, with
+    /// its newline unless Docker cut the line there).
+    pub fn push_at(&mut self, source: Source, ts_ns: i64, text: &[u8], out: &mut Vec<Event>) {
+        let st = &mut self.sources[source as usize];
         let prev = st.last;
         let mark = if ts_ns == prev.ts_ns { Mark { ts_ns, rank: prev.rank + 1 } } else { Mark { ts_ns, rank: 1 } };
         st.last = mark;
@@ -221,7 +235,7 @@ fn char_boundary(bytes: &[u8], max: usize) -> usize {
 fn split_time(entry: &[u8]) -> Option<(i64, &[u8])> {
     let space = entry.iter().position(|&b| b == b' ')?;
     let stamp = &entry[..space];
-    let ns = match docker_utc(stamp) {
+    let ns = match docker_time(stamp) {
         Some(ns) => ns,
         None => {
             let t = time::OffsetDateTime::parse(std::str::from_utf8(stamp).ok()?, &Rfc3339).ok()?;
@@ -231,20 +245,26 @@ fn split_time(entry: &[u8]) -> Option<(i64, &[u8])> {
     Some((ns, &entry[space + 1..]))
 }
 
-/// The form Docker writes every timestamp in, `2026-12-06T17:05:42.123456789Z` (UTC, nine
-/// digits), read without the general parser: it is done for every line.
-fn docker_utc(s: &[u8]) -> Option<i64> {
-    if s.len() != 30 || s[4] != b'-' || s[7] != b'-' || s[10] != b'T' || s[13] != b':' || s[16] != b':' {
+/// A UTC time as Docker writes it, read without the general parser (it is done for every
+/// line): `2026-12-06T17:05:42.123456789Z` (the API's nine digits) or with fewer digits
+/// of the fraction, or none (the json-file's Go `RFC3339Nano`, trailing zeros removed).
+pub(super) fn docker_time(s: &[u8]) -> Option<i64> {
+    if s.len() < 20 || s[4] != b'-' || s[7] != b'-' || s[10] != b'T' || s[13] != b':' || s[16] != b':' {
         return None;
     }
-    if s[19] != b'.' || s[29] != b'Z' {
+    if s.last() != Some(&b'Z') {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        s[r].iter().try_fold(0i64, |n, &d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
+    let num = |r: &[u8]| -> Option<i64> {
+        r.iter().try_fold(0i64, |n, &d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
     };
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss, nanos) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..29)?);
+    let nanos = match &s[19..s.len() - 1] {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => num(digits)? * 10i64.pow(9 - digits.len() as u32),
+        _ => return None,
+    };
+    let (y, m, d) = (num(&s[0..4])?, num(&s[5..7])?, num(&s[8..10])?);
+    let (hh, mm, ss) = (num(&s[11..13])?, num(&s[14..16])?, num(&s[17..19])?);
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
@@ -302,13 +322,20 @@ mod tests {
 
     #[test]
     fn dockers_timestamps_read_as_the_general_parser_reads_them() {
-        for stamp in
-            ["2026-12-06T17:00:00.000000001Z", "1970-01-01T00:00:00.000000000Z", "2024-02-29T23:59:59.999999999Z"]
-        {
+        for stamp in [
+            "2026-12-06T17:00:00.000000001Z",
+            "1970-01-01T00:00:00.000000000Z",
+            "2024-02-29T23:59:59.999999999Z",
+            "2026-12-06T17:00:00.5Z",
+            "2026-12-06T17:00:00.12345678Z",
+            "2026-12-06T17:00:00Z",
+        ] {
             let t = time::OffsetDateTime::parse(stamp, &Rfc3339).unwrap();
-            assert_eq!(docker_utc(stamp.as_bytes()), Some(t.unix_timestamp_nanos() as i64), "{stamp}");
+            assert_eq!(docker_time(stamp.as_bytes()), Some(t.unix_timestamp_nanos() as i64), "{stamp}");
         }
-        assert_eq!(docker_utc(b"2026-12-06T17:00:00.5Z"), None, "other forms go to the general parser");
+        for other in ["2026-12-06T17:00:00.Z", "2026-12-06T17:00:00.1234567891Z", "2026-12-06T17:00:00+01:00"] {
+            assert_eq!(docker_time(other.as_bytes()), None, "{other} goes to the general parser");
+        }
         let mut out = vec![];
         Assembler::new(None, [Mark::default(); 2]).push(Source::Stdout, b"2026-12-06T17:00:00.25+01:00 x\n", &mut out);
         assert_eq!(out[0].timestamp_ms, 1_796_572_800_250);

@@ -2,8 +2,9 @@
 //! restarted agent resumes where shipping stopped: nothing lost, nothing sent twice.
 //!
 //! One small file per container, `<ECS_DATADIR>/awslogs/<container id>.json`, replaced
-//! atomically (written, fsynced, renamed). It is written once per batch, *before* the
-//! batch is sent, and then names the batch as an [`Intent`]; the next batch is only sent
+//! atomically (written, then renamed over the old one; not synced, see
+//! [`CursorFile::save`]). It is written once per batch, *before* the batch is sent, and
+//! then names the batch as an [`Intent`]; the next batch is only sent
 //! after this one was acknowledged, so a newer file implies the older intent landed.
 //! After a crash, an intent may or may not have landed: [`Cursor::settle`] asks the
 //! stream (the events at the batch's newest timestamp are counted) and either takes the
@@ -105,7 +106,11 @@ impl CursorFile {
         let tmp = self.path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&serde_json::to_vec(cursor).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
+        // Written, not synced: what guards against an agent killed mid-batch is in the
+        // page cache, which outlives the process. An fsync per batch (8 ms here, with the
+        // next batch waiting on it) would only guard against the host going down, which
+        // takes the container with it; the cursor then found is an earlier one (the rename
+        // is atomic), so the lines after it are sent again rather than lost.
         std::fs::rename(&tmp, &self.path)
     }
 

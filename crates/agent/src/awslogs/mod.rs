@@ -8,9 +8,17 @@
 //! reads that log back with Docker's timestamps and ships it with `PutLogEvents`, signed
 //! with the agent's credentials, to the group in the option's region.
 //!
+//! The agent reads the file itself (`follow`, `jsonfile`) when inspect names one it can
+//! open: a fraction of what dockerd spends serving the same entries through its logs
+//! API, which stays the fallback (for an engine on another host, and with
+//! `BERTH_AWSLOGS_READER=api`). Both readers give the same entries with the same times,
+//! so the cursor's marks mean the same whichever wrote them.
+//!
 //! - Before the container starts, the group (with `awslogs-create-group`) and the stream
 //!   are created; a failure fails the start with Docker's wording
 //!   (`CannotStartContainerError: ... failed to initialize logging driver: ...`).
+//! - `follow` follows the file across Docker's rotations until the container has exited;
+//!   `jsonfile` parses its lines.
 //! - `assemble` turns entries into events (long lines cut, multi-line events joined,
 //!   each event at the time its first line was printed); `ship` sends them in batches;
 //!   `cursor` remembers in the agent's data dir what is stored, so a restarted agent
@@ -22,6 +30,8 @@
 
 mod assemble;
 mod cursor;
+mod follow;
+mod jsonfile;
 mod options;
 mod ship;
 
@@ -35,7 +45,7 @@ use std::time::Duration;
 use model::ecs::shapes::ContainerDefinition;
 
 use crate::docker::Docker;
-pub use options::{local_driver, AwsLogs, StreamNaming};
+pub use options::{local_driver, AwsLogs, CacheFileSize, StreamNaming};
 use ship::{Destination, Shipper};
 
 /// How long a stopping task waits for shipping that stores nothing.
@@ -76,6 +86,28 @@ pub struct Shipping {
     sdk: aws_config::SdkConfig,
     cursors: PathBuf,
     clients: Mutex<HashMap<String, aws_sdk_cloudwatchlogs::Client>>,
+    cache: CacheFileSize,
+    reader: Reader,
+}
+
+/// How the agent reads a container's output: `BERTH_AWSLOGS_READER`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reader {
+    /// The json-file on disk when the agent can open it, else Docker's logs API.
+    #[default]
+    File,
+    /// Always Docker's logs API (an engine on another host, or to compare the two).
+    Api,
+}
+
+impl Reader {
+    pub fn parse(s: &str) -> Option<Reader> {
+        match s {
+            "file" => Some(Reader::File),
+            "api" => Some(Reader::Api),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Shipping {
@@ -85,8 +117,13 @@ impl std::fmt::Debug for Shipping {
 }
 
 impl Shipping {
-    pub fn new(sdk: aws_config::SdkConfig, data_dir: &Path) -> Shipping {
-        Shipping { sdk, cursors: data_dir.join("awslogs"), clients: Mutex::default() }
+    pub fn new(sdk: aws_config::SdkConfig, data_dir: &Path, cache: CacheFileSize, reader: Reader) -> Shipping {
+        Shipping { sdk, cursors: data_dir.join("awslogs"), clients: Mutex::default(), cache, reader }
+    }
+
+    /// The size of each file of an awslogs container's local cache.
+    pub fn cache(&self) -> &CacheFileSize {
+        &self.cache
     }
 
     /// A client for `region` (the agent's own when `None`), one per region.
@@ -145,6 +182,7 @@ impl Shipping {
         let shipper = Shipper {
             docker: docker.clone(),
             container_id: c.id.to_string(),
+            read_file: self.reader == Reader::File,
             destination: self.destination(&logs, stream, c.role.as_ref()),
             event_start: logs.event_start.clone(),
             cursor_file: cursor::CursorFile::new(&self.cursors, c.id),

@@ -31,17 +31,40 @@ const KNOWN: &[&str] = &[
 /// than block the container when the log file cannot keep up.
 const CARRIED: &[&str] = &["mode", "max-buffer-size"];
 
-/// The local cache the container writes, and the agent follows: two files of 1 GB.
+/// The local cache the container writes, and the agent follows: two files of
+/// [`CacheFileSize`] (1 GB unless the agent is told otherwise).
 /// - Large, because Docker's awslogs driver in blocking mode makes a container that
 ///   prints faster than it ships wait, and a local file cannot: a container that gets
 ///   that far ahead of its shipping (or prints that much while its agent is down) loses
 ///   its oldest lines.
-/// - Rotating rarely, because Docker (seen with 28.2) loses or repeats a few hundred KB
-///   when a file rotates under `docker logs --follow`, with json-file and local alike:
-///   100 MB printed into 100 MB files arrived 418 KB short. Once per GB printed is rare.
 /// - Bounded at all, because the engine's default options may rotate small files (this
 ///   machine's `daemon.json` says 10 MB) and Docker's own default never bounds.
-const LOCAL_CACHE: &[(&str, &str)] = &[("max-size", "1g"), ("max-file", "2")];
+///
+/// The agent reads the file itself and follows its rotations (`follow`); Docker's
+/// `logs --follow`, the fallback, loses or repeats a few hundred KB at a rotation (seen
+/// with 28.2), another reason for large files.
+const MAX_FILES: &str = "2";
+
+/// The size of each file of an awslogs container's local cache, in Docker's `max-size`
+/// form (`1g`, `200m`, `512k`, or bytes): `BERTH_AWSLOGS_CACHE_FILE_SIZE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheFileSize(String);
+
+impl CacheFileSize {
+    pub fn parse(s: &str) -> Result<CacheFileSize, String> {
+        let digits = s.strip_suffix(['k', 'm', 'g']).unwrap_or(s);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.bytes().all(|b| b == b'0') {
+            return Err(format!("a size such as 1g, 200m or 512k; got '{s}'"));
+        }
+        Ok(CacheFileSize(s.to_string()))
+    }
+}
+
+impl Default for CacheFileSize {
+    fn default() -> Self {
+        CacheFileSize("1g".to_string())
+    }
+}
 
 /// How the stream of a container is named.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,15 +143,18 @@ impl AwsLogs {
 
 /// The log driver and options a container is created with: `awslogs` becomes the local
 /// `json-file` cache the agent ships from; any other driver is Docker's own.
-pub fn local_driver(driver: &str, options: &HashMap<String, String>) -> (String, HashMap<String, String>) {
+pub fn local_driver(
+    driver: &str,
+    options: &HashMap<String, String>,
+    cache: &CacheFileSize,
+) -> (String, HashMap<String, String>) {
     if driver != "awslogs" {
         return (driver.to_string(), options.clone());
     }
     let mut local: HashMap<String, String> =
         options.iter().filter(|(k, _)| CARRIED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
-    for (k, v) in LOCAL_CACHE {
-        local.insert(k.to_string(), v.to_string());
-    }
+    local.insert("max-size".to_string(), cache.0.clone());
+    local.insert("max-file".to_string(), MAX_FILES.to_string());
     ("json-file".to_string(), local)
 }
 
@@ -232,13 +258,13 @@ mod tests {
     #[test]
     fn awslogs_becomes_a_bounded_json_file_cache_keeping_the_delivery_mode() {
         let o = opts(&[("awslogs-group", "g"), ("mode", "non-blocking"), ("max-buffer-size", "4m")]);
-        let (driver, local) = local_driver("awslogs", &o);
+        let (driver, local) = local_driver("awslogs", &o, &CacheFileSize::default());
         assert_eq!(driver, "json-file");
         assert_eq!(local.get("mode").map(String::as_str), Some("non-blocking"));
         assert_eq!(local.get("max-buffer-size").map(String::as_str), Some("4m"));
         assert_eq!(local.get("max-size").map(String::as_str), Some("1g"));
         assert!(!local.contains_key("awslogs-group"));
-        let (other, same) = local_driver("syslog", &o);
+        let (other, same) = local_driver("syslog", &o, &CacheFileSize::default());
         assert_eq!((other.as_str(), same), ("syslog", o));
     }
 }

@@ -2,11 +2,12 @@
 //! send them with `PutLogEvents` one batch at a time, and save the cursor before each.
 //!
 //! The batch being sent and the events read meanwhile are the only memory held; when
-//! more than [`BACKLOG_EVENTS`] or [`BACKLOG_BYTES`] wait, reading pauses and the container's output waits on
-//! disk in Docker's log file, so a container that prints without pause never grows the
-//! agent. A batch goes out as soon as the previous one is acknowledged: under a trickle
-//! each line is readable within a round trip, under a flood batches fill up to
-//! `PutLogEvents`' limits.
+//! more than [`BACKLOG_EVENTS`] or [`BACKLOG_BYTES`] wait, reading pauses and the
+//! container's output waits on disk in Docker's log file, so a container that prints
+//! without pause never grows the agent. The output is read from that file when the agent
+//! can open it ([`Follower`]), else through Docker's logs API. A batch goes out as soon
+//! as the previous one is acknowledged: under a trickle each line is readable within a
+//! round trip, under a flood batches fill up to `PutLogEvents`' limits.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -20,6 +21,8 @@ use regex::Regex;
 
 use super::assemble::{Assembler, Event, Mark, Source};
 use super::cursor::{Cursor, CursorFile, Intent};
+use super::follow::Follower;
+use super::jsonfile;
 use crate::docker::{Docker, LogChunk, RunState};
 
 /// Events (and their bytes) read ahead of the batch in flight before reading pauses.
@@ -160,10 +163,62 @@ impl Backlog {
     }
 }
 
+/// Where a container's entries are read from.
+enum Input<'a> {
+    /// Docker's logs API; a TTY container's output comes in pieces that `console` joins.
+    Api {
+        stream: futures_util::stream::BoxStream<'static, Result<LogChunk, crate::docker::DockerError>>,
+        console: Vec<u8>,
+    },
+    /// The json-file on disk.
+    File(&'a mut Follower),
+}
+
+/// What an [`Input`] gives at once.
+enum Piece {
+    Chunk(LogChunk),
+    /// Whole lines of the json-file.
+    Lines(Vec<u8>),
+}
+
+impl Input<'_> {
+    /// The next piece; `None` once the container's output has ended. Cancel-safe: what is
+    /// read is handed out without waiting again.
+    async fn next(&mut self) -> Option<Result<Piece, String>> {
+        match self {
+            Input::Api { stream, .. } => stream.next().await.map(|r| r.map(Piece::Chunk).map_err(|e| e.to_string())),
+            Input::File(f) => f.next_block().await.map(|r| r.map(Piece::Lines).map_err(|e| e.to_string())),
+        }
+    }
+
+    /// Takes in a TTY container's output: entries, each `<time> <text>`, in pieces.
+    fn console(&mut self, bytes: &[u8], assembler: &mut Assembler, out: &mut Vec<Event>) {
+        if let Input::Api { console, .. } = self {
+            console.extend_from_slice(bytes);
+            while let Some(n) = console.iter().position(|&c| c == b'\n') {
+                let entry: Vec<u8> = console.drain(..=n).collect();
+                assembler.push(Source::Stdout, &entry, out);
+            }
+        }
+    }
+
+    /// Takes in what is left once the output has ended.
+    fn end(&mut self, assembler: &mut Assembler, out: &mut Vec<Event>) {
+        if let Input::Api { console, .. } = self {
+            if !console.is_empty() {
+                assembler.push(Source::Stdout, console, out);
+                console.clear();
+            }
+        }
+    }
+}
+
 /// Ships one container's output until it stops and everything it printed is stored.
 pub struct Shipper {
     pub docker: Docker,
     pub container_id: String,
+    /// Whether to read the json-file on disk when it can be opened.
+    pub read_file: bool,
     pub destination: Destination,
     pub event_start: Option<Regex>,
     pub cursor_file: CursorFile,
@@ -181,6 +236,59 @@ impl Shipper {
         let mut cursor = self.cursor_file.load();
         self.settle(&mut cursor).await;
         let mut ready = Backlog::default();
+        match self.open_file().await {
+            Some(file) => self.run_file(file, &mut ready, &mut cursor).await,
+            None => self.run_api(&mut ready, &mut cursor).await,
+        }
+        if let Err(e) = self.cursor_file.save(&cursor) {
+            tracing::warn!(error = %e, "cannot save the awslogs cursor");
+        }
+        tracing::debug!(container = %self.container_id, stream = %self.destination.stream, "log shipping finished");
+    }
+
+    /// The container's json-file log, opened, when the agent can read it (the engine is
+    /// local and the driver is json-file); else its output is read through Docker's API.
+    async fn open_file(&self) -> Option<Follower> {
+        if !self.read_file {
+            return None;
+        }
+        let path = match self.docker.json_log_file(&self.container_id).await {
+            Ok(Some(path)) => path,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(container = %self.container_id, error = %e, "cannot find the container's log file; reading it through Docker");
+                return None;
+            }
+        };
+        match Follower::open(&path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::debug!(container = %self.container_id, path = %path.display(), error = %e, "cannot read the container's log file; reading it through Docker");
+                None
+            }
+        }
+    }
+
+    /// Ships from the log file: one reading from the start of the files Docker keeps
+    /// (entries already shipped skipped), which waits at their end until the container
+    /// has exited and, if a restart policy runs it again, goes on.
+    async fn run_file(&self, mut file: Follower, ready: &mut Backlog, cursor: &mut Cursor) {
+        let mut assembler = Assembler::new(self.event_start.clone(), cursor.shipped);
+        loop {
+            file.until_exit(Box::pin(self.docker.exited(&self.container_id)));
+            self.follow(&mut assembler, &mut Input::File(&mut file), ready, cursor).await;
+            self.drain(ready, cursor).await;
+            match self.docker.inspect(&self.container_id).await {
+                // Restarted (or the engine's wait failed): follow on, after a pause that
+                // keeps a failing wait from spinning.
+                Ok(o) if o.state == RunState::Running => tokio::time::sleep(IDLE_TICK).await,
+                _ => break,
+            }
+        }
+    }
+
+    /// Ships from Docker's logs API.
+    async fn run_api(&self, ready: &mut Backlog, cursor: &mut Cursor) {
         let mut seen = cursor.shipped;
         // A container restarted by its restart policy keeps writing to the same log: follow
         // it again from where the last reading ended. Once it has stopped, its log is read
@@ -196,19 +304,16 @@ impl Shipper {
                 false => assembler.resume_secs(),
                 true => seen.iter().map(|m| m.ts_ns).max().unwrap_or(0).div_euclid(1_000_000_000),
             };
-            self.follow(&mut assembler, &mut ready, &mut cursor, since).await;
+            let stream = self.docker.logs(&self.container_id, since).boxed();
+            self.follow(&mut assembler, &mut Input::Api { stream, console: Vec::new() }, ready, cursor).await;
             seen = assembler.seen();
-            self.drain(&mut ready, &mut cursor).await;
+            self.drain(ready, cursor).await;
             match self.docker.inspect(&self.container_id).await {
                 Ok(o) if o.state == RunState::Running => continue,
                 Ok(_) if !read_after_stop => read_after_stop = true,
                 _ => break,
             }
         }
-        if let Err(e) = self.cursor_file.save(&cursor) {
-            tracing::warn!(error = %e, "cannot save the awslogs cursor");
-        }
-        tracing::debug!(container = %self.container_id, stream = %self.destination.stream, "log shipping finished");
     }
 
     /// After a crash, decides whether the batch being sent then was stored.
@@ -231,10 +336,9 @@ impl Shipper {
     }
 
     /// Reads the container's output until it ends, sending batches as they fill.
-    async fn follow(&self, assembler: &mut Assembler, ready: &mut Backlog, cursor: &mut Cursor, since: i64) {
-        let mut logs = self.docker.logs(&self.container_id, since).boxed();
-        let mut console = Vec::new();
+    async fn follow(&self, assembler: &mut Assembler, input: &mut Input<'_>, ready: &mut Backlog, cursor: &mut Cursor) {
         let mut out = Vec::new();
+        let mut scratch = Vec::new();
         let mut in_flight: Option<futures_util::future::BoxFuture<'_, (Vec<Event>, Intent)>> = None;
         let mut tick = tokio::time::interval(IDLE_TICK);
         loop {
@@ -247,16 +351,11 @@ impl Shipper {
                 }
             }
             tokio::select! {
-                chunk = logs.next(), if !ready.full() => match chunk {
-                    Some(Ok(LogChunk::Stdout(b))) => assembler.push(Source::Stdout, &b, &mut out),
-                    Some(Ok(LogChunk::Stderr(b))) => assembler.push(Source::Stderr, &b, &mut out),
-                    Some(Ok(LogChunk::Console(b))) => {
-                        console.extend_from_slice(&b);
-                        while let Some(n) = console.iter().position(|&c| c == b'\n') {
-                            let entry: Vec<u8> = console.drain(..=n).collect();
-                            assembler.push(Source::Stdout, &entry, &mut out);
-                        }
-                    }
+                piece = input.next(), if !ready.full() => match piece {
+                    Some(Ok(Piece::Chunk(LogChunk::Stdout(b)))) => assembler.push(Source::Stdout, &b, &mut out),
+                    Some(Ok(Piece::Chunk(LogChunk::Stderr(b)))) => assembler.push(Source::Stderr, &b, &mut out),
+                    Some(Ok(Piece::Chunk(LogChunk::Console(b)))) => input.console(&b, assembler, &mut out),
+                    Some(Ok(Piece::Lines(block))) => self.push_lines(&block, assembler, &mut scratch, &mut out),
                     Some(Err(e)) => {
                         tracing::warn!(container = %self.container_id, error = %e, "reading the container's log failed");
                         break;
@@ -271,14 +370,36 @@ impl Shipper {
             }
             ready.extend(out.drain(..));
         }
-        if !console.is_empty() {
-            assembler.push(Source::Stdout, &console, &mut out);
-        }
+        input.end(assembler, &mut out);
         assembler.flush_all(&mut out);
         ready.extend(out.drain(..));
         if let Some(f) = in_flight {
             let (_, intent) = f.await;
             self.stored(cursor, intent);
+        }
+    }
+
+    /// Takes in a block of the json-file's lines. Entries already shipped are dropped
+    /// before their text is decoded; a line that is not an entry is logged and skipped.
+    fn push_lines(&self, block: &[u8], assembler: &mut Assembler, scratch: &mut Vec<u8>, out: &mut Vec<Event>) {
+        let mut bad = 0usize;
+        for line in block.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let entry = match jsonfile::parse(line) {
+                Ok(e) => e,
+                Err(_) => {
+                    bad += 1;
+                    continue;
+                }
+            };
+            if assembler.skips(entry.source, entry.ts_ns) {
+                continue;
+            }
+            scratch.clear();
+            jsonfile::unescape_into(entry.escaped, scratch);
+            assembler.push_at(entry.source, entry.ts_ns, scratch, out);
+        }
+        if bad > 0 {
+            tracing::warn!(container = %self.container_id, lines = bad, "lines of the container's log file are not Docker's entries; skipped");
         }
     }
 

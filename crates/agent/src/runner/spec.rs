@@ -276,7 +276,9 @@ impl<'a> TaskSpec<'a> {
                 if driver == "awslogs" {
                     AwsLogs::parse(&options).map_err(|e| format!("CannotCreateContainerError: {e}"))?;
                 }
-                let (driver, mut options) = awslogs::local_driver(&driver, &options);
+                let default_cache = awslogs::CacheFileSize::default();
+                let cache = self.config.awslogs.as_deref().map_or(&default_cache, |s| s.cache());
+                let (driver, mut options) = awslogs::local_driver(&driver, &options, cache);
                 options.extend(c.secrets.log_options.iter().cloned());
                 Some((driver, options))
             }

@@ -215,3 +215,79 @@ async fn a_container_printing_100_mb_without_a_newline_is_shipped_in_bounded_mem
         .unwrap();
     assert!(peak_kib < 150 * 1024, "the agent peaked at {peak_kib} KiB");
 }
+
+#[tokio::test]
+async fn the_log_file_is_followed_across_rotations_and_an_agent_restart() {
+    // Files of 64 KB (about 800 lines each): the container's output rotates several times.
+    let cluster = "awslogs-rotate";
+    let env = [("BERTH_AWSLOGS_CACHE_FILE_SIZE", "64k")];
+    assert!(!simplehttp_image().is_empty());
+    let b = crate::berth().await;
+    let _c = cleanup(&b, cluster);
+    let ecs = b.ecs().await;
+    ecs.create_cluster().cluster_name(cluster).send().await.unwrap();
+    let mut agent = b.spawn_agent(cluster, &env);
+    wait_instances(&ecs, cluster, 1).await;
+    let logs = Logs::new(&b.sdk_config(&b.key, "us-east-1").await);
+    let options = [("awslogs-group", "/ecs/rotate"), ("awslogs-create-group", "true"), ("awslogs-stream-prefix", "r")];
+    register(&ecs, "rotate", vec![container("r", &["print", "6000", "--every-ms", "1"], awslogs(&options), true)])
+        .await;
+    let arn = run(&ecs, cluster, "rotate").await;
+    let t = wait_status(&ecs, cluster, &arn, "RUNNING").await;
+    let stream = format!("r/r/{}", task_id(&t));
+    eventually("lines are shipped", async || messages(&logs, "/ecs/rotate", &stream).await.len() >= 1500).await;
+    // Restarted while the files rotate: the new agent finds its place in `.1` or the
+    // current file by the cursor's marks.
+    agent.restart(&b, cluster, &env);
+    let t = wait_status(&ecs, cluster, &arn, "STOPPED").await;
+    let runtime_id = t.containers()[0].runtime_id().unwrap().to_string();
+    let log_path = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{.LogPath}}", &runtime_id])
+        .output()
+        .unwrap();
+    let rotated = format!("{}.1", String::from_utf8_lossy(&log_path.stdout).trim());
+    assert!(std::path::Path::new(&rotated).exists(), "the log rotated ({rotated})");
+    assert_eq!(messages(&logs, "/ecs/rotate", &stream).await, numbered(6000), "every line once, in order");
+}
+
+#[tokio::test]
+async fn tty_output_and_text_that_json_escapes_arrive_as_printed() {
+    let (_c, _b, _agent, ecs, logs) = setup("awslogs-text").await;
+    let options = [("awslogs-group", "/ecs/text"), ("awslogs-create-group", "true"), ("awslogs-stream-prefix", "t")];
+    let text = "<a href=\"x\">&amp;</a>\ttab \\ é 😀 \u{1} \u{2028} end";
+    let mut env_container = container("env", &["env", "TEXT"], awslogs(&options), false);
+    env_container.environment =
+        Some(vec![aws_sdk_ecs::types::KeyValuePair::builder().name("TEXT").value(text).build()]);
+    let mut tty = container("tty", &["print", "20"], awslogs(&options), true);
+    tty.pseudo_terminal = Some(true);
+    register(&ecs, "text", vec![env_container, tty]).await;
+    let arn = run(&ecs, "awslogs-text", "text").await;
+    let t = wait_status(&ecs, "awslogs-text", &arn, "STOPPED").await;
+    let id = task_id(&t);
+    assert_eq!(messages(&logs, "/ecs/text", &format!("t/env/{id}")).await, [format!("TEXT={text}")]);
+    // A terminal ends lines with \r\n; Docker stores them so, and the line is its text.
+    let lines: Vec<String> = messages(&logs, "/ecs/text", &format!("t/tty/{id}"))
+        .await
+        .into_iter()
+        .map(|m| m.trim_end_matches('\r').to_string())
+        .collect();
+    assert_eq!(lines, numbered(20));
+}
+
+#[tokio::test]
+async fn docker_s_logs_api_still_ships_when_the_agent_reads_through_it() {
+    // The reader for an engine whose files the agent cannot open.
+    let cluster = "awslogs-api";
+    let b = crate::berth().await;
+    let _c = cleanup(&b, cluster);
+    let ecs = b.ecs().await;
+    ecs.create_cluster().cluster_name(cluster).send().await.unwrap();
+    let _agent = b.spawn_agent(cluster, &[("BERTH_AWSLOGS_READER", "api")]);
+    wait_instances(&ecs, cluster, 1).await;
+    let logs = Logs::new(&b.sdk_config(&b.key, "us-east-1").await);
+    let options = [("awslogs-group", "/ecs/api"), ("awslogs-create-group", "true"), ("awslogs-stream-prefix", "a")];
+    register(&ecs, "api", vec![container("a", &["print", "500", "--every-ms", "1"], awslogs(&options), true)]).await;
+    let arn = run(&ecs, cluster, "api").await;
+    let t = wait_status(&ecs, cluster, &arn, "STOPPED").await;
+    assert_eq!(messages(&logs, "/ecs/api", &format!("a/a/{}", task_id(&t))).await, numbered(500));
+}

@@ -457,9 +457,12 @@ impl Ops<'_, Logs> {
         let now = now_ms();
         let pairs: Vec<(i64, &str)> = events.iter().map(|(t, m)| (*t, m.as_str())).collect();
         let verdict = check_batch(&pairs, now, g.retention)?;
-        let accepted: Vec<Event> = events[verdict.accepted.clone()]
-            .iter()
-            .map(|(t, m)| Event { timestamp: *t, ingestion_time: now, message: m.clone() })
+        drop(pairs);
+        // The messages move into the store's events: a batch is up to 10,000 of them.
+        let mut events = events;
+        let accepted: Vec<Event> = events
+            .drain(verdict.accepted.clone())
+            .map(|(t, m)| Event { timestamp: t, ingestion_time: now, message: m })
             .collect();
         let id = StreamId(s.store_id);
         self.blocking(move |store| store.append(id, &accepted)).await?;
