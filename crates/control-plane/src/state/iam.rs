@@ -129,11 +129,10 @@ pub struct PreparedPrincipal {
     /// Whom it was prepared for.
     account: AccountId,
     principal: crate::caller::Principal,
-    /// The maps it was prepared from: it is valid while the state still holds these.
-    from: (OrdMap<(AccountId, String), Arc<User>>, OrdMap<(AccountId, String), Arc<Role>>, PolicyMap),
+    /// The IAM state it was prepared from: it is valid while the state still holds the
+    /// same users, roles and policies.
+    from: IamState,
 }
-
-type PolicyMap = OrdMap<(AccountId, String), Arc<ManagedPolicy>>;
 
 /// Prepared principals, by a hash of who they are (a collision only costs a rebuild).
 /// Dropped whole when it grows past [`PreparedPrincipals::MAX`] (role sessions come and go).
@@ -159,7 +158,9 @@ impl PreparedPrincipals {
     ) -> Option<Arc<PreparedPrincipal>> {
         let slots = self.0.read().unwrap_or_else(|p| p.into_inner());
         let p = slots.get(&Self::slot(account, principal))?;
-        let current = p.from.0.ptr_eq(&iam.users) && p.from.1.ptr_eq(&iam.roles) && p.from.2.ptr_eq(&iam.policies);
+        let from = &p.from;
+        let current =
+            from.users.ptr_eq(&iam.users) && from.roles.ptr_eq(&iam.roles) && from.policies.ptr_eq(&iam.policies);
         (current && p.account == *account && p.principal == *principal).then(|| p.clone())
     }
 
@@ -177,7 +178,7 @@ impl PreparedPrincipals {
             policies,
             account: account.clone(),
             principal: principal.clone(),
-            from: (iam.users.clone(), iam.roles.clone(), iam.policies.clone()),
+            from: iam.clone(),
         });
         let mut slots = self.0.write().unwrap_or_else(|p| p.into_inner());
         if slots.len() >= Self::MAX {
