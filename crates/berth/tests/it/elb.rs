@@ -861,6 +861,14 @@ async fn refusals_carry_elbv2_error_codes() {
     elb.remove_tags().resource_arns(&lb.tg).tag_keys("team").send().await.unwrap();
     let t = elb.describe_tags().resource_arns(&lb.tg).send().await.unwrap();
     assert!(t.tag_descriptions()[0].tags().is_empty());
+    let t = elb.describe_tags().resource_arns(&lb.listener).send().await.unwrap();
+    assert_eq!(t.tag_descriptions()[0].resource_arn(), Some(lb.listener.as_str()), "a listener has tags too");
+    // The same name with an id Berth never gave: a target group that does not exist.
+    let gone = format!("{}/ffffffffffffffff", lb.tg.rsplit_once('/').unwrap().0);
+    let e = elb.describe_tags().resource_arns(&gone).send().await.unwrap_err();
+    assert_eq!(error_code(&e), "TargetGroupNotFound", "{gone}");
+    let text = e.into_service_error().meta().message().unwrap_or_default().to_string();
+    assert_eq!(text, format!("Target group '{gone}' not found"));
     elb.modify_load_balancer_attributes()
         .load_balancer_arn(&lb.arn)
         .attributes(LoadBalancerAttribute::builder().key("deletion_protection.enabled").value("true").build())

@@ -34,23 +34,19 @@ fn fault_for(arn: &str) -> Fault {
     }
 }
 
-/// Reads the tags of the resource `arn` names.
+/// Reads the tags of the resource `arn` names: the lookup authorization's
+/// `aws:ResourceTag` uses too, with ELBv2's error for an ARN that names nothing.
 fn tags_of(state: &State, scope: &Scope, arn: &str) -> Result<Tags> {
-    Ok(match parse_arn(scope, arn, fault_for(arn))? {
-        ElbArn::LoadBalancer { .. } => find_lb(state, scope, arn)?.tags.clone(),
-        ElbArn::TargetGroup { .. } => find_tg(state, scope, arn)?.tags.clone(),
-        ElbArn::Listener { .. } => find_listener(state, scope, arn)?.tags.clone(),
-        ElbArn::Rule { listener, rule, .. } => {
-            if let Some(r) = state.elb.rules.get(&(scope.clone(), rule)).filter(|r| r.arn() == arn) {
-                r.tags.clone()
-            } else {
-                match state.elb.listeners.get(&(scope.clone(), listener)) {
-                    Some(l) if l.default_rule_arn() == arn => l.default_rule_tags.clone(),
-                    _ => return fail(Fault::RuleNotFound, format!("Rule '{arn}' not found")),
-                }
-            }
-        }
-    })
+    let kind = match parse_arn(scope, arn, fault_for(arn))? {
+        ElbArn::LoadBalancer { .. } => "Load balancer",
+        ElbArn::TargetGroup { .. } => "Target group",
+        ElbArn::Listener { .. } => "Listener",
+        ElbArn::Rule { .. } => "Rule",
+    };
+    match crate::state::resources::elb_tags(state, scope, arn) {
+        Some(tags) => Ok(tags),
+        None => fail(fault_for(arn), format!("{kind} '{arn}' not found")),
+    }
 }
 
 /// Replaces the tags of the resource `arn` names.

@@ -19,6 +19,8 @@ use model::iam::{
 use std::sync::Arc;
 
 use super::policies::identity_policies;
+use super::roles::find_role;
+use super::users::find_user;
 use super::Iam;
 use crate::caller::{Caller, Principal};
 use crate::error::{Error, Result};
@@ -148,13 +150,15 @@ impl Ops<'_, Iam> {
     /// request naming an entity is checked against the ARN the entity has.
     pub fn entity_arn(&self, account: &model::AccountId, kind: EntityKind, name: &str) -> Option<String> {
         let state = self.view();
-        let key = (account.clone(), name.to_ascii_lowercase());
-        let path = match kind {
-            EntityKind::User => state.iam.users.get(&key).map(|u| (u.path.clone(), u.name.clone())),
-            EntityKind::Role => state.iam.roles.get(&key).map(|r| (r.path.clone(), r.name.clone())),
+        match kind {
+            EntityKind::User => {
+                find_user(&state, account, name).ok().map(|u| entity_arn(account, kind, &u.path, &u.name))
+            }
+            EntityKind::Role => {
+                find_role(&state, account, name).ok().map(|r| entity_arn(account, kind, &r.path, &r.name))
+            }
             _ => None,
-        };
-        path.map(|(path, name)| entity_arn(account, kind, &path, &name))
+        }
     }
 
     /// Whether `caller` may make the request `access` describes; `Denied` with AWS's

@@ -175,8 +175,8 @@ pub(crate) fn resource_tags(state: &State, arn: &str) -> Vec<(String, String)> {
     found.unwrap_or_default()
 }
 
-/// The tags of the ELBv2 resource `arn` names.
-fn elb_tags(state: &State, scope: &Scope, arn: &str) -> Option<Tags> {
+/// The tags of the ELBv2 resource `arn` names, if it is one of `scope`'s.
+pub(crate) fn elb_tags(state: &State, scope: &Scope, arn: &str) -> Option<Tags> {
     let elb = &state.elb;
     let key = |id: String| (scope.clone(), id);
     Some(match elb::names::parse_arn(scope, arn, elb::Fault::LoadBalancerNotFound).ok()? {
