@@ -8,9 +8,12 @@ its local agent on this machine's Docker engine. A service "bench" of BENCH_TASK
 environment variable), with ECS's default deployment configuration (100% / 200%).
 
   deployment   t0; UpdateService to the other revision; DescribeServices every
-               BENCH_POLL_MS (default 10) until the service is steady: one deployment,
-               COMPLETED, runningCount == desiredCount, no pending task, on the new
-               revision. The sample is t0 to that answer. Against it: the sum of the
+               BENCH_POLL_MS (default 10) until the service is stable as
+               `aws ecs wait services-stable` sees it, on the new revision: one
+               deployment, runningCount == desiredCount, no pending task. (Its rolloutState
+               turns COMPLETED STARTED_AFTER_SECONDS, 10 s, after its tasks started: the
+               wait that lets the circuit breaker catch a crash loop, not work to measure.)
+               The sample is t0 to that answer. Against it: the sum of the
                container start times of the deployment's new tasks, each its task's
                pullStoppedAt -> startedAt (Docker's create and start, startedAt being
                Docker's own start time). Target: deployment <= 1.2 x that sum. The longest
@@ -63,7 +66,7 @@ def service(ecs):
 
 def steady_on(s, td_arn):
     d = s.get("deployments", [])
-    return (len(d) == 1 and d[0].get("rolloutState") == "COMPLETED" and s["runningCount"] == s["desiredCount"]
+    return (len(d) == 1 and s["runningCount"] == s["desiredCount"]
             and s["pendingCount"] == 0 and s.get("taskDefinition") == td_arn)
 
 

@@ -52,6 +52,28 @@ async fn describe(ecs: &Client, arn: &str) -> Task {
     ecs.describe_tasks().cluster("demo").tasks(arn).send().await.unwrap().tasks()[0].clone()
 }
 
+/// Runs one task of `family` on Fargate in cluster `demo`, again until it is placed: capacity
+/// exists only while the Fargate agent is connected.
+async fn run_once_placed(ecs: &Client, family: &str, subnet: &str) -> aws_sdk_ecs::operation::run_task::RunTaskOutput {
+    let mut run = None;
+    eventually("a Fargate task is placed", async || {
+        let r = ecs
+            .run_task()
+            .cluster("demo")
+            .launch_type(LaunchType::Fargate)
+            .task_definition(family)
+            .network_configuration(vpc_config(subnet))
+            .send()
+            .await
+            .unwrap();
+        let placed = !r.tasks().is_empty();
+        run = Some(r);
+        placed
+    })
+    .await;
+    run.unwrap()
+}
+
 #[tokio::test]
 async fn fargate_tasks_run_on_capacity_nobody_registers() {
     assert!(!simplehttp_image().is_empty());
@@ -65,23 +87,8 @@ async fn fargate_tasks_run_on_capacity_nobody_registers() {
     let subnet = subnet(&b).await;
 
     // Capacity appears once `berth up`'s Fargate agent has registered.
-    let mut run = None;
-    eventually("a Fargate task is placed", async || {
-        let r = ecs
-            .run_task()
-            .cluster("demo")
-            .launch_type(LaunchType::Fargate)
-            .task_definition("web-fargate")
-            .network_configuration(vpc_config(&subnet))
-            .send()
-            .await
-            .unwrap();
-        let placed = !r.tasks().is_empty();
-        run = Some(r);
-        placed
-    })
-    .await;
-    let arn = run.unwrap().tasks()[0].task_arn().unwrap().to_string();
+    let run = run_once_placed(&ecs, "web-fargate", &subnet).await;
+    let arn = run.tasks()[0].task_arn().unwrap().to_string();
     eventually("the Fargate task runs", async || describe(&ecs, &arn).await.last_status() == Some("RUNNING")).await;
     let t = describe(&ecs, &arn).await;
     assert_eq!(t.launch_type(), Some(&LaunchType::Fargate));
@@ -161,15 +168,9 @@ async fn fargate_tasks_run_on_capacity_nobody_registers() {
         .send()
         .await
         .unwrap();
-    let r = ecs
-        .run_task()
-        .cluster("demo")
-        .launch_type(LaunchType::Fargate)
-        .task_definition("disk")
-        .network_configuration(vpc_config(&subnet))
-        .send()
-        .await
-        .unwrap();
+    // The Fargate agent reconnects after the restart in its own time; until it has, RunTask
+    // answers with Fargate's capacity reason, as it would before the first registration.
+    let r = run_once_placed(&ecs, "disk", &subnet).await;
     let disk = &r.tasks()[0];
     assert_eq!(disk.ephemeral_storage().map(|e| e.size_in_gib()), Some(30));
     ecs.stop_task().cluster("demo").task(disk.task_arn().unwrap()).send().await.unwrap();

@@ -32,7 +32,8 @@ pub const MAX_THROTTLE_SECONDS: f64 = 27.0 * 60.0;
 /// Consecutive start failures before launches are spaced out.
 pub const THROTTLE_AFTER_FAILURES: u32 = 3;
 /// A task that stops on its own sooner than this after it started counts as a failed
-/// start for the throttle, and one that stays healthy this long ends the throttle.
+/// start for the throttle, one that stays healthy this long ends the throttle, and a
+/// deployment completes only once its tasks have been up this long.
 ///
 /// Decision: ECS documents the throttle for tasks that never reach RUNNING, yet on ECS a
 /// task whose container exits at once still spends tens of seconds between placement

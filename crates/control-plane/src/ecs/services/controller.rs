@@ -23,6 +23,8 @@
 //!   deployment, and the primary deployment's tasks that never reached RUNNING, or
 //!   stopped within seconds of starting, space out further launches (ECS's service
 //!   throttle logic; see `STARTED_AFTER_SECONDS` for why quick exits count).
+//! - A deployment is COMPLETED once its desired count of tasks is healthy, alone, and has
+//!   been up for `STARTED_AFTER_SECONDS`, so a crash loop fails it rather than completes it.
 //! - Behind a load balancer (see [`super::targets`]), a task is healthy only when its
 //!   targets are, is registered when it runs and drained before it is stopped.
 
@@ -183,6 +185,10 @@ impl Member {
     fn pending(&self) -> bool {
         self.active() && self.task.last_status < TaskStatus::Running
     }
+    /// Whether it started at least `seconds` before `now`.
+    fn started_for(&self, now: Timestamp, seconds: f64) -> bool {
+        self.task.started_at.is_some_and(|s| now.epoch_seconds() - s.epoch_seconds() >= seconds)
+    }
 }
 
 fn has_health_checks(td: &TaskDefinition) -> bool {
@@ -309,7 +315,7 @@ fn account_ended_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member])
         let t = &m.task;
         if t.last_status != TaskStatus::Stopped {
             // One task that starts and stays healthy is enough to end the throttle.
-            let settled = t.started_at.is_some_and(|s| now - s.epoch_seconds() >= STARTED_AFTER_SECONDS);
+            let settled = m.started_for(pass.now, STARTED_AFTER_SECONDS);
             if settled && m.healthy() && svc.throttle.consecutive_failures > 0 {
                 svc.throttle = Default::default();
             }
@@ -944,7 +950,13 @@ fn bookkeeping(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member]) {
         }
     }
     let desired = svc.desired_count as usize;
-    let primary_healthy = tasks.iter().filter(|m| m.deployment == Some(0) && m.healthy() && !m.draining).count();
+    // A deployment completes only once its tasks have stayed up past STARTED_AFTER_SECONDS:
+    // a crash-looping revision's tasks are each RUNNING for an instant, and completing then
+    // would leave the circuit breaker nothing to fail (or roll back) once they exit.
+    let primary_healthy = tasks
+        .iter()
+        .filter(|m| m.deployment == Some(0) && m.healthy() && !m.draining && m.started_for(now, STARTED_AFTER_SECONDS))
+        .count();
     let live = tasks.iter().filter(|m| m.live()).count();
     let settled = primary_healthy == desired && live == desired && svc.deployments.len() == 1;
     let Some(p) = svc.deployments.first_mut() else { return };
@@ -1152,9 +1164,12 @@ mod tests {
         view.tasks.values().filter(|t| t.group == "service:web").map(|t| t.as_ref().clone()).collect()
     }
 
+    /// A report of `status`; a task reported RUNNING started long enough ago to count as
+    /// started (the passes here follow one another far quicker than real tasks run).
     fn report(t: &Task, status: TaskStatus, now: Timestamp) -> TaskReport {
+        let started = Timestamp::from_epoch_seconds(now.epoch_seconds() - STARTED_AFTER_SECONDS);
         TaskReport {
-            started_at: (status >= TaskStatus::Running).then_some(now),
+            started_at: (status >= TaskStatus::Running).then_some(started),
             ..TaskReport::new(t.arn().to_string(), status)
         }
     }
