@@ -129,7 +129,10 @@ def build_berth_and_test_image():
     subprocess.run(["cargo", "build", "--release", "-p", "berth"], cwd=ROOT, check=True,
                    env={**os.environ, "CARGO_TARGET_DIR": TARGET_DIR})
     log("building the test image")
-    image = subprocess.run(["cargo", "run", "-q", "-p", "testkit", "--bin", "test-image"], cwd=ROOT, check=True,
+    # Built as part of the workspace (as the tests build it): `-p testkit` would unify
+    # features differently and rebuild half the dependencies.
+    subprocess.run(["cargo", "build", "-q", "--workspace", "--bin", "test-image"], cwd=ROOT, check=True)
+    image = subprocess.run([os.path.join(ROOT, "target", "debug", "test-image")], cwd=ROOT, check=True,
                            capture_output=True, text=True).stdout.strip()
     if not image:
         raise BenchError("the test-image binary printed no image name")

@@ -55,7 +55,7 @@ fn open(api: &Api, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Op
             let cluster_arn = format!("arn:aws:ecs:{}:{}:cluster/{cluster}", caller.scope.region, caller.scope.account);
             access.context.push(("ecs:cluster".into(), vec![cluster_arn]));
         }
-        api.control.iam().authorize(&caller, &access)?;
+        api.control.iam().authorize(&caller, access)?;
     }
     let (connection, rx) = api.control.ecs().agent_attach(&caller, &instance)?;
     Ok((caller, instance, connection, rx))

@@ -23,7 +23,9 @@ use serde_json::Value;
 
 use crate::query::Params;
 
-fn arn(service: &str, scope: &Scope, resource: &str) -> String {
+/// `resource` is formatted into the ARN directly (`format_args!`): authorization is on
+/// every request's path, and an intermediate string per ARN showed in its profile.
+fn arn(service: &str, scope: &Scope, resource: impl std::fmt::Display) -> String {
     format!("arn:aws:{service}:{}:{}:{resource}", scope.region, scope.account)
 }
 
@@ -33,8 +35,8 @@ fn ecs_arn(scope: &Scope, kind: &str, cluster: Option<&str>, value: &str) -> Str
         return value.to_string();
     }
     match cluster {
-        Some(c) => arn("ecs", scope, &format!("{kind}/{c}/{value}")),
-        None => arn("ecs", scope, &format!("{kind}/{value}")),
+        Some(c) => arn("ecs", scope, format_args!("{kind}/{c}/{value}")),
+        None => arn("ecs", scope, format_args!("{kind}/{value}")),
     }
 }
 
@@ -47,9 +49,9 @@ fn strs_of<'a>(body: &'a Value, member: &str) -> Vec<&'a str> {
 }
 
 /// The cluster's name from a `cluster` member (name or ARN; `default` when absent).
-fn cluster_name(body: &Value) -> String {
+fn cluster_name(body: &Value) -> &str {
     let c = str_of(body, "cluster").unwrap_or("default");
-    c.rsplit_once('/').map_or(c, |(_, n)| n).to_string()
+    c.rsplit_once('/').map_or(c, |(_, n)| n)
 }
 
 /// `aws:RequestTag/*` and `aws:TagKeys` of the tags a request brings (`[{key, value}]`
@@ -61,7 +63,7 @@ fn request_tags(access: &mut Access, tags: Option<&Value>) {
         let k = t.get("key").or_else(|| t.get("Key")).and_then(Value::as_str);
         let v = t.get("value").or_else(|| t.get("Value")).and_then(Value::as_str);
         if let Some(k) = k {
-            access.context.push((format!("aws:RequestTag/{k}"), vec![v.unwrap_or_default().to_string()]));
+            access.context.push((format!("aws:RequestTag/{k}").into(), vec![v.unwrap_or_default().to_string()]));
             keys.push(k.to_string());
         }
     }
@@ -74,11 +76,11 @@ fn request_tags(access: &mut Access, tags: Option<&Value>) {
 pub(crate) fn ecs(operation: &str, body: &Value, scope: &Scope) -> Access {
     let mut access = Access::new(format!("ecs:{operation}"));
     let cluster = cluster_name(body);
-    let cluster_arn = arn("ecs", scope, &format!("cluster/{cluster}"));
-    let in_cluster = |kind: &str, v: &str| ecs_arn(scope, kind, Some(&cluster), v);
+    let cluster_arn = || arn("ecs", scope, format_args!("cluster/{cluster}"));
+    let in_cluster = |kind: &str, v: &str| ecs_arn(scope, kind, Some(cluster), v);
     let resources: Vec<String> = match operation {
         "CreateCluster" => {
-            vec![arn("ecs", scope, &format!("cluster/{}", str_of(body, "clusterName").unwrap_or("default")))]
+            vec![arn("ecs", scope, format_args!("cluster/{}", str_of(body, "clusterName").unwrap_or("default")))]
         }
         "DeleteCluster"
         | "UpdateCluster"
@@ -88,7 +90,7 @@ pub(crate) fn ecs(operation: &str, body: &Value, scope: &Scope) -> Access {
         | "RegisterContainerInstance"
         | "DeregisterContainerInstance"
         | "SubmitTaskStateChange"
-        | "SubmitContainerStateChange" => vec![cluster_arn.clone()],
+        | "SubmitContainerStateChange" => vec![cluster_arn()],
         "DescribeClusters" => {
             let names = strs_of(body, "clusters");
             if names.is_empty() {
@@ -113,9 +115,9 @@ pub(crate) fn ecs(operation: &str, body: &Value, scope: &Scope) -> Access {
             let td = if td.starts_with("arn:") {
                 td.to_string()
             } else if td.contains(':') {
-                arn("ecs", scope, &format!("task-definition/{td}"))
+                arn("ecs", scope, format_args!("task-definition/{td}"))
             } else {
-                arn("ecs", scope, &format!("task-definition/{td}:latest"))
+                arn("ecs", scope, format_args!("task-definition/{td}:latest"))
             };
             vec![td]
         }
@@ -139,7 +141,7 @@ pub(crate) fn ecs(operation: &str, body: &Value, scope: &Scope) -> Access {
                 | "ListTasks"
         )
     {
-        access.context.push(("ecs:cluster".into(), vec![cluster_arn]));
+        access.context.push(("ecs:cluster".into(), vec![cluster_arn()]));
     }
     if let Some(s) = str_of(body, "service").or(str_of(body, "serviceName")) {
         access.context.push(("ecs:service".into(), vec![in_cluster("service", s)]));
@@ -177,9 +179,9 @@ pub(crate) fn logs(operation: &str, body: &Value, scope: &Scope) -> Access {
     access.resources = match (group, str_of(body, "logStreamName")) {
         (Some(g), _) if g.starts_with("arn:") => vec![g.trim_end_matches(":*").to_string()],
         (Some(g), Some(s)) if matches!(operation, "PutLogEvents" | "GetLogEvents") => {
-            vec![arn("logs", scope, &format!("log-group:{g}:log-stream:{s}"))]
+            vec![arn("logs", scope, format_args!("log-group:{g}:log-stream:{s}"))]
         }
-        (Some(g), _) => vec![arn("logs", scope, &format!("log-group:{g}"))],
+        (Some(g), _) => vec![arn("logs", scope, format_args!("log-group:{g}"))],
         (None, _) => match str_of(body, "resourceArn") {
             Some(r) => vec![r.to_string()],
             None => vec!["*".into()],
@@ -201,7 +203,7 @@ pub(crate) fn ssm(operation: &str, body: &Value, scope: &Scope) -> Access {
             return name[..cut].to_string();
         }
         let bare = name.split(':').next().unwrap_or_default();
-        arn("ssm", scope, &format!("parameter/{}", bare.trim_start_matches('/')))
+        arn("ssm", scope, format_args!("parameter/{}", bare.trim_start_matches('/')))
     };
     let mut names: Vec<&str> = strs_of(body, "Names");
     names.extend(str_of(body, "Name"));
@@ -221,7 +223,7 @@ pub(crate) fn events(operation: &str, body: &Value, scope: &Scope) -> Access {
     let mut access = Access::new(format!("events:{operation}"));
     let rule = str_of(body, "Name").or_else(|| str_of(body, "Rule"));
     access.resources = match (rule, str_of(body, "ResourceARN")) {
-        (Some(r), _) => vec![arn("events", scope, &format!("rule/{r}"))],
+        (Some(r), _) => vec![arn("events", scope, format_args!("rule/{r}"))],
         (None, Some(a)) => vec![a.to_string()],
         (None, None) => vec!["*".into()],
     };

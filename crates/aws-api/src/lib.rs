@@ -250,7 +250,7 @@ async fn process(
             _ => authz::logs(operation, &json, &caller.scope),
         };
         origin.add_to(&mut access);
-        api.control.iam().authorize(&caller, &access)?;
+        api.control.iam().authorize(&caller, access)?;
     }
     // Repository URIs, the registry's proxy endpoint and DiscoverPollEndpoint name the
     // address the client reached us on, or the advertised one.
@@ -401,7 +401,10 @@ impl Origin {
         if let Some(ip) = self.source {
             access.context.push(("aws:SourceIp".into(), vec![ip.to_string()]));
         }
-        access.context.push(("aws:SecureTransport".into(), vec![self.secure.to_string()]));
+        // Every principal's prepared keys say "false" already (see `iam::authz`).
+        if self.secure {
+            access.context.push(("aws:SecureTransport".into(), vec!["true".into()]));
+        }
     }
 }
 
@@ -429,7 +432,7 @@ async fn dispatch_query(
         let entity_arn = |kind, name: &str| api.control.iam().entity_arn(account, kind, name);
         let mut access = authz::query(prefix, action, params, &caller.scope, &entity_arn);
         origin.add_to(&mut access);
-        api.control.iam().authorize(caller, &access)?;
+        api.control.iam().authorize(caller, access)?;
     }
     match service {
         query::Service::Elbv2 => elbv2::dispatch(api, caller, action, params, request_id).await,

@@ -429,7 +429,7 @@ async fn batch_get(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, 
         let body = serde_json::json!({ "SecretId": secret_id });
         let resolve = |id: &str| api.control.secrets().secret_arn(scope, id);
         let access = crate::authz::secretsmanager("GetSecretValue", &body, scope, &resolve);
-        api.control.iam().authorize(caller, &access).map_err(ApiError::from)
+        api.control.iam().authorize(caller, access).map_err(ApiError::from)
     };
     let mut values = Vec::new();
     let mut errors = Vec::new();

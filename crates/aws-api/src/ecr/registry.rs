@@ -194,7 +194,7 @@ impl Authorize for TokenAuth {
                     resources: vec![arn.clone()],
                     context: vec![],
                 };
-                self.control.iam().authorize(&caller, &access).map_err(|e| AuthError::Denied(e.to_string()))?;
+                self.control.iam().authorize(&caller, access).map_err(|e| AuthError::Denied(e.to_string()))?;
             }
         }
         let repository = registry::RepoName::parse(name.as_str()).map_err(|e| AuthError::Denied(e.to_string()))?;

@@ -103,7 +103,7 @@ pub(crate) fn check_pass_role(ops: &Ops<'_, Ecs>, caller: &crate::Caller, roles:
     let mut access = crate::iam::authz::Access::new("iam:PassRole");
     access.resources = roles.iter().map(|(_, arn)| arn.clone()).collect();
     access.context.push(("iam:PassedToService".into(), vec![ECS_TASKS.into()]));
-    ops.control().iam().authorize(caller, &access)
+    ops.control().iam().authorize(caller, access)
 }
 
 impl Ops<'_, Ecs> {

@@ -132,6 +132,34 @@ pub struct PreparedPrincipal {
     /// The IAM state it was prepared from: it is valid while the state still holds the
     /// same users, roles and policies.
     from: IamState,
+    /// `policies` narrowed to each action asked of them so far: most of a principal's
+    /// statements are for other actions, and matching their actions on every request was
+    /// most of what deciding it cost.
+    by_action: std::sync::RwLock<std::collections::HashMap<Box<str>, NarrowedPolicies>>,
+}
+
+/// A principal's identity policies narrowed to one action.
+pub type NarrowedPolicies = Arc<[Arc<model::iam::PolicyDocument>]>;
+
+impl PreparedPrincipal {
+    /// Distinct actions remembered before the memory starts over.
+    const MAX_ACTIONS: usize = 1024;
+
+    /// The statements of the principal's policies that can apply to `action`
+    /// ([`model::iam::PolicyDocument::for_action`]), narrowed once per action.
+    pub fn policies_for(&self, action: &str) -> NarrowedPolicies {
+        if let Some(p) = self.by_action.read().unwrap_or_else(|p| p.into_inner()).get(action) {
+            return p.clone();
+        }
+        let narrowed: NarrowedPolicies =
+            self.policies.iter().filter_map(|p| p.for_action(action)).map(Arc::new).collect();
+        let mut by_action = self.by_action.write().unwrap_or_else(|p| p.into_inner());
+        if by_action.len() >= Self::MAX_ACTIONS {
+            by_action.clear();
+        }
+        by_action.insert(action.into(), narrowed.clone());
+        narrowed
+    }
 }
 
 /// Prepared principals, by a hash of who they are (a collision only costs a rebuild).
@@ -179,6 +207,7 @@ impl PreparedPrincipals {
             account: account.clone(),
             principal: principal.clone(),
             from: iam.clone(),
+            by_action: Default::default(),
         });
         let mut slots = self.0.write().unwrap_or_else(|p| p.into_inner());
         if slots.len() >= Self::MAX {

@@ -368,11 +368,25 @@ fn outcome(policy: &PolicyDocument, req: &RequestContext) -> Outcome {
     best.map_or(Outcome::None, Outcome::Allow)
 }
 
+/// Action patterns hold no policy variables: nothing to substitute.
+struct NoVariables;
+
+impl Variables for NoVariables {
+    fn variable(&self, _: &str) -> Option<&str> {
+        None
+    }
+}
+
 impl Statement {
+    /// Whether the statement's `Action` (or `NotAction`) covers `action`.
+    pub(super) fn covers_action(&self, action: &str) -> bool {
+        let actions = &self.actions;
+        actions.items.iter().any(|p| p.matches(action, true, &NoVariables)) != actions.negated
+    }
+
     /// Whether the statement's action, resource and conditions all cover the request.
     fn covers(&self, req: &RequestContext) -> bool {
-        let actions = &self.actions;
-        if actions.items.iter().any(|p| p.matches(&req.action, true, req)) == actions.negated {
+        if !self.covers_action(&req.action) {
             return false;
         }
         if let Some(resources) = &self.resources {

@@ -83,7 +83,8 @@ impl MalformedPolicy {
 /// hands the text back unchanged).
 #[derive(Debug, Clone)]
 pub struct PolicyDocument {
-    text: String,
+    /// Shared: a document narrowed to one action ([`PolicyDocument::for_action`]) keeps it.
+    text: std::sync::Arc<str>,
     kind: PolicyKind,
     version: PolicyVersion,
     statements: Vec<Statement>,
@@ -110,7 +111,29 @@ impl PolicyDocument {
     fn new(text: &str, kind: PolicyKind, version: PolicyVersion, statements: Vec<Statement>) -> PolicyDocument {
         let reads_resource_tags =
             statements.iter().flat_map(|s| &s.conditions).any(|c| c.key().contains(":resourcetag/"));
-        PolicyDocument { text: text.to_string(), kind, version, statements, reads_resource_tags }
+        PolicyDocument { text: text.into(), kind, version, statements, reads_resource_tags }
+    }
+
+    /// The statements that can apply to `action`, as a document of their own with the same
+    /// text, kind and version; `None` when no statement can. Whether a statement's
+    /// `Action`/`NotAction` covers an action depends on the action alone (actions hold no
+    /// policy variables), so whoever decides many requests of one principal narrows its
+    /// policies once per action instead of matching every statement's actions each time.
+    /// Evaluating the narrowed documents decides exactly as the whole ones do.
+    pub fn for_action(&self, action: &str) -> Option<PolicyDocument> {
+        let statements: Vec<Statement> = self.statements.iter().filter(|s| s.covers_action(action)).cloned().collect();
+        if statements.is_empty() {
+            return None;
+        }
+        let reads_resource_tags =
+            statements.iter().flat_map(|s| &s.conditions).any(|c| c.key().contains(":resourcetag/"));
+        Some(PolicyDocument {
+            text: self.text.clone(),
+            kind: self.kind,
+            version: self.version,
+            statements,
+            reads_resource_tags,
+        })
     }
 
     /// Whether a condition reads `aws:ResourceTag/...` (or a service's `ResourceTag`): the

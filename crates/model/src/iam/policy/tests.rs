@@ -47,11 +47,17 @@ type Case<'a> = (&'a str, Vec<&'a str>, Option<&'a str>, RequestContext, Decisio
 /// Condition keys and their values, in order (a key may repeat).
 type Keys<'a> = &'a [(&'a str, &'a str)];
 
+/// The decision, checked to be the same when the identity policies are first narrowed to
+/// the request's action ([`PolicyDocument::for_action`]), as authorization narrows them.
 fn decide(policies: &[&str], resource_policy: Option<&str>, req: &RequestContext) -> Decision {
     let docs: Vec<PolicyDocument> = policies.iter().map(|p| identity(p)).collect();
     let refs: Vec<&PolicyDocument> = docs.iter().collect();
     let rp = resource_policy.map(resource);
-    evaluate(&refs, rp.as_ref(), req)
+    let whole = evaluate(&refs, rp.as_ref(), req);
+    let narrowed: Vec<PolicyDocument> = docs.iter().filter_map(|d| d.for_action(req.action())).collect();
+    let narrowed: Vec<&PolicyDocument> = narrowed.iter().collect();
+    assert_eq!(evaluate(&narrowed, rp.as_ref(), req), whole, "narrowed to {}: {policies:?}", req.action());
+    whole
 }
 
 #[test]
