@@ -474,10 +474,13 @@ async fn conditions_read_the_resources_tags_the_source_address_and_the_transport
             .unwrap();
     }
     // Tagged clusters of team web only, from loopback only, and nothing over plain HTTP
-    // for UpdateCluster (Berth here serves plain HTTP).
+    // for UpdateCluster (Berth here serves plain HTTP). Services may be listed since 2020
+    // and until 2020: the request's time decides.
     let policy = r#"{"Version":"2012-10-17","Statement":[
         {"Effect":"Allow","Action":"ecs:DescribeClusters","Resource":"*",
          "Condition":{"StringEquals":{"aws:ResourceTag/team":"web"},"IpAddress":{"aws:SourceIp":"127.0.0.0/8"}}},
+        {"Effect":"Allow","Action":"ecs:ListServices","Resource":"*","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2020-01-01T00:00:00Z"}}},
+        {"Effect":"Allow","Action":"ecs:ListTasks","Resource":"*","Condition":{"NumericLessThan":{"aws:EpochTime":"1577836800"}}},
         {"Effect":"Allow","Action":"ecs:ListClusters","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}},
         {"Effect":"Allow","Action":"ecs:PutClusterCapacityProviders","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}]}"#;
     let web = aws_sdk_ecs::Client::new(&user_with_policy(&b, "web-dev", Some(policy)).await);
@@ -486,6 +489,9 @@ async fn conditions_read_the_resources_tags_the_source_address_and_the_transport
     assert_eq!(error_code(&e), "AccessDeniedException", "another team's cluster");
     let e = web.list_clusters().send().await.unwrap_err();
     assert_eq!(error_code(&e), "AccessDeniedException", "not from 10.0.0.0/8");
+    web.list_services().cluster("web-prod").send().await.unwrap();
+    let e = web.list_tasks().cluster("web-prod").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "AccessDeniedException", "it is no longer 2019");
     let e = web
         .put_cluster_capacity_providers()
         .cluster("web-prod")

@@ -116,10 +116,15 @@ fn clock() -> (String, String) {
 /// A request context of `base`'s principal with the time of the request.
 fn context(base: Arc<PrincipalContext>, action: &str, resource: &str) -> RequestContext {
     let mut req = RequestContext::of(base, action, resource);
+    set_time(&mut req);
+    req
+}
+
+/// Adds `aws:EpochTime` and `aws:CurrentTime`.
+fn set_time(req: &mut RequestContext) {
     let (epoch, current) = clock();
     req.set("aws:EpochTime", vec![epoch]);
     req.set("aws:CurrentTime", vec![current]);
-    req
 }
 
 /// What a denial says: AWS names the kind of policy whose explicit deny decided.
@@ -172,13 +177,19 @@ impl Ops<'_, Iam> {
         let state = self.view();
         let prepared = self.prepared(&state, caller);
         let policies = &*prepared.policies_for(&access.action);
-        let mut req = context(prepared.context.clone(), &access.action, "*");
+        let mut req = RequestContext::of(prepared.context.clone(), &access.action, "*");
         for (k, v) in access.context {
             req.set(k, v);
         }
+        // The time only for policies that may read it: formatting it is not free.
+        let mut timed = false;
         for resource in &access.resources {
             req.set_resource(resource.as_str());
             let resource_policy = crate::state::resources::resource_policy(&state, resource);
+            if !timed && (policies.iter().any(|p| p.reads_time()) || resource_policy.is_some_and(|p| p.reads_time())) {
+                set_time(&mut req);
+                timed = true;
+            }
             // The resource's tags are looked up only for policies that read them.
             let reads_tags = policies.iter().any(|p| p.reads_resource_tags())
                 || resource_policy.is_some_and(PolicyDocument::reads_resource_tags);

@@ -90,6 +90,9 @@ pub struct PolicyDocument {
     statements: Vec<Statement>,
     /// Whether a condition reads the resource's tags: only then are they looked up.
     reads_resource_tags: bool,
+    /// Whether it may read `aws:CurrentTime` or `aws:EpochTime` (judged from the text, so a
+    /// mention anywhere counts): only then does a request carry the time.
+    reads_time: bool,
 }
 
 impl PartialEq for PolicyDocument {
@@ -111,7 +114,9 @@ impl PolicyDocument {
     fn new(text: &str, kind: PolicyKind, version: PolicyVersion, statements: Vec<Statement>) -> PolicyDocument {
         let reads_resource_tags =
             statements.iter().flat_map(|s| &s.conditions).any(|c| c.key().contains(":resourcetag/"));
-        PolicyDocument { text: text.into(), kind, version, statements, reads_resource_tags }
+        let lower = text.to_ascii_lowercase();
+        let reads_time = lower.contains("aws:currenttime") || lower.contains("aws:epochtime");
+        PolicyDocument { text: text.into(), kind, version, statements, reads_resource_tags, reads_time }
     }
 
     /// The statements that can apply to `action`, as a document of their own with the same
@@ -133,6 +138,7 @@ impl PolicyDocument {
             version: self.version,
             statements,
             reads_resource_tags,
+            reads_time: self.reads_time,
         })
     }
 
@@ -140,6 +146,11 @@ impl PolicyDocument {
     /// caller then adds the resource's tags to the request.
     pub fn reads_resource_tags(&self) -> bool {
         self.reads_resource_tags
+    }
+
+    /// Whether a request evaluated against it needs `aws:CurrentTime` and `aws:EpochTime`.
+    pub fn reads_time(&self) -> bool {
+        self.reads_time
     }
 
     /// Compiles a document that a service has already checked with its own rules (ECR's
