@@ -191,12 +191,14 @@ class Target:
         return [flag, self.creds] if self.creds else []
 
 
-def start_berth(workdir):
+def start_berth(workdir, name="berth", args=(), env=None, logpath=None):
+    """`berth up --no-agent` (with further `args`, in environment `env`) on a free port with
+    a data dir of its own under `workdir`, an ECR client and skopeo's credentials for it."""
     port = free_port()
-    data_dir = os.path.join(workdir, "berth-data")
-    proc = start([BERTH, "up", "--no-agent", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"],
-                 LOG_OUT["berth"])
-    wait_until("berth", lambda: http_status(f"http://127.0.0.1:{port}/_berth/health") == 200, proc)
+    data_dir = os.path.join(workdir, f"{name}-data")
+    proc = start([BERTH, "up", "--no-agent", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}", *args],
+                 logpath or LOG_OUT["berth"], env=env)
+    wait_until(name, lambda: http_status(f"http://127.0.0.1:{port}/_berth/health") == 200, proc)
     out = subprocess.run([BERTH, "env", "--data-dir", data_dir], check=True, capture_output=True, text=True).stdout
     env = {k: v.strip("'\"") for k, v in re.findall(r"^export (\w+)=(.*)$", out, re.M)}
     ecr = botocore.session.get_session().create_client(
@@ -211,7 +213,7 @@ def start_berth(workdir):
     creds = base64.b64decode(token).decode()
     if not creds.startswith("AWS:"):
         raise BenchError(f"GetAuthorizationToken gave a token that is not AWS:<password>: {creds[:20]!r}")
-    return Target("berth", proc, f"127.0.0.1:{port}", creds=creds, ecr=ecr)
+    return Target(name, proc, f"127.0.0.1:{port}", creds=creds, ecr=ecr)
 
 
 def start_distribution(workdir):

@@ -68,7 +68,7 @@ impl TestPostgres {
             .output()
             .expect("run initdb");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        let port = free_port();
+        let port = crate::free_port();
         TestPostgres { dir, bin, port, server: None }
     }
 
@@ -228,10 +228,4 @@ fn bin_dir() -> PathBuf {
         .collect();
     versions.sort();
     versions.pop().expect("no PostgreSQL server under /usr/lib/postgresql; run scripts/install-test-deps.sh").1
-}
-
-/// A loopback port nothing listens on (the kernel's choice, released at once).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
 }
