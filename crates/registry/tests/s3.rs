@@ -78,7 +78,10 @@ async fn a_chunked_upload_resumes_after_a_reopen_and_publishes_only_when_verifie
     let spool = tempfile::tempdir().unwrap();
     let store = open(&s3, spool.path()).await;
     let id = store.start_upload("r").await.unwrap();
-    assert_eq!(store.append(id, "r", Some(0), Some(5), chunks(vec![b"hel".to_vec(), b"lo".to_vec()])).await.unwrap(), 5);
+    assert_eq!(
+        store.append(id, "r", Some(0), Some(5), chunks(vec![b"hel".to_vec(), b"lo".to_vec()])).await.unwrap(),
+        5
+    );
     drop(store);
 
     // Another process finds the session, its offset and its hash in the bucket.

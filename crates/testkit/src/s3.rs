@@ -116,9 +116,10 @@ impl TestS3 {
             let _ = child.kill();
             let _ = child.wait();
         });
-        let pid = pid.recv().expect("the s3s-fs thread answers").unwrap_or_else(|e| {
-            panic!("cannot run {}: {e}; run scripts/install-test-deps.sh", bin.display())
-        });
+        let pid = pid
+            .recv()
+            .expect("the s3s-fs thread answers")
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}; run scripts/install-test-deps.sh", bin.display()));
         self.server = Some(Server { stop, thread });
         let deadline = Instant::now() + START_DEADLINE;
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {

@@ -123,7 +123,12 @@ impl FsBlobs {
     /// unless the disk falls a whole buffer behind. Writeback of what was written is started
     /// as the upload goes ([`start_writeback`]), so the fsync that completes it finds little
     /// left to flush.
-    pub(super) async fn append<S, E>(&self, id: UploadId, session: &mut Session, mut body: S) -> Result<(), StorageError>
+    pub(super) async fn append<S, E>(
+        &self,
+        id: UploadId,
+        session: &mut Session,
+        mut body: S,
+    ) -> Result<(), StorageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,

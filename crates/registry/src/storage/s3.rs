@@ -214,7 +214,9 @@ impl S3Blobs {
         let detail = DisplayErrorContext(&e).to_string();
         let status = e.raw_response().map(|r| r.status().as_u16());
         Err(match (&e, status) {
-            (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => S3OpenError::Unreachable { endpoint, detail },
+            (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => {
+                S3OpenError::Unreachable { endpoint, detail }
+            }
             (_, Some(404)) => S3OpenError::BucketMissing { bucket, endpoint },
             (_, Some(401 | 403)) => S3OpenError::AccessDenied { bucket, endpoint, detail },
             _ => S3OpenError::Other { bucket, endpoint, detail },
@@ -284,7 +286,12 @@ impl S3Blobs {
     /// store only when the store falls a whole segment behind. The write in flight is kept
     /// in the session ([`Session::pending`]), so that if this request goes away midway the
     /// next use of the session waits for it before reading back what is stored.
-    pub(super) async fn append<S, E>(&self, id: UploadId, session: &mut Session, mut body: S) -> Result<(), StorageError>
+    pub(super) async fn append<S, E>(
+        &self,
+        id: UploadId,
+        session: &mut Session,
+        mut body: S,
+    ) -> Result<(), StorageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: fmt::Display,
@@ -403,9 +410,12 @@ impl S3Blobs {
             Ok(parts) => {
                 let parts = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
                 let complete = self.client.complete_multipart_upload().bucket(bucket).key(target).upload_id(&upload);
-                complete.multipart_upload(parts).send().await.map(drop).map_err(|e| {
-                    unavailable("CompleteMultipartUpload", target, e)
-                })
+                complete
+                    .multipart_upload(parts)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| unavailable("CompleteMultipartUpload", target, e))
             }
             Err(e) => Err(e),
         };
@@ -443,7 +453,8 @@ impl S3Blobs {
             let Some(body) = self.get(&source, None).await? else {
                 return Err(StorageError::Io(io::Error::other(format!("segment {source} vanished"))));
             };
-            gathered.extend_from_slice(&body.collect().await.map_err(|e| unavailable_body("GetObject", e))?.into_bytes());
+            gathered
+                .extend_from_slice(&body.collect().await.map_err(|e| unavailable_body("GetObject", e))?.into_bytes());
             if (gathered.len() as u64) < MIN_PART_BYTES && !last {
                 continue;
             }
@@ -736,8 +747,12 @@ mod tests {
     fn locations_parse() {
         let l = S3Location::parse("s3://berth-blobs?endpoint=http://127.0.0.1:9000").unwrap();
         assert_eq!(l.bucket(), "berth-blobs");
-        assert_eq!((l.prefix.as_str(), l.endpoint.as_deref(), l.region.as_deref()), ("", Some("http://127.0.0.1:9000"), None));
-        let l = S3Location::parse("s3://b/team/registry/?region=eu-west-1&endpoint=https%3A%2F%2Fs3.example%2F").unwrap();
+        assert_eq!(
+            (l.prefix.as_str(), l.endpoint.as_deref(), l.region.as_deref()),
+            ("", Some("http://127.0.0.1:9000"), None)
+        );
+        let l =
+            S3Location::parse("s3://b/team/registry/?region=eu-west-1&endpoint=https%3A%2F%2Fs3.example%2F").unwrap();
         assert_eq!(l.prefix, "team/registry/");
         assert_eq!(l.endpoint.as_deref(), Some("https://s3.example"));
         assert_eq!(l.to_string(), "s3://b/team/registry/?endpoint=https://s3.example&region=eu-west-1");
