@@ -29,12 +29,10 @@ Server logs go to bench/out/blobs-*.log, results to bench/out/blobs.json.
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import time
 
-from common import (BenchError, log, free_port, wait_until, cpu_times, process_cpu_seconds, steal_pct, busy_pct,
-                    median, start, stop, main_guard, ROOT, TARGET_DIR)
+from common import (BenchError, log, free_port, wait_until, process_cpu_seconds, median, start, stop, main_guard,
+                    build_berth, scratch_dir, ROOT)
 import registry as reg
 
 OUT = os.path.join(ROOT, "bench", "out", "blobs.json")
@@ -78,17 +76,9 @@ def timed(target, helpers, op, *args):
 
 def main():
     load_before = os.getloadavg()
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "install-test-deps.sh")], check=True)
-    log("building berth (release)")
-    subprocess.run(["cargo", "build", "--release", "-p", "berth"], cwd=ROOT, check=True,
-                   env={**os.environ, "CARGO_TARGET_DIR": TARGET_DIR})
+    build_berth()
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
-
-    workdir = tempfile.mkdtemp(prefix="berth-bench-blobs-")
-    free = shutil.disk_usage(workdir).free
-    if free < MIN_FREE:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise BenchError(f"{workdir} has {free / 1e9:.1f} GB free; this benchmark needs {MIN_FREE / 1e9:.0f} GB")
+    workdir = scratch_dir("berth-bench-blobs-", MIN_FREE)
     procs = []
     runs = {"fs": {"push": [], "pull": []}, "s3": {"push": [], "pull": []}}
     try:

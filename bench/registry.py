@@ -54,13 +54,12 @@ import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 
 import botocore.session
 from botocore.config import Config
 
-from common import BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, busy_pct, median, start, stop, check, ROOT, TARGET_DIR, BERTH
+from common import BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, busy_pct, median, start, stop, check, build_berth, scratch_dir, ROOT, BERTH
 
 OUT = os.path.join(ROOT, "bench", "out", "registry.json")
 LOG_OUT = {"berth": os.path.join(ROOT, "bench", "out", "registry-berth.log"),
@@ -271,7 +270,7 @@ def pull(target, repo, out, expect_bytes):
 
 def main():
     load = os.getloadavg()
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "install-test-deps.sh")], check=True)
+    build_berth()
     if shutil.which("docker-registry") is None:
         log("installing docker-registry (Debian's distribution 2.8)")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -280,16 +279,8 @@ def main():
                        check=True, env=env, stdin=subprocess.DEVNULL)
         if shutil.which("docker-registry") is None:
             raise BenchError("docker-registry is still missing after apt-get install")
-    log("building berth (release)")
-    subprocess.run(["cargo", "build", "--release", "-p", "berth"], cwd=ROOT, check=True,
-                   env={**os.environ, "CARGO_TARGET_DIR": TARGET_DIR})
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
-
-    workdir = tempfile.mkdtemp(prefix="berth-bench-registry-")
-    free = shutil.disk_usage(workdir).free
-    if free < MIN_FREE:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise BenchError(f"{workdir} has {free / 1e9:.1f} GB free; this benchmark needs {MIN_FREE / 1e9:.0f} GB")
+    workdir = scratch_dir("berth-bench-registry-", MIN_FREE)
     berth = dist = None
     runs = {"berth": {"push": [], "pull": []}, "distribution": {"push": [], "pull": []}}
     big = {}

@@ -3,6 +3,7 @@
 //! Rust or the `aws` CLI, exactly as a user would.
 
 pub mod images;
+mod owned;
 pub mod postgres;
 pub mod s3;
 

@@ -6,16 +6,15 @@
 //! server's one access key, and objects are files under `<dir>/<bucket>/<key>`, which lets
 //! a test see what landed where. The bucket is made as s3s-fs keeps buckets, a directory.
 //!
-//! No orphan servers: as with [`crate::postgres::TestPostgres`], the server is started
-//! through `setpriv --pdeathsig KILL` from a thread that lives as long as the [`TestS3`],
-//! so it dies with the test process however that ends.
+//! No orphan servers: the server is an [`OwnedChild`] that lives as long as the
+//! [`TestS3`], so it dies with the test process however that ends.
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crate::owned::OwnedChild;
 
 /// How long the server may take to accept connections.
 const START_DEADLINE: Duration = Duration::from_secs(20);
@@ -30,13 +29,7 @@ pub const SECRET_KEY: &str = "berth-test-secret-key-0123456789";
 pub struct TestS3 {
     dir: tempfile::TempDir,
     port: u16,
-    server: Option<Server>,
-}
-
-#[derive(Debug)]
-struct Server {
-    stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
+    server: Option<OwnedChild>,
 }
 
 impl TestS3 {
@@ -99,32 +92,19 @@ impl TestS3 {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log);
-        let (stop, stopped) = mpsc::channel();
-        let (started, pid) = mpsc::channel();
-        // The thread spawns and owns the server: the parent-death signal follows the thread
-        // that forked, so the server lives while the thread does.
-        let thread = std::thread::spawn(move || {
-            let mut child = match cmd.spawn() {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = started.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            let _ = started.send(Ok(child.id()));
-            let _ = stopped.recv();
+        let server = OwnedChild::spawn(cmd, |child| {
             let _ = child.kill();
             let _ = child.wait();
-        });
-        let pid = pid
-            .recv()
-            .expect("the s3s-fs thread answers")
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}; run scripts/install-test-deps.sh", bin.display()));
-        self.server = Some(Server { stop, thread });
+        })
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run scripts/install-test-deps.sh", bin.display()));
+        self.server = Some(server);
         let deadline = Instant::now() + START_DEADLINE;
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline || !Path::new(&format!("/proc/{pid}")).exists() {
-                panic!("s3s-fs did not start; its log:\n{}", self.log());
+            if Instant::now() > deadline || !self.server.as_ref().is_some_and(OwnedChild::alive) {
+                panic!(
+                    "s3s-fs did not start (is it installed? scripts/install-test-deps.sh); its log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -133,8 +113,7 @@ impl TestS3 {
     /// Stops the server (SIGKILL: an object store that goes away).
     pub fn stop_server(&mut self) {
         if let Some(server) = self.server.take() {
-            let _ = server.stop.send(());
-            let _ = server.thread.join();
+            server.stop();
         }
     }
 

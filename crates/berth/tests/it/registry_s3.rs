@@ -10,7 +10,7 @@ use aws_sdk_ecr::types::ImageIdentifier;
 use testkit::s3::TestS3;
 use testkit::Berth;
 
-use crate::support::{create_repository, Docker};
+use crate::support::{create_repository, files_under, Docker};
 
 async fn server_on(s3: &TestS3) -> Berth {
     Berth::start_server(env!("CARGO_BIN_EXE_berth"), &["--blobs", &s3.blobs_url()], &s3.credentials_env()).await
@@ -35,20 +35,6 @@ async fn image_digests(ecr: &aws_sdk_ecr::Client, repo: &str, tag: &str) -> Vec<
     digests
 }
 
-/// The files under `dir`, recursively.
-fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn docker_push_and_pull_keep_the_blobs_in_the_bucket() {
     let s3 = TestS3::start();
@@ -67,8 +53,8 @@ async fn docker_push_and_pull_keep_the_blobs_in_the_bucket() {
         let stored = std::fs::read(s3.object_path(&format!("blobs/sha256/{hex}"))).unwrap();
         assert_eq!(crate::support::sha256(&stored), *digest, "the bucket holds {digest} verified");
     }
-    assert!(files(&b.data_dir().join("registry/blobs")).is_empty(), "no blob in the data dir");
-    assert!(files(&s3.bucket_dir().join("uploads")).is_empty(), "no upload left behind");
+    assert!(files_under(&b.data_dir().join("registry/blobs")).is_empty(), "no blob in the data dir");
+    assert!(files_under(&s3.bucket_dir().join("uploads")).is_empty(), "no upload left behind");
 
     // Pulled back from the bucket through Berth, into an engine that no longer has it.
     docker.remove_local(&image);
