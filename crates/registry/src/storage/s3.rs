@@ -42,7 +42,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use bytes::{Bytes, BytesMut};
@@ -145,6 +145,10 @@ pub enum S3OpenError {
         "{endpoint} refused access to the bucket {bucket} ({detail}): check the credentials Berth finds (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and the bucket's policy"
     )]
     AccessDenied { bucket: String, endpoint: String, detail: String },
+    #[error(
+        "no credentials for the object store ({detail}): give Berth AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+    )]
+    NoCredentials { detail: String },
     #[error("the object store at {endpoint} did not answer ({detail}): check the endpoint in --blobs and that the store runs")]
     Unreachable { endpoint: String, detail: String },
     #[error("checking the bucket {bucket} at {endpoint} failed: {detail}")]
@@ -174,11 +178,11 @@ impl S3Blobs {
     pub(super) async fn open(location: S3Location, spool: PathBuf) -> Result<S3Blobs, S3OpenError> {
         prepare_spool(&spool).map_err(|source| S3OpenError::Spool { path: spool.clone(), source })?;
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &location.region {
-            // Given, so the SDK need not look for one (on EC2 it would ask the instance).
-            loader = loader.region(aws_sdk_s3::config::Region::new(region.clone()));
+        if let Some(region) = region(&location).await {
+            loader = loader.region(region);
         }
         let shared = loader.load().await;
+        check_credentials(&shared).await?;
         let mut config = aws_sdk_s3::config::Builder::from(&shared)
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -197,10 +201,6 @@ impl S3Blobs {
             // A custom endpoint seldom has a DNS name per bucket.
             config = config.force_path_style(true);
         }
-        if shared.region().is_none() {
-            // Most S3-compatible stores ignore the region, but SigV4 needs one.
-            config = config.region(aws_sdk_s3::config::Region::from_static("us-east-1"));
-        }
         let blobs = S3Blobs { client: aws_sdk_s3::Client::from_conf(config.build()), location, spool };
         blobs.check_bucket().await?;
         tracing::info!(location = %blobs.location, "registry blobs are in S3-compatible storage");
@@ -211,15 +211,18 @@ impl S3Blobs {
         let bucket = self.location.bucket.clone();
         let endpoint = self.location.endpoint_name().to_owned();
         let Err(e) = self.client.head_bucket().bucket(&bucket).send().await else { return Ok(()) };
-        let detail = DisplayErrorContext(&e).to_string();
         let status = e.raw_response().map(|r| r.status().as_u16());
         Err(match (&e, status) {
             (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => {
-                S3OpenError::Unreachable { endpoint, detail }
+                S3OpenError::Unreachable { endpoint, detail: causes(&e) }
             }
             (_, Some(404)) => S3OpenError::BucketMissing { bucket, endpoint },
-            (_, Some(401 | 403)) => S3OpenError::AccessDenied { bucket, endpoint, detail },
-            _ => S3OpenError::Other { bucket, endpoint, detail },
+            // A HEAD answer has no body to say more; S3 answers a bad signature with 403,
+            // some compatible stores with 400.
+            (_, Some(status @ (400 | 401 | 403))) => {
+                S3OpenError::AccessDenied { bucket, endpoint, detail: format!("HTTP {status}") }
+            }
+            _ => S3OpenError::Other { bucket, endpoint, detail: causes(&e) },
         })
     }
 
@@ -715,16 +718,61 @@ async fn join(write: tokio::task::JoinHandle<Result<(), StorageError>>) -> Resul
     }
 }
 
-fn unavailable<E, R>(operation: &str, key: &str, e: SdkError<E, R>) -> StorageError
+fn unavailable<E>(operation: &str, key: &str, e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StorageError
 where
     E: std::error::Error + 'static,
-    R: fmt::Debug,
 {
-    StorageError::Unavailable(format!("{operation} {key}: {}", DisplayErrorContext(&e)))
+    let status = e.raw_response().map(|r| format!(" (HTTP {})", r.status().as_u16())).unwrap_or_default();
+    StorageError::Unavailable(format!("{operation} {key}{status}: {}", causes(&e)))
 }
 
 fn unavailable_body(operation: &str, e: impl std::error::Error) -> StorageError {
     StorageError::Unavailable(format!("{operation}: the body failed: {e}"))
+}
+
+/// The region the client signs for: the location's; else, for a custom endpoint, the
+/// environment's or the profile's or `us-east-1` (most S3-compatible stores ignore it, and
+/// asking EC2's instance metadata would only wait and warn); for Amazon S3, the SDK's own
+/// search (`None`).
+async fn region(location: &S3Location) -> Option<aws_sdk_s3::config::Region> {
+    use aws_config::meta::region::RegionProviderChain;
+    if let Some(region) = &location.region {
+        return Some(aws_sdk_s3::config::Region::new(region.clone()));
+    }
+    location.endpoint.as_ref()?;
+    RegionProviderChain::first_try(aws_config::environment::EnvironmentVariableRegionProvider::new())
+        .or_else(aws_config::profile::ProfileFileRegionProvider::new())
+        .or_else(aws_sdk_s3::config::Region::from_static("us-east-1"))
+        .region()
+        .await
+}
+
+/// Fails early, and says so, when the SDK's chain finds no credentials: the request that
+/// would otherwise fail reads like a network error.
+async fn check_credentials(shared: &aws_config::SdkConfig) -> Result<(), S3OpenError> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = shared.credentials_provider() else {
+        return Err(S3OpenError::NoCredentials { detail: "no credentials provider".into() });
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(S3OpenError::NoCredentials { detail: causes(&e) }),
+    }
+}
+
+/// An error and its sources, each as it displays itself, without the debug dumps of the
+/// SDK's own context.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// Creates the spool directory and empties it of copies a crash left behind.
