@@ -307,3 +307,49 @@ async fn a_store_that_goes_away_fails_requests_as_retryable_and_loses_nothing() 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// The `/v2/` routes over a store in `s3`'s bucket, on a loopback port; their base URL.
+async fn serve(s3: &TestS3, spool: &Path) -> String {
+    let registry = registry::Registry {
+        store: Arc::new(open(s3, spool).await),
+        meta: LocalMeta::in_memory(),
+        auth: AllowAll(Namespace { account: "123456789012".into(), region: "us-east-1".into() }),
+        hooks: NoHooks,
+        realm: "berth".into(),
+    };
+    let app = registry::http::router(Arc::new(registry));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/v2/web")
+}
+
+#[tokio::test]
+async fn the_distribution_api_uploads_in_chunks_serves_ranges_and_answers_503_when_the_store_is_down() {
+    let mut s3 = TestS3::start();
+    let spool = tempfile::tempdir().unwrap();
+    let base = serve(&s3, spool.path()).await;
+    let http = reqwest::Client::new();
+    let started = http.post(format!("{base}/blobs/uploads/")).send().await.unwrap();
+    assert_eq!(started.status(), 202);
+    let location = started.headers()["location"].to_str().unwrap().to_owned();
+    let upload = format!("{}{}", base.trim_end_matches("/v2/web"), location);
+    for (range, chunk) in [("0-4", &b"hello"[..]), ("5-10", b" world")] {
+        let r = http.patch(&upload).header("content-range", range).body(chunk).send().await.unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    }
+    let d = Digest::of(Algorithm::Sha256, b"hello world");
+    let done = http.put(format!("{upload}?digest={d}")).send().await.unwrap();
+    assert_eq!(done.status(), 201);
+
+    let r = http.get(format!("{base}/blobs/{d}")).header("range", "bytes=2-5").send().await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 2-5/11");
+    assert_eq!(r.bytes().await.unwrap(), &b"llo "[..]);
+
+    s3.stop_server();
+    let r = http.get(format!("{base}/blobs/{d}")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+}
