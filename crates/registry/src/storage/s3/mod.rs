@@ -16,7 +16,11 @@
 //! failed request in between leaves segments and perhaps an unfinished multipart upload,
 //! never a partial or unverified blob. A manifest, verified in memory, is one `PutObject`,
 //! which is atomic too. Durability is the store's: S3 acknowledges a write once it is
-//! durable, and nothing is acknowledged to a client before that.
+//! durable, and nothing is acknowledged to a client before that. The segments published are
+//! the bytes that were hashed: a session's writes are serialised by its lock, and a write
+//! left in flight by a request that went away is awaited before the session is used again
+//! ([`Session::pending`]), after which the hash is rebuilt from what the store holds; so no
+//! late write replaces a segment once it has been hashed.
 //!
 //! Why segments rather than one multipart upload per session: S3 lets no one read the
 //! parts of an unfinished multipart upload, so after a restart the session's hash could not
@@ -34,7 +38,8 @@
 //! store's clock; the grace periods (an hour, a day) dwarf any skew with Berth's.
 //!
 //! Memory: an append holds at most two segments (one being received, one being written),
-//! publication at most one part; pulls stream the object's body as S3 sends it.
+//! publication at most one part of gathered short segments (under 13 MiB); pulls stream the
+//! object's body as S3 sends it.
 
 use std::collections::HashMap;
 use std::io;
