@@ -97,3 +97,19 @@ async fn a_missing_bucket_stops_the_start_with_what_to_do() {
     assert!(stderr.contains("aws s3 mb s3://berth-blobs"), "{stderr}");
     assert!(!dir.path().join("endpoint").exists(), "a server that cannot serve publishes no endpoint");
 }
+
+#[tokio::test]
+async fn ecr_layer_uploads_land_in_the_bucket_verified() {
+    let s3 = TestS3::start();
+    let b = server_on(&s3).await;
+    let ecr = b.ecr().await;
+    create_repository(&ecr, "parts").await;
+    // Three parts (5, 5 and 2 MiB): segments of their own, published by copying each.
+    let layer: Vec<u8> = (0..12u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let digest = crate::ecr_images::upload(&ecr, "parts", &layer, 5 << 20).await;
+    let stored = std::fs::read(s3.object_path(&format!("blobs/sha256/{}", &digest["sha256:".len()..]))).unwrap();
+    assert!(stored == layer, "the bucket holds the layer as uploaded");
+    let check = ecr.batch_check_layer_availability().repository_name("parts").layer_digests(&digest).send().await;
+    assert_eq!(check.unwrap().layers()[0].layer_size(), Some(12 << 20));
+    assert!(files_under(&s3.bucket_dir().join("uploads")).is_empty(), "no upload left behind");
+}
