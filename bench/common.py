@@ -121,13 +121,31 @@ def check(label, ok):
     return {"target": label, "pass": ok}
 
 
-def build_berth_and_test_image():
-    """Installs the test dependencies, builds Berth (release) into TARGET_DIR and the test
-    image; returns the image's name."""
+def build_berth():
+    """Installs the test dependencies and builds Berth (release) into TARGET_DIR."""
     subprocess.run(["bash", os.path.join(ROOT, "scripts", "install-test-deps.sh")], check=True)
     log("building berth (release)")
     subprocess.run(["cargo", "build", "--release", "-p", "berth"], cwd=ROOT, check=True,
                    env={**os.environ, "CARGO_TARGET_DIR": TARGET_DIR})
+
+
+def scratch_dir(prefix, min_free):
+    """A new temporary directory on a filesystem with at least `min_free` bytes free."""
+    import shutil
+    import tempfile
+
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    free = shutil.disk_usage(workdir).free
+    if free < min_free:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise BenchError(f"{workdir} has {free / 1e9:.1f} GB free; this benchmark needs {min_free / 1e9:.0f} GB")
+    return workdir
+
+
+def build_berth_and_test_image():
+    """Installs the test dependencies, builds Berth (release) into TARGET_DIR and the test
+    image; returns the image's name."""
+    build_berth()
     log("building the test image")
     # Built as part of the workspace (as the tests build it): `-p testkit` would unify
     # features differently and rebuild half the dependencies.

@@ -54,13 +54,12 @@ import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 
 import botocore.session
 from botocore.config import Config
 
-from common import BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, busy_pct, median, start, stop, check, ROOT, TARGET_DIR, BERTH
+from common import BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, busy_pct, median, start, stop, check, build_berth, scratch_dir, ROOT, BERTH
 
 OUT = os.path.join(ROOT, "bench", "out", "registry.json")
 LOG_OUT = {"berth": os.path.join(ROOT, "bench", "out", "registry-berth.log"),
@@ -191,12 +190,14 @@ class Target:
         return [flag, self.creds] if self.creds else []
 
 
-def start_berth(workdir):
+def start_berth(workdir, name="berth", args=(), env=None, logpath=None):
+    """`berth up --no-agent` (with further `args`, in environment `env`) on a free port with
+    a data dir of its own under `workdir`, an ECR client and skopeo's credentials for it."""
     port = free_port()
-    data_dir = os.path.join(workdir, "berth-data")
-    proc = start([BERTH, "up", "--no-agent", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"],
-                 LOG_OUT["berth"])
-    wait_until("berth", lambda: http_status(f"http://127.0.0.1:{port}/_berth/health") == 200, proc)
+    data_dir = os.path.join(workdir, f"{name}-data")
+    proc = start([BERTH, "up", "--no-agent", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}", *args],
+                 logpath or LOG_OUT["berth"], env=env)
+    wait_until(name, lambda: http_status(f"http://127.0.0.1:{port}/_berth/health") == 200, proc)
     out = subprocess.run([BERTH, "env", "--data-dir", data_dir], check=True, capture_output=True, text=True).stdout
     env = {k: v.strip("'\"") for k, v in re.findall(r"^export (\w+)=(.*)$", out, re.M)}
     ecr = botocore.session.get_session().create_client(
@@ -211,7 +212,7 @@ def start_berth(workdir):
     creds = base64.b64decode(token).decode()
     if not creds.startswith("AWS:"):
         raise BenchError(f"GetAuthorizationToken gave a token that is not AWS:<password>: {creds[:20]!r}")
-    return Target("berth", proc, f"127.0.0.1:{port}", creds=creds, ecr=ecr)
+    return Target(name, proc, f"127.0.0.1:{port}", creds=creds, ecr=ecr)
 
 
 def start_distribution(workdir):
@@ -269,7 +270,7 @@ def pull(target, repo, out, expect_bytes):
 
 def main():
     load = os.getloadavg()
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "install-test-deps.sh")], check=True)
+    build_berth()
     if shutil.which("docker-registry") is None:
         log("installing docker-registry (Debian's distribution 2.8)")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -278,16 +279,8 @@ def main():
                        check=True, env=env, stdin=subprocess.DEVNULL)
         if shutil.which("docker-registry") is None:
             raise BenchError("docker-registry is still missing after apt-get install")
-    log("building berth (release)")
-    subprocess.run(["cargo", "build", "--release", "-p", "berth"], cwd=ROOT, check=True,
-                   env={**os.environ, "CARGO_TARGET_DIR": TARGET_DIR})
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
-
-    workdir = tempfile.mkdtemp(prefix="berth-bench-registry-")
-    free = shutil.disk_usage(workdir).free
-    if free < MIN_FREE:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise BenchError(f"{workdir} has {free / 1e9:.1f} GB free; this benchmark needs {MIN_FREE / 1e9:.0f} GB")
+    workdir = scratch_dir("berth-bench-registry-", MIN_FREE)
     berth = dist = None
     runs = {"berth": {"push": [], "pull": []}, "distribution": {"push": [], "pull": []}}
     big = {}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need beyond a fresh machine: the aws CLI and
-# moto_server (PyPI), and wrk, skopeo and PostgreSQL (Debian; tests start their own
-# throwaway clusters with its binaries, never the packaged service). Idempotent: installs
-# only what is missing.
+# moto_server (PyPI), wrk, skopeo and PostgreSQL (Debian; tests start their own
+# throwaway clusters with its binaries, never the packaged service), and s3s-fs
+# (crates.io; an S3-compatible server over a directory, which the tests of registry blobs
+# on S3 start on their own ports). Idempotent: installs only what is missing.
 # Runs as root with no standard input.
 set -euo pipefail
 
@@ -32,7 +33,15 @@ if ((${#deb_missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${deb_missing[@]}" </dev/null
 fi
 
-for cmd in aws moto_server wrk skopeo iptables-restore nsenter setpriv; do
+# s3s-fs from crates.io, built here. Pinned: later versions need a newer Rust than the
+# toolchain's. Its own lock file, so that its dependencies are the ones it was tested with.
+S3S_FS_VERSION=0.14.1
+if ! command -v s3s-fs >/dev/null 2>&1; then
+    echo "install-test-deps: cargo install s3s-fs $S3S_FS_VERSION"
+    cargo install --locked --quiet --version "$S3S_FS_VERSION" --features binary s3s-fs </dev/null
+fi
+
+for cmd in aws moto_server wrk skopeo iptables-restore nsenter setpriv s3s-fs; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "install-test-deps: $cmd is still missing" >&2; exit 1; }
 done
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || { echo "install-test-deps: PostgreSQL is still missing" >&2; exit 1; }

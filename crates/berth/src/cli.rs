@@ -130,6 +130,19 @@ pub struct ServerArgs {
     /// seconds.
     #[arg(long, env = "BERTH_REGISTRY_GC_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     pub registry_gc_interval: Duration,
+    /// Keep the registry's blobs (image layers, configs, manifests) and its upload sessions
+    /// in an S3-compatible bucket instead of the data dir: s3://BUCKET[/PREFIX] with
+    /// optional query parameters endpoint=URL (an S3-compatible store such as MinIO or
+    /// Ceph's radosgw, addressed path-style; without it, Amazon S3) and region=REGION.
+    /// Credentials and the region come from the AWS SDK's usual places:
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE and ~/.aws), AWS_REGION;
+    /// the endpoint only from this URL (AWS_ENDPOINT_URL is ignored, since `berth env`
+    /// points it at Berth). The bucket must exist: the server checks it at start and stops
+    /// with what to fix. The registry's metadata (which repository holds what) stays in the
+    /// data dir. Example: s3://berth-blobs?endpoint=http://127.0.0.1:9000. Without it, the
+    /// data dir's registry/ directory.
+    #[arg(long, env = "BERTH_BLOBS", value_parser = registry::storage::S3Location::parse, value_name = "URL")]
+    pub blobs: Option<registry::storage::S3Location>,
     /// How long a STOPPED task stays visible to DescribeTasks and ListTasks before Berth
     /// forgets it, as ECS does after about an hour. A task one of whose containers may
     /// still run, or whose end its service has not yet accounted for, is kept. A duration:
@@ -571,9 +584,19 @@ mod tests {
             (s(45), s(120), s(86_400), s(90))
         );
         assert_eq!(a.stopped_task_retention, s(7200));
+        assert!(a.blobs.is_none());
         for flag in ["--agent-timeout", "--registry-gc-interval", "--stopped-task-retention"] {
             assert!(server(&[flag, "0"]).is_err(), "{flag} 0");
             assert!(server(&[flag, "1w"]).is_err(), "{flag} 1w");
+        }
+    }
+
+    #[test]
+    fn blobs_take_an_s3_url() {
+        let a = server(&["--blobs", "s3://berth-blobs?endpoint=http://127.0.0.1:9000"]).unwrap();
+        assert_eq!(a.blobs.unwrap().bucket(), "berth-blobs");
+        for bad in ["/var/lib/blobs", "s3://b?endpoint=127.0.0.1:9000", "s3://b?acl=private"] {
+            assert!(server(&["--blobs", bad]).is_err(), "{bad}");
         }
     }
 }

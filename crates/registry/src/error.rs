@@ -101,6 +101,11 @@ impl From<StorageError> for ApiError {
             StorageError::LengthMismatch => ApiError::upload_invalid("chunk length differs from Content-Range"),
             StorageError::DigestMismatch => ApiError::digest_invalid("provided digest did not match uploaded content"),
             StorageError::Body(m) => ApiError::upload_invalid(format!("request body failed: {m}")),
+            StorageError::Unavailable(m) => {
+                tracing::error!(error = %m, "blob storage unavailable");
+                // Distribution's code for a backend that is down: clients retry on 503.
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "blob storage is unavailable; retry")
+            }
             StorageError::Io(e) => ApiError::internal(e),
         }
     }

@@ -31,7 +31,7 @@ pub use digest::{Algorithm, Digest};
 pub use error::ApiError;
 pub use meta::{LocalMeta, ManifestRecord, Meta, MetaError};
 pub use names::{Namespace, Reference, RepoName, Repository, Tag};
-pub use storage::{BlobStore, StorageError, UploadId};
+pub use storage::{BlobStore, S3Location, StorageError, UploadId};
 
 /// Everything the registry's routes need.
 pub struct Registry<M, A, H> {

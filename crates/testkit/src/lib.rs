@@ -3,7 +3,9 @@
 //! Rust or the `aws` CLI, exactly as a user would.
 
 pub mod images;
+mod owned;
 pub mod postgres;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,11 +75,16 @@ impl Berth {
     /// `BERTH_MASTER_KEY`, which servers sharing a database need in common). Its commands
     /// (`berth env`, `berth account ...`) get the same store.
     pub async fn start_on_store(bin: &str, url: &str, env: &[(&str, &str)]) -> Berth {
-        let env = std::iter::once(("BERTH_STORE", url))
-            .chain(env.iter().copied())
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Self::launch_full(bin, "server", Vec::new(), env, "127.0.0.1:0").await
+        let env: Vec<(&str, &str)> = std::iter::once(("BERTH_STORE", url)).chain(env.iter().copied()).collect();
+        Self::start_server(bin, &[], &env).await
+    }
+
+    /// Starts `berth server` (the API alone) with a fresh data dir, further flags `args`
+    /// (for example `--blobs s3://...`) and environment `env`.
+    pub async fn start_server(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Berth {
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::launch_full(bin, "server", args, env, "127.0.0.1:0").await
     }
 
     async fn launch(bin: &str, args: Vec<String>, env: Vec<(String, String)>) -> Berth {
@@ -464,4 +471,10 @@ where
         aws_sdk_ecs::error::SdkError::ServiceError(e) => e.err().code().unwrap_or("<no code>").to_string(),
         other => format!("<not a service error: {}>", aws_sdk_ecs::error::DisplayErrorContext(other)),
     }
+}
+
+/// A loopback port nothing listens on (the kernel's choice, released at once).
+pub(crate) fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
 }

@@ -5,18 +5,17 @@
 //! runs every test in a process of its own, so a cluster shared through a static would be
 //! started per test anyway, and would never be stopped (statics are not dropped).
 //!
-//! No orphan servers: `postgres` is started through `setpriv --pdeathsig KILL` from a
-//! thread of its own that lives exactly as long as the [`TestPostgres`]; if the test
-//! process dies however it dies, the kernel kills the postmaster, and its backends exit
-//! when they see it gone. `initdb` and `postgres` refuse to run as root, so as root they
+//! No orphan servers: `postgres` is an [`OwnedChild`], which lives exactly as long as the
+//! [`TestPostgres`]; if the test process dies however it dies, the kernel kills the
+//! postmaster, and its backends exit when they see it gone. `initdb` and `postgres` refuse to run as root, so as root they
 //! run as the `postgres` user that Debian's package creates.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crate::owned::OwnedChild;
 
 /// How long a server may take to accept connections.
 const START_DEADLINE: Duration = Duration::from_secs(20);
@@ -32,14 +31,8 @@ pub struct TestPostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
-    server: Option<Server>,
-}
-
-/// A running postmaster and the thread that owns it.
-#[derive(Debug)]
-struct Server {
-    stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
+    /// The running postmaster.
+    server: Option<OwnedChild>,
 }
 
 impl TestPostgres {
@@ -68,7 +61,7 @@ impl TestPostgres {
             .output()
             .expect("run initdb");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        let port = free_port();
+        let port = crate::free_port();
         TestPostgres { dir, bin, port, server: None }
     }
 
@@ -103,8 +96,6 @@ impl TestPostgres {
     /// accepts connections.
     pub fn start_server(&mut self) {
         assert!(self.server.is_none(), "the test server is already running");
-        let (stop, stopped) = mpsc::channel();
-        let (started, pid) = mpsc::channel();
         let mut cmd = as_postgres(&self.bin.join("postgres"));
         cmd.arg("-D").arg(self.dir.path().join("data")).args(["-p", &self.port.to_string()]);
         for setting in [
@@ -122,19 +113,12 @@ impl TestPostgres {
             .open(self.dir.path().join("postgres.log"))
             .expect("postgres log");
         cmd.stdout(Stdio::null()).stderr(log);
-        // The thread spawns and owns the postmaster: the parent-death signal follows the
-        // thread that forked, so the server lives while the thread does.
-        let thread = std::thread::spawn(move || {
-            let mut child = cmd.spawn().expect("spawn postgres");
-            let _ = started.send(child.id());
-            let _ = stopped.recv();
-            stop_child(&mut child);
-        });
-        let pid = pid.recv().expect("postgres started");
-        self.server = Some(Server { stop, thread });
+        let server = OwnedChild::spawn(cmd, stop_child).expect("spawn postgres");
+        let alive = |s: &Option<OwnedChild>| s.as_ref().is_some_and(OwnedChild::alive);
+        self.server = Some(server);
         let deadline = Instant::now() + START_DEADLINE;
         while !self.ready() {
-            if Instant::now() > deadline || !Path::new(&format!("/proc/{pid}")).exists() {
+            if Instant::now() > deadline || !alive(&self.server) {
                 panic!("postgres did not start; its log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -144,8 +128,7 @@ impl TestPostgres {
     /// Stops the server (a fast shutdown: sessions are ended, nothing committed is lost).
     pub fn stop_server(&mut self) {
         if let Some(server) = self.server.take() {
-            let _ = server.stop.send(());
-            let _ = server.thread.join();
+            server.stop();
         }
     }
 
@@ -228,10 +211,4 @@ fn bin_dir() -> PathBuf {
         .collect();
     versions.sort();
     versions.pop().expect("no PostgreSQL server under /usr/lib/postgresql; run scripts/install-test-deps.sh").1
-}
-
-/// A loopback port nothing listens on (the kernel's choice, released at once).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
 }

@@ -207,16 +207,17 @@ impl Authorize for TokenAuth {
 /// authenticated with ECR tokens.
 pub type EcrRegistry = control_plane::ecr::registry::EcrRegistry<TokenAuth>;
 
-/// Opens the registry that stores blobs and metadata under `dir` (see
+/// Opens the registry over the blob store `blobs` with its metadata under `dir` (see
 /// `control_plane::ecr::registry::open`), authenticated with the tokens of
 /// `GetAuthorizationToken`.
 pub fn open(
     control: Arc<ControlPlane>,
     dir: &std::path::Path,
+    blobs: registry::BlobStore,
     realm: String,
     public: crate::PublicAddress,
     vulndb: std::path::PathBuf,
 ) -> std::io::Result<Arc<EcrRegistry>> {
     let auth = TokenAuth { control: control.clone(), public };
-    control_plane::ecr::registry::open(control, dir, realm, auth, vulndb)
+    control_plane::ecr::registry::open(control, dir, blobs, realm, auth, vulndb)
 }

@@ -59,6 +59,7 @@ impl Server {
             aws_api::ecr::registry::open(
                 control.clone(),
                 &dir.path().join("registry"),
+                registry::BlobStore::open(dir.path().join("registry")).unwrap(),
                 HOST.to_string(),
                 public.clone(),
                 dir.path().join("vulndb"),

@@ -49,6 +49,14 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         sealer: control_plane::sealing::Sealer::for_data_dir(&args.data.data_dir)?,
     };
     let control = Arc::new(ControlPlane::open_with(dir.store(), config)?);
+    // Before the endpoint is published: a blob store that cannot be used stops the start.
+    let registry_dir = args.data.data_dir.join("registry");
+    let blobs = match &args.blobs {
+        None => registry::BlobStore::open(&registry_dir).context("opening the registry's blobs")?,
+        Some(location) => registry::BlobStore::open_s3(location.clone(), registry_dir.join("spool"))
+            .await
+            .with_context(|| format!("opening the registry's blobs at {location}"))?,
+    };
     if with_agent && !args.no_agent {
         prepare_subnet_networks(&dir, args.vpc_cidr).await?;
     }
@@ -81,7 +89,8 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
 
     let registry = aws_api::ecr::registry::open(
         control.clone(),
-        &args.data.data_dir.join("registry"),
+        &registry_dir,
+        blobs,
         addr.to_string(),
         public.clone(),
         crate::vulndb::dir(&args.data.data_dir),

@@ -26,7 +26,7 @@ const MIB: usize = 1 << 20;
 
 /// Uploads `bytes` through InitiateLayerUpload / UploadLayerPart / CompleteLayerUpload in
 /// parts of `part` bytes; returns the digest.
-async fn upload(ecr: &Client, repo: &str, bytes: &[u8], part: usize) -> String {
+pub(crate) async fn upload(ecr: &Client, repo: &str, bytes: &[u8], part: usize) -> String {
     let digest = sha256(bytes);
     let init = ecr.initiate_layer_upload().repository_name(repo).send().await.unwrap();
     let id = init.upload_id().unwrap();

@@ -26,6 +26,7 @@ mod logs_api;
 mod logs_tail;
 mod postgres;
 mod registry_faults;
+mod registry_s3;
 mod secrets;
 mod security;
 mod service_lb;

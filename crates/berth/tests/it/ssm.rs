@@ -507,7 +507,7 @@ async fn secure_strings_are_sealed_at_rest_and_survive_kill_9() {
     // Killed right after the answer: the acknowledged version is there after a restart.
     b.kill9();
     let holds = |needle: &str| {
-        walk(b.data_dir())
+        crate::support::files_under(b.data_dir())
             .into_iter()
             .any(|f| std::fs::read(&f).unwrap_or_default().windows(needle.len()).any(|w| w == needle.as_bytes()))
     };
@@ -528,19 +528,6 @@ async fn secure_strings_are_sealed_at_rest_and_survive_kill_9() {
     let c = ssm(&b).await;
     assert_eq!(value(&c, "/web/db-password").await, "next");
     assert_eq!(value(&c, "/web/db-password:1").await, secret);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[tokio::test]

@@ -50,18 +50,20 @@ pub use scanner::{Scanner, CONCURRENT_SCANS};
 /// its requests.
 pub type EcrRegistry<A> = Registry<EcrMeta, A, EcrHooks>;
 
-/// Opens the registry that stores blobs and metadata under `dir`, authenticated by
-/// `auth`; its scans read the vulnerability database in `vulndb` (see `scanner::db`).
-/// Scans that a stop interrupted start again.
+/// Opens the registry over the blob store `blobs` (on the filesystem or S3; the binary
+/// chooses) with its metadata under `dir`, authenticated by `auth`; its scans read the
+/// vulnerability database in `vulndb` (see `scanner::db`). Scans that a stop interrupted
+/// start again.
 pub fn open<A>(
     control: Arc<ControlPlane>,
     dir: &std::path::Path,
+    blobs: BlobStore,
     realm: String,
     auth: A,
     vulndb: std::path::PathBuf,
 ) -> std::io::Result<Arc<EcrRegistry<A>>> {
     std::fs::create_dir_all(dir)?;
-    let store = Arc::new(BlobStore::open(dir.to_path_buf())?);
+    let store = Arc::new(blobs);
     let meta = EcrMeta {
         inner: LocalMeta::open(&dir.join("meta.log"))?,
         control: control.clone(),

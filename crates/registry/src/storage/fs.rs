@@ -1,134 +1,48 @@
-//! The content-addressed blob store on the local filesystem, and resumable upload sessions.
+//! The blob store's filesystem backend, the default.
 //!
 //! Layout under the root directory:
 //! - `blobs/<algorithm>/<first two hex digits>/<hex>`: a blob, named by its digest;
 //! - `uploads/<uuid>/data`: the bytes an upload session has received so far;
 //! - `uploads/<uuid>/owner`: the repository the session was started for.
 //!
-//! **Invariant: a file exists under `blobs/` only if its content has the digest its path
-//! names and it is durable.** An upload is written under `uploads/`, its digest is checked
-//! against the one the client claims, it is fsynced, and only then renamed into `blobs/`
-//! (an atomic step on one filesystem), after which the directory is fsynced. A crash or an
-//! interrupted upload therefore leaves at most a session under `uploads/`, never a partial
-//! or unverified blob. Paths are built only from a [`Digest`] (checked hex) or an
-//! [`UploadId`] (a parsed UUID), so no client input can name a path outside the root.
-//!
-//! The store knows nothing of repositories: which repository may see which blob is the
-//! business of [`crate::meta`]. Blobs are streamed to and from disk, never held whole in
-//! memory (manifests excepted, which are bounded).
+//! **A file exists under `blobs/` only if its content has the digest its path names and it
+//! is durable.** An upload is written under `uploads/`, its digest is checked against the
+//! one the client claims, it is fsynced, and only then renamed into `blobs/` (an atomic step
+//! on one filesystem), after which the directory is fsynced. A crash or an interrupted
+//! upload therefore leaves at most a session under `uploads/`, never a partial or
+//! unverified blob. A blob's age, for garbage collection, is its file's modification time.
 
-use std::collections::HashMap;
-use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use super::{BlobStream, LoadedSession, Session, StorageError, StoredBlobs, UploadId};
 use crate::digest::{Algorithm, Digest, Hasher};
 
-/// The identifier of an upload session: a UUID, so it is always a safe file name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UploadId(uuid::Uuid);
-
-impl UploadId {
-    pub fn parse(s: &str) -> Option<UploadId> {
-        uuid::Uuid::try_parse(s).ok().map(UploadId)
-    }
-}
-
-impl fmt::Display for UploadId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// No such session, or it belongs to another repository.
-    #[error("upload session unknown")]
-    UploadUnknown,
-    /// A chunk did not start where the session's data ends.
-    #[error("chunk does not start at offset {offset}")]
-    RangeInvalid { offset: u64 },
-    /// A chunk's length differed from its declared range; the chunk was discarded.
-    #[error("chunk length differs from its declared range")]
-    LengthMismatch,
-    /// The content does not have the claimed digest; nothing was stored.
-    #[error("content does not match digest")]
-    DigestMismatch,
-    /// The request body failed midway; the bytes received so far are kept.
-    #[error("request body failed: {0}")]
-    Body(String),
-    #[error("storage i/o: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// The blob store. Cheap to share behind an `Arc`; all methods take `&self`.
-pub struct BlobStore {
+/// Blobs and upload sessions in a local directory.
+pub(super) struct FsBlobs {
     root: PathBuf,
-    /// Sessions touched since start. A session's mutex serialises its writes; a session
-    /// found on disk after a restart is loaded (and its hash state rebuilt) lazily.
-    sessions: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<Slot>>>>,
-    /// Held shared while content is published or a blob is made reachable (a link, a
-    /// manifest), and exclusively by garbage collection while it deletes ([`crate::gc`]).
-    collection: tokio::sync::RwLock<()>,
-    /// See [`Self::publication_order`].
-    publication: tokio::sync::Mutex<()>,
 }
 
-impl fmt::Debug for BlobStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlobStore").field("root", &self.root).finish()
-    }
-}
-
-// One slot per session, so the size of the live variant does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Slot {
-    Unloaded,
-    Live(Session),
-    Gone,
-}
-
-struct Session {
-    owner: String,
-    /// Bytes received, which is the length of `data`.
-    offset: u64,
-    /// SHA-256 state over exactly `offset` bytes; `None` when it must be rebuilt from disk.
-    hasher: Option<Hasher>,
-}
-
-impl BlobStore {
-    /// Opens (creating if needed) a store rooted at `root`.
-    pub fn open(root: impl Into<PathBuf>) -> io::Result<BlobStore> {
-        let root = root.into();
+impl FsBlobs {
+    /// Opens (creating if needed) the directories under `root`.
+    pub(super) fn open(root: PathBuf) -> io::Result<FsBlobs> {
         for alg in [Algorithm::Sha256, Algorithm::Sha512] {
             std::fs::create_dir_all(root.join("blobs").join(alg.name()))?;
         }
         std::fs::create_dir_all(root.join("uploads"))?;
-        Ok(BlobStore {
-            root,
-            sessions: Mutex::new(HashMap::new()),
-            collection: tokio::sync::RwLock::new(()),
-            publication: tokio::sync::Mutex::new(()),
-        })
+        Ok(FsBlobs { root })
     }
 
-    pub fn root(&self) -> &Path {
+    pub(super) fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The lock that keeps garbage collection from deleting a blob while it is being made
-    /// reachable: hold it shared from checking that a blob exists until it is linked.
-    pub fn collection_lock(&self) -> &tokio::sync::RwLock<()> {
-        &self.collection
-    }
-
-    /// The size of a stored blob, or `None` if it is not stored.
-    pub async fn size(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
+    pub(super) async fn size(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
         match tokio::fs::metadata(self.blob_path(digest)).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -136,8 +50,7 @@ impl BlobStore {
         }
     }
 
-    /// Opens a stored blob for streaming, with its size.
-    pub async fn open_blob(&self, digest: &Digest) -> Result<Option<(tokio::fs::File, u64)>, StorageError> {
+    pub(super) async fn open_blob(&self, digest: &Digest) -> Result<Option<(tokio::fs::File, u64)>, StorageError> {
         match tokio::fs::File::open(self.blob_path(digest)).await {
             Ok(f) => {
                 let len = f.metadata().await?.len();
@@ -148,8 +61,7 @@ impl BlobStore {
         }
     }
 
-    /// Reads a whole blob into memory; for manifests, which are bounded in size.
-    pub async fn read(&self, digest: &Digest) -> Result<Option<Bytes>, StorageError> {
+    pub(super) async fn read(&self, digest: &Digest) -> Result<Option<Bytes>, StorageError> {
         match tokio::fs::read(self.blob_path(digest)).await {
             Ok(b) => Ok(Some(b.into())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -157,21 +69,11 @@ impl BlobStore {
         }
     }
 
-    /// Stores `bytes` as a blob if they have digest `expected` (used for manifests). The
-    /// caller holds [`Self::collection_lock`] shared until it has recorded the blob (a
-    /// tokio `RwLock` must not be taken shared twice by one task: a waiting writer would
-    /// deadlock it), so it is not taken here.
-    pub async fn put_bytes(&self, expected: &Digest, bytes: Bytes) -> Result<(), StorageError> {
-        if Digest::of(expected.algorithm(), &bytes) != *expected {
-            return Err(StorageError::DigestMismatch);
-        }
-        // Already stored: renewed, so that a collection does not take it for garbage before
-        // the caller has recorded it.
-        if self.touch(expected).await? {
-            return Ok(());
-        }
-        let dir = self.root.join("uploads").join(UploadId(uuid::Uuid::new_v4()).to_string());
-        let target = self.blob_path(expected);
+    /// Stores content already verified to have digest `digest`: written aside, then
+    /// published like an upload.
+    pub(super) async fn put_verified(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError> {
+        let dir = self.upload_dir(UploadId::new());
+        let target = self.blob_path(digest);
         blocking(move || {
             std::fs::create_dir(&dir)?;
             let data = dir.join("data");
@@ -183,31 +85,37 @@ impl BlobStore {
         .await
     }
 
-    /// Starts an upload session for `owner` (an opaque key naming the repository).
-    pub async fn start_upload(&self, owner: &str) -> Result<UploadId, StorageError> {
-        let id = UploadId(uuid::Uuid::new_v4());
+    pub(super) async fn create_session(&self, id: UploadId, owner: &str) -> Result<(), StorageError> {
         let dir = self.upload_dir(id);
         tokio::fs::create_dir(&dir).await?;
         tokio::fs::write(dir.join("owner"), owner).await?;
         tokio::fs::File::create(dir.join("data")).await?;
-        let session = Session { owner: owner.to_owned(), offset: 0, hasher: Some(Hasher::new(Algorithm::Sha256)) };
-        self.lock_sessions().insert(id, Arc::new(tokio::sync::Mutex::new(Slot::Live(session))));
-        Ok(id)
+        Ok(())
     }
 
-    /// The number of bytes the session has received.
-    pub async fn upload_offset(&self, id: UploadId, owner: &str) -> Result<u64, StorageError> {
-        let slot = self.slot(id);
-        let mut slot = slot.lock().await;
-        Ok(self.live(id, owner, &mut slot).await?.offset)
+    /// The session as stored: its owner, and the length and hash of its data file.
+    pub(super) async fn load_session(&self, id: UploadId) -> Result<Option<LoadedSession>, StorageError> {
+        let dir = self.upload_dir(id);
+        let owner = match tokio::fs::read_to_string(dir.join("owner")).await {
+            Ok(owner) => owner,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let data = dir.join("data");
+        let hashed = blocking(move || {
+            let mut h = Hasher::new(Algorithm::Sha256);
+            let n = hash_into(&data, &mut h)?;
+            Ok((h, n))
+        })
+        .await;
+        match hashed {
+            Ok((hasher, offset)) => Ok(Some(LoadedSession { owner, offset, hasher })),
+            Err(StorageError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
-    /// Appends a chunk to a session and returns the new offset.
-    ///
-    /// `start`, when given, must equal the current offset (`RangeInvalid` otherwise), and
-    /// `len`, when given, is the chunk's declared length: a chunk of another length is
-    /// discarded. Without them the body is streamed as it comes; if it fails midway, the
-    /// bytes received so far stay in the session, which the client can query and resume.
+    /// Appends the body to the session's data file, updating its offset and hash.
     ///
     /// The body's small frames are gathered into [`WRITE_BATCH`] buffers, and each buffer is
     /// written and hashed on a blocking thread while the next one is received: one thread
@@ -215,31 +123,22 @@ impl BlobStore {
     /// unless the disk falls a whole buffer behind. Writeback of what was written is started
     /// as the upload goes ([`start_writeback`]), so the fsync that completes it finds little
     /// left to flush.
-    pub async fn append<S, E>(
+    pub(super) async fn append<S, E>(
         &self,
         id: UploadId,
-        owner: &str,
-        start: Option<u64>,
-        len: Option<u64>,
+        session: &mut Session,
         mut body: S,
-    ) -> Result<u64, StorageError>
+    ) -> Result<(), StorageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: fmt::Display,
+        E: std::fmt::Display,
     {
-        let slot = self.slot(id);
-        let mut slot = slot.lock().await;
-        let session = self.live(id, owner, &mut slot).await?;
-        let before = session.offset;
-        if start.is_some_and(|s| s != before) {
-            return Err(StorageError::RangeInvalid { offset: before });
-        }
         let path = self.upload_dir(id).join("data");
         let file = blocking(move || Ok(std::fs::OpenOptions::new().append(true).open(path)?)).await?;
         let mut writer = Some(Writer {
             file,
             hasher: session.hasher.take(),
-            offset: before,
+            offset: session.offset,
             unsynced: 0,
             flushing: Default::default(),
         });
@@ -301,30 +200,29 @@ impl BlobStore {
         session.offset = offset;
         if session.hasher.is_none() {
             // A write failed partway: how much reached the file is only known from the file.
-            let f = file.try_clone()?;
-            session.offset = blocking(move || Ok(f.metadata()?.len())).await?;
+            session.offset = blocking(move || Ok(file.metadata()?.len())).await?;
         }
-        if let Some(e) = failure {
-            return Err(e);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        if len.is_some_and(|l| l != session.offset - before) {
-            blocking(move || Ok(file.set_len(before)?)).await?;
-            session.offset = before;
-            session.hasher = None;
-            return Err(StorageError::LengthMismatch);
-        }
-        Ok(session.offset)
     }
 
-    /// Streams `len` bytes of a blob from `start`, or `None` if it is not stored. A blocking
-    /// thread reads ahead in [`READ_BATCH`] pieces, a few pieces ahead of the network, so a
-    /// pull costs one thread hop per piece rather than one per 64 KiB read.
-    pub async fn stream_blob(
+    /// Cuts the session's data back to its first `len` bytes (a discarded chunk).
+    pub(super) async fn truncate(&self, id: UploadId, len: u64) -> Result<(), StorageError> {
+        let path = self.upload_dir(id).join("data");
+        blocking(move || Ok(std::fs::OpenOptions::new().write(true).open(path)?.set_len(len)?)).await
+    }
+
+    /// Streams `len` bytes of a blob from `start`. A blocking thread reads ahead in
+    /// [`READ_BATCH`] pieces, a few pieces ahead of the network, so a pull costs one thread
+    /// hop per piece rather than one per 64 KiB read.
+    pub(super) async fn stream_blob(
         &self,
         digest: &Digest,
         start: u64,
         len: u64,
-    ) -> Result<Option<impl Stream<Item = io::Result<Bytes>> + Send + 'static>, StorageError> {
+    ) -> Result<Option<BlobStream>, StorageError> {
         use std::io::Seek;
         let path = self.blob_path(digest);
         let file = blocking(move || match std::fs::File::open(path) {
@@ -357,62 +255,32 @@ impl BlobStore {
                 left -= n as u64;
             }
         });
-        Ok(Some(tokio_stream_from(rx)))
+        Ok(Some(tokio_stream_from(rx).boxed()))
     }
 
-    /// Completes a session: verifies the digest, makes the blob durable and visible, and
-    /// ends the session. On a mismatch the session is discarded and nothing is stored.
-    /// Returns the blob's size.
-    pub async fn complete(&self, id: UploadId, owner: &str, digest: &Digest) -> Result<u64, StorageError> {
-        let slot = self.slot(id);
-        let mut slot = slot.lock().await;
-        let session = self.live(id, owner, &mut slot).await?;
-        let size = session.offset;
-        let data = self.upload_dir(id).join("data");
-        let actual = match session.hasher.clone() {
-            Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
-            _ => {
-                let (path, alg) = (data.clone(), digest.algorithm());
-                blocking(move || hash_file(&path, alg)).await?
-            }
-        };
-        let dir = self.upload_dir(id);
-        let result = if actual == *digest {
-            let _publishing = self.collection.read().await;
-            let target = self.blob_path(digest);
-            blocking(move || publish(&data, &target)).await.map(|()| size)
-        } else {
-            Err(StorageError::DigestMismatch)
-        };
-        *slot = Slot::Gone;
-        self.lock_sessions().remove(&id);
-        tokio::fs::remove_dir_all(dir).await?;
-        result
+    /// The digest of the session's data in `alg`, read back from disk.
+    pub(super) async fn hash(&self, id: UploadId, alg: Algorithm) -> Result<Digest, StorageError> {
+        let path = self.upload_dir(id).join("data");
+        blocking(move || hash_file(&path, alg)).await
     }
 
-    /// Cancels a session and deletes what it received.
-    pub async fn cancel(&self, id: UploadId, owner: &str) -> Result<(), StorageError> {
-        let slot = self.slot(id);
-        let mut slot = slot.lock().await;
-        self.live(id, owner, &mut slot).await?;
-        *slot = Slot::Gone;
-        self.lock_sessions().remove(&id);
-        tokio::fs::remove_dir_all(self.upload_dir(id)).await?;
-        Ok(())
+    /// Makes the session's verified data the blob `digest`.
+    pub(super) async fn publish(&self, id: UploadId, digest: &Digest, _size: u64) -> Result<(), StorageError> {
+        let (data, target) = (self.upload_dir(id).join("data"), self.blob_path(digest));
+        blocking(move || publish(&data, &target)).await
     }
 
-    /// Serialises the recording of manifests with the reactions to them, so that whatever
-    /// mirrors the metadata (the push hook) sees changes in the order they were made. Kept
-    /// here, with the other locks of content publication, because every registry has
-    /// exactly one store.
-    pub fn publication_order(&self) -> &tokio::sync::Mutex<()> {
-        &self.publication
+    /// Deletes what the session holds; whether there was anything.
+    pub(super) async fn remove_session(&self, id: UploadId) -> Result<bool, StorageError> {
+        match tokio::fs::remove_dir_all(self.upload_dir(id)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Renews a stored blob's modification time, which garbage collection's grace period
-    /// counts from; returns whether the blob is stored. Call it while holding
-    /// [`Self::collection_lock`] shared, before making an existing blob reachable again.
-    pub async fn touch(&self, digest: &Digest) -> Result<bool, StorageError> {
+    /// Renews the blob file's modification time; whether the blob is stored.
+    pub(super) async fn touch(&self, digest: &Digest) -> Result<bool, StorageError> {
         let path = self.blob_path(digest);
         blocking(move || match std::fs::File::options().append(true).open(path) {
             Ok(f) => Ok(f.set_modified(SystemTime::now()).map(|()| true)?),
@@ -422,8 +290,7 @@ impl BlobStore {
         .await
     }
 
-    /// Every stored blob, and those not modified since `cutoff`.
-    pub(crate) async fn blobs_older_than(&self, cutoff: SystemTime) -> Result<StoredBlobs, StorageError> {
+    pub(super) async fn blobs_older_than(&self, cutoff: SystemTime) -> Result<StoredBlobs, StorageError> {
         let root = self.root.join("blobs");
         blocking(move || {
             let mut out = StoredBlobs::default();
@@ -447,9 +314,7 @@ impl BlobStore {
         .await
     }
 
-    /// Deletes a blob unless it was modified since `cutoff`; returns its size if deleted.
-    /// The caller holds [`Self::collection_lock`] exclusively.
-    pub(crate) async fn remove_blob_if_older(
+    pub(super) async fn remove_blob_if_older(
         &self,
         digest: &Digest,
         cutoff: SystemTime,
@@ -473,10 +338,10 @@ impl BlobStore {
         .await
     }
 
-    /// Deletes upload sessions that received nothing since `cutoff` and are not in use now.
-    pub(crate) async fn remove_abandoned_uploads(&self, cutoff: SystemTime) -> Result<usize, StorageError> {
+    /// Sessions whose data file was last written before `cutoff`.
+    pub(super) async fn sessions_idle_since(&self, cutoff: SystemTime) -> Result<Vec<UploadId>, StorageError> {
         let dir = self.root.join("uploads");
-        let stale: Vec<UploadId> = blocking(move || {
+        blocking(move || {
             let mut out = Vec::new();
             for entry in read_dir_or_empty(&dir)? {
                 let Some(id) = entry.file_name().to_str().and_then(UploadId::parse) else { continue };
@@ -493,23 +358,7 @@ impl BlobStore {
             }
             Ok(out)
         })
-        .await?;
-        let mut removed = 0;
-        for id in stale {
-            let slot = self.slot(id);
-            // A session someone is writing to right now is not abandoned.
-            let Ok(mut slot) = slot.try_lock() else { continue };
-            let path = self.upload_dir(id);
-            match tokio::fs::remove_dir_all(&path).await {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-            *slot = Slot::Gone;
-            self.lock_sessions().remove(&id);
-            tracing::info!(upload = %id, "garbage collection removed an abandoned upload");
-        }
-        Ok(removed)
+        .await
     }
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
@@ -519,57 +368,6 @@ impl BlobStore {
     fn upload_dir(&self, id: UploadId) -> PathBuf {
         self.root.join("uploads").join(id.to_string())
     }
-
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<UploadId, Arc<tokio::sync::Mutex<Slot>>>> {
-        // The map holds no invariant a panic could break, so a poisoned lock is still usable.
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn slot(&self, id: UploadId) -> Arc<tokio::sync::Mutex<Slot>> {
-        self.lock_sessions().entry(id).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Slot::Unloaded))).clone()
-    }
-
-    /// The live session in `slot`, loading it from disk if needed, checked against `owner`.
-    async fn live<'a>(&self, id: UploadId, owner: &str, slot: &'a mut Slot) -> Result<&'a mut Session, StorageError> {
-        if let Slot::Unloaded = slot {
-            let dir = self.upload_dir(id);
-            *slot = match tokio::fs::read_to_string(dir.join("owner")).await {
-                Ok(owner) => {
-                    let data = dir.join("data");
-                    let hasher = blocking(move || {
-                        let mut h = Hasher::new(Algorithm::Sha256);
-                        let n = hash_into(&data, &mut h)?;
-                        Ok((h, n))
-                    })
-                    .await;
-                    match hasher {
-                        Ok((h, offset)) => Slot::Live(Session { owner, offset, hasher: Some(h) }),
-                        Err(StorageError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Slot::Gone,
-                        Err(e) => {
-                            *slot = Slot::Unloaded;
-                            return Err(e);
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Slot::Gone,
-                Err(e) => return Err(e.into()),
-            };
-            if let Slot::Gone = slot {
-                self.lock_sessions().remove(&id);
-            }
-        }
-        match slot {
-            Slot::Live(s) if s.owner == owner => Ok(s),
-            _ => Err(StorageError::UploadUnknown),
-        }
-    }
-}
-
-/// What [`BlobStore::blobs_older_than`] found.
-#[derive(Debug, Default)]
-pub(crate) struct StoredBlobs {
-    pub seen: usize,
-    pub old: Vec<Digest>,
 }
 
 fn read_dir_or_empty(dir: &Path) -> io::Result<Vec<std::fs::DirEntry>> {
@@ -703,6 +501,7 @@ fn publish(data: &Path, target: &Path) -> Result<(), StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::BlobStore;
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> + Unpin {
         futures_util::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
@@ -778,7 +577,7 @@ mod tests {
         store.append(id, "r", Some(3), Some(3), chunks(&[b"def"])).await.unwrap();
         let d = Digest::of(Algorithm::Sha512, b"abcdef");
         assert_eq!(store.complete(id, "r", &d).await.unwrap(), 6);
-        assert_eq!(visible_blobs(tmp.path()), vec![store.blob_path(&d)]);
+        assert_eq!(visible_blobs(tmp.path()), vec![FsBlobs { root: tmp.path().into() }.blob_path(&d)]);
     }
 
     #[tokio::test]
