@@ -63,8 +63,15 @@ aws ecs create-service --service-name web --task-definition simplehttp:1 --desir
     --deployment-configuration 'maximumPercent=200,minimumHealthyPercent=50,deploymentCircuitBreaker={enable=true,rollback=true}' >/dev/null
 aws ecs wait services-stable --services web
 [[ "$(running_ids | wc -l)" == 3 ]] || fail "expected 3 running tasks"
-aws ecs describe-services --services web --query 'services[0].events[*].message' --output text | tr '\t' '\n' \
-    | grep -q 'has reached a steady state' || fail "no steady-state event"
+# The deployment completes (and the steady state is said) once its tasks have been up 10 s;
+# the waiter above looks only at the counts.
+steady=""
+for _ in $(seq 1 60); do
+    if aws ecs describe-services --services web --query 'services[0].events[*].message' --output text | tr '\t' '\n' \
+        | grep -q 'has reached a steady state'; then steady=1; break; fi
+    sleep 1
+done
+[[ -n "$steady" ]] || fail "no steady-state event"
 
 step "docker kill one container; the service replaces it"
 victim="$(running_ids | head -1)"

@@ -167,7 +167,12 @@ echo "requests during the rolling update: $ok succeeded, $failed failed"
 grep -q "greeting=one" "$data/load.ok" || fail "the old revision never answered"
 grep -q "greeting=two" "$data/load.ok" || fail "the new revision never answered"
 curl -fsS "http://$dns/" | grep -q "greeting=two" || fail "the new revision does not answer"
-events="$(aws ecs describe-services --cluster demo --services simplehttp --query 'services[0].events[*].message' --output text | tr '\t' '\n')"
+# The steady state is said once the new deployment's tasks have been up 10 s.
+for _ in $(seq 1 60); do
+    events="$(aws ecs describe-services --cluster demo --services simplehttp --query 'services[0].events[*].message' --output text | tr '\t' '\n')"
+    grep -q "has reached a steady state" <<<"$events" && break
+    sleep 1
+done
 grep -q "has begun draining connections" <<<"$events" || fail "no draining event: $events"
 grep -q "has reached a steady state" <<<"$events" || fail "no steady-state event"
 
