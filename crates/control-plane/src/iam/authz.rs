@@ -182,11 +182,12 @@ impl Ops<'_, Iam> {
             req.set(k, v);
         }
         // The time only for policies that may read it: formatting it is not free.
+        let identity_reads_time = policies.iter().any(|p| p.reads_time());
         let mut timed = false;
         for resource in &access.resources {
             req.set_resource(resource.as_str());
             let resource_policy = crate::state::resources::resource_policy(&state, resource);
-            if !timed && (policies.iter().any(|p| p.reads_time()) || resource_policy.is_some_and(|p| p.reads_time())) {
+            if !timed && (identity_reads_time || resource_policy.is_some_and(PolicyDocument::reads_time)) {
                 set_time(&mut req);
                 timed = true;
             }

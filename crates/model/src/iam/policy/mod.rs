@@ -112,8 +112,7 @@ impl PolicyDocument {
     }
 
     fn new(text: &str, kind: PolicyKind, version: PolicyVersion, statements: Vec<Statement>) -> PolicyDocument {
-        let reads_resource_tags =
-            statements.iter().flat_map(|s| &s.conditions).any(|c| c.key().contains(":resourcetag/"));
+        let reads_resource_tags = reads_resource_tags(&statements);
         let lower = text.to_ascii_lowercase();
         let reads_time = lower.contains("aws:currenttime") || lower.contains("aws:epochtime");
         PolicyDocument { text: text.into(), kind, version, statements, reads_resource_tags, reads_time }
@@ -130,8 +129,7 @@ impl PolicyDocument {
         if statements.is_empty() {
             return None;
         }
-        let reads_resource_tags =
-            statements.iter().flat_map(|s| &s.conditions).any(|c| c.key().contains(":resourcetag/"));
+        let reads_resource_tags = reads_resource_tags(&statements);
         Some(PolicyDocument {
             text: self.text.clone(),
             kind: self.kind,
@@ -191,6 +189,11 @@ impl PolicyDocument {
     pub fn aws_principals(&self) -> impl Iterator<Item = &str> {
         self.statements.iter().flat_map(|s| s.principal.iter().flat_map(|p| p.written.iter().map(|w| &**w)))
     }
+}
+
+/// Whether a condition of `statements` reads `aws:ResourceTag/...` (or a service's).
+fn reads_resource_tags(statements: &[Statement]) -> bool {
+    statements.iter().flat_map(|s| &s.conditions).any(|c| c.key().contains(":resourcetag/"))
 }
 
 /// One compiled statement.
