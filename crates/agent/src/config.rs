@@ -53,10 +53,10 @@ pub struct AgentConfig {
     pub instance_type: String,
     /// The EC2-style instance id this host reports; generated once and kept in `data_dir`.
     pub instance_id: Option<String>,
-    /// `BERTH_AWSLOGS_CACHE_FILE_SIZE`: each of the two json-file files an awslogs
-    /// container writes, which the agent ships from (1g).
+    /// `BERTH_AWSLOGS_CACHE_FILE_SIZE`: each of the two files of Docker's `local` log an
+    /// awslogs container writes, which the agent ships from (1g).
     pub awslogs_cache: crate::awslogs::CacheFileSize,
-    /// `BERTH_AWSLOGS_READER`: `file` (the json-file on disk when it can be opened, the
+    /// `BERTH_AWSLOGS_READER`: `file` (the log file on disk when it can be opened, the
     /// default) or `api` (always Docker's logs API).
     pub awslogs_reader: crate::awslogs::Reader,
     /// Settings that were given but are not understood, for a warning at start.

@@ -559,15 +559,25 @@ impl Docker {
             .collect())
     }
 
-    /// The file a container's log is kept in, when Docker keeps it with the `json-file`
-    /// driver (the agent can then read it without the engine serving it); `None` for any
-    /// other driver.
-    pub async fn json_log_file(&self, id: &str) -> Result<Option<std::path::PathBuf>> {
+    /// The file a container's log is kept in and its format, when Docker keeps it with the
+    /// `local` or `json-file` driver (the agent can then read it without the engine
+    /// serving it); `None` for any other driver. Inspect names a json-file's path; a
+    /// `local` log is `<engine root>/containers/<id>/local-logs/container.log`, which
+    /// inspect leaves out.
+    pub async fn log_file(&self, id: &str) -> Result<Option<(std::path::PathBuf, crate::awslogs::LogFormat)>> {
+        use crate::awslogs::LogFormat;
         let options = InspectContainerOptions { size: false };
         let c = bounded(CALL_TIMEOUT, "inspect", self.client.inspect_container(id, Some(options))).await?;
         let driver = c.host_config.and_then(|h| h.log_config).and_then(|l| l.typ);
-        Ok(match (driver.as_deref(), c.log_path) {
-            (Some("json-file"), Some(path)) if !path.is_empty() => Some(path.into()),
+        Ok(match (driver.as_deref(), c.log_path, c.id) {
+            (Some("json-file"), Some(path), _) if !path.is_empty() => Some((path.into(), LogFormat::JsonFile)),
+            (Some("local"), _, Some(full_id)) => {
+                let info = bounded(CALL_TIMEOUT, "info", self.client.info()).await?;
+                info.docker_root_dir.filter(|d| !d.is_empty()).map(|root| {
+                    let path = std::path::Path::new(&root).join("containers").join(full_id).join("local-logs");
+                    (path.join("container.log"), LogFormat::Local)
+                })
+            }
             _ => None,
         })
     }

@@ -23,6 +23,109 @@ use serde_json::Value;
 
 use crate::query::Params;
 
+/// The members of a JSON request body that authorization reads. Every other member is
+/// skipped unbuilt: a `PutLogEvents` batch of 10,000 events signed by an execution role
+/// costs a scan here, not a tree of values, and a small request does not allocate its
+/// keys. A body that is not a JSON object reads as one without members (decoding it for
+/// the operation then refuses it).
+#[derive(Debug, Default)]
+pub(crate) struct Body(Vec<(&'static str, Value)>);
+
+/// Every member the functions below read, across the JSON services.
+const MEMBERS: &[&str] = &[
+    "cluster",
+    "clusterName",
+    "clusters",
+    "containerInstances",
+    "Description",
+    "KmsKeyId",
+    "logGroupIdentifier",
+    "logGroupName",
+    "logStreamName",
+    "Name",
+    "Names",
+    "Path",
+    "registryId",
+    "repositoryName",
+    "repositoryNames",
+    "resourceArn",
+    "ResourceARN",
+    "ResourceId",
+    "ResourceType",
+    "Rule",
+    "SecretId",
+    "service",
+    "serviceName",
+    "services",
+    "tags",
+    "Tags",
+    "task",
+    "taskDefinition",
+    "tasks",
+    "VersionId",
+    "VersionStage",
+];
+
+impl Body {
+    pub(crate) fn parse(body: &[u8]) -> Body {
+        serde_json::from_slice(body).unwrap_or_default()
+    }
+
+    /// A body of the given members (for a check made on a request's part).
+    pub(crate) fn of(members: &[(&'static str, Value)]) -> Body {
+        Body(members.to_vec())
+    }
+
+    fn get(&self, member: &str) -> Option<&Value> {
+        self.0.iter().find(|(m, _)| *m == member).map(|(_, v)| v)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Body {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Body;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Body, A::Error> {
+                let mut kept = Vec::new();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key.0 {
+                        Some(member) => kept.push((member, map.next_value::<Value>()?)),
+                        None => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Body(kept))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// A member's name as one of [`MEMBERS`], or `None` for a member authorization ignores;
+/// read without copying the name.
+struct Key(Option<&'static str>);
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(Key(MEMBERS.iter().find(|m| **m == v).copied()))
+            }
+        }
+        d.deserialize_str(Name)
+    }
+}
+
 /// `resource` is formatted into the ARN directly (`format_args!`): authorization is on
 /// every request's path, and an intermediate string per ARN showed in its profile.
 fn arn(service: &str, scope: &Scope, resource: impl std::fmt::Display) -> String {
@@ -40,16 +143,16 @@ fn ecs_arn(scope: &Scope, kind: &str, cluster: Option<&str>, value: &str) -> Str
     }
 }
 
-fn str_of<'a>(body: &'a Value, member: &str) -> Option<&'a str> {
+fn str_of<'a>(body: &'a Body, member: &str) -> Option<&'a str> {
     body.get(member).and_then(Value::as_str)
 }
 
-fn strs_of<'a>(body: &'a Value, member: &str) -> Vec<&'a str> {
+fn strs_of<'a>(body: &'a Body, member: &str) -> Vec<&'a str> {
     body.get(member).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
 }
 
 /// The cluster's name from a `cluster` member (name or ARN; `default` when absent).
-fn cluster_name(body: &Value) -> &str {
+fn cluster_name(body: &Body) -> &str {
     let c = str_of(body, "cluster").unwrap_or("default");
     c.rsplit_once('/').map_or(c, |(_, n)| n)
 }
@@ -73,7 +176,7 @@ fn request_tags(access: &mut Access, tags: Option<&Value>) {
 }
 
 /// ECS (`ecs:<Operation>`).
-pub(crate) fn ecs(operation: &str, body: &Value, scope: &Scope) -> Access {
+pub(crate) fn ecs(operation: &str, body: &Body, scope: &Scope) -> Access {
     let mut access = Access::new(format!("ecs:{operation}"));
     let cluster = cluster_name(body);
     let cluster_arn = || arn("ecs", scope, format_args!("cluster/{cluster}"));
@@ -151,7 +254,7 @@ pub(crate) fn ecs(operation: &str, body: &Value, scope: &Scope) -> Access {
 }
 
 /// ECR (`ecr:<Operation>`).
-pub(crate) fn ecr(operation: &str, body: &Value, scope: &Scope) -> Access {
+pub(crate) fn ecr(operation: &str, body: &Body, scope: &Scope) -> Access {
     let mut access = Access::new(format!("ecr:{operation}"));
     let repo_arn = |name: &str| {
         let account = str_of(body, "registryId").unwrap_or(scope.account.as_str());
@@ -173,7 +276,7 @@ pub(crate) fn ecr(operation: &str, body: &Value, scope: &Scope) -> Access {
 
 /// CloudWatch Logs (`logs:<Operation>`): log groups, and streams where the operation
 /// works on one.
-pub(crate) fn logs(operation: &str, body: &Value, scope: &Scope) -> Access {
+pub(crate) fn logs(operation: &str, body: &Body, scope: &Scope) -> Access {
     let mut access = Access::new(format!("logs:{operation}"));
     let group = str_of(body, "logGroupName").or_else(|| str_of(body, "logGroupIdentifier")).map(str::to_string);
     access.resources = match (group, str_of(body, "logStreamName")) {
@@ -194,7 +297,7 @@ pub(crate) fn logs(operation: &str, body: &Value, scope: &Scope) -> Access {
 /// `arn:aws:ssm:<region>:<account>:parameter/<name without its leading slash>`; a
 /// `name:selector` is checked as its parameter, `GetParametersByPath` as its path
 /// (`parameter/app` for `/app`, as SSM checks it), `DescribeParameters` as `*`.
-pub(crate) fn ssm(operation: &str, body: &Value, scope: &Scope) -> Access {
+pub(crate) fn ssm(operation: &str, body: &Body, scope: &Scope) -> Access {
     let mut access = Access::new(format!("ssm:{operation}"));
     let parameter = |name: &str| {
         if name.starts_with("arn:") {
@@ -219,7 +322,7 @@ pub(crate) fn ssm(operation: &str, body: &Value, scope: &Scope) -> Access {
 /// EventBridge (`events:<Operation>`): the rule a request names (`Name` or `Rule`) as
 /// `arn:aws:events:<region>:<account>:rule/<name>`, a tagging request's `ResourceARN`
 /// as given, and `*` for the listings, as the Service Authorization Reference lists them.
-pub(crate) fn events(operation: &str, body: &Value, scope: &Scope) -> Access {
+pub(crate) fn events(operation: &str, body: &Body, scope: &Scope) -> Access {
     let mut access = Access::new(format!("events:{operation}"));
     let rule = str_of(body, "Name").or_else(|| str_of(body, "Rule"));
     access.resources = match (rule, str_of(body, "ResourceARN")) {
@@ -283,7 +386,7 @@ pub(crate) fn query(
 /// `secret:<name>-??????`, which a policy's `<name>-*` matches.
 pub(crate) fn secretsmanager(
     operation: &str,
-    body: &Value,
+    body: &Body,
     scope: &Scope,
     resolve: &dyn Fn(&str) -> Option<String>,
 ) -> Access {
@@ -327,4 +430,36 @@ pub(crate) fn secretsmanager(
     }
     request_tags(&mut access, body.get("Tags"));
     access
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_keeps_the_members_read_and_skips_the_rest() {
+        let body = Body::parse(
+            br#"{"logEvents":[{"timestamp":1,"message":"{\"cluster\":\"no\"}"}],"logGroupName":"/ecs/w\u0065b","logStreamName":"s","clusters":["a","b"]}"#,
+        );
+        assert_eq!(str_of(&body, "logGroupName"), Some("/ecs/web"));
+        assert_eq!(strs_of(&body, "clusters"), ["a", "b"]);
+        assert!(body.get("logEvents").is_none());
+        assert!(body.get("cluster").is_none());
+        for not_an_object in [&b"[1]"[..], b"", b"{\"cluster\":", b"null"] {
+            assert!(Body::parse(not_an_object).0.is_empty());
+        }
+    }
+
+    #[test]
+    fn every_member_a_rule_reads_is_kept() {
+        let source = include_str!("authz.rs");
+        for call in ["str_of(body, \"", "strs_of(body, \"", "body.get(\""] {
+            for (_, rest) in source.match_indices(call).map(|(i, _)| source.split_at(i + call.len())) {
+                let member = &rest[..rest.find('"').unwrap()];
+                if !member.is_empty() && !member.contains(['{', ' ']) {
+                    assert!(MEMBERS.contains(&member), "{member} is read but not kept");
+                }
+            }
+        }
+    }
 }

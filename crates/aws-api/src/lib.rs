@@ -237,7 +237,7 @@ async fn process(
     let body = read_body(body, body_limit(target)).await?;
     let caller = pending.verify(method, uri, headers, &body)?;
     if !caller.is_root() {
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let json = authz::Body::parse(&body);
         let mut access = match service {
             "ecs" => authz::ecs(operation, &json, &caller.scope),
             "ecr" => authz::ecr(operation, &json, &caller.scope),

@@ -426,7 +426,7 @@ async fn batch_get(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, 
         if caller.is_root() {
             return Ok(());
         }
-        let body = serde_json::json!({ "SecretId": secret_id });
+        let body = crate::authz::Body::of(&[("SecretId", secret_id.into())]);
         let resolve = |id: &str| api.control.secrets().secret_arn(scope, id);
         let access = crate::authz::secretsmanager("GetSecretValue", &body, scope, &resolve);
         api.control.iam().authorize(caller, access).map_err(ApiError::from)

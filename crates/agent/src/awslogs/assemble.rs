@@ -2,8 +2,8 @@
 //!
 //! Docker stores what a container prints as entries: one per line, a long line cut into
 //! 16 KiB pieces (every piece but the last without its newline), each with the time
-//! Docker read it. The agent reads them back with those timestamps (from the json-file,
-//! [`Assembler::push_at`], or `docker logs --timestamps`, [`Assembler::push`]). Here the
+//! Docker read it. The agent reads them back with those timestamps (from the log file,
+//! [`Assembler::push_piece`], or `docker logs --timestamps`, [`Assembler::push`]). Here the
 //! pieces of a line are joined again, a line longer than
 //! [`MAX_EVENT_BYTES`] is cut into events of at most that size (memory stays bounded
 //! whatever the container prints), multi-line events are joined when the container's
@@ -109,6 +109,15 @@ impl Assembler {
     /// Takes in one entry read with its time (`text` as the container printed it, with
     /// its newline unless Docker cut the line there).
     pub fn push_at(&mut self, source: Source, ts_ns: i64, text: &[u8], out: &mut Vec<Event>) {
+        match text.strip_suffix(b"\n") {
+            Some(body) => self.push_piece(source, ts_ns, body, true, out),
+            None => self.push_piece(source, ts_ns, text, false, out),
+        }
+    }
+
+    /// Takes in one entry read with its time: `body` as the container printed it without
+    /// the newline, and whether the newline followed (`complete`) or Docker cut the line.
+    pub fn push_piece(&mut self, source: Source, ts_ns: i64, body: &[u8], complete: bool, out: &mut Vec<Event>) {
         let st = &mut self.sources[source as usize];
         let prev = st.last;
         let mark = if ts_ns == prev.ts_ns { Mark { ts_ns, rank: prev.rank + 1 } } else { Mark { ts_ns, rank: 1 } };
@@ -116,10 +125,6 @@ impl Assembler {
         if mark <= st.resume {
             return;
         }
-        let (body, complete) = match text.strip_suffix(b"\n") {
-            Some(b) => (b, true),
-            None => (text, false),
-        };
         let (first_ts, mut line) = st.line.take().unwrap_or((ts_ns, Vec::new()));
         line.extend_from_slice(body);
         let mut first_ts = first_ts;

@@ -3,14 +3,14 @@
 //!
 //! Docker's own awslogs driver cannot be used: it would need the engine to hold the
 //! account's credentials and to reach Berth's endpoint. Instead the container is created
-//! with Docker's `json-file` driver (`options::local_driver`: a bounded local cache, and
-//! the delivery mode the task asked for), so `docker logs` keeps working, and the agent
+//! with Docker's `local` driver (`options::local_driver`: a bounded uncompressed cache,
+//! and the delivery mode the task asked for), so `docker logs` keeps working, and the agent
 //! reads that log back with Docker's timestamps and ships it with `PutLogEvents`, signed
 //! with the agent's credentials, to the group in the option's region.
 //!
-//! The agent reads the file itself (`follow`, `jsonfile`) when inspect names one it can
-//! open: a fraction of what dockerd spends serving the same entries through its logs
-//! API, which stays the fallback (for an engine on another host, and with
+//! The agent reads the file itself (`follow`; `localfile`, and `jsonfile` for containers
+//! an older agent created) when it can open it: a fraction of what dockerd spends
+//! serving the same entries through its logs API, which stays the fallback (for an engine on another host, and with
 //! `BERTH_AWSLOGS_READER=api`). Both readers give the same entries with the same times,
 //! so the cursor's marks mean the same whichever wrote them.
 //!
@@ -32,6 +32,7 @@ mod assemble;
 mod cursor;
 mod follow;
 mod jsonfile;
+mod localfile;
 mod options;
 mod ship;
 
@@ -45,6 +46,7 @@ use std::time::Duration;
 use model::ecs::shapes::ContainerDefinition;
 
 use crate::docker::Docker;
+pub use follow::Format as LogFormat;
 pub use options::{local_driver, AwsLogs, CacheFileSize, StreamNaming};
 use ship::{Destination, Shipper};
 
@@ -93,7 +95,7 @@ pub struct Shipping {
 /// How the agent reads a container's output: `BERTH_AWSLOGS_READER`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Reader {
-    /// The json-file on disk when the agent can open it, else Docker's logs API.
+    /// The log file on disk when the agent can open it, else Docker's logs API.
     #[default]
     File,
     /// Always Docker's logs API (an engine on another host, or to compare the two).

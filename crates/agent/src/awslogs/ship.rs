@@ -21,8 +21,8 @@ use regex::Regex;
 
 use super::assemble::{Assembler, Event, Mark, Source};
 use super::cursor::{Cursor, CursorFile, Intent};
-use super::follow::Follower;
-use super::jsonfile;
+use super::follow::{Follower, Format};
+use super::{jsonfile, localfile};
 use crate::docker::{Docker, LogChunk, RunState};
 
 /// Events (and their bytes) read ahead of the batch in flight before reading pauses.
@@ -170,15 +170,15 @@ enum Input<'a> {
         stream: futures_util::stream::BoxStream<'static, Result<LogChunk, crate::docker::DockerError>>,
         console: Vec<u8>,
     },
-    /// The json-file on disk.
+    /// The log file on disk.
     File(&'a mut Follower),
 }
 
 /// What an [`Input`] gives at once.
 enum Piece {
     Chunk(LogChunk),
-    /// Whole lines of the json-file.
-    Lines(Vec<u8>),
+    /// Whole entries of the log file.
+    Entries(Vec<u8>),
 }
 
 impl Input<'_> {
@@ -187,7 +187,7 @@ impl Input<'_> {
     async fn next(&mut self) -> Option<Result<Piece, String>> {
         match self {
             Input::Api { stream, .. } => stream.next().await.map(|r| r.map(Piece::Chunk).map_err(|e| e.to_string())),
-            Input::File(f) => f.next_block().await.map(|r| r.map(Piece::Lines).map_err(|e| e.to_string())),
+            Input::File(f) => f.next_block().await.map(|r| r.map(Piece::Entries).map_err(|e| e.to_string())),
         }
     }
 
@@ -217,7 +217,7 @@ impl Input<'_> {
 pub struct Shipper {
     pub docker: Docker,
     pub container_id: String,
-    /// Whether to read the json-file on disk when it can be opened.
+    /// Whether to read the log file on disk when it can be opened.
     pub read_file: bool,
     pub destination: Destination,
     pub event_start: Option<Regex>,
@@ -246,21 +246,22 @@ impl Shipper {
         tracing::debug!(container = %self.container_id, stream = %self.destination.stream, "log shipping finished");
     }
 
-    /// The container's json-file log, opened, when the agent can read it (the engine is
-    /// local and the driver is json-file); else its output is read through Docker's API.
+    /// The container's log file, opened, when the agent can read it (the engine is local
+    /// and the driver is `local` or `json-file`); else its output is read through
+    /// Docker's API.
     async fn open_file(&self) -> Option<Follower> {
         if !self.read_file {
             return None;
         }
-        let path = match self.docker.json_log_file(&self.container_id).await {
-            Ok(Some(path)) => path,
+        let (path, format) = match self.docker.log_file(&self.container_id).await {
+            Ok(Some(found)) => found,
             Ok(None) => return None,
             Err(e) => {
                 tracing::debug!(container = %self.container_id, error = %e, "cannot find the container's log file; reading it through Docker");
                 return None;
             }
         };
-        match Follower::open(&path) {
+        match Follower::open(&path, format) {
             Ok(f) => Some(f),
             Err(e) => {
                 tracing::debug!(container = %self.container_id, path = %path.display(), error = %e, "cannot read the container's log file; reading it through Docker");
@@ -339,6 +340,10 @@ impl Shipper {
     async fn follow(&self, assembler: &mut Assembler, input: &mut Input<'_>, ready: &mut Backlog, cursor: &mut Cursor) {
         let mut out = Vec::new();
         let mut scratch = Vec::new();
+        let format = match input {
+            Input::File(f) => f.format(),
+            Input::Api { .. } => Format::JsonFile,
+        };
         let mut in_flight: Option<futures_util::future::BoxFuture<'_, (Vec<Event>, Intent)>> = None;
         let mut tick = tokio::time::interval(IDLE_TICK);
         loop {
@@ -355,7 +360,7 @@ impl Shipper {
                     Some(Ok(Piece::Chunk(LogChunk::Stdout(b)))) => assembler.push(Source::Stdout, &b, &mut out),
                     Some(Ok(Piece::Chunk(LogChunk::Stderr(b)))) => assembler.push(Source::Stderr, &b, &mut out),
                     Some(Ok(Piece::Chunk(LogChunk::Console(b)))) => input.console(&b, assembler, &mut out),
-                    Some(Ok(Piece::Lines(block))) => self.push_lines(&block, assembler, &mut scratch, &mut out),
+                    Some(Ok(Piece::Entries(block))) => self.push_block(format, &block, assembler, &mut scratch, &mut out),
                     Some(Err(e)) => {
                         tracing::warn!(container = %self.container_id, error = %e, "reading the container's log failed");
                         break;
@@ -379,27 +384,50 @@ impl Shipper {
         }
     }
 
-    /// Takes in a block of the json-file's lines. Entries already shipped are dropped
-    /// before their text is decoded; a line that is not an entry is logged and skipped.
-    fn push_lines(&self, block: &[u8], assembler: &mut Assembler, scratch: &mut Vec<u8>, out: &mut Vec<Event>) {
+    /// Takes in a block of the log file's entries. Entries already shipped are dropped
+    /// before their text is decoded; what is not an entry is logged and skipped.
+    fn push_block(
+        &self,
+        format: Format,
+        block: &[u8],
+        assembler: &mut Assembler,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<Event>,
+    ) {
         let mut bad = 0usize;
-        for line in block.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let entry = match jsonfile::parse(line) {
-                Ok(e) => e,
-                Err(_) => {
-                    bad += 1;
-                    continue;
+        match format {
+            Format::JsonFile => {
+                for line in block.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    let Ok(entry) = jsonfile::parse(line) else {
+                        bad += 1;
+                        continue;
+                    };
+                    if assembler.skips(entry.source, entry.ts_ns) {
+                        continue;
+                    }
+                    scratch.clear();
+                    jsonfile::unescape_into(entry.escaped, scratch);
+                    assembler.push_at(entry.source, entry.ts_ns, scratch, out);
                 }
-            };
-            if assembler.skips(entry.source, entry.ts_ns) {
-                continue;
             }
-            scratch.clear();
-            jsonfile::unescape_into(entry.escaped, scratch);
-            assembler.push_at(entry.source, entry.ts_ns, scratch, out);
+            Format::Local => {
+                for frame in localfile::Frames::new(block) {
+                    let entry = match frame {
+                        localfile::Frame::Message(m) => localfile::parse(m),
+                        localfile::Frame::Damage(_) => Err(localfile::BadEntry::Shape),
+                    };
+                    let Ok(entry) = entry else {
+                        bad += 1;
+                        continue;
+                    };
+                    if !assembler.skips(entry.source, entry.ts_ns) {
+                        assembler.push_piece(entry.source, entry.ts_ns, entry.line, !entry.partial, out);
+                    }
+                }
+            }
         }
         if bad > 0 {
-            tracing::warn!(container = %self.container_id, lines = bad, "lines of the container's log file are not Docker's entries; skipped");
+            tracing::warn!(container = %self.container_id, entries = bad, "parts of the container's log file are not Docker's entries; skipped");
         }
     }
 

@@ -241,11 +241,10 @@ async fn the_log_file_is_followed_across_rotations_and_an_agent_restart() {
     agent.restart(&b, cluster, &env);
     let t = wait_status(&ecs, cluster, &arn, "STOPPED").await;
     let runtime_id = t.containers()[0].runtime_id().unwrap().to_string();
-    let log_path = std::process::Command::new("docker")
-        .args(["inspect", "--format", "{{.LogPath}}", &runtime_id])
-        .output()
-        .unwrap();
-    let rotated = format!("{}.1", String::from_utf8_lossy(&log_path.stdout).trim());
+    // Docker's `local` log, which inspect does not name.
+    let root = std::process::Command::new("docker").args(["info", "--format", "{{.DockerRootDir}}"]).output().unwrap();
+    let root = String::from_utf8_lossy(&root.stdout).trim().to_string();
+    let rotated = format!("{root}/containers/{runtime_id}/local-logs/container.log.1");
     assert!(std::path::Path::new(&rotated).exists(), "the log rotated ({rotated})");
     assert_eq!(messages(&logs, "/ecs/rotate", &stream).await, numbered(6000), "every line once, in order");
 }
