@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Identity with the real `aws` CLI, as a team sets it up: roles for tasks with their trust
 # and permission policies (an AWS-managed one attached by ARN), a CI user whose key may
-# deploy one service only, and a role session. Each answer is checked.
+# deploy one service only, a group whose members read with its policy, and a role session.
+# Each answer is checked.
 #
 # Usage: tests/e2e/iam.sh [path/to/berth]   (default: target/debug/berth)
 set -euo pipefail
@@ -96,10 +97,30 @@ me="$(as_role sts get-caller-identity --query Arn --output text)"
 if out="$(as_role ecs create-cluster --cluster-name nope 2>&1)"; then fail "the reader created a cluster"; fi
 grep -q "AccessDeniedException" <<<"$out" || fail "expected AccessDeniedException: $out"
 
-step "kill -9 and restart: users, keys, roles, policies and sessions are still there"
+step "aws iam groups: a member acts with its group's policies"
+aws iam create-user --user-name viewer >/dev/null
+read -r v_id v_secret < <(aws iam create-access-key --user-name viewer --query 'AccessKey.[AccessKeyId, SecretAccessKey]' --output text)
+as_viewer() { AWS_ACCESS_KEY_ID="$v_id" AWS_SECRET_ACCESS_KEY="$v_secret" aws "$@"; }
+if out="$(as_viewer ecs list-clusters 2>&1)"; then fail "a user without policies listed clusters"; fi
+grep -q "AccessDeniedException" <<<"$out" || fail "expected AccessDeniedException: $out"
+garn="$(aws iam create-group --group-name readers --path /eng/ --query Group.Arn --output text)"
+[[ "$garn" == "arn:aws:iam::$account:group/eng/readers" ]] || fail "group ARN $garn"
+aws iam attach-group-policy --group-name readers --policy-arn arn:aws:iam::aws:policy/ReadOnlyAccess
+aws iam add-user-to-group --group-name readers --user-name viewer
+[[ "$(aws iam get-group --group-name readers --query 'Users[0].UserName' --output text)" == viewer ]] || fail "get-group lists no viewer"
+[[ "$(aws iam list-groups-for-user --user-name viewer --query 'Groups[0].GroupName' --output text)" == readers ]] || fail "list-groups-for-user"
+# Policies apply as the key's next request is authorized: IAM's own delay is not copied.
+[[ "$(as_viewer ecs describe-services --cluster prod --services api --query 'services[0].status' --output text)" == ACTIVE ]] || fail "the member cannot read"
+if out="$(as_viewer ecs create-cluster --cluster-name nope 2>&1)"; then fail "the read-only member created a cluster"; fi
+grep -q "AccessDeniedException" <<<"$out" || fail "expected AccessDeniedException: $out"
+if out="$(aws iam delete-group --group-name readers 2>&1)"; then fail "a group with members was deleted"; fi
+grep -q DeleteConflict <<<"$out" || fail "expected DeleteConflict: $out"
+
+step "kill -9 and restart: users, groups, keys, roles, policies and sessions are still there"
 berth_kill
 berth_start
 as_ci ecs update-service --cluster prod --service web --desired-count 0 >/dev/null || fail "the CI key is lost"
+as_viewer ecs list-clusters >/dev/null || fail "the group membership is lost"
 me="$(as_role sts get-caller-identity --query Arn --output text)"
 [[ "$me" == "arn:aws:sts::$account:assumed-role/reader/nightly" ]] || fail "the session is lost: '$me'"
 
@@ -110,4 +131,10 @@ aws iam delete-access-key --user-name ci --access-key-id "$ci_id"
 aws iam detach-user-policy --user-name ci --policy-arn "$policy"
 aws iam delete-user --user-name ci
 aws iam delete-policy --policy-arn "$policy"
+aws iam remove-user-from-group --group-name readers --user-name viewer
+if out="$(as_viewer ecs list-clusters 2>&1)"; then fail "a former member still lists clusters"; fi
+aws iam detach-group-policy --group-name readers --policy-arn arn:aws:iam::aws:policy/ReadOnlyAccess
+aws iam delete-group --group-name readers
+aws iam delete-access-key --user-name viewer --access-key-id "$v_id"
+aws iam delete-user --user-name viewer
 echo "PASS: iam"

@@ -12,9 +12,9 @@
 //!   region; one named by ARN keeps it. A task definition named by family alone is checked
 //!   as `task-definition/<family>:*` would match, as `<family>:latest`; name a revision in
 //!   the policy with a wildcard (`web:*`) to cover it.
-//! - IAM users and roles named by name are checked with the root path (`user/<name>`):
-//!   the edge does not look entities up. Policies naming paths (`user/team/*`) do not
-//!   match a request that names the user without its path.
+//! - IAM users, groups and roles named by name are checked with the ARN they have, path
+//!   included (`entity_arn` looks them up); one that does not exist (yet) with the path
+//!   the request gives, else the root path (`user/<name>`).
 
 use control_plane::iam::authz::Access;
 use model::iam::entity::EntityKind;
@@ -365,8 +365,13 @@ pub(crate) fn query(
             }
             entity_arn(kind, name).or_else(|| Some(format!("arn:aws:iam::{account}:{}/{name}", kind.arn_type())))
         };
-        resources.extend(named(EntityKind::User, "UserName", "CreateUser"));
+        // Membership changes act on the group alone (the Service Authorization Reference
+        // lists no user resource for them).
+        if !matches!(action, "AddUserToGroup" | "RemoveUserFromGroup") {
+            resources.extend(named(EntityKind::User, "UserName", "CreateUser"));
+        }
         resources.extend(named(EntityKind::Role, "RoleName", "CreateRole"));
+        resources.extend(named(EntityKind::Group, "GroupName", "CreateGroup"));
         if action == "CreatePolicy" {
             let path = params.get("Path").unwrap_or("/");
             resources
@@ -453,6 +458,7 @@ mod tests {
     #[test]
     fn every_member_a_rule_reads_is_kept() {
         let source = include_str!("authz.rs");
+        let source = &source[..source.find("#[cfg(test)]").unwrap()];
         for call in ["str_of(body, \"", "strs_of(body, \"", "body.get(\""] {
             for (_, rest) in source.match_indices(call).map(|(i, _)| source.split_at(i + call.len())) {
                 let member = &rest[..rest.find('"').unwrap()];

@@ -5,9 +5,9 @@
 
 use axum::response::Response;
 use control_plane::iam::{self as cp_iam, Holder, PolicyScope, PolicyView, VersionView};
-use control_plane::state::iam::{Role, User, UserKey};
+use control_plane::state::iam::{Group, Role, User, UserKey};
 use control_plane::{Caller, Principal};
-use model::iam::entity::{IamName, IamPath, KeyStatus, MAX_POLICY_NAME, MAX_USER_OR_ROLE_NAME};
+use model::iam::entity::{IamName, IamPath, KeyStatus, MAX_GROUP_NAME, MAX_POLICY_NAME, MAX_USER_OR_ROLE_NAME};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::error::ApiError;
@@ -19,13 +19,6 @@ const DOCUMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b
 
 /// IAM actions Berth knows but does not serve yet.
 const KNOWN: &[&str] = &[
-    "AddUserToGroup",
-    "CreateGroup",
-    "GetGroup",
-    "ListGroups",
-    "DeleteGroup",
-    "PutGroupPolicy",
-    "AttachGroupPolicy",
     "CreateInstanceProfile",
     "AddRoleToInstanceProfile",
     "ListInstanceProfiles",
@@ -92,6 +85,14 @@ fn write_user(x: &mut Xml, u: &User) {
     x.text("Arn", model::iam::entity::entity_arn(&u.account, model::iam::entity::EntityKind::User, &u.path, &u.name));
     x.text("CreateDate", timestamp(u.created));
     write_tags(x, &u.tags);
+}
+
+fn write_group(x: &mut Xml, g: &Group) {
+    x.text("Path", g.path.as_str());
+    x.text("GroupName", g.name.as_str());
+    x.text("GroupId", &g.id);
+    x.text("Arn", model::iam::entity::entity_arn(&g.account, model::iam::entity::EntityKind::Group, &g.path, &g.name));
+    x.text("CreateDate", timestamp(g.created));
 }
 
 fn write_role(x: &mut Xml, r: &Role, with_document: bool) {
@@ -172,8 +173,17 @@ pub(crate) async fn dispatch(
     let account = &caller.scope.account;
     let ok = |f: &mut dyn FnMut(&mut Xml)| wrapped_ok(Service::Iam, action, request_id, |x| f(x));
     let done = || wrapped_ok(Service::Iam, action, request_id, |_| {});
-    let holder = || if action.contains("User") { Holder::User } else { Holder::Role };
-    let holder_member = || if action.contains("User") { "UserName" } else { "RoleName" };
+    // The holder of the policy operations: `PutUserPolicy`, `PutGroupPolicy`, ...
+    let holder = || match action {
+        a if a.contains("Group") => Holder::Group,
+        a if a.contains("User") => Holder::User,
+        _ => Holder::Role,
+    };
+    let holder_member = || match holder() {
+        Holder::Group => "GroupName",
+        Holder::User => "UserName",
+        Holder::Role => "RoleName",
+    };
     match action {
         "CreateUser" => {
             let u = iam.create_user(account, name(p, "UserName", MAX_USER_OR_ROLE_NAME)?, path(p, "Path")?, tags(p, "Tags")?).await?;
@@ -228,6 +238,48 @@ pub(crate) async fn dispatch(
                 });
                 paging(x, None);
             }))
+        }
+        "CreateGroup" => {
+            let g = iam.create_group(account, name(p, "GroupName", MAX_GROUP_NAME)?, path(p, "Path")?).await?;
+            Ok(ok(&mut |x| {
+                x.elem("Group", |x| write_group(x, &g));
+            }))
+        }
+        "GetGroup" => {
+            let (g, members) = iam.get_group(account, &p.required("GroupName")?, &page(p)?)?;
+            Ok(ok(&mut |x| {
+                x.elem("Group", |x| write_group(x, &g));
+                x.list("Users", "member", &members.users, |x, u| write_user(x, u));
+                paging(x, members.marker.clone());
+            }))
+        }
+        "ListGroups" => {
+            let (groups, marker) = iam.list_groups(account, p.get("PathPrefix"), &page(p)?)?;
+            Ok(ok(&mut |x| {
+                x.list("Groups", "member", &groups, |x, g| write_group(x, g));
+                paging(x, marker.clone());
+            }))
+        }
+        "ListGroupsForUser" => {
+            let (groups, marker) = iam.list_groups_for_user(account, &p.required("UserName")?, &page(p)?)?;
+            Ok(ok(&mut |x| {
+                x.list("Groups", "member", &groups, |x, g| write_group(x, g));
+                paging(x, marker.clone());
+            }))
+        }
+        "UpdateGroup" => {
+            let new_name = p.get("NewGroupName").map(|n| IamName::parse_member("newGroupName", n, MAX_GROUP_NAME)).transpose()?;
+            iam.update_group(account, p.required("GroupName")?, new_name, path(p, "NewPath")?).await?;
+            Ok(done())
+        }
+        "DeleteGroup" => {
+            iam.delete_group(account, p.required("GroupName")?).await?;
+            Ok(done())
+        }
+        "AddUserToGroup" | "RemoveUserFromGroup" => {
+            let add = action == "AddUserToGroup";
+            iam.set_membership(account, p.required("GroupName")?, p.required("UserName")?, add).await?;
+            Ok(done())
         }
         "CreateAccessKey" => {
             let Some(user) = user_or_caller(caller, p)? else {
@@ -352,13 +404,13 @@ pub(crate) async fn dispatch(
                 paging(x, None);
             }))
         }
-        "PutUserPolicy" | "PutRolePolicy" => {
+        "PutUserPolicy" | "PutRolePolicy" | "PutGroupPolicy" => {
             let policy = name(p, "PolicyName", MAX_POLICY_NAME)?;
             iam.put_inline_policy(account, holder(), p.required(holder_member())?, policy, p.required("PolicyDocument")?)
                 .await?;
             Ok(done())
         }
-        "GetUserPolicy" | "GetRolePolicy" => {
+        "GetUserPolicy" | "GetRolePolicy" | "GetGroupPolicy" => {
             let policy = name(p, "PolicyName", MAX_POLICY_NAME)?;
             let (holder_name, text) = iam.get_inline_policy(account, holder(), &p.required(holder_member())?, &policy)?;
             Ok(ok(&mut |x| {
@@ -367,7 +419,7 @@ pub(crate) async fn dispatch(
                 x.text("PolicyDocument", doc(&text));
             }))
         }
-        "ListUserPolicies" | "ListRolePolicies" => {
+        "ListUserPolicies" | "ListRolePolicies" | "ListGroupPolicies" => {
             let (names, marker) = iam.list_inline_policies(account, holder(), &p.required(holder_member())?, &page(p)?)?;
             Ok(ok(&mut |x| {
                 x.list("PolicyNames", "member", &names, |x, n| {
@@ -376,7 +428,7 @@ pub(crate) async fn dispatch(
                 paging(x, marker.clone());
             }))
         }
-        "DeleteUserPolicy" | "DeleteRolePolicy" => {
+        "DeleteUserPolicy" | "DeleteRolePolicy" | "DeleteGroupPolicy" => {
             let policy = name(p, "PolicyName", MAX_POLICY_NAME)?;
             iam.delete_inline_policy(account, holder(), p.required(holder_member())?, policy).await?;
             Ok(done())
@@ -453,12 +505,13 @@ pub(crate) async fn dispatch(
             iam.set_default_policy_version(account, &p.required("PolicyArn")?, &p.required("VersionId")?).await?;
             Ok(done())
         }
-        "AttachUserPolicy" | "AttachRolePolicy" | "DetachUserPolicy" | "DetachRolePolicy" => {
+        "AttachUserPolicy" | "AttachRolePolicy" | "AttachGroupPolicy" | "DetachUserPolicy" | "DetachRolePolicy"
+        | "DetachGroupPolicy" => {
             let attach = action.starts_with("Attach");
             iam.set_attached(account, holder(), p.required(holder_member())?, &p.required("PolicyArn")?, attach).await?;
             Ok(done())
         }
-        "ListAttachedUserPolicies" | "ListAttachedRolePolicies" => {
+        "ListAttachedUserPolicies" | "ListAttachedRolePolicies" | "ListAttachedGroupPolicies" => {
             let (attached, marker) =
                 iam.list_attached(account, holder(), &p.required(holder_member())?, p.get("PathPrefix"), &page(p)?)?;
             Ok(ok(&mut |x| {
@@ -471,7 +524,7 @@ pub(crate) async fn dispatch(
         }
         a if KNOWN.contains(&a) => Err(ApiError::bad_request(
             "UnsupportedFeatureException",
-            format!("Berth's IAM does not offer {a} yet; users, access keys, roles, inline and managed policies are served."),
+            format!("Berth's IAM does not offer {a} yet; users, access keys, groups, roles, inline and managed policies are served."),
         )),
         other => Err(ApiError::bad_request(
             "InvalidAction",

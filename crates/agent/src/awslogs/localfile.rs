@@ -66,7 +66,7 @@ impl<'a> Frames<'a> {
         let rest = &self.buf[at..];
         let Some(head) = rest.get(..4) else { return Ok(None) };
         let len = u32::from_be_bytes(head.try_into().expect("four bytes")) as usize;
-        if len > MAX_FRAME || len < 2 {
+        if !(2..=MAX_FRAME).contains(&len) {
             return Err(());
         }
         match rest.get(4..6) {

@@ -676,3 +676,106 @@ async fn an_agent_with_a_users_key_needs_the_instance_roles_permissions() {
     }
     assert_eq!(connected.len(), 1);
 }
+
+#[tokio::test]
+async fn a_groups_policies_apply_to_its_members_only_while_they_are_members() {
+    let mut b = berth().await;
+    let root = iam(&b).await;
+    let account = b.key.account.clone();
+    b.ecs().await.create_cluster().cluster_name("shared").send().await.unwrap();
+    let dev = aws_sdk_ecs::Client::new(&user_with_policy(&b, "dev", None).await);
+    let e = dev.list_clusters().send().await.unwrap_err();
+    assert_eq!(error_code(&e), "AccessDeniedException", "no policy of its own, no group yet");
+
+    let g = root.create_group().group_name("Developers").path("/eng/").send().await.unwrap();
+    let g = g.group().unwrap();
+    assert_eq!(g.arn(), format!("arn:aws:iam::{account}:group/eng/Developers"));
+    assert!(g.group_id().starts_with("AGPA") && g.group_id().len() == 21, "{}", g.group_id());
+    let e = root.create_group().group_name("developers").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "EntityAlreadyExists", "names are unique regardless of case");
+    root.put_group_policy()
+        .group_name("developers")
+        .policy_name("read")
+        .policy_document(READ_ONLY)
+        .send()
+        .await
+        .unwrap();
+    root.attach_group_policy()
+        .group_name("Developers")
+        .policy_arn("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+        .send()
+        .await
+        .unwrap();
+    root.add_user_to_group().group_name("Developers").user_name("dev").send().await.unwrap();
+    root.add_user_to_group().group_name("Developers").user_name("dev").send().await.unwrap();
+
+    // A member acts with the group's policies, inline and attached.
+    let clusters = dev.list_clusters().send().await.unwrap();
+    assert_eq!(clusters.cluster_arns().len(), 1);
+    let ecr = aws_sdk_ecr::Client::new(&user_with_policy(&b, "other", None).await);
+    assert_eq!(error_code(&ecr.describe_repositories().send().await.unwrap_err()), "AccessDeniedException");
+    root.add_user_to_group().group_name("Developers").user_name("other").send().await.unwrap();
+    ecr.describe_repositories().send().await.unwrap();
+
+    // IAM describes the group, its members and policies.
+    let got = root.get_group().group_name("developers").send().await.unwrap();
+    let members: Vec<&str> = got.users().iter().map(|u| u.user_name()).collect();
+    assert_eq!(members, ["dev", "other"]);
+    let listed = root.list_groups().path_prefix("/eng/").send().await.unwrap();
+    assert_eq!(listed.groups().len(), 1);
+    assert!(root.list_groups().path_prefix("/ops/").send().await.unwrap().groups().is_empty());
+    let of_dev = root.list_groups_for_user().user_name("dev").send().await.unwrap();
+    assert_eq!(of_dev.groups()[0].group_name(), "Developers");
+    assert_eq!(root.list_group_policies().group_name("Developers").send().await.unwrap().policy_names(), ["read"]);
+    let doc = root.get_group_policy().group_name("Developers").policy_name("read").send().await.unwrap();
+    assert_eq!(decode(doc.policy_document()), serde_json::from_str::<serde_json::Value>(READ_ONLY).unwrap());
+    let attached = root.list_attached_group_policies().group_name("Developers").send().await.unwrap();
+    assert_eq!(attached.attached_policies()[0].policy_name(), Some("AmazonEC2ContainerRegistryReadOnly"));
+    let policy = root
+        .get_policy()
+        .policy_arn("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(policy.policy().unwrap().attachment_count(), Some(1), "the group's attachment counts");
+
+    // Conflicts, as IAM refuses them.
+    let e = root.delete_group().group_name("Developers").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "DeleteConflict", "members first");
+    root.delete_access_key().user_name("dev").access_key_id(dev_key(&root, "dev").await).send().await.unwrap();
+    let e = root.delete_user().user_name("dev").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "DeleteConflict", "a member cannot be deleted");
+
+    // A renamed member stays a member; one removed loses the group's permissions.
+    root.update_user().user_name("other").new_user_name("renamed").send().await.unwrap();
+    ecr.describe_repositories().send().await.map(|_| ()).unwrap_or_else(|e| panic!("{e:?}"));
+    root.remove_user_from_group().group_name("Developers").user_name("renamed").send().await.unwrap();
+    root.remove_user_from_group().group_name("Developers").user_name("renamed").send().await.unwrap();
+    assert_eq!(error_code(&ecr.describe_repositories().send().await.unwrap_err()), "AccessDeniedException");
+    let e = root.add_user_to_group().group_name("Developers").user_name("nobody").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "NoSuchEntity");
+
+    // Emptied, the group goes; it survives a restart until then.
+    root.remove_user_from_group().group_name("Developers").user_name("dev").send().await.unwrap();
+    root.delete_group_policy().group_name("Developers").policy_name("read").send().await.unwrap();
+    let e = root.delete_group().group_name("Developers").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "DeleteConflict", "attached policies first");
+    root.detach_group_policy()
+        .group_name("Developers")
+        .policy_arn("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+        .send()
+        .await
+        .unwrap();
+    root.update_group().group_name("Developers").new_group_name("Devs").send().await.unwrap();
+    b.restart().await;
+    let root = iam(&b).await;
+    assert!(root.get_group().group_name("Developers").send().await.is_err());
+    root.delete_group().group_name("devs").send().await.unwrap();
+    let e = root.get_group().group_name("Devs").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "NoSuchEntity");
+}
+
+async fn dev_key(iam: &aws_sdk_iam::Client, user: &str) -> String {
+    let keys = iam.list_access_keys().user_name(user).send().await.unwrap();
+    keys.access_key_metadata()[0].access_key_id().unwrap().to_string()
+}

@@ -19,6 +19,7 @@ use model::iam::{
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use super::groups::find_group;
 use super::policies::identity_policies;
 use super::roles::find_role;
 use super::users::find_user;
@@ -65,13 +66,20 @@ fn eval_principal(caller: &Caller) -> EvalPrincipal {
     }
 }
 
-/// The identity policies and tags of the caller's principal (none for the root).
+/// The identity policies and tags of the caller's principal (none for the root): a
+/// user's own and those of its groups.
 fn principal_policies<'a>(state: &'a State, caller: &Caller) -> (Vec<PolicyRef>, &'a [(String, String)]) {
     let account = &caller.scope.account;
     match &caller.principal {
         Principal::Root => (vec![], &[]),
         Principal::User { name, .. } => match state.iam.users.get(&(account.clone(), name.key())) {
-            Some(u) => (identity_policies(state, account, &u.inline, &u.attached), &u.tags),
+            Some(u) => {
+                let mut policies = identity_policies(state, account, &u.inline, &u.attached);
+                for g in state.iam.user_groups(account, &name.key()) {
+                    policies.extend(identity_policies(state, account, &g.inline, &g.attached));
+                }
+                (policies, &u.tags)
+            }
             None => (vec![], &[]),
         },
         Principal::Role { name, .. } => match state.iam.roles.get(&(account.clone(), name.key())) {
@@ -164,7 +172,10 @@ impl Ops<'_, Iam> {
             EntityKind::Role => {
                 find_role(&state, account, name).ok().map(|r| entity_arn(account, kind, &r.path, &r.name))
             }
-            _ => None,
+            EntityKind::Group => {
+                find_group(&state, account, name).ok().map(|g| entity_arn(account, kind, &g.path, &g.name))
+            }
+            EntityKind::Policy => None,
         }
     }
 
@@ -177,16 +188,17 @@ impl Ops<'_, Iam> {
         let state = self.view();
         let prepared = self.prepared(&state, caller);
         let policies = &*prepared.policies_for(&access.action);
-        let mut req = RequestContext::of(prepared.context.clone(), &access.action, "*");
-        for (k, v) in access.context {
+        // The access's strings move into the request: nothing is copied per request.
+        let Access { action, resources, context } = access;
+        let mut req = RequestContext::of(prepared.context.clone(), action, String::new());
+        for (k, v) in context {
             req.set(k, v);
         }
         // The time only for policies that may read it: formatting it is not free.
         let identity_reads_time = policies.iter().any(|p| p.reads_time());
         let mut timed = false;
-        for resource in &access.resources {
-            req.set_resource(resource.as_str());
-            let resource_policy = crate::state::resources::resource_policy(&state, resource);
+        for resource in resources {
+            let resource_policy = crate::state::resources::resource_policy(&state, &resource);
             if !timed && (identity_reads_time || resource_policy.is_some_and(PolicyDocument::reads_time)) {
                 set_time(&mut req);
                 timed = true;
@@ -195,16 +207,17 @@ impl Ops<'_, Iam> {
             let reads_tags = policies.iter().any(|p| p.reads_resource_tags())
                 || resource_policy.is_some_and(PolicyDocument::reads_resource_tags);
             let tag_keys = match reads_tags {
-                true => add_resource_tags(&state, resource, &mut req),
+                true => add_resource_tags(&state, &resource, &mut req),
                 false => vec![],
             };
+            req.set_resource(resource);
             match evaluate(policies, resource_policy, &req) {
                 Decision::Allow => {}
                 d => {
                     // Only a denial pays for finding which policy decided it.
                     let by_resource_policy =
                         d == Decision::ExplicitDeny && evaluate(policies, None, &req) != Decision::ExplicitDeny;
-                    return Err(denied(caller, &access.action, resource, d, by_resource_policy));
+                    return Err(denied(caller, req.action(), req.resource(), d, by_resource_policy));
                 }
             }
             for k in tag_keys {

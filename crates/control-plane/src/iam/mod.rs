@@ -1,5 +1,6 @@
-//! IAM's operations: users and their access keys (`users.rs`), roles (`roles.rs`),
-//! inline and managed policies and their attachments (`policies.rs`). IAM is global: an
+//! IAM's operations: users and their access keys (`users.rs`), groups and their members
+//! (`groups.rs`), roles (`roles.rs`), inline and managed policies and their attachments
+//! (`policies.rs`). IAM is global: an
 //! operation takes the caller's account and ignores its region.
 //!
 //! Decisions:
@@ -14,11 +15,13 @@
 //! - `Marker` paging uses the opaque tokens of `paging.rs`.
 
 pub mod authz;
+mod groups;
 mod policies;
 mod roles;
 pub mod sessions;
 mod users;
 
+pub use groups::{Members, MAX_GROUPS_PER_USER};
 pub use policies::{AttachedPolicy, Holder, PolicyScope, PolicyView, VersionView};
 pub use roles::NewRole;
 

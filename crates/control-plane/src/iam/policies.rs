@@ -1,6 +1,6 @@
-//! IAM policies: inline policies of users and roles, customer-managed policies with their
-//! versions, AWS-managed policies (read-only, from `model::iam::managed`), and attaching
-//! managed policies to users and roles.
+//! IAM policies: inline policies of users, groups and roles, customer-managed policies
+//! with their versions, AWS-managed policies (read-only, from `model::iam::managed`), and
+//! attaching managed policies to users, groups and roles.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -9,6 +9,7 @@ use model::iam::entity::{EntityKind, IamName, IamPath, PolicyArn};
 use model::iam::{PolicyDocument, PolicyKind};
 use model::{AccountId, Timestamp};
 
+use super::groups::find_group;
 use super::roles::find_role;
 use super::users::find_user;
 use super::{already_exists, delete_conflict, invalid_input, limit_exceeded, new_id, no_such_entity, Iam};
@@ -24,7 +25,9 @@ pub const MAX_MANAGED_POLICY: usize = 6144;
 pub const MAX_USER_INLINE: usize = 2048;
 /// The largest total of a role's inline policies.
 pub const MAX_ROLE_INLINE: usize = 10240;
-/// Managed policies one user or role may have attached (IAM's default quota).
+/// The largest total of a group's inline policies.
+pub const MAX_GROUP_INLINE: usize = 5120;
+/// Managed policies one user, group or role may have attached (IAM's default quota).
 pub const MAX_ATTACHED: usize = 10;
 /// Versions one managed policy keeps at most.
 pub const MAX_VERSIONS: usize = 5;
@@ -34,6 +37,27 @@ pub const MAX_VERSIONS: usize = 5;
 pub enum Holder {
     User,
     Role,
+    Group,
+}
+
+impl Holder {
+    /// As IAM's messages name it (`user`).
+    fn kind(self) -> &'static str {
+        match self {
+            Holder::User => "user",
+            Holder::Role => "role",
+            Holder::Group => "group",
+        }
+    }
+
+    /// As IAM's quota names spell it (`PoliciesPerUser`).
+    fn quota_kind(self) -> &'static str {
+        match self {
+            Holder::User => "User",
+            Holder::Role => "Role",
+            Holder::Group => "Group",
+        }
+    }
 }
 
 /// `ListPolicies`' `Scope`.
@@ -59,7 +83,7 @@ pub struct PolicyView {
     pub tags: Vec<(String, String)>,
 }
 
-/// A policy attached to a user or role.
+/// A policy attached to a user, group or role.
 #[derive(Debug, Clone)]
 pub struct AttachedPolicy {
     pub name: String,
@@ -149,7 +173,8 @@ fn version_number(id: &str) -> Result<u32> {
 fn attachment_count(state: &State, account: &AccountId, key: &str) -> usize {
     let users = state.iam.users.iter().filter(|((a, _), u)| a == account && u.attached.contains(key)).count();
     let roles = state.iam.roles.iter().filter(|((a, _), r)| a == account && r.attached.contains(key)).count();
-    users + roles
+    let groups = state.iam.groups.iter().filter(|((a, _), g)| a == account && g.attached.contains(key)).count();
+    users + roles + groups
 }
 
 fn customer_view(state: &State, p: &ManagedPolicy) -> PolicyView {
@@ -210,9 +235,9 @@ fn identity_document(member: &str, text: &str) -> Result<Doc<Identity>> {
     Ok(Doc::new(super::parse_document(member, text, PolicyKind::Identity)?))
 }
 
-/// The policies of one user or role, as the operations on either read and change them.
+/// The policies of one user, group or role, as the operations on any read and change them.
 struct Held<'a> {
-    /// `user` or `role`, as IAM's messages name it.
+    /// `user`, `group` or `role`, as IAM's messages name it.
     kind: &'static str,
     name: &'a IamName,
     inline: &'a mut BTreeMap<IamName, Doc<Identity>>,
@@ -221,7 +246,7 @@ struct Held<'a> {
     inline_limit: usize,
 }
 
-/// Changes the policies of a user or role with `f`, and stores the holder.
+/// Changes the policies of a user, group or role with `f`, and stores the holder.
 fn change_held<R>(
     txn: &mut crate::writer::Txn<'_>,
     holder: Holder,
@@ -260,13 +285,26 @@ fn change_held<R>(
             txn.state.iam.roles.insert(key, Arc::new(r));
             Ok(out)
         }
+        Holder::Group => {
+            let mut g = find_group(txn.state, account, name)?.as_ref().clone();
+            let held = Held {
+                kind: "group",
+                name: &g.name,
+                inline: &mut g.inline,
+                attached: &mut g.attached,
+                inline_limit: MAX_GROUP_INLINE,
+            };
+            let out = f(held)?;
+            super::groups::touch_group(txn, g);
+            Ok(out)
+        }
     }
 }
 
-/// A user's or role's inline policies by name.
+/// A holder's inline policies by name.
 type InlinePolicies = BTreeMap<IamName, Doc<Identity>>;
 
-/// The name (as stored), inline policies and attached policies of a user or role.
+/// The name (as stored), inline policies and attached policies of a user, group or role.
 fn read_held(
     state: &State,
     holder: Holder,
@@ -282,16 +320,19 @@ fn read_held(
             let r = find_role(state, account, name)?;
             (r.name.to_string(), r.inline.clone(), r.attached.clone())
         }
+        Holder::Group => {
+            let g = find_group(state, account, name)?;
+            (g.name.to_string(), g.inline.clone(), g.attached.clone())
+        }
     })
 }
 
 fn no_inline_policy(holder: Holder, policy: &IamName) -> crate::error::Error {
-    let kind = if holder == Holder::User { "user" } else { "role" };
-    no_such_entity(format!("The {kind} policy with name {policy} cannot be found."))
+    no_such_entity(format!("The {} policy with name {policy} cannot be found.", holder.kind()))
 }
 
 impl Ops<'_, Iam> {
-    /// Adds or replaces an inline policy of a user or role, within IAM's size quota for
+    /// Adds or replaces an inline policy of a user, group or role, within IAM's size quota for
     /// all of the holder's inline policies together.
     pub async fn put_inline_policy(
         &self,
@@ -597,7 +638,7 @@ impl Ops<'_, Iam> {
         .await
     }
 
-    /// Attaches (`attach`) or detaches a managed policy to or from a user or role.
+    /// Attaches (`attach`) or detaches a managed policy to or from a user, group or role.
     pub async fn set_attached(
         &self,
         account: &AccountId,
@@ -622,7 +663,7 @@ impl Ops<'_, Iam> {
                         .ok_or_else(|| no_such_entity(format!("Policy {} was not found.", arn.arn())));
                 }
                 if !held.attached.contains(&key) && held.attached.len() >= MAX_ATTACHED {
-                    let kind = if holder == Holder::User { "User" } else { "Role" };
+                    let kind = holder.quota_kind();
                     return Err(limit_exceeded(format!("Cannot exceed quota for PoliciesPer{kind}: {MAX_ATTACHED}")));
                 }
                 held.attached.insert(key);

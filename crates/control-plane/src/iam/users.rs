@@ -134,6 +134,8 @@ impl Ops<'_, Iam> {
                         txn.touch(Touched::Iam(IamKey::AccessKey(k.id.clone())));
                         txn.state.iam.keys.insert(k.id.clone(), Arc::new(k));
                     }
+                    // And so do its group memberships.
+                    super::groups::rename_member(txn, &account, &user.name.key(), &n.key());
                 }
                 u.name = n;
             }
@@ -143,7 +145,7 @@ impl Ops<'_, Iam> {
         .await
     }
 
-    /// Deletes a user that has no access keys and no policies left, as IAM requires.
+    /// Deletes a user that has no access keys, policies or groups left, as IAM requires.
     pub async fn delete_user(&self, account: &AccountId, name: String) -> Result<()> {
         let account = account.clone();
         self.write(move |txn| {
@@ -156,6 +158,9 @@ impl Ops<'_, Iam> {
             }
             if !user.attached.is_empty() {
                 return Err(delete_conflict("Cannot delete entity, must detach all policies first."));
+            }
+            if txn.state.iam.user_groups(&account, &user.name.key()).next().is_some() {
+                return Err(delete_conflict("Cannot delete entity, must remove user from all groups first."));
             }
             txn.state.iam.users.remove(&(account.clone(), user.name.key()));
             txn.touch(Touched::Iam(IamKey::User(account, user.name.key())));

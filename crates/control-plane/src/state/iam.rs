@@ -1,5 +1,5 @@
-//! IAM's room in the state: the users, roles, customer-managed policies and user access
-//! keys of every account. IAM is global, so everything is keyed by account, never region.
+//! IAM's room in the state: the users, groups, roles, customer-managed policies and user
+//! access keys of every account. IAM is global, so everything is keyed by account, never region.
 //!
 //! Policy documents are stored as the text the caller gave (IAM hands it back unchanged)
 //! and held parsed in memory, so that authorizing a request never parses a policy.
@@ -99,6 +99,24 @@ pub struct User {
     pub attached: BTreeSet<String>,
 }
 
+/// An IAM group: its members take its policies as their own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    pub account: AccountId,
+    pub name: IamName,
+    pub path: IamPath,
+    pub id: String,
+    pub created: Timestamp,
+    /// Inline policies by name.
+    pub inline: BTreeMap<IamName, Doc<Identity>>,
+    /// The keys (lower-cased ARNs) of the managed policies attached.
+    pub attached: BTreeSet<String>,
+    /// The members' lower-cased names (the users' map keys). Kept on the group, as IAM's
+    /// `GetGroup` lists them; a user's groups are found by looking through its account's.
+    pub users: BTreeSet<String>,
+}
+
 /// An identity policy that applies to a principal: one of the AWS-managed policies Berth
 /// ships, or a document of the account's, shared with the state that holds it.
 #[derive(Debug, Clone)]
@@ -130,7 +148,7 @@ pub struct PreparedPrincipal {
     account: AccountId,
     principal: crate::caller::Principal,
     /// The IAM state it was prepared from: it is valid while the state still holds the
-    /// same users, roles and policies.
+    /// same users, groups, roles and policies.
     from: IamState,
     /// `policies` narrowed to each action asked of them so far: most of a principal's
     /// statements are for other actions, and matching their actions on every request was
@@ -187,8 +205,10 @@ impl PreparedPrincipals {
         let slots = self.0.read().unwrap_or_else(|p| p.into_inner());
         let p = slots.get(&Self::slot(account, principal))?;
         let from = &p.from;
-        let current =
-            from.users.ptr_eq(&iam.users) && from.roles.ptr_eq(&iam.roles) && from.policies.ptr_eq(&iam.policies);
+        let current = from.users.ptr_eq(&iam.users)
+            && from.roles.ptr_eq(&iam.roles)
+            && from.groups.ptr_eq(&iam.groups)
+            && from.policies.ptr_eq(&iam.policies);
         (current && p.account == *account && p.principal == *principal).then(|| p.clone())
     }
 
@@ -297,6 +317,7 @@ pub enum IamKey {
     /// Account, lower-cased name.
     User(AccountId, String),
     Role(AccountId, String),
+    Group(AccountId, String),
     /// Account, lower-cased ARN.
     Policy(AccountId, String),
     AccessKey(String),
@@ -307,12 +328,14 @@ pub enum IamKey {
 pub struct IamState {
     pub users: OrdMap<(AccountId, String), Arc<User>>,
     pub roles: OrdMap<(AccountId, String), Arc<Role>>,
+    pub groups: OrdMap<(AccountId, String), Arc<Group>>,
     pub policies: OrdMap<(AccountId, String), Arc<ManagedPolicy>>,
     pub keys: OrdMap<String, Arc<UserKey>>,
 }
 
 const USERS: &str = "iam.users";
 const ROLES: &str = "iam.roles";
+const GROUPS: &str = "iam.groups";
 const POLICIES: &str = "iam.policies";
 const KEYS: &str = "iam.access_keys";
 
@@ -325,6 +348,9 @@ impl IamState {
             }
             IamKey::Role(a, n) => {
                 (ROLES, format!("{a}/{n}"), self.roles.get(&(a.clone(), n.clone())).map(|v| encode(v.as_ref())))
+            }
+            IamKey::Group(a, n) => {
+                (GROUPS, format!("{a}/{n}"), self.groups.get(&(a.clone(), n.clone())).map(|v| encode(v.as_ref())))
             }
             IamKey::Policy(a, arn) => (
                 POLICIES,
@@ -347,6 +373,10 @@ impl IamState {
                 let v: Role = decode(r)?;
                 self.roles.insert((v.account.clone(), v.name.key()), Arc::new(v));
             }
+            GROUPS => {
+                let v: Group = decode(r)?;
+                self.groups.insert((v.account.clone(), v.name.key()), Arc::new(v));
+            }
             POLICIES => {
                 let v: ManagedPolicy = decode(r)?;
                 let key = model::iam::entity::PolicyArn {
@@ -364,6 +394,11 @@ impl IamState {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// The groups `user` (lower-cased name) is a member of.
+    pub fn user_groups<'a>(&'a self, account: &'a AccountId, user: &'a str) -> impl Iterator<Item = &'a Arc<Group>> {
+        self.groups.iter().filter(move |((a, _), g)| a == account && g.users.contains(user)).map(|(_, g)| g)
     }
 
     /// The access keys of one user.

@@ -39,7 +39,7 @@ fn name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
 }
 
-/// The name of a user, role or policy: 1 to `max` of `[\w+=,.@-]`.
+/// The name of a user, role, group or policy: 1 to `max` of `[\w+=,.@-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct IamName(String);
@@ -48,6 +48,8 @@ pub struct IamName(String);
 pub const MAX_USER_OR_ROLE_NAME: usize = 64;
 /// The longest policy names.
 pub const MAX_POLICY_NAME: usize = 128;
+/// The longest group names.
+pub const MAX_GROUP_NAME: usize = 128;
 
 impl IamName {
     /// Checks `value`, the request member `member`, as a name of at most `max` characters.
@@ -130,6 +132,7 @@ pub fn check_path_prefix(value: &str) -> Result<(), Invalid> {
 pub enum EntityKind {
     User,
     Role,
+    Group,
     Policy,
 }
 
@@ -139,6 +142,7 @@ impl EntityKind {
         match self {
             EntityKind::User => "user",
             EntityKind::Role => "role",
+            EntityKind::Group => "group",
             EntityKind::Policy => "policy",
         }
     }
@@ -148,6 +152,7 @@ impl EntityKind {
         match self {
             EntityKind::User => "AIDA",
             EntityKind::Role => "AROA",
+            EntityKind::Group => "AGPA",
             EntityKind::Policy => "ANPA",
         }
     }
