@@ -43,13 +43,17 @@ pub struct DataDir {
     store: Arc<dyn Store>,
     /// Held by the server for as long as it runs; `None` for the other commands.
     lock: Option<ServerLock>,
+    /// On PostgreSQL, this server's leadership among the replicas on the database.
+    leadership: Option<store::Leadership>,
 }
 
 impl DataDir {
     /// Creates the data dir if needed (owner-only: it holds secret keys), claims it for
     /// this server process, and opens its store exclusively. Fails at once, naming the
-    /// holder, if another server has it. With a PostgreSQL `store`, takes its writer lease
-    /// instead, waiting for the database to be reachable.
+    /// holder, if another server has it. With a PostgreSQL `store`, waits until this
+    /// server leads the replicas on the database (at once when none does; as a standby
+    /// while another leads), then takes its writer lease, waiting for the database to be
+    /// reachable.
     pub async fn claim(path: &Path, store: Option<&PgUrl>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(path).with_context(|| format!("creating the data dir {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
@@ -57,8 +61,16 @@ impl DataDir {
         let lock = ServerLock::take(path)?;
         if let Some(url) = store {
             let holder = format!("{} pid {} data dir {}", hostname(), std::process::id(), path.display());
+            let leadership = store::Leadership::acquire(url, &holder)
+                .await
+                .with_context(|| format!("joining the leader election on {url}"))?;
             let store = open_writer_with_retry(url, holder).await?;
-            return Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: Some(lock) });
+            return Ok(DataDir {
+                path: path.to_path_buf(),
+                store: Arc::new(store),
+                lock: Some(lock),
+                leadership: Some(leadership),
+            });
         }
         let store = match SqliteStore::open_exclusive(&path.join(DATABASE)) {
             Ok(store) => store,
@@ -78,7 +90,7 @@ impl DataDir {
             }
             Err(e) => return Err(e).with_context(|| format!("opening the store in {}", path.display())),
         };
-        Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: Some(lock) })
+        Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: Some(lock), leadership: None })
     }
 
     /// Opens a data dir that `berth up` has already created, with its store.
@@ -92,7 +104,7 @@ impl DataDir {
                 );
             }
             let store = PgStore::open_unleased(url).with_context(|| format!("opening the store {url}"))?;
-            return Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: None });
+            return Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: None, leadership: None });
         }
         if !path.join(DATABASE).exists() {
             bail!(
@@ -107,7 +119,16 @@ impl DataDir {
     fn open(path: &Path) -> anyhow::Result<Self> {
         let store = SqliteStore::open(&path.join(DATABASE))
             .with_context(|| format!("opening the store in {}", path.display()))?;
-        Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: None })
+        Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: None, leadership: None })
+    }
+
+    /// Resolves once another replica leads (never on SQLite, where this server is the
+    /// only one): the server then stops.
+    pub async fn leadership_lost(&self) {
+        match &self.leadership {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
     }
 
     pub fn store(&self) -> Arc<dyn Store> {

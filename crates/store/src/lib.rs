@@ -13,7 +13,9 @@
 mod postgres;
 mod sqlite;
 
-pub use postgres::{Epoch, PgStore, PgUrl, CHANGES_CHANNEL, CHANGES_KEPT};
+pub use postgres::{
+    Epoch, Leadership, PgStore, PgUrl, CHANGES_CHANNEL, CHANGES_KEPT, KEEPALIVE_DETECTION, LEADER_LOCK,
+};
 pub use sqlite::SqliteStore;
 
 /// One stored value: `value` is the serialized resource, `(table, key)` its identity.

@@ -240,6 +240,11 @@ impl Berth {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The server's exit status, once it has exited on its own.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// Kills the server with SIGKILL: no chance to flush or clean up.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

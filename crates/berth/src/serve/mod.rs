@@ -40,7 +40,7 @@ pub const TASKS_TIMEOUT: Duration = Duration::from_secs(5);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
-    let dir = DataDir::claim(&args.data.data_dir, args.data.store.as_ref()).await?;
+    let dir = Arc::new(DataDir::claim(&args.data.data_dir, args.data.store.as_ref()).await?);
     let created = dir.credentials()?.bootstrap()?;
     let config = control_plane::Config {
         agent_timeout: args.agent_timeout,
@@ -104,6 +104,21 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tasks = Tracker::default();
     tasks.spawn("signal handler", signal_shutdown(shutdown.clone()));
+    // On PostgreSQL, a replica that another has replaced as leader stops (its commits are
+    // refused from then on) and says so in its exit status.
+    let deposed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (dir, shutdown, deposed) = (dir.clone(), shutdown.clone(), deposed.clone());
+        tasks.spawn("leadership", async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = dir.leadership_lost() => {
+                    deposed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    shutdown.cancel();
+                }
+            }
+        });
+    }
     match &args.data.store {
         Some(store) => tracing::info!(%url, data_dir = %args.data.data_dir.display(), %store, "berth is serving"),
         None => tracing::info!(%url, data_dir = %args.data.data_dir.display(), "berth is serving"),
@@ -173,6 +188,9 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     }
     serve(listener, tls, app, &args.connections, shutdown).await;
     tasks.wait(TASKS_TIMEOUT).await;
+    if deposed.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!("another replica leads the database now; this one stopped (start it again to stand by)");
+    }
     tracing::info!("berth stopped");
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! `berth server --store postgres://...` against a real PostgreSQL (Debian's, one
 //! throwaway cluster per test): the official SDK on it, state across restarts, `kill -9`
-//! under writes, a database that is down at start, and a second server fencing the first.
+//! under writes, a database that is down at start, and standbys that take over from a
+//! killed or deposed leader.
+
+use std::time::Duration;
 
 use testkit::postgres::{TestPostgres, DATABASE};
 use testkit::Berth;
@@ -74,33 +77,61 @@ async fn a_server_started_before_its_database_waits_for_it() {
     assert!(log.contains(&format!("store={url}")), "{log}");
 }
 
+/// Sessions waiting for the leader election's lock.
+fn standbys(pg: &TestPostgres) -> String {
+    pg.psql(DATABASE, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+}
+
 #[tokio::test]
-async fn a_second_server_on_the_database_fences_the_first() {
+async fn a_standby_takes_over_from_a_killed_leader_and_a_deposed_leader_stops() {
     let pg = TestPostgres::start();
-    let first = server(&pg).await;
+    let mut first = server(&pg).await;
     let ecs1 = first.ecs().await;
     ecs1.create_cluster().cluster_name("from-first").send().await.unwrap();
 
-    let second = server(&pg).await;
-    // The first still believes it leads; its writes are refused and leave nothing.
-    let refused = ecs1.create_cluster().cluster_name("stale").send().await.unwrap_err();
-    assert_eq!(testkit::error_code(&refused), "ServerException");
-    assert!(first.log().contains("this replica lost the writer lease"), "{}", first.log());
+    // A second server on the database stands by: it serves nothing while the first leads.
+    let url = pg.url();
+    let second = tokio::spawn(async move {
+        Berth::start_on_store(env!("CARGO_BIN_EXE_berth"), &url, &[("BERTH_MASTER_KEY", MASTER_KEY)]).await
+    });
+    assert!(testkit::eventually(Duration::from_secs(20), || async { standbys(&pg) == "1" }).await, "no standby waits");
+    ecs1.create_cluster().cluster_name("while-standing-by").send().await.unwrap();
+    assert!(!second.is_finished(), "the standby served while the first led");
 
-    // The second, which loaded everything the first committed, writes.
+    // The leader dies: the standby leads, with everything the first committed.
+    let killed = std::time::Instant::now();
+    first.kill9();
+    let mut second = second.await.unwrap();
+    let took_over = killed.elapsed();
+    assert!(second.log().contains("this replica leads"), "{}", second.log());
     let ecs2 = second.ecs_as(&first.key, "us-east-1").await;
     ecs2.create_cluster().cluster_name("from-second").send().await.unwrap();
-    let names: Vec<String> = ecs2
-        .describe_clusters()
-        .clusters("from-first")
-        .clusters("stale")
-        .clusters("from-second")
-        .send()
-        .await
-        .unwrap()
-        .clusters()
-        .iter()
-        .map(|c| c.cluster_name().unwrap().to_string())
-        .collect();
-    assert_eq!(names, vec!["from-first", "from-second"]);
+    let clusters = ecs2.list_clusters().send().await.unwrap();
+    assert_eq!(clusters.cluster_arns().len(), 3, "{clusters:?}");
+    eprintln!("the standby served {took_over:?} after the leader's kill -9");
+    assert!(took_over < Duration::from_secs(15), "takeover took {took_over:?}");
+
+    // A third stands by; then the second's election session is cut (as a partition from
+    // the database would end it): the third leads, and the second stops rather than go on
+    // as a replica whose writes are refused.
+    let url = pg.url();
+    let third = tokio::spawn(async move {
+        Berth::start_on_store(env!("CARGO_BIN_EXE_berth"), &url, &[("BERTH_MASTER_KEY", MASTER_KEY)]).await
+    });
+    assert!(testkit::eventually(Duration::from_secs(20), || async { standbys(&pg) == "1" }).await, "no standby waits");
+    pg.psql(DATABASE, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+    let third = third.await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        match second.exit_status() {
+            Some(status) => break status,
+            None if std::time::Instant::now() > deadline => panic!("the deposed leader still runs: {}", second.log()),
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    assert!(!status.success(), "a deposed leader exits with a failure");
+    assert!(second.log().contains("another replica leads now"), "{}", second.log());
+    let ecs3 = third.ecs_as(&first.key, "us-east-1").await;
+    assert_eq!(ecs3.list_clusters().send().await.unwrap().cluster_arns().len(), 3);
+    ecs3.create_cluster().cluster_name("from-third").send().await.unwrap();
 }

@@ -7,9 +7,9 @@
 //!   (SQLSTATE `BF001`, [`StoreError::Fenced`]) unless the epoch is still the lease's. So
 //!   once another store has taken the lease, the old one can never commit again, even if
 //!   it has not noticed; and a store taking the lease waits for a commit in flight.
-//!   *When* a replica takes the lease (an election: a session advisory lock held by the
-//!   leader, taken over when its connection dies) is the caller's decision and comes next;
-//!   fencing does not depend on it being right.
+//!   *When* a replica takes the lease is decided by an election (`election`: a session
+//!   advisory lock held by the leader, taken over when its session dies); fencing does
+//!   not depend on it being right.
 //! - **A change log for followers.** Each commit appends `(seq, epoch, batch, tables,
 //!   keys)` to `berth.changes` and `NOTIFY berth_changes, '<seq>'` after it commits.
 //!   Sequence numbers come from a counter row updated inside the commit, so they follow
@@ -36,8 +36,11 @@
 //!   Berth's commands (`berth account`, `berth key`) that write only the tables the
 //!   control plane reads through (accounts and keys), never those its writer owns.
 
+mod election;
 mod schema;
 mod url;
+
+pub use election::{Leadership, KEEPALIVE_DETECTION, LEADER_LOCK};
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -1,0 +1,155 @@
+//! Which replica leads: the one whose session holds PostgreSQL's advisory lock
+//! [`LEADER_LOCK`]. Every `berth server` on the same database joins the election before it
+//! takes the writer lease; one leads, the others wait as standbys, each blocked in
+//! `pg_advisory_lock`. When the leader's session ends (its process dies, its host stops
+//! answering PostgreSQL's keepalives, an operator terminates it), PostgreSQL grants the
+//! lock to one waiting standby, which then takes the lease (fencing the old leader's
+//! commits, see the module above) and loads the state.
+//!
+//! - Sessions are watched from both ends: TCP keepalives on the client (so a leader
+//!   cut off from PostgreSQL learns it) and on the server (`tcp_keepalives_*`, so
+//!   PostgreSQL releases a dead host's lock): about [`KEEPALIVE_DETECTION`].
+//! - A leader whose election session breaks (PostgreSQL restarted, a network cut) tries to
+//!   take the lock again on a new session. If it gets it back before any standby, it still
+//!   leads with the lease it holds; if a standby got it first, [`Leadership::lost`]
+//!   resolves and the server stops: its commits are refused from the standby's lease on,
+//!   and a stopped replica is plainly visible, where a replica that can no longer write is
+//!   not.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_postgres::{Client, NoTls};
+
+use super::{db_error, PgUrl};
+use crate::StoreError;
+
+/// The advisory lock's key: "berth_ld".
+pub const LEADER_LOCK: i64 = 0x6265_7274_685f_6c64;
+/// Keepalive probes: idle time, interval and count.
+const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(3), Duration::from_secs(1), 3);
+/// About how long a dead session's lock is held before PostgreSQL releases it.
+pub const KEEPALIVE_DETECTION: Duration = Duration::from_secs(6);
+/// Waits between attempts to reach PostgreSQL.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// This replica's leadership, held until it is dropped or lost.
+pub struct Leadership {
+    lost: watch::Receiver<bool>,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leadership").field("lost", &*self.lost.borrow()).finish()
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        // Ends the session, which lets a standby lead.
+        self.keeper.abort();
+    }
+}
+
+impl Leadership {
+    /// Waits until this replica leads (at once when no other does), retrying while
+    /// PostgreSQL cannot be reached. `holder` names the replica to people (in
+    /// `pg_stat_activity` and the log).
+    pub async fn acquire(url: &PgUrl, holder: &str) -> Result<Leadership, StoreError> {
+        let client = lock(url, holder, true).await?.expect("a waiting lock is always taken");
+        let (tx, lost) = watch::channel(false);
+        let keeper = tokio::spawn(keep(url.clone(), holder.to_string(), client, tx));
+        Ok(Leadership { lost, keeper })
+    }
+
+    /// Resolves once another replica leads.
+    pub async fn lost(&self) {
+        let mut lost = self.lost.clone();
+        let _ = lost.wait_for(|l| *l).await;
+    }
+}
+
+/// A session holding the lock: waiting for it (`wait`) or only trying.
+/// `Ok(None)`: another replica holds it.
+async fn try_session(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Client>, StoreError> {
+    let mut config = url.config().clone();
+    let (idle, interval, retries) = KEEPALIVE;
+    config.application_name(holder).keepalives(true).keepalives_idle(idle).keepalives_interval(interval);
+    config.keepalives_retries(retries).connect_timeout(Duration::from_secs(5));
+    let (client, connection) = config.connect(NoTls).await.map_err(db_error)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let server_side = format!(
+        "SET tcp_keepalives_idle = {}; SET tcp_keepalives_interval = {}; SET tcp_keepalives_count = {retries}",
+        idle.as_secs(),
+        interval.as_secs()
+    );
+    client.batch_execute(&server_side).await.map_err(db_error)?;
+    let got: bool =
+        client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK]).await.map_err(db_error)?.get(0);
+    if got {
+        return Ok(Some(client));
+    }
+    if !wait {
+        return Ok(None);
+    }
+    let leader: String = client
+        .query_opt("SELECT holder FROM berth.lease", &[])
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.get(0))
+        .unwrap_or_default();
+    tracing::info!(leader = %leader, "standby: another replica leads; this one takes over when it stops");
+    client.execute("SELECT pg_advisory_lock($1)", &[&LEADER_LOCK]).await.map_err(db_error)?;
+    Ok(Some(client))
+}
+
+/// Takes the lock, retrying while PostgreSQL is unreachable (or its session breaks while
+/// waiting). `Ok(None)` (only without `wait`): another replica holds it.
+async fn lock(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Client>, StoreError> {
+    let mut backoff = RETRY_FIRST;
+    loop {
+        match try_session(url, holder, wait).await {
+            Ok(Some(client)) => {
+                tracing::info!(holder = %holder, "this replica leads");
+                return Ok(Some(client));
+            }
+            Ok(None) => return Ok(None),
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(store = %url, retry_in = ?backoff, error = %e, "PostgreSQL is not reachable yet; retrying (leader election)");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Holds the session; when it breaks, takes the lock again if no standby has, else says
+/// the leadership is lost.
+async fn keep(url: PgUrl, holder: String, mut client: Client, lost: watch::Sender<bool>) {
+    loop {
+        // `closed` resolves when the connection ends, whatever ended it.
+        while !client.is_closed() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tracing::warn!("the leader election's PostgreSQL session ended; taking the lock again");
+        match lock(&url, &holder, false).await {
+            Ok(Some(again)) => client = again,
+            Ok(None) => {
+                tracing::error!("another replica leads now; this one stops");
+                let _ = lost.send(true);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot take the leader lock again; this replica stops");
+                let _ = lost.send(true);
+                return;
+            }
+        }
+    }
+}
