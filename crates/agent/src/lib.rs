@@ -7,11 +7,13 @@
 //! agent's settings; `awsvpc` (checks and CIDR arithmetic) and `pause` (the pause image's
 //! bytes) serve awsvpc task networking without doing I/O; `endpoint` serves containers
 //! their task role credentials and task metadata at 169.254.170.2; `subnets` clears the
-//! engine of subnet networks a gone Berth left before `berth up` starts. Only `docker`
-//! knows the Docker Engine API.
+//! engine of subnet networks a gone Berth left before `berth up` starts; `backends`
+//! reaches whichever of several control-plane replicas answers. Only `docker` knows the
+//! Docker Engine API.
 
 pub mod awslogs;
 pub mod awsvpc;
+pub mod backends;
 pub mod config;
 pub mod docker;
 pub mod endpoint;

@@ -10,37 +10,38 @@ use tokio::sync::Mutex;
 /// Tokens are refreshed this long before they expire.
 const REFRESH_MARGIN_SECONDS: i64 = 600;
 
-/// Fetches and caches registry credentials for one registry host.
+/// Fetches and caches registry credentials for Berth's registry, under each name it has.
 pub struct RegistryLogin {
-    /// `host:port` of the registry, as image names carry it.
-    host: String,
+    /// `host:port` of the registry, as image names carry it: one per control-plane
+    /// replica the agent was given.
+    hosts: Vec<String>,
     ecr: aws_sdk_ecr::Client,
     cached: Mutex<Option<(String, i64)>>,
 }
 
 impl std::fmt::Debug for RegistryLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryLogin").field("host", &self.host).finish_non_exhaustive()
+        f.debug_struct("RegistryLogin").field("hosts", &self.hosts).finish_non_exhaustive()
     }
 }
 
 impl RegistryLogin {
-    pub fn new(host: impl Into<String>, ecr: aws_sdk_ecr::Client) -> Self {
-        RegistryLogin { host: host.into(), ecr, cached: Mutex::new(None) }
+    pub fn new(hosts: Vec<String>, ecr: aws_sdk_ecr::Client) -> Self {
+        RegistryLogin { hosts, ecr, cached: Mutex::new(None) }
     }
 
     /// The same registry, logged in to with other credentials: a task's execution role,
     /// which ECS's agent pulls a task's images from ECR with.
     pub fn with_credentials(&self, provider: aws_credential_types::provider::SharedCredentialsProvider) -> Self {
         let config = self.ecr.config().to_builder().credentials_provider(provider).build();
-        RegistryLogin::new(self.host.clone(), aws_sdk_ecr::Client::from_conf(config))
+        RegistryLogin::new(self.hosts.clone(), aws_sdk_ecr::Client::from_conf(config))
     }
 
     /// `(user, password)` for `image` when it lives in this registry; `None` for images
     /// of other registries, which are pulled as Docker would.
     pub async fn credentials_for(&self, image: &str) -> Result<Option<(String, String)>, String> {
         let Some((registry, _)) = image.split_once('/') else { return Ok(None) };
-        if registry != self.host {
+        if !self.hosts.iter().any(|h| h == registry) {
             return Ok(None);
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);

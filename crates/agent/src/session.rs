@@ -92,9 +92,24 @@ fn random_hex(n: usize) -> String {
 
 /// Runs the agent until `shutdown`. Running containers are left running on shutdown: a
 /// restarted agent adopts them.
-pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     for k in &config.unknown {
         tracing::warn!(setting = %k, "unknown ECS agent setting; it is ignored");
+    }
+    // The registry goes by each replica's name; every client of the agent reaches the
+    // control plane through one address (a forwarder to the replicas when there are
+    // several: see `backends`).
+    let registry_hosts: Vec<String> = config
+        .backend
+        .split(',')
+        .map(|u| {
+            u.trim().trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/').to_string()
+        })
+        .collect();
+    if config.backend.contains(',') {
+        let replicas = crate::backends::parse(&config.backend)?;
+        let addr = crate::backends::forward(replicas, shutdown.clone()).await?;
+        config.backend = format!("http://{addr}");
     }
     let mut saved = load_saved(&config);
     let instance_id =
@@ -110,7 +125,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         stop_timeout: config.stop_timeout,
         start_timeout: config.start_timeout,
         dynamic_port_range: config.dynamic_port_range,
-        registry_login: Some(Arc::new(registry_login(&config, &identity).await)),
+        registry_login: Some(Arc::new(registry_login(&config, registry_hosts, &identity).await)),
         awslogs: Some(Arc::new(Shipping::new(
             sdk_config(&config, identity.clone()).await,
             &config.data_dir,
@@ -160,14 +175,15 @@ async fn start_endpoint(
     Endpoint::start(endpoint_config, shutdown.clone()).await.context("starting the task endpoint")
 }
 
-/// Credentials for Berth's registry, which answers on the control plane's own address.
+/// Credentials for Berth's registry, which answers on the control plane's own addresses
+/// (`hosts`, as ECS_BACKEND_HOST names them).
 async fn registry_login(
     config: &AgentConfig,
+    hosts: Vec<String>,
     identity: &SharedCredentialsProvider,
 ) -> crate::registry_login::RegistryLogin {
-    let host = config.backend.trim_start_matches("http://").trim_start_matches("https://").to_string();
     let ecr = aws_sdk_ecr::Client::new(&sdk_config(config, identity.clone()).await);
-    crate::registry_login::RegistryLogin::new(host, ecr)
+    crate::registry_login::RegistryLogin::new(hosts, ecr)
 }
 
 /// The agent's own identity: the keys it was given, or, with `ECS_INSTANCE_IAM_ROLE`,

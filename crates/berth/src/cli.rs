@@ -271,6 +271,8 @@ fn parse_advertise_host(s: &str) -> Result<String, String> {
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// The ECS agent config file (KEY=VALUE lines: ECS_CLUSTER, ECS_BACKEND_HOST, ...).
+    /// ECS_BACKEND_HOST may list several replicas (http://a:7447,http://b:7447): the agent
+    /// reaches whichever one answers.
     #[arg(long, env = "ECS_CONFIG_FILE", default_value = "/etc/ecs/ecs.config")]
     pub config: PathBuf,
 }

@@ -79,6 +79,14 @@ impl Berth {
         Self::start_server(bin, &[], &env).await
     }
 
+    /// [`Berth::start_on_store`] on a given `--listen` address (a standby's, which an agent
+    /// must be told before the standby listens).
+    pub async fn start_on_store_listening(bin: &str, url: &str, env: &[(&str, &str)], listen: &str) -> Berth {
+        let env = std::iter::once(("BERTH_STORE", url)).chain(env.iter().copied());
+        let env = env.map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::launch_full(bin, "server", Vec::new(), env, listen).await
+    }
+
     /// Starts `berth server` (the API alone) with a fresh data dir, further flags `args`
     /// (for example `--blobs s3://...`) and environment `env`.
     pub async fn start_server(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Berth {

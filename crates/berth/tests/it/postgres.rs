@@ -135,3 +135,83 @@ async fn a_standby_takes_over_from_a_killed_leader_and_a_deposed_leader_stops() 
     assert_eq!(ecs3.list_clusters().send().await.unwrap().cluster_arns().len(), 3);
     ecs3.create_cluster().cluster_name("from-third").send().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_agent_given_every_replica_follows_the_leader_and_its_tasks_keep_running() {
+    use aws_sdk_ecs::types::{ContainerDefinition, PortMapping};
+    let pg = TestPostgres::start();
+    let first = server(&pg).await;
+    let _cleanup = crate::services::cleanup(&first, "ha");
+    let mut first = first;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = pg.url();
+    let standby = tokio::spawn(async move {
+        let listen = format!("127.0.0.1:{port}");
+        Berth::start_on_store_listening(env!("CARGO_BIN_EXE_berth"), &url, &[("BERTH_MASTER_KEY", MASTER_KEY)], &listen)
+            .await
+    });
+    assert!(testkit::eventually(Duration::from_secs(20), || async { standbys(&pg) == "1" }).await, "no standby waits");
+
+    let ecs1 = first.ecs().await;
+    ecs1.create_cluster().cluster_name("ha").send().await.unwrap();
+    let replicas = format!("{},http://127.0.0.1:{port}", first.endpoint);
+    let _agent = first.spawn_agent("ha", &[("ECS_BACKEND_HOST", &replicas)]);
+    crate::services::wait_instances(&ecs1, "ha", 1).await;
+    ecs1.register_task_definition()
+        .family("web")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("web")
+                .image(testkit::images::simplehttp_image())
+                .memory(16)
+                .command("serve")
+                .port_mappings(PortMapping::builder().container_port(8080).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    ecs1.create_service()
+        .cluster("ha")
+        .service_name("web")
+        .task_definition("web")
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+    let running = |ecs: aws_sdk_ecs::Client| async move {
+        let arns = ecs.list_tasks().cluster("ha").desired_status("RUNNING".into()).send().await.unwrap();
+        let arns = arns.task_arns().to_vec();
+        if arns.is_empty() {
+            return Vec::new();
+        }
+        let d = ecs.describe_tasks().cluster("ha").set_tasks(Some(arns)).send().await.unwrap();
+        d.tasks()
+            .iter()
+            .filter(|t| t.last_status() == Some("RUNNING"))
+            .map(|t| {
+                (t.task_arn().unwrap().to_string(), t.containers()[0].runtime_id().unwrap_or_default().to_string())
+            })
+            .collect::<Vec<_>>()
+    };
+    crate::services::eventually("the service's task runs", async || running(ecs1.clone()).await.len() == 1).await;
+    let before = running(ecs1.clone()).await;
+
+    // The leader dies; the standby leads, the agent reaches it, the task runs on.
+    first.kill9();
+    let second = standby.await.unwrap();
+    let ecs2 = second.ecs_as(&first.key, "us-east-1").await;
+    crate::services::wait_instances(&ecs2, "ha", 1).await;
+    assert_eq!(running(ecs2.clone()).await, before, "the same task, the same container");
+    let inspect = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{.State.Running}}", &before[0].1])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), "true");
+
+    // The new leader reconciles the service through the agent.
+    ecs2.update_service().cluster("ha").service("web").desired_count(2).send().await.unwrap();
+    crate::services::eventually("two tasks run", async || running(ecs2.clone()).await.len() == 2).await;
+    ecs2.update_service().cluster("ha").service("web").desired_count(0).send().await.unwrap();
+    ecs2.delete_service().cluster("ha").service("web").send().await.unwrap();
+}
