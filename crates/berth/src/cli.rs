@@ -69,6 +69,9 @@ pub enum Command {
     /// CloudWatch Logs commands of the aws CLI that are not API operations.
     #[command(subcommand)]
     Logs(LogsCommand),
+    /// Which server leads the replicas on a PostgreSQL store (--store), since when, which
+    /// stand by, and the last change committed; on SQLite, the one server of the data dir.
+    Status(DataDirArg),
 }
 
 #[derive(Debug, Args)]
@@ -80,8 +83,9 @@ pub struct DataDirArg {
     /// Keep the records (resources, accounts and keys) in PostgreSQL instead of the data
     /// dir's SQLite database: a URL postgres://user[:password]@host[:port]/database
     /// (libpq's query parameters apply; no TLS yet). The schema `berth` is created in that
-    /// database. The server takes the writer lease, so a server previously using the
-    /// database can no longer write. The data dir still holds logs, registry blobs and the
+    /// database. Servers on one database elect a leader: the first leads, the others stand
+    /// by (not listening) and one takes over when the leader stops; `berth status` shows
+    /// them. The data dir still holds logs, registry blobs and the
     /// master key (replicas sharing a database need the same BERTH_MASTER_KEY). Give
     /// every command of this server the same --store. Without it, SQLite in the data dir.
     #[arg(long, env = "BERTH_STORE", value_parser = store::PgUrl::parse, value_name = "URL")]
@@ -496,6 +500,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Vulndb(VulndbCommand::Import(args)) => crate::vulndb::import(args),
         Command::Logs(LogsCommand::Tail(args)) => crate::logs_tail::tail(args).await,
+        Command::Status(data) => status(data).await,
     }
 }
 
@@ -544,6 +549,34 @@ async fn interrupt(args: InterruptArgs) -> anyhow::Result<()> {
     .await?;
     let answer: serde_json::Value = serde_json::from_slice(&answer)?;
     println!("interrupted {}", answer["task"]["taskArn"].as_str().unwrap_or(&args.task));
+    Ok(())
+}
+
+/// `berth status`: the replicas as the store sees them.
+async fn status(data: DataDirArg) -> anyhow::Result<()> {
+    let Some(url) = &data.store else {
+        let holder = crate::datadir::describe_server(&data.data_dir);
+        match holder {
+            Some(who) => println!("one server on SQLite in {}: {who}", data.data_dir.display()),
+            None => println!("no server runs on {} (SQLite)", data.data_dir.display()),
+        }
+        return Ok(());
+    };
+    let r = store::Replicas::read(url).await.with_context(|| format!("reading the replicas of {url}"))?;
+    match (r.leading, r.leader.is_empty()) {
+        (_, true) => println!("leader:   none yet (no server has taken the store's lease)"),
+        (true, false) => println!("leader:   {} (lease epoch {}, since {})", r.leader, r.epoch, r.since),
+        (false, false) => {
+            println!("leader:   none now; the last was {} (lease epoch {}, since {})", r.leader, r.epoch, r.since)
+        }
+    }
+    if r.standbys.is_empty() {
+        println!("standbys: none");
+    }
+    for s in &r.standbys {
+        println!("standby:  {s}");
+    }
+    println!("last change committed: {}", r.last_change);
     Ok(())
 }
 

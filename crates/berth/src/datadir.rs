@@ -284,6 +284,18 @@ impl ServerLock {
     }
 }
 
+/// The server running on the data dir at `dir`, described from its lock file (`process
+/// 1234, started ..., serving ...`); `None` when no server holds the lock.
+pub fn describe_server(dir: &Path) -> Option<String> {
+    let path = dir.join(LOCK);
+    let file = std::fs::File::open(&path).ok()?;
+    match file.try_lock_shared() {
+        // Nobody holds it exclusively: no server runs.
+        Ok(()) => None,
+        Err(_) => Some(describe_holder(&path).trim().trim_start_matches('(').trim_end_matches(')').to_string()),
+    }
+}
+
 /// ` (process 1234, started ..., serving ...)` from the lock file at `path`, or nothing if
 /// it names no process.
 fn describe_holder(path: &Path) -> String {

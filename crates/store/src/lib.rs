@@ -14,7 +14,7 @@ mod postgres;
 mod sqlite;
 
 pub use postgres::{
-    Epoch, Leadership, PgStore, PgUrl, CHANGES_CHANNEL, CHANGES_KEPT, KEEPALIVE_DETECTION, LEADER_LOCK,
+    Epoch, Leadership, PgStore, PgUrl, Replicas, CHANGES_CHANNEL, CHANGES_KEPT, KEEPALIVE_DETECTION, LEADER_LOCK,
 };
 pub use sqlite::SqliteStore;
 

@@ -99,7 +99,10 @@ async fn a_server_killed_with_sigkill_does_not_block_its_restart() {
     let container = ContainerDefinition::builder().name("web").image("simplehttp:latest").memory(64).build();
     ecs.register_task_definition().family("web").container_definitions(container).send().await.unwrap();
 
+    let status = b.command(&["status"]);
+    assert!(status.starts_with("one server on SQLite") && status.contains(&b.pid().unwrap().to_string()), "{status}");
     b.kill9();
+    assert!(b.command(&["status"]).starts_with("no server runs"), "a killed server's lock is free");
     // `restart` fails the test if the new server exits instead of becoming healthy.
     b.restart().await;
     let ecs = b.ecs().await;

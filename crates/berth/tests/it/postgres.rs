@@ -97,6 +97,12 @@ async fn a_standby_takes_over_from_a_killed_leader_and_a_deposed_leader_stops() 
     assert!(testkit::eventually(Duration::from_secs(20), || async { standbys(&pg) == "1" }).await, "no standby waits");
     ecs1.create_cluster().cluster_name("while-standing-by").send().await.unwrap();
     assert!(!second.is_finished(), "the standby served while the first led");
+    // `berth status` names the leader (the first's data dir) and the standby.
+    let status = first.command(&["status"]);
+    let first_dir = first.data_dir().display().to_string();
+    let lines: Vec<&str> = status.lines().collect();
+    assert!(lines[0].starts_with("leader:") && lines[0].contains(&first_dir), "{status}");
+    assert!(lines[1].starts_with("standby:") && !lines[1].contains(&first_dir), "{status}");
 
     // The leader dies: the standby leads, with everything the first committed.
     let killed = std::time::Instant::now();

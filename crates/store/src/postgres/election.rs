@@ -153,3 +153,55 @@ async fn keep(url: PgUrl, holder: String, mut client: Client, lost: watch::Sende
         }
     }
 }
+
+/// Who leads the replicas on a database, and who stands by, as `berth status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replicas {
+    /// The lease's holder (the leader, or the last one if none leads now), its epoch and
+    /// when it took the lease (RFC 3339).
+    pub leader: String,
+    pub epoch: i64,
+    pub since: String,
+    /// Whether a session holds the leader lock now.
+    pub leading: bool,
+    /// The replicas waiting for the lock, by name.
+    pub standbys: Vec<String>,
+    /// The last change committed (the change log's sequence number).
+    pub last_change: i64,
+}
+
+impl Replicas {
+    pub async fn read(url: &PgUrl) -> Result<Replicas, StoreError> {
+        let mut config = url.config().clone();
+        config.application_name("berth status").connect_timeout(Duration::from_secs(5));
+        let (client, connection) = config.connect(NoTls).await.map_err(db_error)?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let lease = client
+            .query_one("SELECT holder, epoch, to_char(taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM berth.lease", &[])
+            .await
+            .map_err(db_error)?;
+        // An advisory lock on a bigint key is held under its two halves.
+        let sessions = client
+            .query(
+                "SELECT a.application_name, l.granted FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid \
+                 AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 ORDER BY a.backend_start",
+                &[&LEADER_LOCK],
+            )
+            .await
+            .map_err(db_error)?;
+        let last_change: i64 =
+            client.query_one("SELECT seq FROM berth.change_counter", &[]).await.map_err(db_error)?.get(0);
+        Ok(Replicas {
+            leader: lease.get(0),
+            epoch: lease.get(1),
+            since: lease.get(2),
+            leading: sessions.iter().any(|r| r.get::<_, bool>(1)),
+            standbys: sessions.iter().filter(|r| !r.get::<_, bool>(1)).map(|r| r.get(0)).collect(),
+            last_change,
+        })
+    }
+}

@@ -40,7 +40,7 @@ mod election;
 mod schema;
 mod url;
 
-pub use election::{Leadership, KEEPALIVE_DETECTION, LEADER_LOCK};
+pub use election::{Leadership, Replicas, KEEPALIVE_DETECTION, LEADER_LOCK};
 
 use std::collections::BTreeMap;
 use std::future::Future;
