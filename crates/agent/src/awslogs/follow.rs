@@ -170,6 +170,9 @@ impl Follower {
             // `read_to_end` into the spare capacity: a `resize` first would zero a chunk
             // on every read (8% of the agent's time when a container floods).
             let len = self.partial.len();
+            // Room for a whole chunk first, so that `read_to_end` reads it in one call
+            // rather than probing a Vec that `split_off` left without spare capacity.
+            self.partial.reserve(CHUNK);
             match file.by_ref().take(CHUNK as u64).read_to_end(&mut self.partial) {
                 Ok(_) => {}
                 Err(e) if self.partial.len() == len => return Err(e),

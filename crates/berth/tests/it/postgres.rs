@@ -221,3 +221,76 @@ async fn an_agent_given_every_replica_follows_the_leader_and_its_tasks_keep_runn
     ecs2.update_service().cluster("ha").service("web").desired_count(0).send().await.unwrap();
     ecs2.delete_service().cluster("ha").service("web").send().await.unwrap();
 }
+
+#[tokio::test]
+async fn after_postgresql_restarts_exactly_one_replica_leads_with_every_acknowledged_write() {
+    let mut pg = TestPostgres::start();
+    let mut first = server(&pg).await;
+    let ecs1 = first.ecs().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = pg.url();
+    let standby = tokio::spawn(async move {
+        let listen = format!("127.0.0.1:{port}");
+        Berth::start_on_store_listening(env!("CARGO_BIN_EXE_berth"), &url, &[("BERTH_MASTER_KEY", MASTER_KEY)], &listen)
+            .await
+    });
+    assert!(testkit::eventually(Duration::from_secs(20), || async { standbys(&pg) == "1" }).await, "no standby waits");
+    for i in 0..20 {
+        ecs1.create_cluster().cluster_name(format!("before-{i}")).send().await.unwrap();
+    }
+
+    // Every session ends; both replicas reach the database again and race for the lock.
+    pg.stop_server();
+    pg.start_server();
+    let key = first.key.clone();
+    let ecs2 = {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::new(&key.id, &key.secret, None, None, "test"))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await;
+        aws_sdk_ecs::Client::new(&config)
+    };
+    // Writes go on at the first while things settle: into one of two ends, the first
+    // leading with the second standing by again, or the second leading and the first
+    // stopped. A write the first acknowledged before the second's lease fenced it counts.
+    let mut acked: Vec<String> = (0..20).map(|i| format!("before-{i}")).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    let leader = loop {
+        let name = format!("after-{n}");
+        if ecs1.create_cluster().cluster_name(&name).send().await.is_ok() {
+            acked.push(name);
+            n += 1;
+            if standbys(&pg) == "1" {
+                break 1;
+            }
+        }
+        if first.exit_status().is_some() {
+            standby.await.unwrap();
+            break 2;
+        }
+        assert!(std::time::Instant::now() < deadline, "the replicas did not settle: {}", first.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ecs = if leader == 1 { &ecs1 } else { &ecs2 };
+    let mut names = Vec::new();
+    let mut token = None;
+    loop {
+        let page = ecs.list_clusters().set_next_token(token).send().await.unwrap();
+        names.extend(page.cluster_arns().iter().map(|a| a.rsplit('/').next().unwrap().to_string()));
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    for a in &acked {
+        assert!(names.contains(a), "{a} was acknowledged and is lost (leader {leader})");
+    }
+    if leader == 2 {
+        assert!(!first.exit_status().unwrap().success(), "the deposed first replica says it failed");
+    }
+    eprintln!("replica {leader} leads after the restart");
+}
