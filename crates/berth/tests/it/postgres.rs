@@ -82,6 +82,20 @@ fn standbys(pg: &TestPostgres) -> String {
     pg.psql(DATABASE, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
 }
 
+/// A second server on `pg`, started on a port chosen now (which an agent can be told
+/// before it listens), once it waits as a standby; it resolves when it serves.
+async fn standby_on_a_port(pg: &TestPostgres) -> (u16, tokio::task::JoinHandle<Berth>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = pg.url();
+    let standby = tokio::spawn(async move {
+        let listen = format!("127.0.0.1:{port}");
+        Berth::start_on_store_listening(env!("CARGO_BIN_EXE_berth"), &url, &[("BERTH_MASTER_KEY", MASTER_KEY)], &listen)
+            .await
+    });
+    assert!(testkit::eventually(Duration::from_secs(20), || async { standbys(pg) == "1" }).await, "no standby waits");
+    (port, standby)
+}
+
 #[tokio::test]
 async fn a_standby_takes_over_from_a_killed_leader_and_a_deposed_leader_stops() {
     let pg = TestPostgres::start();
@@ -149,14 +163,7 @@ async fn an_agent_given_every_replica_follows_the_leader_and_its_tasks_keep_runn
     let first = server(&pg).await;
     let _cleanup = crate::services::cleanup(&first, "ha");
     let mut first = first;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = pg.url();
-    let standby = tokio::spawn(async move {
-        let listen = format!("127.0.0.1:{port}");
-        Berth::start_on_store_listening(env!("CARGO_BIN_EXE_berth"), &url, &[("BERTH_MASTER_KEY", MASTER_KEY)], &listen)
-            .await
-    });
-    assert!(testkit::eventually(Duration::from_secs(20), || async { standbys(&pg) == "1" }).await, "no standby waits");
+    let (port, standby) = standby_on_a_port(&pg).await;
 
     let ecs1 = first.ecs().await;
     ecs1.create_cluster().cluster_name("ha").send().await.unwrap();
@@ -227,14 +234,7 @@ async fn after_postgresql_restarts_exactly_one_replica_leads_with_every_acknowle
     let mut pg = TestPostgres::start();
     let mut first = server(&pg).await;
     let ecs1 = first.ecs().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = pg.url();
-    let standby = tokio::spawn(async move {
-        let listen = format!("127.0.0.1:{port}");
-        Berth::start_on_store_listening(env!("CARGO_BIN_EXE_berth"), &url, &[("BERTH_MASTER_KEY", MASTER_KEY)], &listen)
-            .await
-    });
-    assert!(testkit::eventually(Duration::from_secs(20), || async { standbys(&pg) == "1" }).await, "no standby waits");
+    let (port, standby) = standby_on_a_port(&pg).await;
     for i in 0..20 {
         ecs1.create_cluster().cluster_name(format!("before-{i}")).send().await.unwrap();
     }

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use model::iam::entity::{check_path_prefix, EntityKind, IamName, IamPath};
+use model::iam::entity::{EntityKind, IamName, IamPath};
 use model::AccountId;
 
 use super::users::find_user;
@@ -99,18 +99,7 @@ impl Ops<'_, Iam> {
         prefix: Option<&str>,
         page: &Page,
     ) -> Result<(Vec<Arc<Group>>, Option<String>)> {
-        if let Some(p) = prefix {
-            check_path_prefix(p)?;
-        }
-        let state = self.view();
-        let prefix = prefix.unwrap_or("/");
-        let items = state
-            .iam
-            .groups
-            .iter()
-            .filter(|((a, _), g)| a == account && g.path.as_str().starts_with(prefix))
-            .map(|((_, k), g)| (k.clone(), g.clone()));
-        Ok(page.take(items, false))
+        super::list_on_path(&self.view().iam.groups, account, prefix, page)
     }
 
     /// The groups a user is a member of, in name order.

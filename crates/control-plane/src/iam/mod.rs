@@ -46,6 +46,48 @@ impl crate::ControlPlane {
     }
 }
 
+/// An entity IAM lists by path (`ListUsers`, `ListRoles`, `ListGroups`).
+pub(crate) trait OnPath {
+    fn path(&self) -> &model::iam::entity::IamPath;
+}
+
+impl OnPath for crate::state::iam::User {
+    fn path(&self) -> &model::iam::entity::IamPath {
+        &self.path
+    }
+}
+
+impl OnPath for crate::state::iam::Role {
+    fn path(&self) -> &model::iam::entity::IamPath {
+        &self.path
+    }
+}
+
+impl OnPath for crate::state::iam::Group {
+    fn path(&self) -> &model::iam::entity::IamPath {
+        &self.path
+    }
+}
+
+/// A page of `account`'s entities in `map` whose path starts with `prefix` (`/` when
+/// absent), in name order.
+pub(crate) fn list_on_path<T: OnPath>(
+    map: &imbl::OrdMap<(model::AccountId, String), std::sync::Arc<T>>,
+    account: &model::AccountId,
+    prefix: Option<&str>,
+    page: &Page,
+) -> Result<(Vec<std::sync::Arc<T>>, Option<String>)> {
+    if let Some(p) = prefix {
+        model::iam::entity::check_path_prefix(p)?;
+    }
+    let prefix = prefix.unwrap_or("/");
+    let items = map
+        .iter()
+        .filter(|((a, _), e)| a == account && e.path().as_str().starts_with(prefix))
+        .map(|((_, k), e)| (k.clone(), e.clone()));
+    Ok(page.take(items, false))
+}
+
 /// IAM's default page size for List calls.
 pub const DEFAULT_MAX_ITEMS: i32 = 100;
 

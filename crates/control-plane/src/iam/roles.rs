@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use model::iam::entity::{check_path_prefix, EntityKind, IamName, IamPath};
+use model::iam::entity::{EntityKind, IamName, IamPath};
 use model::iam::PolicyKind;
 use model::AccountId;
 
@@ -118,18 +118,7 @@ impl Ops<'_, Iam> {
         prefix: Option<&str>,
         page: &Page,
     ) -> Result<(Vec<Arc<Role>>, Option<String>)> {
-        if let Some(p) = prefix {
-            check_path_prefix(p)?;
-        }
-        let state = self.view();
-        let prefix = prefix.unwrap_or("/");
-        let items = state
-            .iam
-            .roles
-            .iter()
-            .filter(|((a, _), r)| a == account && r.path.as_str().starts_with(prefix))
-            .map(|((_, k), r)| (k.clone(), r.clone()));
-        Ok(page.take(items, false))
+        super::list_on_path(&self.view().iam.roles, account, prefix, page)
     }
 
     /// Deletes a role with no policies left, as IAM requires.

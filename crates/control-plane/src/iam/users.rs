@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use model::iam::entity::{check_path_prefix, EntityKind, IamName, IamPath, KeyStatus, ID_ALPHABET};
+use model::iam::entity::{EntityKind, IamName, IamPath, KeyStatus, ID_ALPHABET};
 use model::{AccountId, Timestamp};
 use rand::Rng;
 
@@ -90,18 +90,7 @@ impl Ops<'_, Iam> {
         prefix: Option<&str>,
         page: &Page,
     ) -> Result<(Vec<Arc<User>>, Option<String>)> {
-        if let Some(p) = prefix {
-            check_path_prefix(p)?;
-        }
-        let state = self.view();
-        let prefix = prefix.unwrap_or("/");
-        let items = state
-            .iam
-            .users
-            .iter()
-            .filter(|((a, _), u)| a == account && u.path.as_str().starts_with(prefix))
-            .map(|((_, k), u)| (k.clone(), u.clone()));
-        Ok(page.take(items, false))
+        super::list_on_path(&self.view().iam.users, account, prefix, page)
     }
 
     pub async fn update_user(
