@@ -10,9 +10,10 @@
 //!   cut off from PostgreSQL learns it) and on the server (`tcp_keepalives_*`, so
 //!   PostgreSQL releases a dead host's lock): about [`KEEPALIVE_DETECTION`].
 //! - A leader whose election session breaks (PostgreSQL restarted, a network cut) tries to
-//!   take the lock again on a new session. If it gets it back before any standby, it still
-//!   leads with the lease it holds; if a standby got it first, [`Leadership::lost`]
-//!   resolves and the server stops: its commits are refused from the standby's lease on,
+//!   take the lock again on a new session. If its old session still holds it (the client
+//!   gave up on a connection the server still keeps), that session is ended first. If it
+//!   gets the lock back before any standby, it still leads with the lease it holds; if a
+//!   standby got it first, [`Leadership::lost`] resolves and the server stops: its commits are refused from the standby's lease on,
 //!   and a stopped replica is plainly visible, where a replica that can no longer write is
 //!   not.
 
@@ -58,9 +59,9 @@ impl Leadership {
     /// PostgreSQL cannot be reached. `holder` names the replica to people (in
     /// `pg_stat_activity` and the log).
     pub async fn acquire(url: &PgUrl, holder: &str) -> Result<Leadership, StoreError> {
-        let client = lock(url, holder, true).await?.expect("a waiting lock is always taken");
+        let session = lock(url, holder, true).await?.expect("a waiting lock is always taken");
         let (tx, lost) = watch::channel(false);
-        let keeper = tokio::spawn(keep(url.clone(), holder.to_string(), client, tx));
+        let keeper = tokio::spawn(keep(url.clone(), holder.to_string(), session, tx));
         Ok(Leadership { lost, keeper })
     }
 
@@ -71,9 +72,15 @@ impl Leadership {
     }
 }
 
+/// A session holding the lock, and its backend's process id.
+struct Session {
+    client: Client,
+    pid: i32,
+}
+
 /// A session holding the lock: waiting for it (`wait`) or only trying.
-/// `Ok(None)`: another replica holds it.
-async fn try_session(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Client>, StoreError> {
+/// `Ok(None)`: another session holds it.
+async fn try_session(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Session>, StoreError> {
     let mut config = url.config().clone();
     let (idle, interval, retries) = KEEPALIVE;
     config.application_name(holder).keepalives(true).keepalives_idle(idle).keepalives_interval(interval);
@@ -90,8 +97,9 @@ async fn try_session(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Cli
     client.batch_execute(&server_side).await.map_err(db_error)?;
     let got: bool =
         client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK]).await.map_err(db_error)?.get(0);
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.map_err(db_error)?.get(0);
     if got {
-        return Ok(Some(client));
+        return Ok(Some(Session { client, pid }));
     }
     if !wait {
         return Ok(None);
@@ -105,18 +113,18 @@ async fn try_session(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Cli
         .unwrap_or_default();
     tracing::info!(leader = %leader, "standby: another replica leads; this one takes over when it stops");
     client.execute("SELECT pg_advisory_lock($1)", &[&LEADER_LOCK]).await.map_err(db_error)?;
-    Ok(Some(client))
+    Ok(Some(Session { client, pid }))
 }
 
 /// Takes the lock, retrying while PostgreSQL is unreachable (or its session breaks while
 /// waiting). `Ok(None)` (only without `wait`): another replica holds it.
-async fn lock(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Client>, StoreError> {
+async fn lock(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Session>, StoreError> {
     let mut backoff = RETRY_FIRST;
     loop {
         match try_session(url, holder, wait).await {
-            Ok(Some(client)) => {
+            Ok(Some(session)) => {
                 tracing::info!(holder = %holder, "this replica leads");
-                return Ok(Some(client));
+                return Ok(Some(session));
             }
             Ok(None) => return Ok(None),
             Err(StoreError::Unavailable(e)) => {
@@ -131,15 +139,15 @@ async fn lock(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Client>, S
 
 /// Holds the session; when it breaks, takes the lock again if no standby has, else says
 /// the leadership is lost.
-async fn keep(url: PgUrl, holder: String, mut client: Client, lost: watch::Sender<bool>) {
+async fn keep(url: PgUrl, holder: String, mut session: Session, lost: watch::Sender<bool>) {
     loop {
-        // `closed` resolves when the connection ends, whatever ended it.
-        while !client.is_closed() {
+        // The client says closed once its connection has ended, whatever ended it.
+        while !session.client.is_closed() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         tracing::warn!("the leader election's PostgreSQL session ended; taking the lock again");
-        match lock(&url, &holder, false).await {
-            Ok(Some(again)) => client = again,
+        match lock_again(&url, &holder, session.pid).await {
+            Ok(Some(again)) => session = again,
             Ok(None) => {
                 tracing::error!("another replica leads now; this one stops");
                 let _ = lost.send(true);
@@ -152,6 +160,49 @@ async fn keep(url: PgUrl, holder: String, mut client: Client, lost: watch::Sende
             }
         }
     }
+}
+
+/// The lock again on a new session, after the session of process `old` broke. The server
+/// may not have noticed yet that `old` is gone and still hold the lock for it: then `old`
+/// is ended, and whoever waited longest (a standby, if one waits) gets the lock.
+async fn lock_again(url: &PgUrl, holder: &str, old: i32) -> Result<Option<Session>, StoreError> {
+    if let Some(session) = lock(url, holder, false).await? {
+        return Ok(Some(session));
+    }
+    let ended: bool = session_client(url)
+        .await?
+        .query_one(
+            "SELECT count(pg_terminate_backend(l.pid)) > 0 FROM pg_locks l WHERE l.pid = $1 AND l.granted \
+             AND l.locktype = 'advisory' AND l.classid = ($2::bigint >> 32)::oid \
+             AND l.objid = ($2::bigint & 4294967295)::oid AND l.objsubid = 1",
+            &[&old, &LEADER_LOCK],
+        )
+        .await
+        .map_err(db_error)?
+        .get(0);
+    if !ended {
+        return Ok(None);
+    }
+    tracing::warn!(pid = old, "this replica's old election session still held the lock; it was ended");
+    // Ending a backend releases its locks a moment later.
+    for _ in 0..20 {
+        if let Some(session) = lock(url, holder, false).await? {
+            return Ok(Some(session));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(None)
+}
+
+/// A plain session, for a question to the server.
+async fn session_client(url: &PgUrl) -> Result<Client, StoreError> {
+    let mut config = url.config().clone();
+    config.connect_timeout(Duration::from_secs(5));
+    let (client, connection) = config.connect(NoTls).await.map_err(db_error)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
 }
 
 /// Who leads the replicas on a database, and who stands by, as `berth status` shows it.
