@@ -26,6 +26,17 @@ use tokio_util::sync::CancellationToken;
 /// How long a replica may take to accept a connection before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The control plane's names as `ECS_BACKEND_HOST` gives them (`host[:port]`, scheme and
+/// trailing `/` cut): the registry's names, which images carry.
+pub fn names(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|u| {
+            u.trim().trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/').to_string()
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
 /// The replicas' `host:port`s, from their `http://` URLs.
 pub fn parse(list: &str) -> anyhow::Result<Vec<String>> {
     list.split(',')
@@ -108,6 +119,8 @@ mod tests {
     #[test]
     fn endpoints_are_http_urls() {
         assert_eq!(parse("http://a:7447, http://b/").unwrap(), ["a:7447", "b:80"]);
+        assert_eq!(names("http://a:7447, http://b/"), ["a:7447", "b"]);
+        assert_eq!(names("https://berth.example"), ["berth.example"]);
         assert!(parse("https://a:7447,http://b:1").is_err());
         assert!(parse("http://a:1/path,http://b:1").is_err());
     }

@@ -99,13 +99,7 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
     // The registry goes by each replica's name; every client of the agent reaches the
     // control plane through one address (a forwarder to the replicas when there are
     // several: see `backends`).
-    let registry_hosts: Vec<String> = config
-        .backend
-        .split(',')
-        .map(|u| {
-            u.trim().trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/').to_string()
-        })
-        .collect();
+    let registry_hosts = crate::backends::names(&config.backend);
     if config.backend.contains(',') {
         let replicas = crate::backends::parse(&config.backend)?;
         let addr = crate::backends::forward(replicas, shutdown.clone()).await?;

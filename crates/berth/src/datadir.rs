@@ -131,6 +131,11 @@ impl DataDir {
         }
     }
 
+    /// Whether another replica leads now (never on SQLite).
+    pub fn deposed(&self) -> bool {
+        self.leadership.as_ref().is_some_and(store::Leadership::is_lost)
+    }
+
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
     }

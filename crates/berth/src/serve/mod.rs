@@ -106,16 +106,12 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     tasks.spawn("signal handler", signal_shutdown(shutdown.clone()));
     // On PostgreSQL, a replica that another has replaced as leader stops (its commits are
     // refused from then on) and says so in its exit status.
-    let deposed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
-        let (dir, shutdown, deposed) = (dir.clone(), shutdown.clone(), deposed.clone());
+        let (dir, shutdown) = (dir.clone(), shutdown.clone());
         tasks.spawn("leadership", async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = dir.leadership_lost() => {
-                    deposed.store(true, std::sync::atomic::Ordering::SeqCst);
-                    shutdown.cancel();
-                }
+                _ = dir.leadership_lost() => shutdown.cancel(),
             }
         });
     }
@@ -188,7 +184,7 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     }
     serve(listener, tls, app, &args.connections, shutdown).await;
     tasks.wait(TASKS_TIMEOUT).await;
-    if deposed.load(std::sync::atomic::Ordering::SeqCst) {
+    if dir.deposed() {
         anyhow::bail!("another replica leads the database now; this one stopped (start it again to stand by)");
     }
     tracing::info!("berth stopped");

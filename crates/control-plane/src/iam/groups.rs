@@ -113,7 +113,7 @@ impl Ops<'_, Iam> {
         let user = find_user(&state, account, user)?;
         let key = user.name.key();
         let items = state.iam.user_groups(account, &key).map(|g| (g.name.key(), g.clone()));
-        Ok(page.take(items.collect::<Vec<_>>().into_iter(), false))
+        Ok(page.take(items, false))
     }
 
     pub async fn update_group(

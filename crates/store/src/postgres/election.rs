@@ -20,9 +20,9 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use super::{db_error, PgUrl};
+use super::{db_error, open_client, open_watched, PgUrl};
 use crate::StoreError;
 
 /// The advisory lock's key: "berth_ld".
@@ -70,12 +70,20 @@ impl Leadership {
         let mut lost = self.lost.clone();
         let _ = lost.wait_for(|l| *l).await;
     }
+
+    /// Whether another replica leads now.
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
 }
 
-/// A session holding the lock, and its backend's process id.
+/// A session holding the lock, its backend's process id, and what resolves when its
+/// connection ends.
 struct Session {
-    client: Client,
+    /// Held, never used: dropping it ends the session, which frees the lock.
+    _client: Client,
     pid: i32,
+    ended: tokio::task::JoinHandle<()>,
 }
 
 /// A session holding the lock: waiting for it (`wait`) or only trying.
@@ -85,10 +93,7 @@ async fn try_session(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Ses
     let (idle, interval, retries) = KEEPALIVE;
     config.application_name(holder).keepalives(true).keepalives_idle(idle).keepalives_interval(interval);
     config.keepalives_retries(retries).connect_timeout(Duration::from_secs(5));
-    let (client, connection) = config.connect(NoTls).await.map_err(db_error)?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let (client, ended) = open_watched(&config).await?;
     let server_side = format!(
         "SET tcp_keepalives_idle = {}; SET tcp_keepalives_interval = {}; SET tcp_keepalives_count = {retries}",
         idle.as_secs(),
@@ -99,7 +104,7 @@ async fn try_session(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Ses
         client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK]).await.map_err(db_error)?.get(0);
     let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.map_err(db_error)?.get(0);
     if got {
-        return Ok(Some(Session { client, pid }));
+        return Ok(Some(Session { _client: client, pid, ended }));
     }
     if !wait {
         return Ok(None);
@@ -113,7 +118,7 @@ async fn try_session(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Ses
         .unwrap_or_default();
     tracing::info!(leader = %leader, "standby: another replica leads; this one takes over when it stops");
     client.execute("SELECT pg_advisory_lock($1)", &[&LEADER_LOCK]).await.map_err(db_error)?;
-    Ok(Some(Session { client, pid }))
+    Ok(Some(Session { _client: client, pid, ended }))
 }
 
 /// Takes the lock, retrying while PostgreSQL is unreachable (or its session breaks while
@@ -141,10 +146,8 @@ async fn lock(url: &PgUrl, holder: &str, wait: bool) -> Result<Option<Session>, 
 /// the leadership is lost.
 async fn keep(url: PgUrl, holder: String, mut session: Session, lost: watch::Sender<bool>) {
     loop {
-        // The client says closed once its connection has ended, whatever ended it.
-        while !session.client.is_closed() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        // The session holds the lock for as long as its connection lives.
+        let _ = (&mut session.ended).await;
         tracing::warn!("the leader election's PostgreSQL session ended; taking the lock again");
         match lock_again(&url, &holder, session.pid).await {
             Ok(Some(again)) => session = again,
@@ -169,7 +172,7 @@ async fn lock_again(url: &PgUrl, holder: &str, old: i32) -> Result<Option<Sessio
     if let Some(session) = lock(url, holder, false).await? {
         return Ok(Some(session));
     }
-    let ended: bool = session_client(url)
+    let ended: bool = session_client(url, holder)
         .await?
         .query_one(
             "SELECT count(pg_terminate_backend(l.pid)) > 0 FROM pg_locks l WHERE l.pid = $1 AND l.granted \
@@ -194,15 +197,11 @@ async fn lock_again(url: &PgUrl, holder: &str, old: i32) -> Result<Option<Sessio
     Ok(None)
 }
 
-/// A plain session, for a question to the server.
-async fn session_client(url: &PgUrl) -> Result<Client, StoreError> {
+/// A session for a question to the server.
+async fn session_client(url: &PgUrl, name: &str) -> Result<Client, StoreError> {
     let mut config = url.config().clone();
-    config.connect_timeout(Duration::from_secs(5));
-    let (client, connection) = config.connect(NoTls).await.map_err(db_error)?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+    config.application_name(name).connect_timeout(Duration::from_secs(5));
+    open_client(&config).await
 }
 
 /// Who leads the replicas on a database, and who stands by, as `berth status` shows it.
@@ -223,12 +222,7 @@ pub struct Replicas {
 
 impl Replicas {
     pub async fn read(url: &PgUrl) -> Result<Replicas, StoreError> {
-        let mut config = url.config().clone();
-        config.application_name("berth status").connect_timeout(Duration::from_secs(5));
-        let (client, connection) = config.connect(NoTls).await.map_err(db_error)?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let client = session_client(url, "berth status").await?;
         let lease = client
             .query_one("SELECT holder, epoch, to_char(taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM berth.lease", &[])
             .await

@@ -216,13 +216,19 @@ impl Shared {
 
 /// Opens a connection and drives it on the current runtime until it closes.
 async fn open_client(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
+    Ok(open_watched(config).await?.0)
+}
+
+/// [`open_client`], with a handle that resolves once the connection has ended, whatever
+/// ended it (the leader election waits on it).
+async fn open_watched(config: &tokio_postgres::Config) -> Result<(Client, tokio::task::JoinHandle<()>), StoreError> {
     let (client, connection) = config.connect(NoTls).await.map_err(db_error)?;
-    tokio::spawn(async move {
+    let ended = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "the PostgreSQL connection closed");
         }
     });
-    Ok(client)
+    Ok((client, ended))
 }
 
 impl Drop for PgStore {
