@@ -276,13 +276,13 @@ async fn after_postgresql_restarts_exactly_one_replica_leads_with_every_acknowle
     };
     // A standby that won the race after the last write may still depose the first: the
     // writes are checked at whichever leads once that is settled.
-    let (leader, ecs) = match (leader, ecs1.list_clusters().send().await) {
-        (1, Ok(_)) => (1, &ecs1),
+    // The second's Berth is kept until the end: dropping it would stop that server.
+    let (leader, ecs, _second) = match (leader, ecs1.list_clusters().send().await) {
+        (1, Ok(_)) => (1, &ecs1, None),
         _ => {
-            if !standby.is_finished() {
+            let second =
                 tokio::time::timeout(Duration::from_secs(30), &mut standby).await.expect("the standby leads").unwrap();
-            }
-            (2, &ecs2)
+            (2, &ecs2, Some(second))
         }
     };
     let mut names = Vec::new();
