@@ -565,7 +565,10 @@ async fn status(data: DataDirArg) -> anyhow::Result<()> {
     let r = store::Replicas::read(url).await.with_context(|| format!("reading the replicas of {url}"))?;
     match (r.leading, r.leader.is_empty()) {
         (_, true) => println!("leader:   none yet (no server has taken the store's lease)"),
-        (true, false) => println!("leader:   {} (lease epoch {}, since {})", r.leader, r.epoch, r.since),
+        (true, false) => {
+            let at = if r.endpoint.is_empty() { String::new() } else { format!(", serving at {}", r.endpoint) };
+            println!("leader:   {}{at} (lease epoch {}, since {})", r.leader, r.epoch, r.since)
+        }
         (false, false) => {
             println!("leader:   none now; the last was {} (lease epoch {}, since {})", r.leader, r.epoch, r.since)
         }

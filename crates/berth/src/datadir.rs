@@ -48,49 +48,15 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Creates the data dir if needed (owner-only: it holds secret keys), claims it for
-    /// this server process, and opens its store exclusively. Fails at once, naming the
-    /// holder, if another server has it. With a PostgreSQL `store`, waits until this
-    /// server leads the replicas on the database (at once when none does; as a standby
-    /// while another leads), then takes its writer lease, waiting for the database to be
-    /// reachable.
-    pub async fn claim(path: &Path, store: Option<&PgUrl>) -> anyhow::Result<Self> {
+    /// Creates the data dir if needed (owner-only: it holds secret keys) and claims it for
+    /// this server process. Fails at once, naming the holder, if another server has it.
+    /// The store is opened by what [`Claim`] is turned into.
+    pub fn claim(path: &Path) -> anyhow::Result<Claim> {
         std::fs::create_dir_all(path).with_context(|| format!("creating the data dir {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting the data dir {} to its owner", path.display()))?;
         let lock = ServerLock::take(path)?;
-        if let Some(url) = store {
-            let holder = format!("{} pid {} data dir {}", hostname(), std::process::id(), path.display());
-            let leadership = store::Leadership::acquire(url, &holder)
-                .await
-                .with_context(|| format!("joining the leader election on {url}"))?;
-            let store = open_writer_with_retry(url, holder).await?;
-            return Ok(DataDir {
-                path: path.to_path_buf(),
-                store: Arc::new(store),
-                lock: Some(lock),
-                leadership: Some(leadership),
-            });
-        }
-        let store = match SqliteStore::open_exclusive(&path.join(DATABASE)) {
-            Ok(store) => store,
-            Err(StoreError::InUse(_)) => {
-                // Reached by another path than its server's data dir: name that server if
-                // its lock file is beside the database (and is not the one just taken).
-                let db = std::fs::canonicalize(path.join(DATABASE)).unwrap_or_else(|_| path.join(DATABASE));
-                let own = std::fs::canonicalize(path).ok();
-                let holder = match db.parent() {
-                    Some(d) if Some(d) != own.as_deref() => describe_holder(&d.join(LOCK)),
-                    _ => String::new(),
-                };
-                bail!(
-                    "the database {} is in use by another Berth server{holder}: stop it, or use another --data-dir",
-                    db.display()
-                );
-            }
-            Err(e) => return Err(e).with_context(|| format!("opening the store in {}", path.display())),
-        };
-        Ok(DataDir { path: path.to_path_buf(), store: Arc::new(store), lock: Some(lock), leadership: None })
+        Ok(Claim { path: path.to_path_buf(), lock })
     }
 
     /// Opens a data dir that `berth up` has already created, with its store.
@@ -205,6 +171,53 @@ impl DataDir {
     }
 }
 
+/// A data dir this server holds, before its store is open.
+#[derive(Debug)]
+pub struct Claim {
+    path: PathBuf,
+    lock: ServerLock,
+}
+
+impl Claim {
+    /// Opens the data dir's SQLite database exclusively.
+    pub fn open_sqlite(self) -> anyhow::Result<DataDir> {
+        let Claim { path, lock } = self;
+        let store = match SqliteStore::open_exclusive(&path.join(DATABASE)) {
+            Ok(store) => store,
+            Err(StoreError::InUse(_)) => {
+                // Reached by another path than its server's data dir: name that server if
+                // its lock file is beside the database (and is not the one just taken).
+                let db = std::fs::canonicalize(path.join(DATABASE)).unwrap_or_else(|_| path.join(DATABASE));
+                let own = std::fs::canonicalize(&path).ok();
+                let holder = match db.parent() {
+                    Some(d) if Some(d) != own.as_deref() => describe_holder(&d.join(LOCK)),
+                    _ => String::new(),
+                };
+                bail!(
+                    "the database {} is in use by another Berth server{holder}: stop it, or use another --data-dir",
+                    db.display()
+                );
+            }
+            Err(e) => return Err(e).with_context(|| format!("opening the store in {}", path.display())),
+        };
+        Ok(DataDir { path, store: Arc::new(store), lock: Some(lock), leadership: None })
+    }
+
+    /// Waits until this server leads the replicas on the PostgreSQL store `url` (at once
+    /// when none does; as a standby while another leads), then takes its writer lease,
+    /// recording `endpoint` (`host:port`, where the other replicas reach this one) with it,
+    /// and waiting for the database to be reachable.
+    pub async fn lead(self, url: &PgUrl, endpoint: &str) -> anyhow::Result<DataDir> {
+        let Claim { path, lock } = self;
+        let holder = format!("{} pid {} data dir {}", hostname(), std::process::id(), path.display());
+        let leadership = store::Leadership::acquire(url, &holder)
+            .await
+            .with_context(|| format!("joining the leader election on {url}"))?;
+        let store = open_writer_with_retry(url, holder, endpoint.to_string()).await?;
+        Ok(DataDir { path, store: Arc::new(store), lock: Some(lock), leadership: Some(leadership) })
+    }
+}
+
 /// The first wait before retrying an unreachable PostgreSQL, doubled after each failure
 /// up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(250);
@@ -214,13 +227,13 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// database is unreachable (a server started before its database, or with it): each
 /// failure is logged with the next wait. A database this Berth cannot use (a newer schema)
 /// fails at once.
-async fn open_writer_with_retry(url: &PgUrl, holder: String) -> anyhow::Result<PgStore> {
+async fn open_writer_with_retry(url: &PgUrl, holder: String, endpoint: String) -> anyhow::Result<PgStore> {
     let mut wait = RETRY_FIRST;
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let (u, h) = (url.clone(), holder.clone());
-        match tokio::task::spawn_blocking(move || PgStore::open_writer(&u, &h)).await? {
+        let (u, h, e) = (url.clone(), holder.clone(), endpoint.clone());
+        match tokio::task::spawn_blocking(move || PgStore::open_writer_at(&u, &h, &e)).await? {
             Ok(store) => return Ok(store),
             Err(StoreError::Unavailable(e)) => {
                 tracing::warn!(store = %url, attempt, retry_in = ?wait, error = %e, "PostgreSQL is not reachable yet; retrying");
@@ -233,7 +246,7 @@ async fn open_writer_with_retry(url: &PgUrl, holder: String) -> anyhow::Result<P
 }
 
 /// This host's name, for the lease's holder.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown host".into())

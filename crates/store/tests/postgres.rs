@@ -171,9 +171,14 @@ fn the_change_log_is_trimmed_every_thousandth_batch() {
 #[test]
 fn migrations_apply_once_and_a_newer_schema_is_refused() {
     let pg = TestPostgres::start();
-    drop(PgStore::open_writer(&url(&pg), "a").unwrap());
+    drop(PgStore::open_writer_at(&url(&pg), "a", "a.example:7447").unwrap());
     drop(PgStore::open_unleased(&url(&pg)).unwrap());
-    assert_eq!(pg.psql(DATABASE, "SELECT string_agg(version::text, ',') FROM berth.schema_version"), "1");
+    assert_eq!(
+        pg.psql(DATABASE, "SELECT string_agg(version::text, ',' ORDER BY version) FROM berth.schema_version"),
+        "1,2"
+    );
+    // The leader's endpoint is kept with its lease (version 2), for standbys to pass on to.
+    assert_eq!(pg.psql(DATABASE, "SELECT holder || ' ' || endpoint FROM berth.lease"), "a a.example:7447");
     pg.psql(DATABASE, "INSERT INTO berth.schema_version (version) VALUES (99)");
     let err = PgStore::open_writer(&url(&pg), "b").unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");

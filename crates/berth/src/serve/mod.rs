@@ -1,5 +1,7 @@
 //! Serving: bind, admit connections within their bounds (`admission`), serve each under
-//! its deadlines (`conn`, `body`), route, and shut down gracefully.
+//! its deadlines (`conn`, `body`), route, and shut down gracefully. On PostgreSQL, a
+//! replica binds first and, while another leads, passes its connections to the leader
+//! (`standby`); it serves them itself from the moment it leads.
 //!
 //! Shutdown, on SIGTERM or SIGINT: the token is cancelled, the listener stops accepting,
 //! open connections finish their requests (for at most [`DRAIN_TIMEOUT`]), and then the
@@ -9,6 +11,7 @@
 mod admission;
 mod body;
 mod conn;
+mod standby;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +43,24 @@ pub const TASKS_TIMEOUT: Duration = Duration::from_secs(5);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
-    let dir = Arc::new(DataDir::claim(&args.data.data_dir, args.data.store.as_ref()).await?);
+    let claim = DataDir::claim(&args.data.data_dir)?;
+    let listener = listen(args.listen).with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let dir = Arc::new(match &args.data.store {
+        None => claim.open_sqlite()?,
+        Some(store) => {
+            // While another replica leads, this one passes its connections to that one.
+            let own = standby::endpoint(args.advertise_host.as_deref(), addr);
+            let standby = standby::Standby::new(store.clone(), own.clone(), addr, args.connections.max_connections);
+            let dir = tokio::select! {
+                dir = claim.lead(store, &own) => dir?,
+                never = standby.clone().serve(&listener) => match never {},
+            };
+            // From here on only this server accepts on the listener.
+            standby.lead();
+            dir
+        }
+    });
     let created = dir.credentials()?.bootstrap()?;
     let config = control_plane::Config {
         agent_timeout: args.agent_timeout,
@@ -66,8 +86,6 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         _ => None,
     };
     let public = aws_api::PublicAddress { tls: tls.is_some(), advertise_host: args.advertise_host.clone() };
-    let listener = listen(args.listen).with_context(|| format!("listening on {}", args.listen))?;
-    let addr = listener.local_addr()?;
     let url = format!("{}://{addr}", public.scheme());
     // The CA bundle is recorded before the endpoint, so that whoever sees an https
     // endpoint (`berth env`) also finds what to trust it with.

@@ -96,6 +96,18 @@ async fn standby_on_a_port(pg: &TestPostgres) -> (u16, tokio::task::JoinHandle<B
     (port, standby)
 }
 
+/// An ECS client of `key` at `127.0.0.1:port`, which does not retry.
+async fn ecs_at(port: u16, key: &testkit::Key) -> aws_sdk_ecs::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(&key.id, &key.secret, None, None, "test"))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    aws_sdk_ecs::Client::new(&config)
+}
+
 #[tokio::test]
 async fn a_standby_takes_over_from_a_killed_leader_and_a_deposed_leader_stops() {
     let pg = TestPostgres::start();
@@ -103,31 +115,41 @@ async fn a_standby_takes_over_from_a_killed_leader_and_a_deposed_leader_stops() 
     let ecs1 = first.ecs().await;
     ecs1.create_cluster().cluster_name("from-first").send().await.unwrap();
 
-    // A second server on the database stands by: it serves nothing while the first leads.
-    let url = pg.url();
-    let second = tokio::spawn(async move {
-        Berth::start_on_store(env!("CARGO_BIN_EXE_berth"), &url, &[("BERTH_MASTER_KEY", MASTER_KEY)]).await
-    });
-    assert!(testkit::eventually(Duration::from_secs(20), || async { standbys(&pg) == "1" }).await, "no standby waits");
+    // A second server on the database stands by: it leads nothing while the first leads,
+    // and passes the calls made to it to the first.
+    let (port, second) = standby_on_a_port(&pg).await;
     ecs1.create_cluster().cluster_name("while-standing-by").send().await.unwrap();
-    assert!(!second.is_finished(), "the standby served while the first led");
-    // `berth status` names the leader (the first's data dir) and the standby.
+    let via_second = ecs_at(port, &first.key).await;
+    via_second.create_cluster().cluster_name("through-the-standby").send().await.unwrap();
+    let read_back = via_second.describe_clusters().clusters("through-the-standby").send().await.unwrap();
+    assert_eq!(read_back.clusters().len(), 1, "a write through the standby reads back through it: {read_back:?}");
+    assert_eq!(ecs1.list_clusters().send().await.unwrap().cluster_arns().len(), 3, "the first holds every write");
+    assert!(!second.is_finished(), "the standby led while the first led");
+    // `berth status` names the leader (the first's data dir and endpoint) and the standby.
     let status = first.command(&["status"]);
     let first_dir = first.data_dir().display().to_string();
+    let first_at = first.endpoint.trim_start_matches("http://").to_string();
     let lines: Vec<&str> = status.lines().collect();
     assert!(lines[0].starts_with("leader:") && lines[0].contains(&first_dir), "{status}");
+    assert!(lines[0].contains(&format!("serving at {first_at}")), "{status}");
     assert!(lines[1].starts_with("standby:") && !lines[1].contains(&first_dir), "{status}");
 
-    // The leader dies: the standby leads, with everything the first committed.
+    // The leader dies: the standby leads, with everything the first committed, at the
+    // address its clients already use.
     let killed = std::time::Instant::now();
     first.kill9();
+    // A call made through the standby meanwhile, on a new connection, waits for a leader:
+    // here, the standby itself once it leads. (A connection already passed to the dead
+    // leader is closed with it; SDKs retry that as a transient error.)
+    let fresh = ecs_at(port, &first.key).await;
+    let during = tokio::spawn(async move { fresh.create_cluster().cluster_name("during-failover").send().await });
     let mut second = second.await.unwrap();
     let took_over = killed.elapsed();
     assert!(second.log().contains("this replica leads"), "{}", second.log());
-    let ecs2 = second.ecs_as(&first.key, "us-east-1").await;
-    ecs2.create_cluster().cluster_name("from-second").send().await.unwrap();
-    let clusters = ecs2.list_clusters().send().await.unwrap();
-    assert_eq!(clusters.cluster_arns().len(), 3, "{clusters:?}");
+    during.await.unwrap().expect("a call made during the failover is served by the new leader");
+    via_second.create_cluster().cluster_name("from-second").send().await.unwrap();
+    let clusters = via_second.list_clusters().send().await.unwrap();
+    assert_eq!(clusters.cluster_arns().len(), 5, "{clusters:?}");
     eprintln!("the standby served {took_over:?} after the leader's kill -9");
     assert!(took_over < Duration::from_secs(15), "takeover took {took_over:?}");
 
@@ -152,7 +174,7 @@ async fn a_standby_takes_over_from_a_killed_leader_and_a_deposed_leader_stops() 
     assert!(!status.success(), "a deposed leader exits with a failure");
     assert!(second.log().contains("another replica leads now"), "{}", second.log());
     let ecs3 = third.ecs_as(&first.key, "us-east-1").await;
-    assert_eq!(ecs3.list_clusters().send().await.unwrap().cluster_arns().len(), 3);
+    assert_eq!(ecs3.list_clusters().send().await.unwrap().cluster_arns().len(), 5);
     ecs3.create_cluster().cluster_name("from-third").send().await.unwrap();
 }
 
@@ -242,17 +264,7 @@ async fn after_postgresql_restarts_exactly_one_replica_leads_with_every_acknowle
     // Every session ends; both replicas reach the database again and race for the lock.
     pg.stop_server();
     pg.start_server();
-    let key = first.key.clone();
-    let ecs2 = {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(format!("http://127.0.0.1:{port}"))
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_credential_types::Credentials::new(&key.id, &key.secret, None, None, "test"))
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .load()
-            .await;
-        aws_sdk_ecs::Client::new(&config)
-    };
+    let ecs2 = ecs_at(port, &first.key).await;
     // Writes go on at the first while things settle: into one of two ends, the first
     // leading with the second standing by again, or the second leading and the first
     // stopped. A write the first acknowledged before the second's lease fenced it counts.

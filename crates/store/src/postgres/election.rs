@@ -210,6 +210,8 @@ pub struct Replicas {
     /// The lease's holder (the leader, or the last one if none leads now), its epoch and
     /// when it took the lease (RFC 3339).
     pub leader: String,
+    /// Where the lease's holder serves (`host:port`; empty if it did not say).
+    pub endpoint: String,
     pub epoch: i64,
     pub since: String,
     /// Whether a session holds the leader lock now.
@@ -224,7 +226,11 @@ impl Replicas {
     pub async fn read(url: &PgUrl) -> Result<Replicas, StoreError> {
         let client = session_client(url, "berth status").await?;
         let lease = client
-            .query_one("SELECT holder, epoch, to_char(taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM berth.lease", &[])
+            .query_one(
+                "SELECT holder, epoch, to_char(taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), endpoint \
+                 FROM berth.lease",
+                &[],
+            )
             .await
             .map_err(db_error)?;
         // An advisory lock on a bigint key is held under its two halves.
@@ -242,6 +248,7 @@ impl Replicas {
             client.query_one("SELECT seq FROM berth.change_counter", &[]).await.map_err(db_error)?.get(0);
         Ok(Replicas {
             leader: lease.get(0),
+            endpoint: lease.get(3),
             epoch: lease.get(1),
             since: lease.get(2),
             leading: sessions.iter().any(|r| r.get::<_, bool>(1)),

@@ -107,14 +107,21 @@ impl PgStore {
     /// Connects, migrates the schema, and takes the writer lease for `holder` (a name for
     /// people: host and process). Any store that held the lease is fenced from then on.
     pub fn open_writer(url: &PgUrl, holder: &str) -> Result<Self, StoreError> {
+        Self::open_writer_at(url, holder, "")
+    }
+
+    /// [`PgStore::open_writer`] for a server that other replicas reach at `endpoint`
+    /// (`host:port`), recorded with the lease: standbys pass their connections there.
+    pub fn open_writer_at(url: &PgUrl, holder: &str, endpoint: &str) -> Result<Self, StoreError> {
         let mut store = Self::connect(url)?;
-        let holder = holder.to_string();
+        let (holder, endpoint) = (holder.to_string(), endpoint.to_string());
         let epoch = store.call(move |conn| async move {
             let row = conn
                 .client
                 .query_one(
-                    "UPDATE berth.lease SET epoch = epoch + 1, holder = $1, taken_at = now() RETURNING epoch",
-                    &[&holder],
+                    "UPDATE berth.lease SET epoch = epoch + 1, holder = $1, endpoint = $2, taken_at = now() \
+                     RETURNING epoch",
+                    &[&holder, &endpoint],
                 )
                 .await
                 .map_err(db_error)?;

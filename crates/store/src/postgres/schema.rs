@@ -100,6 +100,10 @@ const MIGRATIONS: &[&str] = &[
     END
     $fn$;
     "#,
+    // 2: where the leader serves, so that standbys can pass connections to it.
+    r#"
+    ALTER TABLE berth.lease ADD COLUMN endpoint text NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// Brings the schema to this code's version.
