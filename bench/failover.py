@@ -16,6 +16,9 @@ behind a load balancer would see it.
   restart   the same, with no standby: the killed replica is started again at once on its
             data dir and port (a supervisor with no restart delay), the time until the
             next write is acknowledged.
+  through   before the kills: DescribeClusters one after another for 2 s at the leader,
+            then through the standby (which passes its connections to the leader), rounds
+            interleaved: the calls per second each way and their ratio (the extra hop).
 
 BENCH_ROUNDS rounds (default 3), interleaved; medians. After each round every
 acknowledged write must be there (ListClusters): nothing acknowledged is lost. Prints the
@@ -126,6 +129,18 @@ def wait_connected_after(ecs, t0, timeout=60.0):
     raise BenchError("the agent did not reconnect within 60 s")
 
 
+def calls_per_second(ecs, seconds=2.0):
+    """DescribeClusters one after another for `seconds`: calls per second, p50 latency (ms)."""
+    took = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t = time.monotonic()
+        ecs.describe_clusters(clusters=[CLUSTER])
+        took.append(time.monotonic() - t)
+    took.sort()
+    return len(took) / seconds, took[len(took) // 2] * 1000
+
+
 def lost_writes(ecs, writer):
     """The writes acknowledged so far that the store does not hold. The acknowledgements
     are taken before the listing starts: the writer goes on meanwhile."""
@@ -152,7 +167,8 @@ def main():
     pg_url, _ = start_postgres(workdir, procs)
     a, b = Replica("a", workdir, pg_url), Replica("b", workdir, pg_url)
     agent = writer = None
-    results = {"standby": [], "restart": [], "agent_reconnect": []}
+    results = {"standby": [], "restart": [], "agent_reconnect": [], "direct": [], "through": [],
+               "direct_p50_ms": [], "through_p50_ms": []}
     lost_total = 0
     try:
         a.start()
@@ -169,6 +185,13 @@ def main():
         agent = start([BERTH, "agent", "--config", os.path.join(workdir, "ecs.config")],
                       os.path.join(workdir, "agent.log"), agent_env)
         wait_until("the agent", lambda: agent_connected(ecs_of["a"]), agent)
+        for i in range(ROUNDS):
+            for way, ecs in (("direct", ecs_of["a"]), ("through", ecs_of["b"])):
+                rate, p50 = calls_per_second(ecs)
+                results[way].append(rate)
+                results[f"{way}_p50_ms"].append(p50)
+            log(f"round {i + 1}: DescribeClusters at the leader {results['direct'][-1]:.0f}/s, through the standby "
+                f"{results['through'][-1]:.0f}/s")
         writer = Writer([a, b], creds)
         writer.start()
         before = cpu_times()
@@ -228,12 +251,16 @@ def main():
     print(f"{'standby takes over: agent connected again':<44} {ag * 1000:>10.0f} {fmt(results['agent_reconnect']):>24}")
     print(f"{'restart at once: next write acknowledged':<44} {rs * 1000:>10.0f} {fmt(results['restart']):>24}")
     print(f"\nstandby / restart time: {sb / rs:.2f}")
+    dr, th = median(results["direct"]), median(results["through"])
+    print(f"DescribeClusters one at a time: at the leader {dr:.0f}/s (p50 {median(results['direct_p50_ms']):.2f} ms), "
+          f"through the standby {th:.0f}/s (p50 {median(results['through_p50_ms']):.2f} ms): {th / dr:.2f}x")
     print(f"writes acknowledged {len(writer.acked):,}, lost {lost_total}")
     print(f"CPU seconds: replica a {a.cpu_s:.1f}, replica b {b.cpu_s:.1f}\n\nTargets")
     targets = [
         check(f"nothing acknowledged is lost ({lost_total} lost)", lost_total == 0),
         check(f"a standby takes over within a few seconds ({sb * 1000:.0f} ms)", sb < 5.0),
         check(f"the agent reconnects within a few seconds ({ag * 1000:.0f} ms)", ag < 5.0),
+        check(f"a standby serves calls by passing them to the leader ({th:.0f}/s)", th > 0),
     ]
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:

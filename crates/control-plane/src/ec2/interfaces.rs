@@ -32,7 +32,7 @@ pub struct NetworkInterface {
 /// The interfaces of `scope`'s live awsvpc tasks, in task order.
 pub fn network_interfaces(state: &State, scope: &Scope, net: &Network) -> Vec<NetworkInterface> {
     state
-        .tasks
+        .tasks()
         .values()
         .filter(|t| &t.scope == scope && t.holds_resources())
         .filter_map(|t| {

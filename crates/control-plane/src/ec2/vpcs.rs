@@ -99,7 +99,7 @@ pub fn placement_subnet(s: &StoredSubnet) -> Subnet {
 pub fn available_addresses(state: &State, s: &StoredSubnet) -> u64 {
     let size = Ipv4Block::parse_exact(&s.cidr).map_or(0, |b| b.size());
     let used = state
-        .tasks
+        .tasks()
         .values()
         .filter(|t| t.scope == s.scope && t.holds_resources())
         .filter(|t| t.eni.as_ref().is_some_and(|e| e.subnet_id == s.id))
@@ -236,7 +236,7 @@ fn put_subnet(txn: &mut crate::Txn<'_>, s: StoredSubnet) {
 /// The tasks of `scope` whose interface is still in subnet `id`.
 fn interfaces_in(state: &State, scope: &Scope, id: &str) -> usize {
     state
-        .tasks
+        .tasks()
         .values()
         .filter(|t| &t.scope == scope && t.holds_resources())
         .filter(|t| t.eni.as_ref().is_some_and(|e| e.subnet_id == id))

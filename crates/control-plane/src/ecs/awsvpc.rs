@@ -145,7 +145,7 @@ pub(crate) fn allocate(
 fn free_address(state: &State, scope: &Scope, subnet: &Subnet) -> Option<Ipv4Addr> {
     let block = Ipv4Block::parse(&subnet.cidr).ok()?;
     let used: std::collections::HashSet<Ipv4Addr> = state
-        .tasks
+        .tasks()
         .values()
         .filter(|t| &t.scope == scope && t.holds_resources())
         .filter_map(|t| t.eni.as_ref())

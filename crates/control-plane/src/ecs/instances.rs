@@ -129,7 +129,7 @@ pub(crate) fn cluster_views(
 /// what the Fargate tasks of every cluster hold on them.
 pub(crate) fn fargate_views(agents: &Agents, state: &State, scope: &Scope) -> HashMap<String, InstanceView> {
     let mut views = cluster_views(agents, state, scope, &ClusterName::fargate_pool());
-    for t in state.tasks.values().filter(|t| &t.scope == scope && t.is_fargate() && t.holds_resources()) {
+    for t in state.tasks().values().filter(|t| &t.scope == scope && t.is_fargate() && t.holds_resources()) {
         let Some(v) = t.container_instance.as_ref().and_then(|id| views.get_mut(id)) else { continue };
         v.remaining.cpu -= t.reserved.cpu;
         v.remaining.memory -= t.reserved.memory;

@@ -191,9 +191,9 @@ pub(crate) fn add_managed_tags(tags: &mut Tags, cluster: &ClusterName, service: 
 
 /// Records a task in the state; returns the record to commit.
 pub(crate) fn put(state: &mut State, t: Task) -> Touched {
-    let key = (t.scope.clone(), t.cluster.clone(), t.id.clone());
-    state.tasks.insert(key.clone(), Arc::new(t));
-    Touched::Task(key.0, key.1, key.2)
+    let touched = Touched::Task(t.scope.clone(), t.cluster.clone(), t.id.clone());
+    state.put_task(Arc::new(t));
+    touched
 }
 
 /// The candidates that have a view, and the scheduler's snapshot of them; plans name

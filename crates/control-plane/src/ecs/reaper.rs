@@ -77,7 +77,7 @@ impl ControlPlane {
         let view = self.view();
         let tracked = tracked_tasks(&view);
         let candidates: Vec<TaskKey> = view
-            .tasks
+            .tasks()
             .iter()
             .filter(|(k, t)| expired(t, cutoff) && !tracked.contains(*k))
             .map(|(k, _)| k.clone())
@@ -92,11 +92,11 @@ impl ControlPlane {
                     let tracked = tracked_tasks(txn.state);
                     let mut n = 0;
                     for key in batch {
-                        let Some(t) = txn.state.tasks.get(&key) else { continue };
+                        let Some(t) = txn.state.tasks().get(&key) else { continue };
                         if !expired(t, cutoff) || tracked.contains(&key) {
                             continue;
                         }
-                        txn.state.tasks.remove(&key);
+                        txn.state.remove_task(&key);
                         let (scope, cluster, id) = key;
                         txn.touch(Touched::Task(scope, cluster, id));
                         n += 1;
@@ -184,11 +184,11 @@ mod tests {
     }
 
     fn present(cp: &ControlPlane) -> BTreeSet<String> {
-        cp.view().tasks.values().map(|t| t.id.clone()).collect()
+        cp.view().tasks().values().map(|t| t.id.clone()).collect()
     }
 
     fn stopped_at(cp: &ControlPlane, t: &Task) -> Timestamp {
-        cp.view().tasks.values().find(|x| x.id == t.id).unwrap().stopped_at.unwrap()
+        cp.view().tasks().values().find(|x| x.id == t.id).unwrap().stopped_at.unwrap()
     }
 
     #[tokio::test]
@@ -234,9 +234,11 @@ mod tests {
         // Once its container is reported stopped, it may go.
         report(&cp, still_running_container, TaskStatus::Stopped, Some(ContainerStatus::Stopped)).await;
         assert_eq!(cp.reap_stopped_tasks(later).await.unwrap(), 1);
+        cp.view().check_task_groups();
         drop(cp);
         let cp = open(&db);
         assert_eq!(present(&cp), ids(&[running]));
+        cp.view().check_task_groups();
     }
 
     #[tokio::test]
@@ -257,7 +259,7 @@ mod tests {
         let mut lost = LostInstances::default();
         cp.services_pass(&mut lost).await.unwrap();
         let of_service = |cp: &ControlPlane| -> Vec<Task> {
-            cp.view().tasks.values().filter(|t| t.group == "service:svc").map(|t| t.as_ref().clone()).collect()
+            cp.view().tasks().values().filter(|t| t.group == "service:svc").map(|t| t.as_ref().clone()).collect()
         };
         let first = of_service(&cp).pop().expect("the service started a task");
         let service = || cp.view().services.values().next().unwrap().clone();

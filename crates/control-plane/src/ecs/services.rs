@@ -105,7 +105,7 @@ pub fn view_of(state: &State, svc: &Arc<Service>) -> ServiceView {
     let group = svc.task_group();
     let mut counts = Counts::default();
     let mut deployments = vec![Counts::default(); svc.deployments.len()];
-    for t in state.cluster_tasks(&svc.scope, &svc.cluster).filter(|t| t.group == group) {
+    for t in state.group_tasks(&svc.scope, &svc.cluster, &group) {
         let running = t.last_status == TaskStatus::Running;
         let pending = t.desired_status == DesiredStatus::Running && t.last_status < TaskStatus::Running;
         let slot = svc.deployments.iter().position(|d| Some(d.id.as_str()) == t.started_by.as_deref());
@@ -121,7 +121,7 @@ pub fn view_of(state: &State, svc: &Arc<Service>) -> ServiceView {
 fn revision_counts(state: &State, svc: &Service) -> Vec<(String, Counts)> {
     let group = svc.task_group();
     let mut out: Vec<(String, Counts)> = Vec::new();
-    for t in state.cluster_tasks(&svc.scope, &svc.cluster).filter(|t| t.group == group) {
+    for t in state.group_tasks(&svc.scope, &svc.cluster, &group) {
         let Some(d) = svc.all_deployments().find(|d| Some(d.id.as_str()) == t.started_by.as_deref()) else { continue };
         let i = match out.iter().position(|(r, _)| *r == d.revision.id) {
             Some(i) => i,
@@ -653,8 +653,8 @@ impl Ops<'_, Ecs> {
                         .map(|d| {
                             let n = txn
                                 .state
-                                .cluster_tasks(&svc.scope, &svc.cluster)
-                                .filter(|t| t.group == group && t.started_by.as_deref() == Some(d.id.as_str()))
+                                .group_tasks(&svc.scope, &svc.cluster, &group)
+                                .filter(|t| t.started_by.as_deref() == Some(d.id.as_str()))
                                 .filter(|t| t.desired_status == DesiredStatus::Running)
                                 .count() as u32;
                             (d.revision.id.clone(), n)

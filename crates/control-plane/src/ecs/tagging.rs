@@ -36,8 +36,10 @@ fn set_tags(txn: &mut Txn<'_>, scope: &Scope, t: Target, tags: Tags) {
             }
         }
         Target::Task(c, id) => {
-            if let Some(t) = txn.state.tasks.get_mut(&(scope.clone(), c.clone(), id.clone())) {
-                Arc::make_mut(t).tags = tags;
+            if let Some(t) = txn.state.tasks().get(&(scope.clone(), c.clone(), id.clone())) {
+                let mut t = t.as_ref().clone();
+                t.tags = tags;
+                txn.state.put_task(Arc::new(t));
                 txn.touch(Touched::Task(scope.clone(), c, id));
             }
         }

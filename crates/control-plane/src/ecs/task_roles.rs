@@ -183,7 +183,7 @@ impl ControlPlane {
             }
             let state = self.view();
             let mut by_instance: std::collections::BTreeMap<(String, Scope), Vec<TaskAssignment>> = Default::default();
-            for t in state.tasks.values() {
+            for t in state.tasks().values() {
                 if t.last_status == TaskStatus::Stopped {
                     continue;
                 }

@@ -63,7 +63,7 @@ pub fn find_task<'a>(state: &'a State, scope: &Scope, cluster: &ClusterName, r: 
     } else {
         r.to_string()
     };
-    state.tasks.get(&(scope.clone(), cluster.clone(), id))
+    state.tasks().get(&(scope.clone(), cluster.clone(), id))
 }
 
 /// The assignment an agent receives for a task.
@@ -279,7 +279,7 @@ impl Ops<'_, Ecs> {
             let rest = arn.resource.strip_prefix("task/").ok_or_else(|| Error::parameter("not a task ARN"))?;
             let (cluster, id) = rest.split_once('/').ok_or_else(|| Error::parameter("not a task ARN"))?;
             let cluster = ClusterName::parse(cluster)?;
-            let Some(t) = txn.state.tasks.get(&(scope.clone(), cluster.clone(), id.to_string())) else {
+            let Some(t) = txn.state.tasks().get(&(scope.clone(), cluster.clone(), id.to_string())) else {
                 return Err(Error::parameter("The referenced task was not found."));
             };
             let owner = t.host_arn().map(|a| a.to_string()).unwrap_or_default();
@@ -403,7 +403,7 @@ impl Ops<'_, Ecs> {
         if cluster.as_str() == ClusterName::FARGATE_POOL {
             // Fargate capacity serves tasks of every cluster of the account.
             return state
-                .tasks
+                .tasks()
                 .values()
                 .filter(|t| &t.scope == scope && t.is_fargate())
                 .filter(mine)

@@ -59,6 +59,8 @@ pub struct StoredAttribute {
 }
 
 pub type SettingKey = (Scope, Principal, SettingName);
+/// A task's key: its account and region, cluster and id.
+pub type TaskKey = (Scope, ClusterName, String);
 pub type AttributeKey = (Scope, ClusterName, String, String);
 
 /// Everything the control plane knows, as of the last durable commit.
@@ -70,7 +72,13 @@ pub struct State {
     pub clusters: OrdMap<(Scope, ClusterName), Arc<Cluster>>,
     pub task_definitions: OrdMap<(Scope, Family, u32), Arc<TaskDefinition>>,
     pub instances: OrdMap<(Scope, ClusterName, String), Arc<ContainerInstance>>,
-    pub tasks: OrdMap<(Scope, ClusterName, String), Arc<Task>>,
+    /// Written through [`State::put_task`] and [`State::remove_task`] only, which keep
+    /// `task_groups` in step.
+    tasks: OrdMap<TaskKey, Arc<Task>>,
+    /// The same tasks by cluster and group (`service:NAME`, `family:NAME` or the group
+    /// RunTask was given): the service controller reads a service's tasks without
+    /// scanning the cluster's.
+    task_groups: OrdMap<(Scope, ClusterName, String), OrdMap<String, Arc<Task>>>,
     pub services: OrdMap<(Scope, ClusterName, ServiceName), Arc<Service>>,
     pub repositories: OrdMap<(Scope, RepositoryName), Arc<Repository>>,
     pub images: OrdMap<(Scope, RepositoryName, String), Arc<Image>>,
@@ -283,8 +291,7 @@ impl State {
                     state.instances.insert((i.scope.clone(), i.cluster.clone(), i.id.clone()), Arc::new(i));
                 }
                 TASKS => {
-                    let t: Task = decode(r)?;
-                    state.tasks.insert((t.scope.clone(), t.cluster.clone(), t.id.clone()), Arc::new(t));
+                    state.put_task(Arc::new(decode::<Task>(r)?));
                 }
                 SERVICES => {
                     let v: Service = decode(r)?;
@@ -437,6 +444,63 @@ impl State {
             .range((scope.clone(), cluster.clone(), lo)..)
             .take_while(move |((ks, kc, _), _)| *ks == s && *kc == c)
             .map(|(_, v)| v)
+    }
+
+    /// Every task, by key.
+    pub fn tasks(&self) -> &OrdMap<TaskKey, Arc<Task>> {
+        &self.tasks
+    }
+
+    /// Records a task, replacing the one with its key.
+    pub(crate) fn put_task(&mut self, t: Arc<Task>) {
+        let key = (t.scope.clone(), t.cluster.clone(), t.id.clone());
+        if let Some(old) = self.tasks.insert(key, t.clone()) {
+            if old.group != t.group {
+                self.unindex(&old);
+            }
+        }
+        let group = (t.scope.clone(), t.cluster.clone(), t.group.clone());
+        self.task_groups.entry(group).or_default().insert(t.id.clone(), t);
+    }
+
+    /// Forgets a task.
+    pub(crate) fn remove_task(&mut self, key: &TaskKey) -> Option<Arc<Task>> {
+        let old = self.tasks.remove(key)?;
+        self.unindex(&old);
+        Some(old)
+    }
+
+    fn unindex(&mut self, t: &Task) {
+        let group = (t.scope.clone(), t.cluster.clone(), t.group.clone());
+        if let Some(members) = self.task_groups.get_mut(&group) {
+            members.remove(&t.id);
+            if members.is_empty() {
+                self.task_groups.remove(&group);
+            }
+        }
+    }
+
+    /// Panics unless `task_groups` holds exactly the tasks, each under its group (tests
+    /// call it after their writes).
+    #[cfg(test)]
+    pub(crate) fn check_task_groups(&self) {
+        let mut expected: OrdMap<(Scope, ClusterName, String), OrdMap<String, Arc<Task>>> = OrdMap::new();
+        for t in self.tasks.values() {
+            let group = (t.scope.clone(), t.cluster.clone(), t.group.clone());
+            expected.entry(group).or_default().insert(t.id.clone(), t.clone());
+        }
+        assert_eq!(self.task_groups, expected, "the task group index is out of step with the tasks");
+    }
+
+    /// The tasks of one group of a cluster, in id order.
+    pub fn group_tasks<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &ClusterName,
+        group: &str,
+    ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
+        let key = (scope.clone(), cluster.clone(), group.to_string());
+        self.task_groups.get(&key).into_iter().flat_map(|members| members.values())
     }
 
     /// The tasks of one cluster.

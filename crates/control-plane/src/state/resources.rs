@@ -64,7 +64,7 @@ pub(crate) fn locate(state: &State, scope: &Scope, arn_text: &str) -> Result<Tar
         }
         Some(("task", rest)) => {
             let (cluster, id) = cluster_and_id(rest);
-            find_in(&state.tasks, scope, cluster, &id.to_string())
+            find_in(state.tasks(), scope, cluster, &id.to_string())
                 .map(|c| Target::Task(c, id.to_string()))
                 .ok_or_else(|| resource_not_found(arn_text))
         }
@@ -115,7 +115,7 @@ pub(crate) fn tags_of(state: &State, scope: &Scope, t: &Target) -> Tags {
             state.services.get(&(scope.clone(), c.clone(), n.clone())).map(|s| s.tags.clone()).unwrap_or_default()
         }
         Target::Task(c, id) => {
-            state.tasks.get(&(scope.clone(), c.clone(), id.clone())).map(|t| t.tags.clone()).unwrap_or_default()
+            state.tasks().get(&(scope.clone(), c.clone(), id.clone())).map(|t| t.tags.clone()).unwrap_or_default()
         }
         Target::Instance(c, id) => {
             state.instances.get(&(scope.clone(), c.clone(), id.clone())).map(|i| i.tags.clone()).unwrap_or_default()

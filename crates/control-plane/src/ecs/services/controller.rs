@@ -78,7 +78,16 @@ pub(crate) struct Pass<'a> {
     health: &'a Health,
     /// The zones and VPC block, for the subnets of awsvpc tasks.
     network: &'a NetworkConfig,
+    instances: &'a InstancesById,
     rng: StdRng,
+}
+
+/// Every container instance by id, read once per pass (the controller changes no
+/// instance): tasks name theirs by id, and a lookup here builds no key.
+pub(crate) type InstancesById = HashMap<String, Arc<ContainerInstance>>;
+
+pub(crate) fn instances_by_id(state: &State) -> InstancesById {
+    state.instances.values().map(|i| (i.id.clone(), i.clone())).collect()
 }
 
 /// What a pass knows besides the state: read once when the pass begins.
@@ -89,11 +98,13 @@ pub(crate) struct Facts<'a> {
     pub grace: Duration,
     pub health: &'a Health,
     pub network: &'a NetworkConfig,
+    pub instances: &'a InstancesById,
 }
 
 impl<'a> Pass<'a> {
     pub(crate) fn new(state: &'a mut State, now: Timestamp, facts: Facts<'a>, seed: u64) -> Self {
         Pass {
+            instances: facts.instances,
             state,
             touched: Vec::new(),
             changed: Vec::new(),
@@ -138,17 +149,20 @@ impl<'a> Pass<'a> {
     /// is told to stop at once.
     fn stop_member(&mut self, m: &mut Member, reason: &str) {
         if m.task.last_status != TaskStatus::Running || m.targets.is_empty() {
-            self.stop(&mut m.task, reason);
+            self.stop(Arc::make_mut(&mut m.task), reason);
             return;
         }
-        m.task.last_status = TaskStatus::Deactivating;
-        self.mark_stopping(&mut m.task, reason);
+        let t = Arc::make_mut(&mut m.task);
+        t.last_status = TaskStatus::Deactivating;
+        self.mark_stopping(t, reason);
     }
 }
 
 /// One task of the service, with what the controller needs to know about it.
 struct Member {
-    task: Task,
+    /// Shared with the state until the controller changes it (`Arc::make_mut`): a pass
+    /// over services with nothing to do copies no task.
+    task: Arc<Task>,
     /// Index into the service's live deployments; `None` for a deployment it no longer has.
     deployment: Option<usize>,
     /// Whether its task definition has an essential container with a health check.
@@ -195,25 +209,24 @@ fn has_health_checks(td: &TaskDefinition) -> bool {
     td.spec.containers().iter().any(|c| c.essential.unwrap_or(true) && c.health_check.is_some())
 }
 
-fn instance_of<'s>(state: &'s State, t: &Task) -> Option<&'s Arc<ContainerInstance>> {
-    let id = t.container_instance.as_ref()?;
-    state.instances.get(&(t.scope.clone(), t.host_cluster(), id.clone()))
-}
-
 /// The service's tasks (by group, started by one of its deployments) as members.
 fn members(pass: &Pass<'_>, svc: &Service) -> Vec<Member> {
     let group = svc.task_group();
-    let mut checked: HashMap<(String, u32), bool> = HashMap::new();
+    // A service's tasks share a few revisions: each is looked up once.
+    let mut checked: HashMap<(&str, u32), bool> = HashMap::new();
     pass.state
-        .cluster_tasks(&svc.scope, &svc.cluster)
-        .filter(|t| t.group == group && t.started_by.as_deref().is_some_and(|s| s.starts_with("ecs-svc/")))
+        .group_tasks(&svc.scope, &svc.cluster, &group)
+        .filter(|t| t.started_by.as_deref().is_some_and(|s| s.starts_with("ecs-svc/")))
         .map(|t| {
-            let instance = instance_of(pass.state, t);
+            let instance = t.container_instance.as_deref().and_then(|id| pass.instances.get(id));
             let written_off = match instance {
                 None => true,
-                Some(i) => i.status == InstanceStatus::Inactive || pass.lost.contains(&i.arn().to_string()),
+                Some(i) => {
+                    i.status == InstanceStatus::Inactive
+                        || (!pass.lost.is_empty() && pass.lost.contains(&i.arn().to_string()))
+                }
             };
-            let key = (t.family.to_string(), t.revision);
+            let key = (t.family.as_str(), t.revision);
             let checked = *checked.entry(key).or_insert_with(|| {
                 pass.state
                     .task_definitions
@@ -245,7 +258,7 @@ fn members(pass: &Pass<'_>, svc: &Service) -> Vec<Member> {
                 draining: instance.is_some_and(|i| i.status == InstanceStatus::Draining),
                 written_off,
                 instance: t.container_instance.clone(),
-                task: t.as_ref().clone(),
+                task: t.clone(),
             }
         })
         .collect()
@@ -384,11 +397,11 @@ fn write_off_lost_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Mem
         };
         let mut ids = Vec::new();
         for i in idx {
-            pass.stop(&mut tasks[i].task, &reason);
+            pass.stop(Arc::make_mut(&mut tasks[i].task), &reason);
             // Recorded STOPPED: nothing will report on it any more, and a service whose
             // replacement runs is steady. A returning agent is not sent the task (its
             // full set lists no STOPPED task), so it stops the container.
-            let t = &mut tasks[i].task;
+            let t = Arc::make_mut(&mut tasks[i].task);
             t.last_status = TaskStatus::Stopped;
             t.stopped_at.get_or_insert(pass.now);
             pass.put_task(t);
@@ -443,10 +456,11 @@ fn finish_draining(pass: &mut Pass<'_>, tasks: &mut [Member]) {
         if !targets::drained(pass.state, pass.health, &m.task, &m.targets, now) {
             continue;
         }
-        m.task.last_status = TaskStatus::Stopping;
-        m.task.version += 1;
-        pass.put_task(&m.task);
-        pass.changed.push(m.task.clone());
+        let t = Arc::make_mut(&mut m.task);
+        t.last_status = TaskStatus::Stopping;
+        t.version += 1;
+        pass.put_task(t);
+        pass.changed.push(t.clone());
     }
 }
 
@@ -884,7 +898,7 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
 /// How many live tasks of the service each capacity provider runs.
 fn running_by_provider(state: &State, svc: &Service, group: &str) -> HashMap<String, usize> {
     let mut by_provider: HashMap<String, usize> = HashMap::new();
-    for t in state.cluster_tasks(&svc.scope, &svc.cluster).filter(|t| t.group == group && t.holds_resources()) {
+    for t in state.group_tasks(&svc.scope, &svc.cluster, group).filter(|t| t.holds_resources()) {
         if let Some(p) = &t.capacity_provider {
             *by_provider.entry(p.clone()).or_default() += 1;
         }
@@ -1028,6 +1042,12 @@ impl LostInstances {
 }
 
 impl ControlPlane {
+    /// One pass of the service controller over every service, as its loop makes them, with
+    /// every connected agent counted as present (for `examples/controller_pass.rs`).
+    pub async fn service_controller_pass(&self) -> crate::Result<()> {
+        self.services_pass(&mut LostInstances::default()).await
+    }
+
     /// Wakes the service controller.
     pub(crate) fn wake_services(&self) {
         self.services_wake.notify_one();
@@ -1064,10 +1084,18 @@ impl ControlPlane {
         }
         // The dry run: which services would change?
         let mut scratch = (*view).clone();
+        let by_id = instances_by_id(&view);
         let seed: u64 = rand::thread_rng().gen();
         let mut work = Vec::new();
         for k in keys {
-            let facts = Facts { agents: &self.agents, lost: &lost, grace, health: &health, network: &network };
+            let facts = Facts {
+                agents: &self.agents,
+                lost: &lost,
+                grace,
+                health: &health,
+                network: &network,
+                instances: &by_id,
+            };
             let mut pass = Pass::new(&mut scratch, Timestamp::now(), facts, seed);
             reconcile(&mut pass, &k);
             if !pass.touched.is_empty() {
@@ -1081,7 +1109,15 @@ impl ControlPlane {
         let seed: u64 = rand::thread_rng().gen();
         let (changed, targets_changed) = self
             .write(move |txn| {
-                let facts = Facts { agents: &agents, lost: &lost, grace, health: &health, network: &network };
+                let by_id = instances_by_id(txn.state);
+                let facts = Facts {
+                    agents: &agents,
+                    lost: &lost,
+                    grace,
+                    health: &health,
+                    network: &network,
+                    instances: &by_id,
+                };
                 let mut pass = Pass::new(txn.state, txn.now, facts, seed);
                 for k in &work {
                     reconcile(&mut pass, k);
@@ -1161,7 +1197,7 @@ mod tests {
 
     fn tasks_of(w: &World) -> Vec<Task> {
         let view = w.cp.view();
-        view.tasks.values().filter(|t| t.group == "service:web").map(|t| t.as_ref().clone()).collect()
+        view.tasks().values().filter(|t| t.group == "service:web").map(|t| t.as_ref().clone()).collect()
     }
 
     /// A report of `status`; a task reported RUNNING started long enough ago to count as
@@ -1197,6 +1233,7 @@ mod tests {
 
     async fn pass(w: &World, lost: &mut LostInstances) {
         w.cp.services_pass(lost).await.unwrap();
+        w.cp.view().check_task_groups();
     }
 
     fn service(w: &World) -> Arc<Service> {
