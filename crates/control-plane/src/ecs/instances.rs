@@ -76,8 +76,9 @@ pub fn find_instance<'a>(
     state.instances.get(&(scope.clone(), cluster.clone(), id))
 }
 
-/// The views of every instance of a cluster, computed in one pass over its tasks and
-/// attributes, so that placement costs O(instances + tasks) and not their product.
+/// The views of every instance of a cluster, from the load the state keeps for each
+/// instance and the cluster's attributes: placement costs O(instances), whatever the
+/// number of tasks.
 pub(crate) fn cluster_views(
     agents: &Agents,
     state: &State,
@@ -87,7 +88,7 @@ pub(crate) fn cluster_views(
     let mut views: HashMap<String, InstanceView> = state
         .cluster_instances(scope, cluster)
         .map(|i| {
-            let view = InstanceView {
+            let mut view = InstanceView {
                 instance: i.clone(),
                 remaining: i.registered.clone(),
                 running_tasks: 0,
@@ -96,21 +97,18 @@ pub(crate) fn cluster_views(
                 custom_attributes: Vec::new(),
                 task_groups: Vec::new(),
             };
+            if let Some(load) = state.instance_load(scope, cluster, &i.id) {
+                view.remaining.cpu -= load.cpu;
+                view.remaining.memory -= load.memory;
+                view.remaining.ports_tcp.extend(&load.ports_tcp);
+                view.remaining.ports_udp.extend(&load.ports_udp);
+                view.task_groups.clone_from(&load.task_groups);
+                view.running_tasks = load.running;
+                view.pending_tasks = load.pending;
+            }
             (i.id.clone(), view)
         })
         .collect();
-    for t in state.cluster_tasks(scope, cluster).filter(|t| t.holds_resources()) {
-        let Some(v) = t.container_instance.as_ref().and_then(|id| views.get_mut(id)) else { continue };
-        v.remaining.cpu -= t.reserved.cpu;
-        v.remaining.memory -= t.reserved.memory;
-        v.remaining.ports_tcp.extend(&t.reserved.ports_tcp);
-        v.remaining.ports_udp.extend(&t.reserved.ports_udp);
-        v.task_groups.push(t.group.clone());
-        match t.last_status {
-            model::ecs::task::TaskStatus::Running => v.running_tasks += 1,
-            _ => v.pending_tasks += 1,
-        }
-    }
     let lo = (scope.clone(), cluster.clone(), String::new(), String::new());
     for ((s, c, target, _), a) in state.attributes.range(lo..) {
         if s != scope || c != cluster {

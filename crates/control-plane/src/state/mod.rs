@@ -27,7 +27,7 @@ use model::ecr::stored::{
 use model::ecs::service::{Service, ServiceName};
 use model::ecs::settings::Principal;
 use model::ecs::shapes::SettingName;
-use model::ecs::task::{ContainerInstance, Task};
+use model::ecs::task::{ContainerInstance, Task, TaskStatus};
 use model::ecs::{Attribute, Cluster, TaskDefinition};
 use model::ids::{ClusterName, Family};
 use model::Scope;
@@ -61,6 +61,68 @@ pub struct StoredAttribute {
 pub type SettingKey = (Scope, Principal, SettingName);
 /// A task's key: its account and region, cluster and id.
 pub type TaskKey = (Scope, ClusterName, String);
+
+/// The sum of what the tasks holding resources on one instance reserve, and how many of
+/// them run or are on their way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceLoad {
+    pub cpu: i64,
+    pub memory: i64,
+    /// Host ports, one entry a task that reserves it.
+    pub ports_tcp: Vec<u16>,
+    pub ports_udp: Vec<u16>,
+    /// The `group` of each task, one entry a task.
+    pub task_groups: Vec<String>,
+    pub running: u32,
+    pub pending: u32,
+}
+
+impl InstanceLoad {
+    fn add(&mut self, t: &Task) {
+        self.cpu += t.reserved.cpu;
+        self.memory += t.reserved.memory;
+        self.ports_tcp.extend(&t.reserved.ports_tcp);
+        self.ports_udp.extend(&t.reserved.ports_udp);
+        self.task_groups.push(t.group.clone());
+        match t.last_status {
+            TaskStatus::Running => self.running += 1,
+            _ => self.pending += 1,
+        }
+    }
+
+    fn remove(&mut self, t: &Task) {
+        fn take_one<T: PartialEq>(from: &mut Vec<T>, x: &T) {
+            if let Some(i) = from.iter().position(|y| y == x) {
+                from.swap_remove(i);
+            }
+        }
+        self.cpu -= t.reserved.cpu;
+        self.memory -= t.reserved.memory;
+        t.reserved.ports_tcp.iter().for_each(|p| take_one(&mut self.ports_tcp, p));
+        t.reserved.ports_udp.iter().for_each(|p| take_one(&mut self.ports_udp, p));
+        take_one(&mut self.task_groups, &t.group);
+        match t.last_status {
+            TaskStatus::Running => self.running -= 1,
+            _ => self.pending -= 1,
+        }
+    }
+
+    /// The key of the load `t` adds to, if it holds resources on an instance.
+    fn key_of(t: &Task) -> Option<TaskKey> {
+        let id = t.container_instance.as_ref().filter(|_| t.holds_resources())?;
+        Some((t.scope.clone(), t.cluster.clone(), id.clone()))
+    }
+
+    /// Sorted, so that two loads of the same tasks compare equal.
+    #[cfg(test)]
+    fn normalized(&self) -> InstanceLoad {
+        let mut n = self.clone();
+        n.ports_tcp.sort_unstable();
+        n.ports_udp.sort_unstable();
+        n.task_groups.sort_unstable();
+        n
+    }
+}
 pub type AttributeKey = (Scope, ClusterName, String, String);
 
 /// Everything the control plane knows, as of the last durable commit.
@@ -79,6 +141,10 @@ pub struct State {
     /// RunTask was given): the service controller reads a service's tasks without
     /// scanning the cluster's.
     task_groups: OrdMap<(Scope, ClusterName, String), OrdMap<String, Arc<Task>>>,
+    /// What the tasks holding resources on each instance take from it, by the tasks'
+    /// cluster and the instance's id: placement reads an instance's load without scanning
+    /// the cluster's tasks.
+    instance_loads: OrdMap<TaskKey, Arc<InstanceLoad>>,
     pub services: OrdMap<(Scope, ClusterName, ServiceName), Arc<Service>>,
     pub repositories: OrdMap<(Scope, RepositoryName), Arc<Repository>>,
     pub images: OrdMap<(Scope, RepositoryName, String), Arc<Image>>,
@@ -458,7 +524,9 @@ impl State {
             if old.group != t.group {
                 self.unindex(&old);
             }
+            self.unload(&old);
         }
+        self.load(&t);
         let group = (t.scope.clone(), t.cluster.clone(), t.group.clone());
         self.task_groups.entry(group).or_default().insert(t.id.clone(), t);
     }
@@ -467,6 +535,7 @@ impl State {
     pub(crate) fn remove_task(&mut self, key: &TaskKey) -> Option<Arc<Task>> {
         let old = self.tasks.remove(key)?;
         self.unindex(&old);
+        self.unload(&old);
         Some(old)
     }
 
@@ -480,8 +549,30 @@ impl State {
         }
     }
 
-    /// Panics unless `task_groups` holds exactly the tasks, each under its group (tests
-    /// call it after their writes).
+    fn load(&mut self, t: &Task) {
+        if let Some(key) = InstanceLoad::key_of(t) {
+            Arc::make_mut(self.instance_loads.entry(key).or_default()).add(t);
+        }
+    }
+
+    fn unload(&mut self, t: &Task) {
+        let Some(key) = InstanceLoad::key_of(t) else { return };
+        if let Some(load) = self.instance_loads.get_mut(&key) {
+            let load = Arc::make_mut(load);
+            load.remove(t);
+            if load.task_groups.is_empty() {
+                self.instance_loads.remove(&key);
+            }
+        }
+    }
+
+    /// What the tasks of `cluster` holding resources on instance `id` take from it.
+    pub fn instance_load(&self, scope: &Scope, cluster: &ClusterName, id: &str) -> Option<&InstanceLoad> {
+        self.instance_loads.get(&(scope.clone(), cluster.clone(), id.to_string())).map(|l| l.as_ref())
+    }
+
+    /// Panics unless `task_groups` holds exactly the tasks, each under its group, and
+    /// `instance_loads` adds up what they hold (tests call it after their writes).
     #[cfg(test)]
     pub(crate) fn check_task_groups(&self) {
         let mut expected: OrdMap<(Scope, ClusterName, String), OrdMap<String, Arc<Task>>> = OrdMap::new();
@@ -490,6 +581,17 @@ impl State {
             expected.entry(group).or_default().insert(t.id.clone(), t.clone());
         }
         assert_eq!(self.task_groups, expected, "the task group index is out of step with the tasks");
+        let mut loads: OrdMap<TaskKey, InstanceLoad> = OrdMap::new();
+        for t in self.tasks.values() {
+            if let Some(key) = InstanceLoad::key_of(t) {
+                loads.entry(key).or_default().add(t);
+            }
+        }
+        let normalized = |m: OrdMap<TaskKey, InstanceLoad>| -> OrdMap<TaskKey, InstanceLoad> {
+            m.into_iter().map(|(k, l)| (k, l.normalized())).collect()
+        };
+        let kept = self.instance_loads.iter().map(|(k, l)| (k.clone(), l.as_ref().clone())).collect();
+        assert_eq!(normalized(kept), normalized(loads), "the instance loads are out of step with the tasks");
     }
 
     /// The tasks of one group of a cluster, in id order.
