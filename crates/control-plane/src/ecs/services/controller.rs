@@ -83,8 +83,10 @@ pub(crate) struct Pass<'a> {
 }
 
 /// Every container instance by id, read once per pass (the controller changes no
-/// instance): tasks name theirs by id, and a lookup here builds no key.
-pub(crate) type InstancesById = HashMap<String, Arc<ContainerInstance>>;
+/// instance): tasks name theirs by id, and a lookup here builds no key. Hashed with
+/// foldhash: the ids are ours, not a caller's, and every member of every service is looked
+/// up in every pass.
+pub(crate) type InstancesById = HashMap<String, Arc<ContainerInstance>, foldhash::fast::RandomState>;
 
 pub(crate) fn instances_by_id(state: &State) -> InstancesById {
     state.instances.values().map(|i| (i.id.clone(), i.clone())).collect()
@@ -171,7 +173,6 @@ struct Member {
     draining: bool,
     /// Its instance is lost, deregistered or gone: the task is written off.
     written_off: bool,
-    instance: Option<String>,
     /// Its deployment runs behind load balancers.
     behind_lb: bool,
     /// The targets it is in its deployment's target groups (once it has a port binding).
@@ -180,6 +181,10 @@ struct Member {
 }
 
 impl Member {
+    /// The id of the instance it was placed on.
+    fn instance(&self) -> Option<&String> {
+        self.task.container_instance.as_ref()
+    }
     fn live(&self) -> bool {
         self.task.last_status != TaskStatus::Stopped && !self.written_off
     }
@@ -213,7 +218,7 @@ fn has_health_checks(td: &TaskDefinition) -> bool {
 fn members(pass: &Pass<'_>, svc: &Service) -> Vec<Member> {
     let group = svc.task_group();
     // A service's tasks share a few revisions: each is looked up once.
-    let mut checked: HashMap<(&str, u32), bool> = HashMap::new();
+    let mut checked: HashMap<(&str, u32), bool, foldhash::fast::RandomState> = HashMap::default();
     pass.state
         .group_tasks(&svc.scope, &svc.cluster, &group)
         .filter(|t| t.started_by.as_deref().is_some_and(|s| s.starts_with("ecs-svc/")))
@@ -257,7 +262,6 @@ fn members(pass: &Pass<'_>, svc: &Service) -> Vec<Member> {
                 checked,
                 draining: instance.is_some_and(|i| i.status == InstanceStatus::Draining),
                 written_off,
-                instance: t.container_instance.clone(),
                 task: t.clone(),
             }
         })
@@ -381,7 +385,7 @@ fn write_off_lost_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Mem
     for (i, m) in tasks.iter().enumerate() {
         let desired = m.task.desired_status == DesiredStatus::Running && m.task.last_status != TaskStatus::Stopped;
         if m.written_off && desired {
-            by_instance.entry(m.instance.clone().unwrap_or_default()).or_default().push(i);
+            by_instance.entry(m.instance().cloned().unwrap_or_default()).or_default().push(i);
         }
     }
     for (instance, idx) in by_instance {
@@ -632,7 +636,7 @@ fn daemon(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Member]) {
     let mut outgoing = Vec::new();
     for i in order {
         let m = &tasks[i];
-        let instance = m.instance.clone().unwrap_or_default();
+        let instance = m.instance().cloned().unwrap_or_default();
         if m.deployment == Some(0) && eligible.contains(&instance) && covered.insert(instance) {
             continue;
         }
@@ -651,7 +655,7 @@ fn daemon(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Member]) {
         }
         // Wait until an outgoing task on the instance has stopped: it may hold the
         // resources and ports the new one needs.
-        let busy = tasks.iter().any(|m| m.live() && m.instance.as_deref() == Some(instance.as_str()));
+        let busy = tasks.iter().any(|m| m.live() && m.instance().map(String::as_str) == Some(instance.as_str()));
         if covered.contains(instance) || busy {
             continue;
         }
@@ -725,7 +729,7 @@ fn scale_in_order(pass: &mut Pass<'_>, svc: &Service, tasks: &[Member], keep: &[
             let m = &tasks[i];
             let (k1, k2) = match strategies.first() {
                 Some(scheduler::Strategy::Binpack(field)) => {
-                    let v = m.instance.as_ref().and_then(|id| views.get(id));
+                    let v = m.instance().and_then(|id| views.get(id));
                     let rem = v.map_or(0, |v| match field {
                         scheduler::BinpackField::Cpu => v.remaining.cpu,
                         scheduler::BinpackField::Memory => v.remaining.memory,
@@ -735,13 +739,13 @@ fn scale_in_order(pass: &mut Pass<'_>, svc: &Service, tasks: &[Member], keep: &[
                 Some(scheduler::Strategy::Random) => (0, 0),
                 Some(scheduler::Strategy::Spread(scheduler::SpreadField::Attribute(a))) => {
                     let attr = |m: &Member| -> Option<String> {
-                        let v = m.instance.as_ref().and_then(|id| views.get(id))?;
+                        let v = m.instance().and_then(|id| views.get(id))?;
                         placement_instance(v).attributes.get(a.as_str()).cloned().flatten()
                     };
-                    (count_by(&attr, &left, m), count_by(&|m: &Member| m.instance.clone(), &left, m))
+                    (count_by(&attr, &left, m), count_by(&|m: &Member| m.instance().cloned(), &left, m))
                 }
                 Some(scheduler::Strategy::Spread(scheduler::SpreadField::InstanceId)) | None => {
-                    (count_by(&|m: &Member| m.instance.clone(), &left, m), 0)
+                    (count_by(&|m: &Member| m.instance().cloned(), &left, m), 0)
                 }
             };
             let key = (!m.healthy(), k1, k2, pass.rng.gen::<u64>());
