@@ -299,13 +299,7 @@ impl Berth {
     /// The SDK configuration of clients for any service of this server, with `key` in
     /// `region`; retries off, so that a test sees each answer.
     pub async fn sdk_config(&self, key: &Key, region: &str) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new(region.to_string()))
-            .credentials_provider(Credentials::new(&key.id, &key.secret, None, None, "testkit"))
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .load()
-            .await
+        sdk_config_at(&self.endpoint, key, region).await
     }
 
     /// Environment variables that point the `aws` CLI at this server.
@@ -490,4 +484,15 @@ where
 pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
+}
+
+/// An SDK config for `key` at any endpoint (a replica's, say), without retries.
+pub async fn sdk_config_at(endpoint: &str, key: &Key, region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(Credentials::new(&key.id, &key.secret, None, None, "testkit"))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
 }

@@ -98,14 +98,7 @@ async fn standby_on_a_port(pg: &TestPostgres) -> (u16, tokio::task::JoinHandle<B
 
 /// An ECS client of `key` at `127.0.0.1:port`, which does not retry.
 async fn ecs_at(port: u16, key: &testkit::Key) -> aws_sdk_ecs::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new(&key.id, &key.secret, None, None, "test"))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await;
-    aws_sdk_ecs::Client::new(&config)
+    aws_sdk_ecs::Client::new(&testkit::sdk_config_at(&format!("http://127.0.0.1:{port}"), key, "us-east-1").await)
 }
 
 #[tokio::test]

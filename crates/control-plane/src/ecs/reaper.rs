@@ -234,11 +234,11 @@ mod tests {
         // Once its container is reported stopped, it may go.
         report(&cp, still_running_container, TaskStatus::Stopped, Some(ContainerStatus::Stopped)).await;
         assert_eq!(cp.reap_stopped_tasks(later).await.unwrap(), 1);
-        cp.view().check_task_groups();
+        cp.view().check_indexes();
         drop(cp);
         let cp = open(&db);
         assert_eq!(present(&cp), ids(&[running]));
-        cp.view().check_task_groups();
+        cp.view().check_indexes();
     }
 
     #[tokio::test]

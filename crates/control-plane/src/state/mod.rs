@@ -574,7 +574,7 @@ impl State {
     /// Panics unless `task_groups` holds exactly the tasks, each under its group, and
     /// `instance_loads` adds up what they hold (tests call it after their writes).
     #[cfg(test)]
-    pub(crate) fn check_task_groups(&self) {
+    pub(crate) fn check_indexes(&self) {
         let mut expected: OrdMap<(Scope, ClusterName, String), OrdMap<String, Arc<Task>>> = OrdMap::new();
         for t in self.tasks.values() {
             let group = (t.scope.clone(), t.cluster.clone(), t.group.clone());

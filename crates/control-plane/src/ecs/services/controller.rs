@@ -1237,7 +1237,7 @@ mod tests {
 
     async fn pass(w: &World, lost: &mut LostInstances) {
         w.cp.services_pass(lost).await.unwrap();
-        w.cp.view().check_task_groups();
+        w.cp.view().check_indexes();
     }
 
     fn service(w: &World) -> Arc<Service> {
