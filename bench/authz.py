@@ -4,7 +4,7 @@ evaluated) against the same request by an IAM user whose policy holds 20 stateme
 wildcards and conditions (evaluated on every request), on one Berth in the same run.
 
 wrk replays one pre-signed request per run (see bench/ecs_api.py for why), 2 threads and
-16 connections for BENCH_DURATION seconds (default 10), BENCH_ROUNDS rounds (default 3)
+16 connections for BENCH_DURATION seconds (default 6), BENCH_ROUNDS rounds (default 5)
 interleaved; medians are reported with the CPU seconds the Berth process used per
 request in each run. Targets (issue 15): the user's throughput within 10% of the root's,
 and its p99 at most 1 ms above.
@@ -26,6 +26,12 @@ import time
 import urllib.request
 
 from botocore.credentials import Credentials
+
+# Five interleaved rounds of 6 s by default, not ecs_api's three of 10 s: on this shared
+# machine the root's own figure drifts by up to 20% from one 10 s run to the next, more
+# than the authorization cost being measured; shorter rounds, interleaved, cancel it.
+os.environ.setdefault("BENCH_ROUNDS", "5")
+os.environ.setdefault("BENCH_DURATION", "6")
 
 from common import (BenchError, log, free_port, wait_until, http_status, median, start, stop, check, ROOT, TARGET_DIR,
                     BERTH, build_berth_and_test_image, docker, ecs_client, wait_for_agent, remove_labelled,

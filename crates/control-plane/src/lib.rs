@@ -87,6 +87,8 @@ pub struct ControlPlane {
     /// Wakes the service controller when something it reacts to changed (a task's
     /// state, an instance, a service); it also runs on a timer.
     services_wake: Arc<tokio::sync::Notify>,
+    /// The service controller's steady services, skipped until something of theirs changes.
+    services_settled: std::sync::Mutex<ecs::services::settled::Settled>,
     lost_instance_grace: std::time::Duration,
     /// The events of CloudWatch Logs' streams.
     log_store: Option<Arc<logstore::LogStore>>,
@@ -150,6 +152,7 @@ impl ControlPlane {
             credentials: auth::Credentials::new(store),
             agents: Arc::new(agents::Agents::new(config.agent_timeout)),
             services_wake: Arc::new(tokio::sync::Notify::new()),
+            services_settled: Default::default(),
             lost_instance_grace: config.lost_instance_grace,
             elb: ElbRuntime::default(),
             log_store,

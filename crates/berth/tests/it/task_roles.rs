@@ -36,20 +36,24 @@ async fn a_tasks_container_calls_aws_as_its_task_role() {
         .await
         .unwrap();
     // The role by name, as task definitions may give it.
-    ecs.register_task_definition()
-        .family("creds")
-        .task_role_arn("web-task")
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("app")
-                .image(simplehttp_image())
-                .memory(16)
-                .set_command(Some(vec!["fetch".into(), "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI".into()]))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let register = async |family: &str, command: &[&str]| {
+        let command = command.iter().map(|c| c.to_string()).collect();
+        ecs.register_task_definition()
+            .family(family)
+            .task_role_arn("web-task")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("app")
+                    .image(simplehttp_image())
+                    .memory(16)
+                    .set_command(Some(command))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    };
+    register("creds", &["fetch", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"]).await;
     let task = run_until_stopped(&ecs, "creds").await;
     let app = &task.containers()[0];
     assert_eq!(app.exit_code(), Some(0), "{task:?}");
@@ -71,11 +75,39 @@ async fn a_tasks_container_calls_aws_as_its_task_role() {
     let e = as_task.describe_clusters().send().await.unwrap_err();
     assert_eq!(error_code(&e), "AccessDeniedException");
 
+    // A task of the role that keeps running while the role is deleted.
+    register("creds-live", &["sleep", "600"]).await;
+    let live = ecs.run_task().task_definition("creds-live").send().await.unwrap().tasks()[0].clone();
+    let live_arn = live.task_arn().unwrap().to_string();
+    let describe_live = || async { ecs.describe_tasks().tasks(&live_arn).send().await.unwrap().tasks()[0].clone() };
+    eventually("the live task to run", async || describe_live().await.last_status() == Some("RUNNING")).await;
+
     // The role deleted: its sessions stop working at once.
     iam.delete_role_policy().role_name("web-task").policy_name("list").send().await.unwrap();
     iam.delete_role().role_name("web-task").send().await.unwrap();
     let e = as_task.list_clusters().send().await.unwrap_err();
     assert_eq!(error_code(&e), "UnrecognizedClientException");
+    // The running task is not stopped for it: its endpoint still answers with the
+    // credentials it has (no new ones come), and the SDK inside sees them refused.
+    let runtime = describe_live().await.containers()[0].runtime_id().unwrap().to_string();
+    let out = std::process::Command::new("docker")
+        .args(["inspect", &runtime, "--format", "{{json .Config.Env}}"])
+        .output()
+        .unwrap();
+    let env: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let uri = env.iter().find_map(|e| e.strip_prefix("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=")).unwrap();
+    let held: serde_json::Value = serde_json::from_str(
+        &reqwest::get(format!("http://127.0.0.1:51679{uri}")).await.unwrap().text().await.unwrap(),
+    )
+    .unwrap();
+    let (id, secret, token) =
+        (held["AccessKeyId"].as_str().unwrap(), held["SecretAccessKey"].as_str().unwrap(), held["Token"].as_str());
+    let as_live = aws_sdk_ecs::Client::new(&config_with(&b, id, secret, token).await);
+    let e = as_live.list_clusters().send().await.unwrap_err();
+    assert_eq!(error_code(&e), "UnrecognizedClientException");
+    let still = describe_live().await;
+    assert_eq!(still.last_status(), Some("RUNNING"), "{still:?}");
+    ecs.stop_task().task(&live_arn).send().await.unwrap();
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! `controller`; the operations here only record what the user asked for and wake it.
 
 pub(crate) mod controller;
+pub(crate) mod settled;
 mod spec;
 pub(crate) mod targets;
 

@@ -153,7 +153,7 @@ pub struct PreparedPrincipal {
     /// `policies` narrowed to each action asked of them so far: most of a principal's
     /// statements are for other actions, and matching their actions on every request was
     /// most of what deciding it cost.
-    by_action: std::sync::RwLock<std::collections::HashMap<Box<str>, NarrowedPolicies>>,
+    by_action: std::sync::RwLock<std::collections::HashMap<Box<str>, NarrowedPolicies, foldhash::fast::RandomState>>,
 }
 
 /// A principal's identity policies narrowed to one action.
@@ -189,10 +189,10 @@ impl PreparedPrincipals {
     const MAX: usize = 10_000;
 
     fn slot(account: &AccountId, principal: &crate::caller::Principal) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (account, principal).hash(&mut h);
-        h.finish()
+        use std::hash::BuildHasher;
+        // foldhash, seeded per process: the slot is only a hint (`get` compares the principal).
+        static SEED: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+        SEED.get_or_init(Default::default).hash_one((account, principal))
     }
 
     /// The principal's prepared part, if it was prepared from IAM's state as it is now.

@@ -605,6 +605,12 @@ impl State {
         self.task_groups.get(&key).into_iter().flat_map(|members| members.values())
     }
 
+    /// One group of a cluster's tasks by id, as a persistent map: a writer's change to any
+    /// of them makes a new one, so an unchanged group is told by identity (`ptr_eq`).
+    pub fn task_group(&self, scope: &Scope, cluster: &ClusterName, group: &str) -> Option<&OrdMap<String, Arc<Task>>> {
+        self.task_groups.get(&(scope.clone(), cluster.clone(), group.to_string()))
+    }
+
     /// The tasks of one cluster.
     pub fn cluster_tasks<'a>(
         &'a self,

@@ -1081,30 +1081,37 @@ impl ControlPlane {
         let health = Arc::new(targets::read_board(&self.elb.board));
         let network = Arc::new(self.elb.network_config());
         let grace = self.lost_instance_grace;
-        let keys: Vec<ServiceKey> =
-            view.services.iter().filter(|(_, s)| s.status != ServiceStatus::Inactive).map(|(k, _)| k.clone()).collect();
-        if keys.is_empty() {
-            return Ok(());
-        }
-        // The dry run: which services would change?
+        // The dry run: which services would change? Settled ones are not asked again
+        // (see `settled`).
         let mut scratch = (*view).clone();
         let by_id = instances_by_id(&view);
         let seed: u64 = rand::thread_rng().gen();
         let mut work = Vec::new();
-        for k in keys {
-            let facts = Facts {
-                agents: &self.agents,
-                lost: &lost,
-                grace,
-                health: &health,
-                network: &network,
-                instances: &by_id,
-            };
-            let mut pass = Pass::new(&mut scratch, Timestamp::now(), facts, seed);
-            reconcile(&mut pass, &k);
-            if !pass.touched.is_empty() {
-                work.push(k);
+        {
+            let mut settled = self.services_settled.lock().unwrap_or_else(|p| p.into_inner());
+            settled.begin(&view, &lost, &health);
+            let now = Timestamp::now();
+            for (k, svc) in view.services.iter() {
+                if svc.status == ServiceStatus::Inactive || settled.holds(&view, k, svc, &by_id, now) {
+                    continue;
+                }
+                let facts = Facts {
+                    agents: &self.agents,
+                    lost: &lost,
+                    grace,
+                    health: &health,
+                    network: &network,
+                    instances: &by_id,
+                };
+                let mut pass = Pass::new(&mut scratch, now, facts, seed);
+                reconcile(&mut pass, k);
+                if pass.touched.is_empty() {
+                    settled.record(&view, k, &by_id);
+                } else {
+                    work.push(k.clone());
+                }
             }
+            settled.prune(&view);
         }
         if work.is_empty() {
             return Ok(());
@@ -1246,6 +1253,87 @@ mod tests {
 
     fn steady(s: &Service) -> bool {
         s.deployments.len() == 1 && s.deployments[0].rollout_state == RolloutState::Completed
+    }
+
+    /// Drives the service to its steady state, the agents doing all they are told.
+    async fn until_steady(w: &World, lost: &mut LostInstances, rng: &mut StdRng) {
+        for _ in 0..50 {
+            pass(w, lost).await;
+            if steady(&service(w)) && tasks_of(w).iter().all(|t| t.last_status != TaskStatus::Pending) {
+                pass(w, lost).await;
+                return;
+            }
+            agents_act(w, rng).await;
+        }
+        panic!("the service did not reach its steady state: {:?}", service(w));
+    }
+
+    fn running(w: &World) -> Vec<Task> {
+        tasks_of(w).into_iter().filter(|t| t.last_status == TaskStatus::Running).collect()
+    }
+
+    #[tokio::test]
+    async fn a_steady_service_is_skipped_until_its_tasks_or_instances_change() {
+        let w = world(3).await;
+        let mut lost = LostInstances::default();
+        let mut rng = StdRng::seed_from_u64(7);
+        let req = ServiceSpec {
+            name: "web".into(),
+            task_definition: Some("web:1".into()),
+            desired_count: Some(3),
+            ..Default::default()
+        };
+        w.cp.ecs().create_service(&w.caller, req).await.unwrap();
+        until_steady(&w, &mut lost, &mut rng).await;
+        assert_eq!(w.cp.services_settled.lock().unwrap().len(), 1, "steady, so settled");
+        let before = w.cp.view();
+        pass(&w, &mut lost).await;
+        assert!(Arc::ptr_eq(&before, &w.cp.view()), "a settled service's pass wrote");
+
+        // A task exits on its own: the service is looked at again and replaces it.
+        let gone = running(&w).remove(0);
+        let instance = container_instance_arn(&gone.scope, &gone.cluster, gone.container_instance.as_deref().unwrap());
+        let exited = TaskReport {
+            stop_code: Some(StopCode::EssentialContainerExited),
+            ..report(&gone, TaskStatus::Stopped, Timestamp::now())
+        };
+        w.cp.ecs().report_task_state(&w.caller.scope, &instance.to_string(), exited).await.unwrap();
+        pass(&w, &mut lost).await;
+        let live = tasks_of(&w).into_iter().filter(|t| t.last_status != TaskStatus::Stopped).count();
+        assert_eq!(live, 3, "the exited task was replaced");
+        until_steady(&w, &mut lost, &mut rng).await;
+        assert_eq!(w.cp.services_settled.lock().unwrap().len(), 1);
+
+        // An instance is drained: its tasks move, although nothing of the service changed.
+        let on = running(&w).remove(0).container_instance.unwrap();
+        w.cp.ecs()
+            .update_container_instances_state(&w.caller, None, vec![on.clone()], InstanceStatus::Draining)
+            .await
+            .unwrap();
+        pass(&w, &mut lost).await;
+        // Replacements start first (the default limits keep 100% healthy meanwhile).
+        let live = tasks_of(&w).into_iter().filter(|t| t.last_status != TaskStatus::Stopped).count();
+        assert!(live > 3, "the draining instance's tasks are being replaced: {live} live");
+        let moved = |w: &World| {
+            let live: Vec<Task> = tasks_of(w).into_iter().filter(|t| t.last_status != TaskStatus::Stopped).collect();
+            live.len() == 3 && live.iter().all(|t| t.container_instance.as_deref() != Some(&on))
+        };
+        for _ in 0..50 {
+            if moved(&w) {
+                break;
+            }
+            agents_act(&w, &mut rng).await;
+            pass(&w, &mut lost).await;
+        }
+        assert!(moved(&w), "the tasks left the draining instance: {:?}", tasks_of(&w));
+        until_steady(&w, &mut lost, &mut rng).await;
+
+        // The service updated: a new deployment starts at once.
+        let update = ServiceUpdate { service: "web".into(), desired_count: Some(4), ..Default::default() };
+        w.cp.ecs().update_service(&w.caller, update).await.unwrap();
+        pass(&w, &mut lost).await;
+        let live = tasks_of(&w).into_iter().filter(|t| t.last_status != TaskStatus::Stopped).count();
+        assert_eq!(live, 4, "scaled out");
     }
 
     #[tokio::test]
