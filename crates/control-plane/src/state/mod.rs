@@ -611,6 +611,12 @@ impl State {
         self.task_groups.get(&(scope.clone(), cluster.clone(), group.to_string()))
     }
 
+    /// Whether no task changed between `self` and `other` (one is the other's successor):
+    /// the writer's every change to a task makes a new task map.
+    pub fn same_tasks(&self, other: &State) -> bool {
+        self.task_groups.ptr_eq(&other.task_groups)
+    }
+
     /// The tasks of one cluster.
     pub fn cluster_tasks<'a>(
         &'a self,

@@ -1092,7 +1092,7 @@ impl ControlPlane {
             settled.begin(&view, &lost, &health);
             let now = Timestamp::now();
             for (k, svc) in view.services.iter() {
-                if svc.status == ServiceStatus::Inactive || settled.holds(&view, k, svc, &by_id, now) {
+                if svc.status == ServiceStatus::Inactive || settled.holds(&view, k, svc, now) {
                     continue;
                 }
                 let facts = Facts {
@@ -1106,8 +1106,9 @@ impl ControlPlane {
                 let mut pass = Pass::new(&mut scratch, now, facts, seed);
                 reconcile(&mut pass, k);
                 if pass.touched.is_empty() {
-                    settled.record(&view, k, &by_id);
+                    settled.record(&view, k);
                 } else {
+                    settled.forget(k);
                     work.push(k.clone());
                 }
             }

@@ -13,6 +13,8 @@
 //!   to either makes a new one; the entry holds them, so an address is never reused
 //!   while it is compared),
 //! - each of its tasks' container instances (status, existence; the same identity test),
+//!   looked at only when some instance changed: a pass over an idle cluster then reads no
+//!   task at all (reading 50,000 of them, scattered in memory, was most of such a pass),
 //! - the instances whose agents are lost (compared whole each pass: a change re-decides
 //!   every service),
 //! - for a service behind a load balancer, the ELB state and the targets' health as the
@@ -28,10 +30,9 @@ use std::sync::Arc;
 use imbl::OrdMap;
 use model::ecs::service::{Service, ServiceStatus, Throttle, REPEAT_PROBLEM_AFTER_SECONDS};
 use model::ecs::shapes::SchedulingStrategy;
-use model::ecs::task::{ContainerInstance, Task};
+use model::ecs::task::Task;
 use model::Timestamp;
 
-use super::controller::InstancesById;
 use super::targets::Health;
 use super::ServiceKey;
 use crate::state::elb::ElbState;
@@ -41,8 +42,8 @@ use crate::state::State;
 struct Entry {
     service: Arc<Service>,
     group: Option<OrdMap<String, Arc<Task>>>,
-    /// The instance each of the group's tasks named, in the group's order.
-    instances: Vec<Option<Arc<ContainerInstance>>>,
+    /// The ids of the instances its tasks name (while `group` is the same, so are they).
+    instances: Vec<String>,
     /// When ECS would repeat the steady-state event (epoch seconds).
     until: f64,
     behind_lb: bool,
@@ -55,11 +56,15 @@ pub(crate) struct Settled {
     lost: HashSet<String>,
     health: Option<Arc<Health>>,
     elb: Option<ElbState>,
+    /// The state the last pass read.
+    last: Option<Arc<State>>,
+    /// No task changed since the last pass: no group needs looking up.
+    tasks_unchanged: bool,
 }
 
 impl Settled {
     /// Starts a pass: forgets the entries whose shared inputs changed since the last.
-    pub(crate) fn begin(&mut self, state: &State, lost: &HashSet<String>, health: &Arc<Health>) {
+    pub(crate) fn begin(&mut self, state: &Arc<State>, lost: &HashSet<String>, health: &Arc<Health>) {
         if *lost != self.lost {
             self.entries.clear();
             self.lost = lost.clone();
@@ -71,39 +76,38 @@ impl Settled {
             self.elb = Some(state.elb.clone());
             self.health = Some(health.clone());
         }
+        let last = self.last.replace(state.clone());
+        self.tasks_unchanged = last.as_ref().is_some_and(|l| l.same_tasks(state));
+        match last {
+            Some(last) if last.instances.ptr_eq(&state.instances) => {}
+            Some(last) => {
+                let changed = changed_instances(&last, state);
+                self.entries.retain(|_, e| !e.instances.iter().any(|id| changed.contains(id.as_str())));
+            }
+            None => self.entries.clear(),
+        }
     }
 
     /// Whether the service `key` (now `svc`) is settled and nothing it was decided from
     /// has changed.
-    pub(crate) fn holds(
-        &self,
-        state: &State,
-        key: &ServiceKey,
-        svc: &Arc<Service>,
-        instances: &InstancesById,
-        now: Timestamp,
-    ) -> bool {
+    pub(crate) fn holds(&self, state: &State, key: &ServiceKey, svc: &Arc<Service>, now: Timestamp) -> bool {
         let Some(e) = self.entries.get(key) else { return false };
         if !Arc::ptr_eq(&e.service, svc) || now.epoch_seconds() >= e.until {
             return false;
         }
-        let group = state.task_group(&svc.scope, &svc.cluster, &svc.task_group());
-        match (&e.group, group) {
+        if self.tasks_unchanged {
+            return true;
+        }
+        match (&e.group, state.task_group(&svc.scope, &svc.cluster, &svc.task_group())) {
             (None, None) => true,
-            (Some(was), Some(is)) if was.ptr_eq(is) => {
-                is.values().zip(&e.instances).all(|(t, was)| match (instance_of(t, instances), was) {
-                    (None, None) => true,
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                    _ => false,
-                })
-            }
+            (Some(was), Some(is)) => was.ptr_eq(is),
             _ => false,
         }
     }
 
     /// Records the outcome of a dry run of `key` that changed nothing: settled if the
     /// service is in a state where no rule depends on the time, else forgotten.
-    pub(crate) fn record(&mut self, state: &State, key: &ServiceKey, instances: &InstancesById) {
+    pub(crate) fn record(&mut self, state: &State, key: &ServiceKey) {
         let Some(svc) = state.services.get(key) else {
             self.entries.remove(key);
             return;
@@ -116,15 +120,24 @@ impl Settled {
             }
         };
         let group = state.task_group(&svc.scope, &svc.cluster, &svc.task_group()).cloned();
-        let tasks = group.iter().flat_map(|g| g.values());
+        let mut on: Vec<String> =
+            group.iter().flat_map(|g| g.values()).filter_map(|t| t.container_instance.clone()).collect();
+        on.sort_unstable();
+        on.dedup();
         let entry = Entry {
-            instances: tasks.map(|t| instance_of(t, instances).cloned()).collect(),
+            instances: on,
             group,
             service: svc.clone(),
             until,
             behind_lb: svc.deployments.iter().chain(&svc.history).any(|d| !d.revision.load_balancers.is_empty()),
         };
         self.entries.insert(key.clone(), entry);
+    }
+
+    /// Forgets `key`: a dry run would change it. (Kept, its entry could pass for current
+    /// again once nothing changes, while it was decided from an older state.)
+    pub(crate) fn forget(&mut self, key: &ServiceKey) {
+        self.entries.remove(key);
     }
 
     /// Forgets the entries of services that are gone, once they outnumber the services.
@@ -151,8 +164,20 @@ fn steady_until(svc: &Service) -> Option<f64> {
     svc.steady_reported_at.map(|at| at.epoch_seconds() + REPEAT_PROBLEM_AFTER_SECONDS)
 }
 
-fn instance_of<'a>(t: &Task, instances: &'a InstancesById) -> Option<&'a Arc<ContainerInstance>> {
-    t.container_instance.as_deref().and_then(|id| instances.get(id))
+/// The ids of the instances added, changed or removed between two states.
+fn changed_instances<'a>(old: &'a State, new: &'a State) -> HashSet<&'a str> {
+    let mut changed = HashSet::new();
+    for (k, i) in new.instances.iter() {
+        if old.instances.get(k).is_none_or(|was| !Arc::ptr_eq(was, i)) {
+            changed.insert(k.2.as_str());
+        }
+    }
+    for k in old.instances.keys() {
+        if !new.instances.contains_key(k) {
+            changed.insert(k.2.as_str());
+        }
+    }
+    changed
 }
 
 fn same_elb(a: &ElbState, b: &ElbState) -> bool {
