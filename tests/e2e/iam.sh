@@ -46,6 +46,10 @@ attached="$(aws iam list-attached-role-policies --role-name ecsTaskExecutionRole
 [[ "$attached" == AmazonECSTaskExecutionRolePolicy ]] || fail "attached: $attached"
 actions="$(aws iam get-policy-version --policy-arn arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy --version-id v1 --query 'PolicyVersion.Document.Statement[0].Action' --output text)"
 grep -q "ecr:GetAuthorizationToken" <<<"$actions" || fail "the managed policy's actions: $actions"
+
+step "aws iam get-account-authorization-details (the CLI pages it and decodes the documents)"
+details="$(aws iam get-account-authorization-details --filter Role --query 'RoleDetailList[?RoleName==`web-task`].RolePolicyList[0].PolicyDocument.Statement[0].Action' --output text)"
+[[ "$details" == ssm:GetParameters ]] || fail "authorization details: $details"
 if out="$(aws iam put-role-policy --role-name web-task --policy-name bad --policy-document '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Resource":"*"}]}' 2>&1)"; then
     fail "a policy without actions was accepted"
 fi

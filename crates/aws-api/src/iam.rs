@@ -4,7 +4,11 @@
 //! decodes them, SDK users call a URL decoder.
 
 use axum::response::Response;
-use control_plane::iam::{self as cp_iam, Holder, PolicyScope, PolicyView, VersionView};
+use std::collections::BTreeMap;
+
+use control_plane::iam::details::{AuthorizationDetails, EntityType};
+use control_plane::iam::{self as cp_iam, AttachedPolicy, Holder, PolicyScope, PolicyView, VersionView};
+use control_plane::state::iam::{Doc, Identity};
 use control_plane::state::iam::{Group, Role, User, UserKey};
 use control_plane::{Caller, Principal};
 use model::iam::entity::{IamName, IamPath, KeyStatus, MAX_GROUP_NAME, MAX_POLICY_NAME, MAX_USER_OR_ROLE_NAME};
@@ -22,7 +26,6 @@ const KNOWN: &[&str] = &[
     "CreateInstanceProfile",
     "AddRoleToInstanceProfile",
     "ListInstanceProfiles",
-    "GetAccountAuthorizationDetails",
     "CreateServiceLinkedRole",
     "PutUserPermissionsBoundary",
     "PutRolePermissionsBoundary",
@@ -129,6 +132,48 @@ fn write_version(x: &mut Xml, v: &VersionView) {
     x.text("VersionId", &v.id);
     x.text("IsDefaultVersion", if v.is_default { "true" } else { "false" });
     x.text("CreateDate", timestamp(v.created));
+}
+
+fn write_inline(x: &mut Xml, tag: &str, inline: &BTreeMap<IamName, Doc<Identity>>) {
+    x.list(tag, "member", inline.iter(), |x, (name, d)| {
+        x.text("PolicyName", name.as_str());
+        x.text("PolicyDocument", doc(d.text()));
+    });
+}
+
+fn write_attached(x: &mut Xml, attached: &[AttachedPolicy]) {
+    x.list("AttachedManagedPolicies", "member", attached, |x, a| {
+        x.text("PolicyName", &a.name);
+        x.text("PolicyArn", &a.arn);
+    });
+}
+
+/// `GetAccountAuthorizationDetails`' result: its four lists, each written even when empty.
+fn write_details(x: &mut Xml, d: &AuthorizationDetails, marker: Option<String>) {
+    x.list("UserDetailList", "member", &d.users, |x, u| {
+        write_user(x, &u.user);
+        write_inline(x, "UserPolicyList", &u.user.inline);
+        x.list("GroupList", "member", &u.groups, |x, g| {
+            x.out_text(g);
+        });
+        write_attached(x, &u.attached);
+    });
+    x.list("GroupDetailList", "member", &d.groups, |x, g| {
+        write_group(x, &g.group);
+        write_inline(x, "GroupPolicyList", &g.group.inline);
+        write_attached(x, &g.attached);
+    });
+    x.list("RoleDetailList", "member", &d.roles, |x, r| {
+        write_role(x, &r.role, true);
+        x.elem("InstanceProfileList", |_| {});
+        write_inline(x, "RolePolicyList", &r.role.inline);
+        write_attached(x, &r.attached);
+    });
+    x.list("Policies", "member", &d.policies, |x, p| {
+        write_policy(x, &p.policy);
+        x.list("PolicyVersionList", "member", &p.versions, write_version);
+    });
+    paging(x, marker);
 }
 
 fn write_key_metadata(x: &mut Xml, user: &str, k: &UserKey) {
@@ -521,6 +566,23 @@ pub(crate) async fn dispatch(
                 });
                 paging(x, marker.clone());
             }))
+        }
+        "GetAccountAuthorizationDetails" => {
+            let mut filter = Vec::new();
+            for name in p.list("Filter")? {
+                let Some(t) = EntityType::parse(&name) else {
+                    return Err(ApiError::bad_request(
+                        "ValidationError",
+                        format!(
+                            "1 validation error detected: Value '[{name}]' at 'filter' failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum value set: [{}]]",
+                            EntityType::NAMES.join(", ")
+                        ),
+                    ));
+                };
+                filter.push(t);
+            }
+            let (details, marker) = iam.authorization_details(account, &filter, &page(p)?)?;
+            Ok(ok(&mut |x| write_details(x, &details, marker.clone())))
         }
         a if KNOWN.contains(&a) => Err(ApiError::bad_request(
             "UnsupportedFeatureException",

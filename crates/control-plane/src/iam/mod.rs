@@ -15,6 +15,7 @@
 //! - `Marker` paging uses the opaque tokens of `paging.rs`.
 
 pub mod authz;
+pub mod details;
 mod groups;
 mod policies;
 mod roles;
