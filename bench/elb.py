@@ -19,7 +19,9 @@ backend would be what is measured), then after a warm-up BENCH_ROUNDS rounds (de
 in each, for each load balancer (the order alternating from round to round, so load from
 elsewhere on the machine falls on both alike), `wrk -t2 -cBENCH_CONNECTIONS
 -dBENCH_SECONDS --latency` against `/`. Reported: the medians of requests/s and of the
-99th percentile latency, and the ratios Berth/HAProxy, with the load average seen. Then
+99th percentile latency, the CPU seconds each load balancer's process used (HAProxy runs
+as many threads as there are cores), and the ratios Berth/HAProxy, with the load average
+seen. Then
 the replacement scenario: under the same wrk load through Berth, a third backend is
 registered, and once it is healthy the first two are deregistered; wrk's non-2xx
 responses and socket errors are the failed requests (target 0). Last, the rolling
@@ -200,6 +202,13 @@ backend be
     return proc, url
 
 
+def process_cpu_seconds(pid):
+    """User and system CPU seconds `pid` has used (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(url, seconds=SECONDS):
     before = cpu_times()
     out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url],
@@ -344,12 +353,19 @@ def main():
             if r % 2:
                 order.reverse()
             for name, url in order:
+                pid = (bproc if name == "berth" else hproc).pid
+                cpu0 = process_cpu_seconds(pid)
                 res = wrk(url)
+                res["cpu_s"] = process_cpu_seconds(pid) - cpu0
+                res["cpu_us_per_request"] = res["cpu_s"] / max(res["rps"] * SECONDS, 1) * 1e6
                 runs[name].append(res)
                 log(f"round {r + 1} {name}: {res['rps']:.0f} req/s, p99 {res['p99_ms']:.2f} ms, "
+                    f"CPU {res['cpu_s']:.1f} s ({res['cpu_us_per_request']:.1f} us/request), "
                     f"non-2xx {res['non2xx']}, socket errors {res['socket_errors']}, steal {res['steal_pct']}%, "
                     f"load {res['load']:.2f}")
-        summary = {n: {"rps": median([x["rps"] for x in v]), "p99_ms": median([x["p99_ms"] for x in v])} for n, v in runs.items()}
+        summary = {n: {"rps": median([x["rps"] for x in v]), "p99_ms": median([x["p99_ms"] for x in v]),
+                       "cpu_s": median([x["cpu_s"] for x in v]),
+                       "cpu_us_per_request": median([x["cpu_us_per_request"] for x in v])} for n, v in runs.items()}
         rps_ratio = summary["berth"]["rps"] / summary["haproxy"]["rps"]
         p99_ratio = summary["berth"]["p99_ms"] / summary["haproxy"]["p99_ms"]
         repl = replacement(elb, tg, burl, ports, new_port)
@@ -359,10 +375,11 @@ def main():
         loads = [x["load"] for v in runs.values() for x in v]
         print(f"load balancer, wrk -t2 -c{CONNECTIONS} -d{SECONDS}s, median of {ROUNDS} rounds, 2 backends ({BACKEND}), "
               f"{os.cpu_count()} cores, load average {min(loads):.1f}..{max(loads):.1f}")
-        print(f"  {'':10} {'req/s':>10} {'p99 ms':>9}")
+        print(f"  {'':10} {'req/s':>10} {'p99 ms':>9} {'CPU s':>7} {'CPU us/req':>11}")
         print(f"  {'backend':10} {direct['rps']:>10.0f} {direct['p99_ms']:>9.2f}   (wrk straight at one backend)")
         for n in ("berth", "haproxy"):
-            print(f"  {n:10} {summary[n]['rps']:>10.0f} {summary[n]['p99_ms']:>9.2f}")
+            print(f"  {n:10} {summary[n]['rps']:>10.0f} {summary[n]['p99_ms']:>9.2f} {summary[n]['cpu_s']:>7.1f} "
+                  f"{summary[n]['cpu_us_per_request']:>11.1f}")
         print(f"  ratio berth/haproxy: throughput {rps_ratio:.2f}x, p99 {p99_ratio:.2f}x")
         print(f"  targets replaced under load: {repl['requests']} requests, {failed} failed")
         print(f"  ECS rolling deployment under load ({rolling['deployment_s']} s): {rolling['requests']} requests, "
