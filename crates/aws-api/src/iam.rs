@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 
 use control_plane::iam::details::{AuthorizationDetails, EntityType};
 use control_plane::iam::{self as cp_iam, AttachedPolicy, Holder, PolicyScope, PolicyView, VersionView};
-use control_plane::state::iam::{Doc, Identity};
-use control_plane::state::iam::{Group, Role, User, UserKey};
+use control_plane::state::iam::{Doc, Group, Identity, Role, User, UserKey};
 use control_plane::{Caller, Principal};
 use model::iam::entity::{IamName, IamPath, KeyStatus, MAX_GROUP_NAME, MAX_POLICY_NAME, MAX_USER_OR_ROLE_NAME};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};

@@ -6,7 +6,9 @@
 //! they are durable and no two passes can act on the same facts. After a `kill -9` the
 //! next pass simply continues from what was committed. Each pass first runs on a copy of
 //! the published state; only services for which that dry run would change something are
-//! reconciled again inside the writer, so an idle controller never writes.
+//! reconciled again inside the writer, so an idle controller never writes. A service
+//! found steady is not even dry-run again until something it depends on changes
+//! (`settled`), so an idle cluster's pass reads no task.
 //!
 //! The rules, per service:
 //!
