@@ -126,3 +126,12 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The test image's container `app` (16 MiB) running `command`.
+pub fn app_container(command: &[&str]) -> aws_sdk_ecs::types::builders::ContainerDefinitionBuilder {
+    aws_sdk_ecs::types::ContainerDefinition::builder()
+        .name("app")
+        .image(testkit::images::simplehttp_image())
+        .memory(16)
+        .set_command(Some(command.iter().map(|c| c.to_string()).collect()))
+}

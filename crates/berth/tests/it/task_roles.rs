@@ -37,18 +37,11 @@ async fn a_tasks_container_calls_aws_as_its_task_role() {
         .unwrap();
     // The role by name, as task definitions may give it.
     let register = async |family: &str, command: &[&str]| {
-        let command = command.iter().map(|c| c.to_string()).collect();
+        let app = crate::support::app_container(command).build();
         ecs.register_task_definition()
             .family(family)
             .task_role_arn("web-task")
-            .container_definitions(
-                ContainerDefinition::builder()
-                    .name("app")
-                    .image(simplehttp_image())
-                    .memory(16)
-                    .set_command(Some(command))
-                    .build(),
-            )
+            .container_definitions(app)
             .send()
             .await
             .unwrap();

@@ -26,19 +26,12 @@ fn secret(name: &str, from: &str) -> Secret {
 
 /// A task definition whose one container prints `vars` from its environment.
 async fn register(ecs: &aws_sdk_ecs::Client, family: &str, role: &str, secrets: Vec<Secret>, vars: &[&str]) {
-    let command = std::iter::once("env").chain(vars.iter().copied()).map(String::from).collect();
+    let command: Vec<&str> = std::iter::once("env").chain(vars.iter().copied()).collect();
+    let app = crate::support::app_container(&command).set_secrets(Some(secrets)).build();
     ecs.register_task_definition()
         .family(family)
         .execution_role_arn(role)
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("app")
-                .image(simplehttp_image())
-                .memory(16)
-                .set_command(Some(command))
-                .set_secrets(Some(secrets))
-                .build(),
-        )
+        .container_definitions(app)
         .send()
         .await
         .unwrap();

@@ -5,15 +5,16 @@
 //! Decisions: users come first, then groups, roles and policies; users, groups and roles
 //! in name order, policies in ARN order; a page counts entities of every kind alike.
 //! AWS-managed policies are listed only while attached to an entity of the account (the
-//! listing describes the account's permissions; AWS has hundreds of its own). Each part
-//! is read from the state as it is when read, like a series of List calls.
+//! listing describes the account's permissions; AWS has hundreds of its own). The whole
+//! listing is read from one state, so a page is consistent.
 
 use std::sync::Arc;
 
 use model::AccountId;
 
+use super::policies::{attached_policies, policy_versions, policy_views};
 use super::Iam;
-use super::{AttachedPolicy, Holder, PolicyScope, PolicyView, VersionView};
+use super::{AttachedPolicy, PolicyScope, PolicyView, VersionView};
 use crate::error::Result;
 use crate::paging::Page;
 use crate::state::iam::{Group, Role, User};
@@ -82,13 +83,9 @@ enum Detail {
     Policy(PolicyDetail),
 }
 
-/// Every item of a part, unpaged.
-fn whole() -> Result<Page> {
-    Page::parse(Some(i32::MAX), None, i32::MAX)
-}
-
 impl Ops<'_, Iam> {
-    /// One page of `account`'s entities of the kinds in `filter` (every kind when empty).
+    /// One page of `account`'s entities of the kinds in `filter` (every kind when empty),
+    /// all read from one state.
     pub fn authorization_details(
         &self,
         account: &AccountId,
@@ -96,43 +93,41 @@ impl Ops<'_, Iam> {
         page: &Page,
     ) -> Result<(AuthorizationDetails, Option<String>)> {
         let wanted = |t: EntityType| filter.is_empty() || filter.contains(&t);
-        let all = whole()?;
+        let state = self.view();
+        let iam = &state.iam;
+        let of_account = |(a, _): &(AccountId, String)| a == account;
+        let attached = |keys| attached_policies(&state, keys, "/").into_iter().map(|(_, a)| a).collect();
         // Keys order the kinds (users, groups, roles, policies) for the page's marker.
         let mut items: Vec<(String, Detail)> = Vec::new();
         if wanted(EntityType::User) {
-            for user in self.list_users(account, None, &all)?.0 {
-                let name = user.name.as_str();
-                let groups = self.list_groups_for_user(account, name, &all)?.0;
-                let attached = self.list_attached(account, Holder::User, name, None, &all)?.0;
-                let groups = groups.iter().map(|g| g.name.to_string()).collect();
-                items.push((format!("1{}", user.name.key()), Detail::User(UserDetail { user, groups, attached })));
+            for ((_, key), user) in iam.users.iter().filter(|(k, _)| of_account(k)) {
+                let groups = iam.user_groups(account, key).map(|g| g.name.to_string()).collect();
+                let detail = UserDetail { attached: attached(&user.attached), groups, user: user.clone() };
+                items.push((format!("1{key}"), Detail::User(detail)));
             }
         }
         if wanted(EntityType::Group) {
-            for group in self.list_groups(account, None, &all)?.0 {
-                let attached = self.list_attached(account, Holder::Group, group.name.as_str(), None, &all)?.0;
-                items.push((format!("2{}", group.name.key()), Detail::Group(GroupDetail { group, attached })));
+            for ((_, key), group) in iam.groups.iter().filter(|(k, _)| of_account(k)) {
+                let detail = GroupDetail { attached: attached(&group.attached), group: group.clone() };
+                items.push((format!("2{key}"), Detail::Group(detail)));
             }
         }
         if wanted(EntityType::Role) {
-            for role in self.list_roles(account, None, &all)?.0 {
-                let attached = self.list_attached(account, Holder::Role, role.name.as_str(), None, &all)?.0;
-                items.push((format!("3{}", role.name.key()), Detail::Role(RoleDetail { role, attached })));
+            for ((_, key), role) in iam.roles.iter().filter(|(k, _)| of_account(k)) {
+                let detail = RoleDetail { attached: attached(&role.attached), role: role.clone() };
+                items.push((format!("3{key}"), Detail::Role(detail)));
             }
         }
         let mut policies = Vec::new();
         if wanted(EntityType::LocalManagedPolicy) {
-            policies.extend(self.list_policies(account, PolicyScope::Local, false, None, &all)?.0);
+            policies.extend(policy_views(&state, account, PolicyScope::Local, false, None));
         }
         if wanted(EntityType::AwsManagedPolicy) {
-            policies.extend(self.list_policies(account, PolicyScope::Aws, true, None, &all)?.0);
+            policies.extend(policy_views(&state, account, PolicyScope::Aws, true, None));
         }
-        for policy in policies {
-            let versions = self.list_policy_versions(account, &policy.arn)?;
-            items.push((
-                format!("4{}", policy.arn.to_ascii_lowercase()),
-                Detail::Policy(PolicyDetail { policy, versions }),
-            ));
+        for (key, policy) in policies {
+            let versions = policy_versions(&state, account, &policy.arn)?;
+            items.push((format!("4{key}"), Detail::Policy(PolicyDetail { policy, versions })));
         }
         items.sort_by(|a, b| a.0.cmp(&b.0));
         let (page_items, marker) = page.take(items.into_iter(), false);

@@ -465,25 +465,7 @@ impl Ops<'_, Iam> {
         prefix: Option<&str>,
         page: &Page,
     ) -> Result<(Vec<PolicyView>, Option<String>)> {
-        let state = self.view();
-        let prefix = prefix.unwrap_or("/");
-        let mut all: Vec<(String, PolicyView)> = Vec::new();
-        if scope != PolicyScope::Local {
-            all.extend(aws_policies().values().map(|p| (p.arn.key(), aws_view(&state, account, p))));
-        }
-        if scope != PolicyScope::Aws {
-            all.extend(
-                state
-                    .iam
-                    .policies
-                    .iter()
-                    .filter(|((a, _), _)| a == account)
-                    .map(|((_, k), p)| (k.clone(), customer_view(&state, p))),
-            );
-        }
-        all.retain(|(_, v)| v.path.starts_with(prefix) && (!only_attached || v.attachment_count > 0));
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(page.take(all.into_iter(), false))
+        Ok(page.take(policy_views(&self.view(), account, scope, only_attached, prefix).into_iter(), false))
     }
 
     pub async fn delete_policy(&self, account: &AccountId, arn: &str) -> Result<()> {
@@ -570,28 +552,7 @@ impl Ops<'_, Iam> {
 
     /// Versions, newest first, as IAM lists them.
     pub fn list_policy_versions(&self, account: &AccountId, arn: &str) -> Result<Vec<VersionView>> {
-        let arn = parse_policy_arn(arn)?;
-        if arn.account.is_none() {
-            let p = aws_policies().get(&arn.key()).ok_or_else(|| policy_not_found(&arn.arn()))?;
-            return Ok(vec![VersionView {
-                id: p.version.to_string(),
-                document: p.document.text().to_string(),
-                is_default: true,
-                created: aws_epoch(),
-            }]);
-        }
-        let state = self.view();
-        let p = find_customer(&state, account, &arn)?;
-        Ok(p.versions
-            .iter()
-            .rev()
-            .map(|(n, v)| VersionView {
-                id: format!("v{n}"),
-                document: v.document.text().to_string(),
-                is_default: *n == p.default_version,
-                created: v.created,
-            })
-            .collect())
+        policy_versions(&self.view(), account, arn)
     }
 
     pub async fn delete_policy_version(&self, account: &AccountId, arn: &str, version: &str) -> Result<()> {
@@ -683,12 +644,78 @@ impl Ops<'_, Iam> {
     ) -> Result<(Vec<AttachedPolicy>, Option<String>)> {
         let state = self.view();
         let (_, _, attached) = read_held(&state, holder, account, name)?;
-        let prefix = prefix.unwrap_or("/");
-        let items = attached.into_iter().filter_map(|key| {
-            let arn = PolicyArn::parse(&key)?;
+        Ok(page.take(attached_policies(&state, &attached, prefix.unwrap_or("/")).into_iter(), false))
+    }
+}
+
+/// Account `account`'s managed policies of `scope` (only those attached to something if
+/// `only_attached`) whose path starts with `prefix`, keyed and ordered by ARN key.
+pub(crate) fn policy_views(
+    state: &State,
+    account: &AccountId,
+    scope: PolicyScope,
+    only_attached: bool,
+    prefix: Option<&str>,
+) -> Vec<(String, PolicyView)> {
+    let prefix = prefix.unwrap_or("/");
+    let mut all: Vec<(String, PolicyView)> = Vec::new();
+    if scope != PolicyScope::Local {
+        all.extend(aws_policies().values().map(|p| (p.arn.key(), aws_view(state, account, p))));
+    }
+    if scope != PolicyScope::Aws {
+        all.extend(
+            state
+                .iam
+                .policies
+                .iter()
+                .filter(|((a, _), _)| a == account)
+                .map(|((_, k), p)| (k.clone(), customer_view(state, p))),
+        );
+    }
+    all.retain(|(_, v)| v.path.starts_with(prefix) && (!only_attached || v.attachment_count > 0));
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+/// The versions of the managed policy `arn`, newest first.
+pub(crate) fn policy_versions(state: &State, account: &AccountId, arn: &str) -> Result<Vec<VersionView>> {
+    let arn = parse_policy_arn(arn)?;
+    if arn.account.is_none() {
+        let p = aws_policies().get(&arn.key()).ok_or_else(|| policy_not_found(&arn.arn()))?;
+        return Ok(vec![VersionView {
+            id: p.version.to_string(),
+            document: p.document.text().to_string(),
+            is_default: true,
+            created: aws_epoch(),
+        }]);
+    }
+    let p = find_customer(state, account, &arn)?;
+    Ok(p.versions
+        .iter()
+        .rev()
+        .map(|(n, v)| VersionView {
+            id: format!("v{n}"),
+            document: v.document.text().to_string(),
+            is_default: *n == p.default_version,
+            created: v.created,
+        })
+        .collect())
+}
+
+/// The managed policies the keys in `attached` name, with their names and ARNs, whose
+/// path starts with `prefix`, keyed by ARN key (a policy gone since is skipped).
+pub(crate) fn attached_policies(
+    state: &State,
+    attached: &std::collections::BTreeSet<String>,
+    prefix: &str,
+) -> Vec<(String, AttachedPolicy)> {
+    attached
+        .iter()
+        .filter_map(|key| {
+            let arn = PolicyArn::parse(key)?;
             let (name, arn_text, path) = match &arn.account {
                 None => {
-                    let p = aws_policies().get(&key)?;
+                    let p = aws_policies().get(key)?;
                     (p.arn.name.to_string(), p.arn.arn(), p.arn.path.to_string())
                 }
                 Some(a) => {
@@ -697,10 +724,9 @@ impl Ops<'_, Iam> {
                     (p.name.to_string(), arn.arn(), p.path.to_string())
                 }
             };
-            path.starts_with(prefix).then_some((key, AttachedPolicy { name, arn: arn_text }))
-        });
-        Ok(page.take(items, false))
-    }
+            path.starts_with(prefix).then(|| (key.clone(), AttachedPolicy { name, arn: arn_text }))
+        })
+        .collect()
 }
 
 /// The identity policies of a principal that authorization evaluates: its inline
