@@ -15,11 +15,29 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Whether the leading replica may answer where this one could not (see
+    /// [`DEFER_HEADER`]).
+    pub defer: bool,
 }
+
+/// Set on an answer that a follower replica gave but the leading one may answer
+/// otherwise: a write, which a follower refuses, or a key the follower does not know yet.
+/// A follower's server sends such a request on to the leader instead of answering it.
+pub const DEFER_HEADER: &str = "x-berth-defer-to-leader";
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), defer: false }
+    }
+    /// This error, marked for the leader to answer instead (see [`DEFER_HEADER`]).
+    pub fn deferred(self) -> Self {
+        ApiError { defer: true, ..self }
+    }
+    /// Marks `response` for the leader to answer if this error says so.
+    pub(crate) fn mark(&self, response: &mut Response) {
+        if self.defer {
+            response.headers_mut().insert(DEFER_HEADER, HeaderValue::from_static("1"));
+        }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -115,6 +133,12 @@ impl From<Error> for ApiError {
                 "AccessDenied" => ApiError::new(http::StatusCode::FORBIDDEN, e.code, e.message),
                 _ => ApiError::bad_request(e.code, e.message),
             },
+            Error::NotLeader => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                "This Berth replica follows the leading one and could not pass the request on; retry it.",
+            )
+            .deferred(),
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 ApiError::new(
@@ -135,7 +159,8 @@ impl From<AuthError> for ApiError {
             AuthError::UnknownKey => Self::bad_request(
                 "UnrecognizedClientException",
                 "The security token included in the request is invalid. Check the access key id (`berth env` prints a valid one).",
-            ),
+            )
+            .deferred(),
             AuthError::Mismatch => Self::bad_request(
                 "InvalidSignatureException",
                 "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
@@ -157,6 +182,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "__type": self.code, "message": self.message }).to_string();
         let mut r = (self.status, body).into_response();
+        self.mark(&mut r);
         let h = r.headers_mut();
         h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
         if let Ok(v) = HeaderValue::from_str(self.code) {

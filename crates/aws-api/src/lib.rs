@@ -23,6 +23,7 @@ mod events;
 mod iam;
 mod logs;
 mod query;
+pub mod replica;
 mod secretsmanager;
 pub mod sigv4;
 mod ssm;

@@ -437,7 +437,9 @@ pub(crate) fn error_response(service: Service, e: ApiError, request_id: &str) ->
             x.out.push_str("</Response>");
         }
     }
-    xml_response(status, x.into_string())
+    let mut response = xml_response(status, x.into_string());
+    e.mark(&mut response);
+    response
 }
 
 /// An ISO 8601 timestamp with milliseconds, as the query protocol writes them.

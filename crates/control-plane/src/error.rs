@@ -46,6 +46,10 @@ pub enum Error {
     /// An EventBridge request was refused; the error names EventBridge's code.
     #[error(transparent)]
     Events(#[from] model::events::EventsError),
+    /// This replica follows another and writes nothing: the request must go to the
+    /// leading replica.
+    #[error("this replica follows the leading one and does not write")]
+    NotLeader,
     /// Something failed inside Berth; the request may be retried. The detail is for logs.
     #[error("internal error: {0}")]
     Internal(String),

@@ -78,7 +78,10 @@ impl Default for Config {
 /// The control plane of one Berth deployment.
 pub struct ControlPlane {
     view: Arc<ArcSwap<State>>,
-    jobs: mpsc::Sender<writer::Job>,
+    /// The writer's queue; `None` on a follower, which never writes.
+    jobs: Option<mpsc::Sender<writer::Job>>,
+    /// On a follower: which resource each stored record holds, to apply the change log.
+    mirror: Option<std::sync::Mutex<state::mirror::Mirror>>,
     pub credentials: auth::Credentials,
     pub agents: Arc<agents::Agents>,
     /// The ELBv2 operations' run-time companions: network settings, the target health
@@ -115,13 +118,6 @@ impl ControlPlane {
     }
 
     pub fn open_with(store: Arc<dyn Store>, config: Config) -> Result<Self> {
-        let log_store = match &config.logs_dir {
-            Some(dir) => Some(Arc::new(
-                logstore::LogStore::open(dir)
-                    .map_err(|e| Error::Internal(format!("opening the log store at {}: {e}", dir.display())))?,
-            )),
-            None => None,
-        };
         let records = store.load().map_err(|e| Error::Internal(e.to_string()))?;
         let check = records.iter().find(|r| r.table == sealing::CHECK_TABLE && r.key == sealing::CHECK_KEY);
         match check {
@@ -146,9 +142,42 @@ impl ControlPlane {
             .stack_size(WRITER_STACK_BYTES)
             .spawn(move || writer::run(rx, writer_store, writer_view))
             .map_err(|e| Error::Internal(format!("starting the writer thread: {e}")))?;
+        Self::assemble(store, config, view, Some(jobs), None)
+    }
+
+    /// A follower's control plane: the state of `records` (every record of the store, as
+    /// of one position of its change log), brought forward by [`ControlPlane::follow`],
+    /// with no writer. Its reads are the leader's as of that position; every write is
+    /// refused with [`Error::NotLeader`], for the caller to send it to the leader.
+    pub fn open_follower(store: Arc<dyn Store>, config: Config, records: Vec<store::Record>) -> Result<Self> {
+        // The leader records the check value; a follower only verifies it once there is one.
+        if let Some(r) = records.iter().find(|r| r.table == sealing::CHECK_TABLE && r.key == sealing::CHECK_KEY) {
+            config.sealer.verify_check(&r.value)?;
+        }
+        let (state, mirror) = state::mirror::Mirror::load(records).map_err(|e| Error::Internal(e.to_string()))?;
+        tracing::info!(records = mirror.len(), "following the leader: state read from the store");
+        let view = Arc::new(ArcSwap::from_pointee(state));
+        Self::assemble(store, config, view, None, Some(std::sync::Mutex::new(mirror)))
+    }
+
+    fn assemble(
+        store: Arc<dyn Store>,
+        config: Config,
+        view: Arc<ArcSwap<State>>,
+        jobs: Option<mpsc::Sender<writer::Job>>,
+        mirror: Option<std::sync::Mutex<state::mirror::Mirror>>,
+    ) -> Result<Self> {
+        let log_store = match &config.logs_dir {
+            Some(dir) => Some(Arc::new(
+                logstore::LogStore::open(dir)
+                    .map_err(|e| Error::Internal(format!("opening the log store at {}: {e}", dir.display())))?,
+            )),
+            None => None,
+        };
         Ok(ControlPlane {
             view,
             jobs,
+            mirror,
             credentials: auth::Credentials::new(store),
             agents: Arc::new(agents::Agents::new(config.agent_timeout)),
             services_wake: Arc::new(tokio::sync::Notify::new()),
@@ -162,6 +191,37 @@ impl ControlPlane {
         })
     }
 
+    /// On a follower, brings the view to what the leader committed: the records `catchup`
+    /// names, or all of them. Readers see the new state at once, whole.
+    pub fn follow(&self, catchup: store::Catchup) -> Result<()> {
+        let Some(mirror) = &self.mirror else {
+            return Err(Error::Internal("only a follower applies the change log".into()));
+        };
+        let mut mirror = mirror.lock().unwrap_or_else(|e| e.into_inner());
+        let next = match catchup {
+            store::Catchup::Changes { changes, .. } if changes.is_empty() => return Ok(()),
+            store::Catchup::Changes { changes, .. } => {
+                let mut next = (*self.view()).clone();
+                mirror.apply(&mut next, changes).map_err(|e| Error::Internal(e.to_string()))?;
+                next
+            }
+            store::Catchup::Everything { records, .. } => {
+                let (next, fresh) = state::mirror::Mirror::load(records).map_err(|e| Error::Internal(e.to_string()))?;
+                *mirror = fresh;
+                next
+            }
+        };
+        self.view.store(Arc::new(next));
+        // Whoever serves the load balancers from this view looks again.
+        self.elb.changed.notify_one();
+        Ok(())
+    }
+
+    /// Whether this control plane follows a leader (and refuses writes).
+    pub fn is_follower(&self) -> bool {
+        self.jobs.is_none()
+    }
+
     /// The state as of the last durable commit.
     pub fn view(&self) -> Arc<State> {
         self.view.load_full()
@@ -173,6 +233,9 @@ impl ControlPlane {
         R: Send + 'static,
         F: FnOnce(&mut Txn<'_>) -> Result<R> + Send + 'static,
     {
-        writer::submit(&self.jobs, f).await
+        match &self.jobs {
+            Some(jobs) => writer::submit(jobs, f).await,
+            None => Err(Error::NotLeader),
+        }
     }
 }

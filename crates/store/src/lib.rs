@@ -14,7 +14,8 @@ mod postgres;
 mod sqlite;
 
 pub use postgres::{
-    Epoch, Leadership, PgStore, PgUrl, Replicas, CHANGES_CHANNEL, CHANGES_KEPT, KEEPALIVE_DETECTION, LEADER_LOCK,
+    ChangeFeed, Epoch, Leadership, PgStore, PgUrl, Replicas, CHANGES_CHANNEL, CHANGES_KEPT, KEEPALIVE_DETECTION,
+    LEADER_LOCK,
 };
 pub use sqlite::SqliteStore;
 
@@ -57,6 +58,25 @@ pub enum StoreError {
     OutcomeUnknown(String),
 }
 
+/// One record as a follower learns it from the change log: its value now, or gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub table: String,
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+/// What a follower reads to catch up with the writer ([`PgStore::catch_up`]).
+#[derive(Debug)]
+pub enum Catchup {
+    /// The records touched by the batches after the follower's position, up to and
+    /// including `through`, as they are at `through`.
+    Changes { through: i64, changes: Vec<Change> },
+    /// The log no longer reaches back to the follower's position: every record, as of
+    /// `through`.
+    Everything { through: i64, records: Vec<Record> },
+}
+
 /// A durable, transactional home for records.
 pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Every record, in `(table, key)` order.
@@ -66,4 +86,9 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Applies all mutations atomically. Returns only once they are durable: after a
     /// crash at any later moment, `load` returns them.
     fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError>;
+    /// Where this store's last commit is in the change log followers read: the log's
+    /// sequence number of that batch (PostgreSQL), or `None` for a store without one.
+    fn position(&self) -> Option<i64> {
+        None
+    }
 }

@@ -110,7 +110,7 @@ impl ControlPlane {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The reaper against the real writer and store: what it forgets is gone from the store
     //! too, and what it must keep stays.
 
@@ -132,17 +132,17 @@ mod tests {
         Arc::new(ControlPlane::open_with(Arc::new(store::SqliteStore::open(db).unwrap()), config).unwrap())
     }
 
-    fn caller() -> Caller {
+    pub(crate) fn caller() -> Caller {
         Caller::root(Scope {
             account: AccountId::parse("123456789012").unwrap(),
             region: Region::parse("us-east-1").unwrap(),
         })
     }
 
-    type Link = tokio::sync::mpsc::UnboundedReceiver<agent_protocol::ToAgent>;
+    pub(crate) type Link = tokio::sync::mpsc::UnboundedReceiver<agent_protocol::ToAgent>;
 
     /// One instance of cluster `default` (and its agent's link) and `count` tasks on it.
-    async fn tasks(cp: &ControlPlane, count: i32) -> (Vec<Task>, Link) {
+    pub(crate) async fn tasks(cp: &ControlPlane, count: i32) -> (Vec<Task>, Link) {
         let caller = caller();
         let instance = NewInstance {
             resources: Resources { cpu: 4096, memory: 8192, ..Default::default() },
@@ -164,7 +164,7 @@ mod tests {
 
     /// Reports `t` in `status`; with `container`, its container as created and in that
     /// state.
-    async fn report(cp: &ControlPlane, t: &Task, status: TaskStatus, container: Option<ContainerStatus>) {
+    pub(crate) async fn report(cp: &ControlPlane, t: &Task, status: TaskStatus, container: Option<ContainerStatus>) {
         let containers = container
             .map(|c| ContainerReport {
                 name: "web".into(),

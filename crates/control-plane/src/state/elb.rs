@@ -53,28 +53,46 @@ impl ElbState {
         put_or_delete(table, key, value)
     }
 
-    /// Loads one record of an `elb.` table; `false` for a table this module does not own.
-    pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<bool, StoreError> {
-        match r.table.as_str() {
+    /// Loads one record of an `elb.` table: the resource's key, or `None` for a table this
+    /// module does not own.
+    pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<Option<ElbKey>, StoreError> {
+        Ok(Some(match r.table.as_str() {
             LOAD_BALANCERS => {
                 let v: LoadBalancer = decode(r)?;
+                let key = ElbKey::LoadBalancer(v.scope.clone(), v.id.clone());
                 self.load_balancers.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+                key
             }
             TARGET_GROUPS => {
                 let v: TargetGroup = decode(r)?;
+                let key = ElbKey::TargetGroup(v.scope.clone(), v.id.clone());
                 self.target_groups.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+                key
             }
             LISTENERS => {
                 let v: Listener = decode(r)?;
+                let key = ElbKey::Listener(v.scope.clone(), v.id.clone());
                 self.listeners.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+                key
             }
             RULES => {
                 let v: Rule = decode(r)?;
+                let key = ElbKey::Rule(v.scope.clone(), v.id.clone());
                 self.rules.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
+                key
             }
-            _ => return Ok(false),
-        }
-        Ok(true)
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Forgets the resource `key` names (its record was deleted).
+    pub(crate) fn forget(&mut self, key: &ElbKey) {
+        match key {
+            ElbKey::LoadBalancer(s, id) => drop(self.load_balancers.remove(&(s.clone(), id.clone()))),
+            ElbKey::TargetGroup(s, id) => drop(self.target_groups.remove(&(s.clone(), id.clone()))),
+            ElbKey::Listener(s, id) => drop(self.listeners.remove(&(s.clone(), id.clone()))),
+            ElbKey::Rule(s, id) => drop(self.rules.remove(&(s.clone(), id.clone()))),
+        };
     }
 
     pub fn scoped_load_balancers<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a Arc<LoadBalancer>> + 'a {

@@ -94,13 +94,21 @@ impl EventsState {
         )
     }
 
-    /// Loads one record of an `events.` table; `false` for a table this module does not own.
-    pub(crate) fn load(&mut self, r: &Record) -> Result<bool, StoreError> {
+    /// Loads one record of an `events.` table: the rule's key, or `None` for a table this
+    /// module does not own.
+    pub(crate) fn load(&mut self, r: &Record) -> Result<Option<EventsKey>, StoreError> {
         if r.table != RULES {
-            return Ok(false);
+            return Ok(None);
         }
         let rule: Rule = decode(r)?;
+        let key = EventsKey::Rule(rule.scope.clone(), rule.name.clone());
         self.rules.insert((rule.scope.clone(), rule.name.clone()), Arc::new(rule));
-        Ok(true)
+        Ok(Some(key))
+    }
+
+    /// Forgets the rule `key` names (its record was deleted).
+    pub(crate) fn forget(&mut self, key: &EventsKey) {
+        let EventsKey::Rule(s, n) = key;
+        self.rules.remove(&(s.clone(), n.clone()));
     }
 }

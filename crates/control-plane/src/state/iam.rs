@@ -362,20 +362,27 @@ impl IamState {
         put_or_delete(table, k, value)
     }
 
-    /// Loads one record of an `iam.` table; `false` for a table this module does not own.
-    pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<bool, StoreError> {
-        match r.table.as_str() {
+    /// Loads one record of an `iam.` table: the entity's key, or `None` for a table this
+    /// module does not own.
+    pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<Option<IamKey>, StoreError> {
+        Ok(Some(match r.table.as_str() {
             USERS => {
                 let v: User = decode(r)?;
-                self.users.insert((v.account.clone(), v.name.key()), Arc::new(v));
+                let (account, name) = (v.account.clone(), v.name.key());
+                self.users.insert((account.clone(), name.clone()), Arc::new(v));
+                IamKey::User(account, name)
             }
             ROLES => {
                 let v: Role = decode(r)?;
-                self.roles.insert((v.account.clone(), v.name.key()), Arc::new(v));
+                let (account, name) = (v.account.clone(), v.name.key());
+                self.roles.insert((account.clone(), name.clone()), Arc::new(v));
+                IamKey::Role(account, name)
             }
             GROUPS => {
                 let v: Group = decode(r)?;
-                self.groups.insert((v.account.clone(), v.name.key()), Arc::new(v));
+                let (account, name) = (v.account.clone(), v.name.key());
+                self.groups.insert((account.clone(), name.clone()), Arc::new(v));
+                IamKey::Group(account, name)
             }
             POLICIES => {
                 let v: ManagedPolicy = decode(r)?;
@@ -385,15 +392,29 @@ impl IamState {
                     name: v.name.clone(),
                 }
                 .key();
-                self.policies.insert((v.account.clone(), key), Arc::new(v));
+                let account = v.account.clone();
+                self.policies.insert((account.clone(), key.clone()), Arc::new(v));
+                IamKey::Policy(account, key)
             }
             KEYS => {
                 let v: UserKey = decode(r)?;
-                self.keys.insert(v.id.clone(), Arc::new(v));
+                let id = v.id.clone();
+                self.keys.insert(id.clone(), Arc::new(v));
+                IamKey::AccessKey(id)
             }
-            _ => return Ok(false),
-        }
-        Ok(true)
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Forgets the entity `key` names (its record was deleted).
+    pub(crate) fn forget(&mut self, key: &IamKey) {
+        match key {
+            IamKey::User(a, n) => drop(self.users.remove(&(a.clone(), n.clone()))),
+            IamKey::Role(a, n) => drop(self.roles.remove(&(a.clone(), n.clone()))),
+            IamKey::Group(a, n) => drop(self.groups.remove(&(a.clone(), n.clone()))),
+            IamKey::Policy(a, arn) => drop(self.policies.remove(&(a.clone(), arn.clone()))),
+            IamKey::AccessKey(id) => drop(self.keys.remove(id)),
+        };
     }
 
     /// The groups `user` (lower-cased name) is a member of.

@@ -93,19 +93,31 @@ impl LogsState {
         put_or_delete(table, key, value)
     }
 
-    /// Loads one record of a `logs.` table; `false` for a table this module does not own.
-    pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<bool, StoreError> {
-        match r.table.as_str() {
+    /// Loads one record of a `logs.` table: the record's key, or `None` for a table this
+    /// module does not own.
+    pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<Option<LogsKey>, StoreError> {
+        Ok(Some(match r.table.as_str() {
             GROUPS => {
                 let v: LogGroup = decode(r)?;
+                let key = LogsKey::Group(v.scope.clone(), v.name.clone());
                 self.groups.insert((v.scope.clone(), v.name.clone()), Arc::new(v));
+                key
             }
             STREAMS => {
                 let v: LogStream = decode(r)?;
+                let key = LogsKey::Stream(v.scope.clone(), v.group.clone(), v.name.clone());
                 self.streams.insert((v.scope.clone(), v.group.clone(), v.name.clone()), Arc::new(v));
+                key
             }
-            _ => return Ok(false),
-        }
-        Ok(true)
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Forgets what `key` names (its record was deleted).
+    pub(crate) fn forget(&mut self, key: &LogsKey) {
+        match key {
+            LogsKey::Group(s, g) => drop(self.groups.remove(&(s.clone(), g.clone()))),
+            LogsKey::Stream(s, g, n) => drop(self.streams.remove(&(s.clone(), g.clone(), n.clone()))),
+        };
     }
 }

@@ -9,6 +9,7 @@ pub mod elb;
 pub mod events;
 pub mod iam;
 pub mod logs;
+pub mod mirror;
 pub mod resources;
 pub mod secrets;
 pub mod ssm;
@@ -343,88 +344,170 @@ impl State {
     pub fn from_records(records: Vec<Record>) -> Result<State, StoreError> {
         let mut state = State::default();
         for r in &records {
-            match r.table.as_str() {
-                CLUSTERS => {
-                    let c: Cluster = decode(r)?;
-                    state.clusters.insert((c.scope.clone(), c.name.clone()), Arc::new(c));
-                }
-                TASK_DEFINITIONS => {
-                    let t: TaskDefinition = decode(r)?;
-                    state.task_definitions.insert((t.scope.clone(), t.family.clone(), t.revision), Arc::new(t));
-                }
-                INSTANCES => {
-                    let i: ContainerInstance = decode(r)?;
-                    state.instances.insert((i.scope.clone(), i.cluster.clone(), i.id.clone()), Arc::new(i));
-                }
-                TASKS => {
-                    state.put_task(Arc::new(decode::<Task>(r)?));
-                }
-                SERVICES => {
-                    let v: Service = decode(r)?;
-                    state.services.insert((v.scope.clone(), v.cluster.clone(), v.name.clone()), Arc::new(v));
-                }
-                IMAGES => {
-                    let i: Image = decode(r)?;
-                    state.images.insert((i.scope.clone(), i.repository.clone(), i.digest.clone()), Arc::new(i));
-                }
-                IMAGE_SCANS => {
-                    let s: ImageScan = decode(r)?;
-                    state.image_scans.insert((s.scope.clone(), s.repository.clone(), s.digest.clone()), Arc::new(s));
-                }
-                LIFECYCLE_POLICIES => {
-                    let p: StoredLifecyclePolicy = decode(r)?;
-                    state.lifecycle_policies.insert((p.scope.clone(), p.repository.clone()), Arc::new(p));
-                }
-                LIFECYCLE_PREVIEWS => {
-                    let p = decode::<LifecyclePreview>(r)?.after_restart();
-                    state.lifecycle_previews.insert((p.scope.clone(), p.repository.clone()), Arc::new(p));
-                }
-                REPOSITORY_POLICIES => {
-                    let p: StoredRepositoryPolicy = decode(r)?;
-                    state.repository_policies.insert((p.scope.clone(), p.repository.clone()), Arc::new(p));
-                }
-                REGISTRY_POLICIES => {
-                    let p: StoredRegistryPolicy = decode(r)?;
-                    state.registry_policies.insert(p.scope.clone(), Arc::new(p));
-                }
-                REPOSITORIES => {
-                    let r: Repository = decode(r)?;
-                    state.repositories.insert((r.scope.clone(), r.name.clone()), Arc::new(r));
-                }
-                SETTINGS => {
-                    let s: StoredSetting = decode(r)?;
-                    state.settings.insert((s.scope.clone(), s.principal.clone(), s.name), s);
-                }
-                ATTRIBUTES => {
-                    let a: StoredAttribute = decode(r)?;
-                    let key =
-                        (a.scope.clone(), a.cluster.clone(), a.attribute.target_id.clone(), a.attribute.name.clone());
-                    state.attributes.insert(key, a);
-                }
-                SECURITY_GROUPS => {
-                    let g: ec2::SecurityGroup = decode(r)?;
-                    state.ec2.security_groups.insert((g.scope.clone(), g.id.clone()), Arc::new(g));
-                }
-                VPCS => {
-                    let v: ec2::Vpc = decode(r)?;
-                    state.ec2.vpcs.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
-                }
-                SUBNETS => {
-                    let v: ec2::StoredSubnet = decode(r)?;
-                    state.ec2.subnets.insert((v.scope.clone(), v.id.clone()), Arc::new(v));
-                }
-                t if t.starts_with("auth.") => {}
-                t if t.starts_with("elb.") && state.elb.load(r)? => {}
-                t if t.starts_with("logs.") && state.logs.load(r)? => {}
-                t if t.starts_with("iam.") && state.iam.load(r)? => {}
-                t if t.starts_with("ssm.") && state.ssm.load(r)? => {}
-                t if t.starts_with("secrets.") && state.secrets.load(r)? => {}
-                t if t.starts_with("events.") && state.events.load(r)? => {}
-                t => return Err(StoreError::Corrupt(format!("unknown table '{t}' (written by a newer Berth?)"))),
-            }
+            state.load_record(r)?;
         }
         state.ssm.finish_load();
         Ok(state)
+    }
+
+    /// Loads one stored record, replacing what the state held under its key: the key, or
+    /// `None` for records the state does not hold (`auth.*`: accounts and their keys,
+    /// which are read through the store).
+    pub fn load_record(&mut self, r: &Record) -> Result<Option<Touched>, StoreError> {
+        let state = self;
+        let touched = match r.table.as_str() {
+            CLUSTERS => {
+                let c: Cluster = decode(r)?;
+                let key = (c.scope.clone(), c.name.clone());
+                state.clusters.insert(key.clone(), Arc::new(c));
+                Touched::Cluster(key.0, key.1)
+            }
+            TASK_DEFINITIONS => {
+                let t: TaskDefinition = decode(r)?;
+                let key = (t.scope.clone(), t.family.clone(), t.revision);
+                state.task_definitions.insert(key.clone(), Arc::new(t));
+                Touched::TaskDefinition(key.0, key.1, key.2)
+            }
+            INSTANCES => {
+                let i: ContainerInstance = decode(r)?;
+                let key = (i.scope.clone(), i.cluster.clone(), i.id.clone());
+                state.instances.insert(key.clone(), Arc::new(i));
+                Touched::Instance(key.0, key.1, key.2)
+            }
+            TASKS => {
+                let t: Task = decode(r)?;
+                let touched = Touched::Task(t.scope.clone(), t.cluster.clone(), t.id.clone());
+                state.put_task(Arc::new(t));
+                touched
+            }
+            SERVICES => {
+                let v: Service = decode(r)?;
+                let key = (v.scope.clone(), v.cluster.clone(), v.name.clone());
+                state.services.insert(key.clone(), Arc::new(v));
+                Touched::Service(key.0, key.1, key.2)
+            }
+            IMAGES => {
+                let i: Image = decode(r)?;
+                let key = (i.scope.clone(), i.repository.clone(), i.digest.clone());
+                state.images.insert(key.clone(), Arc::new(i));
+                Touched::Image(key.0, key.1, key.2)
+            }
+            IMAGE_SCANS => {
+                let s: ImageScan = decode(r)?;
+                let key = (s.scope.clone(), s.repository.clone(), s.digest.clone());
+                state.image_scans.insert(key.clone(), Arc::new(s));
+                Touched::ImageScan(key.0, key.1, key.2)
+            }
+            LIFECYCLE_POLICIES => {
+                let p: StoredLifecyclePolicy = decode(r)?;
+                let key = (p.scope.clone(), p.repository.clone());
+                state.lifecycle_policies.insert(key.clone(), Arc::new(p));
+                Touched::LifecyclePolicy(key.0, key.1)
+            }
+            LIFECYCLE_PREVIEWS => {
+                let p = decode::<LifecyclePreview>(r)?.after_restart();
+                let key = (p.scope.clone(), p.repository.clone());
+                state.lifecycle_previews.insert(key.clone(), Arc::new(p));
+                Touched::LifecyclePreview(key.0, key.1)
+            }
+            REPOSITORY_POLICIES => {
+                let p: StoredRepositoryPolicy = decode(r)?;
+                let key = (p.scope.clone(), p.repository.clone());
+                state.repository_policies.insert(key.clone(), Arc::new(p));
+                Touched::RepositoryPolicy(key.0, key.1)
+            }
+            REGISTRY_POLICIES => {
+                let p: StoredRegistryPolicy = decode(r)?;
+                let scope = p.scope.clone();
+                state.registry_policies.insert(scope.clone(), Arc::new(p));
+                Touched::RegistryPolicy(scope)
+            }
+            REPOSITORIES => {
+                let r: Repository = decode(r)?;
+                let key = (r.scope.clone(), r.name.clone());
+                state.repositories.insert(key.clone(), Arc::new(r));
+                Touched::Repository(key.0, key.1)
+            }
+            SETTINGS => {
+                let s: StoredSetting = decode(r)?;
+                let key = (s.scope.clone(), s.principal.clone(), s.name);
+                state.settings.insert(key.clone(), s);
+                Touched::Setting(key)
+            }
+            ATTRIBUTES => {
+                let a: StoredAttribute = decode(r)?;
+                let key = (a.scope.clone(), a.cluster.clone(), a.attribute.target_id.clone(), a.attribute.name.clone());
+                state.attributes.insert(key.clone(), a);
+                Touched::Attribute(key)
+            }
+            SECURITY_GROUPS => {
+                let g: ec2::SecurityGroup = decode(r)?;
+                let key = (g.scope.clone(), g.id.clone());
+                state.ec2.security_groups.insert(key.clone(), Arc::new(g));
+                Touched::SecurityGroup(key.0, key.1)
+            }
+            VPCS => {
+                let v: ec2::Vpc = decode(r)?;
+                let key = (v.scope.clone(), v.id.clone());
+                state.ec2.vpcs.insert(key.clone(), Arc::new(v));
+                Touched::Vpc(key.0, key.1)
+            }
+            SUBNETS => {
+                let v: ec2::StoredSubnet = decode(r)?;
+                let key = (v.scope.clone(), v.id.clone());
+                state.ec2.subnets.insert(key.clone(), Arc::new(v));
+                Touched::Subnet(key.0, key.1)
+            }
+            t if t.starts_with("auth.") => return Ok(None),
+            t => {
+                let room = if t.starts_with("elb.") {
+                    state.elb.load(r)?.map(Touched::Elb)
+                } else if t.starts_with("logs.") {
+                    state.logs.load(r)?.map(Touched::Logs)
+                } else if t.starts_with("iam.") {
+                    state.iam.load(r)?.map(Touched::Iam)
+                } else if t.starts_with("ssm.") {
+                    state.ssm.load(r)?.map(Touched::Ssm)
+                } else if t.starts_with("secrets.") {
+                    state.secrets.load(r)?.map(Touched::Secrets)
+                } else if t.starts_with("events.") {
+                    state.events.load(r)?.map(Touched::Events)
+                } else {
+                    None
+                };
+                room.ok_or_else(|| StoreError::Corrupt(format!("unknown table '{t}' (written by a newer Berth?)")))?
+            }
+        };
+        Ok(Some(touched))
+    }
+
+    /// Forgets the resource `touched` names, whose record was deleted.
+    pub fn forget(&mut self, touched: &Touched) {
+        match touched {
+            Touched::Cluster(s, n) => drop(self.clusters.remove(&(s.clone(), n.clone()))),
+            Touched::TaskDefinition(s, f, r) => drop(self.task_definitions.remove(&(s.clone(), f.clone(), *r))),
+            Touched::Instance(s, c, id) => drop(self.instances.remove(&(s.clone(), c.clone(), id.clone()))),
+            Touched::Task(s, c, id) => drop(self.remove_task(&(s.clone(), c.clone(), id.clone()))),
+            Touched::Service(s, c, n) => drop(self.services.remove(&(s.clone(), c.clone(), n.clone()))),
+            Touched::Repository(s, n) => drop(self.repositories.remove(&(s.clone(), n.clone()))),
+            Touched::Image(s, n, d) => drop(self.images.remove(&(s.clone(), n.clone(), d.clone()))),
+            Touched::ImageScan(s, n, d) => drop(self.image_scans.remove(&(s.clone(), n.clone(), d.clone()))),
+            Touched::RepositoryPolicy(s, n) => drop(self.repository_policies.remove(&(s.clone(), n.clone()))),
+            Touched::RegistryPolicy(s) => drop(self.registry_policies.remove(s)),
+            Touched::LifecyclePolicy(s, n) => drop(self.lifecycle_policies.remove(&(s.clone(), n.clone()))),
+            Touched::LifecyclePreview(s, n) => drop(self.lifecycle_previews.remove(&(s.clone(), n.clone()))),
+            Touched::Setting(k) => drop(self.settings.remove(k)),
+            Touched::Attribute(k) => drop(self.attributes.remove(k)),
+            Touched::SecurityGroup(s, id) => drop(self.ec2.security_groups.remove(&(s.clone(), id.clone()))),
+            Touched::Vpc(s, id) => drop(self.ec2.vpcs.remove(&(s.clone(), id.clone()))),
+            Touched::Subnet(s, id) => drop(self.ec2.subnets.remove(&(s.clone(), id.clone()))),
+            Touched::Elb(k) => self.elb.forget(k),
+            Touched::Logs(k) => self.logs.forget(k),
+            Touched::Iam(k) => self.iam.forget(k),
+            Touched::Ssm(k) => self.ssm.forget(k),
+            Touched::Secrets(k) => self.secrets.forget(k),
+            Touched::Events(k) => self.events.forget(k),
+        }
     }
 
     pub fn cluster(&self, scope: &Scope, name: &ClusterName) -> Option<&Cluster> {

@@ -98,19 +98,31 @@ impl SecretsState {
         put_or_delete(table, key, value)
     }
 
-    /// Loads one record of a `secrets.` table; `false` for a table this module does not own.
-    pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<bool, StoreError> {
-        match r.table.as_str() {
+    /// Loads one record of a `secrets.` table: the record's key, or `None` for a table
+    /// this module does not own.
+    pub(crate) fn load(&mut self, r: &Record) -> std::result::Result<Option<SecretsKey>, StoreError> {
+        Ok(Some(match r.table.as_str() {
             SECRETS => {
                 let v: Secret = decode(r)?;
+                let key = SecretsKey::Secret(v.scope.clone(), v.name.clone());
                 self.secrets.insert((v.scope.clone(), v.name.clone()), Arc::new(v));
+                key
             }
             VERSIONS => {
                 let v: SealedVersion = decode(r)?;
+                let key = SecretsKey::Version(v.scope.clone(), v.name.clone(), v.version.clone());
                 self.versions.insert((v.scope.clone(), v.name.clone(), v.version.clone()), Arc::new(v));
+                key
             }
-            _ => return Ok(false),
-        }
-        Ok(true)
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Forgets what `key` names (its record was deleted).
+    pub(crate) fn forget(&mut self, key: &SecretsKey) {
+        match key {
+            SecretsKey::Secret(s, n) => drop(self.secrets.remove(&(s.clone(), n.clone()))),
+            SecretsKey::Version(s, n, v) => drop(self.versions.remove(&(s.clone(), n.clone(), v.clone()))),
+        };
     }
 }

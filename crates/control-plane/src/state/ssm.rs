@@ -130,16 +130,17 @@ impl SsmState {
         }
     }
 
-    /// Loads one record of an `ssm.` table; `false` for a table this module does not own.
-    /// A parameter's records may come in any order.
-    pub(crate) fn load(&mut self, r: &Record) -> Result<bool, StoreError> {
-        match r.table.as_str() {
+    /// Loads one record of an `ssm.` table: the record's key, or `None` for a table this
+    /// module does not own. A parameter's records may come in any order.
+    pub(crate) fn load(&mut self, r: &Record) -> Result<Option<SsmKey>, StoreError> {
+        Ok(Some(match r.table.as_str() {
             PARAMETERS => {
                 let p: Parameter = decode(r)?;
                 let key = (p.scope.clone(), p.name.clone());
                 let mut entry = self.parameters.get(&key).map_or(p.clone(), |e| (**e).clone());
                 entry.tags = p.tags;
-                self.parameters.insert(key, Arc::new(entry));
+                self.parameters.insert(key.clone(), Arc::new(entry));
+                SsmKey::Parameter(key.0, key.1)
             }
             VERSIONS => {
                 let v: ParameterVersion = decode(r)?;
@@ -153,12 +154,32 @@ impl SsmState {
                     },
                     |e| (**e).clone(),
                 );
-                entry.versions.insert(v.version, Arc::new(v));
-                self.parameters.insert(key, Arc::new(entry));
+                let version = v.version;
+                entry.versions.insert(version, Arc::new(v));
+                self.parameters.insert(key.clone(), Arc::new(entry));
+                SsmKey::Version(key.0, key.1, version)
             }
-            _ => return Ok(false),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Forgets what `key` names (its record was deleted): the parameter with its
+    /// versions, or one version (and the parameter with it if it was the last).
+    pub(crate) fn forget(&mut self, key: &SsmKey) {
+        match key {
+            SsmKey::Parameter(s, n) => {
+                self.parameters.remove(&(s.clone(), n.clone()));
+            }
+            SsmKey::Version(s, n, v) => {
+                let key = (s.clone(), n.clone());
+                let Some(entry) = self.parameters.get_mut(&key) else { return };
+                let entry = Arc::make_mut(entry);
+                entry.versions.remove(v);
+                if entry.versions.is_empty() {
+                    self.parameters.remove(&key);
+                }
+            }
         }
-        Ok(true)
     }
 
     /// Drops parameters that have a tags record but no version (a damaged store); called

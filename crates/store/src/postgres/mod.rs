@@ -37,10 +37,12 @@
 //!   control plane reads through (accounts and keys), never those its writer owns.
 
 mod election;
+mod follow;
 mod schema;
 mod url;
 
 pub use election::{Leadership, Replicas, KEEPALIVE_DETECTION, LEADER_LOCK};
+pub use follow::ChangeFeed;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -85,6 +87,10 @@ pub struct PgStore {
 struct Shared {
     config: tokio_postgres::Config,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    /// The change log's sequence number of this store's latest commit.
+    position: AtomicI64,
+    /// A follower's connection for its reads of the change log (`follow`).
+    follow: tokio::sync::Mutex<Option<Client>>,
 }
 
 /// One connection with its prepared statements.
@@ -153,7 +159,12 @@ impl PgStore {
         let base = std::hash::RandomState::new().build_hasher().finish() as i64 & (i64::MAX >> 1);
         let store = PgStore {
             url: url.clone(),
-            shared: Arc::new(Shared { config: url.config().clone(), conn: tokio::sync::Mutex::new(None) }),
+            shared: Arc::new(Shared {
+                config: url.config().clone(),
+                conn: tokio::sync::Mutex::new(None),
+                position: AtomicI64::new(0),
+                follow: tokio::sync::Mutex::new(None),
+            }),
             runtime: Some(runtime),
             epoch: None,
             batches: AtomicI64::new(base),
@@ -259,8 +270,8 @@ fn refused(e: &tokio_postgres::Error) -> bool {
 }
 
 /// Finds out whether the commit with `token`, sent on the session of server process
-/// `backend` whose answer was lost (`why`), was committed.
-async fn resolve(shared: &Shared, backend: i32, token: i64, why: String) -> Result<(), StoreError> {
+/// `backend` whose answer was lost (`why`), was committed: its sequence number if so.
+async fn resolve(shared: &Shared, backend: i32, token: i64, why: String) -> Result<i64, StoreError> {
     tracing::warn!(error = %why, "the answer to a commit was lost; finding out whether it was committed");
     let attempt = async {
         loop {
@@ -274,14 +285,14 @@ async fn resolve(shared: &Shared, backend: i32, token: i64, why: String) -> Resu
         }
     };
     match tokio::time::timeout(RESOLVE_TIMEOUT, attempt).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(StoreError::Unavailable(format!("PostgreSQL: {why}; the batch was not committed"))),
+        Ok(Some(seq)) => Ok(seq),
+        Ok(None) => Err(StoreError::Unavailable(format!("PostgreSQL: {why}; the batch was not committed"))),
         Err(_) => Err(StoreError::OutcomeUnknown(format!("PostgreSQL: {why}"))),
     }
 }
 
 /// One attempt of [`resolve`]: the old session ended, then the change log read.
-async fn resolve_once(shared: &Shared, backend: i32, token: i64) -> Result<bool, StoreError> {
+async fn resolve_once(shared: &Shared, backend: i32, token: i64) -> Result<Option<i64>, StoreError> {
     let conn = shared.connection().await?;
     if conn.backend != backend {
         // Ending it makes its transaction roll back if it has not committed yet; once it
@@ -299,12 +310,9 @@ async fn resolve_once(shared: &Shared, backend: i32, token: i64) -> Result<bool,
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let row = conn
-        .client
-        .query_one("SELECT EXISTS (SELECT 1 FROM berth.changes WHERE batch = $1)", &[&token])
-        .await
-        .map_err(db_error)?;
-    Ok(row.get(0))
+    let row =
+        conn.client.query_opt("SELECT seq FROM berth.changes WHERE batch = $1", &[&token]).await.map_err(db_error)?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 /// Maps a PostgreSQL error to how the caller reacts.
@@ -393,13 +401,19 @@ impl Store for PgStore {
             let sent = conn.client.query_one(&conn.commit, &params);
             // The call's own timeout must not cut a commit short: this one leaves time to
             // resolve it.
-            match tokio::time::timeout(CALL_TIMEOUT - RESOLVE_TIMEOUT, sent).await {
-                Ok(Ok(_)) => Ok(()),
+            let seq = match tokio::time::timeout(CALL_TIMEOUT - RESOLVE_TIMEOUT, sent).await {
+                Ok(Ok(row)) => row.get(0),
                 // PostgreSQL refused the statement: the transaction is over, and it failed.
-                Ok(Err(e)) if refused(&e) => Err(db_error(e)),
-                Ok(Err(e)) => resolve(&shared, conn.backend, token, e.to_string()).await,
-                Err(_) => resolve(&shared, conn.backend, token, "PostgreSQL did not answer".into()).await,
-            }
+                Ok(Err(e)) if refused(&e) => return Err(db_error(e)),
+                Ok(Err(e)) => resolve(&shared, conn.backend, token, e.to_string()).await?,
+                Err(_) => resolve(&shared, conn.backend, token, "PostgreSQL did not answer".into()).await?,
+            };
+            shared.position.fetch_max(seq, Ordering::Release);
+            Ok(())
         })
+    }
+
+    fn position(&self) -> Option<i64> {
+        Some(self.shared.position.load(Ordering::Acquire))
     }
 }
