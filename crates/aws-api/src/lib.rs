@@ -57,8 +57,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct Api {
     pub control: Arc<ControlPlane>,
-    /// The image registry behind `/v2/`, which the ECR API reads and writes too.
-    pub registry: Arc<ecr::registry::EcrRegistry>,
+    /// The image registry behind `/v2/`, which the ECR API reads and writes too; `None`
+    /// on a follower replica, which passes ECR's requests to the leader.
+    pub registry: Option<Arc<ecr::registry::EcrRegistry>>,
     /// How clients reach this server, for the addresses handed out to them.
     pub public: PublicAddress,
 }
@@ -100,14 +101,24 @@ impl std::fmt::Debug for Api {
 /// The router for `POST /` carrying AWS JSON 1.1 requests, the agent channel, and the
 /// registry's `/v2/`.
 pub fn router(api: Api) -> Router {
-    let registry = registry::http::router(api.registry.clone());
-    Router::new()
+    let registry = api.registry.clone().map(registry::http::router);
+    let app = Router::new()
         .route("/", post(handle).fallback(unsupported_method))
         .route(agent_protocol::CONNECT_PATH, axum::routing::get(agent_channel::connect))
         .route(ecr::registry::TOKEN_PATH, axum::routing::get(ecr::registry::token))
         .layer(DefaultBodyLimit::disable())
-        .with_state(api)
-        .merge(registry)
+        .with_state(api);
+    match registry {
+        Some(registry) => app.merge(registry),
+        None => app,
+    }
+}
+
+impl Api {
+    /// The registry, which only the leading replica serves.
+    pub(crate) fn registry(&self) -> Result<&Arc<ecr::registry::EcrRegistry>, ApiError> {
+        self.registry.as_ref().ok_or_else(|| control_plane::Error::NotLeader.into())
+    }
 }
 
 async fn unsupported_method() -> ApiError {

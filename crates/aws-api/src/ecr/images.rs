@@ -50,7 +50,7 @@ async fn batch_delete_image(api: &Api, caller: &Caller, body: &[u8]) -> Result<R
     let (deleted, failures) = api
         .control
         .ecr()
-        .batch_delete_image(&api.registry, caller, r.registry_id.as_deref(), repository(&r.repository_name), ids)
+        .batch_delete_image(api.registry()?, caller, r.registry_id.as_deref(), repository(&r.repository_name), ids)
         .await?;
     let deleted = deleted.iter().map(|d| identifier(&d.digest, d.tag.as_deref())).collect();
     let failures = failures.iter().map(failure_shape).collect();
@@ -65,7 +65,7 @@ async fn batch_get_image(api: &Api, caller: &Caller, body: &[u8]) -> Result<Resp
         .control
         .ecr()
         .batch_get_image(
-            &api.registry,
+            api.registry()?,
             caller,
             r.registry_id.as_deref(),
             repository(&r.repository_name),
@@ -99,7 +99,7 @@ async fn put_image(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, 
     let put = api
         .control
         .ecr()
-        .put_image(&api.registry, caller, r.registry_id.as_deref(), repository(&r.repository_name), image)
+        .put_image(api.registry()?, caller, r.registry_id.as_deref(), repository(&r.repository_name), image)
         .await?;
     Ok(ok(&w::PutImageResponse {
         image: Some(w::Image {
@@ -119,7 +119,7 @@ async fn batch_check_layer_availability(api: &Api, caller: &Caller, body: &[u8])
         .control
         .ecr()
         .check_layer_availability(
-            &api.registry,
+            api.registry()?,
             caller,
             r.registry_id.as_deref(),
             repository(&r.repository_name),
@@ -154,7 +154,7 @@ async fn initiate_layer_upload(api: &Api, caller: &Caller, body: &[u8]) -> Resul
     let (id, part_size) = api
         .control
         .ecr()
-        .initiate_layer_upload(&api.registry, caller, r.registry_id.as_deref(), repository(&r.repository_name))
+        .initiate_layer_upload(api.registry()?, caller, r.registry_id.as_deref(), repository(&r.repository_name))
         .await?;
     Ok(ok(&w::InitiateLayerUploadResponse {
         upload_id: Some(id.to_string()),
@@ -176,7 +176,7 @@ async fn upload_layer_part(api: &Api, caller: &Caller, body: &[u8]) -> Result<Re
     let progress = api
         .control
         .ecr()
-        .upload_layer_part(&api.registry, caller, r.registry_id.as_deref(), repository(&r.repository_name), part)
+        .upload_layer_part(api.registry()?, caller, r.registry_id.as_deref(), repository(&r.repository_name), part)
         .await?;
     Ok(ok(&w::UploadLayerPartResponse {
         registry_id: Some(caller.scope.account.to_string()),
@@ -192,7 +192,7 @@ async fn complete_layer_upload(api: &Api, caller: &Caller, body: &[u8]) -> Resul
         .control
         .ecr()
         .complete_layer_upload(
-            &api.registry,
+            api.registry()?,
             caller,
             r.registry_id.as_deref(),
             repository(&r.repository_name),
@@ -216,7 +216,7 @@ async fn get_download_url_for_layer(api: &Api, caller: &Caller, body: &[u8], hos
         .control
         .ecr()
         .downloadable_layer(
-            &api.registry,
+            api.registry()?,
             caller,
             r.registry_id.as_deref(),
             repository(&r.repository_name),

@@ -208,7 +208,7 @@ async fn run_now(api: &Api, caller: &Caller, body: &[u8]) -> Result<Response, Ap
     let runs = api
         .control
         .ecr()
-        .run_lifecycle_policies(&api.registry.meta, caller, r.registry_id.as_deref(), r.repository_name.as_deref())
+        .run_lifecycle_policies(&api.registry()?.meta, caller, r.registry_id.as_deref(), r.repository_name.as_deref())
         .await?;
     Ok(ok(&RunResponse { repositories: runs.into_iter().map(repository_run).collect() }))
 }

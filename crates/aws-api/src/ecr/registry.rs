@@ -132,7 +132,10 @@ pub async fn token(
     request: axum::extract::Request,
 ) -> axum::response::Response {
     let (parts, _) = request.into_parts();
-    api.registry.auth.issue_token(&parts)
+    match api.registry() {
+        Ok(registry) => registry.auth.issue_token(&parts),
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    }
 }
 
 fn unix_now() -> Option<i64> {

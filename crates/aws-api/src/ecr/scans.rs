@@ -36,7 +36,7 @@ async fn start_image_scan(api: &crate::Api, caller: &Caller, body: &[u8]) -> Res
     let (image, selector) = api
         .control
         .ecr()
-        .scan_image(&api.registry, caller, r.registry_id.as_deref(), &repository, r.image_id.map(super::selector))
+        .scan_image(api.registry()?, caller, r.registry_id.as_deref(), &repository, r.image_id.map(super::selector))
         .await?;
     Ok(ok(&w::StartImageScanResponse {
         registry_id: Some(image.scope.account.to_string()),

@@ -66,7 +66,7 @@ impl Server {
             )
             .unwrap()
         });
-        let router = aws_api::router(Api { control, registry, public });
+        let router = aws_api::router(Api { control, registry: Some(registry), public });
         Server { router, key, runtime, dict: Dictionary::default(), _dir: dir }
     }
 

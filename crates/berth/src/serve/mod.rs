@@ -11,6 +11,7 @@
 mod admission;
 mod body;
 mod conn;
+mod follower;
 mod standby;
 
 use std::sync::Arc;
@@ -46,28 +47,45 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let claim = DataDir::claim(&args.data.data_dir)?;
     let listener = listen(args.listen).with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let tls = match (&args.tls.tls_cert, &args.tls.tls_key) {
+        (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
+        _ => None,
+    };
+    let public = aws_api::PublicAddress { tls: tls.is_some(), advertise_host: args.advertise_host.clone() };
     let dir = Arc::new(match &args.data.store {
         None => claim.open_sqlite()?,
         Some(store) => {
-            // While another replica leads, this one passes its connections to that one.
+            // While another replica leads, this one follows it (or, serving TLS, passes
+            // its connections to it).
             let own = standby::endpoint(args.advertise_host.as_deref(), addr);
             let standby = standby::Standby::new(store.clone(), own.clone(), addr, args.connections.max_connections);
-            let dir = tokio::select! {
-                dir = claim.lead(store, &own) => dir?,
-                never = standby.clone().serve(&listener) => match never {},
+            let retire = CancellationToken::new();
+            let dir = if tls.is_some() {
+                tokio::select! {
+                    dir = claim.lead(store, &own) => dir?,
+                    never = standby.clone().serve(&listener) => match never {},
+                }
+            } else {
+                let setup = follower::Setup {
+                    store: store.clone(),
+                    config: control_config(&args)?,
+                    public: public.clone(),
+                    standby: standby.clone(),
+                };
+                tokio::select! {
+                    dir = claim.lead(store, &own) => dir?,
+                    never = follower::run(setup, &listener, &args.connections, retire.clone()) => match never {},
+                }
             };
-            // From here on only this server accepts on the listener.
+            // From here on only this server accepts on the listener; the follower's
+            // connections close after their requests.
+            retire.cancel();
             standby.lead();
             dir
         }
     });
     let created = dir.credentials()?.bootstrap()?;
-    let config = control_plane::Config {
-        agent_timeout: args.agent_timeout,
-        lost_instance_grace: args.lost_instance_grace,
-        logs_dir: Some(args.data.data_dir.join("logs")),
-        sealer: control_plane::sealing::Sealer::for_data_dir(&args.data.data_dir)?,
-    };
+    let config = control_plane::Config { logs_dir: Some(args.data.data_dir.join("logs")), ..control_config(&args)? };
     let control = Arc::new(ControlPlane::open_with(dir.store(), config)?);
     // Before the endpoint is published: a blob store that cannot be used stops the start.
     let registry_dir = args.data.data_dir.join("registry");
@@ -81,11 +99,6 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         prepare_subnet_networks(&dir, args.vpc_cidr).await?;
     }
 
-    let tls = match (&args.tls.tls_cert, &args.tls.tls_key) {
-        (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
-        _ => None,
-    };
-    let public = aws_api::PublicAddress { tls: tls.is_some(), advertise_host: args.advertise_host.clone() };
     let url = format!("{}://{addr}", public.scheme());
     // The CA bundle is recorded before the endpoint, so that whoever sees an https
     // endpoint (`berth env`) also finds what to trust it with.
@@ -113,10 +126,11 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         public.clone(),
         crate::vulndb::dir(&args.data.data_dir),
     )?;
-    let api = aws_api::Api { control: control.clone(), registry: registry.clone(), public: public.clone() };
+    let api = aws_api::Api { control: control.clone(), registry: Some(registry.clone()), public: public.clone() };
     let app = Router::new()
         .route("/_berth/health", get(health))
         .merge(aws_api::router(api.clone()))
+        .layer(axum::middleware::from_fn_with_state(dir.store(), stamp_position))
         .layer(axum::middleware::map_request(host_from_authority));
 
     let shutdown = CancellationToken::new();
@@ -200,13 +214,43 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
             }
         }
     }
-    serve(listener, tls, app, &args.connections, shutdown).await;
+    let connections = serve(&listener, tls, app, &args.connections, shutdown).await;
+    drop(listener);
+    if !connections.wait(DRAIN_TIMEOUT).await {
+        tracing::warn!("connections still open after the drain timeout; closing them");
+    }
     tasks.wait(TASKS_TIMEOUT).await;
     if dir.deposed() {
         anyhow::bail!("another replica leads the database now; this one stopped (start it again to stand by)");
     }
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// The control plane's settings from the server's flags (CloudWatch Logs' events are
+/// added by the leader, which alone keeps them).
+fn control_config(args: &ServerArgs) -> anyhow::Result<control_plane::Config> {
+    Ok(control_plane::Config {
+        agent_timeout: args.agent_timeout,
+        lost_instance_grace: args.lost_instance_grace,
+        logs_dir: None,
+        sealer: control_plane::sealing::Sealer::for_data_dir(&args.data.data_dir)?,
+    })
+}
+
+/// On a request a follower passed on, the answer names the change log position the
+/// store has reached after it, for the follower to wait for (see `follower`).
+async fn stamp_position(
+    axum::extract::State(store): axum::extract::State<Arc<dyn store::Store>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let passed = request.headers().contains_key(follower::VIA_HEADER);
+    let mut response = next.run(request).await;
+    if let Some(position) = store.position().filter(|_| passed) {
+        response.headers_mut().insert(follower::POSITION_HEADER, position.into());
+    }
+    response
 }
 
 /// How many connections the kernel may queue before Berth accepts them. std's and mio's
@@ -361,16 +405,17 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Tls
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts connections until `shutdown` within the bounds of [`admission`], then waits
-/// (bounded) for the open ones to finish their requests. With `tls`, each connection's
-/// handshake runs in its own task, so a slow client never holds up the accept loop.
+/// Accepts connections until `shutdown` within the bounds of [`admission`]; returns the
+/// open ones, which finish their requests (`shutdown` makes them close after). With
+/// `tls`, each connection's handshake runs in its own task, so a slow client never holds
+/// up the accept loop.
 async fn serve(
-    listener: TcpListener,
+    listener: &TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,
     limits: &crate::cli::ConnectionArgs,
     shutdown: CancellationToken,
-) {
+) -> Tracker {
     let admission = Admission::new(limits.max_connections, limits.max_connections_per_client);
     let connections = Tracker::default();
     let pace =
@@ -399,11 +444,8 @@ async fn serve(
             }
         }
     };
-    admission.accept(&listener, &shutdown, &connections, serve_one).await;
-    drop(listener);
-    if !connections.wait(DRAIN_TIMEOUT).await {
-        tracing::warn!("connections still open after the drain timeout; closing them");
-    }
+    admission.accept(listener, &shutdown, &connections, serve_one).await;
+    connections
 }
 
 /// What a connection is served, by its [`Lane`].

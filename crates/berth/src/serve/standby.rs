@@ -4,13 +4,14 @@
 //! may be given any replica's address. Once this replica leads, its own server takes the
 //! listener over (see `serve::run`).
 //!
-//! Decision: connections are passed whole (at layer 4), not request by request. The
-//! agent's WebSocket, registry uploads, HTTP/2 and TLS go through unchanged, every request
-//! is authenticated and applied by the leader as if it had come directly (SigV4 signs the
-//! `Host` header, which arrives unchanged), and a client that wrote through a standby
-//! reads its writes through it. What it costs: one more hop; the leader counts a standby's
-//! connections as one client's (`--max-connections-per-client`); and a standby serves no
-//! reads from a view of its own yet.
+//! Connections are passed whole (at layer 4) while the replica has no view of its own yet
+//! (it is reading the store), and for good when it serves TLS: the agent's WebSocket,
+//! registry uploads, HTTP/2 and TLS go through unchanged, and every request is
+//! authenticated and applied by the leader as if it had come directly (SigV4 signs the
+//! `Host` header, which arrives unchanged). Once a plain-HTTP replica has its view, it
+//! serves requests itself as a follower (`follower`), and finds the leader through
+//! [`Standby::leader_endpoint`]. What passing costs: one more hop, and the leader counts
+//! a standby's connections as one client's (`--max-connections-per-client`).
 //!
 //! During a failover the lease still names the old leader until the new one takes it: a
 //! connection waits (for at most [`FAILOVER_WAIT`]) until a leader accepts it, re-reading
@@ -119,6 +120,23 @@ impl Standby {
         }
     }
 
+    /// The leader's endpoint, waiting (for at most [`FAILOVER_WAIT`]) while no replica
+    /// leads.
+    pub async fn leader_endpoint(&self) -> Option<String> {
+        let deadline = Instant::now() + FAILOVER_WAIT;
+        let mut wait = RETRY_FIRST;
+        loop {
+            if let Some(at) = self.leader().await {
+                return Some(at);
+            }
+            if Instant::now() + wait > deadline {
+                return None;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RETRY_MAX);
+        }
+    }
+
     /// A connection to the leader and its endpoint, waiting through a failover.
     async fn connect(&self) -> Option<(TcpStream, String)> {
         let deadline = Instant::now() + FAILOVER_WAIT;
@@ -159,8 +177,9 @@ impl Standby {
         known.clone()
     }
 
-    /// Forgets `at` as the leader's endpoint (unless another connection already has).
-    async fn forget(&self, at: &str) {
+    /// Forgets `at` as the leader's endpoint (unless another connection already has): it
+    /// did not accept a connection.
+    pub async fn forget(&self, at: &str) {
         let mut known = self.leader.lock().await;
         if known.as_deref() == Some(at) {
             *known = None;

@@ -171,6 +171,75 @@ async fn a_standby_takes_over_from_a_killed_leader_and_a_deposed_leader_stops() 
     ecs3.create_cluster().cluster_name("from-third").send().await.unwrap();
 }
 
+/// Whether the server at `port` answers as a follower with a view of its own (before it
+/// has one, it passes connections to the leader, whose health check says no role).
+async fn follows(port: u16) -> bool {
+    testkit::http_get_text(&format!("http://127.0.0.1:{port}/_berth/health")).await.contains("follower")
+}
+
+/// Stops (`SIGSTOP`) or continues (`SIGCONT`) a process.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_follower_answers_reads_from_its_own_view_and_passes_writes_to_the_leader() {
+    let pg = TestPostgres::start();
+    let first = server(&pg).await;
+    let ecs1 = first.ecs().await;
+    ecs1.create_cluster().cluster_name("before").send().await.unwrap();
+    let (port, second) = standby_on_a_port(&pg).await;
+    assert!(testkit::eventually(Duration::from_secs(20), || follows(port)).await, "the standby never followed");
+    let via = ecs_at(port, &first.key).await;
+
+    // A write through the follower is the leader's, and reads back through the follower
+    // at once (the follower waits for its view to reach the write).
+    for i in 0..20 {
+        let name = format!("through-{i}");
+        via.create_cluster().cluster_name(&name).send().await.unwrap();
+        let read = via.describe_clusters().clusters(&name).send().await.unwrap();
+        assert_eq!(read.clusters().len(), 1, "read-your-writes through the follower: {read:?}");
+    }
+    // A write made at the leader reaches the follower's view.
+    ecs1.create_cluster().cluster_name("at-the-leader").send().await.unwrap();
+    let seen = || async {
+        let read = via.describe_clusters().clusters("at-the-leader").send().await.unwrap();
+        read.clusters().len() == 1
+    };
+    assert!(testkit::eventually(Duration::from_secs(10), seen).await, "the leader's write never reached the follower");
+    // A key made a moment ago at the leader works through the follower (which passes a key
+    // it does not know yet on to the leader), for the JSON and the query protocols.
+    let iam = aws_sdk_iam::Client::new(&first.sdk_config(&first.key, "us-east-1").await);
+    iam.create_user().user_name("ci").send().await.unwrap();
+    let made = iam.create_access_key().user_name("ci").send().await.unwrap();
+    let made = made.access_key().unwrap();
+    let ci = testkit::Key {
+        account: first.key.account.clone(),
+        id: made.access_key_id().to_string(),
+        secret: made.secret_access_key().to_string(),
+    };
+    let ci_config = testkit::sdk_config_at(&format!("http://127.0.0.1:{port}"), &ci, "us-east-1").await;
+    let who = aws_sdk_sts::Client::new(&ci_config).get_caller_identity().send().await.unwrap();
+    assert!(who.arn().unwrap().ends_with(":user/ci"), "{who:?}");
+
+    // The follower's reads are its own: with the leader stopped, they are still answered.
+    let leader = first.pid().unwrap();
+    signal(leader, "-STOP");
+    let listed = tokio::time::timeout(Duration::from_secs(5), via.list_clusters().send()).await;
+    let described =
+        tokio::time::timeout(Duration::from_secs(5), via.describe_clusters().clusters("before").send()).await;
+    let who =
+        tokio::time::timeout(Duration::from_secs(5), aws_sdk_sts::Client::new(&ci_config).get_caller_identity().send())
+            .await;
+    signal(leader, "-CONT");
+    assert_eq!(listed.expect("a read waited for the stopped leader").unwrap().cluster_arns().len(), 22);
+    assert_eq!(described.expect("a read waited for the stopped leader").unwrap().clusters().len(), 1);
+    assert!(who.expect("a read waited for the stopped leader").is_ok());
+    assert!(!second.is_finished(), "the follower led while the first led");
+    second.abort();
+}
+
 #[tokio::test]
 async fn an_agent_given_every_replica_follows_the_leader_and_its_tasks_keep_running() {
     use aws_sdk_ecs::types::{ContainerDefinition, PortMapping};

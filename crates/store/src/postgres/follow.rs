@@ -54,7 +54,7 @@ impl PgStore {
                 return Ok(Catchup::Changes { through: after, changes: Vec::new() });
             }
             let oldest: i64 = tx
-                .query_one("SELECT coalesce(min(seq), $1 + 1) FROM berth.changes", &[&head])
+                .query_one("SELECT coalesce(min(seq), $1::bigint + 1) FROM berth.changes", &[&head])
                 .await
                 .map_err(db_error)?
                 .get(0);
