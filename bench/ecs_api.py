@@ -121,7 +121,9 @@ def lua_string(s):
     return json.dumps(s)  # JSON escapes of printable ASCII are valid Lua escapes
 
 
-def wrk_run(name, port, creds, op, payload, workdir, service=("ecs", TARGET_PREFIX)):
+def wrk_script(name, port, creds, op, payload, workdir, service=("ecs", TARGET_PREFIX)):
+    """Signs one request for the server on `port`, checks that it is answered 200, and
+    writes the wrk script that replays it; returns the script's path."""
     body = json.dumps(payload, separators=(",", ":"))
     headers = sign(op, body, port, creds, service)
     status, text = send(port, body, headers)
@@ -131,8 +133,16 @@ def wrk_run(name, port, creds, op, payload, workdir, service=("ecs", TARGET_PREF
     script = os.path.join(workdir, f"{name}-{op}.lua")
     with open(script, "w") as f:
         f.write(LUA.format(body=lua_string(body), headers=lines))
-    cmd = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency", "-s", script,
-           f"http://127.0.0.1:{port}/"]
+    return script
+
+
+def wrk_command(script, port, threads=THREADS, connections=CONNECTIONS):
+    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{DURATION}s", "--latency", "-s", script,
+            f"http://127.0.0.1:{port}/"]
+
+
+def wrk_run(name, port, creds, op, payload, workdir, service=("ecs", TARGET_PREFIX)):
+    cmd = wrk_command(wrk_script(name, port, creds, op, payload, workdir, service), port)
     log(f"{name} {op}: {' '.join(cmd)}")
     before = cpu_times()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION + 60)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Durable writes on PostgreSQL against SQLite (bench/ha.sh, first part of issue 18).
+"""Durable writes on PostgreSQL against SQLite, and reads spread over PostgreSQL replicas
+(bench/ha.sh, issue 18).
 
-Two `berth server` processes run on this machine in the same run, each driven the same
-way by wrk (2 threads, 16 connections, BENCH_DURATION seconds, default 10, BENCH_ROUNDS
+`berth server` processes run on this machine in the same run, each driven the same way
+by wrk (2 threads, 16 connections, BENCH_DURATION seconds, default 10, BENCH_ROUNDS
 rounds interleaved, default 3):
 
   sqlite    the default store: SQLite in the data dir (WAL, synchronous=FULL).
@@ -16,7 +17,16 @@ one transaction). Requests are pre-signed and replayed by wrk, as in bench/ecs_a
 side: writes/s, p50 and p99, the machine's steal and busy share, and the CPU seconds of
 the Berth process and (for postgres) of the PostgreSQL server's processes. Then the
 PostgreSQL/SQLite ratios and PASS/MISS against the target (>= 2,000 writes/s on
-PostgreSQL). Writes bench/out/ha.json.
+PostgreSQL).
+
+Reads: two more replicas join the PostgreSQL one as followers, and DescribeClusters is
+driven, in interleaved rounds, against SQLite (one process, wrk -t2 -c16), the leading
+PostgreSQL replica alone (the same), and all three replicas at once (one wrk a replica,
+-t1 -c6, together about the same load). Reported: reads/s (summed), p50 (median of the
+three) and p99 (the worst), and the CPU seconds of every Berth process and of
+PostgreSQL; then the three replicas' throughput over one's (target >= 2.5x "within what
+two cores allow") and the reads each Berth CPU second served, which says whether the
+machine's cores, not the replicas, are the limit. Writes bench/out/ha.json.
 
 BERTH_BIN runs an existing build instead of building one (the release build into
 target/bench otherwise).
@@ -29,12 +39,13 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 from botocore.credentials import Credentials
 
 from common import (BenchError, log, free_port, wait_until, http_status, cpu_times, steal_pct, busy_pct, median,
                     start, stop, check, main_guard, process_cpu_seconds, ROOT, TARGET_DIR, BERTH)
-from ecs_api import wrk_run, call, THREADS, CONNECTIONS, DURATION, ROUNDS
+from ecs_api import wrk_run, wrk_script, wrk_command, parse_wrk, call, THREADS, CONNECTIONS, DURATION, ROUNDS
 
 OUT = os.path.join(ROOT, "bench", "out", "ha.json")
 PAYLOAD = {
@@ -45,6 +56,10 @@ PAYLOAD = {
     }],
 }
 TARGET_WRITES = 2000
+TARGET_READ_SCALING = 2.5
+FOLLOWERS = ("follower-b", "follower-c")
+# Replicas on one database share the key their sealed values are sealed with.
+MASTER_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
 
 def pg_bin():
@@ -108,16 +123,59 @@ def tree_cpu_seconds(pid):
     return total
 
 
-def start_berth(name, workdir, procs, store=None):
+def start_berth(name, workdir, procs, store=None, follower=False):
     port = free_port()
     data_dir = os.path.join(workdir, name)
     cmd = [BERTH, "server", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"]
     env = dict(os.environ)
     if store:
         env["BERTH_STORE"] = store
+        env["BERTH_MASTER_KEY"] = MASTER_KEY
     procs[name] = start(cmd, os.path.join(workdir, f"{name}.log"), env=env)
-    wait_until(f"berth ({name})", lambda: http_status(f"http://127.0.0.1:{port}/_berth/health") == 200, procs[name])
+    health = f"http://127.0.0.1:{port}/_berth/health"
+    if follower:
+        # A follower answers its health check once it has read the store.
+        wait_until(f"berth ({name})", lambda: "follower" in http_text(health), procs[name])
+        return port, None
+    wait_until(f"berth ({name})", lambda: http_status(health) == 200, procs[name])
     return port, credentials(data_dir, env)
+
+
+def http_text(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.read().decode()
+    except (OSError, ValueError):
+        return ""
+
+
+def wrk_spread(ports, creds, op, payload, workdir):
+    """One wrk a replica at once (-t1, CONNECTIONS split between them); the results summed."""
+    scripts = [wrk_script(f"replica-{port}", port, creds, op, payload, workdir) for port in ports]
+    per = max(1, round(CONNECTIONS * 0.4))
+    cmds = [wrk_command(script, port, threads=1, connections=per) for script, port in zip(scripts, ports)]
+    log(f"{op} spread over {len(ports)} replicas: " + " | ".join(" ".join(c) for c in cmds))
+    before = cpu_times()
+    running = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
+    outs = [p.communicate(timeout=DURATION + 60) for p in running]
+    after = cpu_times()
+    parts = []
+    for p, (out, err) in zip(running, outs):
+        if p.returncode != 0:
+            raise BenchError(f"wrk failed ({p.returncode}): {err}{out}")
+        parts.append(parse_wrk(out))
+    return {
+        "requests": sum(r["requests"] for r in parts),
+        "rps": sum(r["rps"] for r in parts),
+        "p50_ms": median([r["p50_ms"] for r in parts]),
+        "p99_ms": max(r["p99_ms"] for r in parts),
+        "non2xx": sum(r["non2xx"] for r in parts),
+        "wrk_non2xx_or_3xx": sum(r["wrk_non2xx_or_3xx"] for r in parts),
+        "socket_errors": sum(r["socket_errors"] for r in parts),
+        "per_replica_rps": [r["rps"] for r in parts],
+        "wrk_output": "\n".join(o for o, _ in outs),
+        "steal_pct": steal_pct(before, after),
+    }
 
 
 def credentials(data_dir, env):
@@ -172,9 +230,10 @@ def main():
             if latest["taskDefinition"]["revision"] < registered:
                 raise BenchError(f"{name} answered {registered} registrations but kept "
                                  f"{latest['taskDefinition']['revision']}")
+        reads = read_rounds(targets, url, workdir, procs)
     finally:
-        # The servers first, then the database under one of them.
-        for name in ("sqlite", "postgres", "pg-server"):
+        # The servers first, then the database under them.
+        for name in ("sqlite", "postgres", *FOLLOWERS, "pg-server"):
             stop(procs.get(name))
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -197,17 +256,84 @@ def main():
           f"{1000 * (pg['berth_cpu_s'] + pg['postgres_cpu_s']) / (pg['rps'] * DURATION):.2f} "
           f"(berth {1000 * pg['berth_cpu_s'] / (pg['rps'] * DURATION):.2f}), "
           f"sqlite {1000 * sq['berth_cpu_s'] / (sq['rps'] * DURATION):.2f}")
+    scaling, busy = report_reads(reads)
     print("\nTargets")
-    checks = [check(f"PostgreSQL RegisterTaskDefinition >= {TARGET_WRITES} durable writes/s ({pg['rps']:.0f})",
-                    pg["rps"] >= TARGET_WRITES)]
+    checks = [
+        check(f"PostgreSQL RegisterTaskDefinition >= {TARGET_WRITES} durable writes/s ({pg['rps']:.0f})",
+              pg["rps"] >= TARGET_WRITES),
+        check(f"reads on 3 replicas >= {TARGET_READ_SCALING}x one replica's (x{scaling:.2f}; limited by the "
+              f"machine's {os.cpu_count()} cores, busy {busy:.0f}%)", scaling >= TARGET_READ_SCALING),
+    ]
+    strip = lambda sides: {k: [{x: y for x, y in r.items() if x != "wrk_output"} for r in v] for k, v in sides.items()}
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         json.dump({"duration_s": DURATION, "rounds": ROUNDS, "threads": THREADS, "connections": CONNECTIONS,
                    "cpus": os.cpu_count(), "load_average": load,
                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "runs": {k: [{x: y for x, y in r.items() if x != "wrk_output"} for r in v] for k, v in runs.items()},
-                   "results": results, "ratio_postgres_over_sqlite": ratio, "targets": checks}, f, indent=2)
+                   "runs": strip(runs), "results": results, "ratio_postgres_over_sqlite": ratio,
+                   "reads": strip(reads), "targets": checks}, f, indent=2)
     print(f"\nwrote {os.path.relpath(OUT, ROOT)}")
+
+
+READ = ("DescribeClusters", {"clusters": ["bench"]})
+
+
+def berth_cpu(procs, names):
+    return sum(process_cpu_seconds(procs[n].pid) for n in names)
+
+
+def read_rounds(targets, url, workdir, procs):
+    """DescribeClusters on SQLite, on the PostgreSQL leader alone, and spread over it and
+    two followers; returns {side: [round results]}."""
+    ports = [targets["postgres"][0]]
+    for name in FOLLOWERS:
+        ports.append(start_berth(name, workdir, procs, store=url, follower=True)[0])
+    creds = targets["postgres"][1]
+    replicas = ("postgres", *FOLLOWERS)
+    runs = {}
+    for _ in range(ROUNDS):
+        for side in ("sqlite", "postgres x1", "postgres x3"):
+            names = {"sqlite": ("sqlite",), "postgres x1": ("postgres",), "postgres x3": replicas}[side]
+            cpu_before = berth_cpu(procs, names)
+            pg_before = tree_cpu_seconds(postmaster_pid(procs["pg-server"]))
+            machine_before = cpu_times()
+            if side == "postgres x3":
+                r = wrk_spread(ports, creds, *READ, workdir)
+            else:
+                port, side_creds = targets[names[0]]
+                r = wrk_run(side.replace(" ", "-"), port, side_creds, *READ, workdir)
+            r["busy_pct"] = busy_pct(machine_before, cpu_times())
+            r["berth_cpu_s"] = berth_cpu(procs, names) - cpu_before
+            r["postgres_cpu_s"] = tree_cpu_seconds(postmaster_pid(procs["pg-server"])) - pg_before
+            if r["non2xx"] or r["wrk_non2xx_or_3xx"] or r["socket_errors"]:
+                raise BenchError(f"{side}: {r['non2xx']} non-2xx responses, {r['socket_errors']} socket errors")
+            runs.setdefault(side, []).append(r)
+            log(f"{side}: {r['rps']:.0f} reads/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
+                f"berth cpu {r['berth_cpu_s']:.1f} s")
+    return runs
+
+
+def report_reads(runs):
+    print(f"\nDescribeClusters reads, {DURATION} s rounds, {os.cpu_count()} CPUs shared by wrk, the Berth "
+          f"processes and PostgreSQL\n")
+    print(f"{'side':<12} {'round':>5} {'reads/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'steal %':>7} {'busy %':>6} "
+          f"{'berth cpu s':>11} {'pg cpu s':>8} {'reads/berth cpu s':>17}")
+    med = {}
+    for side, rs in runs.items():
+        for i, r in enumerate(rs):
+            per_cpu = r["rps"] * DURATION / r["berth_cpu_s"] if r["berth_cpu_s"] else 0
+            spread = f"  per replica {', '.join(f'{x:.0f}' for x in r['per_replica_rps'])}" \
+                if "per_replica_rps" in r else ""
+            print(f"{side:<12} {i + 1:>5} {r['rps']:>9.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
+                  f"{r['steal_pct']:>7.1f} {r['busy_pct']:>6.1f} {r['berth_cpu_s']:>11.1f} {r['postgres_cpu_s']:>8.1f} "
+                  f"{per_cpu:>17.0f}{spread}")
+        med[side] = {k: median([r[k] for r in rs]) for k in ("rps", "p50_ms", "p99_ms", "busy_pct", "berth_cpu_s")}
+    one, three = med["postgres x1"], med["postgres x3"]
+    scaling = three["rps"] / one["rps"] if one["rps"] else 0
+    print(f"\nMedians: sqlite {med['sqlite']['rps']:.0f} reads/s, PostgreSQL leader alone {one['rps']:.0f}, "
+          f"three replicas {three['rps']:.0f} (x{scaling:.2f}); machine busy {one['busy_pct']:.0f}% and "
+          f"{three['busy_pct']:.0f}%: with wrk on the same two cores, the cores are the limit once busy nears 100%")
+    return scaling, three["busy_pct"]
 
 
 if __name__ == "__main__":

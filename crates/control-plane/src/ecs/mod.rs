@@ -37,6 +37,8 @@ pub mod clusters;
 pub(crate) mod fargate;
 pub mod instances;
 pub(crate) mod launch;
+#[cfg(test)]
+mod mirror_tests;
 pub mod reaper;
 pub mod run_task;
 pub mod services;

@@ -677,6 +677,16 @@ impl State {
         assert_eq!(normalized(kept), normalized(loads), "the instance loads are out of step with the tasks");
     }
 
+    /// The state's Debug form with each instance load's lists in order (their order
+    /// depends on the order tasks came and went): two states holding the same resources
+    /// have the same form.
+    #[cfg(test)]
+    pub(crate) fn canonical_debug(&self) -> String {
+        let mut s = self.clone();
+        s.instance_loads = s.instance_loads.into_iter().map(|(k, l)| (k, Arc::new(l.normalized()))).collect();
+        format!("{s:?}")
+    }
+
     /// The tasks of one group of a cluster, in id order.
     pub fn group_tasks<'a>(
         &'a self,
