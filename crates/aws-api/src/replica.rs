@@ -4,8 +4,8 @@
 //! from the store's change log and answers the reads below from it; `berth` sends every
 //! other request on to the leading replica. The reads listed are those whose answer is
 //! the published state alone: none that reads what lives only in the leader's process
-//! (agent connections in `DescribeContainerInstances`, target health, CloudWatch Logs'
-//! events, the registry) or that may write (`GetSessionToken` may create its sealing key).
+//! (agent connections in `DescribeContainerInstances` and in `ListContainerInstances`'
+//! filters, target health, CloudWatch Logs' events, the registry) or that may write (`GetSessionToken` may create its sealing key).
 //! Should a listed read still try to write, the control plane refuses it on a follower
 //! and the answer carries [`crate::error::DEFER_HEADER`], on which `berth` sends the
 //! request to the leader all the same.
@@ -35,7 +35,6 @@ fn json_read(target: &str) -> bool {
             "ListServiceDeployments",
             "DescribeServiceDeployments",
             "DescribeServiceRevisions",
-            "ListContainerInstances",
             "DescribeTasks",
             "ListTasks",
         ],
