@@ -16,8 +16,11 @@
 //! and pushes a manifest after the blob was collected gets `MANIFEST_BLOB_UNKNOWN` and
 //! uploads the blob again; no manifest is ever stored with a blob missing.
 
+use std::collections::HashSet;
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+use crate::digest::Digest;
 use crate::meta::{LocalMeta, MetaError};
 use crate::storage::StorageError;
 use crate::Registry;
@@ -57,17 +60,28 @@ pub enum GcError {
     Storage(#[from] StorageError),
 }
 
-/// Metadata that garbage collection can mark and sweep: [`LocalMeta`], or a wrapper of it.
-impl AsRef<LocalMeta> for LocalMeta {
-    fn as_ref(&self) -> &LocalMeta {
-        self
+/// Metadata that garbage collection can mark and sweep.
+pub trait Collectable {
+    /// Every digest some repository's manifests make live: the manifests themselves and
+    /// what they reference.
+    fn referenced_blobs(&self) -> HashSet<Digest>;
+    /// Removes the blob's link from every repository; returns how many links there were.
+    fn unlink_everywhere(&self, digest: &Digest) -> impl Future<Output = Result<usize, MetaError>> + Send;
+}
+
+impl Collectable for LocalMeta {
+    fn referenced_blobs(&self) -> HashSet<Digest> {
+        LocalMeta::referenced_blobs(self)
+    }
+    async fn unlink_everywhere(&self, digest: &Digest) -> Result<usize, MetaError> {
+        LocalMeta::unlink_everywhere(self, digest).await
     }
 }
 
-impl<M: AsRef<LocalMeta>, A, H> Registry<M, A, H> {
+impl<M: Collectable, A, H> Registry<M, A, H> {
     /// Runs one collection now.
     pub async fn collect_garbage(&self, policy: GcPolicy) -> Result<GcReport, GcError> {
-        let meta: &LocalMeta = self.meta.as_ref();
+        let meta = &self.meta;
         let now = SystemTime::now();
         let blob_cutoff = now.checked_sub(policy.blob_grace).unwrap_or(SystemTime::UNIX_EPOCH);
         let upload_cutoff = now.checked_sub(policy.upload_grace).unwrap_or(SystemTime::UNIX_EPOCH);

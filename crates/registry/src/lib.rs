@@ -29,7 +29,7 @@ use bytes::Bytes;
 
 pub use digest::{Algorithm, Digest};
 pub use error::ApiError;
-pub use meta::{LocalMeta, ManifestRecord, Meta, MetaError};
+pub use meta::{LocalMeta, ManifestRecord, Meta, MetaError, RepositoryContents};
 pub use names::{Namespace, Reference, RepoName, Repository, Tag};
 pub use storage::{BlobStore, S3Location, StorageError, UploadId};
 

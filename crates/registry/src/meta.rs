@@ -180,7 +180,31 @@ impl LocalMeta {
     }
 }
 
+/// One repository's metadata, as [`LocalMeta::contents`] lists it.
+#[derive(Debug, Clone)]
+pub struct RepositoryContents {
+    pub repository: Repository,
+    pub blobs: Vec<Digest>,
+    pub manifests: Vec<ManifestRecord>,
+    pub tags: Vec<(Tag, Digest)>,
+}
+
 impl LocalMeta {
+    /// Everything held, repository by repository (to move it to another store).
+    pub fn contents(&self) -> Vec<RepositoryContents> {
+        self.read(|repos| {
+            repos
+                .iter()
+                .map(|(repository, r)| RepositoryContents {
+                    repository: repository.clone(),
+                    blobs: r.blobs.iter().cloned().collect(),
+                    manifests: r.manifests.values().cloned().collect(),
+                    tags: r.tags.iter().map(|(t, d)| (t.clone(), d.clone())).collect(),
+                })
+                .collect()
+        })
+    }
+
     /// Every digest some repository's manifests make live: the manifests themselves and
     /// what they reference. Garbage collection keeps these.
     pub fn referenced_blobs(&self) -> std::collections::HashSet<Digest> {

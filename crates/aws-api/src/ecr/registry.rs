@@ -213,7 +213,7 @@ pub type EcrRegistry = control_plane::ecr::registry::EcrRegistry<TokenAuth>;
 /// Opens the registry over the blob store `blobs` with its metadata under `dir` (see
 /// `control_plane::ecr::registry::open`), authenticated with the tokens of
 /// `GetAuthorizationToken`.
-pub fn open(
+pub async fn open(
     control: Arc<ControlPlane>,
     dir: &std::path::Path,
     blobs: registry::BlobStore,
@@ -222,5 +222,5 @@ pub fn open(
     vulndb: std::path::PathBuf,
 ) -> std::io::Result<Arc<EcrRegistry>> {
     let auth = TokenAuth { control: control.clone(), public };
-    control_plane::ecr::registry::open(control, dir, blobs, realm, auth, vulndb)
+    control_plane::ecr::registry::open(control, dir, blobs, realm, auth, vulndb).await
 }

@@ -64,6 +64,7 @@ impl Server {
                 public.clone(),
                 dir.path().join("vulndb"),
             )
+            .await
             .unwrap()
         });
         let router = aws_api::router(Api { control, registry: Some(registry), public });

@@ -125,7 +125,8 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         addr.to_string(),
         public.clone(),
         crate::vulndb::dir(&args.data.data_dir),
-    )?;
+    )
+    .await?;
     let api = aws_api::Api { control: control.clone(), registry: Some(registry.clone()), public: public.clone() };
     let app = Router::new()
         .route("/_berth/health", get(health))

@@ -385,3 +385,49 @@ async fn after_postgresql_restarts_exactly_one_replica_leads_with_every_acknowle
     }
     eprintln!("replica {leader} leads after the restart");
 }
+
+#[tokio::test]
+async fn an_image_pushed_to_the_leader_is_pulled_from_the_replica_that_leads_after_it() {
+    let pg = TestPostgres::start();
+    let s3 = testkit::s3::TestS3::start();
+    let blobs = s3.blobs_url();
+    let mut env: Vec<(&str, &str)> = vec![("BERTH_MASTER_KEY", MASTER_KEY), ("BERTH_BLOBS", &blobs)];
+    env.extend(s3.credentials_env());
+    let bin = env!("CARGO_BIN_EXE_berth");
+    let mut first = Berth::start_on_store(bin, &pg.url(), &env).await;
+    let url = pg.url();
+    let env_owned: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let second = tokio::spawn(async move {
+        let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Berth::start_on_store(bin, &url, &env).await
+    });
+    assert!(testkit::eventually(Duration::from_secs(20), || async { standbys(&pg) == "1" }).await, "no standby waits");
+
+    // Pushed to the first: blobs in the bucket, the manifest and tag in PostgreSQL.
+    let uri = crate::support::create_repository(&first.ecr().await, "shared").await;
+    let image = format!("{uri}:v1");
+    let mut docker = crate::support::Docker::login(&first).await;
+    docker.run(&["tag", testkit::images::simplehttp_image(), &image]);
+    docker.made.push(image.clone());
+    docker.run(&["push", "-q", &image]);
+    assert_eq!(pg.psql(DATABASE, "SELECT count(*) FROM berth.records WHERE tbl = 'registry.tags'"), "1");
+
+    // The first's machine is gone; the second leads and serves the image by its address.
+    first.kill9();
+    let second = second.await.unwrap();
+    let ecr = second.ecr().await;
+    let uri = ecr.describe_repositories().send().await.unwrap().repositories()[0].repository_uri().unwrap().to_string();
+    let moved = format!("{uri}:v1");
+    assert_ne!(moved, image, "the second serves at its own address");
+    let mut docker = crate::support::Docker::login(&second).await;
+    docker.made.push(moved.clone());
+    docker.remove_local(&moved);
+    docker.run(&["pull", "-q", &moved]);
+    let id = |name: &str| {
+        let out = docker.cmd(&["image", "inspect", "--format", "{{.Id}}", name]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(id(&moved), id(testkit::images::simplehttp_image()));
+    let tags = ecr.list_images().repository_name("shared").send().await.unwrap();
+    assert_eq!(tags.image_ids().len(), 1, "{tags:?}");
+}

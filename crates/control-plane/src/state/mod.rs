@@ -10,6 +10,7 @@ pub mod events;
 pub mod iam;
 pub mod logs;
 pub mod mirror;
+pub mod registry;
 pub mod resources;
 pub mod secrets;
 pub mod ssm;
@@ -39,6 +40,7 @@ use self::elb::{ElbKey, ElbState};
 use self::events::{EventsKey, EventsState};
 use self::iam::{IamKey, IamState};
 use self::logs::{LogsKey, LogsState};
+use self::registry::{RegistryKey, RegistryState};
 use self::secrets::{SecretsKey, SecretsState};
 use self::ssm::{SsmKey, SsmState};
 
@@ -164,6 +166,7 @@ pub struct State {
     pub ssm: SsmState,
     pub secrets: SecretsState,
     pub events: EventsState,
+    pub registry: RegistryState,
 }
 
 /// A reference to one stored resource, recorded when a write touches it.
@@ -192,6 +195,7 @@ pub enum Touched {
     Ssm(SsmKey),
     Secrets(SecretsKey),
     Events(EventsKey),
+    Registry(RegistryKey),
 }
 
 const CLUSTERS: &str = "ecs.clusters";
@@ -249,6 +253,7 @@ impl Touched {
             Touched::Ssm(_) => unreachable!("SSM records are keyed by the ssm module"),
             Touched::Secrets(_) => unreachable!("Secrets Manager records are keyed by the secrets module"),
             Touched::Events(_) => unreachable!("EventBridge records are keyed by the events module"),
+            Touched::Registry(_) => unreachable!("registry records are keyed by the registry module"),
         }
     }
 }
@@ -292,6 +297,9 @@ impl State {
         if let Touched::Events(k) = touched {
             return self.events.mutation(k);
         }
+        if let Touched::Registry(k) = touched {
+            return self.registry.mutation(k);
+        }
         let (table, key) = touched.table_and_key();
         let value = match touched {
             Touched::Cluster(s, n) => self.clusters.get(&(s.clone(), n.clone())).map(|c| encode(c.as_ref())),
@@ -332,7 +340,8 @@ impl State {
             | Touched::Iam(_)
             | Touched::Ssm(_)
             | Touched::Secrets(_)
-            | Touched::Events(_) => {
+            | Touched::Events(_)
+            | Touched::Registry(_) => {
                 unreachable!("handled above")
             }
         };
@@ -472,6 +481,8 @@ impl State {
                     state.secrets.load(r)?.map(Touched::Secrets)
                 } else if t.starts_with("events.") {
                     state.events.load(r)?.map(Touched::Events)
+                } else if t.starts_with("registry.") {
+                    state.registry.load(r)?.map(Touched::Registry)
                 } else {
                     None
                 };
@@ -507,6 +518,7 @@ impl State {
             Touched::Ssm(k) => self.ssm.forget(k),
             Touched::Secrets(k) => self.secrets.forget(k),
             Touched::Events(k) => self.events.forget(k),
+            Touched::Registry(k) => self.registry.forget(k),
         }
     }
 

@@ -37,6 +37,8 @@ use model::{Region, Scope};
 use crate::auth::TokenGrant;
 use crate::ecr::Ecr;
 use crate::error::{Error, Result};
+use crate::state::registry::{RegistryKey, RegistryState};
+use crate::state::Touched;
 use crate::{Caller, ControlPlane, Ops};
 
 pub use deletion::{stored_digest, DeletedImage};
@@ -51,10 +53,11 @@ pub use scanner::{Scanner, CONCURRENT_SCANS};
 pub type EcrRegistry<A> = Registry<EcrMeta, A, EcrHooks>;
 
 /// Opens the registry over the blob store `blobs` (on the filesystem or S3; the binary
-/// chooses) with its metadata under `dir`, authenticated by `auth`; its scans read the
-/// vulnerability database in `vulndb` (see `scanner::db`). Scans that a stop interrupted
-/// start again.
-pub fn open<A>(
+/// chooses), authenticated by `auth`; its metadata is the control plane's (`state::registry`),
+/// after the metadata an earlier Berth kept in `dir`'s `meta.log`, if any, is moved there.
+/// Its scans read the vulnerability database in `vulndb` (see `scanner::db`). Scans that a
+/// stop interrupted start again.
+pub async fn open<A>(
     control: Arc<ControlPlane>,
     dir: &std::path::Path,
     blobs: BlobStore,
@@ -63,23 +66,61 @@ pub fn open<A>(
     vulndb: std::path::PathBuf,
 ) -> std::io::Result<Arc<EcrRegistry<A>>> {
     std::fs::create_dir_all(dir)?;
+    import_local_meta(&control, dir).await?;
     let store = Arc::new(blobs);
-    let meta = EcrMeta {
-        inner: LocalMeta::open(&dir.join("meta.log"))?,
-        control: control.clone(),
-        tag_writes: tokio::sync::Mutex::new(()),
-    };
+    let meta = EcrMeta { control: control.clone(), tag_writes: tokio::sync::Mutex::new(()) };
     let scanner = Scanner::new(control.clone(), store.clone(), vulndb);
     scanner.resume_interrupted();
     let hooks = EcrHooks { control, pulls: Mutex::new(HashMap::new()), scanner, parts: PartLog::default() };
     Ok(Arc::new(Registry { store, meta, auth, hooks, realm }))
 }
 
-/// The registry's metadata with ECR's rule on top: a push may not move an immutable tag
-/// (`imageTagMutability` and its exclusion filters, read from the control plane). The
-/// same manifest pushed again under its tag changes nothing and is allowed.
+/// The log earlier Berths kept the registry's metadata in, beside the blobs.
+const LOCAL_META: &str = "meta.log";
+
+/// Moves the registry metadata of `dir/meta.log` (written by Berth before it kept it with
+/// the control plane's records) into the control plane, in one durable change, and then
+/// renames the log so that it is not read again.
+async fn import_local_meta(control: &ControlPlane, dir: &std::path::Path) -> std::io::Result<()> {
+    let path = dir.join(LOCAL_META);
+    if !path.exists() {
+        return Ok(());
+    }
+    let contents = LocalMeta::open(&path)?.contents();
+    let repositories = contents.len();
+    control
+        .write(move |txn| {
+            for c in contents {
+                let r = c.repository;
+                for d in c.blobs {
+                    txn.state.registry.blobs.insert((r.clone(), d.clone()), ());
+                    txn.touch(Touched::Registry(RegistryKey::Blob(r.clone(), d)));
+                }
+                for m in c.manifests {
+                    let d = m.digest.clone();
+                    txn.state.registry.manifests.insert((r.clone(), d.clone()), Arc::new(m));
+                    txn.touch(Touched::Registry(RegistryKey::Manifest(r.clone(), d)));
+                }
+                for (t, d) in c.tags {
+                    txn.state.registry.tags.insert((r.clone(), t.clone()), d);
+                    txn.touch(Touched::Registry(RegistryKey::Tag(r.clone(), t)));
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+    std::fs::rename(&path, dir.join(format!("{LOCAL_META}.imported")))?;
+    tracing::info!(repositories, "moved the registry's metadata from meta.log into the control plane's store");
+    Ok(())
+}
+
+/// The registry's metadata, held in the control plane's state (`state::registry`) and
+/// changed through its writer, with ECR's rule on top: a push may not move an immutable
+/// tag (`imageTagMutability` and its exclusion filters). The same manifest pushed again
+/// under its tag changes nothing and is allowed. Reads are the published view's; each
+/// change is durable before it returns, as `Meta` requires.
 pub struct EcrMeta {
-    inner: LocalMeta,
     control: Arc<ControlPlane>,
     /// Serialises tagged manifest writes, so that two pushes racing for one immutable tag
     /// cannot both find it free.
@@ -93,24 +134,55 @@ impl EcrMeta {
         };
         self.control.view().repositories.get(&(scope, name)).is_some_and(|r| r.tag_is_immutable(tag.as_str()))
     }
-}
 
-/// Garbage collection marks and sweeps the metadata underneath.
-impl AsRef<LocalMeta> for EcrMeta {
-    fn as_ref(&self) -> &LocalMeta {
-        &self.inner
+    fn read<T>(&self, f: impl FnOnce(&RegistryState) -> T) -> T {
+        f(&self.control.view().registry)
+    }
+
+    /// Applies `f` to the registry's state durably, recording what it touched.
+    async fn change<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut RegistryState, &mut Vec<RegistryKey>) -> R + Send + 'static,
+    ) -> Result<R, MetaError> {
+        self.control
+            .write(move |txn| {
+                let mut touched = Vec::new();
+                let r = f(&mut txn.state.registry, &mut touched);
+                for k in touched {
+                    txn.touch(Touched::Registry(k));
+                }
+                Ok(r)
+            })
+            .await
+            .map_err(|e| MetaError::Internal(e.to_string()))
     }
 }
 
 impl Meta for EcrMeta {
     async fn link_blob(&self, repo: &Repository, digest: &Digest) -> Result<(), MetaError> {
-        self.inner.link_blob(repo, digest).await
+        let key = (repo.clone(), digest.clone());
+        if self.read(|r| r.blobs.contains_key(&key)) {
+            return Ok(());
+        }
+        self.change(move |r, touched| {
+            r.blobs.insert(key.clone(), ());
+            touched.push(RegistryKey::Blob(key.0, key.1));
+        })
+        .await
     }
     async fn blob_linked(&self, repo: &Repository, digest: &Digest) -> Result<bool, MetaError> {
-        self.inner.blob_linked(repo, digest).await
+        Ok(self.read(|r| r.blobs.contains_key(&(repo.clone(), digest.clone()))))
     }
     async fn unlink_blob(&self, repo: &Repository, digest: &Digest) -> Result<bool, MetaError> {
-        self.inner.unlink_blob(repo, digest).await
+        let key = (repo.clone(), digest.clone());
+        self.change(move |r, touched| {
+            let was = r.blobs.remove(&key).is_some();
+            if was {
+                touched.push(RegistryKey::Blob(key.0, key.1));
+            }
+            was
+        })
+        .await
     }
     async fn put_manifest(
         &self,
@@ -118,37 +190,98 @@ impl Meta for EcrMeta {
         manifest: ManifestRecord,
         tag: Option<&Tag>,
     ) -> Result<(), MetaError> {
-        let Some(tag) = tag else {
-            return self.inner.put_manifest(repo, manifest, None).await;
+        let _serial = match tag {
+            Some(_) => Some(self.tag_writes.lock().await),
+            None => None,
         };
-        let _serial = self.tag_writes.lock().await;
-        let current = self.inner.resolve_tag(repo, tag).await?;
-        if current.is_some_and(|d| d != manifest.digest) && self.tag_is_immutable(repo, tag) {
-            return Err(MetaError::TagImmutable(format!(
-                "The image tag '{}' already exists in the '{}' repository and cannot be overwritten because the tag is immutable.",
-                tag.as_str(),
-                repo.name.as_str()
-            )));
+        if let Some(tag) = tag {
+            let current = self.resolve_tag(repo, tag).await?;
+            if current.is_some_and(|d| d != manifest.digest) && self.tag_is_immutable(repo, tag) {
+                return Err(MetaError::TagImmutable(format!(
+                    "The image tag '{}' already exists in the '{}' repository and cannot be overwritten because the tag is immutable.",
+                    tag.as_str(),
+                    repo.name.as_str()
+                )));
+            }
         }
-        self.inner.put_manifest(repo, manifest, Some(tag)).await
+        let (repo, tag) = (repo.clone(), tag.cloned());
+        self.change(move |r, touched| {
+            let digest = manifest.digest.clone();
+            r.manifests.insert((repo.clone(), digest.clone()), Arc::new(manifest));
+            touched.push(RegistryKey::Manifest(repo.clone(), digest.clone()));
+            if let Some(tag) = tag {
+                r.tags.insert((repo.clone(), tag.clone()), digest);
+                touched.push(RegistryKey::Tag(repo, tag));
+            }
+        })
+        .await
     }
     async fn manifest(&self, repo: &Repository, digest: &Digest) -> Result<Option<ManifestRecord>, MetaError> {
-        self.inner.manifest(repo, digest).await
+        Ok(self.read(|r| r.manifests.get(&(repo.clone(), digest.clone())).map(|m| m.as_ref().clone())))
     }
     async fn resolve_tag(&self, repo: &Repository, tag: &Tag) -> Result<Option<Digest>, MetaError> {
-        self.inner.resolve_tag(repo, tag).await
+        Ok(self.read(|r| r.tags.get(&(repo.clone(), tag.clone())).cloned()))
     }
     async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<bool, MetaError> {
-        self.inner.delete_manifest(repo, digest).await
+        let (repo, digest) = (repo.clone(), digest.clone());
+        self.change(move |r, touched| {
+            if r.manifests.remove(&(repo.clone(), digest.clone())).is_none() {
+                return false;
+            }
+            touched.push(RegistryKey::Manifest(repo.clone(), digest.clone()));
+            let tags: Vec<Tag> =
+                r.repository_tags(&repo).filter(|(_, d)| **d == digest).map(|(t, _)| t.clone()).collect();
+            for t in tags {
+                r.tags.remove(&(repo.clone(), t.clone()));
+                touched.push(RegistryKey::Tag(repo.clone(), t));
+            }
+            true
+        })
+        .await
     }
     async fn delete_tag(&self, repo: &Repository, tag: &Tag) -> Result<bool, MetaError> {
-        self.inner.delete_tag(repo, tag).await
+        let key = (repo.clone(), tag.clone());
+        self.change(move |r, touched| {
+            let was = r.tags.remove(&key).is_some();
+            if was {
+                touched.push(RegistryKey::Tag(key.0, key.1));
+            }
+            was
+        })
+        .await
     }
     async fn tags(&self, repo: &Repository) -> Result<Option<Vec<Tag>>, MetaError> {
-        self.inner.tags(repo).await
+        Ok(self.read(|r| r.knows(repo).then(|| r.repository_tags(repo).map(|(t, _)| t.clone()).collect())))
     }
     async fn referrers(&self, repo: &Repository, digest: &Digest) -> Result<Vec<ManifestRecord>, MetaError> {
-        self.inner.referrers(repo, digest).await
+        Ok(self.read(|r| {
+            r.repository_manifests(repo)
+                .filter(|m| m.subject.as_ref() == Some(digest))
+                .map(|m| m.as_ref().clone())
+                .collect()
+        }))
+    }
+}
+
+/// Garbage collection marks what the registry's manifests reference and unlinks the rest.
+impl registry::gc::Collectable for EcrMeta {
+    fn referenced_blobs(&self) -> std::collections::HashSet<Digest> {
+        self.read(|r| {
+            r.manifests.values().flat_map(|m| std::iter::once(&m.digest).chain(&m.references)).cloned().collect()
+        })
+    }
+    async fn unlink_everywhere(&self, digest: &Digest) -> Result<usize, MetaError> {
+        let digest = digest.clone();
+        self.change(move |r, touched| {
+            let holders: Vec<Repository> =
+                r.blobs.keys().filter(|(_, d)| *d == digest).map(|(repo, _)| repo.clone()).collect();
+            for repo in &holders {
+                r.blobs.remove(&(repo.clone(), digest.clone()));
+                touched.push(RegistryKey::Blob(repo.clone(), digest.clone()));
+            }
+            holders.len()
+        })
+        .await
     }
 }
 
@@ -295,5 +428,76 @@ impl Ops<'_, Ecr> {
             )));
         }
         Ok((owner, name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use registry::{Algorithm, RepoName};
+
+    use super::*;
+
+    fn repository(name: &str) -> Repository {
+        Repository {
+            namespace: Namespace { account: "123456789012".into(), region: "us-east-1".into() },
+            name: RepoName::parse(name).unwrap(),
+        }
+    }
+
+    fn manifest(bytes: &[u8], references: Vec<Digest>) -> ManifestRecord {
+        ManifestRecord {
+            digest: Digest::of(Algorithm::Sha256, bytes),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            size: bytes.len() as u64,
+            subject: None,
+            artifact_type: None,
+            annotations: None,
+            references,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_metadata_of_an_earlier_berths_meta_log_moves_into_the_store_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (web, api) = (repository("web"), repository("api"));
+        let layer = Digest::of(Algorithm::Sha256, b"layer");
+        let (kept, gone) = (manifest(b"kept", vec![layer.clone()]), manifest(b"gone", vec![]));
+        {
+            let old = LocalMeta::open(&dir.path().join(LOCAL_META)).unwrap();
+            old.link_blob(&web, &layer).await.unwrap();
+            old.put_manifest(&web, kept.clone(), Some(&Tag::parse("v1").unwrap())).await.unwrap();
+            old.put_manifest(&web, gone.clone(), Some(&Tag::parse("v0").unwrap())).await.unwrap();
+            old.delete_manifest(&web, &gone.digest).await.unwrap();
+            old.put_manifest(&api, gone.clone(), None).await.unwrap();
+        }
+        let open = || {
+            let sealer = crate::sealing::Sealer::for_data_dir(dir.path()).unwrap();
+            let store = Arc::new(store::SqliteStore::open(&dir.path().join("berth.db")).unwrap());
+            Arc::new(ControlPlane::open_with(store, crate::Config { sealer, ..Default::default() }).unwrap())
+        };
+        let control = open();
+        import_local_meta(&control, dir.path()).await.unwrap();
+        assert!(!dir.path().join(LOCAL_META).exists(), "the log is not read again");
+        drop(control);
+
+        // What the log held is in the store, as durably as every record.
+        let control = open();
+        import_local_meta(&control, dir.path()).await.unwrap();
+        let meta = EcrMeta { control, tag_writes: tokio::sync::Mutex::new(()) };
+        assert!(meta.blob_linked(&web, &layer).await.unwrap());
+        assert_eq!(meta.resolve_tag(&web, &Tag::parse("v1").unwrap()).await.unwrap(), Some(kept.digest.clone()));
+        assert_eq!(meta.resolve_tag(&web, &Tag::parse("v0").unwrap()).await.unwrap(), None);
+        assert_eq!(meta.manifest(&web, &gone.digest).await.unwrap(), None);
+        assert_eq!(meta.manifest(&api, &gone.digest).await.unwrap(), Some(gone.clone()));
+        assert_eq!(meta.tags(&web).await.unwrap().unwrap(), vec![Tag::parse("v1").unwrap()]);
+        assert_eq!(meta.tags(&api).await.unwrap().unwrap(), Vec::<Tag>::new());
+        assert_eq!(meta.tags(&repository("never")).await.unwrap(), None);
+        let live = registry::gc::Collectable::referenced_blobs(&meta);
+        assert!(live.contains(&layer) && live.contains(&kept.digest) && live.contains(&gone.digest));
+        // Deleting a manifest takes its tags with it; unlinking reaches every repository.
+        assert!(meta.delete_manifest(&web, &kept.digest).await.unwrap());
+        assert_eq!(meta.tags(&web).await.unwrap().unwrap(), Vec::<Tag>::new());
+        assert_eq!(registry::gc::Collectable::unlink_everywhere(&meta, &layer).await.unwrap(), 1);
+        assert!(!meta.blob_linked(&web, &layer).await.unwrap());
     }
 }
