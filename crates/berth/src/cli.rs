@@ -72,6 +72,23 @@ pub enum Command {
     /// Which server leads the replicas on a PostgreSQL store (--store), since when, which
     /// stand by, and the last change committed; on SQLite, the one server of the data dir.
     Status(DataDirArg),
+    /// Serve the load balancers of a PostgreSQL store's state on this host, apart from
+    /// the servers: it follows the store as a follower replica does, runs its own health
+    /// checks, and keeps serving the targets it last knew while no replica answers.
+    Lb(LbArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LbArgs {
+    /// The control plane's PostgreSQL store, as the servers' --store.
+    #[arg(long, env = "BERTH_STORE", value_parser = store::PgUrl::parse, value_name = "URL")]
+    pub store: store::PgUrl,
+    /// Listen on this host's block instead of the servers' --lb-address-pool: each load
+    /// balancer on the address at the same offset in this block (127.100.0.7 of
+    /// 127.100.0.0/16 on 10.0.8.7 with 10.0.8.0/24). Without it, on the load balancers'
+    /// own addresses.
+    #[arg(long, env = "BERTH_LB_ADDRESS_POOL", value_parser = control_plane::ec2::Ipv4Block::parse)]
+    pub lb_address_pool: Option<control_plane::ec2::Ipv4Block>,
 }
 
 #[derive(Debug, Args)]
@@ -83,9 +100,9 @@ pub struct DataDirArg {
     /// Keep the records (resources, accounts and keys) in PostgreSQL instead of the data
     /// dir's SQLite database: a URL postgres://user[:password]@host[:port]/database
     /// (libpq's query parameters apply; no TLS yet). The schema `berth` is created in that
-    /// database. Servers on one database elect a leader: the first leads, the others stand
-    /// by (not listening) and one takes over when the leader stops; `berth status` shows
-    /// them. The data dir still holds logs, registry blobs and the
+    /// database. Servers on one database elect a leader: the first leads, the others follow
+    /// (answering reads from their own view, passing the rest to the leader) and one takes
+    /// over when the leader stops; `berth status` shows them. The data dir still holds logs, registry blobs and the
     /// master key (replicas sharing a database need the same BERTH_MASTER_KEY). Give
     /// every command of this server the same --store. Without it, SQLite in the data dir.
     #[arg(long, env = "BERTH_STORE", value_parser = store::PgUrl::parse, value_name = "URL")]
@@ -501,6 +518,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vulndb(VulndbCommand::Import(args)) => crate::vulndb::import(args),
         Command::Logs(LogsCommand::Tail(args)) => crate::logs_tail::tail(args).await,
         Command::Status(data) => status(data).await,
+        Command::Lb(args) => crate::lb_host::run(args).await,
     }
 }
 

@@ -5,6 +5,7 @@ mod cli;
 mod datadir;
 mod duration;
 mod extension;
+mod lb_host;
 mod lifecycle;
 mod logging;
 mod logs_tail;

@@ -148,12 +148,10 @@ impl ControlPlane {
     /// A follower's control plane: the state of `records` (every record of the store, as
     /// of one position of its change log), brought forward by [`ControlPlane::follow`],
     /// with no writer. Its reads are the leader's as of that position; every write is
-    /// refused with [`Error::NotLeader`], for the caller to send it to the leader.
+    /// refused with [`Error::NotLeader`], for the caller to send it to the leader. A
+    /// follower that will open sealed values checks its master key first
+    /// ([`sealing::Sealer::verify_records`]).
     pub fn open_follower(store: Arc<dyn Store>, config: Config, records: Vec<store::Record>) -> Result<Self> {
-        // The leader records the check value; a follower only verifies it once there is one.
-        if let Some(r) = records.iter().find(|r| r.table == sealing::CHECK_TABLE && r.key == sealing::CHECK_KEY) {
-            config.sealer.verify_check(&r.value)?;
-        }
         let (state, mirror) = state::mirror::Mirror::load(records).map_err(|e| Error::Internal(e.to_string()))?;
         tracing::info!(records = mirror.len(), "following the leader: state read from the store");
         let view = Arc::new(ArcSwap::from_pointee(state));

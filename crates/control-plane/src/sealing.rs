@@ -133,6 +133,16 @@ impl Sealer {
     }
 
     /// Whether `check` (from the store) was sealed with this key.
+    /// Checks that this key opens the sealed values of the store whose `records` these
+    /// are (by its check value, which the leading server records on its first start; a
+    /// store without one has nothing sealed yet).
+    pub fn verify_records(&self, records: &[store::Record]) -> Result<()> {
+        match records.iter().find(|r| r.table == CHECK_TABLE && r.key == CHECK_KEY) {
+            Some(r) => self.verify_check(&r.value),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn verify_check(&self, check: &[u8]) -> Result<()> {
         match self.open(CHECK_PURPOSE, check) {
             Ok(_) => Ok(()),

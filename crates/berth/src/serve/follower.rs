@@ -118,14 +118,38 @@ async fn open(
     setup: Setup,
     retire: CancellationToken,
 ) -> (Arc<Follower>, impl std::future::Future<Output = Infallible>) {
+    let (control, applied, tail) = follow(&setup.store, setup.config, true).await;
+    let api = aws_api::Api { control, registry: None, public: setup.public };
+    let follower = Arc::new(Follower {
+        local: aws_api::router(api),
+        standby: setup.standby,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        applied,
+        retired: retire,
+    });
+    (follower, tail)
+}
+
+/// A follower's control plane on the store at `url`, read (retrying while PostgreSQL
+/// cannot be reached); the change log position its view reflects; and the future that
+/// keeps it current. With `sealed`, the master key of `config` must open the store's
+/// sealed values.
+pub async fn follow(
+    url: &PgUrl,
+    config: control_plane::Config,
+    sealed: bool,
+) -> (Arc<ControlPlane>, watch::Receiver<i64>, impl std::future::Future<Output = Infallible>) {
     let mut wait = RETRY_FIRST;
     let (store, feed, position, control) = loop {
-        let (url, config) = (setup.store.clone(), setup.config.clone());
+        let (url, config) = (url.clone(), config.clone());
         let opened = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let store = Arc::new(PgStore::open_unleased(&url).with_context(|| format!("opening the store {url}"))?);
             // The feed first: nothing committed after the snapshot goes unnoticed.
             let feed = store.change_feed()?;
             let (position, records) = store.snapshot()?;
+            if sealed {
+                config.sealer.verify_records(&records)?;
+            }
             let control = ControlPlane::open_follower(store.clone() as Arc<dyn Store>, config, records)?;
             Ok((store, feed, position, Arc::new(control)))
         })
@@ -141,15 +165,7 @@ async fn open(
         wait = (wait * 2).min(STORE_RETRY_MAX);
     };
     let (applied, watching) = watch::channel(position);
-    let api = aws_api::Api { control: control.clone(), registry: None, public: setup.public };
-    let follower = Arc::new(Follower {
-        local: aws_api::router(api),
-        standby: setup.standby,
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        applied: watching,
-        retired: retire,
-    });
-    (follower, tail(store, feed, control, applied))
+    (control.clone(), watching, tail(store, feed, control, applied))
 }
 
 /// Brings the view forward after every commit, forever.

@@ -11,7 +11,7 @@
 mod admission;
 mod body;
 mod conn;
-mod follower;
+pub(crate) mod follower;
 mod standby;
 
 use std::sync::Arc;

@@ -24,11 +24,15 @@ async fn elbv2(b: &Berth) -> Client {
 /// A server with its own block of load balancer addresses, so that tests running at
 /// the same time can all listen on port 80.
 async fn server() -> Berth {
-    // No two tests of this run share a block: process id and a counter pick it.
+    Berth::start_with_args(env!("CARGO_BIN_EXE_berth"), &["--lb-address-pool", &own_pool()]).await
+}
+
+/// A block of load balancer addresses no other test of this run uses: process id and a
+/// counter pick it.
+fn own_pool() -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = std::process::id().wrapping_mul(7919).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % (150 * 256);
-    let pool = format!("127.{}.{}.0/24", 101 + n / 256, n % 256);
-    Berth::start_with_args(env!("CARGO_BIN_EXE_berth"), &["--lb-address-pool", &pool]).await
+    format!("127.{}.{}.0/24", 101 + n / 256, n % 256)
 }
 
 /// A backend HTTP server: answers every path with its name and the request's headers
@@ -1130,4 +1134,72 @@ async fn names_follow_elbv2_rules_and_any_vpc_security_group_is_accepted() {
     let foreign = foreign.unwrap().group_id().unwrap().to_string();
     assert_eq!(refusal(lb("three").security_groups(&foreign).send().await.unwrap_err()).0, "InvalidSecurityGroup");
     assert_eq!(elb.describe_load_balancers().send().await.unwrap().load_balancers().len(), 1);
+}
+
+/// `berth lb` as a process of its own, stopped when dropped.
+struct LbHost {
+    child: std::process::Child,
+    _log: tempfile::NamedTempFile,
+}
+
+impl LbHost {
+    fn start(store: &str, pool: &str) -> LbHost {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["lb", "--store", store, "--lb-address-pool", pool])
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        LbHost { child, _log: log }
+    }
+}
+
+impl Drop for LbHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn berth_lb_apart_from_the_servers_serves_their_load_balancers_and_outlives_them() {
+    let pg = testkit::postgres::TestPostgres::start();
+    let (servers_pool, hosts_pool) = (own_pool(), own_pool());
+    let env = [("BERTH_MASTER_KEY", crate::postgres::MASTER_KEY), ("BERTH_LB_ADDRESS_POOL", servers_pool.as_str())];
+    let mut b = Berth::start_on_store(env!("CARGO_BIN_EXE_berth"), &pg.url(), &env).await;
+    let elb = elbv2(&b).await;
+    let lb = load_balancer(&b, &elb, "apart").await;
+    let one = Backend::start("one").await;
+    register_healthy(&elb, &lb.tg, &[&one]).await;
+
+    // The load balancer on the other host's address at the same offset.
+    let _host = LbHost::start(&pg.url(), &hosts_pool);
+    let offset = lb.dns.rsplit('.').next().unwrap();
+    let moved = format!("{}.{offset}", hosts_pool.trim_end_matches(".0/24"));
+    assert_ne!(moved, lb.dns);
+    let c = http();
+    let url = format!("http://{moved}/apart");
+    let answered = || async { c.get(&url).send().await.is_ok_and(|r| r.status() == 200) };
+    assert!(eventually(Duration::from_secs(20), answered).await, "berth lb never served {url}");
+    assert_eq!(get_json(&c, &url).await["name"], "one");
+
+    // A target registered at the servers reaches it.
+    let two = Backend::start("two").await;
+    register_healthy(&elb, &lb.tg, &[&one, &two]).await;
+    let both = || async {
+        let mut names = BTreeSet::new();
+        for _ in 0..6 {
+            names.insert(get_json(&c, &url).await["name"].as_str().unwrap().to_string());
+        }
+        names.len() == 2
+    };
+    assert!(eventually(Duration::from_secs(20), both).await, "the new target never reached berth lb");
+
+    // No replica answers any more: it serves the targets it knows.
+    b.kill9();
+    for _ in 0..6 {
+        let name = get_json(&c, &url).await["name"].as_str().unwrap().to_string();
+        assert!(name == "one" || name == "two", "{name}");
+    }
 }

@@ -12,7 +12,7 @@ use crate::durability::{container, writes_survive_kill_9};
 
 /// One master key for servers that share a database (their sealed values must open on
 /// each); any 32 bytes, in base64.
-const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub(crate) const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 async fn server(pg: &TestPostgres) -> Berth {
     Berth::start_on_store(env!("CARGO_BIN_EXE_berth"), &pg.url(), &[("BERTH_MASTER_KEY", MASTER_KEY)]).await
