@@ -61,6 +61,11 @@ impl TestPostgres {
             .output()
             .expect("run initdb");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        // Clients may come from any loopback address (a test cuts one of them off).
+        let hba = dir.path().join("data").join("pg_hba.conf");
+        let mut rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        rules.push_str("\nhost all all 127.0.0.0/8 trust\n");
+        std::fs::write(&hba, rules).expect("write pg_hba.conf");
         let port = crate::free_port();
         TestPostgres { dir, bin, port, server: None }
     }
@@ -68,6 +73,12 @@ impl TestPostgres {
     /// The URL of the test database.
     pub fn url(&self) -> String {
         self.url_of(DATABASE)
+    }
+
+    /// The URL of the test database at `host`, one of the addresses the server listens on
+    /// (127.0.0.1, and 127.0.0.2 for clients a test cuts off).
+    pub fn url_at(&self, host: &str) -> String {
+        format!("postgres://{USER}@{host}:{}/{DATABASE}", self.port)
     }
 
     /// The URL of database `name` on this cluster.
@@ -99,7 +110,8 @@ impl TestPostgres {
         let mut cmd = as_postgres(&self.bin.join("postgres"));
         cmd.arg("-D").arg(self.dir.path().join("data")).args(["-p", &self.port.to_string()]);
         for setting in [
-            "listen_addresses=127.0.0.1",
+            // The second address is one a test can cut off alone (`Partition`).
+            "listen_addresses=127.0.0.1,127.0.0.2",
             "unix_socket_directories=",
             "fsync=on",
             "synchronous_commit=on",
@@ -211,4 +223,38 @@ fn bin_dir() -> PathBuf {
         .collect();
     versions.sort();
     versions.pop().expect("no PostgreSQL server under /usr/lib/postgresql; run scripts/install-test-deps.sh").1
+}
+
+/// A network partition between the clients of one address of the server (see
+/// [`TestPostgres::url_at`]) and the server, made with iptables: every packet to or from
+/// that address and port is dropped, both ways, as a cut cable drops them; neither end is
+/// told, and each finds out by its own timeouts and keepalives. Healed when dropped.
+#[derive(Debug)]
+pub struct Partition {
+    rules: Vec<Vec<String>>,
+}
+
+impl Partition {
+    /// Cuts `host:port` off (root and iptables needed).
+    pub fn cut(host: &str, port: u16) -> Partition {
+        let port = port.to_string();
+        let rules = vec![
+            vec!["OUTPUT", "-p", "tcp", "-d", host, "--dport", &port, "-j", "DROP"],
+            vec!["OUTPUT", "-p", "tcp", "-s", host, "--sport", &port, "-j", "DROP"],
+        ];
+        let rules: Vec<Vec<String>> = rules.into_iter().map(|r| r.into_iter().map(String::from).collect()).collect();
+        for rule in &rules {
+            let status = std::process::Command::new("iptables").arg("-I").args(rule).status().expect("run iptables");
+            assert!(status.success(), "iptables -I {rule:?} failed (the partition tests need root and iptables)");
+        }
+        Partition { rules }
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let _ = std::process::Command::new("iptables").arg("-D").args(rule).status();
+        }
+    }
 }

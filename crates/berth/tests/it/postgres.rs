@@ -431,3 +431,61 @@ async fn an_image_pushed_to_the_leader_is_pulled_from_the_replica_that_leads_aft
     let tags = ecr.list_images().repository_name("shared").send().await.unwrap();
     assert_eq!(tags.image_ids().len(), 1, "{tags:?}");
 }
+
+#[tokio::test]
+async fn a_leader_cut_off_from_postgresql_is_replaced_and_never_commits_again() {
+    let pg = TestPostgres::start();
+    // The first reaches PostgreSQL at the address the partition will cut; the second at
+    // the other one.
+    let bin = env!("CARGO_BIN_EXE_berth");
+    let mut first = Berth::start_on_store(bin, &pg.url_at("127.0.0.2"), &[("BERTH_MASTER_KEY", MASTER_KEY)]).await;
+    let (port, second) = standby_on_a_port(&pg).await;
+    assert!(testkit::eventually(Duration::from_secs(20), || follows(port)).await, "the standby never followed");
+    let via_second = ecs_at(port, &first.key).await;
+    for i in 0..5 {
+        via_second.create_cluster().cluster_name(format!("before-{i}")).send().await.unwrap();
+    }
+    let at_first = ecs_at(first.endpoint.rsplit(':').next().unwrap().parse().unwrap(), &first.key).await;
+
+    // The cable between the first and PostgreSQL is cut: neither end is told.
+    let cut = testkit::postgres::Partition::cut("127.0.0.2", pg.port());
+    let since = std::time::Instant::now();
+    // A write the first takes during the partition can never be committed.
+    let stranded = tokio::spawn(async move { at_first.create_cluster().cluster_name("stranded").send().await });
+    // PostgreSQL's keepalives end the first's sessions: the second leads.
+    let second = tokio::time::timeout(Duration::from_secs(60), second).await.expect("no replica took over").unwrap();
+    let took_over = since.elapsed();
+    eprintln!("the second led {took_over:?} after the partition");
+    let ecs2 = second.ecs_as(&first.key, "us-east-1").await;
+    ecs2.create_cluster().cluster_name("after").send().await.unwrap();
+
+    // Healed: the first finds another replica leading and stops; what it took during the
+    // partition was never acknowledged and is nowhere.
+    drop(cut);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        match first.exit_status() {
+            Some(status) => break status,
+            None if std::time::Instant::now() > deadline => panic!("the cut-off leader still runs: {}", first.log()),
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    assert!(!status.success(), "a replaced leader exits with a failure");
+    assert!(first.log().contains("another replica leads now"), "{}", first.log());
+    if let Ok(Ok(answer)) = tokio::time::timeout(Duration::from_secs(5), stranded).await {
+        assert!(answer.is_err(), "a write taken by the cut-off leader was acknowledged: {answer:?}");
+    }
+    let names: Vec<String> = ecs2
+        .list_clusters()
+        .send()
+        .await
+        .unwrap()
+        .cluster_arns()
+        .iter()
+        .map(|a| a.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 6, "{names:?}");
+    assert!(names.iter().all(|n| n != "stranded"), "{names:?}");
+    assert_eq!(pg.psql(DATABASE, "SELECT count(*) FROM berth.records WHERE key LIKE '%/stranded'"), "0");
+    assert!(took_over < Duration::from_secs(30), "takeover took {took_over:?}");
+}
