@@ -70,6 +70,7 @@ fn relocate(mut snapshot: Snapshot, pool: Option<Ipv4Block>) -> Snapshot {
 
 /// The address of `pool` with the host part of `address`.
 fn within(pool: Ipv4Block, address: Ipv4Addr) -> Ipv4Addr {
+    // Blocks are /8 to /30 (`Ipv4Block::parse`).
     let network = u32::MAX.checked_shl(32 - u32::from(pool.prefix)).unwrap_or(0);
     Ipv4Addr::from((u32::from(pool.base) & network) | (u32::from(address) & !network))
 }
@@ -84,7 +85,7 @@ mod tests {
         let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
         assert_eq!(within(block("10.0.8.0/24"), ip("127.100.0.7")), ip("10.0.8.7"));
         assert_eq!(within(block("127.101.0.0/16"), ip("127.100.3.9")), ip("127.101.3.9"));
-        assert_eq!(within(block("0.0.0.0/0"), ip("127.100.3.9")), ip("127.100.3.9"));
-        assert_eq!(within(block("10.1.2.3/32"), ip("127.100.3.9")), ip("10.1.2.3"));
+        assert_eq!(within(block("10.1.0.0/8"), ip("127.100.3.9")), ip("10.100.3.9"));
+        assert_eq!(within(block("10.1.2.4/30"), ip("127.100.3.9")), ip("10.1.2.5"));
     }
 }
