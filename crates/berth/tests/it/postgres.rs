@@ -156,19 +156,25 @@ async fn a_standby_takes_over_from_a_killed_leader_and_a_deposed_leader_stops() 
     assert!(testkit::eventually(Duration::from_secs(20), || async { standbys(&pg) == "1" }).await, "no standby waits");
     pg.psql(DATABASE, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
     let third = third.await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        match second.exit_status() {
-            Some(status) => break status,
-            None if std::time::Instant::now() > deadline => panic!("the deposed leader still runs: {}", second.log()),
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
-    assert!(!status.success(), "a deposed leader exits with a failure");
-    assert!(second.log().contains("another replica leads now"), "{}", second.log());
+    stops_deposed(&mut second, Duration::from_secs(20)).await;
     let ecs3 = third.ecs_as(&first.key, "us-east-1").await;
     assert_eq!(ecs3.list_clusters().send().await.unwrap().cluster_arns().len(), 5);
     ecs3.create_cluster().cluster_name("from-third").send().await.unwrap();
+}
+
+/// Waits (for at most `limit`) until `replica`, which another replica has replaced as the
+/// leader, has stopped with a failure status saying so.
+async fn stops_deposed(replica: &mut Berth, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        match replica.exit_status() {
+            Some(status) => break status,
+            None if std::time::Instant::now() > deadline => panic!("the replaced leader still runs: {}", replica.log()),
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    assert!(!status.success(), "a replaced leader exits with a failure");
+    assert!(replica.log().contains("another replica leads now"), "{}", replica.log());
 }
 
 /// Whether the server at `port` answers as a follower with a view of its own (before it
@@ -423,11 +429,7 @@ async fn an_image_pushed_to_the_leader_is_pulled_from_the_replica_that_leads_aft
     docker.made.push(moved.clone());
     docker.remove_local(&moved);
     docker.run(&["pull", "-q", &moved]);
-    let id = |name: &str| {
-        let out = docker.cmd(&["image", "inspect", "--format", "{{.Id}}", name]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    assert_eq!(id(&moved), id(testkit::images::simplehttp_image()));
+    assert_eq!(docker.image_id(&moved), docker.image_id(testkit::images::simplehttp_image()));
     let tags = ecr.list_images().repository_name("shared").send().await.unwrap();
     assert_eq!(tags.image_ids().len(), 1, "{tags:?}");
 }
@@ -462,16 +464,7 @@ async fn a_leader_cut_off_from_postgresql_is_replaced_and_never_commits_again() 
     // Healed: the first finds another replica leading and stops; what it took during the
     // partition was never acknowledged and is nowhere.
     drop(cut);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        match first.exit_status() {
-            Some(status) => break status,
-            None if std::time::Instant::now() > deadline => panic!("the cut-off leader still runs: {}", first.log()),
-            None => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    };
-    assert!(!status.success(), "a replaced leader exits with a failure");
-    assert!(first.log().contains("another replica leads now"), "{}", first.log());
+    stops_deposed(&mut first, Duration::from_secs(60)).await;
     if let Ok(Ok(answer)) = tokio::time::timeout(Duration::from_secs(5), stranded).await {
         assert!(answer.is_err(), "a write taken by the cut-off leader was acknowledged: {answer:?}");
     }

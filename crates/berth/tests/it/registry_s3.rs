@@ -59,11 +59,7 @@ async fn docker_push_and_pull_keep_the_blobs_in_the_bucket() {
     // Pulled back from the bucket through Berth, into an engine that no longer has it.
     docker.remove_local(&image);
     docker.run(&["pull", "-q", &image]);
-    let id = |name: &str| {
-        let out = docker.cmd(&["image", "inspect", "--format", "{{.Id}}", name]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    assert_eq!(id(&image), id(testkit::images::simplehttp_image()));
+    assert_eq!(docker.image_id(&image), docker.image_id(testkit::images::simplehttp_image()));
 }
 
 #[tokio::test]

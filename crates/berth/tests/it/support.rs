@@ -86,6 +86,12 @@ impl Docker {
         assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// The engine's id of image `name`.
+    pub fn image_id(&self, name: &str) -> String {
+        let out = self.cmd(&["image", "inspect", "--format", "{{.Id}}", name]).output().expect("run docker");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     pub fn remove_local(&self, image: &str) {
         let _ = self.cmd(&["rmi", "-f", image]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     }
