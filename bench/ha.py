@@ -62,6 +62,10 @@ FOLLOWERS = ("follower-b", "follower-c")
 MASTER_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
 
+# The addresses PostgreSQL listens on: one a replica, so that one can be cut off alone.
+PG_ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")
+
+
 def pg_bin():
     versions = sorted((int(v), v) for v in os.listdir("/usr/lib/postgresql") if v.isdigit())
     if not versions:
@@ -86,9 +90,13 @@ def start_postgres(workdir, procs):
     subprocess.run(as_postgres([os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres", "--auth=trust",
                                 "--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C.UTF-8"]),
                    check=True, capture_output=True)
+    # Clients may come from any loopback address (bench/soak.sh cuts one replica's off).
+    with open(os.path.join(data, "pg_hba.conf"), "a") as f:
+        f.write("\nhost all all 127.0.0.0/8 trust\n")
     port = free_port()
     procs["pg-server"] = start(as_postgres([os.path.join(bindir, "postgres"), "-D", data, "-p", str(port),
-                                           "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+                                           "-c", f"listen_addresses={','.join(PG_ADDRESSES)}",
+                                           "-c", "unix_socket_directories=",
                                            "-c", "fsync=on", "-c", "synchronous_commit=on"]),
                               os.path.join(workdir, "postgres.log"))
     isready = [os.path.join(bindir, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
