@@ -30,11 +30,11 @@ import tempfile
 import threading
 import time
 
-from common import (BenchError, log, wait_until, http_status, cpu_times, busy_pct, median, start, stop, check,
-                    main_guard, process_cpu_seconds, ROOT, BERTH, build_berth)
 import botocore.session
 from botocore.config import Config
 
+from common import (BenchError, log, wait_until, http_status, cpu_times, busy_pct, median, start, stop, check,
+                    main_guard, process_cpu_seconds, free_port, ROOT, BERTH, build_berth)
 from failover import MASTER_KEY
 from ha import start_postgres, credentials, http_text
 
@@ -54,7 +54,6 @@ def client(service, port, creds):
 
 class Replica:
     def __init__(self, name, workdir, pg_port, address):
-        from common import free_port
         self.name, self.port, self.address, self.pg_port = name, free_port(), address, pg_port
         self.data_dir = os.path.join(workdir, name)
         self.log = os.path.join(workdir, f"{name}.log")
