@@ -27,10 +27,13 @@ use crate::StoreError;
 
 /// The advisory lock's key: "berth_ld".
 pub const LEADER_LOCK: i64 = 0x6265_7274_685f_6c64;
-/// Keepalive probes: idle time, interval and count.
-const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(3), Duration::from_secs(1), 3);
+/// Keepalive probes: idle time, interval and count. Four seconds of silence end a session:
+/// a new leader within five seconds of a partition or a dead host (issue 18's target), at
+/// the cost of deposing a leader whose network to PostgreSQL stalls that long (it stops,
+/// fenced, and its supervisor starts it again as a follower).
+const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(2), Duration::from_secs(1), 2);
 /// About how long a dead session's lock is held before PostgreSQL releases it.
-pub const KEEPALIVE_DETECTION: Duration = Duration::from_secs(6);
+pub const KEEPALIVE_DETECTION: Duration = Duration::from_secs(4);
 /// Waits between attempts to reach PostgreSQL.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(5);
