@@ -190,7 +190,9 @@ impl ControlPlane {
     }
 
     /// On a follower, brings the view to what the leader committed: the records `catchup`
-    /// names, or all of them. Readers see the new state at once, whole.
+    /// names, or all of them. Readers see the new state at once, whole. On an error the
+    /// view is unchanged but the mirror of records may not be: the caller must then
+    /// follow with every record (`Catchup::Everything`).
     pub fn follow(&self, catchup: store::Catchup) -> Result<()> {
         let Some(mirror) = &self.mirror else {
             return Err(Error::Internal("only a follower applies the change log".into()));

@@ -168,7 +168,9 @@ pub async fn follow(
     (control.clone(), watching, tail(store, feed, control, applied))
 }
 
-/// Brings the view forward after every commit, forever.
+/// Brings the view forward after every commit, forever. A change the view could not take
+/// (a record it cannot read) leaves the mirror of records out of step with the published
+/// view, so the next attempt reads every record again.
 async fn tail(
     store: Arc<PgStore>,
     feed: ChangeFeed,
@@ -176,10 +178,15 @@ async fn tail(
     applied: watch::Sender<i64>,
 ) -> Infallible {
     let mut wait = RETRY_FIRST;
+    let mut reload = false;
     loop {
         let after = *applied.borrow();
         let reader = store.clone();
-        let read = tokio::task::spawn_blocking(move || reader.catch_up(after)).await;
+        let read = tokio::task::spawn_blocking(move || match reload {
+            true => reader.snapshot().map(|(through, records)| Catchup::Everything { through, records }),
+            false => reader.catch_up(after),
+        })
+        .await;
         let failed = match read {
             Ok(Ok(catchup)) => {
                 let (through, everything) = match &catchup {
@@ -189,13 +196,11 @@ async fn tail(
                 match control.follow(catchup) {
                     Ok(()) => {
                         if everything {
-                            tracing::info!(
-                                position = through,
-                                "the change log did not reach back to this view; every record was read again"
-                            );
+                            tracing::info!(position = through, "this replica's view read every record again");
                         }
                         applied.send_replace(through);
                         wait = RETRY_FIRST;
+                        reload = false;
                         if through > after {
                             // More may have been committed meanwhile.
                             continue;
@@ -203,7 +208,8 @@ async fn tail(
                         false
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "applying the change log failed; retrying");
+                        tracing::error!(error = %e, "applying the change log failed; reading every record again");
+                        reload = true;
                         true
                     }
                 }
