@@ -47,6 +47,12 @@ impl Docker {
 
     /// Logs in with the ECR token of `ecr`'s credentials.
     pub async fn login_with(b: &testkit::Berth, ecr: &aws_sdk_ecr::Client) -> Docker {
+        Self::login_at(&b.endpoint, ecr).await
+    }
+
+    /// Logs in to the registry at `endpoint` (`http://host:port`) with the ECR token of
+    /// `ecr`'s credentials.
+    pub async fn login_at(endpoint: &str, ecr: &aws_sdk_ecr::Client) -> Docker {
         use base64::Engine as _;
         use std::io::Write as _;
         let config = tempfile::Builder::new().prefix("berth-docker").tempdir().unwrap();
@@ -56,7 +62,7 @@ impl Docker {
             .to_string();
         let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(token).unwrap()).unwrap();
         let password = decoded.strip_prefix("AWS:").unwrap().to_string();
-        let host = b.endpoint.trim_start_matches("http://");
+        let host = endpoint.trim_start_matches("http://");
         let d = Docker { config, made: Vec::new() };
         let mut child = d
             .cmd(&["login", "--username", "AWS", "--password-stdin", host])
