@@ -34,9 +34,9 @@ import time
 import botocore.session
 from botocore.config import Config
 
-from common import (BenchError, log, wait_until, http_status, cpu_times, busy_pct, median, start, stop, check,
-                    main_guard, process_cpu_seconds, free_port, ROOT, BERTH, build_berth)
-from failover import MASTER_KEY
+import failover
+from common import (BenchError, log, wait_until, http_status, cpu_times, busy_pct, median, stop, check,
+                    main_guard, process_cpu_seconds, ROOT, build_berth)
 from ha import start_postgres, credentials, http_text
 
 OUT = os.path.join(ROOT, "bench", "out", "soak.json")
@@ -53,19 +53,13 @@ def client(service, port, creds):
         config=Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=2))
 
 
-class Replica:
-    def __init__(self, name, workdir, pg_port, address):
-        self.name, self.port, self.address, self.pg_port = name, free_port(), address, pg_port
-        self.data_dir = os.path.join(workdir, name)
-        self.log = os.path.join(workdir, f"{name}.log")
-        store = f"postgres://postgres@{address}:{pg_port}/berth"
-        self.env = {**os.environ, "BERTH_STORE": store, "BERTH_MASTER_KEY": MASTER_KEY, "NO_COLOR": "1"}
-        self.proc = None
-        self.cpu_s = 0.0
+class Replica(failover.Replica):
+    """A replica of bench/failover.py's (start, kill -9 with its CPU seconds counted) that
+    reaches PostgreSQL at an address of its own, so that it can be cut off alone."""
 
-    def start(self):
-        self.proc = start([BERTH, "server", "--data-dir", self.data_dir, "--listen", f"127.0.0.1:{self.port}"],
-                          self.log, self.env)
+    def __init__(self, name, workdir, pg_port, address):
+        super().__init__(name, workdir, f"postgres://postgres@{address}:{pg_port}/berth")
+        self.address, self.pg_port = address, pg_port
 
     def health(self):
         return http_text(f"http://127.0.0.1:{self.port}/_berth/health")
@@ -76,16 +70,12 @@ class Replica:
         return bool(h) and "follower" not in h
 
     def account(self):
+        """Counts the CPU seconds of a process that ended by itself (kill9 counts its own)."""
         if self.proc is not None:
             try:
                 self.cpu_s += process_cpu_seconds(self.proc.pid)
             except OSError:
                 pass
-
-    def kill9(self):
-        self.account()
-        self.proc.kill()
-        self.proc.wait()
 
     def rules(self):
         p = str(self.pg_port)

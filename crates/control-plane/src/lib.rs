@@ -217,11 +217,6 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Whether this control plane follows a leader (and refuses writes).
-    pub fn is_follower(&self) -> bool {
-        self.jobs.is_none()
-    }
-
     /// The state as of the last durable commit.
     pub fn view(&self) -> Arc<State> {
         self.view.load_full()

@@ -70,8 +70,9 @@ pub struct Change {
 #[derive(Debug)]
 pub enum Catchup {
     /// The records touched by the batches after the follower's position, up to and
-    /// including `through`, as they are at `through`.
-    Changes { through: i64, changes: Vec<Change> },
+    /// including `through`, as they are at `through`; `more` when later batches are
+    /// committed already (one read takes a bounded number of batches).
+    Changes { through: i64, changes: Vec<Change>, more: bool },
     /// The log no longer reaches back to the follower's position: every record, as of
     /// `through`.
     Everything { through: i64, records: Vec<Record> },

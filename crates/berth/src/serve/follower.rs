@@ -43,7 +43,7 @@ use tower::ServiceExt;
 use control_plane::ControlPlane;
 use store::{Catchup, ChangeFeed, PgStore, PgUrl, Store};
 
-use super::standby::{Standby, FAILOVER_WAIT};
+use super::standby::{Standby, FAILOVER_WAIT, RETRY_FIRST, RETRY_MAX};
 
 /// Marks a request a follower passes to the leader: the leader then answers with its
 /// change log position in [`POSITION_HEADER`].
@@ -59,9 +59,8 @@ const POLL: Duration = Duration::from_secs(1);
 /// The largest API request body a follower holds to answer or pass on: more than any
 /// operation accepts (ECR's layer parts, 28 MiB); the leader refuses what is too large.
 const MAX_HELD: usize = 32 * 1024 * 1024;
-/// Between attempts to reach a leader or the store: from the first, doubled up to the last.
-const RETRY_FIRST: Duration = Duration::from_millis(25);
-const RETRY_MAX: Duration = Duration::from_secs(2);
+/// The longest wait between attempts to read the store (from the standby's first wait,
+/// doubled).
 const STORE_RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// What a follower's server needs to start.
@@ -189,9 +188,9 @@ async fn tail(
         .await;
         let failed = match read {
             Ok(Ok(catchup)) => {
-                let (through, everything) = match &catchup {
-                    Catchup::Changes { through, .. } => (*through, false),
-                    Catchup::Everything { through, .. } => (*through, true),
+                let (through, everything, more) = match &catchup {
+                    Catchup::Changes { through, more, .. } => (*through, false, *more),
+                    Catchup::Everything { through, .. } => (*through, true, false),
                 };
                 match control.follow(catchup) {
                     Ok(()) => {
@@ -201,10 +200,11 @@ async fn tail(
                         applied.send_replace(through);
                         wait = RETRY_FIRST;
                         reload = false;
-                        if through > after {
-                            // More may have been committed meanwhile.
+                        if more {
                             continue;
                         }
+                        // What is committed from now on notifies the feed, which holds
+                        // the wake-up until the next wait.
                         false
                     }
                     Err(e) => {

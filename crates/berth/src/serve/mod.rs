@@ -128,11 +128,12 @@ pub async fn run(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     )
     .await?;
     let api = aws_api::Api { control: control.clone(), registry: Some(registry.clone()), public: public.clone() };
-    let app = Router::new()
-        .route("/_berth/health", get(health))
-        .merge(aws_api::router(api.clone()))
-        .layer(axum::middleware::from_fn_with_state(dir.store(), stamp_position))
-        .layer(axum::middleware::map_request(host_from_authority));
+    let mut app = Router::new().route("/_berth/health", get(health)).merge(aws_api::router(api.clone()));
+    if args.data.store.is_some() {
+        // Only replicas on PostgreSQL have followers; SQLite's requests skip the layer.
+        app = app.layer(axum::middleware::from_fn_with_state(dir.store(), stamp_position));
+    }
+    let app = app.layer(axum::middleware::map_request(host_from_authority));
 
     let shutdown = CancellationToken::new();
     let tasks = Tracker::default();

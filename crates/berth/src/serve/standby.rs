@@ -36,8 +36,8 @@ pub const FAILOVER_WAIT: Duration = Duration::from_secs(15);
 /// How long one attempt to reach the leader may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Between attempts to reach a leader: from the first wait, doubled up to the last.
-const RETRY_FIRST: Duration = Duration::from_millis(25);
-const RETRY_MAX: Duration = Duration::from_millis(500);
+pub(super) const RETRY_FIRST: Duration = Duration::from_millis(25);
+pub(super) const RETRY_MAX: Duration = Duration::from_millis(500);
 
 /// Passes connections to the leader of the replicas on one store.
 pub struct Standby {

@@ -51,7 +51,7 @@ impl PgStore {
             let head = head(&tx).await?;
             if head == after {
                 tx.commit().await.map_err(db_error)?;
-                return Ok(Catchup::Changes { through: after, changes: Vec::new() });
+                return Ok(Catchup::Changes { through: after, changes: Vec::new(), more: false });
             }
             let oldest: i64 = tx
                 .query_one("SELECT coalesce(min(seq), $1::bigint + 1) FROM berth.changes", &[&head])
@@ -88,7 +88,7 @@ impl PgStore {
             let changes =
                 rows.into_iter().map(|r| Change { table: r.get(0), key: r.get(1), value: r.get(2) }).collect();
             tx.commit().await.map_err(db_error)?;
-            Ok(Catchup::Changes { through, changes })
+            Ok(Catchup::Changes { through, changes, more: through < head })
         })
     }
 
