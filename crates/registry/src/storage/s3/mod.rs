@@ -5,7 +5,10 @@
 //! - `touched/<algorithm>/<hex>`: an empty marker whose age renews the blob's (see below);
 //! - `uploads/<uuid>/owner`: the repository an upload session was started for;
 //! - `uploads/<uuid>/data/<offset, 20 digits>`: a segment of the session's bytes, starting
-//!   at that offset.
+//!   at that offset;
+//! - `uploads/<uuid>/multipart/<upload id, percent-encoded>`: a multipart upload that the
+//!   session's publication started, kept until the upload completes or is aborted; its body
+//!   is the key the upload is for.
 //!
 //! **An object exists under `blobs/` only if its content has the digest its key names.**
 //! An upload's bytes are hashed as they arrive and stored as segments under `uploads/`,
@@ -14,7 +17,13 @@
 //! multipart upload of the blob's key from the segments (`UploadPartCopy`, no bytes through
 //! Berth) that becomes visible, whole, when `CompleteMultipartUpload` returns. A crash or a
 //! failed request in between leaves segments and perhaps an unfinished multipart upload,
-//! never a partial or unverified blob. A manifest, verified in memory, is one `PutObject`,
+//! never a partial or unverified blob. The unfinished upload is not forgotten: it is
+//! recorded in the session before any part is sent, and removing the session (garbage
+//! collection finds it idle, since its segments stay too) aborts every upload recorded there
+//! before deleting the rest; only a crash in the one request between starting an upload and
+//! recording it leaves an (empty) upload to a bucket lifecycle rule. This needs no
+//! `ListMultipartUploads`, which not every S3-compatible store answers (s3s-fs does not).
+//! A manifest, verified in memory, is one `PutObject`,
 //! which is atomic too. Durability is the store's: S3 acknowledges a write once it is
 //! durable, and nothing is acknowledged to a client before that. The segments published are
 //! the bytes that were hashed: a session's writes are serialised by its lock, and a write
@@ -62,6 +71,8 @@ mod objects;
 const SEGMENT_BYTES: usize = 8 << 20;
 /// S3's least size of a multipart part other than the last.
 const MIN_PART_BYTES: u64 = 5 << 20;
+/// What a multipart upload's id keeps unencoded in the key of its record.
+const UPLOAD_ID_KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
 
 /// Blobs and upload sessions in an S3 bucket.
 pub(super) struct S3Blobs {
@@ -253,17 +264,56 @@ impl S3Blobs {
             [] => self.objects.put(target, Bytes::new()).await,
             [only] => self.objects.copy(&self.segment_key(id, only.offset), &target).await,
             many => {
-                let upload = self.objects.start_multipart(&target).await?;
+                let upload = self.start_recorded_multipart(id, &target).await?;
                 let done = match self.upload_parts(id, &target, &upload, many).await {
                     Ok(parts) => self.objects.complete_multipart(&target, &upload, parts).await,
                     Err(e) => Err(e),
                 };
                 if done.is_err() {
-                    self.objects.abort_multipart(&target, &upload).await;
+                    if let Err(e) = self.objects.abort_multipart(&target, &upload).await {
+                        // The record stays, and removing the session tries again.
+                        tracing::warn!(upload = %id, error = %e, "an unfinished multipart upload stays until its session is removed");
+                        return done;
+                    }
                 }
+                self.forget_multipart(id, &upload).await;
                 done
             }
         }
+    }
+
+    /// Starts a multipart upload of `target` and records it in the session, before any part
+    /// is sent: from then on a crash leaves the record, and removing the session aborts the
+    /// upload. Returns the upload's id.
+    async fn start_recorded_multipart(&self, id: UploadId, target: &str) -> Result<String, StorageError> {
+        let upload = self.objects.start_multipart(target).await?;
+        // A crash before this one request leaves an upload that no record names, for a bucket
+        // lifecycle rule (`AbortIncompleteMultipartUpload`) to remove. That is acceptable:
+        // it holds no part yet, so next to no space, and the record cannot come first, since
+        // the store names the upload only as it starts it.
+        let record = Bytes::copy_from_slice(target.as_bytes());
+        if let Err(e) = self.objects.put(self.multipart_key(id, &upload), record).await {
+            if let Err(abort) = self.objects.abort_multipart(target, &upload).await {
+                tracing::warn!(upload = %id, error = %abort, "an empty multipart upload stays behind");
+            }
+            return Err(e);
+        }
+        Ok(upload)
+    }
+
+    /// Deletes the record of a multipart upload that completed or was aborted. Best effort:
+    /// a record left behind only costs an abort that the store answers `NoSuchUpload`.
+    async fn forget_multipart(&self, id: UploadId, upload: &str) {
+        if let Err(e) = self.objects.delete(vec![self.multipart_key(id, upload)]).await {
+            tracing::debug!(upload = %id, error = %e, "the record of a finished multipart upload stays");
+        }
+    }
+
+    /// Aborts the multipart upload that `record` names (see [`Self::remove_session`]).
+    async fn abort_recorded(&self, record: &str, upload: &str) -> Result<(), StorageError> {
+        // Gone already: whoever deleted it removes the session too.
+        let Some(target) = self.objects.get_bytes(record).await? else { return Ok(()) };
+        self.objects.abort_multipart(&String::from_utf8_lossy(&target), upload).await
     }
 
     /// The parts of a composed blob: each long segment copied server-side, each run of short
@@ -296,9 +346,15 @@ impl S3Blobs {
         Ok(parts)
     }
 
-    /// Deletes what the session holds; whether there was anything.
+    /// Deletes what the session holds; whether there was anything. The multipart uploads
+    /// recorded in it are aborted first: their records are deleted only with them gone.
     pub(super) async fn remove_session(&self, id: UploadId) -> Result<bool, StorageError> {
         let keys: Vec<String> = self.objects.list(&self.session_prefix(id)).await?.into_iter().map(|o| o.key).collect();
+        for key in &keys {
+            if let Some(upload) = self.recorded_upload(id, key) {
+                self.abort_recorded(key, &upload).await?;
+            }
+        }
         let any = !keys.is_empty();
         self.objects.delete(keys).await?;
         Ok(any)
@@ -443,6 +499,31 @@ impl S3Blobs {
         // Zero-padded, so that listing order is offset order.
         format!("{}{offset:020}", self.segment_prefix(id))
     }
+
+    fn multipart_prefix(&self, id: UploadId) -> String {
+        format!("{}multipart/", self.session_prefix(id))
+    }
+
+    fn multipart_key(&self, id: UploadId, upload: &str) -> String {
+        format!("{}{}", self.multipart_prefix(id), record_name(upload))
+    }
+
+    /// The multipart upload a key of the session records, if it is such a record.
+    fn recorded_upload(&self, id: UploadId, key: &str) -> Option<String> {
+        recorded_upload_id(key.strip_prefix(&self.multipart_prefix(id))?)
+    }
+}
+
+/// The last level of the key that records the multipart upload `upload`. An upload id is
+/// the store's opaque string: encoded, it stays one level whatever it holds ('/', '.',
+/// '%'), and a name any store takes.
+fn record_name(upload: &str) -> String {
+    percent_encoding::utf8_percent_encode(upload, UPLOAD_ID_KEEP).to_string()
+}
+
+/// The multipart upload that [`record_name`] made `name` of.
+fn recorded_upload_id(name: &str) -> Option<String> {
+    Some(percent_encoding::percent_decode_str(name).decode_utf8().ok()?.into_owned())
 }
 
 /// The offset a segment's key names.
@@ -472,7 +553,120 @@ fn prepare_spool(spool: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use testkit::s3::TestS3;
+
     use super::*;
+    use crate::storage::{Backend, BlobStore};
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    /// A store in the test server's bucket, as `tests/s3.rs` opens one.
+    async fn open(s3: &TestS3, spool: &Path) -> BlobStore {
+        for (k, v) in s3.credentials_env() {
+            std::env::set_var(k, v);
+        }
+        let location = S3Location::parse(&format!("{}&region=us-east-1", s3.blobs_url())).unwrap();
+        BlobStore::open_s3(location, spool).await.unwrap()
+    }
+
+    fn s3_blobs(store: &BlobStore) -> &S3Blobs {
+        let Backend::S3(blobs) = &store.backend else { unreachable!("opened on S3") };
+        blobs
+    }
+
+    /// Appends each piece to the session as a request of its own (a segment each).
+    async fn append(store: &BlobStore, id: UploadId, pieces: &[&[u8]]) {
+        for piece in pieces {
+            let body = futures_util::stream::iter([Ok::<_, io::Error>(Bytes::copy_from_slice(piece))]);
+            store.append(id, "r", None, None, body).await.unwrap();
+        }
+    }
+
+    /// The files in which s3s-fs keeps the multipart upload `upload` (its id, its parts and
+    /// their metadata, beside the buckets in its data directory): those whose name holds it.
+    fn upload_files(s3: &TestS3, upload: &str) -> Vec<String> {
+        let root = s3.bucket_dir().parent().unwrap().to_owned();
+        let names = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        let mut names: Vec<String> = names.filter(|n| n.contains(upload)).collect();
+        names.sort();
+        names
+    }
+
+    /// The files of the session's objects in the bucket's directory.
+    fn session_files(s3: &TestS3, id: UploadId) -> Vec<PathBuf> {
+        let mut out = vec![];
+        let mut dirs = vec![s3.bucket_dir().join("uploads").join(id.to_string())];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            for path in entries.map(|e| e.unwrap().path()) {
+                if path.is_dir() {
+                    dirs.push(path)
+                } else {
+                    out.push(path)
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn removing_a_session_aborts_the_multipart_upload_a_crash_left() {
+        let s3 = TestS3::start();
+        let spool = tempfile::tempdir().unwrap();
+        let store = open(&s3, spool.path()).await;
+        let id = store.start_upload("r").await.unwrap();
+        append(&store, id, &[b"first ", b"second"]).await;
+        // Publication starts, records its upload, sends a part, and Berth dies.
+        let blobs = s3_blobs(&store);
+        let target = blobs.blob_key(&Digest::of(Algorithm::Sha256, b"first second"));
+        let upload = blobs.start_recorded_multipart(id, &target).await.unwrap();
+        blobs.objects.upload_part(&target, &upload, 1, Bytes::from_static(b"first ")).await.unwrap();
+        drop(store);
+
+        let record = s3.object_path(&format!("uploads/{id}/multipart/{}", record_name(&upload)));
+        assert_eq!(std::fs::read(&record).unwrap(), target.as_bytes(), "the record names the upload's key");
+        let held = upload_files(&s3, &upload);
+        assert!(held.contains(&format!(".upload-{upload}.json")), "s3s-fs knows the upload: {held:?}");
+        assert!(held.contains(&format!(".upload_id-{upload}.part-1")), "and holds its part: {held:?}");
+
+        // A restarted Berth: the session, still holding its segments, goes idle; garbage
+        // collection removes it, and the upload with it.
+        let store = open(&s3, spool.path()).await;
+        assert_eq!(store.upload_offset(id, "r").await.unwrap(), 12, "the record is no segment");
+        for file in session_files(&s3, id) {
+            std::fs::File::options()
+                .append(true)
+                .open(file)
+                .unwrap()
+                .set_modified(SystemTime::now() - 2 * DAY)
+                .unwrap();
+        }
+        assert_eq!(store.remove_abandoned_uploads(SystemTime::now() - DAY).await.unwrap(), 1);
+        assert_eq!(upload_files(&s3, &upload), Vec::<String>::new(), "the unfinished upload is aborted");
+        assert_eq!(session_files(&s3, id), Vec::<PathBuf>::new());
+        assert!(!s3.object_path(&target).exists());
+    }
+
+    #[tokio::test]
+    async fn a_composed_publication_leaves_no_record() {
+        let s3 = TestS3::start();
+        let spool = tempfile::tempdir().unwrap();
+        let store = open(&s3, spool.path()).await;
+        let id = store.start_upload("r").await.unwrap();
+        append(&store, id, &[b"first ", b"second"]).await;
+        let d = Digest::of(Algorithm::Sha256, b"first second");
+        let blobs = s3_blobs(&store);
+        // Two segments: a multipart upload, completed, and its record deleted with it.
+        blobs.publish(id, &d, 12).await.unwrap();
+        assert_eq!(std::fs::read(s3.object_path(&blobs.blob_key(&d))).unwrap(), b"first second");
+        assert_eq!(upload_files(&s3, ".upload"), Vec::<String>::new(), "no upload is left unfinished");
+        let files = session_files(&s3, id);
+        assert_eq!(files.len(), 3, "the owner and two segments, no record: {files:?}");
+        assert!(blobs.remove_session(id).await.unwrap());
+        assert_eq!(session_files(&s3, id), Vec::<PathBuf>::new());
+    }
 
     #[test]
     fn segment_keys_sort_by_offset_and_parse_back() {
@@ -481,5 +675,14 @@ mod tests {
         keys.sort();
         offsets.sort();
         assert_eq!(keys.iter().map(|k| segment_offset(k).unwrap()).collect::<Vec<_>>(), offsets);
+    }
+
+    #[test]
+    fn an_upload_id_is_one_level_of_its_record_key_and_parses_back() {
+        for upload in ["2~aB-c_d.e", "x/../y%2F", "VXBsb2Fk+SUQ="] {
+            let name = record_name(upload);
+            assert!(!name.contains(['/', '.']), "{name}");
+            assert_eq!(recorded_upload_id(&name).as_deref(), Some(upload));
+        }
     }
 }

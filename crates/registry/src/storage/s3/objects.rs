@@ -214,12 +214,15 @@ impl Objects {
         done.map(drop).map_err(|e| unavailable("CompleteMultipartUpload", target, e))
     }
 
-    /// Abandons the multipart upload (best effort: an unfinished upload is invisible, but
-    /// takes space until a bucket lifecycle rule or this removes it).
-    pub(super) async fn abort_multipart(&self, target: &str, upload: &str) {
+    /// Abandons the multipart upload (an unfinished upload is invisible, but takes space
+    /// until this or a bucket lifecycle rule removes it). An upload the store does not know
+    /// (`NoSuchUpload`: it completed, or was aborted already) is as good as aborted.
+    pub(super) async fn abort_multipart(&self, target: &str, upload: &str) -> Result<(), StorageError> {
         let abort = self.client.abort_multipart_upload().bucket(&self.bucket).key(target).upload_id(upload);
-        if let Err(e) = abort.send().await {
-            tracing::warn!(key = target, error = %causes(&e), "an unfinished multipart upload stays behind");
+        match abort.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_404(&e) => Ok(()),
+            Err(e) => Err(unavailable("AbortMultipartUpload", target, e)),
         }
     }
 
