@@ -33,7 +33,7 @@ from botocore.credentials import Credentials
 os.environ.setdefault("BENCH_ROUNDS", "5")
 os.environ.setdefault("BENCH_DURATION", "6")
 
-from common import (BenchError, log, free_port, wait_until, http_status, median, start, stop, check, ROOT, TARGET_DIR,
+from common import (BenchError, log, free_port, wait_until, http_status, median, start, stop, check, ROOT,
                     BERTH, build_berth_and_test_image, docker, ecs_client, wait_for_agent, remove_labelled,
                     remove_subnet_networks)
 from ecs_api import call, wrk_run, berth_credentials, DURATION, ROUNDS, THREADS, CONNECTIONS

@@ -146,6 +146,11 @@ def build_berth_and_test_image():
     """Installs the test dependencies, builds Berth (release) into TARGET_DIR and the test
     image; returns the image's name."""
     build_berth()
+    return build_test_image()
+
+
+def build_test_image():
+    """Builds the test image (if its sources changed); returns its name."""
     log("building the test image")
     # Built as part of the workspace (as the tests build it): `-p testkit` would unify
     # features differently and rebuild half the dependencies.

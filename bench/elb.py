@@ -56,7 +56,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 import botocore.session
 from botocore.config import Config

@@ -110,10 +110,10 @@ class Writer(threading.Thread):
         raise BenchError("no write was acknowledged within 60 s of the kill")
 
 
-def agent_connected(ecs):
+def agent_connected(ecs, cluster=CLUSTER):
     try:
-        arns = ecs.list_container_instances(cluster=CLUSTER)["containerInstanceArns"]
-        d = ecs.describe_container_instances(cluster=CLUSTER, containerInstances=arns[:1])
+        arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+        d = ecs.describe_container_instances(cluster=cluster, containerInstances=arns[:1])
         return bool(d["containerInstances"]) and d["containerInstances"][0].get("agentConnected", False)
     except Exception:
         return False

@@ -25,9 +25,7 @@ throughput), and writes bench/out/secrets.json.
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """A soak of the control plane on PostgreSQL (issue 18): three replicas under continuous
-writes while the leader is killed (`kill -9`) or cut off from PostgreSQL (a real
-partition: iptables drops its packets both ways) again and again; then a check that every
-acknowledged write is there exactly once.
+writes, deployments and `docker push` while the leader is killed (`kill -9`) or cut off
+from PostgreSQL (a real partition: iptables drops its packets both ways) again and again;
+then a check that every acknowledged write is there exactly once, that no task ran twice
+and that no pushed image is corrupt.
 
-A throwaway PostgreSQL cluster (Debian's, fsync on) listening on 127.0.0.1-4, and three
-`berth server` replicas a, b, c, each reaching it at an address of its own (127.0.0.2-4)
-so that one can be cut off alone. A writer thread registers task definition revisions
+A throwaway PostgreSQL cluster (Debian's, fsync on) listening on 127.0.0.1-4, s3s-fs (a
+real S3-compatible server, from crates.io) holding the registry's blobs, and three
+`berth server` replicas a, b, c, each reaching PostgreSQL at an address of its own
+(127.0.0.2-4) so that one can be cut off alone, and a `berth agent` given all three
+(ECS_BACKEND_HOST), running a service of two tasks. A writer thread registers task definition revisions
 (family `soak`, each carrying a unique token in an environment variable), one after
 another, at the replica that answered last, moving to the next on any failure: as a
 client given every replica's address. SOAK_EVENTS events (default 30) alternate:
@@ -16,12 +19,18 @@ client given every replica's address. SOAK_EVENTS events (default 30) alternate:
              replica has acknowledged a write, the partition heals, the old leader finds
              itself replaced and stops, and it is started again.
 
+Beside the writer, bench/soak_workload.py's threads deploy the service again and again
+(UpdateService between two revisions), push images (`docker push`, a new layer each), and
+watch the cluster's Docker containers; its docstring says what each checks at the end.
+
 Printed: failovers, writes acknowledged, lost (acknowledged but absent: must be 0),
 duplicated (a token in two revisions: must be 0), time from each event to the next
 acknowledged write and to a new leader (a replica answering as the leader) (p50, max;
-target < 5 s: a partition is noticed by PostgreSQL's keepalives, about 4 s), and each
-replica's CPU seconds. Needs root (iptables).
-Writes bench/out/soak.json. Not in this soak yet: deployments, docker push, agents.
+target < 5 s: a partition is noticed by PostgreSQL's keepalives, about 4 s), deployments
+and pushes acknowledged, corrupt images (must be 0), tasks whose container ran twice (must
+be 0), stray containers or tasks at the end (must be 0), the time the service took to
+settle after the events, and each replica's CPU seconds. Needs root (iptables).
+Writes bench/out/soak.json.
 """
 
 import json
@@ -35,13 +44,16 @@ import botocore.session
 from botocore.config import Config
 
 import failover
-from common import (BenchError, log, wait_until, http_status, cpu_times, busy_pct, median, stop, check,
-                    main_guard, process_cpu_seconds, ROOT, build_berth)
+import soak_workload as work
+from blobs import start_s3s_fs, BUCKET, ACCESS_KEY, SECRET_KEY
+from common import (BenchError, log, wait_until, http_status, cpu_times, busy_pct, median, start, stop, check,
+                    main_guard, process_cpu_seconds, remove_subnet_networks, ROOT, BERTH, build_berth, build_test_image)
 from ha import start_postgres, credentials, http_text
 
 OUT = os.path.join(ROOT, "bench", "out", "soak.json")
 EVENTS = int(os.environ.get("SOAK_EVENTS", "30"))
 FAMILY = "soak"
+VPC_BLOCK, VPC_PREFIX = "10.214.0.0/16", "10.214."
 
 
 def client(service, port, creds):
@@ -57,9 +69,14 @@ class Replica(failover.Replica):
     """A replica of bench/failover.py's (start, kill -9 with its CPU seconds counted) that
     reaches PostgreSQL at an address of its own, so that it can be cut off alone."""
 
-    def __init__(self, name, workdir, pg_port, address):
+    def __init__(self, name, workdir, pg_port, address, blobs):
         super().__init__(name, workdir, f"postgres://postgres@{address}:{pg_port}/berth")
-        self.address, self.pg_port = address, pg_port
+        self.address, self.pg_port, self.blobs = address, pg_port, blobs
+        self.env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+
+    def start(self):
+        self.proc = start([BERTH, "server", "--data-dir", self.data_dir, "--listen", f"127.0.0.1:{self.port}",
+                           "--blobs", self.blobs, "--vpc-cidr", VPC_BLOCK], self.log, self.env)
 
     def health(self):
         return http_text(f"http://127.0.0.1:{self.port}/_berth/health")
@@ -158,13 +175,19 @@ def main():
     load = os.getloadavg()
     if not os.environ.get("BERTH_BIN"):
         build_berth()
+    image = build_test_image()
     workdir = tempfile.mkdtemp(prefix="berth-bench-soak-")
     os.chmod(workdir, 0o755)  # the postgres user reaches its cluster's directory
     procs = {}
     _, pg_port = start_postgres(workdir, procs)
-    replicas = [Replica(n, workdir, pg_port, a) for n, a in (("a", "127.0.0.2"), ("b", "127.0.0.3"),
-                                                             ("c", "127.0.0.4"))]
-    writer = None
+    procs["s3s-fs"], endpoint = start_s3s_fs(workdir)
+    blobs = f"s3://{BUCKET}?endpoint={endpoint}&region=us-east-1"
+    replicas = [Replica(n, workdir, pg_port, a, blobs) for n, a in (("a", "127.0.0.2"), ("b", "127.0.0.3"),
+                                                                    ("c", "127.0.0.4"))]
+    names = [r.name for r in replicas]
+    hosts = [f"127.0.0.1:{r.port}" for r in replicas]
+    writer = deployer = pusher = watch = agent = None
+    cluster_arn = None
     events = []
     try:
         replicas[0].start()
@@ -174,8 +197,33 @@ def main():
         for r in replicas[1:]:
             r.start()
             wait_until(f"berth {r.name} following", lambda: "follower" in r.health(), r.proc)
+        ecs_clients = [client("ecs", r.port, creds) for r in replicas]
+        ecs = ecs_clients[0]
+        cluster_arn = ecs.create_cluster(clusterName=work.CLUSTER)["cluster"]["clusterArn"]
+        agent = start([BERTH, "agent", "--config", os.path.join(workdir, "ecs.config")],
+                      os.path.join(workdir, "agent.log"),
+                      {**os.environ, "NO_COLOR": "1", "ECS_CLUSTER": work.CLUSTER,
+                       "ECS_BACKEND_HOST": ",".join(f"http://{h}" for h in hosts),
+                       "ECS_IMAGE_PULL_BEHAVIOR": "prefer-cached",
+                       "AWS_ACCESS_KEY_ID": creds.access_key, "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+                       "AWS_DEFAULT_REGION": "us-east-1", "ECS_DATADIR": os.path.join(workdir, "agent")})
+        revisions = [ecs.register_task_definition(family=work.WEB_FAMILY, containerDefinitions=[{
+            "name": "web", "image": image, "memory": 16, "command": ["sleep"],
+            "environment": [{"name": "REVISION", "value": rev}]}])["taskDefinition"]["taskDefinitionArn"]
+            for rev in ("a", "b")]
+        wait_until("the agent", lambda: failover.agent_connected(ecs, work.CLUSTER), agent, timeout=60)
+        ecs.create_service(cluster=work.CLUSTER, serviceName=work.SERVICE, taskDefinition=revisions[0],
+                           desiredCount=work.TASKS)
+        ecr = client("ecr", replicas[0].port, creds)
+        ecr.create_repository(repositoryName=work.REPOSITORY)
+        auth = work.login(hosts, ecr)
+        deployer = work.Deployer(names, ecs_clients, revisions)
+        log(f"the service settled after {deployer.settle(ecs):.1f} s; the events begin")
         writer = Writer(replicas, creds)
-        writer.start()
+        pusher = work.Pusher(names, hosts)
+        watch = work.TaskWatch(cluster_arn)
+        for t in (writer, deployer, pusher, watch):
+            t.start()
         before = cpu_times()
         for i in range(EVENTS):
             time.sleep(1.5)
@@ -209,13 +257,21 @@ def main():
                        timeout=60)
             events.append({"kind": kind, "replica": leader.name, "new_leader_s": led, "next_write_s": took})
             log(f"event {i + 1}/{EVENTS}: {kind} of {leader.name}; a new leader after {led * 1000:.0f} ms, the next "
-                f"write acknowledged after {took * 1000:.0f} ms; {len(writer.acked):,} acknowledged so far")
+                f"write acknowledged after {took * 1000:.0f} ms; so far {len(writer.acked):,} writes, "
+                f"{len(deployer.acked)} deployments, {len(pusher.acked)} pushes acknowledged")
         after = cpu_times()
-        writer.stopping.set()
-        writer.join(timeout=15)
+        for t in (writer, deployer, pusher):
+            t.stopping.set()
+        for t in (writer, deployer, pusher):
+            t.join(timeout=90)
         # Every acknowledged revision is there, each token once.
         reader = next(r for r in replicas if r.leads())
         ecs = client("ecs", reader.port, creds)
+        settled = deployer.settle(ecs)
+        watch.stopping.set()
+        watch.join(timeout=15)
+        twice, strays = watch.twice(), watch.strays(ecs)
+        corrupt = work.corrupt_images(f"127.0.0.1:{reader.port}", auth, list(pusher.acked))
         present = revisions(ecs)
         acked = list(writer.acked)
         lost = [(t, rev) for t, rev, _, _ in acked if rev not in present]
@@ -232,8 +288,25 @@ def main():
                 duplicated.append((token, rev))
         duplicated += [(t, revs) for t, revs in tokens.items() if len(revs) > 1 and t not in acked_tokens]
     finally:
-        if writer:
-            writer.stopping.set()
+        for t in (writer, deployer, pusher, watch):
+            if t:
+                t.stopping.set()
+        if cluster_arn and agent and agent.poll() is None:
+            try:  # the agent stops the service's containers before it goes
+                for r in replicas:
+                    if r.proc and r.proc.poll() is None and r.leads():
+                        ecs = client("ecs", r.port, creds)
+                        ecs.delete_service(cluster=work.CLUSTER, service=work.SERVICE, force=True)
+                        break
+            except Exception as e:
+                log(f"could not delete the service: {e}")
+        stop(agent)
+        if cluster_arn:
+            work.remove_containers(cluster_arn)
+        if pusher:
+            pusher.remove_images()
+        work.logout(hosts)
+        remove_subnet_networks(VPC_PREFIX)
         for r in replicas:
             r.heal()
             if r.proc and r.proc.poll() is None:
@@ -252,6 +325,14 @@ def main():
     print(f"failovers {len(events)}, writes acknowledged {len(acked):,}, refused or failed during failovers "
           f"{writer.failed:,}, revisions stored {len(present):,} ({len(extra)} never acknowledged: answers lost "
           f"in a failover), lost {len(lost)}, duplicated {len(duplicated)}")
+    print(f"deployments acknowledged {len(deployer.acked)} (failed {deployer.failed}); the service settled on the "
+          f"last one {settled:.1f} s after the events; tasks whose container ran twice {len(twice)}; stray "
+          f"containers or tasks {len(strays)}")
+    print(f"docker pushes acknowledged {len(pusher.acked)} (failed {pusher.failed}), each a new "
+          f"{work.LAYER_BYTES >> 20} MiB layer; corrupt or missing images {len(corrupt)}")
+    for what, items in (("ran twice", twice), ("stray", strays), ("corrupt", corrupt)):
+        for item in list(items.items() if isinstance(items, dict) else items)[:5]:
+            print(f"  {what}: {item}")
     for kind, led in (("kill -9", kills), ("partition", parts)):
         if led:
             w = writes["kill" if kind == "kill -9" else "partition"]
@@ -262,6 +343,9 @@ def main():
     targets = [
         check(f"no acknowledged write lost ({len(lost)})", not lost),
         check(f"no write applied twice ({len(duplicated)})", not duplicated),
+        check(f"no task's container ran twice ({len(twice)})", not twice),
+        check(f"no stray container or task at the end ({len(strays)})", not strays),
+        check(f"no pushed image corrupt or missing ({len(corrupt)} of {len(pusher.acked)})", not corrupt),
         check(f"a new leader within 5 s of a kill -9 (max {max(kills, default=0) * 1000:.0f} ms)",
               max(kills, default=0) < 5.0),
         check(f"a new leader within 5 s of a partition (max {max(parts, default=0) * 1000:.0f} ms)",
@@ -271,6 +355,9 @@ def main():
     with open(OUT, "w") as f:
         json.dump({"events": events, "acknowledged": len(acked), "failed": writer.failed, "stored": len(present),
                    "lost": lost, "duplicated": duplicated, "load_average": load,
+                   "deployments": len(deployer.acked), "deployments_failed": deployer.failed, "settled_s": settled,
+                   "pushes": len(pusher.acked), "pushes_failed": pusher.failed, "corrupt": corrupt,
+                   "ran_twice": [list(k) for k in twice], "strays": strays,
                    "cpu_s": {r.name: r.cpu_s for r in replicas}, "targets": targets}, f, indent=2)
     print(f"\nwrote {os.path.relpath(OUT, ROOT)}")
 

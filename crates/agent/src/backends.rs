@@ -1,8 +1,9 @@
 //! Several control-plane replicas (`ECS_BACKEND_HOST=http://a:7447,http://b:7447`): the
 //! agent reaches whichever one answers.
 //!
-//! Only the leading replica listens (standbys wait without listening; a deposed leader
-//! stops), so "answers" means "accepts a TCP connection". Rather than teach every client
+//! "Answers" means "accepts a TCP connection": the leader, or a follower, which passes
+//! what it does not answer itself (the channel among it) to the leader; a deposed leader
+//! stops. Rather than teach every client
 //! of the agent (the ECS SDK for registration, the channel's WebSocket, the Logs, ECR,
 //! SSM and Secrets Manager SDKs) about several endpoints, the agent forwards a loopback
 //! port to them: each new connection goes to the replica that took the last one, or, if

@@ -29,6 +29,14 @@ use crate::runner::{Runner, RunnerConfig};
 pub const AGENT_VERSION: &str = concat!("berth-", env!("CARGO_PKG_VERSION"));
 /// The longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often the agent pings the control plane over its channel (a WebSocket ping, which
+/// the server's WebSocket answers by itself), and how long a silence ends the channel.
+/// Far shorter than the protocol's heartbeats: a control plane that died with its host or
+/// lost its network sends no FIN or RST, and only silence tells; the agent should be at
+/// the next leader within seconds. The server's own view of the agent keeps the
+/// heartbeats' pace, so a busy moment does not mark instances disconnected.
+const PING_INTERVAL: Duration = Duration::from_secs(2);
+const SILENCE_LIMIT: Duration = Duration::from_secs(6);
 
 /// Capabilities this agent offers, named as the ECS agent names them, so that task
 /// definitions needing them can be placed here.
@@ -364,8 +372,8 @@ impl Session<'_> {
                     break;
                 }
             }
-            let interval = Duration::from_secs(HEARTBEAT_SECONDS);
-            let mut heartbeat = tokio::time::interval(interval);
+            let mut heartbeat = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECONDS));
+            let mut ping = tokio::time::interval(PING_INTERVAL);
             let mut last_heard = tokio::time::Instant::now();
             loop {
                 tokio::select! {
@@ -398,11 +406,16 @@ impl Session<'_> {
                             Err(e) => tracing::warn!(error = %e, "unreadable message from the control plane"),
                         }
                     }
-                    _ = heartbeat.tick() => {
-                        if last_heard.elapsed() > 3 * interval {
-                            tracing::warn!("control plane silent for three heartbeats; reconnecting");
+                    _ = ping.tick() => {
+                        if last_heard.elapsed() > SILENCE_LIMIT {
+                            tracing::warn!(silent_for = ?last_heard.elapsed(), "the control plane does not answer; reconnecting");
                             break;
                         }
+                        if ws.send(Message::Ping(Default::default())).await.is_err() {
+                            break;
+                        }
+                    }
+                    _ = heartbeat.tick() => {
                         let text = serde_json::to_string(&ToServer::Heartbeat)?;
                         if ws.send(Message::Text(text.into())).await.is_err() {
                             break;

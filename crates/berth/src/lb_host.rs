@@ -33,7 +33,7 @@ pub async fn run(args: LbArgs) -> anyhow::Result<()> {
     // The data plane opens no sealed value: no master key is needed or checked.
     let config = control_plane::Config::default();
     let following = serve::follower::follow(&args.store, config, false);
-    let (control, _, tail) = tokio::select! {
+    let (control, _, tail, _) = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         following = following => following,
     };

@@ -3,6 +3,7 @@
 //! Rust or the `aws` CLI, exactly as a user would.
 
 pub mod images;
+pub mod netns;
 mod owned;
 pub mod postgres;
 pub mod s3;
@@ -15,6 +16,9 @@ use aws_credential_types::Credentials;
 
 /// How long a server may take to come up before a test fails.
 const START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a replica of a test bed may wait to lead: it follows meanwhile, for as long as
+/// its test has another replica lead.
+const LEAD_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Credentials of one account on a running Berth.
 #[derive(Debug, Clone)]
@@ -37,6 +41,8 @@ pub struct Berth {
     child: Option<Child>,
     /// The `--listen` address (port 0: the server picks one).
     listen: String,
+    /// The test bed host it runs in (`None`: this machine's own network).
+    host: Option<netns::Host>,
     pub endpoint: String,
     pub key: Key,
 }
@@ -87,6 +93,16 @@ impl Berth {
         Self::launch_full(bin, "server", Vec::new(), env, listen).await
     }
 
+    /// [`Berth::start_on_store`] in `host` of a test bed, listening on the host's address
+    /// at port 7447 (each host has its ports to itself). It resolves once this replica
+    /// leads, which may be long after it started following.
+    pub async fn start_on_store_in(bin: &str, host: &netns::Host, url: &str, env: &[(&str, &str)]) -> Berth {
+        let env = std::iter::once(("BERTH_STORE", url)).chain(env.iter().copied());
+        let env = env.map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let listen = format!("{}:7447", host.address);
+        Self::launch_in(bin, "server", Vec::new(), env, &listen, Some(host.clone())).await
+    }
+
     /// Starts `berth server` (the API alone) with a fresh data dir, further flags `args`
     /// (for example `--blobs s3://...`) and environment `env`.
     pub async fn start_server(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Berth {
@@ -106,9 +122,20 @@ impl Berth {
     async fn launch_full(
         bin: &str,
         command: &'static str,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        listen: &str,
+    ) -> Berth {
+        Self::launch_in(bin, command, args, env, listen, None).await
+    }
+
+    async fn launch_in(
+        bin: &str,
+        command: &'static str,
         mut args: Vec<String>,
         env: Vec<(String, String)>,
         listen: &str,
+        host: Option<netns::Host>,
     ) -> Berth {
         if !args.iter().any(|a| a == "--vpc-cidr") && !env.iter().any(|(k, _)| k == "BERTH_VPC_CIDR") {
             args.extend(["--vpc-cidr".to_string(), own_vpc_block()]);
@@ -122,6 +149,7 @@ impl Berth {
             env,
             child: None,
             listen: listen.to_string(),
+            host,
             endpoint: String::new(),
             key: Key { account: String::new(), id: String::new(), secret: String::new() },
         };
@@ -142,7 +170,11 @@ impl Berth {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("log file");
-        let child = Command::new(&self.bin)
+        let mut cmd = match &self.host {
+            Some(host) => host.command(&self.bin),
+            None => Command::new(&self.bin),
+        };
+        let child = cmd
             .args([self.command, "--listen", &self.listen, "--data-dir"])
             .arg(self.dir.path())
             .args(&self.args)
@@ -153,7 +185,8 @@ impl Berth {
             .spawn()
             .expect("spawn berth");
         self.child = Some(child);
-        let deadline = Instant::now() + START_DEADLINE;
+        let limit = if self.host.is_some() { LEAD_DEADLINE } else { START_DEADLINE };
+        let deadline = Instant::now() + limit;
         let http = reqwest::Client::new();
         loop {
             if let Ok(url) = std::fs::read_to_string(&endpoint_file) {
@@ -172,7 +205,7 @@ impl Berth {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("berth exited during start with {status}; log in {}", self.dir.path().display());
             }
-            assert!(Instant::now() < deadline, "berth did not become healthy within {START_DEADLINE:?}");
+            assert!(Instant::now() < deadline, "berth did not become healthy within {limit:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -33,6 +33,8 @@ pub struct TestPostgres {
     port: u16,
     /// The running postmaster.
     server: Option<OwnedChild>,
+    /// Addresses listened on besides loopback's (see [`TestPostgres::listen_also`]).
+    also: Vec<String>,
 }
 
 impl TestPostgres {
@@ -67,7 +69,17 @@ impl TestPostgres {
         rules.push_str("\nhost all all 127.0.0.0/8 trust\n");
         std::fs::write(&hba, rules).expect("write pg_hba.conf");
         let port = crate::free_port();
-        TestPostgres { dir, bin, port, server: None }
+        TestPostgres { dir, bin, port, server: None, also: Vec::new() }
+    }
+
+    /// Listens at `address` too from the next start on, for clients of `clients` (a
+    /// CIDR block), e.g. hosts of a `testkit::netns::Net` at its gateway.
+    pub fn listen_also(&mut self, address: &str, clients: &str) {
+        let hba = self.dir.path().join("data").join("pg_hba.conf");
+        let mut rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        rules.push_str(&format!("host all all {clients} trust\n"));
+        std::fs::write(&hba, rules).expect("write pg_hba.conf");
+        self.also.push(address.to_string());
     }
 
     /// The URL of the test database.
@@ -109,14 +121,12 @@ impl TestPostgres {
         assert!(self.server.is_none(), "the test server is already running");
         let mut cmd = as_postgres(&self.bin.join("postgres"));
         cmd.arg("-D").arg(self.dir.path().join("data")).args(["-p", &self.port.to_string()]);
-        for setting in [
-            // The second address is one a test can cut off alone (`Partition`).
-            "listen_addresses=127.0.0.1,127.0.0.2",
-            "unix_socket_directories=",
-            "fsync=on",
-            "synchronous_commit=on",
-            "max_connections=200",
-        ] {
+        // The second address is one a test can cut off alone (`Partition`).
+        let listen = ["127.0.0.1", "127.0.0.2"].into_iter().chain(self.also.iter().map(String::as_str));
+        let listen = format!("listen_addresses={}", listen.collect::<Vec<_>>().join(","));
+        for setting in
+            [listen.as_str(), "unix_socket_directories=", "fsync=on", "synchronous_commit=on", "max_connections=200"]
+        {
             cmd.args(["-c", setting]);
         }
         let log = std::fs::OpenOptions::new()

@@ -56,6 +56,8 @@ pub const POSITION_HEADER: &str = "x-berth-position";
 const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
 /// The view is brought forward at least this often, should a notification be lost.
 const POLL: Duration = Duration::from_secs(1);
+/// How often a follower reads the lease for a new leader (see [`watch_leader`]).
+const LEASE_CHECK: Duration = Duration::from_secs(1);
 /// The largest API request body a follower holds to answer or pass on: more than any
 /// operation accepts (ECR's layer parts, 28 MiB); the leader refuses what is too large.
 const MAX_HELD: usize = 32 * 1024 * 1024;
@@ -117,27 +119,58 @@ async fn open(
     setup: Setup,
     retire: CancellationToken,
 ) -> (Arc<Follower>, impl std::future::Future<Output = Infallible>) {
-    let (control, applied, tail) = follow(&setup.store, setup.config, true).await;
+    let (control, applied, tail, store) = follow(&setup.store, setup.config, true).await;
     let api = aws_api::Api { control, registry: None, public: setup.public };
+    // A leader cut off the network refuses nothing: its connections time out.
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(super::standby::CONNECT_TIMEOUT));
     let follower = Arc::new(Follower {
         local: aws_api::router(api),
-        standby: setup.standby,
-        client: Client::builder(TokioExecutor::new()).build_http(),
+        standby: setup.standby.clone(),
+        client: Client::builder(TokioExecutor::new()).build(connector),
         applied,
         retired: retire,
     });
-    (follower, tail)
+    let keep_up = async move {
+        tokio::select! {
+            never = tail => never,
+            never = watch_leader(store, setup.standby) => never,
+        }
+    };
+    (follower, keep_up)
+}
+
+/// Reads the lease every [`LEASE_CHECK`]: when its epoch grows, a new leader took it, and
+/// requests go to the endpoint it names from then on. Without this, a follower would
+/// learn of the new leader only when the old one stopped accepting connections, which a
+/// leader whose host is cut off the network never does: its connections just hang.
+async fn watch_leader(store: Arc<PgStore>, standby: Arc<Standby>) -> Infallible {
+    let mut seen = None;
+    loop {
+        let reader = store.clone();
+        match tokio::task::spawn_blocking(move || reader.lease()).await {
+            Ok(Ok((epoch, endpoint))) => {
+                if seen != Some(epoch) {
+                    standby.learn(&endpoint).await;
+                    seen = Some(epoch);
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "reading the lease failed; the known leader is kept"),
+            Err(e) => tracing::error!(error = %e, "reading the lease panicked"),
+        }
+        tokio::time::sleep(LEASE_CHECK).await;
+    }
 }
 
 /// A follower's control plane on the store at `url`, read (retrying while PostgreSQL
 /// cannot be reached); the change log position its view reflects; and the future that
-/// keeps it current. With `sealed`, the master key of `config` must open the store's
-/// sealed values.
+/// keeps it current; and the store, for further reads. With `sealed`, the master key of
+/// `config` must open the store's sealed values.
 pub async fn follow(
     url: &PgUrl,
     config: control_plane::Config,
     sealed: bool,
-) -> (Arc<ControlPlane>, watch::Receiver<i64>, impl std::future::Future<Output = Infallible>) {
+) -> (Arc<ControlPlane>, watch::Receiver<i64>, impl std::future::Future<Output = Infallible>, Arc<PgStore>) {
     let mut wait = RETRY_FIRST;
     let (store, feed, position, control) = loop {
         let (url, config) = (url.clone(), config.clone());
@@ -164,7 +197,7 @@ pub async fn follow(
         wait = (wait * 2).min(STORE_RETRY_MAX);
     };
     let (applied, watching) = watch::channel(position);
-    (control.clone(), watching, tail(store, feed, control, applied))
+    (control.clone(), watching, tail(store.clone(), feed, control, applied), store)
 }
 
 /// Brings the view forward after every commit, forever. A change the view could not take

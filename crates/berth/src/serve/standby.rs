@@ -34,7 +34,7 @@ use store::PgUrl;
 /// a dead host's lock takes to be released ([`store::KEEPALIVE_DETECTION`]).
 pub const FAILOVER_WAIT: Duration = Duration::from_secs(15);
 /// How long one attempt to reach the leader may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Between attempts to reach a leader: from the first wait, doubled up to the last.
 pub(super) const RETRY_FIRST: Duration = Duration::from_millis(25);
 pub(super) const RETRY_MAX: Duration = Duration::from_millis(500);
@@ -175,6 +175,20 @@ impl Standby {
             }
         }
         known.clone()
+    }
+
+    /// Takes `endpoint` as the leader's from now on: the lease names a new holder, which
+    /// serves there (empty: it did not say; this replica's own: it leads, see
+    /// [`Standby::lead`]).
+    pub async fn learn(&self, endpoint: &str) {
+        if endpoint.is_empty() || endpoint == self.own {
+            return;
+        }
+        let mut known = self.leader.lock().await;
+        if known.as_deref() != Some(endpoint) {
+            tracing::info!(leader = %endpoint, "a new leader took the lease; passing requests to it");
+            *known = Some(endpoint.to_string());
+        }
     }
 
     /// Forgets `at` as the leader's endpoint (unless another connection already has): it

@@ -19,6 +19,7 @@ mod ecr_scan;
 mod elb;
 mod events;
 mod fargate;
+mod hosts;
 mod iam;
 mod instances;
 mod logs;

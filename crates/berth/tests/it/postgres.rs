@@ -164,7 +164,7 @@ async fn a_standby_takes_over_from_a_killed_leader_and_a_deposed_leader_stops() 
 
 /// Waits (for at most `limit`) until `replica`, which another replica has replaced as the
 /// leader, has stopped with a failure status saying so.
-async fn stops_deposed(replica: &mut Berth, limit: Duration) {
+pub(crate) async fn stops_deposed(replica: &mut Berth, limit: Duration) {
     let deadline = std::time::Instant::now() + limit;
     let status = loop {
         match replica.exit_status() {

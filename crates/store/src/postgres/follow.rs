@@ -39,6 +39,19 @@ impl PgStore {
         })
     }
 
+    /// The lease's epoch and where its holder serves (`host:port`, empty if it did not
+    /// say): a follower that sees the epoch grow knows a new leader took over, and where
+    /// to pass requests, without waiting for the old one to stop answering.
+    pub fn lease(&self) -> Result<(i64, String), StoreError> {
+        let shared = self.shared.clone();
+        self.run(async move {
+            let mut slot = shared.follow_connection().await?;
+            let client = slot.as_mut().expect("opened above");
+            let row = client.query_one("SELECT epoch, endpoint FROM berth.lease", &[]).await.map_err(db_error)?;
+            Ok((row.get(0), row.get(1)))
+        })
+    }
+
     /// What changed after position `after`: the touched records' current values (at most
     /// [`MAX_BATCHES`] batches' worth), or every record when the log was trimmed past
     /// `after` or the database is not the one `after` came from (its log is behind it).

@@ -1,0 +1,148 @@
+//! Replicas on hosts of their own (`testkit::netns`): three `berth server`s, each in a
+//! network namespace with its own address on a private bridge, sharing a PostgreSQL that
+//! listens on the bridge, and an agent given all three. A host is cut off the network
+//! whole (its cable out: PostgreSQL, clients and the agent all lose it at once), not only
+//! killed or cut off from the database. Needs root (namespaces, iptables).
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::types::{ContainerDefinition, PortMapping};
+use testkit::netns::{Host, Net};
+use testkit::postgres::{TestPostgres, DATABASE};
+use testkit::Berth;
+
+use crate::postgres::{stops_deposed, MASTER_KEY};
+
+const CLUSTER: &str = "hosts";
+
+/// A replica in `host`; it resolves once it leads (a follower serves before that).
+fn replica(host: &Host, url: &str) -> tokio::task::JoinHandle<Berth> {
+    let (host, url) = (host.clone(), url.to_string());
+    tokio::spawn(async move {
+        Berth::start_on_store_in(env!("CARGO_BIN_EXE_berth"), &host, &url, &[("BERTH_MASTER_KEY", MASTER_KEY)]).await
+    })
+}
+
+fn endpoint(host: &Host) -> String {
+    format!("http://{}:7447", host.address)
+}
+
+async fn follows(host: &Host) -> bool {
+    testkit::http_get_text(&format!("{}/_berth/health", endpoint(host))).await.contains("follower")
+}
+
+async fn ecs_at(host: &Host, key: &testkit::Key) -> aws_sdk_ecs::Client {
+    aws_sdk_ecs::Client::new(&testkit::sdk_config_at(&endpoint(host), key, "us-east-1").await)
+}
+
+/// The service's RUNNING tasks: (task ARN, Docker container id).
+async fn running(ecs: &aws_sdk_ecs::Client) -> Vec<(String, String)> {
+    let Ok(arns) = ecs.list_tasks().cluster(CLUSTER).desired_status("RUNNING".into()).send().await else {
+        return Vec::new();
+    };
+    let arns = arns.task_arns().to_vec();
+    if arns.is_empty() {
+        return Vec::new();
+    }
+    let Ok(d) = ecs.describe_tasks().cluster(CLUSTER).set_tasks(Some(arns)).send().await else { return Vec::new() };
+    let mut out: Vec<(String, String)> = d
+        .tasks()
+        .iter()
+        .filter(|t| t.last_status() == Some("RUNNING"))
+        .map(|t| (t.task_arn().unwrap().to_string(), t.containers()[0].runtime_id().unwrap_or_default().to_string()))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn cluster_names(ecs: &aws_sdk_ecs::Client) -> Vec<String> {
+    let list = ecs.list_clusters().send().await.unwrap();
+    list.cluster_arns().iter().map(|a| a.rsplit('/').next().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_the_network_is_replaced_its_agent_and_tasks_follow_and_it_stops_once_back() {
+    let mut net = Net::new();
+    let hosts: Vec<Host> = ["a", "b", "c"].into_iter().map(|n| net.host(n)).collect();
+    let mut pg = TestPostgres::create();
+    pg.listen_also(&net.gateway().to_string(), &net.block());
+    pg.start_server();
+    pg.create_database(DATABASE);
+    let url = pg.url_at(&net.gateway().to_string());
+
+    let mut first = replica(&hosts[0], &url).await.unwrap();
+    let _cleanup = crate::services::cleanup(&first, CLUSTER);
+    let mut waiting = vec![replica(&hosts[1], &url), replica(&hosts[2], &url)];
+    for host in &hosts[1..] {
+        assert!(testkit::eventually(Duration::from_secs(30), || follows(host)).await, "{} never followed", host.name);
+    }
+    let key = first.key.clone();
+    let ecs1 = first.ecs().await;
+    ecs1.create_cluster().cluster_name(CLUSTER).send().await.unwrap();
+    // Writes through a follower cross from its host to the leader's.
+    let via_b = ecs_at(&hosts[1], &key).await;
+    for i in 0..5 {
+        via_b.create_cluster().cluster_name(format!("before-{i}")).send().await.unwrap();
+    }
+    let replicas: Vec<String> = hosts.iter().map(endpoint).collect();
+    let _agent = first.spawn_agent(CLUSTER, &[("ECS_BACKEND_HOST", &replicas.join(","))]);
+    crate::services::wait_instances(&ecs1, CLUSTER, 1).await;
+    let web = ContainerDefinition::builder()
+        .name("web")
+        .image(testkit::images::simplehttp_image())
+        .memory(16)
+        .command("serve")
+        .port_mappings(PortMapping::builder().container_port(8080).build())
+        .build();
+    ecs1.register_task_definition().family("web").container_definitions(web).send().await.unwrap();
+    ecs1.create_service()
+        .cluster(CLUSTER)
+        .service_name("web")
+        .task_definition("web")
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+    crate::services::eventually("the service's task runs", async || running(&ecs1).await.len() == 1).await;
+    let before = running(&ecs1).await;
+
+    // The leader's host loses its cable: one of the others leads.
+    let cut = hosts[0].cut();
+    let since = Instant::now();
+    let (next, _, rest) = futures_util::future::select_all(waiting.drain(..)).await;
+    let next = next.unwrap();
+    let took_over = since.elapsed();
+    let led = hosts.iter().find(|h| next.endpoint == endpoint(h)).expect("the new leader is one of the hosts");
+    let other = hosts[1..].iter().find(|h| h.name != led.name).unwrap();
+    eprintln!("{} led {took_over:?} after {}'s cable was cut", led.name, hosts[0].name);
+    let ecs2 = next.ecs_as(&key, "us-east-1").await;
+
+    // The agent finds the new leader; the task runs on in the same container.
+    crate::services::wait_instances(&ecs2, CLUSTER, 1).await;
+    eprintln!("the agent was connected again {:?} after the cut", since.elapsed());
+    assert_eq!(running(&ecs2).await, before, "the same task, the same container");
+    let inspect = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{.State.Running}}", &before[0].1])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), "true");
+    // The new leader reconciles the service through the agent, and takes writes through
+    // the third host (which follows it now).
+    ecs2.update_service().cluster(CLUSTER).service("web").desired_count(2).send().await.unwrap();
+    crate::services::eventually("two tasks run", async || running(&ecs2).await.len() == 2).await;
+    let via_other = ecs_at(other, &key).await;
+    assert!(testkit::eventually(Duration::from_secs(30), || follows(other)).await, "{} does not follow", other.name);
+    via_other.create_cluster().cluster_name("after").send().await.unwrap();
+
+    // The cable back: the first finds another replica leading and stops.
+    drop(cut);
+    stops_deposed(&mut first, Duration::from_secs(60)).await;
+    let mut names = cluster_names(&via_other).await;
+    names.sort();
+    assert_eq!(names, ["after", "before-0", "before-1", "before-2", "before-3", "before-4", CLUSTER], "{names:?}");
+    assert!(took_over < Duration::from_secs(30), "takeover took {took_over:?}");
+
+    ecs2.update_service().cluster(CLUSTER).service("web").desired_count(0).send().await.unwrap();
+    ecs2.delete_service().cluster(CLUSTER).service("web").send().await.unwrap();
+    drop(rest);
+}
