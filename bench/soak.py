@@ -9,10 +9,10 @@ A throwaway PostgreSQL cluster (Debian's, fsync on) listening on 127.0.0.1-4, s3
 real S3-compatible server, from crates.io) holding the registry's blobs, and three
 `berth server` replicas a, b, c, each reaching PostgreSQL at an address of its own
 (127.0.0.2-4) so that one can be cut off alone, and a `berth agent` given all three
-(ECS_BACKEND_HOST), running a service of two tasks. A writer thread registers task definition revisions
-(family `soak`, each carrying a unique token in an environment variable), one after
-another, at the replica that answered last, moving to the next on any failure: as a
-client given every replica's address. SOAK_EVENTS events (default 30) alternate:
+(ECS_BACKEND_HOST), running a service of two tasks. A writer thread registers task
+definition revisions (family `soak`, each carrying a unique token in an environment
+variable), one after another, at the replica that answered last, moving to the next on
+any failure: as a client given every replica's address. SOAK_EVENTS events (default 30) alternate:
 
   kill       kill -9 of the leader; it is started again (it follows the new leader).
   partition  the leader's packets to and from PostgreSQL are dropped; once another
@@ -163,7 +163,9 @@ def revisions(ecs):
     while True:
         page = ecs.list_task_definitions(familyPrefix=FAMILY, **({"nextToken": token} if token else {}))
         for arn in page["taskDefinitionArns"]:
-            out[int(arn.rsplit(":", 1)[1])] = arn
+            family, revision = arn.rsplit("/", 1)[1].rsplit(":", 1)
+            if family == FAMILY:  # not the service's family, whatever familyPrefix matches
+                out[int(revision)] = arn
         token = page.get("nextToken")
         if not token:
             return out
@@ -178,18 +180,20 @@ def main():
     image = build_test_image()
     workdir = tempfile.mkdtemp(prefix="berth-bench-soak-")
     os.chmod(workdir, 0o755)  # the postgres user reaches its cluster's directory
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
     procs = {}
-    _, pg_port = start_postgres(workdir, procs)
-    procs["s3s-fs"], endpoint = start_s3s_fs(workdir)
-    blobs = f"s3://{BUCKET}?endpoint={endpoint}&region=us-east-1"
-    replicas = [Replica(n, workdir, pg_port, a, blobs) for n, a in (("a", "127.0.0.2"), ("b", "127.0.0.3"),
-                                                                    ("c", "127.0.0.4"))]
-    names = [r.name for r in replicas]
-    hosts = [f"127.0.0.1:{r.port}" for r in replicas]
+    replicas, hosts = [], []
     writer = deployer = pusher = watch = agent = None
     cluster_arn = None
     events = []
     try:
+        _, pg_port = start_postgres(workdir, procs)
+        procs["s3s-fs"], endpoint = start_s3s_fs(workdir)
+        blobs = f"s3://{BUCKET}?endpoint={endpoint}&region=us-east-1"
+        replicas = [Replica(n, workdir, pg_port, a, blobs) for n, a in (("a", "127.0.0.2"), ("b", "127.0.0.3"),
+                                                                        ("c", "127.0.0.4"))]
+        names = [r.name for r in replicas]
+        hosts = [f"127.0.0.1:{r.port}" for r in replicas]
         replicas[0].start()
         wait_until("berth a", lambda: http_status(f"http://127.0.0.1:{replicas[0].port}/_berth/health") == 200,
                    replicas[0].proc)
@@ -207,17 +211,17 @@ def main():
                        "ECS_IMAGE_PULL_BEHAVIOR": "prefer-cached",
                        "AWS_ACCESS_KEY_ID": creds.access_key, "AWS_SECRET_ACCESS_KEY": creds.secret_key,
                        "AWS_DEFAULT_REGION": "us-east-1", "ECS_DATADIR": os.path.join(workdir, "agent")})
-        revisions = [ecs.register_task_definition(family=work.WEB_FAMILY, containerDefinitions=[{
+        web = [ecs.register_task_definition(family=work.WEB_FAMILY, containerDefinitions=[{
             "name": "web", "image": image, "memory": 16, "command": ["sleep"],
             "environment": [{"name": "REVISION", "value": rev}]}])["taskDefinition"]["taskDefinitionArn"]
             for rev in ("a", "b")]
         wait_until("the agent", lambda: failover.agent_connected(ecs, work.CLUSTER), agent, timeout=60)
-        ecs.create_service(cluster=work.CLUSTER, serviceName=work.SERVICE, taskDefinition=revisions[0],
+        ecs.create_service(cluster=work.CLUSTER, serviceName=work.SERVICE, taskDefinition=web[0],
                            desiredCount=work.TASKS)
         ecr = client("ecr", replicas[0].port, creds)
         ecr.create_repository(repositoryName=work.REPOSITORY)
         auth = work.login(hosts, ecr)
-        deployer = work.Deployer(names, ecs_clients, revisions)
+        deployer = work.Deployer(names, ecs_clients, web)
         log(f"the service settled after {deployer.settle(ecs):.1f} s; the events begin")
         writer = Writer(replicas, creds)
         pusher = work.Pusher(names, hosts)

@@ -79,9 +79,11 @@ class Deployer(Rotating):
         return td
 
     def settle(self, ecs, timeout=180.0):
-        """One more acknowledged update, then the time until the service is steady on it:
-        one deployment, RUNNING tasks as desired, none pending."""
-        td = self.revisions[len(self.acked) % 2]
+        """One more acknowledged update, to the revision the service is not on (a real
+        rollout), then the time until the service is steady on it: one deployment, RUNNING
+        tasks as desired, none pending."""
+        current = ecs.describe_services(cluster=CLUSTER, services=[SERVICE])["services"][0]["taskDefinition"]
+        td = self.revisions[1] if current == self.revisions[0] else self.revisions[0]
         ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=td)
         self.acked.append(td)
         t0 = time.monotonic()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need beyond a fresh machine: the aws CLI and
-# moto_server (PyPI), wrk, skopeo, iproute2 (the test bed's network namespaces) and
-# PostgreSQL (Debian; tests start their own throwaway clusters with its binaries, never
-# the packaged service), and s3s-fs
+# moto_server (PyPI), wrk, skopeo, iproute2 (the test bed's network namespaces), faketime
+# (a replica with a skewed clock) and PostgreSQL (Debian; tests start their own throwaway
+# clusters with its binaries, never the packaged service), and s3s-fs
 # (crates.io; an S3-compatible server over a directory, which the tests of registry blobs
 # on S3 start on their own ports). Idempotent: installs only what is missing.
 # Runs as root with no standard input.
@@ -27,6 +27,7 @@ command -v wrk >/dev/null 2>&1 || deb_missing+=(wrk)
 command -v skopeo >/dev/null 2>&1 || deb_missing+=(skopeo)
 command -v iptables-restore >/dev/null 2>&1 || deb_missing+=(iptables)
 command -v ip >/dev/null 2>&1 || deb_missing+=(iproute2)
+command -v faketime >/dev/null 2>&1 || deb_missing+=(faketime)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || deb_missing+=(postgresql)
 if ((${#deb_missing[@]})); then
     echo "install-test-deps: apt-get install ${deb_missing[*]}"
@@ -43,7 +44,7 @@ if ! command -v s3s-fs >/dev/null 2>&1; then
     cargo install --locked --quiet --version "$S3S_FS_VERSION" --features binary s3s-fs </dev/null
 fi
 
-for cmd in aws moto_server wrk skopeo iptables-restore ip nsenter setpriv s3s-fs; do
+for cmd in aws moto_server wrk skopeo iptables-restore ip faketime nsenter setpriv s3s-fs; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "install-test-deps: $cmd is still missing" >&2; exit 1; }
 done
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || { echo "install-test-deps: PostgreSQL is still missing" >&2; exit 1; }

@@ -92,6 +92,7 @@ pub struct ControlPlane {
     services_wake: Arc<tokio::sync::Notify>,
     /// The service controller's steady services, skipped until something of theirs changes.
     services_settled: std::sync::Mutex<ecs::services::settled::Settled>,
+    services_seen: Arc<ecs::services::controller::SeenRunning>,
     lost_instance_grace: std::time::Duration,
     /// The events of CloudWatch Logs' streams.
     log_store: Option<Arc<logstore::LogStore>>,
@@ -180,6 +181,7 @@ impl ControlPlane {
             agents: Arc::new(agents::Agents::new(config.agent_timeout)),
             services_wake: Arc::new(tokio::sync::Notify::new()),
             services_settled: Default::default(),
+            services_seen: Default::default(),
             lost_instance_grace: config.lost_instance_grace,
             elb: ElbRuntime::default(),
             log_store,

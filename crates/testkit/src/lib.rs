@@ -41,8 +41,11 @@ pub struct Berth {
     child: Option<Child>,
     /// The `--listen` address (port 0: the server picks one).
     listen: String,
-    /// The test bed host it runs in (`None`: this machine's own network).
-    host: Option<netns::Host>,
+    /// A program it runs under (`ip netns exec NAME` in a test bed's host, `faketime` for a
+    /// skewed clock); empty: none.
+    under: Vec<String>,
+    /// How long it may take to serve: a replica that waits to lead may take long.
+    start_deadline: Duration,
     pub endpoint: String,
     pub key: Key,
 }
@@ -97,10 +100,26 @@ impl Berth {
     /// at port 7447 (each host has its ports to itself). It resolves once this replica
     /// leads, which may be long after it started following.
     pub async fn start_on_store_in(bin: &str, host: &netns::Host, url: &str, env: &[(&str, &str)]) -> Berth {
+        let listen = format!("{}:7447", host.address);
+        Self::start_replica_under(bin, url, env, &listen, &host.prefix()).await
+    }
+
+    /// [`Berth::start_on_store`] on `listen`, run under the program `under` (e.g.
+    /// `["faketime", "-f", "-300s"]`). It resolves once this replica leads, which may be
+    /// long after it started following.
+    pub async fn start_replica_under(
+        bin: &str,
+        url: &str,
+        env: &[(&str, &str)],
+        listen: &str,
+        under: &[&str],
+    ) -> Berth {
         let env = std::iter::once(("BERTH_STORE", url)).chain(env.iter().copied());
         let env = env.map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let listen = format!("{}:7447", host.address);
-        Self::launch_in(bin, "server", Vec::new(), env, &listen, Some(host.clone())).await
+        let under = under.iter().map(|s| s.to_string()).collect();
+        let mut b = Self::prepare(bin, "server", Vec::new(), env, listen);
+        (b.under, b.start_deadline) = (under, LEAD_DEADLINE);
+        Self::started(b).await
     }
 
     /// Starts `berth server` (the API alone) with a fresh data dir, further flags `args`
@@ -126,22 +145,29 @@ impl Berth {
         env: Vec<(String, String)>,
         listen: &str,
     ) -> Berth {
-        Self::launch_in(bin, command, args, env, listen, None).await
+        Self::started(Self::prepare(bin, command, args, env, listen)).await
     }
 
-    async fn launch_in(
+    /// Starts `b` and reads its key.
+    async fn started(mut b: Berth) -> Berth {
+        b.spawn().await;
+        b.key = b.env_key(None);
+        b
+    }
+
+    /// A server not started yet, with a fresh data dir.
+    fn prepare(
         bin: &str,
         command: &'static str,
         mut args: Vec<String>,
         env: Vec<(String, String)>,
         listen: &str,
-        host: Option<netns::Host>,
     ) -> Berth {
         if !args.iter().any(|a| a == "--vpc-cidr") && !env.iter().any(|(k, _)| k == "BERTH_VPC_CIDR") {
             args.extend(["--vpc-cidr".to_string(), own_vpc_block()]);
         }
         let dir = tempfile::Builder::new().prefix("berth-test").tempdir().expect("temp dir");
-        let mut b = Berth {
+        Berth {
             bin: bin.into(),
             dir,
             command,
@@ -149,13 +175,11 @@ impl Berth {
             env,
             child: None,
             listen: listen.to_string(),
-            host,
+            under: Vec::new(),
+            start_deadline: START_DEADLINE,
             endpoint: String::new(),
             key: Key { account: String::new(), id: String::new(), secret: String::new() },
-        };
-        b.spawn().await;
-        b.key = b.env_key(None);
-        b
+        }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -170,8 +194,12 @@ impl Berth {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("log file");
-        let mut cmd = match &self.host {
-            Some(host) => host.command(&self.bin),
+        let mut cmd = match self.under.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&self.bin);
+                cmd
+            }
             None => Command::new(&self.bin),
         };
         let child = cmd
@@ -185,7 +213,7 @@ impl Berth {
             .spawn()
             .expect("spawn berth");
         self.child = Some(child);
-        let limit = if self.host.is_some() { LEAD_DEADLINE } else { START_DEADLINE };
+        let limit = self.start_deadline;
         let deadline = Instant::now() + limit;
         let http = reqwest::Client::new();
         loop {

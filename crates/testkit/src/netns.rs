@@ -126,12 +126,10 @@ impl Drop for Net {
 }
 
 impl Host {
-    /// `program` run inside the host: `ip netns exec`, which execs it, so the child's
-    /// process id is the program's own.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.netns]).arg(program);
-        cmd
+    /// What runs a program inside the host: `ip netns exec NAME`, which execs it, so the
+    /// child's process id is the program's own.
+    pub fn prefix(&self) -> Vec<&str> {
+        vec!["ip", "netns", "exec", &self.netns]
     }
 
     /// Takes the host's cable out until the returned [`Cut`] is dropped.

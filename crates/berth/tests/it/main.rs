@@ -34,6 +34,7 @@ mod service_lb;
 mod services;
 mod settings;
 mod shutdown;
+mod skew;
 mod ssm;
 mod support;
 mod tagging;

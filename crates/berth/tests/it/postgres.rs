@@ -14,7 +14,7 @@ use crate::durability::{container, writes_survive_kill_9};
 /// each); any 32 bytes, in base64.
 pub(crate) const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-async fn server(pg: &TestPostgres) -> Berth {
+pub(crate) async fn server(pg: &TestPostgres) -> Berth {
     Berth::start_on_store(env!("CARGO_BIN_EXE_berth"), &pg.url(), &[("BERTH_MASTER_KEY", MASTER_KEY)]).await
 }
 
@@ -97,7 +97,7 @@ async fn standby_on_a_port(pg: &TestPostgres) -> (u16, tokio::task::JoinHandle<B
 }
 
 /// An ECS client of `key` at `127.0.0.1:port`, which does not retry.
-async fn ecs_at(port: u16, key: &testkit::Key) -> aws_sdk_ecs::Client {
+pub(crate) async fn ecs_at(port: u16, key: &testkit::Key) -> aws_sdk_ecs::Client {
     aws_sdk_ecs::Client::new(&testkit::sdk_config_at(&format!("http://127.0.0.1:{port}"), key, "us-east-1").await)
 }
 
@@ -179,7 +179,7 @@ pub(crate) async fn stops_deposed(replica: &mut Berth, limit: Duration) {
 
 /// Whether the server at `port` answers as a follower with a view of its own (before it
 /// has one, it passes connections to the leader, whose health check says no role).
-async fn follows(port: u16) -> bool {
+pub(crate) async fn follows(port: u16) -> bool {
     testkit::http_get_text(&format!("http://127.0.0.1:{port}/_berth/health")).await.contains("follower")
 }
 

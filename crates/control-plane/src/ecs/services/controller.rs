@@ -76,6 +76,7 @@ pub(crate) struct Pass<'a> {
     /// Container instance ARNs whose agent has been gone longer than the grace.
     lost: &'a HashSet<String>,
     grace_seconds: u64,
+    seen: &'a SeenRunning,
     /// Target health as the load balancer's data plane reported it when the pass began.
     health: &'a Health,
     /// The zones and VPC block, for the subnets of awsvpc tasks.
@@ -100,6 +101,7 @@ pub(crate) struct Facts<'a> {
     pub agents: &'a Agents,
     pub lost: &'a HashSet<String>,
     pub grace: Duration,
+    pub seen: &'a SeenRunning,
     pub health: &'a Health,
     pub network: &'a NetworkConfig,
     pub instances: &'a InstancesById,
@@ -116,6 +118,7 @@ impl<'a> Pass<'a> {
             agents: facts.agents,
             lost: facts.lost,
             grace_seconds: facts.grace.as_secs(),
+            seen: facts.seen,
             health: facts.health,
             network: facts.network,
             rng: StdRng::seed_from_u64(seed),
@@ -206,9 +209,15 @@ impl Member {
     fn pending(&self) -> bool {
         self.active() && self.task.last_status < TaskStatus::Running
     }
-    /// Whether it started at least `seconds` before `now`.
-    fn started_for(&self, now: Timestamp, seconds: f64) -> bool {
-        self.task.started_at.is_some_and(|s| now.epoch_seconds() - s.epoch_seconds() >= seconds)
+    /// How long it has run, in seconds, if it has started: its agent's start time against
+    /// the leader's clock, unless that lies in the leader's future (see [`SeenRunning`]).
+    fn age(&self, now: Timestamp, seen: &SeenRunning) -> Option<f64> {
+        let age = now.epoch_seconds() - self.task.started_at?.epoch_seconds();
+        Some(if age >= 0.0 { age } else { seen.seconds(&self.task.id) })
+    }
+    /// Whether it has run for at least `seconds`.
+    fn started_for(&self, now: Timestamp, seen: &SeenRunning, seconds: f64) -> bool {
+        self.age(now, seen).is_some_and(|age| age >= seconds)
     }
 }
 
@@ -334,7 +343,7 @@ fn account_ended_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member])
         let t = &m.task;
         if t.last_status != TaskStatus::Stopped {
             // One task that starts and stays healthy is enough to end the throttle.
-            let settled = m.started_for(pass.now, STARTED_AFTER_SECONDS);
+            let settled = m.started_for(pass.now, pass.seen, STARTED_AFTER_SECONDS);
             if settled && m.healthy() && svc.throttle.consecutive_failures > 0 {
                 svc.throttle = Default::default();
             }
@@ -429,9 +438,8 @@ fn write_off_lost_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Mem
 fn replace_unhealthy_tasks(pass: &mut Pass<'_>, svc: &mut Service, tasks: &mut [Member]) {
     let grace = f64::from(svc.settings.health_check_grace_period_seconds.unwrap_or(0).max(0));
     for m in tasks.iter_mut() {
-        let started = m.task.started_at.map_or(pass.now.epoch_seconds(), |s| s.epoch_seconds());
         let running = m.active() && m.task.last_status == TaskStatus::Running;
-        if !running || pass.now.epoch_seconds() - started < grace {
+        if !running || m.age(pass.now, pass.seen).unwrap_or(0.0) < grace {
             continue;
         }
         let (reason, message) = if m.checked && m.task.health_status == HealthStatus::Unhealthy {
@@ -946,7 +954,7 @@ fn record_started(pass: &mut Pass<'_>, svc: &mut Service, ids: &[String], no_add
 
 /// Deployment counts, retirement of drained deployments, completion, and steady state.
 fn bookkeeping(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member]) {
-    let now = pass.now;
+    let (now, seen) = (pass.now, pass.seen);
     // Older deployments keep what they still run; once empty they are finished.
     let mut i = 1;
     while i < svc.deployments.len() {
@@ -975,7 +983,9 @@ fn bookkeeping(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member]) {
     // would leave the circuit breaker nothing to fail (or roll back) once they exit.
     let primary_healthy = tasks
         .iter()
-        .filter(|m| m.deployment == Some(0) && m.healthy() && !m.draining && m.started_for(now, STARTED_AFTER_SECONDS))
+        .filter(|m| {
+            m.deployment == Some(0) && m.healthy() && !m.draining && m.started_for(now, seen, STARTED_AFTER_SECONDS)
+        })
         .count();
     let live = tasks.iter().filter(|m| m.live()).count();
     let settled = primary_healthy == desired && live == desired && svc.deployments.len() == 1;
@@ -1014,6 +1024,36 @@ fn bookkeeping(pass: &mut Pass<'_>, svc: &mut Service, tasks: &[Member]) {
         svc.steady_reported_at = Some(now);
         let id = pass.event_id();
         svc.record(id, now, events::steady(&svc.name));
+    }
+}
+
+/// When this replica's controller first asked how long each task has run (its monotonic
+/// clock, in memory). A task's age is its agent's `startedAt` against the leader's clock;
+/// a start time in the leader's future says the two clocks disagree (the leader's is
+/// behind), and then the time since the leader first saw the task running stands in, so
+/// that a deployment completes and a grace period ends after the time it names rather than
+/// after the skew. After a failover the new leader counts afresh, which only ever
+/// lengthens such a wait. A leader whose clock is ahead cannot tell: its ages are longer
+/// by the skew.
+#[derive(Debug, Default)]
+pub(crate) struct SeenRunning {
+    since: std::sync::Mutex<HashMap<String, Instant>>,
+}
+
+impl SeenRunning {
+    /// Seconds since the task `id` was first asked about.
+    fn seconds(&self, id: &str) -> f64 {
+        let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
+        since.entry(id.to_string()).or_insert_with(Instant::now).elapsed().as_secs_f64()
+    }
+
+    /// Forgets tasks that are gone, once there are more entries than the state has tasks.
+    fn prune(&self, state: &State) {
+        let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
+        if since.len() > 2 * state.tasks().len() + 1024 {
+            let live: HashSet<&str> = state.tasks().values().map(|t| t.id.as_str()).collect();
+            since.retain(|id, _| live.contains(id.as_str()));
+        }
     }
 }
 
@@ -1083,6 +1123,8 @@ impl ControlPlane {
         let health = Arc::new(targets::read_board(&self.elb.board));
         let network = Arc::new(self.elb.network_config());
         let grace = self.lost_instance_grace;
+        let seen = self.services_seen.clone();
+        seen.prune(&view);
         // The dry run: which services would change? Settled ones are not asked again
         // (see `settled`).
         let mut scratch = (*view).clone();
@@ -1101,6 +1143,7 @@ impl ControlPlane {
                     agents: &self.agents,
                     lost: &lost,
                     grace,
+                    seen: &seen,
                     health: &health,
                     network: &network,
                     instances: &by_id,
@@ -1128,6 +1171,7 @@ impl ControlPlane {
                     agents: &agents,
                     lost: &lost,
                     grace,
+                    seen: &seen,
                     health: &health,
                     network: &network,
                     instances: &by_id,
