@@ -6,12 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_ecs::types::{ContainerDefinition, PortMapping};
 use testkit::netns::{Host, Net};
 use testkit::postgres::{TestPostgres, DATABASE};
 use testkit::Berth;
 
 use crate::postgres::{stops_deposed, MASTER_KEY};
+use crate::support::running_tasks;
 
 const CLUSTER: &str = "hosts";
 
@@ -33,26 +33,6 @@ async fn follows(host: &Host) -> bool {
 
 async fn ecs_at(host: &Host, key: &testkit::Key) -> aws_sdk_ecs::Client {
     aws_sdk_ecs::Client::new(&testkit::sdk_config_at(&endpoint(host), key, "us-east-1").await)
-}
-
-/// The service's RUNNING tasks: (task ARN, Docker container id).
-async fn running(ecs: &aws_sdk_ecs::Client) -> Vec<(String, String)> {
-    let Ok(arns) = ecs.list_tasks().cluster(CLUSTER).desired_status("RUNNING".into()).send().await else {
-        return Vec::new();
-    };
-    let arns = arns.task_arns().to_vec();
-    if arns.is_empty() {
-        return Vec::new();
-    }
-    let Ok(d) = ecs.describe_tasks().cluster(CLUSTER).set_tasks(Some(arns)).send().await else { return Vec::new() };
-    let mut out: Vec<(String, String)> = d
-        .tasks()
-        .iter()
-        .filter(|t| t.last_status() == Some("RUNNING"))
-        .map(|t| (t.task_arn().unwrap().to_string(), t.containers()[0].runtime_id().unwrap_or_default().to_string()))
-        .collect();
-    out.sort();
-    out
 }
 
 async fn cluster_names(ecs: &aws_sdk_ecs::Client) -> Vec<String> {
@@ -87,24 +67,9 @@ async fn a_leader_cut_off_the_network_is_replaced_its_agent_and_tasks_follow_and
     let replicas: Vec<String> = hosts.iter().map(endpoint).collect();
     let _agent = first.spawn_agent(CLUSTER, &[("ECS_BACKEND_HOST", &replicas.join(","))]);
     crate::services::wait_instances(&ecs1, CLUSTER, 1).await;
-    let web = ContainerDefinition::builder()
-        .name("web")
-        .image(testkit::images::simplehttp_image())
-        .memory(16)
-        .command("serve")
-        .port_mappings(PortMapping::builder().container_port(8080).build())
-        .build();
+    let web = crate::support::web_container(None);
     ecs1.register_task_definition().family("web").container_definitions(web).send().await.unwrap();
-    ecs1.create_service()
-        .cluster(CLUSTER)
-        .service_name("web")
-        .task_definition("web")
-        .desired_count(1)
-        .send()
-        .await
-        .unwrap();
-    crate::services::eventually("the service's task runs", async || running(&ecs1).await.len() == 1).await;
-    let before = running(&ecs1).await;
+    let before = crate::support::web_service_running(&ecs1, CLUSTER, "web").await;
 
     // The leader's host loses its cable: one of the others leads.
     let cut = hosts[0].cut();
@@ -120,16 +85,16 @@ async fn a_leader_cut_off_the_network_is_replaced_its_agent_and_tasks_follow_and
     // The agent finds the new leader; the task runs on in the same container.
     crate::services::wait_instances(&ecs2, CLUSTER, 1).await;
     eprintln!("the agent was connected again {:?} after the cut", since.elapsed());
-    assert_eq!(running(&ecs2).await, before, "the same task, the same container");
+    assert_eq!(running_tasks(&ecs2, CLUSTER).await, before, "the same task, the same container");
     let inspect = std::process::Command::new("docker")
-        .args(["inspect", "--format", "{{.State.Running}}", &before[0].1])
+        .args(["inspect", "--format", "{{.State.Running}}", &before[0].container])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), "true");
     // The new leader reconciles the service through the agent, and takes writes through
     // the third host (which follows it now).
     ecs2.update_service().cluster(CLUSTER).service("web").desired_count(2).send().await.unwrap();
-    crate::services::eventually("two tasks run", async || running(&ecs2).await.len() == 2).await;
+    crate::services::eventually("two tasks run", async || running_tasks(&ecs2, CLUSTER).await.len() == 2).await;
     let via_other = ecs_at(other, &key).await;
     assert!(testkit::eventually(Duration::from_secs(30), || follows(other)).await, "{} does not follow", other.name);
     via_other.create_cluster().cluster_name("after").send().await.unwrap();

@@ -248,7 +248,7 @@ async fn a_follower_answers_reads_from_its_own_view_and_passes_writes_to_the_lea
 
 #[tokio::test]
 async fn an_agent_given_every_replica_follows_the_leader_and_its_tasks_keep_running() {
-    use aws_sdk_ecs::types::{ContainerDefinition, PortMapping};
+    use crate::support::running_tasks;
     let pg = TestPostgres::start();
     let first = server(&pg).await;
     let _cleanup = crate::services::cleanup(&first, "ha");
@@ -262,59 +262,27 @@ async fn an_agent_given_every_replica_follows_the_leader_and_its_tasks_keep_runn
     crate::services::wait_instances(&ecs1, "ha", 1).await;
     ecs1.register_task_definition()
         .family("web")
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("web")
-                .image(testkit::images::simplehttp_image())
-                .memory(16)
-                .command("serve")
-                .port_mappings(PortMapping::builder().container_port(8080).build())
-                .build(),
-        )
+        .container_definitions(crate::support::web_container(None))
         .send()
         .await
         .unwrap();
-    ecs1.create_service()
-        .cluster("ha")
-        .service_name("web")
-        .task_definition("web")
-        .desired_count(1)
-        .send()
-        .await
-        .unwrap();
-    let running = |ecs: aws_sdk_ecs::Client| async move {
-        let arns = ecs.list_tasks().cluster("ha").desired_status("RUNNING".into()).send().await.unwrap();
-        let arns = arns.task_arns().to_vec();
-        if arns.is_empty() {
-            return Vec::new();
-        }
-        let d = ecs.describe_tasks().cluster("ha").set_tasks(Some(arns)).send().await.unwrap();
-        d.tasks()
-            .iter()
-            .filter(|t| t.last_status() == Some("RUNNING"))
-            .map(|t| {
-                (t.task_arn().unwrap().to_string(), t.containers()[0].runtime_id().unwrap_or_default().to_string())
-            })
-            .collect::<Vec<_>>()
-    };
-    crate::services::eventually("the service's task runs", async || running(ecs1.clone()).await.len() == 1).await;
-    let before = running(ecs1.clone()).await;
+    let before = crate::support::web_service_running(&ecs1, "ha", "web").await;
 
     // The leader dies; the standby leads, the agent reaches it, the task runs on.
     first.kill9();
     let second = standby.await.unwrap();
     let ecs2 = second.ecs_as(&first.key, "us-east-1").await;
     crate::services::wait_instances(&ecs2, "ha", 1).await;
-    assert_eq!(running(ecs2.clone()).await, before, "the same task, the same container");
+    assert_eq!(running_tasks(&ecs2, "ha").await, before, "the same task, the same container");
     let inspect = std::process::Command::new("docker")
-        .args(["inspect", "--format", "{{.State.Running}}", &before[0].1])
+        .args(["inspect", "--format", "{{.State.Running}}", &before[0].container])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), "true");
 
     // The new leader reconciles the service through the agent.
     ecs2.update_service().cluster("ha").service("web").desired_count(2).send().await.unwrap();
-    crate::services::eventually("two tasks run", async || running(ecs2.clone()).await.len() == 2).await;
+    crate::services::eventually("two tasks run", async || running_tasks(&ecs2, "ha").await.len() == 2).await;
     ecs2.update_service().cluster("ha").service("web").desired_count(0).send().await.unwrap();
     ecs2.delete_service().cluster("ha").service("web").send().await.unwrap();
 }

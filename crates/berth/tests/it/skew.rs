@@ -6,46 +6,15 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair, PortMapping};
 use testkit::postgres::TestPostgres;
 use testkit::Berth;
 
 use crate::postgres::{ecs_at, follows, server, MASTER_KEY};
+use crate::support::{running_tasks, web_container};
 
 const CLUSTER: &str = "skew";
 /// How far the second replica's clock is behind.
 const BEHIND: &str = "-300s";
-
-fn web(revision: &str) -> ContainerDefinition {
-    ContainerDefinition::builder()
-        .name("web")
-        .image(testkit::images::simplehttp_image())
-        .memory(16)
-        .command("serve")
-        .port_mappings(PortMapping::builder().container_port(8080).build())
-        .environment(KeyValuePair::builder().name("REVISION").value(revision).build())
-        .build()
-}
-
-/// The service's RUNNING tasks: (task definition ARN, Docker container id).
-async fn running(ecs: &aws_sdk_ecs::Client) -> Vec<(String, String)> {
-    let Ok(arns) = ecs.list_tasks().cluster(CLUSTER).desired_status("RUNNING".into()).send().await else {
-        return Vec::new();
-    };
-    let arns = arns.task_arns().to_vec();
-    if arns.is_empty() {
-        return Vec::new();
-    }
-    let Ok(d) = ecs.describe_tasks().cluster(CLUSTER).set_tasks(Some(arns)).send().await else { return Vec::new() };
-    d.tasks()
-        .iter()
-        .filter(|t| t.last_status() == Some("RUNNING"))
-        .map(|t| {
-            let container = t.containers()[0].runtime_id().unwrap_or_default().to_string();
-            (t.task_definition_arn().unwrap_or_default().to_string(), container)
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn a_replica_whose_clock_is_behind_takes_over_and_its_cluster_carries_on() {
@@ -74,18 +43,15 @@ async fn a_replica_whose_clock_is_behind_takes_over_and_its_cluster_carries_on()
     let replicas = format!("{},http://127.0.0.1:{port}", first.endpoint);
     let _agent = first.spawn_agent(CLUSTER, &[("ECS_BACKEND_HOST", &replicas)]);
     crate::services::wait_instances(&ecs1, CLUSTER, 1).await;
-    let a = ecs1.register_task_definition().family("web").container_definitions(web("a")).send().await.unwrap();
-    let a = a.task_definition().unwrap().task_definition_arn().unwrap().to_string();
-    ecs1.create_service()
-        .cluster(CLUSTER)
-        .service_name("web")
-        .task_definition(&a)
-        .desired_count(1)
+    let a = ecs1
+        .register_task_definition()
+        .family("web")
+        .container_definitions(web_container(Some("a")))
         .send()
         .await
         .unwrap();
-    crate::services::eventually("the service's task runs", async || running(&ecs1).await.len() == 1).await;
-    let before = running(&ecs1).await;
+    let a = a.task_definition().unwrap().task_definition_arn().unwrap().to_string();
+    let before = crate::support::web_service_running(&ecs1, CLUSTER, &a).await;
 
     // The skewed replica leads: its service controller compares its clock with times the
     // first and the agent wrote, five minutes later than its own.
@@ -95,12 +61,18 @@ async fn a_replica_whose_clock_is_behind_takes_over_and_its_cluster_carries_on()
     crate::services::wait_instances(&ecs2, CLUSTER, 1).await;
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_secs(10) {
-        assert_eq!(running(&ecs2).await, before, "the task runs on, in the same container, unreplaced");
+        assert_eq!(running_tasks(&ecs2, CLUSTER).await, before, "the task runs on, in the same container, unreplaced");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
     // A deployment under it replaces the task and completes, as under a leader in step.
-    let b = ecs2.register_task_definition().family("web").container_definitions(web("b")).send().await.unwrap();
+    let b = ecs2
+        .register_task_definition()
+        .family("web")
+        .container_definitions(web_container(Some("b")))
+        .send()
+        .await
+        .unwrap();
     let b = b.task_definition().unwrap().task_definition_arn().unwrap().to_string();
     ecs2.update_service().cluster(CLUSTER).service("web").task_definition(&b).send().await.unwrap();
     let since = Instant::now();
@@ -110,7 +82,8 @@ async fn a_replica_whose_clock_is_behind_takes_over_and_its_cluster_carries_on()
         let d = s.deployments();
         d.len() == 1
             && d[0].rollout_state().map(|r| r.as_str()) == Some("COMPLETED")
-            && running(&ecs2).await.iter().map(|(td, _)| td.as_str()).collect::<Vec<_>>() == [b.as_str()]
+            && running_tasks(&ecs2, CLUSTER).await.iter().map(|t| t.task_definition.as_str()).collect::<Vec<_>>()
+                == [b.as_str()]
     })
     .await;
     eprintln!("the deployment completed {:?} after the update", since.elapsed());

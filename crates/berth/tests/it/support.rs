@@ -147,3 +147,59 @@ pub fn app_container(command: &[&str]) -> aws_sdk_ecs::types::builders::Containe
         .memory(16)
         .set_command(Some(command.iter().map(|c| c.to_string()).collect()))
 }
+
+/// The test image's container `web` serving HTTP on port 8080, with `REVISION` in its
+/// environment if given (two revisions that differ only there).
+pub fn web_container(revision: Option<&str>) -> aws_sdk_ecs::types::ContainerDefinition {
+    use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair, PortMapping};
+    ContainerDefinition::builder()
+        .name("web")
+        .image(testkit::images::simplehttp_image())
+        .memory(16)
+        .command("serve")
+        .port_mappings(PortMapping::builder().container_port(8080).build())
+        .set_environment(revision.map(|r| vec![KeyValuePair::builder().name("REVISION").value(r).build()]))
+        .build()
+}
+
+/// A task of a cluster that its agent reports RUNNING, with its first container's Docker id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RunningTask {
+    pub arn: String,
+    pub task_definition: String,
+    pub container: String,
+}
+
+/// The RUNNING tasks of `cluster`, sorted (empty while the API does not answer): what a
+/// failover must leave as it was.
+pub async fn running_tasks(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Vec<RunningTask> {
+    let Ok(arns) = ecs.list_tasks().cluster(cluster).desired_status("RUNNING".into()).send().await else {
+        return Vec::new();
+    };
+    let arns = arns.task_arns().to_vec();
+    if arns.is_empty() {
+        return Vec::new();
+    }
+    let Ok(d) = ecs.describe_tasks().cluster(cluster).set_tasks(Some(arns)).send().await else { return Vec::new() };
+    let mut running: Vec<RunningTask> = d
+        .tasks()
+        .iter()
+        .filter(|t| t.last_status() == Some("RUNNING"))
+        .map(|t| RunningTask {
+            arn: t.task_arn().unwrap_or_default().to_string(),
+            task_definition: t.task_definition_arn().unwrap_or_default().to_string(),
+            container: t.containers().first().and_then(|c| c.runtime_id()).unwrap_or_default().to_string(),
+        })
+        .collect();
+    running.sort();
+    running
+}
+
+/// Creates the service `web` of one task of `task_definition` in `cluster` and waits until
+/// that task runs; returns the cluster's RUNNING tasks then.
+pub async fn web_service_running(ecs: &aws_sdk_ecs::Client, cluster: &str, task_definition: &str) -> Vec<RunningTask> {
+    let create = ecs.create_service().cluster(cluster).service_name("web").task_definition(task_definition);
+    create.desired_count(1).send().await.unwrap();
+    crate::services::eventually("the service's task runs", async || running_tasks(ecs, cluster).await.len() == 1).await;
+    running_tasks(ecs, cluster).await
+}
