@@ -333,7 +333,8 @@ def main():
           f"last one {settled:.1f} s after the events; tasks whose container ran twice {len(twice)}; stray "
           f"containers or tasks {len(strays)}")
     print(f"docker pushes acknowledged {len(pusher.acked)} (failed {pusher.failed}), each a new "
-          f"{work.LAYER_BYTES >> 20} MiB layer; corrupt or missing images {len(corrupt)}")
+          f"{work.LAYER_BYTES >> 20} MiB layer, taking p50 {median(pusher.took):.1f} s, max {max(pusher.took):.1f} s; "
+          f"corrupt or missing images {len(corrupt)}")
     for what, items in (("ran twice", twice), ("stray", strays), ("corrupt", corrupt)):
         for item in list(items.items() if isinstance(items, dict) else items)[:5]:
             print(f"  {what}: {item}")
@@ -360,7 +361,7 @@ def main():
         json.dump({"events": events, "acknowledged": len(acked), "failed": writer.failed, "stored": len(present),
                    "lost": lost, "duplicated": duplicated, "load_average": load,
                    "deployments": len(deployer.acked), "deployments_failed": deployer.failed, "settled_s": settled,
-                   "pushes": len(pusher.acked), "pushes_failed": pusher.failed, "corrupt": corrupt,
+                   "pushes": len(pusher.acked), "pushes_failed": pusher.failed, "push_s": pusher.took, "corrupt": corrupt,
                    "ran_twice": [list(k) for k in twice], "strays": strays,
                    "cpu_s": {r.name: r.cpu_s for r in replicas}, "targets": targets}, f, indent=2)
     print(f"\nwrote {os.path.relpath(OUT, ROOT)}")

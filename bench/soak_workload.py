@@ -115,6 +115,7 @@ class Pusher(Rotating):
         super().__init__(names, pause=1.0)
         self.hosts = hosts
         self.made = []
+        self.took = []  # seconds each `docker push` took, acknowledged or not
 
     def call(self, replica, n):
         tag = f"p{n}"
@@ -125,7 +126,9 @@ class Pusher(Rotating):
         self.made += [local, remote]
         try:
             docker("tag", local, remote)
+            t0 = time.monotonic()
             out = subprocess.run(["docker", "push", remote], capture_output=True, text=True, timeout=60)
+            self.took.append(time.monotonic() - t0)
             if out.returncode != 0:
                 raise BenchError(f"docker push {remote}: {out.stderr.strip()}")
             digest = re.search(r"digest: (sha256:[0-9a-f]{64})", out.stdout)

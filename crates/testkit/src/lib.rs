@@ -194,14 +194,7 @@ impl Berth {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("log file");
-        let mut cmd = match self.under.split_first() {
-            Some((program, args)) => {
-                let mut cmd = Command::new(program);
-                cmd.args(args).arg(&self.bin);
-                cmd
-            }
-            None => Command::new(&self.bin),
-        };
+        let mut cmd = under_program(&self.under, &self.bin);
         let child = cmd
             .args([self.command, "--listen", &self.listen, "--data-dir"])
             .arg(self.dir.path())
@@ -294,9 +287,19 @@ impl Berth {
     /// `env` (for example `BERTH_AVAILABILITY_ZONE`). Several agents can share the machine's
     /// Docker engine; each is its own container instance.
     pub fn spawn_agent(&self, cluster: &str, env: &[(&str, &str)]) -> Agent {
+        self.spawn_agent_under(cluster, env, &[])
+    }
+
+    /// [`Berth::spawn_agent`] in `host` of a test bed.
+    pub fn spawn_agent_in(&self, host: &netns::Host, cluster: &str, env: &[(&str, &str)]) -> Agent {
+        self.spawn_agent_under(cluster, env, &host.prefix())
+    }
+
+    fn spawn_agent_under(&self, cluster: &str, env: &[(&str, &str)], under: &[&str]) -> Agent {
         let dir = tempfile::Builder::new().prefix("berth-agent").tempdir().expect("temp dir");
-        let child = agent_process(self, dir.path(), cluster, env);
-        Agent { child: Some(child), dir }
+        let under: Vec<String> = under.iter().map(|s| s.to_string()).collect();
+        let child = agent_process(self, dir.path(), cluster, env, &under);
+        Agent { child: Some(child), dir, under }
     }
 
     /// What the server has logged so far.
@@ -380,6 +383,8 @@ impl Berth {
 pub struct Agent {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// What it runs under (`ip netns exec NAME` in a test bed's host); empty: none.
+    under: Vec<String>,
 }
 
 impl Agent {
@@ -404,14 +409,26 @@ impl Agent {
     /// Starts the agent again with the same data dir and settings as before.
     pub fn restart(&mut self, berth: &Berth, cluster: &str, env: &[(&str, &str)]) {
         self.kill9();
-        self.child = Some(agent_process(berth, self.dir.path(), cluster, env));
+        self.child = Some(agent_process(berth, self.dir.path(), cluster, env, &self.under));
+    }
+}
+
+/// A command that runs `bin` under the program `under` (with its arguments), or alone.
+fn under_program(under: &[String], bin: &Path) -> Command {
+    match under.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
     }
 }
 
 /// Starts `berth agent` for `berth`'s first account, keeping its state in `dir`.
-fn agent_process(berth: &Berth, dir: &Path, cluster: &str, env: &[(&str, &str)]) -> Child {
+fn agent_process(berth: &Berth, dir: &Path, cluster: &str, env: &[(&str, &str)], under: &[String]) -> Child {
     let log = std::fs::OpenOptions::new().append(true).create(true).open(dir.join("agent.log")).expect("log file");
-    Command::new(&berth.bin)
+    under_program(under, &berth.bin)
         .args(["agent", "--config"])
         .arg(dir.join("ecs.config"))
         .env("ECS_CLUSTER", cluster)

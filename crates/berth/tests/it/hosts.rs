@@ -1,6 +1,6 @@
 //! Replicas on hosts of their own (`testkit::netns`): three `berth server`s, each in a
 //! network namespace with its own address on a private bridge, sharing a PostgreSQL that
-//! listens on the bridge, and an agent given all three. A host is cut off the network
+//! listens on the bridge, and an agent on a fourth host given all three. A host is cut off the network
 //! whole (its cable out: PostgreSQL, clients and the agent all lose it at once), not only
 //! killed or cut off from the database. Needs root (namespaces, iptables).
 
@@ -44,6 +44,8 @@ async fn cluster_names(ecs: &aws_sdk_ecs::Client) -> Vec<String> {
 async fn a_leader_cut_off_the_network_is_replaced_its_agent_and_tasks_follow_and_it_stops_once_back() {
     let mut net = Net::new();
     let hosts: Vec<Host> = ["a", "b", "c"].into_iter().map(|n| net.host(n)).collect();
+    // The agent on a host of its own; the containers it runs are the machine's Docker's.
+    let agent_host = net.host("agent");
     let mut pg = TestPostgres::create();
     pg.listen_also(&net.gateway().to_string(), &net.block());
     pg.start_server();
@@ -65,7 +67,7 @@ async fn a_leader_cut_off_the_network_is_replaced_its_agent_and_tasks_follow_and
         via_b.create_cluster().cluster_name(format!("before-{i}")).send().await.unwrap();
     }
     let replicas: Vec<String> = hosts.iter().map(endpoint).collect();
-    let _agent = first.spawn_agent(CLUSTER, &[("ECS_BACKEND_HOST", &replicas.join(","))]);
+    let _agent = first.spawn_agent_in(&agent_host, CLUSTER, &[("ECS_BACKEND_HOST", &replicas.join(","))]);
     crate::services::wait_instances(&ecs1, CLUSTER, 1).await;
     let web = crate::support::web_container(None);
     ecs1.register_task_definition().family("web").container_definitions(web).send().await.unwrap();
