@@ -41,8 +41,7 @@ pub struct Berth {
     child: Option<Child>,
     /// The `--listen` address (port 0: the server picks one).
     listen: String,
-    /// A program it runs under (`ip netns exec NAME` in a test bed's host, `faketime` for a
-    /// skewed clock); empty: none.
+    /// A program it runs under (`ip netns exec NAME` in a test bed's host); empty: none.
     under: Vec<String>,
     /// How long it may take to serve: a replica that waits to lead may take long.
     start_deadline: Duration,
@@ -104,9 +103,9 @@ impl Berth {
         Self::start_replica_under(bin, url, env, &listen, &host.prefix()).await
     }
 
-    /// [`Berth::start_on_store`] on `listen`, run under the program `under` (e.g.
-    /// `["faketime", "-f", "-300s"]`). It resolves once this replica leads, which may be
-    /// long after it started following.
+    /// [`Berth::start_on_store`] on `listen`, run under the program `under` (e.g. `ip netns
+    /// exec NAME`: one that execs it, so that the process the test holds is the server's).
+    /// It resolves once this replica leads, which may be long after it started following.
     pub async fn start_replica_under(
         bin: &str,
         url: &str,

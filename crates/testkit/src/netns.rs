@@ -15,8 +15,8 @@
 //! and so that nothing overlaps the Docker networks Berth makes for its VPCs
 //! (the tests' VPC blocks are in 10.100.0.0-10.199.255.255).
 //!
-//! Cleanup: dropping the [`Net`] deletes its namespaces (which takes their veth pairs
-//! along), the bridge and the firewall rule. A test process killed before that leaves
+//! Cleanup: dropping the [`Net`] deletes its veth pairs, its namespaces, the bridge and
+//! the firewall rule. A test process killed before that leaves
 //! them behind; `ip netns list | grep berth-` shows them.
 //!
 //! Needs root and iproute2 (`scripts/install-test-deps.sh` installs it).
@@ -35,8 +35,9 @@ pub struct Net {
     bridge: String,
     /// The first three octets of the /24.
     prefix: [u8; 3],
-    /// Names of the namespaces made, for the drop.
+    /// Names of the namespaces made, and the bridge's ends of their cables, for the drop.
     namespaces: Vec<String>,
+    cables: Vec<String>,
     /// The FORWARD rule that lets hosts reach each other (see [`Net::new`]).
     forward: Vec<String>,
     /// A tag for names: the process id and this bed's number.
@@ -69,7 +70,7 @@ impl Net {
             ["FORWARD", "-i", &bridge, "-o", &bridge, "-j", "ACCEPT"].iter().map(|s| s.to_string()).collect();
         let status = Command::new("iptables").arg("-I").args(&forward).status().expect("run iptables");
         assert!(status.success(), "iptables -I {forward:?} failed");
-        Net { bridge, prefix, namespaces: Vec::new(), forward, tag }
+        Net { bridge, prefix, namespaces: Vec::new(), cables: Vec::new(), forward, tag }
     }
 
     /// The machine's own address on the bridge: where the hosts reach servers that run
@@ -93,6 +94,7 @@ impl Net {
         ip(&["netns", "add", &netns]);
         self.namespaces.push(netns.clone());
         ip(&["link", "add", &cable, "type", "veth", "peer", "name", &inside]);
+        self.cables.push(cable.clone());
         ip(&["link", "set", &inside, "netns", &netns]);
         ip(&["link", "set", &cable, "master", &self.bridge]);
         ip(&["link", "set", &cable, "up"]);
@@ -117,6 +119,12 @@ impl Default for Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
+        // A namespace outlives its deletion while a socket of it still has work (an orphaned
+        // connection retransmitting), and its veth pair with it: deleting the bridge's end
+        // removes the pair at once.
+        for cable in &self.cables {
+            let _ = Command::new("ip").args(["link", "delete", cable]).status();
+        }
         for netns in &self.namespaces {
             let _ = Command::new("ip").args(["netns", "delete", netns]).status();
         }

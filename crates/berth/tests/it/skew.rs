@@ -1,4 +1,4 @@
-//! Replicas whose clocks disagree: one runs under libfaketime (Debian's `faketime`), its
+//! Replicas whose clocks disagree: one runs with libfaketime (Debian's `faketime`), its
 //! wall clock five minutes behind the other replica's, the agent's and the clients' (its
 //! monotonic clock, which timeouts and keepalives use, untouched). Leadership and
 //! durability read no clock; what does (SigV4's window, the times a service controller
@@ -16,6 +16,15 @@ const CLUSTER: &str = "skew";
 /// How far the second replica's clock is behind.
 const BEHIND: &str = "-300s";
 
+/// Debian's libfaketime (package `faketime`, which `scripts/install-test-deps.sh` installs).
+fn libfaketime() -> String {
+    let found = std::fs::read_dir("/usr/lib").unwrap().filter_map(|e| {
+        let path = e.ok()?.path().join("faketime").join("libfaketime.so.1");
+        path.exists().then(|| path.display().to_string())
+    });
+    found.into_iter().next().expect("libfaketime is not installed; run scripts/install-test-deps.sh")
+}
+
 #[tokio::test]
 async fn a_replica_whose_clock_is_behind_takes_over_and_its_cluster_carries_on() {
     let pg = TestPostgres::start();
@@ -23,10 +32,18 @@ async fn a_replica_whose_clock_is_behind_takes_over_and_its_cluster_carries_on()
     let _cleanup = crate::services::cleanup(&first, CLUSTER);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = pg.url();
+    let libfaketime = libfaketime();
     let second = tokio::spawn(async move {
-        let env = [("BERTH_MASTER_KEY", MASTER_KEY), ("FAKETIME_DONT_FAKE_MONOTONIC", "1")];
+        // libfaketime preloaded into the server itself (the `faketime` command would run it
+        // as its child, which a kill of the child the test holds would leave running).
+        let env = [
+            ("BERTH_MASTER_KEY", MASTER_KEY),
+            ("LD_PRELOAD", libfaketime.as_str()),
+            ("FAKETIME", BEHIND),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ];
         let listen = format!("127.0.0.1:{port}");
-        Berth::start_replica_under(env!("CARGO_BIN_EXE_berth"), &url, &env, &listen, &["faketime", "-f", BEHIND]).await
+        Berth::start_replica_under(env!("CARGO_BIN_EXE_berth"), &url, &env, &listen, &[]).await
     });
     assert!(testkit::eventually(Duration::from_secs(30), || follows(port)).await, "the skewed replica never followed");
     let ecs1 = first.ecs().await;
