@@ -37,7 +37,6 @@ import json
 import os
 import subprocess
 import tempfile
-import threading
 import time
 
 import botocore.session
@@ -108,35 +107,21 @@ class Replica(failover.Replica):
             subprocess.run(["iptables", "-D", *r], capture_output=True)
 
 
-class Writer(threading.Thread):
-    """Registers revisions one after another at the replica that answered last."""
+class Writer(work.Rotating):
+    """Registers revisions one after another at the replica that answered last; `acked`
+    holds (token, revision, time, replica)."""
 
     def __init__(self, replicas, creds):
-        super().__init__(daemon=True)
+        super().__init__([r.name for r in replicas], pause=0.01)
         self.clients = [client("ecs", r.port, creds) for r in replicas]
-        self.names = [r.name for r in replicas]
-        self.current = 0
-        self.acked = []  # (token, revision, time, replica)
-        self.failed = 0
-        self.stopping = threading.Event()
 
-    def run(self):
-        n = 0
-        while not self.stopping.is_set():
-            token = f"t{n}"
-            n += 1
-            try:
-                r = self.clients[self.current].register_task_definition(
-                    family=FAMILY, containerDefinitions=[{
-                        "name": "app", "image": "simplehttp", "memory": 32,
-                        "environment": [{"name": "TOKEN", "value": token}]}])
-                self.acked.append((token, r["taskDefinition"]["revision"], time.monotonic(),
-                                   self.names[self.current]))
-                time.sleep(0.01)
-            except Exception:
-                self.failed += 1
-                self.current = (self.current + 1) % len(self.clients)
-                time.sleep(0.01)
+    def call(self, replica, n):
+        token = f"t{n}"
+        r = self.clients[replica].register_task_definition(
+            family=FAMILY, containerDefinitions=[{
+                "name": "app", "image": "simplehttp", "memory": 32,
+                "environment": [{"name": "TOKEN", "value": token}]}])
+        return token, r["taskDefinition"]["revision"], time.monotonic(), self.names[replica]
 
     def first_ack_after(self, t0, not_by=None, deadline=60.0):
         end = time.monotonic() + deadline
