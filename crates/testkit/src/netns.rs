@@ -143,19 +143,48 @@ impl Host {
     /// Takes the host's cable out until the returned [`Cut`] is dropped.
     pub fn cut(&self) -> Cut {
         ip(&["link", "set", &self.cable, "down"]);
-        Cut { cable: self.cable.clone() }
+        Cut { undo: vec![["ip", "link", "set", &self.cable, "up"].map(String::from).to_vec()] }
+    }
+
+    /// Cuts the host off from `address:port` alone (a server outside it, e.g.
+    /// PostgreSQL at the gateway), its other traffic untouched, until the returned [`Cut`]
+    /// is dropped: the host's own firewall drops the packets both ways, and neither end is
+    /// told.
+    pub fn cut_from(&self, address: Ipv4Addr, port: u16) -> Cut {
+        let (address, port) = (address.to_string(), port.to_string());
+        let rules = [
+            ["OUTPUT", "-p", "tcp", "-d", &address, "--dport", &port, "-j", "DROP"],
+            ["INPUT", "-p", "tcp", "-s", &address, "--sport", &port, "-j", "DROP"],
+        ];
+        let mut undo = Vec::new();
+        for rule in rules {
+            let within = |op: &str| {
+                let mut cmd: Vec<String> =
+                    ["ip", "netns", "exec", &self.netns, "iptables", op].map(String::from).to_vec();
+                cmd.extend(rule.iter().map(|s| s.to_string()));
+                cmd
+            };
+            let insert = within("-I");
+            let status = Command::new(&insert[0]).args(&insert[1..]).status().expect("run iptables in the host");
+            assert!(status.success(), "{insert:?} failed");
+            undo.push(within("-D"));
+        }
+        Cut { undo }
     }
 }
 
-/// A host's cable, out; put back when dropped.
+/// A host cut off, wholly or from one server; reconnected when dropped.
 #[derive(Debug)]
 pub struct Cut {
-    cable: String,
+    /// The commands that undo the cut.
+    undo: Vec<Vec<String>>,
 }
 
 impl Drop for Cut {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "set", &self.cable, "up"]).status();
+        for cmd in &self.undo {
+            let _ = Command::new(&cmd[0]).args(&cmd[1..]).status();
+        }
     }
 }
 

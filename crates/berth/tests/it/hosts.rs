@@ -1,8 +1,9 @@
 //! Replicas on hosts of their own (`testkit::netns`): three `berth server`s, each in a
 //! network namespace with its own address on a private bridge, sharing a PostgreSQL that
 //! listens on the bridge, and an agent on a fourth host given all three. A host is cut off the network
-//! whole (its cable out: PostgreSQL, clients and the agent all lose it at once), not only
-//! killed or cut off from the database. Needs root (namespaces, iptables).
+//! whole (its cable out: PostgreSQL, clients and the agent all lose it at once), or from
+//! PostgreSQL alone (its own firewall), and PostgreSQL is restarted under the replicas.
+//! Needs root (namespaces, iptables).
 
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,19 @@ async fn ecs_at(host: &Host, key: &testkit::Key) -> aws_sdk_ecs::Client {
 
 async fn cluster_names(ecs: &aws_sdk_ecs::Client) -> Vec<String> {
     let list = ecs.list_clusters().send().await.unwrap();
-    list.cluster_arns().iter().map(|a| a.rsplit('/').next().unwrap().to_string()).collect()
+    let mut names: Vec<String> =
+        list.cluster_arns().iter().map(|a| a.rsplit('/').next().unwrap().to_string()).collect();
+    names.sort();
+    names
+}
+
+/// PostgreSQL listening on the bridge of `net` too, with the test database.
+fn postgres_on(net: &Net) -> TestPostgres {
+    let mut pg = TestPostgres::create();
+    pg.listen_also(&net.gateway().to_string(), &net.block());
+    pg.start_server();
+    pg.create_database(DATABASE);
+    pg
 }
 
 #[tokio::test]
@@ -46,10 +59,7 @@ async fn a_leader_cut_off_the_network_is_replaced_its_agent_and_tasks_follow_and
     let hosts: Vec<Host> = ["a", "b", "c"].into_iter().map(|n| net.host(n)).collect();
     // The agent on a host of its own; the containers it runs are the machine's Docker's.
     let agent_host = net.host("agent");
-    let mut pg = TestPostgres::create();
-    pg.listen_also(&net.gateway().to_string(), &net.block());
-    pg.start_server();
-    pg.create_database(DATABASE);
+    let pg = postgres_on(&net);
     let url = pg.url_at(&net.gateway().to_string());
 
     let mut first = replica(&hosts[0], &url).await.unwrap();
@@ -104,12 +114,47 @@ async fn a_leader_cut_off_the_network_is_replaced_its_agent_and_tasks_follow_and
     // The cable back: the first finds another replica leading and stops.
     drop(cut);
     stops_deposed(&mut first, Duration::from_secs(60)).await;
-    let mut names = cluster_names(&via_other).await;
-    names.sort();
+    let names = cluster_names(&via_other).await;
     assert_eq!(names, ["after", "before-0", "before-1", "before-2", "before-3", "before-4", CLUSTER], "{names:?}");
     assert!(took_over < Duration::from_secs(30), "takeover took {took_over:?}");
 
     ecs2.update_service().cluster(CLUSTER).service("web").desired_count(0).send().await.unwrap();
     ecs2.delete_service().cluster(CLUSTER).service("web").send().await.unwrap();
     drop(rest);
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_from_postgresql_alone_is_replaced_and_after_postgresql_restarts_every_write_is_there() {
+    let mut net = Net::new();
+    let hosts: Vec<Host> = ["a", "b"].into_iter().map(|n| net.host(n)).collect();
+    let mut pg = postgres_on(&net);
+    let url = pg.url_at(&net.gateway().to_string());
+    let mut first = replica(&hosts[0], &url).await.unwrap();
+    let second = replica(&hosts[1], &url);
+    assert!(testkit::eventually(Duration::from_secs(30), || follows(&hosts[1])).await, "b never followed");
+    let via_b = ecs_at(&hosts[1], &first.key).await;
+    for i in 0..5 {
+        via_b.create_cluster().cluster_name(format!("before-{i}")).send().await.unwrap();
+    }
+
+    // a loses PostgreSQL but not its clients: b leads once PostgreSQL's keepalives end a's
+    // sessions, and takes writes.
+    let cut = hosts[0].cut_from(net.gateway(), pg.port());
+    let since = Instant::now();
+    let _second = tokio::time::timeout(Duration::from_secs(60), second).await.expect("b never led").unwrap();
+    eprintln!("b led {:?} after a was cut off from PostgreSQL", since.elapsed());
+    via_b.create_cluster().cluster_name("after-cut").send().await.unwrap();
+    drop(cut);
+    stops_deposed(&mut first, Duration::from_secs(60)).await;
+
+    // PostgreSQL restarts under the leader: it leads again, with every write.
+    pg.stop_server();
+    pg.start_server();
+    crate::services::eventually("a write after PostgreSQL restarted", async || {
+        via_b.create_cluster().cluster_name("after-restart").send().await.is_ok()
+    })
+    .await;
+    let names = cluster_names(&via_b).await;
+    let expected = ["after-cut", "after-restart", "before-0", "before-1", "before-2", "before-3", "before-4"];
+    assert_eq!(names, expected, "{names:?}");
 }
