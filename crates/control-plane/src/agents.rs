@@ -82,7 +82,16 @@ impl Agents {
 
     /// Whether the instance's agent is connected and was heard from within the timeout.
     pub fn connected(&self, instance: &str) -> bool {
-        self.links().get(instance).is_some_and(|l| l.last_seen.elapsed() <= self.timeout && !l.tx.is_closed())
+        self.connected_each([instance])[0]
+    }
+
+    /// [`Agents::connected`] for each of `instances`, in order, under one lock.
+    pub fn connected_each<'a>(&self, instances: impl IntoIterator<Item = &'a str>) -> Vec<bool> {
+        let links = self.links();
+        instances
+            .into_iter()
+            .map(|i| links.get(i).is_some_and(|l| l.last_seen.elapsed() <= self.timeout && !l.tx.is_closed()))
+            .collect()
     }
 
     /// Pushes changed assignments to the instance's agent, if it is connected. An agent

@@ -93,6 +93,8 @@ pub struct ControlPlane {
     /// The service controller's steady services, skipped until something of theirs changes.
     services_settled: std::sync::Mutex<ecs::services::settled::Settled>,
     services_seen: Arc<ecs::services::controller::SeenRunning>,
+    /// The scheduler's placement index of each cluster, kept across launches.
+    placements: Arc<ecs::placement::Placements>,
     lost_instance_grace: std::time::Duration,
     /// The events of CloudWatch Logs' streams.
     log_store: Option<Arc<logstore::LogStore>>,
@@ -182,6 +184,7 @@ impl ControlPlane {
             services_wake: Arc::new(tokio::sync::Notify::new()),
             services_settled: Default::default(),
             services_seen: Default::default(),
+            placements: Default::default(),
             lost_instance_grace: config.lost_instance_grace,
             elb: ElbRuntime::default(),
             log_store,

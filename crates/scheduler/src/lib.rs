@@ -1,9 +1,10 @@
 //! ECS task placement: given a snapshot of container instances and one task's needs, decide
 //! where each copy of the task goes, exactly as Amazon ECS documents placement.
 //!
-//! The crate is a pure function of its inputs. It does no I/O, reads no clock and owns no
-//! randomness: the `random` strategy draws from the `Rng` the caller passes, so a seeded
-//! caller gets the same plan every time and tests are exact. Nothing here knows the AWS
+//! Placement is a pure function of its inputs (the index a caller keeps only remembers
+//! what follows from them). It does no I/O, reads no clock and owns no randomness: the
+//! `random` strategy draws from the `Rng` the caller passes, so a seeded caller gets the
+//! same plan every time and tests are exact. Nothing here knows the AWS
 //! wire format; the control plane converts ECS shapes into [`Instance`], [`TaskNeeds`],
 //! [`Constraint`] and [`Strategy`] at its edge, and turns a [`Plan`] back into tasks and
 //! `failures`.
@@ -11,9 +12,12 @@
 //! Layering: `query` is the cluster query language (lexer, parser, evaluator); `rules`
 //! turns ECS `placementConstraints` and `placementStrategy` entries into typed rules;
 //! `place` runs the placement process and depends on both. Neither `query` nor `rules`
-//! knows about placement.
+//! knows about placement. `index` is the [`Cluster`] a caller keeps between calls so that
+//! `place` does not redo per-instance work (group counts, attribute values, verdicts of
+//! constraints that look only at the instance).
 
 mod error;
+mod index;
 mod place;
 pub mod query;
 mod rules;
@@ -21,6 +25,7 @@ mod rules;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use error::PlacementError;
+pub use index::Cluster;
 pub use place::place;
 pub use query::{eval, parse_expression, Expr};
 pub use rules::{parse_constraint, parse_strategy, BinpackField, Constraint, SpreadField, Strategy};

@@ -25,26 +25,38 @@
 //!   instances. A connected instance's first failing check names it; the order is agent,
 //!   CPU, memory, ports, then attributes and constraints (`ATTRIBUTE`).
 //!
-//! Cost: one pass over the instances per call (resources, ports, the group's task count,
-//! spread attribute values), then one pass over the remaining candidates per task,
-//! comparing a small key with no sorting. Required attributes and constraints are
-//! evaluated lazily, only for a candidate that would otherwise win, and remembered for the
-//! call; only constraints that look at tasks (`distinctInstance`, `task:group`,
-//! `runningTasksCount`) are evaluated again, and only on the instance that just took a
-//! task, because no other instance changed. Nothing survives between calls: the snapshot
-//! is the only state, which keeps the function pure but makes each call cost a pass over
-//! every instance's attributes and task groups (see `scheduler-bench`).
+//! Cost: one pass over the instances per call, reading only numbers: resources, the group's
+//! task count and each spread attribute's value index come from the [`Cluster`] index,
+//! kept across calls. Then, when no `random` strategy asks for every tie, the candidates
+//! are split into buckets that share their spread attributes' values (zones, say), each a
+//! heap ordered by the rest of the key (binpack's remaining CPU or memory, the group's
+//! tasks on the instance) and snapshot order; each task is then one comparison per bucket
+//! and one heap operation, not a pass over every candidate. Within a bucket the spread
+//! counts are the same for every member, so the heap's order is the order of the whole key
+//! there, and the best of the bucket heads is the best candidate: the same choice as a
+//! scan of every candidate, which stays for `random` (and for a spread over so many
+//! values that buckets would not pay). Required attributes and constraints are evaluated
+//! lazily, only for a candidate that would otherwise win, and remembered for the call; a
+//! `memberOf` that does not look at tasks is remembered in the index across calls. Only
+//! constraints that look at tasks (`distinctInstance`, `task:group`, `runningTasksCount`)
+//! are evaluated again, and only on the instance that just took a task, because no other
+//! instance changed.
 
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 
 use rand::Rng;
 
-use crate::query::{same, Facts};
+use crate::index::{Cluster, Verdict};
+use crate::query::Facts;
 use crate::{BinpackField, Constraint, Failure, Instance, Plan, SpreadField, Strategy, TaskNeeds};
 
 /// Places `count` copies of `task` on `instances`, each seeing the ones placed before it.
 /// Stops at the first copy that fits nowhere and then explains, per instance, why.
+///
+/// This copies the instances into a fresh [`Cluster`]; a caller that owns its snapshot
+/// builds the `Cluster` from it, and one that places again and again on the same cluster
+/// keeps one and calls [`Cluster::place`], which does not rebuild the index each time.
 pub fn place(
     instances: &[Instance],
     task: &TaskNeeds,
@@ -53,46 +65,103 @@ pub fn place(
     strategies: &[Strategy],
     rng: &mut impl Rng,
 ) -> Plan {
-    let mut plan = Plan::default();
-    if count == 0 {
-        return plan;
+    Cluster::new(instances.to_vec()).place(task, count, constraints, strategies, rng)
+}
+
+/// How a board chooses among its candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Selection {
+    /// Bucket heads when the strategies allow it, else a scan.
+    Fastest,
+    /// Always a scan of every candidate (tests compare the two).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Scan,
+}
+
+/// An index keeps the verdicts of this many distinct expressions at most; beyond, it
+/// forgets them all (a cluster sees few distinct constraints, a caller that invents new
+/// ones each call should not grow it without end).
+const MAX_KEPT_EXPRESSIONS: usize = 64;
+
+impl Cluster {
+    /// Places `count` copies of `task`, each seeing the ones placed before it; stops at the
+    /// first copy that fits nowhere and then explains, per instance, why. The plan is not
+    /// recorded: the caller [`Cluster::record`]s the tasks it creates.
+    pub fn place(
+        &mut self,
+        task: &TaskNeeds,
+        count: usize,
+        constraints: &[Constraint],
+        strategies: &[Strategy],
+        rng: &mut impl Rng,
+    ) -> Plan {
+        self.place_by(task, count, constraints, strategies, rng, Selection::Fastest)
     }
-    let mut board = Board::new(instances, task, constraints, strategies);
-    while plan.placements.len() < count {
-        match board.best(rng) {
-            Some(i) => {
-                board.take(i);
-                plan.placements.push(i);
+
+    fn place_by(
+        &mut self,
+        task: &TaskNeeds,
+        count: usize,
+        constraints: &[Constraint],
+        strategies: &[Strategy],
+        rng: &mut impl Rng,
+        selection: Selection,
+    ) -> Plan {
+        let mut plan = Plan::default();
+        if count == 0 {
+            return plan;
+        }
+        let order = Order::of(strategies);
+        self.count_group(&task.group);
+        for name in &order.names {
+            self.index_values(name);
+        }
+        let mut verdicts = self.take_verdicts(constraints);
+        {
+            let mut board = Board::new(self, task, constraints, &order, &mut verdicts, selection);
+            while plan.placements.len() < count {
+                match board.best(rng) {
+                    Some(i) => {
+                        board.take(i);
+                        plan.placements.push(i);
+                    }
+                    None => {
+                        plan.failures = board.failures();
+                        break;
+                    }
+                }
             }
-            None => {
-                plan.failures = board.failures();
-                break;
+        }
+        self.keep_verdicts(constraints, verdicts);
+        plan
+    }
+
+    /// The kept verdicts of each constraint that does not look at tasks, one per instance.
+    fn take_verdicts(&mut self, constraints: &[Constraint]) -> Vec<Option<Vec<Verdict>>> {
+        let n = self.instances.len();
+        constraints
+            .iter()
+            .map(|c| match c {
+                Constraint::MemberOf(e) if !e.depends_on_tasks() => {
+                    let mut kept = self.verdicts.remove(&e.to_string()).unwrap_or_default();
+                    kept.resize(n, Verdict::Unknown);
+                    Some(kept)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn keep_verdicts(&mut self, constraints: &[Constraint], verdicts: Vec<Option<Vec<Verdict>>>) {
+        if self.verdicts.len() >= MAX_KEPT_EXPRESSIONS {
+            self.verdicts.clear();
+        }
+        for (c, kept) in constraints.iter().zip(verdicts) {
+            if let (Constraint::MemberOf(e), Some(kept)) = (c, kept) {
+                self.verdicts.insert(e.to_string(), kept);
             }
         }
     }
-    plan
-}
-
-/// One instance's state during planning.
-#[derive(Debug, Clone)]
-struct Slot {
-    cpu: i64,
-    memory: i64,
-    /// Tasks of the task's group on the instance, counting those placed by this plan.
-    /// Kept only when a strategy or constraint needs it.
-    group_tasks: u32,
-    /// Tasks placed on the instance by this plan.
-    placed: u32,
-    ports_free: bool,
-    /// Required attributes and constraints, evaluated when first needed.
-    rules: Rules,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rules {
-    Unknown,
-    Hold,
-    Fail,
 }
 
 /// A strategy reduced to the number it orders candidates by; smaller is better.
@@ -106,6 +175,51 @@ enum Key {
     GroupTasksWithValue(usize),
 }
 
+/// The strategies as keys.
+struct Order<'a> {
+    keys: Vec<Key>,
+    /// The attributes `GroupTasksWithValue` counts by.
+    names: Vec<&'a str>,
+    /// A `random` strategy follows `keys`.
+    random: bool,
+}
+
+impl<'a> Order<'a> {
+    fn of(strategies: &'a [Strategy]) -> Self {
+        let mut order = Order { keys: Vec::new(), names: Vec::new(), random: strategies.is_empty() };
+        for strategy in strategies {
+            order.keys.push(match strategy {
+                Strategy::Random => {
+                    order.random = true;
+                    break;
+                }
+                Strategy::Binpack(BinpackField::Cpu) => Key::Cpu,
+                Strategy::Binpack(BinpackField::Memory) => Key::Memory,
+                Strategy::Spread(SpreadField::InstanceId) => Key::GroupTasksOnInstance,
+                Strategy::Spread(SpreadField::Attribute(name)) => {
+                    order.names.push(name);
+                    Key::GroupTasksWithValue(order.names.len() - 1)
+                }
+            });
+        }
+        order
+    }
+}
+
+/// One instance's state during planning.
+#[derive(Debug, Clone)]
+struct Slot {
+    cpu: i64,
+    memory: i64,
+    /// Tasks of the task's group on the instance, counting those placed by this plan.
+    group_tasks: u32,
+    /// Tasks placed on the instance by this plan.
+    placed: u32,
+    ports_free: bool,
+    /// Required attributes and constraints, evaluated when first needed.
+    rules: Verdict,
+}
+
 /// What does not change while planning: the snapshot, the task and its rules.
 struct Rulebook<'a> {
     instances: &'a [Instance],
@@ -113,6 +227,9 @@ struct Rulebook<'a> {
     constraints: &'a [Constraint],
     /// The constraints a placement can change the outcome of.
     changing: Vec<&'a Constraint>,
+    /// Per constraint, the index's verdicts on each instance when it does not look at
+    /// tasks.
+    verdicts: &'a mut [Option<Vec<Verdict>>],
 }
 
 struct Board<'a> {
@@ -122,10 +239,11 @@ struct Board<'a> {
     /// with the resources and ports, and not known to break a rule. Placements only take
     /// from instances, so an instance that leaves this list never returns.
     candidates: Vec<usize>,
-    keys: Vec<Key>,
-    /// A `random` strategy follows `keys`.
+    keys: &'a [Key],
     random: bool,
     spread: Spread<'a>,
+    /// The candidates by bucket, when the strategies allow choosing by bucket heads.
+    buckets: Option<Buckets>,
     /// The best key seen in the current selection.
     best_key: Vec<i64>,
     /// The candidates tied on `best_key`, when `random` must choose among them.
@@ -134,96 +252,30 @@ struct Board<'a> {
 
 /// Tasks of the group per value of each spread attribute.
 struct Spread<'a> {
-    names: Vec<&'a str>,
-    /// `values[i * names.len() + n]`: instance `i`'s value index for the `n`th attribute.
-    /// Looked up only for candidates and for instances running tasks of the group.
-    values: Vec<u32>,
-    distinct: Vec<Distinct<'a>>,
+    /// `of[n][i]`: instance `i`'s value index for the `n`th attribute, from the index.
+    of: Vec<&'a [u32]>,
     /// `tasks[n][v]`: tasks of the group on instances with value index `v`.
     tasks: Vec<Vec<i64>>,
 }
 
-impl<'a> Spread<'a> {
-    fn look_up(&mut self, instance: &'a Instance, i: usize) {
-        for n in 0..self.names.len() {
-            let value = instance.attribute(self.names[n]).flatten();
-            let v = self.distinct[n].index(value);
-            if v == self.tasks[n].len() {
-                self.tasks[n].push(0);
-            }
-            self.values[i * self.names.len() + n] = v as u32;
-        }
-    }
-
+impl Spread<'_> {
     fn add(&mut self, i: usize, tasks: i64) {
-        for n in 0..self.names.len() {
-            self.tasks[n][self.values[i * self.names.len() + n] as usize] += tasks;
+        for (of, counts) in self.of.iter().zip(&mut self.tasks) {
+            counts[of[i] as usize] += tasks;
         }
-    }
-}
-
-/// The distinct values of one attribute. A linear scan while there are few (zones,
-/// instance types), which beats a map's comparisons, and a map beyond that.
-#[derive(Default)]
-struct Distinct<'a> {
-    list: Vec<Option<&'a str>>,
-    map: BTreeMap<Option<&'a str>, usize>,
-}
-
-impl<'a> Distinct<'a> {
-    const LINEAR: usize = 16;
-
-    fn index(&mut self, value: Option<&'a str>) -> usize {
-        let found = if self.list.len() <= Self::LINEAR {
-            self.list.iter().position(|v| match (v, value) {
-                (Some(a), Some(b)) => same(a, b),
-                (a, b) => a.is_none() && b.is_none(),
-            })
-        } else {
-            self.map.get(&value).copied()
-        };
-        if let Some(v) = found {
-            return v;
-        }
-        self.list.push(value);
-        if self.list.len() > Self::LINEAR {
-            if self.map.is_empty() {
-                self.map = self.list.iter().enumerate().map(|(v, value)| (*value, v)).collect();
-            } else {
-                self.map.insert(value, self.list.len() - 1);
-            }
-        }
-        self.list.len() - 1
     }
 }
 
 impl<'a> Board<'a> {
     fn new(
-        instances: &'a [Instance],
+        cluster: &'a Cluster,
         task: &'a TaskNeeds,
         constraints: &'a [Constraint],
-        strategies: &'a [Strategy],
+        order: &'a Order<'a>,
+        verdicts: &'a mut [Option<Vec<Verdict>>],
+        selection: Selection,
     ) -> Self {
-        let mut keys = Vec::new();
-        let mut names: Vec<&str> = Vec::new();
-        let mut random = strategies.is_empty();
-        for strategy in strategies {
-            keys.push(match strategy {
-                Strategy::Random => {
-                    random = true;
-                    break;
-                }
-                Strategy::Binpack(BinpackField::Cpu) => Key::Cpu,
-                Strategy::Binpack(BinpackField::Memory) => Key::Memory,
-                Strategy::Spread(SpreadField::InstanceId) => Key::GroupTasksOnInstance,
-                Strategy::Spread(SpreadField::Attribute(name)) => {
-                    names.push(name);
-                    Key::GroupTasksWithValue(names.len() - 1)
-                }
-            });
-        }
-        let count_group = constraints.iter().any(|c| matches!(c, Constraint::DistinctInstance))
-            || keys.iter().any(|k| matches!(k, Key::GroupTasksOnInstance | Key::GroupTasksWithValue(_)));
+        let instances = cluster.instances();
         let changing = constraints
             .iter()
             .filter(|c| match c {
@@ -231,17 +283,17 @@ impl<'a> Board<'a> {
                 Constraint::MemberOf(e) => e.depends_on_tasks(),
             })
             .collect();
+        let values: Vec<_> = order.names.iter().map(|name| &cluster.values[*name]).collect();
         let mut spread = Spread {
-            values: vec![0; instances.len() * names.len()],
-            distinct: names.iter().map(|_| Distinct::default()).collect(),
-            tasks: vec![Vec::new(); names.len()],
-            names,
+            of: values.iter().map(|v| v.of.as_slice()).collect(),
+            tasks: values.iter().map(|v| vec![0; v.distinct.len()]).collect(),
         };
+        let counts = cluster.group_counts(&task.group);
 
         let mut slots = Vec::with_capacity(instances.len());
         let mut candidates = Vec::new();
         for (i, instance) in instances.iter().enumerate() {
-            let group_tasks = if count_group { tasks_of_group(&instance.task_groups, &task.group) } else { 0 };
+            let group_tasks = counts.get(i).copied().unwrap_or(0);
             let candidate = !instance.draining
                 && instance.agent_connected
                 && instance.remaining_cpu >= task.cpu
@@ -249,11 +301,7 @@ impl<'a> Board<'a> {
             let ports_free = candidate
                 && task.static_ports_tcp.iter().all(|p| !instance.used_ports_tcp.contains(p))
                 && task.static_ports_udp.iter().all(|p| !instance.used_ports_udp.contains(p));
-            let counted = group_tasks > 0 && !instance.draining;
-            if ports_free || counted {
-                spread.look_up(instance, i);
-            }
-            if counted {
+            if group_tasks > 0 && !instance.draining {
                 spread.add(i, i64::from(group_tasks));
             }
             if ports_free {
@@ -265,38 +313,48 @@ impl<'a> Board<'a> {
                 group_tasks,
                 placed: 0,
                 ports_free,
-                rules: Rules::Unknown,
+                rules: Verdict::Unknown,
             });
         }
+        let buckets = match selection {
+            Selection::Fastest if !order.random => Buckets::new(&order.keys, &spread, &slots, &candidates),
+            _ => None,
+        };
         Board {
-            book: Rulebook { instances, task, constraints, changing },
+            book: Rulebook { instances, task, constraints, changing, verdicts },
             slots,
             candidates,
-            keys,
-            random,
+            keys: &order.keys,
+            random: order.random,
             spread,
+            buckets,
             best_key: Vec::new(),
             ties: Vec::new(),
         }
     }
 
     /// The instance the next task goes to, or `None` if it fits nowhere.
-    ///
-    /// One pass over the candidates. A candidate's key is compared component by
-    /// component and abandoned at the first worse one; rules are evaluated only for a
-    /// candidate that would otherwise win (or tie, under `random`), so an instance that
-    /// never competes is never evaluated. Candidates that cannot take this task leave the
-    /// list for the rest of the plan.
     fn best(&mut self, rng: &mut impl Rng) -> Option<usize> {
-        let Board { book, slots, candidates, keys, random, spread, best_key, ties } = self;
-        let (cpu, memory) = (book.task.cpu, book.task.memory);
+        match &mut self.buckets {
+            Some(buckets) => buckets.best(&mut self.book, &mut self.slots, self.keys, &self.spread),
+            None => self.scan(rng),
+        }
+    }
+
+    /// [`Board::best`] by one pass over the candidates. A candidate's key is compared
+    /// component by component and abandoned at the first worse one; rules are evaluated
+    /// only for a candidate that would otherwise win (or tie, under `random`), so an
+    /// instance that never competes is never evaluated. Candidates that cannot take this
+    /// task leave the list for the rest of the plan.
+    fn scan(&mut self, rng: &mut impl Rng) -> Option<usize> {
+        let Board { book, slots, candidates, keys, random, spread, best_key, ties, .. } = self;
         let mut found = None;
         let mut kept = 0;
         ties.clear();
         for c in 0..candidates.len() {
             let i = candidates[c];
             let slot = &slots[i];
-            if slot.cpu < cpu || slot.memory < memory || !slot.ports_free || slot.rules == Rules::Fail {
+            if !book.fits(slot) {
                 continue;
             }
             candidates[kept] = i;
@@ -347,18 +405,21 @@ impl<'a> Board<'a> {
         }
         self.spread.add(i, 1);
         let hold = self.book.changing.iter().all(|c| self.book.holds(c, &self.slots, i));
-        self.slots[i].rules = if hold { Rules::Hold } else { Rules::Fail };
+        self.slots[i].rules = if hold { Verdict::Hold } else { Verdict::Fail };
+        if let Some(buckets) = &mut self.buckets {
+            buckets.took(i, &self.book, &self.slots, self.keys);
+        }
     }
 
     /// Why each instance cannot take the task, as ECS lists it in `failures`.
     fn failures(&mut self) -> Vec<Failure> {
-        let book = &self.book;
+        let Board { book, slots, .. } = self;
         let mut failures = Vec::new();
         for (i, instance) in book.instances.iter().enumerate() {
             if instance.draining {
                 continue;
             }
-            let slot = &self.slots[i];
+            let slot = &slots[i];
             let reason = if !instance.agent_connected {
                 "AGENT"
             } else if slot.cpu < book.task.cpu {
@@ -368,7 +429,7 @@ impl<'a> Board<'a> {
             } else if !slot.ports_free {
                 "RESOURCE:PORTS"
             } else {
-                let hold = book.rules_hold(&mut self.slots, i);
+                let hold = book.rules_hold(slots, i);
                 debug_assert!(!hold, "an instance that passes every check was not chosen");
                 "ATTRIBUTE"
             };
@@ -378,18 +439,186 @@ impl<'a> Board<'a> {
     }
 }
 
+/// Up to this many keys that vary by instance, a bucket's heap holds them inline.
+const INSTANCE_KEYS: usize = 4;
+/// Beyond this many combinations of spread values, buckets would cost more than a scan.
+const MAX_BUCKETS: usize = 4096;
+/// Keys a bucket comparison holds inline (ECS allows five strategies).
+const MAX_KEYS: usize = 16;
+
+/// The instance-level part of a candidate's key, then its snapshot position: the heap's
+/// order is the key's order with ties to the earlier instance.
+type Entry = Reverse<([i64; INSTANCE_KEYS], usize)>;
+
+/// Candidates grouped by their spread attributes' values.
+struct Buckets {
+    /// For each key, where its value comes from.
+    parts: Vec<Part>,
+    list: Vec<Bucket>,
+    /// The bucket the last [`Buckets::best`] chose from.
+    chosen: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// The bucket's count of the group's tasks on the `n`th spread attribute's value.
+    Bucket(usize),
+    /// The `n`th instance-level component of the entry.
+    Instance(usize),
+}
+
+struct Bucket {
+    /// The bucket's value index for each spread attribute.
+    values: Vec<u32>,
+    heap: BinaryHeap<Entry>,
+}
+
+impl Buckets {
+    /// `None` when the keys do not suit buckets: more instance-level keys than an entry
+    /// holds, or more value combinations than is worth it.
+    fn new(keys: &[Key], spread: &Spread<'_>, slots: &[Slot], candidates: &[usize]) -> Option<Buckets> {
+        let mut parts = Vec::with_capacity(keys.len());
+        let mut inline = 0;
+        for key in keys {
+            parts.push(match key {
+                Key::GroupTasksWithValue(n) => Part::Bucket(*n),
+                _ => {
+                    inline += 1;
+                    Part::Instance(inline - 1)
+                }
+            });
+        }
+        if inline > INSTANCE_KEYS || keys.len() > MAX_KEYS {
+            return None;
+        }
+        let combinations = spread.tasks.iter().try_fold(1usize, |n, values| n.checked_mul(values.len().max(1)))?;
+        if combinations > MAX_BUCKETS {
+            return None;
+        }
+        let mut by_code = vec![u32::MAX; combinations];
+        let mut list: Vec<Bucket> = Vec::new();
+        let mut entries: Vec<Vec<Entry>> = Vec::new();
+        for &i in candidates {
+            let mut code = 0;
+            for (of, values) in spread.of.iter().zip(&spread.tasks) {
+                code = code * values.len() + of[i] as usize;
+            }
+            if by_code[code] == u32::MAX {
+                by_code[code] = list.len() as u32;
+                list.push(Bucket { values: spread.of.iter().map(|of| of[i]).collect(), heap: BinaryHeap::new() });
+                entries.push(Vec::new());
+            }
+            entries[by_code[code] as usize].push(Reverse((instance_key(keys, &slots[i]), i)));
+        }
+        for (bucket, entries) in list.iter_mut().zip(entries) {
+            bucket.heap = BinaryHeap::from(entries);
+        }
+        Some(Buckets { parts, list, chosen: 0 })
+    }
+
+    /// The best candidate that keeps the rules: the best of each bucket's head, after
+    /// dropping heads that break a rule.
+    fn best(&mut self, book: &mut Rulebook<'_>, slots: &mut [Slot], keys: &[Key], spread: &Spread<'_>) -> Option<usize> {
+        let mut found: Option<(usize, usize)> = None;
+        let mut best_key = [0i64; MAX_KEYS];
+        let mut key = best_key;
+        for (b, bucket) in self.list.iter_mut().enumerate() {
+            let head = loop {
+                let Some(Reverse((_, i))) = bucket.heap.peek() else { break None };
+                let i = *i;
+                if book.rules_hold(slots, i) {
+                    break Some(i);
+                }
+                bucket.heap.pop();
+            };
+            let Some(i) = head else { continue };
+            let Some(Reverse((inline, _))) = bucket.heap.peek() else { continue };
+            for (k, part) in self.parts.iter().enumerate() {
+                key[k] = match *part {
+                    Part::Bucket(n) => spread.tasks[n][bucket.values[n] as usize],
+                    Part::Instance(n) => inline[n],
+                };
+            }
+            let better = match found {
+                None => true,
+                Some((_, j)) => match key[..keys.len()].cmp(&best_key[..keys.len()]) {
+                    Ordering::Less => true,
+                    Ordering::Equal => i < j,
+                    Ordering::Greater => false,
+                },
+            };
+            if better {
+                found = Some((b, i));
+                best_key = key;
+            }
+        }
+        let (b, i) = found?;
+        self.chosen = b;
+        Some(i)
+    }
+
+    /// Puts instance `i`, which just took a task from the chosen bucket, back in its place
+    /// if it can take another.
+    fn took(&mut self, i: usize, book: &Rulebook<'_>, slots: &[Slot], keys: &[Key]) {
+        let bucket = &mut self.list[self.chosen];
+        let popped = bucket.heap.pop();
+        debug_assert_eq!(popped.map(|Reverse((_, j))| j), Some(i), "the chosen instance heads its bucket");
+        if book.fits(&slots[i]) && slots[i].rules != Verdict::Fail {
+            bucket.heap.push(Reverse((instance_key(keys, &slots[i]), i)));
+        }
+    }
+}
+
+/// The instance-level components of a candidate's key, in the order of `keys`.
+fn instance_key(keys: &[Key], slot: &Slot) -> [i64; INSTANCE_KEYS] {
+    let mut out = [0; INSTANCE_KEYS];
+    let mut n = 0;
+    for key in keys {
+        let value = match key {
+            Key::Cpu => slot.cpu,
+            Key::Memory => slot.memory,
+            Key::GroupTasksOnInstance => i64::from(slot.group_tasks),
+            Key::GroupTasksWithValue(_) => continue,
+        };
+        out[n] = value;
+        n += 1;
+    }
+    out
+}
+
 impl Rulebook<'_> {
+    /// Whether the task's resources and ports fit the instance as planned, and it is not
+    /// known to break a rule.
+    fn fits(&self, slot: &Slot) -> bool {
+        slot.cpu >= self.task.cpu && slot.memory >= self.task.memory && slot.ports_free && slot.rules != Verdict::Fail
+    }
+
     /// Does instance `i`, with the tasks this plan has put on it, satisfy the required
     /// attributes and every constraint? Evaluated on first use and remembered in its slot:
     /// only a placement on `i` can change the answer, and [`Board::take`] refreshes it.
-    fn rules_hold(&self, slots: &mut [Slot], i: usize) -> bool {
-        if slots[i].rules == Rules::Unknown {
+    fn rules_hold(&mut self, slots: &mut [Slot], i: usize) -> bool {
+        if slots[i].rules == Verdict::Unknown {
             let instance = &self.instances[i];
-            let hold = self.task.required_attributes.iter().all(|a| instance.attributes.contains_key(a))
-                && self.constraints.iter().all(|c| self.holds(c, slots, i));
-            slots[i].rules = if hold { Rules::Hold } else { Rules::Fail };
+            let mut hold = self.task.required_attributes.iter().all(|a| instance.attributes.contains_key(a));
+            for (n, c) in self.constraints.iter().enumerate() {
+                if !hold {
+                    break;
+                }
+                hold = match self.verdicts[n].as_ref().map(|kept| kept[i]) {
+                    Some(Verdict::Hold) => true,
+                    Some(Verdict::Fail) => false,
+                    _ => {
+                        let h = self.holds(c, slots, i);
+                        if let Some(kept) = self.verdicts[n].as_mut() {
+                            kept[i] = if h { Verdict::Hold } else { Verdict::Fail };
+                        }
+                        h
+                    }
+                };
+            }
+            slots[i].rules = if hold { Verdict::Hold } else { Verdict::Fail };
         }
-        slots[i].rules == Rules::Hold
+        slots[i].rules == Verdict::Hold
     }
 
     fn holds(&self, c: &Constraint, slots: &[Slot], i: usize) -> bool {
@@ -410,15 +639,8 @@ fn key_value(key: Key, slot: &Slot, i: usize, spread: &Spread<'_>) -> i64 {
         Key::Cpu => slot.cpu,
         Key::Memory => slot.memory,
         Key::GroupTasksOnInstance => i64::from(slot.group_tasks),
-        Key::GroupTasksWithValue(n) => spread.tasks[n][spread.values[i * spread.names.len() + n] as usize],
+        Key::GroupTasksWithValue(n) => spread.tasks[n][spread.of[n][i] as usize],
     }
-}
-
-/// How many of `groups` equal `group`. This runs over every task in the snapshot on each
-/// call, so it avoids touching a name's bytes when the lengths differ.
-fn tasks_of_group(groups: &[String], group: &str) -> u32 {
-    let n = groups.iter().filter(|g| same(g, group)).count();
-    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// An instance as the query language sees it after this plan put `placed` tasks of

@@ -411,13 +411,6 @@ impl Facts for Instance {
     }
 }
 
-/// String equality that rejects most unequal strings without a call to `memcmp`:
-/// lengths first, then the last byte, where names that share a prefix tend to differ.
-#[inline]
-pub(crate) fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
-}
-
 /// Canonical text that parses back to an equal expression: symbol operators, literals
 /// quoted only when they must be, and parentheses only where the grammar needs them (an
 /// operand that binds looser than its operator, or a right operand of the same operator).

@@ -16,7 +16,7 @@ use super::Failure;
 use crate::agents::Agents;
 use crate::ecs::Ecs;
 use crate::error::{Error, NotFoundKind, Result};
-use crate::state::{State, Touched};
+use crate::state::{InstanceLoad, State, Touched};
 use crate::Caller;
 use crate::Ops;
 use crate::{Page, Txn};
@@ -85,30 +85,53 @@ pub(crate) fn cluster_views(
     scope: &Scope,
     cluster: &ClusterName,
 ) -> HashMap<String, InstanceView> {
-    let mut views: HashMap<String, InstanceView> = state
+    let mut custom = custom_attributes(state, scope, cluster);
+    state
         .cluster_instances(scope, cluster)
         .map(|i| {
-            let mut view = InstanceView {
-                instance: i.clone(),
-                remaining: i.registered.clone(),
-                running_tasks: 0,
-                pending_tasks: 0,
-                agent_connected: agents.connected(&i.arn().to_string()),
-                custom_attributes: Vec::new(),
-                task_groups: Vec::new(),
-            };
-            if let Some(load) = state.instance_load(scope, cluster, &i.id) {
-                view.remaining.cpu -= load.cpu;
-                view.remaining.memory -= load.memory;
-                view.remaining.ports_tcp.extend(&load.ports_tcp);
-                view.remaining.ports_udp.extend(&load.ports_udp);
-                view.task_groups.clone_from(&load.task_groups);
-                view.running_tasks = load.running;
-                view.pending_tasks = load.pending;
-            }
+            let load = state.instance_load(scope, cluster, &i.id);
+            let connected = agents.connected(&i.arn().to_string());
+            let view = instance_view(i, load, connected, custom.remove(i.id.as_str()).unwrap_or_default());
             (i.id.clone(), view)
         })
-        .collect();
+        .collect()
+}
+
+/// One instance's view: its registered resources less its load.
+pub(crate) fn instance_view(
+    instance: &Arc<ContainerInstance>,
+    load: Option<&InstanceLoad>,
+    agent_connected: bool,
+    custom_attributes: Vec<(String, Option<String>)>,
+) -> InstanceView {
+    let mut view = InstanceView {
+        instance: instance.clone(),
+        remaining: instance.registered.clone(),
+        running_tasks: 0,
+        pending_tasks: 0,
+        agent_connected,
+        custom_attributes,
+        task_groups: Vec::new(),
+    };
+    if let Some(load) = load {
+        view.remaining.cpu -= load.cpu;
+        view.remaining.memory -= load.memory;
+        view.remaining.ports_tcp.extend(&load.ports_tcp);
+        view.remaining.ports_udp.extend(&load.ports_udp);
+        view.task_groups.clone_from(&load.task_groups);
+        view.running_tasks = load.running;
+        view.pending_tasks = load.pending;
+    }
+    view
+}
+
+/// The custom attributes (PutAttributes) of a cluster's instances, by instance id.
+pub(crate) fn custom_attributes<'a>(
+    state: &'a State,
+    scope: &Scope,
+    cluster: &ClusterName,
+) -> HashMap<&'a str, Vec<(String, Option<String>)>> {
+    let mut custom: HashMap<&str, Vec<_>> = HashMap::new();
     let lo = (scope.clone(), cluster.clone(), String::new(), String::new());
     for ((s, c, target, _), a) in state.attributes.range(lo..) {
         if s != scope || c != cluster {
@@ -116,11 +139,9 @@ pub(crate) fn cluster_views(
         }
         // Attributes name their target by ARN or by id.
         let id = target.rsplit('/').next().unwrap_or(target);
-        if let Some(v) = views.get_mut(id) {
-            v.custom_attributes.push((a.attribute.name.clone(), a.attribute.value.clone()));
-        }
+        custom.entry(id).or_default().push((a.attribute.name.clone(), a.attribute.value.clone()));
     }
-    views
+    custom
 }
 
 /// The views of the account's Fargate capacity: the instances of the Fargate pool, less

@@ -27,6 +27,7 @@ use model::{Scope, Timestamp};
 
 use super::instances::{cluster_views, InstanceView};
 use super::tasks::{random_hex, uuid};
+use super::placement::{self, Placements};
 use super::{awsvpc, fargate, Failure};
 use crate::agents::Agents;
 use crate::state::{State, Touched};
@@ -53,7 +54,11 @@ pub(crate) struct Launch<'a> {
 pub(crate) enum Hosts<'a> {
     /// Any of these container instances, as the scheduler chooses under these rules.
     Scheduled {
+        /// In id order.
         candidates: Vec<Arc<ContainerInstance>>,
+        /// The candidates are every live instance of the cluster (RunTask, a service's
+        /// launch), so the cluster's kept placement index serves.
+        whole_cluster: bool,
         constraints: &'a [scheduler::Constraint],
         strategies: &'a [scheduler::Strategy],
     },
@@ -90,15 +95,29 @@ pub(crate) struct Launched {
 }
 
 /// Places and records the tasks `l` asks for.
-pub(crate) fn launch(agents: &Agents, state: &mut State, l: &Launch<'_>, rng: &mut impl Rng) -> Launched {
+pub(crate) fn launch(
+    (agents, placements): (&Agents, &Placements),
+    state: &mut State,
+    l: &Launch<'_>,
+    rng: &mut impl Rng,
+) -> Launched {
     let reserved = reservation(l.td, l.overrides);
     match &l.hosts {
         Hosts::Fargate { strategy, running } => launch_fargate(agents, state, l, &reserved, strategy, running, rng),
-        Hosts::Scheduled { candidates, constraints, strategies } => {
-            let (candidates, instances) = snapshot(agents, state, l, candidates);
-            let plan = scheduler::place(&instances, &needs(l, &reserved), l.count, constraints, strategies, &mut *rng);
+        Hosts::Scheduled { candidates, whole_cluster, constraints, strategies } => {
+            let request = placement::Request {
+                scope: l.scope,
+                cluster: l.cluster,
+                candidates,
+                whole_cluster: *whole_cluster,
+                needs: &needs(l, &reserved),
+                count: l.count,
+                constraints,
+                strategies,
+            };
+            let plan = placements.place(agents, state, &request, &mut *rng);
             let unplaced = plan.failures.into_iter().map(unplaced).collect();
-            launch_on(state, l, &reserved, &candidates, &plan.placements, unplaced, rng)
+            launch_on(state, l, &reserved, candidates, &plan.placements, unplaced, rng)
         }
         Hosts::EachOf(candidates) => {
             let (candidates, instances) = snapshot(agents, state, l, candidates);

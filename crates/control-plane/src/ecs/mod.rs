@@ -37,6 +37,7 @@ pub mod clusters;
 pub(crate) mod fargate;
 pub mod instances;
 pub(crate) mod launch;
+pub(crate) mod placement;
 #[cfg(test)]
 mod mirror_tests;
 pub mod reaper;

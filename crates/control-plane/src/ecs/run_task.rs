@@ -72,6 +72,7 @@ impl Ops<'_, Ecs> {
         }
         let scope = caller.scope.clone();
         let agents = self.agents.clone();
+        let placements = self.placements.clone();
         let network = self.elb.network(&scope);
         let seed: u64 = rand::thread_rng().gen();
         let (tasks, failures) = self
@@ -108,7 +109,7 @@ impl Ops<'_, Ecs> {
                     on_no_address: NoAddress::FailTask,
                     now: txn.now,
                 };
-                let launched = launch::launch(&agents, txn.state, &order, &mut rng);
+                let launched = launch::launch((&agents, &placements), txn.state, &order, &mut rng);
                 for t in launched.touched {
                     txn.touch(t);
                 }
@@ -272,7 +273,7 @@ fn hosts_for<'a>(
     Ok(match req.instances {
         // StartTask: one task on each named instance, if it fits.
         Some(_) => Hosts::EachOf(candidates),
-        None => Hosts::Scheduled { candidates, constraints, strategies },
+        None => Hosts::Scheduled { candidates, whole_cluster: true, constraints, strategies },
     })
 }
 

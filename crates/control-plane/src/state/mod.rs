@@ -666,6 +666,21 @@ impl State {
         self.instance_loads.get(&(scope.clone(), cluster.clone(), id.to_string())).map(|l| l.as_ref())
     }
 
+    /// The loads of one cluster's instances, in instance id order; an instance that no
+    /// task holds resources on has none. Each load is a new `Arc` when it changes.
+    pub fn cluster_loads<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &ClusterName,
+    ) -> impl Iterator<Item = (&'a str, &'a Arc<InstanceLoad>)> + 'a {
+        let lo = (scope.clone(), cluster.clone(), String::new());
+        let (s, c) = (scope.clone(), cluster.clone());
+        self.instance_loads
+            .range(lo..)
+            .take_while(move |((ks, kc, _), _)| *ks == s && *kc == c)
+            .map(|((_, _, id), load)| (id.as_str(), load))
+    }
+
     /// Panics unless `task_groups` holds exactly the tasks, each under its group, and
     /// `instance_loads` adds up what they hold (tests call it after their writes).
     #[cfg(test)]

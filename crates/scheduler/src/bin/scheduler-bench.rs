@@ -4,10 +4,14 @@
 //! second and the process's peak resident memory. A benchmark, not a test: it asserts
 //! nothing.
 //!
-//! Usage: `scheduler-bench [--uniform-names] [BATCH...]` (default batches `10 1000`). Each
-//! batch size is one run on a fresh cluster: 10 is a RunTask call's maximum count, 1000 a
-//! service scaling up at once. `--uniform-names` names the services `svc-00`..`svc-19`,
-//! all of one length, the worst case for counting a group's tasks.
+//! Usage: `scheduler-bench [--uniform-names] [--rebuild] [--random] [BATCH...]` (default
+//! batches `10 1000`). Each batch size is one run on a fresh cluster: 10 is a RunTask
+//! call's maximum count, 1000 a service scaling up at once. The placement index
+//! (`scheduler::Cluster`) is kept across calls and told of each placement, as a caller
+//! that keeps it does; `--rebuild` builds it afresh from the instances for every call
+//! instead (what a caller holding only a snapshot pays). `--uniform-names` names the
+//! services `svc-00`..`svc-19`, all of one length. `--random` places with ECS's RunTask
+//! default, `random`, instead of the spread and binpack strategies.
 
 #![allow(clippy::print_stdout)] // Printing its figures is what a benchmark is for.
 
@@ -16,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use scheduler::{parse_constraint, parse_strategy, place, Instance, TaskNeeds};
+use scheduler::{parse_constraint, parse_strategy, Cluster, Instance, Strategy, TaskNeeds};
 
 const INSTANCES: usize = 5_000;
 const TASKS: usize = 100_000;
@@ -61,6 +65,8 @@ const SIZES: [(i64, i64); 5] = [(32, 128), (64, 256), (128, 256), (64, 512), (32
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let uniform = args.iter().any(|a| a == "--uniform-names");
+    let rebuild = args.iter().any(|a| a == "--rebuild");
+    let random = args.iter().any(|a| a == "--random");
     let mut batches: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     if batches.is_empty() {
         batches = vec![10, 1000];
@@ -72,16 +78,26 @@ fn main() {
         .collect();
     println!("scheduler-bench: {INSTANCES} instances, {TASKS} tasks of {} services", names.len());
     println!("  constraint memberOf(attribute:ecs.instance-type =~ t3.*)");
-    println!("  strategies spread(attribute:ecs.availability-zone), binpack(memory)");
+    let strategies = if random {
+        println!("  strategy random");
+        vec![Strategy::Random]
+    } else {
+        println!("  strategies spread(attribute:ecs.availability-zone), binpack(memory)");
+        vec![
+            parse_strategy("spread", Some("attribute:ecs.availability-zone")).expect("valid"),
+            parse_strategy("binpack", Some("memory")).expect("valid"),
+        ]
+    };
+    println!("  placement index {}", if rebuild { "rebuilt for every call" } else { "kept across calls" });
     for batch in batches.into_iter().filter(|&b| b > 0) {
-        run(batch, &names);
+        run(batch, &names, &strategies, rebuild);
     }
     println!("peak resident memory (VmHWM): {}", peak_memory().unwrap_or_else(|| "unknown".to_owned()));
 }
 
-fn run(batch: usize, names: &[String]) {
+fn run(batch: usize, names: &[String], strategies: &[Strategy], rebuild: bool) {
     let mut rng = StdRng::seed_from_u64(2024);
-    let mut instances = cluster(&mut rng);
+    let mut index = Cluster::new(cluster(&mut rng));
     let services: Vec<TaskNeeds> = names
         .iter()
         .enumerate()
@@ -93,10 +109,6 @@ fn run(batch: usize, names: &[String]) {
         })
         .collect();
     let constraints = [parse_constraint("memberOf", Some("attribute:ecs.instance-type =~ t3.*")).expect("valid")];
-    let strategies = [
-        parse_strategy("spread", Some("attribute:ecs.availability-zone")).expect("valid"),
-        parse_strategy("binpack", Some("memory")).expect("valid"),
-    ];
 
     let mut placed = 0;
     let mut calls = 0usize;
@@ -107,7 +119,10 @@ fn run(batch: usize, names: &[String]) {
         let service = calls % services.len();
         let task = &services[service];
         let t = Instant::now();
-        let plan = place(&instances, task, batch.min(TASKS - placed), &constraints, &strategies, &mut rng);
+        if rebuild {
+            index = Cluster::new(index.instances().to_vec());
+        }
+        let plan = index.place(task, batch.min(TASKS - placed), &constraints, strategies, &mut rng);
         in_place += t.elapsed();
         calls += 1;
         if plan.placements.is_empty() {
@@ -116,19 +131,15 @@ fn run(batch: usize, names: &[String]) {
         }
         // Feed the plan back, as the control plane would once the tasks are recorded.
         for &i in &plan.placements {
-            let instance = &mut instances[i];
-            instance.remaining_cpu -= task.cpu;
-            instance.remaining_memory -= task.memory;
-            instance.running_tasks_count += 1;
-            instance.task_groups.push(task.group.clone());
-            let zone = instance.attributes["ecs.availability-zone"].as_deref().unwrap_or("-");
+            index.record(i, task);
+            let zone = index.instances()[i].attributes["ecs.availability-zone"].as_deref().unwrap_or("-");
             *per_zone.entry((service, ZONES.iter().find(|z| **z == zone).copied().unwrap_or("-"))).or_default() += 1;
         }
         placed += plan.placements.len();
     }
     let total = started.elapsed();
 
-    let used = instances.iter().filter(|i| i.running_tasks_count > 0).count();
+    let used = index.instances().iter().filter(|i| i.running_tasks_count > 0).count();
     let worst_skew = (0..services.len())
         .map(|s| {
             let counts: Vec<usize> = ZONES.iter().map(|z| per_zone.get(&(s, *z)).copied().unwrap_or(0)).collect();

@@ -5,6 +5,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::*;
+use crate::Cluster;
 use crate::{parse_constraint, parse_strategy};
 
 const GROUP: &str = "family:web";
@@ -308,4 +309,110 @@ fn a_draining_instances_tasks_do_not_count_for_spread() {
     let zone = strategy("spread", "attribute:ecs.availability-zone");
     let plan = run(&instances, &task(1, 1), 2, &[], &[zone]);
     assert_eq!(plan.placements, [1, 2]);
+}
+
+/// A cluster of `n` instances drawn from `seed`: three zones, four instance types, some
+/// tasks of three groups, a few instances full, disconnected, draining or holding port 80.
+fn varied(n: usize, seed: u64) -> Vec<Instance> {
+    use rand::Rng;
+    let mut r = StdRng::seed_from_u64(seed);
+    let zones = ["us-east-1a", "us-east-1b", "us-east-1c"];
+    let types = ["t3.small", "t3.large", "m5.large", "c5.xlarge"];
+    (0..n)
+        .map(|i| {
+            let mut inst = node(i, zones[r.gen_range(0..3)], r.gen_range(0..6) * 512, r.gen_range(0..6) * 1024);
+            inst.attributes.insert("ecs.instance-type".into(), Some(types[r.gen_range(0..4)].into()));
+            if r.gen_bool(0.3) {
+                inst.attributes.insert("stack".into(), Some(["prod", "dev"][r.gen_range(0..2)].into()));
+            }
+            for group in [GROUP, "family:db", "service:api"] {
+                inst = with_tasks(inst, group, r.gen_range(0..3));
+            }
+            inst.agent_connected = !r.gen_bool(0.05);
+            inst.draining = r.gen_bool(0.05);
+            if r.gen_bool(0.2) {
+                inst.used_ports_tcp.insert(80);
+            }
+            inst
+        })
+        .collect()
+}
+
+#[test]
+fn buckets_choose_exactly_what_a_scan_of_every_candidate_chooses() {
+    let orders: Vec<Vec<Strategy>> = vec![
+        vec![strategy("spread", "attribute:ecs.availability-zone"), strategy("binpack", "memory")],
+        vec![strategy("binpack", "cpu")],
+        vec![strategy("spread", "instanceId")],
+        vec![strategy("binpack", "memory"), strategy("spread", "attribute:ecs.availability-zone")],
+        vec![
+            strategy("spread", "attribute:ecs.availability-zone"),
+            strategy("spread", "attribute:ecs.instance-type"),
+            strategy("binpack", "cpu"),
+        ],
+        vec![strategy("spread", "attribute:stack"), strategy("spread", "instanceId"), strategy("binpack", "memory")],
+    ];
+    let rules: Vec<Vec<Constraint>> = vec![
+        vec![],
+        vec![member_of("attribute:ecs.instance-type =~ t3.*")],
+        vec![Constraint::DistinctInstance],
+        vec![member_of("not(task:group == family:db) and attribute:stack != dev")],
+        vec![member_of("runningTasksCount < 5")],
+    ];
+    let mut compared = 0;
+    for seed in 0..12 {
+        let instances = varied(150, seed);
+        for strategies in &orders {
+            for constraints in &rules {
+                for (count, mut needs) in [(40, task(128, 256)), (7, task(512, 1024)), (300, task(64, 64))] {
+                    if seed % 3 == 0 {
+                        needs.static_ports_tcp = vec![80];
+                    }
+                    let by = |selection| {
+                        Cluster::new(instances.clone()).place_by(&needs, count, constraints, strategies, &mut rng(), selection)
+                    };
+                    let (fast, scan) = (by(Selection::Fastest), by(Selection::Scan));
+                    assert_eq!(fast, scan, "seed {seed}, {strategies:?}, {constraints:?}, {count} tasks");
+                    compared += fast.placements.len();
+                }
+            }
+        }
+    }
+    assert!(compared > 10_000, "the cases place enough tasks to compare: {compared}");
+}
+
+#[test]
+fn an_index_kept_across_calls_places_as_one_built_from_the_instances() {
+    let strategies = [strategy("spread", "attribute:ecs.availability-zone"), strategy("binpack", "memory")];
+    let constraints = [member_of("attribute:ecs.instance-type =~ t3.* or attribute:stack == prod")];
+    let mut kept = Cluster::new(varied(120, 99));
+    let mut placed: Vec<(usize, TaskNeeds)> = Vec::new();
+    for round in 0..60 {
+        let mut needs = task(64 * (1 + round % 3), 128);
+        needs.group = ["family:web", "service:api", "family:db"][round as usize % 3].into();
+        let fresh = Cluster::new(kept.instances().to_vec()).place(&needs, 5, &constraints, &strategies, &mut rng());
+        let plan = kept.place(&needs, 5, &constraints, &strategies, &mut rng());
+        assert_eq!(plan, fresh, "round {round}");
+        for &i in &plan.placements {
+            kept.record(i, &needs);
+            placed.push((i, needs.clone()));
+        }
+        // Tasks stop, and instances change under the kept verdicts and values.
+        if round % 4 == 3 {
+            let (i, needs) = placed.remove(placed.len() / 2);
+            kept.release(i, &needs);
+        }
+        if round % 5 == 4 {
+            let i = (round as usize * 7) % kept.instances().len();
+            let mut changed = kept.instances()[i].clone();
+            let kind = if round % 10 == 4 { "t3.medium" } else { "m5.large" };
+            changed.attributes.insert("ecs.instance-type".into(), Some(kind.into()));
+            changed.attributes.insert("ecs.availability-zone".into(), Some(format!("us-east-1{}", round % 4)));
+            kept.set(i, changed);
+        }
+        if round == 30 {
+            kept.push(node(500, "us-east-1z", 1 << 16, 1 << 16));
+        }
+    }
+    assert!(!placed.is_empty());
 }

@@ -54,6 +54,7 @@ use model::Timestamp;
 use super::targets::{self, Health, LbHealth, TaskTarget};
 use super::ServiceKey;
 use crate::agents::Agents;
+use crate::ecs::placement::Placements;
 use crate::ec2::{Network, NetworkConfig};
 use crate::ecs::instances::cluster_views;
 use crate::ecs::launch::{self, placement_instance, Hosts, Launch, NoAddress};
@@ -73,6 +74,7 @@ pub(crate) struct Pass<'a> {
     pub changed: Vec<Task>,
     pub now: Timestamp,
     agents: &'a Agents,
+    placements: &'a Placements,
     /// Container instance ARNs whose agent has been gone longer than the grace.
     lost: &'a HashSet<String>,
     grace_seconds: u64,
@@ -99,6 +101,7 @@ pub(crate) fn instances_by_id(state: &State) -> InstancesById {
 #[derive(Clone, Copy)]
 pub(crate) struct Facts<'a> {
     pub agents: &'a Agents,
+    pub placements: &'a Placements,
     pub lost: &'a HashSet<String>,
     pub grace: Duration,
     pub seen: &'a SeenRunning,
@@ -116,6 +119,7 @@ impl<'a> Pass<'a> {
             changed: Vec::new(),
             now,
             agents: facts.agents,
+            placements: facts.placements,
             lost: facts.lost,
             grace_seconds: facts.grace.as_secs(),
             seen: facts.seen,
@@ -869,7 +873,7 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
             .into_iter()
             .filter(|i| only.is_none_or(|id| i.id == id))
             .collect();
-        Hosts::Scheduled { candidates, constraints: &constraints, strategies: &strategies }
+        Hosts::Scheduled { candidates, whole_cluster: only.is_none(), constraints: &constraints, strategies: &strategies }
     };
     let order = Launch {
         scope: &svc.scope,
@@ -885,7 +889,7 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
         on_no_address: NoAddress::Stop,
         now: pass.now,
     };
-    let launched = launch::launch(pass.agents, pass.state, &order, &mut pass.rng);
+    let launched = launch::launch((pass.agents, pass.placements), pass.state, &order, &mut pass.rng);
     pass.touched.extend(launched.touched);
     pass.changed.extend(launched.tasks.iter().cloned());
     let ids: Vec<String> = launched.tasks.iter().map(|t| t.id.clone()).collect();
@@ -1141,6 +1145,7 @@ impl ControlPlane {
                 }
                 let facts = Facts {
                     agents: &self.agents,
+                    placements: &self.placements,
                     lost: &lost,
                     grace,
                     seen: &seen,
@@ -1163,12 +1168,14 @@ impl ControlPlane {
             return Ok(());
         }
         let agents = self.agents.clone();
+        let placements = self.placements.clone();
         let seed: u64 = rand::thread_rng().gen();
         let (changed, targets_changed) = self
             .write(move |txn| {
                 let by_id = instances_by_id(txn.state);
                 let facts = Facts {
                     agents: &agents,
+                    placements: &placements,
                     lost: &lost,
                     grace,
                     seen: &seen,
