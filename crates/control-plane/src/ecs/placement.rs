@@ -232,7 +232,7 @@ mod tests {
                     placed += cp.ecs().run_task(&caller, req).await.unwrap().0.len();
                 }
                 3 => {
-                    let value = ["prod", "dev"][step % 2].to_string();
+                    let value = ["prod", "dev"][rng.gen_range(0..2)].to_string();
                     let attr = Attribute {
                         name: "stack".into(),
                         value: Some(value),
