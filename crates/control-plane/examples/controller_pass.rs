@@ -6,7 +6,9 @@
 //! services of `BENCH_TASKS` tasks each, all in one cluster, placed by the controller
 //! itself and reported RUNNING as agents report them. Then times `BENCH_PASSES` passes
 //! one after another, and runs the controller's own loop for `BENCH_IDLE_SECONDS`,
-//! reading the process's CPU time before and after. Run by `bench/controller.sh`.
+//! reading the process's CPU time before and after. Last, `BENCH_RUNTASKS` RunTask calls
+//! of 10 tasks each on that cluster, one after another (placement and the durable commit).
+//! Run by `bench/controller.sh`.
 
 // A benchmark's report is its output.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use agent_protocol::TaskReport;
 use control_plane::ecs::instances::NewInstance;
+use control_plane::ecs::run_task::TaskRequest as RunTask;
 use control_plane::ecs::services::ServiceSpec;
 use control_plane::{Caller, ControlPlane};
 use futures_util::stream::{self, StreamExt};
@@ -180,6 +183,30 @@ async fn main() {
     controller.await.expect("the controller");
     let idle = (cpu_time() - before).as_secs_f64() / idle_seconds as f64 * 100.0;
 
+    // RunTask calls of RunTask's most, 10 tasks, on the busy cluster, one after another:
+    // placement by the cluster's kept index, and each call's durable commit.
+    let calls = setting("BENCH_RUNTASKS", 200);
+    let mut run_took = Vec::with_capacity(calls);
+    let mut placed = 0;
+    let runs_started = Instant::now();
+    for _ in 0..calls {
+        let req = RunTask {
+            task_definition: "web".into(),
+            count: 10,
+            group: Some("family:batch".into()),
+            strategies: vec![
+                ("spread".into(), Some("attribute:ecs.availability-zone".into())),
+                ("binpack".into(), Some("memory".into())),
+            ],
+            ..RunTask::default()
+        };
+        let t = Instant::now();
+        placed += cp.ecs().run_task(&caller, req).await.expect("RunTask").0.len();
+        run_took.push(t.elapsed());
+    }
+    let runs_took = runs_started.elapsed();
+    run_took.sort();
+
     println!("services {services}, tasks {want} ({tasks} a service), instances {instances}, one cluster");
     println!(
         "idle pass ms: p50 {:.1}, p90 {:.1}, max {:.1} ({passes} passes)",
@@ -189,6 +216,14 @@ async fn main() {
     );
     println!("first idle pass (every service decided): {:.1} ms", first.as_secs_f64() * 1e3);
     println!("idle cluster, controller loop running: {idle:.2}% of one CPU over {idle_seconds} s");
+    if calls > 0 {
+        println!(
+            "RunTask of 10 (spread zone, binpack memory) x{calls}: {placed} placed, {:.0} placements/s, call ms p50 {:.2}, p99 {:.2}",
+            placed as f64 / runs_took.as_secs_f64(),
+            percentile(&run_took, 0.5),
+            percentile(&run_took, 0.99)
+        );
+    }
     heartbeats.abort();
     drop(links);
 }

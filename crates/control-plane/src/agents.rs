@@ -25,7 +25,10 @@ struct Link {
 /// The registry of connected agents, keyed by container instance ARN.
 #[derive(Debug)]
 pub struct Agents {
-    links: Mutex<HashMap<String, Link>>,
+    /// By instance ARN. Hashed with foldhash: the ARNs are ours (an agent attaches only
+    /// as an instance this control plane registered), and placement checks every
+    /// instance's link before each launch.
+    links: Mutex<HashMap<String, Link, foldhash::fast::RandomState>>,
     next_connection: Mutex<u64>,
     /// An agent not heard from for this long is shown `agentConnected: false`.
     pub timeout: Duration,
@@ -33,10 +36,10 @@ pub struct Agents {
 
 impl Agents {
     pub fn new(timeout: Duration) -> Self {
-        Agents { links: Mutex::new(HashMap::new()), next_connection: Mutex::new(0), timeout }
+        Agents { links: Mutex::new(HashMap::default()), next_connection: Mutex::new(0), timeout }
     }
 
-    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link>> {
+    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link, foldhash::fast::RandomState>> {
         self.links.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -88,10 +91,9 @@ impl Agents {
     /// [`Agents::connected`] for each of `instances`, in order, under one lock.
     pub fn connected_each<'a>(&self, instances: impl IntoIterator<Item = &'a str>) -> Vec<bool> {
         let links = self.links();
-        instances
-            .into_iter()
-            .map(|i| links.get(i).is_some_and(|l| l.last_seen.elapsed() <= self.timeout && !l.tx.is_closed()))
-            .collect()
+        let now = Instant::now();
+        let live = |l: &Link| now.saturating_duration_since(l.last_seen) <= self.timeout && !l.tx.is_closed();
+        instances.into_iter().map(|i| links.get(i).is_some_and(live)).collect()
     }
 
     /// Pushes changed assignments to the instance's agent, if it is connected. An agent

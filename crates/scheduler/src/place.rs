@@ -518,7 +518,13 @@ impl Buckets {
 
     /// The best candidate that keeps the rules: the best of each bucket's head, after
     /// dropping heads that break a rule.
-    fn best(&mut self, book: &mut Rulebook<'_>, slots: &mut [Slot], keys: &[Key], spread: &Spread<'_>) -> Option<usize> {
+    fn best(
+        &mut self,
+        book: &mut Rulebook<'_>,
+        slots: &mut [Slot],
+        keys: &[Key],
+        spread: &Spread<'_>,
+    ) -> Option<usize> {
         let mut found: Option<(usize, usize)> = None;
         let mut best_key = [0i64; MAX_KEYS];
         let mut key = best_key;

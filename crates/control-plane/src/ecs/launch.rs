@@ -26,8 +26,8 @@ use model::tags::Tags;
 use model::{Scope, Timestamp};
 
 use super::instances::{cluster_views, InstanceView};
-use super::tasks::{random_hex, uuid};
 use super::placement::{self, Placements};
+use super::tasks::{random_hex, uuid};
 use super::{awsvpc, fargate, Failure};
 use crate::agents::Agents;
 use crate::state::{State, Touched};

@@ -37,9 +37,9 @@ pub mod clusters;
 pub(crate) mod fargate;
 pub mod instances;
 pub(crate) mod launch;
-pub(crate) mod placement;
 #[cfg(test)]
 mod mirror_tests;
+pub(crate) mod placement;
 pub mod reaper;
 pub mod run_task;
 pub mod services;

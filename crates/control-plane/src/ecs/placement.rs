@@ -89,36 +89,39 @@ impl Kept {
     /// Brings the index up to date with the candidates as `state` has them.
     fn sync(&mut self, agents: &Agents, state: &State, r: &Request<'_>) {
         let same_members = self.sources.len() == r.candidates.len()
-            && self.sources.iter().zip(r.candidates).all(|(s, c)| s.instance.id == c.id);
+            && self.sources.iter().zip(r.candidates).all(|(s, c)| Arc::ptr_eq(&s.instance, c) || s.instance.id == c.id);
         if !same_members {
             self.sources.clear();
         }
-        let arns: Vec<String> = r
+        // The ARN of each candidate: the kept one while its record is the same.
+        let new_arns: Vec<Option<String>> = r
             .candidates
             .iter()
             .enumerate()
             .map(|(n, c)| match self.sources.get(n) {
-                Some(s) if Arc::ptr_eq(&s.instance, c) => s.arn.clone(),
-                _ => c.arn().to_string(),
+                Some(s) if Arc::ptr_eq(&s.instance, c) => None,
+                _ => Some(c.arn().to_string()),
             })
             .collect();
-        let connected = agents.connected_each(arns.iter().map(String::as_str));
+        let arn = |n: usize| new_arns[n].as_deref().unwrap_or_else(|| &self.sources[n].arn);
+        let connected = agents.connected_each((0..r.candidates.len()).map(arn));
         let mut custom = custom_attributes(state, r.scope, r.cluster);
         // The loads come in instance id order, like the candidates: walk both together.
         let mut loads = state.cluster_loads(r.scope, r.cluster).peekable();
         let mut fresh = Vec::new();
-        for (n, (candidate, arn)) in r.candidates.iter().zip(arns).enumerate() {
+        for (n, (candidate, new_arn)) in r.candidates.iter().zip(new_arns).enumerate() {
             while loads.next_if(|(id, _)| *id < candidate.id.as_str()).is_some() {}
-            let load = loads.next_if(|(id, _)| *id == candidate.id.as_str()).map(|(_, l)| l.clone());
-            let source = Source {
-                instance: candidate.clone(),
-                arn,
-                load,
-                connected: connected[n],
-                custom: custom.remove(candidate.id.as_str()).unwrap_or_default(),
-            };
+            let load = loads.next_if(|(id, _)| *id == candidate.id.as_str()).map(|(_, l)| l);
+            let custom = custom.remove(candidate.id.as_str()).unwrap_or_default();
+            if let Some(kept) = self.sources.get(n) {
+                if kept.matches(candidate, load, connected[n], &custom) {
+                    continue;
+                }
+            }
+            let arn = new_arn.unwrap_or_else(|| self.sources[n].arn.clone());
+            let source =
+                Source { instance: candidate.clone(), arn, load: load.cloned(), connected: connected[n], custom };
             match self.sources.get_mut(n) {
-                Some(kept) if kept.same(&source) => {}
                 Some(kept) => {
                     self.index.set(n, source.build());
                     *kept = source;
@@ -136,15 +139,19 @@ impl Kept {
 }
 
 impl Source {
-    fn same(&self, other: &Source) -> bool {
-        let same_load = match (&self.load, &other.load) {
+    /// Whether this source is what the instance is built from now.
+    fn matches(
+        &self,
+        instance: &Arc<ContainerInstance>,
+        load: Option<&Arc<InstanceLoad>>,
+        connected: bool,
+        custom: &[(String, Option<String>)],
+    ) -> bool {
+        let same_load = match (&self.load, load) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (a, b) => a.is_none() && b.is_none(),
         };
-        Arc::ptr_eq(&self.instance, &other.instance)
-            && same_load
-            && self.connected == other.connected
-            && self.custom == other.custom
+        Arc::ptr_eq(&self.instance, instance) && same_load && self.connected == connected && self.custom == custom
     }
 
     fn build(&self) -> scheduler::Instance {
@@ -251,12 +258,19 @@ mod tests {
                     let view = cp.view();
                     let Some(t) = view.tasks().values().find(|t| t.last_status <= from) else { continue };
                     let report = TaskReport::new(t.arn().to_string(), to);
-                    let at = model::ecs::task::container_instance_arn(&t.scope, &t.cluster, t.container_instance.as_deref().unwrap());
+                    let at = model::ecs::task::container_instance_arn(
+                        &t.scope,
+                        &t.cluster,
+                        t.container_instance.as_deref().unwrap(),
+                    );
                     cp.ecs().report_task_state(&scope, &at.to_string(), report).await.unwrap();
                 }
                 _ if step == 29 => {
                     let drain = vec![arns[i].clone()];
-                    cp.ecs().update_container_instances_state(&caller, None, drain, InstanceStatus::Draining).await.unwrap();
+                    cp.ecs()
+                        .update_container_instances_state(&caller, None, drain, InstanceStatus::Draining)
+                        .await
+                        .unwrap();
                 }
                 _ => match links[i].take() {
                     Some((connection, _rx)) => cp.agents.detach(&arns[i], connection),
@@ -278,7 +292,8 @@ mod tests {
                 };
                 let kept = cp.placements.place(&cp.agents, &state, &r, &mut StdRng::seed_from_u64(step as u64));
                 let afresh = Request { whole_cluster: false, ..r };
-                let fresh = Placements::default().place(&cp.agents, &state, &afresh, &mut StdRng::seed_from_u64(step as u64));
+                let fresh =
+                    Placements::default().place(&cp.agents, &state, &afresh, &mut StdRng::seed_from_u64(step as u64));
                 assert_eq!(kept, fresh, "step {step}: {constraints:?} {strategies:?}");
             }
         }

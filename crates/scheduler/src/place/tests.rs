@@ -369,7 +369,14 @@ fn buckets_choose_exactly_what_a_scan_of_every_candidate_chooses() {
                         needs.static_ports_tcp = vec![80];
                     }
                     let by = |selection| {
-                        Cluster::new(instances.clone()).place_by(&needs, count, constraints, strategies, &mut rng(), selection)
+                        Cluster::new(instances.clone()).place_by(
+                            &needs,
+                            count,
+                            constraints,
+                            strategies,
+                            &mut rng(),
+                            selection,
+                        )
                     };
                     let (fast, scan) = (by(Selection::Fastest), by(Selection::Scan));
                     assert_eq!(fast, scan, "seed {seed}, {strategies:?}, {constraints:?}, {count} tasks");

@@ -54,10 +54,10 @@ use model::Timestamp;
 use super::targets::{self, Health, LbHealth, TaskTarget};
 use super::ServiceKey;
 use crate::agents::Agents;
-use crate::ecs::placement::Placements;
 use crate::ec2::{Network, NetworkConfig};
 use crate::ecs::instances::cluster_views;
 use crate::ecs::launch::{self, placement_instance, Hosts, Launch, NoAddress};
+use crate::ecs::placement::Placements;
 use crate::ecs::{awsvpc, fargate};
 use crate::state::{State, Touched};
 use crate::ControlPlane;
@@ -873,7 +873,12 @@ fn launch(pass: &mut Pass<'_>, svc: &mut Service, count: usize, only: Option<&st
             .into_iter()
             .filter(|i| only.is_none_or(|id| i.id == id))
             .collect();
-        Hosts::Scheduled { candidates, whole_cluster: only.is_none(), constraints: &constraints, strategies: &strategies }
+        Hosts::Scheduled {
+            candidates,
+            whole_cluster: only.is_none(),
+            constraints: &constraints,
+            strategies: &strategies,
+        }
     };
     let order = Launch {
         scope: &svc.scope,
