@@ -85,15 +85,18 @@ impl Agents {
 
     /// Whether the instance's agent is connected and was heard from within the timeout.
     pub fn connected(&self, instance: &str) -> bool {
-        self.connected_each([instance])[0]
+        self.links().get(instance).is_some_and(|l| self.live(l, Instant::now()))
     }
 
     /// [`Agents::connected`] for each of `instances`, in order, under one lock.
     pub fn connected_each<'a>(&self, instances: impl IntoIterator<Item = &'a str>) -> Vec<bool> {
         let links = self.links();
         let now = Instant::now();
-        let live = |l: &Link| now.saturating_duration_since(l.last_seen) <= self.timeout && !l.tx.is_closed();
-        instances.into_iter().map(|i| links.get(i).is_some_and(live)).collect()
+        instances.into_iter().map(|i| links.get(i).is_some_and(|l| self.live(l, now))).collect()
+    }
+
+    fn live(&self, l: &Link, now: Instant) -> bool {
+        now.saturating_duration_since(l.last_seen) <= self.timeout && !l.tx.is_closed()
     }
 
     /// Pushes changed assignments to the instance's agent, if it is connected. An agent

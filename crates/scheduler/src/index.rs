@@ -4,8 +4,8 @@
 //! A call places at most a handful of tasks (RunTask's most is 10) on a cluster of
 //! thousands of instances, so what a call must not do is redo per-instance work whose
 //! answer did not change since the last one. Three things are derived once and then kept
-//! in step by the changes the caller reports ([`Cluster::record`], [`Cluster::release`],
-//! [`Cluster::set`], [`Cluster::push`]):
+//! in step by the changes the caller reports ([`Cluster::record`] for a task it placed,
+//! [`Cluster::set`] for an instance that changed in any other way):
 //!
 //! - each task group's number of tasks on every instance, counted the first time a call
 //!   places a task of the group (`spread` and `distinctInstance` count them; scanning
@@ -30,7 +30,7 @@ use crate::Instance;
 pub struct Cluster {
     pub(crate) instances: Vec<Instance>,
     /// `groups[g][i]`: tasks of group `g` on instance `i`, for the groups a call has asked
-    /// about. A vector may be shorter than the instances; missing entries are zero.
+    /// about.
     pub(crate) groups: HashMap<String, Vec<u32>>,
     /// Attribute values by attribute name, built on first use.
     pub(crate) values: HashMap<String, Values>,
@@ -87,15 +87,7 @@ impl Cluster {
         &self.instances
     }
 
-    /// Adds an instance at the end.
-    pub fn push(&mut self, instance: Instance) {
-        self.instances.push(instance);
-        let i = self.instances.len() - 1;
-        self.count_groups(i, 1);
-        self.refresh(i);
-    }
-
-    /// Replaces instance `i` (its attributes, agent or resources changed).
+    /// Replaces instance `i` (its attributes, agent, resources or tasks changed).
     pub fn set(&mut self, i: usize, instance: Instance) {
         self.count_groups(i, -1);
         self.instances[i] = instance;
@@ -118,22 +110,6 @@ impl Cluster {
         }
     }
 
-    /// Undoes [`Cluster::record`] for a task that stopped.
-    pub fn release(&mut self, i: usize, needs: &crate::TaskNeeds) {
-        let instance = &mut self.instances[i];
-        instance.remaining_cpu += needs.cpu;
-        instance.remaining_memory += needs.memory;
-        needs.static_ports_tcp.iter().for_each(|p| _ = instance.used_ports_tcp.remove(p));
-        needs.static_ports_udp.iter().for_each(|p| _ = instance.used_ports_udp.remove(p));
-        instance.running_tasks_count = instance.running_tasks_count.saturating_sub(1);
-        if let Some(at) = instance.task_groups.iter().position(|g| *g == needs.group) {
-            instance.task_groups.swap_remove(at);
-            if let Some(counts) = self.groups.get_mut(&needs.group) {
-                bump(counts, i, -1);
-            }
-        }
-    }
-
     /// Makes sure the tasks of `group` are counted on every instance.
     pub(crate) fn count_group(&mut self, group: &str) {
         if !self.groups.contains_key(group) {
@@ -142,8 +118,7 @@ impl Cluster {
         }
     }
 
-    /// Tasks of `group` on each instance (shorter than the instances when the last ones
-    /// run none); empty unless [`Cluster::count_group`] counted it.
+    /// Tasks of `group` on each instance; empty unless [`Cluster::count_group`] counted it.
     pub(crate) fn group_counts(&self, group: &str) -> &[u32] {
         self.groups.get(group).map_or(&[], Vec::as_slice)
     }
@@ -169,11 +144,7 @@ impl Cluster {
     fn refresh(&mut self, i: usize) {
         let instance = &self.instances[i];
         for (name, values) in &mut self.values {
-            let v = values.index_of(instance, name);
-            if values.of.len() <= i {
-                values.of.resize(i + 1, 0);
-            }
-            values.of[i] = v;
+            values.of[i] = values.index_of(instance, name);
         }
         for verdicts in self.verdicts.values_mut() {
             if let Some(v) = verdicts.get_mut(i) {
@@ -190,9 +161,6 @@ fn tasks_of_group(groups: &[String], group: &str) -> u32 {
     u32::try_from(groups.iter().filter(same).count()).unwrap_or(u32::MAX)
 }
 
-fn bump(counts: &mut Vec<u32>, i: usize, by: i64) {
-    if counts.len() <= i {
-        counts.resize(i + 1, 0);
-    }
+fn bump(counts: &mut [u32], i: usize, by: i64) {
     counts[i] = u32::try_from((i64::from(counts[i]) + by).max(0)).unwrap_or(u32::MAX);
 }

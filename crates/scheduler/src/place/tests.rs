@@ -404,10 +404,17 @@ fn an_index_kept_across_calls_places_as_one_built_from_the_instances() {
             kept.record(i, &needs);
             placed.push((i, needs.clone()));
         }
-        // Tasks stop, and instances change under the kept verdicts and values.
+        // Tasks stop, and instances change under the kept verdicts and values, as a
+        // caller tells the index: the instance as it is now.
         if round % 4 == 3 {
             let (i, needs) = placed.remove(placed.len() / 2);
-            kept.release(i, &needs);
+            let mut freed = kept.instances()[i].clone();
+            freed.remaining_cpu += needs.cpu;
+            freed.remaining_memory += needs.memory;
+            freed.running_tasks_count -= 1;
+            let at = freed.task_groups.iter().position(|g| *g == needs.group).unwrap();
+            freed.task_groups.swap_remove(at);
+            kept.set(i, freed);
         }
         if round % 5 == 4 {
             let i = (round as usize * 7) % kept.instances().len();
@@ -416,9 +423,6 @@ fn an_index_kept_across_calls_places_as_one_built_from_the_instances() {
             changed.attributes.insert("ecs.instance-type".into(), Some(kind.into()));
             changed.attributes.insert("ecs.availability-zone".into(), Some(format!("us-east-1{}", round % 4)));
             kept.set(i, changed);
-        }
-        if round == 30 {
-            kept.push(node(500, "us-east-1z", 1 << 16, 1 << 16));
         }
     }
     assert!(!placed.is_empty());
